@@ -1,0 +1,144 @@
+//! Batches of chunk work run on the libuv thread pool, answered with a Promise.
+//! Inputs stay referenced (not copied) until the work completes; outputs are Vecs handed to JS
+//! as Buffers without a copy.
+
+use crate::codec::{self, Codec};
+use crate::digest::{self, DigestAlgo};
+use crate::error::{NativeError, Result};
+use crate::js::{self, check};
+use crate::napi::*;
+use std::os::raw::c_void;
+use std::ptr;
+
+#[derive(Clone, Copy)]
+pub enum BatchOp {
+    Compress(Codec, i32),
+    Decompress(Codec, usize),
+    Digest(DigestAlgo),
+}
+
+struct Item {
+    src: *const u8,
+    len: usize,
+    size: Option<usize>,
+}
+
+struct Job {
+    op: BatchOp,
+    items: Vec<Item>,
+    refs: Vec<napi_ref>,
+    outputs: Vec<Vec<u8>>,
+    error: Option<NativeError>,
+    deferred: napi_deferred,
+    work: napi_async_work,
+}
+
+fn run_item(op: BatchOp, src: &[u8], size: Option<usize>) -> Result<Vec<u8>> {
+    match op {
+        BatchOp::Compress(c, level) => codec::compress(c, src, level),
+        BatchOp::Decompress(c, max) => codec::decompress(c, src, size, max),
+        BatchOp::Digest(a) => Ok(digest::digest(a, src).to_vec()),
+    }
+}
+
+unsafe extern "C" fn execute(_env: napi_env, data: *mut c_void) {
+    // a thread-pool thread: no napi_* calls here
+    let job = &mut *(data as *mut Job);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
+        for (i, it) in job.items.iter().enumerate() {
+            let src = if it.len == 0 { &[][..] } else { std::slice::from_raw_parts(it.src, it.len) };
+            let out = run_item(job.op, src, it.size).map_err(|e| e.context(&format!("item {i}")))?;
+            job.outputs.push(out);
+        }
+        Ok(())
+    }));
+    job.error = match r {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(NativeError::Internal("panic in native batch".into())),
+    };
+}
+
+unsafe fn settle(env: napi_env, job: &mut Job) -> Result<napi_value> {
+    if let Some(e) = job.error.take() {
+        return Err(e);
+    }
+    let mut values = Vec::with_capacity(job.outputs.len());
+    for out in job.outputs.drain(..) {
+        values.push(js::new_buffer_owned(env, out)?);
+    }
+    js::new_array(env, &values)
+}
+
+unsafe extern "C" fn complete(env: napi_env, _status: napi_status, data: *mut c_void) {
+    let mut job = Box::from_raw(data as *mut Job);
+    match settle(env, &mut job) {
+        Ok(arr) => napi_resolve_deferred(env, job.deferred, arr),
+        Err(e) => napi_reject_deferred(env, job.deferred, js::error_value(env, &e)),
+    };
+    release(env, &job);
+}
+
+unsafe fn release(env: napi_env, job: &Job) {
+    for r in &job.refs {
+        napi_delete_reference(env, *r);
+    }
+    if !job.work.is_null() {
+        napi_delete_async_work(env, job.work);
+    }
+}
+
+/// Queues `op` over `srcs` (with per-item `sizes` for decompression) and returns the Promise.
+pub unsafe fn queue(env: napi_env, op: BatchOp, srcs: napi_value, sizes: Option<napi_value>) -> Result<napi_value> {
+    let bufs = js::array(env, srcs, "inputs")?;
+    let sizes = match sizes {
+        Some(s) => js::array(env, s, "sizes")?,
+        None => Vec::new(),
+    };
+    if !sizes.is_empty() && sizes.len() != bufs.len() {
+        return crate::error::arg(format!("sizes has {} entries for {} inputs", sizes.len(), bufs.len()));
+    }
+    let mut job = Box::new(Job {
+        op, items: Vec::with_capacity(bufs.len()), refs: Vec::with_capacity(bufs.len()),
+        outputs: Vec::with_capacity(bufs.len()), error: None, deferred: ptr::null_mut(), work: ptr::null_mut(),
+    });
+    let r = fill(env, &mut job, &bufs, &sizes);
+    if let Err(e) = r {
+        release(env, &job);
+        return Err(e);
+    }
+    let mut promise = ptr::null_mut();
+    if let Err(e) = (|| -> Result<()> {
+        check!(napi_create_promise(env, &mut job.deferred, &mut promise), "napi_create_promise");
+        let name = js::new_string(env, "nydusifyNativeBatch")?;
+        check!(napi_create_async_work(env, ptr::null_mut(), name, Some(execute), Some(complete),
+            (&mut *job as *mut Job).cast(), &mut job.work), "napi_create_async_work");
+        Ok(())
+    })() {
+        release(env, &job);
+        return Err(e);
+    }
+    let work = job.work;
+    let raw = Box::into_raw(job);
+    if napi_queue_async_work(env, work) != NAPI_OK {
+        let job = Box::from_raw(raw);
+        release(env, &job);
+        return Err(NativeError::Internal("napi_queue_async_work failed".into()));
+    }
+    Ok(promise)
+}
+
+unsafe fn fill(env: napi_env, job: &mut Job, bufs: &[napi_value], sizes: &[napi_value]) -> Result<()> {
+    for (i, b) in bufs.iter().enumerate() {
+        let src = js::bytes(env, *b, &format!("inputs[{i}]"))?;
+        let size = match sizes.get(i) {
+            Some(s) => js::opt_size(env, *s, &format!("sizes[{i}]"))?,
+            None => None,
+        };
+        let mut r = ptr::null_mut();
+        check!(napi_create_reference(env, *b, 1, &mut r), "napi_create_reference");
+        job.refs.push(r);
+        job.items.push(Item { src: src.as_ptr(), len: src.len(), size });
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! nydusify-native: the Node-API addon behind `src/native/`. Chunk codecs and digests, sync for
+//! worker threads and batched on the libuv pool for the main thread. No napi crates: the Node-API
+//! is declared by hand in `napi.rs`.
+
+mod batch;
+mod codec;
+mod digest;
+mod error;
+mod js;
+mod napi;
+
+use codec::Codec;
+use digest::{DigestAlgo, Hasher};
+use error::{arg, Result};
+use napi::*;
+use std::os::raw::c_void;
+use std::ptr;
+
+/// Output cap for decompression whose size the caller does not know (decompression bombs).
+const DEFAULT_MAX_OUTPUT: usize = 1 << 30;
+
+unsafe fn max_output(env: napi_env, v: napi_value) -> Result<usize> {
+    Ok(js::opt_size(env, v, "maxSize")?.unwrap_or(DEFAULT_MAX_OUTPUT))
+}
+
+unsafe extern "C" fn compress(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [c, src, level] = js::args::<3>(env, info)?;
+        let codec = Codec::parse(&js::string(env, c, "codec")?)?;
+        let out = codec::compress(codec, js::bytes(env, src, "input")?, js::int(env, level, "level")?)?;
+        js::new_buffer_owned(env, out)
+    })
+}
+
+unsafe extern "C" fn decompress(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [c, src, size, max] = js::args::<4>(env, info)?;
+        let codec = Codec::parse(&js::string(env, c, "codec")?)?;
+        let size = js::opt_size(env, size, "size")?;
+        let out = codec::decompress(codec, js::bytes(env, src, "input")?, size, max_output(env, max)?)?;
+        js::new_buffer_owned(env, out)
+    })
+}
+
+unsafe extern "C" fn decompress_into(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [c, src, dst] = js::args::<3>(env, info)?;
+        let codec = Codec::parse(&js::string(env, c, "codec")?)?;
+        let dst = js::bytes(env, dst, "output")?;
+        codec::decompress_into(codec, js::bytes(env, src, "input")?, dst)?;
+        js::new_number(env, dst.len() as f64)
+    })
+}
+
+unsafe extern "C" fn digest(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [a, src] = js::args::<2>(env, info)?;
+        let algo = DigestAlgo::parse(&js::string(env, a, "algorithm")?)?;
+        js::new_buffer_copy(env, &digest::digest(algo, js::bytes(env, src, "input")?))
+    })
+}
+
+unsafe extern "C" fn free_hasher(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    drop(Box::from_raw(data as *mut Hasher));
+}
+
+unsafe fn hasher_arg<'a>(env: napi_env, v: napi_value) -> Result<&'a mut Hasher> {
+    if js::type_of(env, v)? != NAPI_EXTERNAL {
+        return arg("hasher handle expected");
+    }
+    let mut p: *mut c_void = ptr::null_mut();
+    js::check!(napi_get_value_external(env, v, &mut p), "napi_get_value_external");
+    Ok(&mut *(p as *mut Hasher))
+}
+
+unsafe extern "C" fn hasher_create(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [a] = js::args::<1>(env, info)?;
+        let algo = DigestAlgo::parse(&js::string(env, a, "algorithm")?)?;
+        let raw = Box::into_raw(Box::new(Hasher::new(algo)));
+        let mut v = ptr::null_mut();
+        let st = napi_create_external(env, raw.cast(), Some(free_hasher), ptr::null_mut(), &mut v);
+        if st != NAPI_OK {
+            drop(Box::from_raw(raw));
+            return Err(error::NativeError::Internal("napi_create_external failed".into()));
+        }
+        Ok(v)
+    })
+}
+
+unsafe extern "C" fn hasher_update(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h, src] = js::args::<2>(env, info)?;
+        hasher_arg(env, h)?.update(js::bytes(env, src, "input")?)?;
+        js::undefined(env)
+    })
+}
+
+unsafe extern "C" fn hasher_finish(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h] = js::args::<1>(env, info)?;
+        let d = hasher_arg(env, h)?.finish()?;
+        js::new_buffer_copy(env, &d)
+    })
+}
+
+unsafe extern "C" fn compress_batch(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [c, srcs, level] = js::args::<3>(env, info)?;
+        let codec = Codec::parse(&js::string(env, c, "codec")?)?;
+        batch::queue(env, batch::BatchOp::Compress(codec, js::int(env, level, "level")?), srcs, None)
+    })
+}
+
+unsafe extern "C" fn decompress_batch(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [c, srcs, sizes, max] = js::args::<4>(env, info)?;
+        let codec = Codec::parse(&js::string(env, c, "codec")?)?;
+        let sizes = if js::is_nullish(env, sizes)? { None } else { Some(sizes) };
+        batch::queue(env, batch::BatchOp::Decompress(codec, max_output(env, max)?), srcs, sizes)
+    })
+}
+
+unsafe extern "C" fn digest_batch(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [a, srcs] = js::args::<2>(env, info)?;
+        let algo = DigestAlgo::parse(&js::string(env, a, "algorithm")?)?;
+        batch::queue(env, batch::BatchOp::Digest(algo), srcs, None)
+    })
+}
+
+/// Node calls this when `process.dlopen()` loads the addon.
+#[no_mangle]
+pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
+    let functions: [(&str, napi_callback); 10] = [
+        ("compress", Some(compress)),
+        ("decompress", Some(decompress)),
+        ("decompressInto", Some(decompress_into)),
+        ("digest", Some(digest)),
+        ("hasherCreate", Some(hasher_create)),
+        ("hasherUpdate", Some(hasher_update)),
+        ("hasherFinish", Some(hasher_finish)),
+        ("compressBatch", Some(compress_batch)),
+        ("decompressBatch", Some(decompress_batch)),
+        ("digestBatch", Some(digest_batch)),
+    ];
+    js::guard(env, || {
+        for (name, f) in functions {
+            js::export(env, exports, name, f)?;
+        }
+        let v = js::new_string(env, env!("CARGO_PKG_VERSION"))?;
+        let name = std::ffi::CString::new("version").expect("no NUL");
+        js::check!(napi_set_named_property(env, exports, name.as_ptr(), v), "napi_set_named_property");
+        Ok(exports)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn node_api_module_get_api_version_v1() -> i32 {
+    8
+}

@@ -1,0 +1,144 @@
+// The one place that loads the Rust addon (native/). Everything else imports these typed functions.
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Codec = 'zstd' | 'lz4_block' | 'gzip' | 'deflate';
+export type DigestAlgorithm = 'blake3' | 'sha256';
+
+/** Error codes thrown by the addon (as `err.code`). */
+export type NativeErrorCode = 'ERR_NATIVE_ARGUMENT' | 'ERR_NATIVE_CORRUPT' | 'ERR_NATIVE_SIZE' | 'ERR_NATIVE_INTERNAL';
+
+interface Addon {
+  version: string;
+  compress(codec: Codec, src: Uint8Array, level: number): Buffer;
+  decompress(codec: Codec, src: Uint8Array, size?: number, maxSize?: number): Buffer;
+  decompressInto(codec: Codec, src: Uint8Array, dst: Uint8Array): number;
+  digest(algo: DigestAlgorithm, src: Uint8Array): Buffer;
+  hasherCreate(algo: DigestAlgorithm): unknown;
+  hasherUpdate(handle: unknown, src: Uint8Array): void;
+  hasherFinish(handle: unknown): Buffer;
+  compressBatch(codec: Codec, srcs: Uint8Array[], level: number): Promise<Buffer[]>;
+  decompressBatch(codec: Codec, srcs: Uint8Array[], sizes?: (number | undefined)[], maxSize?: number): Promise<Buffer[]>;
+  digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]>;
+}
+
+function addonPath(): string {
+  if (process.env.NYDUSIFY_NATIVE_PATH) return process.env.NYDUSIFY_NATIVE_PATH;
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    throw new Error(`nydusify-ts native module: unsupported platform ${process.platform}-${process.arch}`);
+  }
+  // src/native/index.ts and dist/native/index.js both sit two levels below the repo root
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  return join(root, 'native', 'nydusify-native.linux-x64-gnu.node');
+}
+
+function load(): Addon {
+  const path = addonPath();
+  try {
+    return createRequire(import.meta.url)(path) as Addon;
+  } catch (err) {
+    throw new Error(`cannot load the native module ${path} (run \`npm run build\`): ${(err as Error).message}`);
+  }
+}
+
+const addon = load();
+
+export const nativeVersion = addon.version;
+
+export const DEFAULT_LEVEL: Record<Codec, number> = { zstd: 3, lz4_block: 0, gzip: 6, deflate: 6 };
+
+export function compress(codec: Codec, src: Uint8Array, level = DEFAULT_LEVEL[codec]): Buffer {
+  return addon.compress(codec, src, level);
+}
+
+/**
+ * Decompresses `src`. With `size`, the result must have exactly that length (else ERR_NATIVE_SIZE);
+ * without it, the size comes from the data (zstd frame header) or is grown up to `maxSize`
+ * (default 1 GiB). lz4_block always needs `size`.
+ */
+export function decompress(codec: Codec, src: Uint8Array, opts: { size?: number; maxSize?: number } = {}): Buffer {
+  return addon.decompress(codec, src, opts.size, opts.maxSize);
+}
+
+/** Decompresses into `dst`, which must be exactly the decompressed size; returns that size. */
+export function decompressInto(codec: Codec, src: Uint8Array, dst: Uint8Array): number {
+  return addon.decompressInto(codec, src, dst);
+}
+
+export const zstdCompress = (src: Uint8Array, level = DEFAULT_LEVEL.zstd): Buffer => compress('zstd', src, level);
+export const zstdDecompress = (src: Uint8Array, size?: number): Buffer => decompress('zstd', src, { size });
+export const lz4BlockCompress = (src: Uint8Array): Buffer => compress('lz4_block', src);
+export const lz4BlockDecompress = (src: Uint8Array, size: number): Buffer => decompress('lz4_block', src, { size });
+export const gzipCompress = (src: Uint8Array, level = DEFAULT_LEVEL.gzip): Buffer => compress('gzip', src, level);
+export const gzipDecompress = (src: Uint8Array, size?: number): Buffer => decompress('gzip', src, { size });
+export const deflateRawCompress = (src: Uint8Array, level = DEFAULT_LEVEL.deflate): Buffer => compress('deflate', src, level);
+export const deflateRawDecompress = (src: Uint8Array, size?: number): Buffer => decompress('deflate', src, { size });
+
+/** The raw 32-byte digest. */
+export function digest(algo: DigestAlgorithm, src: Uint8Array): Buffer {
+  return addon.digest(algo, src);
+}
+
+export const blake3Raw = (src: Uint8Array): Buffer => digest('blake3', src);
+export const blake3 = (src: Uint8Array): string => digest('blake3', src).toString('hex');
+export const sha256Raw = (src: Uint8Array): Buffer => digest('sha256', src);
+export const sha256 = (src: Uint8Array): string => digest('sha256', src).toString('hex');
+
+/** Incremental digest of a stream; `digest()` may be called once. */
+export class Hasher {
+  private readonly handle: unknown;
+
+  constructor(readonly algorithm: DigestAlgorithm) {
+    this.handle = addon.hasherCreate(algorithm);
+  }
+
+  update(src: Uint8Array): this {
+    addon.hasherUpdate(this.handle, src);
+    return this;
+  }
+
+  digest(): Buffer {
+    return addon.hasherFinish(this.handle);
+  }
+
+  hexDigest(): string {
+    return this.digest().toString('hex');
+  }
+}
+
+/** How many pool jobs a batch is split into: one per core keeps both cores busy. */
+const batchWays = Math.max(1, availableParallelism());
+
+async function splitBatch<T>(items: T[], run: (part: T[], start: number) => Promise<Buffer[]>): Promise<Buffer[]> {
+  if (items.length === 0) return [];
+  const per = Math.ceil(items.length / Math.min(batchWays, items.length));
+  const parts: Promise<Buffer[]>[] = [];
+  for (let start = 0; start < items.length; start += per) {
+    parts.push(run(items.slice(start, start + per), start).catch((err: Error) => {
+      // the addon numbers items within its part; renumber them within the whole batch
+      err.message = err.message.replace(/^item (\d+):/, (_m, i: string) => `item ${start + Number(i)}:`);
+      throw err;
+    }));
+  }
+  return (await Promise.all(parts)).flat();
+}
+
+/** Compresses every input on the libuv thread pool. */
+export function compressBatch(codec: Codec, srcs: Uint8Array[], level = DEFAULT_LEVEL[codec]): Promise<Buffer[]> {
+  return splitBatch(srcs, (part) => addon.compressBatch(codec, part, level));
+}
+
+/** Decompresses every input on the libuv thread pool; `sizes[i]` is required for lz4_block. */
+export function decompressBatch(codec: Codec, srcs: Uint8Array[], sizes?: (number | undefined)[], maxSize?: number): Promise<Buffer[]> {
+  if (sizes && sizes.length !== srcs.length) {
+    return Promise.reject(new RangeError(`sizes has ${sizes.length} entries for ${srcs.length} inputs`));
+  }
+  return splitBatch(srcs, (part, start) => addon.decompressBatch(codec, part, sizes?.slice(start, start + part.length), maxSize));
+}
+
+/** Raw digests of every input, computed on the libuv thread pool. */
+export function digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]> {
+  return splitBatch(srcs, (part) => addon.digestBatch(algo, part));
+}
