@@ -8,11 +8,13 @@ mod digest;
 mod error;
 mod js;
 mod napi;
+mod zstd_stream;
 
 use codec::Codec;
 use digest::{DigestAlgo, Hasher};
 use error::{arg, Result};
 use napi::*;
+use zstd_stream::ZstdStream;
 use std::os::raw::c_void;
 use std::ptr;
 
@@ -129,10 +131,52 @@ unsafe extern "C" fn digest_batch(env: napi_env, info: napi_callback_info) -> na
     })
 }
 
+unsafe extern "C" fn free_zstd_stream(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    drop(Box::from_raw(data as *mut ZstdStream));
+}
+
+unsafe fn zstd_stream_arg<'a>(env: napi_env, v: napi_value) -> Result<&'a mut ZstdStream> {
+    if js::type_of(env, v)? != NAPI_EXTERNAL {
+        return arg("zstd stream handle expected");
+    }
+    let mut p: *mut c_void = ptr::null_mut();
+    js::check!(napi_get_value_external(env, v, &mut p), "napi_get_value_external");
+    Ok(&mut *(p as *mut ZstdStream))
+}
+
+unsafe extern "C" fn zstd_stream_create(env: napi_env, _info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let raw = Box::into_raw(Box::new(ZstdStream::new()?));
+        let mut v = ptr::null_mut();
+        let st = napi_create_external(env, raw.cast(), Some(free_zstd_stream), ptr::null_mut(), &mut v);
+        if st != NAPI_OK {
+            drop(Box::from_raw(raw));
+            return Err(error::NativeError::Internal("napi_create_external failed".into()));
+        }
+        Ok(v)
+    })
+}
+
+unsafe extern "C" fn zstd_stream_push(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h, src] = js::args::<2>(env, info)?;
+        let out = zstd_stream_arg(env, h)?.push(js::bytes(env, src, "input")?)?;
+        js::new_buffer_owned(env, out)
+    })
+}
+
+unsafe extern "C" fn zstd_stream_finish(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h] = js::args::<1>(env, info)?;
+        zstd_stream_arg(env, h)?.finish()?;
+        js::undefined(env)
+    })
+}
+
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 10] = [
+    let functions: [(&str, napi_callback); 13] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -143,6 +187,9 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("compressBatch", Some(compress_batch)),
         ("decompressBatch", Some(decompress_batch)),
         ("digestBatch", Some(digest_batch)),
+        ("zstdStreamCreate", Some(zstd_stream_create)),
+        ("zstdStreamPush", Some(zstd_stream_push)),
+        ("zstdStreamFinish", Some(zstd_stream_finish)),
     ];
     js::guard(env, || {
         for (name, f) in functions {

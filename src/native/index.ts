@@ -22,6 +22,9 @@ interface Addon {
   compressBatch(codec: Codec, srcs: Uint8Array[], level: number): Promise<Buffer[]>;
   decompressBatch(codec: Codec, srcs: Uint8Array[], sizes?: (number | undefined)[], maxSize?: number): Promise<Buffer[]>;
   digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]>;
+  zstdStreamCreate(): unknown;
+  zstdStreamPush(handle: unknown, src: Uint8Array): Buffer;
+  zstdStreamFinish(handle: unknown): void;
 }
 
 function addonPath(): string {
@@ -141,4 +144,19 @@ export function decompressBatch(codec: Codec, srcs: Uint8Array[], sizes?: (numbe
 /** Raw digests of every input, computed on the libuv thread pool. */
 export function digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]> {
   return splitBatch(srcs, (part) => addon.digestBatch(algo, part));
+}
+
+/** Decodes a zstd stream (one or more frames) fed in arbitrary pieces. */
+export class ZstdDecompressStream {
+  private readonly handle = addon.zstdStreamCreate();
+
+  /** Returns the output this piece completed (possibly empty). */
+  push(src: Uint8Array): Buffer {
+    return addon.zstdStreamPush(this.handle, src);
+  }
+
+  /** Throws ERR_NATIVE_CORRUPT when the input ended inside a frame (or there was none). */
+  end(): void {
+    addon.zstdStreamFinish(this.handle);
+  }
 }

@@ -1,0 +1,115 @@
+// The in-memory filesystem tree that builders produce, the bootstrap writer lays out, and the
+// reader can materialise. Names are *byte strings*: each byte of the on-disk name is one char
+// code (latin1), so arbitrary non-UTF-8 names survive and JS string order equals memcmp order.
+// Convert with `Buffer.from(name, 'latin1')` at the edges; never with 'utf8'.
+
+export type Compressor = 'none' | 'lz4_block' | 'gzip' | 'zstd';
+export type Digester = 'blake3' | 'sha256';
+
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+export const S_IFBLK = 0o060000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
+export const S_IFIFO = 0o010000;
+
+/** One chunk of a regular file's data, as stored in a data blob. */
+export interface ChunkRef {
+  /** Index into the bootstrap's blob table. */
+  blobIndex: number;
+  /** Ordinal of the chunk in its blob's chunk-info (CI) array. */
+  ciIndex: number;
+  /** 32-byte digest of the uncompressed chunk. */
+  digest: Buffer;
+  compressedOffset: number;
+  compressedSize: number;
+  /** 4 KiB-aligned offset in the blob's uncompressed space. */
+  uncompressedOffset: number;
+  uncompressedSize: number;
+  /** False when the chunk is stored raw (compression did not make it smaller). */
+  compressed: boolean;
+  /** CRC-32C of the uncompressed chunk, when known. */
+  crc32?: number;
+  /** Offset of this chunk in the file that first produced it. */
+  fileOffset: number;
+}
+
+/** What an on-disk inode holds. Hardlinked paths share one Inode object. */
+export interface Inode {
+  /** Full st_mode: type bits and permission bits (incl. setuid/setgid/sticky). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  mtimeNsec: number;
+  /** Regular files: data length. Ignored for other types (derived when laid out). */
+  size: number;
+  /** Char/block devices: Linux dev_t (major, minor). */
+  rdevMajor: number;
+  rdevMinor: number;
+  /** Symlink target as a byte string. */
+  symlinkTarget?: string;
+  /** Full xattr names (e.g. 'user.foo', 'security.capability') to raw values. */
+  xattrs: Map<string, Buffer>;
+  /** Regular files: one entry per chunk-size slice, in file order. */
+  chunks: ChunkRef[];
+}
+
+/** A directory entry: a name bound to an inode; directories own their children. */
+export interface TreeNode {
+  name: string;
+  inode: Inode;
+  /** Present exactly for directories. Keyed by byte-string name. */
+  children?: Map<string, TreeNode>;
+}
+
+/** Data blob as recorded in a bootstrap's blob table (see spec §1.5). */
+export interface BlobInfo {
+  /** 64 lowercase hex chars. */
+  blobId: string;
+  chunkCount: number;
+  chunkSize: number;
+  compressor: Compressor;
+  digester: Digester;
+  /** BlobFeatures bits. */
+  features: number;
+  compressedSize: number;
+  uncompressedSize: number;
+  ciCompressor: Compressor;
+  ciOffset: number;
+  ciCompressedSize: number;
+  ciUncompressedSize: number;
+  tocSize: number;
+  /** 32 bytes or all zero. */
+  tocDigest: Buffer;
+}
+
+/** A whole image's metadata: what a bootstrap encodes. */
+export interface Bootstrap {
+  root: TreeNode;
+  blobs: BlobInfo[];
+  chunkSize: number;
+  compressor: Compressor;
+  digester: Digester;
+  /** Absolute paths (byte strings) to prefetch, in order. */
+  prefetch: string[];
+}
+
+export function fileType(mode: number): number {
+  return mode & S_IFMT;
+}
+
+export function isDir(node: TreeNode): boolean {
+  return fileType(node.inode.mode) === S_IFDIR;
+}
+
+export function newInode(mode: number, init: Partial<Inode> = {}): Inode {
+  return { mode, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, rdevMajor: 0, rdevMinor: 0, xattrs: new Map(), chunks: [], ...init };
+}
+
+export function newDir(name: string, init: Partial<Inode> = {}): TreeNode {
+  return { name, inode: newInode(S_IFDIR | 0o755, init), children: new Map() };
+}
