@@ -1,0 +1,141 @@
+// Turns file contents into a Nydus data blob: fixed-size chunks, digested and deduplicated within
+// the blob, compressed (kept raw when compression does not shrink them), appended back to back.
+// Digest and compression run in batches on the libuv pool so both cores work while the tar
+// parser keeps reading; at most `maxInFlight` batches are held, which bounds memory.
+import type { FileHandle } from 'node:fs/promises';
+import { compressBatch, digestBatch, type Codec } from '../native/index.js';
+import type { ChunkRef, Compressor, Digester, Inode } from '../rafs/tree.js';
+
+export interface BlobBuilderOptions {
+  out: FileHandle;
+  blobIndex: number;
+  chunkSize: number;
+  compressor: Compressor;
+  digester: Digester;
+  /** Raw bytes gathered before a batch is handed to the pool. */
+  batchBytes?: number;
+  maxInFlight?: number;
+}
+
+export interface BlobBuildResult {
+  /** Distinct chunks in CI order. */
+  chunks: ChunkRef[];
+  /** Bytes of compressed chunk data at the start of the blob. */
+  compressedSize: number;
+  /** End of the 4 KiB-aligned uncompressed chunk space. */
+  uncompressedSize: number;
+  stats: { fileBytes: number; chunkRefs: number; dedupedChunks: number };
+}
+
+interface PendingChunk {
+  inode: Inode;
+  index: number;
+  fileOffset: number;
+  data: Buffer;
+}
+
+const ALIGN = 4096;
+const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
+
+export class BlobBuilder {
+  private readonly byDigest = new Map<string, ChunkRef>();
+  private readonly distinct: ChunkRef[] = [];
+  private batch: PendingChunk[] = [];
+  private batchSize = 0;
+  private inFlight: Promise<void>[] = [];
+  private writeChain: Promise<void> = Promise.resolve();
+  private compressedOffset = 0;
+  private uncompressedOffset = 0;
+  private readonly stats = { fileBytes: 0, chunkRefs: 0, dedupedChunks: 0 };
+
+  constructor(private readonly opts: BlobBuilderOptions) {}
+
+  /**
+   * Queues one chunk of `inode`'s data (chunk `index`, at most chunkSize bytes, owned by the
+   * builder from now on). Resolves when the caller may send more (back-pressure).
+   */
+  async addChunk(inode: Inode, index: number, data: Buffer): Promise<void> {
+    if (data.length === 0 || data.length > this.opts.chunkSize) {
+      throw new RangeError(`chunk of ${data.length} bytes (chunk size ${this.opts.chunkSize})`);
+    }
+    this.batch.push({ inode, index, fileOffset: index * this.opts.chunkSize, data });
+    this.batchSize += data.length;
+    this.stats.fileBytes += data.length;
+    if (this.batchSize >= (this.opts.batchBytes ?? 16 << 20)) await this.flush();
+  }
+
+  async finish(): Promise<BlobBuildResult> {
+    await this.flush();
+    await this.writeChain;
+    return {
+      chunks: this.distinct,
+      compressedSize: this.compressedOffset,
+      uncompressedSize: this.uncompressedOffset,
+      stats: { ...this.stats },
+    };
+  }
+
+  private async flush(): Promise<void> {
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    this.batch = [];
+    this.batchSize = 0;
+    const computed = this.compute(batch);
+    // writes are chained in batch order so the blob is the same whatever finishes first
+    const prev = this.writeChain;
+    const job = (async () => {
+      const { digests, bodies } = await computed;
+      await prev;
+      for (let i = 0; i < batch.length; i++) await this.place(batch[i]!, digests[i]!, bodies.get(i));
+    })();
+    this.writeChain = job;
+    this.inFlight.push(job);
+    job.catch(() => {}).finally(() => (this.inFlight = this.inFlight.filter((j) => j !== job)));
+    if (this.inFlight.length >= (this.opts.maxInFlight ?? 2)) await Promise.race(this.inFlight);
+  }
+
+  /** Digests every chunk, and compresses those not already known to be in the blob. */
+  private async compute(batch: PendingChunk[]): Promise<{ digests: Buffer[]; bodies: Map<number, Buffer> }> {
+    const digests = await digestBatch(this.opts.digester, batch.map((c) => c.data));
+    const fresh = batch.map((_c, i) => i).filter((i) => !this.byDigest.has(digests[i]!.toString('hex')));
+    const compressed = await this.compress(fresh.map((i) => batch[i]!.data));
+    return { digests, bodies: new Map(fresh.map((i, k) => [i, compressed[k]!])) };
+  }
+
+  private async compress(datas: Buffer[]): Promise<Buffer[]> {
+    if (this.opts.compressor === 'none' || datas.length === 0) return datas;
+    return compressBatch(this.opts.compressor as Codec, datas);
+  }
+
+  /** Binds a chunk to the file, writing its data unless an identical chunk already exists. */
+  private async place(chunk: PendingChunk, digest: Buffer, body: Buffer | undefined): Promise<void> {
+    const key = digest.toString('hex');
+    let ref = this.byDigest.get(key);
+    if (ref) {
+      this.stats.dedupedChunks++;
+    } else {
+      // `body` is absent only for chunks deduplicated at digest time; a later duplicate inside the
+      // same batch falls here with a body and is written once
+      const raw = chunk.data;
+      const stored = body && body.length < raw.length ? body : raw;
+      ref = {
+        blobIndex: this.opts.blobIndex,
+        ciIndex: this.distinct.length,
+        digest,
+        compressedOffset: this.compressedOffset,
+        compressedSize: stored.length,
+        uncompressedOffset: this.uncompressedOffset,
+        uncompressedSize: raw.length,
+        compressed: stored !== raw,
+        fileOffset: chunk.fileOffset,
+      };
+      await this.opts.out.write(stored, 0, stored.length, this.compressedOffset);
+      this.compressedOffset += stored.length;
+      this.uncompressedOffset += alignUp(raw.length, ALIGN);
+      this.byDigest.set(key, ref);
+      this.distinct.push(ref);
+    }
+    chunk.inode.chunks[chunk.index] = ref;
+    this.stats.chunkRefs++;
+  }
+}
