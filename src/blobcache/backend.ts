@@ -1,0 +1,18 @@
+// Where blob bytes come from. Every backend answers the same two questions, so the fetcher and
+// cache above it never know whether a blob lives in a directory or a registry.
+
+export interface BlobBackend {
+  /** Exactly `length` bytes at `offset` of blob `blobId`, or a rejection. */
+  readRange(blobId: string, offset: number, length: number): Promise<Buffer>;
+  /** Size of the blob object in bytes. */
+  size(blobId: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export class BlobNotFoundError extends Error {
+  constructor(readonly blobId: string, where: string) {
+    super(`blob ${blobId} not found in ${where}`);
+  }
+}
+
+export class ShortReadError extends Error {}

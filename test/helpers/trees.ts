@@ -1,0 +1,42 @@
+// Compares directory trees as the kernel shows them: see tree-manifest.py for what is recorded.
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Manifest = Record<string, Record<string, unknown>>;
+
+const script = join(dirname(fileURLToPath(import.meta.url)), 'tree-manifest.py');
+
+export function treeManifest(root: string, opts: { xattrs?: boolean } = {}): Manifest {
+  const args = [script, root];
+  if (opts.xattrs === false) args.push('--no-xattrs');
+  return JSON.parse(execFileSync('python3', args, { maxBuffer: 1 << 30 }).toString()) as Manifest;
+}
+
+/** Human-readable differences between two manifests (empty when equal); `ignore` drops fields. */
+export function diffManifests(want: Manifest, got: Manifest, ignore: (path: string, field: string) => boolean = () => false): string[] {
+  const out: string[] = [];
+  for (const path of Object.keys(want)) if (!(path in got)) out.push(`missing: ${path}`);
+  for (const path of Object.keys(got)) if (!(path in want)) out.push(`unexpected: ${path}`);
+  for (const path of Object.keys(want)) {
+    const a = want[path]!;
+    const b = got[path];
+    if (!b) continue;
+    for (const field of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      if (ignore(path, field)) continue;
+      const x = JSON.stringify(a[field]);
+      const y = JSON.stringify(b[field]);
+      if (x !== y) out.push(`${path}: ${field} ${x} != ${y}`);
+    }
+  }
+  return out;
+}
+
+/** Path of ../shared (override with NYDUSIFY_SHARED). */
+export function sharedDir(): string {
+  return process.env.NYDUSIFY_SHARED ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared');
+}
+
+export function fixturesDir(): string {
+  return process.env.NYDUSIFY_FIXTURES ?? join(sharedDir(), 'fixtures');
+}
