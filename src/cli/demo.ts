@@ -1,0 +1,47 @@
+// `nydusify-ts demo`: runs the demo job (src/convert/demo.ts) and prints its summary.
+import { Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_CHUNK_SIZE } from '../convert/chunker.js';
+import { runDemo, type DemoSummary } from '../convert/demo.js';
+import { formatBytes } from '../util/bytes.js';
+import { ProgressGroup } from '../util/progress.js';
+
+interface DemoFlags {
+  json?: boolean;
+  chunkSize: number;
+}
+
+// decimal or 0x-hex, as nydus-image takes --chunk-size; the range is checked by the chunker
+function parseByteCount(value: string): number {
+  if (!/^(\d+|0x[0-9a-f]+)$/i.test(value)) throw new InvalidArgumentError('expected a byte count, decimal or 0x-hex.');
+  return Number(value);
+}
+
+function summaryTable(summary: DemoSummary): string {
+  const rows: [string, string][] = [
+    ['layer', `${formatBytes(summary.layerBytes)} as a tar`],
+    ['files', String(summary.files)],
+    ['bytes', `${formatBytes(summary.bytes)} (${summary.bytes})`],
+    ['chunks', `${summary.chunks} (at most ${formatBytes(summary.chunkSize)} each, ${summary.digester} digests)`],
+    ['unique chunks', `${summary.uniqueChunks} (${formatBytes(summary.uniqueBytes)})`],
+    ['compressed', `${formatBytes(summary.compressedBytes)} (${summary.compressor} data blob)`],
+    ['ratio', `${summary.ratio.toFixed(2)}x (bytes / compressed)`],
+    ['time', `${summary.timeMs} ms`],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}\n`).join('');
+}
+
+async function demo(flags: DemoFlags): Promise<void> {
+  const progress = new ProgressGroup();
+  const summary = await runDemo({ chunkSize: flags.chunkSize, progress: progress.add('chunking') });
+  progress.finish();
+  process.stdout.write(flags.json ? `${JSON.stringify(summary, null, 2)}\n` : summaryTable(summary));
+}
+
+export function demoCommand(): Command {
+  return new Command('demo')
+    .description('chunk, dedup and compress a sample layer')
+    .option('--json', 'print the summary as JSON')
+    .option('--chunk-size <bytes>', 'chunk size: a power of two from 4096 to 16 MiB', parseByteCount, DEFAULT_CHUNK_SIZE)
+    .action(demo);
+}

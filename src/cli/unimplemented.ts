@@ -1,0 +1,30 @@
+// Commands the product will have but this build does not. Each answers "not implemented yet" with
+// exit status 2; implementing one means giving it its own file and deleting its line here.
+import { Command, CommanderError } from 'commander';
+
+const UNIMPLEMENTED: Record<string, string> = {
+  convert: 'convert an OCI image to Nydus (RAFS v6)',
+  check: 'verify a Nydus image against its source',
+  create: 'build a RAFS bootstrap and blob',
+  merge: 'merge layer bootstraps into one',
+  inspect: 'show what a RAFS bootstrap holds',
+  unpack: 'turn a Nydus image into an OCI layer',
+  export: 'export a Nydus image as a block image',
+  mount: 'mount a Nydus image over FUSE',
+  daemon: 'serve RAFS over FUSE or NBD (nydusd)',
+  snapshotter: 'run the containerd Nydus snapshotter',
+  cache: 'list and clean the local blob cache',
+};
+
+export function unimplementedCommands(): Command[] {
+  return Object.entries(UNIMPLEMENTED).map(([name, description]) =>
+    new Command(name)
+      .description(`${description} (not implemented)`)
+      // any flags or arguments get the same answer, rather than a parse error about flags that will exist
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .action(() => {
+        throw new CommanderError(2, 'nydusify.notImplemented', 'not implemented yet');
+      }),
+  );
+}
