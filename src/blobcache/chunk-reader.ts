@@ -5,7 +5,7 @@ import type { BlobBackend } from './backend.js';
 import { decodeChunk } from './chunk-decoder.js';
 
 export class ChunkReader {
-  constructor(private readonly backend: BlobBackend, private readonly blobs: BlobInfo[]) {}
+  constructor(private readonly backend: BlobBackend, private readonly blobs: readonly BlobInfo[]) {}
 
   async read(ref: ChunkRef): Promise<Buffer> {
     const blob = this.blobs[ref.blobIndex];

@@ -1,5 +1,6 @@
 // `nydusify-ts demo`: runs the demo job (src/convert/demo.ts) and prints its summary.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { parseByteCount } from './options.js';
 import { DEFAULT_CHUNK_SIZE } from '../convert/chunker.js';
 import { runDemo, type DemoSummary } from '../convert/demo.js';
 import { formatBytes } from '../util/bytes.js';
@@ -8,12 +9,6 @@ import { ProgressGroup } from '../util/progress.js';
 interface DemoFlags {
   json?: boolean;
   chunkSize: number;
-}
-
-// decimal or 0x-hex, as nydus-image takes --chunk-size; the range is checked by the chunker
-function parseByteCount(value: string): number {
-  if (!/^(\d+|0x[0-9a-f]+)$/i.test(value)) throw new InvalidArgumentError('expected a byte count, decimal or 0x-hex.');
-  return Number(value);
 }
 
 function summaryTable(summary: DemoSummary): string {

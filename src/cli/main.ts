@@ -4,7 +4,13 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS, isLogEnabled, setLogLevel, type LogLevel } from '../util/log.js';
+import { checkCommand } from './check.js';
+import { createCommand } from './create.js';
 import { demoCommand } from './demo.js';
+import { exportCommand } from './export.js';
+import { inspectCommand } from './inspect.js';
+import { mergeCommand } from './merge.js';
+import { unpackCommand } from './unpack.js';
 import { unimplementedCommands } from './unimplemented.js';
 
 const PROGRAM = 'nydusify-ts';
@@ -22,7 +28,10 @@ function buildProgram(): Command {
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).env('NYDUSIFY_LOG_LEVEL').default('info'))
     // alphabetical, so the list does not reshuffle as commands move out of unimplemented.ts
     .configureHelp({ sortSubcommands: true });
-  for (const command of [demoCommand(), ...unimplementedCommands()]) program.addCommand(command);
+  for (const command of [
+    checkCommand(), createCommand(), demoCommand(), exportCommand(), inspectCommand(), mergeCommand(), unpackCommand(),
+    ...unimplementedCommands(),
+  ]) program.addCommand(command);
   return program;
 }
 
@@ -47,5 +56,11 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = reportFailure(running, err);
   }
 }
+
+// a closed pipe (`inspect | head`) ends output quietly rather than with a stack trace
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(process.exitCode ?? 0);
+});
 
 await main(process.argv);

@@ -4,12 +4,6 @@ import { Command, CommanderError } from 'commander';
 
 const UNIMPLEMENTED: Record<string, string> = {
   convert: 'convert an OCI image to Nydus (RAFS v6)',
-  check: 'verify a Nydus image against its source',
-  create: 'build a RAFS bootstrap and blob',
-  merge: 'merge layer bootstraps into one',
-  inspect: 'show what a RAFS bootstrap holds',
-  unpack: 'turn a Nydus image into an OCI layer',
-  export: 'export a Nydus image as a block image',
   mount: 'mount a Nydus image over FUSE',
   daemon: 'serve RAFS over FUSE or NBD (nydusd)',
   snapshotter: 'run the containerd Nydus snapshotter',

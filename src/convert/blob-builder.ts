@@ -3,7 +3,7 @@
 // Digest and compression run in batches on the libuv pool so both cores work while the tar
 // parser keeps reading; at most `maxInFlight` batches are held, which bounds memory.
 import type { FileHandle } from 'node:fs/promises';
-import { compressBatch, digestBatch, type Codec } from '../native/index.js';
+import { compressBatch, digestBatch, Hasher, type Codec } from '../native/index.js';
 import type { ChunkRef, Compressor, Digester, Inode } from '../rafs/tree.js';
 
 export interface BlobBuilderOptions {
@@ -24,6 +24,8 @@ export interface BlobBuildResult {
   compressedSize: number;
   /** End of the 4 KiB-aligned uncompressed chunk space. */
   uncompressedSize: number;
+  /** sha256 of the chunk data. */
+  chunkDataDigest: Buffer;
   stats: { fileBytes: number; chunkRefs: number; dedupedChunks: number };
 }
 
@@ -47,8 +49,10 @@ export class BlobBuilder {
   private compressedOffset = 0;
   private uncompressedOffset = 0;
   private readonly stats = { fileBytes: 0, chunkRefs: 0, dedupedChunks: 0 };
+  private readonly dataHasher = new Hasher('sha256');
 
-  constructor(private readonly opts: BlobBuilderOptions) {}
+  /** `onStored` sees every byte written, in blob order (e.g. to hash the whole blob). */
+  constructor(private readonly opts: BlobBuilderOptions, private readonly onStored: (data: Buffer) => void = () => {}) {}
 
   /**
    * Queues one chunk of `inode`'s data (chunk `index`, at most chunkSize bytes, owned by the
@@ -71,6 +75,7 @@ export class BlobBuilder {
       chunks: this.distinct,
       compressedSize: this.compressedOffset,
       uncompressedSize: this.uncompressedOffset,
+      chunkDataDigest: this.dataHasher.digest(),
       stats: { ...this.stats },
     };
   }
@@ -130,6 +135,8 @@ export class BlobBuilder {
         fileOffset: chunk.fileOffset,
       };
       await this.opts.out.write(stored, 0, stored.length, this.compressedOffset);
+      this.dataHasher.update(stored);
+      this.onStored(stored);
       this.compressedOffset += stored.length;
       this.uncompressedOffset += alignUp(raw.length, ALIGN);
       this.byDigest.set(key, ref);

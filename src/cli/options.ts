@@ -1,0 +1,42 @@
+// Flag parsers and option sets shared by several commands.
+import { text } from 'node:stream/consumers';
+import { writeFile } from 'node:fs/promises';
+import { InvalidArgumentError, Option } from 'commander';
+import { assertChunkSize, DEFAULT_CHUNK_SIZE } from '../convert/chunker.js';
+
+// decimal or 0x-hex, as nydus-image takes --chunk-size
+export function parseByteCount(value: string): number {
+  if (!/^(\d+|0x[0-9a-f]+)$/i.test(value)) throw new InvalidArgumentError('expected a byte count, decimal or 0x-hex.');
+  return Number(value);
+}
+
+export function parseChunkSize(value: string): number {
+  const size = parseByteCount(value);
+  try {
+    assertChunkSize(size);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return size;
+}
+
+export const compressorOption = () =>
+  new Option('--compressor <name>', 'chunk compression').choices(['zstd', 'lz4_block', 'gzip', 'none']).default('zstd');
+export const digesterOption = () => new Option('--digester <name>', 'chunk digest').choices(['blake3', 'sha256']).default('blake3');
+export const chunkSizeOption = () =>
+  new Option('--chunk-size <bytes>', 'chunk size: a power of two from 0x1000 to 0x1000000').argParser(parseChunkSize).default(DEFAULT_CHUNK_SIZE, '0x100000');
+export const prefetchPolicyOption = () =>
+  new Option('--prefetch-policy <policy>', 'fs: read absolute paths to prefetch from stdin, one per line').choices(['fs', 'none']).default('none');
+
+/** Absolute paths from stdin, one per line, as byte strings. */
+export async function readPrefetchPatterns(): Promise<string[]> {
+  const input = await text(process.stdin);
+  return input.split('\n').map((l) => l.trim()).filter(Boolean).map((line) => {
+    if (!line.startsWith('/')) throw new InvalidArgumentError(`prefetch path ${JSON.stringify(line)} is not absolute`);
+    return Buffer.from(line, 'utf8').toString('latin1');
+  });
+}
+
+export async function writeJson(path: string | undefined, value: unknown): Promise<void> {
+  if (path) await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
+}
