@@ -96,7 +96,7 @@ export class BlobBuilder {
     this.writeChain = job;
     this.inFlight.push(job);
     job.catch(() => {}).finally(() => (this.inFlight = this.inFlight.filter((j) => j !== job)));
-    if (this.inFlight.length >= (this.opts.maxInFlight ?? 2)) await Promise.race(this.inFlight);
+    if (this.inFlight.length >= (this.opts.maxInFlight ?? 4)) await Promise.race(this.inFlight);
   }
 
   /** Digests every chunk, and compresses those not already known to be in the blob. */

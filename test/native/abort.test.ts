@@ -19,6 +19,7 @@ it.each([
   'zstd decompress, size 2^50',
   'lz4_block decompress, size 2^40',
   'zstd decompressBatch, size 2^50',
+  'zstd frame declaring 2^45 bytes, default maxSize',
   'zstd frame declaring 2^45 bytes, maxSize 2^50',
 ])('%s: an Error with a code, not an abort', (name) => {
   const r = runProbe(name);

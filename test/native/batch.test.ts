@@ -46,14 +46,6 @@ describe.each(codecs)('%s batches', (codec) => {
     out.forEach((b, i) => expect(b.equals(inputs[i]!), `item ${i}`).toBe(true));
   });
 
-  it.runIf(codec !== 'lz4_block')('decompressBatch without sizes = decompress without size', async () => {
-    const out = await decompressBatch(codec, packed);
-    out.forEach((b, i) => {
-      expect(b.equals(decompress(codec, packed[i]!)), `item ${i}`).toBe(true);
-      expect(b.equals(inputs[i]!), `item ${i}`).toBe(true);
-    });
-  });
-
   it.each([5, 37, 63])('a corrupt item %i rejects naming that item', async (bad) => {
     const broken = [...packed];
     broken[bad] = Buffer.from('definitely not compressed data, long enough to be parsed as some');
@@ -68,6 +60,17 @@ describe.each(codecs)('%s batches', (codec) => {
     const err = await rejectionOf(decompressBatch(codec, packed, wrong));
     expect(err.message).toMatch(/^item 37: /);
     expect(err.code).toBe('ERR_NATIVE_SIZE');
+  });
+});
+
+describe.each(['zstd', 'gzip', 'deflate'] as const)('%s batches without sizes', (codec) => {
+  it('= decompress without size = the original chunks', async () => {
+    const packed = inputs.map((c) => compress(codec, c));
+    const out = await decompressBatch(codec, packed);
+    out.forEach((b, i) => {
+      expect(b.equals(decompress(codec, packed[i]!)), `item ${i}`).toBe(true);
+      expect(b.equals(inputs[i]!), `item ${i}`).toBe(true);
+    });
   });
 });
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { blake3Raw, sha256, sha256Raw, zstdCompress, zstdDecompress } from '../../src/native/index.js';
+import { blake3Raw, gzipCompress, lz4BlockCompress, sha256, sha256Raw, zstdCompress, zstdDecompress } from '../../src/native/index.js';
 import { BLOB_ID_PLACEHOLDER, type BlobTailFields, BlobTail, encodeBlobTail, readBlobMeta } from '../../src/rafs/blob.js';
-import type { CiEntry } from '../../src/rafs/blob-meta.js';
+import { type CiEntry, encodeCiHeader, encodeCiV1 } from '../../src/rafs/blob-meta.js';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { walkReverseTar } from '../../src/rafs/reverse-tar.js';
@@ -88,6 +88,17 @@ describe('BlobTail on the blob.digest fixture', () => {
     const meta = await readBlobMeta(recordingSource(digestBlob), info);
     expect(meta.chunks.map((c) => c.uncompressedOffset)).toEqual([0, 0x5000]);
     await expect(readBlobMeta(digestBlob, { ...info, chunkCount: 3 })).rejects.toThrow(/does not match the blob table entry/);
+  });
+
+  it('reads gzip and lz4 compressed CI arrays (nydus compresses the CI with the blob compressor)', async () => {
+    const entries: CiEntry[] = Array.from({ length: 50 }, (_, i) => ({ compressedOffset: i * 10, compressedSize: 10, uncompressedOffset: i * 4096, uncompressedSize: 100, compressed: true }));
+    const ci = encodeCiV1(entries);
+    for (const [ciCompressor, packed] of [['gzip', gzipCompress(ci)], ['lz4_block', lz4BlockCompress(ci)]] as const) {
+      const fields = { ciCompressor, ciOffset: 100, ciCompressedSize: packed.length, ciUncompressedSize: ci.length, chunkCount: 50 };
+      const header = encodeCiHeader({ ...fields, features: 0x1, entries: 50, zranOffset: 0, zranSize: 0, zranCount: 0 });
+      const blob = Buffer.concat([Buffer.alloc(100), packed, header]);
+      expect((await readBlobMeta(blob, { ...info, ...fields })).chunks).toEqual(entries);
+    }
   });
 
   it('rejects a TOC whose digest or size disagrees with the blob table', async () => {

@@ -44,8 +44,10 @@ function expectSameTree(snapshot: Map<string, SnapshotEntry>, sample: SampleImag
     if (type === S_IFDIR) expect(got.nlink, where).toBe(2 + subdirs);
   }
   if (strict.kernel) {
-    const [a, b] = [snapshot.get('/hardlink-a')!, snapshot.get('/sub/hardlink-b')!];
-    expect([a.ino, a.nlink]).toEqual([b.ino, 2]);
+    for (const [first, second] of [['/hardlink-a', '/sub/hardlink-b'], ['/link-short', '/sub/hardlink-to-symlink']] as const) {
+      const [a, b] = [snapshot.get(first)!, snapshot.get(second)!];
+      expect([a.ino, a.nlink], second).toEqual([b.ino, 2]);
+    }
   }
 }
 

@@ -140,7 +140,7 @@ export function sampleImage(blobId = 'a'.repeat(64), bigDirEntries = 5000): Samp
   capable.inode.xattrs.set('security.capability', Buffer.from('0100000200200000000000000000000000000000', 'hex'));
   capable.inode.xattrs.set('user.note', Buffer.from('hello'));
   capable.inode.xattrs.set('system.posix_acl_access', ACL);
-  add(root, 'link-short', newInode(S_IFLNK | 0o777, { symlinkTarget: 'one-chunk' }));
+  const shortLink = add(root, 'link-short', newInode(S_IFLNK | 0o777, { symlinkTarget: 'one-chunk' }));
   add(root, 'link-long', newInode(S_IFLNK | 0o777, { symlinkTarget: `${'d/'.repeat(1998)}end0` }));
   add(root, 'link-max', newInode(S_IFLNK | 0o777, { symlinkTarget: `${'m/'.repeat(2046)}end` }));
   add(root, 'chr', newInode(S_IFCHR | 0o600, { rdevMajor: 4, rdevMinor: 300 }));
@@ -152,6 +152,7 @@ export function sampleImage(blobId = 'a'.repeat(64), bigDirEntries = 5000): Samp
   sub.inode.xattrs.set('trusted.overlay.opaque', Buffer.from('y'));
   sub.inode.xattrs.set('user.big', pseudoRandom(3000, 9));
   sub.children!.set('hardlink-b', { name: 'hardlink-b', inode: linked.inode });
+  sub.children!.set('hardlink-to-symlink', { name: 'hardlink-to-symlink', inode: shortLink.inode });
   contents.set('/sub/hardlink-b', contents.get('/hardlink-a')!);
   const deep = add(add(sub, 'deeper', newInode(S_IFDIR | 0o2755)), 'deepest', newInode(S_IFDIR | 0o700));
   file(deep, '/sub/deeper/deepest', 'leaf', Buffer.from('leaf\n'));

@@ -37,13 +37,14 @@ describe('writeBootstrap → RafsImage round trip', () => {
     expect(back.prefetch).toEqual(['/one-chunk', '/sub']);
   });
 
-  it('turns hardlinks into one shared inode with nlink 2', () => {
-    const a = back.root.children!.get('hardlink-a')!;
-    const b = back.root.children!.get('sub')!.children!.get('hardlink-b')!;
-    expect(a.inode).toBe(b.inode);
-    const nid = image.lookup(image.root, 'hardlink-a')!;
-    expect(image.lookup(image.lookup(image.root, 'sub')!, 'hardlink-b')).toBe(nid);
-    expect(image.inode(nid).nlink).toBe(2);
+  it('turns hardlinks (of files and of symlinks) into one shared inode with nlink 2', () => {
+    const sub = image.lookup(image.root, 'sub')!;
+    for (const [first, second] of [['hardlink-a', 'hardlink-b'], ['link-short', 'hardlink-to-symlink']]) {
+      expect(back.root.children!.get(first)!.inode).toBe(back.root.children!.get('sub')!.children!.get(second)!.inode);
+      const nid = image.lookup(image.root, first)!;
+      expect(image.lookup(sub, second)).toBe(nid);
+      expect(image.inode(nid).nlink).toBe(2);
+    }
   });
 
   it('writes the nydus layout: root nid 128, meta_blkaddr 2, tables, flags', () => {
@@ -63,14 +64,15 @@ describe('writeBootstrap → RafsImage round trip', () => {
     expect(image.superblock.blocks).toBe(blocks);
   });
 
-  it('counts directory links as 2 + subdirectories and gives other types 1', () => {
+  it('counts directory links as 2 + subdirectories and other links as the paths to the inode', () => {
+    const pathsTo = new Map<number, number>();
+    for (const e of image.walk()) pathsTo.set(e.nid, (pathsTo.get(e.nid) ?? 0) + 1);
     for (const e of image.walk()) {
-      const type = e.inode.mode & S_IFMT;
-      if (type === S_IFDIR) {
+      if ((e.inode.mode & S_IFMT) === S_IFDIR) {
         const subdirs = [...image.readdir(e.nid)].filter((d) => d.name !== '.' && d.name !== '..' && d.fileType === 2).length;
         expect(e.inode.nlink, e.path).toBe(2 + subdirs);
-      } else if (type !== S_IFREG) {
-        expect(e.inode.nlink, e.path).toBe(1);
+      } else {
+        expect(e.inode.nlink, e.path).toBe(pathsTo.get(e.nid));
       }
     }
     expect(image.inode(image.root).nlink).toBe(4);

@@ -31,8 +31,8 @@ describe('numeric fields', () => {
   it('GNU base-256: positive, negative (two\'s complement), and the 2^53 limit', () => {
     expect(num([0x80, 0, 0, 0, 0, 0, 0, 0, 0xb2, 0xd0, 0x5e, 0x00])).toBe(3000000000);
     expect(num([0x80, 0, 0, 0, 0, 0, 0, 1])).toBe(1);
-    expect(num([0x80, 0, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).toBe(2 ** 53 - 1);
-    expect(() => num([0x80, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0])).toThrow(/too large/);
+    expect(num([0x80, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).toBe(2 ** 53 - 1);
+    expect(() => num([0x80, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0])).toThrow(/too large/);
     expect(() => num([0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).toThrow(/too large/);
     expect(num([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], true)).toBe(-1);
     expect(num([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe], true)).toBe(-2);
@@ -46,7 +46,7 @@ describe('numeric fields', () => {
       expect(parseNumeric(b, 0, len, 'x', true), `${v} in ${len}`).toBe(v);
       expect((b[0]! & 0x80) !== 0, `${v} base-256`).toBe(v < 0 || v > 8 ** (len - 1) - 1);
     }
-    expect(() => writeNumeric(Buffer.alloc(8), 0, 8, 2 ** 53 - 1)).toThrow(/does not fit/);
+    expect(() => writeNumeric(Buffer.alloc(4), 0, 4, 2 ** 40)).toThrow(/does not fit/);
     expect(() => writeNumeric(Buffer.alloc(8), 0, 8, 1.5)).toThrow(RangeError);
   });
 });

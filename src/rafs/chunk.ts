@@ -1,0 +1,101 @@
+// Chunk-based regular files (spec §1.13, §1.14): the 8-byte chunk index entries that follow an
+// inode, the i_u chunk format word, and the 80-byte entries of the nydus-only chunk info table.
+import { checkEncodable, readU64, sliceChecked, writeU64 } from './bytes.js';
+import { RafsFormatError } from './errors.js';
+import type { ChunkRef } from './tree.js';
+
+export const CHUNK_INDEX_SIZE = 8;
+export const CHUNK_INFO_SIZE = 80;
+/** EROFS_CHUNK_FORMAT_INDEXES: 8-byte index entries instead of bare block addresses. */
+const CHUNK_FORMAT_INDEXES = 0x20;
+const CHUNK_FORMAT_BITS_MASK = 0x1f;
+/** A blob index is stored +1 in 8 bits, so 254 blobs at most. */
+export const MAX_BLOBS = 254;
+export const MAX_CI_INDEX = 0xffffff;
+
+export const ChunkFlag = { COMPRESSED: 0x1, HOLE: 0x2, ENCRYPTED: 0x4, BATCH: 0x8, HAS_CRC32: 0x10 } as const;
+
+/** One entry of an inode's chunk index array, as EROFS and nydus read it. */
+export interface ChunkIndex {
+  blobIndex: number;
+  ciIndex: number;
+  /** Uncompressed offset of the chunk in its blob, in blocks. */
+  blockAddr: number;
+}
+
+/** i_u of a chunk-based inode: one kernel "chunk" covers 2^chunkBits blocks. */
+export function encodeChunkFormat(chunkBits: number): number {
+  checkEncodable(chunkBits, 0, CHUNK_FORMAT_BITS_MASK, 'chunk format', 'chunk bits');
+  return CHUNK_FORMAT_INDEXES | chunkBits;
+}
+
+/** The chunk bits of an i_u; rejects formats without 8-byte indexes. */
+export function decodeChunkFormat(u: number, offset: number): number {
+  if ((u & ~CHUNK_FORMAT_BITS_MASK) !== CHUNK_FORMAT_INDEXES) {
+    throw new RafsFormatError('chunk format', offset, `unsupported chunk format 0x${u.toString(16)}`);
+  }
+  return u & CHUNK_FORMAT_BITS_MASK;
+}
+
+export function encodeChunkIndex(index: ChunkIndex): Buffer {
+  checkEncodable(index.blobIndex, 0, MAX_BLOBS - 1, 'chunk index', 'blob index');
+  checkEncodable(index.ciIndex, 0, MAX_CI_INDEX, 'chunk index', 'CI index');
+  checkEncodable(index.blockAddr, 0, 0xffffffff, 'chunk index', 'block address');
+  const buf = Buffer.alloc(CHUNK_INDEX_SIZE);
+  buf.writeUInt16LE(index.ciIndex & 0xffff, 0);
+  // low byte: device id = blob index + 1; high byte: CI index bits 16..23 (masked off by the kernel)
+  buf.writeUInt16LE(((index.ciIndex >>> 16) << 8) | (index.blobIndex + 1), 2);
+  buf.writeUInt32LE(index.blockAddr, 4);
+  return buf;
+}
+
+export function decodeChunkIndex(buf: Buffer, offset = 0): ChunkIndex {
+  const b = sliceChecked(buf, offset, CHUNK_INDEX_SIZE, 'chunk index');
+  const hi = b.readUInt16LE(2);
+  if ((hi & 0xff) === 0) throw new RafsFormatError('chunk index', offset, 'device id 0 (the bootstrap itself) holds no chunk data');
+  return { blobIndex: (hi & 0xff) - 1, ciIndex: ((hi >>> 8) << 16) | b.readUInt16LE(0), blockAddr: b.readUInt32LE(4) };
+}
+
+export function encodeChunkInfo(chunk: ChunkRef): Buffer {
+  const what = 'chunk info';
+  checkEncodable(chunk.digest.length, 32, 32, what, 'digest length');
+  checkEncodable(chunk.blobIndex, 0, MAX_BLOBS - 1, what, 'blob index');
+  checkEncodable(chunk.ciIndex, 0, MAX_CI_INDEX, what, 'CI index');
+  checkEncodable(chunk.compressedSize, 0, 0xffffffff, what, 'compressed size');
+  checkEncodable(chunk.uncompressedSize, 0, 0xffffffff, what, 'uncompressed size');
+  checkEncodable(chunk.compressedOffset, 0, Number.MAX_SAFE_INTEGER, what, 'compressed offset');
+  checkEncodable(chunk.uncompressedOffset, 0, Number.MAX_SAFE_INTEGER, what, 'uncompressed offset');
+  checkEncodable(chunk.fileOffset, 0, Number.MAX_SAFE_INTEGER, what, 'file offset');
+  const buf = Buffer.alloc(CHUNK_INFO_SIZE);
+  chunk.digest.copy(buf, 0);
+  buf.writeUInt32LE(chunk.blobIndex, 32);
+  const crcFlag = chunk.crc32 === undefined ? 0 : ChunkFlag.HAS_CRC32;
+  buf.writeUInt32LE((chunk.compressed ? ChunkFlag.COMPRESSED : 0) | crcFlag, 36);
+  buf.writeUInt32LE(chunk.compressedSize, 40);
+  buf.writeUInt32LE(chunk.uncompressedSize, 44);
+  writeU64(buf, chunk.compressedOffset, 48);
+  writeU64(buf, chunk.uncompressedOffset, 56);
+  writeU64(buf, chunk.fileOffset, 64);
+  buf.writeUInt32LE(chunk.ciIndex, 72);
+  buf.writeUInt32LE(chunk.crc32 ?? 0, 76);
+  return buf;
+}
+
+/** Decodes a chunk info table entry; flags other than COMPRESSED and HAS_CRC32 are dropped. */
+export function decodeChunkInfo(buf: Buffer, offset = 0): ChunkRef {
+  const b = sliceChecked(buf, offset, CHUNK_INFO_SIZE, 'chunk info');
+  const flags = b.readUInt32LE(36);
+  const chunk: ChunkRef = {
+    blobIndex: b.readUInt32LE(32),
+    ciIndex: b.readUInt32LE(72),
+    digest: Buffer.from(b.subarray(0, 32)),
+    compressedOffset: readU64(b, 48, 'chunk info'),
+    compressedSize: b.readUInt32LE(40),
+    uncompressedOffset: readU64(b, 56, 'chunk info'),
+    uncompressedSize: b.readUInt32LE(44),
+    compressed: (flags & ChunkFlag.COMPRESSED) !== 0,
+    fileOffset: readU64(b, 64, 'chunk info'),
+  };
+  if (flags & ChunkFlag.HAS_CRC32) chunk.crc32 = b.readUInt32LE(76);
+  return chunk;
+}

@@ -1,0 +1,113 @@
+// Directory blocks (spec §1.10): 12-byte dirents then their names (no NULs) per block, every entry
+// of the directory — `.` and `..` included — in one global memcmp order so lookups can bisect.
+import { readU64, sliceChecked } from './bytes.js';
+import { RafsEncodeError, RafsFormatError } from './errors.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from './tree.js';
+
+export const DIRENT_SIZE = 12;
+export const MAX_NAME_LENGTH = 255;
+
+export const FileType = { UNKNOWN: 0, REG: 1, DIR: 2, CHR: 3, BLK: 4, FIFO: 5, SOCK: 6, SYMLINK: 7 } as const;
+
+const FILE_TYPES = new Map<number, number>([
+  [S_IFREG, FileType.REG],
+  [S_IFDIR, FileType.DIR],
+  [S_IFCHR, FileType.CHR],
+  [S_IFBLK, FileType.BLK],
+  [S_IFIFO, FileType.FIFO],
+  [S_IFSOCK, FileType.SOCK],
+  [S_IFLNK, FileType.SYMLINK],
+]);
+
+export function fileTypeOfMode(mode: number): number {
+  return FILE_TYPES.get(mode & S_IFMT) ?? FileType.UNKNOWN;
+}
+
+export interface Dirent {
+  /** Byte string. */
+  name: string;
+  nid: number;
+  fileType: number;
+}
+
+/**
+ * Sorts `entries` (which must include `.` and `..`) and packs them into directory blocks.
+ * Returns the directory's data: full blocks of `blockSize` bytes, then the used bytes of the last
+ * block, so its length is the directory's i_size.
+ */
+export function packDirents(entries: readonly Dirent[], blockSize: number): Buffer {
+  const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const blocks: Dirent[][] = [[]];
+  let used = 0;
+  sorted.forEach((entry, i) => {
+    checkName(entry.name);
+    if (i > 0 && sorted[i - 1]!.name === entry.name) throw new RafsEncodeError('directory', `duplicate name ${JSON.stringify(entry.name)}`);
+    const need = DIRENT_SIZE + entry.name.length;
+    if (used + need > blockSize) {
+      blocks.push([]);
+      used = 0;
+    }
+    blocks[blocks.length - 1]!.push(entry);
+    used += need;
+  });
+  const encoded = blocks.map(encodeBlock);
+  encoded.slice(0, -1).forEach((block, i) => (encoded[i] = Buffer.concat([block], blockSize)));
+  return Buffer.concat(encoded);
+}
+
+function checkName(name: string): void {
+  if (name.length === 0 || name.length > MAX_NAME_LENGTH || /[^\x01-\xff]|\//.test(name)) {
+    throw new RafsEncodeError('directory', `invalid entry name ${JSON.stringify(name)}: 1..255 bytes without '/' or NUL`);
+  }
+}
+
+function encodeBlock(entries: readonly Dirent[]): Buffer {
+  const names = entries.map((e) => Buffer.from(e.name, 'latin1'));
+  const block = Buffer.alloc(entries.length * DIRENT_SIZE + names.reduce((n, name) => n + name.length, 0));
+  let nameOffset = entries.length * DIRENT_SIZE;
+  entries.forEach((entry, i) => {
+    const at = i * DIRENT_SIZE;
+    block.writeBigUInt64LE(BigInt(entry.nid), at);
+    block.writeUInt16LE(nameOffset, at + 8);
+    block.writeUInt8(entry.fileType, at + 10);
+    names[i]!.copy(block, nameOffset);
+    nameOffset += names[i]!.length;
+  });
+  return block;
+}
+
+/** Parses one directory block of `length` valid bytes (bs, or less for the last block). */
+export function parseDirentBlock(buf: Buffer, offset: number, length: number): Dirent[] {
+  const block = sliceChecked(buf, offset, length, 'directory block');
+  const fail = (at: number, detail: string): never => {
+    throw new RafsFormatError('directory block', offset + at, detail);
+  };
+  if (length < DIRENT_SIZE) fail(0, `${length} bytes cannot hold a dirent`);
+  const firstNameOffset = block.readUInt16LE(8);
+  if (firstNameOffset < DIRENT_SIZE || firstNameOffset % DIRENT_SIZE !== 0 || firstNameOffset >= length) {
+    fail(8, `bad first name offset ${firstNameOffset}`);
+  }
+  const count = firstNameOffset / DIRENT_SIZE;
+  const entries: Dirent[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = i * DIRENT_SIZE;
+    const nameOffset = block.readUInt16LE(at + 8);
+    const nameEnd = i + 1 < count ? block.readUInt16LE(at + DIRENT_SIZE + 8) : lastNameEnd(block, nameOffset);
+    if (nameOffset < firstNameOffset || nameEnd <= nameOffset || nameEnd > length || nameEnd - nameOffset > MAX_NAME_LENGTH) {
+      fail(at + 8, `bad name bounds [${nameOffset}, ${nameEnd})`);
+    }
+    const name = block.toString('latin1', nameOffset, nameEnd);
+    if (/[\0/]/.test(name)) fail(nameOffset, `invalid entry name ${JSON.stringify(name)}`);
+    const fileType = block.readUInt8(at + 10);
+    if (fileType > FileType.SYMLINK) fail(at + 10, `unknown file type ${fileType}`);
+    entries.push({ name, nid: readU64(block, at, 'dirent'), fileType });
+  }
+  return entries;
+}
+
+/** The last name runs to the first NUL or the end of the block's valid bytes. */
+function lastNameEnd(block: Buffer, nameOffset: number): number {
+  if (nameOffset >= block.length) return nameOffset;
+  const nul = block.indexOf(0, nameOffset);
+  return nul < 0 ? block.length : nul;
+}

@@ -1,0 +1,181 @@
+// Places every inode of a tree in a bootstrap's meta area (spec §1.7, §1.10, §1.11, §1.15):
+// inodes 32-byte aligned from (meta_blkaddr + 1) * bs — so the root gets nid 128 — each inode with
+// its xattrs and inline tail or chunk indexes kept inside one block, then the directory and symlink
+// blocks that did not fit inline. Depth-first like nydus-image: a directory, its non-directory
+// children, then its subdirectories.
+import { alignUp } from './bytes.js';
+import { CHUNK_INDEX_SIZE } from './chunk.js';
+import { type Dirent, FileType, fileTypeOfMode, packDirents } from './dirent.js';
+import { RafsEncodeError } from './errors.js';
+import { EXTENDED_INODE_SIZE, INODE_SLOT_SIZE, Layout } from './inode.js';
+import { encodeXattrs } from './xattr.js';
+import { type Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode } from './tree.js';
+
+/** PATH_MAX - 1: the kernel reads a symlink target from a single page. */
+export const MAX_SYMLINK_LENGTH = 4095;
+
+/** One on-disk inode and where it goes. Hardlinked paths share a slot. */
+export interface InodeSlot {
+  inode: Inode;
+  /** First path that reached this inode (for error messages and the prefetch table). */
+  path: string;
+  type: number;
+  ino: number;
+  nlink: number;
+  /** Directories: the parent (the root is its own) and the entries, `.`/`..` excluded. */
+  parent: InodeSlot | undefined;
+  entries: [string, InodeSlot][];
+  xattrs: Buffer;
+  layout: Layout;
+  /** Directory dirents or symlink target: the i_size bytes of data. */
+  data: Buffer;
+  /** Bytes right after inode + xattrs: the inline tail, or alignment + chunk indexes. */
+  inlineSize: number;
+  /** Data blocks stored outside the inode area, at rawBlkaddr. */
+  blocks: number;
+  offset: number;
+  nid: number;
+  rawBlkaddr: number;
+}
+
+export interface MetaLayout {
+  /** In placement order; slots[0] is the root. */
+  slots: InodeSlot[];
+  slotOf: Map<TreeNode, InodeSlot>;
+  /** Block-aligned end of everything placed. */
+  end: number;
+}
+
+export function layoutMeta(root: TreeNode, metaBlkaddr: number, blockSize: number): MetaLayout {
+  if ((root.inode.mode & S_IFMT) !== S_IFDIR) throw new RafsEncodeError('bootstrap', 'the root is not a directory');
+  const slotOf = new Map<TreeNode, InodeSlot>();
+  const slots = collectSlots(root, slotOf);
+  slots.forEach((slot) => sizeSlot(slot, blockSize));
+  const metaStart = metaBlkaddr * blockSize;
+  const inodesEnd = placeInodes(slots, metaStart + blockSize, blockSize);
+  slots.forEach((slot) => (slot.nid = (slot.offset - metaStart) / INODE_SLOT_SIZE));
+  let block = alignUp(inodesEnd, blockSize) / blockSize;
+  for (const slot of slots.filter((s) => s.blocks > 0)) {
+    slot.rawBlkaddr = block;
+    block += slot.blocks;
+  }
+  for (const slot of slots.filter((s) => s.type === S_IFDIR)) slot.data = packDirents(direntsOf(slot), blockSize);
+  return { slots, slotOf, end: block * blockSize };
+}
+
+function newSlot(inode: Inode, path: string, parent?: InodeSlot): InodeSlot {
+  const type = inode.mode & S_IFMT;
+  if (fileTypeOfMode(inode.mode) === FileType.UNKNOWN) throw new RafsEncodeError('inode', `${path}: unknown file type in mode 0o${inode.mode.toString(8)}`);
+  return {
+    inode, path, type, ino: 0, nlink: type === S_IFDIR ? 2 : 0, parent, entries: [], xattrs: Buffer.alloc(0),
+    layout: Layout.FLAT_PLAIN, data: Buffer.alloc(0), inlineSize: 0, blocks: 0, offset: 0, nid: 0, rawBlkaddr: 0,
+  };
+}
+
+/** Walks the tree (iteratively: depth is unbounded) into slots in placement order. */
+function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSlot[] {
+  const rootSlot = newSlot(root.inode, '/');
+  rootSlot.parent = rootSlot;
+  slotOf.set(root, rootSlot);
+  const order: InodeSlot[] = [];
+  const linked = new Map<Inode, InodeSlot>();
+  const seenDirs = new Set<TreeNode>();
+  const pending: [InodeSlot, TreeNode][] = [[rootSlot, root]];
+  while (pending.length > 0) {
+    const [dir, node] = pending.pop()!;
+    if (seenDirs.has(node)) throw new RafsEncodeError('bootstrap', `directory ${dir.path} appears twice in the tree`);
+    seenDirs.add(node);
+    order.push(dir);
+    const subdirs: [InodeSlot, TreeNode][] = [];
+    for (const [name, child] of [...(node.children ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
+      const slot = childSlot(child, path, dir, linked, order);
+      slotOf.set(child, slot);
+      if (slot.type === S_IFDIR) {
+        dir.nlink++;
+        subdirs.push([slot, child]);
+      }
+      dir.entries.push([name, slot]);
+    }
+    pending.push(...subdirs.reverse());
+  }
+  order.forEach((slot, i) => (slot.ino = i + 1));
+  return order;
+}
+
+/**
+ * Non-directories reached through the same Inode object are one slot: a hardlink, with one nid
+ * behind several dirents. (nydus-image splits hardlinked symlinks and devices into separate
+ * inodes; EROFS allows sharing any of them, and sharing keeps what tar extracts.)
+ */
+function childSlot(child: TreeNode, path: string, dir: InodeSlot, linked: Map<Inode, InodeSlot>, order: InodeSlot[]): InodeSlot {
+  const type = child.inode.mode & S_IFMT;
+  if ((type === S_IFDIR) !== (child.children !== undefined)) throw new RafsEncodeError('bootstrap', `${path}: children must be present exactly for directories`);
+  if (type === S_IFDIR) return newSlot(child.inode, path, dir);
+  let slot = linked.get(child.inode);
+  if (slot === undefined) {
+    slot = newSlot(child.inode, path);
+    linked.set(child.inode, slot);
+    order.push(slot);
+  }
+  slot.nlink++;
+  return slot;
+}
+
+function direntsOf(dir: InodeSlot): Dirent[] {
+  return [
+    { name: '.', nid: dir.nid, fileType: fileTypeOfMode(dir.inode.mode) },
+    { name: '..', nid: dir.parent!.nid, fileType: fileTypeOfMode(dir.parent!.inode.mode) },
+    ...dir.entries.map(([name, slot]) => ({ name, nid: slot.nid, fileType: fileTypeOfMode(slot.inode.mode) })),
+  ];
+}
+
+/** Chooses the layout and sizes; directory data is packed with placeholder nids (same size). */
+function sizeSlot(slot: InodeSlot, blockSize: number): void {
+  slot.xattrs = encodeXattrs(slot.inode.xattrs);
+  const head = EXTENDED_INODE_SIZE + slot.xattrs.length;
+  if (slot.type === S_IFREG) {
+    slot.layout = Layout.CHUNK_BASED;
+    slot.inlineSize = alignUp(head, CHUNK_INDEX_SIZE) - head + slot.inode.chunks.length * CHUNK_INDEX_SIZE;
+    return;
+  }
+  if (slot.type === S_IFDIR) slot.data = packDirents(direntsOf(slot), blockSize);
+  if (slot.type === S_IFLNK) slot.data = symlinkTarget(slot);
+  if (slot.type !== S_IFDIR && slot.type !== S_IFLNK) return;
+  const tail = slot.data.length % blockSize;
+  if (tail > 0 && head + tail <= blockSize) {
+    slot.layout = Layout.FLAT_INLINE;
+    slot.inlineSize = tail;
+    slot.blocks = Math.floor(slot.data.length / blockSize);
+  } else {
+    slot.blocks = Math.ceil(slot.data.length / blockSize);
+  }
+}
+
+function symlinkTarget(slot: InodeSlot): Buffer {
+  const target = slot.inode.symlinkTarget ?? '';
+  if (target.length === 0 || target.length > MAX_SYMLINK_LENGTH || /[^\x01-\xff]/.test(target)) {
+    throw new RafsEncodeError('symlink', `${slot.path}: the target must be 1..${MAX_SYMLINK_LENGTH} bytes without NUL`);
+  }
+  return Buffer.from(target, 'latin1');
+}
+
+/**
+ * Assigns 32-byte aligned offsets from `start`. An inode with its xattrs and inline data never
+ * straddles a block (the kernel rejects inline data that does); a record larger than a block
+ * starts a block and only its inode + xattrs are kept together.
+ */
+function placeInodes(slots: InodeSlot[], start: number, blockSize: number): number {
+  let cursor = start;
+  for (const slot of slots) {
+    const head = EXTENDED_INODE_SIZE + slot.xattrs.length;
+    const record = head + slot.inlineSize;
+    const together = record <= blockSize ? record : head;
+    cursor = alignUp(cursor, INODE_SLOT_SIZE);
+    const blockEnd = (Math.floor(cursor / blockSize) + 1) * blockSize;
+    if (cursor % blockSize !== 0 && cursor + together > blockEnd) cursor = blockEnd;
+    slot.offset = cursor;
+    cursor += record;
+  }
+  return cursor;
+}

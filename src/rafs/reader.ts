@@ -1,0 +1,418 @@
+// Reads a RAFS v6 bootstrap held in memory. `open` validates the superblocks and the blob and
+// device tables the way nydusd does (spec §1.17); inodes, directories and chunk indexes are decoded
+// on demand with every offset checked against the buffer, so a corrupt image only ever yields
+// RafsFormatError, and directory cycles or shared directories cannot make a walk loop.
+import { alignUp, checkRange } from './bytes.js';
+import { BLOB_ENTRY_SIZE, decodeBlobTable, decodeDeviceSlot, DEVICE_SLOT_SIZE, type DeviceSlot } from './blob-table.js';
+import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS } from './chunk.js';
+import { DETECT_HEAD_SIZE, detectRafsVersion } from './detect.js';
+import { type Dirent, FileType, fileTypeOfMode, parseDirentBlock } from './dirent.js';
+import { RafsFormatError } from './errors.js';
+import { decodeDev, decodeInode, EXTENDED_INODE_SIZE, COMPACT_INODE_SIZE, INODE_SLOT_SIZE, Layout } from './inode.js';
+import {
+  decodeErofsSuperblock, decodeExtSuperblock, decodeRafsFlags, DEVICE_TABLE_OFFSET, EROFS_SUPER_OFFSET,
+  type ErofsSuperblock, EXT_SUPER_OFFSET, type RafsExtSuperblock, type RafsFlags,
+} from './superblock.js';
+import {
+  type BlobInfo, type Bootstrap, type ChunkRef, type Compressor, type Digester, type Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode,
+} from './tree.js';
+import { decodeXattrs, xattrAreaSize } from './xattr.js';
+
+/** Deeper trees cannot be addressed by paths shorter than PATH_MAX anyway. */
+export const MAX_DEPTH = 2048;
+const PREFETCH_ENTRY_SIZE = 4;
+const DIRENT_BLOCK_CACHE_SIZE = 512;
+
+/** An inode's attributes as stored. */
+export interface RafsInode {
+  nid: number;
+  /** The builder's inode number (nydusd reports st_ino = nid instead). */
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  mtimeNsec: number;
+  nlink: number;
+  rdevMajor: number;
+  rdevMinor: number;
+  layout: Layout;
+  /** i_xattr_icount: 0 when the inode has no xattrs. */
+  xattrCount: number;
+  extended: boolean;
+}
+
+export interface DirEntry extends Dirent {
+  /** Position of this entry; pass it to readdir to resume here. */
+  offset: number;
+  /** Position of the entry after this one. */
+  nextOffset: number;
+}
+
+/** The part of one chunk that a byte range of a file covers. */
+export interface ChunkSlice {
+  chunk: ChunkRef;
+  /** Ordinal of the chunk in the file. */
+  index: number;
+  /** Offset inside the chunk's uncompressed data. */
+  start: number;
+  length: number;
+}
+
+export interface WalkEntry {
+  /** Absolute byte-string path; '/' for the root. */
+  path: string;
+  name: string;
+  nid: number;
+  parentNid: number;
+  inode: RafsInode;
+}
+
+/** Where an inode and the bytes after it sit in the image. */
+interface Located {
+  info: RafsInode;
+  u: number;
+  offset: number;
+  /** First byte after inode + inline xattrs. */
+  tailOffset: number;
+}
+
+export class RafsImage {
+  readonly blockSize: number;
+  readonly root: number;
+  readonly chunkSize: number;
+  readonly compressor: Compressor;
+  readonly digester: Digester;
+  readonly flags: RafsFlags;
+  readonly blobs: readonly BlobInfo[];
+  readonly devices: readonly DeviceSlot[];
+  readonly prefetchNids: readonly number[];
+  readonly superblock: ErofsSuperblock;
+  readonly extSuperblock: RafsExtSuperblock;
+  private readonly metaStart: number;
+  private chunkInfos: Map<number, ChunkRef> | undefined;
+  /** Parsed directory blocks by position, least recently used first. */
+  private readonly direntBlocks = new Map<number, Dirent[]>();
+
+  private constructor(private readonly buf: Buffer) {
+    const version = detectRafsVersion(buf.subarray(0, DETECT_HEAD_SIZE));
+    if (version === 'v5') throw new RafsFormatError('bootstrap', 0, 'RAFS v5 bootstrap detected: not supported');
+    if (version !== 'v6') throw new RafsFormatError('bootstrap', EROFS_SUPER_OFFSET, 'not a RAFS bootstrap (no RAFS v5 or EROFS magic)');
+    this.superblock = decodeErofsSuperblock(buf, EROFS_SUPER_OFFSET);
+    this.blockSize = 2 ** this.superblock.blockSizeBits;
+    if (buf.length < 4096 || buf.length % this.blockSize !== 0) throw new RafsFormatError('bootstrap', buf.length, `size ${buf.length} is not a multiple of the ${this.blockSize}-byte block size`);
+    this.extSuperblock = decodeExtSuperblock(buf, EXT_SUPER_OFFSET);
+    this.flags = decodeRafsFlags(this.extSuperblock.flags, EXT_SUPER_OFFSET);
+    this.chunkSize = this.extSuperblock.chunkSize;
+    this.compressor = this.flags.compressor;
+    this.digester = this.flags.digester;
+    this.blobs = this.readBlobTable();
+    this.devices = this.readDeviceTable();
+    this.checkTableRanges();
+    this.metaStart = this.superblock.metaBlkaddr * this.blockSize;
+    this.root = this.superblock.rootNid;
+    if ((this.inode(this.root).mode & S_IFMT) !== S_IFDIR) throw new RafsFormatError('superblock', EROFS_SUPER_OFFSET + 14, `root nid ${this.root} is not a directory`);
+    this.prefetchNids = this.readPrefetchTable();
+  }
+
+  /** Validates `buf` as a RAFS v6 bootstrap; throws RafsFormatError (also for v5 bootstraps). */
+  static open(buf: Buffer): RafsImage {
+    return new RafsImage(buf);
+  }
+
+  private readBlobTable(): BlobInfo[] {
+    const { blobTableOffset, blobTableSize } = this.extSuperblock;
+    if (blobTableSize / BLOB_ENTRY_SIZE > MAX_BLOBS) throw new RafsFormatError('RAFS extended superblock', EXT_SUPER_OFFSET + 16, `blob table holds more than ${MAX_BLOBS} blobs`);
+    return decodeBlobTable(this.buf, blobTableOffset, blobTableSize, { chunkSize: this.chunkSize, tarfs: this.flags.tarfs });
+  }
+
+  private readDeviceTable(): DeviceSlot[] {
+    const count = this.superblock.extraDevices;
+    if (count !== this.blobs.length) throw new RafsFormatError('superblock', EROFS_SUPER_OFFSET + 86, `${count} devices for ${this.blobs.length} blobs`);
+    const end = DEVICE_TABLE_OFFSET + count * DEVICE_SLOT_SIZE;
+    if (count > 0 && end > this.extSuperblock.blobTableOffset) throw new RafsFormatError('device table', DEVICE_TABLE_OFFSET, 'overlaps the blob table');
+    const devices = Array.from({ length: count }, (_, i) => decodeDeviceSlot(this.buf, DEVICE_TABLE_OFFSET + i * DEVICE_SLOT_SIZE));
+    const ids = new Set(devices.map((d) => d.blobId));
+    if (ids.size !== devices.length) throw new RafsFormatError('device table', DEVICE_TABLE_OFFSET, 'duplicate blob ids');
+    return devices;
+  }
+
+  private checkTableRanges(): void {
+    const { chunkTableOffset, chunkTableSize, prefetchTableOffset, prefetchTableSize } = this.extSuperblock;
+    checkRange(this.buf.length, chunkTableOffset, chunkTableSize, 'chunk info table');
+    checkRange(this.buf.length, prefetchTableOffset, prefetchTableSize, 'prefetch table');
+    checkRange(this.buf.length, this.superblock.metaBlkaddr * this.blockSize, 0, 'meta area');
+  }
+
+  /** nids up to the first 0 entry. */
+  private readPrefetchTable(): number[] {
+    const { prefetchTableOffset, prefetchTableSize } = this.extSuperblock;
+    const nids: number[] = [];
+    for (let at = prefetchTableOffset; at < prefetchTableOffset + prefetchTableSize; at += PREFETCH_ENTRY_SIZE) {
+      const nid = this.buf.readUInt32LE(at);
+      if (nid === 0) break;
+      nids.push(nid);
+    }
+    return nids;
+  }
+
+  private locate(nid: number): Located {
+    const offset = this.metaStart + nid * INODE_SLOT_SIZE;
+    if (!Number.isSafeInteger(nid) || nid < 0 || offset >= this.buf.length) throw new RafsFormatError('inode', offset, `nid ${nid} lies outside the image`);
+    const disk = decodeInode(this.buf, offset);
+    const fail = (detail: string): never => {
+      throw new RafsFormatError('inode', offset, `nid ${nid}: ${detail}`);
+    };
+    const type = disk.mode & S_IFMT;
+    if (fileTypeOfMode(disk.mode) === FileType.UNKNOWN) fail(`unknown file type in mode 0o${disk.mode.toString(8)}`);
+    if (!layoutsFor(type).includes(disk.layout)) fail(`layout ${disk.layout} is not valid for mode 0o${disk.mode.toString(8)}`);
+    if (disk.nlink === 0) fail('nlink is 0');
+    const tailOffset = offset + (disk.extended ? EXTENDED_INODE_SIZE : COMPACT_INODE_SIZE) + xattrAreaSize(disk.xattrCount);
+    checkRange(this.buf.length, offset, tailOffset - offset, 'inode');
+    const isDevice = type === S_IFCHR || type === S_IFBLK;
+    const { major, minor } = isDevice ? decodeDev(disk.u) : { major: 0, minor: 0 };
+    const { extended, layout, xattrCount, mode, size, ino, uid, gid, mtime, mtimeNsec, nlink } = disk;
+    const info = { nid, ino, mode, uid, gid, size, mtime, mtimeNsec, nlink, rdevMajor: major, rdevMinor: minor, layout, xattrCount, extended };
+    return { info, u: disk.u, offset, tailOffset };
+  }
+
+  /** The inode's attributes; throws RafsFormatError for a nid that is not a valid inode. */
+  inode(nid: number): RafsInode {
+    return this.locate(nid).info;
+  }
+
+  private locateType(nid: number, type: number, what: string): Located {
+    const located = this.locate(nid);
+    if ((located.info.mode & S_IFMT) !== type) throw new RafsFormatError('inode', located.offset, `nid ${nid} is not a ${what}`);
+    return located;
+  }
+
+  /** Offset and length of data block `index` of a flat (plain or inline) inode. */
+  private dataBlock(at: Located, index: number): { offset: number; length: number } {
+    const { size, layout } = at.info;
+    const length = Math.min(this.blockSize, size - index * this.blockSize);
+    const isTail = layout === Layout.FLAT_INLINE && size % this.blockSize !== 0 && index === Math.floor(size / this.blockSize);
+    if (!isTail) {
+      const offset = (at.u + index) * this.blockSize;
+      checkRange(this.buf.length, offset, length, 'data block');
+      return { offset, length };
+    }
+    const blockEnd = (Math.floor(at.offset / this.blockSize) + 1) * this.blockSize;
+    if (at.tailOffset + length > blockEnd) throw new RafsFormatError('inode', at.offset, `nid ${at.info.nid}: inline data crosses a block boundary`);
+    checkRange(this.buf.length, at.tailOffset, length, 'inline data');
+    return { offset: at.tailOffset, length };
+  }
+
+  private blockCount(at: Located): number {
+    checkRange(this.buf.length, 0, at.info.size, 'inode data');
+    return Math.ceil(at.info.size / this.blockSize);
+  }
+
+  /** A parsed directory block; recently used ones are kept because lookups bisect the same blocks. */
+  private direntBlock(dir: Located, index: number): Dirent[] {
+    const { offset, length } = this.dataBlock(dir, index);
+    const key = offset * (this.blockSize + 1) + length;
+    let entries = this.direntBlocks.get(key);
+    if (entries) {
+      this.direntBlocks.delete(key);
+    } else {
+      entries = parseDirentBlock(this.buf, offset, length);
+      if (this.direntBlocks.size >= DIRENT_BLOCK_CACHE_SIZE) this.direntBlocks.delete(this.direntBlocks.keys().next().value!);
+    }
+    this.direntBlocks.set(key, entries);
+    return entries;
+  }
+
+  /** The nid `name` (byte string or bytes) refers to in directory `dirNid`, if any. */
+  lookup(dirNid: number, name: string | Buffer): number | undefined {
+    const target = typeof name === 'string' ? name : name.toString('latin1');
+    const dir = this.locateType(dirNid, S_IFDIR, 'directory');
+    // Entries are globally sorted: find the last block whose first name is <= target, then bisect it.
+    let [low, high] = [0, this.blockCount(dir) - 1];
+    let candidate: Dirent[] | undefined;
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      const entries = this.direntBlock(dir, mid);
+      if (entries[0]!.name <= target) {
+        candidate = entries;
+        low = mid + 1;
+      } else {
+        high = mid - 1;
+      }
+    }
+    return candidate === undefined ? undefined : bisect(candidate, target)?.nid;
+  }
+
+  /** Entries of a directory, `.` and `..` included, in on-disk order, from `offset` on. */
+  *readdir(dirNid: number, offset = 0): Generator<DirEntry> {
+    const dir = this.locateType(dirNid, S_IFDIR, 'directory');
+    const blocks = this.blockCount(dir);
+    for (let block = Math.floor(offset / this.blockSize); block < blocks; block++) {
+      const entries = this.direntBlock(dir, block);
+      const base = block * this.blockSize;
+      const first = Math.max(0, Math.ceil((offset - base) / 12));
+      for (let i = first; i < entries.length; i++) {
+        const nextOffset = i + 1 < entries.length ? base + (i + 1) * 12 : base + this.blockSize;
+        yield { ...entries[i]!, offset: base + i * 12, nextOffset };
+      }
+    }
+  }
+
+  /** A symlink's target as a byte string. */
+  readlink(nid: number): string {
+    const link = this.locateType(nid, S_IFLNK, 'symlink');
+    const parts = Array.from({ length: this.blockCount(link) }, (_, i) => this.dataBlock(link, i));
+    return parts.map(({ offset, length }) => this.buf.toString('latin1', offset, offset + length)).join('');
+  }
+
+  xattrs(nid: number): Map<string, Buffer> {
+    const at = this.locate(nid);
+    return decodeXattrs(this.buf, at.tailOffset - xattrAreaSize(at.info.xattrCount), at.info.xattrCount);
+  }
+
+  /** Every chunk of a regular file, in file order. */
+  chunks(nid: number): ChunkRef[] {
+    const file = this.locateType(nid, S_IFREG, 'regular file');
+    return this.chunkRange(file, 0, Math.ceil(file.info.size / this.chunkSize));
+  }
+
+  /** The chunks covering [offset, offset + length) of a regular file, clipped to its size. */
+  chunksForRange(nid: number, offset: number, length: number): ChunkSlice[] {
+    const file = this.locateType(nid, S_IFREG, 'regular file');
+    const end = Math.min(offset + length, file.info.size);
+    if (offset < 0 || length <= 0 || offset >= end) return [];
+    const first = Math.floor(offset / this.chunkSize);
+    const chunks = this.chunkRange(file, first, Math.floor((end - 1) / this.chunkSize) + 1);
+    return chunks.map((chunk, i) => {
+      const chunkStart = (first + i) * this.chunkSize;
+      const start = Math.max(offset, chunkStart) - chunkStart;
+      return { chunk, index: first + i, start, length: Math.min(end, chunkStart + chunk.uncompressedSize) - chunkStart - start };
+    });
+  }
+
+  /** Chunks [first, last) of a file, resolved through the chunk info table. */
+  private chunkRange(file: Located, first: number, last: number): ChunkRef[] {
+    decodeChunkFormat(file.u, file.offset + 16);
+    const base = alignUp(file.tailOffset, CHUNK_INDEX_SIZE);
+    checkRange(this.buf.length, base, Math.ceil(file.info.size / this.chunkSize) * CHUNK_INDEX_SIZE, 'chunk index array');
+    const table = this.chunkTable();
+    const chunks: ChunkRef[] = [];
+    for (let i = first; i < last; i++) {
+      const at = base + i * CHUNK_INDEX_SIZE;
+      const index = decodeChunkIndex(this.buf, at);
+      const info = table.get(index.blobIndex * 2 ** 24 + index.ciIndex);
+      if (info === undefined) throw new RafsFormatError('chunk index', at, `blob ${index.blobIndex} chunk ${index.ciIndex} is not in the chunk info table`);
+      if (index.blockAddr * this.blockSize !== info.uncompressedOffset) throw new RafsFormatError('chunk index', at, `block address ${index.blockAddr} disagrees with the chunk info table`);
+      const expectedSize = Math.min(this.chunkSize, file.info.size - i * this.chunkSize);
+      if (info.uncompressedSize !== expectedSize) throw new RafsFormatError('chunk index', at, `chunk ${i} holds ${info.uncompressedSize} bytes, the file needs ${expectedSize}`);
+      chunks.push({ ...info });
+    }
+    return chunks;
+  }
+
+  /** The chunk info table keyed by (blob index, CI index), decoded once. */
+  private chunkTable(): Map<number, ChunkRef> {
+    if (this.chunkInfos) return this.chunkInfos;
+    const { chunkTableOffset, chunkTableSize } = this.extSuperblock;
+    const table = new Map<number, ChunkRef>();
+    for (let at = chunkTableOffset; at < chunkTableOffset + chunkTableSize; at += CHUNK_INFO_SIZE) {
+      const chunk = decodeChunkInfo(this.buf, at);
+      const blob = this.blobs[chunk.blobIndex];
+      const fail = (detail: string): never => {
+        throw new RafsFormatError('chunk info', at, detail);
+      };
+      if (blob === undefined) fail(`blob index ${chunk.blobIndex} is not in the blob table`);
+      if (chunk.ciIndex >= 2 ** 24) fail(`CI index ${chunk.ciIndex} does not fit 24 bits`);
+      if (chunk.uncompressedOffset + chunk.uncompressedSize > blob!.uncompressedSize) fail('chunk lies beyond its blob');
+      const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
+      if (table.has(key)) fail(`duplicate entry for blob ${chunk.blobIndex} chunk ${chunk.ciIndex}`);
+      table.set(key, chunk);
+    }
+    this.chunkInfos = table;
+    return table;
+  }
+
+  /** Every entry below the root, depth-first in directory order (the root itself first). */
+  *walk(): Generator<WalkEntry> {
+    yield { path: '/', name: '', nid: this.root, parentNid: this.root, inode: this.inode(this.root) };
+    const visited = new Set([this.root]);
+    const stack = [{ path: '', nid: this.root, entries: this.readdir(this.root) }];
+    while (stack.length > 0) {
+      const dir = stack[stack.length - 1]!;
+      const next = dir.entries.next();
+      if (next.done) {
+        stack.pop();
+        continue;
+      }
+      const { name, nid } = next.value;
+      if (name === '.' || name === '..') continue;
+      const entry = { path: `${dir.path}/${name}`, name, nid, parentNid: dir.nid, inode: this.inode(nid) };
+      yield entry;
+      if ((entry.inode.mode & S_IFMT) !== S_IFDIR) continue;
+      if (visited.has(nid)) throw new RafsFormatError('directory', this.metaStart + nid * INODE_SLOT_SIZE, `directory nid ${nid} is reachable twice (at ${JSON.stringify(entry.path)})`);
+      if (stack.length >= MAX_DEPTH) throw new RafsFormatError('directory', this.metaStart + nid * INODE_SLOT_SIZE, `tree deeper than ${MAX_DEPTH}`);
+      visited.add(nid);
+      stack.push({ path: entry.path, nid, entries: this.readdir(nid) });
+    }
+  }
+
+  /** The whole image as the in-memory model; paths sharing a non-directory nid share an Inode. */
+  toBootstrap(): Bootstrap {
+    const root: TreeNode = { name: '', inode: this.toInode(this.root), children: new Map() };
+    const dirs = new Map<number, TreeNode>([[this.root, root]]);
+    const shared = new Map<number, Inode>();
+    const pathOf = new Map<number, string>([[this.root, '/']]);
+    for (const entry of this.walk()) {
+      if (entry.path === '/') continue;
+      if (!pathOf.has(entry.nid)) pathOf.set(entry.nid, entry.path);
+      const isDir = (entry.inode.mode & S_IFMT) === S_IFDIR;
+      let inode = isDir ? undefined : shared.get(entry.nid);
+      if (inode === undefined) inode = this.toInode(entry.nid);
+      if (!isDir) shared.set(entry.nid, inode);
+      const node: TreeNode = isDir ? { name: entry.name, inode, children: new Map() } : { name: entry.name, inode };
+      dirs.get(entry.parentNid)!.children!.set(entry.name, node);
+      if (isDir) dirs.set(entry.nid, node);
+    }
+    const prefetch = this.prefetchNids.flatMap((nid) => pathOf.get(nid) ?? []);
+    return { root, blobs: this.blobs.map((b) => ({ ...b })), chunkSize: this.chunkSize, compressor: this.compressor, digester: this.digester, prefetch };
+  }
+
+  private toInode(nid: number): Inode {
+    const info = this.inode(nid);
+    const type = info.mode & S_IFMT;
+    return {
+      mode: info.mode,
+      uid: info.uid,
+      gid: info.gid,
+      mtime: info.mtime,
+      mtimeNsec: info.mtimeNsec,
+      size: type === S_IFREG ? info.size : 0,
+      rdevMajor: info.rdevMajor,
+      rdevMinor: info.rdevMinor,
+      ...(type === S_IFLNK ? { symlinkTarget: this.readlink(nid) } : {}),
+      xattrs: this.xattrs(nid),
+      chunks: type === S_IFREG ? this.chunks(nid) : [],
+    };
+  }
+}
+
+/** The layouts RAFS uses per file type: chunk-based files, flat everything else. */
+function layoutsFor(type: number): readonly Layout[] {
+  if (type === S_IFREG) return [Layout.CHUNK_BASED];
+  if (type === S_IFDIR || type === S_IFLNK) return [Layout.FLAT_PLAIN, Layout.FLAT_INLINE];
+  return [Layout.FLAT_PLAIN];
+}
+
+/** Binary search of one sorted dirent block. */
+function bisect(entries: readonly Dirent[], name: string): Dirent | undefined {
+  let [low, high] = [0, entries.length - 1];
+  while (low <= high) {
+    const mid = (low + high) >>> 1;
+    const entry = entries[mid]!;
+    if (entry.name === name) return entry;
+    if (entry.name < name) low = mid + 1;
+    else high = mid - 1;
+  }
+  return undefined;
+}

@@ -1,0 +1,201 @@
+// Writes a Bootstrap as a RAFS v6 bootstrap, i.e. a valid EROFS image (spec §1.1 layout):
+// superblock, extended superblock and device table in block 0, then blob and prefetch tables, one
+// unused meta block, the inodes and directory/symlink blocks (meta-layout.ts), and the chunk info
+// table. Always extended inodes; regular files are chunk-based with their data in the blobs.
+import { alignUp, isPowerOfTwo } from './bytes.js';
+import { BLOB_ENTRY_SIZE, BlobFeature, DEVICE_SLOT_SIZE, type DeviceSlot, encodeBlobEntry, encodeDeviceSlot } from './blob-table.js';
+import { CHUNK_INDEX_SIZE, encodeChunkFormat, encodeChunkIndex, encodeChunkInfo, MAX_BLOBS } from './chunk.js';
+import { RafsEncodeError } from './errors.js';
+import { encodeDev, encodeInode, EXTENDED_INODE_SIZE, Layout } from './inode.js';
+import { type InodeSlot, layoutMeta } from './meta-layout.js';
+import {
+  DEVICE_TABLE_OFFSET, encodeErofsSuperblock, encodeExtSuperblock, encodeRafsFlags,
+  EROFS_SUPER_OFFSET, EXT_SUPER_OFFSET, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+} from './superblock.js';
+import { xattrCountForSize } from './xattr.js';
+import { type BlobInfo, type Bootstrap, type ChunkRef, type Inode, S_IFDIR, S_IFLNK, S_IFREG, type TreeNode } from './tree.js';
+
+export interface WriteOptions {
+  /** Record uid/gid (default). When false, nydusd reports its own euid/egid (nydus `--repeatable`). */
+  explicitUidGid?: boolean;
+}
+
+const BLOCK_SIZE_BITS = 12;
+const BLOCK_SIZE = 1 << BLOCK_SIZE_BITS;
+/** nydus-image aligns each blob's place in a flat block image to 512 KiB. */
+const MAPPED_BLOB_ALIGNMENT = 0x80000;
+const PREFETCH_ENTRY_SIZE = 4;
+
+export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
+  checkBlobs(b);
+  const tables = planTables(b);
+  const layout = layoutMeta(b.root, tables.metaBlkaddr, BLOCK_SIZE);
+  const chunkTable = encodeChunkTable(layout.slots);
+  const image = Buffer.alloc(alignUp(layout.end + chunkTable.length, BLOCK_SIZE));
+  layout.slots.forEach((slot) => writeSlot(image, slot, b));
+  chunkTable.copy(image, layout.end);
+  const devices = deviceSlots(b.blobs, image.length);
+  encodeErofsSuperblock({
+    blockSizeBits: BLOCK_SIZE_BITS,
+    rootNid: layout.slots[0]!.nid,
+    inodeCount: layout.slots.length,
+    blocks: devices.reduce((sum, d) => sum + d.blocks, 0),
+    metaBlkaddr: tables.metaBlkaddr,
+    extraDevices: devices.length,
+  }).copy(image, EROFS_SUPER_OFFSET);
+  encodeExtSuperblock({
+    flags: rafsFlags(b, layout.slots, opts),
+    blobTableOffset: tables.blobTableOffset,
+    blobTableSize: b.blobs.length * BLOB_ENTRY_SIZE,
+    chunkSize: b.chunkSize,
+    chunkTableOffset: layout.end,
+    chunkTableSize: chunkTable.length,
+    prefetchTableOffset: tables.prefetch.length > 0 ? tables.prefetchTableOffset : 0,
+    prefetchTableSize: tables.prefetch.length * PREFETCH_ENTRY_SIZE,
+  }).copy(image, EXT_SUPER_OFFSET);
+  devices.forEach((d, i) => encodeDeviceSlot(d).copy(image, DEVICE_TABLE_OFFSET + i * DEVICE_SLOT_SIZE));
+  b.blobs.forEach((blob, i) => encodeBlobEntry(blob, i).copy(image, tables.blobTableOffset + i * BLOB_ENTRY_SIZE));
+  tables.prefetch.forEach((node, i) => image.writeUInt32LE(layout.slotOf.get(node)!.nid, tables.prefetchTableOffset + i * PREFETCH_ENTRY_SIZE));
+  return image;
+}
+
+/** Where the blob and prefetch tables go, and so where the meta area starts. */
+function planTables(b: Bootstrap): { blobTableOffset: number; prefetchTableOffset: number; prefetch: TreeNode[]; metaBlkaddr: number } {
+  // nydus writes a prefetch table only for images with blobs: without data there is nothing to fetch
+  const prefetch = b.blobs.length > 0 ? [...new Set(b.prefetch.map((path) => nodeAt(b.root, path)).filter((n) => n !== undefined))] : [];
+  const blobTableOffset = alignUp(DEVICE_TABLE_OFFSET + b.blobs.length * DEVICE_SLOT_SIZE, BLOCK_SIZE);
+  const prefetchTableOffset = blobTableOffset + b.blobs.length * BLOB_ENTRY_SIZE;
+  const tablesEnd = prefetchTableOffset + prefetch.length * PREFETCH_ENTRY_SIZE;
+  // Without tables nydus uses meta_blkaddr 0: block 0 (the superblock) then is the unused meta block.
+  const metaBlkaddr = tablesEnd === blobTableOffset ? 0 : alignUp(tablesEnd, BLOCK_SIZE) / BLOCK_SIZE;
+  return { blobTableOffset, prefetchTableOffset, prefetch, metaBlkaddr };
+}
+
+function rafsFlags(b: Bootstrap, slots: readonly InodeSlot[], opts: WriteOptions): number {
+  return encodeRafsFlags({
+    compressor: b.compressor,
+    digester: b.digester,
+    explicitUidGid: opts.explicitUidGid ?? true,
+    hasXattr: slots.some((slot) => slot.xattrs.length > 0),
+    inlinedChunkDigest: b.blobs.length > 0 && b.blobs.every((blob) => blob.features & BlobFeature.INLINED_CHUNK_DIGEST),
+    tarfs: false,
+    encrypted: false,
+  });
+}
+
+function checkBlobs(b: Bootstrap): void {
+  if (!isPowerOfTwo(b.chunkSize) || b.chunkSize < MIN_CHUNK_SIZE || b.chunkSize > MAX_CHUNK_SIZE) {
+    throw new RafsEncodeError('bootstrap', `chunk size ${b.chunkSize} is not a power of two in [4 KiB, 16 MiB]`);
+  }
+  if (b.blobs.length > MAX_BLOBS) throw new RafsEncodeError('bootstrap', `${b.blobs.length} blobs, at most ${MAX_BLOBS} fit`);
+  b.blobs.forEach((blob, i) => {
+    const fail = (detail: string): never => {
+      throw new RafsEncodeError('blob table entry', `blob ${i} (${blob.blobId}): ${detail}`);
+    };
+    if (blob.chunkSize !== b.chunkSize) fail(`chunk size ${blob.chunkSize} differs from the bootstrap's ${b.chunkSize}`);
+    if (!(blob.features & BlobFeature.ALIGNED)) fail('the ALIGNED feature is required');
+    if (blob.uncompressedSize <= 0 || blob.uncompressedSize % BLOCK_SIZE !== 0) fail(`uncompressed size ${blob.uncompressedSize} is not a positive multiple of 4 KiB`);
+  });
+}
+
+/** The node an absolute byte-string path names, if any. */
+function nodeAt(root: TreeNode, path: string): TreeNode | undefined {
+  let node: TreeNode | undefined = root;
+  for (const name of path.split('/').filter((part) => part !== '')) node = node?.children?.get(name);
+  return node;
+}
+
+/** Each blob's flat-image position: after the bootstrap and the previous blob, 512 KiB-aligned. */
+function deviceSlots(blobs: readonly BlobInfo[], bootstrapSize: number): DeviceSlot[] {
+  let pos = bootstrapSize;
+  return blobs.map((blob) => {
+    const blocks = blob.uncompressedSize / BLOCK_SIZE;
+    const mappedBlkaddr = alignUp(pos, MAPPED_BLOB_ALIGNMENT) / BLOCK_SIZE;
+    pos = (mappedBlkaddr + blocks) * BLOCK_SIZE;
+    return { blobId: blob.blobId, blocks, mappedBlkaddr };
+  });
+}
+
+function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
+  const { inode } = slot;
+  encodeInode({
+    extended: true,
+    layout: slot.layout,
+    xattrCount: xattrCountForSize(slot.xattrs.length),
+    mode: inode.mode,
+    size: slot.type === S_IFREG ? inode.size : slot.data.length,
+    u: inodeU(slot, b.chunkSize),
+    ino: slot.ino,
+    uid: inode.uid,
+    gid: inode.gid,
+    mtime: inode.mtime,
+    mtimeNsec: inode.mtimeNsec,
+    nlink: slot.nlink,
+  }).copy(image, slot.offset);
+  const inlineAt = slot.offset + EXTENDED_INODE_SIZE + slot.xattrs.length;
+  slot.xattrs.copy(image, slot.offset + EXTENDED_INODE_SIZE);
+  if (slot.type === S_IFREG) {
+    encodeChunkIndexes(slot, b).copy(image, alignUp(inlineAt, CHUNK_INDEX_SIZE));
+    return;
+  }
+  slot.data.copy(image, slot.rawBlkaddr * BLOCK_SIZE, 0, slot.blocks * BLOCK_SIZE);
+  if (slot.layout === Layout.FLAT_INLINE) slot.data.copy(image, inlineAt, slot.blocks * BLOCK_SIZE);
+}
+
+/** i_u: the chunk format of files, the first data block of directories and symlinks, else rdev. */
+function inodeU(slot: InodeSlot, chunkSize: number): number {
+  if (slot.type === S_IFREG) return encodeChunkFormat(chunkBits(slot.inode, chunkSize));
+  if (slot.type === S_IFDIR || slot.type === S_IFLNK) return slot.rawBlkaddr;
+  return encodeDev(slot.inode.rdevMajor, slot.inode.rdevMinor);
+}
+
+/**
+ * Chunk bits of the inode's chunk format. A multi-chunk file stored contiguously in one blob
+ * is declared as a single power-of-two chunk so the kernel maps it in one piece (nydus does the
+ * same); nydusd always uses the superblock chunk size, and the index array stays complete.
+ */
+function chunkBits(inode: Inode, chunkSize: number): number {
+  const chunks = inode.chunks;
+  const contiguous = chunks.length > 1 && chunks.every((c, i) => i === 0 || (c.blobIndex === chunks[0]!.blobIndex && c.uncompressedOffset === chunks[i - 1]!.uncompressedOffset + chunkSize));
+  let bits = Math.log2(chunkSize);
+  while (contiguous && 2 ** bits < inode.size) bits++;
+  return bits - BLOCK_SIZE_BITS <= 0x1f ? bits - BLOCK_SIZE_BITS : Math.log2(chunkSize) - BLOCK_SIZE_BITS;
+}
+
+function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap): Buffer {
+  const { chunks, size } = slot.inode;
+  const fail = (detail: string): never => {
+    throw new RafsEncodeError('chunk index', `${slot.path}: ${detail}`);
+  };
+  if (!Number.isSafeInteger(size) || size < 0) fail(`bad size ${size}`);
+  if (chunks.length !== Math.ceil(size / b.chunkSize)) fail(`${chunks.length} chunks for ${size} bytes in ${b.chunkSize}-byte chunks`);
+  return Buffer.concat(chunks.map((c, i) => {
+    const blob = b.blobs[c.blobIndex];
+    if (blob === undefined) return fail(`chunk ${i} refers to blob ${c.blobIndex}, the table has ${b.blobs.length}`);
+    if (c.uncompressedSize !== Math.min(b.chunkSize, size - i * b.chunkSize)) fail(`chunk ${i} holds ${c.uncompressedSize} bytes`);
+    if (c.uncompressedOffset % BLOCK_SIZE !== 0 || c.uncompressedOffset + c.uncompressedSize > blob.uncompressedSize) {
+      fail(`chunk ${i} at uncompressed offset ${c.uncompressedOffset} is unaligned or beyond its blob`);
+    }
+    if (c.ciIndex >= blob.chunkCount) fail(`chunk ${i} has CI index ${c.ciIndex}, its blob has ${blob.chunkCount} chunks`);
+    return encodeChunkIndex({ blobIndex: c.blobIndex, ciIndex: c.ciIndex, blockAddr: c.uncompressedOffset / BLOCK_SIZE });
+  }));
+}
+
+/** One 80-byte entry per distinct (blob, CI index) any file refers to, in that order. */
+function encodeChunkTable(slots: readonly InodeSlot[]): Buffer {
+  const byKey = new Map<number, ChunkRef>();
+  for (const slot of slots.filter((s) => s.type === S_IFREG)) {
+    for (const chunk of slot.inode.chunks) {
+      const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
+      const known = byKey.get(key);
+      if (known === undefined) byKey.set(key, chunk);
+      else if (!sameChunk(known, chunk)) throw new RafsEncodeError('chunk info table', `${slot.path}: conflicting chunks for blob ${chunk.blobIndex} CI index ${chunk.ciIndex}`);
+    }
+  }
+  return Buffer.concat([...byKey.keys()].sort((x, y) => x - y).map((key) => encodeChunkInfo(byKey.get(key)!)));
+}
+
+function sameChunk(a: ChunkRef, b: ChunkRef): boolean {
+  return a.digest.equals(b.digest) && a.compressedOffset === b.compressedOffset && a.compressedSize === b.compressedSize
+    && a.uncompressedOffset === b.uncompressedOffset && a.uncompressedSize === b.uncompressedSize && a.compressed === b.compressed;
+}
