@@ -137,9 +137,16 @@ fn i32_len(len: usize, what: &str) -> Result<c_int> {
     c_int::try_from(len).map_err(|_| NativeError::Argument(format!("{what} of {len} bytes is too large for lz4")))
 }
 
+/// An empty Vec with room for `n` bytes; a size the allocator refuses is an error, not an abort.
+fn alloc(n: usize) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| NativeError::Size(format!("cannot allocate {n} bytes for the output")))?;
+    Ok(v)
+}
+
 /// Runs `fill(dst_ptr, capacity) -> written` over a fresh Vec, keeping only the written bytes.
 fn fill_vec(cap: usize, fill: impl FnOnce(*mut u8, usize) -> Result<usize>) -> Result<Vec<u8>> {
-    let mut out: Vec<u8> = Vec::with_capacity(cap);
+    let mut out = alloc(cap)?;
     let n = fill(out.as_mut_ptr(), cap)?;
     assert!(n <= cap);
     unsafe { out.set_len(n) };
@@ -250,7 +257,10 @@ fn decode_into(codec: Codec, src: &[u8], dst: *mut u8, cap: usize) -> Result<Dec
 /// size is taken from the data where the format records it, else grown up to `max` bytes.
 pub fn decompress(codec: Codec, src: &[u8], size: Option<usize>, max: usize) -> Result<Vec<u8>> {
     if let Some(n) = size {
-        let mut out = Vec::with_capacity(n);
+        if n > max {
+            return Err(NativeError::Size(format!("expected size {n} exceeds the limit of {max} bytes")));
+        }
+        let mut out = alloc(n)?;
         // SAFETY: decompress_into writes exactly n bytes or fails, and on failure out is dropped unread.
         unsafe { out.set_len(n) };
         decompress_into(codec, src, &mut out)?;
@@ -275,7 +285,7 @@ fn initial_guess(codec: Codec, src: &[u8]) -> usize {
 fn grow_decode(codec: Codec, src: &[u8], guess: usize, max: usize) -> Result<Vec<u8>> {
     let mut cap = guess.min(max);
     loop {
-        let mut out: Vec<u8> = Vec::with_capacity(cap);
+        let mut out = alloc(cap)?;
         match decode_into(codec, src, out.as_mut_ptr(), cap)? {
             Decoded::Exact(n) => {
                 unsafe { out.set_len(n) };
@@ -297,7 +307,7 @@ fn zstd_decompress_unsized(src: &[u8], max: usize) -> Result<Vec<u8>> {
     if declared != ZSTD_CONTENTSIZE_UNKNOWN && (declared as usize) <= max {
         // single frame with a declared size: one shot; more frames fall through to streaming
         let n = declared as usize;
-        let mut out: Vec<u8> = Vec::with_capacity(n);
+        let mut out = alloc(n)?;
         if let Decoded::Exact(w) = decode_into(Codec::Zstd, src, out.as_mut_ptr(), n)? {
             if w == n {
                 unsafe { out.set_len(n) };
@@ -312,16 +322,16 @@ fn zstd_stream(src: &[u8], max: usize) -> Result<Vec<u8>> {
     with_ctx(|c| unsafe {
         let d = zstd_dctx(c)?;
         ZSTD_DCtx_reset(d, ZSTD_RESET_SESSION_ONLY);
-        let mut out: Vec<u8> = Vec::with_capacity((src.len() * 4).clamp(4096, max.max(1)));
+        let mut out = alloc((src.len().saturating_mul(4)).clamp(4096, max.max(1)).min(max))?;
         let mut inp = ZstdInBuffer { src: src.as_ptr().cast(), size: src.len(), pos: 0 };
         let mut last = 1usize;
         while inp.pos < inp.size || last != 0 {
+            if out.len() >= max {
+                return Err(NativeError::Size(format!("zstd data decodes to more than the limit of {max} bytes")));
+            }
             if out.len() == out.capacity() {
-                if out.len() >= max {
-                    return Err(NativeError::Size(format!("zstd data decodes to more than the limit of {max} bytes")));
-                }
-                let grow = out.capacity().min(max - out.len()).max(1);
-                out.reserve(grow);
+                let grow = out.capacity().max(4096).min(max - out.len());
+                out.try_reserve_exact(grow).map_err(|_| NativeError::Size(format!("cannot allocate {grow} more bytes for the output")))?;
             }
             let room = out.capacity().min(max) - out.len();
             let mut o = ZstdOutBuffer { dst: out.as_mut_ptr().add(out.len()).cast(), size: room, pos: 0 };
@@ -373,6 +383,13 @@ mod tests {
             assert!(decompress(codec, &c, Some(100_001), usize::MAX).is_err(), "{codec:?} long");
             assert!(decompress(codec, &c[..c.len() / 2], Some(100_000), usize::MAX).is_err(), "{codec:?} truncated");
         }
+    }
+
+    #[test]
+    fn bomb_with_odd_limit_is_a_size_error() {
+        let c = compress(Codec::Zstd, &vec![0u8; 8 << 20], 3).unwrap();
+        assert!(matches!(decompress(Codec::Zstd, &c, None, 1_000_000), Err(NativeError::Size(_))));
+        assert!(matches!(decompress(Codec::Zstd, &c, Some(1 << 50), usize::MAX), Err(NativeError::Size(_))));
     }
 
     #[test]

@@ -119,13 +119,21 @@ async function splitBatch<T>(items: T[], run: (part: T[], start: number) => Prom
   const per = Math.ceil(items.length / Math.min(batchWays, items.length));
   const parts: Promise<Buffer[]>[] = [];
   for (let start = 0; start < items.length; start += per) {
-    parts.push(run(items.slice(start, start + per), start).catch((err: Error) => {
-      // the addon numbers items within its part; renumber them within the whole batch
-      err.message = err.message.replace(/^item (\d+):/, (_m, i: string) => `item ${start + Number(i)}:`);
-      throw err;
+    // argument errors throw synchronously, item errors reject: both get renumbered
+    const part = (async () => run(items.slice(start, start + per), start))();
+    parts.push(part.catch((err: Error) => {
+      throw renumber(err, start);
     }));
   }
   return (await Promise.all(parts)).flat();
+}
+
+/** The addon numbers items within its part of a batch; make the numbers refer to the whole batch. */
+function renumber(err: Error, start: number): Error {
+  err.message = err.message
+    .replace(/^item (\d+):/, (_m, i: string) => `item ${start + Number(i)}:`)
+    .replace(/^(inputs|sizes)\[(\d+)\]/, (_m, what: string, i: string) => `${what}[${start + Number(i)}]`);
+  return err;
 }
 
 /** Compresses every input on the libuv thread pool. */
