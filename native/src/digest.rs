@@ -27,6 +27,7 @@ pub fn digest(algo: DigestAlgo, data: &[u8]) -> [u8; 32] {
 }
 
 /// A streaming hasher; `finish` consumes its state so a finished hasher cannot be reused by mistake.
+#[derive(Clone)]
 pub enum Hasher {
     Blake3(Box<blake3::Hasher>),
     Sha256(sha2::Sha256),

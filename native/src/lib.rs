@@ -90,6 +90,21 @@ unsafe extern "C" fn hasher_create(env: napi_env, info: napi_callback_info) -> n
     })
 }
 
+unsafe extern "C" fn hasher_clone(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h] = js::args::<1>(env, info)?;
+        let copy = hasher_arg(env, h)?.clone();
+        let raw = Box::into_raw(Box::new(copy));
+        let mut v = ptr::null_mut();
+        let st = napi_create_external(env, raw.cast(), Some(free_hasher), ptr::null_mut(), &mut v);
+        if st != NAPI_OK {
+            drop(Box::from_raw(raw));
+            return Err(error::NativeError::Internal("napi_create_external failed".into()));
+        }
+        Ok(v)
+    })
+}
+
 unsafe extern "C" fn hasher_update(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [h, src] = js::args::<2>(env, info)?;
@@ -176,13 +191,14 @@ unsafe extern "C" fn zstd_stream_finish(env: napi_env, info: napi_callback_info)
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 13] = [
+    let functions: [(&str, napi_callback); 14] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
         ("digest", Some(digest)),
         ("hasherCreate", Some(hasher_create)),
         ("hasherUpdate", Some(hasher_update)),
+        ("hasherClone", Some(hasher_clone)),
         ("hasherFinish", Some(hasher_finish)),
         ("compressBatch", Some(compress_batch)),
         ("decompressBatch", Some(decompress_batch)),

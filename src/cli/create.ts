@@ -27,7 +27,8 @@ function layerSource(type: CreateFlags['type'], source: string): NodeJS.Readable
     });
     return tar.stdout;
   }
-  return source === '-' ? process.stdin : createReadStream(source);
+  // 1 MiB reads: far fewer trips through the decompressor and parser than the 64 KiB default
+  return source === '-' ? process.stdin : createReadStream(source, { highWaterMark: 1 << 20 });
 }
 
 async function create(source: string, flags: CreateFlags): Promise<void> {

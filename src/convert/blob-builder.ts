@@ -3,8 +3,9 @@
 // Digest and compression run in batches on the libuv pool so both cores work while the tar
 // parser keeps reading; at most `maxInFlight` batches are held, which bounds memory.
 import type { FileHandle } from 'node:fs/promises';
-import { compressBatch, digestBatch, Hasher, type Codec } from '../native/index.js';
+import { compressBatch, digestBatch, type Codec, type Hasher } from '../native/index.js';
 import type { ChunkRef, Compressor, Digester, Inode } from '../rafs/tree.js';
+import type { ChunkBufferPool } from './chunker.js';
 
 export interface BlobBuilderOptions {
   out: FileHandle;
@@ -15,6 +16,8 @@ export interface BlobBuilderOptions {
   /** Raw bytes gathered before a batch is handed to the pool. */
   batchBytes?: number;
   maxInFlight?: number;
+  /** Gets every chunk buffer back once its data is written. */
+  pool?: ChunkBufferPool;
 }
 
 export interface BlobBuildResult {
@@ -24,8 +27,7 @@ export interface BlobBuildResult {
   compressedSize: number;
   /** End of the 4 KiB-aligned uncompressed chunk space. */
   uncompressedSize: number;
-  /** sha256 of the chunk data. */
-  chunkDataDigest: Buffer;
+
   stats: { fileBytes: number; chunkRefs: number; dedupedChunks: number };
 }
 
@@ -49,10 +51,9 @@ export class BlobBuilder {
   private compressedOffset = 0;
   private uncompressedOffset = 0;
   private readonly stats = { fileBytes: 0, chunkRefs: 0, dedupedChunks: 0 };
-  private readonly dataHasher = new Hasher('sha256');
 
-  /** `onStored` sees every byte written, in blob order (e.g. to hash the whole blob). */
-  constructor(private readonly opts: BlobBuilderOptions, private readonly onStored: (data: Buffer) => void = () => {}) {}
+  /** `hasher`, when given, is fed every byte written, in blob order. */
+  constructor(private readonly opts: BlobBuilderOptions, private readonly hasher?: Hasher) {}
 
   /**
    * Queues one chunk of `inode`'s data (chunk `index`, at most chunkSize bytes, owned by the
@@ -75,7 +76,6 @@ export class BlobBuilder {
       chunks: this.distinct,
       compressedSize: this.compressedOffset,
       uncompressedSize: this.uncompressedOffset,
-      chunkDataDigest: this.dataHasher.digest(),
       stats: { ...this.stats },
     };
   }
@@ -91,7 +91,11 @@ export class BlobBuilder {
     const job = (async () => {
       const { digests, bodies } = await computed;
       await prev;
-      for (let i = 0; i < batch.length; i++) await this.place(batch[i]!, digests[i]!, bodies.get(i));
+      const start = this.compressedOffset;
+      const stored = batch.flatMap((chunk, i) => this.place(chunk, digests[i]!, bodies.get(i)) ?? []);
+      // one gathered write per batch: a pool round trip per chunk would serialise the pipeline
+      if (stored.length > 0) await this.opts.out.writev(stored, start);
+      for (const chunk of batch) this.opts.pool?.give(chunk.data);
     })();
     this.writeChain = job;
     this.inFlight.push(job);
@@ -112,17 +116,21 @@ export class BlobBuilder {
     return compressBatch(this.opts.compressor as Codec, datas);
   }
 
-  /** Binds a chunk to the file, writing its data unless an identical chunk already exists. */
-  private async place(chunk: PendingChunk, digest: Buffer, body: Buffer | undefined): Promise<void> {
+  /**
+   * Binds a chunk to the file; returns the bytes to store unless an identical chunk is already in
+   * the blob.
+   */
+  private place(chunk: PendingChunk, digest: Buffer, body: Buffer | undefined): Buffer | undefined {
     const key = digest.toString('hex');
     let ref = this.byDigest.get(key);
+    let stored: Buffer | undefined;
     if (ref) {
       this.stats.dedupedChunks++;
     } else {
       // `body` is absent only for chunks deduplicated at digest time; a later duplicate inside the
       // same batch falls here with a body and is written once
       const raw = chunk.data;
-      const stored = body && body.length < raw.length ? body : raw;
+      stored = body && body.length < raw.length ? body : raw;
       ref = {
         blobIndex: this.opts.blobIndex,
         ciIndex: this.distinct.length,
@@ -134,9 +142,7 @@ export class BlobBuilder {
         compressed: stored !== raw,
         fileOffset: chunk.fileOffset,
       };
-      await this.opts.out.write(stored, 0, stored.length, this.compressedOffset);
-      this.dataHasher.update(stored);
-      this.onStored(stored);
+      this.hasher?.update(stored);
       this.compressedOffset += stored.length;
       this.uncompressedOffset += alignUp(raw.length, ALIGN);
       this.byDigest.set(key, ref);
@@ -144,5 +150,6 @@ export class BlobBuilder {
     }
     chunk.inode.chunks[chunk.index] = ref;
     this.stats.chunkRefs++;
+    return stored;
   }
 }

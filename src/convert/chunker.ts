@@ -16,15 +16,36 @@ export function assertChunkSize(size: number): void {
 }
 
 /**
+ * Reuses full-size chunk buffers once their data is written: fresh 1 MiB allocations for every
+ * chunk keep the garbage collector busy on the thread that parses the layer.
+ */
+export class ChunkBufferPool {
+  private readonly free: Buffer[] = [];
+
+  constructor(readonly chunkSize: number, private readonly maxKept = 128) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.chunkSize);
+  }
+
+  /** Hands a buffer back; only full-size ones are kept. */
+  give(buf: Buffer): void {
+    if (buf.length === this.chunkSize && buf.byteOffset === 0 && this.free.length < this.maxKept) this.free.push(buf);
+  }
+}
+
+/**
  * Re-cuts `source` into `chunkSize` pieces, the last one shorter; empty input yields nothing.
- * Every yielded Buffer is a fresh allocation the consumer owns (BlobBuilder keeps them until written).
+ * The consumer owns every yielded Buffer (full-size ones come from `pool` when given, and may go
+ * back to it once used).
  */
 export async function* fixedSizeChunks(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   chunkSize = DEFAULT_CHUNK_SIZE,
+  pool: ChunkBufferPool = new ChunkBufferPool(chunkSize, 0),
 ): AsyncGenerator<Buffer> {
   assertChunkSize(chunkSize);
-  let chunk = Buffer.allocUnsafe(chunkSize);
+  let chunk = pool.take();
   let filled = 0;
   for await (const piece of source) {
     for (let taken = 0; taken < piece.length; ) {
@@ -34,11 +55,13 @@ export async function* fixedSizeChunks(
       taken += n;
       if (filled === chunkSize) {
         yield chunk;
-        chunk = Buffer.allocUnsafe(chunkSize);
+        chunk = pool.take();
         filled = 0;
       }
     }
   }
   // a right-sized copy: a view would pin chunkSize bytes for every small file a batch holds
-  if (filled > 0) yield Buffer.from(chunk.subarray(0, filled));
+  const tail = filled > 0 ? Buffer.from(chunk.subarray(0, filled)) : undefined;
+  pool.give(chunk);
+  if (tail) yield tail;
 }

@@ -10,7 +10,7 @@ import { BLOB_ID_PLACEHOLDER, encodeBlobTail, type BlobTailFields } from '../raf
 import { writeBootstrap } from '../rafs/writer.js';
 import type { BlobInfo, Bootstrap, Compressor, Digester } from '../rafs/tree.js';
 import { BlobBuilder, type BlobBuildResult } from './blob-builder.js';
-import { fixedSizeChunks } from './chunker.js';
+import { ChunkBufferPool, fixedSizeChunks } from './chunker.js';
 import { LayerTree } from './layer-tree.js';
 import { openLayerStream } from './tar/decompress.js';
 import { parseTar } from './tar/parse.js';
@@ -42,11 +42,12 @@ export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
   const out = await open(tmpPath, 'w+');
   try {
     const blobHash = new Hasher('sha256');
+    const pool = new ChunkBufferPool(opts.chunkSize);
     const blob = new BlobBuilder(
-      { out, blobIndex: 0, chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester },
-      (data) => blobHash.update(data),
+      { out, blobIndex: 0, chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester, pool },
+      blobHash,
     );
-    const { tree, entries } = await readLayer(opts, blob);
+    const { tree, entries } = await readLayer(opts, blob, pool);
     const built = await blob.finish();
     const layer: Bootstrap = {
       root: tree.root, blobs: [], chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester, prefetch: opts.prefetch ?? [],
@@ -55,7 +56,7 @@ export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
       built.chunks.length > 0 ? { ...layer, blobs: [blobInfo(opts, fields, blobId)] } : layer;
     const tail = encodeBlobTail({
       chunkDataSize: built.compressedSize,
-      chunkDataDigest: built.chunkDataDigest,
+      chunkDataDigest: blobHash.clone().digest(),
       chunks: built.chunks,
       digests: built.chunks.map((c) => c.digest),
       bootstrap: (fields) => writeBootstrap(withBlob(fields, BLOB_ID_PLACEHOLDER)),
@@ -81,7 +82,7 @@ export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
   }
 }
 
-async function readLayer(opts: CreateOptions, blob: BlobBuilder): Promise<{ tree: LayerTree; entries: number }> {
+async function readLayer(opts: CreateOptions, blob: BlobBuilder, pool: ChunkBufferPool): Promise<{ tree: LayerTree; entries: number }> {
   const tree = new LayerTree();
   let entries = 0;
   for await (const entry of parseTar(openLayerStream(opts.source))) {
@@ -89,7 +90,7 @@ async function readLayer(opts: CreateOptions, blob: BlobBuilder): Promise<{ tree
     const inode = tree.add(entry);
     if (!inode || entry.size === 0) continue;
     let index = 0;
-    for await (const chunk of fixedSizeChunks(entry.body, opts.chunkSize)) await blob.addChunk(inode, index++, chunk);
+    for await (const chunk of fixedSizeChunks(entry.body, opts.chunkSize, pool)) await blob.addChunk(inode, index++, chunk);
   }
   return { tree, entries };
 }

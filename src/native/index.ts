@@ -18,6 +18,7 @@ interface Addon {
   digest(algo: DigestAlgorithm, src: Uint8Array): Buffer;
   hasherCreate(algo: DigestAlgorithm): unknown;
   hasherUpdate(handle: unknown, src: Uint8Array): void;
+  hasherClone(handle: unknown): unknown;
   hasherFinish(handle: unknown): Buffer;
   compressBatch(codec: Codec, srcs: Uint8Array[], level: number): Promise<Buffer[]>;
   decompressBatch(codec: Codec, srcs: Uint8Array[], sizes?: (number | undefined)[], maxSize?: number): Promise<Buffer[]>;
@@ -93,8 +94,13 @@ export const sha256 = (src: Uint8Array): string => digest('sha256', src).toStrin
 export class Hasher {
   private readonly handle: unknown;
 
-  constructor(readonly algorithm: DigestAlgorithm) {
-    this.handle = addon.hasherCreate(algorithm);
+  constructor(readonly algorithm: DigestAlgorithm, from?: Hasher) {
+    this.handle = from ? addon.hasherClone(from.handle) : addon.hasherCreate(algorithm);
+  }
+
+  /** An independent hasher in the same state: the digest of a prefix while this one goes on. */
+  clone(): Hasher {
+    return new Hasher(this.algorithm, this);
   }
 
   update(src: Uint8Array): this {

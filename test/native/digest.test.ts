@@ -1,6 +1,6 @@
 // Digests against b3sum and sha256sum, one-shot and incremental.
 import { describe, expect, it } from 'vitest';
-import { blake3, blake3Raw, type DigestAlgorithm, Hasher, sha256, sha256Raw } from '../../src/native/index.js';
+import { blake3, blake3Raw, digest, type DigestAlgorithm, Hasher, sha256, sha256Raw } from '../../src/native/index.js';
 import { cli, codeOf, sample, samples } from './helpers.js';
 
 const b3sum = (data: Uint8Array): string => cli('b3sum', ['--no-names'], data).toString().trim();
@@ -73,5 +73,19 @@ describe.each(['blake3', 'sha256'] as const)('Hasher(%s)', (algo: DigestAlgorith
     b.update(data.subarray(0, 2500));
     b.update(data.subarray(2500, 5000));
     expect(a.digest().equals(b.digest())).toBe(true);
+  });
+});
+
+describe('Hasher.clone', () => {
+  it('digests the prefix while the original goes on', () => {
+    const a = Buffer.from('first part, ');
+    const b = Buffer.from('second part');
+    for (const algo of ['blake3', 'sha256'] as const) {
+      const h = new Hasher(algo).update(a);
+      const prefix = h.clone().digest();
+      h.update(b);
+      expect(prefix.equals(digest(algo, a))).toBe(true);
+      expect(h.digest().equals(digest(algo, Buffer.concat([a, b])))).toBe(true);
+    }
   });
 });

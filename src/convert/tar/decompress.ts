@@ -1,6 +1,7 @@
 // Opens an OCI layer blob as a tar byte stream: sniffs the first bytes and decompresses gzip
 // (multi-member) or zstd (streaming, native), or passes a plain tar through.
 
+import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { ZstdDecompressStream } from '../../native/index.js';
@@ -116,12 +117,19 @@ export async function* openLayerStream(source: AsyncIterable<Uint8Array> | Reada
 }
 
 async function* gunzip(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer, void, undefined> {
-  const src = Readable.from(input, { objectMode: false });
-  const gz = createGunzip({ chunkSize: 128 * 1024 });
-  src.on('error', (err) => gz.destroy(err));
-  src.pipe(gz);
+  // 1 MiB output pieces: the tar parser and chunker then see few, large slices
+  const gz = createGunzip({ chunkSize: 1 << 20 });
+  const feed = (async () => {
+    for await (const chunk of input) {
+      if (gz.destroyed) return;
+      if (!gz.write(chunk)) await once(gz, 'drain');
+    }
+    gz.end();
+  })();
+  feed.catch((err: Error) => gz.destroy(err));
   try {
     for await (const chunk of gz) yield chunk as Buffer;
+    await feed;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && code.startsWith('Z_')) {
@@ -129,8 +137,6 @@ async function* gunzip(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer, voi
     }
     throw err;
   } finally {
-    src.unpipe(gz);
-    src.destroy();
     gz.destroy();
   }
 }
