@@ -17,10 +17,13 @@ function summaryTable(summary: DemoSummary): string {
     ['files', String(summary.files)],
     ['bytes', `${formatBytes(summary.bytes)} (${summary.bytes})`],
     ['chunks', `${summary.chunks} (at most ${formatBytes(summary.chunkSize)} each, ${summary.digester} digests)`],
-    ['unique chunks', `${summary.uniqueChunks} (${formatBytes(summary.uniqueBytes)})`],
-    ['compressed', `${formatBytes(summary.compressedBytes)} (${summary.compressor} data blob)`],
+    ['unique chunks', String(summary.uniqueChunks)],
+    ['compressed', `${formatBytes(summary.compressedBytes)} (${summary.compressor} data blob ${summary.blobId.slice(0, 12)})`],
+    ['bootstrap', formatBytes(summary.bootstrapBytes)],
     ['ratio', `${summary.ratio.toFixed(2)}x (bytes / compressed)`],
-    ['time', `${summary.timeMs} ms`],
+    ['convert time', `${summary.timeMs} ms`],
+    ['read back', `${summary.verifiedFiles} files verified through ${summary.readBack === 'kernel-mount' ? 'a kernel EROFS mount' : 'the blob reader'}`],
+    ['os-release', summary.osRelease],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}\n`).join('');

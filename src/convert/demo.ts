@@ -1,21 +1,27 @@
-// The demo job: write a small but realistic layer (text, nested directories, a symlink, a 5 MiB
-// binary and a vendored copy of it), tar it as an image builder would, then run the first stage of a
-// RAFS conversion on its files: cut into chunks, digest, deduplicate, compress, write the data blob.
+// The demo job, the product's main job on a built-in sample: write a small but realistic layer
+// (text, nested directories, a symlink, a 5 MiB binary and a vendored copy of it), tar it as an
+// image builder would, convert it (`create`: chunks, digests, dedup, zstd, blob + RAFS bootstrap),
+// export it as an EROFS image, mount that with the kernel and read every file back, checking each
+// against the original.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { S_IFREG, newInode, type Compressor, type Digester } from '../rafs/tree.js';
+import { exportBlockImage } from '../image/export-block.js';
+import { openLocalImage } from '../image/local.js';
+import type { Compressor, Digester } from '../rafs/tree.js';
 import { MiB } from '../util/bytes.js';
 import { log } from '../util/log.js';
 import { noProgress, type ProgressSink } from '../util/progress.js';
-import { BlobBuilder } from './blob-builder.js';
-import { DEFAULT_CHUNK_SIZE, assertChunkSize, fixedSizeChunks } from './chunker.js';
+import { DEFAULT_CHUNK_SIZE, assertChunkSize } from './chunker.js';
+import { createLayer } from './create.js';
 
 const COMPRESSOR: Compressor = 'zstd';
 const DIGESTER: Digester = 'blake3';
+const run = promisify(execFile);
 
 export interface DemoOptions {
   chunkSize?: number;
@@ -30,16 +36,23 @@ export interface DemoSummary {
   bytes: number;
   chunks: number;
   uniqueChunks: number;
-  uniqueBytes: number;
-  /** Size of the data blob: unique chunks, compressed where that made them smaller. */
+  /** Size of the data blob: unique chunks (compressed where that made them smaller) and metadata. */
   compressedBytes: number;
+  bootstrapBytes: number;
+  blobId: string;
   /** bytes / compressedBytes: what dedup and compression save together. */
   ratio: number;
   chunkSize: number;
   compressor: Compressor;
   digester: Digester;
-  /** Time spent chunking, digesting, deduplicating, compressing and writing the blob. */
+  /** Time spent converting the layer (create). */
   timeMs: number;
+  /** How the image was read back: a kernel EROFS mount (as root), else through the blob reader. */
+  readBack: 'kernel-mount' | 'blob-reader';
+  /** Files whose bytes read back equal the originals (all of them, or the demo fails). */
+  verifiedFiles: number;
+  /** First line of /etc/os-release as read from the image. */
+  osRelease: string;
 }
 
 /** Bytes that look random to dedup (no two chunks repeat) yet compress about 2:1 (4 bits of entropy a byte). */
@@ -89,54 +102,81 @@ async function tarLayer(root: string, tarPath: string): Promise<number> {
   return (await stat(tarPath)).size;
 }
 
-/** Streams every file through the chunker into a BlobBuilder that writes `blobPath`. */
-async function buildBlob(root: string, files: string[], blobPath: string, chunkSize: number, progress: ProgressSink) {
-  const sizes = await Promise.all(files.map(async (file) => (await stat(join(root, file))).size));
-  progress.setTotal(sizes.reduce((sum, size) => sum + size, 0));
-  const out = await open(blobPath, 'w');
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/** Reads every file back from the converted image and checks it against the source tree. */
+async function readBack(workDir: string, root: string, files: string[], bootstrap: string, blobDir: string): Promise<{ how: DemoSummary['readBack']; osRelease: string }> {
+  const image = await openLocalImage(bootstrap, blobDir);
   try {
-    const builder = new BlobBuilder({ out, blobIndex: 0, chunkSize, compressor: COMPRESSOR, digester: DIGESTER });
-    for (const [i, file] of files.entries()) {
-      const inode = newInode(S_IFREG | 0o644, { size: sizes[i] });
-      let index = 0;
-      for await (const chunk of fixedSizeChunks(createReadStream(join(root, file)), chunkSize)) {
-        await builder.addChunk(inode, index++, chunk);
-        progress.advance(chunk.length);
+    await exportBlockImage(image, await readFile(bootstrap), join(workDir, 'disk.img'));
+    if (process.getuid?.() === 0) {
+      const mnt = join(workDir, 'mnt');
+      await mkdir(mnt);
+      await run('mount', ['-t', 'erofs', '-o', 'loop,ro', join(workDir, 'disk.img'), mnt]);
+      try {
+        for (const f of files) await expectSame(f, await readFile(join(mnt, f)), root);
+        return { how: 'kernel-mount', osRelease: (await readFile(join(mnt, 'etc/os-release'), 'utf8')).split('\n')[0]! };
+      } finally {
+        await run('umount', [mnt]);
       }
-      log.debug('file chunked', { path: file, bytes: sizes[i], chunks: index });
     }
-    return await builder.finish();
+    const tree = image.rafs.toBootstrap().root;
+    let osRelease = '';
+    for (const f of files) {
+      let node = tree;
+      for (const part of f.split('/')) node = node.children!.get(part)!;
+      const data = Buffer.concat(await Promise.all(node.inode.chunks.map((c) => image.chunks!.read(c))));
+      await expectSame(f, data, root);
+      if (f === 'etc/os-release') osRelease = data.toString('utf8').split('\n')[0]!;
+    }
+    return { how: 'blob-reader', osRelease };
   } finally {
-    await out.close();
+    await image.close();
   }
+}
+
+async function expectSame(file: string, got: Buffer, root: string): Promise<void> {
+  if (sha256(got) !== sha256(await readFile(join(root, file)))) throw new Error(`demo: ${file} read back from the image differs from the original`);
+  log.debug('file verified', { path: file, bytes: got.length });
 }
 
 export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   assertChunkSize(chunkSize); // before writing anything
+  const progress = options.progress ?? noProgress;
   const workDir = await mkdtemp(join(tmpdir(), 'nydusify-demo-'));
   try {
     const root = join(workDir, 'rootfs');
     const files = await writeSampleTree(root);
-    const layerBytes = await tarLayer(root, join(workDir, 'layer.tar'));
+    const tarPath = join(workDir, 'layer.tar');
+    const layerBytes = await tarLayer(root, tarPath);
     log.info('sample layer built', { files: files.length, tarBytes: layerBytes });
+    progress.setTotal(layerBytes);
+    const source = createReadStream(tarPath, { highWaterMark: MiB });
+    source.on('data', (b) => progress.advance(b.length));
     const started = performance.now();
-    const blob = await buildBlob(root, files, join(workDir, 'blob'), chunkSize, options.progress ?? noProgress);
+    const bootstrap = join(workDir, 'image.boot');
+    const created = await createLayer({ source, bootstrapPath: bootstrap, blobDir: join(workDir, 'blobs'), compressor: COMPRESSOR, digester: DIGESTER, chunkSize });
     const timeMs = Math.round(performance.now() - started);
-    const bytes = blob.stats.fileBytes;
+    const back = await readBack(workDir, root, files, bootstrap, join(workDir, 'blobs'));
+    const bytes = created.stats.fileBytes;
     return {
       layerBytes,
       files: files.length,
       bytes,
-      chunks: blob.stats.chunkRefs,
-      uniqueChunks: blob.chunks.length,
-      uniqueBytes: blob.chunks.reduce((sum, chunk) => sum + chunk.uncompressedSize, 0),
-      compressedBytes: blob.compressedSize,
-      ratio: bytes / blob.compressedSize,
+      chunks: created.stats.chunkRefs,
+      uniqueChunks: created.stats.distinctChunks,
+      compressedBytes: created.blobSize,
+      bootstrapBytes: created.bootstrapSize,
+      blobId: created.blobId,
+      ratio: bytes / created.blobSize,
       chunkSize,
       compressor: COMPRESSOR,
       digester: DIGESTER,
       timeMs,
+      readBack: back.how,
+      verifiedFiles: files.length,
+      osRelease: back.osRelease,
     };
   } finally {
     await rm(workDir, { recursive: true, force: true });
