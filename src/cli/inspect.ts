@@ -15,7 +15,8 @@ async function inspect(bootstrap: string, flags: InspectFlags): Promise<void> {
   const print = (v: unknown): void => void process.stdout.write(flags.json ? `${JSON.stringify(v, null, 2)}\n` : `${String(v)}\n`);
   if (flags.path) return print(flags.json ? inspectPath(rafs, flags.path) : JSON.stringify(inspectPath(rafs, flags.path), null, 2));
   const summary = inspectSummary(rafs);
-  if (flags.json) return print({ ...summary, ...(flags.tree ? { tree: [...treeListing(rafs)] } : {}) });
+  // JSON lists the tree only on request (--tree); text output lists it unless --no-tree
+  if (flags.json) return print({ ...summary, ...(flags.tree === true ? { tree: [...treeListing(rafs)] } : {}) });
   const lines = [
     `RAFS v6, block size ${summary.blockSize}, chunk size 0x${summary.chunkSize.toString(16)}, ${summary.compressor}, ${summary.digester}, flags ${summary.flags}`,
     `root nid ${summary.rootNid}, ${summary.inodeCount} inodes, meta block ${summary.metaBlkaddr}`,
@@ -34,6 +35,7 @@ export function inspectCommand(): Command {
     .argument('<bootstrap>', 'bootstrap file')
     .option('--json', 'print JSON')
     .option('--path <path>', 'show one entry: attributes, xattrs, chunks')
+    .option('--tree', 'include the tree listing (default for text output)')
     .option('--no-tree', 'omit the tree listing')
     .action(inspect);
 }
