@@ -39,6 +39,7 @@ interface PendingChunk {
 }
 
 const ALIGN = 4096;
+const MAX_BATCH_CHUNKS = 1024;
 const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
 
 export class BlobBuilder {
@@ -66,7 +67,8 @@ export class BlobBuilder {
     this.batch.push({ inode, index, fileOffset: index * this.opts.chunkSize, data });
     this.batchSize += data.length;
     this.stats.fileBytes += data.length;
-    if (this.batchSize >= (this.opts.batchBytes ?? 16 << 20)) await this.flush();
+    // small files: a count limit keeps batches (and the pipeline) moving
+    if (this.batchSize >= (this.opts.batchBytes ?? 16 << 20) || this.batch.length >= MAX_BATCH_CHUNKS) await this.flush();
   }
 
   async finish(): Promise<BlobBuildResult> {

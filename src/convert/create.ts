@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Hasher } from '../native/index.js';
 import { BLOB_ID_PLACEHOLDER, encodeBlobTail, type BlobTailFields } from '../rafs/blob.js';
-import { writeBootstrap } from '../rafs/writer.js';
+import { replaceBlobTable, writeBootstrap } from '../rafs/writer.js';
 import type { BlobInfo, Bootstrap, Compressor, Digester } from '../rafs/tree.js';
 import { BlobBuilder, type BlobBuildResult } from './blob-builder.js';
 import { ChunkBufferPool, fixedSizeChunks } from './chunker.js';
@@ -54,12 +54,13 @@ export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
     };
     const withBlob = (fields: BlobTailFields, blobId: string): Bootstrap =>
       built.chunks.length > 0 ? { ...layer, blobs: [blobInfo(opts, fields, blobId)] } : layer;
+    let inline: Buffer | undefined;
     const tail = encodeBlobTail({
       chunkDataSize: built.compressedSize,
       chunkDataDigest: blobHash.clone().digest(),
       chunks: built.chunks,
       digests: built.chunks.map((c) => c.digest),
-      bootstrap: (fields) => writeBootstrap(withBlob(fields, BLOB_ID_PLACEHOLDER)),
+      bootstrap: (fields) => (inline = writeBootstrap(withBlob(fields, BLOB_ID_PLACEHOLDER))),
       compressor: opts.compressor,
     });
     let pos = built.compressedSize;
@@ -72,7 +73,7 @@ export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
     const blobId = blobHash.hexDigest();
     const blobPath = join(opts.blobDir, blobId);
     await rename(tmpPath, blobPath);
-    const bootstrap = writeBootstrap(withBlob(tail.fields, blobId));
+    const bootstrap = replaceBlobTable(inline!, withBlob(tail.fields, blobId).blobs);
     await writeAtomically(opts.bootstrapPath, bootstrap);
     return { blobId, blobPath, blobSize: pos, bootstrapSize: bootstrap.length, stats: summarize(entries, built) };
   } catch (err) {

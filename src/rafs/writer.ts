@@ -9,7 +9,7 @@ import { RafsEncodeError } from './errors.js';
 import { encodeDev, encodeInode, EXTENDED_INODE_SIZE, Layout } from './inode.js';
 import { type InodeSlot, layoutMeta } from './meta-layout.js';
 import {
-  DEVICE_TABLE_OFFSET, encodeErofsSuperblock, encodeExtSuperblock, encodeRafsFlags,
+  DEVICE_TABLE_OFFSET, decodeExtSuperblock, encodeErofsSuperblock, encodeExtSuperblock, encodeRafsFlags,
   EROFS_SUPER_OFFSET, EXT_SUPER_OFFSET, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 } from './superblock.js';
 import { xattrCountForSize } from './xattr.js';
@@ -57,6 +57,26 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
   b.blobs.forEach((blob, i) => encodeBlobEntry(blob, i).copy(image, tables.blobTableOffset + i * BLOB_ENTRY_SIZE));
   tables.prefetch.forEach((node, i) => image.writeUInt32LE(layout.slotOf.get(node)!.nid, tables.prefetchTableOffset + i * PREFETCH_ENTRY_SIZE));
   return image;
+}
+
+/**
+ * A copy of `image` (from writeBootstrap) with new blob-table entries: ids, sizes and TOC fields
+ * may change, the blob count and each blob's uncompressed size may not (they shape the layout).
+ * A layer build writes its bootstrap once and so names the blob only after hashing it.
+ */
+export function replaceBlobTable(image: Buffer, blobs: readonly BlobInfo[]): Buffer {
+  const ext = decodeExtSuperblock(image, EXT_SUPER_OFFSET);
+  if (ext.blobTableSize !== blobs.length * BLOB_ENTRY_SIZE) {
+    throw new RafsEncodeError('blob table', `has ${ext.blobTableSize / BLOB_ENTRY_SIZE} entries, ${blobs.length} given`);
+  }
+  const out = Buffer.from(image);
+  deviceSlots(blobs, out.length).forEach((d, i) => {
+    const at = DEVICE_TABLE_OFFSET + i * DEVICE_SLOT_SIZE;
+    if (out.readUInt32LE(at + 64) !== d.blocks) throw new RafsEncodeError('blob table', `blob ${i} changed its uncompressed size`);
+    encodeDeviceSlot(d).copy(out, at);
+  });
+  blobs.forEach((blob, i) => encodeBlobEntry(blob, i).copy(out, ext.blobTableOffset + i * BLOB_ENTRY_SIZE));
+  return out;
 }
 
 /** Where the blob and prefetch tables go, and so where the meta area starts. */

@@ -1,0 +1,133 @@
+// One HTTP exchange over undici: scheme per host (https unless the caller says plain HTTP), TLS verification
+// unless the host is marked insecure, GET/HEAD redirects followed without ever going from https to http and
+// without carrying credentials to another origin. Auth and retries sit one level up, in client.ts.
+import { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import { RegistryError } from './errors.js';
+
+export interface HostOptions {
+  /** Talk plain HTTP to this host. Never inferred: not even loopback hosts are assumed to be plain HTTP. */
+  plainHttp?: boolean;
+  /** HTTPS without certificate verification (still HTTPS). */
+  insecure?: boolean;
+}
+
+export interface TransportOptions extends HostOptions {
+  /** Per-host overrides of plainHttp/insecure, keyed by host[:port]. */
+  hosts?: Record<string, HostOptions>;
+}
+
+/** A body that can be produced again, so a request can be re-sent after a 401 or a transient failure. */
+export type RequestBody = Buffer | (() => AsyncIterable<Uint8Array>);
+
+export interface HttpRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  url: string;
+  headers?: Record<string, string>;
+  body?: RequestBody;
+}
+
+export type ResponseBody = Dispatcher.ResponseData['body'];
+
+export interface HttpResponse {
+  status: number;
+  /** The URL that answered (after redirects). */
+  url: string;
+  headers: Dispatcher.ResponseData['headers'];
+  body: ResponseBody;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
+/** First value of a response header. */
+export function headerValue(res: HttpResponse, name: string): string | undefined {
+  const value = res.headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The whole body, refusing more than `limit` bytes (a manifest or error body is small; a bad server is not). */
+export async function readBody(res: HttpResponse, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body) {
+    total += (chunk as Buffer).length;
+    if (total > limit) {
+      res.body.destroy();
+      throw new RegistryError(`${res.url}: response body larger than ${limit} bytes`, { url: res.url, status: res.status });
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Up to 64 KiB of the body as text, for error messages; the rest is discarded. */
+export async function readErrorText(res: HttpResponse): Promise<string> {
+  const limit = 64 * 1024;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body) {
+    chunks.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+    if (total >= limit) {
+      res.body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+}
+
+export class HttpTransport {
+  private readonly verifyingAgent = new Agent({ connect: { timeout: 10_000 } });
+  private insecureAgent: Agent | undefined;
+
+  constructor(private readonly options: TransportOptions = {}) {}
+
+  hostOptions(host: string): HostOptions {
+    const own = this.options.hosts?.[host] ?? {};
+    return { plainHttp: own.plainHttp ?? this.options.plainHttp ?? false, insecure: own.insecure ?? this.options.insecure ?? false };
+  }
+
+  /** `http://host` or `https://host`, from the host options alone. */
+  baseUrl(host: string): string {
+    return `${this.hostOptions(host).plainHttp ? 'http' : 'https'}://${host}`;
+  }
+
+  private agentFor(url: URL): Agent {
+    if (url.protocol === 'https:' && this.hostOptions(url.host).insecure) {
+      this.insecureAgent ??= new Agent({ connect: { timeout: 10_000, rejectUnauthorized: false } });
+      return this.insecureAgent;
+    }
+    return this.verifyingAgent;
+  }
+
+  /** Sends one request; GET and HEAD follow redirects. Any status is returned; only connection failures throw. */
+  async send(req: HttpRequest): Promise<HttpResponse> {
+    let url = new URL(req.url);
+    let headers = { ...req.headers };
+    for (let hop = 0; ; hop++) {
+      const body = req.body === undefined || Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body());
+      const res = await request(url, { method: req.method, headers, body, dispatcher: this.agentFor(url) });
+      const location = res.headers.location;
+      if (!REDIRECTS.has(res.statusCode) || (req.method !== 'GET' && req.method !== 'HEAD') || typeof location !== 'string') {
+        return { status: res.statusCode, url: url.href, headers: res.headers, body: res.body };
+      }
+      await res.body.dump();
+      if (hop >= MAX_REDIRECTS) throw new RegistryError(`${req.method} ${req.url}: more than ${MAX_REDIRECTS} redirects`, { url: req.url });
+      const next = new URL(location, url);
+      if (url.protocol === 'https:' && next.protocol !== 'https:') {
+        throw new RegistryError(`${req.method} ${url.href}: refusing redirect from https to ${next.href}`, { url: url.href, status: res.statusCode });
+      }
+      if (next.origin !== url.origin) {
+        // credentials for the registry must not reach the storage backend it redirects to
+        const { authorization: _dropped, ...rest } = headers;
+        headers = rest;
+      }
+      url = next;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.verifyingAgent.close(), this.insecureAgent?.close()]);
+  }
+}
