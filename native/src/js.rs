@@ -198,3 +198,42 @@ pub unsafe fn export(env: napi_env, exports: napi_value, name: &str, f: napi_cal
     check!(napi_set_named_property(env, exports, cname.as_ptr(), fv), "napi_set_named_property");
     Ok(())
 }
+
+/// A Rust value JS holds as an opaque handle. The tag lets a handle of the wrong kind be refused
+/// instead of being reinterpreted as another type.
+pub trait ExternalKind: Sized + 'static {
+    const TAG: u32;
+    const NAME: &'static str;
+}
+
+#[repr(C)]
+struct Tagged<T> {
+    tag: u32,
+    value: T,
+}
+
+unsafe extern "C" fn free_tagged<T: ExternalKind>(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    drop(Box::from_raw(data as *mut Tagged<T>));
+}
+
+pub unsafe fn new_external<T: ExternalKind>(env: napi_env, value: T) -> Result<napi_value> {
+    let raw = Box::into_raw(Box::new(Tagged { tag: T::TAG, value }));
+    let mut v = ptr::null_mut();
+    if napi_create_external(env, raw.cast(), Some(free_tagged::<T>), ptr::null_mut(), &mut v) != NAPI_OK {
+        drop(Box::from_raw(raw));
+        return Err(NativeError::Internal("napi_create_external failed".into()));
+    }
+    Ok(v)
+}
+
+pub unsafe fn external_arg<'a, T: ExternalKind>(env: napi_env, v: napi_value) -> Result<&'a mut T> {
+    let mut p: *mut c_void = ptr::null_mut();
+    if type_of(env, v)? == NAPI_EXTERNAL {
+        check!(napi_get_value_external(env, v, &mut p), "napi_get_value_external");
+    }
+    // every handle this addon makes starts with its tag (repr(C)), whatever its type
+    if p.is_null() || *(p as *const u32) != T::TAG {
+        return arg(format!("{} handle expected", T::NAME));
+    }
+    Ok(&mut (*(p as *mut Tagged<T>)).value)
+}

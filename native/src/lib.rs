@@ -12,11 +12,9 @@ mod zstd_stream;
 
 use codec::Codec;
 use digest::{DigestAlgo, Hasher};
-use error::{arg, Result};
+use error::Result;
 use napi::*;
 use zstd_stream::ZstdStream;
-use std::os::raw::c_void;
-use std::ptr;
 
 /// Output cap for decompression whose size the caller does not know (decompression bombs).
 const DEFAULT_MAX_OUTPUT: usize = 1 << 30;
@@ -62,53 +60,26 @@ unsafe extern "C" fn digest(env: napi_env, info: napi_callback_info) -> napi_val
     })
 }
 
-unsafe extern "C" fn free_hasher(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
-    drop(Box::from_raw(data as *mut Hasher));
-}
-
-unsafe fn hasher_arg<'a>(env: napi_env, v: napi_value) -> Result<&'a mut Hasher> {
-    if js::type_of(env, v)? != NAPI_EXTERNAL {
-        return arg("hasher handle expected");
-    }
-    let mut p: *mut c_void = ptr::null_mut();
-    js::check!(napi_get_value_external(env, v, &mut p), "napi_get_value_external");
-    Ok(&mut *(p as *mut Hasher))
-}
-
 unsafe extern "C" fn hasher_create(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [a] = js::args::<1>(env, info)?;
         let algo = DigestAlgo::parse(&js::string(env, a, "algorithm")?)?;
-        let raw = Box::into_raw(Box::new(Hasher::new(algo)));
-        let mut v = ptr::null_mut();
-        let st = napi_create_external(env, raw.cast(), Some(free_hasher), ptr::null_mut(), &mut v);
-        if st != NAPI_OK {
-            drop(Box::from_raw(raw));
-            return Err(error::NativeError::Internal("napi_create_external failed".into()));
-        }
-        Ok(v)
+        js::new_external(env, Hasher::new(algo))
     })
 }
 
 unsafe extern "C" fn hasher_clone(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [h] = js::args::<1>(env, info)?;
-        let copy = hasher_arg(env, h)?.clone();
-        let raw = Box::into_raw(Box::new(copy));
-        let mut v = ptr::null_mut();
-        let st = napi_create_external(env, raw.cast(), Some(free_hasher), ptr::null_mut(), &mut v);
-        if st != NAPI_OK {
-            drop(Box::from_raw(raw));
-            return Err(error::NativeError::Internal("napi_create_external failed".into()));
-        }
-        Ok(v)
+        let copy = js::external_arg::<Hasher>(env, h)?.clone();
+        js::new_external(env, copy)
     })
 }
 
 unsafe extern "C" fn hasher_update(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [h, src] = js::args::<2>(env, info)?;
-        hasher_arg(env, h)?.update(js::bytes(env, src, "input")?)?;
+        js::external_arg::<Hasher>(env, h)?.update(js::bytes(env, src, "input")?)?;
         js::undefined(env)
     })
 }
@@ -116,7 +87,7 @@ unsafe extern "C" fn hasher_update(env: napi_env, info: napi_callback_info) -> n
 unsafe extern "C" fn hasher_finish(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [h] = js::args::<1>(env, info)?;
-        let d = hasher_arg(env, h)?.finish()?;
+        let d = js::external_arg::<Hasher>(env, h)?.finish()?;
         js::new_buffer_copy(env, &d)
     })
 }
@@ -146,36 +117,16 @@ unsafe extern "C" fn digest_batch(env: napi_env, info: napi_callback_info) -> na
     })
 }
 
-unsafe extern "C" fn free_zstd_stream(_env: napi_env, data: *mut c_void, _hint: *mut c_void) {
-    drop(Box::from_raw(data as *mut ZstdStream));
-}
-
-unsafe fn zstd_stream_arg<'a>(env: napi_env, v: napi_value) -> Result<&'a mut ZstdStream> {
-    if js::type_of(env, v)? != NAPI_EXTERNAL {
-        return arg("zstd stream handle expected");
-    }
-    let mut p: *mut c_void = ptr::null_mut();
-    js::check!(napi_get_value_external(env, v, &mut p), "napi_get_value_external");
-    Ok(&mut *(p as *mut ZstdStream))
-}
-
 unsafe extern "C" fn zstd_stream_create(env: napi_env, _info: napi_callback_info) -> napi_value {
     js::guard(env, || {
-        let raw = Box::into_raw(Box::new(ZstdStream::new()?));
-        let mut v = ptr::null_mut();
-        let st = napi_create_external(env, raw.cast(), Some(free_zstd_stream), ptr::null_mut(), &mut v);
-        if st != NAPI_OK {
-            drop(Box::from_raw(raw));
-            return Err(error::NativeError::Internal("napi_create_external failed".into()));
-        }
-        Ok(v)
+        js::new_external(env, ZstdStream::new()?)
     })
 }
 
 unsafe extern "C" fn zstd_stream_push(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [h, src] = js::args::<2>(env, info)?;
-        let out = zstd_stream_arg(env, h)?.push(js::bytes(env, src, "input")?)?;
+        let out = js::external_arg::<ZstdStream>(env, h)?.push(js::bytes(env, src, "input")?)?;
         js::new_buffer_owned(env, out)
     })
 }
@@ -183,9 +134,19 @@ unsafe extern "C" fn zstd_stream_push(env: napi_env, info: napi_callback_info) -
 unsafe extern "C" fn zstd_stream_finish(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [h] = js::args::<1>(env, info)?;
-        zstd_stream_arg(env, h)?.finish()?;
+        js::external_arg::<ZstdStream>(env, h)?.finish()?;
         js::undefined(env)
     })
+}
+
+impl js::ExternalKind for Hasher {
+    const TAG: u32 = 0x4841_5348; // "HASH"
+    const NAME: &'static str = "hasher";
+}
+
+impl js::ExternalKind for ZstdStream {
+    const TAG: u32 = 0x5a53_5444; // "ZSTD"
+    const NAME: &'static str = "zstd stream";
 }
 
 /// Node calls this when `process.dlopen()` loads the addon.
