@@ -112,7 +112,7 @@ async function readBack(workDir: string, root: string, files: string[], bootstra
     if (process.getuid?.() === 0) {
       const mnt = join(workDir, 'mnt');
       await mkdir(mnt);
-      await run('mount', ['-t', 'erofs', '-o', 'loop,ro', join(workDir, 'disk.img'), mnt]);
+      await mountLoop(join(workDir, 'disk.img'), mnt);
       try {
         for (const f of files) await expectSame(f, await readFile(join(mnt, f)), root);
         return { how: 'kernel-mount', osRelease: (await readFile(join(mnt, 'etc/os-release'), 'utf8')).split('\n')[0]! };
@@ -132,6 +132,20 @@ async function readBack(workDir: string, root: string, files: string[], bootstra
     return { how: 'blob-reader', osRelease };
   } finally {
     await image.close();
+  }
+}
+
+/** `mount -o loop`: loop-device set-up can lose a race with another process taking the same free device. */
+async function mountLoop(image: string, mnt: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run('mount', ['-t', 'erofs', '-o', 'loop,ro', image, mnt]);
+      return;
+    } catch (err) {
+      if (attempt === 3) throw err;
+      log.debug('loop mount failed, retrying', { error: (err as Error).message });
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
   }
 }
 
