@@ -145,8 +145,10 @@ pub unsafe fn new_buffer_copy(env: napi_env, data: &[u8]) -> Result<napi_value> 
     Ok(v)
 }
 
-unsafe extern "C" fn free_vec(_env: napi_env, _data: *mut c_void, hint: *mut c_void) {
-    drop(Box::from_raw(hint as *mut Vec<u8>));
+unsafe extern "C" fn free_vec(env: napi_env, _data: *mut c_void, hint: *mut c_void) {
+    let data = Box::from_raw(hint as *mut Vec<u8>);
+    let mut total = 0i64;
+    napi_adjust_external_memory(env, -(data.capacity() as i64), &mut total);
 }
 
 /// A Buffer that takes ownership of `data` without copying it.
@@ -163,6 +165,9 @@ pub unsafe fn new_buffer_owned(env: napi_env, data: Vec<u8>) -> Result<napi_valu
         let data = Box::from_raw(hint);
         return new_buffer_copy(env, &data);
     }
+    // tell V8 about memory it cannot see, or it collects too rarely and the process grows
+    let mut total = 0i64;
+    napi_adjust_external_memory(env, (*hint).capacity() as i64, &mut total);
     Ok(v)
 }
 

@@ -69,6 +69,7 @@ extern "C" {
     pub fn napi_create_async_work(env: napi_env, resource: napi_value, name: napi_value,
         execute: napi_async_execute_callback, complete: napi_async_complete_callback,
         data: *mut c_void, result: *mut napi_async_work) -> napi_status;
+    pub fn napi_adjust_external_memory(env: napi_env, change: i64, result: *mut i64) -> napi_status;
     pub fn napi_queue_async_work(env: napi_env, work: napi_async_work) -> napi_status;
     pub fn napi_delete_async_work(env: napi_env, work: napi_async_work) -> napi_status;
 }

@@ -68,7 +68,7 @@ export class BlobBuilder {
     this.batchSize += data.length;
     this.stats.fileBytes += data.length;
     // small files: a count limit keeps batches (and the pipeline) moving
-    if (this.batchSize >= (this.opts.batchBytes ?? 16 << 20) || this.batch.length >= MAX_BATCH_CHUNKS) await this.flush();
+    if (this.batchSize >= (this.opts.batchBytes ?? 8 << 20) || this.batch.length >= MAX_BATCH_CHUNKS) await this.flush();
   }
 
   async finish(): Promise<BlobBuildResult> {
@@ -102,7 +102,7 @@ export class BlobBuilder {
     this.writeChain = job;
     this.inFlight.push(job);
     job.catch(() => {}).finally(() => (this.inFlight = this.inFlight.filter((j) => j !== job)));
-    if (this.inFlight.length >= (this.opts.maxInFlight ?? 4)) await Promise.race(this.inFlight);
+    if (this.inFlight.length >= (this.opts.maxInFlight ?? 3)) await Promise.race(this.inFlight);
   }
 
   /** Digests every chunk, and compresses those not already known to be in the blob. */

@@ -22,7 +22,7 @@ export function assertChunkSize(size: number): void {
 export class ChunkBufferPool {
   private readonly free: Buffer[] = [];
 
-  constructor(readonly chunkSize: number, private readonly maxKept = 64) {}
+  constructor(readonly chunkSize: number, private readonly maxKept = 32) {}
 
   take(): Buffer {
     return this.free.pop() ?? Buffer.allocUnsafe(this.chunkSize);

@@ -156,8 +156,11 @@ export function decompressBatch(codec: Codec, srcs: Uint8Array[], sizes?: (numbe
 }
 
 /** Raw digests of every input, computed on the libuv thread pool. */
-export function digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]> {
-  return splitBatch(srcs, (part) => addon.digestBatch(algo, part));
+export async function digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]> {
+  const digests = await splitBatch(srcs, (part) => addon.digestBatch(algo, part));
+  // views into one buffer: callers keep digests for long, and one small native buffer each costs more than the digest
+  const all = Buffer.concat(digests);
+  return digests.map((_d, i) => all.subarray(i * 32, i * 32 + 32));
 }
 
 /** Decodes a zstd stream (one or more frames) fed in arbitrary pieces. */

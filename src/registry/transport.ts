@@ -61,19 +61,25 @@ export async function readBody(res: HttpResponse, limit: number): Promise<Buffer
   return Buffer.concat(chunks, total);
 }
 
-/** Up to 64 KiB of the body as text, for error messages; the rest is discarded. */
+/**
+ * Up to 64 KiB of the body as text, for error messages; the rest is discarded. A body that breaks off yields
+ * what arrived: distribution 2.8 answers 416 with the blob's Content-Length but a short text body, and the
+ * status is what matters then.
+ */
 export async function readErrorText(res: HttpResponse): Promise<string> {
   const limit = 64 * 1024;
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of res.body) {
-    chunks.push(chunk as Buffer);
-    total += (chunk as Buffer).length;
-    if (total >= limit) {
-      res.body.destroy();
-      break;
+  try {
+    for await (const chunk of res.body) {
+      chunks.push(chunk as Buffer);
+      total += (chunk as Buffer).length;
+      if (total >= limit) break;
     }
+  } catch {
+    // keep the partial text
   }
+  res.body.destroy();
   return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
 }
 

@@ -1,0 +1,123 @@
+// The registry client: one per set of options, shared by every repository it opens. All requests go through
+// `send` (auth: challenge → credentials or token → one retry on 401) and, when they may be repeated,
+// `retrying` (bounded exponential backoff; a registry that stays down becomes RegistryUnreachableError).
+import { log } from '../util/log.js';
+import { Authenticator, mergeScopes } from './auth.js';
+import { dockerConfigCredentials, type Credentials } from './docker-config.js';
+import { AuthenticationError, describeErrorBody, RegistryError, RegistryUnreachableError, responseError } from './errors.js';
+import { DOCKER_HUB, DOCKER_HUB_HOST, parseReference, type ImageReference } from './reference.js';
+import { RegistryRepository } from './repository.js';
+import { DEFAULT_RETRY_POLICY, isConnectionError, withRetry, type RetryPolicy } from './retry.js';
+import { headerValue, HttpTransport, readErrorText, type HttpRequest, type HttpResponse, type TransportOptions } from './transport.js';
+
+export interface RegistryClientOptions extends TransportOptions {
+  /** Explicit credentials by host[:port] (`docker.io` for Docker Hub); they win over the docker config. */
+  credentials?: Record<string, Credentials>;
+  /** Path of a docker config.json to read credentials from; default $DOCKER_CONFIG/config.json or ~/.docker/config.json; false = none. */
+  dockerConfig?: string | false;
+  retry?: Partial<RetryPolicy>;
+  /** Blobs larger than this are uploaded in PATCH chunks instead of one PUT. */
+  chunkedUploadThreshold?: number;
+  uploadChunkSize?: number;
+}
+
+export interface UploadSettings {
+  chunkedThreshold: number;
+  chunkSize: number;
+}
+
+export interface RegistryRequest extends Omit<HttpRequest, 'url'> {
+  host: string;
+  /** `/v2/...` on `host`, or an absolute URL the registry gave us (an upload location). */
+  path: string;
+  /** Token scopes the request needs, e.g. `repository:library/busybox:pull`. */
+  scopes: readonly string[];
+}
+
+const MiB = 1024 * 1024;
+const requestLog = log.child({ component: 'registry' });
+
+function isTransientStatus(status: number): boolean {
+  return (status >= 500 && status !== 501) || status === 429;
+}
+
+export class RegistryClient {
+  readonly retryPolicy: RetryPolicy;
+  readonly upload: UploadSettings;
+  private readonly transport: HttpTransport;
+  private readonly auth: Authenticator;
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.transport = new HttpTransport(options);
+    this.retryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.upload = { chunkedThreshold: options.chunkedUploadThreshold ?? 64 * MiB, chunkSize: options.uploadChunkSize ?? 16 * MiB };
+    const explicit = options.credentials ?? {};
+    const dockerConfig = options.dockerConfig;
+    this.auth = new Authenticator(this.transport, async (host) => {
+      const given = explicit[host] ?? (host === DOCKER_HUB_HOST ? explicit[DOCKER_HUB] : undefined);
+      if (given) return given;
+      return dockerConfig === false ? undefined : dockerConfigCredentials(host, dockerConfig);
+    });
+  }
+
+  /** A repository on its registry; a string is parsed as a reference (its tag or digest is ignored). */
+  repository(reference: string | Pick<ImageReference, 'host' | 'repository'>): RegistryRepository {
+    const { host, repository } = typeof reference === 'string' ? parseReference(reference) : reference;
+    return new RegistryRepository(this, host, repository);
+  }
+
+  /** One request with auth. 401 is handled here (or becomes AuthenticationError); 5xx and 429 throw a retryable RegistryError. */
+  async send(req: RegistryRequest): Promise<HttpResponse> {
+    const base = this.transport.baseUrl(req.host);
+    const url = /^https?:\/\//i.test(req.path) ? req.path : base + req.path;
+    if (base.startsWith('https:') && url.startsWith('http:')) {
+      throw new RegistryError(`${req.host} handed out a plain-http URL (${url}) for an https registry; refusing to downgrade`, { url });
+    }
+    let authorization = await this.auth.authorization(req.host, req.scopes);
+    let res = await this.exchange(req, url, authorization);
+    if (res.status === 401) {
+      const first = describeErrorBody(await readErrorText(res)).summary;
+      const extra = await this.auth.unauthorized(req.host, res.headers['www-authenticate'], authorization, first);
+      authorization = await this.auth.authorization(req.host, mergeScopes(req.scopes, extra));
+      res = await this.exchange(req, url, authorization);
+      if (res.status === 401) {
+        const { code, summary } = describeErrorBody(await readErrorText(res));
+        this.auth.forget(req.host, authorization);
+        const anonymous = (await this.auth.credentials(req.host)) === undefined ? ` (no credentials are configured for ${req.host})` : '';
+        throw new AuthenticationError(`authentication failed for ${req.host}: 401 ${summary}${anonymous}`, { status: 401, code, url });
+      }
+    }
+    if (isTransientStatus(res.status)) {
+      throw responseError(req.method, url, res.status, await readErrorText(res), headerValue(res, 'retry-after'));
+    }
+    return res;
+  }
+
+  private async exchange(req: RegistryRequest, url: string, authorization: string | undefined): Promise<HttpResponse> {
+    const headers = { ...req.headers, ...(authorization !== undefined && { authorization }) };
+    const started = performance.now();
+    const res = await this.transport.send({ method: req.method, url, headers, ...(req.body !== undefined && { body: req.body }) });
+    requestLog.debug('request', { method: req.method, url, status: res.status, ms: Math.round(performance.now() - started) });
+    return res;
+  }
+
+  /**
+   * Runs `attempt` under the retry policy (once only when `repeatable` is false, e.g. a one-shot stream).
+   * What still fails is reported against `host`: unreachable after N attempts, or the last registry error.
+   */
+  retrying<T>(host: string, what: string, attempt: () => Promise<T>, repeatable = true): Promise<T> {
+    const policy = repeatable ? this.retryPolicy : { ...this.retryPolicy, attempts: 1 };
+    return withRetry(policy, what, attempt, (err, attempts) => {
+      const tries = `(${attempts} attempt${attempts === 1 ? '' : 's'})`;
+      if (isConnectionError(err)) {
+        return new RegistryUnreachableError(`registry ${host} unreachable: ${(err as Error).message} ${tries}`, { cause: err });
+      }
+      const last = err as RegistryError;
+      return new RegistryError(`${last.message} ${tries}`, { status: last.status, code: last.code, url: last.url, cause: err });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+}

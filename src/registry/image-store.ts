@@ -1,0 +1,75 @@
+// The one interface convert reads images from and writes them to, whatever they live in: a registry
+// repository (repository.ts) or an OCI image layout directory (oci-layout.ts).
+import type { Readable } from 'node:stream';
+import type { BlobContent } from './blob-content.js';
+import type { RegistryClient } from './client.js';
+import type { Descriptor, ImageIndex, ImageManifest, ParsedManifest, Platform } from './media-types.js';
+import { OciLayoutStore } from './oci-layout.js';
+import { DEFAULT_PLATFORM, selectPlatform } from './platform.js';
+import { manifestReference, parseImageLocation, type ImageLocation } from './reference.js';
+
+/** A manifest or index exactly as stored: its bytes, media type, digest (verified) and parsed body. */
+export type FetchedManifest = ParsedManifest & { bytes: Buffer; digest: string };
+
+export type BlobRef = Pick<Descriptor, 'digest' | 'size'>;
+
+/** What putBlob did: nothing (already there), a cross-repository mount, or an upload. */
+export type PutBlobResult = 'exists' | 'mounted' | 'uploaded';
+
+export interface PutBlobOptions {
+  /** Where the blob already is; a repository on the same registry is mounted from instead of uploading. */
+  mountFrom?: ImageStore;
+}
+
+export interface ImageStore {
+  /** For messages: `127.0.0.1:5000/repo` or `oci:/dir`. */
+  readonly name: string;
+  /** A manifest or index by tag or digest; without one, the store's default (`latest`, or a layout's only image). */
+  getManifest(reference?: string): Promise<FetchedManifest>;
+  /** The whole blob as a stream that fails with DigestMismatchError at its end when the bytes are not `digest`. */
+  getBlob(digest: string): Promise<Readable>;
+  /** Exactly `length` bytes at `offset` of the blob. */
+  getBlobRange(digest: string, offset: number, length: number): Promise<Buffer>;
+  hasBlob(digest: string): Promise<boolean>;
+  /** Size in bytes; a missing blob is a RegistryError with status 404. */
+  blobSize(digest: string): Promise<number>;
+  /** Stores a blob unless it is already there; `content` is only opened when bytes must be sent. */
+  putBlob(blob: BlobRef, content: BlobContent, options?: PutBlobOptions): Promise<PutBlobResult>;
+  /** Stores a manifest or index (its blobs must be there already) under `tag`, or by digest only; returns its digest. */
+  putManifest(bytes: Buffer, mediaType: string, tag?: string): Promise<string>;
+}
+
+export interface ResolvedImage {
+  manifest: FetchedManifest & { kind: 'manifest'; parsed: ImageManifest };
+  /** The index the manifest was chosen from, when the reference named one. */
+  index?: FetchedManifest & { kind: 'index'; parsed: ImageIndex };
+}
+
+/** The image manifest `reference` names, choosing `platform` (default linux/amd64) when it names an index. */
+export async function resolveImage(store: ImageStore, reference?: string, platform: string | Platform = DEFAULT_PLATFORM): Promise<ResolvedImage> {
+  const top = await store.getManifest(reference);
+  if (top.kind === 'manifest') return { manifest: top };
+  const chosen = selectPlatform(top.parsed, platform);
+  const manifest = await store.getManifest(chosen.digest);
+  if (manifest.kind !== 'manifest') throw new Error(`${store.name}: index entry ${chosen.digest} is itself an index; nested indexes are not supported`);
+  return { manifest, index: top };
+}
+
+export interface OpenedImage {
+  store: ImageStore;
+  /** What to pass to getManifest/putManifest: the digest or tag of a registry reference, a layout's tag. */
+  reference?: string;
+}
+
+/**
+ * The store and reference for a location string (`oci:DIR[:TAG]` or a registry reference). `create` makes
+ * a missing layout directory (for targets); registry repositories need nothing created.
+ */
+export async function openImageStore(location: string | ImageLocation, client: RegistryClient, options: { create?: boolean } = {}): Promise<OpenedImage> {
+  const parsed = typeof location === 'string' ? parseImageLocation(location) : location;
+  if (parsed.kind === 'oci-layout') {
+    const store = options.create ? await OciLayoutStore.create(parsed.dir) : await OciLayoutStore.open(parsed.dir);
+    return parsed.tag === undefined ? { store } : { store, reference: parsed.tag };
+  }
+  return { store: client.repository(parsed), reference: manifestReference(parsed) };
+}
