@@ -76,8 +76,8 @@ export class RegistryClient {
     let authorization = await this.auth.authorization(req.host, req.scopes);
     let res = await this.exchange(req, url, authorization);
     if (res.status === 401) {
-      const first = describeErrorBody(await readErrorText(res)).summary;
-      const extra = await this.auth.unauthorized(req.host, res.headers['www-authenticate'], authorization, first);
+      const detail = describeErrorBody(await readErrorText(res)).summary;
+      const extra = await this.auth.unauthorized(req.host, res.headers['www-authenticate'], authorization, detail);
       authorization = await this.auth.authorization(req.host, mergeScopes(req.scopes, extra));
       res = await this.exchange(req, url, authorization);
       if (res.status === 401) {
@@ -96,7 +96,19 @@ export class RegistryClient {
   private async exchange(req: RegistryRequest, url: string, authorization: string | undefined): Promise<HttpResponse> {
     const headers = { ...req.headers, ...(authorization !== undefined && { authorization }) };
     const started = performance.now();
-    const res = await this.transport.send({ method: req.method, url, headers, ...(req.body !== undefined && { body: req.body }) });
+    let res: HttpResponse;
+    try {
+      res = await this.transport.send({ method: req.method, url, headers, ...(req.body !== undefined && { body: req.body }) });
+    } catch (err) {
+      // connection errors stay as they are (retry.ts classifies them); others, e.g. TLS failures, get the URL
+      if (err instanceof RegistryError || isConnectionError(err)) throw err;
+      // OpenSSL's text for this one is a wall of internals; it means an http server on an https URL
+      const reason =
+        (err as { code?: unknown }).code === 'ERR_SSL_WRONG_VERSION_NUMBER'
+          ? `TLS handshake failed: ${req.host} does not speak TLS (a plain-HTTP registry must be named as one; there is no automatic fallback)`
+          : (err as Error).message;
+      throw new RegistryError(`${req.method} ${url}: ${reason}`, { url, cause: err });
+    }
     requestLog.debug('request', { method: req.method, url, status: res.status, ms: Math.round(performance.now() - started) });
     return res;
   }

@@ -38,7 +38,7 @@ export function isConnectionError(err: unknown): boolean {
   return typeof code === 'string' && TRANSIENT_CODES.has(code) && !(err instanceof RegistryError);
 }
 
-export function isTransientError(err: unknown): boolean {
+function isTransientError(err: unknown): boolean {
   if (err instanceof RegistryError) {
     const status = err.status;
     return status !== undefined && ((status >= 500 && status !== 501) || status === 429);
@@ -47,9 +47,9 @@ export function isTransientError(err: unknown): boolean {
 }
 
 /** Delay before try number `attempt + 1` (attempt counts from 1): base·2^(attempt-1), ±25 % jitter, capped. */
-export function backoffDelay(policy: RetryPolicy, attempt: number, random = Math.random): number {
+function backoffDelay(policy: RetryPolicy, attempt: number): number {
   const exponential = policy.baseDelayMs * 2 ** (attempt - 1);
-  return Math.min(policy.maxDelayMs, Math.round(exponential * (0.75 + random() * 0.5)));
+  return Math.min(policy.maxDelayMs, Math.round(exponential * (0.75 + Math.random() * 0.5)));
 }
 
 const retryLog = log.child({ component: 'registry' });
@@ -61,13 +61,13 @@ const retryLog = log.child({ component: 'registry' });
 export async function withRetry<T>(
   policy: RetryPolicy,
   what: string,
-  attempt: (n: number) => Promise<T>,
+  attempt: () => Promise<T>,
   giveUp: (err: unknown, attempts: number) => Error,
 ): Promise<T> {
   const started = Date.now();
   for (let n = 1; ; n++) {
     try {
-      return await attempt(n);
+      return await attempt();
     } catch (err) {
       if (!isTransientError(err)) throw err;
       const suggested = err instanceof RegistryError ? err.retryAfterMs : undefined;

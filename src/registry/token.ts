@@ -4,7 +4,6 @@
 // without credentials, an anonymous GET.
 import type { Credentials } from './docker-config.js';
 import { AuthenticationError, describeErrorBody, parseRetryAfter, RegistryError } from './errors.js';
-import { isConnectionError } from './retry.js';
 import { headerValue, readBody, readErrorText, type HttpResponse, type HttpTransport } from './transport.js';
 
 export interface BearerRealm {
@@ -35,14 +34,19 @@ async function exchange(transport: HttpTransport, realm: string, req: Parameters
   try {
     return await transport.send(req);
   } catch (err) {
-    if (!isConnectionError(err)) throw err;
-    // keep the code (so it stays retryable) but say it was the token server, not the registry
-    throw Object.assign(new Error(`token server ${realm}: ${(err as Error).message}`, { cause: err }), { code: (err as { code: string }).code });
+    if (err instanceof RegistryError) throw err;
+    // say it was the token server, not the registry, and keep the code so connection errors stay retryable
+    throw Object.assign(new Error(`token server ${realm}: ${(err as Error).message}`, { cause: err }), { code: (err as { code?: unknown }).code });
   }
 }
 
 async function parseToken(res: HttpResponse, host: string, realm: string, now: number): Promise<Token> {
-  const body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8')) as TokenResponse;
+  let body: TokenResponse;
+  try {
+    body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8')) as TokenResponse;
+  } catch (err) {
+    throw new AuthenticationError(`token server ${realm} for ${host} answered 200 without a JSON body: ${(err as Error).message}`, { url: realm, cause: err });
+  }
   const token = typeof body.access_token === 'string' && body.access_token ? body.access_token : body.token;
   if (typeof token !== 'string' || token === '') throw new AuthenticationError(`token server ${realm} for ${host} answered without a token`, { url: realm });
   const expiresIn = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_EXPIRES_IN_S;
