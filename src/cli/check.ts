@@ -1,31 +1,81 @@
-// `nydusify-ts check`: validate a bootstrap, and with blobs every chunk's data.
-import { Command } from 'commander';
+// `nydusify-ts check`: a local bootstrap (with blobs: every chunk verified), or a converted image
+// against its source: manifest conventions, then the two file trees, with --with-data the contents.
+import { Command, InvalidArgumentError } from 'commander';
 import { checkImage } from '../image/check.js';
+import { diffTrees, sourceTree, targetTree } from '../image/compare.js';
 import { openLocalImage } from '../image/local.js';
+import { openRemoteNydusImage } from '../image/remote.js';
+import { openImageStore } from '../registry/image-store.js';
 import { log } from '../util/log.js';
+import { registryClient } from './options.js';
 
 interface CheckFlags {
-  bootstrap: string;
+  bootstrap?: string;
   blobDir?: string;
+  source?: string;
+  target?: string;
+  withData?: boolean;
+  platform?: string;
+  plainHttp?: boolean;
+  sourceInsecure?: boolean;
+  targetInsecure?: boolean;
 }
 
-async function check(flags: CheckFlags): Promise<void> {
-  const image = await openLocalImage(flags.bootstrap, flags.blobDir);
+/** Prints every problem on stderr and fails when there is any. */
+function verdict(problems: string[], what: string, counts: Record<string, unknown>): void {
+  for (const problem of problems) process.stderr.write(`${problem}\n`);
+  if (problems.length > 0) throw new Error(`${problems.length} problem(s) found`);
+  log.info(what, counts);
+}
+
+async function checkLocal(bootstrap: string, blobDir: string | undefined): Promise<void> {
+  const image = await openLocalImage(bootstrap, blobDir);
   try {
-    const report = await checkImage(image);
-    for (const problem of report.problems) process.stderr.write(`${problem}\n`);
-    const { problems, ...counts } = report;
-    if (problems.length > 0) throw new Error(`${problems.length} problem(s) found`);
-    log.info('image is valid', counts);
+    const { problems, ...counts } = await checkImage(image);
+    verdict(problems, 'image is valid', counts);
   } finally {
     await image.close();
   }
 }
 
+async function checkAgainstSource(flags: CheckFlags & { source: string; target: string }): Promise<void> {
+  const client = registryClient([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure]], flags.plainHttp);
+  try {
+    const source = await openImageStore(flags.source, client);
+    const target = await openImageStore(flags.target, client);
+    const image = await openRemoteNydusImage(target.store, target.reference, flags.platform);
+    const withData = flags.withData ?? false;
+    const [want, got] = await Promise.all([
+      sourceTree(source.store, source.reference, flags.platform, withData),
+      targetTree(image, withData),
+    ]);
+    const problems = [...image.problems, ...diffTrees(want, got)];
+    verdict(problems, 'target matches its source', { layers: image.manifest.layers.length, blobs: image.rafs.blobs.length, withData });
+  } finally {
+    await client.close();
+  }
+}
+
+async function check(flags: CheckFlags): Promise<void> {
+  if (flags.source || flags.target) {
+    if (!flags.source || !flags.target) throw new InvalidArgumentError('--source and --target go together');
+    return checkAgainstSource(flags as CheckFlags & { source: string; target: string });
+  }
+  if (!flags.bootstrap) throw new InvalidArgumentError('give --bootstrap, or --source and --target');
+  return checkLocal(flags.bootstrap, flags.blobDir);
+}
+
 export function checkCommand(): Command {
   return new Command('check')
-    .description('validate a bootstrap; with --blob-dir also read and verify every chunk')
-    .requiredOption('--bootstrap <file>', 'bootstrap to check')
+    .description('validate a bootstrap (with --blob-dir: every chunk), or a converted image against its source')
+    .option('--bootstrap <file>', 'bootstrap to check')
     .option('--blob-dir <dir>', 'directory holding the data blobs')
+    .option('--source <ref>', 'the original OCI image (registry reference or oci:DIR[:TAG])')
+    .option('--target <ref>', 'the converted Nydus image')
+    .option('--with-data', 'also compare file contents, read through the Nydus blobs')
+    .option('--platform <os/arch[/variant]>', 'platform to check in multi-platform images (default linux/amd64)')
+    .option('--plain-http', 'talk plain HTTP to the registries')
+    .option('--source-insecure', 'skip TLS verification for the source registry')
+    .option('--target-insecure', 'skip TLS verification for the target registry')
     .action(check);
 }

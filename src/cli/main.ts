@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS, isLogEnabled, setLogLevel, type LogLevel } from '../util/log.js';
 import { checkCommand } from './check.js';
+import { convertCommand } from './convert.js';
 import { createCommand } from './create.js';
 import { demoCommand } from './demo.js';
 import { exportCommand } from './export.js';
@@ -29,7 +30,7 @@ function buildProgram(): Command {
     // alphabetical, so the list does not reshuffle as commands move out of unimplemented.ts
     .configureHelp({ sortSubcommands: true });
   for (const command of [
-    checkCommand(), createCommand(), demoCommand(), exportCommand(), inspectCommand(), mergeCommand(), unpackCommand(),
+    checkCommand(), convertCommand(), createCommand(), demoCommand(), exportCommand(), inspectCommand(), mergeCommand(), unpackCommand(),
     ...unimplementedCommands(),
   ]) program.addCommand(command);
   return program;

@@ -3,7 +3,6 @@
 import { Command, CommanderError } from 'commander';
 
 const UNIMPLEMENTED: Record<string, string> = {
-  convert: 'convert an OCI image to Nydus (RAFS v6)',
   mount: 'mount a Nydus image over FUSE',
   daemon: 'serve RAFS over FUSE or NBD (nydusd)',
   snapshotter: 'run the containerd Nydus snapshotter',

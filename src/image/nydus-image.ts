@@ -5,18 +5,10 @@ import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { gzipCompress } from '../native/index.js';
 import { TarWriter } from '../convert/tar/write.js';
+import { MediaType, type Descriptor } from '../registry/media-types.js';
 
-export const MediaType = {
-  OCI_MANIFEST: 'application/vnd.oci.image.manifest.v1+json',
-  OCI_INDEX: 'application/vnd.oci.image.index.v1+json',
-  OCI_CONFIG: 'application/vnd.oci.image.config.v1+json',
-  OCI_LAYER_GZIP: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  DOCKER_MANIFEST: 'application/vnd.docker.distribution.manifest.v2+json',
-  DOCKER_LIST: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  DOCKER_CONFIG: 'application/vnd.docker.container.image.v1+json',
-  DOCKER_LAYER_GZIP: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-  NYDUS_BLOB: 'application/vnd.oci.image.layer.nydus.blob.v1',
-} as const;
+/** Media type of a Nydus data blob layer (also used inside Docker schema2 manifests). */
+export const NYDUS_BLOB_MEDIA_TYPE = 'application/vnd.oci.image.layer.nydus.blob.v1';
 
 export const Annotation = {
   NYDUS_BLOB: 'containerd.io/snapshot/nydus-blob',
@@ -27,26 +19,10 @@ export const Annotation = {
 /** Where the bootstrap sits inside the bootstrap layer. */
 export const BOOTSTRAP_PATH = 'image/image.boot';
 
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  platform?: Platform;
-}
-
-export interface Platform {
-  architecture: string;
-  os: string;
-  variant?: string;
-  'os.version'?: string;
-  'os.features'?: string[];
-}
-
 export const sha256Digest = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
 export function isNydusBlob(d: { mediaType?: string; annotations?: Record<string, string> }): boolean {
-  return d.mediaType === MediaType.NYDUS_BLOB || d.annotations?.[Annotation.NYDUS_BLOB] === 'true';
+  return d.mediaType === NYDUS_BLOB_MEDIA_TYPE || d.annotations?.[Annotation.NYDUS_BLOB] === 'true';
 }
 
 export function isNydusBootstrap(d: { annotations?: Record<string, string> }): boolean {
@@ -54,7 +30,7 @@ export function isNydusBootstrap(d: { annotations?: Record<string, string> }): b
 }
 
 export function blobLayerDescriptor(blobId: string, size: number): Descriptor {
-  return { mediaType: MediaType.NYDUS_BLOB, digest: `sha256:${blobId}`, size, annotations: { [Annotation.NYDUS_BLOB]: 'true' } };
+  return { mediaType: NYDUS_BLOB_MEDIA_TYPE, digest: `sha256:${blobId}`, size, annotations: { [Annotation.NYDUS_BLOB]: 'true' } };
 }
 
 export interface BootstrapLayer {
@@ -84,7 +60,7 @@ export async function bootstrapLayer(bootstrap: Buffer, dockerMediaTypes: boolea
     blob,
     diffId: sha256Digest(tarBytes),
     descriptor: {
-      mediaType: dockerMediaTypes ? MediaType.DOCKER_LAYER_GZIP : MediaType.OCI_LAYER_GZIP,
+      mediaType: dockerMediaTypes ? MediaType.dockerLayerGzip : MediaType.ociLayerGzip,
       digest: sha256Digest(blob),
       size: blob.length,
       annotations: { [Annotation.NYDUS_FS_VERSION]: '6', [Annotation.NYDUS_BOOTSTRAP]: 'true' },

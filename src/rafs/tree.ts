@@ -56,6 +56,8 @@ export interface Inode {
   xattrs: Map<string, Buffer>;
   /** Regular files: one entry per chunk-size slice, in file order. */
   chunks: ChunkRef[];
+  /** sha256 (hex) of a regular file's data, when a reader computed it (image comparisons). */
+  contentDigest?: string;
 }
 
 /** A directory entry: a name bound to an inode; directories own their children. */

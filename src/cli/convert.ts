@@ -1,0 +1,76 @@
+// `nydusify-ts convert`: OCI image (registry or oci:DIR[:TAG]) → Nydus image.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { convertImage } from '../convert/pipeline.js';
+import type { Compressor } from '../rafs/tree.js';
+import { openImageStore } from '../registry/image-store.js';
+import { log } from '../util/log.js';
+import { ProgressGroup } from '../util/progress.js';
+import { chunkSizeOption, compressorOption, readPrefetchPatterns, registryClient, writeJson } from './options.js';
+
+interface ConvertFlags {
+  source: string;
+  target: string;
+  platform?: string;
+  allPlatforms?: boolean;
+  compressor: Compressor;
+  chunkSize: number;
+  fsVersion: string;
+  prefetchPatterns?: boolean;
+  workDir?: string;
+  plainHttp?: boolean;
+  sourceInsecure?: boolean;
+  targetInsecure?: boolean;
+  pushRetryCount: number;
+  outputJson?: string;
+}
+
+async function convert(flags: ConvertFlags): Promise<void> {
+  if (flags.fsVersion !== '6') throw new InvalidArgumentError('only --fs-version 6 (RAFS v6) is supported');
+  if (flags.platform && flags.allPlatforms) throw new InvalidArgumentError('--platform and --all-platforms exclude each other');
+  const client = registryClient([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure]], flags.plainHttp, flags.pushRetryCount);
+  const progress = new ProgressGroup();
+  try {
+    const source = await openImageStore(flags.source, client);
+    const target = await openImageStore(flags.target, client, { create: true });
+    const report = await convertImage({
+      source: source.store,
+      sourceReference: source.reference,
+      target: target.store,
+      targetReference: target.reference,
+      platform: flags.platform,
+      allPlatforms: flags.allPlatforms,
+      compressor: flags.compressor,
+      digester: 'blake3',
+      chunkSize: flags.chunkSize,
+      prefetch: flags.prefetchPatterns ? await readPrefetchPatterns() : undefined,
+      workDir: flags.workDir,
+      progressFor: (label, total) => progress.add(label, total),
+    });
+    progress.finish();
+    log.info('image converted', { target: flags.target, digest: report.digest, manifests: report.manifests.length, seconds: report.seconds });
+    await writeJson(flags.outputJson, report);
+  } finally {
+    progress.finish();
+    await client.close();
+  }
+}
+
+export function convertCommand(): Command {
+  return new Command('convert')
+    .description('convert an OCI image (registry or oci:DIR[:TAG]) to a Nydus image (RAFS v6)')
+    .requiredOption('--source <ref>', 'source image: host[:port]/repo[:tag][@digest] or oci:DIR[:TAG]')
+    .requiredOption('--target <ref>', 'target image, same forms')
+    .option('--platform <os/arch[/variant]>', 'platform to convert from a multi-platform source (default linux/amd64)')
+    .option('--all-platforms', 'convert every platform of a multi-platform source into a multi-platform target')
+    .addOption(compressorOption())
+    .addOption(chunkSizeOption())
+    .addOption(new Option('--fs-version <version>', 'RAFS version').default('6'))
+    .option('--prefetch-patterns', 'read absolute paths to prefetch from stdin, one per line')
+    .option('--work-dir <dir>', 'where to keep layer blobs while converting (default: the temp dir)')
+    .option('--plain-http', 'talk plain HTTP to the registries (never chosen silently)')
+    .option('--source-insecure', 'skip TLS verification for the source registry')
+    .option('--target-insecure', 'skip TLS verification for the target registry')
+    .option('--push-retry-count <n>', 'retries of failed registry requests', (v) => Number.parseInt(v, 10), 3)
+    .option('--output-json <file>', 'write sizes, times and chunk/dedup stats as JSON')
+    .action(convert);
+}

@@ -1,0 +1,197 @@
+// `convert`: an OCI image (registry or OCI layout) in, a Nydus image out. Each source layer is
+// streamed from the source straight into the layer builder (bounded parallelism), the layer
+// bootstraps are merged, and only when every layer has been built are blobs, the bootstrap
+// layer, the config and finally the manifest (and index) pushed — a failure leaves the target's
+// tag untouched.
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { text } from 'node:stream/consumers';
+import { blobLayerDescriptor, bootstrapLayer, nydusConfig, sha256Digest } from '../image/nydus-image.js';
+import { forEachLimited } from '../image/local.js';
+import { RafsImage } from '../rafs/reader.js';
+import type { Compressor, Digester } from '../rafs/tree.js';
+import { writeBootstrap } from '../rafs/writer.js';
+import type { FetchedManifest, ImageStore } from '../registry/image-store.js';
+import { MediaType, type Descriptor, type ImageIndex, type ImageManifest } from '../registry/media-types.js';
+import { formatPlatform, parsePlatform, platformMatches } from '../registry/platform.js';
+import { log } from '../util/log.js';
+import { noProgress, type ProgressSink } from '../util/progress.js';
+import { createLayer, type CreateResult } from './create.js';
+import { mergeLayers } from './merge.js';
+
+export interface ConvertOptions {
+  source: ImageStore;
+  sourceReference?: string;
+  target: ImageStore;
+  targetReference?: string;
+  /** os/arch[/variant] to convert from an index (default linux/amd64), unless allPlatforms. */
+  platform?: string;
+  allPlatforms?: boolean;
+  compressor: Compressor;
+  digester: Digester;
+  chunkSize: number;
+  /** Absolute paths (byte strings) for the prefetch table. */
+  prefetch?: string[];
+  workDir?: string;
+  /** Layers built at once. */
+  layerConcurrency?: number;
+  /** A progress bar per layer (bytes of the source layer read). */
+  progressFor?: (label: string, total: number) => ProgressSink;
+}
+
+export interface LayerReport {
+  sourceDigest: string;
+  sourceSize: number;
+  blobDigest: string;
+  blobSize: number;
+  seconds: number;
+  stats: CreateResult['stats'];
+}
+
+export interface ManifestReport {
+  platform?: string;
+  digest: string;
+  layers: LayerReport[];
+  bootstrapSize: number;
+}
+
+export interface ConvertReport {
+  /** Digest of what the target reference now points at (a manifest or an index). */
+  digest: string;
+  mediaType: string;
+  manifests: ManifestReport[];
+  seconds: number;
+}
+
+export class ConvertError extends Error {}
+
+export async function convertImage(opts: ConvertOptions): Promise<ConvertReport> {
+  const started = performance.now();
+  const workDir = await mkdtemp(join(opts.workDir ?? tmpdir(), 'nydusify-convert-'));
+  try {
+    const top = await opts.source.getManifest(opts.sourceReference);
+    if (top.kind === 'manifest') {
+      const built = await convertManifest(opts, top as ManifestOf, join(workDir, 'm0'));
+      const digest = await publish(opts, built, opts.targetReference);
+      return { digest, mediaType: built.mediaType, manifests: [{ ...built.report, digest }], seconds: elapsed(started) };
+    }
+    const entries = chosenEntries(top.parsed as ImageIndex, opts);
+    const built: Built[] = [];
+    for (const [i, entry] of entries.entries()) {
+      const manifest = await opts.source.getManifest(entry.digest);
+      if (manifest.kind !== 'manifest') throw new ConvertError(`${opts.source.name}: index entry ${entry.digest} is not an image manifest`);
+      built.push({ ...(await convertManifest(opts, manifest as ManifestOf, join(workDir, `m${i}`))), platform: entry.platform });
+    }
+    if (!opts.allPlatforms) {
+      const digest = await publish(opts, built[0]!, opts.targetReference);
+      return { digest, mediaType: built[0]!.mediaType, manifests: [{ ...built[0]!.report, digest }], seconds: elapsed(started) };
+    }
+    const reports: ManifestReport[] = [];
+    const descriptors: Descriptor[] = [];
+    for (const b of built) {
+      const digest = await publish(opts, b, undefined);
+      reports.push({ ...b.report, digest });
+      descriptors.push({ mediaType: b.mediaType, digest, size: b.manifest.length, ...(b.platform ? { platform: b.platform } : {}) });
+    }
+    const indexType = top.mediaType === MediaType.dockerManifestList ? MediaType.dockerManifestList : MediaType.ociIndex;
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: descriptors }));
+    const digest = await opts.target.putManifest(index, indexType, opts.targetReference);
+    return { digest, mediaType: indexType, manifests: reports, seconds: elapsed(started) };
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+type ManifestOf = FetchedManifest & { kind: 'manifest'; parsed: ImageManifest };
+
+/** A converted manifest ready to push: its blobs are on local disk. */
+interface Built {
+  mediaType: string;
+  manifest: Buffer;
+  blobs: { descriptor: Descriptor; path?: string; bytes?: Buffer }[];
+  report: Omit<ManifestReport, 'digest'>;
+  platform?: Descriptor['platform'];
+}
+
+const elapsed = (since: number): number => Math.round(performance.now() - since) / 1000;
+
+function chosenEntries(index: ImageIndex, opts: ConvertOptions): Descriptor[] {
+  const images = index.manifests.filter((m) => m.platform?.os !== 'unknown'); // attestation entries
+  if (opts.allPlatforms) return images;
+  const want = parsePlatform(opts.platform ?? 'linux/amd64');
+  const entry = images.find((m) => m.platform && platformMatches(want, m.platform));
+  if (!entry) {
+    const have = images.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ');
+    throw new ConvertError(`${opts.source.name}: no image for platform ${formatPlatform(want)} (the index has ${have})`);
+  }
+  return [entry];
+}
+
+async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: string): Promise<Built> {
+  const docker = src.mediaType === MediaType.dockerManifest;
+  const manifest = src.parsed;
+  const config = JSON.parse(await text(await opts.source.getBlob(manifest.config.digest))) as Record<string, unknown>;
+  const blobDir = join(dir, 'blobs');
+  await mkdir(blobDir, { recursive: true });
+  const layers: (LayerReport & { bootstrapPath: string })[] = new Array(manifest.layers.length);
+  await forEachLimited([...manifest.layers.entries()], opts.layerConcurrency ?? 2, async ([i, layer]) => {
+    layers[i] = await convertLayer(opts, layer, i, dir, blobDir);
+  });
+  const layerBootstraps = await Promise.all(layers.map(async (l) => RafsImage.open(await readFile(l.bootstrapPath)).toBootstrap()));
+  const bootstrap = writeBootstrap(mergeLayers(layerBootstraps, { prefetch: opts.prefetch }));
+  const bootLayer = await bootstrapLayer(bootstrap, docker);
+  const blobLayers = layers.map((l) => blobLayerDescriptor(l.blobDigest.slice('sha256:'.length), l.blobSize));
+  const newConfig = Buffer.from(JSON.stringify(nydusConfig(config, [...blobLayers.map((d) => d.digest), bootLayer.diffId])));
+  const configDescriptor: Descriptor = { mediaType: manifest.config.mediaType, digest: sha256Digest(newConfig), size: newConfig.length };
+  const mediaType = docker ? MediaType.dockerManifest : MediaType.ociManifest;
+  const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...blobLayers, bootLayer.descriptor] };
+  if (manifest.annotations) out.annotations = manifest.annotations;
+  return {
+    mediaType,
+    manifest: Buffer.from(JSON.stringify(out)),
+    blobs: [
+      ...blobLayers.map((descriptor) => ({ descriptor, path: join(blobDir, descriptor.digest.slice('sha256:'.length)) })),
+      { descriptor: bootLayer.descriptor, bytes: bootLayer.blob },
+      { descriptor: configDescriptor, bytes: newConfig },
+    ],
+    report: { layers: layers.map(({ bootstrapPath: _b, ...r }) => r), bootstrapSize: bootstrap.length },
+  };
+}
+
+async function convertLayer(opts: ConvertOptions, layer: Descriptor, i: number, dir: string, blobDir: string): Promise<LayerReport & { bootstrapPath: string }> {
+  const started = performance.now();
+  const progress = opts.progressFor?.(`layer ${i + 1} ${layer.digest.slice(7, 19)}`, layer.size) ?? noProgress;
+  progress.setTotal(layer.size);
+  const bootstrapPath = join(dir, `layer-${i}.boot`);
+  try {
+    const result = await createLayer({
+      source: counted(await opts.source.getBlob(layer.digest), progress), bootstrapPath, blobDir, compressor: opts.compressor, digester: opts.digester, chunkSize: opts.chunkSize,
+    });
+    const report = {
+      sourceDigest: layer.digest, sourceSize: layer.size, blobDigest: `sha256:${result.blobId}`, blobSize: result.blobSize,
+      seconds: elapsed(started), stats: result.stats, bootstrapPath,
+    };
+    log.info('layer converted', { layer: i + 1, source: layer.digest, blob: report.blobDigest, ...result.stats, seconds: report.seconds });
+    return report;
+  } catch (err) {
+    throw new ConvertError(`layer ${i + 1} (${layer.digest}): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The same bytes, reported to `progress` as they pass. */
+async function* counted(source: AsyncIterable<Buffer>, progress: ProgressSink): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    progress.advance(chunk.length);
+    yield chunk;
+  }
+}
+
+/** Pushes blobs, then the manifest (last): until it lands the target reference is unchanged. */
+async function publish(opts: ConvertOptions, built: Built, tag: string | undefined): Promise<string> {
+  await forEachLimited(built.blobs, 3, async ({ descriptor, path, bytes }) => {
+    const how = await opts.target.putBlob(descriptor, path ? { path } : bytes!);
+    log.debug('blob pushed', { digest: descriptor.digest, size: descriptor.size, how });
+  });
+  return opts.target.putManifest(built.manifest, built.mediaType, tag);
+}
