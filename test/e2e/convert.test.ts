@@ -1,0 +1,138 @@
+// convert and check against docker-registry from ../shared/e2e (plain, basic and token auth),
+// with the images make-images.sh builds: busybox, busybox:multi, debian-ml (gzip, v2s2, zstd).
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, runCli } from '../helpers/cli.js';
+import { diffManifests, sharedDir, treeManifest, type Manifest } from '../helpers/trees.js';
+
+const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
+const layout = join(e2eDir, 'images', 'oci');
+const REG = '127.0.0.1:5000';
+const work = mkdtempSync(join(tmpdir(), 'nydusify-convert-'));
+const p = (...parts: string[]) => join(work, ...parts);
+const sh = (cmd: string, args: string[], env?: NodeJS.ProcessEnv) =>
+  execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26, env: { ...process.env, ...env } }).toString();
+const json = <T>(s: string): T => JSON.parse(s) as T;
+
+interface Descriptor { mediaType: string; digest: string; size: number; annotations?: Record<string, string>; platform?: { os: string; architecture: string } }
+
+function manifestOf(ref: string, accept = 'application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.oci.image.index.v1+json'): { mediaType?: string; layers: Descriptor[]; manifests?: Descriptor[]; config: Descriptor } {
+  const [repo, tag] = ref.replace(`${REG}/`, '').split(':');
+  return json(sh('curl', ['-sf', '-H', `Accept: ${accept}`, `http://${REG}/v2/${repo}/manifests/${tag}`]));
+}
+
+beforeAll(() => {
+  const e2e = join(sharedDir(), 'e2e');
+  execFileSync(join(e2e, 'registry-up.sh'), ['--auth'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, E2E_DIR: e2eDir } });
+  execFileSync(join(e2e, 'make-images.sh'), [], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, E2E_DIR: e2eDir } });
+}, 600_000);
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('convert', () => {
+  it('busybox: Nydus layers, annotations and diff_ids, and check --with-data passes', () => {
+    const report = json<{ manifests: { layers: unknown[] }[] }>((() => {
+      cli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:nydus-test`, '--plain-http', '--output-json', p('bb.json')]);
+      return readFileSync(p('bb.json'), 'utf8');
+    })());
+    expect(report.manifests[0]!.layers).toHaveLength(1);
+    const m = manifestOf(`${REG}/busybox:nydus-test`);
+    expect(m.layers.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.nydus.blob.v1', 'application/vnd.oci.image.layer.v1.tar+gzip']);
+    expect(m.layers[0]!.annotations).toEqual({ 'containerd.io/snapshot/nydus-blob': 'true' });
+    expect(m.layers[1]!.annotations).toMatchObject({ 'containerd.io/snapshot/nydus-bootstrap': 'true', 'containerd.io/snapshot/nydus-fs-version': '6' });
+    const config = json<{ rootfs: { diff_ids: string[] } }>(sh('curl', ['-sf', `http://${REG}/v2/busybox/blobs/${m.config.digest}`]));
+    expect(config.rootfs.diff_ids[0]).toBe(m.layers[0]!.digest);
+    expect(config.rootfs.diff_ids).toHaveLength(2);
+    cli(['check', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:nydus-test`, '--plain-http', '--with-data']);
+  });
+
+  it('busybox:multi with --all-platforms gives a multi-platform target', () => {
+    cli(['convert', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-nydus`, '--plain-http', '--all-platforms']);
+    const index = manifestOf(`${REG}/busybox:multi-nydus`);
+    expect(index.manifests!.map((m) => `${m.platform!.os}/${m.platform!.architecture}`).sort()).toEqual(['linux/amd64', 'linux/arm64']);
+    cli(['check', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-nydus`, '--plain-http', '--platform', 'linux/arm64']);
+  });
+
+  describe('debian-ml', () => {
+    let reference: Manifest;
+    beforeAll(() => {
+      sh('umoci', ['unpack', '--image', `${layout}:debian-ml`, p('bundle')]);
+      reference = treeManifest(p('bundle', 'rootfs'));
+    });
+
+    it.each(['latest', 'v2s2', 'zstd'])('%s: check --with-data passes and the tree equals umoci unpack', (tag) => {
+      cli(['convert', '--source', `${REG}/debian-ml:${tag}`, '--target', `${REG}/debian-ml:${tag}-nydus`, '--plain-http']);
+      cli(['check', '--source', `${REG}/debian-ml:${tag}`, '--target', `${REG}/debian-ml:${tag}-nydus`, '--plain-http', '--with-data']);
+      if (tag === 'v2s2') expect(manifestOf(`${REG}/debian-ml:${tag}-nydus`).mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+      // the same image into an OCI layout, whose blob directory the local tools read
+      const out = p(`layout-${tag}`);
+      cli(['convert', '--source', `${REG}/debian-ml:${tag}`, '--target', `oci:${out}:nydus`, '--plain-http']);
+      const index = json<{ manifests: Descriptor[] }>(readFileSync(join(out, 'index.json'), 'utf8'));
+      const blobs = join(out, 'blobs', 'sha256');
+      const m = json<{ layers: Descriptor[] }>(readFileSync(join(blobs, index.manifests[0]!.digest.slice(7)), 'utf8'));
+      sh('tar', ['-xzf', join(blobs, m.layers.at(-1)!.digest.slice(7)), '-C', out]);
+      cli(['export', '--block', '--bootstrap', join(out, 'image', 'image.boot'), '--blob-dir', blobs, '--output', p(`${tag}.img`)]);
+      const mnt = mkdtempSync(p('mnt-'));
+      sh('mount', ['-t', 'erofs', '-o', 'loop,ro', p(`${tag}.img`), mnt]);
+      let got: Manifest;
+      try {
+        got = treeManifest(mnt);
+      } finally {
+        sh('umount', [mnt]);
+      }
+      // umoci makes rootfs/ itself, so the root's mtime is not the image's
+      expect(diffManifests(reference, got, (path, field) => path === '.' && field === 'mtime')).toEqual([]);
+    });
+  });
+});
+
+describe('convert with auth and failures', () => {
+  const dockerConfig = (user: string, pass: string, host: string): NodeJS.ProcessEnv => {
+    const dir = mkdtempSync(p('docker-'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ auths: { [host]: { auth: Buffer.from(`${user}:${pass}`).toString('base64') } } }));
+    return { DOCKER_CONFIG: dir };
+  };
+
+  it('pushes to a basic-auth registry with docker config credentials; a wrong password is a clear error', () => {
+    cli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5001/busybox:nydus', '--plain-http'], { env: dockerConfig('testuser', 'testpass', '127.0.0.1:5001') });
+    const r = runCli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5001/busybox:nydus2', '--plain-http'], { env: dockerConfig('testuser', 'wrong', '127.0.0.1:5001') });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/auth|401|unauthorized/i);
+  });
+
+  it('uses token auth (OAuth2 POST with credentials) both ways', () => {
+    const env = dockerConfig('testuser', 'testpass', '127.0.0.1:5003');
+    cli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5003/busybox:nydus', '--plain-http'], { env });
+    cli(['check', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5003/busybox:nydus', '--plain-http', '--with-data'], { env });
+    const log = readFileSync(join(e2eDir, 'logs', 'token-server.log'), 'utf8');
+    expect(log).toMatch(/POST/);
+  });
+
+  it('says the registry is unreachable, after bounded retries', () => {
+    const started = Date.now();
+    const r = runCli(['convert', '--source', '127.0.0.1:5999/busybox:latest', '--target', `${REG}/x:y`, '--plain-http', '--push-retry-count', '1']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/unreachable|ECONNREFUSED/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+
+  it('refuses a corrupt source blob and pushes no manifest', () => {
+    const src = p('corrupt-layout');
+    cpSync(layout, src, { recursive: true });
+    const index = json<{ manifests: (Descriptor & { annotations: Record<string, string> })[] }>(readFileSync(join(src, 'index.json'), 'utf8'));
+    const desc = index.manifests.find((m) => m.annotations['org.opencontainers.image.ref.name'] === 'busybox')!;
+    const m = json<{ layers: Descriptor[] }>(readFileSync(join(src, 'blobs', 'sha256', desc.digest.slice(7)), 'utf8'));
+    const layerPath = join(src, 'blobs', 'sha256', m.layers[0]!.digest.slice(7));
+    const data = readFileSync(layerPath);
+    data[data.length - 20]! ^= 0xff;
+    writeFileSync(layerPath, data);
+    const r = runCli(['convert', '--source', `oci:${src}:busybox`, '--target', `${REG}/corrupt-test:nydus`, '--plain-http']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/layer 1 .*(digest|corrupt|gzip)/i);
+    const status = sh('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${REG}/v2/corrupt-test/manifests/nydus`]);
+    expect(status).toBe('404');
+  });
+});
