@@ -8,24 +8,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, runCli } from '../helpers/cli.js';
 import { makeSampleTree } from '../helpers/sample-tree.js';
-import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
+import { diffManifests, erofsImageManifest, treeManifest, withMount, type Manifest } from '../helpers/trees.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-fidelity-'));
 const p = (...parts: string[]) => join(work, ...parts);
 let reference: Manifest;
 
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-
-/** Mounts with the kernel, runs `fn` on the mount point, always unmounts (and frees loop devices). */
-function withMount<T>(args: string[], fn: (mnt: string) => T): T {
-  const mnt = mkdtempSync(join(work, 'mnt-'));
-  sh('mount', [...args, mnt]);
-  try {
-    return fn(mnt);
-  } finally {
-    sh('umount', [mnt]);
-  }
-}
 
 function createLayer(source: string, name: string, extra: string[] = []): string {
   cli(['create', source, '--bootstrap', p(`${name}.boot`), '--blob-dir', p('blobs'), ...extra]);
@@ -50,7 +39,7 @@ describe('create → export --block → kernel erofs', () => {
   it('shows exactly what GNU tar extracts', () => {
     const boot = createLayer(p('layer.tar'), 'plain');
     cli(['export', '--block', '--bootstrap', boot, '--blob-dir', p('blobs'), '--output', p('disk.img')]);
-    const got = withMount(['-t', 'erofs', '-o', 'loop,ro', p('disk.img')], (mnt) => treeManifest(mnt));
+    const got = erofsImageManifest(p('disk.img'));
     expect(diffManifests(reference, got)).toEqual([]);
   });
 
@@ -99,7 +88,7 @@ describe('create → export --block → kernel erofs', () => {
   it('builds the same tree from the directory itself (dir-rafs)', () => {
     const boot = createLayer(p('src'), 'dir', ['--type', 'dir-rafs']);
     cli(['export', '--block', '--bootstrap', boot, '--blob-dir', p('blobs'), '--output', p('dir.img')]);
-    const got = withMount(['-t', 'erofs', '-o', 'loop,ro', p('dir.img')], (mnt) => treeManifest(mnt));
+    const got = erofsImageManifest(p('dir.img'));
     expect(diffManifests(treeManifest(p('src')), got, (path, field) => path === '.' && field === 'mtime')).toEqual([]);
   });
 });

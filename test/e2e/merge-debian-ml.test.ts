@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli.js';
-import { diffManifests, sharedDir, treeManifest, type Manifest } from '../helpers/trees.js';
+import { diffManifests, erofsImageManifest, sharedDir, treeManifest, type Manifest } from '../helpers/trees.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const layout = join(e2eDir, 'images', 'oci');
@@ -43,14 +43,7 @@ describe('merge of debian-ml', () => {
     cli(['merge', '--bootstrap', p(`${tag}.boot`), '--blob-dir', p('blobs'), ...boots]);
     cli(['check', '--bootstrap', p(`${tag}.boot`), '--blob-dir', p('blobs')]);
     cli(['export', '--block', '--bootstrap', p(`${tag}.boot`), '--blob-dir', p('blobs'), '--output', p(`${tag}.img`)]);
-    const mnt = mkdtempSync(p('mnt-'));
-    sh('mount', ['-t', 'erofs', '-o', 'loop,ro', p(`${tag}.img`), mnt]);
-    let got: Manifest;
-    try {
-      got = treeManifest(mnt);
-    } finally {
-      sh('umount', [mnt]);
-    }
+    const got = erofsImageManifest(p(`${tag}.img`));
     // umoci creates rootfs/ itself (no layer has a ./ entry), so only the root's mtime differs by design
     expect(diffManifests(reference, got, (path, field) => path === '.' && field === 'mtime')).toEqual([]);
   });

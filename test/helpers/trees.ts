@@ -1,5 +1,7 @@
 // Compares directory trees as the kernel shows them: see tree-manifest.py for what is recorded.
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,4 +41,21 @@ export function sharedDir(): string {
 
 export function fixturesDir(): string {
   return process.env.NYDUSIFY_FIXTURES ?? join(sharedDir(), 'fixtures');
+}
+
+/** Mounts with the kernel (`mount ARGS... MNT`), runs `fn` on the mount point, always unmounts. */
+export function withMount<T>(args: string[], fn: (mnt: string) => T): T {
+  const mnt = mkdtempSync(join(tmpdir(), 'nydusify-mnt-'));
+  execFileSync('mount', [...args, mnt], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    return fn(mnt);
+  } finally {
+    execFileSync('umount', [mnt]);
+    rmdirSync(mnt);
+  }
+}
+
+/** The manifest of an EROFS image file as the kernel shows it through a loop mount. */
+export function erofsImageManifest(image: string): Manifest {
+  return withMount(['-t', 'erofs', '-o', 'loop,ro', image], (mnt) => treeManifest(mnt));
 }
