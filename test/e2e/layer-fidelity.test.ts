@@ -93,6 +93,16 @@ describe('create → export --block → kernel erofs', () => {
   });
 });
 
+describe('prefetch list', () => {
+  it('records the paths given on stdin (--prefetch-policy fs), in order, skipping missing ones', () => {
+    cli(['create', p('layer.tar'), '--bootstrap', p('prefetch.boot'), '--blob-dir', p('blobs'), '--prefetch-policy', 'fs'], {
+      input: '/bin/big\n/etc\n/no/such/file\n',
+    });
+    const info = JSON.parse(cli(['inspect', p('prefetch.boot'), '--json', '--no-tree'])) as { prefetch: string[] };
+    expect(info.prefetch).toEqual(['/bin/big', '/etc']);
+  });
+});
+
 describe('check', () => {
   it('verifies every chunk, and names the file a corrupt chunk belongs to', () => {
     const boot = createLayer(p('layer.tar'), 'plain');
