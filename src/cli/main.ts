@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS, isLogEnabled, setLogLevel, type LogLevel } from '../util/log.js';
+import { cacheCommand } from './cache.js';
 import { checkCommand } from './check.js';
 import { convertCommand } from './convert.js';
 import { createCommand } from './create.js';
@@ -11,6 +12,7 @@ import { demoCommand } from './demo.js';
 import { exportCommand } from './export.js';
 import { inspectCommand } from './inspect.js';
 import { mergeCommand } from './merge.js';
+import { mountCommand } from './mount.js';
 import { unpackCommand } from './unpack.js';
 import { unimplementedCommands } from './unimplemented.js';
 
@@ -30,7 +32,7 @@ function buildProgram(): Command {
     // alphabetical, so the list does not reshuffle as commands move out of unimplemented.ts
     .configureHelp({ sortSubcommands: true });
   for (const command of [
-    checkCommand(), convertCommand(), createCommand(), demoCommand(), exportCommand(), inspectCommand(), mergeCommand(), unpackCommand(),
+    cacheCommand(), checkCommand(), convertCommand(), createCommand(), demoCommand(), exportCommand(), inspectCommand(), mergeCommand(), mountCommand(), unpackCommand(),
     ...unimplementedCommands(),
   ]) program.addCommand(command);
   return program;

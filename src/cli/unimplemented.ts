@@ -3,10 +3,8 @@
 import { Command, CommanderError } from 'commander';
 
 const UNIMPLEMENTED: Record<string, string> = {
-  mount: 'mount a Nydus image over FUSE',
   daemon: 'serve RAFS over FUSE or NBD (nydusd)',
   snapshotter: 'run the containerd Nydus snapshotter',
-  cache: 'list and clean the local blob cache',
 };
 
 export function unimplementedCommands(): Command[] {

@@ -1,0 +1,241 @@
+// Fetches missing chunks of a blob from a backend for the cache: the misses asked for in one turn
+// of the event loop are sorted by compressed offset and merged into as few Range requests as the
+// gaps allow, each request grown toward `amplify` bytes with the blob's next missing chunks when the
+// blob's chunk table is known. A chunk already being fetched is never asked for twice: every
+// reader of it shares one promise. Each chunk is decoded and verified on its own, written to the
+// cache, made durable and only then marked ready; a chunk that fails verification rejects its own
+// readers with ChunkIntegrityError and is not marked.
+import type { RafsImage } from '../rafs/reader.js';
+import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { ShortReadError, type BlobBackend } from './backend.js';
+import { decodeChunk } from './chunk-decoder.js';
+
+/** Where fetched chunks go: the cache's data file and chunk map of one blob. */
+export interface ChunkSink {
+  isReady(ciIndex: number): boolean;
+  /** Writes a chunk's verified, uncompressed bytes at its uncompressed offset. */
+  write(ref: ChunkRef, data: Buffer): Promise<void>;
+  /** Makes everything written so far durable (fdatasync). */
+  sync(): Promise<void>;
+  markReady(ciIndex: number): Promise<void>;
+}
+
+export interface FetcherOptions {
+  /** Largest hole (bytes of the blob nobody asked for) bridged to merge two chunks into one request. Default 128 KiB. */
+  mergeGap?: number;
+  /** Requests smaller than this grow with the blob's following missing chunks (needs `chunkTable`). Default 1 MiB; 0 turns it off. */
+  amplify?: number;
+  /** No merged request grows past this many bytes (a single chunk may still be larger). Default 4 MiB. */
+  maxRequest?: number;
+  /** Every chunk of a blob (any order), which lets requests be amplified. */
+  chunkTable?: (blob: BlobInfo) => readonly ChunkRef[] | undefined;
+}
+
+export interface FetcherStats {
+  /** Range requests made to the backend. */
+  requests: number;
+  /** Bytes those requests asked for. */
+  bytes: number;
+  /** Chunks fetched and verified. */
+  chunks: number;
+  /** Chunks fetched only because a request was amplified. */
+  amplifiedChunks: number;
+  /** Chunks that failed verification. */
+  corruptChunks: number;
+}
+
+interface Waiter {
+  ref: ChunkRef;
+  resolve: (data: Buffer) => void;
+  reject: (err: unknown) => void;
+}
+
+interface PendingBlob {
+  blob: BlobInfo;
+  sink: ChunkSink;
+  waiters: Map<number, Waiter>;
+}
+
+interface Range {
+  start: number;
+  end: number;
+  chunks: Waiter[];
+}
+
+const DEFAULTS = { mergeGap: 128 << 10, amplify: 1 << 20, maxRequest: 4 << 20 };
+
+export class ChunkFetcher {
+  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0 };
+  private readonly mergeGap: number;
+  private readonly amplify: number;
+  private readonly maxRequest: number;
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly pending = new Map<string, PendingBlob>();
+  private readonly sortedTables = new Map<string, readonly ChunkRef[]>();
+  private flushScheduled = false;
+
+  constructor(readonly backend: BlobBackend, private readonly options: FetcherOptions = {}) {
+    this.mergeGap = options.mergeGap ?? DEFAULTS.mergeGap;
+    this.amplify = options.amplify ?? DEFAULTS.amplify;
+    this.maxRequest = Math.max(options.maxRequest ?? DEFAULTS.maxRequest, this.amplify);
+  }
+
+  /** Chunks currently being fetched. */
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  /** The verified bytes of `ref`, fetched (with whatever else is missing now) and stored through `sink`. */
+  fetch(blob: BlobInfo, ref: ChunkRef, sink: ChunkSink): Promise<Buffer> {
+    const key = `${blob.blobId}:${ref.ciIndex}`;
+    const shared = this.inflight.get(key);
+    if (shared) return shared;
+    let pending = this.pending.get(blob.blobId);
+    if (!pending) {
+      pending = { blob, sink, waiters: new Map() };
+      this.pending.set(blob.blobId, pending);
+    }
+    const promise = this.register(key, pending, ref);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // let every read issued in this turn join the batch
+      setImmediate(() => this.flush());
+    }
+    return promise;
+  }
+
+  private register(key: string, pending: PendingBlob, ref: ChunkRef): Promise<Buffer> {
+    let waiter!: Waiter;
+    const promise = new Promise<Buffer>((resolve, reject) => {
+      waiter = { ref, resolve, reject };
+    });
+    pending.waiters.set(ref.ciIndex, waiter);
+    this.inflight.set(key, promise);
+    const forget = (): void => void this.inflight.delete(key);
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batches = [...this.pending.values()];
+    this.pending.clear();
+    for (const batch of batches) {
+      for (const range of this.plan(batch)) void this.run(batch, range);
+    }
+  }
+
+  /** Merged (and amplified) requests for one blob's batch of misses. */
+  private plan(batch: PendingBlob): Range[] {
+    const wanted = [...batch.waiters.values()].sort((a, b) => a.ref.compressedOffset - b.ref.compressedOffset);
+    const ranges: Range[] = [];
+    for (const w of wanted) {
+      const start = w.ref.compressedOffset;
+      const end = start + w.ref.compressedSize;
+      const last = ranges[ranges.length - 1];
+      if (last && start - last.end <= this.mergeGap && Math.max(end, last.end) - last.start <= this.maxRequest) {
+        last.end = Math.max(last.end, end);
+        last.chunks.push(w);
+      } else {
+        ranges.push({ start, end, chunks: [w] });
+      }
+    }
+    if (this.amplify > 0) this.amplifyRanges(batch, ranges);
+    return ranges;
+  }
+
+  private amplifyRanges(batch: PendingBlob, ranges: Range[]): void {
+    const table = this.sortedTable(batch.blob);
+    if (!table || table.length === 0) return;
+    const blobId = batch.blob.blobId;
+    ranges.forEach((range, r) => {
+      const limit = ranges[r + 1]?.start ?? Infinity;
+      // first chunk starting at or after the range's end
+      let lo = 0;
+      let hi = table.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (table[mid]!.compressedOffset < range.end) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let i = lo; i < table.length && range.end - range.start < this.amplify; i++) {
+        const ref = table[i]!;
+        const end = ref.compressedOffset + ref.compressedSize;
+        if (ref.compressedOffset - range.end > this.mergeGap || end > limit || end - range.start > this.maxRequest) break;
+        const key = `${blobId}:${ref.ciIndex}`;
+        if (batch.sink.isReady(ref.ciIndex) || this.inflight.has(key)) continue;
+        const promise = this.register(key, batch, ref);
+        promise.catch(() => undefined); // nobody may be waiting for an amplified chunk
+        range.chunks.push(batch.waiters.get(ref.ciIndex)!);
+        range.end = Math.max(range.end, end);
+        this.stats.amplifiedChunks++;
+      }
+    });
+  }
+
+  private sortedTable(blob: BlobInfo): readonly ChunkRef[] | undefined {
+    let table = this.sortedTables.get(blob.blobId);
+    if (!table) {
+      const refs = this.options.chunkTable?.(blob);
+      if (!refs) return undefined;
+      const seen = new Set<number>();
+      table = refs.filter((r) => !seen.has(r.ciIndex) && seen.add(r.ciIndex)).sort((a, b) => a.compressedOffset - b.compressedOffset);
+      this.sortedTables.set(blob.blobId, table);
+    }
+    return table;
+  }
+
+  private async run(batch: PendingBlob, range: Range): Promise<void> {
+    const { blob, sink } = batch;
+    let stored: Buffer;
+    try {
+      this.stats.requests++;
+      this.stats.bytes += range.end - range.start;
+      stored = await this.backend.readRange(blob.blobId, range.start, range.end - range.start);
+      if (stored.length !== range.end - range.start) {
+        throw new ShortReadError(`blob ${blob.blobId}: wanted ${range.end - range.start} bytes at ${range.start}, got ${stored.length}`);
+      }
+    } catch (err) {
+      for (const w of range.chunks) w.reject(err);
+      return;
+    }
+    const good: { w: Waiter; data: Buffer }[] = [];
+    for (const w of range.chunks) {
+      const at = w.ref.compressedOffset - range.start;
+      try {
+        const data = decodeChunk(blob, w.ref, stored.subarray(at, at + w.ref.compressedSize));
+        good.push({ w, data });
+        this.stats.chunks++;
+      } catch (err) {
+        this.stats.corruptChunks++;
+        w.reject(err);
+      }
+    }
+    // data first, then durability, then the bits: a crash never leaves a bit over missing data
+    const written = await Promise.all(good.map(({ w, data }) => sink.write(w.ref, data).then(() => true, () => false)));
+    let durable = true;
+    if (written.some(Boolean)) durable = await sink.sync().then(() => true, () => false);
+    await Promise.all(good.map(({ w }, i) => (durable && written[i] ? sink.markReady(w.ref.ciIndex).catch(() => undefined) : undefined)));
+    // the bytes are verified whether or not the cache could keep them
+    for (const { w, data } of good) w.resolve(data);
+  }
+}
+
+/** Every distinct chunk of each blob of an image, by blob id (what FetcherOptions.chunkTable wants). */
+export function blobChunkTables(rafs: RafsImage): Map<string, ChunkRef[]> {
+  const byBlob = new Map<number, Map<number, ChunkRef>>();
+  for (const entry of rafs.walk()) {
+    if ((entry.inode.mode & 0o170000) !== 0o100000) continue;
+    for (const ref of rafs.chunks(entry.nid)) {
+      let m = byBlob.get(ref.blobIndex);
+      if (!m) byBlob.set(ref.blobIndex, (m = new Map()));
+      m.set(ref.ciIndex, ref);
+    }
+  }
+  const tables = new Map<string, ChunkRef[]>();
+  for (const [index, m] of byBlob) {
+    const blob = rafs.blobs[index];
+    if (blob) tables.set(blob.blobId, [...m.values()]);
+  }
+  return tables;
+}

@@ -1,0 +1,209 @@
+// A FUSE mount served by worker threads: open /dev/fuse, mount through mount(8) with the device as
+// the child's fd 3, start N workers (each with its own read buffer and its own copy of the image),
+// raise the bdi readahead once INIT is done, and unmount lazily on SIGINT/SIGTERM. Nothing here
+// blocks the main thread on anything that touches the mount: umount is spawned asynchronously.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { log } from '../../util/log.js';
+import { opName } from './protocol.js';
+import type { WorkerConfig, WorkerMessage } from './worker.js';
+
+export const FS_NAME = 'nydusify';
+export const FS_TYPE = `fuse.${FS_NAME}`;
+const READ_AHEAD_KB = 1024;
+const FUSECTL = '/sys/fs/fuse/connections';
+/** How long open files may keep a lazily unmounted connection alive before it is aborted. */
+const ABORT_AFTER_MS = 3000;
+
+export interface SessionOptions {
+  bootstrap: string;
+  blobDir?: string;
+  mountPath: string;
+  threads?: number;
+  /** Stop serving on these signals (default SIGINT and SIGTERM). */
+  signals?: NodeJS.Signals[];
+}
+
+export interface MountInfo {
+  mountId: number;
+  /** "major:minor", the bdi name of a FUSE mount. */
+  dev: string;
+  mountPoint: string;
+  fsType: string;
+  source: string;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as \ooo. */
+const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+export function parseMountInfo(text: string): MountInfo[] {
+  const out: MountInfo[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const fields = line.split(' ');
+    const sep = fields.indexOf('-', 6);
+    if (sep < 0 || fields.length < sep + 3) continue;
+    out.push({ mountId: Number(fields[0]), dev: fields[2]!, mountPoint: unescape(fields[4]!), fsType: fields[sep + 1]!, source: unescape(fields[sep + 2]!) });
+  }
+  return out;
+}
+
+export function mountsAt(path: string, fsType = FS_TYPE): MountInfo[] {
+  const abs = resolve(path);
+  return parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === abs && m.fsType === fsType);
+}
+
+function run(cmd: string, args: string[], extra: { stdio?: (number | 'ignore' | 'pipe' | 'inherit')[] } = {}): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(cmd, args, { stdio: extra.stdio ?? ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code, stderr: stderr.trim() }));
+  });
+}
+
+/** Lazily unmounts (MNT_DETACH) without waiting on the mount itself: umount -i -l, spawned. */
+export async function lazyUnmount(path: string): Promise<void> {
+  const r = await run('umount', ['-i', '-l', resolve(path)]);
+  if (r.code !== 0) throw new Error(`umount -l ${path}: ${r.stderr || `exit ${r.code}`}`);
+}
+
+export class FuseSession {
+  readonly mountPath: string;
+  private fd = -1;
+  private workers: Worker[] = [];
+  private stopping = false;
+  private failure: Error | undefined;
+  /** The connection's fusectl name (the superblock's dev_t), known once mounted. */
+  private connection: string | undefined;
+  private exited: Promise<void> | undefined;
+  private readonly signalHandler = (signal: NodeJS.Signals): void => {
+    log.info('signal: unmounting', { signal, mountPath: this.mountPath });
+    void this.unmount();
+  };
+
+  constructor(private readonly opts: SessionOptions) {
+    this.mountPath = resolve(opts.mountPath);
+  }
+
+  /** Mounts and starts the workers; resolves once the mount exists. */
+  async start(): Promise<void> {
+    for (const stale of mountsAt(this.mountPath)) {
+      log.warn('lazily unmounting a stale mount', { mountPath: this.mountPath, source: stale.source });
+      await lazyUnmount(this.mountPath);
+    }
+    this.fd = openSync('/dev/fuse', 'r+');
+    const options = `ro,fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions`;
+    // -i: no /sbin/mount.fuse helper (it would treat the source as a command)
+    const r = await run('mount', ['-i', '-t', FS_TYPE, '-o', options, FS_NAME, this.mountPath], { stdio: ['ignore', 'ignore', 'pipe', this.fd] });
+    if (r.code !== 0) {
+      closeSync(this.fd);
+      this.fd = -1;
+      throw new Error(`mount ${this.mountPath}: ${r.stderr || `exit ${r.code}`}`);
+    }
+    const mounted = mountsAt(this.mountPath).at(-1);
+    if (mounted) {
+      const [major, minor] = mounted.dev.split(':').map(Number) as [number, number];
+      this.connection = String(major * 2 ** 20 + minor);
+    }
+    const threads = Math.max(1, this.opts.threads ?? 2);
+    const exits: Promise<void>[] = [];
+    for (let index = 0; index < threads; index++) {
+      const config: WorkerConfig & { nydusifyFuseWorker: true } = { fd: this.fd, bootstrap: this.opts.bootstrap, blobDir: this.opts.blobDir, index, nydusifyFuseWorker: true };
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: config });
+      worker.on('message', (m: WorkerMessage) => this.onMessage(index, m));
+      exits.push(new Promise((done) => {
+        worker.on('error', (err) => {
+          log.error('FUSE worker failed', { worker: index, error: err });
+          // a worker that cannot serve (e.g. unreadable image) takes the mount down
+          this.failure ??= err;
+          void this.unmount();
+        });
+        worker.on('exit', () => done());
+      }));
+      this.workers.push(worker);
+    }
+    this.exited = Promise.all(exits).then(() => {
+      if (this.fd >= 0) closeSync(this.fd);
+      this.fd = -1;
+    });
+    for (const s of this.opts.signals ?? ['SIGINT', 'SIGTERM']) process.on(s, this.signalHandler);
+    log.info('mounted', { mountPath: this.mountPath, threads });
+  }
+
+  private onMessage(index: number, m: WorkerMessage): void {
+    switch (m.type) {
+      case 'init':
+        log.debug('FUSE INIT', { minor: m.minor, flags: `0x${m.flags.toString(16)}`, maxPages: m.maxPages });
+        this.raiseReadahead();
+        break;
+      case 'read-error':
+        log.error('read failed: EIO', { nid: m.nid, error: m.message });
+        break;
+      case 'error':
+        log.error('request failed: EIO', { worker: index, op: opName(m.opcode), error: m.message });
+        break;
+      case 'exit':
+        log.debug('FUSE worker done', { worker: index, requests: m.requests, reason: m.reason });
+        break;
+    }
+  }
+
+  /** The INIT reply can only lower the bdi readahead, so raise it afterwards (1 MiB READs). */
+  private raiseReadahead(): void {
+    const mount = mountsAt(this.mountPath)[0];
+    if (!mount) return;
+    try {
+      writeFileSync(`/sys/class/bdi/${mount.dev}/read_ahead_kb`, `${READ_AHEAD_KB}\n`);
+    } catch (err) {
+      log.warn('cannot raise readahead', { dev: mount.dev, error: err });
+    }
+  }
+
+  /** Resolves when every worker has stopped (after an unmount); rejects if a worker failed. */
+  async wait(): Promise<void> {
+    await this.exited;
+    for (const s of this.opts.signals ?? ['SIGINT', 'SIGTERM']) process.off(s, this.signalHandler);
+    if (this.failure) throw new Error(`FUSE worker failed: ${this.failure.message}`);
+  }
+
+  /** Lazy unmount; the workers then see ENODEV and end. */
+  async unmount(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    try {
+      if (mountsAt(this.mountPath).length > 0) await lazyUnmount(this.mountPath);
+    } catch (err) {
+      log.error('unmount failed', { mountPath: this.mountPath, error: err });
+    }
+    // files still open keep a lazily detached connection alive (and the workers blocked in read):
+    // do not wait for them forever, abort the connection, which ends every read with ENODEV
+    const timer = setTimeout(() => {
+      log.warn('files still open after unmount: aborting the FUSE connection', { mountPath: this.mountPath, connection: this.connection });
+      this.abortConnection().catch((err: unknown) => {
+        log.error('cannot abort the FUSE connection', { connection: this.connection, error: err });
+        process.exit(process.exitCode ?? 1);
+      });
+    }, ABORT_AFTER_MS);
+    timer.unref();
+  }
+
+  /** Writes fusectl's abort file (mounting fusectl for the purpose when it is not). */
+  private async abortConnection(): Promise<void> {
+    if (this.connection === undefined) throw new Error('connection id unknown');
+    let mountedHere = false;
+    if (!existsSync(`${FUSECTL}/${this.connection}`)) {
+      const r = await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL]);
+      if (r.code !== 0) throw new Error(`mount fusectl: ${r.stderr || `exit ${r.code}`}`);
+      mountedHere = true;
+    }
+    try {
+      writeFileSync(`${FUSECTL}/${this.connection}/abort`, '1');
+    } finally {
+      if (mountedHere) await run('umount', [FUSECTL]);
+    }
+  }
+}

@@ -1,0 +1,82 @@
+// The fetcher alone, with a recording sink: ordering of write → sync → mark, and what happens when
+// the cache cannot keep a chunk.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ChunkFetcher, type ChunkSink } from '../../src/blobcache/fetcher.js';
+import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
+import type { ChunkRef } from '../../src/rafs/tree.js';
+import { content, CountingBackend, makeBlob, type TestBlob } from './helpers.js';
+
+const work = mkdtempSync(join(tmpdir(), 'fetcher-'));
+let t: TestBlob;
+let local: LocalDirBackend;
+
+beforeAll(async () => {
+  t = await makeBlob(work, { 'f.bin': content(11, 64 << 10) });
+  local = new LocalDirBackend(t.blobDir);
+});
+
+afterAll(async () => {
+  await local.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+function recordingSink(failWrite?: (ref: ChunkRef) => boolean) {
+  const events: string[] = [];
+  const ready = new Set<number>();
+  const sink: ChunkSink = {
+    isReady: (i) => ready.has(i),
+    write: async (ref) => {
+      events.push(`write ${ref.ciIndex}`);
+      if (failWrite?.(ref)) throw new Error('ENOSPC');
+    },
+    sync: async () => void events.push('sync'),
+    markReady: async (i) => {
+      events.push(`mark ${i}`);
+      ready.add(i);
+    },
+  };
+  return { sink, events, ready };
+}
+
+describe('ChunkFetcher', () => {
+  it('writes every chunk, syncs, and only then marks them', async () => {
+    const fetcher = new ChunkFetcher(local, { amplify: 0 });
+    const { sink, events } = recordingSink();
+    const chunks = t.chunks.slice(0, 5);
+    await Promise.all(chunks.map((c) => fetcher.fetch(t.blob, c, sink)));
+    const firstSync = events.indexOf('sync');
+    expect(events.slice(0, firstSync).every((e) => e.startsWith('write'))).toBe(true);
+    expect(events.slice(firstSync + 1).every((e) => e.startsWith('mark'))).toBe(true);
+    expect(events.filter((e) => e.startsWith('mark')).sort()).toEqual(chunks.map((c) => `mark ${c.ciIndex}`).sort());
+    expect(fetcher.stats.requests).toBe(1);
+    expect(fetcher.inflightCount).toBe(0);
+  });
+
+  it('still returns verified data the cache could not store, without marking it', async () => {
+    const fetcher = new ChunkFetcher(local, { amplify: 0 });
+    const victim = t.chunks[2]!;
+    const { sink, ready } = recordingSink((ref) => ref.ciIndex === victim.ciIndex);
+    const data = await Promise.all(t.chunks.map((c) => fetcher.fetch(t.blob, c, sink)));
+    expect(Buffer.concat(data).equals(t.files.get('/f.bin')!.data)).toBe(true);
+    expect(ready.has(victim.ciIndex)).toBe(false);
+    expect(ready.size).toBe(t.chunks.length - 1);
+  });
+
+  it('amplifies only with missing chunks and never past the next request', async () => {
+    const backend = new CountingBackend(local);
+    const fetcher = new ChunkFetcher(backend, { chunkTable: () => t.chunks, mergeGap: 0 });
+    const { sink, ready } = recordingSink();
+    const sorted = [...t.chunks].sort((a, b) => a.compressedOffset - b.compressedOffset);
+    ready.add(sorted[1]!.ciIndex); // already cached: skipped, and the gap it leaves ends the request
+    await fetcher.fetch(t.blob, sorted[0]!, sink);
+    expect(backend.calls).toEqual([{ blobId: t.blob.blobId, offset: sorted[0]!.compressedOffset, length: sorted[0]!.compressedSize }]);
+    await fetcher.fetch(t.blob, sorted[2]!, sink);
+    // from chunk 2 on everything is missing and contiguous: one request to the end of the blob
+    const last = sorted.at(-1)!;
+    expect(backend.calls[1]).toEqual({ blobId: t.blob.blobId, offset: sorted[2]!.compressedOffset, length: last.compressedOffset + last.compressedSize - sorted[2]!.compressedOffset });
+    expect(ready.size).toBe(t.chunks.length);
+  });
+});

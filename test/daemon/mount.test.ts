@@ -1,0 +1,322 @@
+// End to end with the real kernel (needs root and /dev/fuse): a layer built from the sample tree by
+// the CLI is served by `nydusify-ts mount` in a child process, and the mounted tree must be exactly
+// what GNU tar extracts. Also: many parallel readers, a corrupt chunk (EIO for that file only),
+// SIGTERM (clean unmount, exit 0) and a stale mount left by `kill -9` (cleaned by the next start).
+// The request handler is also driven directly (no kernel) for the cases the kernel never sends.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RafsFuseFs, SyncBlobDirSource } from '../../src/daemon/fs.js';
+import {
+  decodeOutHeader, encodeRequest, Errno, FUSE_ROOT_ID, Opcode, parseDirents, parseDirentsPlus, readEntry,
+} from '../../src/daemon/fuse/protocol.js';
+import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
+import { RafsImage } from '../../src/rafs/reader.js';
+import { cli, repoRoot } from '../helpers/cli.js';
+import { makeSampleTree } from '../helpers/sample-tree.js';
+import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nydusify-fuse-'));
+const p = (...parts: string[]) => join(work, ...parts);
+const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+let reference: Manifest;
+let boot: string;
+let blobId: string;
+const daemons: Daemon[] = [];
+
+interface Daemon {
+  child: ChildProcess;
+  mnt: string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr(): string;
+}
+
+function startDaemon(mnt: string, blobDir = p('blobs'), extra: string[] = []): Daemon {
+  mkdirSync(mnt, { recursive: true });
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--bootstrap', boot, '--blob-dir', blobDir, '--mount-path', mnt, ...extra], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, signal) => done({ code, signal })));
+  const d = { child, mnt, exit, stderr: () => stderr };
+  daemons.push(d);
+  return d;
+}
+
+const ourMounts = (mnt: string) => parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === mnt && m.fsType === FS_TYPE);
+
+async function waitFor(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Waits until the daemon says it mounted, `mnt` is our (only) mount and it answers. The log line
+ * matters: a stale mount at the same path would pass the other two checks from the kernel's cache.
+ */
+async function waitMounted(d: Daemon): Promise<void> {
+  await waitFor(`the mount at ${d.mnt}`, () => {
+    if (d.child.exitCode !== null) throw new Error(`daemon exited ${d.child.exitCode}: ${d.stderr()}`);
+    if (!d.stderr().includes('"msg":"mounted"') || ourMounts(d.mnt).length !== 1) return false;
+    try {
+      statSync(join(d.mnt, 'etc'));
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function stopDaemon(d: Daemon): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  d.child.kill('SIGTERM');
+  const timeout = new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`daemon at ${d.mnt} did not exit within 10 s: ${d.stderr()}`)), 10_000).unref());
+  return Promise.race([d.exit, timeout]);
+}
+
+function runAsync(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+/** A copy of the blob directory with one byte of /etc/os-release's first chunk flipped. */
+function corruptBlobDir(): string {
+  const dir = p('corrupt-blobs');
+  mkdirSync(dir, { recursive: true });
+  const info = JSON.parse(cli(['inspect', boot, '--json', '--path', '/etc/os-release'])) as { chunks: { compressedOffset: number }[] };
+  const blob = readFileSync(p('blobs', blobId));
+  blob[info.chunks[0]!.compressedOffset + 2]! ^= 0xff;
+  writeFileSync(join(dir, blobId), blob);
+  return dir;
+}
+
+beforeAll(() => {
+  makeSampleTree(p('src'));
+  sh('tar', ['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', p('src'), '-cf', p('layer.tar'), '.']);
+  mkdirSync(p('ref'));
+  sh('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xpf', p('layer.tar'), '-C', p('ref')]);
+  reference = treeManifest(p('ref'));
+  cli(['create', p('layer.tar'), '--bootstrap', p('layer.boot'), '--blob-dir', p('blobs')]);
+  boot = p('layer.boot');
+  blobId = readdirSync(p('blobs')).find((f) => /^[0-9a-f]{64}$/.test(f))!;
+});
+
+afterAll(async () => {
+  for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
+  await Promise.all(daemons.map((d) => Promise.race([d.exit, new Promise((r) => setTimeout(r, 5000))])));
+  for (const m of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {
+    if (m.mountPoint.startsWith(work)) spawnSync('umount', ['-i', '-l', m.mountPoint]);
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('nydusify-ts mount (kernel FUSE)', () => {
+  it('shows exactly what GNU tar extracts, then unmounts cleanly on SIGTERM', async () => {
+    const d = startDaemon(p('mnt-tree'));
+    await waitMounted(d);
+    // one node id per nid, so hardlinked paths are one kernel inode: st_ino and nlink match tar's
+    // hardlinks and no field needs ignoring
+    expect(diffManifests(reference, treeManifest(d.mnt))).toEqual([]);
+    // the bdi readahead was raised for 1 MiB READs
+    const dev = ourMounts(d.mnt)[0]!.dev;
+    await waitFor('read_ahead_kb 1024', () => readFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8').trim() === '1024');
+    // a missing name, a write and a readlink of a non-link get the usual errors
+    expect(() => statSync(join(d.mnt, 'etc', 'missing'))).toThrow(/ENOENT/);
+    expect(() => writeFileSync(join(d.mnt, 'etc', 'new'), 'x')).toThrow(/EROFS/);
+    expect(await stopDaemon(d)).toEqual({ code: 0, signal: null });
+    expect(ourMounts(d.mnt)).toEqual([]);
+    expect(d.stderr()).not.toMatch(/"level":"error"/);
+  });
+
+  it('exits on SIGTERM even while a file on the mount is held open', async () => {
+    const d = startDaemon(p('mnt-held'));
+    await waitMounted(d);
+    const holder = spawn('sh', ['-c', `exec 9<"${join(d.mnt, 'etc/os-release')}"; exec sleep 60`], { stdio: 'ignore' });
+    try {
+      await waitFor('the holder to open the file', () => {
+        try {
+          return readdirSync(`/proc/${holder.pid}/fd`).includes('9');
+        } catch {
+          return false;
+        }
+      });
+      // the lazy unmount leaves the connection to the open file; the daemon aborts it after a grace period
+      expect(await stopDaemon(d)).toEqual({ code: 0, signal: null });
+      expect(ourMounts(d.mnt)).toEqual([]);
+      expect(d.stderr()).toMatch(/aborting the FUSE connection/);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  it('gives 32 parallel readers identical bytes', async () => {
+    const d = startDaemon(p('mnt-parallel'), p('blobs'), ['--threads', '2']);
+    await waitMounted(d);
+    const files = ['bin/big', 'bin/big-copy', 'etc/zero-runs', 'etc/os-release'];
+    const want = new Map(files.map((f) => [f, sha256(readFileSync(p('src', f)))]));
+    // a fresh mount: the kernel page cache of the image is empty, so every reader goes through the daemon
+    const results = await Promise.all(Array.from({ length: 32 }, (_, i) => files[i % files.length]!).map(async (f) => {
+      const r = await runAsync('sha256sum', [join(d.mnt, f)]);
+      return { f, code: r.code, sum: r.stdout.split(' ')[0], stderr: r.stderr };
+    }));
+    for (const r of results) expect(r, r.f).toEqual({ f: r.f, code: 0, sum: want.get(r.f), stderr: '' });
+    expect(await stopDaemon(d)).toEqual({ code: 0, signal: null });
+  });
+
+  it('answers EIO for a file with a corrupt chunk, and keeps serving the others', async () => {
+    const d = startDaemon(p('mnt-corrupt'), corruptBlobDir());
+    await waitMounted(d);
+    const read = (f: string) => readFileSync(join(d.mnt, f));
+    expect(() => read('etc/os-release')).toThrow(expect.objectContaining({ code: 'EIO' }));
+    expect(() => read('bin/hard')).toThrow(expect.objectContaining({ code: 'EIO' })); // the same inode
+    expect(sha256(read('bin/big'))).toBe(sha256(readFileSync(p('src', 'bin/big'))));
+    expect(read('etc/deep/er/still/leaf').toString()).toBe('deep\n');
+    // still EIO (never stale or wrong data), and the metadata is fine
+    expect(() => read('etc/os-release')).toThrow(expect.objectContaining({ code: 'EIO' }));
+    expect(statSync(join(d.mnt, 'etc/os-release')).size).toBe(statSync(p('src', 'etc/os-release')).size);
+    // workers report through the main thread: the log line follows shortly
+    await waitFor('the EIO log line', () => /read failed: EIO/.test(d.stderr()));
+    expect(await stopDaemon(d)).toEqual({ code: 0, signal: null });
+  });
+
+  it('cleans up a stale mount left by a kill -9 when it starts again', async () => {
+    const mnt = p('mnt-stale');
+    const first = startDaemon(mnt);
+    await waitMounted(first);
+    first.child.kill('SIGKILL');
+    expect((await first.exit).signal).toBe('SIGKILL');
+    // the dead mount stays behind, and anything the kernel has not cached fails
+    expect(ourMounts(mnt)).toHaveLength(1);
+    expect(() => readFileSync(join(mnt, 'etc/os-release'))).toThrow(expect.objectContaining({ code: 'ENOTCONN' }));
+    const second = startDaemon(mnt);
+    await waitMounted(second);
+    expect(ourMounts(mnt)).toHaveLength(1);
+    expect(readFileSync(join(mnt, 'etc/os-release'), 'utf8')).toBe(readFileSync(p('src', 'etc/os-release'), 'utf8'));
+    expect(second.stderr()).toMatch(/stale mount/);
+    expect(await stopDaemon(second)).toEqual({ code: 0, signal: null });
+    expect(ourMounts(mnt)).toEqual([]);
+  });
+
+  it('rejects --target for now, and a bad bootstrap before mounting', () => {
+    const target = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--target', 'localhost:5000/x:y', '--mount-path', work], { encoding: 'utf8' });
+    expect(target.status).toBe(1);
+    expect(target.stderr).toMatch(/--target .*not yet supported/);
+    writeFileSync(p('bad.boot'), Buffer.alloc(8192));
+    mkdirSync(p('mnt-bad'));
+    const bad = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--bootstrap', p('bad.boot'), '--blob-dir', p('blobs'), '--mount-path', p('mnt-bad')], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/not a RAFS/);
+    expect(ourMounts(p('mnt-bad'))).toEqual([]);
+  });
+});
+
+describe('mountinfo parsing', () => {
+  it('finds mount points with escaped characters and the fstype after the separator', () => {
+    const text = [
+      '42 27 0:39 / /tmp/with\\040space ro,relatime shared:1 - fuse.nydusify nydusify ro,user_id=0',
+      '43 27 7:0 / /mnt ro - erofs /dev/loop0 ro',
+      'garbage',
+    ].join('\n');
+    expect(parseMountInfo(text)).toEqual([
+      { mountId: 42, dev: '0:39', mountPoint: '/tmp/with space', fsType: 'fuse.nydusify', source: 'nydusify' },
+      { mountId: 43, dev: '7:0', mountPoint: '/mnt', fsType: 'erofs', source: '/dev/loop0' },
+    ]);
+  });
+});
+
+describe('RafsFuseFs request handling (no kernel)', () => {
+  let unique = 1n;
+  const u32s = (...v: number[]) => Buffer.concat(v.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(x); return b; }));
+  const readIn = (offset: number, size: number) => {
+    const b = Buffer.alloc(40);
+    b.writeBigUInt64LE(BigInt(offset), 8);
+    b.writeUInt32LE(size, 16);
+    return b;
+  };
+  /** Sends one request; returns the errno (0 for success) and the payload. */
+  const call = (fs: RafsFuseFs, opcode: number, nodeid: number, body?: Buffer) => {
+    const parts = fs.handle(encodeRequest(opcode, ++unique, nodeid, body));
+    if (!parts) return undefined;
+    const all = Buffer.concat(parts);
+    const h = decodeOutHeader(all);
+    expect(h.len).toBe(all.length);
+    expect(h.unique).toBe(unique);
+    return { errno: -h.error, data: all.subarray(16) };
+  };
+  const lookup = (fs: RafsFuseFs, parent: number, name: string) => readEntry(call(fs, Opcode.LOOKUP, parent, Buffer.from(`${name}\0`))!.data, 0);
+
+  it('answers lookups, negative lookups, xattr probes and paged readdir', () => {
+    const fs = new RafsFuseFs(RafsImage.open(readFileSync(boot)), new SyncBlobDirSource(p('blobs'), RafsImage.open(readFileSync(boot)).blobs));
+    const etc = lookup(fs, FUSE_ROOT_ID, 'etc');
+    expect(etc.nodeid).toBeGreaterThan(1);
+    expect(etc.attr.mode & 0o170000).toBe(0o040000);
+    const missing = lookup(fs, etc.nodeid, 'missing');
+    expect(missing.nodeid).toBe(0);
+    expect(missing.entryValid).toBeGreaterThan(0);
+    const xf = lookup(fs, etc.nodeid, 'xattrs').nodeid;
+    expect(call(fs, Opcode.GETXATTR, xf, Buffer.concat([u32s(0, 0), Buffer.from('user.comment\0')]))!.data.readUInt32LE(0)).toBe(5);
+    expect(call(fs, Opcode.GETXATTR, xf, Buffer.concat([u32s(2, 0), Buffer.from('user.comment\0')]))!.errno).toBe(Errno.ERANGE);
+    expect(call(fs, Opcode.GETXATTR, xf, Buffer.concat([u32s(64, 0), Buffer.from('user.comment\0')]))!.data.toString()).toBe('hello');
+    expect(call(fs, Opcode.GETXATTR, xf, Buffer.concat([u32s(64, 0), Buffer.from('user.none\0')]))!.errno).toBe(Errno.ENODATA);
+    expect(call(fs, Opcode.LISTXATTR, xf, u32s(64, 0))!.data.toString()).toBe('user.comment\0');
+    // READDIR in pages of 300 bytes (room for the longest name) resumes at each page's last `off`
+    const names: string[] = [];
+    for (let off = 0, rounds = 0; rounds < 100; rounds++) {
+      const page = parseDirents(call(fs, Opcode.READDIR, etc.nodeid, readIn(off, 300))!.data);
+      if (page.length === 0) break;
+      names.push(...page.map((d) => d.name.toString('latin1')));
+      off = page[page.length - 1]!.off;
+    }
+    const want = ['.', '..', ...readdirSync(p('ref', 'etc'), { encoding: 'buffer' }).map((n) => n.toString('latin1'))].sort();
+    expect(names.sort()).toEqual(want);
+    const plus = parseDirentsPlus(call(fs, Opcode.READDIRPLUS, etc.nodeid, readIn(0, 1 << 16))!.data);
+    expect(plus.map((d) => d.name.toString('latin1')).sort()).toEqual(want);
+    for (const d of plus) if (d.name.toString() !== '.' && d.name.toString() !== '..') expect(d.entry.attr.ino).toBe(d.ino);
+    // FORGET and INTERRUPT get no reply; FLUSH and unknown ops ENOSYS; a malformed request EINVAL
+    expect(call(fs, Opcode.FORGET, etc.nodeid, Buffer.alloc(8))).toBeUndefined();
+    expect(call(fs, Opcode.INTERRUPT, 0, Buffer.alloc(8))).toBeUndefined();
+    expect(call(fs, Opcode.FLUSH, etc.nodeid, Buffer.alloc(24))!.errno).toBe(Errno.ENOSYS);
+    expect(call(fs, 4242, etc.nodeid)!.errno).toBe(Errno.ENOSYS);
+    expect(call(fs, Opcode.READ, etc.nodeid, Buffer.alloc(8))!.errno).toBe(Errno.EINVAL);
+    expect(call(fs, Opcode.LOOKUP, FUSE_ROOT_ID, Buffer.from('no-nul'))!.errno).toBe(Errno.EINVAL);
+    // a node id no inode has is EIO (corrupt metadata), not a crash
+    expect(call(fs, Opcode.GETATTR, 1e12, Buffer.alloc(16))!.errno).toBe(Errno.EIO);
+  });
+
+  it('reads verified data, and EIO for a corrupt chunk without stopping', () => {
+    const image = RafsImage.open(readFileSync(boot));
+    const errors: number[] = [];
+    const fs = new RafsFuseFs(image, new SyncBlobDirSource(corruptBlobDir(), image.blobs), { onReadError: (nid) => errors.push(nid) });
+    const bin = lookup(fs, FUSE_ROOT_ID, 'bin').nodeid;
+    const etc = lookup(fs, FUSE_ROOT_ID, 'etc').nodeid;
+    const big = lookup(fs, bin, 'big');
+    const source = readFileSync(p('src', 'bin/big'));
+    const parts: Buffer[] = [];
+    for (let off = 0; off < big.attr.size; off += 1 << 20) parts.push(call(fs, Opcode.READ, big.nodeid, readIn(off, 1 << 20))!.data);
+    expect(Buffer.concat(parts).equals(source)).toBe(true);
+    // an unaligned range across a chunk boundary, and past the end
+    expect(call(fs, Opcode.READ, big.nodeid, readIn((1 << 20) - 5, 10))!.data.equals(source.subarray((1 << 20) - 5, (1 << 20) + 5))).toBe(true);
+    expect(call(fs, Opcode.READ, big.nodeid, readIn(big.attr.size + 10, 100))!.data.length).toBe(0);
+    const osRelease = lookup(fs, etc, 'os-release').nodeid;
+    expect(call(fs, Opcode.READ, osRelease, readIn(0, 4096))!.errno).toBe(Errno.EIO);
+    expect(errors).toHaveLength(1);
+    expect(call(fs, Opcode.READ, lookup(fs, etc, 'xattrs').nodeid, readIn(0, 4096))!.data.toString()).toBe('xattrs\n');
+    expect(call(fs, Opcode.READ, etc, readIn(0, 4096))!.errno).toBe(Errno.EISDIR);
+  });
+});
