@@ -5,7 +5,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, runCli } from '../helpers/cli.js';
+import { cliAsync as cli, runCliAsync as runCli } from '../helpers/cli.js';
 import { diffManifests, erofsImageManifest, sharedDir, treeManifest, type Manifest } from '../helpers/trees.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
@@ -33,11 +33,9 @@ beforeAll(() => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('convert', () => {
-  it('busybox: Nydus layers, annotations and diff_ids, and check --with-data passes', () => {
-    const report = json<{ manifests: { layers: unknown[] }[] }>((() => {
-      cli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:nydus-test`, '--plain-http', '--output-json', p('bb.json')]);
-      return readFileSync(p('bb.json'), 'utf8');
-    })());
+  it('busybox: Nydus layers, annotations and diff_ids, and check --with-data passes', async () => {
+    await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:nydus-test`, '--plain-http', '--output-json', p('bb.json')]);
+    const report = json<{ manifests: { layers: unknown[] }[] }>(readFileSync(p('bb.json'), 'utf8'));
     expect(report.manifests[0]!.layers).toHaveLength(1);
     const m = manifestOf(`${REG}/busybox:nydus-test`);
     expect(m.layers.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.nydus.blob.v1', 'application/vnd.oci.image.layer.v1.tar+gzip']);
@@ -46,14 +44,14 @@ describe('convert', () => {
     const config = json<{ rootfs: { diff_ids: string[] } }>(sh('curl', ['-sf', `http://${REG}/v2/busybox/blobs/${m.config.digest}`]));
     expect(config.rootfs.diff_ids[0]).toBe(m.layers[0]!.digest);
     expect(config.rootfs.diff_ids).toHaveLength(2);
-    cli(['check', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:nydus-test`, '--plain-http', '--with-data']);
+    await cli(['check', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:nydus-test`, '--plain-http', '--with-data']);
   });
 
-  it('busybox:multi with --all-platforms gives a multi-platform target', () => {
-    cli(['convert', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-nydus`, '--plain-http', '--all-platforms']);
+  it('busybox:multi with --all-platforms gives a multi-platform target', async () => {
+    await cli(['convert', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-nydus`, '--plain-http', '--all-platforms']);
     const index = manifestOf(`${REG}/busybox:multi-nydus`);
     expect(index.manifests!.map((m) => `${m.platform!.os}/${m.platform!.architecture}`).sort()).toEqual(['linux/amd64', 'linux/arm64']);
-    cli(['check', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-nydus`, '--plain-http', '--platform', 'linux/arm64']);
+    await cli(['check', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-nydus`, '--plain-http', '--platform', 'linux/arm64']);
   });
 
   describe('debian-ml', () => {
@@ -63,18 +61,18 @@ describe('convert', () => {
       reference = treeManifest(p('bundle', 'rootfs'));
     });
 
-    it.each(['latest', 'v2s2', 'zstd'])('%s: check --with-data passes and the tree equals umoci unpack', (tag) => {
-      cli(['convert', '--source', `${REG}/debian-ml:${tag}`, '--target', `${REG}/debian-ml:${tag}-nydus`, '--plain-http']);
-      cli(['check', '--source', `${REG}/debian-ml:${tag}`, '--target', `${REG}/debian-ml:${tag}-nydus`, '--plain-http', '--with-data']);
+    it.each(['latest', 'v2s2', 'zstd'])('%s: check --with-data passes and the tree equals umoci unpack', async (tag) => {
+      await cli(['convert', '--source', `${REG}/debian-ml:${tag}`, '--target', `${REG}/debian-ml:${tag}-nydus`, '--plain-http']);
+      await cli(['check', '--source', `${REG}/debian-ml:${tag}`, '--target', `${REG}/debian-ml:${tag}-nydus`, '--plain-http', '--with-data']);
       if (tag === 'v2s2') expect(manifestOf(`${REG}/debian-ml:${tag}-nydus`).mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
       // the same image into an OCI layout, whose blob directory the local tools read
       const out = p(`layout-${tag}`);
-      cli(['convert', '--source', `${REG}/debian-ml:${tag}`, '--target', `oci:${out}:nydus`, '--plain-http']);
+      await cli(['convert', '--source', `${REG}/debian-ml:${tag}`, '--target', `oci:${out}:nydus`, '--plain-http']);
       const index = json<{ manifests: Descriptor[] }>(readFileSync(join(out, 'index.json'), 'utf8'));
       const blobs = join(out, 'blobs', 'sha256');
       const m = json<{ layers: Descriptor[] }>(readFileSync(join(blobs, index.manifests[0]!.digest.slice(7)), 'utf8'));
       sh('tar', ['-xzf', join(blobs, m.layers.at(-1)!.digest.slice(7)), '-C', out]);
-      cli(['export', '--block', '--bootstrap', join(out, 'image', 'image.boot'), '--blob-dir', blobs, '--output', p(`${tag}.img`)]);
+      await cli(['export', '--block', '--bootstrap', join(out, 'image', 'image.boot'), '--blob-dir', blobs, '--output', p(`${tag}.img`)]);
       const got = erofsImageManifest(p(`${tag}.img`));
       // umoci makes rootfs/ itself, so the root's mtime is not the image's
       expect(diffManifests(reference, got, (path, field) => path === '.' && field === 'mtime')).toEqual([]);
@@ -89,30 +87,30 @@ describe('convert with auth and failures', () => {
     return { DOCKER_CONFIG: dir };
   };
 
-  it('pushes to a basic-auth registry with docker config credentials; a wrong password is a clear error', () => {
-    cli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5001/busybox:nydus', '--plain-http'], { env: dockerConfig('testuser', 'testpass', '127.0.0.1:5001') });
-    const r = runCli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5001/busybox:nydus2', '--plain-http'], { env: dockerConfig('testuser', 'wrong', '127.0.0.1:5001') });
+  it('pushes to a basic-auth registry with docker config credentials; a wrong password is a clear error', async () => {
+    await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5001/busybox:nydus', '--plain-http'], { env: dockerConfig('testuser', 'testpass', '127.0.0.1:5001') });
+    const r = await runCli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5001/busybox:nydus2', '--plain-http'], { env: dockerConfig('testuser', 'wrong', '127.0.0.1:5001') });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/auth|401|unauthorized/i);
   });
 
-  it('uses token auth (OAuth2 POST with credentials) both ways', () => {
+  it('uses token auth (OAuth2 POST with credentials) both ways', async () => {
     const env = dockerConfig('testuser', 'testpass', '127.0.0.1:5003');
-    cli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5003/busybox:nydus', '--plain-http'], { env });
-    cli(['check', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5003/busybox:nydus', '--plain-http', '--with-data'], { env });
+    await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5003/busybox:nydus', '--plain-http'], { env });
+    await cli(['check', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5003/busybox:nydus', '--plain-http', '--with-data'], { env });
     const log = readFileSync(join(e2eDir, 'logs', 'token-server.log'), 'utf8');
     expect(log).toMatch(/POST/);
   });
 
-  it('says the registry is unreachable, after bounded retries', () => {
+  it('says the registry is unreachable, after bounded retries', async () => {
     const started = Date.now();
-    const r = runCli(['convert', '--source', '127.0.0.1:5999/busybox:latest', '--target', `${REG}/x:y`, '--plain-http', '--push-retry-count', '1']);
+    const r = await runCli(['convert', '--source', '127.0.0.1:5999/busybox:latest', '--target', `${REG}/x:y`, '--plain-http', '--push-retry-count', '1']);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/unreachable|ECONNREFUSED/);
     expect(Date.now() - started).toBeLessThan(20_000);
   });
 
-  it('refuses a corrupt source blob and pushes no manifest', () => {
+  it('refuses a corrupt source blob and pushes no manifest', async () => {
     const src = p('corrupt-layout');
     cpSync(layout, src, { recursive: true });
     const index = json<{ manifests: (Descriptor & { annotations: Record<string, string> })[] }>(readFileSync(join(src, 'index.json'), 'utf8'));
@@ -122,7 +120,7 @@ describe('convert with auth and failures', () => {
     const data = readFileSync(layerPath);
     data[data.length - 20]! ^= 0xff;
     writeFileSync(layerPath, data);
-    const r = runCli(['convert', '--source', `oci:${src}:busybox`, '--target', `${REG}/corrupt-test:nydus`, '--plain-http']);
+    const r = await runCli(['convert', '--source', `oci:${src}:busybox`, '--target', `${REG}/corrupt-test:nydus`, '--plain-http']);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/layer 1 .*(digest|corrupt|gzip)/i);
     const status = sh('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${REG}/v2/corrupt-test/manifests/nydus`]);
