@@ -512,46 +512,39 @@ function writeDirent(buf: Buffer, at: number, d: DirentOut): void {
   d.name.copy(buf, at + DIRENT_HEADER_SIZE);
 }
 
+/** Packs variable-size records into at most `maxSize` bytes, stopping at the first that does not fit. */
+function packRecords<T>(entries: Iterable<T>, maxSize: number, sizeOf: (e: T) => number, write: (buf: Buffer, at: number, e: T) => void): { buf: Buffer; count: number } {
+  const out: T[] = [];
+  let total = 0;
+  for (const e of entries) {
+    const size = sizeOf(e);
+    if (total + size > maxSize) break;
+    out.push(e);
+    total += size;
+  }
+  const buf = Buffer.alloc(total);
+  let at = 0;
+  for (const e of out) {
+    write(buf, at, e);
+    at += sizeOf(e);
+  }
+  return { buf, count: out.length };
+}
+
 /**
  * Packs entries (fuse_dirent, 8-byte aligned, zero padded) into at most `maxSize` bytes; returns
  * the bytes and how many entries fit. Stops at the first entry that does not fit.
  */
 export function packDirents(entries: Iterable<DirentOut>, maxSize: number): { buf: Buffer; count: number } {
-  const out: DirentOut[] = [];
-  let total = 0;
-  for (const d of entries) {
-    const size = direntSize(d.name.length);
-    if (total + size > maxSize) break;
-    out.push(d);
-    total += size;
-  }
-  const buf = Buffer.alloc(total);
-  let at = 0;
-  for (const d of out) {
-    writeDirent(buf, at, d);
-    at += direntSize(d.name.length);
-  }
-  return { buf, count: out.length };
+  return packRecords(entries, maxSize, (d) => direntSize(d.name.length), writeDirent);
 }
 
 /** As packDirents, with each entry's entry_out in front (fuse_direntplus). */
 export function packDirentsPlus(entries: Iterable<DirentOut & { entry: Entry }>, maxSize: number): { buf: Buffer; count: number } {
-  const out: (DirentOut & { entry: Entry })[] = [];
-  let total = 0;
-  for (const d of entries) {
-    const size = direntplusSize(d.name.length);
-    if (total + size > maxSize) break;
-    out.push(d);
-    total += size;
-  }
-  const buf = Buffer.alloc(total);
-  let at = 0;
-  for (const d of out) {
+  return packRecords(entries, maxSize, (d) => direntplusSize(d.name.length), (buf, at, d) => {
     writeEntry(buf, at, d.entry);
     writeDirent(buf, at + ENTRY_OUT_SIZE, d);
-    at += direntplusSize(d.name.length);
-  }
-  return { buf, count: out.length };
+  });
 }
 
 /** Parses packed fuse_dirent records (for tests and tools). */
