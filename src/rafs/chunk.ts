@@ -38,15 +38,20 @@ export function decodeChunkFormat(u: number, offset: number): number {
 }
 
 export function encodeChunkIndex(index: ChunkIndex): Buffer {
+  const buf = Buffer.alloc(CHUNK_INDEX_SIZE);
+  writeChunkIndex(buf, 0, index);
+  return buf;
+}
+
+/** Encodes one chunk index entry in place (files can have thousands; no Buffer each). */
+export function writeChunkIndex(buf: Buffer, offset: number, index: ChunkIndex): void {
   checkEncodable(index.blobIndex, 0, MAX_BLOBS - 1, 'chunk index', 'blob index');
   checkEncodable(index.ciIndex, 0, MAX_CI_INDEX, 'chunk index', 'CI index');
   checkEncodable(index.blockAddr, 0, 0xffffffff, 'chunk index', 'block address');
-  const buf = Buffer.alloc(CHUNK_INDEX_SIZE);
-  buf.writeUInt16LE(index.ciIndex & 0xffff, 0);
+  buf.writeUInt16LE(index.ciIndex & 0xffff, offset);
   // low byte: device id = blob index + 1; high byte: CI index bits 16..23 (masked off by the kernel)
-  buf.writeUInt16LE(((index.ciIndex >>> 16) << 8) | (index.blobIndex + 1), 2);
-  buf.writeUInt32LE(index.blockAddr, 4);
-  return buf;
+  buf.writeUInt16LE(((index.ciIndex >>> 16) << 8) | (index.blobIndex + 1), offset + 2);
+  buf.writeUInt32LE(index.blockAddr, offset + 4);
 }
 
 export function decodeChunkIndex(buf: Buffer, offset = 0): ChunkIndex {

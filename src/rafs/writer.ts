@@ -4,7 +4,7 @@
 // table. Always extended inodes; regular files are chunk-based with their data in the blobs.
 import { alignUp, isPowerOfTwo } from './bytes.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, DEVICE_SLOT_SIZE, type DeviceSlot, encodeBlobEntry, encodeDeviceSlot } from './blob-table.js';
-import { CHUNK_INDEX_SIZE, encodeChunkFormat, encodeChunkIndex, encodeChunkInfo, MAX_BLOBS } from './chunk.js';
+import { CHUNK_INDEX_SIZE, encodeChunkFormat, encodeChunkInfo, writeChunkIndex, MAX_BLOBS } from './chunk.js';
 import { RafsEncodeError } from './errors.js';
 import { encodeDev, encodeInode, EXTENDED_INODE_SIZE, Layout } from './inode.js';
 import { type InodeSlot, layoutMeta } from './meta-layout.js';
@@ -189,7 +189,8 @@ function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap): Buffer {
   };
   if (!Number.isSafeInteger(size) || size < 0) fail(`bad size ${size}`);
   if (chunks.length !== Math.ceil(size / b.chunkSize)) fail(`${chunks.length} chunks for ${size} bytes in ${b.chunkSize}-byte chunks`);
-  return Buffer.concat(chunks.map((c, i) => {
+  const out = Buffer.alloc(chunks.length * CHUNK_INDEX_SIZE);
+  chunks.forEach((c, i) => {
     const blob = b.blobs[c.blobIndex];
     if (blob === undefined) return fail(`chunk ${i} refers to blob ${c.blobIndex}, the table has ${b.blobs.length}`);
     if (c.uncompressedSize !== Math.min(b.chunkSize, size - i * b.chunkSize)) fail(`chunk ${i} holds ${c.uncompressedSize} bytes`);
@@ -197,8 +198,9 @@ function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap): Buffer {
       fail(`chunk ${i} at uncompressed offset ${c.uncompressedOffset} is unaligned or beyond its blob`);
     }
     if (c.ciIndex >= blob.chunkCount) fail(`chunk ${i} has CI index ${c.ciIndex}, its blob has ${blob.chunkCount} chunks`);
-    return encodeChunkIndex({ blobIndex: c.blobIndex, ciIndex: c.ciIndex, blockAddr: c.uncompressedOffset / BLOCK_SIZE });
-  }));
+    writeChunkIndex(out, i * CHUNK_INDEX_SIZE, { blobIndex: c.blobIndex, ciIndex: c.ciIndex, blockAddr: c.uncompressedOffset / BLOCK_SIZE });
+  });
+  return out;
 }
 
 /** One 80-byte entry per distinct (blob, CI index) any file refers to, in that order. */

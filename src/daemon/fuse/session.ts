@@ -7,6 +7,7 @@ import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'no
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { log } from '../../util/log.js';
+import { answerFetch, SLOT_WORDS } from '../lazy-source.js';
 import { opName } from './protocol.js';
 import type { WorkerConfig, WorkerMessage } from './worker.js';
 
@@ -22,6 +23,12 @@ export interface SessionOptions {
   blobDir?: string;
   mountPath: string;
   threads?: number;
+  /**
+   * Lazy loading: the workers read chunks from this blob cache directory and ask the main thread
+   * for missing ones; `fetch` must bring chunk `ciIndex` of blob `blobIndex` into that cache (the
+   * cache's files of every blob must exist before start()).
+   */
+  lazy?: { cacheDir: string; fetch(blobIndex: number, ciIndex: number): Promise<void>; timeoutMs?: number };
   /** Stop serving on these signals (default SIGINT and SIGTERM). */
   signals?: NodeJS.Signals[];
 }
@@ -75,6 +82,8 @@ export class FuseSession {
   readonly mountPath: string;
   private fd = -1;
   private workers: Worker[] = [];
+  /** Per worker: its reply slot and the id of the fetch it waits for (lazy loading). */
+  private slots: { slot: Int32Array; waiting: number }[] = [];
   private stopping = false;
   private failure: Error | undefined;
   /** The connection's fusectl name (the superblock's dev_t), known once mounted. */
@@ -112,7 +121,10 @@ export class FuseSession {
     const threads = Math.max(1, this.opts.threads ?? 2);
     const exits: Promise<void>[] = [];
     for (let index = 0; index < threads; index++) {
-      const config: WorkerConfig & { nydusifyFuseWorker: true } = { fd: this.fd, bootstrap: this.opts.bootstrap, blobDir: this.opts.blobDir, index, nydusifyFuseWorker: true };
+      const sab = new SharedArrayBuffer(SLOT_WORDS * Int32Array.BYTES_PER_ELEMENT);
+      this.slots.push({ slot: new Int32Array(sab), waiting: 0 });
+      const lazy = this.opts.lazy ? { cacheDir: this.opts.lazy.cacheDir, slot: sab, timeoutMs: this.opts.lazy.timeoutMs } : undefined;
+      const config: WorkerConfig & { nydusifyFuseWorker: true } = { fd: this.fd, bootstrap: this.opts.bootstrap, blobDir: this.opts.blobDir, lazy, index, nydusifyFuseWorker: true };
       const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: config });
       worker.on('message', (m: WorkerMessage) => this.onMessage(index, m));
       exits.push(new Promise((done) => {
@@ -140,6 +152,20 @@ export class FuseSession {
         log.debug('FUSE INIT', { minor: m.minor, flags: `0x${m.flags.toString(16)}`, maxPages: m.maxPages });
         this.raiseReadahead();
         break;
+      case 'fetch': {
+        const state = this.slots[index]!;
+        state.waiting = m.id;
+        const lazy = this.opts.lazy;
+        const work = lazy ? lazy.fetch(m.blobIndex, m.ciIndex) : Promise.reject(new Error('not a lazily loaded mount'));
+        work.then(() => true, (err: unknown) => {
+          log.error('chunk fetch failed', { blobIndex: m.blobIndex, ciIndex: m.ciIndex, error: err });
+          return false;
+        }).then((ok) => {
+          // a worker that gave up waiting has moved on: never answer it late
+          if (state.waiting === m.id) answerFetch(state.slot, m.id, ok);
+        });
+        break;
+      }
       case 'read-error':
         log.error('read failed: EIO', { nid: m.nid, error: m.message });
         break;

@@ -4,13 +4,16 @@
 import { readFileSync, readSync, writevSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { RafsImage } from '../../rafs/reader.js';
-import { RafsFuseFs, SyncBlobDirSource } from '../fs.js';
+import { RafsFuseFs, SyncBlobDirSource, type SyncChunkSource } from '../fs.js';
+import { SyncLazyCacheSource, type FetchRequest } from '../lazy-source.js';
 import { READ_BUFFER_SIZE } from './protocol.js';
 
 export interface WorkerConfig {
   fd: number;
   bootstrap: string;
   blobDir?: string;
+  /** Lazy loading: chunks from this blob cache directory, misses fetched by the main thread. */
+  lazy?: { cacheDir: string; slot: SharedArrayBuffer; timeoutMs?: number };
   index: number;
 }
 
@@ -19,6 +22,7 @@ export type WorkerMessage =
   | { type: 'init'; minor: number; flags: number; maxPages: number }
   | { type: 'read-error'; nid: number; message: string }
   | { type: 'error'; opcode: number; message: string }
+  | FetchRequest
   | { type: 'exit'; requests: number; reason: string };
 
 /** Errors of read(2) on /dev/fuse that just mean "try again". */
@@ -31,7 +35,9 @@ function post(message: WorkerMessage): void {
 export function serve(config: WorkerConfig): WorkerMessage {
   const image = RafsImage.open(readFileSync(config.bootstrap));
   let init: WorkerMessage | undefined;
-  const chunks = config.blobDir === undefined ? undefined : new SyncBlobDirSource(config.blobDir, image.blobs);
+  let chunks: SyncChunkSource | undefined;
+  if (config.lazy) chunks = new SyncLazyCacheSource(config.lazy.cacheDir, image.blobs, config.lazy.slot, post, config.lazy.timeoutMs);
+  else if (config.blobDir !== undefined) chunks = new SyncBlobDirSource(config.blobDir, image.blobs);
   const fs = new RafsFuseFs(image, chunks, {
     // reported once the reply is written: the kernel applies INIT (and resets the readahead) then
     onInit: (r) => (init = { type: 'init', minor: r.minor, flags: r.flags, maxPages: r.maxPages }),

@@ -1,0 +1,136 @@
+// Lazy loading for a FUSE worker: chunks come from the blob cache directory, read synchronously
+// (`<blobId>.blob.data` by pread once the chunk's bit is set in `<blobId>.blob.data.chunk_map`; the
+// cache only ever marks verified data). On a miss the worker asks the main thread, which owns the
+// BlobCache (and its fetcher: merged Range requests, verification), and blocks on Atomics.wait over
+// its own reply slot until the main thread says the chunk is cached, or failed, or the wait times
+// out (a dead registry is EIO, never a hang).
+import { closeSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
+import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from '../blobcache/chunk-map.js';
+import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import type { SyncChunkSource } from './fs.js';
+
+/** Int32 words of a reply slot: [0] id of the last answered request, [1] its status. */
+export const SLOT_WORDS = 2;
+export const STATUS_OK = 1;
+export const STATUS_FAILED = 2;
+/** How long a worker waits for the main thread to fetch one chunk. */
+export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
+
+/** A worker's request for a chunk that is not in the cache. */
+export interface FetchRequest {
+  type: 'fetch';
+  id: number;
+  blobIndex: number;
+  ciIndex: number;
+}
+
+/** Main-thread side: answer request `id` in a worker's slot and wake the worker. */
+export function answerFetch(slot: Int32Array, id: number, ok: boolean): void {
+  Atomics.store(slot, 1, ok ? STATUS_OK : STATUS_FAILED);
+  Atomics.store(slot, 0, id);
+  Atomics.notify(slot, 0);
+}
+
+interface BlobFiles {
+  data: number;
+  map: number;
+  allReady: boolean;
+}
+
+export class SyncLazyCacheSource implements SyncChunkSource {
+  private readonly files = new Map<number, BlobFiles>();
+  private readonly ready = new Set<string>();
+  private readonly cache = new Map<string, Buffer>();
+  private readonly slot: Int32Array;
+  private nextId = 1;
+  /** Chunks this worker had to ask the main thread for. */
+  misses = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly blobs: readonly BlobInfo[],
+    slot: SharedArrayBuffer,
+    private readonly ask: (req: FetchRequest) => void,
+    private readonly timeoutMs = DEFAULT_FETCH_TIMEOUT_MS,
+    private readonly cacheChunks = 8,
+  ) {
+    this.slot = new Int32Array(slot);
+  }
+
+  read(ref: ChunkRef): Buffer {
+    const key = `${ref.blobIndex}:${ref.ciIndex}`;
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.cache.delete(key);
+      this.cache.set(key, hit);
+      return hit;
+    }
+    const blob = this.blobs[ref.blobIndex];
+    if (!blob) throw new ChunkIntegrityError('?', ref.ciIndex, `blob index ${ref.blobIndex} is not in the image`);
+    const files = this.open(ref.blobIndex, blob);
+    if (!this.ready.has(key) && !this.isReady(files, ref.ciIndex)) {
+      this.fetch(blob, ref);
+    }
+    this.ready.add(key);
+    const data = Buffer.allocUnsafe(ref.uncompressedSize);
+    let done = 0;
+    while (done < data.length) {
+      const n = readSync(files.data, data, done, data.length - done, ref.uncompressedOffset + done);
+      if (n === 0) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `cache data file ends before ${ref.uncompressedOffset + data.length}`);
+      done += n;
+    }
+    if (this.cache.size >= this.cacheChunks) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(key, data);
+    return data;
+  }
+
+  /** Asks the main thread to bring the chunk into the cache; returns once it is there, throws otherwise. */
+  private fetch(blob: BlobInfo, ref: ChunkRef): void {
+    this.misses++;
+    const id = this.nextId++;
+    this.ask({ type: 'fetch', id, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex });
+    const deadline = Date.now() + this.timeoutMs;
+    for (;;) {
+      const seen = Atomics.load(this.slot, 0);
+      if (seen === id) break;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `fetching the chunk timed out after ${this.timeoutMs} ms`);
+      Atomics.wait(this.slot, 0, seen, left);
+    }
+    if (Atomics.load(this.slot, 1) !== STATUS_OK) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'fetching the chunk failed (see the daemon log)');
+  }
+
+  private isReady(files: BlobFiles, ciIndex: number): boolean {
+    if (files.allReady) return true;
+    const { offset, mask } = chunkBit(ciIndex);
+    const b = Buffer.alloc(1);
+    if (readSync(files.map, b, 0, 1, offset) !== 1) return false;
+    return (b[0]! & mask) !== 0;
+  }
+
+  private open(index: number, blob: BlobInfo): BlobFiles {
+    let f = this.files.get(index);
+    if (!f) {
+      if (!/^[0-9a-f]{64}$/.test(blob.blobId)) throw new ChunkIntegrityError(blob.blobId, 0, 'invalid blob id');
+      // the main thread opened (created) both files before any worker started
+      const data = openSync(join(this.dir, blob.blobId + CHUNK_DATA_SUFFIX), 'r');
+      const map = openSync(chunkMapPath(this.dir, blob.blobId), 'r');
+      const header = Buffer.alloc(16);
+      const n = readSync(map, header, 0, 16, 0);
+      f = { data, map, allReady: n === 16 && header.readUInt32LE(12) === CHUNK_MAP_ALL_READY };
+      this.files.set(index, f);
+    }
+    return f;
+  }
+
+  close(): void {
+    for (const f of this.files.values()) {
+      closeSync(f.data);
+      closeSync(f.map);
+    }
+    this.files.clear();
+    this.cache.clear();
+  }
+}
