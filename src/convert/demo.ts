@@ -168,6 +168,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     progress.setTotal(layerBytes);
     const source = createReadStream(tarPath, { highWaterMark: MiB });
     source.on('data', (b) => progress.advance(b.length));
+    // a 'data' listener starts the flow at once, and createLayer awaits file opens before it reads:
+    // paused, the stream keeps its first bytes (the first tar header) until createLayer consumes it
+    source.pause();
     const started = performance.now();
     const bootstrap = join(workDir, 'image.boot');
     const created = await createLayer({ source, bootstrapPath: bootstrap, blobDir: join(workDir, 'blobs'), compressor: COMPRESSOR, digester: DIGESTER, chunkSize });

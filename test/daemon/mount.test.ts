@@ -213,10 +213,10 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(ourMounts(mnt)).toEqual([]);
   });
 
-  it('rejects --target for now, and a bad bootstrap before mounting', () => {
-    const target = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--target', 'localhost:5000/x:y', '--mount-path', work], { encoding: 'utf8' });
+  it('rejects --target with --bootstrap, and a bad bootstrap before mounting', () => {
+    const target = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--target', 'localhost:5000/x:y', '--bootstrap', boot, '--mount-path', work], { encoding: 'utf8' });
     expect(target.status).toBe(1);
-    expect(target.stderr).toMatch(/--target .*not yet supported/);
+    expect(target.stderr).toMatch(/--target does not go with --bootstrap/);
     writeFileSync(p('bad.boot'), Buffer.alloc(8192));
     mkdirSync(p('mnt-bad'));
     const bad = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--bootstrap', p('bad.boot'), '--blob-dir', p('blobs'), '--mount-path', p('mnt-bad')], { encoding: 'utf8' });

@@ -1,0 +1,183 @@
+// End to end, lazy loading (needs root, /dev/fuse and the registry of the global setup): debian-ml
+// is converted by the CLI into the registry, `nydusify-ts mount --target` serves it straight from
+// there, and reading a few files must give exactly what `umoci unpack` gives while fetching only a
+// small part of the image's blobs. A restarted daemon serves the same files from the blob cache
+// without one range request; SIGTERM unmounts cleanly. The numbers come from the daemon's own
+// "lazy loading done" log line (its fetcher's counters), written when it stops.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createServer, connect, type Socket } from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
+import { cliAsync, repoRoot } from '../helpers/cli.js';
+
+const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
+const REGISTRY = '127.0.0.1:5000';
+const TARGET = `${REGISTRY}/debian-ml:lazy-test`;
+const FILES = ['etc/os-release', 'bin/dash', 'usr/lib/os-release'];
+
+const work = mkdtempSync(join(tmpdir(), 'nydusify-lazy-'));
+const p = (...parts: string[]) => join(work, ...parts);
+const daemons: Daemon[] = [];
+
+interface Daemon {
+  child: ChildProcess;
+  mnt: string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr(): string;
+}
+
+interface Stats {
+  rangeRequests: number;
+  fetchedBytes: number;
+  chunks: number;
+  corruptChunks: number;
+  blobBytes: number;
+}
+
+function startDaemon(mnt: string, target = TARGET, cacheDir = p('cache'), extra: string[] = []): Daemon {
+  mkdirSync(mnt, { recursive: true });
+  const args = ['mount', '--target', target, '--mount-path', mnt, '--plain-http', '--cache-dir', cacheDir, ...extra];
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, signal) => done({ code, signal })));
+  const d = { child, mnt, exit, stderr: () => stderr };
+  daemons.push(d);
+  return d;
+}
+
+const ourMounts = (mnt: string) => parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === mnt && m.fsType === FS_TYPE);
+
+async function waitMounted(d: Daemon, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (d.child.exitCode !== null) throw new Error(`daemon exited ${d.child.exitCode}: ${d.stderr()}`);
+    if (d.stderr().includes('"msg":"mounted"') && ourMounts(d.mnt).length === 1) {
+      try {
+        statSync(join(d.mnt, 'etc'));
+        return;
+      } catch {
+        // not answering yet
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the mount at ${d.mnt}: ${d.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** SIGTERM, then the exit and the daemon's fetch counters. */
+async function stopDaemon(d: Daemon): Promise<{ code: number | null; stats: Stats }> {
+  d.child.kill('SIGTERM');
+  const timeout = new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`daemon at ${d.mnt} did not exit within 10 s: ${d.stderr()}`)), 10_000).unref());
+  const { code } = await Promise.race([d.exit, timeout]);
+  const line = d.stderr().split('\n').find((l) => l.includes('"msg":"lazy loading done"'));
+  if (!line) throw new Error(`no "lazy loading done" line: ${d.stderr()}`);
+  return { code, stats: JSON.parse(line) as Stats };
+}
+
+function runAsync(cmd: string, args: string[]): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr}`))));
+  });
+}
+
+/** Reads FILES under `root` (following symlinks, as a program would). */
+const readFiles = (root: string) => FILES.map((f) => readFileSync(join(root, f)));
+
+beforeAll(async () => {
+  await Promise.all([
+    cliAsync(['convert', '--source', `${REGISTRY}/debian-ml:latest`, '--target', TARGET, '--plain-http']),
+    runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:debian-ml`, p('bundle')]),
+  ]);
+}, 60_000);
+
+afterAll(async () => {
+  for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
+  await Promise.all(daemons.map((d) => Promise.race([d.exit, new Promise((r) => setTimeout(r, 5000))])));
+  for (const m of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {
+    if (m.mountPoint.startsWith(work)) spawnSync('umount', ['-i', '-l', m.mountPoint]);
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
+  it('reads files straight from the registry, fetching only a small part of the blobs', async () => {
+    const rootfs = p('bundle', 'rootfs');
+    const d = startDaemon(p('mnt1'));
+    await waitMounted(d);
+    const started = performance.now();
+    const got = readFiles(d.mnt);
+    const coldMs = performance.now() - started;
+    expect(readlinkSync(join(d.mnt, 'bin', 'sh'))).toBe(readlinkSync(join(rootfs, 'bin', 'sh')));
+    expect(readFileSync(join(d.mnt, 'bin', 'sh')).equals(readFileSync(join(rootfs, 'bin', 'sh')))).toBe(true);
+    const want = readFiles(rootfs);
+    got.forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
+    const { code, stats } = await stopDaemon(d);
+    expect(code).toBe(0);
+    expect(ourMounts(d.mnt)).toEqual([]);
+    expect(stats.rangeRequests).toBeGreaterThan(0);
+    expect(stats.corruptChunks).toBe(0);
+    expect(stats.blobBytes).toBeGreaterThan(50 << 20);
+    expect(stats.fetchedBytes).toBeLessThan(stats.blobBytes * 0.05);
+    console.log(`lazy mount: cold read of ${FILES.join(', ')} in ${coldMs.toFixed(0)} ms; fetched ${stats.fetchedBytes} of ${stats.blobBytes} blob bytes in ${stats.rangeRequests} range requests`);
+  }, 30_000);
+
+  it('serves the same files from the blob cache after a restart, without a range request', async () => {
+    const d = startDaemon(p('mnt2'));
+    await waitMounted(d);
+    const got = readFiles(d.mnt);
+    const want = readFiles(p('bundle', 'rootfs'));
+    got.forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
+    const { code, stats } = await stopDaemon(d);
+    expect(code).toBe(0);
+    expect(ourMounts(d.mnt)).toEqual([]);
+    expect(stats.rangeRequests).toBe(0);
+    expect(stats.fetchedBytes).toBe(0);
+  }, 30_000);
+
+  it('fails reads with EIO, without hanging, when the registry goes away', async () => {
+    // a TCP proxy in front of the registry, closed once the daemon has mounted
+    const sockets = new Set<Socket>();
+    const proxy = createServer((client) => {
+      const upstream = connect(5000, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => sockets.delete(s));
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const port = (proxy.address() as { port: number }).port;
+    try {
+      const d = startDaemon(p('mnt3'), `127.0.0.1:${port}/debian-ml:lazy-test`, p('cache-dead'), ['--fetch-timeout', '2']);
+      await waitMounted(d);
+      proxy.close();
+      for (const s of sockets) s.destroy();
+      const started = performance.now();
+      await expect(readFile(join(d.mnt, 'bin', 'dash'))).rejects.toMatchObject({ code: 'EIO' });
+      expect(performance.now() - started).toBeLessThan(10_000);
+      // metadata needs no registry: the mount still answers
+      expect(statSync(join(d.mnt, 'etc')).isDirectory()).toBe(true);
+      const { code, stats } = await stopDaemon(d);
+      expect(code).toBe(0);
+      expect(ourMounts(d.mnt)).toEqual([]);
+      expect(stats.chunks).toBe(0);
+      expect(d.stderr()).toMatch(/chunk fetch failed|timed out/);
+    } finally {
+      proxy.close();
+      for (const s of sockets) s.destroy();
+    }
+  }, 30_000);
+});

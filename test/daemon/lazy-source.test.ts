@@ -1,0 +1,69 @@
+// The worker side of lazy loading, without a kernel or a thread: cached chunks are served by pread
+// from the blob cache without asking; a miss asks once and fails (EIO for the read) on a failed
+// answer, on a stale answer and on no answer at all within the timeout — never a hang.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlobCache } from '../../src/blobcache/cache.js';
+import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
+import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
+import { answerFetch, SLOT_WORDS, SyncLazyCacheSource, type FetchRequest } from '../../src/daemon/lazy-source.js';
+import { content, makeBlob, type TestBlob } from '../blobcache/helpers.js';
+
+const work = mkdtempSync(join(tmpdir(), 'lazy-source-'));
+let t: TestBlob;
+let cacheDir: string;
+
+beforeAll(async () => {
+  t = await makeBlob(work, { 'a.bin': content(1, 40 << 10), 'b.txt': Buffer.from('lazy\n'.repeat(3000)) });
+  cacheDir = join(work, 'cache');
+  const backend = new LocalDirBackend(t.blobDir);
+  const cache = await BlobCache.open(cacheDir, { backend });
+  // a.bin cached, b.txt not
+  for (const ref of t.files.get('/a.bin')!.chunks) await cache.readChunk(t.blob, ref);
+  await cache.close();
+  await backend.close();
+});
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function source(answer: (slot: Int32Array, req: FetchRequest) => void, timeoutMs = 200) {
+  const sab = new SharedArrayBuffer(SLOT_WORDS * 4);
+  const slot = new Int32Array(sab);
+  const asked: FetchRequest[] = [];
+  const src = new SyncLazyCacheSource(cacheDir, t.rafs.blobs, sab, (req) => {
+    asked.push(req);
+    answer(slot, req);
+  }, timeoutMs);
+  return { src, asked };
+}
+
+describe('SyncLazyCacheSource', () => {
+  it('serves cached chunks from the cache files without asking', () => {
+    const { src, asked } = source(() => undefined);
+    const a = t.files.get('/a.bin')!;
+    const got = Buffer.concat(a.chunks.map((c) => src.read(c)));
+    expect(got.equals(a.data)).toBe(true);
+    expect(asked).toEqual([]);
+    src.close();
+  });
+
+  it('asks for a missing chunk and fails the read when the fetch failed', () => {
+    const { src, asked } = source((slot, req) => answerFetch(slot, req.id, false));
+    const ref = t.files.get('/b.txt')!.chunks[0]!;
+    expect(() => src.read(ref)).toThrow(ChunkIntegrityError);
+    expect(asked).toEqual([{ type: 'fetch', id: 1, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex }]);
+    src.close();
+  });
+
+  it('gives up after the timeout when nobody answers (or only a stale answer comes)', () => {
+    for (const answer of [() => undefined, (slot: Int32Array, req: FetchRequest) => answerFetch(slot, req.id - 1, true)]) {
+      const { src } = source(answer, 150);
+      const started = Date.now();
+      expect(() => src.read(t.files.get('/b.txt')!.chunks[0]!)).toThrow(/timed out/);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+      src.close();
+    }
+  });
+});
