@@ -4,6 +4,7 @@
 // returned; a chunk that fails is EIO for that read only, and serving goes on.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
+import { ChunkLru } from './chunk-lru.js';
 import { ChunkIntegrityError, decodeChunk } from '../blobcache/chunk-decoder.js';
 import { FileType } from '../rafs/dirent.js';
 import { RafsFormatError } from '../rafs/errors.js';
@@ -32,18 +33,17 @@ export interface SyncChunkSource {
  */
 export class SyncBlobDirSource implements SyncChunkSource {
   private readonly fds = new Map<number, number>();
-  private readonly cache = new Map<string, Buffer>();
 
-  constructor(private readonly dir: string, private readonly blobs: readonly BlobInfo[], private readonly cacheChunks = 8) {}
+  private readonly cache: ChunkLru;
+
+  constructor(private readonly dir: string, private readonly blobs: readonly BlobInfo[], cacheChunks = 8) {
+    this.cache = new ChunkLru(cacheChunks);
+  }
 
   read(ref: ChunkRef): Buffer {
     const key = `${ref.blobIndex}:${ref.ciIndex}`;
     const hit = this.cache.get(key);
-    if (hit) {
-      this.cache.delete(key);
-      this.cache.set(key, hit);
-      return hit;
-    }
+    if (hit) return hit;
     const blob = this.blobs[ref.blobIndex];
     if (!blob) throw new ChunkIntegrityError('?', ref.ciIndex, `blob index ${ref.blobIndex} is not in the image`);
     const stored = Buffer.allocUnsafe(ref.compressedSize);
@@ -55,8 +55,7 @@ export class SyncBlobDirSource implements SyncChunkSource {
       done += n;
     }
     const data = decodeChunk(blob, ref, stored);
-    if (this.cache.size >= this.cacheChunks) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(key, data);
+    this.cache.put(key, data);
     return data;
   }
 

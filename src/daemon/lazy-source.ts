@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
 import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from '../blobcache/chunk-map.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { ChunkLru } from './chunk-lru.js';
 import type { SyncChunkSource } from './fs.js';
 
 /** Int32 words of a reply slot: [0] id of the last answered request, [1] its status. */
@@ -42,7 +43,7 @@ interface BlobFiles {
 export class SyncLazyCacheSource implements SyncChunkSource {
   private readonly files = new Map<number, BlobFiles>();
   private readonly ready = new Set<string>();
-  private readonly cache = new Map<string, Buffer>();
+  private readonly cache: ChunkLru;
   private readonly slot: Int32Array;
   private nextId = 1;
   /** Chunks this worker had to ask the main thread for. */
@@ -54,19 +55,16 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     slot: SharedArrayBuffer,
     private readonly ask: (req: FetchRequest) => void,
     private readonly timeoutMs = DEFAULT_FETCH_TIMEOUT_MS,
-    private readonly cacheChunks = 8,
+    cacheChunks = 8,
   ) {
+    this.cache = new ChunkLru(cacheChunks);
     this.slot = new Int32Array(slot);
   }
 
   read(ref: ChunkRef): Buffer {
     const key = `${ref.blobIndex}:${ref.ciIndex}`;
     const hit = this.cache.get(key);
-    if (hit) {
-      this.cache.delete(key);
-      this.cache.set(key, hit);
-      return hit;
-    }
+    if (hit) return hit;
     const blob = this.blobs[ref.blobIndex];
     if (!blob) throw new ChunkIntegrityError('?', ref.ciIndex, `blob index ${ref.blobIndex} is not in the image`);
     const files = this.open(ref.blobIndex, blob);
@@ -81,8 +79,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
       if (n === 0) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `cache data file ends before ${ref.uncompressedOffset + data.length}`);
       done += n;
     }
-    if (this.cache.size >= this.cacheChunks) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(key, data);
+    this.cache.put(key, data);
     return data;
   }
 
