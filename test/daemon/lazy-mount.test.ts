@@ -4,15 +4,16 @@
 // small part of the image's blobs. A restarted daemon serves the same files from the blob cache
 // without one range request; SIGTERM unmounts cleanly. The numbers come from the daemon's own
 // "lazy loading done" log line (its fetcher's counters), written when it stops.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer, connect, type Socket } from 'node:net';
-import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
-import { cliAsync, repoRoot } from '../helpers/cli.js';
+import { parseMountInfo } from '../../src/daemon/fuse/session.js';
+import { cliAsync } from '../helpers/cli.js';
+import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted } from '../helpers/daemon.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';
@@ -23,13 +24,6 @@ const work = mkdtempSync(join(tmpdir(), 'nydusify-lazy-'));
 const p = (...parts: string[]) => join(work, ...parts);
 const daemons: Daemon[] = [];
 
-interface Daemon {
-  child: ChildProcess;
-  mnt: string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  stderr(): string;
-}
-
 interface Stats {
   rangeRequests: number;
   fetchedBytes: number;
@@ -39,44 +33,14 @@ interface Stats {
 }
 
 function startDaemon(mnt: string, target = TARGET, cacheDir = p('cache'), extra: string[] = []): Daemon {
-  mkdirSync(mnt, { recursive: true });
-  const args = ['mount', '--target', target, '--mount-path', mnt, '--plain-http', '--cache-dir', cacheDir, ...extra];
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, signal) => done({ code, signal })));
-  const d = { child, mnt, exit, stderr: () => stderr };
+  const d = startMountDaemon(['--target', target, '--plain-http', '--cache-dir', cacheDir, ...extra], mnt);
   daemons.push(d);
   return d;
 }
 
-const ourMounts = (mnt: string) => parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === mnt && m.fsType === FS_TYPE);
-
-async function waitMounted(d: Daemon, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (d.child.exitCode !== null) throw new Error(`daemon exited ${d.child.exitCode}: ${d.stderr()}`);
-    if (d.stderr().includes('"msg":"mounted"') && ourMounts(d.mnt).length === 1) {
-      try {
-        statSync(join(d.mnt, 'etc'));
-        return;
-      } catch {
-        // not answering yet
-      }
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for the mount at ${d.mnt}: ${d.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** SIGTERM, then the exit and the daemon's fetch counters. */
 async function stopDaemon(d: Daemon): Promise<{ code: number | null; stats: Stats }> {
-  d.child.kill('SIGTERM');
-  const timeout = new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`daemon at ${d.mnt} did not exit within 10 s: ${d.stderr()}`)), 10_000).unref());
-  const { code } = await Promise.race([d.exit, timeout]);
+  const { code } = await terminate(d);
   const line = d.stderr().split('\n').find((l) => l.includes('"msg":"lazy loading done"'));
   if (!line) throw new Error(`no "lazy loading done" line: ${d.stderr()}`);
   return { code, stats: JSON.parse(line) as Stats };

@@ -3,7 +3,7 @@
 // what GNU tar extracts. Also: many parallel readers, a corrupt chunk (EIO for that file only),
 // SIGTERM (clean unmount, exit 0) and a stale mount left by `kill -9` (cleaned by the next start).
 // The request handler is also driven directly (no kernel) for the cases the kernel never sends.
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,9 +13,10 @@ import { RafsFuseFs, SyncBlobDirSource } from '../../src/daemon/fs.js';
 import {
   decodeOutHeader, encodeRequest, Errno, FUSE_ROOT_ID, Opcode, parseDirents, parseDirentsPlus, readEntry,
 } from '../../src/daemon/fuse/protocol.js';
-import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
+import { parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { cli, repoRoot } from '../helpers/cli.js';
+import { type Daemon, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted } from '../helpers/daemon.js';
 import { makeSampleTree } from '../helpers/sample-tree.js';
 import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
 
@@ -29,28 +30,11 @@ let boot: string;
 let blobId: string;
 const daemons: Daemon[] = [];
 
-interface Daemon {
-  child: ChildProcess;
-  mnt: string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  stderr(): string;
-}
-
 function startDaemon(mnt: string, blobDir = p('blobs'), extra: string[] = []): Daemon {
-  mkdirSync(mnt, { recursive: true });
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--bootstrap', boot, '--blob-dir', blobDir, '--mount-path', mnt, ...extra], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, signal) => done({ code, signal })));
-  const d = { child, mnt, exit, stderr: () => stderr };
+  const d = startLocalDaemon(['--bootstrap', boot, '--blob-dir', blobDir, ...extra], mnt);
   daemons.push(d);
   return d;
 }
-
-const ourMounts = (mnt: string) => parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === mnt && m.fsType === FS_TYPE);
 
 async function waitFor(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -58,29 +42,6 @@ async function waitFor(what: string, ok: () => boolean, timeoutMs = 10_000): Pro
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/**
- * Waits until the daemon says it mounted, `mnt` is our (only) mount and it answers. The log line
- * matters: a stale mount at the same path would pass the other two checks from the kernel's cache.
- */
-async function waitMounted(d: Daemon): Promise<void> {
-  await waitFor(`the mount at ${d.mnt}`, () => {
-    if (d.child.exitCode !== null) throw new Error(`daemon exited ${d.child.exitCode}: ${d.stderr()}`);
-    if (!d.stderr().includes('"msg":"mounted"') || ourMounts(d.mnt).length !== 1) return false;
-    try {
-      statSync(join(d.mnt, 'etc'));
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
-async function stopDaemon(d: Daemon): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  d.child.kill('SIGTERM');
-  const timeout = new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`daemon at ${d.mnt} did not exit within 10 s: ${d.stderr()}`)), 10_000).unref());
-  return Promise.race([d.exit, timeout]);
 }
 
 function runAsync(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -139,7 +100,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     // a missing name, a write and a readlink of a non-link get the usual errors
     expect(() => statSync(join(d.mnt, 'etc', 'missing'))).toThrow(/ENOENT/);
     expect(() => writeFileSync(join(d.mnt, 'etc', 'new'), 'x')).toThrow(/EROFS/);
-    expect(await stopDaemon(d)).toEqual({ code: 0, signal: null });
+    expect(await terminate(d)).toEqual({ code: 0, signal: null });
     expect(ourMounts(d.mnt)).toEqual([]);
     expect(d.stderr()).not.toMatch(/"level":"error"/);
   });
@@ -157,7 +118,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
         }
       });
       // the lazy unmount leaves the connection to the open file; the daemon aborts it after a grace period
-      expect(await stopDaemon(d)).toEqual({ code: 0, signal: null });
+      expect(await terminate(d)).toEqual({ code: 0, signal: null });
       expect(ourMounts(d.mnt)).toEqual([]);
       expect(d.stderr()).toMatch(/aborting the FUSE connection/);
     } finally {
@@ -176,7 +137,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
       return { f, code: r.code, sum: r.stdout.split(' ')[0], stderr: r.stderr };
     }));
     for (const r of results) expect(r, r.f).toEqual({ f: r.f, code: 0, sum: want.get(r.f), stderr: '' });
-    expect(await stopDaemon(d)).toEqual({ code: 0, signal: null });
+    expect(await terminate(d)).toEqual({ code: 0, signal: null });
   });
 
   it('answers EIO for a file with a corrupt chunk, and keeps serving the others', async () => {
@@ -192,7 +153,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(statSync(join(d.mnt, 'etc/os-release')).size).toBe(statSync(p('src', 'etc/os-release')).size);
     // workers report through the main thread: the log line follows shortly
     await waitFor('the EIO log line', () => /read failed: EIO/.test(d.stderr()));
-    expect(await stopDaemon(d)).toEqual({ code: 0, signal: null });
+    expect(await terminate(d)).toEqual({ code: 0, signal: null });
   });
 
   it('cleans up a stale mount left by a kill -9 when it starts again', async () => {
@@ -209,7 +170,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(ourMounts(mnt)).toHaveLength(1);
     expect(readFileSync(join(mnt, 'etc/os-release'), 'utf8')).toBe(readFileSync(p('src', 'etc/os-release'), 'utf8'));
     expect(second.stderr()).toMatch(/stale mount/);
-    expect(await stopDaemon(second)).toEqual({ code: 0, signal: null });
+    expect(await terminate(second)).toEqual({ code: 0, signal: null });
     expect(ourMounts(mnt)).toEqual([]);
   });
 

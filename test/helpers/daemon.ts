@@ -1,0 +1,58 @@
+// `nydusify-ts mount` as a child process, for the FUSE tests: start it, wait until its mount
+// answers, stop it with SIGTERM.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
+import { repoRoot } from './cli.js';
+
+export interface Daemon {
+  child: ChildProcess;
+  mnt: string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr(): string;
+}
+
+/** Runs `nydusify-ts mount ARGS --mount-path MNT` (info logs on stderr, kept for the checks). */
+export function startDaemon(args: string[], mnt: string): Daemon {
+  mkdirSync(mnt, { recursive: true });
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', ...args, '--mount-path', mnt], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, signal) => done({ code, signal })));
+  return { child, mnt, exit, stderr: () => stderr };
+}
+
+export const ourMounts = (mnt: string) =>
+  parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === mnt && m.fsType === FS_TYPE);
+
+/**
+ * Waits until the daemon says it mounted, `mnt` is our (only) mount and it answers. The log line
+ * matters: a stale mount at the same path would pass the other two checks from the kernel's cache.
+ */
+export async function waitMounted(d: Daemon, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (d.child.exitCode !== null) throw new Error(`daemon exited ${d.child.exitCode}: ${d.stderr()}`);
+    if (d.stderr().includes('"msg":"mounted"') && ourMounts(d.mnt).length === 1) {
+      try {
+        statSync(join(d.mnt, 'etc'));
+        return;
+      } catch {
+        // not answering yet
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the mount at ${d.mnt}: ${d.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** SIGTERM, then the exit (or an error after 10 s). */
+export function terminate(d: Daemon): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  d.child.kill('SIGTERM');
+  const timeout = new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`daemon at ${d.mnt} did not exit within 10 s: ${d.stderr()}`)), 10_000).unref());
+  return Promise.race([d.exit, timeout]);
+}
