@@ -4,16 +4,15 @@
 // small part of the image's blobs. A restarted daemon serves the same files from the blob cache
 // without one range request; SIGTERM unmounts cleanly. The numbers come from the daemon's own
 // "lazy loading done" log line (its fetcher's counters), written when it stops.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer, connect, type Socket } from 'node:net';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { cliAsync } from '../helpers/cli.js';
-import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted } from '../helpers/daemon.js';
+import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';
@@ -66,14 +65,7 @@ beforeAll(async () => {
   ]);
 }, 60_000);
 
-afterAll(async () => {
-  for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
-  await Promise.all(daemons.map((d) => Promise.race([d.exit, new Promise((r) => setTimeout(r, 5000))])));
-  for (const m of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {
-    if (m.mountPoint.startsWith(work)) spawnSync('umount', ['-i', '-l', m.mountPoint]);
-  }
-  rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => cleanUp(daemons, work));
 
 describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
   it('reads files straight from the registry, fetching only a small part of the blobs', async () => {

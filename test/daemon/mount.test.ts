@@ -5,7 +5,7 @@
 // The request handler is also driven directly (no kernel) for the cases the kernel never sends.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import {
 import { parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { cli, repoRoot } from '../helpers/cli.js';
-import { type Daemon, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted } from '../helpers/daemon.js';
+import { type Daemon, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
 import { makeSampleTree } from '../helpers/sample-tree.js';
 import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
 
@@ -78,14 +78,7 @@ beforeAll(() => {
   blobId = readdirSync(p('blobs')).find((f) => /^[0-9a-f]{64}$/.test(f))!;
 });
 
-afterAll(async () => {
-  for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
-  await Promise.all(daemons.map((d) => Promise.race([d.exit, new Promise((r) => setTimeout(r, 5000))])));
-  for (const m of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {
-    if (m.mountPoint.startsWith(work)) spawnSync('umount', ['-i', '-l', m.mountPoint]);
-  }
-  rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => cleanUp(daemons, work));
 
 describe('nydusify-ts mount (kernel FUSE)', () => {
   it('shows exactly what GNU tar extracts, then unmounts cleanly on SIGTERM', async () => {

@@ -1,7 +1,7 @@
 // `nydusify-ts mount` as a child process, for the FUSE tests: start it, wait until its mount
 // answers, stop it with SIGTERM.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { repoRoot } from './cli.js';
@@ -55,4 +55,14 @@ export function terminate(d: Daemon): Promise<{ code: number | null; signal: Nod
   d.child.kill('SIGTERM');
   const timeout = new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`daemon at ${d.mnt} did not exit within 10 s: ${d.stderr()}`)), 10_000).unref());
   return Promise.race([d.exit, timeout]);
+}
+
+/** After a test file: kills what is still running, lazily unmounts anything under `work`, removes it. */
+export async function cleanUp(daemons: Daemon[], work: string): Promise<void> {
+  for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
+  await Promise.all(daemons.map((d) => Promise.race([d.exit, new Promise((r) => setTimeout(r, 5000))])));
+  for (const m of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {
+    if (m.mountPoint.startsWith(work)) spawnSync('umount', ['-i', '-l', m.mountPoint]);
+  }
+  rmSync(work, { recursive: true, force: true });
 }
