@@ -2,9 +2,9 @@
 // synchronous chunk source (blocking reads are what a worker thread wants: it has nothing else to
 // do meanwhile and never touches the libuv pool). Every chunk is verified before a byte of it is
 // returned; a chunk that fails is EIO for that read only, and serving goes on.
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { ChunkLru } from './chunk-lru.js';
+import { ChunkLru, blobOf, preadExact } from './sync-chunks.js';
 import { ChunkIntegrityError, decodeChunk } from '../blobcache/chunk-decoder.js';
 import { FileType } from '../rafs/dirent.js';
 import { RafsFormatError } from '../rafs/errors.js';
@@ -41,22 +41,11 @@ export class SyncBlobDirSource implements SyncChunkSource {
   }
 
   read(ref: ChunkRef): Buffer {
-    const key = `${ref.blobIndex}:${ref.ciIndex}`;
-    const hit = this.cache.get(key);
-    if (hit) return hit;
-    const blob = this.blobs[ref.blobIndex];
-    if (!blob) throw new ChunkIntegrityError('?', ref.ciIndex, `blob index ${ref.blobIndex} is not in the image`);
-    const stored = Buffer.allocUnsafe(ref.compressedSize);
-    const fd = this.fd(ref.blobIndex, blob);
-    let done = 0;
-    while (done < stored.length) {
-      const n = readSync(fd, stored, done, stored.length - done, ref.compressedOffset + done);
-      if (n === 0) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `blob file ends before ${ref.compressedOffset + stored.length}`);
-      done += n;
-    }
-    const data = decodeChunk(blob, ref, stored);
-    this.cache.put(key, data);
-    return data;
+    return this.cache.getOrLoad(ref, () => {
+      const blob = blobOf(this.blobs, ref);
+      const stored = preadExact(this.fd(ref.blobIndex, blob), ref.compressedSize, ref.compressedOffset, blob, ref, 'blob file');
+      return decodeChunk(blob, ref, stored);
+    });
   }
 
   private fd(index: number, blob: BlobInfo): number {

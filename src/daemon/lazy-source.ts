@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
 import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from '../blobcache/chunk-map.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
-import { ChunkLru } from './chunk-lru.js';
+import { ChunkLru, blobOf, preadExact } from './sync-chunks.js';
 import type { SyncChunkSource } from './fs.js';
 
 /** Int32 words of a reply slot: [0] id of the last answered request, [1] its status. */
@@ -62,25 +62,14 @@ export class SyncLazyCacheSource implements SyncChunkSource {
   }
 
   read(ref: ChunkRef): Buffer {
-    const key = `${ref.blobIndex}:${ref.ciIndex}`;
-    const hit = this.cache.get(key);
-    if (hit) return hit;
-    const blob = this.blobs[ref.blobIndex];
-    if (!blob) throw new ChunkIntegrityError('?', ref.ciIndex, `blob index ${ref.blobIndex} is not in the image`);
-    const files = this.open(ref.blobIndex, blob);
-    if (!this.ready.has(key) && !this.isReady(files, ref.ciIndex)) {
-      this.fetch(blob, ref);
-    }
-    this.ready.add(key);
-    const data = Buffer.allocUnsafe(ref.uncompressedSize);
-    let done = 0;
-    while (done < data.length) {
-      const n = readSync(files.data, data, done, data.length - done, ref.uncompressedOffset + done);
-      if (n === 0) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `cache data file ends before ${ref.uncompressedOffset + data.length}`);
-      done += n;
-    }
-    this.cache.put(key, data);
-    return data;
+    return this.cache.getOrLoad(ref, () => {
+      const blob = blobOf(this.blobs, ref);
+      const key = `${ref.blobIndex}:${ref.ciIndex}`;
+      const files = this.open(ref.blobIndex, blob);
+      if (!this.ready.has(key) && !this.isReady(files, ref.ciIndex)) this.fetch(blob, ref);
+      this.ready.add(key);
+      return preadExact(files.data, ref.uncompressedSize, ref.uncompressedOffset, blob, ref, 'cache data file');
+    });
   }
 
   /** Asks the main thread to bring the chunk into the cache; returns once it is there, throws otherwise. */
