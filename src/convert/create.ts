@@ -97,12 +97,7 @@ async function readLayer(opts: CreateOptions, blob: BlobBuilder, pool: ChunkBuff
 }
 
 function blobInfo(opts: CreateOptions, f: BlobTailFields, blobId: string): BlobInfo {
-  return {
-    blobId, chunkCount: f.chunkCount, chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester,
-    features: f.features, compressedSize: f.compressedSize, uncompressedSize: f.uncompressedSize, ciCompressor: f.ciCompressor,
-    ciOffset: f.ciOffset, ciCompressedSize: f.ciCompressedSize, ciUncompressedSize: f.ciUncompressedSize,
-    tocSize: f.tocSize, tocDigest: f.tocDigest,
-  };
+  return { ...f, blobId, chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester };
 }
 
 function summarize(entries: number, built: BlobBuildResult): CreateResult['stats'] {

@@ -227,21 +227,13 @@ export interface BlobTailInput {
   compressor: Compressor;
 }
 
-/** The blob-table fields a tail determines. */
-export interface BlobTailFields {
-  chunkCount: number;
-  uncompressedSize: number;
-  /** Blob bytes before image.boot (given to the bootstrap callback), then the whole blob size. */
-  compressedSize: number;
-  /** 0x70000021 plus INLINED_FS_META (0x2) when a bootstrap is inlined; a merged bootstrap drops 0x2. */
-  features: number;
-  ciCompressor: Compressor;
-  ciOffset: number;
-  ciCompressedSize: number;
-  ciUncompressedSize: number;
-  tocSize: number;
-  tocDigest: Buffer;
-}
+/**
+ * The blob-table fields a tail determines. `compressedSize` is the blob's bytes before image.boot
+ * when given to the bootstrap callback, then the whole blob size; `features` is 0x70000021 plus
+ * INLINED_FS_META (0x2) when a bootstrap is inlined (a merged bootstrap drops 0x2).
+ */
+export type BlobTailFields = Pick<BlobInfo,
+  'chunkCount' | 'uncompressedSize' | 'compressedSize' | 'features' | 'ciCompressor' | 'ciOffset' | 'ciCompressedSize' | 'ciUncompressedSize' | 'tocSize' | 'tocDigest'>;
 
 export interface EncodedBlobTail {
   /** To append, in order, after the chunk data. */

@@ -3,7 +3,7 @@
 // what GNU tar extracts. Also: many parallel readers, a corrupt chunk (EIO for that file only),
 // SIGTERM (clean unmount, exit 0) and a stale mount left by `kill -9` (cleaned by the next start).
 // The request handler is also driven directly (no kernel) for the cases the kernel never sends.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,12 +17,11 @@ import { parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { cli, repoRoot } from '../helpers/cli.js';
 import { type Daemon, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
-import { makeSampleTree } from '../helpers/sample-tree.js';
+import { makeSampleLayer } from '../helpers/sample-tree.js';
 import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-fuse-'));
 const p = (...parts: string[]) => join(work, ...parts);
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 let reference: Manifest;
@@ -68,11 +67,7 @@ function corruptBlobDir(): string {
 }
 
 beforeAll(() => {
-  makeSampleTree(p('src'));
-  sh('tar', ['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', p('src'), '-cf', p('layer.tar'), '.']);
-  mkdirSync(p('ref'));
-  sh('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xpf', p('layer.tar'), '-C', p('ref')]);
-  reference = treeManifest(p('ref'));
+  ({ reference } = makeSampleLayer(work));
   cli(['create', p('layer.tar'), '--bootstrap', p('layer.boot'), '--blob-dir', p('blobs')]);
   boot = p('layer.boot');
   blobId = readdirSync(p('blobs')).find((f) => /^[0-9a-f]{64}$/.test(f))!;

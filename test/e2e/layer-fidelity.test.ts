@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, runCli } from '../helpers/cli.js';
-import { makeSampleTree } from '../helpers/sample-tree.js';
+import { makeSampleLayer } from '../helpers/sample-tree.js';
 import { diffManifests, erofsImageManifest, treeManifest, withMount, type Manifest } from '../helpers/trees.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-fidelity-'));
@@ -26,11 +26,7 @@ function blobIds(): string[] {
 }
 
 beforeAll(() => {
-  makeSampleTree(p('src'));
-  sh('tar', ['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', p('src'), '-cf', p('layer.tar'), '.']);
-  mkdirSync(p('ref'));
-  sh('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xpf', p('layer.tar'), '-C', p('ref')]);
-  reference = treeManifest(p('ref'));
+  ({ reference } = makeSampleLayer(work));
 });
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));

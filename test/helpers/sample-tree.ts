@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, linkSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { treeManifest, type Manifest } from './trees.js';
 
 /** Deterministic bytes that compress a little, like real binaries. */
 export function pseudoRandom(size: number, seed: number): Buffer {
@@ -53,4 +54,19 @@ export function makeSampleTree(root: string): void {
   execFileSync('setfattr', ['-n', 'security.capability', '-v', '0x0100000200040000000000000000000000000000', p('bin/suid')]);
   for (const f of ['etc/os-release', 'bin/big', 'etc/owned']) utimesSync(p(f), 1_700_000_000, 1_700_000_000);
   utimesSync(p('etc/empty'), 4_102_444_800, 4_102_444_800); // 2100: past 32-bit signed time
+}
+
+/**
+ * The sample tree under `<dir>/src`, its PAX tar (xattrs kept) at `<dir>/layer.tar`, and the
+ * manifest of what GNU tar extracts from it (into `<dir>/ref`): the reference a converted image
+ * must show.
+ */
+export function makeSampleLayer(dir: string): { tar: string; reference: Manifest } {
+  const p = (...parts: string[]) => join(dir, ...parts);
+  const tar = (args: string[]) => execFileSync('tar', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  makeSampleTree(p('src'));
+  tar(['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', p('src'), '-cf', p('layer.tar'), '.']);
+  mkdirSync(p('ref'));
+  tar(['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xpf', p('layer.tar'), '-C', p('ref')]);
+  return { tar: p('layer.tar'), reference: treeManifest(p('ref')) };
 }
