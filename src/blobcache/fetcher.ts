@@ -42,6 +42,8 @@ export interface FetcherStats {
   amplifiedChunks: number;
   /** Chunks that failed verification. */
   corruptChunks: number;
+  /** Range requests that failed (after the backend's own retries and failover). */
+  errors: number;
 }
 
 interface Waiter {
@@ -65,7 +67,7 @@ interface Range {
 const DEFAULTS = { mergeGap: 128 << 10, amplify: 1 << 20, maxRequest: 4 << 20 };
 
 export class ChunkFetcher {
-  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0 };
+  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0 };
   private readonly mergeGap: number;
   private readonly amplify: number;
   private readonly maxRequest: number;
@@ -196,6 +198,7 @@ export class ChunkFetcher {
         throw new ShortReadError(`blob ${blob.blobId}: wanted ${range.end - range.start} bytes at ${range.start}, got ${stored.length}`);
       }
     } catch (err) {
+      this.stats.errors++;
       for (const w of range.chunks) w.reject(err);
       return;
     }

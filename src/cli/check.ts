@@ -7,7 +7,7 @@ import { openLocalImage } from '../image/local.js';
 import { openRemoteNydusImage } from '../image/remote.js';
 import { openImageStore } from '../registry/image-store.js';
 import { log } from '../util/log.js';
-import { registryClient } from './options.js';
+import { clientForReferences } from '../registry/client.js';
 
 interface CheckFlags {
   bootstrap?: string;
@@ -39,7 +39,7 @@ async function checkLocal(bootstrap: string, blobDir: string | undefined): Promi
 }
 
 async function checkAgainstSource(flags: CheckFlags & { source: string; target: string }): Promise<void> {
-  const client = registryClient([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure]], flags.plainHttp);
+  const client = clientForReferences([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure]], flags.plainHttp);
   try {
     const source = await openImageStore(flags.source, client);
     const target = await openImageStore(flags.target, client);

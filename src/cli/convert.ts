@@ -5,7 +5,8 @@ import type { Compressor } from '../rafs/tree.js';
 import { openImageStore } from '../registry/image-store.js';
 import { log } from '../util/log.js';
 import { ProgressGroup } from '../util/progress.js';
-import { chunkSizeOption, compressorOption, readPrefetchPatterns, registryClient, writeJson } from './options.js';
+import { chunkSizeOption, compressorOption, readPrefetchPatterns, writeJson } from './options.js';
+import { clientForReferences } from '../registry/client.js';
 
 interface ConvertFlags {
   source: string;
@@ -27,7 +28,7 @@ interface ConvertFlags {
 async function convert(flags: ConvertFlags): Promise<void> {
   if (flags.fsVersion !== '6') throw new InvalidArgumentError('only --fs-version 6 (RAFS v6) is supported');
   if (flags.platform && flags.allPlatforms) throw new InvalidArgumentError('--platform and --all-platforms exclude each other');
-  const client = registryClient([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure]], flags.plainHttp, flags.pushRetryCount);
+  const client = clientForReferences([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure]], flags.plainHttp, flags.pushRetryCount);
   const progress = new ProgressGroup();
   try {
     const source = await openImageStore(flags.source, client);

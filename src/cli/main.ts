@@ -7,6 +7,7 @@ import { LOG_LEVELS, isLogEnabled, setLogLevel, type LogLevel } from '../util/lo
 import { cacheCommand } from './cache.js';
 import { checkCommand } from './check.js';
 import { convertCommand } from './convert.js';
+import { daemonCommand } from './daemon.js';
 import { createCommand } from './create.js';
 import { demoCommand } from './demo.js';
 import { exportCommand } from './export.js';
@@ -32,7 +33,7 @@ function buildProgram(): Command {
     // alphabetical, so the list does not reshuffle as commands move out of unimplemented.ts
     .configureHelp({ sortSubcommands: true });
   for (const command of [
-    cacheCommand(), checkCommand(), convertCommand(), createCommand(), demoCommand(), exportCommand(), inspectCommand(), mergeCommand(), mountCommand(), unpackCommand(),
+    cacheCommand(), checkCommand(), convertCommand(), createCommand(), daemonCommand(), demoCommand(), exportCommand(), inspectCommand(), mergeCommand(), mountCommand(), unpackCommand(),
     ...unimplementedCommands(),
   ]) program.addCommand(command);
   return program;

@@ -1,132 +1,137 @@
-// `nydusify-ts mount`: serve a RAFS image over FUSE in the foreground until it is unmounted or the
-// process gets SIGINT/SIGTERM: a local one (bootstrap + blob directory), or a Nydus image straight
-// from a registry (--target), loaded lazily: only the chunks that are read are fetched (merged
-// Range requests), verified and kept in the blob cache (--cache-dir), which later mounts reuse.
+// `nydusify-ts mount`: mount one image at --mount-path and keep it mounted until SIGINT/SIGTERM, as a
+// manager: the daemon serving it runs as its own process (recorded under --state-dir), is restarted
+// and remounted if it dies, and outlives this command's own crash: running `mount` again with the
+// same arguments adopts the live daemon. Dedicated (default): a daemon of its own. Shared: the image
+// goes under the one shared daemon's mount, bound onto --mount-path.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
-import { BlobCache } from '../blobcache/cache.js';
-import { blobChunkTables, ChunkFetcher } from '../blobcache/fetcher.js';
-import { FuseSession, mountsAt } from '../daemon/fuse/session.js';
-import { openRemoteNydusImage, StoreBackend } from '../image/remote.js';
-import { RafsImage } from '../rafs/reader.js';
-import type { ChunkRef } from '../rafs/tree.js';
-import { openImageStore } from '../registry/image-store.js';
+import { mkdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import type { MountSpec } from '../daemon/config.js';
+import { lazyUnmount, mountsAt } from '../daemon/fuse/session.js';
+import { DaemonManager, DEFAULT_STATE_DIR, type DaemonRecord, followFile } from '../daemon/manager.js';
+import type { DaemonMode } from '../daemon/router.js';
 import { log } from '../util/log.js';
-import { registryClient } from './options.js';
+import { checkMountPath } from './daemon.js';
+import { addConfigOptions, addImageOptions, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
 
-/** Where `mount --target` keeps its blob cache (and the image's bootstrap) unless --cache-dir says otherwise. */
-export const DEFAULT_CACHE_DIR = '/var/lib/nydusify-ts/cache';
-
-interface MountFlags {
-  bootstrap?: string;
-  blobDir?: string;
+interface MountFlags extends ConfigFlags, ImageFlags {
   mountPath: string;
-  threads: number;
-  target?: string;
-  plainHttp?: boolean;
-  insecure?: boolean;
-  cacheDir: string;
-  fetchTimeout: number;
+  daemonMode: DaemonMode;
+  stateDir: string;
 }
 
-function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || n <= 0 || n > 3600) throw new InvalidArgumentError('expected seconds, more than 0 and at most 3600.');
-  return n;
+const SHARED_ID = 'shared';
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${cmd} ${args.join(' ')}: ${stderr.trim() || `exit ${code}`}`))));
+  });
 }
 
-function parseThreads(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 64) throw new InvalidArgumentError('expected a thread count from 1 to 64.');
-  return n;
-}
-
-function checkMountPath(path: string): void {
-  // a stale mount of ours there (a dead daemon) may not even stat: the session cleans it up first
-  if (mountsAt(path).length === 0 && !statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new Error(`mount path ${path} is not a directory`);
-  }
-}
-
-async function mountRemote(flags: MountFlags & { target: string }): Promise<void> {
-  if (flags.bootstrap !== undefined || flags.blobDir !== undefined) throw new Error('--target does not go with --bootstrap or --blob-dir');
-  checkMountPath(flags.mountPath);
-  if (process.getuid?.() !== 0) throw new Error('mounting over /dev/fuse needs root');
-  const client = registryClient([[flags.target, flags.insecure]], flags.plainHttp);
-  let cache: BlobCache | undefined;
-  try {
-    const { store, reference } = await openImageStore(flags.target, client);
-    const image = await openRemoteNydusImage(store, reference);
-    for (const problem of image.problems) log.warn('image problem', { target: flags.target, problem });
-    const { rafs } = image;
-    // the workers open the bootstrap themselves: keep it, content-addressed, next to the cache
-    const cacheDir = flags.cacheDir;
-    const tables = blobChunkTables(rafs);
-    cache = await BlobCache.open(cacheDir, {
-      fetcher: new ChunkFetcher(new StoreBackend(store), { chunkTable: (blob) => tables.get(blob.blobId) }),
-    });
-    const bootstrap = join(cacheDir, `${createHash('sha256').update(image.bootstrap).digest('hex')}.boot`);
-    const tmp = `${bootstrap}.${process.pid}.tmp`;
-    await writeFile(tmp, image.bootstrap);
-    await rename(tmp, bootstrap);
-    const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
-    // create (or check) every blob's cache files now: the workers open them read-only
-    for (const [index, blob] of rafs.blobs.entries()) {
-      const first = refs[index]!.values().next().value;
-      if (first) await cache.isCached(blob, first);
+/** The record this mount lives in, with the image added (a shared daemon's record holds others too). */
+function recordFor(manager: DaemonManager, flags: MountFlags, spec: MountSpec, name: string): DaemonRecord {
+  const config = configFrom(flags);
+  if (flags.daemonMode === 'dedicated') {
+    const existing = manager.record(name);
+    if (existing && JSON.stringify(existing.mounts[0]?.spec) !== JSON.stringify(spec)) {
+      throw new Error(`${flags.mountPath} is already managed with another image (record ${join(manager.dir, `${name}.json`)}); unmount it first`);
     }
-    const blobBytes = image.manifest.layers.slice(0, -1).reduce((sum, l) => sum + l.size, 0);
-    const opened = cache;
-    const fetch = async (blobIndex: number, ciIndex: number): Promise<void> => {
-      const blob = rafs.blobs[blobIndex];
-      const ref = refs[blobIndex]?.get(ciIndex);
-      if (!blob || !ref) throw new Error(`chunk ${ciIndex} of blob index ${blobIndex} is not in the image`);
-      await opened.readChunk(blob, ref);
-      // verified, but the worker reads it from the cache: it must have been stored
-      if (!(await opened.isCached(blob, ref))) throw new Error(`chunk ${ciIndex} of blob ${blob.blobId} was fetched but could not be stored in the cache`);
-    };
-    log.info('mounting registry image lazily', { target: flags.target, cacheDir, bootstrap, blobs: rafs.blobs.length, blobBytes });
-    const session = new FuseSession({ bootstrap, mountPath: flags.mountPath, threads: flags.threads, lazy: { cacheDir, fetch, timeoutMs: Math.round(flags.fetchTimeout * 1000) } });
-    await session.start();
-    try {
-      await session.wait();
-    } finally {
-      const stats = opened.fetcher!.stats;
-      log.info('lazy loading done', { target: flags.target, rangeRequests: stats.requests, fetchedBytes: stats.bytes, chunks: stats.chunks, amplifiedChunks: stats.amplifiedChunks, corruptChunks: stats.corruptChunks, blobBytes });
-    }
-  } finally {
-    await cache?.close();
-    await client.close();
+    return existing ?? { id: name, mode: 'dedicated', mountpoint: resolve(flags.mountPath), config, mounts: [{ name: '/', spec }] };
   }
+  const mountpoint = join(manager.dir, 'shared-mnt');
+  mkdirSync(mountpoint, { recursive: true });
+  const record = manager.record(SHARED_ID) ?? { id: SHARED_ID, mode: 'shared', mountpoint, config, mounts: [] };
+  const mine = record.mounts.find((m) => m.name === name);
+  if (mine && JSON.stringify(mine.spec) !== JSON.stringify(spec)) throw new Error(`${flags.mountPath} is already managed with another image; unmount it first`);
+  if (!mine) record.mounts.push({ name, spec });
+  return record;
 }
 
 async function mount(flags: MountFlags): Promise<void> {
-  if (flags.target !== undefined) return mountRemote(flags as MountFlags & { target: string });
-  if (flags.bootstrap === undefined) throw new Error("required option '--bootstrap <file>' not specified (or mount a registry image with --target)");
-  checkMountPath(flags.mountPath);
-  // fail here, before mounting, on a bootstrap the workers could not open
-  const image = RafsImage.open(readFileSync(flags.bootstrap));
-  if (flags.blobDir === undefined && image.blobs.length > 0) throw new Error("required option '--blob-dir <dir>' not specified (the image has data blobs)");
-  if (process.getuid?.() !== 0) throw new Error('mounting over /dev/fuse needs root');
-  const session = new FuseSession({ bootstrap: flags.bootstrap, blobDir: flags.blobDir, mountPath: flags.mountPath, threads: flags.threads });
-  await session.start();
-  await session.wait();
+  const spec = specFrom(flags);
+  if (!spec) throw new Error('give the image to mount: --target REF, or --bootstrap FILE [--blob-dir DIR]');
+  const mountPath = resolve(flags.mountPath);
+  checkMountPath(mountPath);
+  const manager = new DaemonManager(flags.stateDir);
+  // one name per mount path: a restarted `mount` finds its daemon again
+  const name = `m-${createHash('sha256').update(mountPath).digest('hex').slice(0, 16)}`;
+  const record = recordFor(manager, flags, spec, name);
+  manager.save(record);
+  const logFile = manager.logFile(record.id);
+  const stopFollowing = followFile(logFile, process.stderr, statSync(logFile, { throwIfNoEntry: false })?.size ?? 0);
+  const bind = async (): Promise<void> => {
+    if (record.mode !== 'shared') return;
+    if (mountsAt(mountPath).length > 0) await lazyUnmount(mountPath);
+    await run('mount', ['--bind', join(record.mountpoint, name), mountPath]);
+  };
+  try {
+    let started: boolean;
+    try {
+      started = await manager.ensure(record);
+      await bind();
+    } catch (err) {
+      // nothing half-mounted stays behind, and no record to adopt later
+      await unmountImage(manager, record, name, mountPath).catch(() => undefined);
+      throw err;
+    }
+    log.info('mounted', { mountPath, daemon: record.id, adopted: !started, target: spec.target, bootstrap: spec.bootstrap });
+    let ended!: (why: string) => void;
+    const end = new Promise<string>((done) => (ended = done));
+    const stopSupervising = manager.supervise(record.id, {
+      restarted: async () => {
+        await bind();
+        log.info('daemon restarted: mounted again', { mountPath, daemon: record.id });
+      },
+      exited: () => ended('the daemon exited (unmounted)'),
+    });
+    process.once('SIGINT', () => ended('SIGINT'));
+    process.once('SIGTERM', () => ended('SIGTERM'));
+    const why = await end;
+    log.info('unmounting', { why, mountPath });
+    await stopSupervising();
+    await report(manager, record, name);
+    await unmountImage(manager, record, name, mountPath);
+  } finally {
+    stopFollowing();
+  }
+}
+
+/** The daemon's fetch counters for the log (best effort: the daemon may be gone). */
+async function report(manager: DaemonManager, record: DaemonRecord, name: string): Promise<void> {
+  try {
+    const client = manager.client(record.id);
+    const [stats, info] = await Promise.all([client.backendStats(), client.info()]);
+    const image = info.mounts.find((m) => m.mountpoint === (record.mode === 'shared' ? `/${name}` : '/'));
+    log.info('lazy loading done', { rangeRequests: stats.requests, fetchedBytes: stats.bytes, chunks: stats.chunks, amplifiedChunks: stats.amplifiedChunks, corruptChunks: stats.corruptChunks, backendErrors: stats.errors, blobBytes: image?.blobBytes ?? 0 });
+  } catch (err) {
+    log.warn('no statistics from the daemon', { error: err });
+  }
+}
+
+async function unmountImage(manager: DaemonManager, record: DaemonRecord, name: string, mountPath: string): Promise<void> {
+  if (record.mode === 'dedicated') return manager.destroy(record.id);
+  await lazyUnmount(mountPath).catch(() => undefined);
+  await manager.client(record.id).umount(name).catch((err: unknown) => log.warn('unmounting from the shared daemon failed', { error: err }));
+  const latest = manager.record(record.id) ?? record;
+  latest.mounts = latest.mounts.filter((m) => m.name !== name);
+  if (latest.mounts.length > 0) manager.save(latest);
+  else {
+    manager.save(latest);
+    await manager.destroy(latest.id);
+  }
 }
 
 export function mountCommand(): Command {
-  return new Command('mount')
-    .description('mount a Nydus image over FUSE (in the foreground, until unmounted or signalled)')
-    .option('--bootstrap <file>', 'image bootstrap')
-    .option('--blob-dir <dir>', 'directory holding the data blobs')
+  const cmd = new Command('mount')
+    .description('mount a Nydus image over FUSE and keep it mounted (in the foreground, until signalled); its daemon is supervised and restarted if it dies')
     .requiredOption('--mount-path <dir>', 'directory to mount on')
-    .option('--threads <n>', 'FUSE serving threads', parseThreads, 2)
-    .option('--target <ref>', 'Nydus image in a registry to mount, loaded lazily through the blob cache')
-    .option('--plain-http', 'talk plain HTTP to the --target registry')
-    .option('--insecure', 'skip TLS verification for the --target registry')
-    .option('--cache-dir <dir>', 'blob cache directory for --target', DEFAULT_CACHE_DIR)
-    .option('--fetch-timeout <seconds>', 'with --target: a read waiting longer than this for the registry fails with EIO', parseSeconds, 30)
-    .action(mount);
+    .addOption(new Option('--daemon-mode <mode>', 'dedicated: a daemon for this image; shared: the image under the one shared daemon').choices(['dedicated', 'shared']).default('dedicated'))
+    .option('--state-dir <dir>', 'where the manager records its daemons (sockets, logs)', DEFAULT_STATE_DIR);
+  return addConfigOptions(addImageOptions(cmd)).action(mount);
 }

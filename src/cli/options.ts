@@ -3,8 +3,6 @@ import { text } from 'node:stream/consumers';
 import { writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option } from 'commander';
 import { assertChunkSize, DEFAULT_CHUNK_SIZE } from '../convert/chunker.js';
-import { RegistryClient } from '../registry/client.js';
-import { parseImageLocation } from '../registry/reference.js';
 
 // decimal or 0x-hex, as nydus-image takes --chunk-size
 export function parseByteCount(value: string): number {
@@ -43,18 +41,3 @@ export async function writeJson(path: string | undefined, value: unknown): Promi
   if (path) await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-/**
- * A registry client for the hosts of `refs` (each with its own --*-insecure flag): plain HTTP only
- * when asked (--plain-http), never chosen silently.
- */
-export function registryClient(refs: [string, boolean | undefined][], plainHttp: boolean | undefined, retries = 3): RegistryClient {
-  const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = {};
-  for (const [ref, insecure] of refs) {
-    const loc = parseImageLocation(ref);
-    if (loc.kind !== 'registry') continue;
-    const h = (hosts[loc.host] ??= {});
-    if (plainHttp) h.plainHttp = true;
-    if (insecure) h.insecure = true;
-  }
-  return new RegistryClient({ hosts, retry: { attempts: retries + 1 } });
-}

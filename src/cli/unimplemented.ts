@@ -3,7 +3,6 @@
 import { Command, CommanderError } from 'commander';
 
 const UNIMPLEMENTED: Record<string, string> = {
-  daemon: 'serve RAFS over FUSE or NBD (nydusd)',
   snapshotter: 'run the containerd Nydus snapshotter',
 };
 

@@ -1,19 +1,16 @@
-// The read-only filesystem a FUSE worker serves: requests over a RafsImage, file data from a
+// The read-only filesystem of one image a FUSE worker serves: requests over a RafsImage, file data from a
 // synchronous chunk source (blocking reads are what a worker thread wants: it has nothing else to
 // do meanwhile and never touches the libuv pool). Every chunk is verified before a byte of it is
 // returned; a chunk that fails is EIO for that read only, and serving goes on.
-import { closeSync, openSync } from 'node:fs';
-import { join } from 'node:path';
-import { ChunkLru, blobOf, preadExact } from './sync-chunks.js';
-import { ChunkIntegrityError, decodeChunk } from '../blobcache/chunk-decoder.js';
+import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
 import { FileType } from '../rafs/dirent.js';
 import { RafsFormatError } from '../rafs/errors.js';
 import type { RafsImage, RafsInode } from '../rafs/reader.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type BlobInfo, type ChunkRef } from '../rafs/tree.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.js';
 import {
-  type Attr, decodeRequest, encodeAttrOut, encodeDev, encodeEntryOut, encodeInitOut, encodeOpenOut, encodeStatfsOut, type Entry,
-  Errno, errorReply, expectsReply, FOPEN_KEEP_CACHE, FUSE_ROOT_ID, FuseProtocolError, type InitReply, MAX_NAME_LENGTH, MAX_WRITE,
-  negativeEntry, negotiateInit, packDirents, packDirentsPlus, replyParts, type RequestBody, xattrNameList, xattrReply,
+  type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FOPEN_KEEP_CACHE,
+  FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH, MAX_WRITE, negativeEntry, packDirents, packDirentsPlus, type RequestBody,
+  type StatFs, xattrNameList, xattrReply,
 } from './fuse/protocol.js';
 
 /** The image never changes under a mount: let the kernel cache names and attributes for a day. */
@@ -27,44 +24,6 @@ export interface SyncChunkSource {
   close(): void;
 }
 
-/**
- * Chunks from `<dir>/<blobId>` files read with fs.readSync, decoded and verified, with a small LRU
- * of decoded chunks (kernel readahead asks for one chunk's pages in several requests).
- */
-export class SyncBlobDirSource implements SyncChunkSource {
-  private readonly fds = new Map<number, number>();
-
-  private readonly cache: ChunkLru;
-
-  constructor(private readonly dir: string, private readonly blobs: readonly BlobInfo[], cacheChunks = 8) {
-    this.cache = new ChunkLru(cacheChunks);
-  }
-
-  read(ref: ChunkRef): Buffer {
-    return this.cache.getOrLoad(ref, () => {
-      const blob = blobOf(this.blobs, ref);
-      const stored = preadExact(this.fd(ref.blobIndex, blob), ref.compressedSize, ref.compressedOffset, blob, ref, 'blob file');
-      return decodeChunk(blob, ref, stored);
-    });
-  }
-
-  private fd(index: number, blob: BlobInfo): number {
-    let fd = this.fds.get(index);
-    if (fd === undefined) {
-      if (!/^[0-9a-f]{64}$/.test(blob.blobId)) throw new ChunkIntegrityError(blob.blobId, 0, 'invalid blob id');
-      fd = openSync(join(this.dir, blob.blobId), 'r');
-      this.fds.set(index, fd);
-    }
-    return fd;
-  }
-
-  close(): void {
-    for (const fd of this.fds.values()) closeSync(fd);
-    this.fds.clear();
-    this.cache.clear();
-  }
-}
-
 const DT_BY_FILE_TYPE = new Map<number, number>([
   [FileType.FIFO, 1],
   [FileType.CHR, 2],
@@ -76,8 +35,6 @@ const DT_BY_FILE_TYPE = new Map<number, number>([
 ]);
 
 export interface FsEvents {
-  /** INIT was answered (the kernel has applied it once the reply is written). */
-  onInit?(reply: InitReply): void;
   /** A read failed (EIO to the caller); the daemon keeps serving. */
   onReadError?(nid: number, err: Error): void;
   /** A request could not be served because of a bug or corrupt metadata (EIO to the caller). */
@@ -85,26 +42,40 @@ export interface FsEvents {
 }
 
 /**
- * FUSE requests → replies for one RAFS image. Node ids: the root is FUSE_ROOT_ID, every other
- * inode is its nid + 2 (so neither nid 0 nor nid 1 can collide with the root or the "no entry"
- * id 0); st_ino is the nid itself. Hardlinked paths share a nid, hence a node id and an inode.
+ * FUSE requests about one RAFS image's nodes → reply payloads (the FuseRouter decodes requests and
+ * picks the image). Node ids: every inode is `base + nid + 2` (so neither nid 0 nor nid 1 can
+ * collide with the FUSE root or the "no entry" id 0), except that the image root is the FUSE root
+ * when the image owns the mount (a dedicated mount). st_ino is the nid itself (plus `base`, so the
+ * images of a shared mount never share an inode number). Hardlinked paths share a nid, hence a
+ * node id and an inode.
  */
 export class RafsFuseFs {
-  constructor(readonly image: RafsImage, readonly chunks: SyncChunkSource | undefined, private readonly events: FsEvents = {}) {}
+  readonly base: number;
+  private readonly ownsRoot: boolean;
+
+  constructor(readonly image: RafsImage, readonly chunks: SyncChunkSource | undefined, private readonly events: FsEvents = {}, place: { base?: number; ownsRoot?: boolean } = {}) {
+    this.base = place.base ?? 0;
+    this.ownsRoot = place.ownsRoot ?? true;
+  }
 
   nodeidOf(nid: number): number {
-    return nid === this.image.root ? FUSE_ROOT_ID : nid + 2;
+    return this.ownsRoot && nid === this.image.root ? FUSE_ROOT_ID : this.base + nid + 2;
   }
 
   nidOf(nodeid: number): number {
-    if (nodeid === FUSE_ROOT_ID) return this.image.root;
-    if (nodeid < 2) throw new FuseProtocolError(Errno.ENOENT, `node id ${nodeid}`);
-    return nodeid - 2;
+    if (this.ownsRoot && nodeid === FUSE_ROOT_ID) return this.image.root;
+    if (nodeid < this.base + 2) throw new FuseProtocolError(Errno.ENOENT, `node id ${nodeid}`);
+    return nodeid - this.base - 2;
+  }
+
+  statfs(): StatFs {
+    const sb = this.image.superblock;
+    return { blocks: sb.blocks, bfree: 0, bavail: 0, files: sb.inodeCount, ffree: 0, bsize: this.image.blockSize, namelen: MAX_NAME_LENGTH, frsize: this.image.blockSize };
   }
 
   attrOf(inode: RafsInode): Attr {
     return {
-      ino: inode.nid,
+      ino: this.base + inode.nid,
       size: inode.size,
       blocks: Math.ceil(inode.size / 512),
       atime: inode.mtime,
@@ -126,43 +97,9 @@ export class RafsFuseFs {
     return { nodeid: this.nodeidOf(nid), generation: 1, entryValid: CACHE_TIMEOUT, attrValid: CACHE_TIMEOUT, attr: this.attrOf(this.image.inode(nid)) };
   }
 
-  /**
-   * One request (exactly the bytes read from /dev/fuse) → the reply parts to write with one
-   * writev, or null for requests that get no reply. Never throws.
-   */
-  handle(buf: Buffer): Buffer[] | null {
-    let unique: bigint | undefined;
-    let opcode = 0;
-    try {
-      const req = decodeRequest(buf);
-      if (!req) return null;
-      ({ unique, opcode } = req.header);
-      if (!expectsReply(opcode)) return null;
-      const result = this.dispatch(req.header.nodeid, req.body);
-      return typeof result === 'number' ? errorReply(unique, result) : replyParts(unique, result);
-    } catch (err) {
-      if (unique === undefined) {
-        if (buf.length < 16) return null;
-        unique = buf.readBigUInt64LE(8);
-        opcode = buf.readUInt32LE(4);
-      }
-      if (!expectsReply(opcode)) return null;
-      if (err instanceof FuseProtocolError) return errorReply(unique, err.errno);
-      this.events.onError?.(opcode, err as Error);
-      return errorReply(unique, Errno.EIO);
-    }
-  }
-
-  /** Reply payload, or an errno. */
-  private dispatch(nodeid: number, body: RequestBody): Buffer[] | number {
+  /** Reply payload, or an errno, for a request about one of this image's node ids (see FuseRouter). */
+  dispatch(nodeid: number, body: RequestBody): Buffer[] | number {
     switch (body.op) {
-      case 'INIT': {
-        const reply = negotiateInit(body);
-        const out = encodeInitOut(reply);
-        this.events.onInit?.(reply);
-        return [out];
-      }
-      case 'DESTROY':
       case 'RELEASE':
       case 'RELEASEDIR':
         return [];
@@ -205,18 +142,12 @@ export class RafsFuseFs {
         const r = xattrReply(body.size, xattrNameList(names));
         return typeof r === 'number' ? r : [r];
       }
-      case 'STATFS': {
-        const sb = this.image.superblock;
-        return [encodeStatfsOut({ blocks: sb.blocks, bfree: 0, bavail: 0, files: sb.inodeCount, ffree: 0, bsize: this.image.blockSize, namelen: MAX_NAME_LENGTH, frsize: this.image.blockSize })];
-      }
+      case 'STATFS':
+        return [encodeStatfsOut(this.statfs())];
       case 'ACCESS':
         this.image.inode(this.nidOf(nodeid));
         return (body.mask & W_OK) !== 0 ? Errno.EROFS : [];
-      case 'FORGET':
-      case 'BATCH_FORGET':
-      case 'INTERRUPT':
-        return [];
-      case 'UNKNOWN':
+      default:
         return Errno.ENOSYS;
     }
   }

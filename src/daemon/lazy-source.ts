@@ -11,6 +11,7 @@ import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from '
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { ChunkLru, blobOf, preadExact } from './sync-chunks.js';
 import type { SyncChunkSource } from './fs.js';
+import type { ChunkCounters } from './metrics.js';
 
 /** Int32 words of a reply slot: [0] id of the last answered request, [1] its status. */
 export const SLOT_WORDS = 2;
@@ -23,6 +24,8 @@ export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
 export interface FetchRequest {
   type: 'fetch';
   id: number;
+  /** The image (its slot in the mount). */
+  slot: number;
   blobIndex: number;
   ciIndex: number;
 }
@@ -46,15 +49,14 @@ export class SyncLazyCacheSource implements SyncChunkSource {
   private readonly cache: ChunkLru;
   private readonly slot: Int32Array;
   private nextId = 1;
-  /** Chunks this worker had to ask the main thread for. */
-  misses = 0;
 
   constructor(
     private readonly dir: string,
     private readonly blobs: readonly BlobInfo[],
     slot: SharedArrayBuffer,
-    private readonly ask: (req: FetchRequest) => void,
+    private readonly ask: (req: Omit<FetchRequest, 'slot'>) => void,
     private readonly timeoutMs = DEFAULT_FETCH_TIMEOUT_MS,
+    private readonly counters?: ChunkCounters,
     cacheChunks = 8,
   ) {
     this.cache = new ChunkLru(cacheChunks);
@@ -66,7 +68,11 @@ export class SyncLazyCacheSource implements SyncChunkSource {
       const blob = blobOf(this.blobs, ref);
       const key = `${ref.blobIndex}:${ref.ciIndex}`;
       const files = this.open(ref.blobIndex, blob);
-      if (!this.ready.has(key) && !this.isReady(files, ref.ciIndex)) this.fetch(blob, ref);
+      if (this.ready.has(key) || this.isReady(files, ref.ciIndex)) this.counters?.chunkHit();
+      else {
+        this.counters?.chunkMiss();
+        this.fetch(blob, ref);
+      }
       this.ready.add(key);
       return preadExact(files.data, ref.uncompressedSize, ref.uncompressedOffset, blob, ref, 'cache data file');
     });
@@ -74,7 +80,6 @@ export class SyncLazyCacheSource implements SyncChunkSource {
 
   /** Asks the main thread to bring the chunk into the cache; returns once it is there, throws otherwise. */
   private fetch(blob: BlobInfo, ref: ChunkRef): void {
-    this.misses++;
     const id = this.nextId++;
     this.ask({ type: 'fetch', id, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex });
     const deadline = Date.now() + this.timeoutMs;

@@ -5,7 +5,9 @@ import type { BlobBackend } from '../blobcache/backend.js';
 import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
-import { resolveImage, type ImageStore } from '../registry/image-store.js';
+import { RegistryClient } from '../registry/client.js';
+import { openImageStore, resolveImage, type ImageStore } from '../registry/image-store.js';
+import { parseReference } from '../registry/reference.js';
 import type { ImageManifest } from '../registry/media-types.js';
 import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from './nydus-image.js';
 
@@ -77,4 +79,43 @@ async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const p of stream) parts.push(p);
   return Buffer.concat(parts);
+}
+
+/** A registry host to read blobs from before the image's own registry. */
+export interface RegistryMirror {
+  host: string;
+  plainHttp?: boolean;
+  insecure?: boolean;
+}
+
+export interface RegistryAccess {
+  plainHttp?: boolean;
+  insecure?: boolean;
+  /** Retries per request (with backoff) before a backend gives up. */
+  retries?: number;
+  mirrors?: readonly RegistryMirror[];
+}
+
+export interface ConnectedNydusImage {
+  image: RemoteNydusImage & { problems: string[] };
+  /** Where its blobs can be read, most preferred first: each mirror, then the image's registry. */
+  backends: BlobBackend[];
+  close(): Promise<void>;
+}
+
+/** A Nydus image in a registry, opened for lazy reading of its blobs (through mirrors first, if any). */
+export async function connectNydusImage(target: string, access: RegistryAccess = {}): Promise<ConnectedNydusImage> {
+  const ref = parseReference(target);
+  const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = { [ref.host]: { plainHttp: access.plainHttp, insecure: access.insecure } };
+  for (const m of access.mirrors ?? []) hosts[m.host] = { plainHttp: m.plainHttp, insecure: m.insecure };
+  const client = new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 } });
+  try {
+    const { store, reference } = await openImageStore({ kind: 'registry', ...ref }, client);
+    const image = await openRemoteNydusImage(store, reference);
+    const mirrors = (access.mirrors ?? []).map((m) => new StoreBackend(client.repository({ ...ref, host: m.host })));
+    return { image, backends: [...mirrors, new StoreBackend(store)], close: () => client.close() };
+  } catch (err) {
+    await client.close();
+    throw err;
+  }
 }

@@ -5,7 +5,7 @@ import { log } from '../util/log.js';
 import { Authenticator, mergeScopes } from './auth.js';
 import { dockerConfigCredentials, type Credentials } from './docker-config.js';
 import { AuthenticationError, describeErrorBody, RegistryError, RegistryUnreachableError, responseError } from './errors.js';
-import { DOCKER_HUB, DOCKER_HUB_HOST, parseReference, type ImageReference } from './reference.js';
+import { DOCKER_HUB, DOCKER_HUB_HOST, parseImageLocation, parseReference, type ImageReference } from './reference.js';
 import { RegistryRepository } from './repository.js';
 import { DEFAULT_RETRY_POLICY, isConnectionError, withRetry, type RetryPolicy } from './retry.js';
 import { headerValue, HttpTransport, readErrorText, type HttpRequest, type HttpResponse, type TransportOptions } from './transport.js';
@@ -132,4 +132,20 @@ export class RegistryClient {
   async close(): Promise<void> {
     await this.transport.close();
   }
+}
+
+/**
+ * A registry client for the hosts of `refs` (each with its own --*-insecure flag): plain HTTP only
+ * when asked (--plain-http), never chosen silently.
+ */
+export function clientForReferences(refs: [string, boolean | undefined][], plainHttp: boolean | undefined, retries = 3): RegistryClient {
+  const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = {};
+  for (const [ref, insecure] of refs) {
+    const loc = parseImageLocation(ref);
+    if (loc.kind !== 'registry') continue;
+    const h = (hosts[loc.host] ??= {});
+    if (plainHttp) h.plainHttp = true;
+    if (insecure) h.insecure = true;
+  }
+  return new RegistryClient({ hosts, retry: { attempts: retries + 1 } });
 }

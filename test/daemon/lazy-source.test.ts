@@ -28,10 +28,10 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-function source(answer: (slot: Int32Array, req: FetchRequest) => void, timeoutMs = 200) {
+function source(answer: (slot: Int32Array, req: Omit<FetchRequest, 'slot'>) => void, timeoutMs = 200) {
   const sab = new SharedArrayBuffer(SLOT_WORDS * 4);
   const slot = new Int32Array(sab);
-  const asked: FetchRequest[] = [];
+  const asked: Omit<FetchRequest, 'slot'>[] = [];
   const src = new SyncLazyCacheSource(cacheDir, t.rafs.blobs, sab, (req) => {
     asked.push(req);
     answer(slot, req);
@@ -58,7 +58,7 @@ describe('SyncLazyCacheSource', () => {
   });
 
   it('gives up after the timeout when nobody answers (or only a stale answer comes)', () => {
-    for (const answer of [() => undefined, (slot: Int32Array, req: FetchRequest) => answerFetch(slot, req.id - 1, true)]) {
+    for (const answer of [() => undefined, (slot: Int32Array, req: Omit<FetchRequest, 'slot'>) => answerFetch(slot, req.id - 1, true)]) {
       const { src } = source(answer, 150);
       const started = Date.now();
       expect(() => src.read(t.files.get('/b.txt')!.chunks[0]!)).toThrow(/timed out/);

@@ -9,14 +9,16 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RafsFuseFs, SyncBlobDirSource } from '../../src/daemon/fs.js';
+import { RafsFuseFs } from '../../src/daemon/fs.js';
+import { SyncBlobDirSource } from '../../src/daemon/local-source.js';
+import { FuseRouter } from '../../src/daemon/router.js';
 import {
   decodeOutHeader, encodeRequest, Errno, FUSE_ROOT_ID, Opcode, parseDirents, parseDirentsPlus, readEntry,
 } from '../../src/daemon/fuse/protocol.js';
 import { parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { cli, repoRoot } from '../helpers/cli.js';
-import { type Daemon, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
+import { type Daemon, daemonPids, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
 import { makeSampleLayer } from '../helpers/sample-tree.js';
 import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
 
@@ -33,6 +35,15 @@ function startDaemon(mnt: string, blobDir = p('blobs'), extra: string[] = []): D
   const d = startLocalDaemon(['--bootstrap', boot, '--blob-dir', blobDir, ...extra], mnt);
   daemons.push(d);
   return d;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function waitFor(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -144,31 +155,49 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(await terminate(d)).toEqual({ code: 0, signal: null });
   });
 
-  it('cleans up a stale mount left by a kill -9 when it starts again', async () => {
-    const mnt = p('mnt-stale');
-    const first = startDaemon(mnt);
-    await waitMounted(first);
-    first.child.kill('SIGKILL');
-    expect((await first.exit).signal).toBe('SIGKILL');
-    // the dead mount stays behind, and anything the kernel has not cached fails
-    expect(ourMounts(mnt)).toHaveLength(1);
-    expect(() => readFileSync(join(mnt, 'etc/os-release'))).toThrow(expect.objectContaining({ code: 'ENOTCONN' }));
-    const second = startDaemon(mnt);
-    await waitMounted(second);
+  it('restarts a daemon killed -9 and mounts again: the manager supervises it', async () => {
+    const mnt = p('mnt-restart');
+    const d = startDaemon(mnt);
+    await waitMounted(d);
+    const [first] = daemonPids(d);
+    expect(first).toBeGreaterThan(0);
+    process.kill(first!, 'SIGKILL');
+    await waitFor('a new daemon', () => daemonPids(d).length === 1 && daemonPids(d)[0] !== first && /mounted again/.test(d.stderr()) && /stale mount/.test(d.stderr()), 20_000);
     expect(ourMounts(mnt)).toHaveLength(1);
     expect(readFileSync(join(mnt, 'etc/os-release'), 'utf8')).toBe(readFileSync(p('src', 'etc/os-release'), 'utf8'));
-    expect(second.stderr()).toMatch(/stale mount/);
+    // the new daemon found the dead one's mount and replaced it
+    expect(d.stderr()).toMatch(/stale mount/);
+    const [second] = daemonPids(d);
+    expect(await terminate(d)).toEqual({ code: 0, signal: null });
+    expect(ourMounts(mnt)).toEqual([]);
+    expect(isRunning(second!)).toBe(false);
+  });
+
+  it('keeps serving when the manager is killed -9, and a restarted manager adopts the live daemon', async () => {
+    const mnt = p('mnt-adopt');
+    const first = startDaemon(mnt);
+    await waitMounted(first);
+    const [pid] = daemonPids(first);
+    first.child.kill('SIGKILL');
+    expect((await first.exit).signal).toBe('SIGKILL');
+    expect(readFileSync(join(mnt, 'etc/os-release'), 'utf8')).toBe(readFileSync(p('src', 'etc/os-release'), 'utf8'));
+    const second = startDaemon(mnt);
+    await waitMounted(second);
+    expect(second.stderr()).toMatch(/"adopted":true/);
+    expect(daemonPids(second)).toEqual([pid]);
+    expect(readFileSync(join(mnt, 'etc/deep/er/still/leaf'), 'utf8')).toBe('deep\n');
     expect(await terminate(second)).toEqual({ code: 0, signal: null });
     expect(ourMounts(mnt)).toEqual([]);
+    expect(isRunning(pid!)).toBe(false);
   });
 
   it('rejects --target with --bootstrap, and a bad bootstrap before mounting', () => {
-    const target = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--target', 'localhost:5000/x:y', '--bootstrap', boot, '--mount-path', work], { encoding: 'utf8' });
+    const target = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--target', 'localhost:5000/x:y', '--bootstrap', boot, '--mount-path', work, '--state-dir', p('state-bad')], { encoding: 'utf8' });
     expect(target.status).toBe(1);
     expect(target.stderr).toMatch(/--target does not go with --bootstrap/);
     writeFileSync(p('bad.boot'), Buffer.alloc(8192));
     mkdirSync(p('mnt-bad'));
-    const bad = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--bootstrap', p('bad.boot'), '--blob-dir', p('blobs'), '--mount-path', p('mnt-bad')], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', '--bootstrap', p('bad.boot'), '--blob-dir', p('blobs'), '--mount-path', p('mnt-bad'), '--state-dir', p('state-bad')], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/not a RAFS/);
     expect(ourMounts(p('mnt-bad'))).toEqual([]);
@@ -198,9 +227,20 @@ describe('RafsFuseFs request handling (no kernel)', () => {
     b.writeUInt32LE(size, 16);
     return b;
   };
+  const routers = new WeakMap<RafsFuseFs, FuseRouter>();
+  /** The image as a dedicated mount serves it. */
+  const routerOf = (fs: RafsFuseFs) => {
+    let r = routers.get(fs);
+    if (!r) {
+      r = new FuseRouter('dedicated');
+      r.add(0, '/', fs);
+      routers.set(fs, r);
+    }
+    return r;
+  };
   /** Sends one request; returns the errno (0 for success) and the payload. */
   const call = (fs: RafsFuseFs, opcode: number, nodeid: number, body?: Buffer) => {
-    const parts = fs.handle(encodeRequest(opcode, ++unique, nodeid, body));
+    const parts = routerOf(fs).handle(encodeRequest(opcode, ++unique, nodeid, body));
     if (!parts) return undefined;
     const all = Buffer.concat(parts);
     const h = decodeOutHeader(all);

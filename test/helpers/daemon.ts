@@ -1,7 +1,8 @@
 // `nydusify-ts mount` as a child process, for the FUSE tests: start it, wait until its mount
-// answers, stop it with SIGTERM.
+// answers, stop it with SIGTERM. Its manager state (daemon records, sockets, logs) goes to
+// MNT.state, so each test's daemons are its own and can be found and killed afterwards.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { repoRoot } from './cli.js';
@@ -9,6 +10,7 @@ import { repoRoot } from './cli.js';
 export interface Daemon {
   child: ChildProcess;
   mnt: string;
+  stateDir: string;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr(): string;
 }
@@ -16,14 +18,15 @@ export interface Daemon {
 /** Runs `nydusify-ts mount ARGS --mount-path MNT` (info logs on stderr, kept for the checks). */
 export function startDaemon(args: string[], mnt: string): Daemon {
   mkdirSync(mnt, { recursive: true });
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', ...args, '--mount-path', mnt], {
+  const stateDir = `${mnt}.state`;
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', ...args, '--mount-path', mnt, '--state-dir', stateDir], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
   });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on('exit', (code, signal) => done({ code, signal })));
-  return { child, mnt, exit, stderr: () => stderr };
+  return { child, mnt, stateDir, exit, stderr: () => stderr };
 }
 
 export const ourMounts = (mnt: string) =>
@@ -61,8 +64,26 @@ export function terminate(d: Daemon): Promise<{ code: number | null; signal: Nod
 export async function cleanUp(daemons: Daemon[], work: string): Promise<void> {
   for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
   await Promise.all(daemons.map((d) => Promise.race([d.exit, new Promise((r) => setTimeout(r, 5000))])));
+  for (const d of daemons) for (const pid of daemonPids(d)) killQuietly(pid);
   for (const m of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {
     if (m.mountPoint.startsWith(work)) spawnSync('umount', ['-i', '-l', m.mountPoint]);
   }
   rmSync(work, { recursive: true, force: true });
+}
+
+/** The pids of the daemons the manager of `d` recorded (they run detached from it). */
+export function daemonPids(d: Daemon): number[] {
+  if (!existsSync(d.stateDir)) return [];
+  return readdirSync(d.stateDir)
+    .filter((n) => n.endsWith('.json') && !n.endsWith('.config.json'))
+    .map((n) => (JSON.parse(readFileSync(join(d.stateDir, n), 'utf8')) as { pid?: number }).pid)
+    .filter((pid): pid is number => typeof pid === 'number');
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }

@@ -70,6 +70,7 @@ export const Errno = {
   ENODATA: 61,
   EPROTO: 71,
   EROFS: 30,
+  ESTALE: 116,
 } as const;
 
 export const InitFlag = {

@@ -5,11 +5,13 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { log } from '../../util/log.js';
 import { answerFetch, SLOT_WORDS } from '../lazy-source.js';
+import { type FuseMetrics, newWorkerMetricsBuffer, sumWorkerMetrics } from '../metrics.js';
+import type { DaemonMode } from '../router.js';
 import { opName } from './protocol.js';
-import type { WorkerConfig, WorkerMessage } from './worker.js';
+import type { WorkerConfig, WorkerControl, WorkerImage, WorkerMessage } from './worker.js';
 
 export const FS_NAME = 'nydusify';
 export const FS_TYPE = `fuse.${FS_NAME}`;
@@ -19,18 +21,29 @@ const FUSECTL = '/sys/fs/fuse/connections';
 const ABORT_AFTER_MS = 3000;
 
 export interface SessionOptions {
-  bootstrap: string;
-  blobDir?: string;
   mountPath: string;
+  /** dedicated: one image at the root; shared: images under the root, added and removed live. */
+  mode: DaemonMode;
+  /** The images served from the start (a dedicated mount: exactly one). */
+  images: WorkerImage[];
   threads?: number;
   /**
-   * Lazy loading: the workers read chunks from this blob cache directory and ask the main thread
-   * for missing ones; `fetch` must bring chunk `ciIndex` of blob `blobIndex` into that cache (the
-   * cache's files of every blob must exist before start()).
+   * Lazy loading, for images with a `cacheDir`: the workers read chunks from that blob cache
+   * directory and ask the main thread for missing ones; `fetch` must bring chunk `ciIndex` of blob
+   * `blobIndex` of the image in `slot` into that cache (whose files of every blob must exist before
+   * the image is served). A worker waits at most `timeoutMs` (then EIO).
    */
-  lazy?: { cacheDir: string; fetch(blobIndex: number, ciIndex: number): Promise<void>; timeoutMs?: number };
-  /** Stop serving on these signals (default SIGINT and SIGTERM). */
+  fetch?(slot: number, blobIndex: number, ciIndex: number): Promise<void>;
+  timeoutMs?: number;
+  /** Stop serving on these signals (default SIGINT and SIGTERM; none: []). */
   signals?: NodeJS.Signals[];
+}
+
+/** Reads waiting for the backend right now. */
+export interface WaitingReads {
+  count: number;
+  /** How long the oldest has waited (ms), 0 when none. */
+  oldestMs: number;
 }
 
 export interface MountInfo {
@@ -82,8 +95,11 @@ export class FuseSession {
   readonly mountPath: string;
   private fd = -1;
   private workers: Worker[] = [];
-  /** Per worker: its reply slot and the id of the fetch it waits for (lazy loading). */
-  private slots: { slot: Int32Array; waiting: number }[] = [];
+  /** Per worker: its reply slot and the fetch it waits for (lazy loading). */
+  private slots: { slot: Int32Array; waiting: number; since: number }[] = [];
+  private ports: MessagePort[] = [];
+  private readonly control = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+  private readonly metrics: SharedArrayBuffer[] = [];
   private stopping = false;
   private failure: Error | undefined;
   /** The connection's fusectl name (the superblock's dev_t), known once mounted. */
@@ -121,11 +137,17 @@ export class FuseSession {
     const threads = Math.max(1, this.opts.threads ?? 2);
     const exits: Promise<void>[] = [];
     for (let index = 0; index < threads; index++) {
-      const sab = new SharedArrayBuffer(SLOT_WORDS * Int32Array.BYTES_PER_ELEMENT);
-      this.slots.push({ slot: new Int32Array(sab), waiting: 0 });
-      const lazy = this.opts.lazy ? { cacheDir: this.opts.lazy.cacheDir, slot: sab, timeoutMs: this.opts.lazy.timeoutMs } : undefined;
-      const config: WorkerConfig & { nydusifyFuseWorker: true } = { fd: this.fd, bootstrap: this.opts.bootstrap, blobDir: this.opts.blobDir, lazy, index, nydusifyFuseWorker: true };
-      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: config });
+      const fetchSlot = new SharedArrayBuffer(SLOT_WORDS * Int32Array.BYTES_PER_ELEMENT);
+      this.slots.push({ slot: new Int32Array(fetchSlot), waiting: 0, since: 0 });
+      const metrics = newWorkerMetricsBuffer();
+      this.metrics.push(metrics);
+      const { port1, port2 } = new MessageChannel();
+      this.ports.push(port1);
+      const config: WorkerConfig & { nydusifyFuseWorker: true } = {
+        fd: this.fd, index, mode: this.opts.mode, images: this.opts.images, control: this.control, port: port2, fetchSlot,
+        timeoutMs: this.opts.timeoutMs, metrics, nydusifyFuseWorker: true,
+      };
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: config, transferList: [port2] });
       worker.on('message', (m: WorkerMessage) => this.onMessage(index, m));
       exits.push(new Promise((done) => {
         worker.on('error', (err) => {
@@ -141,6 +163,7 @@ export class FuseSession {
     this.exited = Promise.all(exits).then(() => {
       if (this.fd >= 0) closeSync(this.fd);
       this.fd = -1;
+      for (const port of this.ports) port.close();
     });
     for (const s of this.opts.signals ?? ['SIGINT', 'SIGTERM']) process.on(s, this.signalHandler);
     log.info('mounted', { mountPath: this.mountPath, threads });
@@ -155,19 +178,26 @@ export class FuseSession {
       case 'fetch': {
         const state = this.slots[index]!;
         state.waiting = m.id;
-        const lazy = this.opts.lazy;
-        const work = lazy ? lazy.fetch(m.blobIndex, m.ciIndex) : Promise.reject(new Error('not a lazily loaded mount'));
+        state.since = Date.now();
+        const fetch = this.opts.fetch;
+        const work = fetch ? fetch(m.slot, m.blobIndex, m.ciIndex) : Promise.reject(new Error('not a lazily loaded mount'));
         work.then(() => true, (err: unknown) => {
-          log.error('chunk fetch failed', { blobIndex: m.blobIndex, ciIndex: m.ciIndex, error: err });
+          log.error('chunk fetch failed', { slot: m.slot, blobIndex: m.blobIndex, ciIndex: m.ciIndex, error: err });
           return false;
         }).then((ok) => {
           // a worker that gave up waiting has moved on: never answer it late
-          if (state.waiting === m.id) answerFetch(state.slot, m.id, ok);
+          if (state.waiting === m.id) {
+            state.since = 0;
+            answerFetch(state.slot, m.id, ok);
+          }
         });
         break;
       }
       case 'read-error':
-        log.error('read failed: EIO', { nid: m.nid, error: m.message });
+        log.error('read failed: EIO', { slot: m.slot, nid: m.nid, error: m.message });
+        break;
+      case 'add-failed':
+        log.error('a FUSE worker cannot serve an image', { worker: index, slot: m.slot, error: m.message });
         break;
       case 'error':
         log.error('request failed: EIO', { worker: index, op: opName(m.opcode), error: m.message });
@@ -176,6 +206,34 @@ export class FuseSession {
         log.debug('FUSE worker done', { worker: index, requests: m.requests, reason: m.reason });
         break;
     }
+  }
+
+  /** Starts serving an image under a shared mount (the workers pick it up with their next request). */
+  addImage(image: WorkerImage): void {
+    this.tell({ type: 'add', image });
+  }
+
+  /** Stops serving an image of a shared mount: its node ids become ESTALE. */
+  removeImage(slot: number): void {
+    this.tell({ type: 'remove', slot });
+  }
+
+  private tell(message: WorkerControl): void {
+    if (this.opts.mode !== 'shared') throw new Error('images are added and removed only under a shared mount');
+    for (const port of this.ports) port.postMessage(message);
+    // posted first: a worker that sees the new generation finds the message waiting
+    const control = new Int32Array(this.control);
+    Atomics.add(control, 0, 1);
+  }
+
+  fuseMetrics(): FuseMetrics {
+    return sumWorkerMetrics(this.metrics);
+  }
+
+  waitingReads(): WaitingReads {
+    const now = Date.now();
+    const waiting = this.slots.filter((s) => s.since > 0);
+    return { count: waiting.length, oldestMs: waiting.reduce((m, s) => Math.max(m, now - s.since), 0) };
   }
 
   /** The INIT reply can only lower the bdi readahead, so raise it afterwards (1 MiB READs). */

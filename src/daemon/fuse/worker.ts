@@ -1,27 +1,49 @@
-// One FUSE serving thread: opens the image itself, then loops readSync(/dev/fuse) → handle →
+// One FUSE serving thread: opens the images itself, then loops readSync(/dev/fuse) → route →
 // writevSync(reply) until the connection goes away (ENODEV after unmount). Blocking calls are right
-// here: the thread has nothing else to do, and they never occupy the libuv pool.
+// here: the thread has nothing else to do, and they never occupy the libuv pool. The thread never
+// returns to its event loop, so images mounted or unmounted later arrive on a MessagePort that it
+// drains synchronously whenever the session bumps the shared generation counter.
 import { readFileSync, readSync, writevSync } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RafsImage } from '../../rafs/reader.js';
-import { RafsFuseFs, SyncBlobDirSource, type SyncChunkSource } from '../fs.js';
+import { RafsFuseFs, type SyncChunkSource } from '../fs.js';
 import { SyncLazyCacheSource, type FetchRequest } from '../lazy-source.js';
-import { READ_BUFFER_SIZE } from './protocol.js';
+import { SyncBlobDirSource } from '../local-source.js';
+import { WorkerMetrics } from '../metrics.js';
+import { type DaemonMode, FuseRouter, slotBase } from '../router.js';
+import { Opcode, OUT_HEADER_SIZE, READ_BUFFER_SIZE } from './protocol.js';
+
+/** An image a worker serves: from a local blob directory, or lazily from a blob cache directory. */
+export interface WorkerImage {
+  slot: number;
+  name: string;
+  bootstrap: string;
+  blobDir?: string;
+  cacheDir?: string;
+}
 
 export interface WorkerConfig {
   fd: number;
-  bootstrap: string;
-  blobDir?: string;
-  /** Lazy loading: chunks from this blob cache directory, misses fetched by the main thread. */
-  lazy?: { cacheDir: string; slot: SharedArrayBuffer; timeoutMs?: number };
   index: number;
+  mode: DaemonMode;
+  images: WorkerImage[];
+  /** Int32 [0]: generation of the image table; a change means messages wait on `port`. */
+  control: SharedArrayBuffer;
+  port: MessagePort;
+  /** This worker's reply slot for chunk fetches (see lazy-source.ts). */
+  fetchSlot: SharedArrayBuffer;
+  timeoutMs?: number;
+  metrics: SharedArrayBuffer;
 }
+
+export type WorkerControl = { type: 'add'; image: WorkerImage } | { type: 'remove'; slot: number };
 
 /** Messages a worker posts to the session. */
 export type WorkerMessage =
   | { type: 'init'; minor: number; flags: number; maxPages: number }
-  | { type: 'read-error'; nid: number; message: string }
+  | { type: 'read-error'; slot: number; nid: number; message: string }
   | { type: 'error'; opcode: number; message: string }
+  | { type: 'add-failed'; slot: number; message: string }
   | FetchRequest
   | { type: 'exit'; requests: number; reason: string };
 
@@ -32,18 +54,68 @@ function post(message: WorkerMessage): void {
   parentPort?.postMessage(message);
 }
 
+class WorkerImages {
+  private readonly sources = new Map<number, SyncChunkSource | undefined>();
+
+  constructor(private readonly router: FuseRouter, private readonly config: WorkerConfig, private readonly metrics: WorkerMetrics) {}
+
+  add(spec: WorkerImage): void {
+    const image = RafsImage.open(readFileSync(spec.bootstrap));
+    const { slot } = spec;
+    let chunks: SyncChunkSource | undefined;
+    if (spec.cacheDir !== undefined) {
+      const ask = (req: Omit<FetchRequest, 'slot'>): void => post({ ...req, slot });
+      chunks = new SyncLazyCacheSource(spec.cacheDir, image.blobs, this.config.fetchSlot, ask, this.config.timeoutMs, this.metrics);
+    } else if (spec.blobDir !== undefined) chunks = new SyncBlobDirSource(spec.blobDir, image.blobs);
+    const fs = new RafsFuseFs(image, chunks, {
+      onReadError: (nid, err) => {
+        this.metrics.readError();
+        post({ type: 'read-error', slot, nid, message: err.message });
+      },
+    }, this.config.mode === 'dedicated' ? {} : { base: slotBase(slot), ownsRoot: false });
+    this.router.add(slot, spec.name, fs);
+    this.sources.set(slot, chunks);
+  }
+
+  remove(slot: number): void {
+    this.router.remove(slot);
+    this.sources.get(slot)?.close();
+    this.sources.delete(slot);
+  }
+
+  /** Applies what the session posted since the last look. */
+  drain(): void {
+    for (let m = receiveMessageOnPort(this.config.port); m; m = receiveMessageOnPort(this.config.port)) {
+      const msg = m.message as WorkerControl;
+      if (msg.type === 'remove') this.remove(msg.slot);
+      else {
+        try {
+          this.add(msg.image);
+        } catch (err) {
+          post({ type: 'add-failed', slot: msg.image.slot, message: (err as Error).message });
+        }
+      }
+    }
+  }
+
+  closeAll(): void {
+    for (const slot of [...this.sources.keys()]) this.remove(slot);
+  }
+}
+
 export function serve(config: WorkerConfig): WorkerMessage {
-  const image = RafsImage.open(readFileSync(config.bootstrap));
   let init: WorkerMessage | undefined;
-  let chunks: SyncChunkSource | undefined;
-  if (config.lazy) chunks = new SyncLazyCacheSource(config.lazy.cacheDir, image.blobs, config.lazy.slot, post, config.lazy.timeoutMs);
-  else if (config.blobDir !== undefined) chunks = new SyncBlobDirSource(config.blobDir, image.blobs);
-  const fs = new RafsFuseFs(image, chunks, {
+  const metrics = new WorkerMetrics(config.metrics);
+  const router = new FuseRouter(config.mode, {
     // reported once the reply is written: the kernel applies INIT (and resets the readahead) then
     onInit: (r) => (init = { type: 'init', minor: r.minor, flags: r.flags, maxPages: r.maxPages }),
-    onReadError: (nid, err) => post({ type: 'read-error', nid, message: err.message }),
     onError: (opcode, err) => post({ type: 'error', opcode, message: err.stack ?? err.message }),
   });
+  const images = new WorkerImages(router, config, metrics);
+  for (const spec of config.images) images.add(spec);
+  const control = new Int32Array(config.control);
+  let generation = Atomics.load(control, 0);
+  images.drain();
   const buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
   let requests = 0;
   try {
@@ -58,8 +130,19 @@ export function serve(config: WorkerConfig): WorkerMessage {
         return { type: 'exit', requests, reason: code === 'ENODEV' ? 'unmounted' : `read: ${(err as Error).message}` };
       }
       requests++;
-      const reply = fs.handle(buf.subarray(0, n));
+      const now = Atomics.load(control, 0);
+      if (now !== generation) {
+        generation = now;
+        images.drain();
+      }
+      const started = performance.now();
+      const reply = router.handle(buf.subarray(0, n));
       if (!reply) continue;
+      const opcode = buf.readUInt32LE(4);
+      const failed = reply[0]!.readInt32LE(4) !== 0;
+      // the out header's length covers the header and the data
+      if (opcode === Opcode.READ && !failed) metrics.readBytes(reply[0]!.readUInt32LE(0) - OUT_HEADER_SIZE);
+      metrics.request(opcode, (performance.now() - started) / 1000, failed);
       try {
         writevSync(config.fd, reply);
         if (init) {
@@ -70,11 +153,11 @@ export function serve(config: WorkerConfig): WorkerMessage {
         const code = (err as NodeJS.ErrnoException).code ?? '';
         // ENOENT: the request was interrupted and is gone; anything else but ENODEV: log and go on
         if (code === 'ENODEV') return { type: 'exit', requests, reason: 'unmounted' };
-        if (code !== 'ENOENT') post({ type: 'error', opcode: n >= 8 ? buf.readUInt32LE(4) : 0, message: `reply: ${(err as Error).message}` });
+        if (code !== 'ENOENT') post({ type: 'error', opcode, message: `reply: ${(err as Error).message}` });
       }
     }
   } finally {
-    chunks?.close();
+    images.closeAll();
   }
 }
 

@@ -1,0 +1,71 @@
+// Where each blob can be read, for a cache that serves several images at once: a blob is content
+// addressed, so any registry (or mirror, or directory) that holds it will do. Every image that
+// mounts registers its blobs with its backends in order of preference (mirrors first, then the
+// image's own registry); a read tries them in that order and fails over on an error, so one dead
+// mirror costs one failed request, not a failed read. Integrity is checked above, by the fetcher.
+import { BlobNotFoundError, type BlobBackend } from './backend.js';
+
+export interface BlobSourceStats {
+  /** Reads that failed on one backend and went on to the next. */
+  failovers: number;
+}
+
+export class BlobSources implements BlobBackend {
+  readonly stats: BlobSourceStats = { failovers: 0 };
+  /** blobId → (owner → that owner's backends, most preferred first). */
+  private readonly sources = new Map<string, Map<object, readonly BlobBackend[]>>();
+
+  /** Lets `owner` (an image mount) offer `backends` for `blobIds` until it is released. */
+  add(owner: object, blobIds: Iterable<string>, backends: readonly BlobBackend[]): void {
+    if (backends.length === 0) throw new Error('a blob needs at least one backend');
+    for (const id of blobIds) {
+      let owners = this.sources.get(id);
+      if (!owners) this.sources.set(id, (owners = new Map()));
+      owners.set(owner, backends);
+    }
+  }
+
+  release(owner: object): void {
+    for (const [id, owners] of this.sources) {
+      owners.delete(owner);
+      if (owners.size === 0) this.sources.delete(id);
+    }
+  }
+
+  has(blobId: string): boolean {
+    return this.sources.has(blobId);
+  }
+
+  private candidates(blobId: string): BlobBackend[] {
+    const owners = this.sources.get(blobId);
+    if (!owners) throw new BlobNotFoundError(blobId, 'the backends of any mounted image');
+    return [...new Set([...owners.values()].flat())];
+  }
+
+  async readRange(blobId: string, offset: number, length: number): Promise<Buffer> {
+    return this.tryEach(blobId, (b) => b.readRange(blobId, offset, length));
+  }
+
+  async size(blobId: string): Promise<number> {
+    return this.tryEach(blobId, (b) => b.size(blobId));
+  }
+
+  private async tryEach<T>(blobId: string, op: (b: BlobBackend) => Promise<T>): Promise<T> {
+    const all = this.candidates(blobId);
+    let last: unknown;
+    for (const [i, backend] of all.entries()) {
+      try {
+        return await op(backend);
+      } catch (err) {
+        last = err;
+        if (i < all.length - 1) this.stats.failovers++;
+      }
+    }
+    throw last;
+  }
+
+  /** The backends themselves belong to their owners, who close them. */
+  async close(): Promise<void> {
+    this.sources.clear();
+  }
+}

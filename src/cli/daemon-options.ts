@@ -1,0 +1,94 @@
+// Flags `daemon` and `mount` share: the daemon config (a --config file, then flags over it) and
+// the image to serve (--target, or --bootstrap with --blob-dir).
+import { Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_CONFIG, type DaemonConfig, loadDaemonConfig, type MountSpec, parseDaemonConfig } from '../daemon/config.js';
+import { parseByteCount } from './options.js';
+
+export interface ConfigFlags {
+  config?: string;
+  cacheDir?: string;
+  fallbackCacheDir?: string;
+  threads?: number;
+  fetchTimeout?: number;
+  plainHttp?: boolean;
+  insecure?: boolean;
+  mirror?: string[];
+  prefetchAll?: boolean;
+  prefetchBandwidth?: number;
+}
+
+export interface ImageFlags {
+  target?: string;
+  bootstrap?: string;
+  blobDir?: string;
+  prefetch?: boolean;
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || n <= 0 || n > 3600) throw new InvalidArgumentError('expected seconds, more than 0 and at most 3600.');
+  return n;
+}
+
+function parseThreads(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 64) throw new InvalidArgumentError('expected a thread count from 1 to 64.');
+  return n;
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+export function addConfigOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'daemon config (JSON); the flags below override it')
+    .option('--cache-dir <dir>', `blob cache directory (default ${DEFAULT_CONFIG.cacheDir})`)
+    .option('--fallback-cache-dir <dir>', 'a read-only cache directory consulted on a miss')
+    .option('--threads <n>', `FUSE serving threads (default ${DEFAULT_CONFIG.threads})`, parseThreads)
+    .option('--fetch-timeout <seconds>', `a read waiting longer than this for the registry fails with EIO (default ${DEFAULT_CONFIG.fetchTimeout})`, parseSeconds)
+    .option('--plain-http', 'talk plain HTTP to the registry')
+    .option('--insecure', 'skip TLS verification for the registry')
+    .option('--mirror <host>', 'a registry mirror (host[:port], plain HTTP with --plain-http) tried before the image\'s registry; repeatable', collect)
+    .option('--prefetch-all', 'after the prefetch list, fetch every chunk in the background')
+    .option('--prefetch-bandwidth <bytes>', 'prefetch at most this many bytes per second (e.g. 50M; default no limit)', parseByteCount);
+}
+
+export function addImageOptions(cmd: Command): Command {
+  return cmd
+    .option('--target <ref>', 'Nydus image in a registry, loaded lazily through the blob cache')
+    .option('--bootstrap <file>', 'image bootstrap (a local image)')
+    .option('--blob-dir <dir>', 'directory holding the data blobs of --bootstrap')
+    .option('--prefetch', 'fetch the files on the image\'s prefetch list in the background');
+}
+
+/** The config file (or the defaults) with the flags given on top. */
+export function configFrom(flags: ConfigFlags): DaemonConfig {
+  const base = flags.config !== undefined ? loadDaemonConfig(flags.config) : parseDaemonConfig({});
+  const plainHttp = flags.plainHttp ?? base.registry.plainHttp;
+  return {
+    ...base,
+    ...(flags.cacheDir !== undefined ? { cacheDir: flags.cacheDir } : {}),
+    ...(flags.fallbackCacheDir !== undefined ? { fallbackCacheDir: flags.fallbackCacheDir } : {}),
+    threads: flags.threads ?? base.threads,
+    fetchTimeout: flags.fetchTimeout ?? base.fetchTimeout,
+    registry: {
+      ...base.registry,
+      plainHttp,
+      insecure: flags.insecure ?? base.registry.insecure,
+      mirrors: [...base.registry.mirrors, ...(flags.mirror ?? []).map((host) => parseDaemonConfig({ registry: { mirrors: [{ host, plainHttp }] } }, '--mirror').registry.mirrors[0]!)],
+    },
+    prefetch: { all: flags.prefetchAll ?? base.prefetch.all, bandwidth: flags.prefetchBandwidth ?? base.prefetch.bandwidth },
+  };
+}
+
+/** The image flags as a mount spec (undefined when none were given). */
+export function specFrom(flags: ImageFlags): MountSpec | undefined {
+  if (flags.target === undefined && flags.bootstrap === undefined) {
+    if (flags.blobDir !== undefined || flags.prefetch) throw new Error('--blob-dir and --prefetch go with --target or --bootstrap');
+    return undefined;
+  }
+  if (flags.target !== undefined && (flags.bootstrap !== undefined || flags.blobDir !== undefined)) throw new Error('--target does not go with --bootstrap or --blob-dir');
+  const spec: MountSpec = flags.target !== undefined ? { target: flags.target } : { bootstrap: flags.bootstrap! };
+  if (flags.blobDir !== undefined) spec.blobDir = flags.blobDir;
+  if (flags.prefetch) spec.prefetch = true;
+  return spec;
+}

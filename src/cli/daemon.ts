@@ -1,0 +1,61 @@
+// `nydusify-ts daemon`: the FUSE daemon in the foreground (the manager starts it as its own process;
+// it can also be run by hand). Dedicated: one image at the mountpoint's root, given by flags or
+// mounted through the API at "/". Shared: images mounted and unmounted through the API under the
+// mountpoint. It stops when its mount goes away, on SIGINT/SIGTERM, or on PUT /api/v1/daemon/exit.
+import { randomBytes } from 'node:crypto';
+import { rmSync, statSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { serveApi } from '../daemon/api.js';
+import { Daemon } from '../daemon/daemon.js';
+import { mountsAt } from '../daemon/fuse/session.js';
+import type { DaemonMode } from '../daemon/router.js';
+import { log } from '../util/log.js';
+import { addConfigOptions, addImageOptions, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
+
+interface DaemonFlags extends ConfigFlags, ImageFlags {
+  mountpoint: string;
+  apisock?: string;
+  mode: DaemonMode;
+  id?: string;
+}
+
+/** A directory to mount on (a stale mount of ours there, from a dead daemon, may not even stat). */
+export function checkMountPath(path: string): void {
+  if (mountsAt(path).length === 0 && !statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`mount path ${path} is not a directory`);
+  if (process.getuid?.() !== 0) throw new Error('mounting over /dev/fuse needs root');
+}
+
+async function runDaemon(flags: DaemonFlags): Promise<void> {
+  const spec = specFrom(flags);
+  if (flags.mode === 'shared' && spec) throw new Error('a shared daemon mounts images through its API (--apisock), not from flags');
+  if (flags.apisock === undefined && !spec) throw new Error('nothing to serve: give an image (--target or --bootstrap) or --apisock to mount through the API');
+  checkMountPath(flags.mountpoint);
+  const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, config: configFrom(flags) });
+  await daemon.start();
+  const api = flags.apisock === undefined ? undefined : await serveApi(daemon, flags.apisock, () => void daemon.stop());
+  try {
+    if (spec) await daemon.mount('/', spec);
+    log.info('daemon ready', { id: daemon.opts.id, pid: process.pid, mode: flags.mode, mountpoint: flags.mountpoint, apisock: flags.apisock });
+  } catch (err) {
+    await daemon.stop();
+    throw err;
+  } finally {
+    // a failed start must not leave the socket answering
+    if (daemon.state !== 'RUNNING') api?.close();
+  }
+  await daemon.done;
+  if (api) {
+    api.close();
+    rmSync(flags.apisock!, { force: true });
+  }
+}
+
+export function daemonCommand(): Command {
+  const cmd = new Command('daemon')
+    .description('serve Nydus images over FUSE (nydusd): in the foreground, with an HTTP API on a unix socket')
+    .requiredOption('--mountpoint <dir>', 'the FUSE mount')
+    .option('--apisock <path>', 'serve the HTTP API on this unix socket (mode 0600)')
+    .addOption(new Option('--mode <mode>', 'dedicated: one image at the mountpoint; shared: images under it, as mountpoint/NAME').choices(['dedicated', 'shared']).default('dedicated'))
+    .option('--id <id>', 'daemon id (reported by the API)');
+  return addImageOptions(addConfigOptions(cmd)).action(runDaemon);
+}

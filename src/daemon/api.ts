@@ -1,0 +1,139 @@
+// The daemon's HTTP API on a unix socket (mode 0600: only root may drive it), shaped like nydusd's:
+//   GET    /api/v1/daemon                       daemon info, state and mounts
+//   PUT    /api/v1/daemon/exit                  unmount everything and exit
+//   GET    /api/v1/mount                        the mounts
+//   POST   /api/v1/mount?mountpoint=/NAME       mount an image (body: MountSpec JSON)
+//   DELETE /api/v1/mount?mountpoint=/NAME       unmount it
+//   GET    /api/v1/metrics                      Prometheus text (also GET /metrics)
+//   GET    /api/v1/metrics/backend              backend counters, JSON
+//   GET    /api/v1/metrics/blobcache            blob cache usage, JSON
+// Errors are JSON {code, message} with a 4xx/5xx status. A bad request is answered, never fatal.
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { log } from '../util/log.js';
+import { ConfigError, parseMountSpec } from './config.js';
+import { type Daemon, MountConflictError, MountNotFoundError } from './daemon.js';
+
+const MAX_BODY = 64 << 10;
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((done, fail) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (d: Buffer) => {
+      size += d.length;
+      if (size > MAX_BODY) {
+        fail(new HttpError(413, 'BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`));
+        req.destroy();
+      } else parts.push(d);
+    });
+    req.on('end', () => done(Buffer.concat(parts).toString('utf8')));
+    req.on('error', fail);
+  });
+}
+
+/** `?mountpoint=/NAME` → NAME ("/" stays "/": the dedicated mount's root). */
+function mountName(url: URL): string {
+  const mp = url.searchParams.get('mountpoint');
+  if (mp === null || !mp.startsWith('/')) throw new HttpError(400, 'INVALID_ARGUMENT', 'query parameter mountpoint=/NAME is required');
+  return mp === '/' ? '/' : mp.slice(1);
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function route(daemon: Daemon, req: IncomingMessage, res: ServerResponse, exit: () => void): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://daemon');
+  const key = `${req.method} ${url.pathname}`;
+  switch (key) {
+    case 'GET /api/v1/daemon':
+      return send(res, 200, daemon.info());
+    case 'PUT /api/v1/daemon/exit':
+      send(res, 204, '');
+      return exit();
+    case 'GET /api/v1/mount':
+      return send(res, 200, daemon.info().mounts);
+    case 'POST /api/v1/mount': {
+      const name = mountName(url);
+      let body: unknown;
+      try {
+        body = JSON.parse(await readBody(req));
+      } catch (err) {
+        if (err instanceof HttpError) throw err;
+        throw new HttpError(400, 'INVALID_ARGUMENT', `body is not JSON: ${(err as Error).message}`);
+      }
+      return send(res, 200, await daemon.mount(name, parseMountSpec(body)));
+    }
+    case 'DELETE /api/v1/mount':
+      await daemon.umount(mountName(url));
+      return send(res, 204, '');
+    case 'GET /api/v1/metrics':
+    case 'GET /metrics':
+      return send(res, 200, await daemon.metrics(), 'text/plain; version=0.0.4');
+    case 'GET /api/v1/metrics/backend':
+      return send(res, 200, daemon.backendStats());
+    case 'GET /api/v1/metrics/blobcache':
+      return send(res, 200, await daemon.cacheStats());
+    default:
+      throw new HttpError(404, 'NOT_FOUND', `no ${key}`);
+  }
+}
+
+function errorStatus(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  const message = (err as Error).message ?? String(err);
+  if (err instanceof ConfigError) return new HttpError(400, 'INVALID_ARGUMENT', message);
+  if (err instanceof MountConflictError) return new HttpError(409, 'CONFLICT', message);
+  if (err instanceof MountNotFoundError) return new HttpError(404, 'NOT_FOUND', message);
+  return new HttpError(500, 'INTERNAL', message);
+}
+
+/** Whether something answers on the unix socket `path`. */
+export function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((done) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      done(true);
+    });
+    s.once('error', () => done(false));
+  });
+}
+
+/** Serves the API on `path`; a stale socket file (nobody listening) is replaced, a live one refused. */
+export async function serveApi(daemon: Daemon, path: string, exit: () => void): Promise<Server> {
+  if (existsSync(path)) {
+    if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
+    if (await socketAnswers(path)) throw new Error(`another daemon answers on ${path}`);
+    unlinkSync(path);
+  }
+  const server = createServer((req, res) => {
+    route(daemon, req, res, exit).catch((err: unknown) => {
+      const e = errorStatus(err);
+      if (e.status >= 500) log.error('API request failed', { method: req.method, url: req.url, error: err });
+      if (!res.headersSent) send(res, e.status, { code: e.code, message: e.message });
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((done, fail) => {
+    server.once('error', fail);
+    // created with no access for others before anyone can connect
+    const umask = process.umask(0o177);
+    server.listen(path, () => {
+      process.umask(umask);
+      done();
+    });
+  });
+  chmodSync(path, 0o600);
+  return server;
+}

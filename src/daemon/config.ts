@@ -1,0 +1,144 @@
+// The one configuration shape of the daemon (and of `mount`, which starts daemons): JSON, checked
+// once when loaded, so everything past this file can trust it. Unknown keys are errors: a typo in
+// a config file should not silently mean "default".
+import { readFileSync } from 'node:fs';
+import type { RegistryMirror } from '../image/remote.js';
+
+/** Where the blob cache lives unless the config says otherwise. */
+export const DEFAULT_CACHE_DIR = '/var/lib/nydusify-ts/cache';
+
+export interface DaemonConfig {
+  cacheDir: string;
+  /** A cache directory (same layout) read on a miss before the backend, never written. */
+  fallbackCacheDir?: string;
+  /** FUSE serving threads. */
+  threads: number;
+  /** Seconds a read waits for the backend before it fails with EIO. */
+  fetchTimeout: number;
+  registry: { plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[] };
+  prefetch: {
+    /** Bytes per second prefetch may fetch (0: no limit). On-demand reads are never limited. */
+    bandwidth: number;
+    /** After the prefetch list, fetch every chunk of every blob in the background. */
+    all: boolean;
+  };
+}
+
+export const DEFAULT_CONFIG: DaemonConfig = {
+  cacheDir: DEFAULT_CACHE_DIR,
+  threads: 2,
+  fetchTimeout: 30,
+  registry: { plainHttp: false, insecure: false, retries: 3, mirrors: [] },
+  prefetch: { bandwidth: 0, all: false },
+};
+
+/** What to mount: a registry image (lazily, through the cache), or local bootstrap + blob files. */
+export interface MountSpec {
+  target?: string;
+  bootstrap?: string;
+  blobDir?: string;
+  /** Fetch the image's prefetch list (and with prefetch.all, everything) in the background. */
+  prefetch?: boolean;
+  /** Per-image overrides of the daemon's registry settings. */
+  plainHttp?: boolean;
+  insecure?: boolean;
+}
+
+export class ConfigError extends Error {}
+
+type Json = Record<string, unknown>;
+
+function object(value: unknown, where: string, keys: readonly string[]): Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${where}: expected an object`);
+  for (const k of Object.keys(value)) if (!keys.includes(k)) throw new ConfigError(`${where}: unknown key "${k}" (known: ${keys.join(', ')})`);
+  return value as Json;
+}
+
+function str(o: Json, key: string, where: string): string | undefined {
+  const v = o[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v === '' || v.includes('\0')) throw new ConfigError(`${where}.${key}: expected a non-empty string`);
+  return v;
+}
+
+function bool(o: Json, key: string, where: string): boolean | undefined {
+  const v = o[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw new ConfigError(`${where}.${key}: expected true or false`);
+  return v;
+}
+
+function num(o: Json, key: string, where: string, min: number, max: number, integer = false): number | undefined {
+  const v = o[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
+    throw new ConfigError(`${where}.${key}: expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
+  }
+  return v;
+}
+
+function mirror(value: unknown, where: string): RegistryMirror {
+  const o = object(value, where, ['host', 'plainHttp', 'insecure']);
+  const host = str(o, 'host', where);
+  if (host === undefined || !/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/.test(host)) throw new ConfigError(`${where}.host: expected host[:port]`);
+  return { host, plainHttp: bool(o, 'plainHttp', where) ?? false, insecure: bool(o, 'insecure', where) ?? false };
+}
+
+/** A daemon config from parsed JSON, defaults filled in. */
+export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfig {
+  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'threads', 'fetchTimeout', 'registry', 'prefetch']);
+  const d = DEFAULT_CONFIG;
+  const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors']);
+  const rw = `${where}.registry`;
+  if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
+  const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['bandwidth', 'all']);
+  const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
+  return {
+    cacheDir: str(o, 'cacheDir', where) ?? d.cacheDir,
+    ...(fallbackCacheDir === undefined ? {} : { fallbackCacheDir }),
+    threads: num(o, 'threads', where, 1, 64, true) ?? d.threads,
+    fetchTimeout: num(o, 'fetchTimeout', where, 0.001, 3600) ?? d.fetchTimeout,
+    registry: {
+      plainHttp: bool(r, 'plainHttp', rw) ?? d.registry.plainHttp,
+      insecure: bool(r, 'insecure', rw) ?? d.registry.insecure,
+      retries: num(r, 'retries', rw, 0, 20, true) ?? d.registry.retries,
+      mirrors: ((r.mirrors as unknown[] | undefined) ?? []).map((m, i) => mirror(m, `${rw}.mirrors[${i}]`)),
+    },
+    prefetch: {
+      bandwidth: num(p, 'bandwidth', `${where}.prefetch`, 0, 2 ** 40, true) ?? d.prefetch.bandwidth,
+      all: bool(p, 'all', `${where}.prefetch`) ?? d.prefetch.all,
+    },
+  };
+}
+
+export function loadDaemonConfig(path: string): DaemonConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config ${path}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config ${path} is not JSON: ${(err as Error).message}`);
+  }
+  return parseDaemonConfig(json, path);
+}
+
+/**
+ * A mount request's body. Besides our names it takes nydusd's: `source` for the bootstrap and
+ * `fs_type` (which must be rafs); nydusd's `config` string is not ours to read and is refused.
+ */
+export function parseMountSpec(value: unknown): MountSpec {
+  const where = 'mount';
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type']);
+  const fsType = str(o, 'fs_type', where);
+  if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
+  const bootstrap = str(o, 'bootstrap', where) ?? str(o, 'source', where);
+  const spec: MountSpec = { target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where), prefetch: bool(o, 'prefetch', where), plainHttp: bool(o, 'plainHttp', where), insecure: bool(o, 'insecure', where) };
+  if ((spec.target === undefined) === (spec.bootstrap === undefined)) throw new ConfigError(`${where}: give either target (a registry image) or bootstrap (a local file)`);
+  if (spec.target !== undefined && spec.blobDir !== undefined) throw new ConfigError(`${where}: blobDir goes with bootstrap, not with target`);
+  return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as MountSpec;
+}

@@ -1,0 +1,237 @@
+// The daemon: one FUSE mount and the images it serves. Dedicated: the first (and only) image mounted
+// at "/" becomes the mount's root, and unmounting it ends the daemon. Shared: the mount's root is a
+// directory of images, mounted and unmounted live as MOUNTPOINT/NAME. Every lazily served image
+// reads through the daemon's one blob cache, whose fetcher reads each blob from any mounted image's
+// backends (a blob shared by two images is fetched and stored once).
+import { readFileSync } from 'node:fs';
+import { BlobCache } from '../blobcache/cache.js';
+import { BlobSources } from '../blobcache/blob-sources.js';
+import { ChunkFetcher } from '../blobcache/fetcher.js';
+import type { ChunkRef } from '../rafs/tree.js';
+import { log } from '../util/log.js';
+import type { DaemonConfig, MountSpec } from './config.js';
+import { FuseSession } from './fuse/session.js';
+import { ImageMount, type ImageMountInfo, type MountContext } from './image-mount.js';
+import { fuseFamilies, type Family, renderPrometheus } from './metrics.js';
+import { checkImageName, type DaemonMode, MAX_SLOT } from './router.js';
+
+/** A read that has waited this long for the backend counts as hung in the metrics. */
+const HUNG_AFTER_MS = 10_000;
+
+export type DaemonState = 'INIT' | 'RUNNING' | 'STOPPING' | 'STOPPED';
+
+export interface DaemonOptions {
+  id: string;
+  mode: DaemonMode;
+  mountpoint: string;
+  config: DaemonConfig;
+  /** Stop on these signals (default SIGINT and SIGTERM). */
+  signals?: NodeJS.Signals[];
+}
+
+export interface DaemonInfo {
+  id: string;
+  version: string;
+  pid: number;
+  state: DaemonState;
+  mode: DaemonMode;
+  mountpoint: string;
+  cacheDir: string;
+  startedAt: string;
+  mounts: ImageMountInfo[];
+}
+
+export class MountConflictError extends Error {}
+export class MountNotFoundError extends Error {}
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export class Daemon {
+  state: DaemonState = 'INIT';
+  private session: FuseSession | undefined;
+  private readonly mounts = new Map<string, ImageMount>();
+  /** Names being mounted right now (a second request for one is a conflict). */
+  private readonly pending = new Set<string>();
+  private cacheOpened: Promise<BlobCache> | undefined;
+  private readonly sources = new BlobSources();
+  private readonly tables = new Map<string, readonly ChunkRef[]>();
+  private fetcher: ChunkFetcher | undefined;
+  private nextSlot = 1;
+  private demandWaiting = 0;
+  private readonly startedAt = new Date();
+  private ended!: () => void;
+  /** Resolves once the daemon has stopped serving (unmounted, signalled or stopped). */
+  readonly done = new Promise<void>((r) => (this.ended = r));
+
+  constructor(readonly opts: DaemonOptions) {}
+
+  private get ctx(): MountContext {
+    return {
+      config: this.opts.config,
+      cache: () => this.cache(),
+      sources: this.sources,
+      tables: this.tables,
+      demand: () => this.demandWaiting,
+    };
+  }
+
+  /** A shared daemon mounts its (empty) root now; a dedicated one waits for its image. */
+  async start(): Promise<void> {
+    if (this.opts.mode === 'shared') await this.startSession([]);
+    this.state = 'RUNNING';
+    for (const s of this.opts.signals ?? ['SIGINT', 'SIGTERM']) process.once(s, () => void this.stop());
+  }
+
+  private cache(): Promise<BlobCache> {
+    const { cacheDir, fallbackCacheDir } = this.opts.config;
+    this.fetcher ??= new ChunkFetcher(this.sources, { chunkTable: (blob) => this.tables.get(blob.blobId) });
+    this.cacheOpened ??= BlobCache.open(cacheDir, { fetcher: this.fetcher, fallbackDir: fallbackCacheDir });
+    return this.cacheOpened;
+  }
+
+  private async startSession(images: ImageMount[]): Promise<void> {
+    const session = new FuseSession({
+      mountPath: this.opts.mountpoint,
+      mode: this.opts.mode,
+      images: images.map((m) => m.worker),
+      threads: this.opts.config.threads,
+      timeoutMs: Math.round(this.opts.config.fetchTimeout * 1000),
+      fetch: (slot, blobIndex, ciIndex) => this.fetch(slot, blobIndex, ciIndex),
+      signals: [],
+    });
+    await session.start();
+    this.session = session;
+    session.wait().then(
+      () => this.stop(),
+      (err: unknown) => {
+        log.error('FUSE session failed', { error: err });
+        process.exitCode = 1;
+        return this.stop();
+      },
+    );
+  }
+
+  private async fetch(slot: number, blobIndex: number, ciIndex: number): Promise<void> {
+    const mount = [...this.mounts.values()].find((m) => m.slot === slot);
+    if (!mount) throw new Error(`image slot ${slot} is not mounted`);
+    this.demandWaiting++;
+    try {
+      await mount.fetch(blobIndex, ciIndex);
+    } finally {
+      this.demandWaiting--;
+    }
+  }
+
+  /** Mounts `spec` as `name` ("/" for a dedicated daemon, a single path component when shared). */
+  async mount(name: string, spec: MountSpec): Promise<ImageMountInfo> {
+    if (this.state !== 'RUNNING') throw new MountConflictError(`the daemon is ${this.state}`);
+    if (this.opts.mode === 'dedicated') {
+      if (name !== '/') throw new MountConflictError('a dedicated daemon mounts its one image at "/"');
+      if (this.mounts.size > 0 || this.pending.size > 0) throw new MountConflictError('a dedicated daemon already serves an image');
+    } else checkImageName(name);
+    if (this.mounts.has(name) || this.pending.has(name)) throw new MountConflictError(`"${name}" is already mounted`);
+    if (this.nextSlot > MAX_SLOT) throw new MountConflictError('no image slots left: restart the daemon');
+    this.pending.add(name);
+    try {
+      const mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx);
+      try {
+        if (this.opts.mode === 'dedicated') await this.startSession([mount]);
+        else this.session!.addImage(mount.worker);
+      } catch (err) {
+        await mount.close();
+        throw err;
+      }
+      this.mounts.set(name, mount);
+      if (spec.prefetch) mount.startPrefetch();
+      log.info('image mounted', { name, target: spec.target, bootstrap: mount.worker.bootstrap, mountpoint: this.opts.mountpoint });
+      return mount.info();
+    } finally {
+      this.pending.delete(name);
+    }
+  }
+
+  async umount(name: string): Promise<void> {
+    const mount = this.mounts.get(name);
+    if (!mount) throw new MountNotFoundError(`"${name}" is not mounted`);
+    if (this.opts.mode === 'dedicated') {
+      await this.stop();
+      return;
+    }
+    this.mounts.delete(name);
+    this.session!.removeImage(mount.slot);
+    await mount.close();
+    log.info('image unmounted', { name });
+  }
+
+  info(): DaemonInfo {
+    return {
+      id: this.opts.id,
+      version: VERSION,
+      pid: process.pid,
+      state: this.state,
+      mode: this.opts.mode,
+      mountpoint: this.opts.mountpoint,
+      cacheDir: this.opts.config.cacheDir,
+      startedAt: this.startedAt.toISOString(),
+      mounts: [...this.mounts.values()].map((m) => m.info()),
+    };
+  }
+
+  /** The backend's counters (the fetcher's, plus mirror failovers). */
+  backendStats(): Record<string, number> {
+    const f = this.fetcher?.stats ?? { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0 };
+    return { ...f, failovers: this.sources.stats.failovers, inflightChunks: this.fetcher?.inflightCount ?? 0 };
+  }
+
+  async cacheStats(): Promise<{ dir: string; totalBytes: number; blobs: Awaited<ReturnType<BlobCache['list']>> }> {
+    const cache = await this.cache();
+    const blobs = await cache.list();
+    return { dir: cache.dir, totalBytes: blobs.reduce((s, b) => s + b.diskBytes, 0), blobs };
+  }
+
+  async metrics(): Promise<string> {
+    const b = this.backendStats();
+    const waiting = this.session?.waitingReads() ?? { count: 0, oldestMs: 0 };
+    const cache = this.cacheOpened ? await this.cacheStats() : undefined;
+    const counter = (name: string, help: string, value: number): Family => ({ name, type: 'counter', help, samples: [{ value }] });
+    const gauge = (name: string, help: string, value: number): Family => ({ name, type: 'gauge', help, samples: [{ value }] });
+    const mounts = [...this.mounts.values()].map((m) => m.info());
+    const prefetched = mounts.filter((m) => m.prefetch);
+    return renderPrometheus([
+      ...(this.session ? fuseFamilies(this.session.fuseMetrics()) : []),
+      counter('nydusify_backend_requests_total', 'Range requests made to the backends.', b.requests!),
+      counter('nydusify_backend_read_bytes_total', 'Bytes asked of the backends.', b.bytes!),
+      counter('nydusify_backend_errors_total', 'Range requests that failed after retries and failover.', b.errors!),
+      counter('nydusify_backend_failovers_total', 'Requests that failed on one backend and went to the next (mirrors).', b.failovers!),
+      counter('nydusify_backend_chunks_total', 'Chunks fetched and verified.', b.chunks!),
+      counter('nydusify_backend_amplified_chunks_total', 'Chunks fetched only because a request was grown toward 1 MiB.', b.amplifiedChunks!),
+      counter('nydusify_backend_corrupt_chunks_total', 'Chunks that failed verification (never served).', b.corruptChunks!),
+      gauge('nydusify_reads_waiting', 'Reads waiting for the backend now.', waiting.count),
+      gauge('nydusify_reads_hung', `Reads waiting for the backend for more than ${HUNG_AFTER_MS / 1000} s.`, waiting.oldestMs > HUNG_AFTER_MS ? waiting.count : 0),
+      gauge('nydusify_read_wait_oldest_seconds', 'How long the oldest waiting read has waited.', waiting.oldestMs / 1000),
+      gauge('nydusify_mounts', 'Images served.', mounts.length),
+      { name: 'nydusify_prefetch_chunks_total', type: 'counter', help: 'Chunks fetched by prefetch, by mount.', samples: prefetched.map((m) => ({ labels: { mountpoint: m.mountpoint }, value: m.prefetch!.chunks })) },
+      { name: 'nydusify_prefetch_done', type: 'gauge', help: '1 once a mount\'s prefetch has finished.', samples: prefetched.map((m) => ({ labels: { mountpoint: m.mountpoint }, value: m.prefetch!.state === 'done' ? 1 : 0 })) },
+      ...(cache ? [gauge('nydusify_cache_bytes', 'Bytes the blob cache uses on disk.', cache.totalBytes), gauge('nydusify_cache_blobs', 'Blobs in the blob cache.', cache.blobs.length)] : []),
+      gauge('process_resident_memory_bytes', 'Resident memory of the daemon process.', process.memoryUsage.rss()),
+    ]);
+  }
+
+  /** Unmounts everything and stops serving (idempotent). */
+  async stop(): Promise<void> {
+    if (this.state === 'STOPPING' || this.state === 'STOPPED') return this.done;
+    this.state = 'STOPPING';
+    try {
+      await this.session?.unmount();
+      await this.session?.wait().catch(() => undefined);
+      for (const m of this.mounts.values()) await m.close().catch((err: unknown) => log.warn('closing a mount failed', { name: m.name, error: err }));
+      this.mounts.clear();
+      await (await this.cacheOpened?.catch(() => undefined))?.close();
+    } finally {
+      this.state = 'STOPPED';
+      log.info('daemon stopped', { id: this.opts.id, backend: this.backendStats() });
+      this.ended();
+    }
+    return this.done;
+  }
+}

@@ -1,0 +1,143 @@
+// One image served by the daemon, seen from the main thread: where its bootstrap is (the workers
+// open it themselves), where its data comes from (a local blob directory, or the shared blob cache
+// fed by the image's registry and mirrors), how to bring one of its chunks into the cache for a
+// waiting worker, and its prefetcher.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BlobCache } from '../blobcache/cache.js';
+import type { BlobSources } from '../blobcache/blob-sources.js';
+import { blobChunkTables } from '../blobcache/fetcher.js';
+import { connectNydusImage, type ConnectedNydusImage } from '../image/remote.js';
+import { RafsImage } from '../rafs/reader.js';
+import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { log } from '../util/log.js';
+import type { DaemonConfig, MountSpec } from './config.js';
+import type { WorkerImage } from './fuse/worker.js';
+import { allChunks, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
+
+/** What an image mount needs from the daemon: the one cache, the blob sources, the chunk tables. */
+export interface MountContext {
+  config: DaemonConfig;
+  cache(): Promise<BlobCache>;
+  sources: BlobSources;
+  /** Every chunk of each blob, by blob id (the fetcher grows requests with them). */
+  tables: Map<string, readonly ChunkRef[]>;
+  /** On-demand fetches waiting now (prefetch waits for none). */
+  demand(): number;
+}
+
+export interface ImageMountInfo {
+  mountpoint: string;
+  slot: number;
+  target?: string;
+  bootstrap: string;
+  blobDir?: string;
+  blobs: string[];
+  blobBytes: number;
+  prefetch?: PrefetchStats;
+  problems: string[];
+}
+
+export class ImageMount {
+  private prefetcher: Prefetcher | undefined;
+
+  private constructor(
+    readonly name: string,
+    readonly slot: number,
+    readonly spec: MountSpec,
+    readonly rafs: RafsImage,
+    readonly worker: WorkerImage,
+    private readonly lazy: { cache: BlobCache; remote: ConnectedNydusImage; refs: Map<number, ChunkRef>[] } | undefined,
+    private readonly ctx: MountContext,
+  ) {}
+
+  /** Opens (and for a registry image, connects) what `spec` names, without serving it yet. */
+  static async open(name: string, slot: number, spec: MountSpec, ctx: MountContext): Promise<ImageMount> {
+    if (spec.bootstrap !== undefined) {
+      // fail here, before anything is served, on a bootstrap the workers could not open
+      const rafs = RafsImage.open(readFileSync(spec.bootstrap));
+      if (spec.blobDir === undefined && rafs.blobs.length > 0) throw new Error('the image has data blobs: give blobDir (--blob-dir)');
+      return new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, blobDir: spec.blobDir }, undefined, ctx);
+    }
+    const { registry } = ctx.config;
+    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure });
+    let mount: ImageMount | undefined;
+    try {
+      const { rafs, bootstrap } = remote.image;
+      for (const problem of remote.image.problems) log.warn('image problem', { target: spec.target, problem });
+      const cache = await ctx.cache();
+      // the workers open the bootstrap themselves: keep it, content-addressed, next to the cache
+      const path = join(cache.dir, `${createHash('sha256').update(bootstrap).digest('hex')}.boot`);
+      const tmp = `${path}.${process.pid}.tmp`;
+      await writeFile(tmp, bootstrap);
+      await rename(tmp, path);
+      const tables = blobChunkTables(rafs);
+      const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
+      mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, cacheDir: cache.dir }, { cache, remote, refs }, ctx);
+      for (const [id, t] of tables) if (!ctx.tables.has(id)) ctx.tables.set(id, t);
+      ctx.sources.add(mount, rafs.blobs.map((b) => b.blobId), remote.backends);
+      // create (or check) every blob's cache files now: the workers open them read-only
+      for (const [index, blob] of rafs.blobs.entries()) {
+        const first = refs[index]!.values().next().value;
+        if (first) await cache.isCached(blob, first);
+      }
+      return mount;
+    } catch (err) {
+      if (mount) ctx.sources.release(mount);
+      await remote.close();
+      throw err;
+    }
+  }
+
+  /** Brings chunk `ciIndex` of blob `blobIndex` into the cache (a worker reads it from there). */
+  async fetch(blobIndex: number, ciIndex: number): Promise<void> {
+    const blob = this.rafs.blobs[blobIndex];
+    const ref = this.lazy?.refs[blobIndex]?.get(ciIndex);
+    if (!this.lazy || !blob || !ref) throw new Error(`chunk ${ciIndex} of blob index ${blobIndex} is not in the lazily served image ${this.name}`);
+    await this.fetchRef(blob, ref);
+  }
+
+  private async fetchRef(blob: BlobInfo, ref: ChunkRef): Promise<void> {
+    const { cache } = this.lazy!;
+    await cache.readChunk(blob, ref);
+    // verified, but the worker reads it from the cache: it must have been stored
+    if (!(await cache.isCached(blob, ref))) throw new Error(`chunk ${ref.ciIndex} of blob ${blob.blobId} was fetched but could not be stored in the cache`);
+  }
+
+  /** Starts the background prefetch (registry images only). */
+  startPrefetch(): void {
+    if (!this.lazy || this.prefetcher) return;
+    const { cache, refs } = this.lazy;
+    const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
+    this.prefetcher = new Prefetcher({
+      isCached: (ref) => cache.isCached(blobOf(ref), ref),
+      fetch: (ref) => this.fetchRef(blobOf(ref), ref),
+      demand: this.ctx.demand,
+    }, this.ctx.config.prefetch.bandwidth);
+    const tables = new Map(this.rafs.blobs.map((b, i) => [b.blobId, [...refs[i]!.values()]]));
+    this.prefetcher.start(prefetchListChunks(this.rafs), this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : []);
+  }
+
+  info(): ImageMountInfo {
+    return {
+      mountpoint: `/${this.name === '/' ? '' : this.name}`,
+      slot: this.slot,
+      ...(this.spec.target === undefined ? {} : { target: this.spec.target }),
+      bootstrap: this.worker.bootstrap,
+      ...(this.spec.blobDir === undefined ? {} : { blobDir: this.spec.blobDir }),
+      blobs: this.rafs.blobs.map((b) => b.blobId),
+      blobBytes: this.lazy ? this.lazy.remote.image.manifest.layers.slice(0, -1).reduce((sum, l) => sum + l.size, 0) : this.rafs.blobs.reduce((s, b) => s + b.compressedSize, 0),
+      ...(this.prefetcher ? { prefetch: { ...this.prefetcher.stats } } : {}),
+      problems: this.lazy?.remote.image.problems ?? [],
+    };
+  }
+
+  /** Stops prefetch and lets go of the registry connection. */
+  async close(): Promise<void> {
+    await this.prefetcher?.stop();
+    this.ctx.sources.release(this);
+    await this.lazy?.remote.close();
+  }
+}

@@ -1,0 +1,46 @@
+// File data of a locally stored image for a FUSE worker: `<dir>/<blobId>` blob files read with
+// fs.readSync, each chunk decoded and verified before it is returned.
+import { closeSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { ChunkIntegrityError, decodeChunk } from '../blobcache/chunk-decoder.js';
+import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import type { SyncChunkSource } from './fs.js';
+import { ChunkLru, blobOf, preadExact } from './sync-chunks.js';
+
+/**
+ * Chunks from `<dir>/<blobId>` files read with fs.readSync, decoded and verified, with a small LRU
+ * of decoded chunks (kernel readahead asks for one chunk's pages in several requests).
+ */
+export class SyncBlobDirSource implements SyncChunkSource {
+  private readonly fds = new Map<number, number>();
+
+  private readonly cache: ChunkLru;
+
+  constructor(private readonly dir: string, private readonly blobs: readonly BlobInfo[], cacheChunks = 8) {
+    this.cache = new ChunkLru(cacheChunks);
+  }
+
+  read(ref: ChunkRef): Buffer {
+    return this.cache.getOrLoad(ref, () => {
+      const blob = blobOf(this.blobs, ref);
+      const stored = preadExact(this.fd(ref.blobIndex, blob), ref.compressedSize, ref.compressedOffset, blob, ref, 'blob file');
+      return decodeChunk(blob, ref, stored);
+    });
+  }
+
+  private fd(index: number, blob: BlobInfo): number {
+    let fd = this.fds.get(index);
+    if (fd === undefined) {
+      if (!/^[0-9a-f]{64}$/.test(blob.blobId)) throw new ChunkIntegrityError(blob.blobId, 0, 'invalid blob id');
+      fd = openSync(join(this.dir, blob.blobId), 'r');
+      this.fds.set(index, fd);
+    }
+    return fd;
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) closeSync(fd);
+    this.fds.clear();
+    this.cache.clear();
+  }
+}

@@ -1,0 +1,242 @@
+// The daemon manager: starts dedicated or shared daemons as their own processes (so they outlive
+// the manager), records each one durably under the state directory, and after its own restart
+// finds them again: a daemon that still answers on its API socket is adopted as it is; a dead one
+// (or one that no longer answers) is started again and its images are mounted again. While it runs,
+// `supervise` does the same whenever a daemon dies (kill -9, crash).
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { log } from '../util/log.js';
+import { DaemonClient } from './api-client.js';
+import type { DaemonConfig, MountSpec } from './config.js';
+import type { DaemonMode } from './router.js';
+
+export const DEFAULT_STATE_DIR = '/var/lib/nydusify-ts/manager';
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const START_TIMEOUT_MS = 30_000;
+const PROBE_TIMEOUT_MS = 3000;
+
+export interface DaemonRecord {
+  id: string;
+  mode: DaemonMode;
+  mountpoint: string;
+  config: DaemonConfig;
+  /** Images to (re)mount: "/" for a dedicated daemon, names under a shared one. */
+  mounts: { name: string; spec: MountSpec }[];
+  pid?: number;
+}
+
+const isAlive = (pid: number | undefined): boolean => {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+export class DaemonManager {
+  readonly dir: string;
+
+  constructor(stateDir = DEFAULT_STATE_DIR) {
+    this.dir = resolve(stateDir);
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  private path(id: string, ext: string): string {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) throw new Error(`daemon id ${JSON.stringify(id)}: expected 1-64 of [A-Za-z0-9._-]`);
+    return join(this.dir, `${id}.${ext}`);
+  }
+
+  apisock(id: string): string {
+    return this.path(id, 'sock');
+  }
+
+  logFile(id: string): string {
+    return this.path(id, 'log');
+  }
+
+  client(id: string): DaemonClient {
+    return new DaemonClient(this.apisock(id));
+  }
+
+  record(id: string): DaemonRecord | undefined {
+    try {
+      return JSON.parse(readFileSync(this.path(id, 'json'), 'utf8')) as DaemonRecord;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new Error(`daemon record ${id} is unreadable: ${(err as Error).message}`);
+    }
+  }
+
+  records(): DaemonRecord[] {
+    return readdirSync(this.dir).filter((n) => n.endsWith('.json')).map((n) => this.record(n.slice(0, -5))).filter((r): r is DaemonRecord => r !== undefined);
+  }
+
+  /** Writes the record atomically (a crash leaves the old one or the new one). */
+  save(record: DaemonRecord): void {
+    const path = this.path(record.id, 'json');
+    writeFileSync(`${path}.tmp`, JSON.stringify(record, null, 2), { mode: 0o600 });
+    renameSync(`${path}.tmp`, path);
+  }
+
+  forget(id: string): void {
+    for (const ext of ['json', 'config.json', 'sock']) rmSync(this.path(id, ext), { force: true });
+  }
+
+  /** Whether the daemon answers as itself on its socket. */
+  async answers(record: DaemonRecord): Promise<boolean> {
+    try {
+      const info = await this.client(record.id).info(PROBE_TIMEOUT_MS);
+      return info.id === record.id && info.state === 'RUNNING';
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Makes the recorded daemon serve its recorded images: adopted if it answers, else (re)started
+   * and its images mounted again. Returns whether it was started.
+   */
+  async ensure(record: DaemonRecord): Promise<boolean> {
+    if (await this.answers(record)) {
+      const mounted = new Set((await this.client(record.id).info()).mounts.map((m) => m.mountpoint));
+      for (const m of record.mounts) if (!mounted.has(m.name === '/' ? '/' : `/${m.name}`)) await this.client(record.id).mount(m.name, m.spec);
+      return false;
+    }
+    // not answering: a live process there is hung or someone else's; it has to go
+    if (isAlive(record.pid)) {
+      log.warn('daemon does not answer: killing it', { id: record.id, pid: record.pid });
+      process.kill(record.pid!, 'SIGKILL');
+      await waitFor(() => !isAlive(record.pid), 5000);
+    }
+    await this.start(record);
+    return true;
+  }
+
+  private async start(record: DaemonRecord): Promise<void> {
+    const configPath = this.path(record.id, 'config.json');
+    writeFileSync(configPath, JSON.stringify(record.config, null, 2), { mode: 0o600 });
+    const logFd = openSync(this.logFile(record.id), 'a', 0o600);
+    const args = [CLI, 'daemon', '--id', record.id, '--apisock', this.apisock(record.id), '--mountpoint', record.mountpoint, '--mode', record.mode, '--config', configPath];
+    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, NYDUSIFY_LOG_LEVEL: process.env.NYDUSIFY_LOG_LEVEL ?? 'info' } });
+    closeSync(logFd);
+    child.unref();
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    record.pid = child.pid;
+    this.save(record);
+    log.info('daemon started', { id: record.id, pid: child.pid, mode: record.mode, mountpoint: record.mountpoint, log: this.logFile(record.id) });
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (!(await this.answers(record))) {
+      const code = await Promise.race([exited, sleep(100).then(() => undefined)]);
+      if (code !== undefined) throw new Error(`daemon ${record.id} exited (${code}) while starting; see ${this.logFile(record.id)}`);
+      if (Date.now() > deadline) throw new Error(`daemon ${record.id} did not answer within ${START_TIMEOUT_MS / 1000} s; see ${this.logFile(record.id)}`);
+    }
+    for (const m of record.mounts) await this.client(record.id).mount(m.name, m.spec);
+  }
+
+  /** Stops the daemon (it unmounts everything) and forgets it. */
+  async destroy(id: string): Promise<void> {
+    const record = this.record(id);
+    if (!record) return;
+    if (await this.answers(record)) {
+      await this.client(record.id).exit().catch(() => undefined);
+      await waitFor(() => !isAlive(record.pid), 10_000);
+    }
+    if (isAlive(record.pid)) process.kill(record.pid!, 'SIGKILL');
+    this.forget(record.id);
+  }
+
+  /**
+   * Checks the daemon every `intervalMs` and brings it back when it died (calling `restarted`). A
+   * daemon that exited by itself (unmounted, or told to) removed its API socket: that is `exited`,
+   * and watching ends. Returns a function that stops watching.
+   */
+  supervise(id: string, on: { restarted(): Promise<void> | void; exited(): void }, intervalMs = 500): () => Promise<void> {
+    let stopped = false;
+    const loop = (async () => {
+      let failures = 0;
+      while (!stopped) {
+        await sleep(intervalMs);
+        const record = this.record(id);
+        if (stopped || !record) break;
+        if (isAlive(record.pid) && (await this.answers(record))) continue;
+        if (stopped) break;
+        if (!isAlive(record.pid) && !existsSync(this.apisock(id))) {
+          log.info('daemon exited', { id, pid: record.pid });
+          on.exited();
+          break;
+        }
+        try {
+          log.warn('daemon gone: restarting it', { id, pid: record.pid });
+          await this.ensure(record);
+          failures = 0;
+          await on.restarted();
+        } catch (err) {
+          failures++;
+          log.error('restarting the daemon failed', { id, error: err, failures });
+          await sleep(Math.min(30_000, 500 * 2 ** failures));
+        }
+      }
+    })();
+    return async () => {
+      stopped = true;
+      await loop;
+    };
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+/** Bytes appended to `path` from `offset` on, copied to `out` until stopped (a `mount` shows its daemon's log). */
+export function followFile(path: string, out: NodeJS.WritableStream, offset = 0): () => void {
+  let at = offset;
+  let busy = false;
+  const copy = (): void => {
+    if (busy) return;
+    busy = true;
+    try {
+      const size = statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+      if (size < at) at = 0;
+      if (size > at) {
+        const fd = openSync(path, 'r');
+        try {
+          const buf = Buffer.alloc(size - at);
+          const n = readSyncAll(fd, buf, at);
+          out.write(buf.subarray(0, n));
+          at += n;
+        } finally {
+          closeSync(fd);
+        }
+      }
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(copy, 100);
+  return () => {
+    clearInterval(timer);
+    copy();
+  };
+}
+
+function readSyncAll(fd: number, buf: Buffer, position: number): number {
+  let done = 0;
+  while (done < buf.length) {
+    const n = readSync(fd, buf, done, buf.length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}

@@ -1,0 +1,121 @@
+// Background prefetch for a lazily served image: first the chunks of the files on the bootstrap's
+// prefetch list (in list order; a directory stands for everything below it), then, if asked, every
+// other chunk of the image's blobs. Prefetch always yields to on-demand reads: before each batch it
+// waits until no read is waiting for the backend, and it never fetches faster than its bandwidth
+// limit. A batch is issued in one turn, so the fetcher merges it into few Range requests.
+import type { RafsImage } from '../rafs/reader.js';
+import { S_IFDIR, S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.js';
+import { log } from '../util/log.js';
+
+/** Compressed bytes per prefetch batch. */
+const BATCH_BYTES = 2 << 20;
+const IDLE_POLL_MS = 5;
+
+export interface PrefetchStats {
+  state: 'idle' | 'running' | 'done' | 'stopped' | 'failed';
+  /** Chunks prefetch fetched (those already cached are skipped, not counted). */
+  chunks: number;
+  /** Compressed bytes of those chunks. */
+  bytes: number;
+  failedChunks: number;
+  /** Chunks of the prefetch list (before skipping cached ones). */
+  listed: number;
+}
+
+/** The chunks of the image's prefetch list, in order, each once. */
+export function prefetchListChunks(rafs: RafsImage): ChunkRef[] {
+  const order = new Map<number, number>();
+  rafs.prefetchNids.forEach((nid, i) => order.has(nid) || order.set(nid, i));
+  if (order.size === 0) return [];
+  const buckets: number[][] = rafs.prefetchNids.map(() => []);
+  const under = new Map<number, number>();
+  for (const e of rafs.walk()) {
+    const own = order.get(e.nid);
+    const inherited = e.nid === rafs.root ? undefined : under.get(e.parentNid);
+    const at = own === undefined ? inherited : inherited === undefined ? own : Math.min(own, inherited);
+    if (at === undefined) continue;
+    const type = e.inode.mode & S_IFMT;
+    if (type === S_IFDIR) under.set(e.nid, at);
+    else if (type === S_IFREG) buckets[at]!.push(e.nid);
+  }
+  return uniqueChunks(buckets.flat().flatMap((nid) => rafs.chunks(nid)));
+}
+
+/** Every chunk of the image, in blob order. */
+export function allChunks(rafs: RafsImage, tables: ReadonlyMap<string, readonly ChunkRef[]>): ChunkRef[] {
+  return rafs.blobs.flatMap((b) => [...(tables.get(b.blobId) ?? [])].sort((x, y) => x.compressedOffset - y.compressedOffset));
+}
+
+function uniqueChunks(refs: ChunkRef[]): ChunkRef[] {
+  const seen = new Set<number>();
+  return refs.filter((r) => {
+    const key = r.blobIndex * 2 ** 24 + r.ciIndex;
+    return !seen.has(key) && seen.add(key);
+  });
+}
+
+export interface PrefetchHooks {
+  isCached(ref: ChunkRef): Promise<boolean>;
+  /** Brings a chunk into the cache (verified). */
+  fetch(ref: ChunkRef): Promise<void>;
+  /** On-demand reads waiting for the backend now. */
+  demand(): number;
+}
+
+export class Prefetcher {
+  readonly stats: PrefetchStats = { state: 'idle', chunks: 0, bytes: 0, failedChunks: 0, listed: 0 };
+  private stopped = false;
+  private run: Promise<void> | undefined;
+
+  constructor(private readonly hooks: PrefetchHooks, private readonly bandwidth: number) {}
+
+  /** Starts prefetching `list`, then `rest` (duplicates of the list are skipped). */
+  start(list: ChunkRef[], rest: ChunkRef[] = []): void {
+    this.stats.listed = list.length;
+    this.stats.state = 'running';
+    const all = uniqueChunks([...list, ...rest]);
+    this.run = this.loop(all).then(
+      () => void (this.stats.state = this.stopped ? 'stopped' : 'done'),
+      (err: unknown) => {
+        this.stats.state = 'failed';
+        log.warn('prefetch failed', { error: err });
+      },
+    );
+  }
+
+  /** Stops after the batch in flight. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.run;
+  }
+
+  private async loop(refs: ChunkRef[]): Promise<void> {
+    const started = performance.now();
+    let fetched = 0;
+    for (let i = 0; i < refs.length && !this.stopped; ) {
+      while (this.hooks.demand() > 0 && !this.stopped) await sleep(IDLE_POLL_MS);
+      const batch: ChunkRef[] = [];
+      let bytes = 0;
+      for (; i < refs.length && bytes < BATCH_BYTES; i++) {
+        const ref = refs[i]!;
+        if (await this.hooks.isCached(ref)) continue;
+        batch.push(ref);
+        bytes += ref.compressedSize;
+      }
+      const results = await Promise.allSettled(batch.map((ref) => this.hooks.fetch(ref)));
+      results.forEach((r, k) => {
+        if (r.status === 'fulfilled') {
+          this.stats.chunks++;
+          this.stats.bytes += batch[k]!.compressedSize;
+        } else this.stats.failedChunks++;
+      });
+      fetched += bytes;
+      if (this.bandwidth > 0) {
+        const ahead = (fetched / this.bandwidth) * 1000 - (performance.now() - started);
+        if (ahead > 0) await sleep(ahead);
+      }
+    }
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
