@@ -2,8 +2,12 @@
 // cache above it never know whether a blob lives in a directory or a registry.
 
 export interface BlobBackend {
-  /** Exactly `length` bytes at `offset` of blob `blobId`, or a rejection. */
-  readRange(blobId: string, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Exactly `length` bytes at `offset` of blob `blobId`, or a rejection. A backend that streams may
+   * report the bytes as they arrive to `progress` (`buf` is filled up to `filled`; it may start
+   * over from 0 when a request is retried).
+   */
+  readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer>;
   /** Size of the blob object in bytes. */
   size(blobId: string): Promise<number>;
   close(): Promise<void>;

@@ -42,8 +42,8 @@ export class BlobSources implements BlobBackend {
     return [...new Set([...owners.values()].flat())];
   }
 
-  async readRange(blobId: string, offset: number, length: number): Promise<Buffer> {
-    return this.tryEach(blobId, (b) => b.readRange(blobId, offset, length));
+  async readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer> {
+    return this.tryEach(blobId, (b) => b.readRange(blobId, offset, length, progress));
   }
 
   async size(blobId: string): Promise<number> {

@@ -147,7 +147,7 @@ export class ChunkFetcher {
   }
 
   private amplifyRanges(batch: PendingBlob, ranges: Range[]): void {
-    const table = this.sortedTable(batch.blob);
+    const table = this.chunkTable(batch.blob);
     if (!table || table.length === 0) return;
     const blobId = batch.blob.blobId;
     ranges.forEach((range, r) => {
@@ -175,7 +175,8 @@ export class ChunkFetcher {
     });
   }
 
-  private sortedTable(blob: BlobInfo): readonly ChunkRef[] | undefined {
+  /** The blob's distinct chunks sorted by compressed offset (when the chunk table is known). */
+  chunkTable(blob: BlobInfo): readonly ChunkRef[] | undefined {
     let table = this.sortedTables.get(blob.blobId);
     if (!table) {
       const refs = this.options.chunkTable?.(blob);
@@ -187,40 +188,55 @@ export class ChunkFetcher {
     return table;
   }
 
+  /**
+   * One Range request. Chunks are settled as their bytes arrive (the reader of the first one need
+   * not wait for the rest of a grown request); those still missing when it fails are rejected.
+   */
   private async run(batch: PendingBlob, range: Range): Promise<void> {
     const { blob, sink } = batch;
-    let stored: Buffer;
+    const order = [...range.chunks].sort((a, b) => a.ref.compressedOffset - b.ref.compressedOffset);
+    const settling: Promise<void>[] = [];
+    let next = 0;
+    const take = (buf: Buffer, filled: number): void => {
+      for (; next < order.length; next++) {
+        const w = order[next]!;
+        const at = w.ref.compressedOffset - range.start;
+        if (at + w.ref.compressedSize > filled) break;
+        settling.push(this.settle(blob, sink, w, buf.subarray(at, at + w.ref.compressedSize)));
+      }
+    };
+    const length = range.end - range.start;
     try {
       this.stats.requests++;
-      this.stats.bytes += range.end - range.start;
-      stored = await this.backend.readRange(blob.blobId, range.start, range.end - range.start);
-      if (stored.length !== range.end - range.start) {
-        throw new ShortReadError(`blob ${blob.blobId}: wanted ${range.end - range.start} bytes at ${range.start}, got ${stored.length}`);
-      }
+      this.stats.bytes += length;
+      const stored = await this.backend.readRange(blob.blobId, range.start, length, take);
+      if (stored.length !== length) throw new ShortReadError(`blob ${blob.blobId}: wanted ${length} bytes at ${range.start}, got ${stored.length}`);
+      take(stored, length);
     } catch (err) {
       this.stats.errors++;
-      for (const w of range.chunks) w.reject(err);
+      for (const w of order.slice(next)) w.reject(err);
+    }
+    await Promise.all(settling);
+  }
+
+  /**
+   * Decodes and verifies one chunk, stores it: data, then durability, then its bit (a crash never
+   * leaves a bit over missing data), then hands it to its readers. Verified bytes are handed over
+   * whether or not the cache could keep them.
+   */
+  private async settle(blob: BlobInfo, sink: ChunkSink, w: Waiter, stored: Buffer): Promise<void> {
+    let data: Buffer;
+    try {
+      data = decodeChunk(blob, w.ref, stored);
+      this.stats.chunks++;
+    } catch (err) {
+      this.stats.corruptChunks++;
+      w.reject(err);
       return;
     }
-    const good: { w: Waiter; data: Buffer }[] = [];
-    for (const w of range.chunks) {
-      const at = w.ref.compressedOffset - range.start;
-      try {
-        const data = decodeChunk(blob, w.ref, stored.subarray(at, at + w.ref.compressedSize));
-        good.push({ w, data });
-        this.stats.chunks++;
-      } catch (err) {
-        this.stats.corruptChunks++;
-        w.reject(err);
-      }
-    }
-    // data first, then durability, then the bits: a crash never leaves a bit over missing data
-    const written = await Promise.all(good.map(({ w, data }) => sink.write(w.ref, data).then(() => true, () => false)));
-    let durable = true;
-    if (written.some(Boolean)) durable = await sink.sync().then(() => true, () => false);
-    await Promise.all(good.map(({ w }, i) => (durable && written[i] ? sink.markReady(w.ref.ciIndex).catch(() => undefined) : undefined)));
-    // the bytes are verified whether or not the cache could keep them
-    for (const { w, data } of good) w.resolve(data);
+    const kept = await sink.write(w.ref, data).then(() => sink.sync()).then(() => true, () => false);
+    if (kept) await sink.markReady(w.ref.ciIndex).catch(() => undefined);
+    w.resolve(data);
   }
 }
 

@@ -15,6 +15,8 @@ export interface ConfigFlags {
   mirror?: string[];
   prefetchAll?: boolean;
   prefetchBandwidth?: number;
+  amplify?: number;
+  readahead?: number;
 }
 
 export interface ImageFlags {
@@ -49,7 +51,9 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--insecure', 'skip TLS verification for the registry')
     .option('--mirror <host>', 'a registry mirror (host[:port], plain HTTP with --plain-http) tried before the image\'s registry; repeatable', collect)
     .option('--prefetch-all', 'after the prefetch list, fetch every chunk in the background')
-    .option('--prefetch-bandwidth <bytes>', 'prefetch at most this many bytes per second (e.g. 50M; default no limit)', parseByteCount);
+    .option('--prefetch-bandwidth <bytes>', 'prefetch at most this many bytes per second (e.g. 50M; default no limit)', parseByteCount)
+    .option('--amplify <bytes>', `grow a miss's request with the blob's next chunks toward this size (0: off; default ${DEFAULT_CONFIG.fetch.amplify})`, parseByteCount)
+    .option('--readahead <bytes>', `largest readahead window for reads going forward through a blob (0: off; default ${DEFAULT_CONFIG.fetch.readahead})`, parseByteCount);
 }
 
 export function addImageOptions(cmd: Command): Command {
@@ -77,6 +81,7 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
       mirrors: [...base.registry.mirrors, ...(flags.mirror ?? []).map((host) => parseDaemonConfig({ registry: { mirrors: [{ host, plainHttp }] } }, '--mirror').registry.mirrors[0]!)],
     },
     prefetch: { all: flags.prefetchAll ?? base.prefetch.all, bandwidth: flags.prefetchBandwidth ?? base.prefetch.bandwidth },
+    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead },
   };
 }
 

@@ -22,6 +22,12 @@ export interface DaemonConfig {
     /** After the prefetch list, fetch every chunk of every blob in the background. */
     all: boolean;
   };
+  fetch: {
+    /** A miss's request grows with the blob's next missing chunks toward this many bytes (0: off). */
+    amplify: number;
+    /** Largest readahead window after misses that go forward through a blob (0: no readahead). */
+    readahead: number;
+  };
 }
 
 export const DEFAULT_CONFIG: DaemonConfig = {
@@ -30,6 +36,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   fetchTimeout: 30,
   registry: { plainHttp: false, insecure: false, retries: 3, mirrors: [] },
   prefetch: { bandwidth: 0, all: false },
+  fetch: { amplify: 1 << 20, readahead: 8 << 20 },
 };
 
 /** What to mount: a registry image (lazily, through the cache), or local bootstrap + blob files. */
@@ -86,12 +93,13 @@ function mirror(value: unknown, where: string): RegistryMirror {
 
 /** A daemon config from parsed JSON, defaults filled in. */
 export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfig {
-  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'threads', 'fetchTimeout', 'registry', 'prefetch']);
+  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'threads', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
   const d = DEFAULT_CONFIG;
   const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors']);
   const rw = `${where}.registry`;
   if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
   const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['bandwidth', 'all']);
+  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead']);
   const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
   return {
     cacheDir: str(o, 'cacheDir', where) ?? d.cacheDir,
@@ -107,6 +115,10 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
     prefetch: {
       bandwidth: num(p, 'bandwidth', `${where}.prefetch`, 0, 2 ** 40, true) ?? d.prefetch.bandwidth,
       all: bool(p, 'all', `${where}.prefetch`) ?? d.prefetch.all,
+    },
+    fetch: {
+      amplify: num(f, 'amplify', `${where}.fetch`, 0, 64 << 20, true) ?? d.fetch.amplify,
+      readahead: num(f, 'readahead', `${where}.fetch`, 0, 256 << 20, true) ?? d.fetch.readahead,
     },
   };
 }

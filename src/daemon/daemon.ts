@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { BlobCache } from '../blobcache/cache.js';
 import { BlobSources } from '../blobcache/blob-sources.js';
 import { ChunkFetcher } from '../blobcache/fetcher.js';
+import { Readahead } from '../blobcache/readahead.js';
 import type { ChunkRef } from '../rafs/tree.js';
 import { log } from '../util/log.js';
 import type { DaemonConfig, MountSpec } from './config.js';
@@ -58,12 +59,16 @@ export class Daemon {
   private fetcher: ChunkFetcher | undefined;
   private nextSlot = 1;
   private demandWaiting = 0;
+  private readonly readahead: Readahead;
   private readonly startedAt = new Date();
   private ended!: () => void;
   /** Resolves once the daemon has stopped serving (unmounted, signalled or stopped). */
   readonly done = new Promise<void>((r) => (this.ended = r));
 
-  constructor(readonly opts: DaemonOptions) {}
+  constructor(readonly opts: DaemonOptions) {
+    const max = opts.config.fetch.readahead;
+    this.readahead = new Readahead({ initial: Math.min(1 << 20, max), max });
+  }
 
   private get ctx(): MountContext {
     return {
@@ -72,6 +77,7 @@ export class Daemon {
       sources: this.sources,
       tables: this.tables,
       demand: () => this.demandWaiting,
+      readahead: this.readahead,
     };
   }
 
@@ -84,7 +90,7 @@ export class Daemon {
 
   private cache(): Promise<BlobCache> {
     const { cacheDir, fallbackCacheDir } = this.opts.config;
-    this.fetcher ??= new ChunkFetcher(this.sources, { chunkTable: (blob) => this.tables.get(blob.blobId) });
+    this.fetcher ??= new ChunkFetcher(this.sources, { chunkTable: (blob) => this.tables.get(blob.blobId), amplify: this.opts.config.fetch.amplify });
     this.cacheOpened ??= BlobCache.open(cacheDir, { fetcher: this.fetcher, fallbackDir: fallbackCacheDir });
     return this.cacheOpened;
   }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { BlobCache } from '../blobcache/cache.js';
 import type { BlobSources } from '../blobcache/blob-sources.js';
 import { blobChunkTables } from '../blobcache/fetcher.js';
+import type { Readahead } from '../blobcache/readahead.js';
 import { connectNydusImage, type ConnectedNydusImage } from '../image/remote.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
@@ -26,6 +27,7 @@ export interface MountContext {
   tables: Map<string, readonly ChunkRef[]>;
   /** On-demand fetches waiting now (prefetch waits for none). */
   demand(): number;
+  readahead: Readahead;
 }
 
 export interface ImageMountInfo {
@@ -96,7 +98,18 @@ export class ImageMount {
     const blob = this.rafs.blobs[blobIndex];
     const ref = this.lazy?.refs[blobIndex]?.get(ciIndex);
     if (!this.lazy || !blob || !ref) throw new Error(`chunk ${ciIndex} of blob index ${blobIndex} is not in the lazily served image ${this.name}`);
+    const table = this.lazy.cache.fetcher?.chunkTable(blob);
+    const ahead = table ? this.ctx.readahead.onMiss(blob.blobId, ref, table) : [];
+    // next turn: the fetcher batches per turn, and the miss must not wait for its readahead
+    if (ahead.length > 0) setImmediate(() => void this.readAhead(blob, ahead));
     await this.fetchRef(blob, ref);
+  }
+
+  /** Starts fetching the chunks of `refs` that are not cached, in one batch; nobody waits for them. */
+  private async readAhead(blob: BlobInfo, refs: ChunkRef[]): Promise<void> {
+    const { cache } = this.lazy!;
+    const cached = await Promise.all(refs.map((r) => cache.isCached(blob, r)));
+    for (const [i, r] of refs.entries()) if (!cached[i]) cache.readChunk(blob, r).catch(() => undefined);
   }
 
   private async fetchRef(blob: BlobInfo, ref: ChunkRef): Promise<void> {

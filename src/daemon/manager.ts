@@ -130,7 +130,7 @@ export class DaemonManager {
     log.info('daemon started', { id: record.id, pid: child.pid, mode: record.mode, mountpoint: record.mountpoint, log: this.logFile(record.id) });
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!(await this.answers(record))) {
-      const code = await Promise.race([exited, sleep(100).then(() => undefined)]);
+      const code = await Promise.race([exited, sleep(20).then(() => undefined)]);
       if (code !== undefined) throw new Error(`daemon ${record.id} exited (${code}) while starting; see ${this.logFile(record.id)}`);
       if (Date.now() > deadline) throw new Error(`daemon ${record.id} did not answer within ${START_TIMEOUT_MS / 1000} s; see ${this.logFile(record.id)}`);
     }

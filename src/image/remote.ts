@@ -15,8 +15,8 @@ import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from './nydus-image.js'
 export class StoreBackend implements BlobBackend {
   constructor(private readonly store: ImageStore) {}
 
-  readRange(blobId: string, offset: number, length: number): Promise<Buffer> {
-    return this.store.getBlobRange(`sha256:${blobId}`, offset, length);
+  readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer> {
+    return this.store.getBlobRange(`sha256:${blobId}`, offset, length, progress);
   }
 
   size(blobId: string): Promise<number> {
@@ -51,11 +51,12 @@ export function nydusManifestProblems(manifest: ImageManifest, diffIds: unknown)
 
 export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string): Promise<RemoteNydusImage & { problems: string[] }> {
   const { manifest } = await resolveImage(store, reference, platform);
-  const config = JSON.parse((await readAll(await store.getBlob(manifest.parsed.config.digest))).toString('utf8')) as { rootfs?: { diff_ids?: unknown } };
-  const problems = nydusManifestProblems(manifest.parsed, config.rootfs?.diff_ids);
   const last = manifest.parsed.layers[manifest.parsed.layers.length - 1];
   if (!last) throw new Error(`${store.name}: the manifest has no layers`);
-  const bootstrap = await extractBootstrap(store, last.digest);
+  // both at once: a mount waits for them, and each is a round trip
+  const [configBytes, bootstrap] = await Promise.all([store.getBlob(manifest.parsed.config.digest).then(readAll), extractBootstrap(store, last.digest)]);
+  const config = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: unknown } };
+  const problems = nydusManifestProblems(manifest.parsed, config.rootfs?.diff_ids);
   const rafs = RafsImage.open(bootstrap);
   const inManifest = new Set(manifest.parsed.layers.map((l) => l.digest));
   for (const blob of rafs.blobs) {

@@ -11,6 +11,9 @@ import { manifestReference, parseImageLocation, type ImageLocation } from './ref
 /** A manifest or index exactly as stored: its bytes, media type, digest (verified) and parsed body. */
 export type FetchedManifest = ParsedManifest & { bytes: Buffer; digest: string };
 
+/** Called as a range arrives: `buf` (the buffer that is returned) holds its first `filled` bytes. */
+export type RangeProgress = (buf: Buffer, filled: number) => void;
+
 export type BlobRef = Pick<Descriptor, 'digest' | 'size'>;
 
 /** What putBlob did: nothing (already there), a cross-repository mount, or an upload. */
@@ -29,7 +32,8 @@ export interface ImageStore {
   /** The whole blob as a stream that fails with DigestMismatchError at its end when the bytes are not `digest`. */
   getBlob(digest: string): Promise<Readable>;
   /** Exactly `length` bytes at `offset` of the blob. */
-  getBlobRange(digest: string, offset: number, length: number): Promise<Buffer>;
+  /** `length` bytes at `offset`; `progress`, if given, sees the buffer fill as the bytes arrive. */
+  getBlobRange(digest: string, offset: number, length: number, progress?: RangeProgress): Promise<Buffer>;
   hasBlob(digest: string): Promise<boolean>;
   /** Size in bytes; a missing blob is a RegistryError with status 404. */
   blobSize(digest: string): Promise<number>;

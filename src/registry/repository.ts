@@ -7,10 +7,10 @@ import { blobSource, type BlobContent } from './blob-content.js';
 import type { RegistryClient } from './client.js';
 import { computeDigest, DigestVerifier, isDigest, validateDigest, verifyDigest } from './digest.js';
 import { DigestMismatchError, RegistryError, responseError } from './errors.js';
-import type { BlobRef, FetchedManifest, ImageStore, PutBlobOptions, PutBlobResult } from './image-store.js';
+import type { BlobRef, FetchedManifest, ImageStore, PutBlobOptions, PutBlobResult, RangeProgress } from './image-store.js';
 import { MANIFEST_ACCEPT, parseManifest } from './media-types.js';
 import { DEFAULT_TAG } from './reference.js';
-import { headerValue, readBody, readErrorText, type HttpResponse } from './transport.js';
+import { headerValue, readBody, readBodyInto, readErrorText, type HttpResponse } from './transport.js';
 import { startUpload, uploadChunked, uploadMonolithic, type UploadTarget } from './upload.js';
 
 /** containerd's limit: a manifest is small, a larger body is a broken or hostile server. */
@@ -79,7 +79,7 @@ export class RegistryRepository implements ImageStore {
     return pipeline(res.body, new DigestVerifier(digest, this.name), () => {});
   }
 
-  async getBlobRange(digest: string, offset: number, length: number): Promise<Buffer> {
+  async getBlobRange(digest: string, offset: number, length: number, progress?: RangeProgress): Promise<Buffer> {
     validateDigest(digest);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new RangeError(`bad range offset=${offset} length=${length}`);
@@ -95,11 +95,11 @@ export class RegistryRepository implements ImageStore {
           res.body.destroy();
           throw new RegistryError(`${this.name}: asked blob ${digest} for ${range}, got Content-Range ${headerValue(res, 'content-range') ?? 'none'}`, { status: 206, url: res.url });
         }
-        const bytes = await readBody(res, length);
+        const bytes = await readBodyInto(res, Buffer.allocUnsafe(length), progress);
         if (bytes.length !== length) throw new RegistryError(`${this.name}: ${range} of blob ${digest} ended after ${bytes.length} bytes`, { status: 206, url: res.url });
         return bytes;
       }
-      if (res.status === 200) return this.sliceWholeBody(res, digest, offset, length);
+      if (res.status === 200) return this.sliceWholeBody(res, digest, offset, length, progress);
       if (res.status === 416) {
         await readErrorText(res);
         const size = /\/(\d+)$/.exec(headerValue(res, 'content-range') ?? '')?.[1];
@@ -111,7 +111,7 @@ export class RegistryRepository implements ImageStore {
   }
 
   /** A server that ignores Range sends the whole blob: keep only the requested bytes and stop reading after them. */
-  private async sliceWholeBody(res: HttpResponse, digest: string, offset: number, length: number): Promise<Buffer> {
+  private async sliceWholeBody(res: HttpResponse, digest: string, offset: number, length: number, progress?: RangeProgress): Promise<Buffer> {
     const out = Buffer.alloc(length);
     let position = 0;
     let filled = 0;
@@ -119,7 +119,10 @@ export class RegistryRepository implements ImageStore {
       const chunk = piece as Buffer;
       const from = Math.max(0, offset - position);
       const to = Math.min(chunk.length, offset + length - position);
-      if (to > from) filled += chunk.copy(out, filled, from, to);
+      if (to > from) {
+        filled += chunk.copy(out, filled, from, to);
+        progress?.(out, filled);
+      }
       position += chunk.length;
       if (filled === length) break;
     }

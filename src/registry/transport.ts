@@ -62,6 +62,24 @@ export async function readBody(res: HttpResponse, limit: number): Promise<Buffer
 }
 
 /**
+ * The body into `out`, reporting each piece to `progress`; returns the filled part (shorter when the
+ * body ends early). A body longer than `out` is an error.
+ */
+export async function readBodyInto(res: HttpResponse, out: Buffer, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer> {
+  let filled = 0;
+  for await (const piece of res.body) {
+    const chunk = piece as Buffer;
+    if (filled + chunk.length > out.length) {
+      res.body.destroy();
+      throw new RegistryError(`${res.url}: response body larger than ${out.length} bytes`, { url: res.url, status: res.status });
+    }
+    filled += chunk.copy(out, filled);
+    progress?.(out, filled);
+  }
+  return out.subarray(0, filled);
+}
+
+/**
  * Up to 64 KiB of the body as text, for error messages; the rest is discarded. A body that breaks off yields
  * what arrived: distribution 2.8 answers 416 with the blob's Content-Length but a short text body, and the
  * status is what matters then.
