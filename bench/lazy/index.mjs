@@ -60,9 +60,6 @@ const chrootEnv = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 const lazyVariants = [
   { name: 'nydusify-ts mount (lazy, cold cache)', flags: [] },
   { name: 'no readahead', flags: ['--readahead', '0'] },
-  { name: 'no readahead, no amplify', flags: ['--readahead', '0', '--amplify', '0'] },
-  { name: 'readahead, 8 threads', flags: ['--threads', '8'] },
-  { name: 'readahead, no amplify, 8 threads', flags: ['--threads', '8', '--amplify', '0'] },
 ];
 
 const ctrDir = process.env.LAZY_CTR_E2E_DIR ?? '/tmp/e2e-bench-lazy';

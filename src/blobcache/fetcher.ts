@@ -243,7 +243,13 @@ export class ChunkFetcher {
 /** Every distinct chunk of each blob of an image, by blob id (what FetcherOptions.chunkTable wants). */
 export function blobChunkTables(rafs: RafsImage): Map<string, ChunkRef[]> {
   const byBlob = new Map<number, Map<number, ChunkRef>>();
-  for (const entry of rafs.walk()) {
+  // the chunk info table lists them all (a walk over every file is much slower); an image without one walks
+  for (const ref of rafs.chunkInfoTable()) {
+    let m = byBlob.get(ref.blobIndex);
+    if (!m) byBlob.set(ref.blobIndex, (m = new Map()));
+    m.set(ref.ciIndex, ref);
+  }
+  for (const entry of byBlob.size > 0 ? [] : rafs.walk()) {
     if ((entry.inode.mode & 0o170000) !== 0o100000) continue;
     for (const ref of rafs.chunks(entry.nid)) {
       let m = byBlob.get(ref.blobIndex);

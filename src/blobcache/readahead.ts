@@ -1,7 +1,8 @@
 // Readahead for on-demand misses, per blob, in the manner of the kernel's: a miss that lands in (or
-// right after) the window read ahead for the previous miss means the reader goes forward through
-// the blob, so the window doubles (up to a limit) and the chunks after it are fetched in the
-// background; a miss elsewhere starts over with the smallest window. The point is pipelining: the
+// right after) the window of the previous miss means the reader goes forward through the blob, so
+// the window doubles (up to a limit) and the chunks after it are fetched in the background; a miss
+// elsewhere reads nothing ahead and starts over (on a slow link every byte read ahead for a random
+// reader is a byte the reader waits behind). The point is pipelining: the
 // next request is on the wire while the reader is still busy with the last one, instead of one
 // round trip per miss. What to fetch is decided here; the fetching is the caller's.
 import type { ChunkRef } from '../rafs/tree.js';
@@ -38,9 +39,14 @@ export class Readahead {
     const at = ref.compressedOffset;
     const last = this.windows.get(blobId);
     const sequential = last !== undefined && at >= last.start && at <= last.end + this.initial;
-    const size = sequential ? Math.min(last.size * 2, this.max) : this.initial;
-    // a sequential reader has had the last window already: the new one follows it
-    const begin = sequential ? Math.max(at + ref.compressedSize, last.end) : at + ref.compressedSize;
+    if (!sequential) {
+      // one miss says nothing about the next: remember where a sequential reader would go on
+      this.windows.set(blobId, { start: at, end: at + ref.compressedSize, size: this.initial / 2 });
+      return [];
+    }
+    const size = Math.min(last.size * 2, this.max);
+    // the reader has had the last window already: the new one follows it
+    const begin = Math.max(at + ref.compressedSize, last.end);
     const end = begin + size;
     this.windows.set(blobId, { start: at, end, size });
     const out: ChunkRef[] = [];

@@ -1,7 +1,9 @@
 // Flags `daemon` and `mount` share: the daemon config (a --config file, then flags over it) and
 // the image to serve (--target, or --bootstrap with --blob-dir).
+import { statSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_CONFIG, type DaemonConfig, loadDaemonConfig, type MountSpec, parseDaemonConfig } from '../daemon/config.js';
+import { mountsAt } from '../daemon/fuse/session.js';
 import { parseByteCount } from './options.js';
 
 export interface ConfigFlags {
@@ -96,4 +98,10 @@ export function specFrom(flags: ImageFlags): MountSpec | undefined {
   if (flags.blobDir !== undefined) spec.blobDir = flags.blobDir;
   if (flags.prefetch) spec.prefetch = true;
   return spec;
+}
+
+/** A directory to mount on (a stale mount of ours there, from a dead daemon, may not even stat). */
+export function checkMountPath(path: string): void {
+  if (mountsAt(path).length === 0 && !statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`mount path ${path} is not a directory`);
+  if (process.getuid?.() !== 0) throw new Error('mounting over /dev/fuse needs root');
 }

@@ -3,14 +3,13 @@
 // mounted through the API at "/". Shared: images mounted and unmounted through the API under the
 // mountpoint. It stops when its mount goes away, on SIGINT/SIGTERM, or on PUT /api/v1/daemon/exit.
 import { randomBytes } from 'node:crypto';
-import { rmSync, statSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { serveApi } from '../daemon/api.js';
 import { Daemon } from '../daemon/daemon.js';
-import { mountsAt } from '../daemon/fuse/session.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log } from '../util/log.js';
-import { addConfigOptions, addImageOptions, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
+import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
 
 interface DaemonFlags extends ConfigFlags, ImageFlags {
   mountpoint: string;
@@ -19,11 +18,6 @@ interface DaemonFlags extends ConfigFlags, ImageFlags {
   id?: string;
 }
 
-/** A directory to mount on (a stale mount of ours there, from a dead daemon, may not even stat). */
-export function checkMountPath(path: string): void {
-  if (mountsAt(path).length === 0 && !statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`mount path ${path} is not a directory`);
-  if (process.getuid?.() !== 0) throw new Error('mounting over /dev/fuse needs root');
-}
 
 async function runDaemon(flags: DaemonFlags): Promise<void> {
   const spec = specFrom(flags);

@@ -4,17 +4,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS, isLogEnabled, setLogLevel, type LogLevel } from '../util/log.js';
-import { cacheCommand } from './cache.js';
-import { checkCommand } from './check.js';
-import { convertCommand } from './convert.js';
-import { daemonCommand } from './daemon.js';
-import { createCommand } from './create.js';
-import { demoCommand } from './demo.js';
-import { exportCommand } from './export.js';
-import { inspectCommand } from './inspect.js';
-import { mergeCommand } from './merge.js';
-import { mountCommand } from './mount.js';
-import { unpackCommand } from './unpack.js';
 import { unimplementedCommands } from './unimplemented.js';
 
 const PROGRAM = 'nydusify-ts';
@@ -25,17 +14,41 @@ function packageVersion(): string {
   return (JSON.parse(manifest) as { version: string }).version;
 }
 
-function buildProgram(): Command {
+/** Each command's module, loaded only when needed: a daemon or a mount starts faster without the converter. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  cache: async () => (await import('./cache.js')).cacheCommand(),
+  check: async () => (await import('./check.js')).checkCommand(),
+  convert: async () => (await import('./convert.js')).convertCommand(),
+  create: async () => (await import('./create.js')).createCommand(),
+  daemon: async () => (await import('./daemon.js')).daemonCommand(),
+  demo: async () => (await import('./demo.js')).demoCommand(),
+  export: async () => (await import('./export.js')).exportCommand(),
+  inspect: async () => (await import('./inspect.js')).inspectCommand(),
+  merge: async () => (await import('./merge.js')).mergeCommand(),
+  mount: async () => (await import('./mount.js')).mountCommand(),
+  unpack: async () => (await import('./unpack.js')).unpackCommand(),
+};
+
+/** The command argv names (the first argument that is not an option or its value), if it is one of ours. */
+function invokedCommand(argv: string[]): string | undefined {
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--log-level') i++;
+    else if (!a.startsWith('-')) return Object.hasOwn(COMMANDS, a) ? a : undefined;
+  }
+  return undefined;
+}
+
+async function buildProgram(argv: string[]): Promise<Command> {
   const program = new Command(PROGRAM)
     .description('Nydus container-image toolchain: convert OCI images to RAFS v6 and serve them lazily')
     .version(packageVersion())
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).env('NYDUSIFY_LOG_LEVEL').default('info'))
     // alphabetical, so the list does not reshuffle as commands move out of unimplemented.ts
     .configureHelp({ sortSubcommands: true });
-  for (const command of [
-    cacheCommand(), checkCommand(), convertCommand(), createCommand(), daemonCommand(), demoCommand(), exportCommand(), inspectCommand(), mergeCommand(), mountCommand(), unpackCommand(),
-    ...unimplementedCommands(),
-  ]) program.addCommand(command);
+  const invoked = invokedCommand(argv);
+  const loads = invoked ? [COMMANDS[invoked]!] : Object.values(COMMANDS);
+  for (const command of [...(await Promise.all(loads.map((load) => load()))), ...(invoked ? [] : unimplementedCommands())]) program.addCommand(command);
   return program;
 }
 
@@ -49,7 +62,7 @@ function reportFailure(command: string, err: unknown): number {
 
 async function main(argv: string[]): Promise<void> {
   let running = '';
-  const program = buildProgram().hook('preAction', (root, action) => {
+  const program = (await buildProgram(argv)).hook('preAction', (root, action) => {
     setLogLevel(root.opts<{ logLevel: LogLevel }>().logLevel);
     running = action.name();
   });

@@ -13,8 +13,7 @@ import { lazyUnmount, mountsAt } from '../daemon/fuse/session.js';
 import { DaemonManager, DEFAULT_STATE_DIR, type DaemonRecord, followFile } from '../daemon/manager.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log } from '../util/log.js';
-import { checkMountPath } from './daemon.js';
-import { addConfigOptions, addImageOptions, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
+import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
 
 interface MountFlags extends ConfigFlags, ImageFlags {
   mountPath: string;

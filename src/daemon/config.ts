@@ -36,7 +36,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   fetchTimeout: 30,
   registry: { plainHttp: false, insecure: false, retries: 3, mirrors: [] },
   prefetch: { bandwidth: 0, all: false },
-  fetch: { amplify: 1 << 20, readahead: 8 << 20 },
+  fetch: { amplify: 1 << 20, readahead: 0 },
 };
 
 /** What to mount: a registry image (lazily, through the cache), or local bootstrap + blob files. */

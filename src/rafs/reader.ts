@@ -311,6 +311,11 @@ export class RafsImage {
     return chunks;
   }
 
+  /** Every entry of the chunk info table (checked as chunkRange checks them), in table order. */
+  chunkInfoTable(): ChunkRef[] {
+    return [...this.chunkTable().values()].map((c) => ({ ...c }));
+  }
+
   /** The chunk info table keyed by (blob index, CI index), decoded once. */
   private chunkTable(): Map<number, ChunkRef> {
     if (this.chunkInfos) return this.chunkInfos;
