@@ -29,10 +29,9 @@ function readBody(req: IncomingMessage): Promise<string> {
     let size = 0;
     req.on('data', (d: Buffer) => {
       size += d.length;
-      if (size > MAX_BODY) {
-        fail(new HttpError(413, 'BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`));
-        req.destroy();
-      } else parts.push(d);
+      // the rest is read and dropped, so the client still gets the answer
+      if (size > MAX_BODY) fail(new HttpError(413, 'BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`));
+      else parts.push(d);
     });
     req.on('end', () => done(Buffer.concat(parts).toString('utf8')));
     req.on('error', fail);
@@ -48,7 +47,7 @@ function mountName(url: URL): string {
 
 function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text), ...(status === 413 ? { connection: 'close' } : {}) });
   res.end(text);
 }
 

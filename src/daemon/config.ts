@@ -154,3 +154,9 @@ export function parseMountSpec(value: unknown): MountSpec {
   if (spec.target !== undefined && spec.blobDir !== undefined) throw new ConfigError(`${where}: blobDir goes with bootstrap, not with target`);
   return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as MountSpec;
 }
+
+/** A valid image name under a shared mount: one path component. */
+export function checkImageName(name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) throw new ConfigError(`mount name ${JSON.stringify(name)}: expected 1-128 of [A-Za-z0-9._-], not starting with a dot or dash`);
+  return name;
+}

@@ -10,11 +10,11 @@ import { ChunkFetcher } from '../blobcache/fetcher.js';
 import { Readahead } from '../blobcache/readahead.js';
 import type { ChunkRef } from '../rafs/tree.js';
 import { log } from '../util/log.js';
-import type { DaemonConfig, MountSpec } from './config.js';
+import { checkImageName, type DaemonConfig, type MountSpec } from './config.js';
 import { FuseSession } from './fuse/session.js';
 import { ImageMount, type ImageMountInfo, type MountContext } from './image-mount.js';
 import { fuseFamilies, type Family, renderPrometheus } from './metrics.js';
-import { checkImageName, type DaemonMode, MAX_SLOT } from './router.js';
+import { type DaemonMode, MAX_SLOT } from './router.js';
 
 /** A read that has waited this long for the backend counts as hung in the metrics. */
 const HUNG_AFTER_MS = 10_000;

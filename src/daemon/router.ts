@@ -28,11 +28,6 @@ export interface RouterEvents {
 /** Where an image of a shared mount lives: its slot's node ids start at the returned base. */
 export const slotBase = (slot: number): number => slot * SLOT_SPAN;
 
-/** A valid image name under a shared mount: one path component. */
-export function checkImageName(name: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) throw new Error(`mount name ${JSON.stringify(name)}: expected 1-128 of [A-Za-z0-9._-], not starting with a dot or dash`);
-  return name;
-}
 
 export class FuseRouter {
   private readonly bySlot = new Map<number, { name: string; fs: RafsFuseFs }>();

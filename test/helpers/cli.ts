@@ -32,22 +32,23 @@ export function cli(args: string[], opts: { input?: string | Buffer; env?: NodeJ
  * runCli without blocking the test worker: long end-to-end files must let the worker's event loop
  * turn, or vitest's 60 s RPC timeout fires while a synchronous child runs.
  */
-export function runCliAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+export function runCliAsync(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), ...args], {
       env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'warn', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    child.stdin?.end(opts.input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
     child.on('error', reject);
     child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
 }
 
-export async function cliAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+export async function cliAsync(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<string> {
   const r = await runCliAsync(args, opts);
   if (r.status !== 0) throw new Error(`nydusify-ts ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return r.stdout;

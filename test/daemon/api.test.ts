@@ -1,0 +1,197 @@
+// End to end, the daemon and its API (needs root, /dev/fuse and the registry of the global setup):
+// a shared daemon serves a registry image and a local image side by side under one FUSE mount,
+// mounted and unmounted through the unix-socket API; bad requests get errors and change nothing;
+// metrics are Prometheus text with real counts; a dedicated daemon with --prefetch has the files
+// of the image's prefetch list in its cache before anyone reads them.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DaemonClient } from '../../src/daemon/api-client.js';
+import { cliAsync, repoRoot } from '../helpers/cli.js';
+import { makeSampleLayer } from '../helpers/sample-tree.js';
+import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
+
+const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
+const REGISTRY = '127.0.0.1:5000';
+const BUSYBOX = `${REGISTRY}/busybox:api-test`;
+const PREFETCHED = `${REGISTRY}/busybox:prefetch-test`;
+
+const work = mkdtempSync(join(tmpdir(), 'nydusify-api-'));
+const p = (...parts: string[]) => join(work, ...parts);
+const children: ChildProcess[] = [];
+let reference: Manifest;
+
+interface Running {
+  child: ChildProcess;
+  client: DaemonClient;
+  stderr(): string;
+}
+
+/** `nydusify-ts daemon ARGS` in the foreground, once its API answers. */
+async function startDaemon(name: string, args: string[]): Promise<Running> {
+  const sock = p(`${name}.sock`);
+  mkdirSync(p(name), { recursive: true });
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'daemon', '--apisock', sock, '--mountpoint', p(name), '--cache-dir', p(`${name}-cache`), '--plain-http', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
+  });
+  children.push(child);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const client = new DaemonClient(sock, 5000);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`daemon exited ${child.exitCode}: ${stderr}`);
+    const info = await client.info().catch(() => undefined);
+    if (info?.state === 'RUNNING' && stderr.includes('"msg":"daemon ready"')) return { child, client, stderr: () => stderr };
+    if (Date.now() > deadline) throw new Error(`daemon did not answer: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** One raw request: status and body (for the malformed ones the client would not send). */
+function raw(sock: string, method: string, path: string, body?: string | Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((done, fail) => {
+    const req = request({ socketPath: sock, method, path }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', fail);
+    req.end(body);
+  });
+}
+
+/** The value of one sample in Prometheus text. */
+function sample(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`no sample ${name} in:\n${text}`);
+  return Number(line.slice(name.length + 1));
+}
+
+function runAsync(cmd: string, args: string[]): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${cmd} ${args.join(' ')}: ${stderr}`))));
+  });
+}
+
+beforeAll(async () => {
+  ({ reference } = makeSampleLayer(p('sample')));
+  await Promise.all([
+    cliAsync(['create', p('sample', 'layer.tar'), '--bootstrap', p('local.boot'), '--blob-dir', p('blobs')]),
+    cliAsync(['convert', '--source', `${REGISTRY}/busybox:latest`, '--target', BUSYBOX, '--plain-http']),
+    cliAsync(['convert', '--source', `${REGISTRY}/busybox:latest`, '--target', PREFETCHED, '--plain-http', '--prefetch-patterns'], { input: '/bin/busybox\n' }),
+    runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:busybox`, p('bundle')]),
+  ]);
+}, 90_000);
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r)))));
+  const { rmSync } = await import('node:fs');
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('nydusify-ts daemon --mode shared, driven through its API', () => {
+  let d: Running;
+
+  it('serves a registry image and a local image side by side, and unmounts one live', async () => {
+    d = await startDaemon('shared', ['--mode', 'shared']);
+    expect(statSync(p('shared.sock')).mode & 0o777).toBe(0o600);
+    expect(readdirSync(p('shared'))).toEqual([]);
+    const bb = await d.client.mount('bb', { target: BUSYBOX });
+    expect(bb).toMatchObject({ mountpoint: '/bb', target: BUSYBOX });
+    await d.client.mount('local', { bootstrap: p('local.boot'), blobDir: p('blobs') });
+    expect(readdirSync(p('shared')).sort()).toEqual(['bb', 'local']);
+    expect(diffManifests(reference, treeManifest(p('shared', 'local')))).toEqual([]);
+    const busybox = readFileSync(p('shared', 'bb', 'bin', 'busybox'));
+    expect(busybox.equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
+    // the two images' inodes never share a number under one mount
+    expect(statSync(p('shared', 'bb')).ino).not.toBe(statSync(p('shared', 'local')).ino);
+    const info = await d.client.info();
+    expect(info).toMatchObject({ mode: 'shared', state: 'RUNNING', pid: d.child.pid });
+    expect(info.mounts.map((m) => m.mountpoint).sort()).toEqual(['/bb', '/local']);
+
+    const metrics = await d.client.metrics();
+    expect(sample(metrics, 'nydusify_fuse_requests_total{op="READ"}')).toBeGreaterThan(0);
+    expect(sample(metrics, 'nydusify_fuse_read_bytes_total')).toBeGreaterThanOrEqual(busybox.length);
+    expect(sample(metrics, 'nydusify_backend_requests_total')).toBeGreaterThan(0);
+    expect(sample(metrics, 'nydusify_cache_chunk_misses_total')).toBeGreaterThan(0);
+    expect(sample(metrics, 'nydusify_backend_corrupt_chunks_total')).toBe(0);
+    expect(sample(metrics, 'nydusify_mounts')).toBe(2);
+    expect(metrics).toMatch(/^nydusify_fuse_request_seconds_bucket\{op="LOOKUP",le="0.001"\} \d+$/m);
+    expect((await d.client.backendStats()).chunks).toBeGreaterThan(0);
+
+    await d.client.umount('local');
+    expect(existsSync(p('shared', 'local'))).toBe(false);
+    expect(readdirSync(p('shared'))).toEqual(['bb']);
+    expect(readFileSync(p('shared', 'bb', 'bin', 'busybox')).equals(busybox)).toBe(true);
+    // mounted again under the same name, it serves again
+    await d.client.mount('local', { bootstrap: p('local.boot'), blobDir: p('blobs') });
+    expect(readFileSync(p('shared', 'local', 'etc', 'os-release'), 'utf8')).toBe(readFileSync(p('sample', 'src', 'etc', 'os-release'), 'utf8'));
+  }, 60_000);
+
+  it('answers bad requests with an error and keeps serving', async () => {
+    const sock = p('shared.sock');
+    const cases: [string, string, string | Buffer | undefined, number, RegExp][] = [
+      ['POST', '/api/v1/mount', JSON.stringify({ target: BUSYBOX }), 400, /mountpoint/],
+      ['POST', '/api/v1/mount?mountpoint=/x', 'not json', 400, /not JSON/],
+      ['POST', '/api/v1/mount?mountpoint=/x', JSON.stringify({ bootstrap: p('local.boot'), bogus: 1 }), 400, /unknown key \\"bogus\\"/],
+      ['POST', '/api/v1/mount?mountpoint=/x', JSON.stringify({ target: BUSYBOX, blobDir: '/tmp' }), 400, /blobDir goes with bootstrap/],
+      ['POST', '/api/v1/mount?mountpoint=/x', JSON.stringify({}), 400, /either target/],
+      ['POST', '/api/v1/mount?mountpoint=/x', JSON.stringify({ bootstrap: 5 }), 400, /non-empty string/],
+      ['POST', '/api/v1/mount?mountpoint=/../etc', JSON.stringify({ bootstrap: p('local.boot') }), 400, /mount name/],
+      ['POST', '/api/v1/mount?mountpoint=/bb', JSON.stringify({ target: BUSYBOX }), 409, /already mounted/],
+      ['POST', '/api/v1/mount?mountpoint=/x', JSON.stringify({ bootstrap: p('missing.boot') }), 500, /missing\.boot/],
+      ['POST', '/api/v1/mount?mountpoint=/x', Buffer.alloc(100 << 10, 0x20), 413, /body over/],
+      ['DELETE', '/api/v1/mount?mountpoint=/nope', undefined, 404, /not mounted/],
+      ['GET', '/api/v1/nope', undefined, 404, /no GET/],
+    ];
+    for (const [method, path, body, status, message] of cases) {
+      const r = await raw(sock, method, path, body);
+      expect({ path, status: r.status }).toEqual({ path, status });
+      expect(r.body).toMatch(message);
+    }
+    expect(readdirSync(p('shared')).sort()).toEqual(['bb', 'local']);
+    expect((await d.client.info()).state).toBe('RUNNING');
+    expect(statSync(p('shared', 'bb', 'bin', 'busybox')).size).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('unmounts everything and exits on PUT /api/v1/daemon/exit', async () => {
+    const exited = new Promise((r) => d.child.once('exit', r));
+    await d.client.exit();
+    expect(await exited).toBe(0);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(p('shared'));
+    expect(existsSync(p('shared.sock'))).toBe(false);
+  }, 20_000);
+});
+
+describe('nydusify-ts daemon --prefetch', () => {
+  it('has the files on the prefetch list in its cache before they are read', async () => {
+    const d = await startDaemon('prefetch', ['--target', PREFETCHED, '--prefetch']);
+    const deadline = Date.now() + 20_000;
+    let metrics = await d.client.metrics();
+    while (!/^nydusify_prefetch_done\{mountpoint="\/"\} 1$/m.test(metrics)) {
+      if (Date.now() > deadline) throw new Error(`prefetch did not finish:\n${metrics}`);
+      await new Promise((r) => setTimeout(r, 100));
+      metrics = await d.client.metrics();
+    }
+    const requests = sample(metrics, 'nydusify_backend_requests_total');
+    expect(requests).toBeGreaterThan(0);
+    expect(sample(metrics, 'nydusify_prefetch_chunks_total{mountpoint="/"}')).toBeGreaterThan(0);
+    const busybox = readFileSync(p('prefetch', 'bin', 'busybox'));
+    expect(busybox.equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
+    const after = await d.client.metrics();
+    expect(sample(after, 'nydusify_backend_requests_total')).toBe(requests);
+    expect(sample(after, 'nydusify_cache_chunk_misses_total')).toBe(0);
+    expect(sample(after, 'nydusify_cache_chunk_hits_total')).toBeGreaterThan(0);
+    d.child.kill('SIGTERM');
+    await new Promise((r) => d.child.once('exit', r));
+  }, 40_000);
+});
