@@ -151,10 +151,15 @@ unsafe extern "C" fn free_vec(env: napi_env, _data: *mut c_void, hint: *mut c_vo
     napi_adjust_external_memory(env, -(data.capacity() as i64), &mut total);
 }
 
-/// A Buffer that takes ownership of `data` without copying it.
+/// Below this size a result is copied into a V8-owned Buffer rather than handed over.
+const COPY_BELOW: usize = 64 << 10;
+
+/// A Buffer that takes ownership of `data` without copying it. Small results (digests) are copied
+/// instead: an external buffer's finalizer runs from the thread's event loop, and a FUSE worker
+/// thread that never returns to its loop would keep every one of them.
 pub unsafe fn new_buffer_owned(env: napi_env, data: Vec<u8>) -> Result<napi_value> {
-    if data.is_empty() {
-        return new_buffer_copy(env, &[]);
+    if data.len() < COPY_BELOW {
+        return new_buffer_copy(env, &data);
     }
     let mut boxed = Box::new(data);
     let (p, len) = (boxed.as_mut_ptr(), boxed.len());

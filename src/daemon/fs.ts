@@ -8,7 +8,7 @@ import { RafsFormatError } from '../rafs/errors.js';
 import type { RafsImage, RafsInode } from '../rafs/reader.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.js';
 import {
-  type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FOPEN_KEEP_CACHE,
+  type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE,
   FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH, MAX_WRITE, negativeEntry, packDirents, packDirentsPlus, type RequestBody,
   type StatFs, xattrNameList, xattrReply,
 } from './fuse/protocol.js';
@@ -16,7 +16,6 @@ import {
 /** The image never changes under a mount: let the kernel cache names and attributes for a day. */
 export const CACHE_TIMEOUT = 86_400;
 const W_OK = 2;
-const O_ACCMODE = 3;
 
 /** Verified uncompressed bytes of chunks, synchronously. */
 export interface SyncChunkSource {
@@ -115,16 +114,16 @@ export class RafsFuseFs {
         if ((this.image.inode(nid).mode & S_IFMT) !== S_IFLNK) return Errno.EINVAL;
         return [Buffer.from(this.image.readlink(nid), 'latin1')];
       }
-      case 'OPEN': {
-        const inode = this.image.inode(this.nidOf(nodeid));
-        if ((body.flags & O_ACCMODE) !== 0) return Errno.EROFS;
-        if ((inode.mode & S_IFMT) === S_IFDIR) return Errno.EISDIR;
-        return [encodeOpenOut(0n, FOPEN_KEEP_CACHE)];
-      }
+      case 'OPEN':
+        // the kernel then stops sending OPEN and RELEASE and keeps file pages cached; a write open
+        // never gets here: the mount is read-only
+        return Errno.ENOSYS;
       case 'OPENDIR': {
         const inode = this.image.inode(this.nidOf(nodeid));
         if ((inode.mode & S_IFMT) !== S_IFDIR) return Errno.ENOTDIR;
-        return [encodeOpenOut(0n, 0)];
+        // a dedicated mount saves OPENDIR/RELEASEDIR the same way (the kernel then caches entries);
+        // a shared one cannot: that is for the whole connection, and its root directory changes
+        return this.ownsRoot ? Errno.ENOSYS : [encodeOpenOut(0n, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR)];
       }
       case 'READ':
         return this.read(this.nidOf(nodeid), body.offset, body.size);

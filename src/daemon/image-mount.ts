@@ -59,25 +59,28 @@ export class ImageMount {
   static async open(name: string, slot: number, spec: MountSpec, ctx: MountContext): Promise<ImageMount> {
     if (spec.bootstrap !== undefined) {
       // fail here, before anything is served, on a bootstrap the workers could not open
-      const rafs = RafsImage.open(readFileSync(spec.bootstrap));
+      const data = shared(readFileSync(spec.bootstrap));
+      const rafs = RafsImage.open(Buffer.from(data));
       if (spec.blobDir === undefined && rafs.blobs.length > 0) throw new Error('the image has data blobs: give blobDir (--blob-dir)');
-      return new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, blobDir: spec.blobDir }, undefined, ctx);
+      return new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir }, undefined, ctx);
     }
     const { registry } = ctx.config;
     const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure });
     let mount: ImageMount | undefined;
     try {
-      const { rafs, bootstrap } = remote.image;
+      const { bootstrap } = remote.image;
+      const data = shared(bootstrap);
+      const rafs = RafsImage.open(Buffer.from(data));
       for (const problem of remote.image.problems) log.warn('image problem', { target: spec.target, problem });
       const cache = await ctx.cache();
-      // the workers open the bootstrap themselves: keep it, content-addressed, next to the cache
+      // kept, content-addressed, next to the cache (for `cache` and for looking at)
       const path = join(cache.dir, `${createHash('sha256').update(bootstrap).digest('hex')}.boot`);
       const tmp = `${path}.${process.pid}.tmp`;
       await writeFile(tmp, bootstrap);
       await rename(tmp, path);
       const tables = blobChunkTables(rafs);
       const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
-      mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, cacheDir: cache.dir }, { cache, remote, refs }, ctx);
+      mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir }, { cache, remote, refs }, ctx);
       for (const [id, t] of tables) if (!ctx.tables.has(id)) ctx.tables.set(id, t);
       ctx.sources.add(mount, rafs.blobs.map((b) => b.blobId), remote.backends);
       // create (or check) every blob's cache files now: the workers open them read-only
@@ -153,4 +156,11 @@ export class ImageMount {
     this.ctx.sources.release(this);
     await this.lazy?.remote.close();
   }
+}
+
+/** One copy of a bootstrap for the main thread and every worker. */
+function shared(bytes: Buffer): SharedArrayBuffer {
+  const sab = new SharedArrayBuffer(bytes.length);
+  bytes.copy(Buffer.from(sab));
+  return sab;
 }

@@ -63,10 +63,20 @@ export function compress(codec: Codec, src: Uint8Array, level = DEFAULT_LEVEL[co
  * (default 1 GiB). lz4_block always needs `size`.
  */
 export function decompress(codec: Codec, src: Uint8Array, opts: { size?: number; maxSize?: number } = {}): Buffer {
-  return addon.decompress(codec, src, opts.size, opts.maxSize);
+  const { size } = opts;
+  // an odd size is the addon's to refuse, with its own error codes
+  if (size === undefined || !Number.isSafeInteger(size) || size < 0 || size > 1 << 30) return addon.decompress(codec, src, size, opts.maxSize);
+  // a size known up front: decode into memory V8 owns and frees by itself (see decompressInto)
+  const out = Buffer.allocUnsafeSlow(size);
+  addon.decompressInto(codec, src, out);
+  return out;
 }
 
-/** Decompresses into `dst`, which must be exactly the decompressed size; returns that size. */
+/**
+ * Decompresses into `dst`, which must be exactly the decompressed size; returns that size. Into a
+ * buffer V8 allocated, the result is freed by garbage collection alone, with no finalizer to run
+ * on the event loop: what FUSE worker threads (which never return to theirs) need.
+ */
 export function decompressInto(codec: Codec, src: Uint8Array, dst: Uint8Array): number {
   return addon.decompressInto(codec, src, dst);
 }

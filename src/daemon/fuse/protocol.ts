@@ -90,6 +90,8 @@ export const WANTED_INIT_FLAGS =
 
 export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;
+/** Keep the directory's entries in the page cache (readdir served by the kernel). */
+export const FOPEN_CACHE_DIR = 1 << 3;
 
 /** A malformed or unsupported request: answer it with `errno`. */
 export class FuseProtocolError extends Error {
@@ -366,7 +368,8 @@ export function replyParts(unique: bigint, payload: Buffer[] = []): Buffer[] {
   header.writeUInt32LE(len, 0);
   header.writeInt32LE(0, 4);
   header.writeBigUInt64LE(unique, 8);
-  return [header, ...payload];
+  // an empty part would cost a failing write(fd, NULL, 0) in writev
+  return [header, ...payload.filter((p) => p.length > 0)];
 }
 
 export function errorReply(unique: bigint, errno: number): Buffer[] {

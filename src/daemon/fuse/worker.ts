@@ -3,7 +3,7 @@
 // here: the thread has nothing else to do, and they never occupy the libuv pool. The thread never
 // returns to its event loop, so images mounted or unmounted later arrive on a MessagePort that it
 // drains synchronously whenever the session bumps the shared generation counter.
-import { readFileSync, readSync, writevSync } from 'node:fs';
+import { readSync, writevSync } from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RafsImage } from '../../rafs/reader.js';
 import { RafsFuseFs, type SyncChunkSource } from '../fs.js';
@@ -17,7 +17,9 @@ import { Opcode, OUT_HEADER_SIZE, READ_BUFFER_SIZE } from './protocol.js';
 export interface WorkerImage {
   slot: number;
   name: string;
+  /** Where the bootstrap is (for messages); its bytes are shared with every worker in `data`. */
   bootstrap: string;
+  data: SharedArrayBuffer;
   blobDir?: string;
   cacheDir?: string;
 }
@@ -60,7 +62,7 @@ class WorkerImages {
   constructor(private readonly router: FuseRouter, private readonly config: WorkerConfig, private readonly metrics: WorkerMetrics) {}
 
   add(spec: WorkerImage): void {
-    const image = RafsImage.open(readFileSync(spec.bootstrap));
+    const image = RafsImage.open(Buffer.from(spec.data));
     const { slot } = spec;
     let chunks: SyncChunkSource | undefined;
     if (spec.cacheDir !== undefined) {
