@@ -60,8 +60,11 @@ async function mount(flags: MountFlags): Promise<void> {
   const manager = new DaemonManager(flags.stateDir);
   // one name per mount path: a restarted `mount` finds its daemon again
   const name = `m-${createHash('sha256').update(mountPath).digest('hex').slice(0, 16)}`;
-  const record = recordFor(manager, flags, spec, name);
-  manager.save(record);
+  const record = await manager.locked(flags.daemonMode === 'shared' ? SHARED_ID : name, async () => {
+    const r = recordFor(manager, flags, spec, name);
+    manager.save(r);
+    return r;
+  });
   const logFile = manager.logFile(record.id);
   const stopFollowing = followFile(logFile, process.stderr, statSync(logFile, { throwIfNoEntry: false })?.size ?? 0);
   const bind = async (): Promise<void> => {
@@ -72,7 +75,7 @@ async function mount(flags: MountFlags): Promise<void> {
   try {
     let started: boolean;
     try {
-      started = await manager.ensure(record);
+      started = await manager.locked(record.id, () => manager.ensure(record));
       await bind();
     } catch (err) {
       // nothing half-mounted stays behind, and no record to adopt later
@@ -114,16 +117,15 @@ async function report(manager: DaemonManager, record: DaemonRecord, name: string
 }
 
 async function unmountImage(manager: DaemonManager, record: DaemonRecord, name: string, mountPath: string): Promise<void> {
-  if (record.mode === 'dedicated') return manager.destroy(record.id);
+  if (record.mode === 'dedicated') return manager.locked(record.id, () => manager.destroy(record.id));
   await lazyUnmount(mountPath).catch(() => undefined);
-  await manager.client(record.id).umount(name).catch((err: unknown) => log.warn('unmounting from the shared daemon failed', { error: err }));
-  const latest = manager.record(record.id) ?? record;
-  latest.mounts = latest.mounts.filter((m) => m.name !== name);
-  if (latest.mounts.length > 0) manager.save(latest);
-  else {
+  await manager.locked(record.id, async () => {
+    await manager.client(record.id).umount(name).catch((err: unknown) => log.warn('unmounting from the shared daemon failed', { error: err }));
+    const latest = manager.record(record.id) ?? record;
+    latest.mounts = latest.mounts.filter((m) => m.name !== name);
     manager.save(latest);
-    await manager.destroy(latest.id);
-  }
+    if (latest.mounts.length === 0) await manager.destroy(latest.id);
+  });
 }
 
 export function mountCommand(): Command {

@@ -19,7 +19,10 @@ const W_OK = 2;
 
 /** Verified uncompressed bytes of chunks, synchronously. */
 export interface SyncChunkSource {
+  /** The chunk's bytes, valid until `recycle()` is called. */
   read(ref: ChunkRef): Buffer;
+  /** The reply built from earlier reads is written: their buffers may be reused. */
+  recycle(): void;
   close(): void;
 }
 

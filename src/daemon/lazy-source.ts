@@ -64,7 +64,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
   }
 
   read(ref: ChunkRef): Buffer {
-    return this.cache.getOrLoad(ref, () => {
+    return this.cache.getOrLoad(ref, (into) => {
       const blob = blobOf(this.blobs, ref);
       const key = `${ref.blobIndex}:${ref.ciIndex}`;
       const files = this.open(ref.blobIndex, blob);
@@ -74,8 +74,12 @@ export class SyncLazyCacheSource implements SyncChunkSource {
         this.fetch(blob, ref);
       }
       this.ready.add(key);
-      return preadExact(files.data, ref.uncompressedSize, ref.uncompressedOffset, blob, ref, 'cache data file');
+      preadExact(files.data, into, ref.uncompressedOffset, blob, ref, 'cache data file');
     });
+  }
+
+  recycle(): void {
+    this.cache.recycle();
   }
 
   /** Asks the main thread to bring the chunk into the cache; returns once it is there, throws otherwise. */

@@ -15,17 +15,24 @@ export class SyncBlobDirSource implements SyncChunkSource {
   private readonly fds = new Map<number, number>();
 
   private readonly cache: ChunkLru;
+  /** Stored (compressed) bytes of the chunk being decoded: only needed until it is. */
+  private scratch = Buffer.alloc(0);
 
   constructor(private readonly dir: string, private readonly blobs: readonly BlobInfo[], cacheChunks = 8) {
     this.cache = new ChunkLru(cacheChunks);
   }
 
   read(ref: ChunkRef): Buffer {
-    return this.cache.getOrLoad(ref, () => {
+    return this.cache.getOrLoad(ref, (into) => {
       const blob = blobOf(this.blobs, ref);
-      const stored = preadExact(this.fd(ref.blobIndex, blob), ref.compressedSize, ref.compressedOffset, blob, ref, 'blob file');
-      return decodeChunk(blob, ref, stored);
+      if (this.scratch.length < ref.compressedSize) this.scratch = Buffer.allocUnsafeSlow(ref.compressedSize);
+      const stored = preadExact(this.fd(ref.blobIndex, blob), this.scratch.subarray(0, ref.compressedSize), ref.compressedOffset, blob, ref, 'blob file');
+      decodeChunk(blob, ref, stored, into);
     });
+  }
+
+  recycle(): void {
+    this.cache.recycle();
   }
 
   private fd(index: number, blob: BlobInfo): number {

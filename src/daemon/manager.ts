@@ -150,28 +150,62 @@ export class DaemonManager {
   }
 
   /**
-   * Checks the daemon every `intervalMs` and brings it back when it died (calling `restarted`). A
-   * daemon that exited by itself (unmounted, or told to) removed its API socket: that is `exited`,
-   * and watching ends. Returns a function that stops watching.
+   * Runs `fn` holding the daemon's lock file, so that managers sharing a daemon (shared mode: one
+   * `mount` per image) never start it twice or lose each other's record updates. A lock whose
+   * holder is dead is taken over.
+   */
+  async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const path = this.path(id, 'lock');
+    for (;;) {
+      try {
+        writeFileSync(path, String(process.pid), { flag: 'wx', mode: 0o600 });
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const holder = Number(readFileSync(path, { encoding: 'utf8', flag: 'r' }) || 0);
+        if (holder && !isAlive(holder) && Number(readFileSync(path, 'utf8')) === holder) rmSync(path, { force: true });
+        else await sleep(20);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      rmSync(path, { force: true });
+    }
+  }
+
+  /**
+   * Checks the daemon every `intervalMs` and brings it back when it died; `restarted` is called
+   * after every restart, whoever did it (another manager of a shared daemon, say), so bind mounts
+   * can be made again. A daemon that exited by itself (unmounted, or told to) removed its API
+   * socket: that is `exited`, and watching ends. Returns a function that stops watching.
    */
   supervise(id: string, on: { restarted(): Promise<void> | void; exited(): void }, intervalMs = 500): () => Promise<void> {
     let stopped = false;
+    let seenPid = this.record(id)?.pid;
     const loop = (async () => {
       let failures = 0;
       while (!stopped) {
         await sleep(intervalMs);
         const record = this.record(id);
         if (stopped || !record) break;
-        if (isAlive(record.pid) && (await this.answers(record))) continue;
+        const healthy = isAlive(record.pid) && (await this.answers(record));
+        if (healthy && record.pid === seenPid) continue;
         if (stopped) break;
-        if (!isAlive(record.pid) && !existsSync(this.apisock(id))) {
+        if (!healthy && !isAlive(record.pid) && !existsSync(this.apisock(id))) {
           log.info('daemon exited', { id, pid: record.pid });
           on.exited();
           break;
         }
         try {
-          log.warn('daemon gone: restarting it', { id, pid: record.pid });
-          await this.ensure(record);
+          if (!healthy) {
+            log.warn('daemon gone: restarting it', { id, pid: record.pid });
+            await this.locked(id, async () => {
+              const fresh = this.record(id);
+              if (fresh && !(isAlive(fresh.pid) && (await this.answers(fresh)))) await this.ensure(fresh);
+            });
+          }
+          seenPid = this.record(id)?.pid;
           failures = 0;
           await on.restarted();
         } catch (err) {

@@ -100,6 +100,10 @@ class WorkerImages {
     }
   }
 
+  recycle(): void {
+    for (const s of this.sources.values()) s?.recycle();
+  }
+
   closeAll(): void {
     for (const slot of [...this.sources.keys()]) this.remove(slot);
   }
@@ -147,6 +151,7 @@ export function serve(config: WorkerConfig): WorkerMessage {
       metrics.request(opcode, (performance.now() - started) / 1000, failed);
       try {
         writevSync(config.fd, reply);
+        images.recycle();
         if (init) {
           post(init);
           init = undefined;
