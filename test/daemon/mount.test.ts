@@ -5,7 +5,7 @@
 // The request handler is also driven directly (no kernel) for the cases the kernel never sends.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,6 +189,34 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(await terminate(second)).toEqual({ code: 0, signal: null });
     expect(ourMounts(mnt)).toEqual([]);
     expect(isRunning(pid!)).toBe(false);
+  });
+
+  it('serves two images through one shared daemon, restarted for both after a kill -9', async () => {
+    const state = p('shared-state');
+    const a = startLocalDaemon(['--bootstrap', boot, '--blob-dir', p('blobs'), '--daemon-mode', 'shared'], p('mnt-shared-a'), state);
+    daemons.push(a);
+    await waitMounted(a);
+    const b = startLocalDaemon(['--bootstrap', boot, '--blob-dir', p('blobs'), '--daemon-mode', 'shared'], p('mnt-shared-b'), state);
+    daemons.push(b);
+    await waitMounted(b);
+    expect(b.stderr()).toMatch(/"adopted":true/);
+    const [pid] = daemonPids(a);
+    expect(daemonPids(b)).toEqual([pid]);
+    const record = JSON.parse(readFileSync(join(state, 'shared.json'), 'utf8')) as { mounts: unknown[] };
+    expect(record.mounts).toHaveLength(2);
+    for (const d of [a, b]) expect(diffManifests(reference, treeManifest(d.mnt))).toEqual([]);
+    process.kill(pid!, 'SIGKILL');
+    await waitFor('both mounts back', () => [a, b].every((d) => /mounted again/.test(d.stderr())) && daemonPids(a)[0] !== pid, 20_000);
+    for (const d of [a, b]) expect(readFileSync(join(d.mnt, 'etc/os-release'), 'utf8')).toBe(readFileSync(p('src', 'etc/os-release'), 'utf8'));
+    // one manager stops: the other image stays; the last one stops the daemon
+    expect(await terminate(a)).toEqual({ code: 0, signal: null });
+    expect(ourMounts(a.mnt)).toEqual([]);
+    expect(readFileSync(join(b.mnt, 'etc/deep/er/still/leaf'), 'utf8')).toBe('deep\n');
+    const [second] = daemonPids(b);
+    expect(await terminate(b)).toEqual({ code: 0, signal: null });
+    expect(ourMounts(b.mnt)).toEqual([]);
+    expect(isRunning(second!)).toBe(false);
+    expect(existsSync(join(state, 'shared.json'))).toBe(false);
   });
 
   it('rejects --target with --bootstrap, and a bad bootstrap before mounting', () => {
