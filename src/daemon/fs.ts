@@ -9,7 +9,7 @@ import type { RafsImage, RafsInode } from '../rafs/reader.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.js';
 import {
   type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE,
-  FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH, MAX_WRITE, negativeEntry, packDirents, packDirentsPlus, type RequestBody,
+  FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH, MAX_WRITE, negativeEntry, DirentPacker, type RequestBody,
   type StatFs, xattrNameList, xattrReply,
 } from './fuse/protocol.js';
 
@@ -184,21 +184,16 @@ export class RafsFuseFs {
 
   private readdir(nid: number, offset: number, size: number, plus: boolean): Buffer[] | number {
     if ((this.image.inode(nid).mode & S_IFMT) !== S_IFDIR) return Errno.ENOTDIR;
-    const entries = this.image.readdir(nid, offset);
-    const plain = (function* () {
-      for (const e of entries) {
-        yield { ino: e.nid, off: e.nextOffset, type: DT_BY_FILE_TYPE.get(e.fileType) ?? 0, name: Buffer.from(e.name, 'latin1') };
-      }
-    })();
-    if (!plus) return [packDirents(plain, size).buf];
-    const withEntries = (function* (fs: RafsFuseFs) {
-      for (const d of plain) {
-        // `.` and `..` carry no entry: the kernel skips them (and node id 0) in READDIRPLUS
-        const dot = d.name.equals(DOT) || d.name.equals(DOTDOT);
-        yield { ...d, entry: dot ? negativeEntry(0) : fs.entryOf(d.ino) };
-      }
-    })(this);
-    return [packDirentsPlus(withEntries, size).buf];
+    const packer = new DirentPacker(size, plus);
+    this.image.forEachDirent(nid, offset, (e, _at, off) => {
+      const name = e.nameBytes ?? Buffer.from(e.name, 'latin1');
+      const d = { ino: this.base + e.nid, off, type: DT_BY_FILE_TYPE.get(e.fileType) ?? 0, name };
+      if (!plus) return packer.add(d);
+      // `.` and `..` carry no entry: the kernel skips them (and node id 0) in READDIRPLUS
+      const dot = name.equals(DOT) || name.equals(DOTDOT);
+      return packer.add(d, dot ? negativeEntry(0) : this.entryOf(e.nid));
+    });
+    return [packer.finish()];
   }
 }
 

@@ -28,6 +28,8 @@ export interface Dirent {
   name: string;
   nid: number;
   fileType: number;
+  /** The name's bytes as stored (parsed entries only: a view of the bootstrap, no copy). */
+  nameBytes?: Buffer;
 }
 
 /**
@@ -100,7 +102,7 @@ export function parseDirentBlock(buf: Buffer, offset: number, length: number): D
     if (/[\0/]/.test(name)) fail(nameOffset, `invalid entry name ${JSON.stringify(name)}`);
     const fileType = block.readUInt8(at + 10);
     if (fileType > FileType.SYMLINK) fail(at + 10, `unknown file type ${fileType}`);
-    entries.push({ name, nid: readU64(block, at, 'dirent'), fileType });
+    entries.push({ name, nid: readU64(block, at, 'dirent'), fileType, nameBytes: block.subarray(nameOffset, nameEnd) });
   }
   return entries;
 }

@@ -249,14 +249,30 @@ export class RafsImage {
     const dir = this.locateType(dirNid, S_IFDIR, 'directory');
     const blocks = this.blockCount(dir);
     for (let block = Math.floor(offset / this.blockSize); block < blocks; block++) {
-      const entries = this.direntBlock(dir, block);
-      const base = block * this.blockSize;
-      const first = Math.max(0, Math.ceil((offset - base) / 12));
-      for (let i = first; i < entries.length; i++) {
-        const nextOffset = i + 1 < entries.length ? base + (i + 1) * 12 : base + this.blockSize;
-        yield { ...entries[i]!, offset: base + i * 12, nextOffset };
-      }
+      const batch: DirEntry[] = [];
+      this.visitBlock(dir, block, offset, (e, at, nextOffset) => batch.push({ ...e, offset: at, nextOffset }) > 0);
+      yield* batch;
     }
+  }
+
+  /**
+   * As readdir, without an object per entry (what serving READDIR wants): `visit` gets each entry
+   * and the offset of the next one, and returns false to stop.
+   */
+  forEachDirent(dirNid: number, offset: number, visit: (e: Dirent, at: number, nextOffset: number) => boolean): void {
+    const dir = this.locateType(dirNid, S_IFDIR, 'directory');
+    const blocks = this.blockCount(dir);
+    for (let block = Math.floor(offset / this.blockSize); block < blocks; block++) if (!this.visitBlock(dir, block, offset, visit)) return;
+  }
+
+  private visitBlock(dir: Located, block: number, offset: number, visit: (e: Dirent, at: number, nextOffset: number) => boolean): boolean {
+    const entries = this.direntBlock(dir, block);
+    const base = block * this.blockSize;
+    for (let i = Math.max(0, Math.ceil((offset - base) / 12)); i < entries.length; i++) {
+      const nextOffset = i + 1 < entries.length ? base + (i + 1) * 12 : base + this.blockSize;
+      if (!visit(entries[i]!, base + i * 12, nextOffset)) return false;
+    }
+    return true;
   }
 
   /** A symlink's target as a byte string. */

@@ -292,18 +292,30 @@ export function decodeDev(dev: number): { major: number; minor: number } {
 }
 
 /** Whole seconds of a timeout, then its nanoseconds. */
-function splitSeconds(seconds: number): [bigint, number] {
+function splitSeconds(seconds: number): [number, number] {
   const whole = Math.floor(seconds);
-  return [BigInt(whole), Math.round((seconds - whole) * 1e9)];
+  return [whole, Math.round((seconds - whole) * 1e9)];
+}
+
+const TWO_32 = 2 ** 32;
+
+/**
+ * A 64-bit field from a safe integer as two 32-bit halves (BigInt conversions cost more than the
+ * rest of a READDIRPLUS entry); negative values (times before 1970) in two's complement.
+ */
+function writeU64(buf: Buffer, n: number, at: number): void {
+  const hi = Math.floor(n / TWO_32);
+  buf.writeUInt32LE(n - hi * TWO_32, at);
+  buf.writeUInt32LE(hi >>> 0, at + 4);
 }
 
 export function writeAttr(buf: Buffer, at: number, a: Attr): void {
-  buf.writeBigUInt64LE(BigInt(a.ino), at);
-  buf.writeBigUInt64LE(BigInt(a.size), at + 8);
-  buf.writeBigUInt64LE(BigInt(a.blocks), at + 16);
-  buf.writeBigInt64LE(BigInt(a.atime), at + 24);
-  buf.writeBigInt64LE(BigInt(a.mtime), at + 32);
-  buf.writeBigInt64LE(BigInt(a.ctime), at + 40);
+  writeU64(buf, a.ino, at);
+  writeU64(buf, a.size, at + 8);
+  writeU64(buf, a.blocks, at + 16);
+  writeU64(buf, a.atime, at + 24);
+  writeU64(buf, a.mtime, at + 32);
+  writeU64(buf, a.ctime, at + 40);
   buf.writeUInt32LE(a.atimensec, at + 48);
   buf.writeUInt32LE(a.mtimensec, at + 52);
   buf.writeUInt32LE(a.ctimensec, at + 56);
@@ -341,10 +353,10 @@ const ZERO_ATTR: Attr = { ino: 0, size: 0, blocks: 0, atime: 0, mtime: 0, ctime:
 export function writeEntry(buf: Buffer, at: number, e: Entry): void {
   const [ev, evNsec] = splitSeconds(e.entryValid);
   const [av, avNsec] = splitSeconds(e.attrValid);
-  buf.writeBigUInt64LE(BigInt(e.nodeid), at);
-  buf.writeBigUInt64LE(BigInt(e.generation), at + 8);
-  buf.writeBigUInt64LE(ev, at + 16);
-  buf.writeBigUInt64LE(av, at + 24);
+  writeU64(buf, e.nodeid, at);
+  writeU64(buf, e.generation, at + 8);
+  writeU64(buf, ev, at + 16);
+  writeU64(buf, av, at + 24);
   buf.writeUInt32LE(evNsec, at + 32);
   buf.writeUInt32LE(avNsec, at + 36);
   writeAttr(buf, at + 40, e.attr);
@@ -394,7 +406,7 @@ export function negativeEntry(valid: number): Entry {
 export function encodeAttrOut(attrValid: number, attr: Attr): Buffer {
   const buf = Buffer.alloc(ATTR_OUT_SIZE);
   const [av, avNsec] = splitSeconds(attrValid);
-  buf.writeBigUInt64LE(av, 0);
+  writeU64(buf, av, 0);
   buf.writeUInt32LE(avNsec, 8);
   writeAttr(buf, 16, attr);
   return buf;
@@ -509,46 +521,62 @@ export const direntSize = (nameLength: number): number => align8(DIRENT_HEADER_S
 export const direntplusSize = (nameLength: number): number => align8(DIRENTPLUS_HEADER_SIZE + nameLength);
 
 function writeDirent(buf: Buffer, at: number, d: DirentOut): void {
-  buf.writeBigUInt64LE(BigInt(d.ino), at);
-  buf.writeBigUInt64LE(BigInt(d.off), at + 8);
+  writeU64(buf, d.ino, at);
+  writeU64(buf, d.off, at + 8);
   buf.writeUInt32LE(d.name.length, at + 16);
   buf.writeUInt32LE(d.type, at + 20);
   d.name.copy(buf, at + DIRENT_HEADER_SIZE);
 }
 
-/** Packs variable-size records into at most `maxSize` bytes, stopping at the first that does not fit. */
-function packRecords<T>(entries: Iterable<T>, maxSize: number, sizeOf: (e: T) => number, write: (buf: Buffer, at: number, e: T) => void): { buf: Buffer; count: number } {
-  const out: T[] = [];
-  let total = 0;
-  for (const e of entries) {
-    const size = sizeOf(e);
-    if (total + size > maxSize) break;
-    out.push(e);
-    total += size;
+/**
+ * Packs directory entries (fuse_dirent, or fuse_direntplus with each entry's entry_out in front;
+ * 8-byte aligned, zero padded) into one reply of at most `maxSize` bytes, as they come: readdir
+ * fills it straight from the image, with no list of entries in between.
+ */
+export class DirentPacker {
+  private readonly buf: Buffer;
+  private used = 0;
+  count = 0;
+
+  constructor(maxSize: number, private readonly plus: boolean) {
+    this.buf = Buffer.alloc(Math.max(0, maxSize));
   }
-  const buf = Buffer.alloc(total);
-  let at = 0;
-  for (const e of out) {
-    write(buf, at, e);
-    at += sizeOf(e);
+
+  /** Adds one entry (`entry` is required with plus); false when it does not fit (nothing added). */
+  add(d: DirentOut, entry?: Entry): boolean {
+    const size = this.plus ? direntplusSize(d.name.length) : direntSize(d.name.length);
+    if (this.used + size > this.buf.length) return false;
+    let at = this.used;
+    if (this.plus) {
+      writeEntry(this.buf, at, entry ?? negativeEntry(0));
+      at += ENTRY_OUT_SIZE;
+    }
+    writeDirent(this.buf, at, d);
+    this.used += size;
+    this.count++;
+    return true;
   }
-  return { buf, count: out.length };
+
+  finish(): Buffer {
+    return this.buf.subarray(0, this.used);
+  }
 }
 
 /**
- * Packs entries (fuse_dirent, 8-byte aligned, zero padded) into at most `maxSize` bytes; returns
- * the bytes and how many entries fit. Stops at the first entry that does not fit.
+ * Packs entries (fuse_dirent) into at most `maxSize` bytes; returns the bytes and how many entries
+ * fit. Stops at the first entry that does not fit.
  */
 export function packDirents(entries: Iterable<DirentOut>, maxSize: number): { buf: Buffer; count: number } {
-  return packRecords(entries, maxSize, (d) => direntSize(d.name.length), writeDirent);
+  const packer = new DirentPacker(maxSize, false);
+  for (const d of entries) if (!packer.add(d)) break;
+  return { buf: packer.finish(), count: packer.count };
 }
 
 /** As packDirents, with each entry's entry_out in front (fuse_direntplus). */
 export function packDirentsPlus(entries: Iterable<DirentOut & { entry: Entry }>, maxSize: number): { buf: Buffer; count: number } {
-  return packRecords(entries, maxSize, (d) => direntplusSize(d.name.length), (buf, at, d) => {
-    writeEntry(buf, at, d.entry);
-    writeDirent(buf, at + ENTRY_OUT_SIZE, d);
-  });
+  const packer = new DirentPacker(maxSize, true);
+  for (const d of entries) if (!packer.add(d, d.entry)) break;
+  return { buf: packer.finish(), count: packer.count };
 }
 
 /** Parses packed fuse_dirent records (for tests and tools). */
