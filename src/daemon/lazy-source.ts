@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
 import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from '../blobcache/chunk-map.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
-import { ChunkLru, blobOf, preadExact } from './sync-chunks.js';
+import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
 import type { SyncChunkSource } from './fs.js';
 import type { ChunkCounters } from './metrics.js';
 
@@ -59,7 +59,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     private readonly counters?: ChunkCounters,
     cacheChunks = 8,
   ) {
-    this.cache = new ChunkLru(cacheChunks);
+    this.cache = new ChunkLru(cacheChunks, largestChunk(blobs));
     this.slot = new Int32Array(slot);
   }
 

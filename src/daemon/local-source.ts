@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ChunkIntegrityError, decodeChunk } from '../blobcache/chunk-decoder.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import type { SyncChunkSource } from './fs.js';
-import { ChunkLru, blobOf, preadExact } from './sync-chunks.js';
+import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
 
 /**
  * Chunks from `<dir>/<blobId>` files read with fs.readSync, decoded and verified, with a small LRU
@@ -19,7 +19,7 @@ export class SyncBlobDirSource implements SyncChunkSource {
   private scratch = Buffer.alloc(0);
 
   constructor(private readonly dir: string, private readonly blobs: readonly BlobInfo[], cacheChunks = 8) {
-    this.cache = new ChunkLru(cacheChunks);
+    this.cache = new ChunkLru(cacheChunks, largestChunk(blobs));
   }
 
   read(ref: ChunkRef): Buffer {

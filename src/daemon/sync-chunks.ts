@@ -3,23 +3,24 @@ import { readSync } from 'node:fs';
 import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 
-/** Buffers kept for reuse beyond the LRU's own (so a burst of evictions does not pile up memory). */
-const SPARE_BUFFERS = 2;
 
 /**
  * A few recently decoded chunks per serving thread: kernel readahead asks for one chunk's pages in
  * several requests, and decoding (or even a pread) per request would repeat the work. The chunk
  * buffers are recycled: a worker thread never returns to its event loop, so memory it lets go of is
  * only reclaimed when V8 gets round to it, and a fresh megabyte per chunk read grows the process by
- * hundreds of megabytes. An evicted buffer may still be part of the reply being built, so it only
- * becomes reusable at `recycle()`, which the worker calls once that reply is written.
+ * hundreds of megabytes. So every buffer has room for a whole chunk, and the LRU's buffers are all
+ * there ever are (plus those evicted during one request). An evicted buffer may still be part of the
+ * reply being built, so it only becomes reusable at `recycle()`, which the worker calls once that
+ * reply is written.
  */
 export class ChunkLru {
   private readonly entries = new Map<string, Buffer>();
   private evicted: ArrayBuffer[] = [];
   private spare: ArrayBuffer[] = [];
 
-  constructor(private readonly capacity: number) {}
+  /** `capacity` chunks of up to `chunkSize` bytes. */
+  constructor(private readonly capacity: number, private readonly chunkSize: number) {}
 
   /** The cached chunk, or what `load` writes into a buffer of the chunk's uncompressed size (then cached). */
   getOrLoad(ref: ChunkRef, load: (into: Buffer) => void): Buffer {
@@ -42,18 +43,17 @@ export class ChunkLru {
   }
 
   private buffer(size: number): Buffer {
-    const i = this.spare.findIndex((b) => b.byteLength >= size);
-    const ab = i >= 0 ? this.spare.splice(i, 1)[0]! : new ArrayBuffer(size);
+    const reusable = this.spare.length > 0 && this.spare[this.spare.length - 1]!.byteLength >= size;
+    const ab = reusable ? this.spare.pop()! : new ArrayBuffer(Math.max(size, this.chunkSize));
     return Buffer.from(ab, 0, size);
   }
 
   /** The reply that may have used evicted chunks is written: their buffers may be reused. */
   recycle(): void {
     if (this.evicted.length === 0) return;
-    this.spare.push(...this.evicted);
+    // more than the LRU holds would only be kept for a burst that already passed
+    this.spare = [...this.spare, ...this.evicted].slice(-this.capacity);
     this.evicted = [];
-    // the largest are the most reusable
-    if (this.spare.length > SPARE_BUFFERS) this.spare = this.spare.sort((a, b) => b.byteLength - a.byteLength).slice(0, SPARE_BUFFERS);
   }
 
   clear(): void {
@@ -62,6 +62,9 @@ export class ChunkLru {
     this.spare = [];
   }
 }
+
+/** The chunk size a buffer must hold for any chunk of these blobs. */
+export const largestChunk = (blobs: readonly BlobInfo[]): number => blobs.reduce((m, b) => Math.max(m, b.chunkSize), 4096);
 
 export function blobOf(blobs: readonly BlobInfo[], ref: ChunkRef): BlobInfo {
   const blob = blobs[ref.blobIndex];

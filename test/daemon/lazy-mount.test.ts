@@ -4,7 +4,7 @@
 // small part of the image's blobs. A restarted daemon serves the same files from the blob cache
 // without one range request; SIGTERM unmounts cleanly. The numbers come from the daemon's own
 // "lazy loading done" log line (its fetcher's counters), written when it stops.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer, connect, type Socket } from 'node:net';
 import { mkdtempSync, readFileSync, readlinkSync, statSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../helpers/cli.js';
+import { diffManifests, treeManifest } from '../helpers/trees.js';
 import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
@@ -136,4 +137,21 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
       for (const s of sockets) s.destroy();
     }
   }, 30_000);
+
+  it('shows the whole tree as umoci unpack does, and gives 32 parallel readers identical bytes', async () => {
+    const rootfs = p('bundle', 'rootfs');
+    const d = startDaemon(p('mnt4'), TARGET, p('cache-full'));
+    await waitMounted(d);
+    // the 32 biggest files, read cold and all at once
+    const listing = execFileSync('find', [rootfs, '-type', 'f', '-printf', '%s %P\\n'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    const biggest = listing.trim().split('\n').map((l) => l.split(' ')).sort((a, b) => Number(b[0]) - Number(a[0])).slice(0, 32).map((f) => f.slice(1).join(' '));
+    const got = await Promise.all(biggest.map((f) => readFile(join(d.mnt, f))));
+    got.forEach((g, i) => expect(g.equals(readFileSync(join(rootfs, biggest[i]!))), biggest[i]).toBe(true));
+    // every entry's metadata and content; the image root's own mtime is the converter's
+    expect(diffManifests(treeManifest(rootfs), treeManifest(d.mnt), (path, field) => path === '.' && field === 'mtime')).toEqual([]);
+    const { code, stats } = await stopDaemon(d);
+    expect(code).toBe(0);
+    expect(stats.corruptChunks).toBe(0);
+    expect(stats.chunks).toBeGreaterThan(0);
+  }, 120_000);
 });
