@@ -1,6 +1,6 @@
 // Stored chunk bytes → verified uncompressed bytes. Nothing leaves here unless its digest matches:
 // a corrupt chunk is an error, never data.
-import { decompress, decompressInto, digest, type Codec } from '../native/index.js';
+import { type Codec, decompress, decompressBatch, decompressInto, digest, digestBatch } from '../native/index.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 
 export class ChunkIntegrityError extends Error {
@@ -9,31 +9,58 @@ export class ChunkIntegrityError extends Error {
   }
 }
 
+const isCompressed = (blob: BlobInfo, ref: ChunkRef): boolean => ref.compressed && blob.compressor !== 'none';
+
+function checkStored(blob: BlobInfo, ref: ChunkRef, stored: Buffer): void {
+  if (stored.length !== ref.compressedSize) {
+    throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `got ${stored.length} stored bytes, expected ${ref.compressedSize}`);
+  }
+}
+
+const undecodable = (blob: BlobInfo, ref: ChunkRef, err: unknown): ChunkIntegrityError =>
+  new ChunkIntegrityError(blob.blobId, ref.ciIndex, `cannot decompress (${(err as Error).message})`);
+
+/** `data` if it is the chunk (its size and its digest `got`), else an integrity error. */
+function verified(blob: BlobInfo, ref: ChunkRef, data: Buffer, got: () => Buffer): Buffer {
+  if (data.length !== ref.uncompressedSize) {
+    throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `${data.length} bytes, expected ${ref.uncompressedSize}`);
+  }
+  if (!got().equals(ref.digest)) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `${blob.digester} digest mismatch`);
+  return data;
+}
+
 /**
  * The chunk's verified uncompressed bytes: in `into` (exactly the uncompressed size) when given,
  * else in a new buffer (or `stored` itself for an uncompressed chunk).
  */
 export function decodeChunk(blob: BlobInfo, ref: ChunkRef, stored: Buffer, into?: Buffer): Buffer {
-  if (stored.length !== ref.compressedSize) {
-    throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `got ${stored.length} stored bytes, expected ${ref.compressedSize}`);
-  }
+  checkStored(blob, ref, stored);
   if (into && into.length !== ref.uncompressedSize) throw new RangeError(`decode buffer of ${into.length} bytes for a chunk of ${ref.uncompressedSize}`);
   let data: Buffer;
-  if (!ref.compressed || blob.compressor === 'none') {
+  if (!isCompressed(blob, ref)) {
     data = into ? into.subarray(0, stored.copy(into)) : stored;
   } else {
     try {
       if (into) decompressInto(blob.compressor as Codec, stored, into);
       data = into ?? decompress(blob.compressor as Codec, stored, { size: ref.uncompressedSize });
     } catch (err) {
-      throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `cannot decompress (${(err as Error).message})`);
+      throw undecodable(blob, ref, err);
     }
   }
-  if (data.length !== ref.uncompressedSize) {
-    throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `${data.length} bytes, expected ${ref.uncompressedSize}`);
+  return verified(blob, ref, data, () => digest(blob.digester, data));
+}
+
+/** As decodeChunk, with decompression and the digest on the libuv pool: for the main thread. */
+export async function decodeChunkAsync(blob: BlobInfo, ref: ChunkRef, stored: Buffer): Promise<Buffer> {
+  checkStored(blob, ref, stored);
+  let data = stored;
+  if (isCompressed(blob, ref)) {
+    try {
+      [data] = (await decompressBatch(blob.compressor as Codec, [stored], [ref.uncompressedSize])) as [Buffer];
+    } catch (err) {
+      throw undecodable(blob, ref, err);
+    }
   }
-  if (!digest(blob.digester, data).equals(ref.digest)) {
-    throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `${blob.digester} digest mismatch`);
-  }
-  return data;
+  const [got] = (await digestBatch(blob.digester, [data])) as [Buffer];
+  return verified(blob, ref, data, () => got);
 }

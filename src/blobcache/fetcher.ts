@@ -8,7 +8,7 @@
 import type { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { ShortReadError, type BlobBackend } from './backend.js';
-import { decodeChunk } from './chunk-decoder.js';
+import { decodeChunkAsync } from './chunk-decoder.js';
 
 /** Where fetched chunks go: the cache's data file and chunk map of one blob. */
 export interface ChunkSink {
@@ -227,7 +227,7 @@ export class ChunkFetcher {
   private async settle(blob: BlobInfo, sink: ChunkSink, w: Waiter, stored: Buffer): Promise<void> {
     let data: Buffer;
     try {
-      data = decodeChunk(blob, w.ref, stored);
+      data = await decodeChunkAsync(blob, w.ref, stored);
       this.stats.chunks++;
     } catch (err) {
       this.stats.corruptChunks++;
