@@ -9,7 +9,6 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -17,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonClient } from '../../src/daemon/api-client.js';
 import { connectNydusImage } from '../../src/image/remote.js';
 import { cliAsync, repoRoot } from '../helpers/cli.js';
+import { cuttableProxy } from '../helpers/proxy.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';
@@ -100,28 +100,6 @@ async function stop(d: Running): Promise<number | null> {
 /** Drops the page cache of one file (the next read goes to the daemon again). */
 function evict(path: string): void {
   execFileSync('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', path]);
-}
-
-/** A TCP proxy in front of the registry that can be cut. */
-async function cuttableProxy(): Promise<{ port: number; cut(): void }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(5000, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => sockets.delete(s));
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as { port: number }).port,
-    cut: () => {
-      server.close();
-      for (const s of sockets) s.destroy();
-    },
-  };
 }
 
 let blobFile: string;

@@ -6,12 +6,12 @@
 // "lazy loading done" log line (its fetcher's counters), written when it stops.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { createServer, connect, type Socket } from 'node:net';
 import { mkdtempSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../helpers/cli.js';
+import { cuttableProxy } from '../helpers/proxy.js';
 import { diffManifests, treeManifest } from '../helpers/trees.js';
 import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
 
@@ -104,24 +104,12 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
   }, 30_000);
 
   it('fails reads with EIO, without hanging, when the registry goes away', async () => {
-    // a TCP proxy in front of the registry, closed once the daemon has mounted
-    const sockets = new Set<Socket>();
-    const proxy = createServer((client) => {
-      const upstream = connect(5000, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('error', () => undefined);
-        s.on('close', () => sockets.delete(s));
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const port = (proxy.address() as { port: number }).port;
+    // a TCP proxy in front of the registry, cut once the daemon has mounted
+    const proxy = await cuttableProxy();
     try {
-      const d = startDaemon(p('mnt3'), `127.0.0.1:${port}/debian-ml:lazy-test`, p('cache-dead'), ['--fetch-timeout', '2']);
+      const d = startDaemon(p('mnt3'), `127.0.0.1:${proxy.port}/debian-ml:lazy-test`, p('cache-dead'), ['--fetch-timeout', '2']);
       await waitMounted(d);
-      proxy.close();
-      for (const s of sockets) s.destroy();
+      proxy.cut();
       const started = performance.now();
       await expect(readFile(join(d.mnt, 'bin', 'dash'))).rejects.toMatchObject({ code: 'EIO' });
       expect(performance.now() - started).toBeLessThan(10_000);
@@ -133,8 +121,7 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
       expect(stats.chunks).toBe(0);
       expect(d.stderr()).toMatch(/chunk fetch failed|timed out/);
     } finally {
-      proxy.close();
-      for (const s of sockets) s.destroy();
+      proxy.cut();
     }
   }, 30_000);
 
