@@ -59,7 +59,6 @@ const chrootEnv = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 // The first one is "ours" for the ratios.
 const lazyVariants = [
   { name: 'nydusify-ts mount (lazy, cold cache)', flags: [] },
-  { name: 'no readahead', flags: ['--readahead', '0'] },
 ];
 
 const ctrDir = process.env.LAZY_CTR_E2E_DIR ?? '/tmp/e2e-bench-lazy';
