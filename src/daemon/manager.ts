@@ -72,7 +72,7 @@ export class DaemonManager {
   }
 
   records(): DaemonRecord[] {
-    return readdirSync(this.dir).filter((n) => n.endsWith('.json')).map((n) => this.record(n.slice(0, -5))).filter((r): r is DaemonRecord => r !== undefined);
+    return readdirSync(this.dir).filter((n) => n.endsWith('.json') && !n.endsWith('.config.json')).map((n) => this.record(n.slice(0, -5))).filter((r): r is DaemonRecord => r !== undefined);
   }
 
   /** Writes the record atomically (a crash leaves the old one or the new one). */
