@@ -5,7 +5,6 @@
 // the snapshotter killed -9 and restarted under running containers, and an image daemon killed -9
 // (restart policy: it comes back and new containers start).
 import { mkdtempSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../helpers/cli.js';
 import {
