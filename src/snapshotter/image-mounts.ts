@@ -32,6 +32,9 @@ export class ImageMounts {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(readonly opts: ImageMountsOptions) {
+    // a shared daemon hands out node-id slots as images come and go: a successor could not
+    // promise the same ones, so only a dedicated daemon's connection can be taken over
+    if (opts.policy === 'failover' && opts.mode !== 'dedicated') throw new Error('the failover recover policy needs --daemon-mode dedicated');
     this.manager = new DaemonManager(join(opts.root, 'daemons'));
     this.mnt = join(opts.root, 'mnt');
     mkdirSync(this.mnt, { recursive: true, mode: 0o700 });
@@ -60,7 +63,9 @@ export class ImageMounts {
   private recordOf(name: string, remote: RemoteLayer): DaemonRecord {
     const { mode, config } = this.opts;
     if (mode === 'dedicated') {
-      return this.manager.record(name) ?? { id: name, mode, mountpoint: this.dir(name), config, mounts: [{ name: '/', spec: this.spec(remote) }] };
+      const record = this.manager.record(name) ?? { id: name, mode, mountpoint: this.dir(name), config, mounts: [{ name: '/', spec: this.spec(remote) }] };
+      record.failover = this.opts.policy === 'failover';
+      return record;
     }
     const record = this.manager.record(SHARED_ID) ?? { id: SHARED_ID, mode, mountpoint: join(this.mnt, SHARED_ID), config, mounts: [] };
     if (!record.mounts.some((m) => m.name === name)) record.mounts.push({ name, spec: this.spec(remote) });
