@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { DaemonMode } from '../daemon/router.js';
+import { CacheGc } from '../snapshotter/cache-gc.js';
 import { ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
 import { serveSnapshotter } from '../snapshotter/service.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';
@@ -27,7 +28,7 @@ async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
   // the blob cache lives with the snapshotter's state unless the config or --cache-dir says otherwise
   if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
   const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy });
-  const sn = new Snapshotter(root, images);
+  const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
   await sn.recover();
   const server = await serveSnapshotter(sn, resolve(flags.address));
   log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, cacheDir: config.cacheDir });

@@ -9,12 +9,15 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { log } from '../util/log.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from './errors.js';
+import { CacheGc } from './cache-gc.js';
 import { parseFilters } from './filters.js';
 import { ImageMounts } from './image-mounts.js';
 import { checkKey, checkLabels, Label, type RemoteLayer, remoteLayer } from './labels.js';
 import { type Kind, MetadataStore, type SnapshotRecord } from './metadata.js';
 import { type Mount, snapshotMounts } from './mounts.js';
 import { diskUsage, type Usage } from './usage.js';
+
+const blobIdOf = (digest: string): string => digest.slice('sha256:'.length);
 
 export interface SnapshotInfo {
   name: string;
@@ -36,8 +39,12 @@ export class Snapshotter {
   private readonly dirs: string;
   private queue: Promise<unknown> = Promise.resolve();
 
-  /** Without `images`, Nydus labels are ignored and every layer is unpacked (plain overlayfs). */
-  constructor(readonly root: string, private readonly images?: ImageMounts) {
+  /**
+   * Without `images`, Nydus labels are ignored and every layer is unpacked (plain overlayfs). With
+   * `cache` (the daemons' blob cache), remote layers report their cached bytes as usage and
+   * Cleanup removes blobs no remote layer names any more.
+   */
+  constructor(readonly root: string, private readonly images?: ImageMounts, private readonly cache?: CacheGc) {
     this.dirs = join(root, 'snapshots');
     mkdirSync(this.dirs, { recursive: true, mode: 0o700 });
     this.store = new MetadataStore(root);
@@ -226,6 +233,7 @@ export class Snapshotter {
 
   async usage(key: string): Promise<Usage> {
     const rec = this.find(key);
+    if (rec.remote?.role === 'blob' && this.cache) return { size: await this.cache.usage(blobIdOf(rec.remote.digest)), inodes: 1 };
     if (rec.kind === 'committed' && rec.usage) return rec.usage;
     return diskUsage(this.fsDir(rec));
   }
@@ -254,7 +262,13 @@ export class Snapshotter {
         await rm(join(this.dirs, id), { recursive: true, force: true });
       }
       if (this.images) await this.images.recover(this.imagesInUse());
+      if (this.cache) await this.cache.collect(this.referencedBlobs());
     });
+  }
+
+  /** Blob ids remote layer snapshots name (what the cache must keep). */
+  referencedBlobs(): Set<string> {
+    return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' ? [blobIdOf(r.remote.digest)] : [])));
   }
 
   /** Images active snapshots and views read through (what must stay mounted). */

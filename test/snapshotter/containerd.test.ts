@@ -4,7 +4,8 @@
 // remotely and containers read through a daemon, lazily (counted at the registry). Then recovery:
 // the snapshotter killed -9 and restarted under running containers, and an image daemon killed -9
 // (restart policy: it comes back and new containers start).
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../helpers/cli.js';
 import {
@@ -122,5 +123,30 @@ describe('snapshotter with containerd', () => {
     const r = await runIn(DEBIAN, 'after', ['/etc/e2e/expect.sh']);
     expect(r.stdout).toContain('ALL OK');
     await ctr(['task', 'kill', '-s', 'KILL', 'hold']);
+  });
+
+  it('reports cached bytes as the usage of remote layers; removing the image removes its blobs from the cache', async () => {
+    const blobIds = (await manifestLayers(DEBIAN)).filter((l) => l.mediaType.includes('nydus.blob')).map((l) => l.digest.slice(7));
+    const cached = () => blobIds.filter((id) => existsSync(join(root, 'cache', `${id}.blob.data`)));
+    expect(cached().length).toBeGreaterThan(0);
+    let reported = 0;
+    for (const line of (await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'ls'])).split('\n').slice(1)) {
+      const key = line.split(/\s+/)[0];
+      if (!key) continue;
+      const info = JSON.parse(await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'info', key])) as { Labels?: Record<string, string> };
+      if (info.Labels?.['containerd.io/snapshot/nydus-blob'] !== 'true') continue;
+      const usage = (await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'usage', key])).split('\n')[1]!;
+      reported += Number(/\s(\d+(?:\.\d+)?)\s*(\w*B)\s/.exec(usage)?.[1] ?? 0);
+    }
+    expect(reported).toBeGreaterThan(0);
+    // the image's last user goes, then the image (containerd's GC removes the snapshots and calls Cleanup)
+    for (const id of ['hold']) {
+      await sleep(300);
+      await ctr(['task', 'rm', '-f', id]);
+      await mustCtr(['container', 'rm', id]);
+    }
+    await mustCtr(['images', 'rm', '--sync', DEBIAN]);
+    expect(cached()).toEqual([]);
+    expect(recordedDaemons(root)).toEqual([]);
   });
 });
