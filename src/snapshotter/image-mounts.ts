@@ -24,11 +24,13 @@ export interface ImageMountsOptions {
 }
 
 const SHARED_ID = 'shared';
+const SUPERVISE_INTERVAL_MS = 500;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class ImageMounts {
   readonly manager: DaemonManager;
   private readonly mnt: string;
-  private readonly supervisors = new Map<string, () => Promise<void>>();
+  private readonly supervisors = new Map<string, { state: { stopped: boolean }; loop: Promise<void> }>();
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(readonly opts: ImageMountsOptions) {
@@ -97,7 +99,7 @@ export class ImageMounts {
 
   private async drop(name: string): Promise<void> {
     if (this.opts.mode === 'dedicated') {
-      await this.unsupervise(name);
+      this.unsupervise(name);
       await this.manager.destroy(name);
       log.info('image unmounted', { image: name });
       return;
@@ -109,7 +111,7 @@ export class ImageMounts {
     this.manager.save(record);
     log.info('image unmounted', { image: name });
     if (record.mounts.length === 0) {
-      await this.unsupervise(SHARED_ID);
+      this.unsupervise(SHARED_ID);
       await this.manager.destroy(SHARED_ID);
     }
   }
@@ -140,26 +142,48 @@ export class ImageMounts {
     });
   }
 
+  /**
+   * Watches the daemon and brings it back when it stops answering (killed, crashed, unmounted
+   * under it). Each check runs in this object's queue, so a restart never races an acquire or a
+   * release of the same daemon (the manager's own supervise loop would run beside the queue).
+   */
   private supervise(id: string): void {
     if (this.supervisors.has(id)) return;
-    const stop = this.manager.supervise(id, {
-      restarted: () => log.info('image daemon restarted after it died', { daemon: id }),
-      exited: () => {
-        this.supervisors.delete(id);
-        log.warn('image daemon exited', { daemon: id });
-      },
-    });
-    this.supervisors.set(id, stop);
+    const state = { stopped: false };
+    const loop = (async () => {
+      let failures = 0;
+      while (!state.stopped) {
+        await sleep(failures === 0 ? SUPERVISE_INTERVAL_MS : Math.min(30_000, SUPERVISE_INTERVAL_MS * 2 ** failures));
+        await this.serial(async () => {
+          const record = this.manager.record(id);
+          if (state.stopped || !record || (await this.manager.answers(record))) return;
+          log.warn('image daemon does not answer: bringing it back', { daemon: id, pid: record.pid, policy: this.opts.policy });
+          try {
+            await this.manager.ensure(record);
+            failures = 0;
+            log.info('image daemon restarted after it died', { daemon: id, pid: this.manager.record(id)?.pid });
+          } catch (err) {
+            failures++;
+            log.error('restarting an image daemon failed', { daemon: id, error: err, failures });
+          }
+        });
+      }
+    })();
+    this.supervisors.set(id, { state, loop });
   }
 
-  private async unsupervise(id: string): Promise<void> {
-    const stop = this.supervisors.get(id);
+  /** Stops watching (not waiting: this may run inside the queue the watcher waits for). */
+  private unsupervise(id: string): void {
+    const s = this.supervisors.get(id);
     this.supervisors.delete(id);
-    await stop?.();
+    if (s) s.state.stopped = true;
   }
 
   /** Stops watching; the daemons keep serving (running containers read through them). */
   async close(): Promise<void> {
-    await Promise.all([...this.supervisors.keys()].map((id) => this.unsupervise(id)));
+    const loops = [...this.supervisors.values()];
+    this.supervisors.clear();
+    for (const s of loops) s.state.stopped = true;
+    await Promise.all(loops.map((s) => s.loop));
   }
 }
