@@ -4,9 +4,10 @@
 // (or one that no longer answers) is started again and its images are mounted again. While it runs,
 // `supervise` does the same whenever a daemon dies (kill -9, crash).
 import { spawn, type StdioOptions } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pidfdGetfd } from '../native/index.js';
 import { log } from '../util/log.js';
 import { DaemonClient } from './api-client.js';
 import { mountFuseDevice, mountsAt } from './fuse/session.js';
@@ -114,6 +115,7 @@ export class DaemonManager {
     if (await this.answers(record)) {
       const mounted = new Set((await this.client(record.id).info()).mounts.map((m) => m.mountpoint));
       for (const m of record.mounts) if (!mounted.has(m.name === '/' ? '/' : `/${m.name}`)) await this.client(record.id).mount(m.name, m.spec);
+      if (record.failover && record.mode === 'dedicated' && !this.fuseFds.has(record.id)) this.copyFuseFd(record);
       return false;
     }
     // not answering: a live process there is hung or someone else's; it has to go
@@ -159,6 +161,28 @@ export class DaemonManager {
     const fd = await mountFuseDevice(record.mountpoint);
     this.fuseFds.set(record.id, fd);
     return { fd, takeover: false };
+  }
+
+  /**
+   * Failover for a daemon this manager adopted (it mounted the connection before a restart of the
+   * manager, or opened it itself): a copy of its /dev/fuse descriptor, taken with pidfd_getfd.
+   */
+  private copyFuseFd(record: DaemonRecord): void {
+    const pid = record.pid!;
+    try {
+      const fd = readdirSync(`/proc/${pid}/fd`).find((n) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${n}`) === '/dev/fuse';
+        } catch {
+          return false;
+        }
+      });
+      if (fd === undefined) throw new Error('it holds no /dev/fuse descriptor');
+      this.fuseFds.set(record.id, pidfdGetfd(pid, Number(fd)));
+      log.info('holding the adopted daemon\'s FUSE connection (failover possible)', { id: record.id, pid });
+    } catch (err) {
+      log.warn('cannot hold the adopted daemon\'s FUSE connection: if it dies it is restarted, not failed over', { id: record.id, pid, error: err });
+    }
   }
 
   private releaseFd(id: string): void {

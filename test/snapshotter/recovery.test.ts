@@ -10,13 +10,13 @@ import { containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, recordedDaemons, 
 
 const IMAGE = `${REGISTRY}/debian-ml:snap-recovery-nydus`;
 // reads every file over 1 KiB under /usr once, counting failures, with progress lines
-const READER = 'n=0; fails=0; for f in $(find /usr -type f -size +1k); do n=$((n+1)); cat "$f" > /dev/null 2>&1 || fails=$((fails+1)); [ $((n % 200)) = 0 ] && echo "read $n"; done; echo "DONE $n fails=$fails"';
+const reader = (pause = 0): string => `n=0; fails=0; for f in $(find /usr -type f -size +1k); do n=$((n+1)); cat "$f" > /dev/null 2>&1 || fails=$((fails+1)); [ $((n % 200)) = 0 ] && echo "read $n" && sleep ${pause}; done; echo "DONE $n fails=$fails"`;
 
 let sn: SnapshotterProcess | undefined;
 let root = '';
 
 async function cleanImage(): Promise<void> {
-  for (const id of ['reader', 'next']) {
+  for (const id of ['holder', 'reader', 'next']) {
     await ctr(['task', 'kill', '-s', 'KILL', id]);
     await ctr(['task', 'rm', '-f', id]);
     await ctr(['container', 'rm', id]);
@@ -35,11 +35,14 @@ async function stop(): Promise<void> {
   sn = undefined;
 }
 
-/** Starts the reader, kills the image daemon -9 once it is under way, returns its output and the pids. */
-async function killDuringReads(): Promise<{ output: string; before: number; after: number | undefined }> {
+/**
+ * Starts the reader, kills the image daemon -9 once it is under way (after `meanwhile`), returns
+ * the reader's output and the daemon pids.
+ */
+async function killDuringReads(pause = 0, meanwhile?: () => Promise<void>): Promise<{ output: string; before: number; after: number | undefined }> {
   let output = '';
-  const reader = new Promise<void>((done) => {
-    void ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, IMAGE, 'reader', 'sh', '-c', READER], 180_000).then((r) => {
+  const reading = new Promise<void>((done) => {
+    void ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, IMAGE, 'reader', 'sh', '-c', reader(pause)], 180_000).then((r) => {
       output = r.stdout + r.stderr;
       done();
     });
@@ -52,8 +55,9 @@ async function killDuringReads(): Promise<{ output: string; before: number; afte
   }
   expect(before).toBeDefined();
   await sleep(1500);
+  await meanwhile?.();
   process.kill(before!, 'SIGKILL');
-  await reader;
+  await reading;
   // with restart the reader may finish (failing fast) before the supervisor has acted
   let after = recordedDaemons(root)[0]?.pid;
   for (let i = 0; i < 100 && (after === undefined || after === before); i++) {
@@ -77,6 +81,10 @@ describe.each(['restart', 'failover'] as const)('recover policy %s', (policy) =>
     await cleanImage();
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, IMAGE]);
     expect(pull.code, pull.stderr).toBe(0);
+    // keeps the image in use: a reader that fails fast (restart policy) must not take the daemon
+    // with it when its container goes
+    const holder = await ctr(['run', '-d', '--snapshotter', SNAPSHOTTER, IMAGE, 'holder', 'sleep', '600']);
+    expect(holder.code, holder.stderr).toBe(0);
   }, 120_000);
   afterAll(stop, 120_000);
 
@@ -93,5 +101,19 @@ describe.each(['restart', 'failover'] as const)('recover policy %s', (policy) =>
     }
     const next = await ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, IMAGE, 'next', '/etc/e2e/expect.sh'], 180_000);
     expect(next.stdout).toContain('ALL OK');
+  });
+
+  it.runIf(policy === 'failover')('also fails over a daemon the snapshotter adopted after its own kill -9 and restart', async () => {
+    const restart = async (): Promise<void> => {
+      sn!.child.kill('SIGKILL');
+      await sn!.exit;
+      sn = await startSnapshotter(root, ['--recover-policy', policy]);
+      expect(sn.log()).toContain('holding the adopted daemon');
+    };
+    // pauses keep the reader going while the snapshotter restarts (the blob cache is warm now)
+    const { output, before, after } = await killDuringReads(0.3, restart);
+    console.log(`${policy} after a snapshotter restart: ${output.trim().split('\n').at(-1)}`);
+    expect(after).not.toBe(before);
+    expect(output).toMatch(/DONE \d+ fails=0/);
   });
 });
