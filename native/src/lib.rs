@@ -8,6 +8,7 @@ mod digest;
 mod error;
 mod js;
 mod napi;
+mod pidfd;
 mod zstd_stream;
 
 use codec::Codec;
@@ -139,6 +140,14 @@ unsafe extern "C" fn zstd_stream_finish(env: napi_env, info: napi_callback_info)
     })
 }
 
+unsafe extern "C" fn pidfd_getfd(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [p, f] = js::args::<2>(env, info)?;
+        let fd = pidfd::getfd(js::int(env, p, "pid")?, js::int(env, f, "fd")?)?;
+        js::new_number(env, fd as f64)
+    })
+}
+
 impl js::ExternalKind for Hasher {
     const TAG: u32 = 0x4841_5348; // "HASH"
     const NAME: &'static str = "hasher";
@@ -152,7 +161,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 14] = [
+    let functions: [(&str, napi_callback); 15] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -167,6 +176,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("zstdStreamCreate", Some(zstd_stream_create)),
         ("zstdStreamPush", Some(zstd_stream_push)),
         ("zstdStreamFinish", Some(zstd_stream_finish)),
+        ("pidfdGetfd", Some(pidfd_getfd)),
     ];
     js::guard(env, || {
         for (name, f) in functions {

@@ -4,7 +4,7 @@
 // mountpoint. It stops when its mount goes away, on SIGINT/SIGTERM, or on PUT /api/v1/daemon/exit.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { serveApi } from '../daemon/api.js';
 import { Daemon } from '../daemon/daemon.js';
 import type { DaemonMode } from '../daemon/router.js';
@@ -16,6 +16,8 @@ interface DaemonFlags extends ConfigFlags, ImageFlags {
   apisock?: string;
   mode: DaemonMode;
   id?: string;
+  fuseFd?: number;
+  takeover?: boolean;
 }
 
 
@@ -24,7 +26,7 @@ async function runDaemon(flags: DaemonFlags): Promise<void> {
   if (flags.mode === 'shared' && spec) throw new Error('a shared daemon mounts images through its API (--apisock), not from flags');
   if (flags.apisock === undefined && !spec) throw new Error('nothing to serve: give an image (--target or --bootstrap) or --apisock to mount through the API');
   checkMountPath(flags.mountpoint);
-  const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, config: configFrom(flags) });
+  const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, config: configFrom(flags), fuseFd: flags.fuseFd, takeover: flags.takeover });
   await daemon.start();
   const api = flags.apisock === undefined ? undefined : await serveApi(daemon, flags.apisock, () => void daemon.stop());
   try {
@@ -50,6 +52,12 @@ export function daemonCommand(): Command {
     .requiredOption('--mountpoint <dir>', 'the FUSE mount')
     .option('--apisock <path>', 'serve the HTTP API on this unix socket (mode 0600)')
     .addOption(new Option('--mode <mode>', 'dedicated: one image at the mountpoint; shared: images under it, as mountpoint/NAME').choices(['dedicated', 'shared']).default('dedicated'))
-    .option('--id <id>', 'daemon id (reported by the API)');
+    .option('--id <id>', 'daemon id (reported by the API)')
+    // failover (the manager passes these): serve a FUSE connection someone else mounted and keeps
+    .option('--fuse-fd <n>', 'serve this inherited /dev/fuse descriptor, already mounted at --mountpoint', (v) => {
+      if (!/^\d{1,4}$/.test(v) || Number(v) < 3) throw new InvalidArgumentError('expected an inherited descriptor number (3 or more).');
+      return Number(v);
+    })
+    .option('--takeover', 'the --fuse-fd connection was served by a daemon that died: resend what it left unanswered');
   return addImageOptions(addConfigOptions(cmd)).action(runDaemon);
 }

@@ -2,9 +2,7 @@
 // exit status 2; implementing one means giving it its own file and deleting its line here.
 import { Command, CommanderError } from 'commander';
 
-const UNIMPLEMENTED: Record<string, string> = {
-  snapshotter: 'run the containerd Nydus snapshotter',
-};
+const UNIMPLEMENTED: Record<string, string> = {};
 
 export function unimplementedCommands(): Command[] {
   return Object.entries(UNIMPLEMENTED).map(([name, description]) =>

@@ -28,6 +28,9 @@ export interface DaemonOptions {
   config: DaemonConfig;
   /** Stop on these signals (default SIGINT and SIGTERM). */
   signals?: NodeJS.Signals[];
+  /** Failover: serve this already mounted /dev/fuse descriptor (with `takeover`, a dead daemon's). */
+  fuseFd?: number;
+  takeover?: boolean;
 }
 
 export interface DaemonInfo {
@@ -104,6 +107,8 @@ export class Daemon {
       timeoutMs: Math.round(this.opts.config.fetchTimeout * 1000),
       fetch: (slot, blobIndex, ciIndex) => this.fetch(slot, blobIndex, ciIndex),
       signals: [],
+      fd: this.opts.fuseFd,
+      takeover: this.opts.takeover,
     });
     await session.start();
     this.session = session;

@@ -3,12 +3,14 @@
 // finds them again: a daemon that still answers on its API socket is adopted as it is; a dead one
 // (or one that no longer answers) is started again and its images are mounted again. While it runs,
 // `supervise` does the same whenever a daemon dies (kill -9, crash).
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, type StdioOptions } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pidfdGetfd } from '../native/index.js';
 import { log } from '../util/log.js';
 import { DaemonClient } from './api-client.js';
+import { mountFuseDevice, mountsAt } from './fuse/session.js';
 import type { DaemonConfig, MountSpec } from './config.js';
 import type { DaemonMode } from './router.js';
 
@@ -25,6 +27,13 @@ export interface DaemonRecord {
   /** Images to (re)mount: "/" for a dedicated daemon, names under a shared one. */
   mounts: { name: string; spec: MountSpec }[];
   pid?: number;
+  /**
+   * Failover (dedicated daemons): the manager mounts the FUSE connection itself and keeps its
+   * descriptor, so a daemon killed -9 leaves the mount alive (reads wait) and its successor takes
+   * the same connection over. Held in this process only: after a manager restart, an adopted
+   * daemon that dies is restarted on a fresh mount instead.
+   */
+  failover?: boolean;
 }
 
 const isAlive = (pid: number | undefined): boolean => {
@@ -39,6 +48,8 @@ const isAlive = (pid: number | undefined): boolean => {
 
 export class DaemonManager {
   readonly dir: string;
+  /** Failover: the /dev/fuse descriptors this manager mounted and keeps, by daemon id. */
+  private readonly fuseFds = new Map<string, number>();
 
   constructor(stateDir = DEFAULT_STATE_DIR) {
     this.dir = resolve(stateDir);
@@ -72,7 +83,7 @@ export class DaemonManager {
   }
 
   records(): DaemonRecord[] {
-    return readdirSync(this.dir).filter((n) => n.endsWith('.json')).map((n) => this.record(n.slice(0, -5))).filter((r): r is DaemonRecord => r !== undefined);
+    return readdirSync(this.dir).filter((n) => n.endsWith('.json') && !n.endsWith('.config.json')).map((n) => this.record(n.slice(0, -5))).filter((r): r is DaemonRecord => r !== undefined);
   }
 
   /** Writes the record atomically (a crash leaves the old one or the new one). */
@@ -104,6 +115,7 @@ export class DaemonManager {
     if (await this.answers(record)) {
       const mounted = new Set((await this.client(record.id).info()).mounts.map((m) => m.mountpoint));
       for (const m of record.mounts) if (!mounted.has(m.name === '/' ? '/' : `/${m.name}`)) await this.client(record.id).mount(m.name, m.spec);
+      if (record.failover && record.mode === 'dedicated' && !this.fuseFds.has(record.id)) this.copyFuseFd(record);
       return false;
     }
     // not answering: a live process there is hung or someone else's; it has to go
@@ -119,9 +131,12 @@ export class DaemonManager {
   private async start(record: DaemonRecord): Promise<void> {
     const configPath = this.path(record.id, 'config.json');
     writeFileSync(configPath, JSON.stringify(record.config, null, 2), { mode: 0o600 });
-    const logFd = openSync(this.logFile(record.id), 'a', 0o600);
     const args = [CLI, 'daemon', '--id', record.id, '--apisock', this.apisock(record.id), '--mountpoint', record.mountpoint, '--mode', record.mode, '--config', configPath];
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, NYDUSIFY_LOG_LEVEL: process.env.NYDUSIFY_LOG_LEVEL ?? 'info' } });
+    const fuse = await this.failoverFd(record);
+    if (fuse) args.push('--fuse-fd', '3', ...(fuse.takeover ? ['--takeover'] : []));
+    const logFd = openSync(this.logFile(record.id), 'a', 0o600);
+    const stdio: StdioOptions = fuse ? ['ignore', logFd, logFd, fuse.fd] : ['ignore', logFd, logFd];
+    const child = spawn(process.execPath, args, { detached: true, stdio, env: { ...process.env, NYDUSIFY_LOG_LEVEL: process.env.NYDUSIFY_LOG_LEVEL ?? 'info' } });
     closeSync(logFd);
     child.unref();
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
@@ -137,9 +152,49 @@ export class DaemonManager {
     for (const m of record.mounts) await this.client(record.id).mount(m.name, m.spec);
   }
 
+  /** Failover: the connection to hand over (kept from a daemon that died) or a new one. */
+  private async failoverFd(record: DaemonRecord): Promise<{ fd: number; takeover: boolean } | undefined> {
+    if (!record.failover || record.mode !== 'dedicated') return undefined;
+    const held = this.fuseFds.get(record.id);
+    if (held !== undefined && mountsAt(record.mountpoint).length > 0) return { fd: held, takeover: true };
+    this.releaseFd(record.id);
+    const fd = await mountFuseDevice(record.mountpoint);
+    this.fuseFds.set(record.id, fd);
+    return { fd, takeover: false };
+  }
+
+  /**
+   * Failover for a daemon this manager adopted (it mounted the connection before a restart of the
+   * manager, or opened it itself): a copy of its /dev/fuse descriptor, taken with pidfd_getfd.
+   */
+  private copyFuseFd(record: DaemonRecord): void {
+    const pid = record.pid!;
+    try {
+      const fd = readdirSync(`/proc/${pid}/fd`).find((n) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${n}`) === '/dev/fuse';
+        } catch {
+          return false;
+        }
+      });
+      if (fd === undefined) throw new Error('it holds no /dev/fuse descriptor');
+      this.fuseFds.set(record.id, pidfdGetfd(pid, Number(fd)));
+      log.info('holding the adopted daemon\'s FUSE connection (failover possible)', { id: record.id, pid });
+    } catch (err) {
+      log.warn('cannot hold the adopted daemon\'s FUSE connection: if it dies it is restarted, not failed over', { id: record.id, pid, error: err });
+    }
+  }
+
+  private releaseFd(id: string): void {
+    const fd = this.fuseFds.get(id);
+    this.fuseFds.delete(id);
+    if (fd !== undefined) closeSync(fd);
+  }
+
   /** Stops the daemon (it unmounts everything) and forgets it. */
   async destroy(id: string): Promise<void> {
     const record = this.record(id);
+    this.releaseFd(id);
     if (!record) return;
     if (await this.answers(record)) {
       await this.client(record.id).exit().catch(() => undefined);
@@ -194,6 +249,7 @@ export class DaemonManager {
         if (stopped) break;
         if (!healthy && !isAlive(record.pid) && !existsSync(this.apisock(id))) {
           log.info('daemon exited', { id, pid: record.pid });
+          this.releaseFd(id);
           on.exited();
           break;
         }

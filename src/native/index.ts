@@ -26,6 +26,7 @@ interface Addon {
   zstdStreamCreate(): unknown;
   zstdStreamPush(handle: unknown, src: Uint8Array): Buffer;
   zstdStreamFinish(handle: unknown): void;
+  pidfdGetfd(pid: number, fd: number): number;
 }
 
 function addonPath(): string {
@@ -186,4 +187,12 @@ export class ZstdDecompressStream {
   end(): void {
     addon.zstdStreamFinish(this.handle);
   }
+}
+
+/**
+ * A copy, in this process, of descriptor `fd` of process `pid` (pidfd_getfd(2); close-on-exec).
+ * Needs ptrace rights over it (root) and Linux 5.6.
+ */
+export function pidfdGetfd(pid: number, fd: number): number {
+  return addon.pidfdGetfd(pid, fd);
 }

@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const repo = join(import.meta.dirname, '..', '..');
-const IMPLEMENTED = ['cache', 'check', 'convert', 'create', 'daemon', 'demo', 'export', 'inspect', 'merge', 'mount', 'unpack'];
-const UNIMPLEMENTED = ['snapshotter'];
+const IMPLEMENTED = ['cache', 'check', 'convert', 'create', 'daemon', 'demo', 'export', 'inspect', 'merge', 'mount', 'snapshotter', 'unpack'];
+// every command is implemented now; the check stays for the next one that is not
+const UNIMPLEMENTED: string[] = [];
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   const result = spawnSync(process.execPath, ['dist/cli/main.js', ...args], {
@@ -35,7 +36,7 @@ describe('nydusify-ts', () => {
     expect(run(['--version']).stdout.trim()).toBe(version);
   });
 
-  it.each(UNIMPLEMENTED)('%s says it is not implemented and exits 2, whatever its arguments', (command) => {
+  it.skipIf(UNIMPLEMENTED.length === 0).each(UNIMPLEMENTED.length ? UNIMPLEMENTED : ['(none)'])('%s says it is not implemented and exits 2, whatever its arguments', (command) => {
     const { status, stdout, stderr } = run([command, '--some-flag', 'value', 'extra']);
     expect(status).toBe(2);
     expect(stderr).toBe(`nydusify-ts ${command}: not implemented yet\n`);

@@ -3,7 +3,7 @@
 // raise the bdi readahead once INIT is done, and unmount lazily on SIGINT/SIGTERM. Nothing here
 // blocks the main thread on anything that touches the mount: umount is spawned asynchronously.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { log } from '../../util/log.js';
@@ -42,6 +42,35 @@ export interface SessionOptions {
   timeoutMs?: number;
   /** Stop serving on these signals (default SIGINT and SIGTERM; none: []). */
   signals?: NodeJS.Signals[];
+  /**
+   * Failover: a /dev/fuse descriptor already mounted at mountPath (by mountFuseDevice, in the
+   * manager, which keeps a copy so the connection outlives a daemon killed -9). With `takeover`
+   * the connection was served before: no INIT comes, and the requests the dead daemon had read
+   * but not answered are asked for again (FUSE_NOTIFY_RESEND, Linux 6.9+).
+   */
+  fd?: number;
+  takeover?: boolean;
+}
+
+/** FUSE_NOTIFY_RESEND: the kernel requeues every request read but not yet answered. */
+const NOTIFY_RESEND = 7;
+
+/** Opens /dev/fuse and mounts it at `path` (replacing a stale mount of ours); returns the descriptor. */
+export async function mountFuseDevice(path: string): Promise<number> {
+  const mountPath = resolve(path);
+  for (const stale of mountsAt(mountPath)) {
+    log.warn('lazily unmounting a stale mount', { mountPath, source: stale.source });
+    await lazyUnmount(mountPath);
+  }
+  const fd = openSync('/dev/fuse', 'r+');
+  const options = `ro,fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions`;
+  // -i: no /sbin/mount.fuse helper (it would treat the source as a command)
+  const r = await run('mount', ['-i', '-t', FS_TYPE, '-o', options, FS_NAME, mountPath], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+  if (r.code !== 0) {
+    closeSync(fd);
+    throw new Error(`mount ${mountPath}: ${r.stderr || `exit ${r.code}`}`);
+  }
+  return fd;
 }
 
 /** Reads waiting for the backend right now. */
@@ -121,19 +150,7 @@ export class FuseSession {
 
   /** Mounts and starts the workers; resolves once the mount exists. */
   async start(): Promise<void> {
-    for (const stale of mountsAt(this.mountPath)) {
-      log.warn('lazily unmounting a stale mount', { mountPath: this.mountPath, source: stale.source });
-      await lazyUnmount(this.mountPath);
-    }
-    this.fd = openSync('/dev/fuse', 'r+');
-    const options = `ro,fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions`;
-    // -i: no /sbin/mount.fuse helper (it would treat the source as a command)
-    const r = await run('mount', ['-i', '-t', FS_TYPE, '-o', options, FS_NAME, this.mountPath], { stdio: ['ignore', 'ignore', 'pipe', this.fd] });
-    if (r.code !== 0) {
-      closeSync(this.fd);
-      this.fd = -1;
-      throw new Error(`mount ${this.mountPath}: ${r.stderr || `exit ${r.code}`}`);
-    }
+    this.fd = this.opts.fd ?? (await mountFuseDevice(this.mountPath));
     const mounted = mountsAt(this.mountPath).at(-1);
     if (mounted) {
       const [major, minor] = mounted.dev.split(':').map(Number) as [number, number];
@@ -171,7 +188,8 @@ export class FuseSession {
       for (const port of this.ports) port.close();
     });
     for (const s of this.opts.signals ?? ['SIGINT', 'SIGTERM']) process.on(s, this.signalHandler);
-    log.info('mounted', { mountPath: this.mountPath, threads });
+    if (this.opts.takeover) this.resend();
+    log.info('mounted', { mountPath: this.mountPath, threads, takeover: this.opts.takeover ?? false });
   }
 
   private onMessage(index: number, m: WorkerMessage): void {
@@ -210,6 +228,20 @@ export class FuseSession {
       case 'exit':
         log.debug('FUSE worker done', { worker: index, requests: m.requests, reason: m.reason });
         break;
+    }
+  }
+
+  /** Asks the kernel to send again what a previous daemon on this connection left unanswered. */
+  private resend(): void {
+    const header = Buffer.alloc(16);
+    header.writeUInt32LE(16, 0);
+    header.writeInt32LE(NOTIFY_RESEND, 4);
+    try {
+      writeSync(this.fd, header);
+      log.info('took over the FUSE connection: unanswered requests resent', { mountPath: this.mountPath });
+    } catch (err) {
+      // an older kernel: requests the dead daemon had read stay unanswered (their callers hang)
+      log.warn('FUSE_NOTIFY_RESEND failed', { error: err });
     }
   }
 

@@ -1,0 +1,270 @@
+// containerd lazy start: our snapshotter vs stargz-snapshotter vs overlayfs full pull, `node -e 1` in debian-ml (shaped netns registry).
+//
+//   npm run bench -- containerd-lazy [--runs 3]
+//   node bench/run.mjs containerd-lazy [--runs 3]
+//
+// Needs root, /dev/fuse, containerd + runc + ctr + ctr-remote, ip/tc, curl, go (once, to build the
+// stargz daemon if ../shared/e2e has not). Starts what it needs from ../shared/e2e: registry-up.sh,
+// make-images.sh, netns-up.sh (200 mbit, 10 ms per direction; E2E_RATE / E2E_DELAY_MS override),
+// and a private containerd (E2E_DIR=/tmp/e2e-bench-containerd-lazy, namespace bench-cl) with two
+// proxy snapshotters: stargz (stargz-up.sh, no prefetch, no background fetch) and ours
+// (`nydusify-ts snapshotter`, dedicated daemons). Converts once, on loopback: debian-ml:latest →
+// :containerd-lazy-nydus (ours) and → :containerd-lazy-esgz (ctr-remote image convert --estargz, ~50 s).
+//
+// Rows, each timed from the pull command's start to `ctr run --rm … node -e 1` exiting 0, every run
+// cold (`ctr images rm --sync` of everything first; stargz restarted with its fscache/httpcache
+// emptied; ours restarted on a fresh root, so a fresh blob cache):
+//   - overlayfs: `ctr images pull` (download + unpack everything) + `ctr run`
+//   - stargz: `ctr-remote image rpull` of the eStargz image + `ctr run --snapshotter stargz`
+//   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
+// Medians of --runs (default 3), interleaved. Ratio = ours ÷ baseline; targets ≤ 0.5× stargz and
+// ≤ 0.15× full pull. Prints a markdown table, writes bench/out/containerd-lazy.json.
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const e2e = join(repo, '..', 'shared', 'e2e');
+const out = join(repo, 'bench', 'out');
+const cli = join(repo, 'dist', 'cli', 'main.js');
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const runs = Number(arg('--runs', '3')) || 3;
+const REG = '127.0.0.1:5000';
+const NSREG = '10.203.0.2:5000';
+const REPO = 'debian-ml';
+const NYDUS_TAG = 'containerd-lazy-nydus';
+const ESGZ_TAG = 'containerd-lazy-esgz';
+const DELAY_MS = process.env.E2E_DELAY_MS ?? '10';
+const RATE = process.env.E2E_RATE ?? '200mbit';
+const CMD = ['node', '-e', '1'];
+const DIR = '/tmp/e2e-bench-containerd-lazy';
+const NS = 'bench-cl';
+const SNAP_SOCK = join(DIR, 'nydusify-ts.sock');
+const SNAP_ROOT = join(DIR, 'nydusify-ts');
+const env = { ...process.env, E2E_DIR: DIR, E2E_DELAY_MS: DELAY_MS, E2E_RATE: RATE, E2E_EXTRA_SNAPSHOTTERS: `nydusify-ts=${SNAP_SOCK}`, CONTAINERD_ADDRESS: join(DIR, 'containerd', 'containerd.sock') };
+
+const now = () => performance.now() / 1000;
+const median = (xs) => {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const die = (msg) => {
+  console.error(`bench containerd-lazy: ${msg}`);
+  process.exit(1);
+};
+const say = (msg) => process.stderr.write(`bench containerd-lazy: ${msg}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function sh(script, e = env) {
+  const r = spawnSync('bash', ['-c', script], { encoding: 'utf8', env: e, maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`failed (${r.status}): ${script}\n${r.stdout.slice(-2000)}${r.stderr.slice(-4000)}`);
+  return r.stdout;
+}
+
+/** Asynchronous, so the snapshotter (our child) keeps being served; rejects on non-zero exit. */
+function run(cmd, args, timeoutMs = 300_000) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout = (stdout + d).slice(-100_000); });
+    p.stderr.on('data', (d) => { stderr = (stderr + d).slice(-100_000); });
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve({ stdout, stderr });
+      else reject(new Error(`${cmd} ${args.join(' ')} → exit ${code}\n${stderr.slice(-3000)}${stdout.slice(-1000)}`));
+    });
+  });
+}
+const ctr = (args) => run('ctr', ['-n', NS, ...args]);
+const ctrRemote = (args) => run('ctr-remote', ['-n', NS, ...args]);
+
+// ---------------------------------------------------------------------------------------------
+// our snapshotter, restarted on a fresh root for every cold run
+
+let snap;
+async function startOurs() {
+  rmSync(SNAP_ROOT, { recursive: true, force: true });
+  const child = spawn(process.execPath, [cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: 'info' } });
+  let log = '';
+  child.stderr.on('data', (d) => { log = (log + d).slice(-200_000); });
+  const exited = new Promise((r) => child.on('close', r));
+  snap = { child, exited, log: () => log };
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) die(`snapshotter exited: ${log}`);
+    if (log.includes('"snapshotter ready"')) {
+      // containerd's connection may be in backoff (≤ 3 s): a Prepare must go through
+      const probe = `probe-${i}`;
+      if (spawnSync('ctr', ['-n', NS, 'snapshots', '--snapshotter', 'nydusify-ts', 'prepare', probe], { env }).status === 0) {
+        spawnSync('ctr', ['-n', NS, 'snapshots', '--snapshotter', 'nydusify-ts', 'rm', probe], { env });
+        return;
+      }
+    }
+    if (i > 600) die(`snapshotter not reachable: ${log}`);
+    await sleep(50);
+  }
+}
+async function stopOurs() {
+  if (!snap) return;
+  if (snap.child.exitCode === null) snap.child.kill('SIGTERM');
+  await snap.exited;
+  // daemons left (none once images are removed): by recorded pid, then their mounts
+  const d = join(SNAP_ROOT, 'daemons');
+  for (const n of existsSync(d) ? readdirSync(d).filter((x) => x.endsWith('.json') && !x.endsWith('.config.json')) : []) {
+    try { process.kill(JSON.parse(readFileSync(join(d, n), 'utf8')).pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const point = l.split(' ')[4];
+    if (point?.startsWith(`${SNAP_ROOT}/`)) spawnSync('umount', ['-l', point]);
+  }
+  snap = undefined;
+}
+
+async function dropImages() {
+  const refs = (await ctr(['images', 'ls', '-q'])).stdout.split('\n').filter(Boolean);
+  if (refs.length) await ctr(['images', 'rm', '--sync', ...refs]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// set-up
+
+function preflight() {
+  if (process.getuid?.() !== 0) die('needs root');
+  if (!existsSync(cli)) die(`${cli} is missing: run \`npm run build\` first`);
+  const missing = ['containerd', 'ctr', 'ctr-remote', 'runc', 'curl', 'ip', 'tc'].filter((c) => spawnSync('bash', ['-c', `command -v ${c}`]).status !== 0);
+  if (missing.length) die(`missing commands: ${missing.join(', ')} (see ../shared/e2e/README.md)`);
+}
+
+const hasTag = (host, tag) => spawnSync('curl', ['-sf', '-o', '/dev/null', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json', `http://${host}/v2/${REPO}/manifests/${tag}`]).status === 0;
+
+async function setUp() {
+  say(`registry-up, make-images, netns-up (${RATE}, ${DELAY_MS} ms/direction), private containerd + stargz…`);
+  for (const s of ['registry-up.sh', 'make-images.sh']) sh(join(e2e, s), { ...process.env });
+  sh(join(e2e, 'netns-up.sh'), { ...process.env, E2E_DELAY_MS: DELAY_MS, E2E_RATE: RATE });
+  // the stargz daemon binary ../shared/e2e built once for the shared E2E_DIR saves a 20–50 s build
+  mkdirSync(join(DIR, 'bin'), { recursive: true });
+  const built = join(process.env.E2E_DIR ?? '/tmp/e2e', 'bin', 'e2e-stargz-grpc');
+  if (!existsSync(join(DIR, 'bin', 'e2e-stargz-grpc')) && existsSync(built)) copyFileSync(built, join(DIR, 'bin', 'e2e-stargz-grpc'));
+  const up = spawnSync(join(e2e, 'containerd-up.sh'), [], { env, encoding: 'utf8' });
+  if (up.status !== 0) sh(`${e2e}/containerd-up.sh --restart`);
+  process.on('exit', () => spawnSync('bash', ['-c', `source ${e2e}/common.sh && stop_pid stargz && stop_pid containerd`], { env, stdio: 'ignore' }));
+  sh(join(e2e, 'stargz-up.sh'));
+  if (!hasTag(REG, NYDUS_TAG)) {
+    say(`converting ${REPO}:latest → :${NYDUS_TAG} (once)…`);
+    sh(`node ${cli} convert --log-level warn --plain-http --source ${REG}/${REPO}:latest --target ${REG}/${REPO}:${NYDUS_TAG}`);
+  }
+  if (!hasTag(REG, ESGZ_TAG)) {
+    say(`converting ${REPO}:latest → :${ESGZ_TAG} with ctr-remote (once, ~50 s)…`);
+    await ctr(['images', 'pull', '--plain-http', `${REG}/${REPO}:latest`]);
+    await ctrRemote(['image', 'convert', '--estargz', '--oci', `${REG}/${REPO}:latest`, `${REG}/${REPO}:${ESGZ_TAG}`]);
+    await ctr(['images', 'push', '--plain-http', `${REG}/${REPO}:${ESGZ_TAG}`]);
+    await dropImages();
+  }
+  for (const t of ['latest', NYDUS_TAG, ESGZ_TAG]) if (!hasTag(NSREG, t)) die(`${NSREG}/${REPO}:${t} is not visible through the netns registry`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the measured paths (each cold)
+
+let seq = 0;
+async function timed(pull, snapshotter, ref) {
+  const id = `bench-cl-${process.pid}-${seq++}`;
+  const t0 = now();
+  await pull();
+  const pulled = now() - t0;
+  await ctr(['run', '--rm', ...(snapshotter ? ['--snapshotter', snapshotter] : []), ref, id, ...CMD]);
+  const total = now() - t0;
+  return { pull: pulled, run: total - pulled, total };
+}
+
+async function overlayfsRun() {
+  await dropImages();
+  const ref = `${NSREG}/${REPO}:latest`;
+  return timed(() => ctr(['images', 'pull', '--plain-http', ref]), undefined, ref);
+}
+
+async function stargzRun() {
+  await dropImages();
+  // stargz keeps fetched chunks across image removal: restart it with its caches emptied
+  sh(`source ${e2e}/common.sh && stop_pid stargz`);
+  for (const c of ['fscache', 'httpcache']) rmSync(join(DIR, 'stargz', 'root', 'stargz', c), { recursive: true, force: true });
+  sh(join(e2e, 'stargz-up.sh'));
+  const ref = `${NSREG}/${REPO}:${ESGZ_TAG}`;
+  return timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref]), 'stargz', ref);
+}
+
+async function oursRun() {
+  await dropImages();
+  await stopOurs();
+  await startOurs();
+  const ref = `${NSREG}/${REPO}:${NYDUS_TAG}`;
+  const r = await timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydusify-ts', ref]), 'nydusify-ts', ref);
+  // the container is gone, so its daemon stopped and logged what it fetched
+  const d = join(SNAP_ROOT, 'daemons');
+  let fetched = NaN;
+  for (let i = 0; i < 50 && !Number.isFinite(fetched); i++) {
+    for (const n of existsSync(d) ? readdirSync(d).filter((x) => x.endsWith('.log')) : []) {
+      const line = readFileSync(join(d, n), 'utf8').split('\n').find((l) => l.includes('"daemon stopped"'));
+      if (line) fetched = JSON.parse(line).backend.bytes;
+    }
+    if (!Number.isFinite(fetched)) await sleep(100);
+  }
+  return { ...r, fetchedBytes: fetched };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+preflight();
+rmSync(SNAP_ROOT, { recursive: true, force: true });
+await setUp();
+const rows = [
+  { name: 'nydusify-ts snapshotter (rpull, lazy)', key: 'ours', measure: oursRun, samples: [] },
+  { name: 'stargz-snapshotter (rpull eStargz, lazy)', key: 'stargz', measure: stargzRun, samples: [] },
+  { name: 'overlayfs (ctr pull, full)', key: 'overlayfs', measure: overlayfsRun, samples: [] },
+];
+try {
+  for (let i = 0; i < runs; i++) {
+    for (const r of rows) {
+      process.stderr.write(`bench containerd-lazy: run ${i + 1}/${runs}: ${r.name}…`);
+      const s = await r.measure(i);
+      process.stderr.write(` ${s.total.toFixed(2)} s\n`);
+      r.samples.push(s);
+    }
+  }
+} catch (e) {
+  await stopOurs();
+  die(e.stack ?? String(e));
+}
+await dropImages().catch(() => {});
+await stopOurs();
+
+for (const r of rows) r.median = Object.fromEntries(['pull', 'run', 'total', 'fetchedBytes'].map((k) => [k, median(r.samples.map((s) => s[k]))]).filter(([, v]) => Number.isFinite(v)));
+const ours = rows[0].median.total;
+console.log(`\nlink: ${NSREG} (netns e2e-reg), ${RATE}, ${DELAY_MS} ms/direction; debian-ml, \`ctr run … ${CMD.join(' ')}\`, cold; median of ${runs}\n`);
+console.log('| path | pull s | first run s | total s | ours ÷ this | samples (total s) |');
+console.log('|---|---:|---:|---:|---:|---|');
+for (const r of rows) {
+  const m = r.median;
+  console.log(`| ${r.name} | ${m.pull.toFixed(2)} | ${m.run.toFixed(2)} | ${m.total.toFixed(2)} | ${(ours / m.total).toFixed(2)}× | ${r.samples.map((s) => s.total.toFixed(2)).join(', ')} |`);
+}
+if (Number.isFinite(rows[0].median.fetchedBytes)) console.log(`\nours fetched ${(rows[0].median.fetchedBytes / 1e6).toFixed(1)} MB (median) from the registry`);
+const targets = [
+  { baseline: 'stargz', max: 0.5 },
+  { baseline: 'overlayfs', max: 0.15 },
+].map((t) => {
+  const ratio = ours / rows.find((r) => r.key === t.baseline).median.total;
+  console.log(`target ours ÷ ${t.baseline} ≤ ${t.max}: ${ratio.toFixed(2)} — ${ratio <= t.max ? 'met' : 'missed'}`);
+  return { ...t, ratio, met: ratio <= t.max };
+});
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, 'containerd-lazy.json'), JSON.stringify({
+  date: new Date().toISOString(), runs, link: { registry: NSREG, rate: RATE, delayMs: Number(DELAY_MS) }, command: CMD,
+  rows: rows.map(({ name, key, samples, median: m }) => ({ name, key, median: m, samples })), targets,
+}, null, 2));

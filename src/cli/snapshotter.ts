@@ -1,0 +1,52 @@
+// `nydusify-ts snapshotter`: containerd's snapshots API on a unix socket (register it as a proxy
+// plugin), serving ordinary layers like containerd's overlayfs snapshotter and Nydus images lazily
+// through supervised daemons. Runs in the foreground until SIGINT/SIGTERM; the daemons outlive it,
+// so running containers keep reading while it is restarted.
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import type { DaemonMode } from '../daemon/router.js';
+import { CacheGc } from '../snapshotter/cache-gc.js';
+import { ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
+import { serveSnapshotter } from '../snapshotter/service.js';
+import { Snapshotter } from '../snapshotter/snapshotter.js';
+import { log } from '../util/log.js';
+import { addConfigOptions, type ConfigFlags, configFrom } from './daemon-options.js';
+
+interface SnapshotterFlags extends ConfigFlags {
+  address: string;
+  root: string;
+  daemonMode: DaemonMode;
+  recoverPolicy: RecoverPolicy;
+}
+
+async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the snapshotter mounts overlays and FUSE: it needs root');
+  const root = resolve(flags.root);
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  const config = configFrom(flags);
+  // the blob cache lives with the snapshotter's state unless the config or --cache-dir says otherwise
+  if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
+  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy });
+  const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
+  await sn.recover();
+  const server = await serveSnapshotter(sn, resolve(flags.address));
+  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, cacheDir: config.cacheDir });
+  const signal = await new Promise<NodeJS.Signals>((done) => {
+    process.once('SIGINT', () => done('SIGINT'));
+    process.once('SIGTERM', () => done('SIGTERM'));
+  });
+  log.info('snapshotter stopping (daemons keep serving)', { signal });
+  await new Promise<void>((done) => server.tryShutdown(() => done()));
+  await images.close();
+}
+
+export function snapshotterCommand(): Command {
+  const cmd = new Command('snapshotter')
+    .description('containerd remote snapshotter (proxy plugin): overlayfs for OCI layers, lazily mounted Nydus images')
+    .requiredOption('--address <socket>', 'unix socket to serve the snapshots API on')
+    .requiredOption('--root <dir>', 'snapshots, metadata, daemon records and (by default) the blob cache')
+    .addOption(new Option('--daemon-mode <mode>', 'dedicated: a daemon per image; shared: one daemon for all').choices(['dedicated', 'shared']).default('dedicated'))
+    .addOption(new Option('--recover-policy <policy>', 'when a daemon dies: restart it and remount, or hand its FUSE connection to the new one (failover)').choices(['restart', 'failover']).default('restart'));
+  return addConfigOptions(cmd).action(runSnapshotter);
+}

@@ -1,0 +1,189 @@
+// The Nydus images the snapshotter has mounted, through the daemon manager: each image a container
+// reads is mounted once (shared mode: under the one shared daemon's mount as mnt/shared/NAME;
+// dedicated mode: a daemon of its own at mnt/NAME) and stays mounted while any active snapshot or
+// view reads through it. The manager records every daemon durably, so after a snapshotter restart
+// `recover` adopts the live daemons, restarts dead ones and drops images nobody uses any more; while
+// the snapshotter runs, every daemon is supervised and brought back when it dies.
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DaemonConfig, MountSpec } from '../daemon/config.js';
+import { DaemonManager, type DaemonRecord } from '../daemon/manager.js';
+import type { DaemonMode } from '../daemon/router.js';
+import { log } from '../util/log.js';
+import type { RemoteLayer } from './labels.js';
+
+export type RecoverPolicy = 'restart' | 'failover';
+
+export interface ImageMountsOptions {
+  /** Daemon records go to ROOT/daemons, mountpoints under ROOT/mnt. */
+  root: string;
+  mode: DaemonMode;
+  config: DaemonConfig;
+  policy: RecoverPolicy;
+}
+
+const SHARED_ID = 'shared';
+const SUPERVISE_INTERVAL_MS = 500;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class ImageMounts {
+  readonly manager: DaemonManager;
+  private readonly mnt: string;
+  private readonly supervisors = new Map<string, { state: { stopped: boolean }; loop: Promise<void> }>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly opts: ImageMountsOptions) {
+    // a shared daemon hands out node-id slots as images come and go: a successor could not
+    // promise the same ones, so only a dedicated daemon's connection can be taken over
+    if (opts.policy === 'failover' && opts.mode !== 'dedicated') throw new Error('the failover recover policy needs --daemon-mode dedicated');
+    this.manager = new DaemonManager(join(opts.root, 'daemons'));
+    this.mnt = join(opts.root, 'mnt');
+    mkdirSync(this.mnt, { recursive: true, mode: 0o700 });
+  }
+
+  /** The image's mount name: one per image reference and bootstrap layer. */
+  static nameOf(remote: RemoteLayer): string {
+    return `i-${createHash('sha256').update(`${remote.ref}\n${remote.digest}`).digest('hex').slice(0, 16)}`;
+  }
+
+  /** The directory holding the image's tree (overlay lower dir) once mounted. */
+  dir(name: string): string {
+    return this.opts.mode === 'shared' ? join(this.mnt, SHARED_ID, name) : join(this.mnt, name);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private spec(remote: RemoteLayer): MountSpec {
+    return { target: remote.ref };
+  }
+
+  private recordOf(name: string, remote: RemoteLayer): DaemonRecord {
+    const { mode, config } = this.opts;
+    if (mode === 'dedicated') {
+      const record = this.manager.record(name) ?? { id: name, mode, mountpoint: this.dir(name), config, mounts: [{ name: '/', spec: this.spec(remote) }] };
+      record.failover = this.opts.policy === 'failover';
+      return record;
+    }
+    const record = this.manager.record(SHARED_ID) ?? { id: SHARED_ID, mode, mountpoint: join(this.mnt, SHARED_ID), config, mounts: [] };
+    if (!record.mounts.some((m) => m.name === name)) record.mounts.push({ name, spec: this.spec(remote) });
+    return record;
+  }
+
+  /** Mounts the image unless it is mounted; returns its directory. */
+  acquire(name: string, remote: RemoteLayer): Promise<string> {
+    return this.serial(async () => {
+      const record = this.recordOf(name, remote);
+      mkdirSync(record.mountpoint, { recursive: true });
+      this.manager.save(record);
+      try {
+        const started = await this.manager.ensure(record);
+        if (started) log.info('image daemon started', { image: name, ref: remote.ref, daemon: record.id });
+      } catch (err) {
+        await this.drop(name).catch(() => undefined);
+        throw new Error(`mounting ${remote.ref}: ${(err as Error).message}`);
+      }
+      this.supervise(record.id);
+      return this.dir(name);
+    });
+  }
+
+  /** Unmounts an image nobody reads any more (its daemon goes too when it serves nothing else). */
+  release(name: string): Promise<void> {
+    return this.serial(() => this.drop(name));
+  }
+
+  private async drop(name: string): Promise<void> {
+    if (this.opts.mode === 'dedicated') {
+      this.unsupervise(name);
+      await this.manager.destroy(name);
+      log.info('image unmounted', { image: name });
+      return;
+    }
+    const record = this.manager.record(SHARED_ID);
+    if (!record?.mounts.some((m) => m.name === name)) return;
+    await this.manager.client(SHARED_ID).umount(name).catch((err: unknown) => log.warn('unmounting from the shared daemon failed', { image: name, error: err }));
+    record.mounts = record.mounts.filter((m) => m.name !== name);
+    this.manager.save(record);
+    log.info('image unmounted', { image: name });
+    if (record.mounts.length === 0) {
+      this.unsupervise(SHARED_ID);
+      await this.manager.destroy(SHARED_ID);
+    }
+  }
+
+  /** Images mounted now, by name (what the daemon records hold). */
+  mounted(): string[] {
+    return this.manager.records().flatMap((r) => (r.mode === 'dedicated' ? [r.id] : r.mounts.map((m) => m.name)));
+  }
+
+  /**
+   * After a (re)start: `inUse` are the images active snapshots read through. Those are adopted or
+   * brought back; any other recorded image is unmounted.
+   */
+  recover(inUse: Map<string, RemoteLayer>): Promise<void> {
+    return this.serial(async () => {
+      for (const name of this.mounted()) if (!inUse.has(name)) await this.drop(name);
+      for (const [name, remote] of inUse) {
+        const record = this.recordOf(name, remote);
+        mkdirSync(record.mountpoint, { recursive: true });
+        this.manager.save(record);
+        const started = await this.manager.ensure(record).catch((err: unknown) => {
+          log.error('cannot bring an image back', { image: name, ref: remote.ref, error: err });
+          return undefined;
+        });
+        log.info(started ? 'image daemon restarted' : 'image daemon adopted', { image: name, daemon: record.id });
+        this.supervise(record.id);
+      }
+    });
+  }
+
+  /**
+   * Watches the daemon and brings it back when it stops answering (killed, crashed, unmounted
+   * under it). Each check runs in this object's queue, so a restart never races an acquire or a
+   * release of the same daemon (the manager's own supervise loop would run beside the queue).
+   */
+  private supervise(id: string): void {
+    if (this.supervisors.has(id)) return;
+    const state = { stopped: false };
+    const loop = (async () => {
+      let failures = 0;
+      while (!state.stopped) {
+        await sleep(failures === 0 ? SUPERVISE_INTERVAL_MS : Math.min(30_000, SUPERVISE_INTERVAL_MS * 2 ** failures));
+        await this.serial(async () => {
+          const record = this.manager.record(id);
+          if (state.stopped || !record || (await this.manager.answers(record))) return;
+          log.warn('image daemon does not answer: bringing it back', { daemon: id, pid: record.pid, policy: this.opts.policy });
+          try {
+            await this.manager.ensure(record);
+            failures = 0;
+            log.info('image daemon restarted after it died', { daemon: id, pid: this.manager.record(id)?.pid });
+          } catch (err) {
+            failures++;
+            log.error('restarting an image daemon failed', { daemon: id, error: err, failures });
+          }
+        });
+      }
+    })();
+    this.supervisors.set(id, { state, loop });
+  }
+
+  /** Stops watching (not waiting: this may run inside the queue the watcher waits for). */
+  private unsupervise(id: string): void {
+    const s = this.supervisors.get(id);
+    this.supervisors.delete(id);
+    if (s) s.state.stopped = true;
+  }
+
+  /** Stops watching; the daemons keep serving (running containers read through them). */
+  async close(): Promise<void> {
+    const loops = [...this.supervisors.values()];
+    this.supervisors.clear();
+    for (const s of loops) s.state.stopped = true;
+    await Promise.all(loops.map((s) => s.loop));
+  }
+}

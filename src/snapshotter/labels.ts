@@ -1,0 +1,76 @@
+// Label rules: which labels a request may carry (bounded, because containerd passes through what
+// image annotations and clients put there) and what they say about a layer. A layer is served
+// remotely (never downloaded) when its labels mark it as a Nydus layer and name both the image and
+// the layer: `ctr-remote image rpull` passes stargz.* labels, CRI passes cri.* labels, and the Nydus
+// annotations reach us because containerd inherits every "containerd.io/snapshot/" annotation.
+import { Annotation } from '../image/nydus-image.js';
+import { InvalidArgumentError } from './errors.js';
+
+export const Label = {
+  /** The name the client wants the layer committed under (its chain ID). */
+  TARGET: 'containerd.io/snapshot.ref',
+  STARGZ_REF: 'containerd.io/snapshot/remote/stargz.reference',
+  STARGZ_DIGEST: 'containerd.io/snapshot/remote/stargz.digest',
+  CRI_REF: 'containerd.io/snapshot/cri.image-ref',
+  CRI_DIGEST: 'containerd.io/snapshot/cri.layer-digest',
+  NYDUS_BLOB: Annotation.NYDUS_BLOB,
+  NYDUS_BOOTSTRAP: Annotation.NYDUS_BOOTSTRAP,
+} as const;
+
+/** containerd's own limit: a label's key and value together at most 4096 bytes. */
+export const MAX_LABEL_BYTES = 4096;
+/** More labels than containerd would ever send on one snapshot is an abuse, not a request. */
+export const MAX_LABELS = 256;
+/** Keys are "namespace/id/name" or chain IDs; well under this. */
+export const MAX_KEY_BYTES = 4096;
+const MAX_REF_LENGTH = 1024;
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+// registry host[:port]/path[:tag][@digest]: printable, no whitespace; parsed properly by the daemon
+const REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._:\-[\]]*(\/[A-Za-z0-9._-]+)+(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$/;
+
+export function checkKey(key: unknown, what = 'key'): string {
+  if (typeof key !== 'string' || key === '') throw new InvalidArgumentError(`${what} must not be empty`);
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidArgumentError(`${what} is longer than ${MAX_KEY_BYTES} bytes`);
+  if (key.includes('\0')) throw new InvalidArgumentError(`${what} contains NUL`);
+  return key;
+}
+
+/** Labels as sent (a protobuf map may arrive as undefined), checked against the limits. */
+export function checkLabels(labels: unknown): Record<string, string> {
+  if (labels === undefined || labels === null) return {};
+  if (typeof labels !== 'object' || Array.isArray(labels)) throw new InvalidArgumentError('labels must be a map');
+  const entries = Object.entries(labels as Record<string, unknown>);
+  if (entries.length > MAX_LABELS) throw new InvalidArgumentError(`more than ${MAX_LABELS} labels`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of entries) {
+    if (typeof v !== 'string') throw new InvalidArgumentError(`label ${JSON.stringify(k.slice(0, 64))}: value must be a string`);
+    if (k === '') throw new InvalidArgumentError('label key must not be empty');
+    if (Buffer.byteLength(k) + Buffer.byteLength(v) > MAX_LABEL_BYTES) throw new InvalidArgumentError(`label ${JSON.stringify(k.slice(0, 64))}: key and value exceed ${MAX_LABEL_BYTES} bytes`);
+    if (k.includes('\0') || v.includes('\0')) throw new InvalidArgumentError('labels must not contain NUL');
+    out[k] = v;
+  }
+  return out;
+}
+
+/** A layer of a Nydus image, served by a daemon rather than unpacked. */
+export interface RemoteLayer {
+  /** The image reference the layer belongs to (what the daemon mounts). */
+  ref: string;
+  /** The layer's blob digest. */
+  digest: string;
+  /** bootstrap: the image's last layer, whose merged tree is the whole image; blob: a data blob. */
+  role: 'bootstrap' | 'blob';
+}
+
+/** The remote layer the labels describe, or undefined for an ordinary layer. */
+export function remoteLayer(labels: Record<string, string>): RemoteLayer | undefined {
+  const role = labels[Label.NYDUS_BOOTSTRAP] === 'true' ? 'bootstrap' : labels[Label.NYDUS_BLOB] === 'true' ? 'blob' : undefined;
+  if (!role) return undefined;
+  const ref = labels[Label.CRI_REF] ?? labels[Label.STARGZ_REF];
+  const digest = labels[Label.CRI_DIGEST] ?? labels[Label.STARGZ_DIGEST];
+  if (ref === undefined || digest === undefined) return undefined;
+  if (ref.length > MAX_REF_LENGTH || !REFERENCE.test(ref)) throw new InvalidArgumentError(`image reference label ${JSON.stringify(ref.slice(0, 128))} is not a reference`);
+  if (!DIGEST.test(digest)) throw new InvalidArgumentError(`layer digest label ${JSON.stringify(digest.slice(0, 128))} is not a sha256 digest`);
+  return { ref, digest, role };
+}

@@ -1,0 +1,87 @@
+// The snapshotter's durable metadata: every snapshot by key (active, view) or name (committed), with
+// its directory id, parent, labels and times, in one JSON file under the root. Each change is
+// applied to a copy, written to a temporary file, fsynced and renamed over the old one, and only
+// then becomes the live state: a crash at any point leaves the old state or the new, never a mix.
+// Snapshot directories are created before a record names them and deleted after it is gone, so a
+// crash leaves at most an orphan directory, which Cleanup removes.
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RemoteLayer } from './labels.js';
+
+export type Kind = 'view' | 'active' | 'committed';
+
+export interface SnapshotRecord {
+  /** Directory name under snapshots/ (never reused). */
+  id: string;
+  kind: Kind;
+  /** The parent's name (always a committed snapshot). */
+  parent?: string;
+  labels: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+  /** Disk use fixed at commit (committed snapshots do not change). */
+  usage?: { size: number; inodes: number };
+  /** A Nydus layer served by a daemon; its directory stays empty. */
+  remote?: RemoteLayer;
+  /** The image mount an active snapshot or view reads through (its lower dir). */
+  image?: string;
+}
+
+export interface MetadataState {
+  version: 1;
+  nextId: number;
+  snapshots: Record<string, SnapshotRecord>;
+}
+
+const FILE = 'metadata.json';
+
+export class MetadataStore {
+  private state: MetadataState;
+  private readonly path: string;
+
+  constructor(root: string) {
+    this.path = join(root, FILE);
+    this.state = MetadataStore.load(this.path);
+  }
+
+  private static load(path: string): MetadataState {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, nextId: 1, snapshots: {} };
+      throw err;
+    }
+    const state = JSON.parse(text) as MetadataState;
+    if (state.version !== 1 || typeof state.nextId !== 'number' || typeof state.snapshots !== 'object') throw new Error(`${path}: not a snapshotter metadata file (version ${String(state.version)})`);
+    return state;
+  }
+
+  get(key: string): SnapshotRecord | undefined {
+    return Object.hasOwn(this.state.snapshots, key) ? this.state.snapshots[key] : undefined;
+  }
+
+  entries(): [string, SnapshotRecord][] {
+    return Object.entries(this.state.snapshots);
+  }
+
+  /**
+   * Applies `change` to a copy of the state and makes it durable; the live state changes only if
+   * both succeed. Callers serialize their read-check-update sequences (the snapshotter's lock).
+   */
+  update<T>(change: (draft: MetadataState) => T): T {
+    const draft = structuredClone(this.state);
+    const result = change(draft);
+    const tmp = `${this.path}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(draft));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.path);
+    this.state = draft;
+    return result;
+  }
+}

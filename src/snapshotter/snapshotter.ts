@@ -1,0 +1,289 @@
+// The snapshotter itself, independent of gRPC: containerd's snapshot semantics over directories
+// under ROOT/snapshots/ID/{fs,work} (like its overlayfs snapshotter) with the metadata in a durable
+// store, plus remote Nydus layers: a Prepare whose labels describe a Nydus layer commits it at once
+// under the requested name (empty: the daemon serves the data) and answers AlreadyExists, so
+// containerd downloads nothing; a snapshot on top of a Nydus image gets the daemon's mount of the
+// image as its lower dir. Every change is serialized: each is a read-check-update of the store.
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { log } from '../util/log.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from './errors.js';
+import { CacheGc } from './cache-gc.js';
+import { parseFilters } from './filters.js';
+import { ImageMounts } from './image-mounts.js';
+import { checkKey, checkLabels, Label, type RemoteLayer, remoteLayer } from './labels.js';
+import { type Kind, MetadataStore, type SnapshotRecord } from './metadata.js';
+import { type Mount, snapshotMounts } from './mounts.js';
+import { diskUsage, type Usage } from './usage.js';
+
+const blobIdOf = (digest: string): string => digest.slice('sha256:'.length);
+
+export interface SnapshotInfo {
+  name: string;
+  parent?: string;
+  kind: Kind;
+  createdAt: Date;
+  updatedAt: Date;
+  labels: Record<string, string>;
+}
+
+/** The image an active snapshot or view reads through, and its other lower dirs. */
+interface Lowers {
+  dirs: string[];
+  image?: { name: string; remote: RemoteLayer; index: number };
+}
+
+export class Snapshotter {
+  readonly store: MetadataStore;
+  private readonly dirs: string;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Without `images`, Nydus labels are ignored and every layer is unpacked (plain overlayfs). With
+   * `cache` (the daemons' blob cache), remote layers report their cached bytes as usage and
+   * Cleanup removes blobs no remote layer names any more.
+   */
+  constructor(readonly root: string, private readonly images?: ImageMounts, private readonly cache?: CacheGc) {
+    this.dirs = join(root, 'snapshots');
+    mkdirSync(this.dirs, { recursive: true, mode: 0o700 });
+    this.store = new MetadataStore(root);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private fsDir(rec: SnapshotRecord): string {
+    return join(this.dirs, rec.id, 'fs');
+  }
+
+  private find(key: string): SnapshotRecord {
+    const rec = this.store.get(checkKey(key));
+    if (!rec) throw new NotFoundError(`snapshot ${key} does not exist`);
+    return rec;
+  }
+
+  prepare(key: string, parent: string, labels: unknown): Promise<Mount[]> {
+    return this.serial(() => this.create('active', key, parent, labels));
+  }
+
+  view(key: string, parent: string, labels: unknown): Promise<Mount[]> {
+    return this.serial(() => this.create('view', key, parent, labels));
+  }
+
+  private async create(kind: 'active' | 'view', key: string, parentKey: string, rawLabels: unknown): Promise<Mount[]> {
+    checkKey(key);
+    const labels = checkLabels(rawLabels);
+    const parent = parentKey === '' ? undefined : checkKey(parentKey, 'parent');
+    if (parent !== undefined) {
+      const p = this.find(parent);
+      if (p.kind !== 'committed') throw new InvalidArgumentError(`parent ${parent} is not committed`);
+    }
+    const remote = this.images ? remoteLayer(labels) : undefined;
+    const target = labels[Label.TARGET];
+    if (remote && target !== undefined) return this.commitRemote(target, parent, labels, remote);
+    if (this.store.get(key)) throw new AlreadyExistsError(`snapshot ${key} already exists`);
+    const lowers = this.lowersOf(parent);
+    const id = await this.newDir();
+    let image: string | undefined;
+    try {
+      if (lowers.image) {
+        lowers.dirs[lowers.image.index] = await this.images!.acquire(lowers.image.name, lowers.image.remote);
+        image = lowers.image.name;
+      }
+      const now = new Date().toISOString();
+      this.store.update((d) => {
+        d.snapshots[key] = { id, kind, ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, ...(image ? { image } : {}) };
+      });
+    } catch (err) {
+      await rm(join(this.dirs, id), { recursive: true, force: true });
+      if (image) await this.releaseIfUnused(image);
+      throw err;
+    }
+    return snapshotMounts({ kind, fs: join(this.dirs, id, 'fs'), work: join(this.dirs, id, 'work'), lowers: lowers.dirs });
+  }
+
+  /**
+   * A Nydus layer: committed as `target` right away, with an empty directory, and reported as
+   * existing (containerd then finds it by its target label and skips download and unpack).
+   */
+  private async commitRemote(target: string, parent: string | undefined, labels: Record<string, string>, remote: RemoteLayer): Promise<never> {
+    checkKey(target, 'target');
+    if (!this.store.get(target)) {
+      const id = await this.newDir();
+      const now = new Date().toISOString();
+      this.store.update((d) => {
+        d.snapshots[target] = { id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: { size: 0, inodes: 1 }, remote };
+      });
+      log.info('remote layer committed', { target, ref: remote.ref, digest: remote.digest, role: remote.role });
+    }
+    throw new AlreadyExistsError(`target snapshot ${target} already exists`);
+  }
+
+  private async newDir(): Promise<string> {
+    const id = this.store.update((d) => String(d.nextId++));
+    await mkdir(join(this.dirs, id, 'fs'), { recursive: true, mode: 0o755 });
+    await mkdir(join(this.dirs, id, 'work'), { mode: 0o700 });
+    return id;
+  }
+
+  /** The lower dirs of a snapshot on `parent`, nearest first; a Nydus image ends the chain. */
+  private lowersOf(parent: string | undefined): Lowers {
+    const dirs: string[] = [];
+    const seen = new Set<string>();
+    for (let key = parent; key !== undefined;) {
+      if (seen.has(key)) throw new FailedPreconditionError(`snapshot ${key}: parent chain loops`);
+      seen.add(key);
+      const rec = this.store.get(key);
+      if (!rec) throw new FailedPreconditionError(`parent ${key} is missing`);
+      if (rec.remote?.role === 'bootstrap' && this.images) {
+        // the bootstrap holds the merged tree of every layer below it
+        dirs.push('');
+        return { dirs, image: { name: ImageMounts.nameOf(rec.remote), remote: rec.remote, index: dirs.length - 1 } };
+      }
+      dirs.push(this.fsDir(rec));
+      key = rec.parent;
+    }
+    return { dirs };
+  }
+
+  mounts(key: string): Promise<Mount[]> {
+    return this.serial(async () => {
+      const rec = this.find(key);
+      if (rec.kind === 'committed') throw new FailedPreconditionError(`snapshot ${key} is committed: it has no mounts`);
+      const lowers = this.lowersOf(rec.parent);
+      if (lowers.image) lowers.dirs[lowers.image.index] = await this.images!.acquire(lowers.image.name, lowers.image.remote);
+      return snapshotMounts({ kind: rec.kind, fs: this.fsDir(rec), work: join(this.dirs, rec.id, 'work'), lowers: lowers.dirs });
+    });
+  }
+
+  commit(name: string, key: string, rawLabels: unknown): Promise<void> {
+    return this.serial(async () => {
+      checkKey(name, 'name');
+      const labels = checkLabels(rawLabels);
+      const rec = this.find(key);
+      if (rec.kind !== 'active') throw new FailedPreconditionError(`snapshot ${key} is a ${rec.kind} snapshot: only active snapshots commit`);
+      if (this.store.get(name)) throw new AlreadyExistsError(`snapshot ${name} already exists`);
+      const usage = await diskUsage(this.fsDir(rec));
+      const now = new Date().toISOString();
+      this.store.update((d) => {
+        delete d.snapshots[key];
+        const { image: _image, ...rest } = rec;
+        d.snapshots[name] = { ...rest, kind: 'committed', labels, updatedAt: now, usage };
+      });
+      if (rec.image) await this.releaseIfUnused(rec.image);
+    });
+  }
+
+  remove(key: string): Promise<void> {
+    return this.serial(async () => {
+      const rec = this.find(key);
+      const child = this.store.entries().find(([, r]) => r.parent === key);
+      if (child) throw new FailedPreconditionError(`snapshot ${key} has children (${child[0]})`);
+      this.store.update((d) => {
+        delete d.snapshots[key];
+      });
+      await rm(join(this.dirs, rec.id), { recursive: true, force: true });
+      if (rec.image) await this.releaseIfUnused(rec.image);
+    });
+  }
+
+  private async releaseIfUnused(image: string): Promise<void> {
+    if (this.store.entries().some(([, r]) => r.image === image)) return;
+    await this.images?.release(image).catch((err: unknown) => log.warn('unmounting an unused image failed', { image, error: err }));
+  }
+
+  private info(name: string, rec: SnapshotRecord): SnapshotInfo {
+    return { name, ...(rec.parent !== undefined ? { parent: rec.parent } : {}), kind: rec.kind, createdAt: new Date(rec.createdAt), updatedAt: new Date(rec.updatedAt), labels: rec.labels };
+  }
+
+  async stat(key: string): Promise<SnapshotInfo> {
+    return this.info(key, this.find(key));
+  }
+
+  /**
+   * Only labels change. `paths` as containerd's field mask: none or "labels" replaces them all,
+   * "labels.KEY" sets (or, absent from info, deletes) one.
+   */
+  update(info: { name: string; labels?: unknown }, paths: string[]): Promise<SnapshotInfo> {
+    return this.serial(async () => {
+      const rec = this.find(info.name);
+      const given = checkLabels(info.labels);
+      let labels = { ...rec.labels };
+      if (paths.length === 0) labels = given;
+      for (const path of paths) {
+        if (path === 'labels') labels = given;
+        else if (path.startsWith('labels.') && path.length > 7) {
+          const k = path.slice(7);
+          if (Object.hasOwn(given, k)) labels[k] = given[k]!;
+          else delete labels[k];
+        } else throw new InvalidArgumentError(`cannot update field ${JSON.stringify(path.slice(0, 64))}: only labels change`);
+      }
+      checkLabels(labels);
+      const updatedAt = new Date().toISOString();
+      this.store.update((d) => {
+        d.snapshots[info.name] = { ...rec, labels, updatedAt };
+      });
+      return this.info(info.name, { ...rec, labels, updatedAt });
+    });
+  }
+
+  async usage(key: string): Promise<Usage> {
+    const rec = this.find(key);
+    if (rec.remote?.role === 'blob' && this.cache) return { size: await this.cache.usage(blobIdOf(rec.remote.digest)), inodes: 1 };
+    if (rec.kind === 'committed' && rec.usage) return rec.usage;
+    return diskUsage(this.fsDir(rec));
+  }
+
+  async list(filters: string[]): Promise<SnapshotInfo[]> {
+    const filter = parseFilters(filters);
+    return this.store.entries()
+      .map(([name, rec]) => this.info(name, rec))
+      .filter((i) => filter((path) => {
+        const [field, ...rest] = path;
+        if (field === 'name' && rest.length === 0) return i.name;
+        if (field === 'parent' && rest.length === 0) return i.parent ?? '';
+        if (field === 'kind' && rest.length === 0) return i.kind;
+        if (field === 'labels' && rest.length > 0) return i.labels[rest.join('.')];
+        return undefined;
+      }));
+  }
+
+  /** Deletes snapshot directories no record names (left by a crash) and unmounts unused images. */
+  cleanup(): Promise<void> {
+    return this.serial(async () => {
+      const known = new Set(this.store.entries().map(([, r]) => r.id));
+      for (const id of await readdir(this.dirs)) {
+        if (known.has(id)) continue;
+        log.info('removing orphan snapshot directory', { id });
+        await rm(join(this.dirs, id), { recursive: true, force: true });
+      }
+      if (this.images) await this.images.recover(this.imagesInUse());
+      if (this.cache) await this.cache.collect(this.referencedBlobs());
+    });
+  }
+
+  /** Blob ids remote layer snapshots name (what the cache must keep). */
+  referencedBlobs(): Set<string> {
+    return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' ? [blobIdOf(r.remote.digest)] : [])));
+  }
+
+  /** Images active snapshots and views read through (what must stay mounted). */
+  imagesInUse(): Map<string, RemoteLayer> {
+    const out = new Map<string, RemoteLayer>();
+    for (const [, rec] of this.store.entries()) {
+      if (!rec.image || rec.kind === 'committed') continue;
+      const lowers = this.lowersOf(rec.parent);
+      if (lowers.image) out.set(lowers.image.name, lowers.image.remote);
+    }
+    return out;
+  }
+
+  /** After a restart: the daemons of images in use adopted or brought back, others unmounted. */
+  async recover(): Promise<void> {
+    if (this.images) await this.serial(() => this.images!.recover(this.imagesInUse()));
+  }
+}

@@ -1,0 +1,153 @@
+// End to end with real containerd + runc + the loopback registry: containerd's proxy plugin points
+// at `nydusify-ts snapshotter`. Plain OCI images are pulled and unpacked through it like overlayfs;
+// Nydus images pulled with `ctr-remote image rpull` are never downloaded: their layers commit
+// remotely and containers read through a daemon, lazily (counted at the registry). Then recovery:
+// the snapshotter killed -9 and restarted under running containers, and an image daemon killed -9
+// (restart policy: it comes back and new containers start).
+import { existsSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliAsync } from '../helpers/cli.js';
+import {
+  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, recordedDaemons, REGISTRY, registryBlobBytes,
+  registryLogOffset, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
+} from './env.js';
+
+const DEBIAN = `${REGISTRY}/debian-ml:snap-e2e-nydus`;
+const BUSYBOX = `${REGISTRY}/busybox:snap-e2e-nydus`;
+const PLAIN = `${REGISTRY}/busybox:latest`;
+const root = mkdtempSync(`${E2E_DIR}-root-`);
+let sn: SnapshotterProcess;
+
+const runIn = (image: string, id: string, args: string[]) => ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, image, id, ...args], 180_000);
+
+async function stopSnapshotter(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (sn.child.exitCode !== null) return;
+  sn.child.kill(signal);
+  await sn.exit;
+}
+
+beforeAll(async () => {
+  // images converted for this file only (other tests may re-push shared tags meanwhile)
+  await cliAsync(['convert', '--source', `${REGISTRY}/debian-ml:latest`, '--target', DEBIAN, '--plain-http']);
+  await cliAsync(['convert', '--source', `${REGISTRY}/busybox:latest`, '--target', BUSYBOX, '--plain-http']);
+  await containerdUp();
+  sn = await startSnapshotter(root);
+  // a previous run's leftovers in our namespace
+  for (const id of ['plain', 'lazy', 'bb', 'hold', 'after', 'reader', 'fresh']) {
+    await ctr(['task', 'kill', '-s', 'KILL', id]);
+    await ctr(['task', 'rm', '-f', id]);
+    await ctr(['container', 'rm', id]);
+  }
+  for (const ref of [DEBIAN, BUSYBOX, PLAIN]) await ctr(['images', 'rm', '--sync', ref]);
+}, 300_000);
+
+afterAll(async () => {
+  for (const id of ['hold', 'reader']) {
+    await ctr(['task', 'kill', '-s', 'KILL', id]);
+    await sleep(300);
+    await ctr(['task', 'rm', '-f', id]);
+    await ctr(['container', 'rm', id]);
+  }
+  for (const ref of [DEBIAN, BUSYBOX, PLAIN]) await ctr(['images', 'rm', '--sync', ref]);
+  await stopSnapshotter();
+  await killLeftovers(root);
+}, 120_000);
+
+describe('snapshotter with containerd', () => {
+  it('runs a plain OCI image (pulled and unpacked through it, overlayfs layers)', async () => {
+    await mustCtr(['images', 'pull', '--plain-http', '--snapshotter', SNAPSHOTTER, PLAIN]);
+    const r = await runIn(PLAIN, 'plain', ['echo', 'hello']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('hello');
+    const snaps = await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'ls']);
+    expect(snaps).toMatch(/Committed/);
+  });
+
+  it('runs converted debian-ml lazily: starts before most blob bytes are fetched, expect.sh ALL OK', async () => {
+    const layers = await manifestLayers(DEBIAN);
+    const blobs = layers.filter((l) => l.mediaType.includes('nydus.blob'));
+    const blobBytes = blobs.reduce((s, l) => s + l.size, 0);
+    const all = layers.map((l) => l.digest);
+    const from = registryLogOffset();
+    const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, DEBIAN]);
+    expect(pull.code, pull.stderr).toBe(0);
+    // rpull downloaded none of the layers: every one committed remotely
+    expect(registryBlobBytes(from, all)).toBe(0);
+    const started = await runIn(DEBIAN, 'lazy', ['/bin/sh', '-c', 'echo started']);
+    expect(started.stdout.trim()).toBe('started');
+    const atStart = registryBlobBytes(from, all);
+    expect(atStart).toBeLessThan(blobBytes * 0.1);
+    const r = await runIn(DEBIAN, 'lazy', ['/etc/e2e/expect.sh']);
+    expect(r.stdout).toContain('ALL OK');
+    expect(r.stdout).not.toMatch(/^FAIL/m);
+    const afterAll = registryBlobBytes(from, all);
+    console.log(`debian-ml: blobs ${blobBytes} B; fetched ${atStart} B when the container started, ${afterAll} B after expect.sh`);
+    expect(afterAll).toBeLessThan(blobBytes * 0.75);
+  });
+
+  it('runs converted busybox: echo hello', async () => {
+    const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, BUSYBOX]);
+    expect(pull.code, pull.stderr).toBe(0);
+    const r = await runIn(BUSYBOX, 'bb', ['echo', 'hello']);
+    expect(r.stdout.trim()).toBe('hello');
+  });
+
+  it('keeps running containers working across a snapshotter kill -9 and restart; new ones start', async () => {
+    await mustCtr(['run', '-d', '--snapshotter', SNAPSHOTTER, DEBIAN, 'hold', 'sleep', '600']);
+    const daemonsBefore = recordedDaemons(root).map((d) => d.pid);
+    await stopSnapshotter('SIGKILL');
+    sn = await startSnapshotter(root);
+    expect(sn.log()).toContain('image daemon adopted');
+    // the daemon was adopted, not restarted
+    expect(recordedDaemons(root).map((d) => d.pid)).toEqual(daemonsBefore);
+    // the running container reads files it never read before (lazily, through the same daemon)
+    const exec = await mustCtr(['task', 'exec', '--exec-id', 'e1', 'hold', 'sha256sum', '/usr/local/bin/node']);
+    expect(exec).toMatch(/^[0-9a-f]{64} /);
+    const fresh = await runIn(DEBIAN, 'fresh', ['/etc/e2e/expect.sh']);
+    expect(fresh.stdout).toContain('ALL OK');
+  });
+
+  it('restart policy: an image daemon killed -9 is restarted and remounted; new containers start', async () => {
+    const before = recordedDaemons(root);
+    expect(before.length).toBe(1);
+    process.kill(before[0]!.pid!, 'SIGKILL');
+    const deadline = Date.now() + 20_000;
+    let after = before;
+    while (Date.now() < deadline) {
+      await sleep(200);
+      after = recordedDaemons(root);
+      // brought back by the supervisor, or by a Cleanup containerd's GC happened to call meanwhile
+      if (after[0]?.pid !== undefined && after[0].pid !== before[0]!.pid) break;
+    }
+    expect(after[0]?.pid).not.toBe(before[0]!.pid);
+    const r = await runIn(DEBIAN, 'after', ['/etc/e2e/expect.sh']);
+    expect(r.stdout).toContain('ALL OK');
+    await ctr(['task', 'kill', '-s', 'KILL', 'hold']);
+  });
+
+  it('reports cached bytes as the usage of remote layers; removing the image removes its blobs from the cache', async () => {
+    const blobIds = (await manifestLayers(DEBIAN)).filter((l) => l.mediaType.includes('nydus.blob')).map((l) => l.digest.slice(7));
+    const cached = () => blobIds.filter((id) => existsSync(join(root, 'cache', `${id}.blob.data`)));
+    expect(cached().length).toBeGreaterThan(0);
+    let reported = 0;
+    for (const line of (await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'ls'])).split('\n').slice(1)) {
+      const key = line.split(/\s+/)[0];
+      if (!key) continue;
+      const info = JSON.parse(await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'info', key])) as { Labels?: Record<string, string> };
+      if (info.Labels?.['containerd.io/snapshot/nydus-blob'] !== 'true') continue;
+      const usage = (await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'usage', key])).split('\n')[1]!;
+      reported += Number(/\s(\d+(?:\.\d+)?)\s*(\w*B)\s/.exec(usage)?.[1] ?? 0);
+    }
+    expect(reported).toBeGreaterThan(0);
+    // the image's last user goes, then the image (containerd's GC removes the snapshots and calls Cleanup)
+    for (const id of ['hold']) {
+      await sleep(300);
+      await ctr(['task', 'rm', '-f', id]);
+      await mustCtr(['container', 'rm', id]);
+    }
+    await mustCtr(['images', 'rm', '--sync', DEBIAN]);
+    expect(cached()).toEqual([]);
+    expect(recordedDaemons(root)).toEqual([]);
+  });
+});

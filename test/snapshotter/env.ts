@@ -1,0 +1,157 @@
+// The real parts for the snapshotter's end-to-end tests: our own containerd (from ../shared/e2e,
+// under its own E2E_DIR, so restarting it to add our proxy plugin disturbs nobody else's), our
+// snapshotter as a child process on a fixed socket, ctr / ctr-remote in our own namespace, and the
+// loopback registry's access log to count the blob bytes a run fetched. Everything is asynchronous:
+// vitest's worker must keep turning while containers run.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../helpers/cli.js';
+
+export const SHARED = process.env.NYDUSIFY_SHARED ?? join(repoRoot, '..', 'shared');
+export const E2E_DIR = '/tmp/e2e-nydusify-snapshotter';
+export const SOCKET = join(E2E_DIR, 'snapshotter.sock');
+export const CONTAINERD_SOCK = join(E2E_DIR, 'containerd', 'containerd.sock');
+export const SNAPSHOTTER = 'nydusify-ts';
+export const NAMESPACE = 'nydusify-snap-test';
+export const REGISTRY = '127.0.0.1:5000';
+const REGISTRY_LOG = join(process.env.E2E_DIR ?? '/tmp/e2e', 'logs', 'registry.log');
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<Run> {
+  return new Promise((done, fail) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', fail);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+export async function mustRun(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs?: number): Promise<string> {
+  const r = await run(cmd, args, env, timeoutMs);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+/** ctr against our containerd, in our namespace. */
+export const ctr = (args: string[], timeoutMs?: number): Promise<Run> => run('ctr', ['--address', CONTAINERD_SOCK, '-n', NAMESPACE, ...args], {}, timeoutMs);
+export const ctrRemote = (args: string[], timeoutMs?: number): Promise<Run> => run('ctr-remote', ['--address', CONTAINERD_SOCK, '-n', NAMESPACE, ...args], {}, timeoutMs);
+
+export async function mustCtr(args: string[], timeoutMs?: number): Promise<string> {
+  const r = await ctr(args, timeoutMs);
+  if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+/** Our containerd with the snapshotter registered as a proxy plugin (restarted only when its config changes). */
+export async function containerdUp(): Promise<void> {
+  const env = { E2E_DIR, E2E_EXTRA_SNAPSHOTTERS: `${SNAPSHOTTER}=${SOCKET}` };
+  const r = await run(join(SHARED, 'e2e', 'containerd-up.sh'), [], env);
+  if (r.code !== 0) await mustRun(join(SHARED, 'e2e', 'containerd-up.sh'), ['--restart'], env);
+}
+
+export interface SnapshotterProcess {
+  child: ChildProcess;
+  log(): string;
+  exit: Promise<number | null>;
+}
+
+/** Starts `nydusify-ts snapshotter` and waits until it answers (ctr snapshots ls through containerd). */
+export async function startSnapshotter(root: string, extra: string[] = []): Promise<SnapshotterProcess> {
+  mkdirSync(root, { recursive: true });
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', SOCKET, '--root', root, '--plain-http', ...extra], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
+    detached: true,
+  });
+  let log = '';
+  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  const deadline = Date.now() + 30_000;
+  while (!log.includes('"snapshotter ready"')) {
+    if (child.exitCode !== null) throw new Error(`snapshotter exited ${child.exitCode}: ${log}`);
+    if (Date.now() > deadline) throw new Error(`snapshotter did not start: ${log}`);
+    await sleep(50);
+  }
+  // containerd dials lazily and backs off after failures (up to 3 s): wait until a call reaches
+  // us; `snapshots ls` would not tell (containerd answers it from its own database)
+  for (let i = 0; ; i++) {
+    const probe = `probe-${process.pid}-${i}`;
+    const r = await ctr(['snapshots', '--snapshotter', SNAPSHOTTER, 'prepare', probe]);
+    if (r.code === 0) {
+      await ctr(['snapshots', '--snapshotter', SNAPSHOTTER, 'rm', probe]);
+      break;
+    }
+    if (Date.now() > deadline) throw new Error(`containerd cannot reach the snapshotter: ${r.stderr}`);
+    await sleep(200);
+  }
+  return { child, log: () => log, exit };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Where the registry log ends now. */
+export const registryLogOffset = (): number => statSync(REGISTRY_LOG).size;
+
+/** Bytes of GETs of these blobs logged since `offset`. */
+export function registryBlobBytes(offset: number, digests: string[]): number {
+  const size = statSync(REGISTRY_LOG).size;
+  const buf = Buffer.alloc(size - offset);
+  const fd = openSync(REGISTRY_LOG, 'r');
+  try {
+    readSync(fd, buf, 0, buf.length, offset);
+  } finally {
+    closeSync(fd);
+  }
+  let total = 0;
+  for (const line of buf.toString('utf8').split('\n')) {
+    const m = /"GET \/v2\/[^ ]+\/blobs\/(sha256:[0-9a-f]{64}) [^"]*" 20[06] (\d+)/.exec(line);
+    if (m && digests.includes(m[1]!)) total += Number(m[2]);
+  }
+  return total;
+}
+
+/** The image's layers as the registry serves its manifest. */
+export async function manifestLayers(ref: string): Promise<{ digest: string; size: number; mediaType: string }[]> {
+  const [repo, tag] = ref.slice(REGISTRY.length + 1).split(':') as [string, string];
+  const res = await fetch(`http://${REGISTRY}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  if (!res.ok) throw new Error(`manifest ${ref}: ${res.status}`);
+  return ((await res.json()) as { layers: { digest: string; size: number; mediaType: string }[] }).layers;
+}
+
+export const exists = existsSync;
+export const readText = (p: string): string => readFileSync(p, 'utf8');
+
+/** The daemons the snapshotter under `root` recorded: id, pid, mountpoint. */
+export function recordedDaemons(root: string): { id: string; pid?: number; mountpoint: string }[] {
+  const dir = join(root, 'daemons');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((n) => n.endsWith('.json') && !n.endsWith('.config.json')).map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')) as { id: string; pid?: number; mountpoint: string });
+}
+
+/** Kills what a test's snapshotter left (its daemons, by recorded pid) and unmounts under root. */
+export async function killLeftovers(root: string): Promise<void> {
+  for (const d of recordedDaemons(root)) {
+    if (d.pid) {
+      try {
+        process.kill(d.pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+  }
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && m.startsWith(`${root}/`));
+  for (const m of mounts.reverse()) await run('umount', ['-l', m]);
+}

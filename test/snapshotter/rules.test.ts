@@ -1,0 +1,68 @@
+// Pure rules: which labels make a layer remote (and which are refused), and containerd's filter
+// syntax as List receives it.
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../../src/snapshotter/errors.js';
+import { parseFilters } from '../../src/snapshotter/filters.js';
+import { checkLabels, Label, remoteLayer } from '../../src/snapshotter/labels.js';
+
+const D = `sha256:${'ab'.repeat(32)}`;
+
+describe('labels', () => {
+  it('recognises Nydus layers from rpull (stargz.*) and CRI (cri.*) labels', () => {
+    expect(remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: '127.0.0.1:5000/a/b:t', [Label.STARGZ_DIGEST]: D })).toEqual({ ref: '127.0.0.1:5000/a/b:t', digest: D, role: 'blob' });
+    expect(remoteLayer({ [Label.NYDUS_BOOTSTRAP]: 'true', [Label.CRI_REF]: 'docker.io/library/x:1', [Label.CRI_DIGEST]: D })?.role).toBe('bootstrap');
+  });
+
+  it('treats layers without Nydus marks or without a ref/digest as ordinary (containerd unpacks them)', () => {
+    expect(remoteLayer({})).toBeUndefined();
+    expect(remoteLayer({ [Label.STARGZ_REF]: 'r.io/a:b', [Label.STARGZ_DIGEST]: D })).toBeUndefined();
+    expect(remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_DIGEST]: D })).toBeUndefined();
+    expect(remoteLayer({ [Label.NYDUS_BLOB]: 'false', [Label.STARGZ_REF]: 'r.io/a:b', [Label.STARGZ_DIGEST]: D })).toBeUndefined();
+  });
+
+  it('refuses malformed refs and digests instead of mounting them', () => {
+    expect(() => remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: 'a b', [Label.STARGZ_DIGEST]: D })).toThrow(InvalidArgumentError);
+    expect(() => remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: `r.io/${'a'.repeat(2000)}`, [Label.STARGZ_DIGEST]: D })).toThrow(InvalidArgumentError);
+    expect(() => remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: 'r.io/a:b', [Label.STARGZ_DIGEST]: 'sha256:zz' })).toThrow(InvalidArgumentError);
+  });
+
+  it('bounds labels: size, count, types, NUL', () => {
+    expect(checkLabels(undefined)).toEqual({});
+    expect(() => checkLabels({ k: 'v'.repeat(4096) })).toThrow(/4096/);
+    expect(() => checkLabels(Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, 'v'])))).toThrow(/more than/);
+    expect(() => checkLabels({ k: 5 })).toThrow(/string/);
+    expect(() => checkLabels({ 'a\0b': 'v' })).toThrow(/NUL/);
+    expect(() => checkLabels(['x'])).toThrow(/map/);
+  });
+});
+
+describe('filters', () => {
+  const info = { name: 'sha256:abc', parent: 'default/3/p', kind: 'committed', labels: { 'containerd.io/snapshot.ref': 'sha256:abc', a: 'x,y' } as Record<string, string> };
+  const get = (path: string[]): string | undefined => {
+    const [f, ...rest] = path;
+    if (f === 'labels') return info.labels[rest.join('.')];
+    return (info as unknown as Record<string, string>)[f!];
+  };
+
+  it('matches what containerd sends to find a remote commit', () => {
+    expect(parseFilters(['labels."containerd.io/snapshot.ref"==sha256:abc,parent=="default/3/p"'])(get)).toBe(true);
+    expect(parseFilters(['labels."containerd.io/snapshot.ref"==sha256:abc,parent=="other"'])(get)).toBe(false);
+  });
+
+  it('ORs filters, ANDs selectors; presence, !=, ~=', () => {
+    expect(parseFilters([])(get)).toBe(true);
+    expect(parseFilters(['name==nope', 'kind==committed'])(get)).toBe(true);
+    expect(parseFilters(['labels.a'])(get)).toBe(true);
+    expect(parseFilters(['labels.b'])(get)).toBe(false);
+    expect(parseFilters(['kind!=active'])(get)).toBe(true);
+    expect(parseFilters(['name~=^sha256:a'])(get)).toBe(true);
+    expect(parseFilters(['labels.a=="x,y"'])(get)).toBe(true);
+  });
+
+  it('rejects malformed filters as invalid arguments', () => {
+    expect(() => parseFilters(['labels."open'])).toThrow(InvalidArgumentError);
+    expect(() => parseFilters(['name~=/(/'])).toThrow(InvalidArgumentError);
+    expect(() => parseFilters(['name=='.padEnd(9000, 'x')])).toThrow(InvalidArgumentError);
+    expect(() => parseFilters(['!!'])).toThrow(InvalidArgumentError);
+  });
+});

@@ -1,0 +1,145 @@
+// The snapshotter core on a temporary root (no containerd, no mounts made): containerd's snapshot
+// semantics, the remote commit of Nydus layers, durability across a new instance, and the gRPC
+// service answering bad requests with statuses while it keeps serving.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDaemonConfig } from '../../src/daemon/config.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../src/snapshotter/errors.js';
+import { ImageMounts } from '../../src/snapshotter/image-mounts.js';
+import { Label } from '../../src/snapshotter/labels.js';
+import { serveSnapshotter, snapshotsService } from '../../src/snapshotter/service.js';
+import { Snapshotter } from '../../src/snapshotter/snapshotter.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nydusify-snap-'));
+const D = (c: string) => `sha256:${c.repeat(64)}`;
+
+describe('snapshotter core', () => {
+  const root = join(work, 'core');
+  let sn: Snapshotter;
+  beforeAll(() => {
+    sn = new Snapshotter(root);
+  });
+
+  it('prepares, commits and stacks layers like overlayfs', async () => {
+    const m1 = await sn.prepare('k1', '', { a: '1' });
+    expect(m1).toEqual([{ type: 'bind', source: expect.stringMatching(/snapshots\/\d+\/fs$/), options: ['rw', 'rbind'] }]);
+    writeFileSync(join(m1[0]!.source, 'f'), 'x'.repeat(10000));
+    await sn.commit('l1', 'k1', { b: '2' });
+    expect((await sn.stat('l1')).kind).toBe('committed');
+    expect((await sn.stat('l1')).labels).toEqual({ b: '2' });
+    expect((await sn.usage('l1')).size).toBeGreaterThanOrEqual(10000);
+    await expect(sn.stat('k1')).rejects.toThrow(NotFoundError);
+    const m2 = await sn.prepare('k2', 'l1', {});
+    expect(m2[0]!.type).toBe('overlay');
+    expect(m2[0]!.options).toContain(`lowerdir=${join(root, 'snapshots', '1', 'fs')}`);
+    await sn.commit('l2', 'k2', {});
+    const view = await sn.view('v', 'l2', {});
+    expect(view[0]!.options).toEqual(['index=off', expect.stringMatching(/^lowerdir=.*\/2\/fs:.*\/1\/fs$/)]);
+    expect(await sn.mounts('v')).toEqual(view);
+    const single = await sn.view('v1', 'l1', {});
+    expect(single).toEqual([{ type: 'bind', source: join(root, 'snapshots', '1', 'fs'), options: ['ro', 'rbind'] }]);
+  });
+
+  it('refuses what containerd refuses', async () => {
+    await expect(sn.prepare('k1x', 'nope', {})).rejects.toThrow(NotFoundError);
+    await expect(sn.prepare('v', 'l1', {})).rejects.toThrow(AlreadyExistsError);
+    await expect(sn.prepare('x', 'v', {})).rejects.toThrow(InvalidArgumentError);
+    await expect(sn.commit('l3', 'v', {})).rejects.toThrow(FailedPreconditionError);
+    await expect(sn.remove('l1')).rejects.toThrow(FailedPreconditionError);
+    await expect(sn.mounts('l1')).rejects.toThrow(FailedPreconditionError);
+    await expect(sn.prepare('', '', {})).rejects.toThrow(InvalidArgumentError);
+  });
+
+  it('updates labels by field mask and lists with filters', async () => {
+    await sn.update({ name: 'l1', labels: { c: '3' } }, ['labels.c']);
+    expect((await sn.stat('l1')).labels).toEqual({ b: '2', c: '3' });
+    await sn.update({ name: 'l1', labels: {} }, ['labels.b']);
+    expect((await sn.stat('l1')).labels).toEqual({ c: '3' });
+    await expect(sn.update({ name: 'l1', labels: {} }, ['parent'])).rejects.toThrow(InvalidArgumentError);
+    expect((await sn.list(['kind==committed'])).map((i) => i.name).sort()).toEqual(['l1', 'l2']);
+    expect((await sn.list(['labels.c==3'])).map((i) => i.name)).toEqual(['l1']);
+  });
+
+  it('keeps its state durably, and Cleanup removes orphan directories', async () => {
+    mkdirSync(join(root, 'snapshots', '999', 'fs'), { recursive: true });
+    const again = new Snapshotter(root);
+    expect((await again.list([])).map((i) => i.name).sort()).toEqual(['l1', 'l2', 'v', 'v1']);
+    await again.cleanup();
+    await expect(again.remove('v')).resolves.toBeUndefined();
+    await expect(again.remove('v1')).resolves.toBeUndefined();
+    await again.remove('l2');
+    await again.remove('l1');
+    expect(await again.list([])).toEqual([]);
+  });
+
+  it('commits a Nydus layer remotely: AlreadyExists, committed under the target name with its parent', async () => {
+    const r = join(work, 'remote');
+    const images = new ImageMounts({ root: r, mode: 'dedicated', config: parseDaemonConfig({}), policy: 'restart' });
+    const remote = new Snapshotter(r, images);
+    const labels = (target: string, role: string, digest: string) => ({ [Label.TARGET]: target, [role]: 'true', [Label.STARGZ_REF]: '127.0.0.1:5000/x/y:z', [Label.STARGZ_DIGEST]: digest });
+    await expect(remote.prepare('extract-1 c1', '', labels('c1', Label.NYDUS_BLOB, D('1')))).rejects.toThrow(AlreadyExistsError);
+    await expect(remote.prepare('extract-2 c2', 'c1', labels('c2', Label.NYDUS_BOOTSTRAP, D('2')))).rejects.toThrow(AlreadyExistsError);
+    const c2 = await remote.stat('c2');
+    expect(c2).toMatchObject({ kind: 'committed', parent: 'c1' });
+    expect(c2.labels[Label.TARGET]).toBe('c2');
+    // containerd finds it with this filter
+    expect((await remote.list([`labels."containerd.io/snapshot.ref"==c2,parent=="c1"`])).map((i) => i.name)).toEqual(['c2']);
+    await expect(remote.stat('extract-2 c2')).rejects.toThrow(NotFoundError);
+    // an ordinary layer with a target label is unpacked as usual
+    expect((await remote.prepare('extract-3 c3', '', { [Label.TARGET]: 'c3' }))[0]!.type).toBe('bind');
+    // a container on the image needs its daemon: a mount that fails (no such image) is an error
+    // and leaves no snapshot and no daemon behind
+    await expect(remote.prepare('ctr', 'c2', {})).rejects.toThrow(/mounting 127.0.0.1:5000\/x\/y:z/);
+    await expect(remote.stat('ctr')).rejects.toThrow(NotFoundError);
+    expect(images.mounted()).toEqual([]);
+    await images.close();
+  });
+});
+
+describe('gRPC service', () => {
+  const root = join(work, 'grpc');
+  const socket = join(work, 'snap.sock');
+  let server: grpc.Server;
+  let client: grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+  const call = (method: string, req: unknown) => new Promise<unknown>((done, fail) => client[method]!(req, (err, res) => (err ? fail(err) : done(res))));
+
+  beforeAll(async () => {
+    server = await serveSnapshotter(new Snapshotter(root), socket);
+    const Client = grpc.makeGenericClientConstructor(snapshotsService, 'Snapshots');
+    client = new Client(`unix://${socket}`, grpc.credentials.createInsecure()) as typeof client;
+  });
+  afterAll(() => {
+    client.close();
+    server.forceShutdown();
+  });
+
+  it('answers calls and maps errors to gRPC statuses', async () => {
+    const prep = (await call('Prepare', { key: 'a', parent: '', labels: { x: 'y' } })) as { mounts: { type: string }[] };
+    expect(prep.mounts[0]!.type).toBe('bind');
+    await call('Commit', { name: 'A', key: 'a' });
+    const stat = (await call('Stat', { key: 'A' })) as { info: { kind: string; name: string } };
+    expect(stat.info).toMatchObject({ name: 'A', kind: 'COMMITTED' });
+    const usage = (await call('Usage', { key: 'A' })) as { inodes: number };
+    expect(usage.inodes).toBeGreaterThanOrEqual(1);
+    await expect(call('Stat', { key: 'nope' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    await expect(call('Prepare', { key: 'A', parent: '' })).rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
+    await expect(call('Prepare', { key: '', parent: '' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await expect(call('Prepare', { key: 'b', parent: '', labels: { k: 'v'.repeat(5000) } })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await expect(call('Remove', { key: 'nope' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    await expect(call('Update', { info: { name: 'A' }, updateMask: { paths: ['kind'] } })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    // and it still serves
+    const list = await new Promise<unknown[]>((done, fail) => {
+      const infos: unknown[] = [];
+      const stream = (client as unknown as { List(req: unknown): NodeJS.ReadableStream }).List({ filters: [] });
+      stream.on('data', (m: { info: unknown[] }) => infos.push(...m.info));
+      stream.on('end', () => done(infos));
+      stream.on('error', fail);
+    });
+    expect(list).toHaveLength(1);
+    await call('Remove', { key: 'A' });
+    await call('Cleanup', {});
+  });
+});
