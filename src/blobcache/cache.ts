@@ -99,6 +99,21 @@ export class BlobCache {
     }
   }
 
+  /**
+   * Lets go of a blob whose files were removed or replaced on disk since this cache opened them
+   * (another process cleaned the directory): the next use opens (or creates) the current ones, so
+   * what this cache says is cached is what readers of the directory find.
+   */
+  async forgetIfReplaced(blob: BlobInfo): Promise<void> {
+    const open = this.entries.get(blob.blobId);
+    const entry = await open?.catch(() => undefined);
+    if (!open || !entry) return;
+    const [held, current] = await Promise.all([entry.data.stat(), stat(join(this.dir, blob.blobId + CHUNK_DATA_SUFFIX)).catch(() => undefined)]);
+    if (current && current.ino === held.ino && current.dev === held.dev) return;
+    if (this.entries.get(blob.blobId) === open) this.entries.delete(blob.blobId);
+    await closeEntry(entry);
+  }
+
   /** Whether chunk `ref` of `blob` is in this cache (opens the blob's files). */
   async isCached(blob: BlobInfo, ref: ChunkRef): Promise<boolean> {
     return (await this.entry(blob)).map.isReady(ref.ciIndex);

@@ -86,6 +86,7 @@ export class ImageMount {
       // create (or check) every blob's cache files now: the workers open them read-only
       for (const [index, blob] of rafs.blobs.entries()) {
         const first = refs[index]!.values().next().value;
+        await cache.forgetIfReplaced(blob);
         if (first) await cache.isCached(blob, first);
       }
       return mount;
@@ -117,6 +118,8 @@ export class ImageMount {
 
   private async fetchRef(blob: BlobInfo, ref: ChunkRef): Promise<void> {
     const { cache } = this.lazy!;
+    // a worker asks only for what its view of the cache files lacks: make sure ours is the same
+    await cache.forgetIfReplaced(blob);
     await cache.readChunk(blob, ref);
     // verified, but the worker reads it from the cache: it must have been stored
     if (!(await cache.isCached(blob, ref))) throw new Error(`chunk ${ref.ciIndex} of blob ${blob.blobId} was fetched but could not be stored in the cache`);

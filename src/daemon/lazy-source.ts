@@ -13,8 +13,13 @@ import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
 import type { SyncChunkSource } from './fs.js';
 import type { ChunkCounters } from './metrics.js';
 
-/** Int32 words of a reply slot: [0] id of the last answered request, [1] its status. */
-export const SLOT_WORDS = 2;
+/**
+ * Int32 words of a worker's reply slot: [0] id of the last answered request, [1] its status, [2]
+ * the last id the worker issued. The ids live in the slot, not in a chunk source: a worker serves
+ * several images (a source each) through its one slot, and two sources counting from 1 each would
+ * take an old answer to one for the new request.
+ */
+export const SLOT_WORDS = 3;
 export const STATUS_OK = 1;
 export const STATUS_FAILED = 2;
 /** How long a worker waits for the main thread to fetch one chunk. */
@@ -48,7 +53,6 @@ export class SyncLazyCacheSource implements SyncChunkSource {
   private readonly ready = new Set<string>();
   private readonly cache: ChunkLru;
   private readonly slot: Int32Array;
-  private nextId = 1;
 
   constructor(
     private readonly dir: string,
@@ -67,11 +71,18 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     return this.cache.getOrLoad(ref, (into) => {
       const blob = blobOf(this.blobs, ref);
       const key = `${ref.blobIndex}:${ref.ciIndex}`;
-      const files = this.open(ref.blobIndex, blob);
+      let files = this.open(ref.blobIndex, blob);
       if (this.ready.has(key) || this.isReady(files, ref.ciIndex)) this.counters?.chunkHit();
       else {
         this.counters?.chunkMiss();
         this.fetch(blob, ref);
+        // the main thread stored it; if the files this thread holds do not say so, they were
+        // replaced (a cache cleaned under the daemon): read the current ones, and never a hole
+        if (!this.isReady(files, ref.ciIndex)) {
+          this.closeFiles(ref.blobIndex);
+          files = this.open(ref.blobIndex, blob);
+          if (!this.isReady(files, ref.ciIndex)) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'fetched, but the cache files do not hold it');
+        }
       }
       this.ready.add(key);
       preadExact(files.data, into, ref.uncompressedOffset, blob, ref, 'cache data file');
@@ -84,7 +95,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
 
   /** Asks the main thread to bring the chunk into the cache; returns once it is there, throws otherwise. */
   private fetch(blob: BlobInfo, ref: ChunkRef): void {
-    const id = this.nextId++;
+    const id = Atomics.add(this.slot, 2, 1) + 1;
     this.ask({ type: 'fetch', id, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex });
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
@@ -120,12 +131,16 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     return f;
   }
 
+  private closeFiles(index: number): void {
+    const f = this.files.get(index);
+    if (!f) return;
+    closeSync(f.data);
+    closeSync(f.map);
+    this.files.delete(index);
+  }
+
   close(): void {
-    for (const f of this.files.values()) {
-      closeSync(f.data);
-      closeSync(f.map);
-    }
-    this.files.clear();
+    for (const index of [...this.files.keys()]) this.closeFiles(index);
     this.cache.clear();
   }
 }

@@ -70,11 +70,12 @@ interface Running {
   stderr(): string;
 }
 
-async function startDaemon(name: string, target: string, extra: string[] = []): Promise<Running> {
+/** A dedicated daemon serving `target`, or (target null) a shared one waiting for API mounts. */
+async function startDaemon(name: string, target: string | null, extra: string[] = []): Promise<Running> {
   const mnt = p(name);
   const sock = p(`${name}.sock`);
   mkdirSync(mnt, { recursive: true });
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'daemon', '--target', target, '--plain-http', '--apisock', sock, '--mountpoint', mnt, '--cache-dir', p(`${name}-cache`), ...extra], {
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'daemon', ...(target === null ? ['--mode', 'shared'] : ['--target', target]), '--plain-http', '--apisock', sock, '--mountpoint', mnt, '--cache-dir', p(`${name}-cache`), ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
   });
@@ -187,5 +188,27 @@ describe('faults under a lazily served image', () => {
     expect(stats.failovers).toBeGreaterThan(0);
     expect(stats.errors).toBe(0);
     expect(await stop(d)).toBe(0);
+  }, 60_000);
+
+  it('reads right bytes, never holes, when the cache is cleaned and refilled by another process under a running daemon', async () => {
+    const shared = await startDaemon('cleaned', null, ['--amplify', '0']);
+    await shared.client.mount('x', { target: `${REGISTRY}/${REPO}:${TAG}` });
+    expect((await readFile(join(shared.mnt, 'x', 'bin/a'))).equals(FILES['bin/a']!)).toBe(true);
+    // another process removes the blob from the cache, a third creates its files anew with other chunks
+    await cliAsync(['cache', 'rm', blobId, '--cache-dir', p('cleaned-cache')]);
+    const other = await startDaemon('refill', `${REGISTRY}/${REPO}:${TAG}`, ['--amplify', '0', '--cache-dir', p('cleaned-cache')]);
+    expect((await readFile(join(other.mnt, 'etc/c'))).equals(FILES['etc/c']!)).toBe(true);
+    expect(await stop(other)).toBe(0);
+    // the same image mounted again in the first daemon: what it held in memory is stale now
+    await shared.client.mount('y', { target: `${REGISTRY}/${REPO}:${TAG}` });
+    for (const f of Object.keys(FILES)) {
+      const got = await readFile(join(shared.mnt, 'y', f)).catch(async (err: unknown) => {
+        const ls = await cliAsync(['cache', 'ls', '--cache-dir', p('cleaned-cache')]);
+        const map = readFileSync(join(p('cleaned-cache'), `${blobId}.blob.data.chunk_map`));
+        throw new Error(`${f}: ${String(err)}\n${ls}\nmap header ${map.subarray(0, 16).toString('hex')} bits ${map.subarray(4096, 4100).toString('hex')}\n${shared.stderr()}`);
+      });
+      expect(got.equals(FILES[f]!), f).toBe(true);
+    }
+    expect(await stop(shared)).toBe(0);
   }, 60_000);
 });

@@ -66,4 +66,24 @@ describe('SyncLazyCacheSource', () => {
       src.close();
     }
   });
+
+  it('numbers requests per worker slot, so a second image never takes the first one\'s old answer (regression)', () => {
+    const sab = new SharedArrayBuffer(SLOT_WORDS * 4);
+    const slot = new Int32Array(sab);
+    const asked: number[] = [];
+    // the first image's source: its request is answered, and failed
+    const fail = (req: Omit<FetchRequest, 'slot'>) => {
+      asked.push(req.id);
+      answerFetch(slot, req.id, false);
+    };
+    const first = new SyncLazyCacheSource(cacheDir, t.rafs.blobs, sab, fail, 150);
+    const ref = t.files.get('/b.txt')!.chunks[0]!;
+    expect(() => first.read(ref)).toThrow(ChunkIntegrityError);
+    // the second image's source on the same slot: nobody answers, so it must time out, not reuse id 1's answer
+    const second = new SyncLazyCacheSource(cacheDir, t.rafs.blobs, sab, (req) => asked.push(req.id), 150);
+    expect(() => second.read(ref)).toThrow(/timed out/);
+    expect(asked).toEqual([1, 2]);
+    first.close();
+    second.close();
+  });
 });
