@@ -3,7 +3,6 @@
 // and remounted if it dies, and outlives this command's own crash: running `mount` again with the
 // same arguments adopts the live daemon. Dedicated (default): a daemon of its own. Shared: the image
 // goes under the one shared daemon's mount, bound onto --mount-path.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,6 +11,7 @@ import type { MountSpec } from '../daemon/config.js';
 import { lazyUnmount, mountsAt } from '../daemon/fuse/session.js';
 import { DaemonManager, DEFAULT_STATE_DIR, type DaemonRecord, followFile } from '../daemon/manager.js';
 import type { DaemonMode } from '../daemon/router.js';
+import { mustRunCommand } from '../util/command.js';
 import { log } from '../util/log.js';
 import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
 
@@ -22,16 +22,6 @@ interface MountFlags extends ConfigFlags, ImageFlags {
 }
 
 const SHARED_ID = 'shared';
-
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((done, fail) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${cmd} ${args.join(' ')}: ${stderr.trim() || `exit ${code}`}`))));
-  });
-}
 
 /** The record this mount lives in, with the image added (a shared daemon's record holds others too). */
 function recordFor(manager: DaemonManager, flags: MountFlags, spec: MountSpec, name: string): DaemonRecord {
@@ -70,7 +60,7 @@ async function mount(flags: MountFlags): Promise<void> {
   const bind = async (): Promise<void> => {
     if (record.mode !== 'shared') return;
     if (mountsAt(mountPath).length > 0) await lazyUnmount(mountPath);
-    await run('mount', ['--bind', join(record.mountpoint, name), mountPath]);
+    await mustRunCommand('mount', ['--bind', join(record.mountpoint, name), mountPath]);
   };
   try {
     let started: boolean;

@@ -2,10 +2,10 @@
 // the child's fd 3, start N workers (each with its own read buffer and its own copy of the image),
 // raise the bdi readahead once INIT is done, and unmount lazily on SIGINT/SIGTERM. Nothing here
 // blocks the main thread on anything that touches the mount: umount is spawned asynchronously.
-import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { runCommand } from '../../util/command.js';
 import { log } from '../../util/log.js';
 import { answerFetch, SLOT_WORDS } from '../lazy-source.js';
 import { type FuseMetrics, newWorkerMetricsBuffer, sumWorkerMetrics } from '../metrics.js';
@@ -65,7 +65,7 @@ export async function mountFuseDevice(path: string): Promise<number> {
   const fd = openSync('/dev/fuse', 'r+');
   const options = `ro,fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions`;
   // -i: no /sbin/mount.fuse helper (it would treat the source as a command)
-  const r = await run('mount', ['-i', '-t', FS_TYPE, '-o', options, FS_NAME, mountPath], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+  const r = await runCommand('mount', ['-i', '-t', FS_TYPE, '-o', options, FS_NAME, mountPath], { stdio: ['ignore', 'ignore', 'pipe', fd] });
   if (r.code !== 0) {
     closeSync(fd);
     throw new Error(`mount ${mountPath}: ${r.stderr || `exit ${r.code}`}`);
@@ -109,19 +109,9 @@ export function mountsAt(path: string, fsType = FS_TYPE): MountInfo[] {
   return parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === abs && m.fsType === fsType);
 }
 
-function run(cmd: string, args: string[], extra: { stdio?: (number | 'ignore' | 'pipe' | 'inherit')[] } = {}): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(cmd, args, { stdio: extra.stdio ?? ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stderr: stderr.trim() }));
-  });
-}
-
 /** Lazily unmounts (MNT_DETACH) without waiting on the mount itself: umount -i -l, spawned. */
 export async function lazyUnmount(path: string): Promise<void> {
-  const r = await run('umount', ['-i', '-l', resolve(path)]);
+  const r = await runCommand('umount', ['-i', '-l', resolve(path)]);
   if (r.code !== 0) throw new Error(`umount -l ${path}: ${r.stderr || `exit ${r.code}`}`);
 }
 
@@ -317,14 +307,14 @@ export class FuseSession {
     if (this.connection === undefined) throw new Error('connection id unknown');
     let mountedHere = false;
     if (!existsSync(`${FUSECTL}/${this.connection}`)) {
-      const r = await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL]);
+      const r = await runCommand('mount', ['-t', 'fusectl', 'fusectl', FUSECTL]);
       if (r.code !== 0) throw new Error(`mount fusectl: ${r.stderr || `exit ${r.code}`}`);
       mountedHere = true;
     }
     try {
       writeFileSync(`${FUSECTL}/${this.connection}/abort`, '1');
     } finally {
-      if (mountedHere) await run('umount', [FUSECTL]);
+      if (mountedHere) await runCommand('umount', [FUSECTL]);
     }
   }
 }
