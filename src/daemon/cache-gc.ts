@@ -1,4 +1,4 @@
-// The blob cache as the snapshotter sees it: what a remote layer's blob occupies there (its usage),
+// The blob cache as the manager's users (the snapshotter) see it: what a remote layer's blob occupies there (its usage),
 // and garbage collection. A cached blob is referenced while a remote layer snapshot names it; once
 // containerd has removed an image's snapshots (and calls Cleanup), its blobs are unreferenced and
 // removed. A blob in use is always referenced: a running container's snapshot has the image's
