@@ -10,7 +10,9 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # Build the addon offline from Debian's crates and call the C codec libraries directly.
 BUILD_PACKAGES=(pkg-config librust-sha2-dev librust-blake3-dev librust-libc-dev libzstd-dev liblz4-dev libdeflate-dev)
 # Real tools the tests and benchmarks compare against.
-TOOL_PACKAGES=(zstd lz4 gzip b3sum openssl coreutils tar attr erofs-utils python3 util-linux)
+TOOL_PACKAGES=(zstd lz4 gzip b3sum openssl coreutils tar attr erofs-utils python3 util-linux squashfuse squashfs-tools)
+# The real parts ../shared/e2e starts for the end-to-end tests: registry, image building, containerd.
+E2E_PACKAGES=(docker-registry skopeo umoci busybox-static debootstrap containerd runc stargz-snapshotter fuse3 jq apache2-utils curl iproute2)
 
 apt_missing() {
   local p
@@ -71,7 +73,7 @@ build_ts() {
   touch "$stamp"
 }
 
-install_packages "${BUILD_PACKAGES[@]}" "${TOOL_PACKAGES[@]}"
+install_packages "${BUILD_PACKAGES[@]}" "${TOOL_PACKAGES[@]}" "${E2E_PACKAGES[@]}"
 ensure_cargo
 ensure_node_modules
 build_native
