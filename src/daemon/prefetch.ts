@@ -94,6 +94,7 @@ export class Prefetcher {
     let fetched = 0;
     for (let i = 0; i < refs.length && !this.stopped; ) {
       while (this.hooks.demand() > 0 && !this.stopped) await sleep(IDLE_POLL_MS);
+      if (this.stopped) break;
       const batch: ChunkRef[] = [];
       let bytes = 0;
       for (; i < refs.length && bytes < BATCH_BYTES; i++) {

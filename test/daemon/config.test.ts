@@ -1,0 +1,52 @@
+// The daemon config and mount requests: defaults, overrides, and a clear error for anything wrong.
+import { describe, expect, it } from 'vitest';
+import { checkImageName, ConfigError, DEFAULT_CONFIG, parseDaemonConfig, parseMountSpec } from '../../src/daemon/config.js';
+
+describe('parseDaemonConfig', () => {
+  it('fills in the defaults and keeps what is given', () => {
+    expect(parseDaemonConfig({})).toEqual(DEFAULT_CONFIG);
+    const c = parseDaemonConfig({ cacheDir: '/c', threads: 4, registry: { plainHttp: true, mirrors: [{ host: 'mirror:5000' }] }, prefetch: { all: true, bandwidth: 1000 }, fetch: { amplify: 0 } });
+    expect(c).toMatchObject({ cacheDir: '/c', threads: 4, fetchTimeout: 30, prefetch: { all: true, bandwidth: 1000 }, fetch: { amplify: 0, readahead: 0 } });
+    expect(c.registry).toEqual({ plainHttp: true, insecure: false, retries: 3, mirrors: [{ host: 'mirror:5000', plainHttp: false, insecure: false }] });
+  });
+
+  it.each([
+    [[], /expected an object/],
+    [{ cacheDirr: '/x' }, /unknown key "cacheDirr"/],
+    [{ threads: 0 }, /threads: expected an integer from 1 to 64/],
+    [{ threads: 2.5 }, /threads: expected an integer/],
+    [{ fetchTimeout: 'soon' }, /fetchTimeout: expected a number/],
+    [{ registry: { mirrors: 'm' } }, /mirrors: expected a list/],
+    [{ registry: { mirrors: [{ host: 'a b' }] } }, /mirrors\[0\]\.host: expected host\[:port\]/],
+    [{ prefetch: { all: 'yes' } }, /prefetch\.all: expected true or false/],
+    [{ cacheDir: '' }, /cacheDir: expected a non-empty string/],
+  ])('refuses %j', (value, message) => {
+    expect(() => parseDaemonConfig(value)).toThrow(ConfigError);
+    expect(() => parseDaemonConfig(value)).toThrow(message);
+  });
+});
+
+describe('parseMountSpec', () => {
+  it("takes ours and nydusd's names", () => {
+    expect(parseMountSpec({ target: 'r/x:y', prefetch: true })).toEqual({ target: 'r/x:y', prefetch: true });
+    expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', blobDir: '/blobs' })).toEqual({ bootstrap: '/b.boot', blobDir: '/blobs' });
+  });
+
+  it.each([
+    [{}, /either target/],
+    [{ target: 'r/x', bootstrap: '/b' }, /either target/],
+    [{ target: 'r/x', blobDir: '/d' }, /blobDir goes with bootstrap/],
+    [{ bootstrap: '/b', fs_type: 'fscache' }, /only "rafs"/],
+    [{ bootstrap: '/b', config: '{}' }, /unknown key "config"/],
+    [{ bootstrap: 'a\0b' }, /non-empty string/],
+  ])('refuses %j', (value, message) => {
+    expect(() => parseMountSpec(value)).toThrow(message);
+  });
+});
+
+describe('checkImageName', () => {
+  it('takes one path component and nothing that climbs out', () => {
+    expect(checkImageName('app-1.2_x')).toBe('app-1.2_x');
+    for (const bad of ['', '.', '..', '../x', 'a/b', '-x', '.hidden', 'x'.repeat(129), 'sp ace']) expect(() => checkImageName(bad), bad).toThrow(ConfigError);
+  });
+});

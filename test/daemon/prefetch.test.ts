@@ -1,0 +1,81 @@
+// The prefetcher with stand-in hooks: list order first, cached chunks skipped, on-demand reads go
+// first, the bandwidth limit holds, and failures are counted, not fatal.
+import { describe, expect, it } from 'vitest';
+import { Prefetcher, type PrefetchHooks } from '../../src/daemon/prefetch.js';
+import type { ChunkRef } from '../../src/rafs/tree.js';
+
+const chunk = (ciIndex: number, compressedSize = 1000): ChunkRef => ({
+  blobIndex: 0, ciIndex, compressedOffset: ciIndex * compressedSize, compressedSize, uncompressedOffset: ciIndex * 4096, uncompressedSize: 4096,
+  compressed: true, digest: Buffer.alloc(32), fileOffset: 0,
+} as unknown as ChunkRef);
+
+function hooks(opts: { cached?: Set<number>; fail?: Set<number>; demand?: () => number } = {}): PrefetchHooks & { fetched: number[] } {
+  const fetched: number[] = [];
+  return {
+    fetched,
+    isCached: async (ref) => opts.cached?.has(ref.ciIndex) ?? false,
+    fetch: async (ref) => {
+      await new Promise((r) => setImmediate(r));
+      if (opts.fail?.has(ref.ciIndex)) throw new Error('backend down');
+      fetched.push(ref.ciIndex);
+    },
+    demand: opts.demand ?? (() => 0),
+  };
+}
+
+async function finished(p: Prefetcher): Promise<void> {
+  for (let i = 0; i < 500 && p.stats.state === 'running'; i++) await new Promise((r) => setTimeout(r, 5));
+}
+
+describe('Prefetcher', () => {
+  it('fetches the list first, then the rest, each chunk once, skipping what is cached', async () => {
+    const h = hooks({ cached: new Set([3]) });
+    const p = new Prefetcher(h, 0);
+    p.start([chunk(5), chunk(3), chunk(1)], [chunk(0), chunk(1), chunk(2), chunk(3)]);
+    await finished(p);
+    expect(h.fetched).toEqual([5, 1, 0, 2]);
+    expect(p.stats).toMatchObject({ state: 'done', chunks: 4, bytes: 4000, failedChunks: 0, listed: 3 });
+  });
+
+  it('waits while on-demand reads are waiting for the backend', async () => {
+    let demand = 1;
+    const h = hooks({ demand: () => demand });
+    const p = new Prefetcher(h, 0);
+    p.start([chunk(0), chunk(1)]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(h.fetched).toEqual([]);
+    demand = 0;
+    await finished(p);
+    expect(h.fetched).toEqual([0, 1]);
+  });
+
+  it('keeps to its bandwidth limit', async () => {
+    const h = hooks();
+    // 3 batches of 2 MiB at 20 MiB/s: at least 0.2 s once the first is through
+    const big = (i: number) => chunk(i, 2 << 20);
+    const p = new Prefetcher(h, 20 << 20);
+    const started = performance.now();
+    p.start([big(0), big(1), big(2)]);
+    await finished(p);
+    expect(h.fetched).toEqual([0, 1, 2]);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+  });
+
+  it('counts chunks it could not fetch and goes on', async () => {
+    const h = hooks({ fail: new Set([1]) });
+    const p = new Prefetcher(h, 0);
+    p.start([chunk(0), chunk(1), chunk(2)]);
+    await finished(p);
+    expect(h.fetched).toEqual([0, 2]);
+    expect(p.stats).toMatchObject({ state: 'done', chunks: 2, failedChunks: 1 });
+  });
+
+  it('stops when asked', async () => {
+    const h = hooks({ demand: () => 1 });
+    const p = new Prefetcher(h, 0);
+    p.start([chunk(0)]);
+    await p.stop();
+    expect(p.stats.state).toBe('stopped');
+    expect(h.fetched).toEqual([]);
+  });
+});
