@@ -58,8 +58,9 @@ export class ImageMounts {
     return run;
   }
 
+  /** The image from its registry; the files on its prefetch list (if it has one) fetched in the background. */
   private spec(remote: RemoteLayer): MountSpec {
-    return { target: remote.ref };
+    return { target: remote.ref, prefetch: true };
   }
 
   private recordOf(name: string, remote: RemoteLayer): DaemonRecord {
