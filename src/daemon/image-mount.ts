@@ -10,7 +10,7 @@ import type { BlobCache } from '../blobcache/cache.js';
 import type { BlobSources } from '../blobcache/blob-sources.js';
 import { blobChunkTables } from '../blobcache/fetcher.js';
 import type { Readahead } from '../blobcache/readahead.js';
-import { connectNydusImage, type ConnectedNydusImage } from '../image/remote.js';
+import type { ConnectedNydusImage } from '../image/remote.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { log } from '../util/log.js';
@@ -65,6 +65,8 @@ export class ImageMount {
       return new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir }, undefined, ctx);
     }
     const { registry } = ctx.config;
+    // loaded when first needed: a daemon serving local images never pays for the registry client
+    const { connectNydusImage } = await import('../image/remote.js');
     const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure });
     let mount: ImageMount | undefined;
     try {
