@@ -114,9 +114,15 @@ export class BlobCache {
     await closeEntry(entry);
   }
 
-  /** Whether chunk `ref` of `blob` is in this cache (opens the blob's files). */
+  /**
+   * Whether chunk `ref` of `blob` is in this cache (opens the blob's files); when it is, its bit is
+   * on disk by the time this resolves (another process, or a FUSE worker, may read the map next).
+   */
   async isCached(blob: BlobInfo, ref: ChunkRef): Promise<boolean> {
-    return (await this.entry(blob)).map.isReady(ref.ciIndex);
+    const { map } = await this.entry(blob);
+    if (!map.isReady(ref.ciIndex)) return false;
+    await map.flush();
+    return true;
   }
 
   /** Every blob in the cache directory with what it uses. */
