@@ -232,11 +232,29 @@ function treeStats() {
 const children = new Set();
 const mountPoints = [];
 
-class Ours {
+/** A FUSE server process (ours or squashfuse): asked to stop, killed if it lingers, its mount cleared. */
+class FuseProcess {
+  child = undefined;
+  pid() {
+    return this.child?.pid;
+  }
+  async umount() {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    const exited = child.exitCode === null ? new Promise((r) => child.once('exit', r)) : Promise.resolve();
+    if (child.exitCode === null) this.stop(child);
+    await Promise.race([exited, sleep(10000)]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    children.delete(child);
+    if (mountTypeAt(this.mnt)) spawnSync('umount', ['-l', this.mnt]);
+  }
+}
+
+class Ours extends FuseProcess {
   name = 'nydusify-ts FUSE';
   key = 'ours';
   mnt = join(work, 'mnt', 'ours');
-  child = undefined;
   async mount() {
     mkdirSync(this.mnt, { recursive: true });
     // the daemon itself (what `mount` starts and supervises), so its memory is what is measured
@@ -265,21 +283,8 @@ class Ours {
     // "mounted" is logged before the kernel's INIT is answered; a stat waits for it
     statSync(this.mnt);
   }
-  pid() {
-    return this.child?.pid;
-  }
-  async umount() {
-    const child = this.child;
-    if (!child) return;
-    this.child = undefined;
-    if (child.exitCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(10000)]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
-    children.delete(child);
-    if (mountTypeAt(this.mnt)) spawnSync('umount', ['-l', this.mnt]);
+  stop(child) {
+    child.kill('SIGTERM');
   }
 }
 
@@ -300,9 +305,9 @@ class Erofs {
 }
 
 /** `squashfuse` (libfuse high-level API, what the issue names) or `squashfuse_ll` (low-level API). */
-class Squashfuse {
-  child = undefined;
+class Squashfuse extends FuseProcess {
   constructor(bin) {
+    super();
     this.bin = bin;
     this.name = bin;
     this.key = bin;
@@ -323,19 +328,8 @@ class Squashfuse {
     }
     statSync(this.mnt);
   }
-  pid() {
-    return this.child?.pid;
-  }
-  async umount() {
-    const child = this.child;
-    if (!child) return;
-    this.child = undefined;
-    const exited = child.exitCode === null ? new Promise((r) => child.once('exit', r)) : Promise.resolve();
+  stop() {
     spawnSync('fusermount3', ['-u', this.mnt]);
-    await Promise.race([exited, sleep(10000)]);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    children.delete(child);
-    if (mountTypeAt(this.mnt)) spawnSync('umount', ['-l', this.mnt]);
   }
 }
 
