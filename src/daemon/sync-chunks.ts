@@ -14,6 +14,9 @@ import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
  * reply being built, so it only becomes reusable at `recycle()`, which the worker calls once that
  * reply is written.
  */
+/** Free buffers kept between requests. */
+const SPARE_BUFFERS = 2;
+
 export class ChunkLru {
   private readonly entries = new Map<string, Buffer>();
   private evicted: ArrayBuffer[] = [];
@@ -51,8 +54,8 @@ export class ChunkLru {
   /** The reply that may have used evicted chunks is written: their buffers may be reused. */
   recycle(): void {
     if (this.evicted.length === 0) return;
-    // more than the LRU holds would only be kept for a burst that already passed
-    this.spare = [...this.spare, ...this.evicted].slice(-this.capacity);
+    // every buffer fits every chunk: a couple kept for the next loads is all it takes
+    this.spare = [...this.spare, ...this.evicted].slice(-SPARE_BUFFERS);
     this.evicted = [];
   }
 

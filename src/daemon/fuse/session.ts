@@ -4,6 +4,7 @@
 // blocks the main thread on anything that touches the mount: umount is spawned asynchronously.
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { runCommand } from '../../util/command.js';
 import { log } from '../../util/log.js';
@@ -147,6 +148,8 @@ export class FuseSession {
       this.connection = String(major * 2 ** 20 + minor);
     }
     const threads = Math.max(1, this.opts.threads ?? 2);
+    // isolates created from now on (the workers) get gc(): see GC_EVERY in worker.ts
+    setFlagsFromString('--expose-gc');
     const exits: Promise<void>[] = [];
     for (let index = 0; index < threads; index++) {
       const fetchSlot = new SharedArrayBuffer(SLOT_WORDS * Int32Array.BYTES_PER_ELEMENT);
