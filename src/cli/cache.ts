@@ -1,23 +1,13 @@
 // `nydusify-ts cache ls|usage|prune|rm`: look at and clean a blob cache directory (the layout
 // nydusd's filecache uses: <blob>.blob.data + <blob>.blob.data.chunk_map).
 import { stat } from 'node:fs/promises';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { BlobCache, type BlobUsage } from '../blobcache/cache.js';
+import { parseSize } from './options.js';
 
 interface DirFlags {
   cacheDir: string;
   json?: boolean;
-}
-
-const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
-
-/** `1048576`, `0x100000`, `512K`, `100M`, `2G` (binary units, optional trailing `B`/`iB`). */
-export function parseSize(value: string): number {
-  const m = /^(\d+|0x[0-9a-f]+)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
-  if (!m) throw new InvalidArgumentError('expected a size: bytes, or a number with K, M, G or T.');
-  const n = Number(m[1]) * UNITS[m[2]!.toLowerCase()]!;
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('size too large.');
-  return n;
 }
 
 const cacheDirOption = () => new Option('--cache-dir <dir>', 'blob cache directory').makeOptionMandatory();

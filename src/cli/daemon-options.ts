@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_CONFIG, type DaemonConfig, loadDaemonConfig, type MountSpec, parseDaemonConfig } from '../daemon/config.js';
 import { mountsAt } from '../daemon/fuse/session.js';
-import { parseByteCount } from './options.js';
+import { parseSize } from './options.js';
 
 export interface ConfigFlags {
   config?: string;
@@ -53,9 +53,9 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--insecure', 'skip TLS verification for the registry')
     .option('--mirror <host>', 'a registry mirror (host[:port], plain HTTP with --plain-http) tried before the image\'s registry; repeatable', collect)
     .option('--prefetch-all', 'after the prefetch list, fetch every chunk in the background')
-    .option('--prefetch-bandwidth <bytes>', 'prefetch at most this many bytes per second (e.g. 50M; default no limit)', parseByteCount)
-    .option('--amplify <bytes>', `grow a miss's request with the blob's next chunks toward this size (0: off; default ${DEFAULT_CONFIG.fetch.amplify})`, parseByteCount)
-    .option('--readahead <bytes>', `largest readahead window for reads going forward through a blob (0: off; default ${DEFAULT_CONFIG.fetch.readahead})`, parseByteCount);
+    .option('--prefetch-bandwidth <bytes>', 'prefetch at most this many bytes per second (e.g. 50M; default no limit)', parseSize)
+    .option('--amplify <bytes>', `grow a miss's request with the blob's next chunks toward this size (0: off; default ${DEFAULT_CONFIG.fetch.amplify})`, parseSize)
+    .option('--readahead <bytes>', `largest readahead window for reads going forward through a blob (0: off; default ${DEFAULT_CONFIG.fetch.readahead})`, parseSize);
 }
 
 export function addImageOptions(cmd: Command): Command {

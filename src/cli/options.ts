@@ -10,6 +10,17 @@ export function parseByteCount(value: string): number {
   return Number(value);
 }
 
+const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** `1048576`, `0x100000`, `512K`, `100M`, `2G` (binary units, optional trailing `B`/`iB`). */
+export function parseSize(value: string): number {
+  const m = /^(\d+|0x[0-9a-f]+)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
+  if (!m) throw new InvalidArgumentError('expected a size: bytes, or a number with K, M, G or T.');
+  const n = Number(m[1]) * UNITS[m[2]!.toLowerCase()]!;
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('size too large.');
+  return n;
+}
+
 export function parseChunkSize(value: string): number {
   const size = parseByteCount(value);
   try {
