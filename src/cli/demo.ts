@@ -1,8 +1,8 @@
-// `nydusify-ts demo`: runs the demo job (src/convert/demo.ts) and prints its summary.
+// `nydusify-ts demo`: runs the demo job (src/demo.ts) and prints its summary.
 import { Command } from 'commander';
 import { parseByteCount } from './options.js';
 import { DEFAULT_CHUNK_SIZE } from '../convert/chunker.js';
-import { runDemo, type DemoSummary } from '../convert/demo.js';
+import { runDemo, type DemoSummary } from '../demo.js';
 import { formatBytes } from '../util/bytes.js';
 import { ProgressGroup } from '../util/progress.js';
 
@@ -22,7 +22,7 @@ function summaryTable(summary: DemoSummary): string {
     ['bootstrap', formatBytes(summary.bootstrapBytes)],
     ['ratio', `${summary.ratio.toFixed(2)}x (bytes / compressed)`],
     ['convert time', `${summary.timeMs} ms`],
-    ['read back', `${summary.verifiedFiles} files verified through ${summary.readBack === 'kernel-mount' ? 'a kernel EROFS mount' : 'the blob reader'}`],
+    ['read back', `${summary.verifiedFiles} files verified through ${summary.readBack === 'kernel-mount' ? 'a kernel EROFS mount' : 'the blob reader'}${summary.fuseDaemon ? ' and our FUSE daemon' : ''}`],
     ['os-release', summary.osRelease],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
@@ -38,7 +38,7 @@ async function demo(flags: DemoFlags): Promise<void> {
 
 export function demoCommand(): Command {
   return new Command('demo')
-    .description('chunk, dedup and compress a sample layer')
+    .description('the main job on a built-in sample: build a layer, convert it, mount it (kernel EROFS and our FUSE daemon), read it back')
     .option('--json', 'print the summary as JSON')
     .option('--chunk-size <bytes>', 'chunk size: a power of two from 4096 to 16 MiB', parseByteCount, DEFAULT_CHUNK_SIZE)
     .action(demo);

@@ -2,22 +2,24 @@
 // (text, nested directories, a symlink, a 5 MiB binary and a vendored copy of it), tar it as an
 // image builder would, convert it (`create`: chunks, digests, dedup, zstd, blob + RAFS bootstrap),
 // export it as an EROFS image, mount that with the kernel and read every file back, checking each
-// against the original.
+// against the original; then serve the image with our own FUSE daemon and read it all back again.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { exportBlockImage } from '../image/export-block.js';
-import { openLocalImage } from '../image/local.js';
-import type { Compressor, Digester } from '../rafs/tree.js';
-import { MiB } from '../util/bytes.js';
-import { log } from '../util/log.js';
-import { noProgress, type ProgressSink } from '../util/progress.js';
-import { DEFAULT_CHUNK_SIZE, assertChunkSize } from './chunker.js';
-import { createLayer } from './create.js';
+import { DEFAULT_CONFIG } from './daemon/config.js';
+import { Daemon } from './daemon/daemon.js';
+import { exportBlockImage } from './image/export-block.js';
+import { openLocalImage } from './image/local.js';
+import type { Compressor, Digester } from './rafs/tree.js';
+import { MiB } from './util/bytes.js';
+import { log } from './util/log.js';
+import { noProgress, type ProgressSink } from './util/progress.js';
+import { DEFAULT_CHUNK_SIZE, assertChunkSize } from './convert/chunker.js';
+import { createLayer } from './convert/create.js';
 
 const COMPRESSOR: Compressor = 'zstd';
 const DIGESTER: Digester = 'blake3';
@@ -49,6 +51,8 @@ export interface DemoSummary {
   timeMs: number;
   /** How the image was read back: a kernel EROFS mount (as root), else through the blob reader. */
   readBack: 'kernel-mount' | 'blob-reader';
+  /** Whether every file was also read back through our FUSE daemon (as root, with /dev/fuse). */
+  fuseDaemon: boolean;
   /** Files whose bytes read back equal the originals (all of them, or the demo fails). */
   verifiedFiles: number;
   /** First line of /etc/os-release as read from the image. */
@@ -135,6 +139,22 @@ async function readBack(workDir: string, root: string, files: string[], bootstra
   }
 }
 
+/** Serves the image with our FUSE daemon (in this process, its own threads) and reads every file back. */
+async function readThroughDaemon(workDir: string, root: string, files: string[], bootstrap: string, blobDir: string): Promise<boolean> {
+  if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) return false;
+  const mnt = join(workDir, 'fuse');
+  await mkdir(mnt);
+  const daemon = new Daemon({ id: 'demo', mode: 'dedicated', mountpoint: mnt, config: { ...DEFAULT_CONFIG, cacheDir: join(workDir, 'cache') }, signals: [] });
+  await daemon.start();
+  try {
+    await daemon.mount('/', { bootstrap, blobDir });
+    for (const f of files) await expectSame(f, await readFile(join(mnt, f)), root);
+  } finally {
+    await daemon.stop();
+  }
+  return true;
+}
+
 /** `mount -o loop`: loop-device set-up can lose a race with another process taking the same free device. */
 async function mountLoop(image: string, mnt: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
@@ -176,6 +196,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     const created = await createLayer({ source, bootstrapPath: bootstrap, blobDir: join(workDir, 'blobs'), compressor: COMPRESSOR, digester: DIGESTER, chunkSize });
     const timeMs = Math.round(performance.now() - started);
     const back = await readBack(workDir, root, files, bootstrap, join(workDir, 'blobs'));
+    const fuseDaemon = await readThroughDaemon(workDir, root, files, bootstrap, join(workDir, 'blobs'));
     const bytes = created.stats.fileBytes;
     return {
       layerBytes,
@@ -192,6 +213,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
       digester: DIGESTER,
       timeMs,
       readBack: back.how,
+      fuseDaemon,
       verifiedFiles: files.length,
       osRelease: back.osRelease,
     };
