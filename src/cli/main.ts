@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS, isLogEnabled, setLogLevel, type LogLevel } from '../util/log.js';
-import { unimplementedCommands } from './unimplemented.js';
 
 const PROGRAM = 'nydusify-ts';
 
@@ -45,11 +44,11 @@ async function buildProgram(argv: string[]): Promise<Command> {
     .description('Nydus container-image toolchain: convert OCI images to RAFS v6 and serve them lazily')
     .version(packageVersion())
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).env('NYDUSIFY_LOG_LEVEL').default('info'))
-    // alphabetical, so the list does not reshuffle as commands move out of unimplemented.ts
+    // alphabetical, as commands are added
     .configureHelp({ sortSubcommands: true });
   const invoked = invokedCommand(argv);
   const loads = invoked ? [COMMANDS[invoked]!] : Object.values(COMMANDS);
-  for (const command of [...(await Promise.all(loads.map((load) => load()))), ...(invoked ? [] : unimplementedCommands())]) program.addCommand(command);
+  for (const command of await Promise.all(loads.map((load) => load()))) program.addCommand(command);
   return program;
 }
 
