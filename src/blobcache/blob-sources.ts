@@ -25,11 +25,17 @@ export class BlobSources implements BlobBackend {
     }
   }
 
-  release(owner: object): void {
+  /** Withdraws `owner`'s backends; returns the blobs nobody offers any more. */
+  release(owner: object): string[] {
+    const gone: string[] = [];
     for (const [id, owners] of this.sources) {
       owners.delete(owner);
-      if (owners.size === 0) this.sources.delete(id);
+      if (owners.size === 0) {
+        this.sources.delete(id);
+        gone.push(id);
+      }
     }
+    return gone;
   }
 
   has(blobId: string): boolean {

@@ -175,6 +175,11 @@ export class ChunkFetcher {
     });
   }
 
+  /** Lets go of what is known of a blob no longer served (its chunk table is asked for again if it is). */
+  forgetBlob(blobId: string): void {
+    this.sortedTables.delete(blobId);
+  }
+
   /** The blob's distinct chunks sorted by compressed offset (when the chunk table is known). */
   chunkTable(blob: BlobInfo): readonly ChunkRef[] | undefined {
     let table = this.sortedTables.get(blob.blobId);

@@ -93,7 +93,7 @@ export class ImageMount {
       }
       return mount;
     } catch (err) {
-      if (mount) ctx.sources.release(mount);
+      if (mount) for (const blobId of ctx.sources.release(mount)) ctx.tables.delete(blobId);
       await remote.close();
       throw err;
     }
@@ -155,10 +155,13 @@ export class ImageMount {
     };
   }
 
-  /** Stops prefetch and lets go of the registry connection. */
+  /** Stops prefetch and lets go of the registry connection, and of the chunk tables of blobs no other image has. */
   async close(): Promise<void> {
     await this.prefetcher?.stop();
-    this.ctx.sources.release(this);
+    for (const blobId of this.ctx.sources.release(this)) {
+      this.ctx.tables.delete(blobId);
+      this.lazy?.cache.fetcher?.forgetBlob(blobId);
+    }
     await this.lazy?.remote.close();
   }
 }
