@@ -31,7 +31,8 @@ export class DaemonClient {
           } catch {
             // not JSON: keep the text
           }
-          fail(new DaemonApiError(status, err.code, `${method} ${path}: ${status} ${err.message}`));
+          // the daemon's own words first: they are what a user of `mount` needs to read
+          fail(new DaemonApiError(status, err.code, `${err.message} (daemon API: ${method} ${path}, ${status})`));
         });
       });
       req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${path}: no answer from ${this.socket} within ${timeoutMs} ms`)));
