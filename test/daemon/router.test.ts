@@ -66,4 +66,27 @@ describe('FuseRouter', () => {
     const lib = readEntry(call(r, Opcode.LOOKUP, FUSE_ROOT_ID, name('lib.rs')).data, 0);
     expect(call(r, Opcode.OPEN, lib.nodeid, Buffer.alloc(8)).errno).toBe(Errno.ENOSYS);
   });
+
+  it('never throws on malformed or mutated requests, and answers every one that expects a reply', () => {
+    const r = new FuseRouter('shared');
+    r.add(1, 'a', shared(1));
+    const lib = readEntry(call(r, Opcode.LOOKUP, FUSE_ROOT_ID, name('a')).data, 0);
+    const valid = [
+      encodeRequest(Opcode.LOOKUP, 7n, lib.nodeid, name('lib.rs')),
+      encodeRequest(Opcode.READDIRPLUS, 7n, lib.nodeid, readdirIn()),
+      encodeRequest(Opcode.GETXATTR, 7n, lib.nodeid, Buffer.concat([Buffer.alloc(8), name('user.x')])),
+      encodeRequest(Opcode.READ, 7n, lib.nodeid + 3, readdirIn()),
+    ];
+    let seed = 12345;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    for (let i = 0; i < 5000; i++) {
+      const buf = Buffer.from(valid[i % valid.length]!);
+      for (let k = 0, flips = 1 + rand(4); k < flips; k++) buf[rand(buf.length)] = rand(256);
+      const cut = rand(3) === 0 ? buf.subarray(0, rand(buf.length + 1)) : buf;
+      const reply = r.handle(cut);
+      if (reply) expect(decodeOutHeader(Buffer.concat(reply)).len).toBe(Buffer.concat(reply).length);
+    }
+    // and the router still serves
+    expect(call(r, Opcode.LOOKUP, lib.nodeid, name('lib.rs')).errno).toBe(0);
+  });
 });
