@@ -98,7 +98,7 @@ function errorStatus(err: unknown): HttpError {
 }
 
 /** Whether something answers on the unix socket `path`. */
-export function socketAnswers(path: string): Promise<boolean> {
+function socketAnswers(path: string): Promise<boolean> {
   return new Promise((done) => {
     const s = connect(path);
     s.once('connect', () => {
