@@ -51,7 +51,7 @@ export class ImageMount {
     readonly spec: MountSpec,
     readonly rafs: RafsImage,
     readonly worker: WorkerImage,
-    private readonly lazy: { cache: BlobCache; remote: ConnectedNydusImage; refs: Map<number, ChunkRef>[] } | undefined,
+    private readonly lazy: { cache: BlobCache; remote: ConnectedNydusImage; refs: Map<number, ChunkRef>[]; tables: Map<string, ChunkRef[]> } | undefined,
     private readonly ctx: MountContext,
   ) {}
 
@@ -70,9 +70,9 @@ export class ImageMount {
     const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure });
     let mount: ImageMount | undefined;
     try {
-      const { bootstrap } = remote.image;
+      // the main thread reads the image connectNydusImage opened; the workers get one shared copy
+      const { bootstrap, rafs } = remote.image;
       const data = shared(bootstrap);
-      const rafs = RafsImage.open(Buffer.from(data));
       for (const problem of remote.image.problems) log.warn('image problem', { target: spec.target, problem });
       const cache = await ctx.cache();
       // kept, content-addressed, next to the cache (for `cache` and for looking at)
@@ -82,7 +82,7 @@ export class ImageMount {
       await rename(tmp, path);
       const tables = blobChunkTables(rafs);
       const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
-      mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir }, { cache, remote, refs }, ctx);
+      mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir }, { cache, remote, refs, tables }, ctx);
       for (const [id, t] of tables) if (!ctx.tables.has(id)) ctx.tables.set(id, t);
       ctx.sources.add(mount, rafs.blobs.map((b) => b.blobId), remote.backends);
       // create (or check) every blob's cache files now: the workers open them read-only
@@ -108,6 +108,8 @@ export class ImageMount {
     const ahead = table ? this.ctx.readahead.onMiss(blob.blobId, ref, table) : [];
     // next turn: the fetcher batches per turn, and the miss must not wait for its readahead
     if (ahead.length > 0) setImmediate(() => void this.readAhead(blob, ahead));
+    // a worker asks only for what its view of the cache files lacks: make sure ours is the same
+    await this.lazy.cache.forgetIfReplaced(blob);
     await this.fetchRef(blob, ref);
   }
 
@@ -120,8 +122,6 @@ export class ImageMount {
 
   private async fetchRef(blob: BlobInfo, ref: ChunkRef): Promise<void> {
     const { cache } = this.lazy!;
-    // a worker asks only for what its view of the cache files lacks: make sure ours is the same
-    await cache.forgetIfReplaced(blob);
     await cache.readChunk(blob, ref);
     // verified, but the worker reads it from the cache: it must have been stored
     if (!(await cache.isCached(blob, ref))) throw new Error(`chunk ${ref.ciIndex} of blob ${blob.blobId} was fetched but could not be stored in the cache`);
@@ -130,14 +130,13 @@ export class ImageMount {
   /** Starts the background prefetch (registry images only). */
   startPrefetch(): void {
     if (!this.lazy || this.prefetcher) return;
-    const { cache, refs } = this.lazy;
+    const { cache, tables } = this.lazy;
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
     this.prefetcher = new Prefetcher({
       isCached: (ref) => cache.isCached(blobOf(ref), ref),
       fetch: (ref) => this.fetchRef(blobOf(ref), ref),
       demand: this.ctx.demand,
     }, this.ctx.config.prefetch.bandwidth);
-    const tables = new Map(this.rafs.blobs.map((b, i) => [b.blobId, [...refs[i]!.values()]]));
     this.prefetcher.start(prefetchListChunks(this.rafs), this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : []);
   }
 
