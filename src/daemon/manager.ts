@@ -217,8 +217,9 @@ export class DaemonManager {
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const holder = Number(readFileSync(path, { encoding: 'utf8', flag: 'r' }) || 0);
-        if (holder && !isAlive(holder) && Number(readFileSync(path, 'utf8')) === holder) rmSync(path, { force: true });
+        const holder = lockHolder(path);
+        // read again just before removing: a waiter that took the stale lock meanwhile keeps it
+        if (holder && !isAlive(holder) && lockHolder(path) === holder) rmSync(path, { force: true });
         else await sleep(20);
       }
     }
@@ -275,6 +276,16 @@ export class DaemonManager {
       stopped = true;
       await loop;
     };
+  }
+}
+
+/** The pid in a lock file, 0 when it is gone (released between our attempt and this read). */
+function lockHolder(path: string): number {
+  try {
+    return Number(readFileSync(path, 'utf8')) || 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
   }
 }
 
