@@ -10,12 +10,11 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.j
 import {
   type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE,
   FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH, MAX_WRITE, negativeEntry, DirentPacker, type RequestBody,
-  type StatFs, xattrNameList, xattrReply,
+  type StatFs, W_OK, xattrNameList, xattrReply,
 } from './fuse/protocol.js';
 
 /** The image never changes under a mount: let the kernel cache names and attributes for a day. */
 export const CACHE_TIMEOUT = 86_400;
-const W_OK = 2;
 
 /** Verified uncompressed bytes of chunks, synchronously. */
 export interface SyncChunkSource {

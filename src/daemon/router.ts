@@ -8,7 +8,7 @@ import type { RafsFuseFs } from './fs.js';
 import {
   type Attr, decodeRequest, encodeAttrOut, encodeEntryOut, encodeInitOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno,
   errorReply, expectsReply, FUSE_ROOT_ID, FuseProtocolError, type InitReply, MAX_NAME_LENGTH, negativeEntry, negotiateInit,
-  packDirents, packDirentsPlus, replyParts, type RequestBody, xattrNameList, xattrReply,
+  packDirents, packDirentsPlus, replyParts, type RequestBody, W_OK, xattrNameList, xattrReply,
 } from './fuse/protocol.js';
 
 /** Node ids per image slot of a shared mount: RAFS nids are 32-bit, so nid + 2 always fits. */
@@ -134,7 +134,7 @@ export class FuseRouter {
       case 'STATFS':
         return [encodeStatfsOut({ blocks: 0, bfree: 0, bavail: 0, files: this.bySlot.size, ffree: 0, bsize: 4096, namelen: MAX_NAME_LENGTH, frsize: 4096 })];
       case 'ACCESS':
-        return (body.mask & 2) !== 0 ? Errno.EROFS : [];
+        return (body.mask & W_OK) !== 0 ? Errno.EROFS : [];
       case 'RELEASE':
       case 'RELEASEDIR':
         return [];

@@ -88,6 +88,9 @@ export const WANTED_INIT_FLAGS =
   InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.DO_READDIRPLUS | InitFlag.READDIRPLUS_AUTO |
   InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS;
 
+/** ACCESS mask bit asking for write access (always EROFS here). */
+export const W_OK = 2;
+
 export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;
 /** Keep the directory's entries in the page cache (readdir served by the kernel). */

@@ -119,7 +119,6 @@ export async function lazyUnmount(path: string): Promise<void> {
 export class FuseSession {
   readonly mountPath: string;
   private fd = -1;
-  private workers: Worker[] = [];
   /** Per worker: its reply slot and the fetch it waits for (lazy loading). */
   private slots: { slot: Int32Array; waiting: number; since: number }[] = [];
   private ports: MessagePort[] = [];
@@ -173,7 +172,6 @@ export class FuseSession {
         });
         worker.on('exit', () => done());
       }));
-      this.workers.push(worker);
     }
     this.exited = Promise.all(exits).then(() => {
       if (this.fd >= 0) closeSync(this.fd);
