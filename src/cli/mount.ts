@@ -26,19 +26,21 @@ const SHARED_ID = 'shared';
 /** The record this mount lives in, with the image added (a shared daemon's record holds others too). */
 function recordFor(manager: DaemonManager, flags: MountFlags, spec: MountSpec, name: string): DaemonRecord {
   const config = configFrom(flags);
+  let record: DaemonRecord;
   if (flags.daemonMode === 'dedicated') {
-    const existing = manager.record(name);
-    if (existing && JSON.stringify(existing.mounts[0]?.spec) !== JSON.stringify(spec)) {
-      throw new Error(`${flags.mountPath} is already managed with another image (record ${join(manager.dir, `${name}.json`)}); unmount it first`);
-    }
-    return existing ?? { id: name, mode: 'dedicated', mountpoint: resolve(flags.mountPath), config, mounts: [{ name: '/', spec }] };
+    record = manager.record(name) ?? { id: name, mode: 'dedicated', mountpoint: resolve(flags.mountPath), config, mounts: [] };
+  } else {
+    const mountpoint = join(manager.dir, 'shared-mnt');
+    mkdirSync(mountpoint, { recursive: true });
+    record = manager.record(SHARED_ID) ?? { id: SHARED_ID, mode: 'shared', mountpoint, config, mounts: [] };
   }
-  const mountpoint = join(manager.dir, 'shared-mnt');
-  mkdirSync(mountpoint, { recursive: true });
-  const record = manager.record(SHARED_ID) ?? { id: SHARED_ID, mode: 'shared', mountpoint, config, mounts: [] };
-  const mine = record.mounts.find((m) => m.name === name);
-  if (mine && JSON.stringify(mine.spec) !== JSON.stringify(spec)) throw new Error(`${flags.mountPath} is already managed with another image; unmount it first`);
-  if (!mine) record.mounts.push({ name, spec });
+  // a dedicated daemon's one image is at its root
+  const key = record.mode === 'dedicated' ? '/' : name;
+  const mine = record.mounts.find((m) => m.name === key);
+  if (mine && JSON.stringify(mine.spec) !== JSON.stringify(spec)) {
+    throw new Error(`${flags.mountPath} is already managed with another image (record ${join(manager.dir, `${record.id}.json`)}); unmount it first`);
+  }
+  if (!mine) record.mounts.push({ name: key, spec });
   return record;
 }
 
