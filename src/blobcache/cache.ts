@@ -11,8 +11,8 @@ import type { BlobBackend } from './backend.js';
 import { ChunkIntegrityError } from './chunk-decoder.js';
 import { CHUNK_DATA_SUFFIX, ChunkMap, chunkMapPath, inspectChunkMapFile } from './chunk-map.js';
 import { ChunkFetcher, type ChunkSink, type FetcherOptions } from './fetcher.js';
+import { isBlobId } from '../rafs/blob.js';
 
-const BLOB_ID = /^[0-9a-f]{64}$/;
 /** File mtimes (the on-disk access record) are refreshed at most this often per blob. */
 const TOUCH_INTERVAL_MS = 1000;
 
@@ -128,7 +128,7 @@ export class BlobCache {
   /** Every blob in the cache directory with what it uses. */
   async list(): Promise<BlobUsage[]> {
     const names = await readdir(this.dir);
-    const ids = names.filter((n) => n.endsWith(CHUNK_DATA_SUFFIX)).map((n) => n.slice(0, -CHUNK_DATA_SUFFIX.length)).filter((id) => BLOB_ID.test(id));
+    const ids = names.filter((n) => n.endsWith(CHUNK_DATA_SUFFIX)).map((n) => n.slice(0, -CHUNK_DATA_SUFFIX.length)).filter((id) => isBlobId(id));
     const out: BlobUsage[] = [];
     for (const blobId of ids.sort()) {
       const usage = await this.usageOf(blobId);
@@ -201,7 +201,7 @@ export class BlobCache {
 
   /** Deletes a blob's cache files; false (and nothing deleted) while reads of it are under way. */
   async remove(blobId: string): Promise<boolean> {
-    if (!BLOB_ID.test(blobId)) throw new Error(`not a blob id: ${JSON.stringify(blobId)}`);
+    if (!isBlobId(blobId)) throw new Error(`not a blob id: ${JSON.stringify(blobId)}`);
     if ((this.busy.get(blobId) ?? 0) > 0) return false;
     const opened = this.entries.get(blobId);
     this.entries.delete(blobId);
@@ -257,7 +257,7 @@ export class BlobCache {
 
   private async openEntry(blob: BlobInfo): Promise<Entry> {
     await this.removing.get(blob.blobId);
-    if (!BLOB_ID.test(blob.blobId)) throw new Error(`not a blob id: ${JSON.stringify(blob.blobId)}`);
+    if (!isBlobId(blob.blobId)) throw new Error(`not a blob id: ${JSON.stringify(blob.blobId)}`);
     const dataPath = join(this.dir, blob.blobId + CHUNK_DATA_SUFFIX);
     let data: FileHandle;
     try {

@@ -2,8 +2,8 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlobNotFoundError, ShortReadError, type BlobBackend } from './backend.js';
+import { isBlobId } from '../rafs/blob.js';
 
-const BLOB_ID = /^[0-9a-f]{64}$/;
 
 export class LocalDirBackend implements BlobBackend {
   private readonly handles = new Map<string, Promise<FileHandle>>();
@@ -35,7 +35,7 @@ export class LocalDirBackend implements BlobBackend {
   }
 
   private handle(blobId: string): Promise<FileHandle> {
-    if (!BLOB_ID.test(blobId)) return Promise.reject(new BlobNotFoundError(blobId, this.dir));
+    if (!isBlobId(blobId)) return Promise.reject(new BlobNotFoundError(blobId, this.dir));
     let h = this.handles.get(blobId);
     if (!h) {
       h = open(join(this.dir, blobId), 'r').catch((err: NodeJS.ErrnoException) => {

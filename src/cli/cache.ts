@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { BlobCache, type BlobUsage } from '../blobcache/cache.js';
 import { parseSize } from './options.js';
+import { isBlobId } from '../rafs/blob.js';
 
 interface DirFlags {
   cacheDir: string;
@@ -53,7 +54,7 @@ async function prune(flags: DirFlags & { maxSize: number }): Promise<void> {
 
 async function rm(blobId: string, flags: DirFlags): Promise<void> {
   const id = blobId.replace(/^sha256:/, '');
-  if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`not a blob id: ${blobId}`);
+  if (!isBlobId(id)) throw new Error(`not a blob id: ${blobId}`);
   const cache = await openDir(flags.cacheDir);
   if (!(await cache.remove(id))) throw new Error(`blob ${id} is not in ${flags.cacheDir}`);
   print(`removed ${id}`);

@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { Command } from 'commander';
 import { writeAtomically } from '../convert/create.js';
 import { mergeLayers } from '../convert/merge.js';
-import { BLOB_ID_PLACEHOLDER } from '../rafs/blob.js';
+import { BLOB_ID_PLACEHOLDER, isBlobId } from '../rafs/blob.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { Bootstrap } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
@@ -24,7 +24,7 @@ async function readLayer(path: string): Promise<Bootstrap> {
   const fromName = basename(path).split('.')[0]!;
   for (const blob of layer.blobs) {
     if (blob.blobId !== BLOB_ID_PLACEHOLDER) continue;
-    if (!/^[0-9a-f]{64}$/.test(fromName)) throw new Error(`${path}: its blob id is a placeholder; name the file after the blob's sha256`);
+    if (!isBlobId(fromName)) throw new Error(`${path}: its blob id is a placeholder; name the file after the blob's sha256`);
     blob.blobId = fromName;
   }
   return layer;

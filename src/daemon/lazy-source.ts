@@ -12,6 +12,7 @@ import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
 import type { SyncChunkSource } from './fs.js';
 import type { ChunkCounters } from './metrics.js';
+import { isBlobId } from '../rafs/blob.js';
 
 /**
  * Int32 words of a worker's reply slot: [0] id of the last answered request, [1] its status, [2]
@@ -119,7 +120,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
   private open(index: number, blob: BlobInfo): BlobFiles {
     let f = this.files.get(index);
     if (!f) {
-      if (!/^[0-9a-f]{64}$/.test(blob.blobId)) throw new ChunkIntegrityError(blob.blobId, 0, 'invalid blob id');
+      if (!isBlobId(blob.blobId)) throw new ChunkIntegrityError(blob.blobId, 0, 'invalid blob id');
       // the main thread opened (created) both files before any worker started
       const data = openSync(join(this.dir, blob.blobId + CHUNK_DATA_SUFFIX), 'r');
       const map = openSync(chunkMapPath(this.dir, blob.blobId), 'r');

@@ -6,6 +6,7 @@ import { ChunkIntegrityError, decodeChunk } from '../blobcache/chunk-decoder.js'
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import type { SyncChunkSource } from './fs.js';
 import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
+import { isBlobId } from '../rafs/blob.js';
 
 /**
  * Chunks from `<dir>/<blobId>` files read with fs.readSync, decoded and verified, with a small LRU
@@ -38,7 +39,7 @@ export class SyncBlobDirSource implements SyncChunkSource {
   private fd(index: number, blob: BlobInfo): number {
     let fd = this.fds.get(index);
     if (fd === undefined) {
-      if (!/^[0-9a-f]{64}$/.test(blob.blobId)) throw new ChunkIntegrityError(blob.blobId, 0, 'invalid blob id');
+      if (!isBlobId(blob.blobId)) throw new ChunkIntegrityError(blob.blobId, 0, 'invalid blob id');
       fd = openSync(join(this.dir, blob.blobId), 'r');
       this.fds.set(index, fd);
     }

@@ -17,6 +17,9 @@ import type { BlobInfo, Compressor } from './tree.js';
 /** Blob id recorded in a bootstrap inlined in its own blob, whose id is not known yet (§3.2). */
 export const BLOB_ID_PLACEHOLDER = 'x'.repeat(64);
 
+/** A real blob id: the sha256 of the blob, lowercase hex (safe as a file name too). */
+export const isBlobId = (id: string): boolean => /^[0-9a-f]{64}$/.test(id);
+
 export const Section = {
   CHUNK_DATA: 'image.blob',
   CHUNK_INFO: 'blob.meta',
