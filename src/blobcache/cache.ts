@@ -3,9 +3,17 @@
 // saying which chunks are there (§6.7) — the layout nydusd's filecache uses. A hit is a positional
 // read; a miss goes to an optional read-only fallback cache directory and then to the fetcher,
 // which verifies, stores and marks the chunk. Knows nothing of FUSE or of images.
+//
+// Every image is untrusted toward every other, and a blob id says nothing of the chunk table an
+// image claims for it: so cached bytes are checked against the reader's own chunk digest before
+// they are handed over, a chunk marked ready is never written again (by any process: its bit is
+// read from disk before a write), and a cache file is never truncated or replaced while in use.
+// An image that describes a cached chunk differently from the one that stored it gets an
+// integrity error for that chunk (EIO), never the other image's bytes.
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { digest } from '../native/index.js';
+import { digest, digestBatch } from '../native/index.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import type { BlobBackend } from './backend.js';
 import { ChunkIntegrityError } from './chunk-decoder.js';
@@ -53,6 +61,9 @@ export interface PruneResult {
 
 export class CacheMissError extends Error {}
 
+/** A chunk (or blob) is held in the cache as another image described it, not as the reader's image does. */
+export class ChunkConflictError extends ChunkIntegrityError {}
+
 interface Entry {
   blob: BlobInfo;
   data: FileHandle;
@@ -87,7 +98,7 @@ export class BlobCache {
     try {
       const entry = await this.entry(blob);
       void this.touch(entry);
-      if (entry.map.isReady(ref.ciIndex)) return await readExactly(entry.data, ref.uncompressedOffset, ref.uncompressedSize, id);
+      if (entry.map.isReady(ref.ciIndex)) return await this.readCached(entry, ref);
       const fromFallback = await this.readFallback(entry, ref);
       if (fromFallback) return fromFallback;
       if (!this.fetcher) throw new CacheMissError(`chunk ${ref.ciIndex} of blob ${id} is not cached and the cache has no backend`);
@@ -243,7 +254,14 @@ export class BlobCache {
     await Promise.all(fallbacks.map(async (m) => (await m.catch(() => undefined))?.close()));
   }
 
-  private entry(blob: BlobInfo): Promise<Entry> {
+  private async entry(blob: BlobInfo): Promise<Entry> {
+    const entry = await this.openedEntry(blob);
+    const conflict = layoutConflict(entry.blob, blob);
+    if (conflict) throw new ChunkConflictError(blob.blobId, 0, `the cache holds this blob as another image describes it (${conflict})`);
+    return entry;
+  }
+
+  private openedEntry(blob: BlobInfo): Promise<Entry> {
     let e = this.entries.get(blob.blobId);
     if (!e) {
       e = this.openEntry(blob);
@@ -258,23 +276,14 @@ export class BlobCache {
   private async openEntry(blob: BlobInfo): Promise<Entry> {
     await this.removing.get(blob.blobId);
     if (!isBlobId(blob.blobId)) throw new Error(`not a blob id: ${JSON.stringify(blob.blobId)}`);
-    const dataPath = join(this.dir, blob.blobId + CHUNK_DATA_SUFFIX);
-    let data: FileHandle;
+    const data = await openDataFile(join(this.dir, blob.blobId + CHUNK_DATA_SUFFIX), chunkMapPath(this.dir, blob.blobId));
     try {
-      data = await open(dataPath, 'r+');
-      if ((await data.stat()).size !== blob.uncompressedSize) {
-        // not this blob's cache file: start over, map included
-        await data.close();
-        await unlink(chunkMapPath(this.dir, blob.blobId)).catch(() => undefined);
-        data = await open(dataPath, 'w+');
-        await data.truncate(blob.uncompressedSize);
-      }
+      // only ever grown: another image may claim a smaller size for this blob id, and its
+      // readers' files must not lose bytes under them
+      if ((await data.stat()).size < blob.uncompressedSize) await data.truncate(blob.uncompressedSize);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      // a new data file means any old map describes nothing
-      await unlink(chunkMapPath(this.dir, blob.blobId)).catch(() => undefined);
-      data = await open(dataPath, 'w+');
-      await data.truncate(blob.uncompressedSize);
+      await data.close();
+      throw err;
     }
     let map: ChunkMap;
     try {
@@ -283,13 +292,35 @@ export class BlobCache {
       await data.close();
       throw err;
     }
+    const writing = new Set<number>();
     const sink: ChunkSink = {
       isReady: (i) => map.isReady(i),
-      write: (ref, bytes) => writeFully(data, bytes, ref.uncompressedOffset),
+      write: async (ref, bytes) => {
+        // a chunk's bytes are written once: whoever verified them may serve them from the file
+        // from then on. `writing` keeps two claims in this process from both passing the check
+        if (writing.has(ref.ciIndex)) return;
+        writing.add(ref.ciIndex);
+        try {
+          if (await map.isReadyOnDisk(ref.ciIndex)) return;
+          await writeFully(data, bytes, ref.uncompressedOffset);
+        } catch (err) {
+          writing.delete(ref.ciIndex);
+          throw err;
+        }
+      },
       sync: () => data.datasync(),
       markReady: (i) => map.markReady(i),
     };
     return { blob, data, map, sink, lastTouch: 0 };
+  }
+
+  /** A ready chunk's bytes from the data file, if they are what the reader's image says they are. */
+  private async readCached(entry: Entry, ref: ChunkRef): Promise<Buffer> {
+    const { blob } = entry;
+    const bytes = await readExactly(entry.data, ref.uncompressedOffset, ref.uncompressedSize, blob.blobId);
+    const [got] = (await digestBatch(blob.digester, [bytes])) as [Buffer];
+    if (!got.equals(ref.digest)) throw new ChunkConflictError(blob.blobId, ref.ciIndex, 'the cached bytes do not match this image\'s chunk digest (another image described this chunk differently)');
+    return bytes;
   }
 
   /** Refreshes the data file's mtime now and then, so LRU order survives a restart. */
@@ -339,6 +370,35 @@ function checkRef(blob: BlobInfo, ref: ChunkRef): void {
   }
   if (ref.uncompressedOffset < 0 || ref.uncompressedSize < 0 || ref.uncompressedOffset + ref.uncompressedSize > blob.uncompressedSize) {
     throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `uncompressed range ${ref.uncompressedOffset}+${ref.uncompressedSize} lies beyond the blob's ${blob.uncompressedSize} bytes`);
+  }
+}
+
+/** What makes two claims about one blob id incompatible in one cache file, if anything. */
+function layoutConflict(held: BlobInfo, claimed: BlobInfo): string | undefined {
+  if (held === claimed) return undefined;
+  for (const key of ['uncompressedSize', 'chunkCount', 'digester'] as const) {
+    if (held[key] !== claimed[key]) return `${key} ${String(held[key])}, not ${String(claimed[key])}`;
+  }
+  return undefined;
+}
+
+/**
+ * Opens a blob's data file for reading and writing, creating it if needed but never truncating it:
+ * a file in use by other readers keeps its bytes. A new data file means an old map (if any)
+ * describes nothing, so it goes.
+ */
+async function openDataFile(dataPath: string, mapPath: string): Promise<FileHandle> {
+  try {
+    return await open(dataPath, 'r+');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await unlink(mapPath).catch(() => undefined);
+  try {
+    return await open(dataPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return open(dataPath, 'r+'); // another process made it first
   }
 }
 

@@ -1,8 +1,10 @@
 // The per-blob readiness bitmap of a blob cache, in nydusd's PersistMap format (spec §6.7), so a
 // cache directory can be shared with upstream tools: a 4096-byte header (magic, version 1, magic2,
-// all_ready, zero padding) and then one bit per chunk, MSB first. A file of the wrong size or with
-// a wrong magic is discarded and the map starts empty: the worst case is fetching chunks again.
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+// all_ready, zero padding) and then one bit per chunk, MSB first. A file with a wrong magic is
+// discarded and the map starts empty: the worst case is fetching chunks again. A valid map of
+// another chunk count is another image's claim about the same blob id: it is refused, never
+// replaced, since replacing it would take readiness from the image that made it.
+import { link, open, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const CHUNK_MAP_HEADER_SIZE = 4096;
@@ -24,6 +26,13 @@ export function bitmapSize(count: number): number {
 /** Exact size of a chunk-map file for `count` chunks. */
 export function chunkMapFileSize(count: number): number {
   return CHUNK_MAP_HEADER_SIZE + bitmapSize(count);
+}
+
+/** A valid chunk map exists for this blob id with another chunk count than the caller's image claims. */
+export class ChunkMapConflictError extends Error {
+  constructor(readonly path: string, readonly slots: number, readonly count: number) {
+    super(`chunk map ${path} describes a blob of ${slots} chunk slots, not ${count}: another image describes this blob differently`);
+  }
 }
 
 function checkCount(count: number): void {
@@ -149,40 +158,47 @@ export class ChunkMap {
       }
       return new ChunkMap(undefined, path, count, decoded?.bitmap ?? Buffer.alloc(bitmapSize(count)), decoded?.allReady ?? false);
     }
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'r+');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      return ChunkMap.create(path, count);
-    }
-    let decoded: DecodedChunkMap | undefined;
-    try {
-      const { size } = await fh.stat();
-      if (size === chunkMapFileSize(count)) decoded = decodeChunkMap(await fh.readFile(), count);
-    } catch (err) {
-      await fh.close();
-      throw err;
-    }
-    if (!decoded) {
+    for (let attempt = 0; ; attempt++) {
+      let fh: FileHandle;
+      try {
+        fh = await open(path, 'r+');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 2) throw err;
+        await ChunkMap.createExclusive(path, count);
+        continue; // ours, or another process's made first: open it
+      }
+      let decoded: DecodedChunkMap | undefined;
+      try {
+        const file = await fh.readFile();
+        if (file.length !== chunkMapFileSize(count) && inspectChunkMapFile(file)) throw new ChunkMapConflictError(path, (file.length - CHUNK_MAP_HEADER_SIZE) * 8, count);
+        decoded = decodeChunkMap(file, count);
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+      if (decoded) return new ChunkMap(fh, path, count, decoded.bitmap, decoded.allReady);
+      // not a chunk map at all: start over
       await fh.close();
       await unlink(path).catch(() => undefined);
-      return ChunkMap.create(path, count);
+      if (attempt > 2) throw new Error(`chunk map ${path} keeps being replaced`);
     }
-    return new ChunkMap(fh, path, count, decoded.bitmap, decoded.allReady);
   }
 
-  private static async create(path: string, count: number): Promise<ChunkMap> {
-    // a fresh file per open: another writer's half-made map is replaced, never appended to
-    const fh = await open(path, 'w+');
+  /**
+   * Makes an empty map at `path` unless one exists: written whole under a temporary name, then
+   * linked into place (link fails if the name exists), so nobody ever opens a half-written map and
+   * a map another process made first is never replaced.
+   */
+  private static async createExclusive(path: string, count: number): Promise<void> {
+    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     try {
-      await fh.writeFile(encodeChunkMap(count));
-      await fh.datasync();
+      await writeFile(tmp, encodeChunkMap(count), { flush: true });
+      await link(tmp, path);
     } catch (err) {
-      await fh.close();
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await unlink(tmp).catch(() => undefined);
     }
-    return new ChunkMap(fh, path, count, Buffer.alloc(bitmapSize(count)), false);
   }
 
   get readOnly(): boolean {
@@ -200,6 +216,20 @@ export class ChunkMap {
   isReady(index: number): boolean {
     if (!Number.isInteger(index) || index < 0 || index >= this.count) return false;
     return (this.bitmap[index >> 3]! & (1 << (7 - (index % 8)))) !== 0;
+  }
+
+  /**
+   * Whether chunk `index` is ready, asking the file as well: another process may have marked it
+   * since this map was loaded (and its bytes must then not be written over).
+   */
+  async isReadyOnDisk(index: number): Promise<boolean> {
+    if (this.isReady(index)) return true;
+    if (!this.fh || this.closed || !Number.isInteger(index) || index < 0 || index >= this.count) return false;
+    const { offset } = chunkBit(index);
+    const onDisk = Buffer.alloc(1);
+    const { bytesRead } = await this.fh.read(onDisk, 0, 1, offset);
+    if (bytesRead === 1) this.learn(index >> 3, onDisk[0]!);
+    return this.isReady(index);
   }
 
   /** Sets chunk `index`'s bit on disk (and all_ready once every bit is set). Call after the data is durable. */

@@ -2,12 +2,15 @@
 // of the event loop are sorted by compressed offset and merged into as few Range requests as the
 // gaps allow, each request grown toward `amplify` bytes with the blob's next missing chunks when the
 // blob's chunk table is known. A chunk already being fetched is never asked for twice: every
-// reader of it shares one promise. Each chunk is decoded and verified on its own, written to the
+// reader of it shares one promise — but only readers that describe it alike (same blob id, index,
+// ranges and digest): images are untrusted toward each other, and a reader must never be handed
+// bytes verified against another image's digest. Each chunk is decoded and verified on its own, written to the
 // cache, made durable and only then marked ready; a chunk that fails verification rejects its own
 // readers with ChunkIntegrityError and is not marked.
 import type { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { ShortReadError, type BlobBackend } from './backend.js';
+import { claimKey } from './chunk-claim.js';
 import { decodeChunkAsync } from './chunk-decoder.js';
 
 /** Where fetched chunks go: the cache's data file and chunk map of one blob. */
@@ -55,7 +58,8 @@ interface Waiter {
 interface PendingBlob {
   blob: BlobInfo;
   sink: ChunkSink;
-  waiters: Map<number, Waiter>;
+  /** By claim key. */
+  waiters: Map<string, Waiter>;
 }
 
 interface Range {
@@ -89,7 +93,7 @@ export class ChunkFetcher {
 
   /** The verified bytes of `ref`, fetched (with whatever else is missing now) and stored through `sink`. */
   fetch(blob: BlobInfo, ref: ChunkRef, sink: ChunkSink): Promise<Buffer> {
-    const key = `${blob.blobId}:${ref.ciIndex}`;
+    const key = claimKey(blob.blobId, ref);
     const shared = this.inflight.get(key);
     if (shared) return shared;
     let pending = this.pending.get(blob.blobId);
@@ -111,7 +115,7 @@ export class ChunkFetcher {
     const promise = new Promise<Buffer>((resolve, reject) => {
       waiter = { ref, resolve, reject };
     });
-    pending.waiters.set(ref.ciIndex, waiter);
+    pending.waiters.set(key, waiter);
     this.inflight.set(key, promise);
     const forget = (): void => void this.inflight.delete(key);
     promise.then(forget, forget);
@@ -164,11 +168,11 @@ export class ChunkFetcher {
         const ref = table[i]!;
         const end = ref.compressedOffset + ref.compressedSize;
         if (ref.compressedOffset - range.end > this.mergeGap || end > limit || end - range.start > this.maxRequest) break;
-        const key = `${blobId}:${ref.ciIndex}`;
+        const key = claimKey(blobId, ref);
         if (batch.sink.isReady(ref.ciIndex) || this.inflight.has(key)) continue;
         const promise = this.register(key, batch, ref);
         promise.catch(() => undefined); // nobody may be waiting for an amplified chunk
-        range.chunks.push(batch.waiters.get(ref.ciIndex)!);
+        range.chunks.push(batch.waiters.get(key)!);
         range.end = Math.max(range.end, end);
         this.stats.amplifiedChunks++;
       }

@@ -13,6 +13,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect } from 'node:net';
 import { log } from '../util/log.js';
 import { ConfigError, parseMountSpec } from './config.js';
+import { ChunkConflictError } from '../blobcache/cache.js';
+import { ChunkMapConflictError } from '../blobcache/chunk-map.js';
 import { type Daemon, MountConflictError, MountNotFoundError } from './daemon.js';
 
 const MAX_BODY = 64 << 10;
@@ -92,7 +94,7 @@ function errorStatus(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   const message = (err as Error).message ?? String(err);
   if (err instanceof ConfigError) return new HttpError(400, 'INVALID_ARGUMENT', message);
-  if (err instanceof MountConflictError) return new HttpError(409, 'CONFLICT', message);
+  if (err instanceof MountConflictError || err instanceof ChunkConflictError || err instanceof ChunkMapConflictError) return new HttpError(409, 'CONFLICT', message);
   if (err instanceof MountNotFoundError) return new HttpError(404, 'NOT_FOUND', message);
   return new HttpError(500, 'INTERNAL', message);
 }

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlobCache } from '../blobcache/cache.js';
+import { ChunkConflictError, type BlobCache } from '../blobcache/cache.js';
+import { tableConflict } from '../blobcache/chunk-claim.js';
 import type { BlobSources } from '../blobcache/blob-sources.js';
 import { blobChunkTables } from '../blobcache/fetcher.js';
 import type { Readahead } from '../blobcache/readahead.js';
@@ -83,6 +84,11 @@ export class ImageMount {
       const tables = blobChunkTables(rafs);
       const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
       mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir }, { cache, remote, refs, tables }, ctx);
+      for (const [id, t] of tables) {
+        // the blob is shared by content, the table is this image's word: one daemon serves one description
+        const conflict = ctx.tables.has(id) ? tableConflict(ctx.tables.get(id)!, t) : undefined;
+        if (conflict) throw new ChunkConflictError(id, 0, `${conflict} by an image already mounted: refusing this image`);
+      }
       for (const [id, t] of tables) if (!ctx.tables.has(id)) ctx.tables.set(id, t);
       ctx.sources.add(mount, rafs.blobs.map((b) => b.blobId), remote.backends);
       // create (or check) every blob's cache files now: the workers open them read-only

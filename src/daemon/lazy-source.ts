@@ -3,10 +3,14 @@
 // cache only ever marks verified data). On a miss the worker asks the main thread, which owns the
 // BlobCache (and its fetcher: merged Range requests, verification), and blocks on Atomics.wait over
 // its own reply slot until the main thread says the chunk is cached, or failed, or the wait times
-// out (a dead registry is EIO, never a hang).
+// out (a dead registry is EIO, never a hang). A chunk read from the cache files is checked against
+// this image's own digest the first time this source serves it: the cache is shared with other
+// images, whose bootstraps may describe the same blob id differently, and a ready chunk's bytes
+// never change after that (the cache never writes over a ready chunk), so one check suffices.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
+import { digest } from '../native/index.js';
 import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from '../blobcache/chunk-map.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
@@ -47,11 +51,12 @@ interface BlobFiles {
   data: number;
   map: number;
   allReady: boolean;
+  /** Chunks whose bytes in these files matched this image's digest. */
+  verified: Set<number>;
 }
 
 export class SyncLazyCacheSource implements SyncChunkSource {
   private readonly files = new Map<number, BlobFiles>();
-  private readonly ready = new Set<string>();
   private readonly cache: ChunkLru;
   private readonly slot: Int32Array;
 
@@ -71,9 +76,9 @@ export class SyncLazyCacheSource implements SyncChunkSource {
   read(ref: ChunkRef): Buffer {
     return this.cache.getOrLoad(ref, (into) => {
       const blob = blobOf(this.blobs, ref);
-      const key = `${ref.blobIndex}:${ref.ciIndex}`;
       let files = this.open(ref.blobIndex, blob);
-      if (this.ready.has(key) || this.isReady(files, ref.ciIndex)) this.counters?.chunkHit();
+      const verified = files.verified.has(ref.ciIndex);
+      if (verified || this.isReady(files, ref.ciIndex)) this.counters?.chunkHit();
       else {
         this.counters?.chunkMiss();
         this.fetch(blob, ref);
@@ -85,8 +90,12 @@ export class SyncLazyCacheSource implements SyncChunkSource {
           if (!this.isReady(files, ref.ciIndex)) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'fetched, but the cache files do not hold it');
         }
       }
-      this.ready.add(key);
       preadExact(files.data, into, ref.uncompressedOffset, blob, ref, 'cache data file');
+      if (verified) return;
+      if (!digest(blob.digester, into).equals(ref.digest)) {
+        throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'the cached bytes do not match this image\'s chunk digest (another image described this chunk differently)');
+      }
+      files.verified.add(ref.ciIndex);
     });
   }
 
@@ -126,7 +135,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
       const map = openSync(chunkMapPath(this.dir, blob.blobId), 'r');
       const header = Buffer.alloc(16);
       const n = readSync(map, header, 0, 16, 0);
-      f = { data, map, allReady: n === 16 && header.readUInt32LE(12) === CHUNK_MAP_ALL_READY };
+      f = { data, map, allReady: n === 16 && header.readUInt32LE(12) === CHUNK_MAP_ALL_READY, verified: new Set() };
       this.files.set(index, f);
     }
     return f;

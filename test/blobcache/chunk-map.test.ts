@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  CHUNK_MAP_HEADER_SIZE, ChunkMap, chunkMapFileSize, chunkMapPath, decodeChunkMap, encodeChunkMap, inspectChunkMapFile,
+  CHUNK_MAP_HEADER_SIZE, ChunkMap, ChunkMapConflictError, chunkMapFileSize, chunkMapPath, decodeChunkMap, encodeChunkMap, inspectChunkMapFile,
 } from '../../src/blobcache/chunk-map.js';
 
 const BLOB = 'ab'.repeat(32);
@@ -115,11 +115,17 @@ describe('ChunkMap file', () => {
     expect(readFileSync(chunkMapPath(dir, BLOB))).toEqual(handMade(3, [0, 1, 2], true));
   });
 
-  it('discards a map of the wrong size or magic and starts empty', async () => {
+  it('refuses a valid map of another chunk count and keeps it (another image\'s claim)', async () => {
     writeFileSync(chunkMapPath(dir, BLOB), handMade(8, [0, 1]));
-    const wrongCount = await ChunkMap.open(dir, BLOB, 100);
-    expect(wrongCount.readyCount).toBe(0);
-    await wrongCount.close();
+    await expect(ChunkMap.open(dir, BLOB, 100)).rejects.toBeInstanceOf(ChunkMapConflictError);
+    expect(readFileSync(chunkMapPath(dir, BLOB))).toEqual(handMade(8, [0, 1]));
+  });
+
+  it('discards a map that is not one (wrong magic, cut header) and starts empty', async () => {
+    writeFileSync(chunkMapPath(dir, BLOB), handMade(100, [5]).subarray(0, 100));
+    const cut = await ChunkMap.open(dir, BLOB, 100);
+    expect(cut.readyCount).toBe(0);
+    await cut.close();
     expect(statSync(chunkMapPath(dir, BLOB)).size).toBe(CHUNK_MAP_HEADER_SIZE + 13);
     const bad = handMade(100, [5]);
     bad[8] = 0;
