@@ -134,14 +134,18 @@ pub unsafe fn undefined(env: napi_env) -> Result<napi_value> {
     Ok(v)
 }
 
-/// A Buffer holding a copy of `data`.
-pub unsafe fn new_buffer_copy(env: napi_env, data: &[u8]) -> Result<napi_value> {
+/// A new Buffer of `len` bytes (not zeroed) in memory V8 owns, and its contents to fill.
+pub unsafe fn new_buffer<'a>(env: napi_env, len: usize) -> Result<(napi_value, &'a mut [u8])> {
     let mut p: *mut c_void = ptr::null_mut();
     let mut v = ptr::null_mut();
-    check!(napi_create_buffer(env, data.len(), &mut p, &mut v), "napi_create_buffer");
-    if !data.is_empty() {
-        ptr::copy_nonoverlapping(data.as_ptr(), p.cast(), data.len());
-    }
+    check!(napi_create_buffer(env, len, &mut p, &mut v), "napi_create_buffer");
+    Ok((v, if len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(p.cast(), len) }))
+}
+
+/// A Buffer holding a copy of `data`.
+pub unsafe fn new_buffer_copy(env: napi_env, data: &[u8]) -> Result<napi_value> {
+    let (v, dst) = new_buffer(env, data.len())?;
+    dst.copy_from_slice(data);
     Ok(v)
 }
 

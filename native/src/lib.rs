@@ -127,8 +127,23 @@ unsafe extern "C" fn zstd_stream_create(env: napi_env, _info: napi_callback_info
 unsafe extern "C" fn zstd_stream_push(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [h, src] = js::args::<2>(env, info)?;
-        let out = js::external_arg::<ZstdStream>(env, h)?.push(js::bytes(env, src, "input")?)?;
-        js::new_buffer_owned(env, out)
+        js::external_arg::<ZstdStream>(env, h)?.push(js::bytes(env, src, "input")?)?;
+        js::undefined(env)
+    })
+}
+
+unsafe extern "C" fn zstd_stream_pull(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h] = js::args::<1>(env, info)?;
+        let stream = js::external_arg::<ZstdStream>(env, h)?;
+        if stream.drained() {
+            return js::new_buffer_copy(env, &[]);
+        }
+        // straight into memory V8 owns: freed by garbage collection alone, with no finalizer
+        // waiting for the event loop (a consumer that loops on microtasks would pile them up)
+        let (piece, dst) = js::new_buffer(env, zstd_stream::OUT_PIECE)?;
+        let n = stream.pull_into(dst)?;
+        if n == dst.len() { Ok(piece) } else { js::new_buffer_copy(env, &dst[..n]) }
     })
 }
 
@@ -161,7 +176,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 15] = [
+    let functions: [(&str, napi_callback); 16] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -175,6 +190,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("digestBatch", Some(digest_batch)),
         ("zstdStreamCreate", Some(zstd_stream_create)),
         ("zstdStreamPush", Some(zstd_stream_push)),
+        ("zstdStreamPull", Some(zstd_stream_pull)),
         ("zstdStreamFinish", Some(zstd_stream_finish)),
         ("pidfdGetfd", Some(pidfd_getfd)),
     ];

@@ -24,7 +24,8 @@ interface Addon {
   decompressBatch(codec: Codec, srcs: Uint8Array[], sizes?: (number | undefined)[], maxSize?: number): Promise<Buffer[]>;
   digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]>;
   zstdStreamCreate(): unknown;
-  zstdStreamPush(handle: unknown, src: Uint8Array): Buffer;
+  zstdStreamPush(handle: unknown, src: Uint8Array): void;
+  zstdStreamPull(handle: unknown): Buffer;
   zstdStreamFinish(handle: unknown): void;
   pidfdGetfd(pid: number, fd: number): number;
 }
@@ -174,13 +175,24 @@ export async function digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Pr
   return digests.map((_d, i) => all.subarray(i * 32, i * 32 + 32));
 }
 
-/** Decodes a zstd stream (one or more frames) fed in arbitrary pieces. */
+/**
+ * Decodes a zstd stream (one or more frames) fed in arbitrary pieces. Output is pulled in pieces
+ * of at most 1 MiB, so memory stays bounded however far a piece of input expands.
+ */
 export class ZstdDecompressStream {
   private readonly handle = addon.zstdStreamCreate();
 
-  /** Returns the output this piece completed (possibly empty). */
-  push(src: Uint8Array): Buffer {
-    return addon.zstdStreamPush(this.handle, src);
+  /** Feeds compressed bytes (copied: `src` may be reused at once); pull() then returns their output. */
+  push(src: Uint8Array): void {
+    addon.zstdStreamPush(this.handle, src);
+  }
+
+  /**
+   * The next piece of output (at most 1 MiB); empty once everything the pushed input completed has
+   * been returned. Pushing again before that is an ERR_NATIVE_ARGUMENT.
+   */
+  pull(): Buffer {
+    return addon.zstdStreamPull(this.handle);
   }
 
   /** Throws ERR_NATIVE_CORRUPT when the input ended inside a frame (or there was none). */

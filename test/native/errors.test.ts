@@ -5,13 +5,14 @@ import {
   type Codec,
   compress,
   decompress,
+  decompressBatch,
   decompressInto,
   digest,
   type DigestAlgorithm,
   lz4BlockCompress,
   zstdCompress,
 } from '../../src/native/index.js';
-import { cli, codeOf, MiB, prng, sample } from './helpers.js';
+import { cli, codeOf, MiB, prng, rejectionOf, sample } from './helpers.js';
 
 const CORRUPT = 'ERR_NATIVE_CORRUPT';
 const SIZE = 'ERR_NATIVE_SIZE';
@@ -121,6 +122,14 @@ describe('decompression bombs', () => {
 
   it.each(['gzip', 'deflate'] as const)('%s: ERR_NATIVE_SIZE past maxSize', (codec) => {
     expect(codeOf(() => decompress(codec, compress(codec, zeros, 1), { maxSize: MiB }))).toBe(SIZE);
+  });
+
+  it.each(codecs)('%s: a chunk claiming 4 KiB that expands to 64 MiB is refused by every entry point', async (codec) => {
+    const bomb = compress(codec, zeros);
+    const expected = codec === 'lz4_block' ? CORRUPT : SIZE;
+    expect(codeOf(() => decompress(codec, bomb, { size: 4096 }))).toBe(expected);
+    expect(codeOf(() => decompressInto(codec, bomb, Buffer.alloc(4096)))).toBe(expected);
+    expect((await rejectionOf(decompressBatch(codec, [bomb], [4096]))).code).toBe(expected);
   });
 
   it.each(unsizedCodecs)('%s: exactly maxSize bytes still decode', (codec) => {

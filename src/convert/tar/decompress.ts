@@ -11,8 +11,13 @@ export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
 /** A streaming zstd decoder: the native `ZstdDecompressStream` (src/native/index.ts) by default. */
 export interface ZstdStreamDecoder {
-  /** Feeds compressed bytes; returns the output they completed (possibly empty). */
-  push(chunk: Uint8Array): Buffer;
+  /** Feeds compressed bytes; pull() then returns the output they complete. */
+  push(chunk: Uint8Array): void;
+  /**
+   * The next bounded piece of output, empty once this input is all decoded: a few KiB of input
+   * may expand to gigabytes, so its output is taken a piece at a time, as the consumer asks.
+   */
+  pull(): Buffer;
   /** Declares the end of the input; throws if it ended inside a frame. */
   end(): void;
 }
@@ -91,28 +96,26 @@ export async function* openLayerStream(source: AsyncIterable<Uint8Array> | Reada
       yield* gunzip(all());
     } else {
       const decoder = opts.zstdDecoder ? opts.zstdDecoder() : new ZstdDecompressStream();
-      const zstdError = (err: unknown): LayerDecompressError =>
-        new LayerDecompressError(`corrupt zstd layer: ${(err as Error).message}`, 'zstd', { cause: err });
       for await (const chunk of all()) {
-        let out: Buffer;
-        try {
-          out = decoder.push(chunk);
-        } catch (err) {
-          throw zstdError(err);
-        }
-        if (out.length > 0) yield out;
+        zstdStep(() => decoder.push(chunk));
+        for (let out = zstdStep(() => decoder.pull()); out.length > 0; out = zstdStep(() => decoder.pull())) yield out;
       }
-      try {
-        decoder.end();
-      } catch (err) {
-        throw zstdError(err);
-      }
+      zstdStep(() => decoder.end());
     }
   } finally {
     if (!sourceDone) {
       sourceDone = true;
       await it.return?.();
     }
+  }
+}
+
+/** Runs one call into the zstd decoder, reporting its errors as a corrupt layer. */
+function zstdStep<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    throw new LayerDecompressError(`corrupt zstd layer: ${(err as Error).message}`, 'zstd', { cause: err });
   }
 }
 

@@ -75,12 +75,20 @@ describe('openLayerStream', () => {
     expect(entries.map((e) => e.path)).toEqual(['a.txt', 'big']);
   });
 
-  it('a custom zstd decoder can be supplied', async () => {
+  it('a custom zstd decoder can be supplied; each input\'s output is pulled until empty', async () => {
     let pushed = 0;
+    let pieces = 0;
     const out = await collect(openLayerStream(chunked(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2])), {
-      zstdDecoder: () => ({ push: (c) => { pushed += c.length; return Buffer.from('x'); }, end: () => undefined }),
+      zstdDecoder: () => ({
+        push: (c) => {
+          pushed += c.length;
+          pieces = 2;
+        },
+        pull: () => (pieces > 0 ? Buffer.from(`x${pieces--}`) : Buffer.alloc(0)),
+        end: () => undefined,
+      }),
     }));
-    expect(out.toString()).toBe('x');
+    expect(out.toString()).toBe('x2x1');
     expect(pushed).toBe(6);
   });
 
