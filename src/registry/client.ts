@@ -141,17 +141,15 @@ export class RegistryClient {
 }
 
 /**
- * A registry client for the hosts of `refs` (each with its own --*-insecure flag): plain HTTP only
- * when asked (--plain-http), never chosen silently.
+ * A registry client for the hosts of `refs` (each with its own --*-insecure flag): plain HTTP only when asked
+ * (--plain-http), never chosen silently. Asked, it holds for every host the client talks to, token realms
+ * included: the flag is what allows a password to travel to an http realm.
  */
 export function clientForReferences(refs: [string, boolean | undefined][], plainHttp: boolean | undefined, retries = 3): RegistryClient {
-  const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = {};
+  const hosts: Record<string, { insecure?: boolean }> = {};
   for (const [ref, insecure] of refs) {
     const loc = parseImageLocation(ref);
-    if (loc.kind !== 'registry') continue;
-    const h = (hosts[loc.host] ??= {});
-    if (plainHttp) h.plainHttp = true;
-    if (insecure) h.insecure = true;
+    if (loc.kind === 'registry' && insecure) hosts[loc.host] = { insecure: true };
   }
-  return new RegistryClient({ hosts, retry: { attempts: retries + 1 } });
+  return new RegistryClient({ hosts, ...(plainHttp && { plainHttp: true }), retry: { attempts: retries + 1 } });
 }
