@@ -51,6 +51,7 @@ export function nydusManifestProblems(manifest: ImageManifest, diffIds: unknown)
 
 /** The largest bootstrap (and bootstrap layer, compressed) an image may have. */
 const MAX_BOOTSTRAP_BYTES = 1 << 30;
+/** An image config is JSON of a few KiB; a larger one is a broken or hostile registry. */
 const MAX_CONFIG_BYTES = 16 << 20;
 
 export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string): Promise<RemoteNydusImage & { problems: string[] }> {

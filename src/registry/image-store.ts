@@ -3,8 +3,8 @@
 import type { Readable } from 'node:stream';
 import type { BlobContent } from './blob-content.js';
 import type { RegistryClient } from './client.js';
-import type { Descriptor, ImageIndex, ImageManifest, ParsedManifest, Platform } from './media-types.js';
 import { RegistryError } from './errors.js';
+import type { Descriptor, ImageIndex, ImageManifest, ParsedManifest, Platform } from './media-types.js';
 import { OciLayoutStore } from './oci-layout.js';
 import { DEFAULT_PLATFORM, selectPlatform } from './platform.js';
 import { manifestReference, parseImageLocation, type ImageLocation } from './reference.js';
