@@ -3,6 +3,7 @@
 // a config file should not silently mean "default".
 import { readFileSync } from 'node:fs';
 import type { RegistryMirror } from '../image/remote.js';
+import { InvalidReferenceError, parseReference } from '../registry/reference.js';
 
 /** Where the blob cache lives unless the config says otherwise. */
 export const DEFAULT_CACHE_DIR = '/var/lib/nydusify-ts/cache';
@@ -152,7 +153,18 @@ export function parseMountSpec(value: unknown): MountSpec {
   const spec: MountSpec = { target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where), prefetch: bool(o, 'prefetch', where), plainHttp: bool(o, 'plainHttp', where), insecure: bool(o, 'insecure', where) };
   if ((spec.target === undefined) === (spec.bootstrap === undefined)) throw new ConfigError(`${where}: give either target (a registry image) or bootstrap (a local file)`);
   if (spec.target !== undefined && spec.blobDir !== undefined) throw new ConfigError(`${where}: blobDir goes with bootstrap, not with target`);
+  if (spec.target !== undefined) checkReference(spec.target, `${where}.target`);
   return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as MountSpec;
+}
+
+/** A bad reference is the caller's mistake (a ConfigError, 400 from the API), found before any mount starts. */
+function checkReference(value: string, where: string): void {
+  try {
+    parseReference(value);
+  } catch (err) {
+    if (err instanceof InvalidReferenceError) throw new ConfigError(`${where}: ${err.message}`);
+    throw err;
+  }
 }
 
 /** A valid image name under a shared mount: one path component. */

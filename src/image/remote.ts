@@ -6,9 +6,9 @@ import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
 import { RegistryClient } from '../registry/client.js';
-import { openImageStore, resolveImage, type ImageStore } from '../registry/image-store.js';
+import { openImageStore, readBlob, resolveImage, type ImageStore } from '../registry/image-store.js';
 import { parseReference } from '../registry/reference.js';
-import type { ImageManifest } from '../registry/media-types.js';
+import type { Descriptor, ImageManifest } from '../registry/media-types.js';
 import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from './nydus-image.js';
 
 /** Serves blob ranges from an image store, so the chunk reader (and later the cache) can use it. */
@@ -49,37 +49,44 @@ export function nydusManifestProblems(manifest: ImageManifest, diffIds: unknown)
   return problems;
 }
 
+/** The largest bootstrap (and bootstrap layer, compressed) an image may have. */
+const MAX_BOOTSTRAP_BYTES = 1 << 30;
+/** An image config is JSON of a few KiB; a larger one is a broken or hostile registry. */
+const MAX_CONFIG_BYTES = 16 << 20;
+
 export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string): Promise<RemoteNydusImage & { problems: string[] }> {
   const { manifest } = await resolveImage(store, reference, platform);
-  const last = manifest.parsed.layers[manifest.parsed.layers.length - 1];
+  const layers = manifest.parsed.layers;
+  const last = layers[layers.length - 1];
   if (!last) throw new Error(`${store.name}: the manifest has no layers`);
   // both at once: a mount waits for them, and each is a round trip
-  const [configBytes, bootstrap] = await Promise.all([store.getBlob(manifest.parsed.config.digest).then(readAll), extractBootstrap(store, last.digest)]);
+  const [configBytes, bootstrap] = await Promise.all([readBlob(store, manifest.parsed.config, MAX_CONFIG_BYTES), extractBootstrap(store, last)]);
   const config = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: unknown } };
   const problems = nydusManifestProblems(manifest.parsed, config.rootfs?.diff_ids);
   const rafs = RafsImage.open(bootstrap);
-  const inManifest = new Set(manifest.parsed.layers.map((l) => l.digest));
-  for (const blob of rafs.blobs) {
-    if (!inManifest.has(`sha256:${blob.blobId}`)) problems.push(`the bootstrap refers to blob ${blob.blobId}, which is not a layer of the image`);
-  }
+  // the bootstrap says which blobs to read; only the image's own data layers may be among them, or one
+  // image could make the daemon read (and cache, and serve) another image's blobs
+  const dataLayers = new Set(layers.slice(0, -1).map((l) => l.digest));
+  const foreign = rafs.blobs.map((b) => b.blobId).filter((id) => !dataLayers.has(`sha256:${id}`));
+  if (foreign.length) throw new Error(`${store.name}: the bootstrap refers to blob ${foreign.join(', ')}, which is not a data layer of the image`);
   return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems };
 }
 
-/** `image/image.boot` (or `image.boot`) from a gzip tar layer. */
-async function extractBootstrap(store: ImageStore, digest: string): Promise<Buffer> {
-  const gunzip = (await store.getBlob(digest)).pipe(createGunzip());
+/**
+ * `image/image.boot` (or `image.boot`) from a gzip tar layer. The layer is read whole and checked against
+ * its digest first: nothing of it is unpacked, let alone mounted, unless it is the layer the manifest names.
+ */
+async function extractBootstrap(store: ImageStore, layer: Descriptor): Promise<Buffer> {
+  const gunzip = createGunzip();
+  gunzip.end(await readBlob(store, layer, MAX_BOOTSTRAP_BYTES));
   for await (const entry of parseTar(gunzip)) {
     const path = entry.path.replace(/^\.?\//, '');
     // awaited here: leaving the loop closes the stream the body is read from
-    if (entry.type === 'file' && (path === BOOTSTRAP_PATH || path === 'image.boot')) return await entry.readAll(1 << 30);
+    if (entry.type === 'file' && (path === BOOTSTRAP_PATH || path === 'image.boot')) return await entry.readAll(MAX_BOOTSTRAP_BYTES);
+    // skipping an entry inflates it: a gzip bomb ahead of the bootstrap ends the search, not the machine
+    if (entry.dataOffset + entry.size > MAX_BOOTSTRAP_BYTES) break;
   }
-  throw new Error(`${store.name}: layer ${digest} has no ${BOOTSTRAP_PATH}`);
-}
-
-async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of stream) parts.push(p);
-  return Buffer.concat(parts);
+  throw new Error(`${store.name}: layer ${layer.digest} has no ${BOOTSTRAP_PATH}`);
 }
 
 /** A registry host to read blobs from before the image's own registry. */

@@ -66,31 +66,37 @@ export class RegistryClient {
     return new RegistryRepository(this, host, repository);
   }
 
-  /** One request with auth. 401 is handled here (or becomes AuthenticationError); 5xx and 429 throw a retryable RegistryError. */
+  /**
+   * One request with auth. 401 is handled here (or becomes AuthenticationError); 5xx and 429 throw a retryable
+   * RegistryError. Credentials go to the registry's own origin only: an upload Location on another origin (a
+   * storage service the registry hands the upload to) is sent to without them, as containerd does.
+   */
   async send(req: RegistryRequest): Promise<HttpResponse> {
     const base = this.transport.baseUrl(req.host);
     const url = /^https?:\/\//i.test(req.path) ? req.path : base + req.path;
     if (base.startsWith('https:') && url.startsWith('http:')) {
       throw new RegistryError(`${req.host} handed out a plain-http URL (${url}) for an https registry; refusing to downgrade`, { url });
     }
-    let authorization = await this.auth.authorization(req.host, req.scopes);
-    let res = await this.exchange(req, url, authorization);
-    if (res.status === 401) {
-      const detail = describeErrorBody(await readErrorText(res)).summary;
-      const extra = await this.auth.unauthorized(req.host, res.headers['www-authenticate'], authorization, detail);
-      authorization = await this.auth.authorization(req.host, mergeScopes(req.scopes, extra));
-      res = await this.exchange(req, url, authorization);
-      if (res.status === 401) {
-        const { code, summary } = describeErrorBody(await readErrorText(res));
-        this.auth.forget(req.host, authorization);
-        const anonymous = (await this.auth.credentials(req.host)) === undefined ? ` (no credentials are configured for ${req.host})` : '';
-        throw new AuthenticationError(`authentication failed for ${req.host}: 401 ${summary}${anonymous}`, { status: 401, code, url });
-      }
-    }
+    const res = new URL(url).origin === new URL(base).origin ? await this.sendAuthorized(req, url) : await this.exchange(req, url, undefined);
     if (isTransientStatus(res.status)) {
       throw responseError(req.method, url, res.status, await readErrorText(res), headerValue(res, 'retry-after'));
     }
     return res;
+  }
+
+  private async sendAuthorized(req: RegistryRequest, url: string): Promise<HttpResponse> {
+    let authorization = await this.auth.authorization(req.host, req.scopes);
+    const res = await this.exchange(req, url, authorization);
+    if (res.status !== 401) return res;
+    const detail = describeErrorBody(await readErrorText(res)).summary;
+    const extra = await this.auth.unauthorized(req.host, res.headers['www-authenticate'], authorization, detail);
+    authorization = await this.auth.authorization(req.host, mergeScopes(req.scopes, extra));
+    const retried = await this.exchange(req, url, authorization);
+    if (retried.status !== 401) return retried;
+    const { code, summary } = describeErrorBody(await readErrorText(retried));
+    this.auth.forget(req.host, authorization);
+    const anonymous = (await this.auth.credentials(req.host)) === undefined ? ` (no credentials are configured for ${req.host})` : '';
+    throw new AuthenticationError(`authentication failed for ${req.host}: 401 ${summary}${anonymous}`, { status: 401, code, url });
   }
 
   private async exchange(req: RegistryRequest, url: string, authorization: string | undefined): Promise<HttpResponse> {
@@ -135,17 +141,15 @@ export class RegistryClient {
 }
 
 /**
- * A registry client for the hosts of `refs` (each with its own --*-insecure flag): plain HTTP only
- * when asked (--plain-http), never chosen silently.
+ * A registry client for the hosts of `refs` (each with its own --*-insecure flag): plain HTTP only when asked
+ * (--plain-http), never chosen silently. Asked, it holds for every host the client talks to, token realms
+ * included: the flag is what allows a password to travel to an http realm.
  */
 export function clientForReferences(refs: [string, boolean | undefined][], plainHttp: boolean | undefined, retries = 3): RegistryClient {
-  const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = {};
+  const hosts: Record<string, { insecure?: boolean }> = {};
   for (const [ref, insecure] of refs) {
     const loc = parseImageLocation(ref);
-    if (loc.kind !== 'registry') continue;
-    const h = (hosts[loc.host] ??= {});
-    if (plainHttp) h.plainHttp = true;
-    if (insecure) h.insecure = true;
+    if (loc.kind === 'registry' && insecure) hosts[loc.host] = { insecure: true };
   }
-  return new RegistryClient({ hosts, retry: { attempts: retries + 1 } });
+  return new RegistryClient({ hosts, ...(plainHttp && { plainHttp: true }), retry: { attempts: retries + 1 } });
 }

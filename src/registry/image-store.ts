@@ -3,6 +3,7 @@
 import type { Readable } from 'node:stream';
 import type { BlobContent } from './blob-content.js';
 import type { RegistryClient } from './client.js';
+import { RegistryError } from './errors.js';
 import type { Descriptor, ImageIndex, ImageManifest, ParsedManifest, Platform } from './media-types.js';
 import { OciLayoutStore } from './oci-layout.js';
 import { DEFAULT_PLATFORM, selectPlatform } from './platform.js';
@@ -76,4 +77,28 @@ export async function openImageStore(location: string | ImageLocation, client: R
     return parsed.tag === undefined ? { store } : { store, reference: parsed.tag };
   }
   return { store: client.repository(parsed), reference: manifestReference(parsed) };
+}
+
+/**
+ * The whole blob `blob` names, in memory, returned only once all of it has arrived and hashed to its digest
+ * (getBlob's stream fails at its end otherwise). A descriptor larger than `limit`, or a body longer than the
+ * descriptor says, is refused before it is buffered.
+ */
+export async function readBlob(store: ImageStore, blob: BlobRef, limit: number): Promise<Buffer> {
+  if (!Number.isSafeInteger(blob.size) || blob.size < 0 || blob.size > limit) {
+    throw new RegistryError(`${store.name}: blob ${blob.digest} is ${blob.size} bytes, more than the ${limit} read whole`);
+  }
+  const out = Buffer.allocUnsafe(blob.size);
+  let filled = 0;
+  const stream = await store.getBlob(blob.digest);
+  for await (const piece of stream) {
+    const chunk = piece as Buffer;
+    if (filled + chunk.length > blob.size) {
+      stream.destroy();
+      throw new RegistryError(`${store.name}: blob ${blob.digest} is longer than the ${blob.size} bytes its descriptor says`);
+    }
+    filled += chunk.copy(out, filled);
+  }
+  if (filled !== blob.size) throw new RegistryError(`${store.name}: blob ${blob.digest} ended after ${filled} of the ${blob.size} bytes its descriptor says`);
+  return out;
 }

@@ -65,6 +65,25 @@ async function failure(res: HttpResponse, host: string, realm: string): Promise<
   return new AuthenticationError(`authentication failed for ${host}: ${detail}`, { status: res.status, code, url: realm });
 }
 
+/**
+ * Throws unless credentials for `host` may go to `realm`: over TLS, or over plain HTTP only from a registry
+ * that is itself plain HTTP, to a host the caller declared plain-HTTP. A hostile or misconfigured registry
+ * must not be able to send its users' password over the wire in clear text by naming an http realm.
+ */
+function checkRealmTakesCredentials(transport: HttpTransport, host: string, realm: string): void {
+  let url: URL;
+  try {
+    url = new URL(realm);
+  } catch {
+    throw new AuthenticationError(`${host} names token realm "${realm}", which is not a URL`, { url: realm });
+  }
+  if (url.protocol === 'https:') return;
+  const refuse = (why: string) => new AuthenticationError(`${host}: refusing to send credentials to token realm ${realm}: ${why}`, { url: realm });
+  if (url.protocol !== 'http:') throw refuse('not an http(s) URL');
+  if (!transport.hostOptions(host).plainHttp) throw refuse('plain HTTP from an HTTPS registry');
+  if (!transport.hostOptions(url.host).plainHttp) throw refuse(`plain HTTP to ${url.host}, which is not a plain-HTTP host of this client`);
+}
+
 /** Fetches a token for `scopes` from `realm`; `host` (the registry) is only for messages. */
 export async function fetchToken(
   transport: HttpTransport,
@@ -77,6 +96,7 @@ export async function fetchToken(
   const { username, password, identityToken } = credentials ?? {};
   const basic = username !== undefined && password !== undefined ? { username, password } : undefined;
   if (identityToken !== undefined || basic) {
+    checkRealmTakesCredentials(transport, host, realm);
     const form = new URLSearchParams({ client_id: CLIENT_ID });
     if (service) form.set('service', service);
     if (scopes.length) form.set('scope', scopes.join(' '));

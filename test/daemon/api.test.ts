@@ -195,3 +195,16 @@ describe('nydusify-ts daemon --prefetch', () => {
     await new Promise((r) => d.child.once('exit', r));
   }, 40_000);
 });
+
+describe('nydusify-ts daemon API, reference parsing', () => {
+  it('regression: an invalid target reference is a 400 with the parse error, not a 500', async () => {
+    const d = await startDaemon('badref', ['--mode', 'shared']);
+    const r = await raw(p('badref.sock'), 'POST', '/api/v1/mount?mountpoint=/x', JSON.stringify({ target: '::bad::' }));
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body)).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/mount\.target: invalid image reference "::bad::"/) });
+    expect(readdirSync(p('badref'))).toEqual([]);
+    expect((await d.client.info()).state).toBe('RUNNING');
+    d.child.kill('SIGTERM');
+    await new Promise((r) => d.child.once('exit', r));
+  }, 30_000);
+});
