@@ -143,3 +143,35 @@ describe('gRPC service', () => {
     await call('Cleanup', {});
   });
 });
+
+describe('keys chosen by requests', () => {
+  it('regression: snapshots and labels named __proto__, constructor and toString are kept across a restart', async () => {
+    const root = join(work, 'proto');
+    const names = ['__proto__', 'constructor', 'toString'];
+    // computed keys: own properties, as a request's map would decode
+    const own = (k: string, v: string): Record<string, string> => Object.defineProperty({}, k, { value: v, enumerable: true, writable: true, configurable: true });
+    const sn = new Snapshotter(root);
+    for (const n of names) {
+      await sn.prepare(`a-${n}`, '', own(n, 'active'));
+      await sn.commit(n, `a-${n}`, own(n, n));
+      await sn.prepare(`b-${n}`, n, {});
+    }
+    await sn.update({ name: '__proto__', labels: own('__proto__', 'updated') }, ['labels.__proto__']);
+    for (const s of [sn, new Snapshotter(root)]) {
+      expect((await s.list([])).map((i) => i.name).sort()).toEqual([...names, ...names.map((n) => `b-${n}`)].sort());
+      for (const n of names) {
+        const info = await s.stat(n);
+        expect(Object.entries(info.labels)).toEqual([[n, n === '__proto__' ? 'updated' : n]]);
+        expect((await s.stat(`b-${n}`)).parent).toBe(n);
+        // only the snapshot carrying the label has it: nothing inherited answers a filter
+        expect((await s.list([`labels.${n}`])).map((i) => i.name)).toEqual([n]);
+      }
+    }
+    const again = new Snapshotter(root);
+    for (const n of names) {
+      await again.remove(`b-${n}`);
+      await again.remove(n);
+    }
+    expect(await new Snapshotter(root).list([])).toEqual([]);
+  });
+});
