@@ -1,8 +1,10 @@
 // `nydusify-ts cache ls|usage|prune|rm`: look at and clean a blob cache directory (the layout
-// nydusd's filecache uses: <blob>.blob.data + <blob>.blob.data.chunk_map).
+// nydusd's filecache uses: <blob>.blob.data + <blob>.blob.data.chunk_map). Removing blobs removes
+// the bootstrap copies (<sha256>.boot) of images left with no blob in the cache.
 import { stat } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { BlobCache, type BlobUsage } from '../blobcache/cache.js';
+import { collectBootstrapCopies } from '../daemon/cache-gc.js';
 import { parseSize } from './options.js';
 import { isBlobId } from '../rafs/blob.js';
 
@@ -47,9 +49,11 @@ async function usage(flags: DirFlags): Promise<void> {
 async function prune(flags: DirFlags & { maxSize: number }): Promise<void> {
   const cache = await openDir(flags.cacheDir);
   const result = await cache.prune(flags.maxSize);
-  if (flags.json) return print(JSON.stringify(result));
-  for (const id of result.removed) print(`removed ${id}`);
-  print(`freed ${result.freedBytes} bytes, ${result.totalBytes} bytes left`);
+  const bootstraps = await collectBootstrapCopies(cache);
+  const freedBytes = result.freedBytes + bootstraps.freedBytes;
+  if (flags.json) return print(JSON.stringify({ ...result, freedBytes, bootstraps: bootstraps.removed }));
+  for (const id of [...result.removed, ...bootstraps.removed]) print(`removed ${id}`);
+  print(`freed ${freedBytes} bytes, ${result.totalBytes} bytes left`);
 }
 
 async function rm(blobId: string, flags: DirFlags): Promise<void> {
@@ -58,6 +62,7 @@ async function rm(blobId: string, flags: DirFlags): Promise<void> {
   const cache = await openDir(flags.cacheDir);
   if (!(await cache.remove(id))) throw new Error(`blob ${id} is not in ${flags.cacheDir}`);
   print(`removed ${id}`);
+  for (const name of (await collectBootstrapCopies(cache)).removed) print(`removed ${name}`);
 }
 
 export function cacheCommand(): Command {

@@ -11,6 +11,8 @@ import { pidfdGetfd } from '../native/index.js';
 import { log } from '../util/log.js';
 import { DaemonClient } from './api-client.js';
 import { mountFuseDevice, mountsAt } from './fuse/session.js';
+import { acquireLock } from './lock-file.js';
+import { identify, isRunning, type ProcessIdentity, signalIfRunning } from './process-identity.js';
 import type { DaemonConfig, MountSpec } from './config.js';
 import type { DaemonMode } from './router.js';
 
@@ -19,14 +21,18 @@ const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
 const PROBE_TIMEOUT_MS = 3000;
 
-export interface DaemonRecord {
+/**
+ * pid, startTime, bootId: the daemon's process (see process-identity). A record read back after
+ * the daemon died or the machine rebooted may hold a pid that names another process now: only a
+ * process whose identity matches is the daemon, and only it is ever signalled.
+ */
+export interface DaemonRecord extends Partial<ProcessIdentity> {
   id: string;
   mode: DaemonMode;
   mountpoint: string;
   config: DaemonConfig;
   /** Images to (re)mount: "/" for a dedicated daemon, names under a shared one. */
   mounts: { name: string; spec: MountSpec }[];
-  pid?: number;
   /**
    * Failover (dedicated daemons): the manager mounts the FUSE connection itself and keeps its
    * descriptor, so a daemon killed -9 leaves the mount alive (reads wait) and its successor takes
@@ -35,16 +41,6 @@ export interface DaemonRecord {
    */
   failover?: boolean;
 }
-
-const isAlive = (pid: number | undefined): boolean => {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 export class DaemonManager {
   readonly dir: string;
@@ -113,16 +109,18 @@ export class DaemonManager {
    */
   async ensure(record: DaemonRecord): Promise<boolean> {
     if (await this.answers(record)) {
-      const mounted = new Set((await this.client(record.id).info()).mounts.map((m) => m.mountpoint));
+      const info = await this.client(record.id).info();
+      // the process that answers is the daemon (a record from before identities held a bare pid)
+      if (record.pid !== info.pid || !isRunning(record)) this.save(Object.assign(record, identify(info.pid)));
+      const mounted = new Set(info.mounts.map((m) => m.mountpoint));
       for (const m of record.mounts) if (!mounted.has(m.name === '/' ? '/' : `/${m.name}`)) await this.client(record.id).mount(m.name, m.spec);
       if (record.failover && record.mode === 'dedicated' && !this.fuseFds.has(record.id)) this.copyFuseFd(record);
       return false;
     }
-    // not answering: a live process there is hung or someone else's; it has to go
-    if (isAlive(record.pid)) {
-      log.warn('daemon does not answer: killing it', { id: record.id, pid: record.pid });
-      process.kill(record.pid!, 'SIGKILL');
-      await waitFor(() => !isAlive(record.pid), 5000);
+    // not answering: if the recorded daemon still runs, it is hung and has to go
+    if (signalIfRunning(record, 'SIGKILL')) {
+      log.warn('daemon does not answer: killed it', { id: record.id, pid: record.pid });
+      await waitFor(() => !isRunning(record), 5000);
     }
     await this.start(record);
     return true;
@@ -140,7 +138,8 @@ export class DaemonManager {
     closeSync(logFd);
     child.unref();
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    record.pid = child.pid;
+    // a child that already exited has no identity: its record names no process, and it is seen below
+    Object.assign(record, identify(child.pid ?? 0) ?? { pid: child.pid, startTime: undefined, bootId: undefined });
     this.save(record);
     log.info('daemon started', { id: record.id, pid: child.pid, mode: record.mode, mountpoint: record.mountpoint, log: this.logFile(record.id) });
     const deadline = Date.now() + START_TIMEOUT_MS;
@@ -170,6 +169,7 @@ export class DaemonManager {
   private copyFuseFd(record: DaemonRecord): void {
     const pid = record.pid!;
     try {
+      if (!isRunning(record)) throw new Error('the recorded pid is not the daemon that answered');
       const fd = readdirSync(`/proc/${pid}/fd`).find((n) => {
         try {
           return readlinkSync(`/proc/${pid}/fd/${n}`) === '/dev/fuse';
@@ -198,35 +198,23 @@ export class DaemonManager {
     if (!record) return;
     if (await this.answers(record)) {
       await this.client(record.id).exit().catch(() => undefined);
-      await waitFor(() => !isAlive(record.pid), 10_000);
+      await waitFor(() => !isRunning(record), 10_000);
     }
-    if (isAlive(record.pid)) process.kill(record.pid!, 'SIGKILL');
+    signalIfRunning(record, 'SIGKILL');
     this.forget(record.id);
   }
 
   /**
    * Runs `fn` holding the daemon's lock file, so that managers sharing a daemon (shared mode: one
    * `mount` per image) never start it twice or lose each other's record updates. A lock whose
-   * holder is dead is taken over.
+   * holder is not running is taken over.
    */
   async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const path = this.path(id, 'lock');
-    for (;;) {
-      try {
-        writeFileSync(path, String(process.pid), { flag: 'wx', mode: 0o600 });
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const holder = lockHolder(path);
-        // read again just before removing: a waiter that took the stale lock meanwhile keeps it
-        if (holder && !isAlive(holder) && lockHolder(path) === holder) rmSync(path, { force: true });
-        else await sleep(20);
-      }
-    }
+    const lock = await acquireLock(this.path(id, 'lock'));
     try {
       return await fn();
     } finally {
-      rmSync(path, { force: true });
+      lock.release();
     }
   }
 
@@ -238,17 +226,17 @@ export class DaemonManager {
    */
   supervise(id: string, on: { restarted(): Promise<void> | void; exited(): void }, intervalMs = 500): () => Promise<void> {
     let stopped = false;
-    let seenPid = this.record(id)?.pid;
+    let seen = processKey(this.record(id));
     const loop = (async () => {
       let failures = 0;
       while (!stopped) {
         await sleep(intervalMs);
         const record = this.record(id);
         if (stopped || !record) break;
-        const healthy = isAlive(record.pid) && (await this.answers(record));
-        if (healthy && record.pid === seenPid) continue;
+        const healthy = isRunning(record) && (await this.answers(record));
+        if (healthy && processKey(record) === seen) continue;
         if (stopped) break;
-        if (!healthy && !isAlive(record.pid) && !existsSync(this.apisock(id))) {
+        if (!healthy && !isRunning(record) && !existsSync(this.apisock(id))) {
           log.info('daemon exited', { id, pid: record.pid });
           this.releaseFd(id);
           on.exited();
@@ -259,10 +247,10 @@ export class DaemonManager {
             log.warn('daemon gone: restarting it', { id, pid: record.pid });
             await this.locked(id, async () => {
               const fresh = this.record(id);
-              if (fresh && !(isAlive(fresh.pid) && (await this.answers(fresh)))) await this.ensure(fresh);
+              if (fresh && !(isRunning(fresh) && (await this.answers(fresh)))) await this.ensure(fresh);
             });
           }
-          seenPid = this.record(id)?.pid;
+          seen = processKey(this.record(id));
           failures = 0;
           await on.restarted();
         } catch (err) {
@@ -279,15 +267,8 @@ export class DaemonManager {
   }
 }
 
-/** The pid in a lock file, 0 when it is gone (released between our attempt and this read). */
-function lockHolder(path: string): number {
-  try {
-    return Number(readFileSync(path, 'utf8')) || 0;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-    throw err;
-  }
-}
+/** Which daemon process a record names (a restart, by whoever, changes it). */
+const processKey = (r: DaemonRecord | undefined): string => `${r?.pid}@${r?.startTime}`;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

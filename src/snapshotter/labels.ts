@@ -36,13 +36,18 @@ export function checkKey(key: unknown, what = 'key'): string {
   return key;
 }
 
-/** Labels as sent (a protobuf map may arrive as undefined), checked against the limits. */
+/** Labels as a null-prototype object: every key, `__proto__` too, is an own property, and nothing else is one. */
+export function labelsOf(entries: Record<string, string> = {}): Record<string, string> {
+  return Object.assign(Object.create(null) as Record<string, string>, entries);
+}
+
+/** Labels as sent (a protobuf map may arrive as undefined), checked against the limits; a null-prototype object. */
 export function checkLabels(labels: unknown): Record<string, string> {
-  if (labels === undefined || labels === null) return {};
+  const out = labelsOf();
+  if (labels === undefined || labels === null) return out;
   if (typeof labels !== 'object' || Array.isArray(labels)) throw new InvalidArgumentError('labels must be a map');
   const entries = Object.entries(labels as Record<string, unknown>);
   if (entries.length > MAX_LABELS) throw new InvalidArgumentError(`more than ${MAX_LABELS} labels`);
-  const out: Record<string, string> = {};
   for (const [k, v] of entries) {
     if (typeof v !== 'string') throw new InvalidArgumentError(`label ${JSON.stringify(k.slice(0, 64))}: value must be a string`);
     if (k === '') throw new InvalidArgumentError('label key must not be empty');

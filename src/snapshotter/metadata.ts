@@ -4,9 +4,11 @@
 // then becomes the live state: a crash at any point leaves the old state or the new, never a mix.
 // Snapshot directories are created before a record names them and deleted after it is gone, so a
 // crash leaves at most an orphan directory, which Cleanup removes.
+// Keys and label keys come from requests: any string, `__proto__` and `constructor` included. So
+// snapshots are a Map and labels null-prototype objects, never plain objects indexed by them.
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RemoteLayer } from './labels.js';
+import { labelsOf, type RemoteLayer } from './labels.js';
 
 export type Kind = 'view' | 'active' | 'committed';
 
@@ -28,6 +30,13 @@ export interface SnapshotRecord {
 }
 
 export interface MetadataState {
+  nextId: number;
+  /** Records are replaced, never changed in place: a draft shares them with the live state. */
+  snapshots: Map<string, SnapshotRecord>;
+}
+
+/** The file: snapshots as a JSON object (its own properties, whatever their names). */
+interface MetadataFile {
   version: 1;
   nextId: number;
   snapshots: Record<string, SnapshotRecord>;
@@ -49,20 +58,22 @@ export class MetadataStore {
     try {
       text = readFileSync(path, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, nextId: 1, snapshots: {} };
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { nextId: 1, snapshots: new Map() };
       throw err;
     }
-    const state = JSON.parse(text) as MetadataState;
-    if (state.version !== 1 || typeof state.nextId !== 'number' || typeof state.snapshots !== 'object') throw new Error(`${path}: not a snapshotter metadata file (version ${String(state.version)})`);
-    return state;
+    // JSON.parse makes every key an own property, `__proto__` included
+    const file = JSON.parse(text) as MetadataFile;
+    if (file.version !== 1 || typeof file.nextId !== 'number' || typeof file.snapshots !== 'object') throw new Error(`${path}: not a snapshotter metadata file (version ${String(file.version)})`);
+    const snapshots = Object.entries(file.snapshots).map(([key, rec]): [string, SnapshotRecord] => [key, { ...rec, labels: labelsOf(rec.labels) }]);
+    return { nextId: file.nextId, snapshots: new Map(snapshots) };
   }
 
   get(key: string): SnapshotRecord | undefined {
-    return Object.hasOwn(this.state.snapshots, key) ? this.state.snapshots[key] : undefined;
+    return this.state.snapshots.get(key);
   }
 
   entries(): [string, SnapshotRecord][] {
-    return Object.entries(this.state.snapshots);
+    return [...this.state.snapshots];
   }
 
   /**
@@ -70,12 +81,14 @@ export class MetadataStore {
    * both succeed. Callers serialize their read-check-update sequences (the snapshotter's lock).
    */
   update<T>(change: (draft: MetadataState) => T): T {
-    const draft = structuredClone(this.state);
+    const draft: MetadataState = { nextId: this.state.nextId, snapshots: new Map(this.state.snapshots) };
     const result = change(draft);
+    // Object.fromEntries defines own properties: a `__proto__` key is written like any other
+    const file: MetadataFile = { version: 1, nextId: draft.nextId, snapshots: Object.fromEntries(draft.snapshots) };
     const tmp = `${this.path}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
     try {
-      writeSync(fd, JSON.stringify(draft));
+      writeSync(fd, JSON.stringify(file));
       fsyncSync(fd);
     } finally {
       closeSync(fd);

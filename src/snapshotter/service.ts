@@ -2,7 +2,8 @@
 // each call handed to the Snapshotter. Every request is answered: a typed error becomes its gRPC
 // status (which containerd maps back to its errdefs), anything else INTERNAL, and a thrown error
 // never leaves a handler.
-import { existsSync, lstatSync, rmSync } from 'node:fs';
+import { lstatSync, rmSync } from 'node:fs';
+import { createConnection, createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -13,6 +14,8 @@ import type { SnapshotInfo, Snapshotter } from './snapshotter.js';
 
 // the .proto sits in src/snapshotter; this file runs from src/ (tests) or dist/ (both two levels down)
 const PROTO = fileURLToPath(new URL('../../src/snapshotter/snapshots.proto', import.meta.url));
+
+const PROBE_TIMEOUT_MS = 3000;
 
 const KIND: Record<Kind, string> = { view: 'VIEW', active: 'ACTIVE', committed: 'COMMITTED' };
 
@@ -96,14 +99,71 @@ export function handlers(sn: Snapshotter): grpc.UntypedServiceImplementation {
   };
 }
 
-/** Serves `sn` on the unix socket `path` (a stale socket file there is replaced). */
-export async function serveSnapshotter(sn: Snapshotter, path: string): Promise<grpc.Server> {
-  if (existsSync(path)) {
-    if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
-    rmSync(path);
+/** Whether something listens on the unix socket `path` (a connection is accepted). */
+function listening(path: string): Promise<boolean> {
+  return new Promise((done, fail) => {
+    const probe = createConnection(path);
+    probe.setTimeout(PROBE_TIMEOUT_MS, () => probe.destroy(new Error(`${path}: no answer within ${PROBE_TIMEOUT_MS} ms`)));
+    probe.once('connect', () => {
+      probe.destroy();
+      done(true);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? done(false) : fail(err)));
+  });
+}
+
+/**
+ * Makes `path` free for our socket: a socket nobody listens on (left by a crash) is removed; one
+ * another process serves is left alone, and we refuse to start.
+ */
+async function claimSocketPath(path: string): Promise<void> {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (!st) return;
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  if (await listening(path)) throw new Error(`${path} is served by another process (another snapshotter?): stop it first, or give another --address`);
+  rmSync(path, { force: true });
+}
+
+/** The gRPC server over our own unix socket listener, which its shutdown closes (removing the socket). */
+class SocketServer extends grpc.Server {
+  private listener: Server | undefined;
+
+  listen(path: string): Promise<void> {
+    const injector = this.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const listener = createServer((socket) => injector.injectConnection(socket));
+    this.listener = listener;
+    return new Promise((done, fail) => {
+      listener.once('error', fail);
+      // owner only, whatever the umask: containerd (root) connects. listen() binds synchronously,
+      // so the umask applies to this socket and to nothing else.
+      const umask = process.umask(0o177);
+      try {
+        listener.listen(path, () => {
+          listener.off('error', fail).on('error', (err) => log.error('snapshotter socket failed', { error: err }));
+          done();
+        });
+      } finally {
+        process.umask(umask);
+      }
+    });
   }
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 << 20 });
+
+  override tryShutdown(callback: (error?: Error) => void): void {
+    this.listener?.close();
+    super.tryShutdown(callback);
+  }
+
+  override forceShutdown(): void {
+    this.listener?.close();
+    super.forceShutdown();
+  }
+}
+
+/** Serves `sn` on the unix socket `path` (mode 0600); a stale socket there is replaced, a live one is an error. */
+export async function serveSnapshotter(sn: Snapshotter, path: string): Promise<grpc.Server> {
+  await claimSocketPath(path);
+  const server = new SocketServer({ 'grpc.max_receive_message_length': 16 << 20 });
   server.addService(snapshotsService, handlers(sn));
-  await new Promise<void>((done, fail) => server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? fail(err) : done())));
+  await server.listen(path);
   return server;
 }

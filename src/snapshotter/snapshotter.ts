@@ -12,7 +12,7 @@ import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotF
 import { CacheGc } from '../daemon/cache-gc.js';
 import { parseFilters } from './filters.js';
 import { ImageMounts } from './image-mounts.js';
-import { checkKey, checkLabels, Label, type RemoteLayer, remoteLayer } from './labels.js';
+import { checkKey, checkLabels, Label, labelsOf, type RemoteLayer, remoteLayer } from './labels.js';
 import { type Kind, MetadataStore, type SnapshotRecord } from './metadata.js';
 import { type Mount, snapshotMounts } from './mounts.js';
 import { diskUsage, type Usage } from './usage.js';
@@ -96,7 +96,7 @@ export class Snapshotter {
       }
       const now = new Date().toISOString();
       this.store.update((d) => {
-        d.snapshots[key] = { id, kind, ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, ...(image ? { image } : {}) };
+        d.snapshots.set(key, { id, kind, ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, ...(image ? { image } : {}) });
       });
     } catch (err) {
       await rm(join(this.dirs, id), { recursive: true, force: true });
@@ -116,7 +116,7 @@ export class Snapshotter {
       const id = await this.newDir();
       const now = new Date().toISOString();
       this.store.update((d) => {
-        d.snapshots[target] = { id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: { size: 0, inodes: 1 }, remote };
+        d.snapshots.set(target, { id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: { size: 0, inodes: 1 }, remote });
       });
       log.info('remote layer committed', { target, ref: remote.ref, digest: remote.digest, role: remote.role });
     }
@@ -170,9 +170,9 @@ export class Snapshotter {
       const usage = await diskUsage(this.fsDir(rec));
       const now = new Date().toISOString();
       this.store.update((d) => {
-        delete d.snapshots[key];
+        d.snapshots.delete(key);
         const { image: _image, ...rest } = rec;
-        d.snapshots[name] = { ...rest, kind: 'committed', labels, updatedAt: now, usage };
+        d.snapshots.set(name, { ...rest, kind: 'committed', labels, updatedAt: now, usage });
       });
       if (rec.image) await this.releaseIfUnused(rec.image);
     });
@@ -183,9 +183,7 @@ export class Snapshotter {
       const rec = this.find(key);
       const child = this.store.entries().find(([, r]) => r.parent === key);
       if (child) throw new FailedPreconditionError(`snapshot ${key} has children (${child[0]})`);
-      this.store.update((d) => {
-        delete d.snapshots[key];
-      });
+      this.store.update((d) => d.snapshots.delete(key));
       await rm(join(this.dirs, rec.id), { recursive: true, force: true });
       if (rec.image) await this.releaseIfUnused(rec.image);
     });
@@ -212,7 +210,7 @@ export class Snapshotter {
     return this.serial(async () => {
       const rec = this.find(info.name);
       const given = checkLabels(info.labels);
-      let labels = { ...rec.labels };
+      let labels = labelsOf(rec.labels);
       if (paths.length === 0) labels = given;
       for (const path of paths) {
         if (path === 'labels') labels = given;
@@ -225,7 +223,7 @@ export class Snapshotter {
       checkLabels(labels);
       const updatedAt = new Date().toISOString();
       this.store.update((d) => {
-        d.snapshots[info.name] = { ...rec, labels, updatedAt };
+        d.snapshots.set(info.name, { ...rec, labels, updatedAt });
       });
       return this.info(info.name, { ...rec, labels, updatedAt });
     });

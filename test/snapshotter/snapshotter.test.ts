@@ -1,7 +1,8 @@
 // The snapshotter core on a temporary root (no containerd, no mounts made): containerd's snapshot
 // semantics, the remote commit of Nydus layers, durability across a new instance, and the gRPC
 // service answering bad requests with statuses while it keeps serving.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -141,5 +142,91 @@ describe('gRPC service', () => {
     expect(list).toHaveLength(1);
     await call('Remove', { key: 'A' });
     await call('Cleanup', {});
+  });
+});
+
+describe('keys chosen by requests', () => {
+  it('regression: snapshots and labels named __proto__, constructor and toString are kept across a restart', async () => {
+    const root = join(work, 'proto');
+    const names = ['__proto__', 'constructor', 'toString'];
+    // computed keys: own properties, as a request's map would decode
+    const own = (k: string, v: string): Record<string, string> => Object.defineProperty({}, k, { value: v, enumerable: true, writable: true, configurable: true });
+    const sn = new Snapshotter(root);
+    for (const n of names) {
+      await sn.prepare(`a-${n}`, '', own(n, 'active'));
+      await sn.commit(n, `a-${n}`, own(n, n));
+      await sn.prepare(`b-${n}`, n, {});
+    }
+    await sn.update({ name: '__proto__', labels: own('__proto__', 'updated') }, ['labels.__proto__']);
+    for (const s of [sn, new Snapshotter(root)]) {
+      expect((await s.list([])).map((i) => i.name).sort()).toEqual([...names, ...names.map((n) => `b-${n}`)].sort());
+      for (const n of names) {
+        const info = await s.stat(n);
+        expect(Object.entries(info.labels)).toEqual([[n, n === '__proto__' ? 'updated' : n]]);
+        expect((await s.stat(`b-${n}`)).parent).toBe(n);
+        // only the snapshot carrying the label has it: nothing inherited answers a filter
+        expect((await s.list([`labels.${n}`])).map((i) => i.name)).toEqual([n]);
+      }
+    }
+    const again = new Snapshotter(root);
+    for (const n of names) {
+      await again.remove(`b-${n}`);
+      await again.remove(n);
+    }
+    expect(await new Snapshotter(root).list([])).toEqual([]);
+  });
+});
+
+describe('the snapshotter socket', () => {
+  const Client = grpc.makeGenericClientConstructor(snapshotsService, 'Snapshots');
+  /** A List through a fresh client: the server at `socket` answers. */
+  const answers = (socket: string) => new Promise<void>((done, fail) => {
+    const client = new Client(`unix://${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { List(req: unknown): NodeJS.ReadableStream };
+    const stream = client.List({ filters: [] });
+    stream.on('data', () => undefined);
+    stream.on('end', () => (client.close(), done()));
+    stream.on('error', (err) => (client.close(), fail(err)));
+  });
+
+  it('regression: is 0600 whatever the umask, and removed at shutdown', async () => {
+    const socket = join(work, 'umask.sock');
+    const umask = process.umask(0);
+    let server: grpc.Server;
+    try {
+      server = await serveSnapshotter(new Snapshotter(join(work, 'umask')), socket);
+    } finally {
+      process.umask(umask);
+    }
+    try {
+      expect(statSync(socket).mode & 0o777).toBe(0o600);
+      await answers(socket);
+    } finally {
+      server.forceShutdown();
+    }
+    expect(existsSync(socket)).toBe(false);
+  });
+
+  it('regression: refuses to start on a socket another snapshotter serves, which keeps serving', async () => {
+    const socket = join(work, 'live.sock');
+    const first = await serveSnapshotter(new Snapshotter(join(work, 'live-1')), socket);
+    try {
+      await expect(serveSnapshotter(new Snapshotter(join(work, 'live-2')), socket)).rejects.toThrow(/is served by another process/);
+      await answers(socket);
+    } finally {
+      first.forceShutdown();
+    }
+  });
+
+  it('replaces a stale socket left by a killed process', async () => {
+    const socket = join(work, 'stale.sock');
+    const killed = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    expect(killed.signal).toBe('SIGKILL');
+    expect(lstatSync(socket).isSocket()).toBe(true);
+    const server = await serveSnapshotter(new Snapshotter(join(work, 'stale')), socket);
+    try {
+      await answers(socket);
+    } finally {
+      server.forceShutdown();
+    }
   });
 });
