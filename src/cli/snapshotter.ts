@@ -8,7 +8,7 @@ import { Command, Option } from 'commander';
 import type { DaemonMode } from '../daemon/router.js';
 import { CacheGc } from '../daemon/cache-gc.js';
 import { ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
-import { serveSnapshotter } from '../snapshotter/service.js';
+import { claimSocketPath, serveSnapshotter } from '../snapshotter/service.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';
 import { log } from '../util/log.js';
 import { addConfigOptions, type ConfigFlags, configFrom } from './daemon-options.js';
@@ -29,6 +29,8 @@ async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
   if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
   const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy });
   const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
+  // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
+  await claimSocketPath(resolve(flags.address));
   await sn.recover();
   const server = await serveSnapshotter(sn, resolve(flags.address));
   log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, cacheDir: config.cacheDir });

@@ -116,7 +116,7 @@ function listening(path: string): Promise<boolean> {
  * Makes `path` free for our socket: a socket nobody listens on (left by a crash) is removed; one
  * another process serves is left alone, and we refuse to start.
  */
-async function claimSocketPath(path: string): Promise<void> {
+export async function claimSocketPath(path: string): Promise<void> {
   const st = lstatSync(path, { throwIfNoEntry: false });
   if (!st) return;
   if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
