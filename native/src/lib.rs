@@ -8,6 +8,7 @@ mod digest;
 mod error;
 mod js;
 mod napi;
+mod flock;
 mod pidfd;
 mod zstd_stream;
 
@@ -163,6 +164,32 @@ unsafe extern "C" fn pidfd_getfd(env: napi_env, info: napi_callback_info) -> nap
     })
 }
 
+unsafe extern "C" fn pidfd_open(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [p] = js::args::<1>(env, info)?;
+        match pidfd::open(js::int(env, p, "pid")?)? {
+            Some(fd) => js::new_number(env, fd as f64),
+            None => js::new_number(env, -1.0),
+        }
+    })
+}
+
+unsafe extern "C" fn pidfd_send_signal(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [f, s] = js::args::<2>(env, info)?;
+        let sent = pidfd::send_signal(js::int(env, f, "pidfd")?, js::int(env, s, "signal")?)?;
+        js::new_number(env, if sent { 1.0 } else { 0.0 })
+    })
+}
+
+unsafe extern "C" fn flock_try_exclusive(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [f] = js::args::<1>(env, info)?;
+        let taken = flock::try_exclusive(js::int(env, f, "fd")?)?;
+        js::new_number(env, if taken { 1.0 } else { 0.0 })
+    })
+}
+
 impl js::ExternalKind for Hasher {
     const TAG: u32 = 0x4841_5348; // "HASH"
     const NAME: &'static str = "hasher";
@@ -176,7 +203,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 16] = [
+    let functions: [(&str, napi_callback); 19] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -193,6 +220,9 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("zstdStreamPull", Some(zstd_stream_pull)),
         ("zstdStreamFinish", Some(zstd_stream_finish)),
         ("pidfdGetfd", Some(pidfd_getfd)),
+        ("pidfdOpen", Some(pidfd_open)),
+        ("pidfdSendSignal", Some(pidfd_send_signal)),
+        ("flockTryExclusive", Some(flock_try_exclusive)),
     ];
     js::guard(env, || {
         for (name, f) in functions {

@@ -2,7 +2,9 @@
 // the recorded one died and the number was reused, or the machine rebooted. A process is therefore
 // recorded as its pid, its start time (field 22 of /proc/PID/stat, in clock ticks since boot) and
 // the boot id; it is the same process only while all three match, and only then is it signalled.
-import { readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { pidfdOpen, pidfdSendSignal } from '../native/index.js';
 
 export interface ProcessIdentity {
   pid: number;
@@ -54,16 +56,16 @@ export function isRunning(id: Partial<ProcessIdentity> | undefined): boolean {
 
 /**
  * Sends `signal` to the recorded process if it is still that process; returns whether it was sent.
- * (A check then a kill: the pid could be reused in between only if the process died and the
- * kernel handed its number out again within those microseconds.)
+ * The process is pinned by a pidfd before its identity is checked, so the signal can only reach
+ * the process that was checked: if it exits meanwhile, the signal goes nowhere.
  */
 export function signalIfRunning(id: Partial<ProcessIdentity> | undefined, signal: NodeJS.Signals): boolean {
-  if (!isRunning(id)) return false;
+  if (id?.pid === undefined) return false;
+  const pidfd = pidfdOpen(id.pid);
+  if (pidfd === undefined) return false;
   try {
-    process.kill(id!.pid!, signal);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw err;
+    return isRunning(id) && pidfdSendSignal(pidfd, constants.signals[signal]);
+  } finally {
+    closeSync(pidfd);
   }
 }

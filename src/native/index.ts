@@ -28,6 +28,9 @@ interface Addon {
   zstdStreamPull(handle: unknown): Buffer;
   zstdStreamFinish(handle: unknown): void;
   pidfdGetfd(pid: number, fd: number): number;
+  pidfdOpen(pid: number): number;
+  pidfdSendSignal(pidfd: number, signal: number): number;
+  flockTryExclusive(fd: number): number;
 }
 
 function addonPath(): string {
@@ -207,4 +210,20 @@ export class ZstdDecompressStream {
  */
 export function pidfdGetfd(pid: number, fd: number): number {
   return addon.pidfdGetfd(pid, fd);
+}
+
+/** A descriptor naming process `pid` while held (pidfd_open(2)), or undefined when there is no such process. */
+export function pidfdOpen(pid: number): number | undefined {
+  const fd = addon.pidfdOpen(pid);
+  return fd < 0 ? undefined : fd;
+}
+
+/** Sends signal number `signal` to the process `pidfd` names; false when it has exited. */
+export function pidfdSendSignal(pidfd: number, signal: number): boolean {
+  return addon.pidfdSendSignal(pidfd, signal) === 1;
+}
+
+/** Takes flock(2)'s exclusive lock on `fd` if nobody holds it; the kernel drops it when the descriptor closes. */
+export function flockTryExclusive(fd: number): boolean {
+  return addon.flockTryExclusive(fd) === 1;
 }

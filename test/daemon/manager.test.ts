@@ -2,9 +2,9 @@
 // died, or the machine rebooted, and the pid was handed out again): such a process is never
 // signalled, a record naming it counts as a dead daemon, and a lock naming it is taken over.
 // A live unrelated process is played by `sleep`; the last test runs the real `mount`.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,9 +83,33 @@ describe('daemon manager: recorded pids that name other processes now', () => {
     for (const stale of [String(live.pid), JSON.stringify({ ...live, startTime: live.startTime - 1 })]) {
       writeFileSync(join(manager.dir, 'd.lock'), stale);
       expect(await withTimeout('the stale lock', manager.locked('d', async () => 'held'), 5000)).toBe('held');
-      expect(existsSync(join(manager.dir, 'd.lock'))).toBe(false);
+      expect(JSON.parse(readFileSync(join(manager.dir, 'd.lock'), 'utf8')).pid).toBe(process.pid);
     }
     expect(stillRuns(sleeper)).toBe(true);
+  });
+
+  it('regression: a lock whose holder is killed is free at once (the kernel drops its flock)', async () => {
+    const manager = new DaemonManager(p('state-killed'));
+    const lock = join(manager.dir, 'd.lock');
+    mkdirSync(manager.dir, { recursive: true });
+    // another process holds the lock (util-linux flock(1) takes the same flock(2) lock)
+    // (--close: the lock stays with flock(1) itself, not with the command it runs)
+    const holder = spawn('flock', ['--exclusive', '--close', lock, 'sleep', '100'], { stdio: 'ignore', detached: true });
+    const killAll = (): void => void spawnSync('kill', ['-KILL', `-${holder.pid}`]);
+    try {
+      await withTimeout('flock(1) to hold the lock', (async () => {
+        while (spawnSync('flock', ['--nonblock', lock, 'true']).status === 0) await new Promise((r) => setTimeout(r, 20));
+      })(), 5000);
+      let held = false;
+      const waiting = manager.locked('d', async () => void (held = true));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(held).toBe(false);
+      holder.kill('SIGKILL');
+      await withTimeout('the lock after its holder died', waiting, 5000);
+      expect(held).toBe(true);
+    } finally {
+      killAll();
+    }
   });
 
   it('waits for a lock whose holder runs', async () => {
