@@ -6,13 +6,12 @@
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { text } from 'node:stream/consumers';
 import { blobLayerDescriptor, bootstrapLayer, nydusConfig, sha256Digest } from '../image/nydus-image.js';
 import { forEachLimited } from '../image/local.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { Compressor, Digester } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
-import type { FetchedManifest, ImageStore } from '../registry/image-store.js';
+import { MAX_CONFIG_BYTES, readBlob, type FetchedManifest, type ImageStore } from '../registry/image-store.js';
 import { MediaType, type Descriptor, type ImageIndex, type ImageManifest } from '../registry/media-types.js';
 import { formatPlatform, parsePlatform, platformMatches } from '../registry/platform.js';
 import { log } from '../util/log.js';
@@ -131,7 +130,7 @@ function chosenEntries(index: ImageIndex, opts: ConvertOptions): Descriptor[] {
 async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: string): Promise<Built> {
   const docker = src.mediaType === MediaType.dockerManifest;
   const manifest = src.parsed;
-  const config = JSON.parse(await text(await opts.source.getBlob(manifest.config.digest))) as Record<string, unknown>;
+  const config = JSON.parse((await readBlob(opts.source, manifest.config, MAX_CONFIG_BYTES)).toString('utf8')) as Record<string, unknown>;
   const blobDir = join(dir, 'blobs');
   await mkdir(blobDir, { recursive: true });
   const layers: (LayerReport & { bootstrapPath: string })[] = new Array(manifest.layers.length);

@@ -6,7 +6,7 @@ import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
 import { RegistryClient } from '../registry/client.js';
-import { openImageStore, readBlob, resolveImage, type ImageStore } from '../registry/image-store.js';
+import { MAX_CONFIG_BYTES, openImageStore, readBlob, resolveImage, type ImageStore } from '../registry/image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
 import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from './nydus-image.js';
@@ -52,7 +52,6 @@ export function nydusManifestProblems(manifest: ImageManifest, diffIds: unknown)
 /** The largest bootstrap (and bootstrap layer, compressed) an image may have. */
 const MAX_BOOTSTRAP_BYTES = 1 << 30;
 /** An image config is JSON of a few KiB; a larger one is a broken or hostile registry. */
-const MAX_CONFIG_BYTES = 16 << 20;
 
 export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string): Promise<RemoteNydusImage & { problems: string[] }> {
   const { manifest } = await resolveImage(store, reference, platform);

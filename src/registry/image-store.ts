@@ -84,6 +84,9 @@ export async function openImageStore(location: string | ImageLocation, client: R
  * (getBlob's stream fails at its end otherwise). A descriptor larger than `limit`, or a body longer than the
  * descriptor says, is refused before it is buffered.
  */
+/** The most an image config may be: read whole into memory, it comes from an untrusted registry. */
+export const MAX_CONFIG_BYTES = 16 << 20;
+
 export async function readBlob(store: ImageStore, blob: BlobRef, limit: number): Promise<Buffer> {
   if (!Number.isSafeInteger(blob.size) || blob.size < 0 || blob.size > limit) {
     throw new RegistryError(`${store.name}: blob ${blob.digest} is ${blob.size} bytes, more than the ${limit} read whole`);
