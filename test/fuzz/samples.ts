@@ -12,6 +12,8 @@ export interface BootstrapSample {
   blob?: { id: string; data: Buffer };
   /** Offsets of superblock, table and inode fields. */
   hot: number[];
+  /** Every nid of the unmutated image with its path, and the data of its regular files. */
+  nodes: { nid: number; path: string; name: string; data?: Buffer }[];
 }
 
 /**
@@ -24,8 +26,8 @@ export function bootstrapSamples(bigDir = 120): BootstrapSample[] {
   const boot = writeBootstrap(ours.bootstrap);
   const upstream = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
   return [
-    { name: 'sample', boot, blob: { id: blobId, data: ours.blobData }, hot: hotOffsets(boot) },
-    { name: 'upstream rafs-v6-2.2.boot', boot: upstream, hot: hotOffsets(upstream) },
+    { name: 'sample', boot, blob: { id: blobId, data: ours.blobData }, hot: hotOffsets(boot), nodes: nodesOf(boot, ours.contents) },
+    { name: 'upstream rafs-v6-2.2.boot', boot: upstream, hot: hotOffsets(upstream), nodes: nodesOf(upstream, new Map()) },
   ];
 }
 
@@ -43,4 +45,8 @@ function hotOffsets(buf: Buffer): number[] {
     for (let i = 0; i < 96; i += 2) offsets.push(at + i);
   }
   return [...new Set(offsets)];
+}
+
+function nodesOf(buf: Buffer, contents: Map<string, Buffer>): BootstrapSample['nodes'] {
+  return [...RafsImage.open(buf).walk()].map((e) => ({ nid: e.nid, path: e.path, name: e.name, data: contents.get(e.path) }));
 }
