@@ -57,7 +57,7 @@ function checkPayload(opcode: number, request: Buffer, payload: Buffer, fail: (w
       return;
     case Opcode.READDIR:
     case Opcode.READDIRPLUS:
-      if (payload.length > size()) fail(`READDIR of ${size()} answered with ${payload.length} bytes`);
+      if (payload.length > Math.min(size(), MAX_WRITE)) fail(`READDIR of ${size()} answered with ${payload.length} bytes`);
       checkDirents(payload, opcode === Opcode.READDIRPLUS, fail);
       return;
     case Opcode.GETXATTR:
