@@ -53,8 +53,17 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
   res.end(text);
 }
 
+/**
+ * The request target: a path and query (origin form). Resolved against a base, "//x/..." would be a
+ * URL with host x (or an invalid one); glued after the origin it stays a path.
+ */
+function requestUrl(target: string | undefined): URL {
+  if (!target?.startsWith('/')) throw new HttpError(400, 'INVALID_ARGUMENT', `request target ${JSON.stringify(target?.slice(0, 100))} is not a path`);
+  return new URL(`http://daemon${target}`);
+}
+
 async function route(daemon: Daemon, req: IncomingMessage, res: ServerResponse, exit: () => void): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://daemon');
+  const url = requestUrl(req.url);
   const key = `${req.method} ${url.pathname}`;
   switch (key) {
     case 'GET /api/v1/daemon':

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ATTR_OUT_SIZE, type Attr, decodeDev, decodeHeader, decodeOutHeader, decodeRequest, direntplusSize, direntSize, encodeAttrOut, encodeDev,
   encodeEntryOut, encodeInitOut, encodeOpenOut, encodeRequest, encodeStatfsOut, ENTRY_OUT_SIZE, type Entry, Errno, errorReply,
-  expectsReply, FOPEN_KEEP_CACHE, FuseProtocolError, InitFlag, negativeEntry, negotiateInit, Opcode, packDirents, packDirentsPlus,
+  expectsReply, FOPEN_KEEP_CACHE, FuseProtocolError, InitFlag, MAX_WRITE, negativeEntry, negotiateInit, Opcode, packDirents, packDirentsPlus,
   parseDirents, parseDirentsPlus, readAttr, readEntry, replyParts, xattrNameList, xattrReply,
 } from '../../src/daemon/fuse/protocol.js';
 
@@ -212,5 +212,14 @@ describe('directory entries', () => {
     expect(direntplusSize(1)).toBe(152 + 8);
     expect(parseDirentsPlus(buf)).toEqual(plus);
     expect(packDirentsPlus(plus, direntplusSize(1) * 2 - 1).count).toBe(1);
+  });
+
+  it('regression: a READDIR asking for 4 GiB holds at most MAX_WRITE bytes', () => {
+    // found by test/fuzz: the reply is a view of a buffer of the size the request asked for
+    for (const size of [0xffffffff, MAX_WRITE + 1]) {
+      const { buf, count } = packDirents(dirents, size);
+      expect(count).toBe(names.length);
+      expect(buf.buffer.byteLength).toBeLessThanOrEqual(MAX_WRITE);
+    }
   });
 });

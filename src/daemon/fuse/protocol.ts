@@ -542,7 +542,9 @@ export class DirentPacker {
   count = 0;
 
   constructor(maxSize: number, private readonly plus: boolean) {
-    this.buf = Buffer.alloc(Math.max(0, maxSize));
+    // the kernel asks for at most max_pages pages; a larger size (up to 4 GiB in the request) must
+    // not become an allocation of that size
+    this.buf = Buffer.alloc(Math.max(0, Math.min(maxSize, MAX_WRITE)));
   }
 
   /** Adds one entry (`entry` is required with plus); false when it does not fit (nothing added). */
