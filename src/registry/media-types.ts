@@ -95,7 +95,15 @@ function checkDescriptor(value: unknown, where: string): Descriptor {
   if (typeof value.digest !== 'string') throw new ManifestFormatError(`${where}: digest missing`);
   validateDigest(value.digest);
   if (!Number.isSafeInteger(value.size) || (value.size as number) < 0) throw new ManifestFormatError(`${where}: size must be a non-negative integer`);
+  if (value.platform !== undefined) checkPlatform(value.platform, `${where}.platform`);
   return value as unknown as Descriptor;
+}
+
+/** A descriptor's platform: os and architecture strings, variant a string when present. */
+function checkPlatform(value: unknown, where: string): void {
+  if (!isObject(value)) throw new ManifestFormatError(`${where}: not an object`);
+  if (typeof value.os !== 'string' || typeof value.architecture !== 'string') throw new ManifestFormatError(`${where}: os and architecture must be strings`);
+  if (value.variant !== undefined && typeof value.variant !== 'string') throw new ManifestFormatError(`${where}: variant must be a string`);
 }
 
 /**

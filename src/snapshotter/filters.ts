@@ -3,7 +3,14 @@
 // `kind`, `labels."a.b/c"`) alone (present and non-empty) or with `==`, `!=` or `~=` (regexp) and a
 // value, quoted ("…" or /…/) or bare. containerd's metadata store walks us with
 // `labels."containerd.io/snapshot.ref"==<chainID>,parent=="<parent>"` to find a remote commit.
+import { setFlagsFromString } from 'node:v8';
 import { InvalidArgumentError } from './errors.js';
+
+// `~=` values come from requests: compiled for V8's linear-time engine (the `l` flag), as
+// containerd's Go regexps are RE2, so no pattern can make a List backtrack for seconds and stall
+// every other request. Patterns that need backtracking (backreferences, lookaround) are refused,
+// as RE2 refuses them.
+setFlagsFromString('--enable-experimental-regexp-engine');
 
 type Op = '==' | '!=' | '~=';
 interface Selector {
@@ -83,9 +90,9 @@ function parseOne(text: string): Selector[] {
       sel.value = s.value();
       if (op === '~=') {
         try {
-          sel.regexp = new RegExp(sel.value);
+          sel.regexp = new RegExp(sel.value, 'l');
         } catch {
-          s.fail('bad regular expression');
+          s.fail('bad regular expression (or one that cannot run in linear time)');
         }
       }
     }
