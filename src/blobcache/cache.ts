@@ -1,5 +1,5 @@
 // The local blob cache: per blob, a sparse `<blobId>.blob.data` file holding each chunk's
-// uncompressed bytes at its uncompressed offset (spec §3.9) and a `<blobId>.blob.data.chunk_map`
+// uncompressed bytes at its uncompressed offset (docs/rafs-v6.md §3.9) and a `<blobId>.blob.data.chunk_map`
 // saying which chunks are there (§6.7) — the layout nydusd's filecache uses. A hit is a positional
 // read; a miss goes to an optional read-only fallback cache directory and then to the fetcher,
 // which verifies, stores and marks the chunk. Knows nothing of FUSE or of images.

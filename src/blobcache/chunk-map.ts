@@ -1,4 +1,4 @@
-// The per-blob readiness bitmap of a blob cache, in nydusd's PersistMap format (spec §6.7), so a
+// The per-blob readiness bitmap of a blob cache, in nydusd's PersistMap format (docs/rafs-v6.md §6.7), so a
 // cache directory can be shared with upstream tools: a 4096-byte header (magic, version 1, magic2,
 // all_ready, zero padding) and then one bit per chunk, MSB first. A file with a wrong magic is
 // discarded and the map starts empty: the worst case is fetching chunks again. A valid map of

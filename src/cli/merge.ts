@@ -18,7 +18,7 @@ interface MergeFlags {
   outputJson?: string;
 }
 
-/** A layer bootstrap; one extracted from its blob names the blob after its own file (spec §3.2). */
+/** A layer bootstrap; one extracted from its blob names the blob after its own file (docs/rafs-v6.md §3.2). */
 async function readLayer(path: string): Promise<Bootstrap> {
   const layer = RafsImage.open(await readFile(path)).toBootstrap();
   const fromName = basename(path).split('.')[0]!;

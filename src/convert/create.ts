@@ -1,6 +1,6 @@
 // One layer: a (compressed) tar stream in, a RAFS v6 layer bootstrap and one Nydus data blob out,
 // without unpacking anything to disk. The blob carries its chunk table, digests, the layer
-// bootstrap and a TOC (spec §3.3 variant c) and is named by its sha256.
+// bootstrap and a TOC (docs/rafs-v6.md §3.3 variant c) and is named by its sha256.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';

@@ -1,6 +1,6 @@
 // `export --block`: one flat EROFS disk image — the bootstrap at block 0 and each blob's
 // uncompressed data at its device slot's mapped_blkaddr — that the kernel mounts with no
-// extra devices (spec §3.10).
+// extra devices (docs/rafs-v6.md §3.10).
 import { open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { RafsFormatError } from '../rafs/errors.js';

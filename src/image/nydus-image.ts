@@ -1,4 +1,4 @@
-// The Nydus image conventions on top of OCI (spec §4): one nydus blob layer per source layer,
+// The Nydus image conventions on top of OCI (docs/rafs-v6.md §4): one nydus blob layer per source layer,
 // then a gzip tar layer holding the merged bootstrap at image/image.boot, last; annotations under
 // containerd.io/snapshot/ so containerd passes them to snapshotters; config diff_ids to match.
 import { createHash } from 'node:crypto';

@@ -1,4 +1,4 @@
-// A blob's chunk-info ("CI") array and the 4096-byte header that follows it (spec §3.5).
+// A blob's chunk-info ("CI") array and the 4096-byte header that follows it (docs/rafs-v6.md §3.5).
 // v1 entries (16 B) are written; v2 entries (24 B, batch/zran/encrypted/crc blobs) are only read.
 import { checkEncodable, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';

@@ -1,5 +1,5 @@
-// The nydus-only blob table (256-byte RafsV6Blob entries, spec §1.5) and the EROFS device table
-// (128-byte slots, spec §1.4) that mirrors it for the kernel.
+// The nydus-only blob table (256-byte RafsV6Blob entries, docs/rafs-v6.md §1.5) and the EROFS device table
+// (128-byte slots, docs/rafs-v6.md §1.4) that mirrors it for the kernel.
 import { checkEncodable, readPaddedName, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';
 import { compressorFromId, compressorId, digesterFromId, digesterId } from './superblock.js';
@@ -114,7 +114,7 @@ export interface BlobTableRules {
   tarfs: boolean;
 }
 
-/** Decodes and validates a whole blob table (nydusd's rules, spec §1.5 and §1.17). */
+/** Decodes and validates a whole blob table (nydusd's rules, docs/rafs-v6.md §1.5 and §1.17). */
 export function decodeBlobTable(buf: Buffer, offset: number, size: number, rules: BlobTableRules): BlobInfo[] {
   sliceChecked(buf, offset, size, 'blob table');
   const blobs: BlobInfo[] = [];

@@ -1,4 +1,4 @@
-// The tail of a nydus data blob (spec §3.3-§3.8): chunk data is followed by named sections — the
+// The tail of a nydus data blob (docs/rafs-v6.md §3.3-§3.8): chunk data is followed by named sections — the
 // CI array and its header (`blob.meta`), chunk digests (`blob.digest`), the layer bootstrap
 // (`image.boot`) and a table of contents (`rafs.blob.toc`) — each followed by a reverse-tar header.
 // BlobTail reads them through a ByteSource (ranged reads); encodeBlobTail writes them (variant c).
@@ -14,7 +14,7 @@ import { type ByteSource, readExact, toSource } from './source.js';
 import { decodeToc, encodeToc, type TocEntry } from './toc.js';
 import type { BlobInfo, Compressor } from './tree.js';
 
-/** Blob id recorded in a bootstrap inlined in its own blob, whose id is not known yet (§3.2). */
+/** Blob id recorded in a bootstrap inlined in its own blob, whose id is not known yet (docs/rafs-v6.md §3.2). */
 export const BLOB_ID_PLACEHOLDER = 'x'.repeat(64);
 
 /** A real blob id: the sha256 of the blob, lowercase hex (safe as a file name too). */
@@ -245,7 +245,7 @@ export interface EncodedBlobTail {
 }
 
 /**
- * Encodes variant (c) of spec §3.3: H(image.blob) | CI | CI header | H(blob.meta) | digests |
+ * Encodes variant (c) of docs/rafs-v6.md §3.3: H(image.blob) | CI | CI header | H(blob.meta) | digests |
  * H(blob.digest) | zstd(bootstrap) | H(image.boot) | TOC | H(rafs.blob.toc). A blob without chunks
  * has no CI or digest sections.
  */

@@ -1,4 +1,4 @@
-// Chunk-based regular files (spec §1.13, §1.14): the 8-byte chunk index entries that follow an
+// Chunk-based regular files (docs/rafs-v6.md §1.13, §1.14): the 8-byte chunk index entries that follow an
 // inode, the i_u chunk format word, and the 80-byte entries of the nydus-only chunk info table.
 import { checkEncodable, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';

@@ -1,4 +1,4 @@
-// Telling RAFS v5 from v6 bootstraps by their first bytes (spec §2), as nydus-snapshotter does
+// Telling RAFS v5 from v6 bootstraps by their first bytes (docs/rafs-v6.md §2), as nydus-snapshotter does
 // with the first 8 KiB of image.boot.
 import { EROFS_MAGIC, EROFS_SUPER_OFFSET } from './superblock.js';
 

@@ -1,4 +1,4 @@
-// Directory blocks (spec §1.10): 12-byte dirents then their names (no NULs) per block, every entry
+// Directory blocks (docs/rafs-v6.md §1.10): 12-byte dirents then their names (no NULs) per block, every entry
 // of the directory — `.` and `..` included — in one global memcmp order so lookups can bisect.
 import { readU64, sliceChecked } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';

@@ -1,4 +1,4 @@
-// EROFS on-disk inodes (spec §1.7, §1.8): the writer always emits the 64-byte extended form,
+// EROFS on-disk inodes (docs/rafs-v6.md §1.7, §1.8): the writer always emits the 64-byte extended form,
 // the reader also accepts the 32-byte compact form older dir-rafs builds produced.
 import { checkEncodable, checkRange, readU64, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';

@@ -1,4 +1,4 @@
-// Places every inode of a tree in a bootstrap's meta area (spec §1.7, §1.10, §1.11, §1.15):
+// Places every inode of a tree in a bootstrap's meta area (docs/rafs-v6.md §1.7, §1.10, §1.11, §1.15):
 // inodes 32-byte aligned from (meta_blkaddr + 1) * bs — so the root gets nid 128 — each inode with
 // its xattrs and inline tail or chunk indexes kept inside one block, then the directory and symlink
 // blocks that did not fit inline. Depth-first like nydus-image: a directory, its non-directory

@@ -1,5 +1,5 @@
 // Reads a RAFS v6 bootstrap held in memory. `open` validates the superblocks and the blob and
-// device tables the way nydusd does (spec §1.17); inodes, directories and chunk indexes are decoded
+// device tables the way nydusd does (docs/rafs-v6.md §1.17); inodes, directories and chunk indexes are decoded
 // on demand with every offset checked against the buffer, so a corrupt image only ever yields
 // RafsFormatError, and directory cycles or shared directories cannot make a walk loop.
 import { alignUp, checkRange } from './bytes.js';

@@ -1,4 +1,4 @@
-// The 512-byte GNU tar headers that delimit a blob's tail sections (spec §3.4). Each header
+// The 512-byte GNU tar headers that delimit a blob's tail sections (docs/rafs-v6.md §3.4). Each header
 // follows the data it describes and the data is not padded, so the sections are walked backwards.
 import { RafsEncodeError, RafsFormatError } from './errors.js';
 import { type ByteSource, readExact } from './source.js';

@@ -1,5 +1,5 @@
 // The EROFS superblock (abs 1024, 128 B) and the nydus-only RAFS v6 extended superblock
-// (abs 1152, 256 B), their flag words and the compressor/digester enums (spec §1.2, §1.3, §1.5).
+// (abs 1152, 256 B), their flag words and the compressor/digester enums (docs/rafs-v6.md §1.2, §1.3, §1.5).
 import { checkEncodable, isPowerOfTwo, isZero, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';
 import type { Compressor, Digester } from './tree.js';
@@ -156,7 +156,7 @@ export function encodeErofsSuperblock(sb: ErofsSuperblock): Buffer {
 }
 
 /**
- * Decodes the superblock at `offset` (1024 in an image) and applies nydusd's rules (§1.17):
+ * Decodes the superblock at `offset` (1024 in an image) and applies nydusd's rules (docs/rafs-v6.md §1.17):
  * a plain EROFS image without the RAFS marker, checksums, shared xattrs, compression or extra
  * superblock slots are all rejected.
  */

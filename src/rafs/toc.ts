@@ -1,4 +1,4 @@
-// The blob table of contents `rafs.blob.toc` (spec §3.7): 128-byte entries naming the sections
+// The blob table of contents `rafs.blob.toc` (docs/rafs-v6.md §3.7): 128-byte entries naming the sections
 // of a blob's tail, with their location, compression and the sha256 of their uncompressed bytes.
 import { checkEncodable, readPaddedName, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';

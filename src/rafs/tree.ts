@@ -68,7 +68,7 @@ export interface TreeNode {
   children?: Map<string, TreeNode>;
 }
 
-/** Data blob as recorded in a bootstrap's blob table (see spec §1.5). */
+/** Data blob as recorded in a bootstrap's blob table (see docs/rafs-v6.md §1.5). */
 export interface BlobInfo {
   /** 64 lowercase hex chars. */
   blobId: string;

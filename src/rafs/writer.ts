@@ -1,4 +1,4 @@
-// Writes a Bootstrap as a RAFS v6 bootstrap, i.e. a valid EROFS image (spec §1.1 layout):
+// Writes a Bootstrap as a RAFS v6 bootstrap, i.e. a valid EROFS image (docs/rafs-v6.md §1.1 layout):
 // superblock, extended superblock and device table in block 0, then blob and prefetch tables, one
 // unused meta block, the inodes and directory/symlink blocks (meta-layout.ts), and the chunk info
 // table. Always extended inodes; regular files are chunk-based with their data in the blobs.

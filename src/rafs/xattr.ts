@@ -1,4 +1,4 @@
-// Inline extended attributes (spec §1.9): a 12-byte ibody header followed by 4-byte aligned
+// Inline extended attributes (docs/rafs-v6.md §1.9): a 12-byte ibody header followed by 4-byte aligned
 // entries whose names are stored without one of five well-known prefixes. Names are byte strings.
 import { alignUp, checkRange } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';
