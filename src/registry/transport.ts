@@ -25,6 +25,8 @@ export interface HttpRequest {
   url: string;
   headers?: Record<string, string>;
   body?: RequestBody;
+  /** Aborts the exchange, its body included (a deadline set by the caller). */
+  signal?: AbortSignal;
 }
 
 export type ResponseBody = Dispatcher.ResponseData['body'];
@@ -62,8 +64,19 @@ export async function readBody(res: HttpResponse, limit: number): Promise<Buffer
 }
 
 /**
- * The body into `out`, reporting each piece to `progress`; returns the filled part (shorter when the
- * body ends early). A body longer than `out` is an error.
+ * A body that ended, cleanly, before all the bytes its request was answered with (a Content-Range,
+ * say) had come: a broken connection or proxy, worth another try.
+ */
+export class BodyEndedEarlyError extends Error {
+  constructor(readonly url: string, readonly got: number, readonly wanted: number) {
+    super(`${url}: the response body ended after ${got} of ${wanted} bytes`);
+    this.name = 'BodyEndedEarlyError';
+  }
+}
+
+/**
+ * The body into `out`, which it must fill exactly, reporting each piece to `progress`. A body
+ * longer than `out` is an error; one that ends short of it is a BodyEndedEarlyError.
  */
 export async function readBodyInto(res: HttpResponse, out: Buffer, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer> {
   let filled = 0;
@@ -76,7 +89,8 @@ export async function readBodyInto(res: HttpResponse, out: Buffer, progress?: (b
     filled += chunk.copy(out, filled);
     progress?.(out, filled);
   }
-  return out.subarray(0, filled);
+  if (filled < out.length) throw new BodyEndedEarlyError(res.url, filled, out.length);
+  return out;
 }
 
 /**
@@ -131,7 +145,7 @@ export class HttpTransport {
     let headers = { ...req.headers };
     for (let hop = 0; ; hop++) {
       const body = req.body === undefined || Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body());
-      const res = await request(url, { method: req.method, headers, body, dispatcher: this.agentFor(url) });
+      const res = await request(url, { method: req.method, headers, body, dispatcher: this.agentFor(url), signal: req.signal });
       const location = res.headers.location;
       if (!REDIRECTS.has(res.statusCode) || (req.method !== 'GET' && req.method !== 'HEAD') || typeof location !== 'string') {
         return { status: res.statusCode, url: url.href, headers: res.headers, body: res.body };
