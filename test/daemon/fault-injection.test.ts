@@ -4,9 +4,12 @@
 // FUSE mounts, and every file read is compared with the file it was built from:
 // - faults sprinkled over a third of the range requests: reads retry (within the bounds of the
 //   retry policy, counted by the daemon's metrics) and never return wrong bytes;
-// - each fault made permanent: reads fail with EIO within the fetch timeout, and the same files
-//   read right once the registry behaves again.
-// It ends with one summary line: faults injected by kind, retries, bytes verified.
+// - each fault made lasting (5xx, reset mid-body, cut-short body, flipped bytes, a delay past the
+//   fetch timeout, slow-loris): the read fails with EIO within twice the fetch timeout (the kernel
+//   asks once more for a page whose readahead failed), the daemon's counter for that fault moves,
+//   and the same file reads right once the registry behaves again (no stalled request is left
+//   for it to wait on).
+// It ends with one summary line: faults injected by kind, retries, EIO reads, bytes verified.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
@@ -30,7 +33,7 @@ const work = mkdtempSync(join(tmpdir(), 'nydusify-fault-injection-'));
 const p = (...parts: string[]) => join(work, ...parts);
 const daemons: Daemon[] = [];
 const proxies: FaultProxy[] = [];
-const tally = { bytesVerified: 0, filesVerified: 0, eio: 0, retries: 0 };
+const tally = { bytesVerified: 0, filesVerified: 0, retries: 0, sprinkledReads: 0, sprinkledEio: 0, staysBad: 0, slowestEioMs: 0 };
 
 /** path → content: files of 128 B to 4 MiB, half random (incompressible), half text-like. */
 const FILES = new Map<string, Buffer>();
@@ -75,7 +78,12 @@ afterAll(async () => {
   for (const x of proxies) for (const [k, n] of Object.entries(x.injected)) injected[k] = (injected[k] ?? 0) + n;
   const total = Object.values(injected).reduce((a, b) => a + b, 0);
   const kinds = Object.entries(injected).map(([k, n]) => `${k} ${n}`).join(', ');
-  console.log(`fault injection: ${total} faults injected (${kinds}); ${tally.retries} retries; ${tally.eio} reads failed with EIO; ${tally.bytesVerified} bytes in ${tally.filesVerified} file reads verified, 0 wrong`);
+  console.log(
+    `fault injection: ${total} faults injected (${kinds}); ${tally.retries} retries and refetches; ` +
+      `${tally.sprinkledEio} of ${tally.sprinkledReads} reads failed under sprinkled faults; ` +
+      `${tally.staysBad} lasting faults each gave EIO within ${(tally.slowestEioMs / 1000).toFixed(1)} s (fetch timeout ${FETCH_TIMEOUT} s), then right bytes; ` +
+      `${tally.bytesVerified} bytes verified in ${tally.filesVerified} file reads, 0 wrong`,
+  );
 });
 
 async function newProxy(seed: number): Promise<FaultProxy> {
@@ -120,7 +128,6 @@ async function readAll(mnt: string, paths: string[], parallel = 6): Promise<stri
         tally.filesVerified++;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EIO') throw err;
-        tally.eio++;
         failed.push(path);
       }
     }
@@ -145,9 +152,10 @@ describe('a lazily served image through a registry that misbehaves', () => {
     ]);
     const paths = [...FILES.keys()];
     const failed = await readAll(d.mnt, paths);
+    tally.sprinkledReads += paths.length;
+    tally.sprinkledEio += failed.length;
     // range requests tried again (5xx, resets, cut-short bodies), chunks fetched again (flipped bytes)
     const [requests, retries, refetches, corrupt] = await metrics(api, ['backend_requests', 'registry_retries', 'backend_refetched_chunks', 'backend_corrupt_chunks']);
-    tally.retries += retries! + refetches!;
     expect(retries).toBeGreaterThan(0);
     expect(retries).toBeLessThanOrEqual(requests! * (ATTEMPTS - 1));
     expect(refetches).toBeGreaterThan(0);
@@ -155,47 +163,54 @@ describe('a lazily served image through a registry that misbehaves', () => {
     expect(failed.length, `failed: ${failed.join(' ')}`).toBeLessThanOrEqual(paths.length / 10);
     proxy.setRules([]);
     expect(await readAll(d.mnt, failed)).toEqual([]);
+    tally.retries += retries! + refetches!;
     expect((await terminate(d)).code).toBe(0);
   }, 60_000);
 
-  describe('a fault that stays: EIO within the fetch timeout, right bytes once it stops', () => {
+  describe('a lasting fault: EIO in bounded time, right bytes once it stops', () => {
     let proxy: FaultProxy;
     let d: Daemon;
+    let api: DaemonClient;
     let unread: string[];
-    const cases: Fault[] = [
-      { kind: 'status', status: 503 },
-      { kind: 'reset', fraction: 0.5 },
-      { kind: 'truncate', fraction: 0.5 },
-      { kind: 'flip', bytes: 1 },
-      { kind: 'delay', ms: (FETCH_TIMEOUT + 2) * 1000 },
-      { kind: 'slowloris', bytes: 64, intervalMs: 20 },
+    /** Each fault, and the counter that must show the daemon dealt with it. */
+    const cases: [FaultKind, Fault, string][] = [
+      ['status', { kind: 'status', status: 503 }, 'registry_retries'],
+      ['reset', { kind: 'reset', fraction: 0.5 }, 'registry_retries'],
+      ['truncate', { kind: 'truncate', fraction: 0.5 }, 'registry_retries'],
+      ['flip', { kind: 'flip', bytes: 1 }, 'backend_refetched_chunks'],
+      ['delay', { kind: 'delay', ms: (FETCH_TIMEOUT + 2) * 1000 }, 'backend_timeouts'],
+      ['slowloris', { kind: 'slowloris', bytes: 64, intervalMs: 20 }, 'backend_timeouts'],
     ];
 
     beforeAll(async () => {
-      unread = [...FILES.keys()].filter((_, i) => i % 2 === 0).reverse();
+      unread = [...FILES.keys()].filter((_, i) => i % 2 === 0);
       proxy = await newProxy(12);
       // nothing fetched but what is read: each case's file is still missing when its turn comes
-      ({ d } = await serve('stays-bad', proxy, ['--amplify', '0', '--readahead', '0']));
+      ({ d, api } = await serve('stays-bad', proxy, ['--amplify', '0', '--readahead', '0']));
     });
 
     afterAll(async () => {
+      const [retries, refetches] = await metrics(api, ['registry_retries', 'backend_refetched_chunks']);
+      tally.retries += retries! + refetches!;
       expect((await terminate(d)).code).toBe(0);
     });
 
-    it.each(cases.map((c) => [c.kind as FaultKind, c] as const))('%s', async (_, fault) => {
+    it.each(cases)('%s', async (_, fault, counter) => {
       const path = unread.pop()!;
+      const [requestsBefore, retriesBefore, countedBefore] = await metrics(api, ['backend_requests', 'registry_retries', counter]);
       proxy.setRules([only(fault)]);
       const started = performance.now();
       await expect(readFile(join(d.mnt, path))).rejects.toMatchObject({ code: 'EIO' });
       const elapsed = performance.now() - started;
-      tally.eio++;
       // the kernel reads a page that failed in readahead once more, synchronously: two waits at most
       expect(elapsed).toBeLessThan(2 * FETCH_TIMEOUT * 1000 + 1500);
+      tally.slowestEioMs = Math.max(tally.slowestEioMs, elapsed);
+      const [requests, retries, counted] = await metrics(api, ['backend_requests', 'registry_retries', counter]);
+      expect(counted).toBeGreaterThan(countedBefore!);
+      expect(retries! - retriesBefore!).toBeLessThanOrEqual((requests! - requestsBefore!) * (ATTEMPTS - 1));
       proxy.setRules([]);
-      console.log(fault.kind, elapsed);
-      const t2 = performance.now();
       expect(await readAll(d.mnt, [path])).toEqual([]);
-      console.log(fault.kind, 'recovered', performance.now() - t2);
+      tally.staysBad++;
     }, 30_000);
   });
 });
