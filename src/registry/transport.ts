@@ -15,6 +15,8 @@ export interface HostOptions {
 export interface TransportOptions extends HostOptions {
   /** Per-host overrides of plainHttp/insecure, keyed by host[:port]. */
   hosts?: Record<string, HostOptions>;
+  /** A server silent this long, waiting for its headers or between two pieces of its body, is given up (a transient error). Default 30 s. */
+  idleTimeoutMs?: number;
 }
 
 /** A body that can be produced again, so a request can be re-sent after a 401 or a transient failure. */
@@ -116,10 +118,16 @@ export async function readErrorText(res: HttpResponse): Promise<string> {
 }
 
 export class HttpTransport {
-  private readonly verifyingAgent = new Agent({ connect: { timeout: 10_000 } });
+  private readonly verifyingAgent: Agent;
   private insecureAgent: Agent | undefined;
+  /** undici's own defaults (300 s each) would leave a stalled registry holding a request for minutes. */
+  private readonly timeouts: { headersTimeout: number; bodyTimeout: number };
 
-  constructor(private readonly options: TransportOptions = {}) {}
+  constructor(private readonly options: TransportOptions = {}) {
+    const idle = options.idleTimeoutMs ?? 30_000;
+    this.timeouts = { headersTimeout: idle, bodyTimeout: idle };
+    this.verifyingAgent = new Agent({ connect: { timeout: 10_000 }, ...this.timeouts });
+  }
 
   hostOptions(host: string): HostOptions {
     const own = this.options.hosts?.[host] ?? {};
@@ -133,7 +141,7 @@ export class HttpTransport {
 
   private agentFor(url: URL): Agent {
     if (url.protocol === 'https:' && this.hostOptions(url.host).insecure) {
-      this.insecureAgent ??= new Agent({ connect: { timeout: 10_000, rejectUnauthorized: false } });
+      this.insecureAgent ??= new Agent({ connect: { timeout: 10_000, rejectUnauthorized: false }, ...this.timeouts });
       return this.insecureAgent;
     }
     return this.verifyingAgent;

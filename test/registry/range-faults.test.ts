@@ -1,9 +1,10 @@
 // Range reads from a registry that breaks them: a body that ends early (a clean end, short of the
-// Content-Range it was answered with) and a body that stalls. Small local servers play the registry.
+// Content-Range it was answered with) and a body that stalls (given up by the caller's signal, or
+// by the transport once the server has been silent too long). Small local servers play the registry.
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.js';
 import { retryCount } from '../../src/registry/retry.js';
 import { getLogLevel, setLogLevel } from '../../src/util/log.js';
 import { startServer, type TestServer } from './http-fixtures.js';
@@ -23,7 +24,10 @@ afterAll(async () => {
 });
 
 /** A registry whose range answers `answer` shapes (given the range asked for and the request's number). */
-async function registry(answer: (res: ServerResponse, start: number, end: number, n: number) => void): Promise<{ repo: ReturnType<RegistryClient['repository']>; requests: () => number }> {
+async function registry(
+  answer: (res: ServerResponse, start: number, end: number, n: number) => void,
+  options: RegistryClientOptions = {},
+): Promise<{ repo: ReturnType<RegistryClient['repository']>; requests: () => number }> {
   let n = 0;
   const server = await startServer((req: IncomingMessage, res: ServerResponse) => {
     const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
@@ -31,10 +35,12 @@ async function registry(answer: (res: ServerResponse, start: number, end: number
     answer(res, Number(m[1]), Number(m[2]), n++);
   });
   servers.push(server);
-  const client = new RegistryClient({ plainHttp: true, dockerConfig: false, retry: fastRetry });
+  const client = new RegistryClient({ plainHttp: true, dockerConfig: false, retry: fastRetry, ...options });
   clients.push(client);
   return { repo: client.repository(`${server.host}/faulty`), requests: () => n };
 }
+
+const sleep = (ms: number, value?: unknown) => new Promise((r) => setTimeout(r, ms, value));
 
 const partial = (start: number, end: number, sent = end - start + 1) => ({
   'content-range': `bytes ${start}-${end}/${blob.length}`,
@@ -69,10 +75,20 @@ describe('range reads from a registry that breaks them', () => {
     });
     const started = performance.now();
     const read = repo.getBlobRange(digest, 0, 30_000, undefined, AbortSignal.timeout(300)).catch((e: unknown) => e);
-    const err = await Promise.race([read, new Promise((r) => setTimeout(r, 3_000, 'still waiting'))]);
+    const err = await Promise.race([read, sleep(3_000, 'still waiting')]);
     expect(err).toMatchObject({ name: 'TimeoutError' });
     expect(performance.now() - started).toBeLessThan(2_000);
     await connectionClosed;
     expect(requests()).toBe(1);
+  });
+
+  it('regression: a body the server stops sending is given up after the idle timeout, and tried again', async () => {
+    const { repo, requests } = await registry((res, start, end, n) => {
+      if (n === 0) return void res.writeHead(206, partial(start, end)).write(blob.subarray(start, start + 10));
+      res.writeHead(206, partial(start, end)).end(blob.subarray(start, end + 1));
+    }, { idleTimeoutMs: 200 });
+    const read = repo.getBlobRange(digest, 5000, 30_000);
+    expect(await Promise.race([read, sleep(3_000, 'still waiting')])).toEqual(blob.subarray(5000, 35_000));
+    expect(requests()).toBe(2);
   });
 });
