@@ -33,7 +33,7 @@ const work = mkdtempSync(join(tmpdir(), 'nydusify-fault-injection-'));
 const p = (...parts: string[]) => join(work, ...parts);
 const daemons: Daemon[] = [];
 const proxies: FaultProxy[] = [];
-const tally = { bytesVerified: 0, filesVerified: 0, retries: 0, sprinkledReads: 0, sprinkledEio: 0, staysBad: 0, slowestEioMs: 0 };
+const tally = { bytesVerified: 0, filesVerified: 0, wrong: 0, retries: 0, sprinkledReads: 0, sprinkledEio: 0, staysBad: 0, slowestEioMs: 0 };
 
 /** path → content: files of 128 B to 4 MiB, half random (incompressible), half text-like. */
 const FILES = new Map<string, Buffer>();
@@ -82,7 +82,7 @@ afterAll(async () => {
     `fault injection: ${total} faults injected (${kinds}); ${tally.retries} retries and refetches; ` +
       `${tally.sprinkledEio} of ${tally.sprinkledReads} reads failed under sprinkled faults; ` +
       `${tally.staysBad} lasting faults each gave EIO within ${(tally.slowestEioMs / 1000).toFixed(1)} s (fetch timeout ${FETCH_TIMEOUT} s), then right bytes; ` +
-      `${tally.bytesVerified} bytes verified in ${tally.filesVerified} file reads, 0 wrong`,
+      `${tally.bytesVerified} bytes verified in ${tally.filesVerified} file reads, ${tally.wrong} wrong`,
   );
 });
 
@@ -123,6 +123,7 @@ async function readAll(mnt: string, paths: string[], parallel = 6): Promise<stri
     for (let path = queue.shift(); path !== undefined; path = queue.shift()) {
       try {
         const got = await readFile(join(mnt, path));
+        if (!got.equals(FILES.get(path)!)) tally.wrong++;
         expect(got.equals(FILES.get(path)!), `${path}: wrong bytes`).toBe(true);
         tally.bytesVerified += got.length;
         tally.filesVerified++;
