@@ -4,6 +4,8 @@
 // FUSE mounts, and every file read is compared with the file it was built from:
 // - faults sprinkled over a third of the range requests: reads retry (within the bounds of the
 //   retry policy, counted by the daemon's metrics) and never return wrong bytes;
+// - prefetch of the whole blob through flipped, cut-short and broken answers: the cache keeps only
+//   verified chunks (every file then reads right, partly from the cache);
 // - each fault made lasting (5xx, reset mid-body, cut-short body, flipped bytes, a delay past the
 //   fetch timeout, slow-loris): the read fails with EIO within twice the fetch timeout (the kernel
 //   asks once more for a page whose readahead failed), the daemon's counter for that fault moves,
@@ -164,6 +166,26 @@ describe('a lazily served image through a registry that misbehaves', () => {
     expect(failed.length, `failed: ${failed.join(' ')}`).toBeLessThanOrEqual(paths.length / 10);
     proxy.setRules([]);
     expect(await readAll(d.mnt, failed)).toEqual([]);
+    tally.retries += retries! + refetches!;
+    expect((await terminate(d)).code).toBe(0);
+  }, 60_000);
+
+  it('keeps only verified chunks when prefetch runs through flipped, cut-short and broken answers', async () => {
+    const proxy = await newProxy(13);
+    // the faults are there from the start: the whole blob is prefetched through them
+    proxy.setRules([only({ kind: 'flip', bytes: 4 }, 0.3), only({ kind: 'truncate', fraction: 0.3 }, 0.1), only({ kind: 'reset', fraction: 0.7 }, 0.1)]);
+    const { d, api } = await serve('prefetched', proxy, ['--prefetch', '--prefetch-all']);
+    for (let state = ''; state !== 'done'; await new Promise((r) => setTimeout(r, 100))) {
+      state = (await api.info()).mounts[0]?.prefetch?.state ?? '';
+      expect(state).not.toBe('failed');
+    }
+    const [corrupt] = await metrics(api, ['backend_corrupt_chunks']);
+    expect(corrupt).toBeGreaterThan(0);
+    proxy.setRules([]);
+    // what prefetch kept is read from the cache, what it could not keep is fetched now: all of it right
+    expect(await readAll(d.mnt, [...FILES.keys()])).toEqual([]);
+    const [retries, refetches, hits] = await metrics(api, ['registry_retries', 'backend_refetched_chunks', 'cache_chunk_hits']);
+    expect(hits).toBeGreaterThan(0);
     tally.retries += retries! + refetches!;
     expect((await terminate(d)).code).toBe(0);
   }, 60_000);
