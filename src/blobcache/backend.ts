@@ -5,9 +5,10 @@ export interface BlobBackend {
   /**
    * Exactly `length` bytes at `offset` of blob `blobId`, or a rejection. A backend that streams may
    * report the bytes as they arrive to `progress` (`buf` is filled up to `filled`; it may start
-   * over from 0 when a request is retried).
+   * over from 0 when a request is retried). `signal` gives up on the read (its connection, retries
+   * and failover included).
    */
-  readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer>;
+  readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void, signal?: AbortSignal): Promise<Buffer>;
   /** Size of the blob object in bytes. */
   size(blobId: string): Promise<number>;
   close(): Promise<void>;

@@ -48,15 +48,15 @@ export class BlobSources implements BlobBackend {
     return [...new Set([...owners.values()].flat())];
   }
 
-  async readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer> {
-    return this.tryEach(blobId, (b) => b.readRange(blobId, offset, length, progress));
+  async readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void, signal?: AbortSignal): Promise<Buffer> {
+    return this.tryEach(blobId, (b) => b.readRange(blobId, offset, length, progress, signal), signal);
   }
 
   async size(blobId: string): Promise<number> {
     return this.tryEach(blobId, (b) => b.size(blobId));
   }
 
-  private async tryEach<T>(blobId: string, op: (b: BlobBackend) => Promise<T>): Promise<T> {
+  private async tryEach<T>(blobId: string, op: (b: BlobBackend) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const all = this.candidates(blobId);
     let last: unknown;
     for (const [i, backend] of all.entries()) {
@@ -64,6 +64,8 @@ export class BlobSources implements BlobBackend {
         return await op(backend);
       } catch (err) {
         last = err;
+        // given up on: no other backend is asked
+        if (signal?.aborted) break;
         if (i < all.length - 1) this.stats.failovers++;
       }
     }

@@ -4,9 +4,11 @@
 // blob's chunk table is known. A chunk already being fetched is never asked for twice: every
 // reader of it shares one promise — but only readers that describe it alike (same blob id, index,
 // ranges and digest): images are untrusted toward each other, and a reader must never be handed
-// bytes verified against another image's digest. Each chunk is decoded and verified on its own, written to the
-// cache, made durable and only then marked ready; a chunk that fails verification rejects its own
-// readers with ChunkIntegrityError and is not marked.
+// bytes verified against another image's digest. Each chunk is decoded and verified on its own,
+// written to the cache, made durable and only then marked ready; a chunk that fails verification is
+// asked for once more (bytes broken on the way), and if it fails again rejects its own readers
+// with ChunkIntegrityError, never marked. A request not done by its deadline is given up (its
+// connection closed): its chunks fail, and the next reader of one asks anew.
 import type { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { ShortReadError, type BlobBackend } from './backend.js';
@@ -32,6 +34,8 @@ export interface FetcherOptions {
   maxRequest?: number;
   /** Every chunk of a blob (any order), which lets requests be amplified. */
   chunkTable?: (blob: BlobInfo) => readonly ChunkRef[] | undefined;
+  /** A request (the backend's retries included) still not done after this long is given up. Default 30 s. */
+  requestTimeoutMs?: number;
 }
 
 export interface FetcherStats {
@@ -47,12 +51,18 @@ export interface FetcherStats {
   corruptChunks: number;
   /** Range requests that failed (after the backend's own retries and failover). */
   errors: number;
+  /** Range requests given up at their deadline (counted in errors too). */
+  timeouts: number;
+  /** Chunks asked for again after failing verification. */
+  refetches: number;
 }
 
 interface Waiter {
   ref: ChunkRef;
   resolve: (data: Buffer) => void;
   reject: (err: unknown) => void;
+  /** Times its chunk was asked for again after failing verification. */
+  refetched: number;
 }
 
 interface PendingBlob {
@@ -68,13 +78,19 @@ interface Range {
   chunks: Waiter[];
 }
 
-const DEFAULTS = { mergeGap: 128 << 10, amplify: 1 << 20, maxRequest: 4 << 20 };
+const DEFAULTS = { mergeGap: 128 << 10, amplify: 1 << 20, maxRequest: 4 << 20, requestTimeoutMs: 30_000 };
+/** Tries after the first for a chunk that fails verification: enough for bytes broken on the way. */
+const REFETCHES = 1;
+
+/** Why a request's chunks failed when it was given up at its deadline. */
+export class FetchTimeoutError extends Error {}
 
 export class ChunkFetcher {
-  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0 };
+  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0, timeouts: 0, refetches: 0 };
   private readonly mergeGap: number;
   private readonly amplify: number;
   private readonly maxRequest: number;
+  private readonly requestTimeoutMs: number;
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private readonly pending = new Map<string, PendingBlob>();
   private readonly sortedTables = new Map<string, readonly ChunkRef[]>();
@@ -84,6 +100,7 @@ export class ChunkFetcher {
     this.mergeGap = options.mergeGap ?? DEFAULTS.mergeGap;
     this.amplify = options.amplify ?? DEFAULTS.amplify;
     this.maxRequest = Math.max(options.maxRequest ?? DEFAULTS.maxRequest, this.amplify);
+    this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
   }
 
   /** Chunks currently being fetched. */
@@ -113,7 +130,7 @@ export class ChunkFetcher {
   private register(key: string, pending: PendingBlob, ref: ChunkRef): Promise<Buffer> {
     let waiter!: Waiter;
     const promise = new Promise<Buffer>((resolve, reject) => {
-      waiter = { ref, resolve, reject };
+      waiter = { ref, resolve, reject, refetched: 0 };
     });
     pending.waiters.set(key, waiter);
     this.inflight.set(key, promise);
@@ -127,7 +144,7 @@ export class ChunkFetcher {
     const batches = [...this.pending.values()];
     this.pending.clear();
     for (const batch of batches) {
-      for (const range of this.plan(batch)) void this.run(batch, range);
+      for (const range of this.plan(batch)) void this.run(batch.blob, batch.sink, range);
     }
   }
 
@@ -199,14 +216,19 @@ export class ChunkFetcher {
 
   /**
    * One Range request. Chunks are settled as their bytes arrive (the reader of the first one need
-   * not wait for the rest of a grown request); those still missing when it fails are rejected.
+   * not wait for the rest of a grown request); those still missing when it fails, or when its
+   * deadline passes, are rejected.
    */
-  private async run(batch: PendingBlob, range: Range): Promise<void> {
-    const { blob, sink } = batch;
+  private async run(blob: BlobInfo, sink: ChunkSink, range: Range): Promise<void> {
     const order = [...range.chunks].sort((a, b) => a.ref.compressedOffset - b.ref.compressedOffset);
     const settling: Promise<void>[] = [];
     let next = 0;
+    const length = range.end - range.start;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new FetchTimeoutError(`blob ${blob.blobId}: ${length} bytes at ${range.start} not fetched within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs);
     const take = (buf: Buffer, filled: number): void => {
+      // bytes of a request given up on: its chunks have failed already
+      if (deadline.signal.aborted) return;
       for (; next < order.length; next++) {
         const w = order[next]!;
         const at = w.ref.compressedOffset - range.start;
@@ -214,16 +236,20 @@ export class ChunkFetcher {
         settling.push(this.settle(blob, sink, w, buf.subarray(at, at + w.ref.compressedSize)));
       }
     };
-    const length = range.end - range.start;
     try {
       this.stats.requests++;
       this.stats.bytes += length;
-      const stored = await this.backend.readRange(blob.blobId, range.start, length, take);
+      // a backend deaf to the signal is not waited for either
+      const given = this.backend.readRange(blob.blobId, range.start, length, take, deadline.signal);
+      const stored = await Promise.race([given, abortion(deadline.signal)]);
       if (stored.length !== length) throw new ShortReadError(`blob ${blob.blobId}: wanted ${length} bytes at ${range.start}, got ${stored.length}`);
       take(stored, length);
     } catch (err) {
       this.stats.errors++;
+      if (deadline.signal.aborted) this.stats.timeouts++;
       for (const w of order.slice(next)) w.reject(err);
+    } finally {
+      clearTimeout(timer);
     }
     await Promise.all(settling);
   }
@@ -231,7 +257,8 @@ export class ChunkFetcher {
   /**
    * Decodes and verifies one chunk, stores it: data, then durability, then its bit (a crash never
    * leaves a bit over missing data), then hands it to its readers. Verified bytes are handed over
-   * whether or not the cache could keep them.
+   * whether or not the cache could keep them. A chunk that fails verification is asked for again
+   * (in a request of its own) until REFETCHES is spent.
    */
   private async settle(blob: BlobInfo, sink: ChunkSink, w: Waiter, stored: Buffer): Promise<void> {
     let data: Buffer;
@@ -240,13 +267,22 @@ export class ChunkFetcher {
       this.stats.chunks++;
     } catch (err) {
       this.stats.corruptChunks++;
-      w.reject(err);
+      if (w.refetched < REFETCHES) {
+        w.refetched++;
+        this.stats.refetches++;
+        void this.run(blob, sink, { start: w.ref.compressedOffset, end: w.ref.compressedOffset + w.ref.compressedSize, chunks: [w] });
+      } else w.reject(err);
       return;
     }
     const kept = await sink.write(w.ref, data).then(() => sink.sync()).then(() => true, () => false);
     if (kept) await sink.markReady(w.ref.ciIndex).catch(() => undefined);
     w.resolve(data);
   }
+}
+
+/** Rejects with the signal's reason once it aborts. */
+function abortion(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
 }
 
 /** Every distinct chunk of each blob of an image, by blob id (what FetcherOptions.chunkTable wants). */

@@ -9,6 +9,7 @@ import { BlobSources } from '../blobcache/blob-sources.js';
 import { ChunkFetcher } from '../blobcache/fetcher.js';
 import { Readahead } from '../blobcache/readahead.js';
 import type { ChunkRef } from '../rafs/tree.js';
+import { retryCount } from '../registry/retry.js';
 import { log } from '../util/log.js';
 import { checkImageName, type DaemonConfig, type MountSpec } from './config.js';
 import { FuseSession } from './fuse/session.js';
@@ -93,7 +94,12 @@ export class Daemon {
 
   private cache(): Promise<BlobCache> {
     const { cacheDir, fallbackCacheDir } = this.opts.config;
-    this.fetcher ??= new ChunkFetcher(this.sources, { chunkTable: (blob) => this.tables.get(blob.blobId), amplify: this.opts.config.fetch.amplify });
+    this.fetcher ??= new ChunkFetcher(this.sources, {
+      chunkTable: (blob) => this.tables.get(blob.blobId),
+      amplify: this.opts.config.fetch.amplify,
+      // once every reader of a request has given up, so does the request
+      requestTimeoutMs: Math.round(this.opts.config.fetchTimeout * 1000),
+    });
     this.cacheOpened ??= BlobCache.open(cacheDir, { fetcher: this.fetcher, fallbackDir: fallbackCacheDir });
     return this.cacheOpened;
   }
@@ -190,8 +196,8 @@ export class Daemon {
 
   /** The backend's counters (the fetcher's, plus mirror failovers). */
   backendStats(): Record<string, number> {
-    const f = this.fetcher?.stats ?? { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0 };
-    return { ...f, failovers: this.sources.stats.failovers, inflightChunks: this.fetcher?.inflightCount ?? 0 };
+    const f = this.fetcher?.stats ?? { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0, timeouts: 0, refetches: 0 };
+    return { ...f, failovers: this.sources.stats.failovers, registryRetries: retryCount(), inflightChunks: this.fetcher?.inflightCount ?? 0 };
   }
 
   async cacheStats(): Promise<{ dir: string; totalBytes: number; blobs: Awaited<ReturnType<BlobCache['list']>> }> {
@@ -217,6 +223,9 @@ export class Daemon {
       counter('nydusify_backend_chunks_total', 'Chunks fetched and verified.', b.chunks!),
       counter('nydusify_backend_amplified_chunks_total', 'Chunks fetched only because a request was grown toward 1 MiB.', b.amplifiedChunks!),
       counter('nydusify_backend_corrupt_chunks_total', 'Chunks that failed verification (never served).', b.corruptChunks!),
+      counter('nydusify_backend_refetched_chunks_total', 'Chunks asked for again after failing verification.', b.refetches!),
+      counter('nydusify_backend_timeouts_total', 'Range requests given up after the fetch timeout.', b.timeouts!),
+      counter('nydusify_registry_retries_total', 'Registry requests tried again after a 5xx, 429, broken connection or cut-short body.', b.registryRetries!),
       gauge('nydusify_reads_waiting', 'Reads waiting for the backend now.', waiting.count),
       gauge('nydusify_reads_hung', `Reads waiting for the backend for more than ${HUNG_AFTER_MS / 1000} s.`, waiting.oldestMs > HUNG_AFTER_MS ? waiting.count : 0),
       gauge('nydusify_read_wait_oldest_seconds', 'How long the oldest waiting read has waited.', waiting.oldestMs / 1000),

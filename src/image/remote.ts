@@ -15,8 +15,8 @@ import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from './nydus-image.js'
 export class StoreBackend implements BlobBackend {
   constructor(private readonly store: ImageStore) {}
 
-  readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer> {
-    return this.store.getBlobRange(`sha256:${blobId}`, offset, length, progress);
+  readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void, signal?: AbortSignal): Promise<Buffer> {
+    return this.store.getBlobRange(`sha256:${blobId}`, offset, length, progress, signal);
   }
 
   size(blobId: string): Promise<number> {

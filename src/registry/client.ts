@@ -104,7 +104,7 @@ export class RegistryClient {
     const started = performance.now();
     let res: HttpResponse;
     try {
-      res = await this.transport.send({ method: req.method, url, headers, ...(req.body !== undefined && { body: req.body }) });
+      res = await this.transport.send({ method: req.method, url, headers, ...(req.body !== undefined && { body: req.body }), signal: req.signal });
     } catch (err) {
       // connection errors stay as they are (retry.ts classifies them); others, e.g. TLS failures, get the URL
       if (err instanceof RegistryError || isConnectionError(err)) throw err;

@@ -32,9 +32,11 @@ export interface ImageStore {
   getManifest(reference?: string): Promise<FetchedManifest>;
   /** The whole blob as a stream that fails with DigestMismatchError at its end when the bytes are not `digest`. */
   getBlob(digest: string): Promise<Readable>;
-  /** Exactly `length` bytes at `offset` of the blob. */
-  /** `length` bytes at `offset`; `progress`, if given, sees the buffer fill as the bytes arrive. */
-  getBlobRange(digest: string, offset: number, length: number, progress?: RangeProgress): Promise<Buffer>;
+  /**
+   * Exactly `length` bytes at `offset` of the blob; `progress`, if given, sees the buffer fill as the
+   * bytes arrive; `signal` gives up on the request.
+   */
+  getBlobRange(digest: string, offset: number, length: number, progress?: RangeProgress, signal?: AbortSignal): Promise<Buffer>;
   hasBlob(digest: string): Promise<boolean>;
   /** Size in bytes; a missing blob is a RegistryError with status 404. */
   blobSize(digest: string): Promise<number>;

@@ -43,8 +43,8 @@ export class RegistryRepository implements ImageStore {
     return responseError(method, res.url, res.status, method === 'HEAD' ? '' : await readErrorText(res));
   }
 
-  private get(path: string, headers: Record<string, string> = {}): Promise<HttpResponse> {
-    return this.client.send({ host: this.host, method: 'GET', path, scopes: this.pullScopes, headers });
+  private get(path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<HttpResponse> {
+    return this.client.send({ host: this.host, method: 'GET', path, scopes: this.pullScopes, headers, signal });
   }
 
   async getManifest(reference: string = DEFAULT_TAG): Promise<FetchedManifest> {
@@ -79,7 +79,7 @@ export class RegistryRepository implements ImageStore {
     return pipeline(res.body, new DigestVerifier(digest, this.name), () => {});
   }
 
-  async getBlobRange(digest: string, offset: number, length: number, progress?: RangeProgress): Promise<Buffer> {
+  async getBlobRange(digest: string, offset: number, length: number, progress?: RangeProgress, signal?: AbortSignal): Promise<Buffer> {
     validateDigest(digest);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new RangeError(`bad range offset=${offset} length=${length}`);
@@ -88,16 +88,14 @@ export class RegistryRepository implements ImageStore {
     const end = offset + length - 1;
     const range = `bytes=${offset}-${end}`;
     return this.client.retrying(this.host, `GET ${range} of blob ${digest} from ${this.name}`, async () => {
-      const res = await this.get(`/v2/${this.repository}/blobs/${digest}`, { range });
+      const res = await this.get(`/v2/${this.repository}/blobs/${digest}`, { range }, signal);
       if (res.status === 206) {
         const got = parseContentRange(headerValue(res, 'content-range'));
         if (!got || got.start !== offset || got.end !== end) {
           res.body.destroy();
           throw new RegistryError(`${this.name}: asked blob ${digest} for ${range}, got Content-Range ${headerValue(res, 'content-range') ?? 'none'}`, { status: 206, url: res.url });
         }
-        const bytes = await readBodyInto(res, Buffer.allocUnsafe(length), progress);
-        if (bytes.length !== length) throw new RegistryError(`${this.name}: ${range} of blob ${digest} ended after ${bytes.length} bytes`, { status: 206, url: res.url });
-        return bytes;
+        return readBodyInto(res, Buffer.allocUnsafe(length), progress);
       }
       if (res.status === 200) return this.sliceWholeBody(res, digest, offset, length, progress);
       if (res.status === 416) {

@@ -1,8 +1,9 @@
-// Bounded retries with exponential backoff for transient failures: 5xx (but 501), 429, and connections
-// that were refused, reset or timed out. Bounded both in attempts and in total time, so a registry that is
-// down turns into one clear error within seconds instead of a hang.
+// Bounded retries with exponential backoff for transient failures: 5xx (but 501), 429, connections
+// that were refused, reset or timed out, and bodies that ended early. Bounded both in attempts and in
+// total time, so a registry that is down turns into one clear error within seconds instead of a hang.
 import { log } from '../util/log.js';
 import { RegistryError } from './errors.js';
+import { BodyEndedEarlyError } from './transport.js';
 
 export interface RetryPolicy {
   /** Total tries, the first included. */
@@ -39,6 +40,7 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 function isTransientError(err: unknown): boolean {
+  if (err instanceof BodyEndedEarlyError) return true;
   if (err instanceof RegistryError) {
     const status = err.status;
     return status !== undefined && ((status >= 500 && status !== 501) || status === 429);
@@ -53,6 +55,10 @@ function backoffDelay(policy: RetryPolicy, attempt: number): number {
 }
 
 const retryLog = log.child({ component: 'registry' });
+
+/** Tries after the first made so far by every client of this process (the daemon's metrics show it). */
+let retriesMade = 0;
+export const retryCount = (): number => retriesMade;
 
 /**
  * Runs `attempt` until it succeeds, fails with a non-transient error, or the policy is spent. `giveUp` turns
@@ -74,6 +80,7 @@ export async function withRetry<T>(
       const delay = Math.min(policy.maxDelayMs, suggested ?? backoffDelay(policy, n));
       if (n >= policy.attempts || Date.now() - started + delay > policy.maxElapsedMs) throw giveUp(err, n);
       retryLog.warn('transient failure, retrying', { what, attempt: n, delayMs: delay, error: err });
+      retriesMade++;
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }

@@ -15,6 +15,8 @@ export interface HostOptions {
 export interface TransportOptions extends HostOptions {
   /** Per-host overrides of plainHttp/insecure, keyed by host[:port]. */
   hosts?: Record<string, HostOptions>;
+  /** A server silent this long, waiting for its headers or between two pieces of its body, is given up (a transient error). Default 30 s. */
+  idleTimeoutMs?: number;
 }
 
 /** A body that can be produced again, so a request can be re-sent after a 401 or a transient failure. */
@@ -25,6 +27,8 @@ export interface HttpRequest {
   url: string;
   headers?: Record<string, string>;
   body?: RequestBody;
+  /** Aborts the exchange, its body included (a deadline set by the caller). */
+  signal?: AbortSignal;
 }
 
 export type ResponseBody = Dispatcher.ResponseData['body'];
@@ -62,8 +66,19 @@ export async function readBody(res: HttpResponse, limit: number): Promise<Buffer
 }
 
 /**
- * The body into `out`, reporting each piece to `progress`; returns the filled part (shorter when the
- * body ends early). A body longer than `out` is an error.
+ * A body that ended, cleanly, before all the bytes its request was answered with (a Content-Range,
+ * say) had come: a broken connection or proxy, worth another try.
+ */
+export class BodyEndedEarlyError extends Error {
+  constructor(readonly url: string, readonly got: number, readonly wanted: number) {
+    super(`${url}: the response body ended after ${got} of ${wanted} bytes`);
+    this.name = 'BodyEndedEarlyError';
+  }
+}
+
+/**
+ * The body into `out`, which it must fill exactly, reporting each piece to `progress`. A body
+ * longer than `out` is an error; one that ends short of it is a BodyEndedEarlyError.
  */
 export async function readBodyInto(res: HttpResponse, out: Buffer, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer> {
   let filled = 0;
@@ -76,7 +91,8 @@ export async function readBodyInto(res: HttpResponse, out: Buffer, progress?: (b
     filled += chunk.copy(out, filled);
     progress?.(out, filled);
   }
-  return out.subarray(0, filled);
+  if (filled < out.length) throw new BodyEndedEarlyError(res.url, filled, out.length);
+  return out;
 }
 
 /**
@@ -102,10 +118,16 @@ export async function readErrorText(res: HttpResponse): Promise<string> {
 }
 
 export class HttpTransport {
-  private readonly verifyingAgent = new Agent({ connect: { timeout: 10_000 } });
+  private readonly verifyingAgent: Agent;
   private insecureAgent: Agent | undefined;
+  /** undici's own defaults (300 s each) would leave a stalled registry holding a request for minutes. */
+  private readonly timeouts: { headersTimeout: number; bodyTimeout: number };
 
-  constructor(private readonly options: TransportOptions = {}) {}
+  constructor(private readonly options: TransportOptions = {}) {
+    const idle = options.idleTimeoutMs ?? 30_000;
+    this.timeouts = { headersTimeout: idle, bodyTimeout: idle };
+    this.verifyingAgent = new Agent({ connect: { timeout: 10_000 }, ...this.timeouts });
+  }
 
   hostOptions(host: string): HostOptions {
     const own = this.options.hosts?.[host] ?? {};
@@ -119,7 +141,7 @@ export class HttpTransport {
 
   private agentFor(url: URL): Agent {
     if (url.protocol === 'https:' && this.hostOptions(url.host).insecure) {
-      this.insecureAgent ??= new Agent({ connect: { timeout: 10_000, rejectUnauthorized: false } });
+      this.insecureAgent ??= new Agent({ connect: { timeout: 10_000, rejectUnauthorized: false }, ...this.timeouts });
       return this.insecureAgent;
     }
     return this.verifyingAgent;
@@ -131,7 +153,7 @@ export class HttpTransport {
     let headers = { ...req.headers };
     for (let hop = 0; ; hop++) {
       const body = req.body === undefined || Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body());
-      const res = await request(url, { method: req.method, headers, body, dispatcher: this.agentFor(url) });
+      const res = await request(url, { method: req.method, headers, body, dispatcher: this.agentFor(url), signal: req.signal });
       const location = res.headers.location;
       if (!REDIRECTS.has(res.statusCode) || (req.method !== 'GET' && req.method !== 'HEAD') || typeof location !== 'string') {
         return { status: res.statusCode, url: url.href, headers: res.headers, body: res.body };

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkFetcher, type ChunkSink } from '../../src/blobcache/fetcher.js';
+import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
+import { ChunkFetcher, FetchTimeoutError, type ChunkSink } from '../../src/blobcache/fetcher.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
 import { content, CountingBackend, makeBlob, type TestBlob } from './helpers.js';
@@ -111,5 +112,61 @@ describe('ChunkFetcher', () => {
     finish();
     await fetcher.fetch(t.blob, sorted[1]!, sink);
     expect(fetcher.stats.requests).toBe(1);
+  });
+
+  it('regression: a request stalled past its deadline is aborted, fails its chunks, and the next read asks anew', async () => {
+    const signals: AbortSignal[] = [];
+    let stalled = true;
+    // the first request stalls (a slow-loris registry); it ends only when its signal says so
+    const stalling = {
+      readRange: (blobId: string, offset: number, length: number, _progress?: unknown, signal?: AbortSignal) => {
+        signals.push(signal!);
+        if (!stalled) return local.readRange(blobId, offset, length);
+        return new Promise<Buffer>((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason)));
+      },
+      size: (blobId: string) => local.size(blobId),
+      close: async () => undefined,
+    };
+    const fetcher = new ChunkFetcher(stalling, { amplify: 0, requestTimeoutMs: 200 });
+    const { sink } = recordingSink();
+    const chunk = t.chunks[0]!;
+    const started = performance.now();
+    const first = fetcher.fetch(t.blob, chunk, sink);
+    const bounded = new Promise((r) => setTimeout(r, 2_000, 'still waiting'));
+    expect(await Promise.race([first.catch((e: unknown) => e), bounded])).toBeInstanceOf(FetchTimeoutError);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(signals[0]!.aborted).toBe(true);
+    expect(fetcher.stats).toMatchObject({ timeouts: 1, errors: 1 });
+    stalled = false;
+    const again = await fetcher.fetch(t.blob, chunk, sink);
+    expect(again.equals(t.files.get('/f.bin')!.data.subarray(0, again.length))).toBe(true);
+    expect(signals).toHaveLength(2);
+  });
+
+  it('regression: a chunk whose bytes were broken on the way is fetched again, not failed', async () => {
+    const backend = new CountingBackend(local);
+    let flips = 1;
+    backend.tamper = (_, __, data) => {
+      if (flips-- > 0) data[data.length >> 1]! ^= 0x20;
+    };
+    const fetcher = new ChunkFetcher(backend, { amplify: 0 });
+    const { sink, ready } = recordingSink();
+    const chunk = t.chunks[1]!;
+    const data = await fetcher.fetch(t.blob, chunk, sink);
+    expect(data.equals(t.files.get('/f.bin')!.data.subarray(chunk.fileOffset, chunk.fileOffset + data.length))).toBe(true);
+    expect(ready.has(chunk.ciIndex)).toBe(true);
+    expect(backend.calls).toHaveLength(2);
+    expect(fetcher.stats).toMatchObject({ corruptChunks: 1, refetches: 1, chunks: 1 });
+  });
+
+  it('fails a chunk corrupt at every fetch after one refetch, never marking it', async () => {
+    const backend = new CountingBackend(local);
+    backend.tamper = (_, __, data) => void (data[0]! ^= 0xff);
+    const fetcher = new ChunkFetcher(backend, { amplify: 0 });
+    const { sink, ready } = recordingSink();
+    await expect(fetcher.fetch(t.blob, t.chunks[2]!, sink)).rejects.toBeInstanceOf(ChunkIntegrityError);
+    expect(backend.calls).toHaveLength(2);
+    expect(ready.size).toBe(0);
+    expect(fetcher.stats).toMatchObject({ corruptChunks: 2, refetches: 1, chunks: 0 });
   });
 });
