@@ -9,6 +9,8 @@ export interface BlobBackend {
    * and failover included).
    */
   readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void, signal?: AbortSignal): Promise<Buffer>;
+  /** Bytes this backend gave for `blobId` did not verify; one that knows other sources of it asks another next. */
+  demote?(blobId: string): void;
   /** Size of the blob object in bytes. */
   size(blobId: string): Promise<number>;
   close(): Promise<void>;

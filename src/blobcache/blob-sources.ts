@@ -2,7 +2,10 @@
 // addressed, so any registry (or mirror, or directory) that holds it will do. Every image that
 // mounts registers its blobs with its backends in order of preference (mirrors first, then the
 // image's own registry); a read tries them in that order and fails over on an error, so one dead
-// mirror costs one failed request, not a failed read. Integrity is checked above, by the fetcher.
+// mirror costs one failed request, not a failed read. Integrity is checked above, by the fetcher,
+// which says so (`demote`) when a backend's bytes did not verify: the blob's next read starts at the
+// next backend. Images are untrusted toward each other, and the first image to name a blob must
+// not be able to make every other image's reads of it fail by offering a backend that lies.
 import { BlobNotFoundError, type BlobBackend } from './backend.js';
 
 export interface BlobSourceStats {
@@ -14,6 +17,10 @@ export class BlobSources implements BlobBackend {
   readonly stats: BlobSourceStats = { failovers: 0 };
   /** blobId → (owner → that owner's backends, most preferred first). */
   private readonly sources = new Map<string, Map<object, readonly BlobBackend[]>>();
+  /** blobId → the backend whose answer came last. */
+  private readonly lastServed = new Map<string, BlobBackend>();
+  /** blobId → backends whose bytes did not verify: asked after the others. */
+  private readonly distrusted = new Map<string, Set<BlobBackend>>();
 
   /** Lets `owner` (an image mount) offer `backends` for `blobIds` until it is released. */
   add(owner: object, blobIds: Iterable<string>, backends: readonly BlobBackend[]): void {
@@ -32,6 +39,8 @@ export class BlobSources implements BlobBackend {
       owners.delete(owner);
       if (owners.size === 0) {
         this.sources.delete(id);
+        this.lastServed.delete(id);
+        this.distrusted.delete(id);
         gone.push(id);
       }
     }
@@ -42,10 +51,22 @@ export class BlobSources implements BlobBackend {
     return this.sources.has(blobId);
   }
 
+  /** The backend that served `blobId` last gave bytes that did not verify: it is asked after the others from now on. */
+  demote(blobId: string): void {
+    const served = this.lastServed.get(blobId);
+    if (!served) return;
+    let set = this.distrusted.get(blobId);
+    if (!set) this.distrusted.set(blobId, (set = new Set()));
+    set.add(served);
+  }
+
   private candidates(blobId: string): BlobBackend[] {
     const owners = this.sources.get(blobId);
     if (!owners) throw new BlobNotFoundError(blobId, 'the backends of any mounted image');
-    return [...new Set([...owners.values()].flat())];
+    const all = [...new Set([...owners.values()].flat())];
+    const distrusted = this.distrusted.get(blobId);
+    if (!distrusted) return all;
+    return [...all.filter((b) => !distrusted.has(b)), ...all.filter((b) => distrusted.has(b))];
   }
 
   async readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void, signal?: AbortSignal): Promise<Buffer> {
@@ -61,7 +82,9 @@ export class BlobSources implements BlobBackend {
     let last: unknown;
     for (const [i, backend] of all.entries()) {
       try {
-        return await op(backend);
+        const answer = await op(backend);
+        this.lastServed.set(blobId, backend);
+        return answer;
       } catch (err) {
         last = err;
         // given up on: no other backend is asked

@@ -221,7 +221,7 @@ export class ChunkFetcher {
    */
   private async run(blob: BlobInfo, sink: ChunkSink, range: Range): Promise<void> {
     const order = [...range.chunks].sort((a, b) => a.ref.compressedOffset - b.ref.compressedOffset);
-    const settling: Promise<void>[] = [];
+    const settling: Promise<Waiter | undefined>[] = [];
     let next = 0;
     const length = range.end - range.start;
     const deadline = new AbortController();
@@ -251,16 +251,20 @@ export class ChunkFetcher {
     } finally {
       clearTimeout(timer);
     }
-    await Promise.all(settling);
+    const broken = (await Promise.all(settling)).filter((w): w is Waiter => w !== undefined);
+    if (broken.length === 0) return;
+    // once per request, not per chunk: the backend that gave these bytes is asked last next time
+    this.backend.demote?.(blob.blobId);
+    for (const w of broken) void this.run(blob, sink, { start: w.ref.compressedOffset, end: w.ref.compressedOffset + w.ref.compressedSize, chunks: [w] });
   }
 
   /**
    * Decodes and verifies one chunk, stores it: data, then durability, then its bit (a crash never
    * leaves a bit over missing data), then hands it to its readers. Verified bytes are handed over
-   * whether or not the cache could keep them. A chunk that fails verification is asked for again
-   * (in a request of its own) until REFETCHES is spent.
+   * whether or not the cache could keep them. A chunk that fails verification is returned, to be
+   * asked for again (in a request of its own) until REFETCHES is spent.
    */
-  private async settle(blob: BlobInfo, sink: ChunkSink, w: Waiter, stored: Buffer): Promise<void> {
+  private async settle(blob: BlobInfo, sink: ChunkSink, w: Waiter, stored: Buffer): Promise<Waiter | undefined> {
     let data: Buffer;
     try {
       data = await decodeChunkAsync(blob, w.ref, stored);
@@ -270,13 +274,15 @@ export class ChunkFetcher {
       if (w.refetched < REFETCHES) {
         w.refetched++;
         this.stats.refetches++;
-        void this.run(blob, sink, { start: w.ref.compressedOffset, end: w.ref.compressedOffset + w.ref.compressedSize, chunks: [w] });
-      } else w.reject(err);
-      return;
+        return w;
+      }
+      w.reject(err);
+      return undefined;
     }
     const kept = await sink.write(w.ref, data).then(() => sink.sync()).then(() => true, () => false);
     if (kept) await sink.markReady(w.ref.ciIndex).catch(() => undefined);
     w.resolve(data);
+    return undefined;
   }
 }
 

@@ -1,8 +1,14 @@
 // BlobSources: reads go to a blob's backends in order, failing over on an error, but never past a
 // read its caller has given up on.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { BlobBackend } from '../../src/blobcache/backend.js';
 import { BlobSources } from '../../src/blobcache/blob-sources.js';
+import { BlobCache } from '../../src/blobcache/cache.js';
+import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
+import { content, CountingBackend, makeBlob } from './helpers.js';
 
 const BLOB = 'a'.repeat(64);
 
@@ -39,5 +45,28 @@ describe('BlobSources', () => {
     await expect(read).rejects.toMatchObject({ name: 'TimeoutError' });
     expect(next.reads).toBe(0);
     expect(sources.stats.failovers).toBe(0);
+  });
+});
+
+describe('regression: a lying backend offered by one image fails another image\'s reads of a shared blob', () => {
+  it('a chunk whose bytes from the first backend do not verify is fetched from the next one', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'blob-sources-'));
+    try {
+      const t = await makeBlob(work, { 'f.bin': content(3, 32 << 10) });
+      const honest = new LocalDirBackend(t.blobDir);
+      const liar = new CountingBackend(honest);
+      liar.tamper = (_id, _offset, data) => data.fill(0x5a);
+      const sources = new BlobSources();
+      sources.add({ image: 'hostile, mounted first' }, [t.blob.blobId], [liar]);
+      sources.add({ image: 'honest' }, [t.blob.blobId], [honest]);
+      const cache = await BlobCache.open(join(work, 'cache'), { backend: sources, fetch: { amplify: 0 } });
+      const file = t.files.get('/f.bin')!;
+      const got = Buffer.concat(await Promise.all(file.chunks.map((ref) => cache.readChunk(t.blob, ref))));
+      expect(got.equals(file.data)).toBe(true);
+      await cache.close();
+      await honest.close();
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });
