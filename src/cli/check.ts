@@ -5,7 +5,7 @@ import { checkImage } from '../image/check.js';
 import { diffTrees, sourceTree, targetTree } from '../image/compare.js';
 import { openLocalImage } from '../image/local.js';
 import { openRemoteNydusImage } from '../image/remote.js';
-import { openImageStore } from '../registry/image-store.js';
+import { openImageStore } from '../registry/open-image-store.js';
 import { log } from '../util/log.js';
 import { clientForReferences } from '../registry/client.js';
 

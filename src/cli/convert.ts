@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { convertImage } from '../convert/pipeline.js';
 import type { Compressor } from '../rafs/tree.js';
-import { openImageStore } from '../registry/image-store.js';
+import { openImageStore } from '../registry/open-image-store.js';
 import { log } from '../util/log.js';
 import { ProgressGroup } from '../util/progress.js';
 import { chunkSizeOption, compressorOption, readPrefetchPatterns, writeJson } from './options.js';

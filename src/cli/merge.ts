@@ -2,7 +2,7 @@
 import { access, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Command } from 'commander';
-import { writeAtomically } from '../convert/create.js';
+import { writeAtomically } from '../util/files.js';
 import { mergeLayers } from '../convert/merge.js';
 import { BLOB_ID_PLACEHOLDER, isBlobId } from '../rafs/blob.js';
 import { RafsImage } from '../rafs/reader.js';

@@ -2,8 +2,8 @@
 // without unpacking anything to disk. The blob carries its chunk table, digests, the layer
 // bootstrap and a TOC (docs/rafs-v6.md §3.3 variant c) and is named by its sha256.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Hasher } from '../native/index.js';
 import { BLOB_ID_PLACEHOLDER, encodeBlobTail, type BlobTailFields } from '../rafs/blob.js';
@@ -11,6 +11,7 @@ import { replaceBlobTable, writeBootstrap } from '../rafs/writer.js';
 import type { BlobInfo, Bootstrap, Compressor, Digester } from '../rafs/tree.js';
 import { BlobBuilder, type BlobBuildResult } from './blob-builder.js';
 import { ChunkBufferPool, fixedSizeChunks } from './chunker.js';
+import { writeAtomically } from '../util/files.js';
 import { LayerTree } from './layer-tree.js';
 import { openLayerStream } from './tar/decompress.js';
 import { parseTar } from './tar/parse.js';
@@ -103,12 +104,4 @@ function blobInfo(opts: CreateOptions, f: BlobTailFields, blobId: string): BlobI
 function summarize(entries: number, built: BlobBuildResult): CreateResult['stats'] {
   const { fileBytes, chunkRefs, dedupedChunks } = built.stats;
   return { entries, fileBytes, chunkRefs, distinctChunks: built.chunks.length, dedupedChunks };
-}
-
-/** Writes a file so that readers see the old or the new content, never a partial one. */
-export async function writeAtomically(path: string, data: Buffer): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
 }

@@ -6,8 +6,8 @@
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blobLayerDescriptor, bootstrapLayer, nydusConfig, sha256Digest } from '../image/nydus-image.js';
-import { forEachLimited } from '../image/local.js';
+import { blobLayerDescriptor, bootstrapLayer, nydusConfig, sha256Digest } from './nydus-image.js';
+import { forEachLimited } from '../util/concurrency.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { Compressor, Digester } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';

@@ -2,7 +2,8 @@
 // decompressed and verified against its digest. Problems are reported with the paths they affect.
 import { S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.js';
 import type { RafsImage } from '../rafs/reader.js';
-import { forEachLimited, type LocalImage } from './local.js';
+import { forEachLimited } from '../util/concurrency.js';
+import type { LocalImage } from './local.js';
 
 export interface CheckReport {
   entries: number;

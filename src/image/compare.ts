@@ -9,7 +9,7 @@ import { parseTar } from '../convert/tar/parse.js';
 import { S_IFMT, S_IFREG, type Bootstrap, type Inode, type TreeNode } from '../rafs/tree.js';
 import { resolveImage, type ImageStore } from '../registry/image-store.js';
 import { show } from './check.js';
-import { forEachLimited } from './local.js';
+import { forEachLimited } from '../util/concurrency.js';
 import type { RemoteNydusImage } from './remote.js';
 
 /** The merged tree of an OCI image; with `withData`, each file's inode carries its sha256. */

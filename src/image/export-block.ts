@@ -5,7 +5,8 @@ import { open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { RafsFormatError } from '../rafs/errors.js';
 import type { Inode, TreeNode } from '../rafs/tree.js';
-import { forEachLimited, distinctChunks, type LocalImage } from './local.js';
+import { forEachLimited } from '../util/concurrency.js';
+import { distinctChunks, type LocalImage } from './local.js';
 
 export interface ExportResult {
   size: number;

@@ -6,10 +6,11 @@ import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
 import { RegistryClient } from '../registry/client.js';
-import { MAX_CONFIG_BYTES, openImageStore, readBlob, resolveImage, type ImageStore } from '../registry/image-store.js';
+import { MAX_CONFIG_BYTES, readBlob, resolveImage, type ImageStore } from '../registry/image-store.js';
+import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
-import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from './nydus-image.js';
+import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from '../registry/nydus-layers.js';
 
 /** Serves blob ranges from an image store, so the chunk reader (and later the cache) can use it. */
 export class StoreBackend implements BlobBackend {

@@ -8,7 +8,8 @@ import { AuthenticationError, describeErrorBody, RegistryError, RegistryUnreacha
 import { DOCKER_HUB, DOCKER_HUB_HOST, parseImageLocation, parseReference, type ImageReference } from './reference.js';
 import { RegistryRepository } from './repository.js';
 import { DEFAULT_RETRY_POLICY, isConnectionError, withRetry, type RetryPolicy } from './retry.js';
-import { headerValue, HttpTransport, readErrorText, type HttpRequest, type HttpResponse, type TransportOptions } from './transport.js';
+import type { RegistryRequest, RegistrySession, UploadSettings } from './request.js';
+import { headerValue, HttpTransport, readErrorText, type HttpResponse, type TransportOptions } from './transport.js';
 
 export interface RegistryClientOptions extends TransportOptions {
   /** Explicit credentials by host[:port] (`docker.io` for Docker Hub); they win over the docker config. */
@@ -21,19 +22,6 @@ export interface RegistryClientOptions extends TransportOptions {
   uploadChunkSize?: number;
 }
 
-export interface UploadSettings {
-  chunkedThreshold: number;
-  chunkSize: number;
-}
-
-export interface RegistryRequest extends Omit<HttpRequest, 'url'> {
-  host: string;
-  /** `/v2/...` on `host`, or an absolute URL the registry gave us (an upload location). */
-  path: string;
-  /** Token scopes the request needs, e.g. `repository:library/busybox:pull`. */
-  scopes: readonly string[];
-}
-
 const MiB = 1024 * 1024;
 const requestLog = log.child({ component: 'registry' });
 
@@ -41,7 +29,7 @@ function isTransientStatus(status: number): boolean {
   return (status >= 500 && status !== 501) || status === 429;
 }
 
-export class RegistryClient {
+export class RegistryClient implements RegistrySession {
   readonly retryPolicy: RetryPolicy;
   readonly upload: UploadSettings;
   private readonly transport: HttpTransport;

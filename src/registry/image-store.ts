@@ -2,12 +2,9 @@
 // repository (repository.ts) or an OCI image layout directory (oci-layout.ts).
 import type { Readable } from 'node:stream';
 import type { BlobContent } from './blob-content.js';
-import type { RegistryClient } from './client.js';
 import { RegistryError } from './errors.js';
 import type { Descriptor, ImageIndex, ImageManifest, ParsedManifest, Platform } from './media-types.js';
-import { OciLayoutStore } from './oci-layout.js';
 import { DEFAULT_PLATFORM, selectPlatform } from './platform.js';
-import { manifestReference, parseImageLocation, type ImageLocation } from './reference.js';
 
 /** A manifest or index exactly as stored: its bytes, media type, digest (verified) and parsed body. */
 export type FetchedManifest = ParsedManifest & { bytes: Buffer; digest: string };
@@ -62,33 +59,14 @@ export async function resolveImage(store: ImageStore, reference?: string, platfo
   return { manifest, index: top };
 }
 
-export interface OpenedImage {
-  store: ImageStore;
-  /** What to pass to getManifest/putManifest: the digest or tag of a registry reference, a layout's tag. */
-  reference?: string;
-}
-
-/**
- * The store and reference for a location string (`oci:DIR[:TAG]` or a registry reference). `create` makes
- * a missing layout directory (for targets); registry repositories need nothing created.
- */
-export async function openImageStore(location: string | ImageLocation, client: RegistryClient, options: { create?: boolean } = {}): Promise<OpenedImage> {
-  const parsed = typeof location === 'string' ? parseImageLocation(location) : location;
-  if (parsed.kind === 'oci-layout') {
-    const store = options.create ? await OciLayoutStore.create(parsed.dir) : await OciLayoutStore.open(parsed.dir);
-    return parsed.tag === undefined ? { store } : { store, reference: parsed.tag };
-  }
-  return { store: client.repository(parsed), reference: manifestReference(parsed) };
-}
+/** The most an image config may be: read whole into memory, it comes from an untrusted registry. */
+export const MAX_CONFIG_BYTES = 16 << 20;
 
 /**
  * The whole blob `blob` names, in memory, returned only once all of it has arrived and hashed to its digest
  * (getBlob's stream fails at its end otherwise). A descriptor larger than `limit`, or a body longer than the
  * descriptor says, is refused before it is buffered.
  */
-/** The most an image config may be: read whole into memory, it comes from an untrusted registry. */
-export const MAX_CONFIG_BYTES = 16 << 20;
-
 export async function readBlob(store: ImageStore, blob: BlobRef, limit: number): Promise<Buffer> {
   if (!Number.isSafeInteger(blob.size) || blob.size < 0 || blob.size > limit) {
     throw new RegistryError(`${store.name}: blob ${blob.digest} is ${blob.size} bytes, more than the ${limit} read whole`);

@@ -2,7 +2,8 @@
 export { Authenticator, mergeScopes, repositoryScope, type Action, type CredentialLookup } from './auth.js';
 export { blobSource, type BlobContent, type BlobSource, type BlobStream } from './blob-content.js';
 export { parseChallenges, type Challenge } from './challenge.js';
-export { RegistryClient, type RegistryClientOptions, type RegistryRequest, type UploadSettings } from './client.js';
+export { RegistryClient, type RegistryClientOptions } from './client.js';
+export type { RegistryRequest, RegistrySession, UploadSettings } from './request.js';
 export { computeDigest, DigestVerifier, InvalidDigestError, isDigest, validateDigest, verifyDigest } from './digest.js';
 export {
   credentialHelperFor,
@@ -15,13 +16,12 @@ export {
   type DockerConfig,
 } from './docker-config.js';
 export { AuthenticationError, DigestMismatchError, RegistryError, RegistryUnreachableError, type RegistryErrorDetails } from './errors.js';
+export { openImageStore, type OpenedImage } from './open-image-store.js';
 export {
-  openImageStore,
   resolveImage,
   type BlobRef,
   type FetchedManifest,
   type ImageStore,
-  type OpenedImage,
   type PutBlobOptions,
   type PutBlobResult,
   type ResolvedImage,

@@ -3,7 +3,7 @@
 // file, verified, then renamed into place; index.json is replaced the same way, so a reader never sees half.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { pipeline, Readable } from 'node:stream';
@@ -12,6 +12,7 @@ import { computeDigest, DigestVerifier, isDigest, validateDigest, verifyDigest }
 import { RegistryError } from './errors.js';
 import type { BlobRef, FetchedManifest, ImageStore, PutBlobResult } from './image-store.js';
 import { MediaType, parseManifest, type Descriptor, type ImageIndex } from './media-types.js';
+import { writeAtomically } from '../util/files.js';
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 const LAYOUT_FILE = 'oci-layout';
@@ -33,17 +34,6 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Writes `data` to a temporary sibling of `path` and renames it over `path`. */
-async function writeAtomically(path: string, data: string | Buffer): Promise<void> {
-  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
 export class OciLayoutStore implements ImageStore {
   readonly name: string;
   /** index.json updates are read-modify-write: one at a time within this process. */

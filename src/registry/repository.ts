@@ -4,7 +4,7 @@ import { pipeline, type Readable } from 'node:stream';
 import { log } from '../util/log.js';
 import { repositoryScope, mergeScopes } from './auth.js';
 import { blobSource, type BlobContent } from './blob-content.js';
-import type { RegistryClient } from './client.js';
+import type { RegistrySession } from './request.js';
 import { computeDigest, DigestVerifier, isDigest, validateDigest, verifyDigest } from './digest.js';
 import { DigestMismatchError, RegistryError, responseError } from './errors.js';
 import type { BlobRef, FetchedManifest, ImageStore, PutBlobOptions, PutBlobResult, RangeProgress } from './image-store.js';
@@ -30,7 +30,7 @@ export class RegistryRepository implements ImageStore {
   private readonly pushScopes: string[];
 
   constructor(
-    readonly client: RegistryClient,
+    readonly client: RegistrySession,
     readonly host: string,
     readonly repository: string,
   ) {

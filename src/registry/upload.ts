@@ -3,13 +3,13 @@
 // opened), then one PUT with the whole body, or PATCH chunks with Content-Range and a closing PUT for blobs
 // above the chunked threshold. Registries do not accept the body on the POST itself (distribution 2.8 ignores it).
 import type { BlobSource, BlobStream } from './blob-content.js';
-import type { RegistryClient, RegistryRequest } from './client.js';
+import type { RegistryRequest, RegistrySession } from './request.js';
 import { RegistryError, responseError } from './errors.js';
 import type { BlobRef } from './image-store.js';
 import { headerValue, readErrorText, type HttpResponse } from './transport.js';
 
 export interface UploadTarget {
-  client: RegistryClient;
+  client: RegistrySession;
   host: string;
   repository: string;
   /** Push scopes (plus the mount source's pull scope when mounting). */

@@ -3,7 +3,7 @@
 // remotely (never downloaded) when its labels mark it as a Nydus layer and name both the image and
 // the layer: `ctr-remote image rpull` passes stargz.* labels, CRI passes cri.* labels, and the Nydus
 // annotations reach us because containerd inherits every "containerd.io/snapshot/" annotation.
-import { Annotation } from '../image/nydus-image.js';
+import { Annotation } from '../registry/nydus-layers.js';
 import { InvalidArgumentError } from './errors.js';
 
 export const Label = {

@@ -11,7 +11,7 @@ import { ChunkReader } from '../../src/blobcache/chunk-reader.js';
 import { blobChunkTables } from '../../src/blobcache/fetcher.js';
 import { openRemoteNydusImage, StoreBackend } from '../../src/image/remote.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import { openImageStore } from '../../src/registry/image-store.js';
+import { openImageStore } from '../../src/registry/open-image-store.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
 import { cli } from '../helpers/cli.js';
 import { sharedDir } from '../helpers/trees.js';

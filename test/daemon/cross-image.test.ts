@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootstrapLayer, nydusConfig, sha256Digest } from '../../src/image/nydus-image.js';
+import { bootstrapLayer, nydusConfig, sha256Digest } from '../../src/convert/nydus-image.js';
 import { connectNydusImage } from '../../src/image/remote.js';
 import { clientForReferences } from '../../src/registry/client.js';
 import { openImageStore } from '../../src/registry/index.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { connectNydusImage, openRemoteNydusImage } from '../../src/image/remote.js';
-import { bootstrapLayer } from '../../src/image/nydus-image.js';
+import { bootstrapLayer } from '../../src/convert/nydus-image.js';
 import { DigestMismatchError } from '../../src/registry/errors.js';
 import { MediaType, type ImageManifest } from '../../src/registry/media-types.js';
 import { cliAsync, runCliAsync } from '../helpers/cli.js';

@@ -43,7 +43,7 @@ describe('authentication', () => {
     const pusher = ctx.client({ credentials: { [TOKEN_REGISTRY]: USER } }).repository(`${TOKEN_REGISTRY}/${name}`);
     await pushImage(pusher, image, 'v1');
     const layer = { digest: sha256(image.layer), size: image.layer.length };
-    const mounted = pusher.client.repository(`${TOKEN_REGISTRY}/${repo('token-mount')}`);
+    const mounted = ctx.client({ credentials: { [TOKEN_REGISTRY]: USER } }).repository(`${TOKEN_REGISTRY}/${repo('token-mount')}`);
     expect(await mounted.putBlob(layer, image.layer, { mountFrom: pusher })).toBe('mounted');
     const anonymous = ctx.client().repository(`${TOKEN_REGISTRY}/${name}`);
     expect(sha256(await readAll(await anonymous.getBlob(sha256(image.layer))))).toBe(sha256(image.layer));

@@ -1,33 +1,13 @@
-// The Nydus image conventions on top of OCI (docs/rafs-v6.md §4): one nydus blob layer per source layer,
-// then a gzip tar layer holding the merged bootstrap at image/image.boot, last; annotations under
-// containerd.io/snapshot/ so containerd passes them to snapshotters; config diff_ids to match.
+// Building the layers of a Nydus image (docs/rafs-v6.md §4): the blob layer descriptors, the
+// bootstrap packed as a gzip tar layer, and the config whose diff_ids match them.
 import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { gzipCompress } from '../native/index.js';
-import { TarWriter } from '../convert/tar/write.js';
 import { MediaType, type Descriptor } from '../registry/media-types.js';
-
-/** Media type of a Nydus data blob layer (also used inside Docker schema2 manifests). */
-export const NYDUS_BLOB_MEDIA_TYPE = 'application/vnd.oci.image.layer.nydus.blob.v1';
-
-export const Annotation = {
-  NYDUS_BLOB: 'containerd.io/snapshot/nydus-blob',
-  NYDUS_BOOTSTRAP: 'containerd.io/snapshot/nydus-bootstrap',
-  NYDUS_FS_VERSION: 'containerd.io/snapshot/nydus-fs-version',
-} as const;
-
-/** Where the bootstrap sits inside the bootstrap layer. */
-export const BOOTSTRAP_PATH = 'image/image.boot';
+import { Annotation, BOOTSTRAP_PATH, NYDUS_BLOB_MEDIA_TYPE } from '../registry/nydus-layers.js';
+import { TarWriter } from './tar/write.js';
 
 export const sha256Digest = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-
-export function isNydusBlob(d: { mediaType?: string; annotations?: Record<string, string> }): boolean {
-  return d.mediaType === NYDUS_BLOB_MEDIA_TYPE || d.annotations?.[Annotation.NYDUS_BLOB] === 'true';
-}
-
-export function isNydusBootstrap(d: { annotations?: Record<string, string> }): boolean {
-  return d.annotations?.[Annotation.NYDUS_BOOTSTRAP] === 'true';
-}
 
 export function blobLayerDescriptor(blobId: string, size: number): Descriptor {
   return { mediaType: NYDUS_BLOB_MEDIA_TYPE, digest: `sha256:${blobId}`, size, annotations: { [Annotation.NYDUS_BLOB]: 'true' } };

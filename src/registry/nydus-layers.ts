@@ -1,0 +1,25 @@
+// How a Nydus image is laid out on top of OCI (docs/rafs-v6.md §4), what its readers need to know:
+// one nydus blob layer per source layer, then a gzip tar layer holding the merged bootstrap at
+// image/image.boot, last; annotations under containerd.io/snapshot/ so containerd passes them to
+// snapshotters. Building such layers is convert/nydus-image.ts.
+
+/** Media type of a Nydus data blob layer (also used inside Docker schema2 manifests). */
+export const NYDUS_BLOB_MEDIA_TYPE = 'application/vnd.oci.image.layer.nydus.blob.v1';
+
+export const Annotation = {
+  NYDUS_BLOB: 'containerd.io/snapshot/nydus-blob',
+  NYDUS_BOOTSTRAP: 'containerd.io/snapshot/nydus-bootstrap',
+  NYDUS_FS_VERSION: 'containerd.io/snapshot/nydus-fs-version',
+} as const;
+
+/** Where the bootstrap sits inside the bootstrap layer. */
+export const BOOTSTRAP_PATH = 'image/image.boot';
+
+export function isNydusBlob(d: { mediaType?: string; annotations?: Record<string, string> }): boolean {
+  return d.mediaType === NYDUS_BLOB_MEDIA_TYPE || d.annotations?.[Annotation.NYDUS_BLOB] === 'true';
+}
+
+export function isNydusBootstrap(d: { annotations?: Record<string, string> }): boolean {
+  return d.annotations?.[Annotation.NYDUS_BOOTSTRAP] === 'true';
+}
+
