@@ -4,9 +4,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChunkFetcher, type ChunkSink } from '../../src/blobcache/fetcher.js';
+import { blobChunkTables, ChunkFetcher, type ChunkSink } from '../../src/blobcache/fetcher.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
+import { RafsFormatError } from '../../src/rafs/errors.js';
+import { RafsImage } from '../../src/rafs/reader.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
+import { turnsDuring } from '../helpers/event-loop.js';
+import { manyChunksBootstrap, sharedDirentBlocksBootstrap } from '../rafs/helpers.js';
 import { content, CountingBackend, makeBlob, type TestBlob } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fetcher-'));
@@ -111,5 +115,19 @@ describe('ChunkFetcher', () => {
     finish();
     await fetcher.fetch(t.blob, sorted[1]!, sink);
     expect(fetcher.stats.requests).toBe(1);
+  });
+});
+
+describe('blobChunkTables', () => {
+  it('regression: refuses directories sharing dirent blocks (an image without a chunk table is walked)', async () => {
+    const image = RafsImage.open(sharedDirentBlocksBootstrap(1000, 20_000));
+    await expect(blobChunkTables(image)).rejects.toThrow(RafsFormatError);
+  });
+
+  it('regression: lets the event loop run while it reads a big chunk table', async () => {
+    const image = RafsImage.open(manyChunksBootstrap(100, 1000));
+    const { result, turns } = await turnsDuring(() => blobChunkTables(image));
+    expect(result.get('c'.repeat(64))).toHaveLength(100_000);
+    expect(turns).toBeGreaterThan(1);
   });
 });
