@@ -350,7 +350,7 @@ export class RafsImage {
     const { chunkTableOffset, chunkTableSize } = this.extSuperblock;
     const table = new Map<number, ChunkRef>();
     for (let at = chunkTableOffset; at < chunkTableOffset + chunkTableSize; at += CHUNK_INFO_SIZE) {
-      const chunk = this.decodeChunkInfo(at);
+      const chunk = this.checkedChunkInfo(at);
       const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
       if (table.has(key)) throw new RafsFormatError('chunk info', at, `duplicate entry for blob ${chunk.blobIndex} chunk ${chunk.ciIndex}`);
       table.set(key, chunk);
@@ -360,7 +360,7 @@ export class RafsImage {
   }
 
   /** One chunk info table entry, checked against its blob and the format's limits. */
-  private decodeChunkInfo(at: number): ChunkRef {
+  private checkedChunkInfo(at: number): ChunkRef {
     const chunk = decodeChunkInfo(this.buf, at);
     const blob = this.blobs[chunk.blobIndex];
     const fail = (detail: string): never => {
