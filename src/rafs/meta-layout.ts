@@ -98,7 +98,8 @@ function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSl
       }
       dir.entries.push([name, slot]);
     }
-    pending.push(...subdirs.reverse());
+    // one at a time: spreading a directory of 200k subdirectories as arguments overflows the stack
+    for (let i = subdirs.length - 1; i >= 0; i--) pending.push(subdirs[i]!);
   }
   order.forEach((slot, i) => (slot.ino = i + 1));
   return order;

@@ -174,6 +174,12 @@ describe('writeBootstrap edge cases', () => {
     expect(() => writeBootstrap(chainOfDirs(2049))).toThrow(/deeper than 2048 components/);
   });
 
+  it('regression: writes a directory of 200k subdirectories (no argument spread of them)', () => {
+    const b = emptyImage();
+    for (let i = 0; i < 200_000; i++) b.root.children!.set(`d${i}`, newDir(`d${i}`));
+    expect(RafsImage.open(writeBootstrap(b)).superblock.inodeCount).toBe(200_001);
+  });
+
   it('refuses trees the format cannot hold', () => {
     const attempt = (edit: (b: Bootstrap) => void): (() => Buffer) => {
       const { bootstrap } = sampleImage();
