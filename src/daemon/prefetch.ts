@@ -45,6 +45,8 @@ export async function prefetchListChunks(rafs: RafsImage): Promise<ChunkRef[]> {
   });
   const buckets: number[][] = rafs.prefetchNids.map(() => []);
   for (const [nid, at] of listed) buckets[at]!.push(nid);
+  // chunks() decodes the image's whole chunk table the first time: have that done in slices too
+  await forEachInSlices(rafs.chunkInfoTable(), () => undefined);
   const refs: ChunkRef[] = [];
   await forEachInSlices(buckets.flat(), (nid) => {
     for (const ref of rafs.chunks(nid)) refs.push(ref);
