@@ -11,6 +11,7 @@
 // connection closed): its chunks fail, and the next reader of one asks anew.
 import type { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { forEachInSlices } from '../util/slices.js';
 import { ShortReadError, type BlobBackend } from './backend.js';
 import { claimKey } from './chunk-claim.js';
 import { decodeChunkAsync } from './chunk-decoder.js';
@@ -291,22 +292,23 @@ function abortion(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
 }
 
-/** Every distinct chunk of each blob of an image, by blob id (what FetcherOptions.chunkTable wants). */
-export function blobChunkTables(rafs: RafsImage): Map<string, ChunkRef[]> {
+/**
+ * Every distinct chunk of each blob of an image, by blob id (what FetcherOptions.chunkTable wants).
+ * Built in slices: a million-chunk image does not hold the daemon's event loop for seconds.
+ */
+export async function blobChunkTables(rafs: RafsImage): Promise<Map<string, ChunkRef[]>> {
   const byBlob = new Map<number, Map<number, ChunkRef>>();
-  // the chunk info table lists them all (a walk over every file is much slower); an image without one walks
-  for (const ref of rafs.chunkInfoTable()) {
+  const add = (ref: ChunkRef): void => {
     let m = byBlob.get(ref.blobIndex);
     if (!m) byBlob.set(ref.blobIndex, (m = new Map()));
     m.set(ref.ciIndex, ref);
-  }
-  for (const entry of byBlob.size > 0 ? [] : rafs.walk()) {
-    if ((entry.inode.mode & 0o170000) !== 0o100000) continue;
-    for (const ref of rafs.chunks(entry.nid)) {
-      let m = byBlob.get(ref.blobIndex);
-      if (!m) byBlob.set(ref.blobIndex, (m = new Map()));
-      m.set(ref.ciIndex, ref);
-    }
+  };
+  // the chunk info table lists them all (a walk over every file is much slower); an image without one walks
+  await forEachInSlices(rafs.chunkInfoTable(), add);
+  if (byBlob.size === 0) {
+    await forEachInSlices(rafs.walk(), (entry) => {
+      if ((entry.inode.mode & 0o170000) === 0o100000 && !entry.seen) rafs.chunks(entry.nid).forEach(add);
+    });
   }
   const tables = new Map<string, ChunkRef[]>();
   for (const [index, m] of byBlob) {

@@ -5,7 +5,7 @@ import { TarPathError } from './tar/errors.js';
 import type { TarEntry } from './tar/parse.js';
 import { entryPathComponents } from './tar/path.js';
 import {
-  S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, isDir, newDir, newInode,
+  MAX_TREE_DEPTH, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, isDir, newDir, newInode,
   type Inode, type TreeNode,
 } from '../rafs/tree.js';
 
@@ -25,6 +25,8 @@ export class LayerTree {
    */
   add(entry: LayerEntry): Inode | undefined {
     const parts = entryPathComponents(entry.path);
+    // refused here, before its data is stored, rather than when the bootstrap is written
+    if (parts.length > MAX_TREE_DEPTH) throw new TarPathError(`tar entry path has ${parts.length} components, more than the ${MAX_TREE_DEPTH} a RAFS tree may have`, entry.path);
     if (parts.length === 0) {
       if (entry.type !== 'dir') throw new TarPathError('the archive root must be a directory', entry.path);
       this.root.inode = this.inodeOf(entry);

@@ -81,7 +81,7 @@ export class ImageMount {
       const tmp = `${path}.${process.pid}.tmp`;
       await writeFile(tmp, bootstrap);
       await rename(tmp, path);
-      const tables = blobChunkTables(rafs);
+      const tables = await blobChunkTables(rafs);
       const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
       mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir }, { cache, remote, refs, tables }, ctx);
       for (const [id, t] of tables) {

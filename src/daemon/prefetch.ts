@@ -6,6 +6,7 @@
 import type { RafsImage } from '../rafs/reader.js';
 import { S_IFDIR, S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.js';
 import { log } from '../util/log.js';
+import { forEachInSlices } from '../util/slices.js';
 
 /** Compressed bytes per prefetch batch. */
 const BATCH_BYTES = 2 << 20;
@@ -22,23 +23,35 @@ export interface PrefetchStats {
   listed: number;
 }
 
-/** The chunks of the image's prefetch list, in order, each once. */
-export function prefetchListChunks(rafs: RafsImage): ChunkRef[] {
+/**
+ * The chunks of the image's prefetch list, in order, each once. Resolved in slices (a walk of a big
+ * image takes a while), and each file's chunks are read once however many paths link to it.
+ */
+export async function prefetchListChunks(rafs: RafsImage): Promise<ChunkRef[]> {
   const order = new Map<number, number>();
   rafs.prefetchNids.forEach((nid, i) => order.has(nid) || order.set(nid, i));
   if (order.size === 0) return [];
-  const buckets: number[][] = rafs.prefetchNids.map(() => []);
   const under = new Map<number, number>();
-  for (const e of rafs.walk()) {
+  /** Each listed file with the first position of the list that covers it. */
+  const listed = new Map<number, number>();
+  await forEachInSlices(rafs.walk(), (e) => {
     const own = order.get(e.nid);
     const inherited = e.nid === rafs.root ? undefined : under.get(e.parentNid);
     const at = own === undefined ? inherited : inherited === undefined ? own : Math.min(own, inherited);
-    if (at === undefined) continue;
+    if (at === undefined) return;
     const type = e.inode.mode & S_IFMT;
     if (type === S_IFDIR) under.set(e.nid, at);
-    else if (type === S_IFREG) buckets[at]!.push(e.nid);
-  }
-  return uniqueChunks(buckets.flat().flatMap((nid) => rafs.chunks(nid)));
+    else if (type === S_IFREG) listed.set(e.nid, Math.min(at, listed.get(e.nid) ?? at));
+  });
+  const buckets: number[][] = rafs.prefetchNids.map(() => []);
+  for (const [nid, at] of listed) buckets[at]!.push(nid);
+  // chunks() decodes the image's whole chunk table the first time: have that done in slices too
+  await forEachInSlices(rafs.chunkInfoTable(), () => undefined);
+  const refs: ChunkRef[] = [];
+  await forEachInSlices(buckets.flat(), (nid) => {
+    for (const ref of rafs.chunks(nid)) refs.push(ref);
+  });
+  return uniqueChunks(refs);
 }
 
 /** Every chunk of the image, in blob order. */
@@ -69,12 +82,10 @@ export class Prefetcher {
 
   constructor(private readonly hooks: PrefetchHooks, private readonly bandwidth: number) {}
 
-  /** Starts prefetching `list`, then `rest` (duplicates of the list are skipped). */
-  start(list: ChunkRef[], rest: ChunkRef[] = []): void {
-    this.stats.listed = list.length;
+  /** Starts prefetching `list` (once resolved), then `rest` (duplicates of the list are skipped). */
+  start(list: ChunkRef[] | Promise<ChunkRef[]>, rest: ChunkRef[] = []): void {
     this.stats.state = 'running';
-    const all = uniqueChunks([...list, ...rest]);
-    this.run = this.loop(all).then(
+    this.run = this.loopOver(list, rest).then(
       () => void (this.stats.state = this.stopped ? 'stopped' : 'done'),
       (err: unknown) => {
         this.stats.state = 'failed';
@@ -87,6 +98,12 @@ export class Prefetcher {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.run;
+  }
+
+  private async loopOver(list: ChunkRef[] | Promise<ChunkRef[]>, rest: ChunkRef[]): Promise<void> {
+    const listed = await list;
+    this.stats.listed = listed.length;
+    await this.loop(uniqueChunks([...listed, ...rest]));
   }
 
   private async loop(refs: ChunkRef[]): Promise<void> {

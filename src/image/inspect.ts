@@ -22,6 +22,8 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 export function inspectSummary(rafs: RafsImage): InspectSummary {
   const counts = { entries: 0, dirs: 0, files: 0, symlinks: 0, others: 0, chunkRefs: 0, distinctChunks: 0 };
   const distinct = new Set<string>();
+  // a file's chunks are read once, however many paths link to it
+  const chunkCounts = new Map<number, number>();
   for (const e of rafs.walk()) {
     counts.entries++;
     const type = e.inode.mode & S_IFMT;
@@ -30,10 +32,8 @@ export function inspectSummary(rafs: RafsImage): InspectSummary {
     else if (type !== S_IFREG) counts.others++;
     else {
       counts.files++;
-      for (const c of rafs.chunks(e.nid)) {
-        counts.chunkRefs++;
-        distinct.add(`${c.blobIndex}:${c.ciIndex}`);
-      }
+      if (!e.seen) chunkCounts.set(e.nid, countChunks(rafs, e.nid, distinct));
+      counts.chunkRefs += chunkCounts.get(e.nid)!;
     }
   }
   counts.distinctChunks = distinct.size;
@@ -48,6 +48,13 @@ export function inspectSummary(rafs: RafsImage): InspectSummary {
     counts,
     prefetch: prefetchPaths(rafs),
   };
+}
+
+/** The number of chunks of file `nid`, each added to `distinct`. */
+function countChunks(rafs: RafsImage, nid: number, distinct: Set<string>): number {
+  const chunks = rafs.chunks(nid);
+  for (const c of chunks) distinct.add(`${c.blobIndex}:${c.ciIndex}`);
+  return chunks.length;
 }
 
 function prefetchPaths(rafs: RafsImage): string[] {

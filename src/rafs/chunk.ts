@@ -2,7 +2,7 @@
 // inode, the i_u chunk format word, and the 80-byte entries of the nydus-only chunk info table.
 import { checkEncodable, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';
-import type { ChunkRef } from './tree.js';
+import type { ChunkRef, Compressor } from './tree.js';
 
 export const CHUNK_INDEX_SIZE = 8;
 export const CHUNK_INFO_SIZE = 80;
@@ -103,4 +103,17 @@ export function decodeChunkInfo(buf: Buffer, offset = 0): ChunkRef {
   };
   if (flags & ChunkFlag.HAS_CRC32) chunk.crc32 = b.readUInt32LE(76);
   return chunk;
+}
+
+/**
+ * The most bytes a chunk of `size` uncompressed bytes may take in its blob: `size` when stored raw
+ * (builders store a chunk raw when compressing does not shrink it), else the codec's worst case:
+ * ZSTD_COMPRESSBOUND, LZ4_COMPRESSBOUND, and for gzip a deflate stream of fixed-Huffman literals
+ * (9 bits for a byte) plus block headers and the gzip header and trailer.
+ */
+export function maxStoredChunkSize(size: number, compressor: Compressor, compressed: boolean): number {
+  if (!compressed || compressor === 'none') return size;
+  if (compressor === 'zstd') return size + Math.floor(size / 256) + (size < 0x20000 ? Math.floor((0x20000 - size) / 2048) : 0);
+  if (compressor === 'lz4_block') return size + Math.floor(size / 255) + 16;
+  return size + Math.ceil(size / 8) + 64;
 }

@@ -2,6 +2,7 @@
 // the reader also accepts the 32-byte compact form older dir-rafs builds produced.
 import { checkEncodable, checkRange, readU64, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';
+import { MAX_TIME } from './tree.js';
 
 /** nids count 32-byte slots from the start of the meta area. */
 export const INODE_SLOT_SIZE = 32;
@@ -98,8 +99,9 @@ export function decodeInode(buf: Buffer, offset = 0): DiskInode {
     ino: buf.readUInt32LE(at(20)),
     uid: buf.readUInt32LE(at(24)),
     gid: buf.readUInt32LE(at(28)),
-    mtime: buf.readInt32LE(at(36)) * 2 ** 32 + buf.readUInt32LE(at(32)),
-    mtimeNsec: buf.readUInt32LE(at(40)),
+    // a u64 (i64 before 1970) on disk: a time no Date can show is clamped, and so are nanoseconds past a second
+    mtime: Math.min(Math.max(buf.readInt32LE(at(36)) * 2 ** 32 + buf.readUInt32LE(at(32)), -MAX_TIME), MAX_TIME),
+    mtimeNsec: Math.min(buf.readUInt32LE(at(40)), 999_999_999),
     nlink: buf.readUInt32LE(at(44)),
   };
 }

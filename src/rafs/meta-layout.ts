@@ -9,7 +9,7 @@ import { type Dirent, FileType, fileTypeOfMode, packDirents } from './dirent.js'
 import { RafsEncodeError } from './errors.js';
 import { EXTENDED_INODE_SIZE, INODE_SLOT_SIZE, Layout } from './inode.js';
 import { encodeXattrs } from './xattr.js';
-import { type Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode } from './tree.js';
+import { type Inode, MAX_TREE_DEPTH, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode } from './tree.js';
 
 /** PATH_MAX - 1: the kernel reads a symlink target from a single page. */
 export const MAX_SYMLINK_LENGTH = 4095;
@@ -72,7 +72,7 @@ function newSlot(inode: Inode, path: string, parent?: InodeSlot): InodeSlot {
   };
 }
 
-/** Walks the tree (iteratively: depth is unbounded) into slots in placement order. */
+/** Walks the tree (iteratively) into slots in placement order; refuses a tree the reader would not walk. */
 function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSlot[] {
   const rootSlot = newSlot(root.inode, '/');
   rootSlot.parent = rootSlot;
@@ -80,24 +80,26 @@ function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSl
   const order: InodeSlot[] = [];
   const linked = new Map<Inode, InodeSlot>();
   const seenDirs = new Set<TreeNode>();
-  const pending: [InodeSlot, TreeNode][] = [[rootSlot, root]];
+  const pending: [InodeSlot, TreeNode, number][] = [[rootSlot, root, 0]];
   while (pending.length > 0) {
-    const [dir, node] = pending.pop()!;
+    const [dir, node, depth] = pending.pop()!;
     if (seenDirs.has(node)) throw new RafsEncodeError('bootstrap', `directory ${dir.path} appears twice in the tree`);
     seenDirs.add(node);
     order.push(dir);
-    const subdirs: [InodeSlot, TreeNode][] = [];
+    if (node.children?.size && depth >= MAX_TREE_DEPTH) throw new RafsEncodeError('bootstrap', `${dir.path.slice(0, 64)}... has entries deeper than ${MAX_TREE_DEPTH} components`);
+    const subdirs: [InodeSlot, TreeNode, number][] = [];
     for (const [name, child] of [...(node.children ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
       const slot = childSlot(child, path, dir, linked, order);
       slotOf.set(child, slot);
       if (slot.type === S_IFDIR) {
         dir.nlink++;
-        subdirs.push([slot, child]);
+        subdirs.push([slot, child, depth + 1]);
       }
       dir.entries.push([name, slot]);
     }
-    pending.push(...subdirs.reverse());
+    // one at a time: spreading a directory of 200k subdirectories as arguments overflows the stack
+    for (let i = subdirs.length - 1; i >= 0; i--) pending.push(subdirs[i]!);
   }
   order.forEach((slot, i) => (slot.ino = i + 1));
   return order;

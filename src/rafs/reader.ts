@@ -1,10 +1,13 @@
 // Reads a RAFS v6 bootstrap held in memory. `open` validates the superblocks and the blob and
 // device tables the way nydusd does (docs/rafs-v6.md §1.17); inodes, directories and chunk indexes are decoded
 // on demand with every offset checked against the buffer, so a corrupt image only ever yields
-// RafsFormatError, and directory cycles or shared directories cannot make a walk loop.
+// RafsFormatError. A walk claims the bytes of every inode it meets (claimed-extents.ts): directory
+// cycles, shared directories and shared dirent blocks are refused, so no walk does more work than
+// the bootstrap's size allows.
 import { alignUp, checkRange } from './bytes.js';
+import { ClaimedExtents } from './claimed-extents.js';
 import { BLOB_ENTRY_SIZE, decodeBlobTable, decodeDeviceSlot, DEVICE_SLOT_SIZE, type DeviceSlot } from './blob-table.js';
-import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS } from './chunk.js';
+import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS, maxStoredChunkSize } from './chunk.js';
 import { DETECT_HEAD_SIZE, detectRafsVersion } from './detect.js';
 import { type Dirent, FileType, fileTypeOfMode, parseDirentBlock } from './dirent.js';
 import { RafsFormatError } from './errors.js';
@@ -14,12 +17,11 @@ import {
   type ErofsSuperblock, EXT_SUPER_OFFSET, type RafsExtSuperblock, type RafsFlags,
 } from './superblock.js';
 import {
-  type BlobInfo, type Bootstrap, type ChunkRef, type Compressor, type Digester, type Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode,
+  type BlobInfo, type Bootstrap, type ChunkRef, type Compressor, type Digester, type Inode, MAX_TREE_DEPTH,
+  S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode,
 } from './tree.js';
 import { decodeXattrs, xattrAreaSize } from './xattr.js';
 
-/** Deeper trees cannot be addressed by paths shorter than PATH_MAX anyway. */
-export const MAX_DEPTH = 2048;
 const PREFETCH_ENTRY_SIZE = 4;
 const DIRENT_BLOCK_CACHE_SIZE = 512;
 
@@ -67,6 +69,8 @@ export interface WalkEntry {
   nid: number;
   parentNid: number;
   inode: RafsInode;
+  /** The walk met this nid before (a further hard link): per-inode work is already done. */
+  seen: boolean;
 }
 
 /** Where an inode and the bytes after it sit in the image. */
@@ -327,37 +331,61 @@ export class RafsImage {
     return chunks;
   }
 
-  /** Every entry of the chunk info table (checked as chunkRange checks them), in table order. */
-  chunkInfoTable(): ChunkRef[] {
-    return [...this.chunkTable().values()].map((c) => ({ ...c }));
+  /**
+   * Every entry of the chunk info table (checked as chunkRange checks them), in table order, one at
+   * a time: a caller may pause between them.
+   */
+  *chunkInfoTable(): Generator<ChunkRef> {
+    for (const chunk of this.chunkInfos?.values() ?? this.decodeChunkTable()) yield { ...chunk };
   }
 
   /** The chunk info table keyed by (blob index, CI index), decoded once. */
   private chunkTable(): Map<number, ChunkRef> {
-    if (this.chunkInfos) return this.chunkInfos;
+    if (!this.chunkInfos) for (const _ of this.decodeChunkTable());
+    return this.chunkInfos!;
+  }
+
+  /** Decodes and checks the chunk info table entry by entry; the whole table is kept for chunkTable. */
+  private *decodeChunkTable(): Generator<ChunkRef> {
     const { chunkTableOffset, chunkTableSize } = this.extSuperblock;
     const table = new Map<number, ChunkRef>();
     for (let at = chunkTableOffset; at < chunkTableOffset + chunkTableSize; at += CHUNK_INFO_SIZE) {
-      const chunk = decodeChunkInfo(this.buf, at);
-      const blob = this.blobs[chunk.blobIndex];
-      const fail = (detail: string): never => {
-        throw new RafsFormatError('chunk info', at, detail);
-      };
-      if (blob === undefined) fail(`blob index ${chunk.blobIndex} is not in the blob table`);
-      if (chunk.ciIndex >= 2 ** 24) fail(`CI index ${chunk.ciIndex} does not fit 24 bits`);
-      if (chunk.uncompressedOffset + chunk.uncompressedSize > blob!.uncompressedSize) fail('chunk lies beyond its blob');
+      const chunk = this.checkedChunkInfo(at);
       const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
-      if (table.has(key)) fail(`duplicate entry for blob ${chunk.blobIndex} chunk ${chunk.ciIndex}`);
+      if (table.has(key)) throw new RafsFormatError('chunk info', at, `duplicate entry for blob ${chunk.blobIndex} chunk ${chunk.ciIndex}`);
       table.set(key, chunk);
+      yield chunk;
     }
     this.chunkInfos = table;
-    return table;
   }
 
-  /** Every entry below the root, depth-first in directory order (the root itself first). */
+  /** One chunk info table entry, checked against its blob and the format's limits. */
+  private checkedChunkInfo(at: number): ChunkRef {
+    const chunk = decodeChunkInfo(this.buf, at);
+    const blob = this.blobs[chunk.blobIndex];
+    const fail = (detail: string): never => {
+      throw new RafsFormatError('chunk info', at, detail);
+    };
+    if (blob === undefined) return fail(`blob index ${chunk.blobIndex} is not in the blob table`);
+    if (chunk.ciIndex >= 2 ** 24) fail(`CI index ${chunk.ciIndex} does not fit 24 bits`);
+    if (chunk.uncompressedSize > this.chunkSize) fail(`uncompressed size ${chunk.uncompressedSize} exceeds the chunk size ${this.chunkSize}`);
+    if (chunk.uncompressedOffset + chunk.uncompressedSize > blob.uncompressedSize) fail('chunk lies beyond its blob');
+    const maxStored = maxStoredChunkSize(chunk.uncompressedSize, blob.compressor, chunk.compressed);
+    if (chunk.compressedSize > maxStored) fail(`compressed size ${chunk.compressedSize} exceeds the ${maxStored} bytes ${chunk.uncompressedSize} can take`);
+    // a blob that records no compressed size (0) bounds nothing
+    if (blob.compressedSize > 0 && chunk.compressedOffset + chunk.compressedSize > blob.compressedSize) fail('compressed data lies beyond its blob');
+    return chunk;
+  }
+
+  /**
+   * Every entry below the root, depth-first in directory order (the root itself first). Each inode's
+   * bytes are claimed when first met, so the walk reads each dirent and chunk index once at most.
+   */
   *walk(): Generator<WalkEntry> {
-    yield { path: '/', name: '', nid: this.root, parentNid: this.root, inode: this.inode(this.root) };
-    const visited = new Set([this.root]);
+    const claims = new ClaimedExtents(this.buf.length);
+    const root = this.locate(this.root);
+    this.claim(claims, root);
+    yield { path: '/', name: '', nid: this.root, parentNid: this.root, inode: root.info, seen: false };
     const stack = [{ path: '', nid: this.root, entries: this.readdir(this.root) }];
     while (stack.length > 0) {
       const dir = stack[stack.length - 1]!;
@@ -368,14 +396,36 @@ export class RafsImage {
       }
       const { name, nid } = next.value;
       if (name === '.' || name === '..') continue;
-      const entry = { path: `${dir.path}/${name}`, name, nid, parentNid: dir.nid, inode: this.inode(nid) };
-      yield entry;
-      if ((entry.inode.mode & S_IFMT) !== S_IFDIR) continue;
-      if (visited.has(nid)) throw new RafsFormatError('directory', this.metaStart + nid * INODE_SLOT_SIZE, `directory nid ${nid} is reachable twice (at ${JSON.stringify(entry.path)})`);
-      if (stack.length >= MAX_DEPTH) throw new RafsFormatError('directory', this.metaStart + nid * INODE_SLOT_SIZE, `tree deeper than ${MAX_DEPTH}`);
-      visited.add(nid);
-      stack.push({ path: entry.path, nid, entries: this.readdir(nid) });
+      const path = `${dir.path}/${name}`;
+      const at = this.locate(nid);
+      const isDir = (at.info.mode & S_IFMT) === S_IFDIR;
+      const seen = claims.hasRecord(at.offset);
+      if (isDir && seen) throw new RafsFormatError('directory', at.offset, `directory nid ${nid} is reachable twice (at ${JSON.stringify(path)})`);
+      if (stack.length > MAX_TREE_DEPTH) throw new RafsFormatError('directory', at.offset, `${JSON.stringify(path.slice(0, 64))}... is deeper than ${MAX_TREE_DEPTH}`);
+      if (!seen) this.claim(claims, at);
+      yield { path, name, nid, parentNid: dir.nid, inode: at.info, seen };
+      if (isDir) stack.push({ path, nid, entries: this.readdir(nid) });
     }
+  }
+
+  /**
+   * Claims the bytes inode `at` owns: its record (inode, xattrs, then inline data or chunk indexes)
+   * and, for directories and symlinks, the data blocks outside it.
+   */
+  private claim(claims: ClaimedExtents, at: Located): void {
+    const { size, layout, mode } = at.info;
+    const type = mode & S_IFMT;
+    let recordEnd = at.tailOffset;
+    if (type === S_IFREG) recordEnd = alignUp(at.tailOffset, CHUNK_INDEX_SIZE) + Math.ceil(size / this.chunkSize) * CHUNK_INDEX_SIZE;
+    const hasData = type === S_IFDIR || type === S_IFLNK;
+    const tail = hasData && layout === Layout.FLAT_INLINE ? size % this.blockSize : 0;
+    recordEnd += tail;
+    checkRange(this.buf.length, at.offset, recordEnd - at.offset, 'inode');
+    claims.claimRecord(at.offset, recordEnd - at.offset);
+    if (!hasData) return;
+    const blocksBytes = (this.blockCount(at) - (tail > 0 ? 1 : 0)) * this.blockSize;
+    checkRange(this.buf.length, at.u * this.blockSize, blocksBytes, 'data block');
+    claims.claim(at.u * this.blockSize, blocksBytes, 'data block');
   }
 
   /** The whole image as the in-memory model; paths sharing a non-directory nid share an Inode. */
@@ -386,10 +436,9 @@ export class RafsImage {
     const pathOf = new Map<number, string>([[this.root, '/']]);
     for (const entry of this.walk()) {
       if (entry.path === '/') continue;
-      if (!pathOf.has(entry.nid)) pathOf.set(entry.nid, entry.path);
+      if (!entry.seen) pathOf.set(entry.nid, entry.path);
       const isDir = (entry.inode.mode & S_IFMT) === S_IFDIR;
-      let inode = isDir ? undefined : shared.get(entry.nid);
-      if (inode === undefined) inode = this.toInode(entry.nid);
+      const inode = entry.seen ? shared.get(entry.nid)! : this.toInode(entry.nid);
       if (!isDir) shared.set(entry.nid, inode);
       const node: TreeNode = isDir ? { name: entry.name, inode, children: new Map() } : { name: entry.name, inode };
       dirs.get(entry.parentNid)!.children!.set(entry.name, node);

@@ -6,6 +6,12 @@
 export type Compressor = 'none' | 'lz4_block' | 'gzip' | 'zstd';
 export type Digester = 'blake3' | 'sha256';
 
+/** The most components a path may have: what the reader walks and the writer lays out. */
+export const MAX_TREE_DEPTH = 2048;
+
+/** Seconds either side of the epoch a Date can show (±275,760 years): the reader clamps stored times to it. */
+export const MAX_TIME = 8.64e12;
+
 export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;
 export const S_IFLNK = 0o120000;
@@ -42,7 +48,7 @@ export interface Inode {
   mode: number;
   uid: number;
   gid: number;
-  /** Seconds since the epoch. */
+  /** Seconds since the epoch (within ±MAX_TIME when read from a bootstrap). */
   mtime: number;
   mtimeNsec: number;
   /** Regular files: data length. Ignored for other types (derived when laid out). */

@@ -119,7 +119,7 @@ describe('BlobCache', () => {
 
   it('amplifies a sequential read toward 1 MiB with the blob chunk table', async () => {
     const backend = backendFor(one);
-    const tables = blobChunkTables(one.rafs);
+    const tables = await blobChunkTables(one.rafs);
     const cache = await BlobCache.open(freshDir(), { backend, fetch: { chunkTable: (b) => tables.get(b.blobId) } });
     await readAllFiles(cache, one, false);
     expect(backend.calls.length).toBeLessThanOrEqual(2);

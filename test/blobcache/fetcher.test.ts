@@ -5,9 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
-import { ChunkFetcher, FetchTimeoutError, type ChunkSink } from '../../src/blobcache/fetcher.js';
+import { blobChunkTables, ChunkFetcher, FetchTimeoutError, type ChunkSink } from '../../src/blobcache/fetcher.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
+import { RafsFormatError } from '../../src/rafs/errors.js';
+import { RafsImage } from '../../src/rafs/reader.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
+import { turnsDuring } from '../helpers/event-loop.js';
+import { manyChunksBootstrap, sharedDirentBlocksBootstrap } from '../rafs/helpers.js';
 import { content, CountingBackend, makeBlob, type TestBlob } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fetcher-'));
@@ -168,5 +172,19 @@ describe('ChunkFetcher', () => {
     expect(backend.calls).toHaveLength(2);
     expect(ready.size).toBe(0);
     expect(fetcher.stats).toMatchObject({ corruptChunks: 2, refetches: 1, chunks: 0 });
+  });
+});
+
+describe('blobChunkTables', () => {
+  it('regression: refuses directories sharing dirent blocks (an image without a chunk table is walked)', async () => {
+    const image = RafsImage.open(sharedDirentBlocksBootstrap(1000, 20_000));
+    await expect(blobChunkTables(image)).rejects.toThrow(RafsFormatError);
+  });
+
+  it('regression: lets the event loop run while it reads a big chunk table', async () => {
+    const image = RafsImage.open(manyChunksBootstrap(100, 1000));
+    const { result, turns } = await turnsDuring(() => blobChunkTables(image));
+    expect(result.get('c'.repeat(64))).toHaveLength(100_000);
+    expect(turns).toBeGreaterThan(1);
   });
 });

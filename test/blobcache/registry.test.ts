@@ -62,7 +62,7 @@ describe('blob cache over a registry', () => {
 
     const direct = new ChunkReader(new StoreBackend(store), rafs.blobs);
     const backend = new CountingBackend(new StoreBackend(store));
-    const tables = blobChunkTables(rafs);
+    const tables = await blobChunkTables(rafs);
     const dir = join(work, `cache-${target.split(':').at(-1)}`);
     const logBefore = blobGets(blob.blobId);
     const cache = await BlobCache.open(dir, { backend, fetch: { chunkTable: (b) => tables.get(b.blobId) } });

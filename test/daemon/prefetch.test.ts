@@ -1,8 +1,12 @@
 // The prefetcher with stand-in hooks: list order first, cached chunks skipped, on-demand reads go
 // first, the bandwidth limit holds, and failures are counted, not fatal.
 import { describe, expect, it } from 'vitest';
-import { Prefetcher, type PrefetchHooks } from '../../src/daemon/prefetch.js';
+import { Prefetcher, type PrefetchHooks, prefetchListChunks } from '../../src/daemon/prefetch.js';
+import { RafsFormatError } from '../../src/rafs/errors.js';
+import { RafsImage } from '../../src/rafs/reader.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
+import { turnsDuring } from '../helpers/event-loop.js';
+import { manyChunksBootstrap, sharedDirentBlocksBootstrap } from '../rafs/helpers.js';
 
 const chunk = (ciIndex: number, compressedSize = 1000): ChunkRef => ({
   blobIndex: 0, ciIndex, compressedOffset: ciIndex * compressedSize, compressedSize, uncompressedOffset: ciIndex * 4096, uncompressedSize: 4096,
@@ -77,5 +81,21 @@ describe('Prefetcher', () => {
     await p.stop();
     expect(p.stats.state).toBe('stopped');
     expect(h.fetched).toEqual([]);
+  });
+});
+
+describe('prefetchListChunks', () => {
+  it('regression: lets the event loop run while it resolves the list of a big image', async () => {
+    const image = RafsImage.open(manyChunksBootstrap(100, 1000, ['/data/f7', '/data']));
+    const { result, turns } = await turnsDuring(() => prefetchListChunks(image));
+    expect(result).toHaveLength(100_000);
+    // the listed file first, then the rest of the listed directory
+    expect(result.slice(0, 2).map((c) => c.ciIndex)).toEqual([7000, 7001]);
+    expect(turns).toBeGreaterThan(1);
+  });
+
+  it('regression: fails on directories sharing dirent blocks instead of walking them for minutes', async () => {
+    const image = RafsImage.open(sharedDirentBlocksBootstrap(1000, 20_000, ['/big']));
+    await expect(prefetchListChunks(image)).rejects.toThrow(RafsFormatError);
   });
 });

@@ -7,10 +7,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { blake3Raw } from '../../src/native/index.js';
 import { BlobFeature } from '../../src/rafs/blob-table.js';
+import { Layout } from '../../src/rafs/inode.js';
+import { RafsImage } from '../../src/rafs/reader.js';
 import {
   type BlobInfo, type Bootstrap, type ChunkRef, type Inode, newDir, newInode,
   S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, type TreeNode,
 } from '../../src/rafs/tree.js';
+import { writeBootstrap } from '../../src/rafs/writer.js';
 
 const repoRoot = join(fileURLToPath(import.meta.url), '..', '..', '..');
 
@@ -245,4 +248,78 @@ export function treePaths(root: TreeNode): Map<string, TreeNode> {
   };
   visit(root, '');
   return paths;
+}
+
+/** The nid and the inode's offset of `path` (a byte string) in a bootstrap. */
+export function inodeAt(image: RafsImage, path: string): { nid: number; offset: number } {
+  let nid = image.root;
+  for (const part of path.split('/').filter(Boolean)) nid = image.lookup(nid, part)!;
+  return { nid, offset: image.superblock.metaBlkaddr * image.blockSize + nid * 32 };
+}
+
+/**
+ * A hostile bootstrap of about `dirs` × 100 + `entries` × 18 bytes: `dirs` directory inodes that all
+ * point at the dirent blocks of one directory of `entries` hardlinks (the walk the audit found
+ * quadratic: dirs × entries paths from a bootstrap of a megabyte).
+ */
+export function sharedDirentBlocksBootstrap(dirs: number, entries: number, prefetch: string[] = []): Buffer {
+  const root = newDir('');
+  const big = newDir('big');
+  root.children!.set('big', big);
+  const file = newInode(S_IFREG | 0o644);
+  for (let i = 0; i < entries; i++) big.children!.set(`f${i}`, { name: `f${i}`, inode: file });
+  for (let i = 0; i < dirs; i++) root.children!.set(`d${i}`, newDir(`d${i}`));
+  // a blob, so that the prefetch table is written
+  const buf = writeBootstrap({ root, blobs: [plainBlob(0, SAMPLE_CHUNK_SIZE)], chunkSize: SAMPLE_CHUNK_SIZE, compressor: 'none', digester: 'blake3', prefetch });
+  const image = RafsImage.open(buf);
+  const shared = inodeAt(image, '/big').offset;
+  const fullBlocks = Math.floor(Number(buf.readBigUInt64LE(shared + 8)) / image.blockSize) * image.blockSize;
+  for (let i = 0; i < dirs; i++) {
+    const { offset } = inodeAt(image, `/d${i}`);
+    buf.writeUInt16LE(1 | (Layout.FLAT_PLAIN << 1), offset);
+    buf.writeBigUInt64LE(BigInt(fullBlocks), offset + 8);
+    buf.copy(buf, offset + 16, shared + 16, shared + 20);
+  }
+  return buf;
+}
+
+/**
+ * A legitimate image of `files` files of `chunksPerFile` 4 KiB chunks each under /data (all in
+ * one uncompressed blob, no data behind it): big enough that walking it or decoding its chunk
+ * table takes a noticeable while.
+ */
+export function manyChunksBootstrap(files: number, chunksPerFile: number, prefetch: string[] = []): Buffer {
+  const chunkSize = 0x1000;
+  const root = newDir('');
+  const data = newDir('data');
+  root.children!.set('data', data);
+  let ciIndex = 0;
+  for (let f = 0; f < files; f++) {
+    const chunks = Array.from({ length: chunksPerFile }, (_, i): ChunkRef => {
+      const at = ciIndex * chunkSize;
+      const digest = Buffer.alloc(32);
+      digest.writeUInt32LE(ciIndex);
+      return { blobIndex: 0, ciIndex: ciIndex++, digest, compressedOffset: at, compressedSize: chunkSize, uncompressedOffset: at, uncompressedSize: chunkSize, compressed: false, fileOffset: i * chunkSize };
+    });
+    data.children!.set(`f${f}`, { name: `f${f}`, inode: newInode(S_IFREG | 0o644, { size: chunksPerFile * chunkSize, chunks }) });
+  }
+  return writeBootstrap({ root, blobs: [plainBlob(ciIndex, chunkSize)], chunkSize, compressor: 'none', digester: 'blake3', prefetch });
+}
+
+/** Blob 'c'×64: `chunks` uncompressed chunks of `chunkSize` bytes, without a chunk info section. */
+function plainBlob(chunks: number, chunkSize: number): BlobInfo {
+  const size = Math.max(chunks * chunkSize, 4096);
+  return {
+    blobId: 'c'.repeat(64), chunkCount: chunks, chunkSize, compressor: 'none', digester: 'blake3', features: BlobFeature.ALIGNED,
+    compressedSize: size, uncompressedSize: size, ciCompressor: 'none', ciOffset: 0, ciCompressedSize: 0, ciUncompressedSize: 0, tocSize: 0, tocDigest: Buffer.alloc(32),
+  };
+}
+
+/** An image of one empty file /f whose stored mtime is `seconds` (any u64). */
+export function fileWithMtime(seconds: bigint): Buffer {
+  const root = newDir('');
+  root.children!.set('f', { name: 'f', inode: newInode(S_IFREG | 0o644) });
+  const buf = writeBootstrap({ root, blobs: [], chunkSize: SAMPLE_CHUNK_SIZE, compressor: 'none', digester: 'blake3', prefetch: [] });
+  buf.writeBigUInt64LE(seconds, inodeAt(RafsImage.open(buf), '/f').offset + 32);
+  return buf;
 }

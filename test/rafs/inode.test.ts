@@ -35,6 +35,24 @@ describe('inode', () => {
     expect(decodeInode(encodeInode({ ...sample, mtime: -86400 })).mtime).toBe(-86400);
   });
 
+  it('regression: any stored u64 mtime decodes to a time a Date can show, any nanosecond count to less than a second', () => {
+    const stored = (seconds: bigint, nsec = 0): Buffer => {
+      const b = encodeInode(sample);
+      b.writeBigUInt64LE(seconds, 32);
+      b.writeUInt32LE(nsec, 40);
+      return b;
+    };
+    const latest = 8.64e12;
+    for (const [seconds, expected] of [
+      [2n ** 53n + 1n, latest], [2n ** 63n - 1n, latest], [2n ** 63n, -latest], [2n ** 64n - 1n, -1], [BigInt(latest) + 1n, latest], [1_700_000_000n, 1_700_000_000],
+    ] as const) {
+      const { mtime } = decodeInode(stored(seconds));
+      expect(mtime, String(seconds)).toBe(expected);
+      expect(new Date(mtime * 1000).toISOString()).toMatch(/Z$/);
+    }
+    expect(decodeInode(stored(0n, 0xffffffff)).mtimeNsec).toBe(999_999_999);
+  });
+
   it('decodes the 32-byte compact form', () => {
     const compact = Buffer.alloc(32);
     compact.writeUInt16LE(0x04, 0); // compact, FLAT_INLINE

@@ -127,6 +127,17 @@ describe('writeBootstrap → RafsImage round trip', () => {
 
 describe('writeBootstrap edge cases', () => {
   const emptyImage = (): Bootstrap => ({ root: newDir(''), blobs: [], chunkSize: 0x100000, compressor: 'zstd', digester: 'blake3', prefetch: ['/'] });
+  /** An image whose root holds a chain of `depth` directories. */
+  const chainOfDirs = (depth: number): Bootstrap => {
+    const b = emptyImage();
+    let dir: TreeNode = b.root;
+    for (let i = 0; i < depth; i++) {
+      const child = newDir('d');
+      dir.children!.set('d', child);
+      dir = child;
+    }
+    return b;
+  };
 
   it('writes an image without blobs: meta_blkaddr 0, root still nid 128, no prefetch table', () => {
     const b = emptyImage();
@@ -153,16 +164,20 @@ describe('writeBootstrap edge cases', () => {
   });
 
   it('survives a deep tree', () => {
-    const b = emptyImage();
-    let dir: TreeNode = b.root;
-    for (let i = 0; i < 1500; i++) {
-      const child = newDir('d');
-      dir.children!.set('d', child);
-      dir = child;
-    }
-    const entries = [...RafsImage.open(writeBootstrap(b)).walk()];
+    const entries = [...RafsImage.open(writeBootstrap(chainOfDirs(1500))).walk()];
     expect(entries).toHaveLength(1501);
     expect(entries.at(-1)!.path.length).toBe(1500 * 2);
+  });
+
+  it('regression: refuses a tree deeper than the reader walks (2048 components)', () => {
+    expect([...RafsImage.open(writeBootstrap(chainOfDirs(2048))).walk()]).toHaveLength(2049);
+    expect(() => writeBootstrap(chainOfDirs(2049))).toThrow(/deeper than 2048 components/);
+  });
+
+  it('regression: writes a directory of 200k subdirectories (no argument spread of them)', () => {
+    const b = emptyImage();
+    for (let i = 0; i < 200_000; i++) b.root.children!.set(`d${i}`, newDir(`d${i}`));
+    expect(RafsImage.open(writeBootstrap(b)).superblock.inodeCount).toBe(200_001);
   });
 
   it('refuses trees the format cannot hold', () => {
