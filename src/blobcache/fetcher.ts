@@ -47,6 +47,8 @@ export interface FetcherStats {
   corruptChunks: number;
   /** Range requests that failed (after the backend's own retries and failover). */
   errors: number;
+  /** Verified chunks the cache could not keep (a full disk, say): handed to their readers, not marked. */
+  storeErrors: number;
 }
 
 interface Waiter {
@@ -71,7 +73,7 @@ interface Range {
 const DEFAULTS = { mergeGap: 128 << 10, amplify: 1 << 20, maxRequest: 4 << 20 };
 
 export class ChunkFetcher {
-  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0 };
+  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0, storeErrors: 0 };
   private readonly mergeGap: number;
   private readonly amplify: number;
   private readonly maxRequest: number;
@@ -245,6 +247,7 @@ export class ChunkFetcher {
     }
     const kept = await sink.write(w.ref, data).then(() => sink.sync()).then(() => true, () => false);
     if (kept) await sink.markReady(w.ref.ciIndex).catch(() => undefined);
+    else this.stats.storeErrors++;
     w.resolve(data);
   }
 }
