@@ -108,7 +108,7 @@ async function readLoop(mnt: string, tally: ReadTally, running: () => boolean): 
 describe('crash consistency of the blob cache', () => {
   it(`keeps every chunk marked ready verifiable across ${KILLS} kill -9s during prefetch and reads`, async () => {
     const cacheDir = p('cache');
-    const d = startDaemon(['--target', TARGET, '--plain-http', '--cache-dir', cacheDir, '--prefetch', '--prefetch-all', '--prefetch-bandwidth', '6M', '--amplify', '0'], p('mnt'));
+    const d = startDaemon(['--target', TARGET, '--plain-http', '--cache-dir', cacheDir, '--prefetch', '--prefetch-all', '--prefetch-bandwidth', '6M'], p('mnt'));
     daemons.push(d);
     await waitMounted(d);
     const boot = readdirSync(cacheDir).find((n) => n.endsWith('.boot'))!;
@@ -138,7 +138,7 @@ describe('crash consistency of the blob cache', () => {
     }
     expect(tally.wrong).toEqual([]);
     expect(tally.ok).toBeGreaterThan(0);
-    // the cache kept growing across the crashes
+    // the daemons did fill the cache between the crashes
     expect(lastReady).toBeGreaterThan(0);
     // and the CLI says the same of the directory the last daemon left
     const cli = await runCliAsync(['cache', 'check', '--cache-dir', cacheDir, '--bootstrap', join(cacheDir, boot), '--json']);

@@ -1,7 +1,8 @@
 // Soak (needs root, /dev/fuse and the registry of the global setup): one shared daemon serves
 // several images built here from random files, through a proxy in front of the registry that is
-// cut and restored every few seconds, while 64 readers read random ranges of random files and
-// another process now and then removes a blob from the cache (so fetches go on all the time).
+// cut and restored every few seconds, while 64 readers read random ranges of random files; every
+// few seconds one image is unmounted, its blob removed from the cache by another process and the
+// image mounted again (so fetches go on all the time, and so does mount churn).
 // Every read that succeeds must give the right bytes; every read that fails must be an EIO the
 // daemon counted; the daemon's resident memory and open descriptors must stay flat.
 // SOAK_SECONDS sets the length: 20 s in the normal run, 600 s for `npm run soak`.
@@ -127,7 +128,13 @@ interface Tally {
   eio: number;
   /** Errors other than EIO (a daemon that died would give ENOTCONN). */
   other: string[];
+  /** Reads that failed because their image was being unmounted and mounted again. */
+  remounting: number;
 }
+
+/** Per image: remounts begun and ended (a read that sees them differ met a remount). */
+const remountsBegun: number[] = Array.from({ length: IMAGES }, () => 0);
+const remountsEnded: number[] = Array.from({ length: IMAGES }, () => 0);
 
 /** Random ranges of random files under `mnt`, compared with the images' files, until `running()` is false. */
 async function reader(mnt: string, tally: Tally, running: () => boolean): Promise<void> {
@@ -139,6 +146,8 @@ async function reader(mnt: string, tally: Tally, running: () => boolean): Promis
     const offset = randomInt(want.length);
     const length = Math.min(want.length - offset, 1 + randomInt(1 << 20));
     const buf = Buffer.alloc(length);
+    const begun = remountsBegun[i];
+    const stable = begun === remountsEnded[i];
     try {
       // O_DIRECT: every read goes to the daemon, not to the page cache
       const fh = await open(join(mnt, `img${i}`, name), constants.O_RDONLY | constants.O_DIRECT);
@@ -165,7 +174,11 @@ async function reader(mnt: string, tally: Tally, running: () => boolean): Promis
       }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EIO') tally.eio++;
+      if (!stable || remountsBegun[i] !== begun) {
+        tally.remounting++;
+        await sleep(10);
+      }
+      else if (code === 'EIO') tally.eio++;
       else tally.other.push(`img${i}/${name}: ${String(err)}`);
     }
   }
@@ -213,14 +226,16 @@ describe('soak', () => {
     for (let deadline = Date.now() + 15_000; !(await client.info().then(() => true, () => false)); await sleep(50)) {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`daemon did not start: ${stderr}`);
     }
-    for (let i = 0; i < IMAGES; i++) blobIds.push((await client.mount(`img${i}`, { target: `127.0.0.1:${proxy.port}/${REPO}-${i}:${TAG}` })).blobs[0]!);
+    const spec = (i: number) => ({ target: `127.0.0.1:${proxy.port}/${REPO}-${i}:${TAG}` });
+    for (let i = 0; i < IMAGES; i++) blobIds.push((await client.mount(`img${i}`, spec(i))).blobs[0]!);
 
-    const tally: Tally = { reads: 0, bytes: 0, wrong: [], eio: 0, other: [] };
+    const tally: Tally = { reads: 0, bytes: 0, wrong: [], eio: 0, other: [], remounting: 0 };
     const samples: Sample[] = [sampleProcess(child.pid!)];
     const end = Date.now() + SECONDS * 1000;
     const running = () => Date.now() < end && child.exitCode === null;
     const sampleEvery = Math.max(1000, (SECONDS * 1000) / 120);
     let cuts = 0;
+    let remounts = 0;
     let removals = 0;
     const background = [
       (async () => {
@@ -240,9 +255,15 @@ describe('soak', () => {
       })(),
       (async () => {
         while (running()) {
-          await sleep(5000 + randomInt(5000));
-          const r = await cliAsync(['cache', 'rm', blobIds[randomInt(IMAGES)]!, '--cache-dir', cacheDir]).then(() => 1, () => 0);
-          removals += r;
+          await sleep(3000 + randomInt(4000));
+          const i = randomInt(IMAGES);
+          remountsBegun[i]!++;
+          await client.umount(`img${i}`);
+          removals += await cliAsync(['cache', 'rm', blobIds[i]!, '--cache-dir', cacheDir]).then(() => 1, () => 0);
+          // the registry may be cut right now: try again until the image is back
+          while (!(await client.mount(`img${i}`, spec(i)).then(() => true, () => false))) await sleep(250);
+          remountsEnded[i]!++;
+          remounts++;
         }
       })(),
     ];
@@ -259,7 +280,7 @@ describe('soak', () => {
     const tail = quarter(samples, 3);
     const [rssMid, rssTail, fdsMid, fdsTail] = [median(mid.map((s) => s.rss)), median(tail.map((s) => s.rss)), median(mid.map((s) => s.fds)), median(tail.map((s) => s.fds))];
     const mib = (n: number) => (n / 2 ** 20).toFixed(1);
-    console.log(`soak ${SECONDS} s: ${tally.reads} reads, ${mib(tally.bytes)} MiB verified, ${tally.wrong.length} wrong, ${tally.eio} EIO (daemon counted ${daemonReadErrors} read errors, ${backendErrors} backend errors), ${tally.other.length} other errors; ${cuts} registry cuts, ${removals} cache removals; RSS ${mib(first.rss)} → ${mib(last.rss)} MiB (2nd-quarter median ${mib(rssMid)}, last-quarter ${mib(rssTail)}); fds ${first.fds} → ${last.fds} (medians ${fdsMid}, ${fdsTail}); ${samples.length} samples`);
+    console.log(`soak ${SECONDS} s: ${tally.reads} reads, ${mib(tally.bytes)} MiB verified, ${tally.wrong.length} wrong, ${tally.eio} EIO (daemon counted ${daemonReadErrors} read errors, ${backendErrors} backend errors), ${tally.other.length} other errors, ${tally.remounting} failed by a remount; ${cuts} registry cuts, ${remounts} remounts, ${removals} cache removals; RSS ${mib(first.rss)} → ${mib(last.rss)} MiB (2nd-quarter median ${mib(rssMid)}, last-quarter ${mib(rssTail)}); fds ${first.fds} → ${last.fds} (medians ${fdsMid}, ${fdsTail}); ${samples.length} samples`);
 
     // why reads failed, as the daemon logged it
     const reasons = new Set(stderr.split('\n').filter((l) => l.includes('read failed')).map((l) => (JSON.parse(l) as { error?: string }).error?.replace(/[0-9a-f]{64}/g, 'BLOB').replace(/chunk \d+/g, 'chunk N')));
