@@ -56,6 +56,8 @@ export interface FetcherStats {
   timeouts: number;
   /** Chunks asked for again after failing verification. */
   refetches: number;
+  /** Verified chunks the cache could not keep (a full disk, say): handed to their readers, not marked. */
+  storeErrors: number;
 }
 
 interface Waiter {
@@ -87,7 +89,7 @@ const REFETCHES = 1;
 export class FetchTimeoutError extends Error {}
 
 export class ChunkFetcher {
-  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0, timeouts: 0, refetches: 0 };
+  readonly stats: FetcherStats = { requests: 0, bytes: 0, chunks: 0, amplifiedChunks: 0, corruptChunks: 0, errors: 0, timeouts: 0, refetches: 0, storeErrors: 0 };
   private readonly mergeGap: number;
   private readonly amplify: number;
   private readonly maxRequest: number;
@@ -282,6 +284,7 @@ export class ChunkFetcher {
     }
     const kept = await sink.write(w.ref, data).then(() => sink.sync()).then(() => true, () => false);
     if (kept) await sink.markReady(w.ref.ciIndex).catch(() => undefined);
+    else this.stats.storeErrors++;
     w.resolve(data);
     return undefined;
   }

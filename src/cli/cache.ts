@@ -1,10 +1,11 @@
-// `nydusify-ts cache ls|usage|prune|rm`: look at and clean a blob cache directory (the layout
+// `nydusify-ts cache ls|usage|prune|rm|check`: look at and clean a blob cache directory (the layout
 // nydusd's filecache uses: <blob>.blob.data + <blob>.blob.data.chunk_map). Removing blobs removes
 // the bootstrap copies (<sha256>.boot) of images left with no blob in the cache.
 import { stat } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { BlobCache, type BlobUsage } from '../blobcache/cache.js';
 import { collectBootstrapCopies } from '../daemon/cache-gc.js';
+import { cacheCheckCommand } from './cache-check.js';
 import { parseSize } from './options.js';
 import { isBlobId } from '../rafs/blob.js';
 
@@ -77,5 +78,6 @@ export function cacheCommand(): Command {
     .option('--json', 'print JSON').action(prune);
   cache.command('rm').description('remove one blob from the cache').argument('<blob>', 'blob id (sha256 hex)')
     .addOption(cacheDirOption()).action(rm);
+  cache.addCommand(cacheCheckCommand());
   return cache;
 }
