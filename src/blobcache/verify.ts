@@ -40,7 +40,7 @@ export interface CacheVerification {
 
 /** Verifies every ready chunk of every blob of `rafs` in cache directory `dir`. */
 export async function verifyCache(dir: string, rafs: RafsImage): Promise<CacheVerification> {
-  const tables = blobChunkTables(rafs);
+  const tables = await blobChunkTables(rafs);
   const blobs: BlobVerification[] = [];
   for (const blob of rafs.blobs) blobs.push(await verifyBlob(dir, blob, tables.get(blob.blobId) ?? []));
   const sum = (f: (b: BlobVerification) => number): number => blobs.reduce((n, b) => n + f(b), 0);

@@ -146,6 +146,6 @@ describe('crash consistency of the blob cache', () => {
     expect(cli.status, cli.stderr).toBe(0);
     expect(JSON.parse(cli.stdout)).toMatchObject({ corrupt: 0 });
     expect(await terminate(d)).toEqual({ code: 0, signal: null });
-    console.log(`crash consistency: ${KILLS} kill -9s survived; ${verified} ready chunks verified over the restarts (ready after each: ${ready.join(' ')} of ${rafs.chunkInfoTable().length}); reads: ${tally.ok} right, ${tally.failed} failed while the daemon was down, ${tally.cut} cut short by a kill (a right prefix), ${tally.wrong.length} wrong`);
+    console.log(`crash consistency: ${KILLS} kill -9s survived; ${verified} ready chunks verified over the restarts (ready after each: ${ready.join(' ')} of ${[...rafs.chunkInfoTable()].length}); reads: ${tally.ok} right, ${tally.failed} failed while the daemon was down, ${tally.cut} cut short by a kill (a right prefix), ${tally.wrong.length} wrong`);
   }, 240_000);
 });
