@@ -128,12 +128,12 @@ export class Daemon {
     );
   }
 
-  private async fetch(slot: number, blobIndex: number, ciIndex: number): Promise<void> {
+  private async fetch(slot: number, blobIndex: number, ciIndex: number): Promise<Buffer | undefined> {
     const mount = [...this.mounts.values()].find((m) => m.slot === slot);
     if (!mount) throw new Error(`image slot ${slot} is not mounted`);
     this.demandWaiting++;
     try {
-      await mount.fetch(blobIndex, ciIndex);
+      return await mount.fetch(blobIndex, ciIndex);
     } finally {
       this.demandWaiting--;
     }

@@ -105,8 +105,11 @@ export class ImageMount {
     }
   }
 
-  /** Brings chunk `ciIndex` of blob `blobIndex` into the cache (a worker reads it from there). */
-  async fetch(blobIndex: number, ciIndex: number): Promise<void> {
+  /**
+   * Brings chunk `ciIndex` of blob `blobIndex` into the cache (a worker reads it from there); when
+   * the cache could not keep it (a full disk), its verified bytes, for the worker to take instead.
+   */
+  async fetch(blobIndex: number, ciIndex: number): Promise<Buffer | undefined> {
     const blob = this.rafs.blobs[blobIndex];
     const ref = this.lazy?.refs[blobIndex]?.get(ciIndex);
     if (!this.lazy || !blob || !ref) throw new Error(`chunk ${ciIndex} of blob index ${blobIndex} is not in the lazily served image ${this.name}`);
@@ -116,7 +119,7 @@ export class ImageMount {
     if (ahead.length > 0) setImmediate(() => void this.readAhead(blob, ahead));
     // a worker asks only for what its view of the cache files lacks: make sure ours is the same
     await this.lazy.cache.forgetIfReplaced(blob);
-    await this.fetchRef(blob, ref);
+    return this.fetchRef(blob, ref);
   }
 
   /** Starts fetching the chunks of `refs` that are not cached, in one batch; nobody waits for them. */
@@ -126,11 +129,11 @@ export class ImageMount {
     for (const [i, r] of refs.entries()) if (!cached[i]) cache.readChunk(blob, r).catch(() => undefined);
   }
 
-  private async fetchRef(blob: BlobInfo, ref: ChunkRef): Promise<void> {
+  /** Fetches and stores a chunk; its verified bytes when the cache could not store them. */
+  private async fetchRef(blob: BlobInfo, ref: ChunkRef): Promise<Buffer | undefined> {
     const { cache } = this.lazy!;
-    await cache.readChunk(blob, ref);
-    // verified, but the worker reads it from the cache: it must have been stored
-    if (!(await cache.isCached(blob, ref))) throw new Error(`chunk ${ref.ciIndex} of blob ${blob.blobId} was fetched but could not be stored in the cache`);
+    const bytes = await cache.readChunk(blob, ref);
+    return (await cache.isCached(blob, ref)) ? undefined : bytes;
   }
 
   /** Starts the background prefetch (registry images only). */
@@ -140,7 +143,7 @@ export class ImageMount {
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
     this.prefetcher = new Prefetcher({
       isCached: (ref) => cache.isCached(blobOf(ref), ref),
-      fetch: (ref) => this.fetchRef(blobOf(ref), ref),
+      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref)),
       demand: this.ctx.demand,
     }, this.ctx.config.prefetch.bandwidth);
     this.prefetcher.start(prefetchListChunks(this.rafs), this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : []);

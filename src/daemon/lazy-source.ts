@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
 import { digest } from '../native/index.js';
 import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from '../blobcache/chunk-map.js';
+import { MAX_CHUNK_SIZE } from '../rafs/superblock.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
 import type { SyncChunkSource } from './fs.js';
@@ -20,13 +21,20 @@ import { isBlobId } from '../rafs/blob.js';
 
 /**
  * Int32 words of a worker's reply slot: [0] id of the last answered request, [1] its status, [2]
- * the last id the worker issued. The ids live in the slot, not in a chunk source: a worker serves
- * several images (a source each) through its one slot, and two sources counting from 1 each would
- * take an old answer to one for the new request.
+ * the last id the worker issued, [3] the length of the bytes handed over (STATUS_BYTES). The ids
+ * live in the slot, not in a chunk source: a worker serves several images (a source each) through
+ * its one slot, and two sources counting from 1 each would take an old answer to one for the new
+ * request. After the words comes room for one chunk: a fetched, verified chunk the cache could not
+ * store (a full disk) is handed over there, so the read is still served.
  */
-export const SLOT_WORDS = 3;
+export const SLOT_WORDS = 4;
 export const STATUS_OK = 1;
 export const STATUS_FAILED = 2;
+/** The chunk's bytes are in the slot, not in the cache. */
+export const STATUS_BYTES = 3;
+const PAYLOAD_OFFSET = SLOT_WORDS * Int32Array.BYTES_PER_ELEMENT;
+/** Bytes of a worker's reply slot. */
+export const FETCH_SLOT_BYTES = PAYLOAD_OFFSET + MAX_CHUNK_SIZE;
 /** How long a worker waits for the main thread to fetch one chunk. */
 export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
 
@@ -40,9 +48,19 @@ export interface FetchRequest {
   ciIndex: number;
 }
 
-/** Main-thread side: answer request `id` in a worker's slot and wake the worker. */
-export function answerFetch(slot: Int32Array, id: number, ok: boolean): void {
-  Atomics.store(slot, 1, ok ? STATUS_OK : STATUS_FAILED);
+/** A reply slot's words, over a SharedArrayBuffer of FETCH_SLOT_BYTES. */
+export const slotWords = (sab: SharedArrayBuffer): Int32Array => new Int32Array(sab, 0, SLOT_WORDS);
+
+/**
+ * Main-thread side: answer request `id` in a worker's slot and wake the worker: the chunk is in
+ * the cache (true), could not be had (false), or is `bytes` (verified, but not stored).
+ */
+export function answerFetch(slot: Int32Array, id: number, outcome: boolean | Buffer): void {
+  if (Buffer.isBuffer(outcome)) {
+    outcome.copy(Buffer.from(slot.buffer, PAYLOAD_OFFSET, outcome.length));
+    Atomics.store(slot, 3, outcome.length);
+  }
+  Atomics.store(slot, 1, outcome === true ? STATUS_OK : outcome === false ? STATUS_FAILED : STATUS_BYTES);
   Atomics.store(slot, 0, id);
   Atomics.notify(slot, 0);
 }
@@ -70,7 +88,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     cacheChunks = 8,
   ) {
     this.cache = new ChunkLru(cacheChunks, largestChunk(blobs));
-    this.slot = new Int32Array(slot);
+    this.slot = slotWords(slot);
   }
 
   read(ref: ChunkRef): Buffer {
@@ -81,7 +99,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
       if (verified || this.isReady(files, ref.ciIndex)) this.counters?.chunkHit();
       else {
         this.counters?.chunkMiss();
-        this.fetch(blob, ref);
+        if (this.fetch(blob, ref, into)) return; // handed over, not stored: verified by the main thread
         // the main thread stored it; if the files this thread holds do not say so, they were
         // replaced (a cache cleaned under the daemon): read the current ones, and never a hole
         if (!this.isReady(files, ref.ciIndex)) {
@@ -103,8 +121,11 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     this.cache.recycle();
   }
 
-  /** Asks the main thread to bring the chunk into the cache; returns once it is there, throws otherwise. */
-  private fetch(blob: BlobInfo, ref: ChunkRef): void {
+  /**
+   * Asks the main thread to bring the chunk into the cache; returns once it is there (false), or
+   * once its bytes are in `into` because the cache could not keep them (true); throws otherwise.
+   */
+  private fetch(blob: BlobInfo, ref: ChunkRef, into: Buffer): boolean {
     const id = Atomics.add(this.slot, 2, 1) + 1;
     this.ask({ type: 'fetch', id, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex });
     const deadline = Date.now() + this.timeoutMs;
@@ -115,7 +136,13 @@ export class SyncLazyCacheSource implements SyncChunkSource {
       if (left <= 0) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `fetching the chunk timed out after ${this.timeoutMs} ms`);
       Atomics.wait(this.slot, 0, seen, left);
     }
-    if (Atomics.load(this.slot, 1) !== STATUS_OK) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'fetching the chunk failed (see the daemon log)');
+    const status = Atomics.load(this.slot, 1);
+    if (status === STATUS_OK) return false;
+    if (status !== STATUS_BYTES) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'fetching the chunk failed (see the daemon log)');
+    const length = Atomics.load(this.slot, 3);
+    if (length !== into.length) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `handed ${length} bytes for a chunk of ${into.length}`);
+    Buffer.from(this.slot.buffer, PAYLOAD_OFFSET, length).copy(into);
+    return true;
   }
 
   private isReady(files: BlobFiles, ciIndex: number): boolean {

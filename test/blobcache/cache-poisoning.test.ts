@@ -10,7 +10,7 @@ import { tableConflict } from '../../src/blobcache/chunk-claim.js';
 import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
 import { CHUNK_DATA_SUFFIX, ChunkMapConflictError } from '../../src/blobcache/chunk-map.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
-import { SLOT_WORDS, SyncLazyCacheSource } from '../../src/daemon/lazy-source.js';
+import { FETCH_SLOT_BYTES, SyncLazyCacheSource } from '../../src/daemon/lazy-source.js';
 import type { BlobInfo, ChunkRef } from '../../src/rafs/tree.js';
 import { content, makeBlob, type TestBlob } from './helpers.js';
 
@@ -51,7 +51,7 @@ function claimAsChunk0(from: ChunkRef): ChunkRef {
 
 /** What a FUSE worker of the honest image reads for `ref` (no fetching: the chunk must be cached). */
 function workerRead(ref: ChunkRef): Buffer {
-  const src = new SyncLazyCacheSource(cacheDir, [t.blob], new SharedArrayBuffer(SLOT_WORDS * 4), () => undefined, 50);
+  const src = new SyncLazyCacheSource(cacheDir, [t.blob], new SharedArrayBuffer(FETCH_SLOT_BYTES), () => undefined, 50);
   try {
     return Buffer.from(src.read(ref));
   } finally {

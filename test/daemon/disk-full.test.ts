@@ -79,10 +79,8 @@ describe('a blob cache whose filesystem fills up', () => {
     expect(stats.storeErrors).toBe(t.chunks.length - check.ready);
   }, 60_000);
 
-  // Known to fail today (hence `it.fails`): a FUSE worker reads a fetched chunk only from the cache
-  // file, so a chunk the cache could not keep is EIO (image-mount.ts fetchRef). Once the worker can
-  // take the verified bytes from the main thread instead, this passes: make it a plain `it`.
-  it.fails('serves right bytes through a lazily served image, without EIO, once the cache filesystem is full', async () => {
+  // A chunk the cache could not keep is handed to the FUSE worker in its reply slot (EIO before).
+  it('regression: serves right bytes through a lazily served image, without EIO, once the cache filesystem is full', async () => {
     const cacheDir = smallFilesystem(p('daemon-cache'), '16m');
     const d = startDaemon(['--target', TARGET, '--plain-http', '--cache-dir', cacheDir], p('mnt'));
     daemons.push(d);

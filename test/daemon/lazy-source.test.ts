@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/blobcache/cache.js';
 import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
-import { answerFetch, SLOT_WORDS, SyncLazyCacheSource, type FetchRequest } from '../../src/daemon/lazy-source.js';
+import { answerFetch, FETCH_SLOT_BYTES, slotWords, SyncLazyCacheSource, type FetchRequest } from '../../src/daemon/lazy-source.js';
 import { content, makeBlob, type TestBlob } from '../blobcache/helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'lazy-source-'));
@@ -29,8 +29,8 @@ beforeAll(async () => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function source(answer: (slot: Int32Array, req: Omit<FetchRequest, 'slot'>) => void, timeoutMs = 200) {
-  const sab = new SharedArrayBuffer(SLOT_WORDS * 4);
-  const slot = new Int32Array(sab);
+  const sab = new SharedArrayBuffer(FETCH_SLOT_BYTES);
+  const slot = slotWords(sab);
   const asked: Omit<FetchRequest, 'slot'>[] = [];
   const src = new SyncLazyCacheSource(cacheDir, t.rafs.blobs, sab, (req) => {
     asked.push(req);
@@ -57,6 +57,20 @@ describe('SyncLazyCacheSource', () => {
     src.close();
   });
 
+  it('regression: takes a chunk the cache could not keep (a full disk) from the reply slot, not EIO', () => {
+    const ref = t.files.get('/b.txt')!.chunks[1]!;
+    const want = t.files.get('/b.txt')!.data.subarray(ref.fileOffset, ref.fileOffset + ref.uncompressedSize);
+    const { src, asked } = source((slot, req) => answerFetch(slot, req.id, Buffer.from(want)));
+    expect(src.read(ref).equals(want)).toBe(true);
+    src.close();
+    // not in the cache: another reader asks for it again
+    const again = source((slot, req) => answerFetch(slot, req.id, Buffer.from(want)));
+    expect(again.src.read(ref).equals(want)).toBe(true);
+    expect(asked.length).toBe(1);
+    expect(again.asked.length).toBe(1);
+    again.src.close();
+  });
+
   it('gives up after the timeout when nobody answers (or only a stale answer comes)', () => {
     for (const answer of [() => undefined, (slot: Int32Array, req: Omit<FetchRequest, 'slot'>) => answerFetch(slot, req.id - 1, true)]) {
       const { src } = source(answer, 150);
@@ -68,8 +82,8 @@ describe('SyncLazyCacheSource', () => {
   });
 
   it('numbers requests per worker slot, so a second image never takes the first one\'s old answer (regression)', () => {
-    const sab = new SharedArrayBuffer(SLOT_WORDS * 4);
-    const slot = new Int32Array(sab);
+    const sab = new SharedArrayBuffer(FETCH_SLOT_BYTES);
+    const slot = slotWords(sab);
     const asked: number[] = [];
     // the first image's source: its request is answered, and failed
     const fail = (req: Omit<FetchRequest, 'slot'>) => {

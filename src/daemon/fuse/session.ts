@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { runCommand } from '../../util/command.js';
 import { log } from '../../util/log.js';
-import { answerFetch, SLOT_WORDS } from '../lazy-source.js';
+import { answerFetch, FETCH_SLOT_BYTES, slotWords } from '../lazy-source.js';
 import { type FuseMetrics, newWorkerMetricsBuffer, sumWorkerMetrics } from '../metrics.js';
 import type { DaemonMode } from '../router.js';
 import { opName } from './protocol.js';
@@ -37,9 +37,10 @@ export interface SessionOptions {
    * Lazy loading, for images with a `cacheDir`: the workers read chunks from that blob cache
    * directory and ask the main thread for missing ones; `fetch` must bring chunk `ciIndex` of blob
    * `blobIndex` of the image in `slot` into that cache (whose files of every blob must exist before
-   * the image is served). A worker waits at most `timeoutMs` (then EIO).
+   * the image is served), or resolve to its verified bytes when the cache could not keep them. A
+   * worker waits at most `timeoutMs` (then EIO).
    */
-  fetch?(slot: number, blobIndex: number, ciIndex: number): Promise<void>;
+  fetch?(slot: number, blobIndex: number, ciIndex: number): Promise<Buffer | undefined>;
   timeoutMs?: number;
   /** Stop serving on these signals (default SIGINT and SIGTERM; none: []). */
   signals?: NodeJS.Signals[];
@@ -151,8 +152,8 @@ export class FuseSession {
     setFlagsFromString('--expose-gc');
     const exits: Promise<void>[] = [];
     for (let index = 0; index < threads; index++) {
-      const fetchSlot = new SharedArrayBuffer(SLOT_WORDS * Int32Array.BYTES_PER_ELEMENT);
-      this.slots.push({ slot: new Int32Array(fetchSlot), waiting: 0, since: 0 });
+      const fetchSlot = new SharedArrayBuffer(FETCH_SLOT_BYTES);
+      this.slots.push({ slot: slotWords(fetchSlot), waiting: 0, since: 0 });
       const metrics = newWorkerMetricsBuffer();
       this.metrics.push(metrics);
       const { port1, port2 } = new MessageChannel();
@@ -195,14 +196,14 @@ export class FuseSession {
         state.since = Date.now();
         const fetch = this.opts.fetch;
         const work = fetch ? fetch(m.slot, m.blobIndex, m.ciIndex) : Promise.reject(new Error('not a lazily loaded mount'));
-        work.then(() => true, (err: unknown) => {
+        work.then((bytes): boolean | Buffer => bytes ?? true, (err: unknown) => {
           log.error('chunk fetch failed', { slot: m.slot, blobIndex: m.blobIndex, ciIndex: m.ciIndex, error: err });
           return false;
-        }).then((ok) => {
+        }).then((outcome) => {
           // a worker that gave up waiting has moved on: never answer it late
           if (state.waiting === m.id) {
             state.since = 0;
-            answerFetch(state.slot, m.id, ok);
+            answerFetch(state.slot, m.id, outcome);
           }
         });
         break;
