@@ -22,8 +22,10 @@ export async function checkImage(image: LocalImage): Promise<CheckReport> {
       report.entries++;
       if ((entry.inode.mode & S_IFMT) !== S_IFREG) continue;
       report.files++;
+      // a further link to a file already met: its chunks are checked and counted once
+      if (entry.seen) continue;
       const chunks = image.rafs.chunks(entry.nid);
-      report.problems.push(...checkFileChunks(image.rafs, entry.path, entry.inode.size, chunks));
+      for (const problem of checkFileChunks(image.rafs, entry.path, entry.inode.size, chunks)) report.problems.push(problem);
       for (const ref of chunks) {
         report.chunks++;
         const key = `${ref.blobIndex}:${ref.ciIndex}`;

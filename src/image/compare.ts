@@ -66,7 +66,7 @@ export function diffTrees(want: TreeNode, got: TreeNode, path = ''): string[] {
     const y = b.get(name);
     if (!y) out.push(`${show(p)}: missing from the target`);
     else if (!x) out.push(`${show(p)}: only in the target`);
-    else out.push(...diffTrees(x, y, p));
+    else for (const d of diffTrees(x, y, p)) out.push(d);
   }
   return out;
 }

@@ -59,6 +59,7 @@ export function* inodesOf(root: TreeNode): Generator<Inode> {
       seen.add(n.inode);
       yield n.inode;
     }
-    if (n.children) stack.push(...n.children.values());
+    // one push per child: a spread of a 200k-entry directory overflows the call stack
+    if (n.children) for (const c of n.children.values()) stack.push(c);
   }
 }
