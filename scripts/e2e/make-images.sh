@@ -211,7 +211,7 @@ build_debian_ml() {
 # recompress SOURCE-TAG TAG zstd|none: the same image with its gzip layers as zstd or uncompressed
 # (skopeo will not do either toward a registry: it reuses the gzip blobs it knows)
 recompress() {
-  local kind=$2 manifest="$W/recompress.json" layer="$W/recompress.layer" count i digest media
+  local kind=$3 manifest="$W/recompress.json" layer="$W/recompress.layer" count i digest media
   cp "$(blob_path "$(tag_digest "$1")")" "$manifest"
   count=$(jq '.layers | length' "$manifest")
   for ((i = 0; i < count; i++)); do
