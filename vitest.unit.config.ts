@@ -5,10 +5,30 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * End-to-end files still in unit folders: they need root, the registry or containerd. They run in
- * the e2e tier until they move to test/e2e/; then this list goes.
+ * End-to-end files still in unit folders: run as non-root without the harness they fail (FUSE
+ * mounts, mknod, fsck.erofs --extract need root; the rest needs the registries, the test images or
+ * containerd). They run in the e2e tier until they move to test/e2e/; then this list goes.
  */
-export const awaitingMoveToE2e: string[] = [];
+export const awaitingMoveToE2e: string[] = [
+  'test/blobcache/registry.test.ts',
+  'test/daemon/api.test.ts',
+  'test/daemon/cache-gc.test.ts',
+  'test/daemon/cross-image.test.ts',
+  'test/daemon/faults.test.ts',
+  'test/daemon/lazy-mount.test.ts',
+  'test/daemon/manager.test.ts',
+  'test/daemon/mount.test.ts',
+  'test/image/remote.test.ts',
+  'test/rafs/erofs-tools.test.ts',
+  'test/registry/auth.test.ts',
+  'test/registry/client.test.ts',
+  'test/registry/image-store.test.ts',
+  'test/registry/oci-layout.test.ts',
+  'test/registry/repository.test.ts',
+  'test/registry/token.test.ts',
+  'test/snapshotter/containerd.test.ts',
+  'test/snapshotter/recovery.test.ts',
+];
 
 export const unitTier = {
   name: 'unit',
