@@ -37,13 +37,9 @@ EOF
   for entry in $E2E_EXTRA_SNAPSHOTTERS; do proxy_plugin "${entry%%=*}" "${entry#*=}"; done
 } >"$C/config.toml.new"
 
-# the config a running containerd was started with, ignoring layout (../shared wrote a blank line less)
-same_config() { cmp -s <(grep -v '^\s*$' "$1") <(grep -v '^\s*$' "$2"); }
-if running containerd && ! same_config "$C/config.toml.new" "$C/config.toml"; then
-  ((restart)) || die "containerd runs with another config ($C/config.toml); rerun with --restart"
-  stop_daemon containerd
-elif running containerd && ((restart)); then
-  stop_daemon containerd
+if running containerd; then
+  if ((restart)); then stop_daemon containerd
+  elif ! cmp -s "$C/config.toml.new" "$C/config.toml"; then die "containerd runs with another config ($C/config.toml); rerun with --restart"; fi
 fi
 mv "$C/config.toml.new" "$C/config.toml"
 if ! running containerd; then
