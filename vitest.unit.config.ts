@@ -1,7 +1,7 @@
 // `npm run test:unit`: the unit tier — everything under test/ but test/e2e. No root, no services, no
 // network beyond sockets a test opens on loopback itself; its only global setup builds dist/. A test
-// that starts the harness fails at once here (test/helpers/e2e.ts), and short timeouts turn a wait on
-// something that is not there into a failure instead of a hang.
+// that starts the harness or reads its state fails at once here (test/helpers/e2e.ts, E2E_DIR below),
+// and short timeouts turn a wait on something that is not there into a failure instead of a hang.
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -35,7 +35,8 @@ export const unitTier = {
   include: ['test/**/*.test.ts'],
   exclude: ['test/e2e/**', ...awaitingMoveToE2e, '**/node_modules/**'],
   globalSetup: ['test/build-dist.ts'],
-  env: { NYDUSIFY_TEST_TIER: 'unit' },
+  // no harness state either: a test reading the registry's storage or the test images fails at once
+  env: { NYDUSIFY_TEST_TIER: 'unit', E2E_DIR: '/nonexistent/e2e-harness-is-not-part-of-the-unit-tier' },
   testTimeout: 30_000,
   hookTimeout: 30_000,
 };
