@@ -208,7 +208,7 @@ build_debian_ml() {
   say "debian-ml took $((SECONDS - started)) s"
 }
 
-# recompress SOURCE-TAG TAG zstd|none: the same image with its gzip layers as zstd or uncompressed
+# recompress SOURCE-TAG TAG zstd|uncompressed: the same image with its gzip layers as zstd or uncompressed
 # (skopeo will not do either toward a registry: it reuses the gzip blobs it knows)
 recompress() {
   local kind=$3 manifest="$W/recompress.json" layer="$W/recompress.layer" count i digest media
@@ -238,7 +238,7 @@ have_tag busybox || build_busybox
 have_tag busybox-multi || build_busybox_multi
 have_tag debian-ml || build_debian_ml
 have_tag debian-ml-zstd || recompress debian-ml debian-ml-zstd zstd
-have_tag busybox-tar || recompress busybox busybox-tar none
+have_tag busybox-tar || recompress busybox busybox-tar uncompressed
 umoci rm --image "$L:busybox-partial" 2>/dev/null || true
 umoci rm --image "$L:debian-ml-partial" 2>/dev/null || true
 
