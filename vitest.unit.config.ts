@@ -2,6 +2,7 @@
 // network beyond sockets a test opens on loopback itself; its only global setup builds dist/. A test
 // that starts the harness or reads its state fails at once here (test/helpers/e2e.ts, E2E_DIR below),
 // and short timeouts turn a wait on something that is not there into a failure instead of a hang.
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -42,5 +43,6 @@ export const unitTier = {
 };
 
 export default defineConfig({
-  test: { ...unitTier, reporters: ['default'] },
+  // one worker per core (vitest keeps one core free by default: a single worker on 2 cores)
+  test: { ...unitTier, maxWorkers: availableParallelism(), reporters: ['default'] },
 });
