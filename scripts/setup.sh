@@ -11,8 +11,10 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 BUILD_PACKAGES=(pkg-config librust-sha2-dev librust-blake3-dev librust-libc-dev libzstd-dev liblz4-dev libdeflate-dev)
 # Real tools the tests and benchmarks compare against.
 TOOL_PACKAGES=(zstd lz4 gzip b3sum openssl coreutils tar attr erofs-utils python3 util-linux squashfuse squashfs-tools)
-# The real parts ../shared/e2e starts for the end-to-end tests: registry, image building, containerd.
-E2E_PACKAGES=(docker-registry skopeo umoci busybox-static debootstrap containerd runc stargz-snapshotter fuse3 jq apache2-utils curl iproute2)
+# The real parts scripts/e2e starts for the end-to-end tests and benchmarks: registries, image
+# building, containerd + runc, the stargz peer (built from Debian's Go sources), the shaped netns.
+E2E_PACKAGES=(docker-registry apache2-utils skopeo umoci busybox-static debootstrap containerd runc stargz-snapshotter
+  golang-go golang-github-containerd-stargz-snapshotter-dev fuse3 jq curl iproute2)
 
 apt_missing() {
   local p

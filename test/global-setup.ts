@@ -1,23 +1,23 @@
-// Runs once, in vitest's main process, before any test file: builds dist/ (the CLI and end-to-end
-// tests run it), and starts the real parts from ../shared/e2e that several files share — the
-// registries (plain, basic, token auth) and the test images. The first image build takes minutes on
-// a fresh machine; here it cannot stall a test worker. The files' own calls then return at once.
-import { execFileSync, spawn } from 'node:child_process';
+// Global setup of the end-to-end tier (test/e2e, see vitest.config.ts): builds dist/ and starts the
+// parts of the harness in scripts/e2e that many files share — the registries (plain :5000, basic auth
+// :5001, token server :5002, token registry :5003) and the test images (busybox, debian-ml, …). Runs
+// once, in vitest's main process, before any test file, so the first image build (minutes on a fresh
+// machine) cannot stall a test worker; the files' own calls then return at once.
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-
-const repo = join(import.meta.dirname, '..');
-const shared = process.env.NYDUSIFY_SHARED ?? join(repo, '..', 'shared');
+import { buildDist } from './build-dist.js';
+import { E2E_SCRIPTS } from './helpers/e2e.js';
 
 function run(script: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(join(shared, 'e2e', script), args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(join(E2E_SCRIPTS, script), args, { stdio: ['ignore', 'ignore', 'inherit'] });
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${script} ${args.join(' ')} exited ${code}`))));
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`scripts/e2e/${script} ${args.join(' ')} exited ${code}`))));
   });
 }
 
 export default async function setup(): Promise<void> {
-  execFileSync(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: repo, stdio: 'inherit' });
+  buildDist();
   await run('registry-up.sh', ['--auth']);
   await run('make-images.sh', []);
 }

@@ -4,7 +4,7 @@
 //   node bench/run.mjs containerd-lazy [--runs 3]
 //
 // Needs root, /dev/fuse, containerd + runc + ctr + ctr-remote, ip/tc, curl, go (once, to build the
-// stargz daemon if ../shared/e2e has not). Starts what it needs from ../shared/e2e: registry-up.sh,
+// stargz daemon if scripts/e2e has not). Starts what it needs from scripts/e2e: registry-up.sh,
 // make-images.sh, netns-up.sh (200 mbit, 10 ms per direction; E2E_RATE / E2E_DELAY_MS override),
 // and a private containerd (E2E_DIR=/tmp/e2e-bench-containerd-lazy, namespace bench-cl) with two
 // proxy snapshotters: stargz (stargz-up.sh, no prefetch, no background fetch) and ours
@@ -25,7 +25,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const e2e = join(repo, '..', 'shared', 'e2e');
+const e2e = join(repo, 'scripts', 'e2e');
 const out = join(repo, 'bench', 'out');
 const cli = join(repo, 'dist', 'cli', 'main.js');
 
@@ -139,7 +139,7 @@ function preflight() {
   if (process.getuid?.() !== 0) die('needs root');
   if (!existsSync(cli)) die(`${cli} is missing: run \`npm run build\` first`);
   const missing = ['containerd', 'ctr', 'ctr-remote', 'runc', 'curl', 'ip', 'tc'].filter((c) => spawnSync('bash', ['-c', `command -v ${c}`]).status !== 0);
-  if (missing.length) die(`missing commands: ${missing.join(', ')} (see ../shared/e2e/README.md)`);
+  if (missing.length) die(`missing commands: ${missing.join(', ')} (see scripts/e2e/README.md)`);
 }
 
 const hasTag = (host, tag) => spawnSync('curl', ['-sf', '-o', '/dev/null', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json', `http://${host}/v2/${REPO}/manifests/${tag}`]).status === 0;
@@ -148,13 +148,13 @@ async function setUp() {
   say(`registry-up, make-images, netns-up (${RATE}, ${DELAY_MS} ms/direction), private containerd + stargz…`);
   for (const s of ['registry-up.sh', 'make-images.sh']) sh(join(e2e, s), { ...process.env });
   sh(join(e2e, 'netns-up.sh'), { ...process.env, E2E_DELAY_MS: DELAY_MS, E2E_RATE: RATE });
-  // the stargz daemon binary ../shared/e2e built once for the shared E2E_DIR saves a 20–50 s build
+  // the stargz daemon binary scripts/e2e built once for the default E2E_DIR saves a 20–50 s build
   mkdirSync(join(DIR, 'bin'), { recursive: true });
   const built = join(process.env.E2E_DIR ?? '/tmp/e2e', 'bin', 'e2e-stargz-grpc');
   if (!existsSync(join(DIR, 'bin', 'e2e-stargz-grpc')) && existsSync(built)) copyFileSync(built, join(DIR, 'bin', 'e2e-stargz-grpc'));
   const up = spawnSync(join(e2e, 'containerd-up.sh'), [], { env, encoding: 'utf8' });
   if (up.status !== 0) sh(`${e2e}/containerd-up.sh --restart`);
-  process.on('exit', () => spawnSync('bash', ['-c', `source ${e2e}/common.sh && stop_pid stargz && stop_pid containerd`], { env, stdio: 'ignore' }));
+  process.on('exit', () => spawnSync(join(e2e, 'stop.sh'), ['stargz', 'containerd'], { env, stdio: 'ignore' }));
   sh(join(e2e, 'stargz-up.sh'));
   if (!hasTag(REG, NYDUS_TAG)) {
     say(`converting ${REPO}:latest → :${NYDUS_TAG} (once)…`);
@@ -193,7 +193,7 @@ async function overlayfsRun() {
 async function stargzRun() {
   await dropImages();
   // stargz keeps fetched chunks across image removal: restart it with its caches emptied
-  sh(`source ${e2e}/common.sh && stop_pid stargz`);
+  sh(`${e2e}/stop.sh stargz`);
   for (const c of ['fscache', 'httpcache']) rmSync(join(DIR, 'stargz', 'root', 'stargz', c), { recursive: true, force: true });
   sh(join(e2e, 'stargz-up.sh'));
   const ref = `${NSREG}/${REPO}:${ESGZ_TAG}`;

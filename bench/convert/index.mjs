@@ -3,7 +3,7 @@
 //
 //   npm run bench -- convert [--runs 2]
 //
-// Images: debian-ml (../shared/e2e/make-images.sh) and "usr-big", a one-layer image of this
+// Images: debian-ml (scripts/e2e/make-images.sh) and "usr-big", a one-layer image of this
 // machine's /usr (≥ 300 MB uncompressed, made from bench/create's tar, pushed with skopeo).
 // Our time covers pull + convert + push; ctr-remote's covers only converting content containerd
 // already pulled (its pull is not timed), so the ratio favours the peer. Best of --runs.
@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const e2e = join(repo, '..', 'shared', 'e2e');
+const e2e = join(repo, 'scripts', 'e2e');
 const out = join(repo, 'bench', 'out');
 const work = join(out, 'convert-work');
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';

@@ -2,7 +2,7 @@
 //
 //   npm run bench -- create [--usr-size 320M] [--runs 3]
 //
-// Inputs: debian-ml's largest layer (built by ../shared/e2e/make-images.sh) and a gzip tar of this
+// Inputs: debian-ml's largest layer (built by scripts/e2e/make-images.sh) and a gzip tar of this
 // machine's /usr cut to --usr-size (default 320 MiB, uncompressed); plus a layer of 65,536 small
 // files for the metadata path. Each command is run --runs times, interleaved; the best wall time is
 // kept. Ratios are against `gzip -dc L > /dev/null`, the time just to decompress the layer.
@@ -37,7 +37,7 @@ function measure(script) {
 }
 
 function debianMlLargestLayer() {
-  execFileSync(join(repo, '..', 'shared', 'e2e', 'make-images.sh'), ['--no-push'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(join(repo, 'scripts', 'e2e', 'make-images.sh'), ['--no-push'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const layout = join(e2eDir, 'images', 'oci');
   const blob = (d) => join(layout, 'blobs', ...d.split(':'));
   const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));

@@ -4,7 +4,7 @@
 //   node bench/run.mjs lazy [--runs 3] [--no-containerd]
 //
 // Needs root, /dev/fuse, chroot, skopeo, umoci, curl, ip/tc, and (for the containerd row) containerd +
-// runc + ctr. Starts what it needs, idempotently, from ../shared/e2e: registry-up.sh (loopback
+// runc + ctr. Starts what it needs, idempotently, from scripts/e2e: registry-up.sh (loopback
 // registry 127.0.0.1:5000), make-images.sh (debian-ml:latest), netns-up.sh with 200 mbit and 10 ms
 // per direction (E2E_RATE / E2E_DELAY_MS override) — the "remote" registry is 10.203.0.2:5000 in
 // netns e2e-reg and shares the loopback registry's storage. debian-ml:latest is converted once,
@@ -31,7 +31,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const e2e = join(repo, '..', 'shared', 'e2e');
+const e2e = join(repo, 'scripts', 'e2e');
 const out = join(repo, 'bench', 'out');
 const work = join(out, 'lazy-work');
 const cli = join(repo, 'dist', 'cli', 'main.js');
@@ -130,13 +130,12 @@ function preflight() {
   if (process.getuid?.() !== 0) die('needs root (FUSE mount, chroot, netns, containerd)');
   if (!existsSync(cli)) die(`${cli} is missing: run \`npm run build\` first`);
   if (!existsSync('/dev/fuse')) die('/dev/fuse is missing');
-  if (!existsSync(e2e)) die(`${e2e} is missing (the shared e2e scripts)`);
   const need = ['chroot', 'skopeo', 'umoci', 'curl', 'ip', 'tc', 'umount', 'jq'];
   if (withContainerd) need.push('containerd', 'ctr', 'runc');
   const missing = need.filter((c) => spawnSync('bash', ['-c', `command -v ${c}`]).status !== 0);
   if (missing.length) {
     die(`missing commands: ${missing.join(', ')} (apt-get install skopeo umoci containerd runc jq; ` +
-      `see ../shared/e2e/README.md${withContainerd ? '; or pass --no-containerd' : ''})`);
+      `see scripts/e2e/README.md${withContainerd ? '; or pass --no-containerd' : ''})`);
   }
 }
 
@@ -147,7 +146,7 @@ function setUp() {
     try {
       sh(join(e2e, script), env);
     } catch (e) {
-      die(`../shared/e2e/${script} failed; see ../shared/e2e/README.md\n${e.message}`);
+      die(`scripts/e2e/${script} failed; see scripts/e2e/README.md\n${e.message}`);
     }
   }
   const exists = (host, tag) => spawnSync('curl', ['-sf', '-o', '/dev/null', '-H',
@@ -177,7 +176,7 @@ function setUp() {
 
 // The private containerd is only ours: stop it (through its PID file) when the bench ends.
 function stopPrivateContainerd() {
-  spawnSync('bash', ['-c', `source ${e2e}/common.sh && stop_pid containerd`], { env: ctrEnv, stdio: 'ignore' });
+  spawnSync(join(e2e, 'stop.sh'), ['containerd'], { env: ctrEnv, stdio: 'ignore' });
 }
 
 function imageSize(host, tag) {

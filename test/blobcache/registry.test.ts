@@ -1,7 +1,6 @@
-// End to end against docker-registry from ../shared/e2e (plain HTTP on 127.0.0.1:5000): busybox
+// End to end against docker-registry from scripts/e2e (plain HTTP on 127.0.0.1:5000): busybox
 // converted with the CLI, every file's chunks read through BlobCache + fetcher over StoreBackend
 // and compared with direct (uncached) reads; Range requests counted on a wrapping backend.
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,10 +13,9 @@ import { RegistryClient } from '../../src/registry/client.js';
 import { openImageStore } from '../../src/registry/open-image-store.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
 import { cli } from '../helpers/cli.js';
-import { sharedDir } from '../helpers/trees.js';
+import { E2E_DIR as e2eDir, e2eUp } from '../helpers/e2e.js';
 import { CountingBackend } from './helpers.js';
 
-const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REG = '127.0.0.1:5000';
 const TARGET = `${REG}/busybox:cache-test`;
 // the same image with 64 KiB chunks: many chunks per request, so merging shows
@@ -25,10 +23,8 @@ const TARGET_64K = `${REG}/busybox:cache-test-64k`;
 const work = mkdtempSync(join(tmpdir(), 'blobcache-e2e-'));
 
 beforeAll(() => {
-  const e2e = join(sharedDir(), 'e2e');
-  const env = { ...process.env, E2E_DIR: e2eDir };
-  execFileSync(join(e2e, 'registry-up.sh'), [], { stdio: ['ignore', 'ignore', 'inherit'], env });
-  execFileSync(join(e2e, 'make-images.sh'), [], { stdio: ['ignore', 'ignore', 'inherit'], env });
+  e2eUp('registry-up.sh');
+  e2eUp('make-images.sh');
   cli(['convert', '--source', `${REG}/busybox:latest`, '--target', TARGET, '--plain-http']);
   cli(['convert', '--source', `${REG}/busybox:latest`, '--target', TARGET_64K, '--plain-http', '--chunk-size', '0x10000']);
 }, 600_000);

@@ -1,4 +1,4 @@
-// convert and check against docker-registry from ../shared/e2e (plain, basic and token auth),
+// convert and check against docker-registry from scripts/e2e (plain, basic and token auth),
 // with the images make-images.sh builds: busybox, busybox:multi, debian-ml (gzip, v2s2, zstd).
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync as cli, runCliAsync as runCli } from '../helpers/cli.js';
-import { diffManifests, erofsImageManifest, sharedDir, treeManifest, type Manifest } from '../helpers/trees.js';
+import { E2E_DIR as e2eDir, e2eUp } from '../helpers/e2e.js';
+import { diffManifests, erofsImageManifest, treeManifest, type Manifest } from '../helpers/trees.js';
 
-const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const layout = join(e2eDir, 'images', 'oci');
 const REG = '127.0.0.1:5000';
 const work = mkdtempSync(join(tmpdir(), 'nydusify-convert-'));
@@ -25,9 +25,8 @@ function manifestOf(ref: string, accept = 'application/vnd.oci.image.manifest.v1
 }
 
 beforeAll(() => {
-  const e2e = join(sharedDir(), 'e2e');
-  execFileSync(join(e2e, 'registry-up.sh'), ['--auth'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, E2E_DIR: e2eDir } });
-  execFileSync(join(e2e, 'make-images.sh'), [], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, E2E_DIR: e2eDir } });
+  e2eUp('registry-up.sh', ['--auth']);
+  e2eUp('make-images.sh');
 }, 600_000);
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));

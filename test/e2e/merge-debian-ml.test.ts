@@ -1,4 +1,4 @@
-// The debian-ml image from ../shared/e2e (L2 is a whiteout torture layer): every layer through
+// The debian-ml image from scripts/e2e (L2 is a whiteout torture layer): every layer through
 // create, merged, exported and mounted by the kernel, equals `umoci unpack` of the same image.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli.js';
-import { diffManifests, erofsImageManifest, sharedDir, treeManifest, type Manifest } from '../helpers/trees.js';
+import { E2E_DIR as e2eDir, e2eUp } from '../helpers/e2e.js';
+import { diffManifests, erofsImageManifest, treeManifest, type Manifest } from '../helpers/trees.js';
 
-const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const layout = join(e2eDir, 'images', 'oci');
 const work = mkdtempSync(join(tmpdir(), 'nydusify-merge-'));
 const p = (...parts: string[]) => join(work, ...parts);
@@ -26,7 +26,7 @@ function layerPaths(tag: string): string[] {
 let reference: Manifest;
 
 beforeAll(() => {
-  execFileSync(join(sharedDir(), 'e2e', 'make-images.sh'), ['--no-push'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, E2E_DIR: e2eDir } });
+  e2eUp('make-images.sh', ['--no-push']);
   sh('umoci', ['unpack', '--image', `${layout}:debian-ml`, p('bundle')]);
   reference = treeManifest(p('bundle', 'rootfs'));
 }, 600_000);

@@ -1,7 +1,6 @@
-// The real distribution registry from ../shared/e2e (registry-up.sh --auth) for end-to-end tests: plain
+// The real distribution registry from scripts/e2e (registry-up.sh --auth) for end-to-end tests: plain
 // :5000, basic auth :5001 (testuser/testpass), token server :5002 + token registry :5003. Images are made
 // from random bytes and pushed to repositories named for one test file's run only.
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,10 +11,10 @@ import type { ImageStore } from '../../src/registry/image-store.js';
 import { MediaType, type Descriptor, type ImageManifest } from '../../src/registry/media-types.js';
 import type { RetryPolicy } from '../../src/registry/retry.js';
 import { getLogLevel, setLogLevel } from '../../src/util/log.js';
-import { sharedDir } from '../helpers/trees.js';
+import { E2E_DIR, e2eUp } from '../helpers/e2e.js';
 import type { TestServer } from './http-fixtures.js';
 
-export const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
+export const e2eDir = E2E_DIR;
 export const PLAIN = '127.0.0.1:5000';
 export const BASIC = '127.0.0.1:5001';
 export const TOKEN_SERVER = '127.0.0.1:5002';
@@ -82,7 +81,7 @@ export function useRegistries(): RegistryTestContext {
   const resources: (TestServer | RegistryClient)[] = [];
   const logLevel = getLogLevel();
   beforeAll(() => {
-    execFileSync(join(sharedDir(), 'e2e', 'registry-up.sh'), ['--auth'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, E2E_DIR: e2eDir } });
+    e2eUp('registry-up.sh', ['--auth']);
     setLogLevel('error'); // retries warn by design; the tests check what they do
   }, 60_000);
   afterAll(async () => {

@@ -1,4 +1,4 @@
-// The real parts for the snapshotter's end-to-end tests: our own containerd (from ../shared/e2e,
+// The real parts for the snapshotter's end-to-end tests: our own containerd (from scripts/e2e,
 // under its own E2E_DIR, so restarting it to add our proxy plugin disturbs nobody else's), our
 // snapshotter as a child process on a fixed socket, ctr / ctr-remote in our own namespace, and the
 // loopback registry's access log to count the blob bytes a run fetched. Everything is asynchronous:
@@ -7,15 +7,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/cli.js';
+import { E2E_DIR as HARNESS_DIR, e2eScript } from '../helpers/e2e.js';
 
-export const SHARED = process.env.NYDUSIFY_SHARED ?? join(repoRoot, '..', 'shared');
 export const E2E_DIR = '/tmp/e2e-nydusify-snapshotter';
 export const SOCKET = join(E2E_DIR, 'snapshotter.sock');
 export const CONTAINERD_SOCK = join(E2E_DIR, 'containerd', 'containerd.sock');
 export const SNAPSHOTTER = 'nydusify-ts';
 export const NAMESPACE = 'nydusify-snap-test';
 export const REGISTRY = '127.0.0.1:5000';
-const REGISTRY_LOG = join(process.env.E2E_DIR ?? '/tmp/e2e', 'logs', 'registry.log');
+const REGISTRY_LOG = join(HARNESS_DIR, 'logs', 'registry.log');
 
 export interface Run {
   code: number | null;
@@ -58,8 +58,8 @@ export async function mustCtr(args: string[], timeoutMs?: number): Promise<strin
 /** Our containerd with the snapshotter registered as a proxy plugin (restarted only when its config changes). */
 export async function containerdUp(): Promise<void> {
   const env = { E2E_DIR, E2E_EXTRA_SNAPSHOTTERS: `${SNAPSHOTTER}=${SOCKET}` };
-  const r = await run(join(SHARED, 'e2e', 'containerd-up.sh'), [], env);
-  if (r.code !== 0) await mustRun(join(SHARED, 'e2e', 'containerd-up.sh'), ['--restart'], env);
+  const r = await run(e2eScript('containerd-up.sh'), [], env);
+  if (r.code !== 0) await mustRun(e2eScript('containerd-up.sh'), ['--restart'], env);
 }
 
 export interface SnapshotterProcess {
