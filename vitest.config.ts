@@ -2,7 +2,7 @@
 // that starts the harness in scripts/e2e (registries, test images); vitest runs a project's global
 // setup only when one of its files is selected, so `vitest run test/rafs` starts nothing.
 import { defineConfig } from 'vitest/config';
-import { awaitingMoveToE2e, unitTier } from './vitest.unit.config.js';
+import { unitTier } from './vitest.unit.config.js';
 
 export default defineConfig({
   test: {
@@ -15,7 +15,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
-          include: ['test/e2e/**/*.test.ts', ...awaitingMoveToE2e],
+          include: ['test/e2e/**/*.test.ts'],
           globalSetup: ['test/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -5,36 +5,10 @@
 import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
-/**
- * End-to-end files still in unit folders: run as non-root without the harness they fail (FUSE
- * mounts, mknod, fsck.erofs --extract need root; the rest needs the registries, the test images or
- * containerd). They run in the e2e tier until they move to test/e2e/; then this list goes.
- */
-export const awaitingMoveToE2e: string[] = [
-  'test/blobcache/registry.test.ts',
-  'test/daemon/api.test.ts',
-  'test/daemon/cache-gc.test.ts',
-  'test/daemon/cross-image.test.ts',
-  'test/daemon/faults.test.ts',
-  'test/daemon/lazy-mount.test.ts',
-  'test/daemon/manager.test.ts',
-  'test/daemon/mount.test.ts',
-  'test/image/remote.test.ts',
-  'test/rafs/erofs-tools.test.ts',
-  'test/registry/auth.test.ts',
-  'test/registry/client.test.ts',
-  'test/registry/image-store.test.ts',
-  'test/registry/oci-layout.test.ts',
-  'test/registry/repository.test.ts',
-  'test/registry/token.test.ts',
-  'test/snapshotter/containerd.test.ts',
-  'test/snapshotter/recovery.test.ts',
-];
-
 export const unitTier = {
   name: 'unit',
   include: ['test/**/*.test.ts'],
-  exclude: ['test/e2e/**', ...awaitingMoveToE2e, '**/node_modules/**'],
+  exclude: ['test/e2e/**', '**/node_modules/**'],
   globalSetup: ['test/build-dist.ts'],
   // no harness state either: a test reading the registry's storage or the test images fails at once
   env: { NYDUSIFY_TEST_TIER: 'unit', E2E_DIR: '/nonexistent/e2e-harness-is-not-part-of-the-unit-tier' },

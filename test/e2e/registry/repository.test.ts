@@ -6,13 +6,13 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { RegistryClient } from '../../src/registry/client.js';
-import { DigestMismatchError, RegistryError, RegistryUnreachableError } from '../../src/registry/errors.js';
-import { resolveImage } from '../../src/registry/image-store.js';
-import { MediaType, type Descriptor, type ImageIndex } from '../../src/registry/media-types.js';
-import { listPlatforms } from '../../src/registry/platform.js';
-import { forward, startServer, unusedPort } from './http-fixtures.js';
-import { e2eDir, fastRetry, logLines, logSize, makeImage, PLAIN, pushImage, readAll, repo, sha256, useRegistries, type TestImage } from './registry-fixtures.js';
+import { RegistryClient } from '../../../src/registry/client.js';
+import { DigestMismatchError, RegistryError, RegistryUnreachableError } from '../../../src/registry/errors.js';
+import { resolveImage } from '../../../src/registry/image-store.js';
+import { MediaType, type Descriptor, type ImageIndex } from '../../../src/registry/media-types.js';
+import { listPlatforms } from '../../../src/registry/platform.js';
+import { forward, startServer, unusedPort } from '../../registry/http-fixtures.js';
+import { e2eDir, fastRetry, logLines, logSize, makeImage, PLAIN, pushImage, readAll, repo, sha256, useRegistries, type TestImage } from '../../registry/registry-fixtures.js';
 
 const ctx = useRegistries();
 

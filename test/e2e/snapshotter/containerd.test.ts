@@ -7,11 +7,11 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliAsync } from '../helpers/cli.js';
+import { cliAsync } from '../../helpers/cli.js';
 import {
   containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, recordedDaemons, REGISTRY, registryBlobBytes,
   registryLogOffset, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
-} from './env.js';
+} from '../../snapshotter/env.js';
 
 const DEBIAN = `${REGISTRY}/debian-ml:snap-e2e-nydus`;
 const BUSYBOX = `${REGISTRY}/busybox:snap-e2e-nydus`;

@@ -12,11 +12,11 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectNydusImage } from '../../src/image/remote.js';
-import { killApiDaemons, startApiDaemon, stopApiDaemon } from '../helpers/api-daemon.js';
-import { cliAsync } from '../helpers/cli.js';
-import { writeOciLayout } from '../helpers/oci-layout.js';
-import { cuttableProxy } from '../helpers/proxy.js';
+import { connectNydusImage } from '../../../src/image/remote.js';
+import { killApiDaemons, startApiDaemon, stopApiDaemon } from '../../helpers/api-daemon.js';
+import { cliAsync } from '../../helpers/cli.js';
+import { writeOciLayout } from '../../helpers/oci-layout.js';
+import { cuttableProxy } from '../../helpers/proxy.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';

@@ -4,8 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { startServer, type TestServer } from './http-fixtures.js';
-import { sha256, useRegistries } from './registry-fixtures.js';
+import { startServer, type TestServer } from '../../registry/http-fixtures.js';
+import { sha256, useRegistries } from '../../registry/registry-fixtures.js';
 
 const ctx = useRegistries();
 const USER = { username: 'u', password: 'p' };

@@ -3,12 +3,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { DigestMismatchError } from '../../src/registry/errors.js';
-import { resolveImage } from '../../src/registry/image-store.js';
-import { openImageStore } from '../../src/registry/open-image-store.js';
-import { MediaType, type ImageIndex } from '../../src/registry/media-types.js';
-import { OciLayoutStore } from '../../src/registry/oci-layout.js';
-import { makeImage, PLAIN, pushImage, readAll, repo, sha256, useRegistries } from './registry-fixtures.js';
+import { DigestMismatchError } from '../../../src/registry/errors.js';
+import { resolveImage } from '../../../src/registry/image-store.js';
+import { openImageStore } from '../../../src/registry/open-image-store.js';
+import { MediaType, type ImageIndex } from '../../../src/registry/media-types.js';
+import { OciLayoutStore } from '../../../src/registry/oci-layout.js';
+import { makeImage, PLAIN, pushImage, readAll, repo, sha256, useRegistries } from '../../registry/registry-fixtures.js';
 
 const ctx = useRegistries();
 

@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonClient } from '../../src/daemon/api-client.js';
-import { cliAsync, repoRoot } from '../helpers/cli.js';
+import { DaemonClient } from '../../../src/daemon/api-client.js';
+import { cliAsync, repoRoot } from '../../helpers/cli.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20);
 const READERS = 64;

@@ -10,10 +10,10 @@ import { mkdtempSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliAsync } from '../helpers/cli.js';
-import { cuttableProxy } from '../helpers/proxy.js';
-import { diffManifests, treeManifest } from '../helpers/trees.js';
-import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
+import { cliAsync } from '../../helpers/cli.js';
+import { cuttableProxy } from '../../helpers/proxy.js';
+import { diffManifests, treeManifest } from '../../helpers/trees.js';
+import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted, cleanUp } from '../../helpers/daemon.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';

@@ -9,18 +9,18 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RafsFuseFs } from '../../src/daemon/fs.js';
-import { SyncBlobDirSource } from '../../src/daemon/local-source.js';
-import { FuseRouter } from '../../src/daemon/router.js';
+import { RafsFuseFs } from '../../../src/daemon/fs.js';
+import { SyncBlobDirSource } from '../../../src/daemon/local-source.js';
+import { FuseRouter } from '../../../src/daemon/router.js';
 import {
   decodeOutHeader, encodeRequest, Errno, FUSE_ROOT_ID, Opcode, parseDirents, parseDirentsPlus, readEntry,
-} from '../../src/daemon/fuse/protocol.js';
-import { parseMountInfo } from '../../src/daemon/fuse/session.js';
-import { RafsImage } from '../../src/rafs/reader.js';
-import { cli, repoRoot } from '../helpers/cli.js';
-import { type Daemon, daemonPids, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted, cleanUp } from '../helpers/daemon.js';
-import { makeSampleLayer } from '../helpers/sample-tree.js';
-import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
+} from '../../../src/daemon/fuse/protocol.js';
+import { parseMountInfo } from '../../../src/daemon/fuse/session.js';
+import { RafsImage } from '../../../src/rafs/reader.js';
+import { cli, repoRoot } from '../../helpers/cli.js';
+import { type Daemon, daemonPids, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted, cleanUp } from '../../helpers/daemon.js';
+import { makeSampleLayer } from '../../helpers/sample-tree.js';
+import { diffManifests, treeManifest, type Manifest } from '../../helpers/trees.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-fuse-'));
 const p = (...parts: string[]) => join(work, ...parts);

@@ -19,10 +19,10 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonClient } from '../../src/daemon/api-client.js';
-import { cliAsync } from '../helpers/cli.js';
-import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../helpers/daemon.js';
-import { type Fault, type FaultKind, type FaultProxy, faultProxy, isBlobRange, seededRandom } from '../helpers/fault-proxy.js';
+import { DaemonClient } from '../../../src/daemon/api-client.js';
+import { cliAsync } from '../../helpers/cli.js';
+import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { type Fault, type FaultKind, type FaultProxy, faultProxy, isBlobRange, seededRandom } from '../../helpers/fault-proxy.js';
 
 const REGISTRY = '127.0.0.1:5000';
 const REPO = 'fault-injection';

@@ -11,10 +11,10 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyCache } from '../../src/blobcache/verify.js';
-import { RafsImage } from '../../src/rafs/reader.js';
-import { cliAsync, runCliAsync } from '../helpers/cli.js';
-import { type Daemon, cleanUp, daemonPids, startDaemon, terminate, waitMounted } from '../helpers/daemon.js';
+import { verifyCache } from '../../../src/blobcache/verify.js';
+import { RafsImage } from '../../../src/rafs/reader.js';
+import { cliAsync, runCliAsync } from '../../helpers/cli.js';
+import { type Daemon, cleanUp, daemonPids, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const TARGET = '127.0.0.1:5000/debian-ml:crash-test';

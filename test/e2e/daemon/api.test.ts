@@ -9,10 +9,10 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonClient } from '../../src/daemon/api-client.js';
-import { cliAsync, repoRoot } from '../helpers/cli.js';
-import { makeSampleLayer } from '../helpers/sample-tree.js';
-import { diffManifests, treeManifest, type Manifest } from '../helpers/trees.js';
+import { DaemonClient } from '../../../src/daemon/api-client.js';
+import { cliAsync, repoRoot } from '../../helpers/cli.js';
+import { makeSampleLayer } from '../../helpers/sample-tree.js';
+import { diffManifests, treeManifest, type Manifest } from '../../helpers/trees.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';

@@ -2,8 +2,8 @@
 // (against the plain registry of the global setup).
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { readBlob } from '../../src/registry/image-store.js';
-import { PLAIN, repo, sha256, useRegistries } from './registry-fixtures.js';
+import { readBlob } from '../../../src/registry/image-store.js';
+import { PLAIN, repo, sha256, useRegistries } from '../../registry/registry-fixtures.js';
 
 const ctx = useRegistries();
 

@@ -5,8 +5,8 @@
 // so the running container's reads only stall and all succeed.
 import { mkdtempSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliAsync } from '../helpers/cli.js';
-import { containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, recordedDaemons, REGISTRY, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess } from './env.js';
+import { cliAsync } from '../../helpers/cli.js';
+import { containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, recordedDaemons, REGISTRY, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess } from '../../snapshotter/env.js';
 
 const IMAGE = `${REGISTRY}/debian-ml:snap-recovery-nydus`;
 // reads every file over 1 KiB under /usr once, counting failures, with progress lines

@@ -9,12 +9,12 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlobCache } from '../../src/blobcache/cache.js';
-import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
-import { verifyCache } from '../../src/blobcache/verify.js';
-import { makeBlob } from '../blobcache/helpers.js';
-import { cliAsync } from '../helpers/cli.js';
-import { type Daemon, cleanUp, startDaemon, terminate, waitMounted } from '../helpers/daemon.js';
+import { BlobCache } from '../../../src/blobcache/cache.js';
+import { LocalDirBackend } from '../../../src/blobcache/local-backend.js';
+import { verifyCache } from '../../../src/blobcache/verify.js';
+import { makeBlob } from '../../blobcache/helpers.js';
+import { cliAsync } from '../../helpers/cli.js';
+import { type Daemon, cleanUp, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const TARGET = '127.0.0.1:5000/debian-ml:disk-full-test';

@@ -5,10 +5,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RafsImage } from '../../src/rafs/reader.js';
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/rafs/tree.js';
-import { writeBootstrap } from '../../src/rafs/writer.js';
-import { flatImage, sampleImage, type SampleImage, type SnapshotEntry, snapshotTree, treePaths } from './helpers.js';
+import { RafsImage } from '../../../src/rafs/reader.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../../src/rafs/tree.js';
+import { writeBootstrap } from '../../../src/rafs/writer.js';
+import { flatImage, sampleImage, type SampleImage, type SnapshotEntry, snapshotTree, treePaths } from '../../rafs/helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 

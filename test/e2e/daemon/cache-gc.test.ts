@@ -6,10 +6,10 @@ import { cpSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlobCache } from '../../src/blobcache/cache.js';
-import { CacheGc } from '../../src/daemon/cache-gc.js';
-import { cliAsync } from '../helpers/cli.js';
-import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../helpers/daemon.js';
+import { BlobCache } from '../../../src/blobcache/cache.js';
+import { CacheGc } from '../../../src/daemon/cache-gc.js';
+import { cliAsync } from '../../helpers/cli.js';
+import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 
 const REGISTRY = '127.0.0.1:5000';
 const TARGET = `${REGISTRY}/busybox:cache-gc-test`;

@@ -7,10 +7,10 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AuthenticationError } from '../../src/registry/errors.js';
-import { MediaType } from '../../src/registry/media-types.js';
-import { startServer, type TestServer } from './http-fixtures.js';
-import { e2eDir, fastRetry, makeImage, USER, useRegistries } from './registry-fixtures.js';
+import { AuthenticationError } from '../../../src/registry/errors.js';
+import { MediaType } from '../../../src/registry/media-types.js';
+import { startServer, type TestServer } from '../../registry/http-fixtures.js';
+import { e2eDir, fastRetry, makeImage, USER, useRegistries } from '../../registry/registry-fixtures.js';
 
 const ctx = useRegistries();
 const manifest = makeImage(10).manifest;

@@ -4,11 +4,11 @@ import { createSign, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Authenticator, repositoryScope } from '../../src/registry/auth.js';
-import { AuthenticationError } from '../../src/registry/errors.js';
-import { HttpTransport } from '../../src/registry/transport.js';
-import { forward, startServer, type TestServer } from './http-fixtures.js';
-import { BASIC, e2eDir, logLines, logSize, makeImage, pushImage, readAll, repo, run, sha256, TOKEN_REGISTRY, TOKEN_SERVER, USER, useRegistries } from './registry-fixtures.js';
+import { Authenticator, repositoryScope } from '../../../src/registry/auth.js';
+import { AuthenticationError } from '../../../src/registry/errors.js';
+import { HttpTransport } from '../../../src/registry/transport.js';
+import { forward, startServer, type TestServer } from '../../registry/http-fixtures.js';
+import { BASIC, e2eDir, logLines, logSize, makeImage, pushImage, readAll, repo, run, sha256, TOKEN_REGISTRY, TOKEN_SERVER, USER, useRegistries } from '../../registry/registry-fixtures.js';
 
 const ctx = useRegistries();
 

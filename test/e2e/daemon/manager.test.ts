@@ -8,12 +8,12 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG } from '../../src/daemon/config.js';
-import { DaemonManager, type DaemonRecord } from '../../src/daemon/manager.js';
-import { identify } from '../../src/daemon/process-identity.js';
-import { cli } from '../helpers/cli.js';
-import { type Daemon, cleanUp, startDaemon, terminate, waitMounted } from '../helpers/daemon.js';
-import { makeSampleLayer } from '../helpers/sample-tree.js';
+import { DEFAULT_CONFIG } from '../../../src/daemon/config.js';
+import { DaemonManager, type DaemonRecord } from '../../../src/daemon/manager.js';
+import { identify } from '../../../src/daemon/process-identity.js';
+import { cli } from '../../helpers/cli.js';
+import { type Daemon, cleanUp, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { makeSampleLayer } from '../../helpers/sample-tree.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-manager-'));
 const p = (...parts: string[]) => join(work, ...parts);
