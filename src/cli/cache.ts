@@ -4,7 +4,7 @@
 import { stat } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { BlobCache, type BlobUsage } from '../blobcache/cache.js';
-import { collectBootstrapCopies } from '../daemon/cache-gc.js';
+import { collectBootstrapCopies } from '../blobcache/cache-gc.js';
 import { cacheCheckCommand } from './cache-check.js';
 import { parseSize } from './options.js';
 import { isBlobId } from '../rafs/blob.js';

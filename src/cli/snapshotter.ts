@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { DaemonMode } from '../daemon/router.js';
-import { CacheGc } from '../daemon/cache-gc.js';
+import { CacheGc } from '../blobcache/cache-gc.js';
 import { ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
 import { claimSocketPath, serveSnapshotter } from '../snapshotter/service.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';

@@ -6,7 +6,8 @@ import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
 import { FileType } from '../rafs/dirent.js';
 import { RafsFormatError } from '../rafs/errors.js';
 import type { RafsImage, RafsInode } from '../rafs/reader.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../rafs/tree.js';
+import type { SyncChunkSource } from '../blobcache/sync-chunks.js';
 import {
   type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE,
   FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH, MAX_WRITE, negativeEntry, DirentPacker, type RequestBody,
@@ -16,14 +17,6 @@ import {
 /** The image never changes under a mount: let the kernel cache names and attributes for a day. */
 export const CACHE_TIMEOUT = 86_400;
 
-/** Verified uncompressed bytes of chunks, synchronously. */
-export interface SyncChunkSource {
-  /** The chunk's bytes, valid until `recycle()` is called. */
-  read(ref: ChunkRef): Buffer;
-  /** The reply built from earlier reads is written: their buffers may be reused. */
-  recycle(): void;
-  close(): void;
-}
 
 const DT_BY_FILE_TYPE = new Map<number, number>([
   [FileType.FIFO, 1],

@@ -2,6 +2,7 @@
 // writer, so no locks; the main thread only reads), which keeps counting off the request path's
 // critical section: a few float stores per request. The main thread sums the workers, adds what it
 // knows itself (backend traffic, prefetch, waiting reads) and renders Prometheus text.
+import type { ChunkCounters } from '../blobcache/sync-chunks.js';
 import { opName } from './fuse/protocol.js';
 
 /** Opcodes are counted in slots 0..OP_SLOTS-1 (higher ones share the last slot). */
@@ -23,10 +24,6 @@ export const WORKER_METRIC_SLOTS = GLOBAL + 4;
 export const newWorkerMetricsBuffer = (): SharedArrayBuffer => new SharedArrayBuffer(WORKER_METRIC_SLOTS * Float64Array.BYTES_PER_ELEMENT);
 
 /** What a chunk source reports: a chunk it had (LRU or cache file) or had to ask for. */
-export interface ChunkCounters {
-  chunkHit(): void;
-  chunkMiss(): void;
-}
 
 /** A worker's writer over its region. */
 export class WorkerMetrics implements ChunkCounters {

@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { log } from '../util/log.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from './errors.js';
-import { CacheGc } from '../daemon/cache-gc.js';
+import { CacheGc } from '../blobcache/cache-gc.js';
 import { parseFilters } from './filters.js';
 import { ImageMounts } from './image-mounts.js';
 import { checkKey, checkLabels, Label, labelsOf, type RemoteLayer, remoteLayer } from './labels.js';

@@ -10,7 +10,7 @@ import { tableConflict } from '../../src/blobcache/chunk-claim.js';
 import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
 import { CHUNK_DATA_SUFFIX, ChunkMapConflictError } from '../../src/blobcache/chunk-map.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
-import { FETCH_SLOT_BYTES, SyncLazyCacheSource } from '../../src/daemon/lazy-source.js';
+import { FETCH_SLOT_BYTES, SyncLazyCacheSource } from '../../src/blobcache/sync-cache-source.js';
 import type { BlobInfo, ChunkRef } from '../../src/rafs/tree.js';
 import { content, makeBlob, type TestBlob } from './helpers.js';
 

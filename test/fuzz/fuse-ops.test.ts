@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RafsFuseFs } from '../../src/daemon/fs.js';
 import { encodeRequest, FUSE_ROOT_ID, MAX_WRITE, Opcode } from '../../src/daemon/fuse/protocol.js';
-import { SyncBlobDirSource } from '../../src/daemon/local-source.js';
+import { SyncBlobDirSource } from '../../src/blobcache/sync-blob-dir-source.js';
 import { FuseRouter, slotBase } from '../../src/daemon/router.js';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';

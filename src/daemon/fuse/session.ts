@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { runCommand } from '../../util/command.js';
 import { log } from '../../util/log.js';
-import { answerFetch, FETCH_SLOT_BYTES, slotWords } from '../lazy-source.js';
+import { answerFetch, FETCH_SLOT_BYTES, slotWords } from '../../blobcache/sync-cache-source.js';
 import { type FuseMetrics, newWorkerMetricsBuffer, sumWorkerMetrics } from '../metrics.js';
 import type { DaemonMode } from '../router.js';
 import { opName } from './protocol.js';

@@ -6,9 +6,10 @@
 import { readSync, writevSync } from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RafsImage } from '../../rafs/reader.js';
-import { RafsFuseFs, type SyncChunkSource } from '../fs.js';
-import { SyncLazyCacheSource, type FetchRequest } from '../lazy-source.js';
-import { SyncBlobDirSource } from '../local-source.js';
+import type { SyncChunkSource } from '../../blobcache/sync-chunks.js';
+import { RafsFuseFs } from '../fs.js';
+import { SyncLazyCacheSource, type FetchRequest } from '../../blobcache/sync-cache-source.js';
+import { SyncBlobDirSource } from '../../blobcache/sync-blob-dir-source.js';
 import { WorkerMetrics } from '../metrics.js';
 import { type DaemonMode, FuseRouter, slotBase } from '../router.js';
 import { Opcode, OUT_HEADER_SIZE, READ_BUFFER_SIZE } from './protocol.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../../src/blobcache/cache.js';
-import { CacheGc } from '../../../src/daemon/cache-gc.js';
+import { CacheGc } from '../../../src/blobcache/cache-gc.js';
 import { cliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 

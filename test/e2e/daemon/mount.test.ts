@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RafsFuseFs } from '../../../src/daemon/fs.js';
-import { SyncBlobDirSource } from '../../../src/daemon/local-source.js';
+import { SyncBlobDirSource } from '../../../src/blobcache/sync-blob-dir-source.js';
 import { FuseRouter } from '../../../src/daemon/router.js';
 import {
   decodeOutHeader, encodeRequest, Errno, FUSE_ROOT_ID, Opcode, parseDirents, parseDirentsPlus, readEntry,

@@ -1,8 +1,23 @@
-// Pieces the synchronous chunk sources of the FUSE workers share (local blob files, lazy cache).
+// Synchronous chunk sources, for threads that never return to their event loop (the FUSE
+// workers): what they are, and the pieces the two kinds (a blob directory, the lazy cache) share.
 import { readSync } from 'node:fs';
-import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { ChunkIntegrityError } from './chunk-decoder.js';
 
+/** Verified uncompressed bytes of chunks, synchronously. */
+export interface SyncChunkSource {
+  /** The chunk's bytes, valid until `recycle()` is called. */
+  read(ref: ChunkRef): Buffer;
+  /** The reply built from earlier reads is written: their buffers may be reused. */
+  recycle(): void;
+  close(): void;
+}
+
+/** Where a synchronous source counts what it served from the cache and what it had to ask for. */
+export interface ChunkCounters {
+  chunkHit(): void;
+  chunkMiss(): void;
+}
 
 /**
  * A few recently decoded chunks per serving thread: kernel readahead asks for one chunk's pages in

@@ -9,14 +9,12 @@
 // never change after that (the cache never writes over a ready chunk), so one check suffices.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { ChunkIntegrityError } from '../blobcache/chunk-decoder.js';
+import { ChunkIntegrityError } from './chunk-decoder.js';
 import { digest } from '../native/index.js';
-import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from '../blobcache/chunk-map.js';
+import { CHUNK_DATA_SUFFIX, CHUNK_MAP_ALL_READY, chunkBit, chunkMapPath } from './chunk-map.js';
 import { MAX_CHUNK_SIZE } from '../rafs/superblock.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
-import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
-import type { SyncChunkSource } from './fs.js';
-import type { ChunkCounters } from './metrics.js';
+import { ChunkLru, blobOf, largestChunk, preadExact, type ChunkCounters, type SyncChunkSource } from './sync-chunks.js';
 import { isBlobId } from '../rafs/blob.js';
 
 /**

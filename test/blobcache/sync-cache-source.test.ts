@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/blobcache/cache.js';
 import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
-import { answerFetch, FETCH_SLOT_BYTES, slotWords, SyncLazyCacheSource, type FetchRequest } from '../../src/daemon/lazy-source.js';
-import { content, makeBlob, type TestBlob } from '../blobcache/helpers.js';
+import { answerFetch, FETCH_SLOT_BYTES, slotWords, SyncLazyCacheSource, type FetchRequest } from '../../src/blobcache/sync-cache-source.js';
+import { content, makeBlob, type TestBlob } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'lazy-source-'));
 let t: TestBlob;

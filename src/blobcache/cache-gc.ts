@@ -7,7 +7,7 @@
 // looking at; the daemon serves from memory): a copy goes with the last of its image's blobs.
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BlobCache } from '../blobcache/cache.js';
+import { BlobCache } from './cache.js';
 import { RafsImage } from '../rafs/reader.js';
 import { log } from '../util/log.js';
 

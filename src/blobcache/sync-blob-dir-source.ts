@@ -2,10 +2,9 @@
 // fs.readSync, each chunk decoded and verified before it is returned.
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { ChunkIntegrityError, decodeChunk } from '../blobcache/chunk-decoder.js';
+import { ChunkIntegrityError, decodeChunk } from './chunk-decoder.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
-import type { SyncChunkSource } from './fs.js';
-import { ChunkLru, blobOf, largestChunk, preadExact } from './sync-chunks.js';
+import { ChunkLru, blobOf, largestChunk, preadExact, type SyncChunkSource } from './sync-chunks.js';
 import { isBlobId } from '../rafs/blob.js';
 
 /**
