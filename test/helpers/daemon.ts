@@ -5,6 +5,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
+import { signalIfRunning, type ProcessIdentity } from '../../src/daemon/process-identity.js';
 import { repoRoot } from './cli.js';
 
 export interface Daemon {
@@ -63,26 +64,22 @@ export function terminate(d: Daemon): Promise<{ code: number | null; signal: Nod
 export async function cleanUp(daemons: Daemon[], work: string): Promise<void> {
   for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
   await Promise.all(daemons.map((d) => Promise.race([d.exit, new Promise((r) => setTimeout(r, 5000))])));
-  for (const d of daemons) for (const pid of daemonPids(d)) killQuietly(pid);
+  for (const d of daemons) for (const id of daemonIdentities(d)) signalIfRunning(id, 'SIGKILL');
   for (const m of parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {
     if (m.mountPoint.startsWith(work)) spawnSync('umount', ['-i', '-l', m.mountPoint]);
   }
   rmSync(work, { recursive: true, force: true });
 }
 
-/** The pids of the daemons the manager of `d` recorded (they run detached from it). */
-export function daemonPids(d: Daemon): number[] {
+/** The process identities of the daemons the manager of `d` recorded (they run detached from it). */
+function daemonIdentities(d: Daemon): Partial<ProcessIdentity>[] {
   if (!existsSync(d.stateDir)) return [];
   return readdirSync(d.stateDir)
     .filter((n) => n.endsWith('.json') && !n.endsWith('.config.json'))
-    .map((n) => (JSON.parse(readFileSync(join(d.stateDir, n), 'utf8')) as { pid?: number }).pid)
-    .filter((pid): pid is number => typeof pid === 'number');
+    .map((n) => JSON.parse(readFileSync(join(d.stateDir, n), 'utf8')) as Partial<ProcessIdentity>);
 }
 
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
+/** The pids of the daemons the manager of `d` recorded. */
+export function daemonPids(d: Daemon): number[] {
+  return daemonIdentities(d).map((id) => id.pid).filter((pid): pid is number => typeof pid === 'number');
 }

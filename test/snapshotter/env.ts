@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { signalIfRunning, type ProcessIdentity } from '../../src/daemon/process-identity.js';
 import { repoRoot } from '../helpers/cli.js';
 import { E2E_DIR as HARNESS_DIR, e2eScript } from '../helpers/e2e.js';
 
@@ -135,23 +136,16 @@ export const exists = existsSync;
 export const readText = (p: string): string => readFileSync(p, 'utf8');
 
 /** The daemons the snapshotter under `root` recorded: id, pid, mountpoint. */
-export function recordedDaemons(root: string): { id: string; pid?: number; mountpoint: string }[] {
+export function recordedDaemons(root: string): ({ id: string; mountpoint: string } & Partial<ProcessIdentity>)[] {
   const dir = join(root, 'daemons');
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((n) => n.endsWith('.json') && !n.endsWith('.config.json')).map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')) as { id: string; pid?: number; mountpoint: string });
+  return readdirSync(dir).filter((n) => n.endsWith('.json') && !n.endsWith('.config.json')).map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')) as { id: string; mountpoint: string } & Partial<ProcessIdentity>);
 }
 
 /** Kills what a test's snapshotter left (its daemons, by recorded pid) and unmounts under root. */
 export async function killLeftovers(root: string): Promise<void> {
-  for (const d of recordedDaemons(root)) {
-    if (d.pid) {
-      try {
-        process.kill(d.pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-  }
+  // only a process that is still the recorded one: a pid may name another process by now
+  for (const d of recordedDaemons(root)) signalIfRunning(d, 'SIGKILL');
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && m.startsWith(`${root}/`));
   for (const m of mounts.reverse()) await run('umount', ['-l', m]);
 }
