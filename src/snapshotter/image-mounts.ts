@@ -24,13 +24,10 @@ export interface ImageMountsOptions {
 }
 
 const SHARED_ID = 'shared';
-const SUPERVISE_INTERVAL_MS = 500;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class ImageMounts {
   readonly manager: DaemonManager;
   private readonly mnt: string;
-  private readonly supervisors = new Map<string, { state: { stopped: boolean }; loop: Promise<void> }>();
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(readonly opts: ImageMountsOptions) {
@@ -144,47 +141,24 @@ export class ImageMounts {
   }
 
   /**
-   * Watches the daemon and brings it back when it stops answering (killed, crashed, unmounted
-   * under it). Each check runs in this object's queue, so a restart never races an acquire or a
-   * release of the same daemon (the manager's own supervise loop would run beside the queue).
+   * Has the manager supervise the daemon: brought back when it stops answering (killed, crashed,
+   * unmounted under it). The restart runs in this object's queue, so it never races an acquire or
+   * a release of the same daemon.
    */
   private supervise(id: string): void {
-    if (this.supervisors.has(id)) return;
-    const state = { stopped: false };
-    const loop = (async () => {
-      let failures = 0;
-      while (!state.stopped) {
-        await sleep(failures === 0 ? SUPERVISE_INTERVAL_MS : Math.min(30_000, SUPERVISE_INTERVAL_MS * 2 ** failures));
-        await this.serial(async () => {
-          const record = this.manager.record(id);
-          if (state.stopped || !record || (await this.manager.answers(record))) return;
-          log.warn('image daemon does not answer: bringing it back', { daemon: id, pid: record.pid, policy: this.opts.policy });
-          try {
-            await this.manager.ensure(record);
-            failures = 0;
-            log.info('image daemon restarted after it died', { daemon: id, pid: this.manager.record(id)?.pid });
-          } catch (err) {
-            failures++;
-            log.error('restarting an image daemon failed', { daemon: id, error: err, failures });
-          }
-        });
-      }
-    })();
-    this.supervisors.set(id, { state, loop });
+    this.manager.attach(id, {
+      serialize: (step) => this.serial(step),
+      restarted: () => log.info('image daemon restarted after it died', { daemon: id, pid: this.manager.record(id)?.pid, policy: this.opts.policy }),
+    });
   }
 
-  /** Stops watching (not waiting: this may run inside the queue the watcher waits for). */
+  /** Stops supervising (not waiting: this runs inside the queue a restart step waits for). */
   private unsupervise(id: string): void {
-    const s = this.supervisors.get(id);
-    this.supervisors.delete(id);
-    if (s) s.state.stopped = true;
+    void this.manager.detach(id);
   }
 
   /** Stops watching; the daemons keep serving (running containers read through them). */
-  async close(): Promise<void> {
-    const loops = [...this.supervisors.values()];
-    this.supervisors.clear();
-    for (const s of loops) s.state.stopped = true;
-    await Promise.all(loops.map((s) => s.loop));
+  close(): Promise<void> {
+    return this.manager.detachAll();
   }
 }
