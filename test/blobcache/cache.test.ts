@@ -9,6 +9,7 @@ import { blobChunkTables, ChunkFetcher } from '../../src/blobcache/fetcher.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
 import { runCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { content, CountingBackend, makeBlob, type TestBlob } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'blobcache-'));
@@ -129,12 +130,14 @@ describe('BlobCache', () => {
 
   it('shares an in-flight chunk between readers: one request', async () => {
     const backend = backendFor(one);
-    backend.delayMs = 50;
+    let release!: () => void;
+    backend.gate = new Promise((r) => (release = r));
     const cache = await BlobCache.open(freshDir(), { backend, fetch: { amplify: 0 } });
     const ref = one.chunks[5]!;
     const early = [cache.readChunk(one.blob, ref), cache.readChunk(one.blob, ref)];
-    await new Promise((r) => setTimeout(r, 10)); // the first request is now on the wire
+    await waitFor(() => backend.calls.length > 0, 'the first request to be on the wire');
     const late = [cache.readChunk(one.blob, ref), cache.readChunk(one.blob, ref)];
+    release();
     const all = await Promise.all([...early, ...late]);
     expect(backend.calls.length).toBe(1);
     for (const d of all) expect(d.equals(all[0]!)).toBe(true);
@@ -223,13 +226,15 @@ describe('BlobCache', () => {
 
   it('never removes a blob with reads in flight', async () => {
     const backend = backendFor(one);
-    backend.delayMs = 100;
     const cache = await BlobCache.open(freshDir(), { backend, fetch: { amplify: 0 } });
     await cache.readChunk(one.blob, one.chunks[0]!);
+    let release!: () => void;
+    backend.gate = new Promise((r) => (release = r));
     const reading = cache.readChunk(one.blob, one.chunks[1]!);
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => backend.calls.length === 2, 'the second read to be on the wire');
     expect(await cache.remove(one.blob.blobId)).toBe(false);
     expect((await cache.prune(0)).removed).toEqual([]);
+    release();
     expect((await reading).length).toBe(one.chunks[1]!.uncompressedSize);
     expect(await cache.remove(one.blob.blobId)).toBe(true);
     expect(await cache.list()).toEqual([]);

@@ -11,6 +11,7 @@ import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
 import { turnsDuring } from '../helpers/event-loop.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { manyChunksBootstrap, sharedDirentBlocksBootstrap } from '../rafs/helpers.js';
 import { content, CountingBackend, makeBlob, type TestBlob } from './helpers.js';
 
@@ -87,7 +88,7 @@ describe('ChunkFetcher', () => {
     const last = sorted.at(-1)!;
     expect(backend.calls[1]).toEqual({ blobId: t.blob.blobId, offset: sorted[2]!.compressedOffset, length: last.compressedOffset + last.compressedSize - sorted[2]!.compressedOffset });
     // the grown request's other chunks are settled (decoded off the main thread) after the asked one
-    for (let i = 0; fetcher.inflightCount > 0 && i < 200; i++) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => fetcher.inflightCount === 0, 'the grown request to settle');
     expect(ready.size).toBe(t.chunks.length);
   });
 

@@ -61,14 +61,15 @@ export async function makeBlob(work: string, files: Record<string, Buffer>, name
 /** Wraps a backend: records every range request, optionally delays or tampers with the answer. */
 export class CountingBackend implements BlobBackend {
   readonly calls: { blobId: string; offset: number; length: number }[] = [];
-  delayMs = 0;
+  /** While set, each request waits for it after being counted: the test knows it is on the wire until it lets go. */
+  gate?: Promise<void>;
   tamper?: (blobId: string, offset: number, data: Buffer) => void;
 
   constructor(private readonly inner: BlobBackend) {}
 
   async readRange(blobId: string, offset: number, length: number): Promise<Buffer> {
     this.calls.push({ blobId, offset, length });
-    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    await this.gate;
     const data = Buffer.from(await this.inner.readRange(blobId, offset, length));
     this.tamper?.(blobId, offset, data);
     return data;

@@ -6,6 +6,7 @@ import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
 import { turnsDuring } from '../helpers/event-loop.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { manyChunksBootstrap, sharedDirentBlocksBootstrap } from '../rafs/helpers.js';
 
 const chunk = (ciIndex: number, compressedSize = 1000): ChunkRef => ({
@@ -13,23 +14,28 @@ const chunk = (ciIndex: number, compressedSize = 1000): ChunkRef => ({
   compressed: true, digest: Buffer.alloc(32), fileOffset: 0,
 } as unknown as ChunkRef);
 
-function hooks(opts: { cached?: Set<number>; fail?: Set<number>; demand?: () => number } = {}): PrefetchHooks & { fetched: number[] } {
+/** Stand-in hooks recording the chunks fetched and how often prefetch asked for the on-demand load. */
+function hooks(opts: { cached?: Set<number>; fail?: Set<number>; demand?: () => number } = {}): PrefetchHooks & { fetched: number[]; demandChecks: number } {
   const fetched: number[] = [];
-  return {
+  const demand = opts.demand ?? (() => 0);
+  const h = {
     fetched,
-    isCached: async (ref) => opts.cached?.has(ref.ciIndex) ?? false,
-    fetch: async (ref) => {
+    demandChecks: 0,
+    isCached: async (ref: ChunkRef) => opts.cached?.has(ref.ciIndex) ?? false,
+    fetch: async (ref: ChunkRef) => {
       await new Promise((r) => setImmediate(r));
       if (opts.fail?.has(ref.ciIndex)) throw new Error('backend down');
       fetched.push(ref.ciIndex);
     },
-    demand: opts.demand ?? (() => 0),
+    demand: () => {
+      h.demandChecks++;
+      return demand();
+    },
   };
+  return h;
 }
 
-async function finished(p: Prefetcher): Promise<void> {
-  for (let i = 0; i < 500 && p.stats.state === 'running'; i++) await new Promise((r) => setTimeout(r, 5));
-}
+const finished = (p: Prefetcher): Promise<void> => waitFor(() => p.stats.state !== 'running', 'prefetch to finish');
 
 describe('Prefetcher', () => {
   it('fetches the list first, then the rest, each chunk once, skipping what is cached', async () => {
@@ -46,7 +52,8 @@ describe('Prefetcher', () => {
     const h = hooks({ demand: () => demand });
     const p = new Prefetcher(h, 0);
     p.start([chunk(0), chunk(1)]);
-    await new Promise((r) => setTimeout(r, 50));
+    // each check is prefetch at the point of its first batch, deciding to wait instead
+    await waitFor(() => h.demandChecks >= 3, 'prefetch to check the on-demand load three times');
     expect(h.fetched).toEqual([]);
     demand = 0;
     await finished(p);
@@ -78,6 +85,7 @@ describe('Prefetcher', () => {
     const h = hooks({ demand: () => 1 });
     const p = new Prefetcher(h, 0);
     p.start([chunk(0)]);
+    await waitFor(() => h.demandChecks > 0, 'prefetch to reach its first batch');
     await p.stop();
     expect(p.stats.state).toBe('stopped');
     expect(h.fetched).toEqual([]);

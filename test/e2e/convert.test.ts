@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync as cli, runCliAsync as runCli } from '../helpers/cli.js';
 import { E2E_DIR as e2eDir, e2eUp } from '../helpers/e2e.js';
+import { logLines, logSize } from '../registry/registry-fixtures.js';
 import { diffManifests, erofsImageManifest, treeManifest, type Manifest } from '../helpers/trees.js';
 
 const layout = join(e2eDir, 'images', 'oci');
@@ -95,10 +96,14 @@ describe('convert with auth and failures', () => {
 
   it('uses token auth (OAuth2 POST with credentials) both ways', async () => {
     const env = dockerConfig('testuser', 'testpass', '127.0.0.1:5003');
+    // only this run's token requests: the log keeps those of every run before
+    const since = logSize('token-server');
     await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5003/busybox:nydus', '--plain-http'], { env });
+    const pushed = logLines('token-server', since, '"name":"busybox"');
+    expect(pushed.some((l) => / POST \/token form:password user=testuser .*"actions":\["pull","push"\]/.test(l))).toBe(true);
+    const checked = logSize('token-server');
     await cli(['check', '--source', `${REG}/busybox:latest`, '--target', '127.0.0.1:5003/busybox:nydus', '--plain-http', '--with-data'], { env });
-    const log = readFileSync(join(e2eDir, 'logs', 'token-server.log'), 'utf8');
-    expect(log).toMatch(/POST/);
+    expect(logLines('token-server', checked, '"name":"busybox"').some((l) => / POST \/token form:password user=testuser /.test(l))).toBe(true);
   });
 
   it('says the registry is unreachable, after bounded retries', async () => {

@@ -15,6 +15,7 @@ import { verifyCache } from '../../../src/blobcache/verify.js';
 import { RafsImage } from '../../../src/rafs/reader.js';
 import { cliAsync, runCliAsync } from '../../helpers/cli.js';
 import { type Daemon, cleanUp, daemonPids, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { waitFor } from '../../helpers/wait-for.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const TARGET = '127.0.0.1:5000/debian-ml:crash-test';
@@ -38,14 +39,6 @@ function runAsync(cmd: string, args: string[]): Promise<void> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const count = (text: string, needle: string) => text.split(needle).length - 1;
-
-async function waitFor(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 beforeAll(async () => {
   await Promise.all([
@@ -125,7 +118,7 @@ describe('crash consistency of the blob cache', () => {
         const [pid] = daemonPids(d);
         kills++;
         process.kill(pid!, 'SIGKILL');
-        await waitFor(`restart ${kill}`, () => count(d.stderr(), 'daemon restarted: mounted again') >= kill && daemonPids(d)[0] !== pid, 30_000);
+        await waitFor(() => count(d.stderr(), 'daemon restarted: mounted again') >= kill && daemonPids(d)[0] !== pid, `restart ${kill}`, 30_000, 25);
         restarts++;
         const check = await verifyCache(cacheDir, rafs);
         expect(check.corrupt, JSON.stringify(check.blobs.map((b) => ({ blobId: b.blobId, corrupt: b.corrupt })))).toBe(0);

@@ -23,6 +23,7 @@ import { DaemonClient } from '../../../src/daemon/api-client.js';
 import { cliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 import { type Fault, type FaultKind, type FaultProxy, faultProxy, isBlobRange, seededRandom } from '../../helpers/fault-proxy.js';
+import { waitFor } from '../../helpers/wait-for.js';
 
 const REGISTRY = '127.0.0.1:5000';
 const REPO = 'fault-injection';
@@ -175,10 +176,11 @@ describe('a lazily served image through a registry that misbehaves', () => {
     // the faults are there from the start: the whole blob is prefetched through them
     proxy.setRules([only({ kind: 'flip', bytes: 4 }, 0.3), only({ kind: 'truncate', fraction: 0.3 }, 0.1), only({ kind: 'reset', fraction: 0.7 }, 0.1)]);
     const { d, api } = await serve('prefetched', proxy, ['--prefetch', '--prefetch-all']);
-    for (let state = ''; state !== 'done'; await new Promise((r) => setTimeout(r, 100))) {
-      state = (await api.info()).mounts[0]?.prefetch?.state ?? '';
+    await waitFor(async () => {
+      const state = (await api.info()).mounts[0]?.prefetch?.state ?? '';
       expect(state).not.toBe('failed');
-    }
+      return state === 'done';
+    }, 'prefetch through the faults to finish', 45_000, 100);
     const [corrupt] = await metrics(api, ['backend_corrupt_chunks']);
     expect(corrupt).toBeGreaterThan(0);
     proxy.setRules([]);

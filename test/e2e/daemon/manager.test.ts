@@ -4,7 +4,7 @@
 // A live unrelated process is played by `sleep`; the last test runs the real `mount`.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { identify } from '../../../src/daemon/process-identity.js';
 import { cli } from '../../helpers/cli.js';
 import { type Daemon, cleanUp, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 import { makeSampleLayer } from '../../helpers/sample-tree.js';
+import { waitFor } from '../../helpers/wait-for.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-manager-'));
 const p = (...parts: string[]) => join(work, ...parts);
@@ -33,6 +34,20 @@ const stillRuns = (child: ChildProcess): boolean => child.exitCode === null && c
 function recordNaming(child: ChildProcess, id: string, mountpoint = p('mnt', id)): DaemonRecord {
   const live = identify(child.pid!)!;
   return { id, mode: 'dedicated', mountpoint, config: { ...DEFAULT_CONFIG, cacheDir: p('cache') }, mounts: [], ...live, startTime: live.startTime - 1 };
+}
+
+/**
+ * How many of this process's descriptors are open on `path`. A manager opens a lock file, then tries
+ * the lock in the same turn and holds it or waits: once its descriptor is seen, it has tried.
+ */
+function openedHere(path: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false; // closed meanwhile
+    }
+  }).length;
 }
 
 function withTimeout<T>(what: string, promise: Promise<T>, ms: number): Promise<T> {
@@ -55,9 +70,12 @@ describe('daemon manager: recorded pids that name other processes now', () => {
     const sleeper = unrelated();
     manager.save(recordNaming(sleeper, 'gone'));
     await manager.destroy('gone');
-    await new Promise((r) => setTimeout(r, 100));
     expect(stillRuns(sleeper)).toBe(true);
     expect(manager.record('gone')).toBeUndefined();
+    // it dies of this SIGTERM only if destroy sent it no SIGKILL (a process a SIGKILL reached exits with that)
+    const exit = new Promise((r) => sleeper.once('exit', (_, signal) => r(signal)));
+    sleeper.kill('SIGTERM');
+    expect(await exit).toBe('SIGTERM');
   });
 
   it('regression: the supervisor counts a record naming a live unrelated process as an exited daemon', async () => {
@@ -95,14 +113,21 @@ describe('daemon manager: recorded pids that name other processes now', () => {
     // another process holds the lock (util-linux flock(1) takes the same flock(2) lock)
     // (--close: the lock stays with flock(1) itself, not with the command it runs)
     const holder = spawn('flock', ['--exclusive', '--close', lock, 'sleep', '100'], { stdio: 'ignore', detached: true });
-    const killAll = (): void => void spawnSync('kill', ['-KILL', `-${holder.pid}`]);
+    // its process group, flock(1) and sleep(1); not with kill(1): procps kill reads `-KILL -<pgid>` as kill(-1), every process
+    const killAll = (): void => {
+      try {
+        process.kill(-holder.pid!, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    };
     try {
       await withTimeout('flock(1) to hold the lock', (async () => {
         while (spawnSync('flock', ['--nonblock', lock, 'true']).status === 0) await new Promise((r) => setTimeout(r, 20));
       })(), 5000);
       let held = false;
       const waiting = manager.locked('d', async () => void (held = true));
-      await new Promise((r) => setTimeout(r, 200));
+      await waitFor(() => openedHere(lock) === 1, 'the manager to try the lock');
       expect(held).toBe(false);
       holder.kill('SIGKILL');
       await withTimeout('the lock after its holder died', waiting, 5000);
@@ -117,9 +142,9 @@ describe('daemon manager: recorded pids that name other processes now', () => {
     const order: string[] = [];
     let release!: () => void;
     const first = manager.locked('d', () => new Promise<void>((r) => (release = r)).then(() => void order.push('first')));
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => release !== undefined, 'the first to hold the lock');
     const second = manager.locked('d', async () => void order.push('second'));
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(() => openedHere(join(manager.dir, 'd.lock')) === 2, 'the second to try the lock');
     expect(order).toEqual([]);
     release();
     await Promise.all([first, second]);

@@ -21,6 +21,7 @@ import { cli, repoRoot } from '../../helpers/cli.js';
 import { type Daemon, daemonPids, ourMounts, startDaemon as startLocalDaemon, terminate, waitMounted, cleanUp } from '../../helpers/daemon.js';
 import { makeSampleLayer } from '../../helpers/sample-tree.js';
 import { diffManifests, treeManifest, type Manifest } from '../../helpers/trees.js';
+import { waitFor } from '../../helpers/wait-for.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-fuse-'));
 const p = (...parts: string[]) => join(work, ...parts);
@@ -43,14 +44,6 @@ function isRunning(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function waitFor(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -95,7 +88,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(diffManifests(reference, treeManifest(d.mnt))).toEqual([]);
     // the bdi readahead was raised for 1 MiB READs
     const dev = ourMounts(d.mnt)[0]!.dev;
-    await waitFor('read_ahead_kb 1024', () => readFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8').trim() === '1024');
+    await waitFor(() => readFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8').trim() === '1024', 'read_ahead_kb 1024', 10_000, 50);
     // a missing name, a write and a readlink of a non-link get the usual errors
     expect(() => statSync(join(d.mnt, 'etc', 'missing'))).toThrow(/ENOENT/);
     expect(() => writeFileSync(join(d.mnt, 'etc', 'new'), 'x')).toThrow(/EROFS/);
@@ -109,13 +102,13 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     await waitMounted(d);
     const holder = spawn('sh', ['-c', `exec 9<"${join(d.mnt, 'etc/os-release')}"; exec sleep 60`], { stdio: 'ignore' });
     try {
-      await waitFor('the holder to open the file', () => {
+      await waitFor(() => {
         try {
           return readdirSync(`/proc/${holder.pid}/fd`).includes('9');
         } catch {
           return false;
         }
-      });
+      }, 'the holder to open the file', 10_000, 50);
       // the lazy unmount leaves the connection to the open file; the daemon aborts it after a grace period
       expect(await terminate(d)).toEqual({ code: 0, signal: null });
       expect(ourMounts(d.mnt)).toEqual([]);
@@ -151,7 +144,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(() => read('etc/os-release')).toThrow(expect.objectContaining({ code: 'EIO' }));
     expect(statSync(join(d.mnt, 'etc/os-release')).size).toBe(statSync(p('src', 'etc/os-release')).size);
     // workers report through the main thread: the log line follows shortly
-    await waitFor('the EIO log line', () => /read failed: EIO/.test(d.stderr()));
+    await waitFor(() => /read failed: EIO/.test(d.stderr()), 'the EIO log line', 10_000, 50);
     expect(await terminate(d)).toEqual({ code: 0, signal: null });
   });
 
@@ -162,7 +155,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     const [first] = daemonPids(d);
     expect(first).toBeGreaterThan(0);
     process.kill(first!, 'SIGKILL');
-    await waitFor('a new daemon', () => daemonPids(d).length === 1 && daemonPids(d)[0] !== first && /mounted again/.test(d.stderr()) && /stale mount/.test(d.stderr()), 20_000);
+    await waitFor(() => daemonPids(d).length === 1 && daemonPids(d)[0] !== first && /mounted again/.test(d.stderr()) && /stale mount/.test(d.stderr()), 'a new daemon', 20_000, 50);
     expect(ourMounts(mnt)).toHaveLength(1);
     expect(readFileSync(join(mnt, 'etc/os-release'), 'utf8')).toBe(readFileSync(p('src', 'etc/os-release'), 'utf8'));
     // the new daemon found the dead one's mount and replaced it
@@ -206,7 +199,7 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(record.mounts).toHaveLength(2);
     for (const d of [a, b]) expect(diffManifests(reference, treeManifest(d.mnt))).toEqual([]);
     process.kill(pid!, 'SIGKILL');
-    await waitFor('both mounts back', () => [a, b].every((d) => /mounted again/.test(d.stderr())) && daemonPids(a)[0] !== pid, 20_000);
+    await waitFor(() => [a, b].every((d) => /mounted again/.test(d.stderr())) && daemonPids(a)[0] !== pid, 'both mounts back', 20_000, 50);
     for (const d of [a, b]) expect(readFileSync(join(d.mnt, 'etc/os-release'), 'utf8')).toBe(readFileSync(p('src', 'etc/os-release'), 'utf8'));
     // one manager stops: the other image stays; the last one stops the daemon
     expect(await terminate(a)).toEqual({ code: 0, signal: null });

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../../helpers/cli.js';
+import { waitFor } from '../../helpers/wait-for.js';
 import {
   containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, recordedDaemons, REGISTRY, registryBlobBytes,
   registryLogOffset, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
@@ -112,15 +113,11 @@ describe('snapshotter with containerd', () => {
     const before = recordedDaemons(root);
     expect(before.length).toBe(1);
     process.kill(before[0]!.pid!, 'SIGKILL');
-    const deadline = Date.now() + 20_000;
-    let after = before;
-    while (Date.now() < deadline) {
-      await sleep(200);
-      after = recordedDaemons(root);
-      // brought back by the supervisor, or by a Cleanup containerd's GC happened to call meanwhile
-      if (after[0]?.pid !== undefined && after[0].pid !== before[0]!.pid) break;
-    }
-    expect(after[0]?.pid).not.toBe(before[0]!.pid);
+    // brought back by the supervisor, or by a Cleanup containerd's GC happened to call meanwhile
+    await waitFor(() => {
+      const pid = recordedDaemons(root)[0]?.pid;
+      return pid !== undefined && pid !== before[0]!.pid;
+    }, 'a successor daemon', 20_000, 200);
     const r = await runIn(DEBIAN, 'after', ['/etc/e2e/expect.sh']);
     expect(r.stdout).toContain('ALL OK');
     await ctr(['task', 'kill', '-s', 'KILL', 'hold']);

@@ -3,14 +3,21 @@
 // back on a fresh mount (new containers start; the running one lost its mount's connection), with
 // `failover` the snapshotter kept the FUSE descriptor and the successor takes the connection over,
 // so the running container's reads only stall and all succeed.
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../../helpers/cli.js';
-import { containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, recordedDaemons, REGISTRY, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess } from '../../snapshotter/env.js';
+import { waitFor } from '../../helpers/wait-for.js';
+import { containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, recordedDaemons, REGISTRY, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess } from '../../snapshotter/env.js';
 
 const IMAGE = `${REGISTRY}/debian-ml:snap-recovery-nydus`;
-// reads every file over 1 KiB under /usr once, counting failures, with progress lines
-const reader = (pause = 0): string => `n=0; fails=0; for f in $(find /usr -type f -size +1k); do n=$((n+1)); cat "$f" > /dev/null 2>&1 || fails=$((fails+1)); [ $((n % 200)) = 0 ] && echo "read $n" && sleep ${pause}; done; echo "DONE $n fails=$fails"`;
+/** Files the reader reads before it waits for the kill. */
+const BEFORE_KILL = 200;
+// reads every file over 1 KiB under /usr once, counting failures; after BEFORE_KILL files it says so
+// in /gate and waits there until the test, having killed the daemon, lets it go on: every file after
+// that is read from the successor (or the dead daemon's mount)
+const reader = `n=0; fails=0; for f in $(find /usr -type f -size +1k); do n=$((n+1)); cat "$f" > /dev/null 2>&1 || fails=$((fails+1)); if [ $n = ${BEFORE_KILL} ]; then echo "read $n fails=$fails"; touch /gate/paused; while [ ! -e /gate/go ]; do sleep 0.05; done; echo "resumed"; fi; done; echo "DONE $n fails=$fails"`;
 
 let sn: SnapshotterProcess | undefined;
 let root = '';
@@ -35,36 +42,47 @@ async function stop(): Promise<void> {
   sn = undefined;
 }
 
+/** Whether `pid` still runs (a zombie has died: it only waits to be reaped). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /**
- * Starts the reader, kills the image daemon -9 once it is under way (after `meanwhile`), returns
- * the reader's output and the daemon pids.
+ * Starts the reader; once it has read BEFORE_KILL files (and waits), runs `meanwhile`, kills the
+ * image daemon -9, and lets the reader go on only when the daemon is dead. Returns the reader's
+ * output, the killed daemon's pid and its successor's.
  */
-async function killDuringReads(pause = 0, meanwhile?: () => Promise<void>): Promise<{ output: string; before: number; after: number | undefined }> {
-  let output = '';
-  const reading = new Promise<void>((done) => {
-    void ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, IMAGE, 'reader', 'sh', '-c', reader(pause)], 180_000).then((r) => {
+async function killDuringReads(meanwhile?: () => Promise<void>): Promise<{ output: string; before: number; after: number; files: number; fails: number }> {
+  const gate = mkdtempSync(join(tmpdir(), 'recovery-gate-'));
+  try {
+    let output: string | undefined;
+    const reading = ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, '--mount', `type=bind,src=${gate},dst=/gate,options=rbind:rw`, IMAGE, 'reader', 'sh', '-c', reader], 180_000).then((r) => {
       output = r.stdout + r.stderr;
-      done();
     });
-  });
-  // the daemon exists once the container's snapshot is prepared
-  let before: number | undefined;
-  for (let i = 0; i < 200 && before === undefined; i++) {
-    await sleep(50);
-    before = recordedDaemons(root)[0]?.pid;
+    await waitFor(() => existsSync(join(gate, 'paused')) || output !== undefined, `the reader to read ${BEFORE_KILL} files`, 120_000, 50);
+    expect(output, 'the reader ended before the kill').toBeUndefined();
+    const before = recordedDaemons(root)[0]?.pid;
+    expect(before).toBeDefined();
+    await meanwhile?.();
+    process.kill(before!, 'SIGKILL');
+    await waitFor(() => !running(before!), 'the killed daemon to die', 10_000);
+    writeFileSync(join(gate, 'go'), '');
+    await reading;
+    // with restart the reader may finish (failing fast) before the supervisor has acted
+    const successor = (): number | undefined => {
+      const pid = recordedDaemons(root)[0]?.pid;
+      return pid === before ? undefined : pid;
+    };
+    await waitFor(() => successor() !== undefined, 'a successor daemon', 20_000, 100);
+    const [, files = '0', fails = '0'] = /^DONE (\d+) fails=(\d+)$/m.exec(output!) ?? [];
+    return { output: output!, before: before!, after: successor()!, files: Number(files), fails: Number(fails) };
+  } finally {
+    rmSync(gate, { recursive: true, force: true });
   }
-  expect(before).toBeDefined();
-  await sleep(1500);
-  await meanwhile?.();
-  process.kill(before!, 'SIGKILL');
-  await reading;
-  // with restart the reader may finish (failing fast) before the supervisor has acted
-  let after = recordedDaemons(root)[0]?.pid;
-  for (let i = 0; i < 100 && (after === undefined || after === before); i++) {
-    await sleep(200);
-    after = recordedDaemons(root)[0]?.pid;
-  }
-  return { output, before: before!, after };
 }
 
 beforeAll(async () => {
@@ -89,11 +107,14 @@ describe.each(['restart', 'failover'] as const)('recover policy %s', (policy) =>
   afterAll(stop, 120_000);
 
   it('brings a daemon killed -9 during a running container\'s reads back; new containers start', async () => {
-    const { output, before, after } = await killDuringReads();
+    const { output, before, after, files, fails } = await killDuringReads();
     console.log(`${policy}: ${output.trim().split('\n').at(-1)}`);
-    expect(output).toMatch(/^read 200$/m);
-    expect(after).toBeDefined();
+    // it read files before the kill, all well, and (many) more after it, the daemon dead by then
+    expect(output).toMatch(new RegExp(`^read ${BEFORE_KILL} fails=0\nresumed$`, 'm'));
+    expect(files).toBeGreaterThan(2 * BEFORE_KILL);
     expect(after).not.toBe(before);
+    // with restart the reads after the kill went to the dead daemon's connection and failed
+    if (policy === 'restart') expect(fails).toBeGreaterThan(0);
     if (policy === 'failover') {
       // the running container never saw an error: its reads waited for the successor
       expect(output).toMatch(/DONE \d+ fails=0/);
@@ -110,9 +131,11 @@ describe.each(['restart', 'failover'] as const)('recover policy %s', (policy) =>
       sn = await startSnapshotter(root, ['--recover-policy', policy]);
       expect(sn.log()).toContain('holding the adopted daemon');
     };
-    // pauses keep the reader going while the snapshotter restarts (the blob cache is warm now)
-    const { output, before, after } = await killDuringReads(0.3, restart);
+    // the reader waits at its gate while the snapshotter restarts
+    const { output, before, after, files } = await killDuringReads(restart);
     console.log(`${policy} after a snapshotter restart: ${output.trim().split('\n').at(-1)}`);
+    expect(output).toMatch(new RegExp(`^read ${BEFORE_KILL} fails=0\nresumed$`, 'm'));
+    expect(files).toBeGreaterThan(2 * BEFORE_KILL);
     expect(after).not.toBe(before);
     expect(output).toMatch(/DONE \d+ fails=0/);
   });
