@@ -7,6 +7,7 @@
 //   NYDUSIFY_FIXTURES_BASE  where the repositories are (default https://raw.githubusercontent.com):
 //                           an http(s):// or file:// URL or a directory, laid out OWNER/REPO/COMMIT/PATH
 //   NYDUSIFY_FIXTURES_OUT   where to put them (default .fixtures/ in this checkout)
+//   --list                  prints what would be fetched (source under the base, dest, size, sha256)
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -89,6 +90,12 @@ function upToDate(out, files) {
 }
 
 async function main() {
+  const args = process.argv.slice(2);
+  if (args.length > 0 && !(args.length === 1 && args[0] === '--list')) throw new Error(`unknown arguments ${args.join(' ')} (only --list)`);
+  if (args[0] === '--list') {
+    console.log(JSON.stringify(manifest(), null, 2));
+    return;
+  }
   const base = baseUrl(process.env.NYDUSIFY_FIXTURES_BASE ?? 'https://raw.githubusercontent.com');
   const outArg = process.env.NYDUSIFY_FIXTURES_OUT ?? join(repoRoot, '.fixtures');
   const out = isAbsolute(outArg) ? outArg : resolve(outArg);
