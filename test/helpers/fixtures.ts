@@ -2,32 +2,27 @@
 // containerd/nydus-snapshotter. They are not part of this repository: every test reads them through
 // here. The root is NYDUSIFY_FIXTURES when set, else ../shared/fixtures next to the checkout, else the
 // copy `npm run fixtures` fetched into .fixtures/ (scripts/fixtures.mjs, sha256-checked). When there is
-// none, the tests that need them are skipped under a name that says why, and fixtures-reporter.ts
-// counts them at the end of the run: never a failure of the other tests in the file.
+// none, the tests that need them are skipped under a name that says why (describeFixtures,
+// itFixtures) and fixtures-reporter.ts counts them at the end of the run; files read them lazily
+// (lazyFixture), so the other tests of a file still run.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
 import { repoRoot } from './cli.js';
+import { FIXTURES_MISSING } from './fixtures-reporter.js';
 
-/** In the name of every test skipped for want of the fixtures (fixtures-reporter.ts counts these). */
-export const FIXTURES_MISSING = 'needs upstream fixtures: run npm run fixtures';
-
-/** Where the fixtures were looked for, in order, and the first that holds them. */
-export function locateFixtures(env: NodeJS.ProcessEnv = process.env): { root: string | undefined; tried: string[] } {
-  const tried = env.NYDUSIFY_FIXTURES ? [env.NYDUSIFY_FIXTURES] : [join(repoRoot, '..', 'shared', 'fixtures'), join(repoRoot, '.fixtures')];
-  return { root: tried.find((dir) => existsSync(join(dir, 'nydus'))), tried };
-}
-
-const { root } = locateFixtures();
+/** Where the fixtures are looked for, in order: an explicit NYDUSIFY_FIXTURES is the only place looked. */
+const candidates = process.env.NYDUSIFY_FIXTURES ? [process.env.NYDUSIFY_FIXTURES] : [join(repoRoot, '..', 'shared', 'fixtures'), join(repoRoot, '.fixtures')];
+const root = candidates.find((dir) => existsSync(join(dir, 'nydus')));
 
 /** True when the upstream fixtures are on this machine. */
 export const fixturesAvailable = root !== undefined;
 
 /** The root that holds nydus/ (NYDUSIFY_FIXTURES, ../shared/fixtures or .fixtures). */
 export function fixturesRoot(): string {
-  if (root === undefined) throw new Error(`upstream fixtures not available (${locateFixtures().tried.join(', ')}): ${FIXTURES_MISSING}`);
+  if (root === undefined) throw new Error(`upstream fixtures not available (${candidates.join(', ')}): ${FIXTURES_MISSING}`);
   return root;
 }
 

@@ -4,18 +4,18 @@ import {
   compressorFromId, compressorId, decodeErofsSuperblock, decodeExtSuperblock, decodeRafsFlags, digesterFromId, digesterId,
   encodeErofsSuperblock, encodeExtSuperblock, encodeRafsFlags, EROFS_SUPER_OFFSET, EXT_SUPER_OFFSET,
 } from '../../src/rafs/superblock.js';
-import { itFixtures, lazyFixture } from '../helpers/fixtures.js';
+import { describeFixtures, itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
 const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 
-describe('EROFS superblock', () => {
-  itFixtures('decodes the nydus 2.2 fixture', () => {
+describeFixtures('EROFS superblock', () => {
+  it('decodes the nydus 2.2 fixture', () => {
     expect(decodeErofsSuperblock(boot(), EROFS_SUPER_OFFSET)).toEqual({
       blockSizeBits: 12, rootNid: 128, inodeCount: 3, blocks: 9, metaBlkaddr: 2, extraDevices: 1,
     });
   });
 
-  itFixtures('round-trips and re-encodes the fixture bytes exactly', () => {
+  it('round-trips and re-encodes the fixture bytes exactly', () => {
     const sb = decodeErofsSuperblock(boot(), EROFS_SUPER_OFFSET);
     const encoded = encodeErofsSuperblock(sb);
     expect(encoded).toEqual(boot().subarray(EROFS_SUPER_OFFSET, EROFS_SUPER_OFFSET + 128));
