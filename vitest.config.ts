@@ -9,7 +9,7 @@ export default defineConfig({
     // e2e files share kernel mounts, ports and the registry: one file at a time keeps them honest on
     // 2 cores (vitest applies this to every project of the run)
     fileParallelism: false,
-    reporters: ['default'],
+    reporters: ['default', './test/helpers/fixtures-reporter.ts'],
     projects: [
       { test: { ...unitTier, sequence: { groupOrder: 0 } } },
       {

@@ -8,6 +8,6 @@ export default defineConfig({
     include: ['test/fuzz/**/*.test.ts'],
     testTimeout: 3_600_000,
     fileParallelism: false,
-    reporters: ['default'],
+    reporters: ['default', './test/helpers/fixtures-reporter.ts'],
   },
 });

@@ -18,5 +18,5 @@ export const unitTier = {
 
 export default defineConfig({
   // one worker per core (vitest keeps one core free by default: a single worker on 2 cores)
-  test: { ...unitTier, maxWorkers: availableParallelism(), reporters: ['default'] },
+  test: { ...unitTier, maxWorkers: availableParallelism(), reporters: ['default', './test/helpers/fixtures-reporter.ts'] },
 });

@@ -1,16 +1,14 @@
 // The router without a kernel: a shared mount's root lists its images, each image answers in its
 // own node-id span, an unmounted image's node ids are ESTALE (never another image's inodes), and a
 // dedicated mount serves one image at the root.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { RafsFuseFs } from '../../src/daemon/fs.js';
 import { decodeOutHeader, encodeRequest, Errno, FUSE_ROOT_ID, Opcode, parseDirents, readAttr, readEntry } from '../../src/daemon/fuse/protocol.js';
 import { FuseRouter, slotBase } from '../../src/daemon/router.js';
 import { RafsImage } from '../../src/rafs/reader.js';
-import { fixturesDir } from '../helpers/trees.js';
+import { describeFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const boot = readFileSync(join(fixturesDir(), 'nydus', 'bootstrap', 'rafs-v6-2.2.boot'));
+const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 let unique = 1n;
 
 function call(r: FuseRouter, opcode: number, nodeid: number, body?: Buffer): { errno: number; data: Buffer } {
@@ -25,9 +23,9 @@ const readdirIn = () => {
   b.writeUInt32LE(4096, 16);
   return b;
 };
-const shared = (slot: number) => new RafsFuseFs(RafsImage.open(boot), undefined, {}, { base: slotBase(slot), ownsRoot: false });
+const shared = (slot: number) => new RafsFuseFs(RafsImage.open(boot()), undefined, {}, { base: slotBase(slot), ownsRoot: false });
 
-describe('FuseRouter', () => {
+describeFixtures('FuseRouter', () => {
   it('serves images under a shared root, each in its own node-id span', () => {
     const r = new FuseRouter('shared');
     r.add(1, 'a', shared(1));
@@ -57,7 +55,7 @@ describe('FuseRouter', () => {
 
   it('serves one image at the root of a dedicated mount', () => {
     const r = new FuseRouter('dedicated');
-    r.add(0, '/', new RafsFuseFs(RafsImage.open(boot), undefined));
+    r.add(0, '/', new RafsFuseFs(RafsImage.open(boot()), undefined));
     expect(() => r.add(1, 'x', shared(1))).toThrow(/one image/);
     const names = parseDirents(call(r, Opcode.READDIR, FUSE_ROOT_ID, readdirIn()).data).map((d) => d.name.toString());
     expect(names).toEqual(['.', '..', 'lib.rs', 'sync_io.rs']);

@@ -1,22 +1,29 @@
-// The CLI on upstream Nydus fixtures (read by path; root settable with NYDUSIFY_FIXTURES): an
+// The CLI on upstream Nydus fixtures (read by path, see test/helpers/fixtures.ts): an
 // upstream bootstrap and blob are inspected, verified chunk by chunk, unpacked and exported to a
 // disk image the kernel mounts; v5 and invalid bootstraps are refused with one clear line.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cli, runCli } from '../helpers/cli.js';
-import { fixturesDir } from '../helpers/trees.js';
+import { describeFixtures, nydusFixture } from '../helpers/fixtures.js';
 import { blake3 } from '../../src/native/index.js';
 
-const nydus = join(fixturesDir(), 'nydus');
-const boot = join(nydus, 'bootstrap', 'rafs-v6-2.2.boot');
-const blobs = join(nydus, 'blobs');
-const work = mkdtempSync(join(tmpdir(), 'nydusify-upstream-'));
+let boot: string;
+let blobs: string;
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'nydusify-upstream-'));
+});
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-describe('upstream nydus 2.2 image', () => {
+describeFixtures('upstream nydus 2.2 image', () => {
+  beforeAll(() => {
+    boot = nydusFixture('bootstrap', 'rafs-v6-2.2.boot');
+    blobs = nydusFixture('blobs');
+  });
+
   it('inspects with the values of spec §8.2', () => {
     const info = JSON.parse(cli(['inspect', boot, '--json', '--tree'])) as Record<string, any>;
     expect(info.rootNid).toBe(128);
@@ -48,10 +55,10 @@ describe('upstream nydus 2.2 image', () => {
   });
 });
 
-describe('bootstraps we refuse', () => {
+describeFixtures('bootstraps we refuse', () => {
   const innerBoot = (archive: string): string => {
     const dir = mkdtempSync(join(work, 'x-'));
-    execFileSync('tar', ['-xzf', join(nydus, 'snapshotter-testdata', archive), '-C', dir]);
+    execFileSync('tar', ['-xzf', nydusFixture('snapshotter-testdata', archive), '-C', dir]);
     return join(dir, 'image', 'image.boot');
   };
 

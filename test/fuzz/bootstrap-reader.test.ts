@@ -6,7 +6,8 @@ import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/rafs/tree.js';
 import { applyMutations, caseCount, describeEdits, expectTyped, fuzz, mutationsArb, timeoutFor } from './harness.js';
-import { bootstrapSamples } from './samples.js';
+import { itFixtures } from '../helpers/fixtures.js';
+import { bootstrapSamples, UPSTREAM_SAMPLE } from './samples.js';
 
 const samples = bootstrapSamples();
 const RUNS = caseCount(1500);
@@ -36,6 +37,10 @@ function exercise(image: RafsImage, probe: number): void {
 }
 
 describe('fuzz: bootstrap reader', () => {
+  itFixtures('mutates upstream\'s bootstrap too', () => {
+    expect(samples.map((s) => s.name)).toContain(UPSTREAM_SAMPLE);
+  });
+
   it('the samples exercise cleanly', () => {
     for (const s of samples) exercise(RafsImage.open(s.boot), 4096);
   });

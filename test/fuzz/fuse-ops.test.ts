@@ -17,7 +17,8 @@ import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { checkReply } from './fuse-replies.js';
 import { applyMutations, caseCount, describeEdits, expectTyped, fuzz, mutationsArb, timeoutFor } from './harness.js';
-import { bootstrapSamples } from './samples.js';
+import { itFixtures } from '../helpers/fixtures.js';
+import { bootstrapSamples, UPSTREAM_SAMPLE } from './samples.js';
 
 const samples = bootstrapSamples(60);
 const RUNS = caseCount(1500);
@@ -143,6 +144,10 @@ function checkData(data: Buffer | undefined, call: Call, reply: Buffer): void {
 }
 
 describe('fuzz: FUSE operations over a bootstrap', () => {
+  itFixtures('mutates upstream\'s bootstrap too', () => {
+    expect(samples.map((s) => s.name)).toContain(UPSTREAM_SAMPLE);
+  });
+
   it('serves the unmutated sample (the oracle the fuzzer relies on)', () => {
     const sample = samples[0]!;
     const file = sample.nodes.find((n) => n.path === '/contiguous')!;

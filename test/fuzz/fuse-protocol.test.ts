@@ -3,19 +3,18 @@
 // bytes or a FuseProtocolError; the router never throws and answers every request that expects
 // an answer with a well-formed reply; no case takes a second.
 import fc from 'fast-check';
-import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { RafsFuseFs } from '../../src/daemon/fs.js';
 import { decodeRequest, FuseProtocolError, IN_HEADER_SIZE, MAX_NAME_LENGTH, Opcode } from '../../src/daemon/fuse/protocol.js';
 import { FuseRouter, slotBase } from '../../src/daemon/router.js';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';
-import { fixture } from '../rafs/helpers.js';
+import { describeFixtures, lazyFixture } from '../helpers/fixtures.js';
 import { checkReply } from './fuse-replies.js';
 import { applyMutations, caseCount, describeEdits, expectTyped, fuzz, mutationsArb, timeoutFor } from './harness.js';
 
 const RUNS = caseCount(3000);
-const boot = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
+const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 const OPCODES = Object.values(Opcode);
 
 /** A request header claiming `len` bytes, then `body`. */
@@ -100,13 +99,15 @@ function checkDecoded(buf: Buffer): void {
   if (!Number.isSafeInteger(header.nodeid) || header.nodeid < -1) fail('a node id');
 }
 
-describe('fuzz: FUSE request decoder', () => {
+describeFixtures('fuzz: FUSE request decoder', () => {
   const router = new FuseRouter('shared', { onError: (_op, err) => errors.push(err) });
   const errors: Error[] = [];
-  const fs = new RafsFuseFs(RafsImage.open(boot), undefined, {}, { base: slotBase(1), ownsRoot: false });
-  router.add(1, 'a', fs);
-  const lib = fs.nodeidOf(fs.image.lookup(fs.image.root, 'lib.rs')!);
-  const valid = seeds(lib);
+  let valid: Buffer[] = [];
+  beforeAll(() => {
+    const fs = new RafsFuseFs(RafsImage.open(boot()), undefined, {}, { base: slotBase(1), ownsRoot: false });
+    router.add(1, 'a', fs);
+    valid = seeds(fs.nodeidOf(fs.image.lookup(fs.image.root, 'lib.rs')!));
+  });
 
   /** Decodes, routes and checks one request. */
   const serve = (buf: Buffer): void => {

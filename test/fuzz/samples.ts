@@ -1,9 +1,14 @@
 // Real samples the fuzz targets mutate: bootstraps written by our writer (with their blob) and by
-// upstream nydus-image, and the offsets of their fields worth hitting.
-import { readFileSync } from 'node:fs';
+// upstream nydus-image (when the upstream fixtures are here: see UPSTREAM_SAMPLE), and the offsets
+// of their fields worth hitting.
 import { RafsImage } from '../../src/rafs/reader.js';
 import { writeBootstrap } from '../../src/rafs/writer.js';
-import { fixture, sampleImage } from '../rafs/helpers.js';
+import { fixturesAvailable, lazyFixture } from '../helpers/fixtures.js';
+import { sampleImage } from '../rafs/helpers.js';
+
+/** The sample name of upstream's bootstrap; the fuzz files check it is there (itFixtures). */
+export const UPSTREAM_SAMPLE = 'upstream rafs-v6-2.2.boot';
+const upstreamBoot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 
 export interface BootstrapSample {
   name: string;
@@ -18,17 +23,18 @@ export interface BootstrapSample {
 
 /**
  * Every file type, xattrs, hardlinks, multi-chunk files, long symlinks and a directory of a few
- * blocks (`bigDir` entries), with its blob; and upstream's v6 bootstrap.
+ * blocks (`bigDir` entries), with its blob; and upstream's v6 bootstrap when the fixtures are here.
  */
 export function bootstrapSamples(bigDir = 120): BootstrapSample[] {
   const blobId = 'c'.repeat(64);
   const ours = sampleImage(blobId, bigDir);
   const boot = writeBootstrap(ours.bootstrap);
-  const upstream = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
-  return [
-    { name: 'sample', boot, blob: { id: blobId, data: ours.blobData }, hot: hotOffsets(boot), nodes: nodesOf(boot, ours.contents) },
-    { name: 'upstream rafs-v6-2.2.boot', boot: upstream, hot: hotOffsets(upstream), nodes: nodesOf(upstream, new Map()) },
-  ];
+  const samples: BootstrapSample[] = [{ name: 'sample', boot, blob: { id: blobId, data: ours.blobData }, hot: hotOffsets(boot), nodes: nodesOf(boot, ours.contents) }];
+  if (fixturesAvailable) {
+    const upstream = upstreamBoot();
+    samples.push({ name: UPSTREAM_SAMPLE, boot: upstream, hot: hotOffsets(upstream), nodes: nodesOf(upstream, new Map()) });
+  }
+  return samples;
 }
 
 /** Superblocks, blob/chunk/prefetch tables, and the first bytes of every inode. */

@@ -34,15 +34,6 @@ export function diffManifests(want: Manifest, got: Manifest, ignore: (path: stri
   return out;
 }
 
-/** Path of ../shared (override with NYDUSIFY_SHARED). */
-export function sharedDir(): string {
-  return process.env.NYDUSIFY_SHARED ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared');
-}
-
-export function fixturesDir(): string {
-  return process.env.NYDUSIFY_FIXTURES ?? join(sharedDir(), 'fixtures');
-}
-
 /** Mounts with the kernel (`mount ARGS... MNT`), runs `fn` on the mount point, always unmounts. */
 export function withMount<T>(args: string[], fn: (mnt: string) => T): T {
   const mnt = mkdtempSync(join(tmpdir(), 'nydusify-mnt-'));

@@ -1,40 +1,40 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { type CiEntry, CiV2Flag, decodeCiHeader, decodeCiV1, decodeCiV2, encodeCiHeader, encodeCiV1 } from '../../src/rafs/blob-meta.js';
 import { RafsEncodeError, RafsFormatError } from '../../src/rafs/errors.js';
-import { DIGEST_BLOB, fixture, TOC_BLOB } from './helpers.js';
+import { DIGEST_BLOB, TOC_BLOB } from './helpers.js';
+import { itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const tocBlob = readFileSync(fixture('toc', TOC_BLOB));
-const digestBlob = readFileSync(fixture('blobs', DIGEST_BLOB));
+const tocBlob = lazyFixture('toc', TOC_BLOB);
+const digestBlob = lazyFixture('blobs', DIGEST_BLOB);
 
 describe('CI header', () => {
-  it('decodes the fixture headers', () => {
-    expect(decodeCiHeader(tocBlob, 3389)).toEqual({
+  itFixtures('decodes the fixture headers', () => {
+    expect(decodeCiHeader(tocBlob(), 3389)).toEqual({
       features: 0x1, ciCompressor: 'none', entries: 3, ciOffset: 3341, ciCompressedSize: 48, ciUncompressedSize: 48, zranOffset: 0, zranSize: 0, zranCount: 0,
     });
-    expect(decodeCiHeader(digestBlob, 8346)).toMatchObject({ features: 0x70000021, entries: 2, ciOffset: 8314 });
+    expect(decodeCiHeader(digestBlob(), 8346)).toMatchObject({ features: 0x70000021, entries: 2, ciOffset: 8314 });
   });
 
-  it('round-trips and checks both magics', () => {
+  itFixtures('round-trips and checks both magics', () => {
     const header = { features: 0x70000023, ciCompressor: 'zstd' as const, entries: 9, ciOffset: 2 ** 40, ciCompressedSize: 100, ciUncompressedSize: 144, zranOffset: 1, zranSize: 2, zranCount: 3 };
     const encoded = encodeCiHeader(header);
     expect(encoded.length).toBe(4096);
-    expect(encoded.equals(tocBlob.subarray(3389, 3389 + 4096))).toBe(false);
+    expect(encoded.equals(tocBlob().subarray(3389, 3389 + 4096))).toBe(false);
     expect(decodeCiHeader(encoded)).toEqual(header);
-    expect(encodeCiHeader(decodeCiHeader(tocBlob, 3389))).toEqual(tocBlob.subarray(3389, 3389 + 4096));
+    expect(encodeCiHeader(decodeCiHeader(tocBlob(), 3389))).toEqual(tocBlob().subarray(3389, 3389 + 4096));
     const badTail = Buffer.from(encoded);
     badTail.writeUInt32LE(0, 4092);
     expect(() => decodeCiHeader(badTail)).toThrow(/trailing magic/);
-    expect(() => decodeCiHeader(tocBlob, 3341)).toThrow(/^CI header at offset 3341: bad magic/);
+    expect(() => decodeCiHeader(tocBlob(), 3341)).toThrow(/^CI header at offset 3341: bad magic/);
   });
 });
 
 describe('CI v1 entries', () => {
-  it('decode the fixture: entry 0 = coff 0, csize 1211, uoff 0, usize 2816', () => {
-    const entries = decodeCiV1(tocBlob, 3, 3341);
+  itFixtures('decode the fixture: entry 0 = coff 0, csize 1211, uoff 0, usize 2816', () => {
+    const entries = decodeCiV1(tocBlob(), 3, 3341);
     expect(entries[0]).toEqual({ compressedOffset: 0, compressedSize: 1211, uncompressedOffset: 0, uncompressedSize: 2816, compressed: true });
     expect(entries.map((e) => e.uncompressedOffset)).toEqual([0, 4096, 8192]);
-    expect(encodeCiV1(entries)).toEqual(tocBlob.subarray(3341, 3341 + 48));
+    expect(encodeCiV1(entries)).toEqual(tocBlob().subarray(3341, 3341 + 48));
   });
 
   it('round-trip the extremes of every field', () => {

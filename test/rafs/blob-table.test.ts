@@ -1,18 +1,18 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   BlobFeature, decodeBlobEntry, decodeBlobTable, decodeDeviceSlot, encodeBlobEntry, encodeDeviceSlot,
 } from '../../src/rafs/blob-table.js';
 import { RafsEncodeError, RafsFormatError } from '../../src/rafs/errors.js';
 import type { BlobInfo } from '../../src/rafs/tree.js';
-import { DIGEST_BLOB, fixture } from './helpers.js';
+import { DIGEST_BLOB } from './helpers.js';
+import { itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const boot = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
+const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 const rules = { chunkSize: 0x100000, tarfs: false };
 
 describe('blob table', () => {
-  it('decodes the nydus 2.2 fixture entry', () => {
-    const { index, blob } = decodeBlobEntry(boot, 0x1000);
+  itFixtures('decodes the nydus 2.2 fixture entry', () => {
+    const { index, blob } = decodeBlobEntry(boot(), 0x1000);
     expect(index).toBe(0);
     expect(blob).toMatchObject({
       blobId: DIGEST_BLOB, chunkSize: 0x100000, chunkCount: 2, compressor: 'zstd', digester: 'blake3',
@@ -20,18 +20,18 @@ describe('blob table', () => {
       ciCompressor: 'none', ciOffset: 8314, ciCompressedSize: 32, ciUncompressedSize: 32,
     });
     expect(blob.tocDigest.toString('hex')).toBe('cfc89ed0739aef4eb1bf0904f0dfdb1c857134eca7319465baae95a99b84acde');
-    expect(decodeBlobTable(boot, 0x1000, 256, rules)).toEqual([blob]);
+    expect(decodeBlobTable(boot(), 0x1000, 256, rules)).toEqual([blob]);
   });
 
-  it('re-encodes the fixture entry byte for byte and round-trips', () => {
-    const { blob } = decodeBlobEntry(boot, 0x1000);
-    expect(encodeBlobEntry(blob, 0)).toEqual(boot.subarray(0x1000, 0x1100));
+  itFixtures('re-encodes the fixture entry byte for byte and round-trips', () => {
+    const { blob } = decodeBlobEntry(boot(), 0x1000);
+    expect(encodeBlobEntry(blob, 0)).toEqual(boot().subarray(0x1000, 0x1100));
     const other: BlobInfo = { ...blob, blobId: 'x'.repeat(64), compressor: 'lz4_block', digester: 'sha256', ciCompressor: 'zstd', compressedSize: 2 ** 40, uncompressedSize: 2 ** 44 };
     expect(decodeBlobEntry(encodeBlobEntry(other, 9))).toEqual({ index: 9, blob: other });
   });
 
-  it('applies nydusd rules to each entry', () => {
-    const { blob } = decodeBlobEntry(boot, 0x1000);
+  itFixtures('applies nydusd rules to each entry', () => {
+    const { blob } = decodeBlobEntry(boot(), 0x1000);
     const table = (b: BlobInfo, index = 0): Buffer => encodeBlobEntry(b, index);
     expect(() => decodeBlobTable(table(blob, 1), 0, 256, rules)).toThrow(/blob index 1 does not match its position 0/);
     expect(() => decodeBlobTable(table(blob), 0, 256, { ...rules, chunkSize: 0x10000 })).toThrow(/chunk size/);
@@ -51,18 +51,18 @@ describe('blob table', () => {
     expect(() => decodeBlobTable(table(blob), 0, 512, rules)).toThrow(RafsFormatError);
   });
 
-  it('refuses ids that are not 64 printable characters', () => {
-    const { blob } = decodeBlobEntry(boot, 0x1000);
+  itFixtures('refuses ids that are not 64 printable characters', () => {
+    const { blob } = decodeBlobEntry(boot(), 0x1000);
     expect(() => encodeBlobEntry({ ...blob, blobId: 'abc' }, 0)).toThrow(RafsEncodeError);
     expect(() => encodeBlobEntry({ ...blob, tocDigest: Buffer.alloc(3) }, 0)).toThrow(/TOC digest/);
   });
 });
 
 describe('device table', () => {
-  it('decodes the fixture slot (mapped_blkaddr 512) and round-trips', () => {
-    const slot = decodeDeviceSlot(boot, 0x580);
+  itFixtures('decodes the fixture slot (mapped_blkaddr 512) and round-trips', () => {
+    const slot = decodeDeviceSlot(boot(), 0x580);
     expect(slot).toEqual({ blobId: DIGEST_BLOB, blocks: 9, mappedBlkaddr: 512 });
-    expect(encodeDeviceSlot(slot)).toEqual(boot.subarray(0x580, 0x600));
+    expect(encodeDeviceSlot(slot)).toEqual(boot().subarray(0x580, 0x600));
   });
 
   it('rejects empty devices', () => {

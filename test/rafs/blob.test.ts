@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { blake3Raw, gzipCompress, lz4BlockCompress, sha256, sha256Raw, zstdCompress, zstdDecompress } from '../../src/native/index.js';
 import { BLOB_ID_PLACEHOLDER, type BlobTailFields, BlobTail, encodeBlobTail, readBlobMeta } from '../../src/rafs/blob.js';
 import { type CiEntry, encodeCiHeader, encodeCiV1 } from '../../src/rafs/blob-meta.js';
@@ -9,11 +8,12 @@ import { walkReverseTar } from '../../src/rafs/reverse-tar.js';
 import { bufferSource, type ByteSource } from '../../src/rafs/source.js';
 import { type BlobInfo, type Bootstrap, newDir, newInode, S_IFREG } from '../../src/rafs/tree.js';
 import { writeBootstrap } from '../../src/rafs/writer.js';
-import { DIGEST_BLOB, fixture, pseudoRandom, TOC_BLOB } from './helpers.js';
+import { DIGEST_BLOB, pseudoRandom, TOC_BLOB } from './helpers.js';
+import { describeFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const tocBlob = readFileSync(fixture('toc', TOC_BLOB));
-const digestBlob = readFileSync(fixture('blobs', DIGEST_BLOB));
-const boot22 = RafsImage.open(readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot')));
+const tocBlob = lazyFixture('toc', TOC_BLOB);
+const digestBlob = lazyFixture('blobs', DIGEST_BLOB);
+const boot22 = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 
 /** An async ranged source that records what was read, like a registry client would serve it. */
 function recordingSource(buf: Buffer): ByteSource & { reads: [number, number][] } {
@@ -29,13 +29,13 @@ function chunkData(blob: Buffer, chunks: CiEntry[]): Buffer[] {
   });
 }
 
-describe('BlobTail on the TOC fixture (variant c without digests)', () => {
+describeFixtures('BlobTail on the TOC fixture (variant c without digests)', () => {
   it('is named after its own sha256', () => {
-    expect(sha256(tocBlob)).toBe(TOC_BLOB);
+    expect(sha256(tocBlob())).toBe(TOC_BLOB);
   });
 
   it('finds the 4 TOC entries, 3 v1 CI entries and the inline bootstrap', async () => {
-    const tail = await BlobTail.open(tocBlob);
+    const tail = await BlobTail.open(tocBlob());
     expect(tail.toc!.map((e) => e.name)).toEqual(['image.blob', 'blob.meta', 'blob.meta.header', 'image.boot']);
     const meta = (await tail.chunkInfo())!;
     expect(meta.header).toMatchObject({ entries: 3, ciOffset: 3341, ciCompressedSize: 48, ciCompressor: 'none' });
@@ -47,21 +47,21 @@ describe('BlobTail on the TOC fixture (variant c without digests)', () => {
     expect(await tail.chunkDigests()).toBeUndefined();
     // the chunks decompress to data whose blake3 is the digest the bootstrap records
     const digests = [...image.walk()].slice(1).map((e) => image.chunks(e.nid)[0]!);
-    const data = chunkData(tocBlob, meta.chunks);
+    const data = chunkData(tocBlob(), meta.chunks);
     for (const chunk of digests) expect(blake3Raw(data[chunk.ciIndex]!)).toEqual(chunk.digest);
   });
 
   it('falls back to walking the tar headers when there is no TOC', async () => {
-    const withoutToc = tocBlob.subarray(0, 9010);
+    const withoutToc = tocBlob().subarray(0, 9010);
     const tail = await BlobTail.open(withoutToc);
     expect(tail.toc).toBeUndefined();
     expect([...tail.sections.keys()]).toEqual(['image.boot', 'blob.meta', 'blob.meta.header', 'image.blob']);
-    expect(await tail.bootstrap()).toEqual(await (await BlobTail.open(tocBlob)).bootstrap());
+    expect(await tail.bootstrap()).toEqual(await (await BlobTail.open(tocBlob())).bootstrap());
     expect((await tail.chunkInfo())!.chunks).toHaveLength(3);
   });
 
   it('reads only the tail through a ranged async source', async () => {
-    const src = recordingSource(tocBlob);
+    const src = recordingSource(tocBlob());
     const tail = await BlobTail.open(src);
     await tail.bootstrap();
     await tail.chunkInfo();
@@ -69,25 +69,30 @@ describe('BlobTail on the TOC fixture (variant c without digests)', () => {
   });
 });
 
-describe('BlobTail on the blob.digest fixture', () => {
-  const info = boot22.blobs[0]!;
+describeFixtures('BlobTail on the blob.digest fixture', () => {
+  let image: RafsImage;
+  let info: BlobInfo;
+  beforeAll(() => {
+    image = RafsImage.open(boot22());
+    info = image.blobs[0]!;
+  });
 
   it('verifies the TOC against the blob table and reads 2 chunk digests', async () => {
-    const tail = await BlobTail.open(digestBlob, { tocSize: info.tocSize, tocDigest: info.tocDigest });
+    const tail = await BlobTail.open(digestBlob(), { tocSize: info.tocSize, tocDigest: info.tocDigest });
     expect(tail.toc!.map((e) => e.name)).toEqual(['image.blob', 'blob.meta', 'blob.meta.header', 'blob.digest']);
     const digests = (await tail.chunkDigests())!;
     expect(digests).toHaveLength(2);
-    const byCi = [...boot22.walk()].slice(1).flatMap((e) => boot22.chunks(e.nid)).sort((a, b) => a.ciIndex - b.ciIndex);
+    const byCi = [...image.walk()].slice(1).flatMap((e) => image.chunks(e.nid)).sort((a, b) => a.ciIndex - b.ciIndex);
     expect(digests).toEqual(byCi.map((c) => c.digest));
     const meta = (await tail.chunkInfo())!;
-    expect(chunkData(digestBlob, meta.chunks).map((d) => blake3Raw(d))).toEqual(digests);
+    expect(chunkData(digestBlob(), meta.chunks).map((d) => blake3Raw(d))).toEqual(digests);
     expect(await tail.bootstrap()).toBeUndefined();
   });
 
   it('reads the CI the way nydusd does, from the blob table fields', async () => {
-    const meta = await readBlobMeta(recordingSource(digestBlob), info);
+    const meta = await readBlobMeta(recordingSource(digestBlob()), info);
     expect(meta.chunks.map((c) => c.uncompressedOffset)).toEqual([0, 0x5000]);
-    await expect(readBlobMeta(digestBlob, { ...info, chunkCount: 3 })).rejects.toThrow(/does not match the blob table entry/);
+    await expect(readBlobMeta(digestBlob(), { ...info, chunkCount: 3 })).rejects.toThrow(/does not match the blob table entry/);
   });
 
   it('reads gzip and lz4 compressed CI arrays (nydus compresses the CI with the blob compressor)', async () => {
@@ -102,8 +107,8 @@ describe('BlobTail on the blob.digest fixture', () => {
   });
 
   it('rejects a TOC whose digest or size disagrees with the blob table', async () => {
-    await expect(BlobTail.open(digestBlob, { tocDigest: Buffer.alloc(32, 1) })).rejects.toThrow(/sha256 does not match the blob table/);
-    await expect(BlobTail.open(digestBlob, { tocSize: 640 })).rejects.toThrow(/differs from the blob table's 640/);
+    await expect(BlobTail.open(digestBlob(), { tocDigest: Buffer.alloc(32, 1) })).rejects.toThrow(/sha256 does not match the blob table/);
+    await expect(BlobTail.open(digestBlob(), { tocSize: 640 })).rejects.toThrow(/differs from the blob table's 640/);
   });
 });
 

@@ -1,18 +1,17 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, encodeChunkFormat, encodeChunkIndex, encodeChunkInfo,
 } from '../../src/rafs/chunk.js';
 import { RafsEncodeError, RafsFormatError } from '../../src/rafs/errors.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
-import { fixture } from './helpers.js';
+import { itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const boot = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
+const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 
 describe('chunk index entries', () => {
-  it('decode the fixture files: blob 0 (device 1), CI index and uncompressed block', () => {
-    expect(decodeChunkIndex(boot, 0x30e0)).toEqual({ blobIndex: 0, ciIndex: 0, blockAddr: 0 });
-    expect(decodeChunkIndex(boot, 0x3140)).toEqual({ blobIndex: 0, ciIndex: 1, blockAddr: 5 });
+  itFixtures('decode the fixture files: blob 0 (device 1), CI index and uncompressed block', () => {
+    expect(decodeChunkIndex(boot(), 0x30e0)).toEqual({ blobIndex: 0, ciIndex: 0, blockAddr: 0 });
+    expect(decodeChunkIndex(boot(), 0x3140)).toEqual({ blobIndex: 0, ciIndex: 1, blockAddr: 5 });
   });
 
   it('store blob_index + 1 and the CI index bits 16..23 in the high byte', () => {
@@ -35,15 +34,15 @@ describe('chunk index entries', () => {
 });
 
 describe('chunk info table entries', () => {
-  it('decode the fixture table (digest-sorted, flags COMPRESSED)', () => {
-    const first = decodeChunkInfo(boot, 0x4000);
+  itFixtures('decode the fixture table (digest-sorted, flags COMPRESSED)', () => {
+    const first = decodeChunkInfo(boot(), 0x4000);
     expect(first).toMatchObject({
       blobIndex: 0, ciIndex: 1, compressed: true, compressedSize: 0xb9e, uncompressedSize: 0x3458,
       compressedOffset: 0x12dc, uncompressedOffset: 0x5000, fileOffset: 0,
     });
     expect(first.digest.toString('hex')).toBe('812465bcc9e883935983 11dc5fc93abaecceF0185bcd99f9701d17ebdf9adc3f'.replace(/ /g, '').toLowerCase());
     expect(first.crc32).toBeUndefined();
-    expect(encodeChunkInfo(first)).toEqual(boot.subarray(0x4000, 0x4050));
+    expect(encodeChunkInfo(first)).toEqual(boot().subarray(0x4000, 0x4050));
   });
 
   it('round-trip with a CRC', () => {

@@ -1,11 +1,12 @@
-import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { detectRafsVersion } from '../../src/rafs/detect.js';
-import { fixture, untarFixture } from './helpers.js';
+import { describeFixtures, lazyFixture, untarFixture } from '../helpers/fixtures.js';
 
-describe('detectRafsVersion', () => {
+const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
+
+describeFixtures('detectRafsVersion', () => {
   it('detects the v6 fixture', () => {
-    expect(detectRafsVersion(readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot')).subarray(0, 8192))).toBe('v6');
+    expect(detectRafsVersion(boot().subarray(0, 8192))).toBe('v6');
   });
 
   it('detects the v5 snapshotter fixture', () => {
@@ -18,8 +19,7 @@ describe('detectRafsVersion', () => {
     expect(detectRafsVersion(untarFixture('invalid-bootstrap-file-size-133513.tar.gz', 'image/image.boot').subarray(0, 8192))).toBe('unknown');
     expect(detectRafsVersion(untarFixture('invalid.tar.gz', 'README.md'))).toBe('unknown');
     expect(detectRafsVersion(Buffer.alloc(0))).toBe('unknown');
-    const v6Head = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
-    expect(detectRafsVersion(v6Head.subarray(0, 1407))).toBe('unknown');
+    expect(detectRafsVersion(boot().subarray(0, 1407))).toBe('unknown');
     const v4 = Buffer.from('534641520004000000200000', 'hex');
     expect(detectRafsVersion(v4)).toBe('unknown');
   });

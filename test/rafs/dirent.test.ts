@@ -1,10 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { type Dirent, FileType, fileTypeOfMode, packDirents, parseDirentBlock } from '../../src/rafs/dirent.js';
 import { RafsEncodeError, RafsFormatError } from '../../src/rafs/errors.js';
-import { fixture } from './helpers.js';
+import { itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const boot = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
+const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 const entry = (name: string, nid = 1, fileType: number = FileType.REG): Dirent => ({ name, nid, fileType });
 
 /** Splits packed directory data into blocks and parses each. */
@@ -15,8 +14,8 @@ function parseAll(data: Buffer, blockSize: number): Dirent[][] {
 }
 
 describe('directory blocks', () => {
-  it('parses the fixture root directory (inline tail after the inode)', () => {
-    const entries = parseDirentBlock(boot, 0x3040, 67);
+  itFixtures('parses the fixture root directory (inline tail after the inode)', () => {
+    const entries = parseDirentBlock(boot(), 0x3040, 67);
     expect(entries.map(({ nameBytes, ...rest }) => rest)).toEqual([
       { name: '.', nid: 128, fileType: FileType.DIR },
       { name: '..', nid: 128, fileType: FileType.DIR },

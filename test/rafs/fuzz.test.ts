@@ -1,14 +1,17 @@
 // Corrupted bootstraps and blob tails must only ever raise RafsFormatError — never a RangeError,
 // TypeError or hang — however the bytes are mangled. Deterministic (seeded) so failures replay.
-import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { zstdDecompress } from '../../src/native/index.js';
 import { BlobTail } from '../../src/rafs/blob.js';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/rafs/tree.js';
 import { writeBootstrap } from '../../src/rafs/writer.js';
-import { fixture, sampleImage, TOC_BLOB } from './helpers.js';
+import { describeFixtures, lazyFixture } from '../helpers/fixtures.js';
+import { sampleImage, TOC_BLOB } from './helpers.js';
+
+const fixtureBoot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
+const tocBlob = lazyFixture('toc', TOC_BLOB);
 
 /** xorshift32: reproducible randomness from a seed. */
 function rng(seed: number): (n: number) => number {
@@ -117,25 +120,26 @@ async function fuzzBootstrap(base: Buffer, seed: number, budgetMs: number): Prom
   return runs;
 }
 
-describe('fuzzing the bootstrap reader', () => {
+describeFixtures('fuzzing the bootstrap reader', () => {
   const small = writeBootstrap(sampleImage('b'.repeat(64), 300).bootstrap);
-  const fixtureBoot = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
-  const inlineBoot = zstdDecompress(readFileSync(fixture('toc', TOC_BLOB)).subarray(7997, 7997 + 501));
+  let inlineBoot: Buffer;
+  beforeAll(() => {
+    inlineBoot = zstdDecompress(tocBlob().subarray(7997, 7997 + 501));
+  });
 
   it('the unmutated images exercise cleanly', () => {
-    for (const buf of [small, fixtureBoot, inlineBoot]) exercise(RafsImage.open(buf), rng(1));
+    for (const buf of [small, fixtureBoot(), inlineBoot]) exercise(RafsImage.open(buf), rng(1));
   });
 
   it('raises only RafsFormatError for thousands of mutated bootstraps', async () => {
-    const runs = (await fuzzBootstrap(small, 0x5eed, 6000)) + (await fuzzBootstrap(fixtureBoot, 0xf1, 2500)) + (await fuzzBootstrap(inlineBoot, 0xb007, 2500));
+    const runs = (await fuzzBootstrap(small, 0x5eed, 6000)) + (await fuzzBootstrap(fixtureBoot(), 0xf1, 2500)) + (await fuzzBootstrap(inlineBoot, 0xb007, 2500));
     expect(runs).toBeGreaterThan(2000);
   }, 30_000);
 });
 
-describe('fuzzing the blob tail reader', () => {
-  const blob = readFileSync(fixture('toc', TOC_BLOB));
-
+describeFixtures('fuzzing the blob tail reader', () => {
   it('raises only RafsFormatError for mutated blobs', async () => {
+    const blob = tocBlob();
     const rand = rng(0x7a11);
     const hot = Array.from({ length: blob.length - 2829 }, (_, i) => 2829 + i);
     const deadline = Date.now() + 2500;

@@ -1,10 +1,6 @@
-// Shared by the RAFS tests: upstream fixture paths, a sample tree with every file type together
+// Shared by the RAFS tests: upstream fixture names, a sample tree with every file type together
 // with the uncompressed blob holding its data, and a snapshot of a mounted/extracted tree.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { blake3Raw } from '../../src/native/index.js';
 import { BlobFeature } from '../../src/rafs/blob-table.js';
 import { Layout } from '../../src/rafs/inode.js';
@@ -15,24 +11,7 @@ import {
 } from '../../src/rafs/tree.js';
 import { writeBootstrap } from '../../src/rafs/writer.js';
 
-const repoRoot = join(fileURLToPath(import.meta.url), '..', '..', '..');
-
-/** Upstream fixtures live outside the repo; NYDUSIFY_FIXTURES points at their root. */
-export function fixture(...parts: string[]): string {
-  return join(process.env.NYDUSIFY_FIXTURES ?? join(repoRoot, '..', 'shared', 'fixtures'), 'nydus', ...parts);
-}
-
-/** A file from one of the snapshotter's tar.gz fixtures (bootstraps are packed as image/image.boot). */
-export function untarFixture(name: string, inner: string): Buffer {
-  const dir = mkdtempSync(join(tmpdir(), 'rafs-fixture-'));
-  try {
-    execFileSync('tar', ['-xzf', fixture('snapshotter-testdata', name), '-C', dir]);
-    return readFileSync(join(dir, inner));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
+/** Names of the upstream blob fixtures (test/helpers/fixtures.ts): the TOC one and the blob.digest one. */
 export const TOC_BLOB = '2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca';
 export const DIGEST_BLOB = 'be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef';
 

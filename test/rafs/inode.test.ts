@@ -1,10 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { decodeDev, decodeInode, type DiskInode, encodeDev, encodeInode, Layout } from '../../src/rafs/inode.js';
 import { RafsEncodeError, RafsFormatError } from '../../src/rafs/errors.js';
-import { fixture } from './helpers.js';
+import { itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const boot = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
+const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 
 const sample: DiskInode = {
   extended: true, layout: Layout.CHUNK_BASED, xattrCount: 5, mode: 0o104755, size: 2 ** 40 + 3, u: 0x28, ino: 0xfffffffe,
@@ -12,14 +11,14 @@ const sample: DiskInode = {
 };
 
 describe('inode', () => {
-  it('decodes the fixture root directory and a chunk-based file', () => {
+  itFixtures('decodes the fixture root directory and a chunk-based file', () => {
     // root: extended, FLAT_INLINE (i_format 0x05), 67 bytes of dirents, raw_blkaddr 3
-    expect(decodeInode(boot, 0x3000)).toEqual({
+    expect(decodeInode(boot(), 0x3000)).toEqual({
       extended: true, layout: Layout.FLAT_INLINE, xattrCount: 0, mode: 0o40755, size: 67, u: 3, ino: 0,
       uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, nlink: 2,
     });
     // lib.rs: i_format 0x09, chunk format 0x28 (1 MiB chunks, 4 KiB blocks)
-    expect(decodeInode(boot, 0x30a0)).toMatchObject({ layout: Layout.CHUNK_BASED, mode: 0o100644, size: 0x4223, u: 0x28, ino: 2, mtime: 0x63f23c61, nlink: 1 });
+    expect(decodeInode(boot(), 0x30a0)).toMatchObject({ layout: Layout.CHUNK_BASED, mode: 0o100644, size: 0x4223, u: 0x28, ino: 2, mtime: 0x63f23c61, nlink: 1 });
   });
 
   it('writes the extended form and round-trips every field', () => {

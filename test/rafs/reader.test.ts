@@ -2,19 +2,23 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import { Layout } from '../../src/rafs/inode.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { S_IFREG } from '../../src/rafs/tree.js';
 import { writeBootstrap } from '../../src/rafs/writer.js';
-import { DIGEST_BLOB, fixture, sampleImage, TOC_BLOB, untarFixture } from './helpers.js';
+import { DIGEST_BLOB, sampleImage, TOC_BLOB } from './helpers.js';
 import { zstdDecompress } from '../../src/native/index.js';
+import { describeFixtures, itFixtures, lazyFixture, nydusFixture, untarFixture } from '../helpers/fixtures.js';
 
-const boot22 = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
+const boot22 = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 
-describe('RafsImage on the nydus 2.2 fixture', () => {
-  const image = RafsImage.open(boot22);
+describeFixtures('RafsImage on the nydus 2.2 fixture', () => {
+  let image: RafsImage;
+  beforeAll(() => {
+    image = RafsImage.open(boot22());
+  });
 
   it('exposes the superblock values', () => {
     expect(image.root).toBe(128);
@@ -67,28 +71,28 @@ describe('RafsImage on the nydus 2.2 fixture', () => {
 });
 
 describe('RafsImage on other inputs', () => {
-  it('opens the bootstrap inlined in the TOC fixture blob (4 inodes)', () => {
-    const blob = readFileSync(fixture('toc', TOC_BLOB));
+  itFixtures('opens the bootstrap inlined in the TOC fixture blob (4 inodes)', () => {
+    const blob = readFileSync(nydusFixture('toc', TOC_BLOB));
     const image = RafsImage.open(zstdDecompress(blob.subarray(7997, 7997 + 501)));
     expect([...image.walk()].map((e) => e.path)).toEqual(['/', '/error.rs', '/lib.rs', '/logger.rs']);
     expect(image.chunks(image.lookup(image.root, 'error.rs')!)[0]).toMatchObject({ compressedOffset: 0, compressedSize: 1211, uncompressedOffset: 0, uncompressedSize: 2816 });
   });
 
-  it('rejects the v5 snapshotter fixture clearly', () => {
+  itFixtures('rejects the v5 snapshotter fixture clearly', () => {
     const v5 = untarFixture('v5-bootstrap-file-size-736032.tar.gz', 'image/image.boot');
     expect(() => RafsImage.open(v5)).toThrow('bootstrap at offset 0: RAFS v5 bootstrap detected: not supported');
   });
 
-  it('rejects the invalid snapshotter fixtures', () => {
+  itFixtures('rejects the invalid snapshotter fixtures', () => {
     const notBoot = untarFixture('invalid-bootstrap-file-size-133513.tar.gz', 'image/image.boot');
     expect(() => RafsImage.open(notBoot)).toThrow(/not a RAFS bootstrap/);
     expect(() => RafsImage.open(untarFixture('invalid.tar.gz', 'README.md'))).toThrow(RafsFormatError);
     expect(() => RafsImage.open(Buffer.alloc(0))).toThrow(/not a RAFS bootstrap/);
   });
 
-  it('rejects a truncated bootstrap and a size that is not a block multiple', () => {
-    expect(() => RafsImage.open(boot22.subarray(0, 8192))).toThrow(RafsFormatError);
-    expect(() => RafsImage.open(Buffer.concat([boot22, Buffer.alloc(100)]))).toThrow(/not a multiple of the 4096-byte block size/);
+  itFixtures('rejects a truncated bootstrap and a size that is not a block multiple', () => {
+    expect(() => RafsImage.open(boot22().subarray(0, 8192))).toThrow(RafsFormatError);
+    expect(() => RafsImage.open(Buffer.concat([boot22(), Buffer.alloc(100)]))).toThrow(/not a multiple of the 4096-byte block size/);
   });
 
   it('rejects a plain mkfs.erofs image: no RAFS marker', () => {
@@ -103,9 +107,9 @@ describe('RafsImage on other inputs', () => {
     }
   });
 
-  it('rejects inconsistent tables', () => {
+  itFixtures('rejects inconsistent tables', () => {
     const mutate = (at: number, write: (b: Buffer) => void): Buffer => {
-      const b = Buffer.from(boot22);
+      const b = Buffer.from(boot22());
       write(b.subarray(at));
       return b;
     };

@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import { decodeTarHeader, encodeTarHeader, walkReverseTar } from '../../src/rafs/reverse-tar.js';
 import { bufferSource } from '../../src/rafs/source.js';
-import { fixture, TOC_BLOB } from './helpers.js';
+import { TOC_BLOB } from './helpers.js';
+import { itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const tocBlob = readFileSync(fixture('toc', TOC_BLOB));
+const tocBlob = lazyFixture('toc', TOC_BLOB);
 
 async function sections(blob: Buffer): Promise<[string, number, number][]> {
   const found: [string, number, number][] = [];
@@ -14,9 +14,9 @@ async function sections(blob: Buffer): Promise<[string, number, number][]> {
 }
 
 describe('reverse-tar section headers', () => {
-  it('are written byte-identical to upstream GNU headers', () => {
-    expect(encodeTarHeader('rafs.blob.toc', 512)).toEqual(tocBlob.subarray(9522, 10034));
-    expect(encodeTarHeader('image.blob', 2829)).toEqual(tocBlob.subarray(2829, 3341));
+  itFixtures('are written byte-identical to upstream GNU headers', () => {
+    expect(encodeTarHeader('rafs.blob.toc', 512)).toEqual(tocBlob().subarray(9522, 10034));
+    expect(encodeTarHeader('image.blob', 2829)).toEqual(tocBlob().subarray(2829, 3341));
   });
 
   it('round-trip sizes, including GNU base-256 beyond 8 GiB', () => {
@@ -25,8 +25,8 @@ describe('reverse-tar section headers', () => {
     }
   });
 
-  it('walk the fixture backwards: TOC, bootstrap, blob meta, chunk data', async () => {
-    expect(await sections(tocBlob)).toEqual([
+  itFixtures('walk the fixture backwards: TOC, bootstrap, blob meta, chunk data', async () => {
+    expect(await sections(tocBlob())).toEqual([
       ['rafs.blob.toc', 9010, 512],
       ['image.boot', 7997, 501],
       ['blob.meta', 3341, 4144],

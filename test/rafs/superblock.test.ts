@@ -1,31 +1,30 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import {
   compressorFromId, compressorId, decodeErofsSuperblock, decodeExtSuperblock, decodeRafsFlags, digesterFromId, digesterId,
   encodeErofsSuperblock, encodeExtSuperblock, encodeRafsFlags, EROFS_SUPER_OFFSET, EXT_SUPER_OFFSET,
 } from '../../src/rafs/superblock.js';
-import { fixture } from './helpers.js';
+import { describeFixtures, itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const boot = readFileSync(fixture('bootstrap', 'rafs-v6-2.2.boot'));
+const boot = lazyFixture('bootstrap', 'rafs-v6-2.2.boot');
 
-describe('EROFS superblock', () => {
+describeFixtures('EROFS superblock', () => {
   it('decodes the nydus 2.2 fixture', () => {
-    expect(decodeErofsSuperblock(boot, EROFS_SUPER_OFFSET)).toEqual({
+    expect(decodeErofsSuperblock(boot(), EROFS_SUPER_OFFSET)).toEqual({
       blockSizeBits: 12, rootNid: 128, inodeCount: 3, blocks: 9, metaBlkaddr: 2, extraDevices: 1,
     });
   });
 
   it('round-trips and re-encodes the fixture bytes exactly', () => {
-    const sb = decodeErofsSuperblock(boot, EROFS_SUPER_OFFSET);
+    const sb = decodeErofsSuperblock(boot(), EROFS_SUPER_OFFSET);
     const encoded = encodeErofsSuperblock(sb);
-    expect(encoded).toEqual(boot.subarray(EROFS_SUPER_OFFSET, EROFS_SUPER_OFFSET + 128));
+    expect(encoded).toEqual(boot().subarray(EROFS_SUPER_OFFSET, EROFS_SUPER_OFFSET + 128));
     const other = { blockSizeBits: 12, rootNid: 0xffff, inodeCount: 2 ** 40, blocks: 0xffffffff, metaBlkaddr: 7, extraDevices: 254 };
     expect(decodeErofsSuperblock(encodeErofsSuperblock(other))).toEqual(other);
   });
 
   const corrupt = (at: number, value: number): Buffer => {
-    const sb = Buffer.from(boot.subarray(EROFS_SUPER_OFFSET, EROFS_SUPER_OFFSET + 128));
+    const sb = Buffer.from(boot().subarray(EROFS_SUPER_OFFSET, EROFS_SUPER_OFFSET + 128));
     sb.writeUInt8(value, at);
     return sb;
   };
@@ -52,22 +51,22 @@ describe('EROFS superblock', () => {
 });
 
 describe('RAFS extended superblock', () => {
-  it('decodes the nydus 2.2 fixture', () => {
-    expect(decodeExtSuperblock(boot, EXT_SUPER_OFFSET)).toEqual({
+  itFixtures('decodes the nydus 2.2 fixture', () => {
+    expect(decodeExtSuperblock(boot(), EXT_SUPER_OFFSET)).toEqual({
       flags: 0x194, blobTableOffset: 0x1000, blobTableSize: 256, chunkSize: 0x100000,
       chunkTableOffset: 0x4000, chunkTableSize: 160, prefetchTableOffset: 0, prefetchTableSize: 0,
     });
   });
 
-  it('round-trips', () => {
-    const ext = decodeExtSuperblock(boot, EXT_SUPER_OFFSET);
-    expect(encodeExtSuperblock(ext)).toEqual(boot.subarray(EXT_SUPER_OFFSET, EXT_SUPER_OFFSET + 256));
+  itFixtures('round-trips', () => {
+    const ext = decodeExtSuperblock(boot(), EXT_SUPER_OFFSET);
+    expect(encodeExtSuperblock(ext)).toEqual(boot().subarray(EXT_SUPER_OFFSET, EXT_SUPER_OFFSET + 256));
     const other = { ...ext, flags: 0x010001b4, prefetchTableOffset: 0x1100, prefetchTableSize: 8, chunkSize: 0x1000 };
     expect(decodeExtSuperblock(encodeExtSuperblock(other))).toEqual(other);
   });
 
-  it('rejects bad table geometry', () => {
-    const base = decodeExtSuperblock(boot, EXT_SUPER_OFFSET);
+  itFixtures('rejects bad table geometry', () => {
+    const base = decodeExtSuperblock(boot(), EXT_SUPER_OFFSET);
     expect(() => decodeExtSuperblock(encodeExtSuperblock({ ...base, chunkSize: 0x3000 }))).toThrow(/chunk size/);
     expect(() => decodeExtSuperblock(encodeExtSuperblock({ ...base, chunkSize: 0x2000000 }))).toThrow(/chunk size/);
     expect(() => decodeExtSuperblock(encodeExtSuperblock({ ...base, blobTableSize: 100 }))).toThrow(/multiple of 256/);

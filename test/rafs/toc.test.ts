@@ -1,15 +1,15 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { RafsEncodeError, RafsFormatError } from '../../src/rafs/errors.js';
 import { decodeToc, decodeTocEntry, encodeToc, encodeTocEntry, type TocEntry } from '../../src/rafs/toc.js';
-import { fixture, TOC_BLOB } from './helpers.js';
+import { TOC_BLOB } from './helpers.js';
+import { itFixtures, lazyFixture } from '../helpers/fixtures.js';
 
-const tocBlob = readFileSync(fixture('toc', TOC_BLOB));
+const tocBlob = lazyFixture('toc', TOC_BLOB);
 const TOC_OFFSET = 9010;
 
 describe('TOC entries', () => {
-  it('decode the 4 entries of the TOC fixture', () => {
-    const toc = decodeToc(tocBlob.subarray(TOC_OFFSET, TOC_OFFSET + 512), TOC_OFFSET);
+  itFixtures('decode the 4 entries of the TOC fixture', () => {
+    const toc = decodeToc(tocBlob().subarray(TOC_OFFSET, TOC_OFFSET + 512), TOC_OFFSET);
     expect(toc.map(({ name, compressor, compressedOffset, compressedSize, uncompressedSize }) => [name, compressor, compressedOffset, compressedSize, uncompressedSize])).toEqual([
       ['image.blob', 'none', 2829, 2829, 12288],
       ['blob.meta', 'none', 3341, 48, 48],
@@ -19,7 +19,7 @@ describe('TOC entries', () => {
     expect(toc[3]!.digest.toString('hex')).toBe('d85f1b77aab4849b34ffc447fee67a46ae9eb2af8533bf5faa62224df1796871');
   });
 
-  it('round-trip (reserved bytes are written as zeros)', () => {
+  itFixtures('round-trip (reserved bytes are written as zeros)', () => {
     const entries: TocEntry[] = [
       { name: 'blob.meta.header', compressor: 'none', digest: Buffer.alloc(32, 1), compressedOffset: 2 ** 50, compressedSize: 4096, uncompressedSize: 4096 },
       { name: 'image.boot', compressor: 'zstd', digest: Buffer.alloc(32, 2), compressedOffset: 1, compressedSize: 2, uncompressedSize: 3 },
@@ -28,8 +28,8 @@ describe('TOC entries', () => {
     const encoded = encodeToc(entries);
     expect(encoded.length).toBe(384);
     expect(decodeToc(encoded)).toEqual(entries);
-    const fromFixture = decodeTocEntry(tocBlob, TOC_OFFSET + 128);
-    expect(encodeTocEntry(fromFixture).subarray(0, 120)).toEqual(tocBlob.subarray(TOC_OFFSET + 128, TOC_OFFSET + 248));
+    const fromFixture = decodeTocEntry(tocBlob(), TOC_OFFSET + 128);
+    expect(encodeTocEntry(fromFixture).subarray(0, 120)).toEqual(tocBlob().subarray(TOC_OFFSET + 128, TOC_OFFSET + 248));
   });
 
   it('reject unknown compression, empty names and partial entries', () => {

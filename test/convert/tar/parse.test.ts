@@ -1,17 +1,12 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseTar } from '../../../src/convert/tar/parse.js';
+import { describeFixtures, nydusFixture } from '../../helpers/fixtures.js';
 import { EOA, chunked, fileEntry, header, metaEntry, paxEntry, parseAll } from './helpers.js';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const fixtures = process.env.NYDUSIFY_FIXTURES ?? join(repo, '..', 'shared', 'fixtures');
-const fixture = (name: string): string => join(fixtures, 'nydus', 'tar', name);
-
-describe('upstream fixtures', () => {
-  it.skipIf(!existsSync(fixture('all-entry-type.tar')))('all-entry-type.tar', async () => {
-    const entries = await parseAll(readFileSync(fixture('all-entry-type.tar')), 100);
+describeFixtures('upstream fixtures', () => {
+  it('all-entry-type.tar', async () => {
+    const entries = await parseAll(readFileSync(nydusFixture('tar', 'all-entry-type.tar')), 100);
     expect(entries.map((e) => [e.path, e.type, e.linkpath])).toEqual([
       ['tar/', 'dir', ''],
       ['tar/dir1/', 'dir', ''],
@@ -29,8 +24,8 @@ describe('upstream fixtures', () => {
     expect(entries[0]!.mode).toBe(0o755);
   });
 
-  it.skipIf(!existsSync(fixture('empty.tar')))('empty.tar (0 bytes) has no entries', async () => {
-    expect(await parseAll(readFileSync(fixture('empty.tar')))).toEqual([]);
+  it('empty.tar (0 bytes) has no entries', async () => {
+    expect(await parseAll(readFileSync(nydusFixture('tar', 'empty.tar')))).toEqual([]);
   });
 });
 
