@@ -7,7 +7,7 @@
 #                                    start time differs was recycled by another process: never signalled
 #   logs/NAME.log                    the daemon's stdout and stderr
 #   setup.lock                       flock(1) lock: one setup step at a time, whoever calls it
-# The layout is the one ../shared/e2e used, so daemons it started are found and left running.
+# The state layout (PID files with start times, logs) is stable across versions of these scripts, so daemons an earlier run started are found and left running.
 
 set -euo pipefail
 
