@@ -5,7 +5,7 @@
 // restarts it. After every restart, every chunk the cache's chunk maps mark ready must verify
 // against the bootstrap's digest (a crash may lose chunks, never leave a wrong one marked), and
 // every read that succeeded must have given the right bytes.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { RafsImage } from '../../../src/rafs/reader.js';
 import { cliAsync, runCliAsync } from '../../helpers/cli.js';
 import { type Daemon, cleanUp, daemonPids, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 import { waitFor } from '../../helpers/wait-for.js';
+import { runAsync } from '../../helpers/run.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const TARGET = '127.0.0.1:5000/debian-ml:crash-test';
@@ -27,15 +28,6 @@ const daemons: Daemon[] = [];
 /** 60 regular files of the unpacked image over 64 KiB: the readers' misses, while prefetch fetches the rest slowly. */
 let files: string[];
 
-function runAsync(cmd: string, args: string[]): Promise<void> {
-  return new Promise((done, fail) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr}`))));
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const count = (text: string, needle: string) => text.split(needle).length - 1;

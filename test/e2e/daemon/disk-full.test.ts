@@ -2,7 +2,7 @@
 // directory). A cache that cannot store a chunk still hands its verified bytes to the reader, marks
 // nothing it did not store and counts the failure. End to end (with /dev/fuse and the registry of
 // the global setup), reads through a lazily served image should stay right, without EIO: not yet.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -15,6 +15,7 @@ import { verifyCache } from '../../../src/blobcache/verify.js';
 import { makeBlob } from '../../blobcache/helpers.js';
 import { cliAsync } from '../../helpers/cli.js';
 import { type Daemon, cleanUp, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { runAsync } from '../../helpers/run.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const TARGET = '127.0.0.1:5000/debian-ml:disk-full-test';
@@ -29,15 +30,6 @@ function smallFilesystem(dir: string, size: string): string {
   return dir;
 }
 
-function runAsync(cmd: string, args: string[]): Promise<void> {
-  return new Promise((done, fail) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr}`))));
-  });
-}
 
 /** The largest regular files of the unpacked image (together far more than the cache can hold). */
 let biggest: string[];

@@ -4,7 +4,7 @@
 // small part of the image's blobs. A restarted daemon serves the same files from the blob cache
 // without one range request; SIGTERM unmounts cleanly. The numbers come from the daemon's own
 // "lazy loading done" log line (its fetcher's counters), written when it stops.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { mkdtempSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { cliAsync } from '../../helpers/cli.js';
 import { cuttableProxy } from '../../helpers/proxy.js';
 import { diffManifests, treeManifest } from '../../helpers/trees.js';
 import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted, cleanUp } from '../../helpers/daemon.js';
+import { runAsync } from '../../helpers/run.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';
@@ -46,15 +47,6 @@ async function stopDaemon(d: Daemon): Promise<{ code: number | null; stats: Stat
   return { code, stats: JSON.parse(line) as Stats };
 }
 
-function runAsync(cmd: string, args: string[]): Promise<void> {
-  return new Promise((done, fail) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr}`))));
-  });
-}
 
 /** Reads FILES under `root` (following symlinks, as a program would). */
 const readFiles = (root: string) => FILES.map((f) => readFileSync(join(root, f)));

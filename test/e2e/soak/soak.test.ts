@@ -7,15 +7,15 @@
 // daemon counted; the daemon's resident memory and open descriptors must stay flat.
 // SOAK_SECONDS sets the length: 20 s in the normal run, 600 s for `npm run soak`.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash, randomBytes, randomInt } from 'node:crypto';
-import { constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes, randomInt } from 'node:crypto';
+import { constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonClient } from '../../../src/daemon/api-client.js';
+import { writeOciLayout } from '../../helpers/oci-layout.js';
 import { cliAsync, repoRoot } from '../../helpers/cli.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20);
@@ -26,42 +26,11 @@ const REPO = 'soak';
 const TAG = `run-${process.pid}`;
 const work = mkdtempSync(join(tmpdir(), 'nydusify-soak-'));
 const p = (...parts: string[]) => join(work, ...parts);
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const children: ChildProcess[] = [];
 /** Each image's files (relative path → content). */
 const images: Record<string, Buffer>[] = [];
 const blobIds: string[] = [];
-
-/** An OCI layout with one gzip layer holding `files`. */
-function writeOciLayout(dir: string, files: Record<string, Buffer>): void {
-  const tree = join(dir, 'tree');
-  for (const [path, data] of Object.entries(files)) {
-    mkdirSync(join(tree, path, '..'), { recursive: true });
-    writeFileSync(join(tree, path), data);
-  }
-  const tar = execFileSync('tar', ['--numeric-owner', '-C', tree, '-cf', '-', '.'], { maxBuffer: 1 << 28 });
-  rmSync(tree, { recursive: true });
-  const blobs = join(dir, 'blobs', 'sha256');
-  mkdirSync(blobs, { recursive: true });
-  const put = (data: Buffer): { digest: string; size: number } => {
-    const hex = sha256(data);
-    writeFileSync(join(blobs, hex), data);
-    return { digest: `sha256:${hex}`, size: data.length };
-  };
-  const config = put(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${sha256(tar)}`] } })));
-  const manifest = put(Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...put(gzipSync(tar, { level: 1 })) }],
-  })));
-  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(join(dir, 'index.json'), JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }],
-  }));
-}
 
 interface FlappingProxy {
   port: number;
