@@ -3,6 +3,7 @@
 import { createGunzip } from 'node:zlib';
 import type { BlobBackend } from '../blobcache/backend.js';
 import { ChunkReader } from '../blobcache/chunk-reader.js';
+import { StoreBackend } from '../blobcache/store-backend.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
 import { RegistryClient } from '../registry/client.js';
@@ -11,21 +12,6 @@ import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
 import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from '../registry/nydus-layers.js';
-
-/** Serves blob ranges from an image store, so the chunk reader (and later the cache) can use it. */
-export class StoreBackend implements BlobBackend {
-  constructor(private readonly store: ImageStore) {}
-
-  readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void, signal?: AbortSignal): Promise<Buffer> {
-    return this.store.getBlobRange(`sha256:${blobId}`, offset, length, progress, signal);
-  }
-
-  size(blobId: string): Promise<number> {
-    return this.store.blobSize(`sha256:${blobId}`);
-  }
-
-  async close(): Promise<void> {}
-}
 
 export interface RemoteNydusImage {
   manifest: ImageManifest;
