@@ -16,22 +16,29 @@ export interface CheckReport {
 
 export async function checkImage(image: LocalImage): Promise<CheckReport> {
   const report: CheckReport = { entries: 0, files: 0, chunks: 0, verifiedChunks: 0, problems: [] };
-  const users = new Map<string, { ref: ChunkRef; paths: string[] }>();
+  const users = new Map<string, ChunkUser>();
   try {
+    // a file's links share one paths list: its chunks are read and listed once however many links it has
+    const pathsOf = new Map<number, string[]>();
     for (const entry of image.rafs.walk()) {
       report.entries++;
       if ((entry.inode.mode & S_IFMT) !== S_IFREG) continue;
       report.files++;
-      // a further link to a file already met: its chunks are checked and counted once
-      if (entry.seen) continue;
+      const known = pathsOf.get(entry.nid);
+      if (entry.seen && known) {
+        known.push(entry.path);
+        continue;
+      }
+      const paths = [entry.path];
+      pathsOf.set(entry.nid, paths);
       const chunks = image.rafs.chunks(entry.nid);
       for (const problem of checkFileChunks(image.rafs, entry.path, entry.inode.size, chunks)) report.problems.push(problem);
       for (const ref of chunks) {
         report.chunks++;
         const key = `${ref.blobIndex}:${ref.ciIndex}`;
         const user = users.get(key);
-        if (user) user.paths.push(entry.path);
-        else users.set(key, { ref, paths: [entry.path] });
+        if (!user) users.set(key, { ref, files: [paths] });
+        else if (user.files.at(-1) !== paths) user.files.push(paths); // a file's chunks come together
       }
     }
   } catch (err) {
@@ -57,13 +64,19 @@ function checkFileChunks(rafs: RafsImage, path: string, size: number, chunks: Ch
   return problems;
 }
 
-async function verifyChunks(image: LocalImage, users: { ref: ChunkRef; paths: string[] }[], report: CheckReport): Promise<void> {
-  await forEachLimited(users, 8, async ({ ref, paths }) => {
+/** A chunk and the files that use it, each file as the list of its paths (its links). */
+interface ChunkUser {
+  ref: ChunkRef;
+  files: string[][];
+}
+
+async function verifyChunks(image: LocalImage, users: ChunkUser[], report: CheckReport): Promise<void> {
+  await forEachLimited(users, 8, async ({ ref, files }) => {
     try {
       await image.chunks!.read(ref);
       report.verifiedChunks++;
     } catch (err) {
-      report.problems.push(`${paths.map(show).join(', ')}: ${(err as Error).message}`);
+      report.problems.push(`${files.flat().map(show).join(', ')}: ${(err as Error).message}`);
     }
   });
 }
