@@ -14,7 +14,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/** Both projects are Apache-2.0; what each file is: spec/rafs-v6.md §8.2. Names are the upstream ones. */
+/** Both projects are Apache-2.0; what each file is: docs/rafs-v6.md §8.2. Names are the upstream ones. */
 const SOURCES = [
   {
     repo: 'dragonflyoss/nydus',
