@@ -14,7 +14,8 @@ TOOL_PACKAGES=(zstd lz4 gzip b3sum openssl coreutils tar attr erofs-utils python
 # The real parts scripts/e2e starts for the end-to-end tests and benchmarks: registries, image
 # building, containerd + runc, the stargz peer (built from Debian's Go sources), the shaped netns.
 E2E_PACKAGES=(docker-registry apache2-utils skopeo umoci busybox-static debootstrap containerd runc stargz-snapshotter
-  golang-go golang-github-containerd-stargz-snapshotter-dev fuse3 jq curl iproute2)
+  golang-go golang-github-containerd-stargz-snapshotter-dev fuse3 jq curl iproute2
+  libnbd-bin nbdfuse qemu-utils)
 
 apt_missing() {
   local p
