@@ -12,7 +12,8 @@ import { log } from '../util/log.js';
 import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
 
 interface DaemonFlags extends ConfigFlags, ImageFlags {
-  mountpoint: string;
+  mountpoint?: string;
+  block?: boolean;
   apisock?: string;
   mode: DaemonMode;
   id?: string;
@@ -25,8 +26,9 @@ async function runDaemon(flags: DaemonFlags): Promise<void> {
   const spec = specFrom(flags);
   if (flags.mode === 'shared' && spec) throw new Error('a shared daemon mounts images through its API (--apisock), not from flags');
   if (flags.apisock === undefined && !spec) throw new Error('nothing to serve: give an image (--target or --bootstrap) or --apisock to mount through the API');
+  if (flags.mountpoint === undefined) throw new Error('give --mountpoint');
   checkMountPath(flags.mountpoint);
-  const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, config: configFrom(flags), fuseFd: flags.fuseFd, takeover: flags.takeover });
+  const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, block: flags.block, config: configFrom(flags), fuseFd: flags.fuseFd, takeover: flags.takeover });
   await daemon.start();
   const api = flags.apisock === undefined ? undefined : await serveApi(daemon, flags.apisock, () => void daemon.stop());
   try {
@@ -49,7 +51,8 @@ async function runDaemon(flags: DaemonFlags): Promise<void> {
 export function daemonCommand(): Command {
   const cmd = new Command('daemon')
     .description('serve Nydus images over FUSE (nydusd): in the foreground, with an HTTP API on a unix socket')
-    .requiredOption('--mountpoint <dir>', 'the FUSE mount')
+    .option('--mountpoint <dir>', 'the FUSE mount')
+    .option('--block', 'block mode: show each image as one file, its flat EROFS image, for `mount -t erofs` (the kernel then serves metadata from its cache)')
     .option('--apisock <path>', 'serve the HTTP API on this unix socket (mode 0600)')
     .addOption(new Option('--mode <mode>', 'dedicated: one image at the mountpoint; shared: images under it, as mountpoint/NAME').choices(['dedicated', 'shared']).default('dedicated'))
     .option('--id <id>', 'daemon id (reported by the API)')

@@ -32,6 +32,7 @@ export interface DaemonProcess {
 export function spawnDaemon(launch: DaemonLaunch): DaemonProcess {
   const { record, fuse } = launch;
   const args = [CLI, 'daemon', '--id', record.id, '--apisock', launch.apisock, '--mountpoint', record.mountpoint, '--mode', record.mode, '--config', launch.configFile];
+  if (record.block) args.push('--block');
   if (fuse) args.push('--fuse-fd', '3', ...(fuse.takeover ? ['--takeover'] : []));
   const logFd = openSync(launch.logFile, 'a', 0o600);
   const stdio: StdioOptions = fuse ? ['ignore', logFd, logFd, fuse.fd] : ['ignore', logFd, logFd];

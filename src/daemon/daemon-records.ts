@@ -19,6 +19,8 @@ export interface DaemonRecord extends Partial<ProcessIdentity> {
   id: string;
   mode: DaemonMode;
   mountpoint: string;
+  /** Block mode: the mount shows each image as its flat EROFS image file (flat-file-fs.ts). */
+  block?: boolean;
   config: DaemonConfig;
   /** Images to (re)mount: "/" for a dedicated daemon, names under a shared one. */
   mounts: { name: string; spec: MountSpec }[];

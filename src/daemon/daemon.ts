@@ -25,7 +25,10 @@ export type DaemonState = 'INIT' | 'RUNNING' | 'STOPPING' | 'STOPPED';
 export interface DaemonOptions {
   id: string;
   mode: DaemonMode;
-  mountpoint: string;
+  /** The FUSE mount; without one the daemon serves its images only through what is attached to it (NBD). */
+  mountpoint?: string;
+  /** The FUSE mount shows each image as its flat block image, one file for the kernel's EROFS. */
+  block?: boolean;
   config: DaemonConfig;
   /** Stop on these signals (default SIGINT and SIGTERM). */
   signals?: NodeJS.Signals[];
@@ -40,7 +43,8 @@ export interface DaemonInfo {
   pid: number;
   state: DaemonState;
   mode: DaemonMode;
-  mountpoint: string;
+  block: boolean;
+  mountpoint?: string;
   cacheDir: string;
   startedAt: string;
   mounts: ImageMountInfo[];
@@ -65,6 +69,7 @@ export class Daemon {
   private demandWaiting = 0;
   private readonly readahead: Readahead;
   private readonly startedAt = new Date();
+  private readonly metricSources: (() => Family[])[] = [];
   private ended!: () => void;
   /** Resolves once the daemon has stopped serving (unmounted, signalled or stopped). */
   readonly done = new Promise<void>((r) => (this.ended = r));
@@ -82,12 +87,13 @@ export class Daemon {
       tables: this.tables,
       demand: () => this.demandWaiting,
       readahead: this.readahead,
+      block: this.opts.block ?? false,
     };
   }
 
   /** A shared daemon mounts its (empty) root now; a dedicated one waits for its image. */
   async start(): Promise<void> {
-    if (this.opts.mode === 'shared') await this.startSession([]);
+    if (this.opts.mode === 'shared' && this.opts.mountpoint !== undefined) await this.startSession([]);
     this.state = 'RUNNING';
     for (const s of this.opts.signals ?? ['SIGINT', 'SIGTERM']) process.once(s, () => void this.stop());
   }
@@ -105,6 +111,7 @@ export class Daemon {
   }
 
   private async startSession(images: ImageMount[]): Promise<void> {
+    if (this.opts.mountpoint === undefined) return;
     const session = new FuseSession({
       mountPath: this.opts.mountpoint,
       mode: this.opts.mode,
@@ -153,7 +160,7 @@ export class Daemon {
       const mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx);
       try {
         if (this.opts.mode === 'dedicated') await this.startSession([mount]);
-        else this.session!.addImage(mount.worker);
+        else this.session?.addImage(mount.worker);
       } catch (err) {
         await mount.close();
         throw err;
@@ -175,7 +182,7 @@ export class Daemon {
       return;
     }
     this.mounts.delete(name);
-    this.session!.removeImage(mount.slot);
+    this.session?.removeImage(mount.slot);
     await mount.close();
     log.info('image unmounted', { name });
   }
@@ -187,11 +194,27 @@ export class Daemon {
       pid: process.pid,
       state: this.state,
       mode: this.opts.mode,
-      mountpoint: this.opts.mountpoint,
+      block: this.opts.block ?? false,
+      ...(this.opts.mountpoint === undefined ? {} : { mountpoint: this.opts.mountpoint }),
       cacheDir: this.opts.config.cacheDir,
       startedAt: this.startedAt.toISOString(),
       mounts: [...this.mounts.values()].map((m) => m.info()),
     };
+  }
+
+  /** The image mounted as `name`, if any. */
+  imageMount(name: string): ImageMount | undefined {
+    return this.mounts.get(name);
+  }
+
+  /** The names of the images mounted now. */
+  mountNames(): string[] {
+    return [...this.mounts.keys()];
+  }
+
+  /** Adds metric families of something serving this daemon's images (the NBD server) to /metrics. */
+  addMetrics(families: () => Family[]): void {
+    this.metricSources.push(families);
   }
 
   /** The backend's counters (the fetcher's, plus mirror failovers). */
@@ -216,6 +239,7 @@ export class Daemon {
     const prefetched = mounts.filter((m) => m.prefetch);
     return renderPrometheus([
       ...(this.session ? fuseFamilies(this.session.fuseMetrics()) : []),
+      ...this.metricSources.flatMap((f) => f()),
       counter('nydusify_backend_requests_total', 'Range requests made to the backends.', b.requests!),
       counter('nydusify_backend_read_bytes_total', 'Bytes asked of the backends.', b.bytes!),
       counter('nydusify_backend_errors_total', 'Range requests that failed after retries and failover.', b.errors!),

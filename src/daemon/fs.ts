@@ -8,6 +8,7 @@ import { RafsFormatError } from '../rafs/errors.js';
 import type { RafsImage, RafsInode } from '../rafs/reader.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../rafs/tree.js';
 import type { SyncChunkSource } from '../blobcache/sync-chunks.js';
+import type { ImageFs } from './router.js';
 import {
   type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE,
   FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH, MAX_WRITE, negativeEntry, DirentPacker, type RequestBody,
@@ -43,7 +44,7 @@ export interface FsEvents {
  * images of a shared mount never share an inode number). Hardlinked paths share a nid, hence a
  * node id and an inode.
  */
-export class RafsFuseFs {
+export class RafsFuseFs implements ImageFs {
   readonly base: number;
   private readonly ownsRoot: boolean;
 
@@ -85,6 +86,10 @@ export class RafsFuseFs {
       rdev: encodeDev(inode.rdevMajor, inode.rdevMinor),
       blksize: 4096,
     };
+  }
+
+  rootEntry(): Entry {
+    return this.entryOf(this.image.root);
   }
 
   entryOf(nid: number): Entry {
@@ -192,6 +197,7 @@ export class RafsFuseFs {
 const DOT = Buffer.from('.');
 const DOTDOT = Buffer.from('..');
 
-function isSystemError(err: unknown): boolean {
+/** An error of the chunk source's I/O (EIO to the reader), not a bug or a format error. */
+export function isSystemError(err: unknown): boolean {
   return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && !(err instanceof RafsFormatError);
 }

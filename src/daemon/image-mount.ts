@@ -9,9 +9,12 @@ import { join } from 'node:path';
 import { ChunkConflictError, type BlobCache } from '../blobcache/cache.js';
 import { tableConflict } from '../blobcache/chunk-claim.js';
 import type { BlobSources } from '../blobcache/blob-sources.js';
+import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { blobChunkTables } from '../blobcache/fetcher.js';
+import { LocalDirBackend } from '../blobcache/local-backend.js';
 import type { Readahead } from '../blobcache/readahead.js';
 import type { ConnectedNydusImage } from '../image/remote.js';
+import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { log } from '../util/log.js';
@@ -29,6 +32,8 @@ export interface MountContext {
   /** On-demand fetches waiting now (prefetch waits for none). */
   demand(): number;
   readahead: Readahead;
+  /** Workers serve each image as its flat block image, one file (flat-file-fs.ts), not as a tree. */
+  block: boolean;
 }
 
 export interface ImageMountInfo {
@@ -45,6 +50,8 @@ export interface ImageMountInfo {
 
 export class ImageMount {
   private prefetcher: Prefetcher | undefined;
+  private flat: FlatImageMap | undefined;
+  private localChunks: { reader: ChunkReader; backend: LocalDirBackend } | undefined;
 
   private constructor(
     readonly name: string,
@@ -63,7 +70,7 @@ export class ImageMount {
       const data = shared(readFileSync(spec.bootstrap));
       const rafs = RafsImage.open(Buffer.from(data));
       if (spec.blobDir === undefined && rafs.blobs.length > 0) throw new Error('the image has data blobs: give blobDir (--blob-dir)');
-      return new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir }, undefined, ctx);
+      return new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir, block: ctx.block }, undefined, ctx);
     }
     const { registry } = ctx.config;
     // loaded when first needed: a daemon serving local images never pays for the registry client
@@ -83,7 +90,7 @@ export class ImageMount {
       await rename(tmp, path);
       const tables = await blobChunkTables(rafs);
       const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
-      mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir }, { cache, remote, refs, tables }, ctx);
+      mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir, block: ctx.block }, { cache, remote, refs, tables }, ctx);
       for (const [id, t] of tables) {
         // the blob is shared by content, the table is this image's word: one daemon serves one description
         const conflict = ctx.tables.has(id) ? tableConflict(ctx.tables.get(id)!, t) : undefined;
@@ -120,6 +127,29 @@ export class ImageMount {
     // a worker asks only for what its view of the cache files lacks: make sure ours is the same
     await this.lazy.cache.forgetIfReplaced(blob);
     return this.fetchRef(blob, ref);
+  }
+
+  /** The image's flat block image (built on first use: a walk of every chunk). */
+  flatMap(): FlatImageMap {
+    this.flat ??= FlatImageMap.build(this.rafs, this.worker.data.byteLength, this.lazy ? [...this.lazy.tables.values()].flat() : imageChunks(this.rafs));
+    return this.flat;
+  }
+
+  /** The image's bootstrap bytes (the workers' shared copy). */
+  bootstrap(): Buffer {
+    return Buffer.from(this.worker.data);
+  }
+
+  /** A verified chunk for the main thread (block mode over NBD): through the cache, or from the local blob. */
+  async readChunk(ref: ChunkRef): Promise<Buffer> {
+    const blob = this.rafs.blobs[ref.blobIndex];
+    if (!blob) throw new RangeError(`chunk refers to blob index ${ref.blobIndex}, the image has ${this.rafs.blobs.length} blobs`);
+    if (this.lazy) return this.lazy.cache.readChunk(blob, ref);
+    if (!this.localChunks) {
+      const backend = new LocalDirBackend(this.spec.blobDir!);
+      this.localChunks = { backend, reader: new ChunkReader(backend, this.rafs.blobs) };
+    }
+    return this.localChunks.reader.read(ref);
   }
 
   /** Starts fetching the chunks of `refs` that are not cached, in one batch; nobody waits for them. */
@@ -171,6 +201,7 @@ export class ImageMount {
       this.lazy?.cache.fetcher?.forgetBlob(blobId);
     }
     await this.lazy?.remote.close();
+    await this.localChunks?.backend.close();
   }
 }
 

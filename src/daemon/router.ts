@@ -4,7 +4,6 @@
 // ids, so a request's node id alone says which image it is about. A slot is never reused, so a node
 // id the kernel still holds for an unmounted image is ESTALE, never another image's inode.
 import { S_IFDIR } from '../rafs/tree.js';
-import type { RafsFuseFs } from './fs.js';
 import {
   type Attr, decodeRequest, encodeAttrOut, encodeEntryOut, encodeInitOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno,
   errorReply, expectsReply, FUSE_ROOT_ID, FuseProtocolError, type InitReply, MAX_NAME_LENGTH, negativeEntry, negotiateInit,
@@ -25,35 +24,39 @@ export interface RouterEvents {
   onError?(opcode: number, err: Error): void;
 }
 
+/** What serves one image's node ids: its filesystem tree (fs.ts), or its flat block image as one file (flat-file-fs.ts). */
+export interface ImageFs {
+  /** The entry of the image's root directory (a shared mount's MOUNT/NAME). */
+  rootEntry(): Entry;
+  /** Reply payload, or an errno, for a request about one of this image's node ids. */
+  dispatch(nodeid: number, body: RequestBody): Buffer[] | number;
+}
+
 /** Where an image of a shared mount lives: its slot's node ids start at the returned base. */
 export const slotBase = (slot: number): number => slot * SLOT_SPAN;
 
 
 export class FuseRouter {
-  private readonly bySlot = new Map<number, { name: string; fs: RafsFuseFs }>();
+  private readonly bySlot = new Map<number, { name: string; fs: ImageFs }>();
   private readonly byName = new Map<string, number>();
   private readonly started = Math.floor(Date.now() / 1000);
 
   constructor(readonly mode: DaemonMode, private readonly events: RouterEvents = {}) {}
 
   /** Serves `fs` (built with base slotBase(slot), or owning the root when dedicated) as `name`. */
-  add(slot: number, name: string, fs: RafsFuseFs): void {
+  add(slot: number, name: string, fs: ImageFs): void {
     if (this.mode === 'dedicated' && this.bySlot.size > 0) throw new Error('a dedicated mount serves one image');
     this.remove(slot);
     this.bySlot.set(slot, { name, fs });
     this.byName.set(name, slot);
   }
 
-  remove(slot: number): RafsFuseFs | undefined {
+  remove(slot: number): ImageFs | undefined {
     const found = this.bySlot.get(slot);
     if (!found) return undefined;
     this.bySlot.delete(slot);
     if (this.byName.get(found.name) === slot) this.byName.delete(found.name);
     return found.fs;
-  }
-
-  images(): RafsFuseFs[] {
-    return [...this.bySlot.values()].map((i) => i.fs);
   }
 
   /**
@@ -110,7 +113,7 @@ export class FuseRouter {
         const slot = this.byName.get(body.name.toString('latin1'));
         const fs = slot === undefined ? undefined : this.bySlot.get(slot)?.fs;
         // never cached: an image may be unmounted and another mounted under the same name
-        return [encodeEntryOut(fs ? { ...fs.entryOf(fs.image.root), entryValid: 0 } : negativeEntry(0))];
+        return [encodeEntryOut(fs ? { ...fs.rootEntry(), entryValid: 0 } : negativeEntry(0))];
       }
       case 'GETATTR':
         return [encodeAttrOut(0, this.rootAttr())];
@@ -157,7 +160,7 @@ export class FuseRouter {
       { ino: FUSE_ROOT_ID, off: 2, type: DT_DIR, name: Buffer.from('..'), entry: negativeEntry(0) },
     ];
     for (const { name, fs } of this.bySlot.values()) {
-      const entry = { ...fs.entryOf(fs.image.root), entryValid: 0 };
+      const entry = { ...fs.rootEntry(), entryValid: 0 };
       all.push({ ino: entry.attr.ino, off: all.length + 1, type: DT_DIR, name: Buffer.from(name, 'latin1'), entry });
     }
     const rest = all.slice(offset);

@@ -1,12 +1,11 @@
-// `export --block`: one flat EROFS disk image — the bootstrap at block 0 and each blob's
-// uncompressed data at its device slot's mapped_blkaddr — that the kernel mounts with no
-// extra devices (docs/rafs-v6.md §3.10).
+// `export --block`: the flat EROFS disk image (rafs/flat-image.ts) written out whole — the bootstrap
+// at block 0 and each blob's uncompressed data at its device slot's mapped_blkaddr — for the kernel
+// to mount with no extra devices (docs/rafs-v6.md §3.10).
 import { open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { RafsFormatError } from '../rafs/errors.js';
-import type { Inode, TreeNode } from '../rafs/tree.js';
+import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { forEachLimited } from '../util/concurrency.js';
-import { distinctChunks, type LocalImage } from './local.js';
+import type { LocalImage } from './local.js';
 
 export interface ExportResult {
   size: number;
@@ -16,50 +15,30 @@ export interface ExportResult {
 export async function exportBlockImage(image: LocalImage, bootstrap: Buffer, output: string): Promise<ExportResult> {
   const { rafs, chunks } = image;
   if (!chunks && rafs.blobs.length > 0) throw new Error('export --block needs the blob directory');
-  const bs = rafs.blockSize;
-  const regions = rafs.devices.map((d, i) => {
-    const start = d.mappedBlkaddr * bs;
-    if (start < bootstrap.length) {
-      throw new RafsFormatError('device table', 0, `blob ${i} is mapped at block ${d.mappedBlkaddr}, inside the bootstrap: not a flat-image bootstrap`);
-    }
-    return { start, end: start + d.blocks * bs };
-  });
-  const size = Math.max(bootstrap.length, ...regions.map((r) => r.end));
+  const map = FlatImageMap.build(rafs, bootstrap.length, imageChunks(rafs));
+  let at = 0;
+  const placed = map.pieces(0, map.size).map((piece) => ({ piece, at: (at += piece.length) - piece.length }));
   const tmp = `${output}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const out = await open(tmp, 'w');
   try {
-    await out.write(bootstrap, 0, bootstrap.length, 0);
-    await out.truncate(size);
-    const refs = distinctChunks(inodesOf(rafs.toBootstrap().root));
-    await forEachLimited(refs, 8, async (ref) => {
-      const data = await chunks!.read(ref);
-      const at = regions[ref.blobIndex]!.start + ref.uncompressedOffset;
-      if (at + data.length > regions[ref.blobIndex]!.end) {
-        throw new RafsFormatError('chunk', ref.uncompressedOffset, `chunk ${ref.ciIndex} of blob ${ref.blobIndex} ends past the blob's ${rafs.devices[ref.blobIndex]!.blocks} blocks`);
+    await out.truncate(map.size);
+    let count = 0;
+    await forEachLimited(placed, 8, async ({ piece, at }) => {
+      if (piece.kind === 'hole') return;
+      if (piece.kind === 'meta') {
+        await out.write(bootstrap, piece.offset, piece.length, at);
+        return;
       }
-      await out.write(data, 0, data.length, at);
+      const data = await chunks!.read(piece.chunk);
+      await out.write(data, piece.start, piece.length, at);
+      count++;
     });
     await out.close();
     await rename(tmp, output);
-    return { size, chunks: refs.length };
+    return { size: map.size, chunks: count };
   } catch (err) {
     await out.close().catch(() => {});
     await rm(tmp, { force: true });
     throw err;
-  }
-}
-
-/** Every inode of a tree (hardlinks once). */
-export function* inodesOf(root: TreeNode): Generator<Inode> {
-  const seen = new Set<Inode>();
-  const stack = [root];
-  while (stack.length) {
-    const n = stack.pop()!;
-    if (!seen.has(n.inode)) {
-      seen.add(n.inode);
-      yield n.inode;
-    }
-    // one push per child: a spread of a 200k-entry directory overflows the call stack
-    if (n.children) for (const c of n.children.values()) stack.push(c);
   }
 }

@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { LocalDirBackend } from '../blobcache/local-backend.js';
 import { RafsImage } from '../rafs/reader.js';
-import type { ChunkRef, Inode } from '../rafs/tree.js';
 
 export interface LocalImage {
   rafs: RafsImage;
@@ -17,19 +16,4 @@ export async function openLocalImage(bootstrapPath: string, blobDir?: string): P
   if (!blobDir) return { rafs, close: async () => {} };
   const backend = new LocalDirBackend(blobDir);
   return { rafs, chunks: new ChunkReader(backend, rafs.blobs), close: () => backend.close() };
-}
-
-/** Every distinct chunk the tree references, each once, in tree order. */
-export function distinctChunks(inodes: Iterable<Inode>): ChunkRef[] {
-  const seen = new Set<string>();
-  const out: ChunkRef[] = [];
-  for (const inode of inodes) {
-    for (const c of inode.chunks) {
-      const key = `${c.blobIndex}:${c.ciIndex}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.push(c);
-    }
-  }
-  return out;
 }

@@ -7,6 +7,8 @@ import { readSync, writevSync } from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RafsImage } from '../../rafs/reader.js';
 import type { SyncChunkSource } from '../../blobcache/sync-chunks.js';
+import { FlatImageMap, imageChunks } from '../../rafs/flat-image.js';
+import { FlatFileFs } from '../flat-file-fs.js';
 import { RafsFuseFs } from '../fs.js';
 import { SyncLazyCacheSource, type FetchRequest } from '../../blobcache/sync-cache-source.js';
 import { SyncBlobDirSource } from '../../blobcache/sync-blob-dir-source.js';
@@ -23,6 +25,8 @@ export interface WorkerImage {
   data: SharedArrayBuffer;
   blobDir?: string;
   cacheDir?: string;
+  /** Serve the flat block image as one file (flat-file-fs.ts) instead of the tree. */
+  block?: boolean;
 }
 
 export interface WorkerConfig {
@@ -78,12 +82,16 @@ class WorkerImages {
       const ask = (req: Omit<FetchRequest, 'slot'>): void => post({ ...req, slot });
       chunks = new SyncLazyCacheSource(spec.cacheDir, image.blobs, this.config.fetchSlot, ask, this.config.timeoutMs, this.metrics);
     } else if (spec.blobDir !== undefined) chunks = new SyncBlobDirSource(spec.blobDir, image.blobs);
-    const fs = new RafsFuseFs(image, chunks, {
-      onReadError: (nid, err) => {
+    const events = {
+      onReadError: (nid: number, err: Error) => {
         this.metrics.readError();
         post({ type: 'read-error', slot, nid, message: err.message });
       },
-    }, this.config.mode === 'dedicated' ? {} : { base: slotBase(slot), ownsRoot: false });
+    };
+    const place = this.config.mode === 'dedicated' ? {} : { base: slotBase(slot), ownsRoot: false };
+    const fs = spec.block
+      ? new FlatFileFs(FlatImageMap.build(image, spec.data.byteLength, imageChunks(image)), Buffer.from(spec.data), chunks, events, { ...place, mtime: image.inode(image.root).mtime })
+      : new RafsFuseFs(image, chunks, events, place);
     this.router.add(slot, spec.name, fs);
     this.sources.set(slot, chunks);
   }
