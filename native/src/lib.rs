@@ -9,6 +9,7 @@ mod error;
 mod js;
 mod napi;
 mod flock;
+mod mount;
 mod pidfd;
 mod zstd_stream;
 
@@ -190,6 +191,14 @@ unsafe extern "C" fn flock_try_exclusive(env: napi_env, info: napi_callback_info
     })
 }
 
+unsafe extern "C" fn mount_read_only(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [t, s, d, o] = js::args::<4>(env, info)?;
+        mount::read_only(&js::string(env, t, "fstype")?, &js::string(env, s, "source")?, &js::string(env, d, "target")?, &js::string(env, o, "options")?)?;
+        js::undefined(env)
+    })
+}
+
 impl js::ExternalKind for Hasher {
     const TAG: u32 = 0x4841_5348; // "HASH"
     const NAME: &'static str = "hasher";
@@ -203,7 +212,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 19] = [
+    let functions: [(&str, napi_callback); 20] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -223,6 +232,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("pidfdOpen", Some(pidfd_open)),
         ("pidfdSendSignal", Some(pidfd_send_signal)),
         ("flockTryExclusive", Some(flock_try_exclusive)),
+        ("mountReadOnly", Some(mount_read_only)),
     ];
     js::guard(env, || {
         for (name, f) in functions {

@@ -31,6 +31,7 @@ interface Addon {
   pidfdOpen(pid: number): number;
   pidfdSendSignal(pidfd: number, signal: number): number;
   flockTryExclusive(fd: number): number;
+  mountReadOnly(fstype: string, source: string, target: string, options: string): void;
 }
 
 function addonPath(): string {
@@ -221,6 +222,11 @@ export function pidfdOpen(pid: number): number | undefined {
 /** Sends signal number `signal` to the process `pidfd` names; false when it has exited. */
 export function pidfdSendSignal(pidfd: number, signal: number): boolean {
   return addon.pidfdSendSignal(pidfd, signal) === 1;
+}
+
+/** mount(2) read-only of `source` at `target`: a regular file is read by the filesystem itself, no loop device. */
+export function mountReadOnly(fstype: string, source: string, target: string, options = ''): void {
+  addon.mountReadOnly(fstype, source, target, options);
 }
 
 /** Takes flock(2)'s exclusive lock on `fd` if nobody holds it; the kernel drops it when the descriptor closes. */
