@@ -54,10 +54,13 @@ pub unsafe fn string(env: napi_env, v: napi_value, name: &str) -> Result<String>
     if type_of(env, v)? != NAPI_STRING {
         return arg(format!("{name} must be a string"));
     }
-    let mut buf = [0u8; 64];
+    // first the length (a null buffer asks for it), then the bytes and room for the NUL
     let mut len = 0usize;
+    check!(napi_get_value_string_utf8(env, v, std::ptr::null_mut(), 0, &mut len), "napi_get_value_string_utf8");
+    let mut buf = vec![0u8; len + 1];
     check!(napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), buf.len(), &mut len), "napi_get_value_string_utf8");
-    Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|_| NativeError::Argument(format!("{name} is not valid UTF-8")))
 }
 
 pub unsafe fn number(env: napi_env, v: napi_value, name: &str) -> Result<f64> {

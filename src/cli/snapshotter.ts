@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { DaemonMode } from '../daemon/router.js';
 import { CacheGc } from '../blobcache/cache-gc.js';
-import { ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
+import { type FsDriver, ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
 import { claimSocketPath, serveSnapshotter } from '../snapshotter/service.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';
 import { log } from '../util/log.js';
@@ -18,6 +18,7 @@ interface SnapshotterFlags extends ConfigFlags {
   root: string;
   daemonMode: DaemonMode;
   recoverPolicy: RecoverPolicy;
+  fsDriver: FsDriver;
 }
 
 async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
@@ -27,13 +28,13 @@ async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
   const config = configFrom(flags);
   // the blob cache lives with the snapshotter's state unless the config or --cache-dir says otherwise
   if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
-  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy });
+  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver });
   const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
   // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
   await claimSocketPath(resolve(flags.address));
   await sn.recover();
   const server = await serveSnapshotter(sn, resolve(flags.address));
-  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, cacheDir: config.cacheDir });
+  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, cacheDir: config.cacheDir });
   const signal = await new Promise<NodeJS.Signals>((done) => {
     process.once('SIGINT', () => done('SIGINT'));
     process.once('SIGTERM', () => done('SIGTERM'));
@@ -49,6 +50,7 @@ export function snapshotterCommand(): Command {
     .requiredOption('--address <socket>', 'unix socket to serve the snapshots API on')
     .requiredOption('--root <dir>', 'snapshots, metadata, daemon records and (by default) the blob cache')
     .addOption(new Option('--daemon-mode <mode>', 'dedicated: a daemon per image; shared: one daemon for all').choices(['dedicated', 'shared']).default('dedicated'))
-    .addOption(new Option('--recover-policy <policy>', 'when a daemon dies: restart it and remount, or hand its FUSE connection to the new one (failover)').choices(['restart', 'failover']).default('restart'));
+    .addOption(new Option('--recover-policy <policy>', 'when a daemon dies: restart it and remount, or hand its FUSE connection to the new one (failover)').choices(['restart', 'failover']).default('restart'))
+    .addOption(new Option('--fs-driver <driver>', 'fuse: a Nydus image\'s lower dir is the daemon\'s FUSE tree; block: the kernel\'s EROFS mounted on the daemon\'s flat image file').choices(['fuse', 'block']).default('fuse'));
   return addConfigOptions(cmd).action(runSnapshotter);
 }

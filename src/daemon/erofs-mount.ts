@@ -43,6 +43,11 @@ export class ErofsMount {
     await mountErofs(this.imageDir, this.target);
   }
 
+  /** Takes an EROFS mount already at the target (made by an earlier process) as reading through today's FUSE mount. */
+  adopt(): void {
+    this.fuseDev = this.currentDev();
+  }
+
   /** Mounts again unless the EROFS mount still reads through the FUSE connection it was made on; true when it did. */
   async refresh(): Promise<boolean> {
     if (this.fuseDev !== undefined && this.currentDev() === this.fuseDev && erofsMountedAt(this.target)) return false;

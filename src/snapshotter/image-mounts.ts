@@ -8,12 +8,15 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DaemonConfig, MountSpec } from '../daemon/config.js';
+import { ErofsMount, erofsMountedAt } from '../daemon/erofs-mount.js';
 import { DaemonManager, type DaemonRecord } from '../daemon/manager.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
 
 export type RecoverPolicy = 'restart' | 'failover';
+/** fuse: the daemon's FUSE tree is the lower dir; block: the kernel's EROFS on the daemon's flat image file is. */
+export type FsDriver = 'fuse' | 'block';
 
 export interface ImageMountsOptions {
   /** Daemon records go to ROOT/daemons, mountpoints under ROOT/mnt. */
@@ -21,6 +24,7 @@ export interface ImageMountsOptions {
   mode: DaemonMode;
   config: DaemonConfig;
   policy: RecoverPolicy;
+  fsDriver?: FsDriver;
 }
 
 const SHARED_ID = 'shared';
@@ -29,6 +33,8 @@ export class ImageMounts {
   readonly manager: DaemonManager;
   private readonly mnt: string;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Block driver: the EROFS mount of each mounted image. */
+  private readonly erofs = new Map<string, ErofsMount>();
 
   constructor(readonly opts: ImageMountsOptions) {
     // a shared daemon hands out node-id slots as images come and go: a successor could not
@@ -44,9 +50,37 @@ export class ImageMounts {
     return `i-${createHash('sha256').update(`${remote.ref}\n${remote.digest}`).digest('hex').slice(0, 16)}`;
   }
 
+  private get block(): boolean {
+    return this.opts.fsDriver === 'block';
+  }
+
+  /** Where the daemon serves the image: its tree, or (block driver) the directory of its flat image file. */
+  private served(name: string): string {
+    return this.opts.mode === 'shared' ? join(this.mnt, SHARED_ID, name) : join(this.mnt, name);
+  }
+
   /** The directory holding the image's tree (overlay lower dir) once mounted. */
   dir(name: string): string {
-    return this.opts.mode === 'shared' ? join(this.mnt, SHARED_ID, name) : join(this.mnt, name);
+    return this.block ? join(this.mnt, 'erofs', name) : this.served(name);
+  }
+
+  /** Block driver: the image's EROFS mount, made (or, when `adopt`, taken as it is) once its daemon serves it. */
+  private async mountErofs(name: string, fuseMountpoint: string, adopt: boolean): Promise<void> {
+    if (!this.block) return;
+    let m = this.erofs.get(name);
+    if (!m) {
+      mkdirSync(this.dir(name), { recursive: true });
+      m = new ErofsMount(this.served(name), fuseMountpoint, this.dir(name));
+      this.erofs.set(name, m);
+      if (adopt && erofsMountedAt(m.target)) return m.adopt();
+    }
+    await m.refresh();
+  }
+
+  /** After a daemon restart: EROFS mounts that read through a FUSE connection that is gone are made again. */
+  private async refreshErofs(record: DaemonRecord): Promise<void> {
+    const names = record.mode === 'dedicated' ? [record.id] : record.mounts.map((m) => m.name);
+    for (const name of names) await this.erofs.get(name)?.refresh();
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -63,13 +97,17 @@ export class ImageMounts {
   private recordOf(name: string, remote: RemoteLayer): DaemonRecord {
     const { mode, config } = this.opts;
     if (mode === 'dedicated') {
-      const record = this.manager.record(name) ?? { id: name, mode, mountpoint: this.dir(name), config, mounts: [{ name: '/', spec: this.spec(remote) }] };
+      const record = this.manager.record(name) ?? { id: name, mode, mountpoint: this.served(name), ...this.blockRecord(), config, mounts: [{ name: '/', spec: this.spec(remote) }] };
       record.failover = this.opts.policy === 'failover';
       return record;
     }
-    const record = this.manager.record(SHARED_ID) ?? { id: SHARED_ID, mode, mountpoint: join(this.mnt, SHARED_ID), config, mounts: [] };
+    const record = this.manager.record(SHARED_ID) ?? { id: SHARED_ID, mode, mountpoint: join(this.mnt, SHARED_ID), ...this.blockRecord(), config, mounts: [] };
     if (!record.mounts.some((m) => m.name === name)) record.mounts.push({ name, spec: this.spec(remote) });
     return record;
+  }
+
+  private blockRecord(): { block?: true } {
+    return this.block ? { block: true } : {};
   }
 
   /** Mounts the image unless it is mounted; returns its directory. */
@@ -81,6 +119,7 @@ export class ImageMounts {
       try {
         const started = await this.manager.ensure(record);
         if (started) log.info('image daemon started', { image: name, ref: remote.ref, daemon: record.id });
+        await this.mountErofs(name, record.mountpoint, false);
       } catch (err) {
         await this.drop(name).catch(() => undefined);
         throw new Error(`mounting ${remote.ref}: ${(err as Error).message}`);
@@ -96,6 +135,9 @@ export class ImageMounts {
   }
 
   private async drop(name: string): Promise<void> {
+    // containers still running keep the detached EROFS mount (and so the daemon's file) until they end
+    await this.erofs.get(name)?.unmount();
+    this.erofs.delete(name);
     if (this.opts.mode === 'dedicated') {
       this.unsupervise(name);
       await this.manager.destroy(name);
@@ -135,6 +177,7 @@ export class ImageMounts {
           return undefined;
         });
         log.info(started ? 'image daemon restarted' : 'image daemon adopted', { image: name, daemon: record.id });
+        await this.mountErofs(name, record.mountpoint, started === false).catch((err: unknown) => log.error('cannot mount the image\'s EROFS', { image: name, error: err }));
         this.supervise(record.id);
       }
     });
@@ -148,7 +191,11 @@ export class ImageMounts {
   private supervise(id: string): void {
     this.manager.attach(id, {
       serialize: (step) => this.serial(step),
-      restarted: () => log.info('image daemon restarted after it died', { daemon: id, pid: this.manager.record(id)?.pid, policy: this.opts.policy }),
+      restarted: async () => {
+        log.info('image daemon restarted after it died', { daemon: id, pid: this.manager.record(id)?.pid, policy: this.opts.policy });
+        const record = this.manager.record(id);
+        if (record) await this.refreshErofs(record);
+      },
     });
   }
 

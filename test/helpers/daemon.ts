@@ -29,18 +29,19 @@ export function startDaemon(args: string[], mnt: string, stateDir = `${mnt}.stat
   return { child, mnt, stateDir, exit, stderr: () => stderr };
 }
 
-export const ourMounts = (mnt: string) =>
-  parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === mnt && m.fsType === FS_TYPE);
+/** Mounts at `mnt` of our FUSE filesystem (or, for `mount --block`, of the kernel's erofs). */
+export const ourMounts = (mnt: string, fsType = FS_TYPE) =>
+  parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === mnt && m.fsType === fsType);
 
 /**
  * Waits until the daemon says it mounted, `mnt` is our (only) mount and it answers. The log line
  * matters: a stale mount at the same path would pass the other two checks from the kernel's cache.
  */
-export async function waitMounted(d: Daemon, timeoutMs = 15_000): Promise<void> {
+export async function waitMounted(d: Daemon, timeoutMs = 15_000, fsType = FS_TYPE): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (d.child.exitCode !== null) throw new Error(`daemon exited ${d.child.exitCode}: ${d.stderr()}`);
-    if (d.stderr().includes('"msg":"mounted"') && ourMounts(d.mnt).length === 1) {
+    if (d.stderr().includes('"msg":"mounted"') && ourMounts(d.mnt, fsType).length === 1) {
       try {
         statSync(join(d.mnt, 'etc'));
         return;

@@ -2,7 +2,9 @@
 // the daemon), under both recover policies, with real containerd: with `restart` the daemon comes
 // back on a fresh mount (new containers start; the running one lost its mount's connection), with
 // `failover` the snapshotter kept the FUSE descriptor and the successor takes the connection over,
-// so the running container's reads only stall and all succeed.
+// so the running container's reads only stall and all succeed. The block fs driver with failover too:
+// there the container's lower dir is the kernel's EROFS on the daemon's flat image file, and that
+// EROFS mount keeps reading through the connection the successor took over.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,10 +94,14 @@ beforeAll(async () => {
 
 afterAll(stop, 120_000);
 
-describe.each(['restart', 'failover'] as const)('recover policy %s', (policy) => {
+const erofsMountsUnder = (dir: string): string[] =>
+  readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => f[4]?.startsWith(`${dir}/`) && f[f.indexOf('-') + 1] === 'erofs').map((f) => f[4]!);
+
+describe.each([['restart', 'fuse'], ['failover', 'fuse'], ['failover', 'block']] as const)('recover policy %s, fs driver %s', (policy, driver) => {
+  const flags = ['--recover-policy', policy, '--fs-driver', driver];
   beforeAll(async () => {
-    root = mkdtempSync(`${E2E_DIR}-${policy}-`);
-    sn = await startSnapshotter(root, ['--recover-policy', policy]);
+    root = mkdtempSync(`${E2E_DIR}-${policy}-${driver}-`);
+    sn = await startSnapshotter(root, flags);
     await cleanImage();
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, IMAGE]);
     expect(pull.code, pull.stderr).toBe(0);
@@ -103,12 +109,14 @@ describe.each(['restart', 'failover'] as const)('recover policy %s', (policy) =>
     // with it when its container goes
     const holder = await ctr(['run', '-d', '--snapshotter', SNAPSHOTTER, IMAGE, 'holder', 'sleep', '600']);
     expect(holder.code, holder.stderr).toBe(0);
+    // the block driver's lower dir is a kernel EROFS mount (file-backed: its source is the daemon's file)
+    expect(erofsMountsUnder(root).length).toBe(driver === 'block' ? 1 : 0);
   }, 120_000);
   afterAll(stop, 120_000);
 
   it('brings a daemon killed -9 during a running container\'s reads back; new containers start', async () => {
     const { output, before, after, files, fails } = await killDuringReads();
-    console.log(`${policy}: ${output.trim().split('\n').at(-1)}`);
+    console.log(`${policy} ${driver}: ${output.trim().split('\n').at(-1)}`);
     // it read files before the kill, all well, and (many) more after it, the daemon dead by then
     expect(output).toMatch(new RegExp(`^read ${BEFORE_KILL} fails=0\nresumed$`, 'm'));
     expect(files).toBeGreaterThan(2 * BEFORE_KILL);
@@ -128,12 +136,12 @@ describe.each(['restart', 'failover'] as const)('recover policy %s', (policy) =>
     const restart = async (): Promise<void> => {
       sn!.child.kill('SIGKILL');
       await sn!.exit;
-      sn = await startSnapshotter(root, ['--recover-policy', policy]);
+      sn = await startSnapshotter(root, flags);
       expect(sn.log()).toContain('holding the adopted daemon');
     };
     // the reader waits at its gate while the snapshotter restarts
     const { output, before, after, files } = await killDuringReads(restart);
-    console.log(`${policy} after a snapshotter restart: ${output.trim().split('\n').at(-1)}`);
+    console.log(`${policy} ${driver} after a snapshotter restart: ${output.trim().split('\n').at(-1)}`);
     expect(output).toMatch(new RegExp(`^read ${BEFORE_KILL} fails=0\nresumed$`, 'm'));
     expect(files).toBeGreaterThan(2 * BEFORE_KILL);
     expect(after).not.toBe(before);
