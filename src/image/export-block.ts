@@ -12,7 +12,8 @@ export interface ExportResult {
   chunks: number;
 }
 
-export async function exportBlockImage(image: LocalImage, bootstrap: Buffer, output: string): Promise<ExportResult> {
+/** Writes the flat image of a local image (bootstrap file + blob directory) or of a registry image. */
+export async function exportBlockImage(image: Pick<LocalImage, 'rafs' | 'chunks'>, bootstrap: Buffer, output: string): Promise<ExportResult> {
   const { rafs, chunks } = image;
   if (!chunks && rafs.blobs.length > 0) throw new Error('export --block needs the blob directory');
   const map = FlatImageMap.build(rafs, bootstrap.length, imageChunks(rafs));
