@@ -23,7 +23,7 @@ const map = FlatImageMap.build(rafs, bootstrap.length, imageChunks(rafs));
 function source(corrupt = new Set<number>()): SyncChunkSource {
   return {
     read: (ref: ChunkRef) => {
-      if (corrupt.has(ref.ciIndex)) throw new ChunkIntegrityError(`chunk ${ref.ciIndex}: digest mismatch`);
+      if (corrupt.has(ref.ciIndex)) throw new ChunkIntegrityError('c'.repeat(64), ref.ciIndex, 'digest mismatch');
       return sample.blobData.subarray(ref.uncompressedOffset, ref.uncompressedOffset + ref.uncompressedSize);
     },
     recycle: () => undefined,
