@@ -2,7 +2,9 @@
 // (text, nested directories, a symlink, a 5 MiB binary and a vendored copy of it), tar it as an
 // image builder would, convert it (`create`: chunks, digests, dedup, zstd, blob + RAFS bootstrap),
 // export it as an EROFS image, mount that with the kernel and read every file back, checking each
-// against the original; then serve the image with our own FUSE daemon and read it all back again.
+// against the original; then serve the image with our own FUSE daemon and read it all back again,
+// and once more in block mode: the daemon serves the flat EROFS image as one file and the kernel's
+// EROFS is mounted on that file.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { DEFAULT_CONFIG } from './daemon/config.js';
 import { Daemon } from './daemon/daemon.js';
+import { mountErofs, unmountErofs } from './daemon/erofs-mount.js';
 import { exportBlockImage } from './image/export-block.js';
 import { openLocalImage } from './image/local.js';
 import type { Compressor, Digester } from './rafs/tree.js';
@@ -53,6 +56,8 @@ export interface DemoSummary {
   readBack: 'kernel-mount' | 'blob-reader';
   /** Whether every file was also read back through our FUSE daemon (as root, with /dev/fuse). */
   fuseDaemon: boolean;
+  /** Whether every file was also read back through the kernel's EROFS on our daemon's image file (block mode). */
+  blockMode: boolean;
   /** Files whose bytes read back equal the originals (all of them, or the demo fails). */
   verifiedFiles: number;
   /** First line of /etc/os-release as read from the image. */
@@ -139,16 +144,29 @@ async function readBack(workDir: string, root: string, files: string[], bootstra
   }
 }
 
-/** Serves the image with our FUSE daemon (in this process, its own threads) and reads every file back. */
-async function readThroughDaemon(workDir: string, root: string, files: string[], bootstrap: string, blobDir: string): Promise<boolean> {
+/**
+ * Serves the image with our FUSE daemon (in this process, its own threads) and reads every file back;
+ * with `block`, the daemon serves the flat EROFS image file and the files are read through the kernel's
+ * EROFS mounted on it.
+ */
+async function readThroughDaemon(workDir: string, root: string, files: string[], bootstrap: string, blobDir: string, block = false): Promise<boolean> {
   if (process.getuid?.() !== 0 || !existsSync('/dev/fuse')) return false;
-  const mnt = join(workDir, 'fuse');
+  const mnt = join(workDir, block ? 'fuse-block' : 'fuse');
+  const erofs = join(workDir, 'erofs-on-fuse');
   await mkdir(mnt);
-  const daemon = new Daemon({ id: 'demo', mode: 'dedicated', mountpoint: mnt, config: { ...DEFAULT_CONFIG, cacheDir: join(workDir, 'cache') }, signals: [] });
+  const daemon = new Daemon({ id: 'demo', mode: 'dedicated', mountpoint: mnt, block, config: { ...DEFAULT_CONFIG, cacheDir: join(workDir, 'cache') }, signals: [] });
   await daemon.start();
   try {
     await daemon.mount('/', { bootstrap, blobDir });
-    for (const f of files) await expectSame(f, await readFile(join(mnt, f)), root);
+    if (block) {
+      await mkdir(erofs);
+      await mountErofs(mnt, erofs);
+    }
+    try {
+      for (const f of files) await expectSame(f, await readFile(join(block ? erofs : mnt, f)), root);
+    } finally {
+      if (block) await unmountErofs(erofs);
+    }
   } finally {
     await daemon.stop();
   }
@@ -197,6 +215,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     const timeMs = Math.round(performance.now() - started);
     const back = await readBack(workDir, root, files, bootstrap, join(workDir, 'blobs'));
     const fuseDaemon = await readThroughDaemon(workDir, root, files, bootstrap, join(workDir, 'blobs'));
+    const blockMode = fuseDaemon && (await readThroughDaemon(workDir, root, files, bootstrap, join(workDir, 'blobs'), true));
     const bytes = created.stats.fileBytes;
     return {
       layerBytes,
@@ -214,6 +233,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
       timeMs,
       readBack: back.how,
       fuseDaemon,
+      blockMode,
       verifiedFiles: files.length,
       osRelease: back.osRelease,
     };

@@ -22,7 +22,7 @@ function summaryTable(summary: DemoSummary): string {
     ['bootstrap', formatBytes(summary.bootstrapBytes)],
     ['ratio', `${summary.ratio.toFixed(2)}x (bytes / compressed)`],
     ['convert time', `${summary.timeMs} ms`],
-    ['read back', `${summary.verifiedFiles} files verified through ${summary.readBack === 'kernel-mount' ? 'a kernel EROFS mount' : 'the blob reader'}${summary.fuseDaemon ? ' and our FUSE daemon' : ''}`],
+    ['read back', `${summary.verifiedFiles} files verified through ${summary.readBack === 'kernel-mount' ? 'a kernel EROFS mount' : 'the blob reader'}${summary.fuseDaemon ? ', our FUSE daemon' : ''}${summary.blockMode ? ' and the kernel EROFS on our daemon\'s image file (block mode)' : ''}`],
     ['os-release', summary.osRelease],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
