@@ -1,6 +1,6 @@
 // Runs the built CLI (dist/cli/main.js) as a user would, with stderr a pipe (not a terminal).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -68,6 +68,9 @@ describe('nydusify-ts demo', () => {
       expect(summary.compressedBytes).toBeLessThan(summary.bytes - 5 * 2 ** 20);
       expect(summary.verifiedFiles).toBe(6);
       expect(summary.readBack).toBe(process.getuid?.() === 0 ? 'kernel-mount' : 'blob-reader');
+      const fuse = process.getuid?.() === 0 && existsSync('/dev/fuse');
+      expect(summary.fuseDaemon).toBe(fuse);
+      expect(summary.blockMode).toBe(fuse);
       expect(summary.osRelease).toBe('NAME="Nydus demo"');
       expect(summary.ratio).toBeCloseTo(summary.bytes / summary.compressedBytes, 6);
       expect(summary.layerBytes).toBeGreaterThan(summary.bytes); // tar headers and padding
