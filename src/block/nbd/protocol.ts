@@ -55,25 +55,25 @@ export const Opt = {
   EXTENDED_HEADERS: 11,
 } as const;
 
-const REP_ERR = 0x80000000;
+/** Option reply types; errors have bit 31 set. */
 export const Rep = {
   ACK: 1,
   SERVER: 2,
   INFO: 3,
   META_CONTEXT: 4,
-  ERR_UNSUP: REP_ERR + 1,
-  ERR_POLICY: REP_ERR + 2,
-  ERR_INVALID: REP_ERR + 3,
-  ERR_PLATFORM: REP_ERR + 4,
-  ERR_TLS_REQD: REP_ERR + 5,
-  ERR_UNKNOWN: REP_ERR + 6,
-  ERR_SHUTDOWN: REP_ERR + 7,
-  ERR_BLOCK_SIZE_REQD: REP_ERR + 8,
-  ERR_TOO_BIG: REP_ERR + 9,
+  ERR_UNSUP: 0x80000001,
+  ERR_POLICY: 0x80000002,
+  ERR_INVALID: 0x80000003,
+  ERR_PLATFORM: 0x80000004,
+  ERR_TLS_REQD: 0x80000005,
+  ERR_UNKNOWN: 0x80000006,
+  ERR_SHUTDOWN: 0x80000007,
+  ERR_BLOCK_SIZE_REQD: 0x80000008,
+  ERR_TOO_BIG: 0x80000009,
 } as const;
 
 export function isErrorReply(type: number): boolean {
-  return (type & REP_ERR) !== 0;
+  return type >= 0x80000000;
 }
 
 export const Info = { EXPORT: 0, NAME: 1, DESCRIPTION: 2, BLOCK_SIZE: 3 } as const;
@@ -94,14 +94,14 @@ export const CmdFlag = { FUA: 1 << 0, NO_HOLE: 1 << 1, DF: 1 << 2, REQ_ONE: 1 <<
 
 export const ReplyFlag = { DONE: 1 << 0 } as const;
 
-const REPLY_TYPE_ERR = 1 << 15;
+/** Error chunk types have bit 15 set. */
 export const ReplyType = {
   NONE: 0,
   OFFSET_DATA: 1,
   OFFSET_HOLE: 2,
   BLOCK_STATUS: 5,
-  ERROR: REPLY_TYPE_ERR + 1,
-  ERROR_OFFSET: REPLY_TYPE_ERR + 2,
+  ERROR: 0x8001,
+  ERROR_OFFSET: 0x8002,
 } as const;
 
 /** The error values of the transmission phase (the spec's fixed subset of errno). */
