@@ -22,6 +22,8 @@ export interface SessionLimits {
   maxInFlightBytes: number;
   /** Reply bytes not yet taken by a client before its socket is paused. */
   maxPendingOutput: number;
+  /** A client with replies waiting that takes none of them for this long is dropped (an idle one is not). */
+  stallTimeoutMs: number;
 }
 
 export const DEFAULT_SESSION_LIMITS: SessionLimits = {
@@ -29,4 +31,5 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
   maxInFlight: 16,
   maxInFlightBytes: 64 * MiB,
   maxPendingOutput: 4 * MiB,
+  stallTimeoutMs: 60_000,
 };

@@ -62,6 +62,13 @@ export class NbdSession {
     socket.on('drain', () => this.pump());
     socket.on('error', (err) => this.log.debug('nbd client socket error', { err }));
     socket.on('close', () => this.closed());
+    // no traffic either way for a while: fine for an idle client, not for one that leaves its replies untaken
+    socket.setTimeout(limits.stallTimeoutMs);
+    socket.on('timeout', () => {
+      if (socket.writableLength === 0) return;
+      this.drop(`took no replies for ${limits.stallTimeoutMs} ms`);
+      socket.destroy(); // also when it was closing already, its last replies untaken
+    });
     socket.write(encodeGreeting(HANDSHAKE_FLAGS));
   }
 

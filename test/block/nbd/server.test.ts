@@ -577,6 +577,27 @@ describe('hostile clients lose their own connection only', () => {
     });
   });
 
+  it('a client that takes none of its replies is dropped after the stall timeout; an idle client is kept', async () => {
+    const stallMs = 300;
+    const s2 = new NbdServer({ names: () => [''], open: () => device }, { stallTimeoutMs: stallMs });
+    const path = join(dir, 'stall.sock');
+    await s2.listen(`unix:${path}`);
+    const idle = await connectNbd(`unix:${path}`, '');
+    const stuck = await Raw.connect(path);
+    await stuck.go();
+    stuck.socket.pause();
+    // twice: the idle client's own timeouts must not have used up the server's watch
+    await new Promise((r) => setTimeout(r, stallMs * 2));
+    for (let i = 0; i < 64; i++) stuck.request({ type: Cmd.READ, handle: BigInt(i), offset: 0, length: 1 << 20 });
+    await waitFor(() => s2.stats.clients === 1, 'the stuck client to be dropped');
+    await new Promise((r) => setTimeout(r, stallMs * 2));
+    expect((await idle.read(0, 4096)).equals(content.subarray(0, 4096))).toBe(true);
+    expect(s2.stats.clients).toBe(1);
+    stuck.close();
+    await idle.disconnect();
+    await s2.close();
+  });
+
   it('the counters saw it all; only the good clients remain connected', async () => {
     await waitFor(() => server.stats.clients === 0, 'every client gone');
     const s = server.stats;
