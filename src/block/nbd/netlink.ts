@@ -378,7 +378,7 @@ export function parseFamilyReply(messages: NetlinkMessage[]): GenlFamily {
   return {
     id: readU16('CTRL_ATTR_FAMILY_ID', attrs.get(CTRL_ATTR_FAMILY_ID)),
     name: readString(attrs.get(CTRL_ATTR_FAMILY_NAME)) ?? '',
-    version: readU32('CTRL_ATTR_VERSION', attrs.get(CTRL_ATTR_VERSION)),
+    version: attrs.has(CTRL_ATTR_VERSION) ? readU32('CTRL_ATTR_VERSION', attrs.get(CTRL_ATTR_VERSION)) : 0,
   };
 }
 
