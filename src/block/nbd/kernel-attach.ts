@@ -87,7 +87,7 @@ export async function attachNbd(opts: AttachOptions, io: KernelAttachIo = hostIo
       sockets,
       deadConnTimeoutSeconds: opts.deadConnTimeout ?? DEFAULT_DEAD_CONN_TIMEOUT,
       backend: opts.backend,
-    });
+    }, SEQ);
     return nl.parseConnectReply(family, exchange(io, 'NBD_CMD_CONNECT', request));
   });
   return { index, device: deviceName(index), size };
@@ -108,7 +108,7 @@ export async function reattachNbd(index: number, opts: ConnectionOptions, io: Ke
     throw new Error(`${opts.address} export '${opts.exportName}' has ${size} bytes, ${deviceName(index)} ${deviceSize}: not the export the device was attached to`);
   }
   handOver(connections, (sockets) => {
-    const request = nl.nbdReconfigureRequest(family, { index, sockets, deadConnTimeoutSeconds: opts.deadConnTimeout, backend: opts.backend });
+    const request = nl.nbdReconfigureRequest(family, { index, sockets, deadConnTimeoutSeconds: opts.deadConnTimeout, backend: opts.backend }, SEQ);
     exchange(io, 'NBD_CMD_RECONFIGURE', request);
   });
   return { index, device: deviceName(index), size };
