@@ -116,7 +116,7 @@ fn ends_exchange(datagram: &[u8]) -> bool {
         if kind == NLMSG_ERROR || kind == NLMSG_DONE || len < NLMSG_HDRLEN || len > datagram.len() - off {
             return true;
         }
-        off += (len + 3) & !3;
+        off = (off + ((len + 3) & !3)).min(datagram.len());
     }
     off != datagram.len()
 }

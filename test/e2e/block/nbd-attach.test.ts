@@ -33,6 +33,14 @@ describe('netlink on this kernel', () => {
     expect(exchange).toThrow('GETFAMILY: ENOENT');
   });
 
+  it('an exchange that never ends ends at the timeout: a request without NLM_F_ACK gets no final message', () => {
+    const request = getFamilyRequest('nlctrl');
+    request.writeUInt16LE(1, 6); // NLM_F_REQUEST alone: the family comes back, no ack after it
+    const started = performance.now();
+    expect(() => netlinkGenericTransact(request, 200)).toThrow('netlink: no reply from the kernel within 200 ms');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+  });
+
   it('the addon refuses bytes that are not one netlink message', () => {
     const request = getFamilyRequest('nlctrl');
     expect(() => netlinkGenericTransact(request.subarray(0, 12))).toThrow(/one netlink message/);
