@@ -248,6 +248,14 @@ describe('attach and reattach flows (qemu-nbd serving, the kernel scripted)', ()
     expect(kernel.opened.map((c) => c.discSent)).toEqual([false, false]);
   });
 
+  it('no nbd family: the plain error, or with /dev/nbd* present, a driver without netlink', async () => {
+    const noFamily: KernelAttachIo = { ...scriptedKernel(() => []).io, transact: (m) => frame(2, 1, Buffer.concat([Buffer.from([0xfe, 0xff, 0xff, 0xff]), m.subarray(0, 16)])) };
+    await expect(attachNbd({ address, exportName: 'disk' }, noFamily)).rejects.toThrow(NBD_UNAVAILABLE);
+    mkdirSync(join(dir, 'dev'));
+    writeFileSync(join(dir, 'dev', 'nbd0'), '');
+    await expect(attachNbd({ address, exportName: 'disk' }, { ...noFamily, devDir: join(dir, 'dev') })).rejects.toThrow(/no netlink interface/);
+  });
+
   it('a refused NBD_CMD_CONNECT is the errno, and the connections are closed politely', async () => {
     const kernel = scriptedKernel(() => 16); // EBUSY: the asked-for device is in use
     await expect(attachNbd({ address, exportName: 'disk', index: 0 }, kernel.io)).rejects.toThrow('NBD_CMD_CONNECT: EBUSY');
