@@ -10,6 +10,7 @@ mod js;
 mod napi;
 mod flock;
 mod mount;
+mod netlink;
 mod pidfd;
 mod zstd_stream;
 
@@ -199,6 +200,14 @@ unsafe extern "C" fn mount_read_only(env: napi_env, info: napi_callback_info) ->
     })
 }
 
+unsafe extern "C" fn netlink_generic_transact(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [m, t] = js::args::<2>(env, info)?;
+        let replies = netlink::generic_transact(js::bytes(env, m, "message")?, js::int(env, t, "timeoutMs")?)?;
+        js::new_buffer_copy(env, &replies)
+    })
+}
+
 impl js::ExternalKind for Hasher {
     const TAG: u32 = 0x4841_5348; // "HASH"
     const NAME: &'static str = "hasher";
@@ -212,7 +221,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 20] = [
+    let functions: [(&str, napi_callback); 21] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -233,6 +242,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("pidfdSendSignal", Some(pidfd_send_signal)),
         ("flockTryExclusive", Some(flock_try_exclusive)),
         ("mountReadOnly", Some(mount_read_only)),
+        ("netlinkGenericTransact", Some(netlink_generic_transact)),
     ];
     js::guard(env, || {
         for (name, f) in functions {

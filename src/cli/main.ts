@@ -25,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   inspect: async () => (await import('./inspect.js')).inspectCommand(),
   merge: async () => (await import('./merge.js')).mergeCommand(),
   mount: async () => (await import('./mount.js')).mountCommand(),
+  nbd: async () => (await import('./nbd.js')).nbdCommand(),
   snapshotter: async () => (await import('./snapshotter.js')).snapshotterCommand(),
   unpack: async () => (await import('./unpack.js')).unpackCommand(),
 };

@@ -32,6 +32,7 @@ interface Addon {
   pidfdSendSignal(pidfd: number, signal: number): number;
   flockTryExclusive(fd: number): number;
   mountReadOnly(fstype: string, source: string, target: string, options: string): void;
+  netlinkGenericTransact(message: Uint8Array, timeoutMs: number): Buffer;
 }
 
 function addonPath(): string {
@@ -232,4 +233,14 @@ export function mountReadOnly(fstype: string, source: string, target: string, op
 /** Takes flock(2)'s exclusive lock on `fd` if nobody holds it; the kernel drops it when the descriptor closes. */
 export function flockTryExclusive(fd: number): boolean {
   return addon.flockTryExclusive(fd) === 1;
+}
+
+/**
+ * One generic-netlink exchange (AF_NETLINK, NETLINK_GENERIC): sends `message`, one complete netlink
+ * request, and returns the kernel's reply messages, concatenated, through the first NLMSG_ERROR
+ * (an ack is error 0) or NLMSG_DONE. The request must set NLM_F_ACK. Synchronous: the kernel's
+ * answer takes microseconds; `timeoutMs` bounds a kernel that never answers.
+ */
+export function netlinkGenericTransact(message: Uint8Array, timeoutMs = 5000): Buffer {
+  return addon.netlinkGenericTransact(message, timeoutMs);
 }
