@@ -4,14 +4,9 @@
 // This is what the NBD server exports.
 import type { ImageMount } from '../daemon/image-mount.js';
 import type { FlatImageMap } from '../rafs/flat-image.js';
+import type { BlockDevice } from './nbd/device.js';
 
-/** A data or hole extent of a device range (NBD block status). */
-export interface Extent {
-  length: number;
-  hole: boolean;
-}
-
-export class ImageBlockDevice {
+export class ImageBlockDevice implements BlockDevice {
   private readonly map: FlatImageMap;
   private readonly bootstrap: Buffer;
 
@@ -36,8 +31,8 @@ export class ImageBlockDevice {
   }
 
   /** Which parts of [offset, offset + length) hold data and which are holes (always zeros). */
-  extents(offset: number, length: number): Extent[] {
-    const out: Extent[] = [];
+  extents(offset: number, length: number): { length: number; hole: boolean }[] {
+    const out: { length: number; hole: boolean }[] = [];
     for (const p of this.map.pieces(offset, length)) {
       const hole = p.kind === 'hole';
       const last = out[out.length - 1];

@@ -2,10 +2,15 @@
 // it can also be run by hand). Dedicated: one image at the mountpoint's root, given by flags or
 // mounted through the API at "/". Shared: images mounted and unmounted through the API under the
 // mountpoint. It stops when its mount goes away, on SIGINT/SIGTERM, or on PUT /api/v1/daemon/exit.
+// Block mode: with --block the FUSE mount shows each image as its flat EROFS image file; with --nbd
+// (with or without a FUSE mount) the same flat images are NBD exports.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { serveApi } from '../daemon/api.js';
+import { serveNbd } from '../block/daemon-exports.js';
+import type { NbdServer } from '../block/nbd/server.js';
+import { parseNbdAddress } from '../block/nbd/address.js';
 import { Daemon } from '../daemon/daemon.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log } from '../util/log.js';
@@ -14,6 +19,7 @@ import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, co
 interface DaemonFlags extends ConfigFlags, ImageFlags {
   mountpoint?: string;
   block?: boolean;
+  nbd?: string[];
   apisock?: string;
   mode: DaemonMode;
   id?: string;
@@ -26,14 +32,18 @@ async function runDaemon(flags: DaemonFlags): Promise<void> {
   const spec = specFrom(flags);
   if (flags.mode === 'shared' && spec) throw new Error('a shared daemon mounts images through its API (--apisock), not from flags');
   if (flags.apisock === undefined && !spec) throw new Error('nothing to serve: give an image (--target or --bootstrap) or --apisock to mount through the API');
-  if (flags.mountpoint === undefined) throw new Error('give --mountpoint');
-  checkMountPath(flags.mountpoint);
+  if (flags.mountpoint === undefined && !flags.nbd) throw new Error('nowhere to serve: give --mountpoint (FUSE), --nbd ADDRESS, or both');
+  if (flags.mountpoint !== undefined) checkMountPath(flags.mountpoint);
+  // addresses checked before anything is mounted
+  for (const a of flags.nbd ?? []) parseNbdAddress(a);
   const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, block: flags.block, config: configFrom(flags), fuseFd: flags.fuseFd, takeover: flags.takeover });
   await daemon.start();
   const api = flags.apisock === undefined ? undefined : await serveApi(daemon, flags.apisock, () => void daemon.stop());
+  let nbd: NbdServer | undefined;
   try {
     if (spec) await daemon.mount('/', spec);
-    log.info('daemon ready', { id: daemon.opts.id, pid: process.pid, mode: flags.mode, mountpoint: flags.mountpoint, apisock: flags.apisock });
+    if (flags.nbd) nbd = await serveNbd(daemon, flags.nbd);
+    log.info('daemon ready', { id: daemon.opts.id, pid: process.pid, mode: flags.mode, mountpoint: flags.mountpoint, apisock: flags.apisock, nbd: flags.nbd });
   } catch (err) {
     await daemon.stop();
     throw err;
@@ -42,6 +52,7 @@ async function runDaemon(flags: DaemonFlags): Promise<void> {
     if (daemon.state !== 'RUNNING') api?.close();
   }
   await daemon.done;
+  await nbd?.close();
   if (api) {
     api.close();
     rmSync(flags.apisock!, { force: true });
@@ -52,6 +63,7 @@ export function daemonCommand(): Command {
   const cmd = new Command('daemon')
     .description('serve Nydus images over FUSE (nydusd): in the foreground, with an HTTP API on a unix socket')
     .option('--mountpoint <dir>', 'the FUSE mount')
+    .option('--nbd <address>', 'serve each image\'s flat EROFS image over NBD at unix:PATH or tcp:HOST:PORT (export "" is a dedicated daemon\'s image, else the mount name); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--block', 'block mode: show each image as one file, its flat EROFS image, for `mount -t erofs` (the kernel then serves metadata from its cache)')
     .option('--apisock <path>', 'serve the HTTP API on this unix socket (mode 0600)')
     .addOption(new Option('--mode <mode>', 'dedicated: one image at the mountpoint; shared: images under it, as mountpoint/NAME').choices(['dedicated', 'shared']).default('dedicated'))
