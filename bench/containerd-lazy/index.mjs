@@ -1,7 +1,7 @@
-// containerd lazy start: our snapshotter vs stargz-snapshotter vs overlayfs full pull, `node -e 1` in debian-ml (shaped netns registry).
+// containerd lazy start: our snapshotter (FUSE and block drivers) vs stargz-snapshotter vs overlayfs full pull, `node -e 1` in debian-ml (shaped netns registry).
 //
-//   npm run bench -- containerd-lazy [--runs 3]
-//   node bench/run.mjs containerd-lazy [--runs 3]
+//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-block,stargz,overlayfs]
+//   node bench/run.mjs containerd-lazy [--runs 3] [--rows ours,ours-block,stargz,overlayfs]
 //
 // Needs root, /dev/fuse, containerd + runc + ctr + ctr-remote, ip/tc, curl, go (once, to build the
 // stargz daemon if scripts/e2e has not). Starts what it needs from scripts/e2e: registry-up.sh,
@@ -17,8 +17,12 @@
 //   - overlayfs: `ctr images pull` (download + unpack everything) + `ctr run`
 //   - stargz: `ctr-remote image rpull` of the eStargz image + `ctr run --snapshotter stargz`
 //   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
-// Medians of --runs (default 3), interleaved. Ratio = ours ÷ baseline; targets ≤ 0.5× stargz and
-// ≤ 0.15× full pull. Prints a markdown table, writes bench/out/containerd-lazy.json.
+//     (`snapshotter --fs-driver fuse`: the lower dir is the daemon's FUSE tree)
+//   - ours-block: the same with `snapshotter --fs-driver block --recover-policy failover` (the lower
+//     dir is the kernel's EROFS on the daemon's flat image file)
+// --rows picks some of them (comma-separated keys; default all). Medians of --runs (default 3),
+// interleaved. Ratio = ours ÷ baseline; targets ≤ 0.5× stargz and ≤ 0.15× full pull, for both of
+// our drivers. Prints a markdown table, writes bench/out/containerd-lazy.json.
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -34,6 +38,7 @@ const arg = (name, dflt) => {
   return i > 0 ? process.argv[i + 1] : dflt;
 };
 const runs = Number(arg('--runs', '3')) || 3;
+const rowKeys = arg('--rows', 'ours,ours-block,stargz,overlayfs').split(',');
 const REG = '127.0.0.1:5000';
 const NSREG = '10.203.0.2:5000';
 const REPO = 'debian-ml';
@@ -89,10 +94,16 @@ const ctrRemote = (args) => run('ctr-remote', ['-n', NS, ...args]);
 // ---------------------------------------------------------------------------------------------
 // our snapshotter, restarted on a fresh root for every cold run
 
+/** `snapshotter` flags of each of our fs drivers. */
+const driverFlags = {
+  fuse: ['--fs-driver', 'fuse'],
+  block: ['--fs-driver', 'block', '--recover-policy', 'failover'],
+};
+
 let snap;
-async function startOurs() {
+async function startOurs(fsDriver) {
   rmSync(SNAP_ROOT, { recursive: true, force: true });
-  const child = spawn(process.execPath, [cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: 'info' } });
+  const child = spawn(process.execPath, [cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: 'info' } });
   let log = '';
   child.stderr.on('data', (d) => { log = (log + d).slice(-200_000); });
   const exited = new Promise((r) => child.on('close', r));
@@ -200,10 +211,10 @@ async function stargzRun() {
   return timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref]), 'stargz', ref);
 }
 
-async function oursRun() {
+async function oursRun(fsDriver) {
   await dropImages();
   await stopOurs();
-  await startOurs();
+  await startOurs(fsDriver);
   const ref = `${NSREG}/${REPO}:${NYDUS_TAG}`;
   const r = await timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydusify-ts', ref]), 'nydusify-ts', ref);
   // the container is gone, so its daemon stopped and logged what it fetched
@@ -224,11 +235,15 @@ async function oursRun() {
 preflight();
 rmSync(SNAP_ROOT, { recursive: true, force: true });
 await setUp();
-const rows = [
-  { name: 'nydusify-ts snapshotter (rpull, lazy)', key: 'ours', measure: oursRun, samples: [] },
+const allRows = [
+  { name: 'nydusify-ts snapshotter, FUSE driver (rpull, lazy)', key: 'ours', measure: () => oursRun('fuse'), samples: [] },
+  { name: 'nydusify-ts snapshotter, block driver (rpull, lazy, kernel EROFS)', key: 'ours-block', measure: () => oursRun('block'), samples: [] },
   { name: 'stargz-snapshotter (rpull eStargz, lazy)', key: 'stargz', measure: stargzRun, samples: [] },
   { name: 'overlayfs (ctr pull, full)', key: 'overlayfs', measure: overlayfsRun, samples: [] },
 ];
+const unknownRows = rowKeys.filter((k) => !allRows.some((r) => r.key === k));
+if (unknownRows.length) die(`unknown --rows ${unknownRows.join(', ')} (have ${allRows.map((r) => r.key).join(', ')})`);
+const rows = allRows.filter((r) => rowKeys.includes(r.key));
 try {
   for (let i = 0; i < runs; i++) {
     for (const r of rows) {
@@ -246,25 +261,29 @@ await dropImages().catch(() => {});
 await stopOurs();
 
 for (const r of rows) r.median = Object.fromEntries(['pull', 'run', 'total', 'fetchedBytes'].map((k) => [k, median(r.samples.map((s) => s[k]))]).filter(([, v]) => Number.isFinite(v)));
-const ours = rows[0].median.total;
+const ourRows = rows.filter((r) => r.key.startsWith('ours'));
 console.log(`\nlink: ${NSREG} (netns e2e-reg), ${RATE}, ${DELAY_MS} ms/direction; debian-ml, \`ctr run … ${CMD.join(' ')}\`, cold; median of ${runs}\n`);
-console.log('| path | pull s | first run s | total s | ours ÷ this | samples (total s) |');
-console.log('|---|---:|---:|---:|---:|---|');
+console.log(`| path | pull s | first run s | total s | ${ourRows.map((o) => `${o.key} ÷ this`).join(' | ')} | samples (total s) |`);
+console.log(`|---|---:|---:|---:|${ourRows.map(() => '---:|').join('')}---|`);
 for (const r of rows) {
   const m = r.median;
-  console.log(`| ${r.name} | ${m.pull.toFixed(2)} | ${m.run.toFixed(2)} | ${m.total.toFixed(2)} | ${(ours / m.total).toFixed(2)}× | ${r.samples.map((s) => s.total.toFixed(2)).join(', ')} |`);
+  console.log(`| ${r.name} | ${m.pull.toFixed(2)} | ${m.run.toFixed(2)} | ${m.total.toFixed(2)} | ${ourRows.map((o) => `${(o.median.total / m.total).toFixed(2)}×`).join(' | ')} | ${r.samples.map((s) => s.total.toFixed(2)).join(', ')} |`);
 }
-if (Number.isFinite(rows[0].median.fetchedBytes)) console.log(`\nours fetched ${(rows[0].median.fetchedBytes / 1e6).toFixed(1)} MB (median) from the registry`);
+for (const o of ourRows) if (Number.isFinite(o.median.fetchedBytes)) console.log(`\n${o.key} fetched ${(o.median.fetchedBytes / 1e6).toFixed(1)} MB (median) from the registry`);
 const targets = [
   { baseline: 'stargz', max: 0.5 },
   { baseline: 'overlayfs', max: 0.15 },
-].map((t) => {
-  const ratio = ours / rows.find((r) => r.key === t.baseline).median.total;
-  console.log(`target ours ÷ ${t.baseline} ≤ ${t.max}: ${ratio.toFixed(2)} — ${ratio <= t.max ? 'met' : 'missed'}`);
-  return { ...t, ratio, met: ratio <= t.max };
+].flatMap((t) => {
+  const base = rows.find((r) => r.key === t.baseline);
+  if (!base) return [];
+  return ourRows.map((o) => {
+    const ratio = o.median.total / base.median.total;
+    console.log(`target ${o.key} ÷ ${t.baseline} ≤ ${t.max}: ${ratio.toFixed(2)} — ${ratio <= t.max ? 'met' : 'missed'}`);
+    return { ...t, ours: o.key, ratio, met: ratio <= t.max };
+  });
 });
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'containerd-lazy.json'), JSON.stringify({
-  date: new Date().toISOString(), runs, link: { registry: NSREG, rate: RATE, delayMs: Number(DELAY_MS) }, command: CMD,
+  date: new Date().toISOString(), runs, rowKeys: rows.map((r) => r.key), link: { registry: NSREG, rate: RATE, delayMs: Number(DELAY_MS) }, command: CMD,
   rows: rows.map(({ name, key, samples, median: m }) => ({ name, key, median: m, samples })), targets,
 }, null, 2));
