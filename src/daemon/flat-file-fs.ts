@@ -19,7 +19,6 @@ import type { ImageFs } from './router.js';
 export const FLAT_IMAGE_NAME = 'image.erofs';
 
 const NAME = Buffer.from(FLAT_IMAGE_NAME);
-const ZEROS = Buffer.alloc(MAX_WRITE);
 const DT_DIR = 4;
 const DT_REG = 8;
 
@@ -27,6 +26,14 @@ export class FlatFileFs implements ImageFs {
   private readonly base: number;
   private readonly ownsRoot: boolean;
   private readonly mtime: number;
+  /**
+   * The reply of the READ being served (this filesystem belongs to one worker thread, which writes a
+   * reply before it reads the next request). Chunk bytes are copied here and the chunk source's
+   * buffers recycled at once: a read of the flat image can span dozens of small chunks, and holding
+   * each one's chunk-sized buffer until the reply is written made a worker allocate (and V8 keep)
+   * hundreds of megabytes.
+   */
+  private readonly reply = Buffer.allocUnsafeSlow(MAX_WRITE);
 
   /** `bootstrap` is the image's bootstrap, the first `map.metaLength` bytes of the flat image. */
   constructor(readonly map: FlatImageMap, private readonly bootstrap: Buffer, private readonly chunks: SyncChunkSource | undefined, private readonly events: FsEvents = {}, place: { base?: number; ownsRoot?: boolean; mtime?: number } = {}) {
@@ -107,21 +114,25 @@ export class FlatFileFs implements ImageFs {
 
   private read(offset: number, size: number): Buffer[] | number {
     if (offset >= this.map.size) return [];
-    const pieces = this.map.pieces(offset, Math.min(size, MAX_WRITE, this.map.size - offset));
-    const parts: Buffer[] = [];
+    const length = Math.min(size, MAX_WRITE, this.map.size - offset);
+    let at = 0;
     try {
-      for (const p of pieces) {
-        if (p.kind === 'meta') parts.push(this.bootstrap.subarray(p.offset, p.offset + p.length));
-        else if (p.kind === 'hole') parts.push(ZEROS.subarray(0, p.length));
+      for (const p of this.map.pieces(offset, length)) {
+        if (p.kind === 'meta') this.bootstrap.copy(this.reply, at, p.offset, p.offset + p.length);
+        else if (p.kind === 'hole') this.reply.fill(0, at, at + p.length);
         else if (!this.chunks) return Errno.EIO;
-        else parts.push(this.chunks.read(p.chunk).subarray(p.start, p.start + p.length));
+        else {
+          this.chunks.read(p.chunk).copy(this.reply, at, p.start, p.start + p.length);
+          this.chunks.recycle();
+        }
+        at += p.length;
       }
     } catch (err) {
       if (!(err instanceof ChunkIntegrityError) && !isSystemError(err)) throw err;
       this.events.onReadError?.(this.fileId, err as Error);
       return Errno.EIO;
     }
-    return parts;
+    return [this.reply.subarray(0, length)];
   }
 
   private readdir(offset: number, size: number, plus: boolean): Buffer[] {
