@@ -10,7 +10,7 @@ import type { FlatImageMap } from '../rafs/flat-image.js';
 import { S_IFDIR, S_IFREG } from '../rafs/tree.js';
 import {
   type Attr, DirentPacker, encodeAttrOut, encodeEntryOut, encodeStatfsOut, type Entry, Errno, FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH,
-  MAX_WRITE, negativeEntry, type RequestBody, W_OK, xattrNameList, xattrReply,
+  MAX_WRITE, negativeEntry, notifyStore, type RequestBody, W_OK, xattrNameList, xattrReply,
 } from './fuse/protocol.js';
 import { CACHE_TIMEOUT, type FsEvents, isSystemError } from './fs.js';
 import type { ImageFs } from './router.js';
@@ -34,6 +34,8 @@ export class FlatFileFs implements ImageFs {
    * hundreds of megabytes.
    */
   private readonly reply = Buffer.allocUnsafeSlow(MAX_WRITE);
+  /** The file was looked up and its metadata not yet pushed into the kernel's page cache (see takeNotifications). */
+  private storeMeta: 'no' | 'due' | 'done' = 'no';
 
   /** `bootstrap` is the image's bootstrap, the first `map.metaLength` bytes of the flat image. */
   constructor(readonly map: FlatImageMap, private readonly bootstrap: Buffer, private readonly chunks: SyncChunkSource | undefined, private readonly events: FsEvents = {}, place: { base?: number; ownsRoot?: boolean; mtime?: number } = {}) {
@@ -77,9 +79,12 @@ export class FlatFileFs implements ImageFs {
   dispatch(nodeid: number, body: RequestBody): Buffer[] | number {
     const node = this.node(nodeid);
     switch (body.op) {
-      case 'LOOKUP':
+      case 'LOOKUP': {
         if (node !== 'dir') return Errno.ENOTDIR;
-        return [encodeEntryOut(body.name.equals(NAME) ? this.entry(this.fileId) : negativeEntry(CACHE_TIMEOUT))];
+        const found = body.name.equals(NAME);
+        if (found && this.storeMeta === 'no') this.storeMeta = 'due';
+        return [encodeEntryOut(found ? this.entry(this.fileId) : negativeEntry(CACHE_TIMEOUT))];
+      }
       case 'GETATTR':
         return [encodeAttrOut(CACHE_TIMEOUT, this.attr(nodeid))];
       case 'OPEN':
@@ -110,6 +115,22 @@ export class FlatFileFs implements ImageFs {
         // FLUSH among them: read-only, so the kernel stops sending it
         return Errno.ENOSYS;
     }
+  }
+
+  /**
+   * Once the kernel knows the file (after its first LOOKUP): the bootstrap, the metadata region of the
+   * flat image, pushed into the file's page cache (FUSE_NOTIFY_STORE). The kernel's EROFS reads its
+   * metadata one 4 KiB folio at a time, each a FUSE round trip when not cached; stored, a cold walk
+   * of the tree makes none.
+   */
+  takeNotifications(): Buffer[][] {
+    if (this.storeMeta !== 'due') return [];
+    this.storeMeta = 'done';
+    const out: Buffer[][] = [];
+    for (let at = 0; at < this.map.metaLength; at += MAX_WRITE) {
+      out.push(notifyStore(this.fileId, at, this.bootstrap.subarray(at, Math.min(this.map.metaLength, at + MAX_WRITE))));
+    }
+    return out;
   }
 
   private read(offset: number, size: number): Buffer[] | number {

@@ -30,6 +30,8 @@ export interface ImageFs {
   rootEntry(): Entry;
   /** Reply payload, or an errno, for a request about one of this image's node ids. */
   dispatch(nodeid: number, body: RequestBody): Buffer[] | number;
+  /** Notify messages to write once the reply is written (each one writev), if any. */
+  takeNotifications?(): Buffer[][];
 }
 
 /** Where an image of a shared mount lives: its slot's node ids start at the returned base. */
@@ -57,6 +59,13 @@ export class FuseRouter {
     this.bySlot.delete(slot);
     if (this.byName.get(found.name) === slot) this.byName.delete(found.name);
     return found.fs;
+  }
+
+  /** What the images want to tell the kernel now that the last reply is written (see ImageFs). */
+  takeNotifications(): Buffer[][] {
+    const out: Buffer[][] = [];
+    for (const { fs } of this.bySlot.values()) if (fs.takeNotifications) out.push(...fs.takeNotifications());
+    return out;
   }
 
   /**

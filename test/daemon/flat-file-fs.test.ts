@@ -83,6 +83,29 @@ describe('FlatFileFs', () => {
     expect(call(r, Opcode.READ, file, readIn(0, 4096)).data.equals(expected.subarray(0, 4096))).toBe(true);
   });
 
+  it('pushes the bootstrap into the page cache once the file is looked up, once', () => {
+    const r = dedicated(source());
+    expect(r.takeNotifications()).toEqual([]);
+    const file = lookup(r, FUSE_ROOT_ID).nodeid;
+    const messages = r.takeNotifications();
+    expect(messages.length).toBeGreaterThan(0);
+    let covered = 0;
+    for (const [header, data] of messages) {
+      expect(header!.readUInt32LE(0)).toBe(header!.length + data!.length);
+      expect(header!.readInt32LE(4)).toBe(4); // FUSE_NOTIFY_STORE
+      expect(header!.readBigUInt64LE(8)).toBe(0n);
+      expect(Number(header!.readBigUInt64LE(16))).toBe(file);
+      const offset = Number(header!.readBigUInt64LE(24));
+      expect(offset).toBe(covered);
+      expect(header!.readUInt32LE(32)).toBe(data!.length);
+      expect(data!.equals(expected.subarray(offset, offset + data!.length))).toBe(true);
+      covered += data!.length;
+    }
+    expect(covered).toBe(bootstrap.length);
+    lookup(r, FUSE_ROOT_ID);
+    expect(r.takeNotifications()).toEqual([]);
+  });
+
   it('lives in its own node-id span under a shared root', () => {
     const r = new FuseRouter('shared');
     r.add(3, 'img', new FlatFileFs(map, bootstrap, source(), {}, { base: slotBase(3), ownsRoot: false }));

@@ -387,6 +387,25 @@ export function replyParts(unique: bigint, payload: Buffer[] = []): Buffer[] {
   return [header, ...payload.filter((p) => p.length > 0)];
 }
 
+/** FUSE_NOTIFY_STORE: the notify code of a message that puts data into a file's page cache. */
+const NOTIFY_STORE = 4;
+
+/**
+ * A FUSE_NOTIFY_STORE message (unique 0): the kernel copies `data` into the page cache of inode
+ * `nodeid` at `offset`, as if a READ had returned it. The inode must be known to the kernel (after a
+ * LOOKUP); otherwise the write fails with ENOENT and nothing happens.
+ */
+export function notifyStore(nodeid: number, offset: number, data: Buffer): Buffer[] {
+  const header = Buffer.alloc(OUT_HEADER_SIZE + 24);
+  header.writeUInt32LE(header.length + data.length, 0);
+  header.writeInt32LE(NOTIFY_STORE, 4);
+  header.writeBigUInt64LE(0n, 8);
+  writeU64(header, nodeid, 16);
+  writeU64(header, offset, 24);
+  header.writeUInt32LE(data.length, 32);
+  return [header, data];
+}
+
 export function errorReply(unique: bigint, errno: number): Buffer[] {
   const header = Buffer.alloc(OUT_HEADER_SIZE);
   header.writeUInt32LE(OUT_HEADER_SIZE, 0);

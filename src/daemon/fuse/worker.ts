@@ -126,6 +126,16 @@ class WorkerImages {
   }
 }
 
+/** Writes a notify message; the kernel may refuse it (the inode is gone: ENOENT), which costs nothing but the message. */
+function notify(fd: number, message: Buffer[]): void {
+  try {
+    writevSync(fd, message);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code !== 'ENOENT') post({ type: 'error', opcode: 0, message: `notify: ${(err as Error).message}` });
+  }
+}
+
 export function serve(config: WorkerConfig): WorkerMessage {
   let init: WorkerMessage | undefined;
   const metrics = new WorkerMetrics(config.metrics);
@@ -170,6 +180,7 @@ export function serve(config: WorkerConfig): WorkerMessage {
       try {
         writevSync(config.fd, reply);
         images.recycle();
+        for (const n of router.takeNotifications()) notify(config.fd, n);
         if (init) {
           post(init);
           init = undefined;
