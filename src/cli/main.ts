@@ -65,7 +65,10 @@ async function main(argv: string[]): Promise<void> {
   let running = '';
   const program = (await buildProgram(argv)).hook('preAction', (root, action) => {
     setLogLevel(root.opts<{ logLevel: LogLevel }>().logLevel);
-    running = action.name();
+    // a subcommand's failure names its whole path ("nbd attach", "cache ls")
+    const names: string[] = [];
+    for (let c: Command | null = action; c && c !== root; c = c.parent) names.unshift(c.name());
+    running = names.join(' ');
   });
   try {
     await program.parseAsync(argv);

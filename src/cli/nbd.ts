@@ -1,8 +1,9 @@
-// `nydusify-ts nbd attach|detach|status`: an NBD export as the kernel's /dev/nbdN (netlink, as
-// nbd-client does). Where the kernel has no nbd driver each says so and exits 1.
+// `nydusify-ts nbd attach|reattach|detach|status`: an NBD export as the kernel's /dev/nbdN (netlink,
+// as nbd-client does); reattach gives a device fresh connections to a restarted daemon. Where the
+// kernel has no nbd driver each says so and exits 1.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseNbdAddress } from '../block/nbd/address.js';
-import { attachNbd, detachNbd, nbdStatus } from '../block/nbd/kernel-attach.js';
+import { attachNbd, detachNbd, nbdStatus, reattachNbd } from '../block/nbd/kernel-attach.js';
 
 interface AttachFlags {
   nbd: string;
@@ -50,6 +51,11 @@ async function attach(flags: AttachFlags): Promise<void> {
   print(attached.device);
 }
 
+async function reattach(index: number, flags: AttachFlags): Promise<void> {
+  const attached = await reattachNbd(index, { address: flags.nbd, exportName: flags.export, connections: flags.connections, deadConnTimeout: flags.deadConnTimeout, backend: flags.backend });
+  print(attached.device);
+}
+
 function status(flags: { json?: boolean }): void {
   const devices = nbdStatus();
   if (flags.json) return print(JSON.stringify(devices));
@@ -67,6 +73,14 @@ export function nbdCommand(): Command {
     .option('--timeout <seconds>', "how long one request may take (default: the kernel's)", parseCount)
     .option('--backend <id>', 'name the kernel keeps for the device; a reattach must give the same')
     .action(attach);
+  nbd.command('reattach').description('give an attached device fresh connections (after its daemon restarted); the export must have its size')
+    .argument('<device>', 'N, nbdN or /dev/nbdN', parseDevice)
+    .addOption(new Option('--nbd <address>', 'the server: unix:SOCKET or tcp:HOST:PORT').argParser(parseAddress).makeOptionMandatory())
+    .option('--export <name>', 'export name', '')
+    .option('--connections <n>', 'connections to the server', parseCount, 1)
+    .option('--dead-conn-timeout <seconds>', 'how long reads wait for a restarted server (default 60)', parseCount)
+    .option('--backend <id>', 'the name given when the device was attached')
+    .action(reattach);
   nbd.command('detach').description('disconnect /dev/nbdN').argument('<device>', 'N, nbdN or /dev/nbdN', parseDevice)
     .action((index: number) => detachNbd(index));
   nbd.command('status').description('the nbd devices and whether each is connected')

@@ -50,9 +50,10 @@ describe('netlink on this kernel', () => {
 
 describe.skipIf(hasNbdDriver)('nydusify-ts nbd without the nbd driver', () => {
   it.each([
-    ['attach', ['nbd', 'attach', '--nbd', 'unix:/nonexistent/nbd.sock']],
-    ['detach', ['nbd', 'detach', '/dev/nbd0']],
-    ['status', ['nbd', 'status']],
+    ['nbd attach', ['nbd', 'attach', '--nbd', 'unix:/nonexistent/nbd.sock']],
+    ['nbd reattach', ['nbd', 'reattach', '0', '--nbd', 'unix:/nonexistent/nbd.sock']],
+    ['nbd detach', ['nbd', 'detach', '/dev/nbd0']],
+    ['nbd status', ['nbd', 'status']],
   ])('%s says plainly that there is no nbd driver and exits 1', (command, args) => {
     const r = runCli(args);
     expect(r.status).toBe(1);
