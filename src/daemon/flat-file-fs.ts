@@ -10,7 +10,7 @@ import type { FlatImageMap } from '../rafs/flat-image.js';
 import { S_IFDIR, S_IFREG } from '../rafs/tree.js';
 import {
   type Attr, DirentPacker, encodeAttrOut, encodeEntryOut, encodeStatfsOut, type Entry, Errno, FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH,
-  MAX_WRITE, negativeEntry, notifyStore, type RequestBody, W_OK, xattrNameList, xattrReply,
+  MAX_WRITE, negativeEntry, notifyStore, type RequestBody, W_OK, noXattrsReply,
 } from './fuse/protocol.js';
 import { CACHE_TIMEOUT, type FsEvents, isSystemError } from './fs.js';
 import type { ImageFs } from './router.js';
@@ -102,10 +102,8 @@ export class FlatFileFs implements ImageFs {
         return (body.mask & W_OK) !== 0 ? Errno.EROFS : [];
       case 'GETXATTR':
         return Errno.ENODATA;
-      case 'LISTXATTR': {
-        const r = xattrReply(body.size, xattrNameList([]));
-        return typeof r === 'number' ? r : [r];
-      }
+      case 'LISTXATTR':
+        return noXattrsReply(body.size);
       case 'READLINK':
         return Errno.EINVAL;
       case 'RELEASE':

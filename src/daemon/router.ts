@@ -7,7 +7,7 @@ import { S_IFDIR } from '../rafs/tree.js';
 import {
   type Attr, decodeRequest, encodeAttrOut, encodeEntryOut, encodeInitOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno,
   errorReply, expectsReply, FUSE_ROOT_ID, FuseProtocolError, type InitReply, MAX_NAME_LENGTH, negativeEntry, negotiateInit,
-  packDirents, packDirentsPlus, replyParts, type RequestBody, W_OK, xattrNameList, xattrReply,
+  packDirents, packDirentsPlus, replyParts, type RequestBody, W_OK, noXattrsReply,
 } from './fuse/protocol.js';
 
 /** Node ids per image slot of a shared mount: RAFS nids are 32-bit, so nid + 2 always fits. */
@@ -139,10 +139,8 @@ export class FuseRouter {
         return Errno.EINVAL;
       case 'GETXATTR':
         return Errno.ENODATA;
-      case 'LISTXATTR': {
-        const r = xattrReply(body.size, xattrNameList([]));
-        return typeof r === 'number' ? r : [r];
-      }
+      case 'LISTXATTR':
+        return noXattrsReply(body.size);
       case 'STATFS':
         return [encodeStatfsOut({ blocks: 0, bfree: 0, bavail: 0, files: this.bySlot.size, ffree: 0, bsize: 4096, namelen: MAX_NAME_LENGTH, frsize: 4096 })];
       case 'ACCESS':

@@ -521,6 +521,12 @@ export function xattrReply(size: number, value: Buffer): Buffer | number {
   return value;
 }
 
+/** LISTXATTR of a node that has no xattrs (the roots and files the daemon makes up). */
+export function noXattrsReply(size: number): Buffer[] | number {
+  const r = xattrReply(size, xattrNameList([]));
+  return typeof r === 'number' ? r : [r];
+}
+
 /** LISTXATTR's value: every name followed by a NUL. */
 export function xattrNameList(names: Iterable<Buffer>): Buffer {
   const parts: Buffer[] = [];
