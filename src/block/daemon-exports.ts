@@ -4,6 +4,7 @@
 import type { Daemon } from '../daemon/daemon.js';
 import type { ImageMount } from '../daemon/image-mount.js';
 import type { Family } from '../daemon/metrics.js';
+import { log } from '../util/log.js';
 import { ImageBlockDevice } from './image-device.js';
 import type { NbdExports } from './nbd/device.js';
 import { NbdServer } from './nbd/server.js';
@@ -20,7 +21,16 @@ export function daemonExports(daemon: Daemon): NbdExports {
       const mount = daemon.imageMount(mountName(name));
       if (!mount) return undefined;
       let device = devices.get(mount);
-      if (!device) devices.set(mount, (device = new ImageBlockDevice(mount)));
+      if (!device) {
+        try {
+          device = new ImageBlockDevice(mount);
+        } catch (err) {
+          // an image whose bootstrap has no flat image (overlapping chunks): no such export
+          log.warn('image has no flat image to export', { name, error: err });
+          return undefined;
+        }
+        devices.set(mount, device);
+      }
       return device;
     },
     description: (name) => {
@@ -32,7 +42,9 @@ export function daemonExports(daemon: Daemon): NbdExports {
 
 /** An NBD server for the daemon's images, listening at each of `addresses` (unix:PATH, tcp:HOST:PORT). */
 export async function serveNbd(daemon: Daemon, addresses: string[]): Promise<NbdServer> {
-  const server = new NbdServer(daemonExports(daemon));
+  const exports = daemonExports(daemon);
+  for (const name of exports.names()) if (!exports.open(name)) throw new Error(`image ${name || '/'} cannot be served as a flat image (see the log)`);
+  const server = new NbdServer(exports);
   try {
     for (const a of addresses) await server.listen(a);
   } catch (err) {

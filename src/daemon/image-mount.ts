@@ -70,7 +70,9 @@ export class ImageMount {
       const data = shared(readFileSync(spec.bootstrap));
       const rafs = RafsImage.open(Buffer.from(data));
       if (spec.blobDir === undefined && rafs.blobs.length > 0) throw new Error('the image has data blobs: give blobDir (--blob-dir)');
-      return new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir, block: ctx.block }, undefined, ctx);
+      const mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir, block: ctx.block }, undefined, ctx);
+      if (ctx.block) mount.flatMap(); // a bootstrap with no flat image (overlapping chunks) is refused here, not in the workers
+      return mount;
     }
     const { registry } = ctx.config;
     // loaded when first needed: a daemon serving local images never pays for the registry client
@@ -97,6 +99,7 @@ export class ImageMount {
         if (conflict) throw new ChunkConflictError(id, 0, `${conflict} by an image already mounted: refusing this image`);
       }
       for (const [id, t] of tables) if (!ctx.tables.has(id)) ctx.tables.set(id, t);
+      if (ctx.block) mount.flatMap();
       ctx.sources.add(mount, rafs.blobs.map((b) => b.blobId), remote.backends);
       // create (or check) every blob's cache files now: the workers open them read-only
       for (const [index, blob] of rafs.blobs.entries()) {
