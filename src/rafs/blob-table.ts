@@ -19,6 +19,13 @@ export const BlobFeature = {
   TARFS: 0x40,
   BATCH: 0x80,
   ENCRYPTED: 0x100,
+  /**
+   * Ours (no upstream meaning): a stargz-family layer used as it is. Each chunk's stored bytes begin
+   * with one gzip member (eStargz) or zstd frame (zstd:chunked) whose decoded output holds the chunk
+   * after `innerOffset` bytes and may go on past it; the chunk info's file_offset field holds
+   * innerOffset (docs/rafs-v6.md).
+   */
+  MEMBERS: 0x01000000,
   HAS_TAR_HEADER: 0x10000000,
   HAS_TOC: 0x20000000,
   CAP_TAR_TOC: 0x40000000,

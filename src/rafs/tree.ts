@@ -40,6 +40,11 @@ export interface ChunkRef {
   crc32?: number;
   /** Offset of this chunk in the file that first produced it. */
   fileOffset: number;
+  /**
+   * Blobs with BlobFeature.MEMBERS only (stargz-family layers): uncompressed bytes to skip in the
+   * decoded member before the chunk starts (eStargz `innerOffset`); stored in the file_offset field.
+   */
+  innerOffset?: number;
 }
 
 /** What an on-disk inode holds. Hardlinked paths share one Inode object. */
