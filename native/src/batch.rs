@@ -4,7 +4,8 @@
 
 use crate::codec::{self, Codec};
 use crate::digest::{self, DigestAlgo};
-use crate::error::{NativeError, Result};
+use crate::error::{arg, NativeError, Result};
+use crate::member;
 use crate::js::{self, check};
 use crate::napi::*;
 use std::os::raw::c_void;
@@ -15,12 +16,15 @@ pub enum BatchOp {
     Compress(Codec, i32),
     Decompress(Codec, usize),
     Digest(DigestAlgo),
+    /// The first member of each input: `skips[i]` bytes dropped, then exactly `sizes[i]` bytes.
+    Member(Codec),
 }
 
 struct Item {
     src: *const u8,
     len: usize,
     size: Option<usize>,
+    skip: usize,
 }
 
 struct Job {
@@ -33,11 +37,19 @@ struct Job {
     work: napi_async_work,
 }
 
-fn run_item(op: BatchOp, src: &[u8], size: Option<usize>) -> Result<Vec<u8>> {
+fn run_item(op: BatchOp, src: &[u8], size: Option<usize>, skip: usize) -> Result<Vec<u8>> {
     match op {
         BatchOp::Compress(c, level) => codec::compress(c, src, level),
         BatchOp::Decompress(c, max) => codec::decompress(c, src, size, max),
         BatchOp::Digest(a) => Ok(digest::digest(a, src).to_vec()),
+        BatchOp::Member(c) => {
+            let Some(size) = size else { return arg("a member needs its size") };
+            let mut out = Vec::new();
+            out.try_reserve_exact(size).map_err(|_| NativeError::Size(format!("cannot allocate {size} bytes for the output")))?;
+            out.resize(size, 0);
+            member::decode_first_member(c, src, skip, &mut out)?;
+            Ok(out)
+        }
     }
 }
 
@@ -47,7 +59,7 @@ unsafe extern "C" fn execute(_env: napi_env, data: *mut c_void) {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
         for (i, it) in job.items.iter().enumerate() {
             let src = if it.len == 0 { &[][..] } else { std::slice::from_raw_parts(it.src, it.len) };
-            let out = run_item(job.op, src, it.size).map_err(|e| e.context(&format!("item {i}")))?;
+            let out = run_item(job.op, src, it.size, it.skip).map_err(|e| e.context(&format!("item {i}")))?;
             job.outputs.push(out);
         }
         Ok(())
@@ -88,21 +100,17 @@ unsafe fn release(env: napi_env, job: &Job) {
     }
 }
 
-/// Queues `op` over `srcs` (with per-item `sizes` for decompression) and returns the Promise.
-pub unsafe fn queue(env: napi_env, op: BatchOp, srcs: napi_value, sizes: Option<napi_value>) -> Result<napi_value> {
+/// Queues `op` over `srcs` (with per-item `sizes` for decompression, and `skips` for members)
+/// and returns the Promise.
+pub unsafe fn queue(env: napi_env, op: BatchOp, srcs: napi_value, sizes: Option<napi_value>, skips: Option<napi_value>) -> Result<napi_value> {
     let bufs = js::array(env, srcs, "inputs")?;
-    let sizes = match sizes {
-        Some(s) => js::array(env, s, "sizes")?,
-        None => Vec::new(),
-    };
-    if !sizes.is_empty() && sizes.len() != bufs.len() {
-        return crate::error::arg(format!("sizes has {} entries for {} inputs", sizes.len(), bufs.len()));
-    }
+    let sizes = per_item(env, sizes, "sizes", bufs.len())?;
+    let skips = per_item(env, skips, "skips", bufs.len())?;
     let mut job = Box::new(Job {
         op, items: Vec::with_capacity(bufs.len()), refs: Vec::with_capacity(bufs.len()),
         outputs: Vec::with_capacity(bufs.len()), error: None, deferred: ptr::null_mut(), work: ptr::null_mut(),
     });
-    let r = fill(env, &mut job, &bufs, &sizes);
+    let r = fill(env, &mut job, &bufs, &sizes, &skips);
     if let Err(e) = r {
         release(env, &job);
         return Err(e);
@@ -128,17 +136,33 @@ pub unsafe fn queue(env: napi_env, op: BatchOp, srcs: napi_value, sizes: Option<
     Ok(promise)
 }
 
-unsafe fn fill(env: napi_env, job: &mut Job, bufs: &[napi_value], sizes: &[napi_value]) -> Result<()> {
+/// An optional array with one entry per input (empty when absent).
+unsafe fn per_item(env: napi_env, v: Option<napi_value>, name: &str, inputs: usize) -> Result<Vec<napi_value>> {
+    let items = match v {
+        Some(v) => js::array(env, v, name)?,
+        None => Vec::new(),
+    };
+    if !items.is_empty() && items.len() != inputs {
+        return arg(format!("{name} has {} entries for {inputs} inputs", items.len()));
+    }
+    Ok(items)
+}
+
+unsafe fn fill(env: napi_env, job: &mut Job, bufs: &[napi_value], sizes: &[napi_value], skips: &[napi_value]) -> Result<()> {
     for (i, b) in bufs.iter().enumerate() {
         let src = js::bytes(env, *b, &format!("inputs[{i}]"))?;
         let size = match sizes.get(i) {
             Some(s) => js::opt_size(env, *s, &format!("sizes[{i}]"))?,
             None => None,
         };
+        let skip = match skips.get(i) {
+            Some(s) => js::size(env, *s, &format!("skips[{i}]"))?,
+            None => 0,
+        };
         let mut r = ptr::null_mut();
         check!(napi_create_reference(env, *b, 1, &mut r), "napi_create_reference");
         job.refs.push(r);
-        job.items.push(Item { src: src.as_ptr(), len: src.len(), size });
+        job.items.push(Item { src: src.as_ptr(), len: src.len(), size, skip });
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ mod codec;
 mod digest;
 mod error;
 mod js;
+mod member;
 mod napi;
 mod flock;
 mod mount;
@@ -100,7 +101,7 @@ unsafe extern "C" fn compress_batch(env: napi_env, info: napi_callback_info) -> 
     js::guard(env, || {
         let [c, srcs, level] = js::args::<3>(env, info)?;
         let codec = Codec::parse(&js::string(env, c, "codec")?)?;
-        batch::queue(env, batch::BatchOp::Compress(codec, js::int(env, level, "level")?), srcs, None)
+        batch::queue(env, batch::BatchOp::Compress(codec, js::int(env, level, "level")?), srcs, None, None)
     })
 }
 
@@ -109,7 +110,7 @@ unsafe extern "C" fn decompress_batch(env: napi_env, info: napi_callback_info) -
         let [c, srcs, sizes, max] = js::args::<4>(env, info)?;
         let codec = Codec::parse(&js::string(env, c, "codec")?)?;
         let sizes = if js::is_nullish(env, sizes)? { None } else { Some(sizes) };
-        batch::queue(env, batch::BatchOp::Decompress(codec, max_output(env, max)?), srcs, sizes)
+        batch::queue(env, batch::BatchOp::Decompress(codec, max_output(env, max)?), srcs, sizes, None)
     })
 }
 
@@ -117,7 +118,25 @@ unsafe extern "C" fn digest_batch(env: napi_env, info: napi_callback_info) -> na
     js::guard(env, || {
         let [a, srcs] = js::args::<2>(env, info)?;
         let algo = DigestAlgo::parse(&js::string(env, a, "algorithm")?)?;
-        batch::queue(env, batch::BatchOp::Digest(algo), srcs, None)
+        batch::queue(env, batch::BatchOp::Digest(algo), srcs, None, None)
+    })
+}
+
+unsafe extern "C" fn member_decode_into(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [c, src, skip, dst] = js::args::<4>(env, info)?;
+        let codec = Codec::parse(&js::string(env, c, "codec")?)?;
+        let dst = js::bytes(env, dst, "output")?;
+        member::decode_first_member(codec, js::bytes(env, src, "input")?, js::size(env, skip, "skip")?, dst)?;
+        js::new_number(env, dst.len() as f64)
+    })
+}
+
+unsafe extern "C" fn member_decode_batch(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [c, srcs, skips, sizes] = js::args::<4>(env, info)?;
+        let codec = Codec::parse(&js::string(env, c, "codec")?)?;
+        batch::queue(env, batch::BatchOp::Member(codec), srcs, Some(sizes), Some(skips))
     })
 }
 
@@ -221,7 +240,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 21] = [
+    let functions: [(&str, napi_callback); 23] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -233,6 +252,8 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("compressBatch", Some(compress_batch)),
         ("decompressBatch", Some(decompress_batch)),
         ("digestBatch", Some(digest_batch)),
+        ("memberDecodeInto", Some(member_decode_into)),
+        ("memberDecodeBatch", Some(member_decode_batch)),
         ("zstdStreamCreate", Some(zstd_stream_create)),
         ("zstdStreamPush", Some(zstd_stream_push)),
         ("zstdStreamPull", Some(zstd_stream_pull)),

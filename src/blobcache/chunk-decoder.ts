@@ -1,6 +1,9 @@
 // Stored chunk bytes → verified uncompressed bytes. Nothing leaves here unless its digest matches:
 // a corrupt chunk is an error, never data.
-import { type Codec, decompress, decompressBatch, decompressInto, digest, digestBatch } from '../native/index.js';
+import {
+  type Codec, decodeMember, decodeMemberBatch, decodeMemberInto, decompress, decompressBatch, decompressInto, digest, digestBatch, type MemberCodec,
+} from '../native/index.js';
+import { BlobFeature } from '../rafs/blob-table.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 
 export class ChunkIntegrityError extends Error {
@@ -10,6 +13,12 @@ export class ChunkIntegrityError extends Error {
 }
 
 const isCompressed = (blob: BlobInfo, ref: ChunkRef): boolean => ref.compressed && blob.compressor !== 'none';
+
+/**
+ * A stargz-family layer used as it is (BlobFeature.MEMBERS): the chunk is the uncompressed bytes
+ * after innerOffset of the first member of its stored bytes, whatever follows them.
+ */
+const isMembers = (blob: BlobInfo): boolean => (blob.features & BlobFeature.MEMBERS) !== 0;
 
 function checkStored(blob: BlobInfo, ref: ChunkRef, stored: Buffer): void {
   if (stored.length !== ref.compressedSize) {
@@ -37,7 +46,14 @@ export function decodeChunk(blob: BlobInfo, ref: ChunkRef, stored: Buffer, into?
   checkStored(blob, ref, stored);
   if (into && into.length !== ref.uncompressedSize) throw new RangeError(`decode buffer of ${into.length} bytes for a chunk of ${ref.uncompressedSize}`);
   let data: Buffer;
-  if (!isCompressed(blob, ref)) {
+  if (isMembers(blob)) {
+    try {
+      if (into) decodeMemberInto(blob.compressor as MemberCodec, stored, ref.innerOffset ?? 0, into);
+      data = into ?? decodeMember(blob.compressor as MemberCodec, stored, ref.innerOffset ?? 0, ref.uncompressedSize);
+    } catch (err) {
+      throw undecodable(blob, ref, err);
+    }
+  } else if (!isCompressed(blob, ref)) {
     data = into ? into.subarray(0, stored.copy(into)) : stored;
   } else {
     try {
@@ -54,9 +70,11 @@ export function decodeChunk(blob: BlobInfo, ref: ChunkRef, stored: Buffer, into?
 export async function decodeChunkAsync(blob: BlobInfo, ref: ChunkRef, stored: Buffer): Promise<Buffer> {
   checkStored(blob, ref, stored);
   let data = stored;
-  if (isCompressed(blob, ref)) {
+  if (isMembers(blob) || isCompressed(blob, ref)) {
     try {
-      [data] = (await decompressBatch(blob.compressor as Codec, [stored], [ref.uncompressedSize])) as [Buffer];
+      [data] = (await (isMembers(blob)
+        ? decodeMemberBatch(blob.compressor as MemberCodec, [stored], [ref.innerOffset ?? 0], [ref.uncompressedSize])
+        : decompressBatch(blob.compressor as Codec, [stored], [ref.uncompressedSize]))) as [Buffer];
     } catch (err) {
       throw undecodable(blob, ref, err);
     }

@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 export type Codec = 'zstd' | 'lz4_block' | 'gzip' | 'deflate';
 export type DigestAlgorithm = 'blake3' | 'sha256';
+/** The codecs whose streams are made of members: gzip members (eStargz) and zstd frames (zstd:chunked). */
+export type MemberCodec = 'gzip' | 'zstd';
 
 /** Error codes thrown by the addon (as `err.code`). */
 export type NativeErrorCode = 'ERR_NATIVE_ARGUMENT' | 'ERR_NATIVE_CORRUPT' | 'ERR_NATIVE_SIZE' | 'ERR_NATIVE_INTERNAL';
@@ -23,6 +25,8 @@ interface Addon {
   compressBatch(codec: Codec, srcs: Uint8Array[], level: number): Promise<Buffer[]>;
   decompressBatch(codec: Codec, srcs: Uint8Array[], sizes?: (number | undefined)[], maxSize?: number): Promise<Buffer[]>;
   digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]>;
+  memberDecodeInto(codec: MemberCodec, src: Uint8Array, skip: number, dst: Uint8Array): number;
+  memberDecodeBatch(codec: MemberCodec, srcs: Uint8Array[], skips: number[], sizes: number[]): Promise<Buffer[]>;
   zstdStreamCreate(): unknown;
   zstdStreamPush(handle: unknown, src: Uint8Array): void;
   zstdStreamPull(handle: unknown): Buffer;
@@ -155,7 +159,7 @@ async function splitBatch<T>(items: T[], run: (part: T[], start: number) => Prom
 function renumber(err: Error, start: number): Error {
   err.message = err.message
     .replace(/^item (\d+):/, (_m, i: string) => `item ${start + Number(i)}:`)
-    .replace(/^(inputs|sizes)\[(\d+)\]/, (_m, what: string, i: string) => `${what}[${start + Number(i)}]`);
+    .replace(/^(inputs|sizes|skips)\[(\d+)\]/, (_m, what: string, i: string) => `${what}[${start + Number(i)}]`);
   return err;
 }
 
@@ -178,6 +182,32 @@ export async function digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Pr
   // views into one buffer: callers keep digests for long, and one small native buffer each costs more than the digest
   const all = Buffer.concat(digests);
   return digests.map((_d, i) => all.subarray(i * 32, i * 32 + 32));
+}
+
+/**
+ * Fills `dst` from the FIRST gzip member or zstd frame at the start of `src`, after dropping its
+ * first `skip` decoded bytes; returns dst.length. Decoding stops once `dst` is full: whatever the
+ * member holds after that (or members after it) is never decoded, so the work is bounded by
+ * `skip + dst.length`. A member that ends, or input that runs out, before `dst` is full is an
+ * ERR_NATIVE_CORRUPT. The gzip trailer's CRC is not reached: verify the bytes' digest.
+ */
+export function decodeMemberInto(codec: MemberCodec, src: Uint8Array, skip: number, dst: Uint8Array): number {
+  return addon.memberDecodeInto(codec, src, skip, dst);
+}
+
+/** decodeMemberInto into a new buffer of `size` bytes (V8-owned: see decompressInto). */
+export function decodeMember(codec: MemberCodec, src: Uint8Array, skip: number, size: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(size);
+  addon.memberDecodeInto(codec, src, skip, out);
+  return out;
+}
+
+/** decodeMember of every input on the libuv thread pool. */
+export function decodeMemberBatch(codec: MemberCodec, srcs: Uint8Array[], skips: number[], sizes: number[]): Promise<Buffer[]> {
+  if (skips.length !== srcs.length || sizes.length !== srcs.length) {
+    return Promise.reject(new RangeError(`${skips.length} skips and ${sizes.length} sizes for ${srcs.length} inputs`));
+  }
+  return splitBatch(srcs, (part, start) => addon.memberDecodeBatch(codec, part, skips.slice(start, start + part.length), sizes.slice(start, start + part.length)));
 }
 
 /**

@@ -71,6 +71,7 @@ export function encodeChunkInfo(chunk: ChunkRef): Buffer {
   checkEncodable(chunk.compressedOffset, 0, Number.MAX_SAFE_INTEGER, what, 'compressed offset');
   checkEncodable(chunk.uncompressedOffset, 0, Number.MAX_SAFE_INTEGER, what, 'uncompressed offset');
   checkEncodable(chunk.fileOffset, 0, Number.MAX_SAFE_INTEGER, what, 'file offset');
+  if (chunk.innerOffset !== undefined) checkEncodable(chunk.innerOffset, 0, MAX_INNER_OFFSET, what, 'inner offset');
   const buf = Buffer.alloc(CHUNK_INFO_SIZE);
   chunk.digest.copy(buf, 0);
   buf.writeUInt32LE(chunk.blobIndex, 32);
@@ -80,13 +81,17 @@ export function encodeChunkInfo(chunk: ChunkRef): Buffer {
   buf.writeUInt32LE(chunk.uncompressedSize, 44);
   writeU64(buf, chunk.compressedOffset, 48);
   writeU64(buf, chunk.uncompressedOffset, 56);
-  writeU64(buf, chunk.fileOffset, 64);
+  // a MEMBERS blob's chunk keeps its inner offset where others keep their file offset
+  writeU64(buf, chunk.innerOffset ?? chunk.fileOffset, 64);
   buf.writeUInt32LE(chunk.ciIndex, 72);
   buf.writeUInt32LE(chunk.crc32 ?? 0, 76);
   return buf;
 }
 
-/** Decodes a chunk info table entry; flags other than COMPRESSED and HAS_CRC32 are dropped. */
+/**
+ * Decodes a chunk info table entry; flags other than COMPRESSED and HAS_CRC32 are dropped. The
+ * file_offset field comes back as fileOffset: see asMemberChunk for chunks of MEMBERS blobs.
+ */
 export function decodeChunkInfo(buf: Buffer, offset = 0): ChunkRef {
   const b = sliceChecked(buf, offset, CHUNK_INFO_SIZE, 'chunk info');
   const flags = b.readUInt32LE(36);
@@ -116,4 +121,35 @@ export function maxStoredChunkSize(size: number, compressor: Compressor, compres
   if (compressor === 'zstd') return size + Math.floor(size / 256) + (size < 0x20000 ? Math.floor((0x20000 - size) / 2048) : 0);
   if (compressor === 'lz4_block') return size + Math.floor(size / 255) + 16;
   return size + Math.ceil(size / 8) + 64;
+}
+
+/**
+ * Uncompressed bytes a chunk of a MEMBERS blob may skip in its member: as much as the largest
+ * chunk. Reading a chunk decodes innerOffset + its size, so this bounds the work per chunk.
+ */
+export const MAX_INNER_OFFSET = 16 << 20;
+
+/**
+ * Room past the codec's bound for a member's first bytes: a gzip header's optional fields (FEXTRA
+ * up to 64 KiB) and the rest of the zstd block holding the last byte wanted (blocks decode whole,
+ * up to 128 KiB).
+ */
+const MEMBER_SLACK = 256 << 10;
+
+/**
+ * The most stored bytes a chunk of a MEMBERS blob may span: what the codec needs at worst for the
+ * innerOffset + size bytes decoded, plus MEMBER_SLACK. A layer's member may run on (tar padding and
+ * headers, further members) far past that, but decoding stops there: writers clamp the chunk's
+ * stored range to this.
+ */
+export function maxStoredMemberSize(innerOffset: number, size: number, compressor: Compressor): number {
+  return maxStoredChunkSize(innerOffset + size, compressor, true) + MEMBER_SLACK;
+}
+
+/**
+ * A chunk of a MEMBERS blob as decoded: its file_offset field holds its innerOffset (the file
+ * offset is not stored for such chunks and reads back as 0).
+ */
+export function asMemberChunk(chunk: ChunkRef): ChunkRef {
+  return { ...chunk, innerOffset: chunk.fileOffset, fileOffset: 0 };
 }

@@ -6,8 +6,11 @@
 // the bootstrap's size allows.
 import { alignUp, checkRange } from './bytes.js';
 import { ClaimedExtents } from './claimed-extents.js';
-import { BLOB_ENTRY_SIZE, decodeBlobTable, decodeDeviceSlot, DEVICE_SLOT_SIZE, type DeviceSlot } from './blob-table.js';
-import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS, maxStoredChunkSize } from './chunk.js';
+import { BLOB_ENTRY_SIZE, BlobFeature, decodeBlobTable, decodeDeviceSlot, DEVICE_SLOT_SIZE, type DeviceSlot } from './blob-table.js';
+import {
+  asMemberChunk, CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS, MAX_INNER_OFFSET,
+  maxStoredChunkSize, maxStoredMemberSize,
+} from './chunk.js';
 import { DETECT_HEAD_SIZE, detectRafsVersion } from './detect.js';
 import { type Dirent, FileType, fileTypeOfMode, parseDirentBlock } from './dirent.js';
 import { RafsFormatError } from './errors.js';
@@ -361,16 +364,24 @@ export class RafsImage {
 
   /** One chunk info table entry, checked against its blob and the format's limits. */
   private checkedChunkInfo(at: number): ChunkRef {
-    const chunk = decodeChunkInfo(this.buf, at);
-    const blob = this.blobs[chunk.blobIndex];
+    const info = decodeChunkInfo(this.buf, at);
+    const blob = this.blobs[info.blobIndex];
     const fail = (detail: string): never => {
       throw new RafsFormatError('chunk info', at, detail);
     };
-    if (blob === undefined) return fail(`blob index ${chunk.blobIndex} is not in the blob table`);
+    if (blob === undefined) return fail(`blob index ${info.blobIndex} is not in the blob table`);
+    const members = (blob.features & BlobFeature.MEMBERS) !== 0;
+    const chunk = members ? asMemberChunk(info) : info;
     if (chunk.ciIndex >= 2 ** 24) fail(`CI index ${chunk.ciIndex} does not fit 24 bits`);
     if (chunk.uncompressedSize > this.chunkSize) fail(`uncompressed size ${chunk.uncompressedSize} exceeds the chunk size ${this.chunkSize}`);
     if (chunk.uncompressedOffset + chunk.uncompressedSize > blob.uncompressedSize) fail('chunk lies beyond its blob');
-    const maxStored = maxStoredChunkSize(chunk.uncompressedSize, blob.compressor, chunk.compressed);
+    if (members && blob.compressor !== 'gzip' && blob.compressor !== 'zstd') fail(`a MEMBERS blob compressed with ${blob.compressor} (gzip or zstd expected)`);
+    const innerOffset = chunk.innerOffset ?? 0;
+    if (innerOffset > MAX_INNER_OFFSET) fail(`inner offset ${innerOffset} exceeds ${MAX_INNER_OFFSET}`);
+    // a member's stored range spans what decoding its innerOffset + size bytes may need
+    const maxStored = members
+      ? maxStoredMemberSize(innerOffset, chunk.uncompressedSize, blob.compressor)
+      : maxStoredChunkSize(chunk.uncompressedSize, blob.compressor, chunk.compressed);
     if (chunk.compressedSize > maxStored) fail(`compressed size ${chunk.compressedSize} exceeds the ${maxStored} bytes ${chunk.uncompressedSize} can take`);
     // a blob that records no compressed size (0) bounds nothing
     if (blob.compressedSize > 0 && chunk.compressedOffset + chunk.compressedSize > blob.compressedSize) fail('compressed data lies beyond its blob');

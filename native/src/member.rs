@@ -1,0 +1,275 @@
+//! The chunks of a stargz-family layer used as it is: the FIRST gzip member (eStargz) or zstd
+//! frame (zstd:chunked) at the start of some stored bytes, of which only `skip + dst.len()`
+//! decoded bytes are wanted. The member may go on far past them (tar padding and headers, or a
+//! decompression bomb) and more members may follow: decoding stops once `dst` is full, so the
+//! work is bounded by what is wanted, never by what the member holds. A member that ends (or
+//! input that runs out) before `dst` is full is corrupt.
+//!
+//! Nothing past the wanted bytes is read, so the gzip trailer's CRC is not checked: callers
+//! verify the chunk's own digest.
+
+use crate::codec::Codec;
+use crate::error::{arg, NativeError, Result};
+use std::cell::RefCell;
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
+
+/// zlib's z_stream (zlib.h), as laid out on LP64.
+#[repr(C)]
+struct ZStream {
+    next_in: *const u8,
+    avail_in: c_uint,
+    total_in: c_ulong,
+    next_out: *mut u8,
+    avail_out: c_uint,
+    total_out: c_ulong,
+    msg: *const c_char,
+    state: *mut c_void,
+    zalloc: *const c_void,
+    zfree: *const c_void,
+    opaque: *mut c_void,
+    data_type: c_int,
+    adler: c_ulong,
+    reserved: c_ulong,
+}
+
+#[link(name = "z")]
+extern "C" {
+    fn inflateInit2_(strm: *mut ZStream, window_bits: c_int, version: *const c_char, stream_size: c_int) -> c_int;
+    fn inflate(strm: *mut ZStream, flush: c_int) -> c_int;
+    fn inflateEnd(strm: *mut ZStream) -> c_int;
+}
+
+const Z_OK: c_int = 0;
+const Z_STREAM_END: c_int = 1;
+const Z_BUF_ERROR: c_int = -5;
+const Z_MEM_ERROR: c_int = -4;
+const Z_NO_FLUSH: c_int = 0;
+/// A 32 KiB window, gzip header and trailer only (no zlib or raw streams).
+const GZIP_WINDOW_BITS: c_int = 15 + 16;
+/// inflateInit2_ checks only the major version and the struct size.
+const ZLIB_VERSION: &[u8] = b"1.2.13\0";
+
+#[repr(C)]
+struct ZstdInBuffer { src: *const c_void, size: usize, pos: usize }
+#[repr(C)]
+struct ZstdOutBuffer { dst: *mut c_void, size: usize, pos: usize }
+
+#[link(name = "zstd")]
+extern "C" {
+    fn ZSTD_createDCtx() -> *mut c_void;
+    fn ZSTD_DCtx_reset(dctx: *mut c_void, directive: c_int) -> usize;
+    fn ZSTD_DCtx_setParameter(dctx: *mut c_void, param: c_int, value: c_int) -> usize;
+    fn ZSTD_decompressStream(dctx: *mut c_void, out: *mut ZstdOutBuffer, inp: *mut ZstdInBuffer) -> usize;
+    fn ZSTD_isError(code: usize) -> c_uint;
+    fn ZSTD_getErrorName(code: usize) -> *const c_char;
+}
+
+const ZSTD_RESET_SESSION_ONLY: c_int = 1;
+/// ZSTD_d_windowLogMax: frames needing more than 2^27 (128 MiB) of window are refused.
+const ZSTD_D_WINDOW_LOG_MAX: c_int = 100;
+const ZSTD_WINDOW_LOG_LIMIT: c_int = 27;
+
+/// Where skipped output goes, a piece at a time.
+const SKIP_PIECE: usize = 64 << 10;
+
+/// One bounded step of a decoder: fills some of `out`, or says the member has ended.
+trait Member {
+    /// Bytes written to `out` (at least one), or None once the member ended.
+    fn step(&mut self, out: &mut [u8]) -> Result<Option<usize>>;
+}
+
+/// Decodes the first member of `src` (gzip or zstd), drops its first `skip` bytes and fills `dst`
+/// with the next ones, decoding nothing further.
+pub fn decode_first_member(codec: Codec, src: &[u8], skip: usize, dst: &mut [u8]) -> Result<()> {
+    match codec {
+        Codec::Gzip => fill(&mut GzipMember::new(src)?, skip, dst),
+        Codec::Zstd => ZSTD_DCTX.with(|d| fill(&mut ZstdMember::new(&mut d.borrow_mut(), src)?, skip, dst)),
+        _ => arg(format!("{codec:?} has no members: gzip or zstd expected")),
+    }
+}
+
+fn fill(member: &mut dyn Member, skip: usize, dst: &mut [u8]) -> Result<()> {
+    let wanted = skip.saturating_add(dst.len());
+    let mut scratch = vec![0u8; skip.min(SKIP_PIECE)];
+    let mut done = 0;
+    while done < wanted {
+        let out = if done < skip {
+            let n = (skip - done).min(scratch.len());
+            &mut scratch[..n]
+        } else {
+            &mut dst[done - skip..]
+        };
+        match member.step(out)? {
+            Some(n) => done += n,
+            None => return Err(NativeError::Corrupt(format!("member ends after {done} of the {wanted} bytes wanted"))),
+        }
+    }
+    Ok(())
+}
+
+struct GzipMember {
+    z: Box<ZStream>,
+    ended: bool,
+}
+
+impl GzipMember {
+    fn new(src: &[u8]) -> Result<GzipMember> {
+        let avail_in = c_uint::try_from(src.len()).map_err(|_| NativeError::Argument("member input over 4 GiB".into()))?;
+        let mut z = Box::new(ZStream {
+            next_in: src.as_ptr(), avail_in, total_in: 0, next_out: std::ptr::null_mut(), avail_out: 0, total_out: 0,
+            msg: std::ptr::null(), state: std::ptr::null_mut(), zalloc: std::ptr::null(), zfree: std::ptr::null(),
+            opaque: std::ptr::null_mut(), data_type: 0, adler: 0, reserved: 0,
+        });
+        let size = std::mem::size_of::<ZStream>() as c_int;
+        match unsafe { inflateInit2_(&mut *z, GZIP_WINDOW_BITS, ZLIB_VERSION.as_ptr().cast(), size) } {
+            Z_OK => Ok(GzipMember { z, ended: false }),
+            Z_MEM_ERROR => Err(NativeError::Internal("inflateInit2: out of memory".into())),
+            r => Err(NativeError::Internal(format!("inflateInit2 failed ({r})"))),
+        }
+    }
+}
+
+impl Member for GzipMember {
+    fn step(&mut self, out: &mut [u8]) -> Result<Option<usize>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let room = out.len().min(c_uint::MAX as usize);
+        self.z.next_out = out.as_mut_ptr();
+        self.z.avail_out = room as c_uint;
+        let r = unsafe { inflate(&mut *self.z, Z_NO_FLUSH) };
+        let n = room - self.z.avail_out as usize;
+        match r {
+            Z_OK if n > 0 => Ok(Some(n)),
+            Z_STREAM_END => {
+                self.ended = true;
+                Ok(if n > 0 { Some(n) } else { None })
+            }
+            // no progress with room to spare: the input ran out inside the member
+            Z_OK | Z_BUF_ERROR => Err(NativeError::Corrupt("gzip member truncated".into())),
+            Z_MEM_ERROR => Err(NativeError::Internal("inflate: out of memory".into())),
+            _ => Err(NativeError::Corrupt(format!("gzip member: {}", self.message()))),
+        }
+    }
+}
+
+impl GzipMember {
+    fn message(&self) -> String {
+        if self.z.msg.is_null() { "invalid data".into() } else { unsafe { CStr::from_ptr(self.z.msg) }.to_string_lossy().into_owned() }
+    }
+}
+
+impl Drop for GzipMember {
+    fn drop(&mut self) {
+        unsafe { inflateEnd(&mut *self.z) };
+    }
+}
+
+/// The thread's zstd context for members, with its window limit set once.
+struct ZstdDctx(*mut c_void);
+
+thread_local! {
+    static ZSTD_DCTX: RefCell<ZstdDctx> = RefCell::new(ZstdDctx(std::ptr::null_mut()));
+}
+
+struct ZstdMember<'a> {
+    dctx: *mut c_void,
+    src: &'a [u8],
+    taken: usize,
+    ended: bool,
+}
+
+impl<'a> ZstdMember<'a> {
+    fn new(ctx: &mut ZstdDctx, src: &'a [u8]) -> Result<ZstdMember<'a>> {
+        if ctx.0.is_null() {
+            let d = unsafe { ZSTD_createDCtx() };
+            if d.is_null() {
+                return Err(NativeError::Internal("ZSTD_createDCtx: out of memory".into()));
+            }
+            unsafe { ZSTD_DCtx_setParameter(d, ZSTD_D_WINDOW_LOG_MAX, ZSTD_WINDOW_LOG_LIMIT) };
+            ctx.0 = d;
+        }
+        // a previous member may have been left half decoded
+        unsafe { ZSTD_DCtx_reset(ctx.0, ZSTD_RESET_SESSION_ONLY) };
+        Ok(ZstdMember { dctx: ctx.0, src, taken: 0, ended: false })
+    }
+}
+
+impl Member for ZstdMember<'_> {
+    fn step(&mut self, out: &mut [u8]) -> Result<Option<usize>> {
+        while !self.ended {
+            let rest = &self.src[self.taken..];
+            let mut inp = ZstdInBuffer { src: rest.as_ptr().cast(), size: rest.len(), pos: 0 };
+            let mut o = ZstdOutBuffer { dst: out.as_mut_ptr().cast(), size: out.len(), pos: 0 };
+            let r = unsafe { ZSTD_decompressStream(self.dctx, &mut o, &mut inp) };
+            if unsafe { ZSTD_isError(r) } != 0 {
+                let name = unsafe { CStr::from_ptr(ZSTD_getErrorName(r)) }.to_string_lossy().into_owned();
+                return Err(NativeError::Corrupt(format!("zstd frame: {name}")));
+            }
+            self.taken += inp.pos;
+            // 0: the frame is decoded and flushed (the call stops there, before any next frame)
+            self.ended = r == 0;
+            if o.pos > 0 {
+                return Ok(Some(o.pos));
+            }
+            // no output with room to spare and no input taken: the input ran out inside the frame
+            if !self.ended && inp.pos == 0 {
+                return Err(NativeError::Corrupt("zstd frame truncated".into()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::compress;
+
+    fn pattern(n: usize, seed: u32) -> Vec<u8> {
+        (0..n as u32).map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 13) as u8).collect()
+    }
+
+    fn decode(codec: Codec, src: &[u8], skip: usize, len: usize) -> Result<Vec<u8>> {
+        let mut dst = vec![0u8; len];
+        decode_first_member(codec, src, skip, &mut dst).map(|_| dst)
+    }
+
+    #[test]
+    fn takes_the_wanted_bytes_of_the_first_member_only() {
+        let a = pattern(300_000, 1);
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let mut src = compress(codec, &a, 3).unwrap();
+            src.extend(compress(codec, &pattern(1000, 2), 3).unwrap());
+            assert_eq!(decode(codec, &src, 0, a.len()).unwrap(), a);
+            assert_eq!(decode(codec, &src, 100_001, 70_000).unwrap(), &a[100_001..170_001]);
+            // past the first member's end: the next member is not read
+            assert!(matches!(decode(codec, &src, 1, a.len()), Err(NativeError::Corrupt(_))));
+        }
+    }
+
+    #[test]
+    fn stops_once_the_wanted_bytes_are_out() {
+        let mut a = pattern(5000, 3);
+        a.extend(vec![0u8; 256 << 20]);
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let z = compress(codec, &a, 1).unwrap();
+            // the compressed prefix that holds the first bytes is enough
+            let cut = &z[..z.len() / 8];
+            assert_eq!(decode(codec, cut, 1000, 4000).unwrap(), &a[1000..5000]);
+        }
+    }
+
+    #[test]
+    fn truncated_and_corrupt_members_are_errors() {
+        let a = pattern(200_000, 4);
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let z = compress(codec, &a, 3).unwrap();
+            assert!(matches!(decode(codec, &z[..z.len() / 2], 0, a.len()), Err(NativeError::Corrupt(_))));
+            assert!(matches!(decode(codec, &z[..0], 0, 1), Err(NativeError::Corrupt(_))));
+            assert!(matches!(decode(codec, b"not a member at all", 0, 1), Err(NativeError::Corrupt(_))));
+        }
+        assert!(matches!(decode(Codec::Lz4Block, &[0u8; 4], 0, 1), Err(NativeError::Argument(_))));
+    }
+}
