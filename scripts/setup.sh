@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # Build the addon offline from Debian's crates and call the C codec libraries directly.
-BUILD_PACKAGES=(pkg-config librust-sha2-dev librust-blake3-dev librust-libc-dev libzstd-dev liblz4-dev libdeflate-dev)
+BUILD_PACKAGES=(pkg-config librust-sha2-dev librust-blake3-dev librust-libc-dev libzstd-dev liblz4-dev libdeflate-dev zlib1g-dev)
 # Real tools the tests and benchmarks compare against.
 TOOL_PACKAGES=(zstd lz4 gzip b3sum openssl coreutils tar attr erofs-utils python3 util-linux squashfuse squashfs-tools)
 # The real parts scripts/e2e starts for the end-to-end tests and benchmarks: registries, image

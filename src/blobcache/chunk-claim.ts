@@ -6,7 +6,9 @@ import type { ChunkRef } from '../rafs/tree.js';
 
 /** Two readers share a fetch only when these are equal. */
 export function claimKey(blobId: string, ref: ChunkRef): string {
-  return `${blobId}:${ref.ciIndex}:${ref.compressedOffset}+${ref.compressedSize}:${ref.uncompressedOffset}+${ref.uncompressedSize}:${ref.compressed ? 'z' : 'raw'}:${ref.digest.toString('hex')}`;
+  // chunks of a member differ by where they start in it
+  const inner = ref.innerOffset === undefined ? '' : `@${ref.innerOffset}`;
+  return `${blobId}:${ref.ciIndex}:${ref.compressedOffset}+${ref.compressedSize}${inner}:${ref.uncompressedOffset}+${ref.uncompressedSize}:${ref.compressed ? 'z' : 'raw'}:${ref.digest.toString('hex')}`;
 }
 
 /** The first chunk two tables of one blob describe differently, in words; undefined when they agree. */

@@ -176,18 +176,23 @@ export class ChunkFetcher {
     const blobId = batch.blob.blobId;
     ranges.forEach((range, r) => {
       const limit = ranges[r + 1]?.start ?? Infinity;
-      // first chunk starting at or after the range's end
+      // first chunk starting at or after the range's start: those within it come free (chunks that
+      // share a member), those after it grow it
       let lo = 0;
       let hi = table.length;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
-        if (table[mid]!.compressedOffset < range.end) lo = mid + 1;
+        if (table[mid]!.compressedOffset < range.start) lo = mid + 1;
         else hi = mid;
       }
-      for (let i = lo; i < table.length && range.end - range.start < this.amplify; i++) {
+      for (let i = lo; i < table.length; i++) {
         const ref = table[i]!;
-        const end = ref.compressedOffset + ref.compressedSize;
-        if (ref.compressedOffset - range.end > this.mergeGap || end > limit || end - range.start > this.maxRequest) break;
+        const end = storedEnd(ref);
+        const grows = end > range.end;
+        if (grows && (range.end - range.start >= this.amplify || ref.compressedOffset - range.end > this.mergeGap || end > limit || end - range.start > this.maxRequest)) {
+          if (ref.compressedOffset >= range.end) break;
+          continue;
+        }
         const key = claimKey(blobId, ref);
         if (batch.sink.isReady(ref.ciIndex) || this.inflight.has(key)) continue;
         const promise = this.register(key, batch, ref);
@@ -223,7 +228,9 @@ export class ChunkFetcher {
    * deadline passes, are rejected.
    */
   private async run(blob: BlobInfo, sink: ChunkSink, range: Range): Promise<void> {
-    const order = [...range.chunks].sort((a, b) => a.ref.compressedOffset - b.ref.compressedOffset);
+    // by where their bytes end: a chunk is settled as soon as they are in, even when chunks overlap
+    // (members of a stargz-family layer share or overlap stored ranges)
+    const order = [...range.chunks].sort((a, b) => storedEnd(a.ref) - storedEnd(b.ref));
     const settling: Promise<Waiter | undefined>[] = [];
     let next = 0;
     const length = range.end - range.start;
@@ -289,6 +296,9 @@ export class ChunkFetcher {
     return undefined;
   }
 }
+
+/** Where a chunk's stored bytes end in its blob. */
+const storedEnd = (ref: ChunkRef): number => ref.compressedOffset + ref.compressedSize;
 
 /** Rejects with the signal's reason once it aborts. */
 function abortion(signal: AbortSignal): Promise<never> {
