@@ -1,0 +1,207 @@
+// Chunks of a stargz-family layer used as it is (BlobFeature.MEMBERS): eStargz-like gzip members
+// and zstd:chunked-like frames holding chunk payloads, tar padding and headers, several chunks to a
+// member (innerOffset), followed by header-only members inside the chunks' stored ranges.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { claimKey } from '../../src/blobcache/chunk-claim.js';
+import { ChunkIntegrityError, decodeChunk, decodeChunkAsync } from '../../src/blobcache/chunk-decoder.js';
+import { ChunkFetcher, type ChunkSink } from '../../src/blobcache/fetcher.js';
+import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
+import { SyncBlobDirSource } from '../../src/blobcache/sync-blob-dir-source.js';
+import { compress, type MemberCodec } from '../../src/native/index.js';
+import { BlobFeature } from '../../src/rafs/blob-table.js';
+import type { BlobInfo, ChunkRef } from '../../src/rafs/tree.js';
+import { content, CountingBackend } from './helpers.js';
+
+const work = mkdtempSync(join(tmpdir(), 'members-'));
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
+const pack = (codec: MemberCodec, data: Buffer): Buffer => (codec === 'gzip' ? gzipSync(data) : compress('zstd', data));
+/** What follows a payload in a tar stream: padding to 512 bytes, then the next entry's header. */
+const tarTail = (size: number, name: string): Buffer => Buffer.concat([Buffer.alloc((512 - (size % 512)) % 512), Buffer.from(name.padEnd(512, '\0'))]);
+
+interface Layer {
+  bytes: Buffer;
+  blob: BlobInfo;
+  /** In CI order, with their uncompressed bytes. */
+  chunks: { ref: ChunkRef; data: Buffer }[];
+}
+
+/**
+ * A layer of data members, each holding the payloads of `members[i]` (each followed by tar padding
+ * and a header) and followed by a header-only member; a chunk's stored range runs from its
+ * member's start to the next data member (eStargz's nextOffset), the last one's to a final member.
+ */
+function layer(codec: MemberCodec, members: Buffer[][]): Layer {
+  const parts: Buffer[] = [];
+  const pending: { ref: ChunkRef; data: Buffer }[] = [];
+  const chunks: { ref: ChunkRef; data: Buffer }[] = [];
+  let at = 0;
+  let uncompressed = 0;
+  const put = (b: Buffer): void => {
+    parts.push(b);
+    at += b.length;
+  };
+  for (const payloads of members) {
+    for (const c of pending.splice(0)) chunks.push({ ...c, ref: { ...c.ref, compressedSize: at - c.ref.compressedOffset } });
+    let inner = 0;
+    const decoded: Buffer[] = [];
+    for (const data of payloads) {
+      const ref: ChunkRef = {
+        blobIndex: 0, ciIndex: chunks.length + pending.length, digest: sha256(data), compressedOffset: at, compressedSize: 0,
+        uncompressedOffset: uncompressed, uncompressedSize: data.length, compressed: true, fileOffset: 0, innerOffset: inner,
+      };
+      pending.push({ ref, data });
+      const tail = tarTail(data.length, `header after chunk ${ref.ciIndex}`);
+      decoded.push(data, tail);
+      inner += data.length + tail.length;
+      uncompressed += Math.ceil(data.length / 4096) * 4096;
+    }
+    put(pack(codec, Buffer.concat(decoded)));
+    put(pack(codec, Buffer.from('headers of dirs and links'.padEnd(1536, '\0'))));
+  }
+  for (const c of pending) chunks.push({ ...c, ref: { ...c.ref, compressedSize: at - c.ref.compressedOffset } });
+  put(pack(codec, Buffer.from('the TOC member')));
+  const bytes = Buffer.concat(parts);
+  const blob: BlobInfo = {
+    blobId: sha256(bytes).toString('hex'), chunkCount: chunks.length, chunkSize: 0x10000, compressor: codec, digester: 'sha256',
+    features: BlobFeature.MEMBERS | BlobFeature.ALIGNED, compressedSize: bytes.length, uncompressedSize: Math.max(uncompressed, 4096),
+    ciCompressor: 'none', ciOffset: 0, ciCompressedSize: 0, ciUncompressedSize: 0, tocSize: 0, tocDigest: Buffer.alloc(32),
+  };
+  return { bytes, blob, chunks };
+}
+
+const storedOf = (l: Layer, ref: ChunkRef): Buffer => l.bytes.subarray(ref.compressedOffset, ref.compressedOffset + ref.compressedSize);
+
+/** Three members: one chunk; three small chunks sharing one (innerOffset); a 64 KiB chunk. */
+const sampleMembers = (): Buffer[][] => [
+  [content(1, 5000)],
+  [content(2, 700), content(3, 1), content(4, 20_000)],
+  [content(5, 0x10000)],
+];
+
+describe.each(['gzip', 'zstd'] as const)('decoding %s members', (codec) => {
+  const l = layer(codec, sampleMembers());
+
+  it('decodes every chunk, with innerOffset in the middle of a member, sync, into and async', async () => {
+    expect(l.chunks.filter((c) => c.ref.innerOffset! > 0).length).toBe(2);
+    for (const { ref, data } of l.chunks) {
+      expect(decodeChunk(l.blob, ref, storedOf(l, ref)).equals(data)).toBe(true);
+      const into = Buffer.alloc(ref.uncompressedSize);
+      decodeChunk(l.blob, ref, storedOf(l, ref), into);
+      expect(into.equals(data)).toBe(true);
+      expect((await decodeChunkAsync(l.blob, ref, storedOf(l, ref))).equals(data)).toBe(true);
+    }
+  });
+
+  it('a truncated member, a corrupt member and a wrong digest are ChunkIntegrityError', async () => {
+    const { ref } = l.chunks[3]!; // 20000 bytes at an innerOffset in the shared member
+    const cut = { ...ref, compressedSize: 200 };
+    const flipped = Buffer.from(storedOf(l, ref));
+    flipped[Math.floor(flipped.length / 3)] ^= 0x55;
+    const wrong = { ...ref, digest: sha256(Buffer.from('something else')) };
+    const bad: [ChunkRef, Buffer][] = [[cut, storedOf(l, cut)], [ref, flipped], [wrong, storedOf(l, ref)]];
+    for (const [r, stored] of bad) {
+      expect(() => decodeChunk(l.blob, r, stored)).toThrow(ChunkIntegrityError);
+      expect(() => decodeChunk(l.blob, r, stored, Buffer.alloc(r.uncompressedSize))).toThrow(ChunkIntegrityError);
+      await expect(decodeChunkAsync(l.blob, r, stored)).rejects.toThrow(ChunkIntegrityError);
+    }
+    // a chunk claimed to go on past its member's end
+    const long = { ...l.chunks[2]!.ref, innerOffset: ref.innerOffset! + 1000 };
+    expect(() => decodeChunk(l.blob, { ...long, uncompressedSize: 20_000 }, storedOf(l, long))).toThrow(/member ends/);
+  });
+
+  it('the per-worker blob-dir source reads MEMBERS chunks', () => {
+    const dir = mkdtempSync(join(work, 'dir-'));
+    writeFileSync(join(dir, l.blob.blobId), l.bytes);
+    const source = new SyncBlobDirSource(dir, [l.blob]);
+    try {
+      for (const { ref, data } of l.chunks) expect(source.read(ref).equals(data)).toBe(true);
+    } finally {
+      source.close();
+    }
+  });
+});
+
+describe('a member whose output is huge (a bomb after the chunk)', () => {
+  const before = content(6, 100);
+  const chunk = content(7, 4096);
+  const bombSize = 256 << 20;
+  const decoded = Buffer.concat([before, chunk, Buffer.alloc(bombSize)]);
+  const bomb = gzipSync(decoded, { level: 1 });
+  const blob = layer('gzip', [[chunk]]).blob;
+  const ref: ChunkRef = {
+    blobIndex: 0, ciIndex: 0, digest: sha256(chunk), compressedOffset: 0, compressedSize: bomb.length,
+    uncompressedOffset: 0, uncompressedSize: chunk.length, compressed: true, fileOffset: 0, innerOffset: before.length,
+  };
+
+  it('is decoded only as far as the chunk: its broken end is never reached, and it costs what the chunk does', () => {
+    const broken = Buffer.from(bomb);
+    broken[broken.length - 5] ^= 0xff; // the CRC: a whole decode fails
+    expect(() => gunzipSync(broken)).toThrow(/incorrect data check/);
+    let t = process.hrtime.bigint();
+    expect(decodeChunk(blob, ref, broken).equals(chunk)).toBe(true);
+    const chunkMs = Number(process.hrtime.bigint() - t) / 1e6;
+    t = process.hrtime.bigint();
+    expect(gunzipSync(bomb).length).toBe(decoded.length);
+    const wholeMs = Number(process.hrtime.bigint() - t) / 1e6;
+    console.log(`bomb: ${bomb.length} stored bytes expand to ${decoded.length}; the chunk decodes in ${chunkMs.toFixed(2)} ms, the whole member in ${wholeMs.toFixed(0)} ms`);
+    expect(chunkMs).toBeLessThan(wholeMs / 10);
+    // and the stored bytes past the chunk's are not needed at all
+    const prefix = bomb.subarray(0, 8192);
+    expect(decodeChunk(blob, { ...ref, compressedSize: prefix.length }, prefix).equals(chunk)).toBe(true);
+  });
+});
+
+describe('fetching chunks that share or overlap stored ranges', () => {
+  const l = layer('gzip', [[content(11, 3000), content(12, 4000), content(13, 5000)], [content(14, 9000)], [content(15, 100), content(16, 200)]]);
+  const dir = mkdtempSync(join(work, 'fetch-'));
+  writeFileSync(join(dir, l.blob.blobId), l.bytes);
+
+  function sink(): ChunkSink & { stored: Map<number, Buffer> } {
+    const stored = new Map<number, Buffer>();
+    return {
+      stored,
+      isReady: (i) => stored.has(i),
+      write: async (ref, data) => void stored.set(ref.ciIndex, data),
+      sync: async () => undefined,
+      markReady: async () => undefined,
+    };
+  }
+
+  it('merges every chunk into one request and verifies each', async () => {
+    const backend = new CountingBackend(new LocalDirBackend(dir));
+    const fetcher = new ChunkFetcher(backend, { amplify: 0 });
+    const s = sink();
+    const got = await Promise.all(l.chunks.map(({ ref }) => fetcher.fetch(l.blob, ref, s)));
+    got.forEach((data, i) => expect(data.equals(l.chunks[i]!.data)).toBe(true));
+    expect(backend.calls.length).toBe(1);
+    expect(backend.calls[0]).toMatchObject({ offset: 0, length: l.chunks.at(-1)!.ref.compressedOffset + l.chunks.at(-1)!.ref.compressedSize });
+    expect(fetcher.stats).toMatchObject({ chunks: l.chunks.length, corruptChunks: 0 });
+    await backend.close();
+  });
+
+  it('a chunk brings the other chunks of its member along, in the same request', async () => {
+    const backend = new CountingBackend(new LocalDirBackend(dir));
+    const fetcher = new ChunkFetcher(backend, { chunkTable: () => l.chunks.map((c) => c.ref), amplify: 1 });
+    const s = sink();
+    const { ref, data } = l.chunks[1]!;
+    expect((await fetcher.fetch(l.blob, ref, s)).equals(data)).toBe(true);
+    await expect.poll(() => s.stored.size).toBe(3);
+    expect(backend.calls).toEqual([expect.objectContaining({ offset: ref.compressedOffset, length: ref.compressedSize })]);
+    for (const i of [0, 1, 2]) expect(s.stored.get(i)!.equals(l.chunks[i]!.data)).toBe(true);
+    expect(fetcher.stats.amplifiedChunks).toBe(2);
+    await backend.close();
+  });
+
+  it('regression: chunks that differ only by innerOffset never share a fetch', () => {
+    const { ref } = l.chunks[1]!;
+    expect(claimKey(l.blob.blobId, ref)).not.toBe(claimKey(l.blob.blobId, { ...ref, innerOffset: 0 }));
+  });
+});
