@@ -219,5 +219,6 @@ function encodeChunkTable(slots: readonly InodeSlot[]): Buffer {
 
 function sameChunk(a: ChunkRef, b: ChunkRef): boolean {
   return a.digest.equals(b.digest) && a.compressedOffset === b.compressedOffset && a.compressedSize === b.compressedSize
-    && a.uncompressedOffset === b.uncompressedOffset && a.uncompressedSize === b.uncompressedSize && a.compressed === b.compressed;
+    && a.uncompressedOffset === b.uncompressedOffset && a.uncompressedSize === b.uncompressedSize && a.compressed === b.compressed
+    && a.innerOffset === b.innerOffset;
 }
