@@ -2,7 +2,7 @@
 // and zstd:chunked-like frames holding chunk payloads, tar padding and headers, several chunks to a
 // member (innerOffset), followed by header-only members inside the chunks' stored ranges.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -15,6 +15,7 @@ import { SyncBlobDirSource } from '../../src/blobcache/sync-blob-dir-source.js';
 import { compress, type MemberCodec } from '../../src/native/index.js';
 import { BlobFeature } from '../../src/rafs/blob-table.js';
 import type { BlobInfo, ChunkRef } from '../../src/rafs/tree.js';
+import { fixturesAvailable, fixturesRoot } from '../helpers/fixtures.js';
 import { content, CountingBackend } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'members-'));
@@ -203,5 +204,44 @@ describe('fetching chunks that share or overlap stored ranges', () => {
   it('regression: chunks that differ only by innerOffset never share a fetch', () => {
     const { ref } = l.chunks[1]!;
     expect(claimKey(l.blob.blobId, ref)).not.toBe(claimKey(l.blob.blobId, { ...ref, innerOffset: 0 }));
+  });
+});
+
+/** The research fixtures (../shared/fixtures/stargz, README there): real eStargz and zstd:chunked layers. */
+const stargzFixture = (name: string): string | undefined => {
+  const path = fixturesAvailable ? join(fixturesRoot(), 'stargz', name) : undefined;
+  return path && existsSync(path) ? path : undefined;
+};
+
+describe('chunks of real stargz-family layers', () => {
+  const alphabet = Buffer.from(Array.from({ length: 2500 }, (_, i) => 65 + (i % 26)));
+  const hello = Buffer.from('hello');
+  const read = (codec: MemberCodec, layerBytes: Buffer, at: number, next: number, data: Buffer, innerOffset = 0): Buffer => {
+    const ref: ChunkRef = {
+      blobIndex: 0, ciIndex: 0, digest: sha256(data), compressedOffset: at, compressedSize: next - at, uncompressedOffset: 0,
+      uncompressedSize: data.length, compressed: true, fileOffset: 0, innerOffset,
+    };
+    const blob = { ...layer(codec, [[data]]).blob, compressedSize: layerBytes.length };
+    return decodeChunk(blob, ref, layerBytes.subarray(at, next));
+  };
+
+  const esgz = stargzFixture('estargz-noprio.esgz');
+  it.skipIf(!esgz)('eStargz (estargz-noprio.esgz): the second chunk of a/big.bin and a/small.txt, each up to the next data offset', () => {
+    const bytes = readFileSync(esgz!);
+    expect(alphabet.subarray(1995, 2005).toString()).toBe('TUVWXYZABC'); // the README's bytes
+    expect(read('gzip', bytes, 488, 547, alphabet.subarray(1000, 2000)).equals(alphabet.subarray(1000, 2000))).toBe(true);
+    expect(read('gzip', bytes, 303, 429, hello).equals(hello)).toBe(true);
+    // a/big.bin's tar header, 512 bytes into the member that holds "hello"
+    const header = gunzipSync(bytes.subarray(303, 429)).subarray(1024, 1536);
+    expect(header.subarray(0, 9).toString()).toBe('a/big.bin');
+    expect(read('gzip', bytes, 303, 429, header, 1024).equals(header)).toBe(true);
+  });
+
+  const zstdChunked = stargzFixture('zstdchunked-skopeo-1.9.3.tar.zst');
+  it.skipIf(!zstdChunked)('zstd:chunked (skopeo 1.9.3): a/big.bin and a/small.txt, with the frames after them in range', () => {
+    const bytes = readFileSync(zstdChunked!);
+    expect(read('zstd', bytes, 343, 581, alphabet).equals(alphabet)).toBe(true);
+    expect(sha256(alphabet).toString('hex')).toBe('159008547ac1f37ad5eaf3d77bab04f12a4367aac2125fdd1879392b7984c71c');
+    expect(read('zstd', bytes, 204, 343, hello).equals(hello)).toBe(true);
   });
 });
