@@ -4,6 +4,7 @@ import {
   type Codec, decodeMember, decodeMemberBatch, decodeMemberInto, decompress, decompressBatch, decompressInto, digest, digestBatch, type MemberCodec,
 } from '../native/index.js';
 import { BlobFeature } from '../rafs/blob-table.js';
+import { MAX_INNER_OFFSET } from '../rafs/chunk.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 
 export class ChunkIntegrityError extends Error {
@@ -23,6 +24,10 @@ const isMembers = (blob: BlobInfo): boolean => (blob.features & BlobFeature.MEMB
 function checkStored(blob: BlobInfo, ref: ChunkRef, stored: Buffer): void {
   if (stored.length !== ref.compressedSize) {
     throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `got ${stored.length} stored bytes, expected ${ref.compressedSize}`);
+  }
+  // the reader bounds it too; a chunk from elsewhere must not make decoding unbounded either
+  if ((ref.innerOffset ?? 0) > MAX_INNER_OFFSET) {
+    throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `inner offset ${ref.innerOffset} exceeds ${MAX_INNER_OFFSET}`);
   }
 }
 

@@ -14,6 +14,7 @@ import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
 import { SyncBlobDirSource } from '../../src/blobcache/sync-blob-dir-source.js';
 import { compress, type MemberCodec } from '../../src/native/index.js';
 import { BlobFeature } from '../../src/rafs/blob-table.js';
+import { MAX_INNER_OFFSET } from '../../src/rafs/chunk.js';
 import type { BlobInfo, ChunkRef } from '../../src/rafs/tree.js';
 import { fixturesAvailable, fixturesRoot } from '../helpers/fixtures.js';
 import { content, CountingBackend } from './helpers.js';
@@ -157,6 +158,12 @@ describe('a member whose output is huge (a bomb after the chunk)', () => {
     // and the stored bytes past the chunk's are not needed at all
     const prefix = bomb.subarray(0, 8192);
     expect(decodeChunk(blob, { ...ref, compressedSize: prefix.length }, prefix).equals(chunk)).toBe(true);
+  });
+
+  it('regression: an inner offset past MAX_INNER_OFFSET is refused before any decoding', async () => {
+    const far = { ...ref, innerOffset: MAX_INNER_OFFSET + 1 };
+    expect(() => decodeChunk(blob, far, bomb)).toThrow(/inner offset \d+ exceeds/);
+    await expect(decodeChunkAsync(blob, far, bomb)).rejects.toThrow(/inner offset \d+ exceeds/);
   });
 });
 
