@@ -245,7 +245,7 @@ export class Daemon {
       counter('nydusify_backend_errors_total', 'Range requests that failed after retries and failover.', b.errors!),
       counter('nydusify_backend_failovers_total', 'Requests that failed on one backend and went to the next (mirrors).', b.failovers!),
       counter('nydusify_backend_chunks_total', 'Chunks fetched and verified.', b.chunks!),
-      counter('nydusify_backend_amplified_chunks_total', 'Chunks fetched only because a request was grown toward 1 MiB.', b.amplifiedChunks!),
+      counter('nydusify_backend_amplified_chunks_total', 'Chunks fetched only because a request was grown toward 1 MiB, or because they lie inside a requested range (members sharing a gzip member).', b.amplifiedChunks!),
       counter('nydusify_backend_corrupt_chunks_total', 'Chunks that failed verification (never served).', b.corruptChunks!),
       counter('nydusify_backend_refetched_chunks_total', 'Chunks asked for again after failing verification.', b.refetches!),
       counter('nydusify_backend_timeouts_total', 'Range requests given up after the fetch timeout.', b.timeouts!),
