@@ -92,7 +92,7 @@ export interface SynthFile {
  * `chunkSize`, each piece in a fresh gzip member; with `minChunkSize`, small pieces share a member
  * and carry `innerOffset` (a 512-byte stand-in for the tar header before each payload).
  */
-export function synthEstargz(files: SynthFile[], opts: { chunkSize: number; minChunkSize?: number }): { blob: Buffer; toc: { version: number; entries: object[] } } {
+export function synthEstargz(files: SynthFile[], opts: { chunkSize: number; minChunkSize?: number }): { blob: Buffer; data: Buffer; toc: { version: number; entries: object[] } } {
   const members: Buffer[] = [];
   let offset = 0;
   let open: Buffer[] = [];
@@ -134,5 +134,6 @@ export function synthEstargz(files: SynthFile[], opts: { chunkSize: number; minC
   }
   flush();
   const toc = { version: 1, entries };
-  return { blob: estargzLayer(Buffer.concat(members), toc), toc };
+  const data = Buffer.concat(members);
+  return { blob: estargzLayer(data, toc), data, toc };
 }
