@@ -1,0 +1,224 @@
+// One stargz-family layer as a RAFS model (rafs/tree.ts) whose single blob is the layer blob itself,
+// unmodified: each file piece becomes a chunk that names its gzip member / zstd frame by stored
+// offset and length (BlobFeature.MEMBERS), verified by the piece's sha256. Unlike upstream nydus we
+// keep mtimes, devices, fifos and innerOffset pieces.
+import { BlobFeature } from '../rafs/blob-table.js';
+import { isPowerOfTwo } from '../rafs/bytes.js';
+import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../rafs/superblock.js';
+import {
+  type BlobInfo, type Bootstrap, type ChunkRef, type Inode, isDir, newDir, newInode,
+  S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type TreeNode,
+} from '../rafs/tree.js';
+import { StargzFormatError } from './errors.js';
+import type { StargzToc } from './toc.js';
+import type { TocEntry, TocEntryType } from './toc-entry.js';
+import { TOC_TAR_NAME } from './toc-bytes.js';
+
+export const PREFETCH_LANDMARK = '.prefetch.landmark';
+export const NO_PREFETCH_LANDMARK = '.no.prefetch.landmark';
+/** Root entries that are the format's, not the image's: never shown. */
+const HIDDEN = new Set([TOC_TAR_NAME, PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK]);
+/** Each chunk's place in the blob's (synthetic) uncompressed space is 4 KiB-aligned (ALIGNED). */
+const SLOT_ALIGNMENT = 4096;
+
+const TYPE_BITS: Record<Exclude<TocEntryType, 'hardlink' | 'chunk'>, number> = {
+  dir: S_IFDIR, reg: S_IFREG, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO,
+};
+
+export interface StargzBootstrapOptions {
+  /** The layer's digest, 64 lowercase hex: the blob id. */
+  blobId: string;
+  /** The layer blob's size in bytes. */
+  blobSize: number;
+  /**
+   * The RAFS chunk size to use (e.g. one shared by every layer of an image); refused when the
+   * layer's pieces do not fit it. Default: the smallest that fits (stargzChunkSize).
+   */
+  chunkSize?: number;
+}
+
+/** Whether an entry is shown in the tree: landmarks and the TOC's own entry are not. */
+function isHidden(entry: TocEntry): boolean {
+  return HIDDEN.has(entry.name);
+}
+
+function isPiece(entry: TocEntry): boolean {
+  return entry.type === 'chunk' || (entry.type === 'reg' && entry.size > 0);
+}
+
+/**
+ * The smallest RAFS chunk size (a power of two, 4 KiB … 16 MiB) that the layer's pieces fit: RAFS
+ * files are cut in equal chunks, so every piece but a file's last must be exactly that size.
+ */
+export function stargzChunkSize(toc: StargzToc): number {
+  let largest = 0;
+  for (const entry of toc.entries) if (isPiece(entry) && !isHidden(entry)) largest = Math.max(largest, entry.chunkSize);
+  let size = MIN_CHUNK_SIZE;
+  while (size < largest && size < MAX_CHUNK_SIZE) size *= 2;
+  if (largest > size) throw new StargzFormatError(`stargz layer: a ${largest}-byte piece, larger than the largest RAFS chunk (${MAX_CHUNK_SIZE} bytes)`);
+  return size;
+}
+
+/** The layer as a Bootstrap whose one blob (index 0) is the layer blob; no blob when no file has data. */
+export function stargzBootstrap(toc: StargzToc, opts: StargzBootstrapOptions): Bootstrap {
+  if (!/^[0-9a-f]{64}$/.test(opts.blobId)) throw new StargzFormatError(`stargz layer: blob id ${JSON.stringify(opts.blobId)} is not 64 lowercase hex`);
+  const chunkSize = opts.chunkSize ?? stargzChunkSize(toc);
+  if (!isPowerOfTwo(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
+    throw new StargzFormatError(`stargz layer: chunk size ${chunkSize} is not a power of two of 4 KiB to 16 MiB`);
+  }
+  const builder = new TreeBuilder(chunkSize);
+  for (const entry of toc.entries) builder.add(entry);
+  const compressor = toc.footer.kind === 'zstd:chunked' ? 'zstd' : 'gzip';
+  const blob: BlobInfo = {
+    blobId: opts.blobId,
+    chunkCount: builder.chunks.length,
+    chunkSize,
+    compressor,
+    digester: 'sha256',
+    features: BlobFeature.ALIGNED | BlobFeature.MEMBERS,
+    compressedSize: opts.blobSize,
+    uncompressedSize: builder.uncompressedSize,
+    ciCompressor: 'none',
+    ciOffset: 0,
+    ciCompressedSize: 0,
+    ciUncompressedSize: 0,
+    tocSize: 0,
+    tocDigest: Buffer.alloc(32),
+  };
+  return {
+    root: builder.root,
+    blobs: builder.chunks.length > 0 ? [blob] : [],
+    chunkSize,
+    compressor,
+    digester: 'sha256',
+    prefetch: prefetchList(toc),
+  };
+}
+
+/**
+ * The prioritized files: the regular files before `.prefetch.landmark` in blob order, which the
+ * layer's builder moved to its front. None when the layer has `.no.prefetch.landmark` or neither.
+ */
+export function prefetchList(toc: StargzToc): string[] {
+  const landmark = toc.entries.findIndex((e) => e.name === PREFETCH_LANDMARK && e.type === 'reg');
+  if (landmark < 0) return [];
+  const files = toc.entries.slice(0, landmark).filter((e) => e.type === 'reg' && !isHidden(e));
+  return [...new Set(files.map((e) => `/${e.name}`))];
+}
+
+/** Assembles the tree entry by entry, in blob order, and the blob's chunks as pieces arrive. */
+class TreeBuilder {
+  readonly root: TreeNode = newDir('/');
+  readonly chunks: ChunkRef[] = [];
+  uncompressedSize = 0;
+  private readonly byPiece = new Map<string, ChunkRef>();
+  /** The file that `chunk` entries continue, and its entry; undefined for hidden files. */
+  private file: { inode: Inode; entry: TocEntry } | undefined;
+
+  constructor(private readonly chunkSize: number) {}
+
+  add(entry: TocEntry): void {
+    if (entry.type === 'chunk') {
+      if (this.file) this.addPiece(this.file, entry);
+      return;
+    }
+    this.file = undefined;
+    if (isHidden(entry)) return;
+    const parts = entry.name === '' ? [] : entry.name.split('/');
+    if (parts.length === 0) {
+      if (entry.type !== 'dir') throw new StargzFormatError(`stargz TOC: the root entry is a ${entry.type}, not a dir`);
+      this.root.inode = inodeOf(entry);
+      return;
+    }
+    const parent = this.parentDir(parts);
+    const name = parts[parts.length - 1]!;
+    if (entry.type === 'hardlink') {
+      parent.children!.set(name, { name, inode: this.linkTarget(entry).inode });
+      return;
+    }
+    const inode = inodeOf(entry);
+    const existing = parent.children!.get(name);
+    if (entry.type === 'dir') {
+      // a directory entry after its contents (or repeated) updates attributes and keeps children
+      if (existing && isDir(existing)) existing.inode = inode;
+      else parent.children!.set(name, { name, inode, children: new Map() });
+      return;
+    }
+    parent.children!.set(name, { name, inode });
+    if (isPiece(entry)) {
+      this.file = { inode, entry };
+      this.addPiece(this.file, entry);
+    }
+  }
+
+  /** One piece as the file's next chunk; the same stored piece twice is one chunk. */
+  private addPiece(file: { inode: Inode; entry: TocEntry }, piece: TocEntry): void {
+    const { inode, entry } = file;
+    const index = inode.chunks.length;
+    const where = `stargz TOC entry ${JSON.stringify(entry.name)}`;
+    if (piece.chunkOffset !== index * this.chunkSize || piece.chunkSize !== Math.min(this.chunkSize, entry.size - piece.chunkOffset)) {
+      throw new StargzFormatError(`${where}: a ${piece.chunkSize}-byte piece at file offset ${piece.chunkOffset} is not chunk ${index} of a ${this.chunkSize}-byte RAFS chunk grid (the layer's chunk size must be a power of two of 4 KiB to 16 MiB)`);
+    }
+    const digest = piece.chunkDigest || (piece.chunkSize === entry.size ? entry.digest : '');
+    if (digest === '') throw new StargzFormatError(`${where}: the piece at file offset ${piece.chunkOffset} has no chunkDigest (and is not the whole file): it could not be verified`);
+    const key = `${piece.offset}:${piece.innerOffset}:${piece.chunkSize}`;
+    let chunk = this.byPiece.get(key);
+    if (chunk === undefined) {
+      chunk = {
+        blobIndex: 0,
+        ciIndex: this.chunks.length,
+        digest: Buffer.from(digest, 'hex'),
+        compressedOffset: piece.offset,
+        compressedSize: piece.compressedSize,
+        uncompressedOffset: this.uncompressedSize,
+        uncompressedSize: piece.chunkSize,
+        compressed: true,
+        fileOffset: piece.chunkOffset,
+        innerOffset: piece.innerOffset,
+      };
+      this.uncompressedSize += Math.ceil(piece.chunkSize / SLOT_ALIGNMENT) * SLOT_ALIGNMENT;
+      this.chunks.push(chunk);
+      this.byPiece.set(key, chunk);
+    } else if (chunk.digest.toString('hex') !== digest) {
+      throw new StargzFormatError(`${where}: the piece at blob offset ${piece.offset} (inner ${piece.innerOffset}) has two different digests`);
+    }
+    inode.chunks.push(chunk);
+  }
+
+  /** The directory that holds `parts`' last component, created (0755, root-owned) where missing. */
+  private parentDir(parts: string[]): TreeNode {
+    let dir = this.root;
+    for (const part of parts.slice(0, -1)) {
+      let next = dir.children!.get(part);
+      if (!next || !isDir(next)) {
+        next = newDir(part);
+        dir.children!.set(part, next);
+      }
+      dir = next;
+    }
+    return dir;
+  }
+
+  private linkTarget(entry: TocEntry): TreeNode {
+    let node: TreeNode | undefined = this.root;
+    for (const part of entry.linkName === '' ? [] : entry.linkName.split('/')) node = node?.children?.get(part);
+    if (!node) {
+      throw new StargzFormatError(`stargz TOC entry ${JSON.stringify(entry.name)}: hardlink target ${JSON.stringify(entry.linkName)} is not an earlier entry`);
+    }
+    if (isDir(node)) throw new StargzFormatError(`stargz TOC entry ${JSON.stringify(entry.name)}: hardlink to a directory`);
+    return node;
+  }
+}
+
+function inodeOf(e: TocEntry): Inode {
+  const inode = newInode(TYPE_BITS[e.type as keyof typeof TYPE_BITS] | e.mode, {
+    uid: e.uid, gid: e.gid, mtime: e.mtime, mtimeNsec: e.mtimeNsec, xattrs: new Map(e.xattrs ?? []),
+  });
+  if (e.type === 'reg') inode.size = e.size;
+  if (e.type === 'symlink') inode.symlinkTarget = e.linkName;
+  if (e.type === 'char' || e.type === 'block') {
+    inode.rdevMajor = e.devMajor;
+    inode.rdevMinor = e.devMinor;
+  }
+  return inode;
+}
