@@ -4,6 +4,7 @@
 // keep mtimes, devices, fifos and innerOffset pieces.
 import { BlobFeature } from '../rafs/blob-table.js';
 import { isPowerOfTwo } from '../rafs/bytes.js';
+import { maxStoredMemberSize } from '../rafs/chunk.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../rafs/superblock.js';
 import {
   type BlobInfo, type Bootstrap, type ChunkRef, type Inode, isDir, newDir, newInode,
@@ -66,9 +67,9 @@ export function stargzBootstrap(toc: StargzToc, opts: StargzBootstrapOptions): B
   if (!isPowerOfTwo(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
     throw new StargzFormatError(`stargz layer: chunk size ${chunkSize} is not a power of two of 4 KiB to 16 MiB`);
   }
-  const builder = new TreeBuilder(chunkSize);
-  for (const entry of toc.entries) builder.add(entry);
   const compressor = toc.footer.kind === 'zstd:chunked' ? 'zstd' : 'gzip';
+  const builder = new TreeBuilder(chunkSize, compressor);
+  for (const entry of toc.entries) builder.add(entry);
   const blob: BlobInfo = {
     blobId: opts.blobId,
     chunkCount: builder.chunks.length,
@@ -115,7 +116,7 @@ class TreeBuilder {
   /** The file that `chunk` entries continue, and its entry; undefined for hidden files. */
   private file: { inode: Inode; entry: TocEntry } | undefined;
 
-  constructor(private readonly chunkSize: number) {}
+  constructor(private readonly chunkSize: number, private readonly compressor: 'gzip' | 'zstd') {}
 
   add(entry: TocEntry): void {
     if (entry.type === 'chunk') {
@@ -169,7 +170,9 @@ class TreeBuilder {
         ciIndex: this.chunks.length,
         digest: Buffer.from(digest, 'hex'),
         compressedOffset: piece.offset,
-        compressedSize: piece.compressedSize,
+        // the range to the next piece also holds the tar headers that follow this file; decoding stops
+        // before them, so the range is cut where this piece's bytes must end (what the reader allows)
+        compressedSize: Math.min(piece.compressedSize, maxStoredMemberSize(piece.innerOffset, piece.chunkSize, this.compressor)),
         uncompressedOffset: this.uncompressedSize,
         uncompressedSize: piece.chunkSize,
         compressed: true,
