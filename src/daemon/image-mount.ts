@@ -190,10 +190,17 @@ export class ImageMount {
       bootstrap: this.worker.bootstrap,
       ...(this.spec.blobDir === undefined ? {} : { blobDir: this.spec.blobDir }),
       blobs: this.rafs.blobs.map((b) => b.blobId),
-      blobBytes: this.lazy ? this.lazy.remote.image.manifest.layers.slice(0, -1).reduce((sum, l) => sum + l.size, 0) : this.rafs.blobs.reduce((s, b) => s + b.compressedSize, 0),
+      blobBytes: this.blobBytes(),
       ...(this.prefetcher ? { prefetch: { ...this.prefetcher.stats } } : {}),
       problems: this.lazy?.remote.image.problems ?? [],
     };
+  }
+
+  /** Bytes of the image's data blobs: the manifest's layers the bootstrap reads (all but a Nydus image's bootstrap layer). */
+  private blobBytes(): number {
+    if (!this.lazy) return this.rafs.blobs.reduce((s, b) => s + b.compressedSize, 0);
+    const ids = new Set(this.rafs.blobs.map((b) => `sha256:${b.blobId}`));
+    return this.lazy.remote.image.manifest.layers.filter((l) => ids.has(l.digest)).reduce((sum, l) => sum + l.size, 0);
   }
 
   /** Stops prefetch and lets go of the registry connection, and of the chunk tables of blobs no other image has. */

@@ -6,6 +6,7 @@ import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { StoreBackend } from '../blobcache/store-backend.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
+import { isStargzImage, stargzImageBootstrap } from './stargz-image.js';
 import { RegistryClient } from '../registry/client.js';
 import { MAX_CONFIG_BYTES, readBlob, resolveImage, type ImageStore } from '../registry/image-store.js';
 import { openImageStore } from '../registry/open-image-store.js';
@@ -40,9 +41,17 @@ export function nydusManifestProblems(manifest: ImageManifest, diffIds: unknown)
 const MAX_BOOTSTRAP_BYTES = 1 << 30;
 /** An image config is JSON of a few KiB; a larger one is a broken or hostile registry. */
 
+/**
+ * A Nydus image (data blob layers and a bootstrap layer), or an image whose every layer is eStargz or
+ * zstd:chunked (stargz-image.ts): either way a verified bootstrap and the blobs it reads.
+ */
 export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string): Promise<RemoteNydusImage & { problems: string[] }> {
   const { manifest } = await resolveImage(store, reference, platform);
   const layers = manifest.parsed.layers;
+  if (isStargzImage(layers)) {
+    const { bootstrap, rafs } = await stargzImageBootstrap(store, manifest.parsed);
+    return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems: [] };
+  }
   const last = layers[layers.length - 1];
   if (!last) throw new Error(`${store.name}: the manifest has no layers`);
   // both at once: a mount waits for them, and each is a round trip

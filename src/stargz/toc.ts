@@ -1,6 +1,7 @@
 // A stargz-family layer's table of contents: found through its footer, checked against the digest
 // the image manifest promises, parsed as it streams, and resolved into pieces whose stored bytes are
 // known (spec §1.5, §1.9, §1.11).
+import { TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_CHECKSUM_ANNOTATIONS, ZSTD_CHUNKED_POSITION_ANNOTATIONS } from '../registry/stargz-layers.js';
 import { createHash } from 'node:crypto';
 import { StargzFormatError, StargzTocDigestError } from './errors.js';
 import { readStargzFooter, type StargzFooter } from './footer.js';
@@ -12,16 +13,6 @@ import { TocJsonParser } from './toc-json.js';
 /** Default bound on a TOC's JSON: far above real TOCs (a few MB for big images), far below harm. */
 export const MAX_TOC_SIZE = 256 << 20;
 
-/** Layer annotations (and the snapshot labels containerd copies from them) that name a TOC digest. */
-export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
-export const ZSTD_CHUNKED_CHECKSUM_ANNOTATIONS = [
-  'io.github.containers.zstd-chunked.manifest-checksum',
-  'io.containers.zstd-chunked.manifest-checksum',
-] as const;
-export const ZSTD_CHUNKED_POSITION_ANNOTATIONS = [
-  'io.github.containers.zstd-chunked.manifest-position',
-  'io.containers.zstd-chunked.manifest-position',
-] as const;
 
 export interface StargzToc {
   footer: StargzFooter;
