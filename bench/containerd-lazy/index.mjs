@@ -1,7 +1,7 @@
 // containerd lazy start: our snapshotter (FUSE and block drivers) vs stargz-snapshotter vs overlayfs full pull, `node -e 1` in debian-ml (shaped netns registry).
 //
-//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-block,stargz,overlayfs]
-//   node bench/run.mjs containerd-lazy [--runs 3] [--rows ours,ours-block,stargz,overlayfs]
+//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-block,ours-esgz,stargz,overlayfs]
+//   node bench/run.mjs containerd-lazy [--runs 3] [--rows ours,ours-block,ours-esgz,stargz,overlayfs]
 //
 // Needs root, /dev/fuse, containerd + runc + ctr + ctr-remote, ip/tc, curl, go (once, to build the
 // stargz daemon if scripts/e2e has not). Starts what it needs from scripts/e2e: registry-up.sh,
@@ -18,6 +18,7 @@
 //   - stargz: `ctr-remote image rpull` of the eStargz image + `ctr run --snapshotter stargz`
 //   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
 //     (`snapshotter --fs-driver fuse`: the lower dir is the daemon's FUSE tree)
+//   - ours-esgz: our snapshotter on the eStargz image itself (no conversion; eStargz layers served lazily)
 //   - ours-block: the same with `snapshotter --fs-driver block --recover-policy failover` (the lower
 //     dir is the kernel's EROFS on the daemon's flat image file)
 // --rows picks some of them (comma-separated keys; default all). Medians of --runs (default 3),
@@ -38,7 +39,7 @@ const arg = (name, dflt) => {
   return i > 0 ? process.argv[i + 1] : dflt;
 };
 const runs = Number(arg('--runs', '3')) || 3;
-const rowKeys = arg('--rows', 'ours,ours-block,stargz,overlayfs').split(',');
+const rowKeys = arg('--rows', 'ours,ours-block,ours-esgz,stargz,overlayfs').split(',');
 const REG = '127.0.0.1:5000';
 const NSREG = '10.203.0.2:5000';
 const REPO = 'debian-ml';
@@ -51,6 +52,8 @@ const DIR = '/tmp/e2e-bench-containerd-lazy';
 const NS = 'bench-cl';
 const SNAP_SOCK = join(DIR, 'nydusify-ts.sock');
 const SNAP_ROOT = join(DIR, 'nydusify-ts');
+/** The netns registry's log (scripts/e2e/netns-up.sh): every blob GET every row makes, with its bytes. */
+const NS_LOG = join(DIR, 'logs', 'ns-registry.log');
 const env = { ...process.env, E2E_DIR: DIR, E2E_DELAY_MS: DELAY_MS, E2E_RATE: RATE, E2E_EXTRA_SNAPSHOTTERS: `nydusify-ts=${SNAP_SOCK}`, CONTAINERD_ADDRESS: join(DIR, 'containerd', 'containerd.sock') };
 
 const now = () => performance.now() / 1000;
@@ -185,14 +188,28 @@ async function setUp() {
 // the measured paths (each cold)
 
 let seq = 0;
+/** Bytes of blob GETs (whole or ranges) the netns registry logged after `from`, whoever asked. */
+function registryBytes(from) {
+  if (!existsSync(NS_LOG)) return NaN;
+  let total = 0;
+  for (const line of readFileSync(NS_LOG).subarray(from).toString('utf8').split('\n')) {
+    const m = /"GET \/v2\/[^ ]+\/blobs\/sha256:[0-9a-f]{64} [^"]*" 20[06] (\d+)/.exec(line);
+    if (m) total += Number(m[1]);
+  }
+  return total;
+}
+
+const logSize = () => (existsSync(NS_LOG) ? readFileSync(NS_LOG).length : 0);
+
 async function timed(pull, snapshotter, ref) {
   const id = `bench-cl-${process.pid}-${seq++}`;
+  const from = logSize();
   const t0 = now();
   await pull();
   const pulled = now() - t0;
   await ctr(['run', '--rm', ...(snapshotter ? ['--snapshotter', snapshotter] : []), ref, id, ...CMD]);
   const total = now() - t0;
-  return { pull: pulled, run: total - pulled, total };
+  return { pull: pulled, run: total - pulled, total, registryBytes: registryBytes(from) };
 }
 
 async function overlayfsRun() {
@@ -211,11 +228,11 @@ async function stargzRun() {
   return timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref]), 'stargz', ref);
 }
 
-async function oursRun(fsDriver) {
+async function oursRun(fsDriver, tag = NYDUS_TAG) {
   await dropImages();
   await stopOurs();
   await startOurs(fsDriver);
-  const ref = `${NSREG}/${REPO}:${NYDUS_TAG}`;
+  const ref = `${NSREG}/${REPO}:${tag}`;
   const r = await timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydusify-ts', ref]), 'nydusify-ts', ref);
   // the container is gone, so its daemon stopped and logged what it fetched
   const d = join(SNAP_ROOT, 'daemons');
@@ -238,6 +255,7 @@ await setUp();
 const allRows = [
   { name: 'nydusify-ts snapshotter, FUSE driver (rpull, lazy)', key: 'ours', measure: () => oursRun('fuse'), samples: [] },
   { name: 'nydusify-ts snapshotter, block driver (rpull, lazy, kernel EROFS)', key: 'ours-block', measure: () => oursRun('block'), samples: [] },
+  { name: 'nydusify-ts snapshotter on the eStargz image (rpull, lazy, no conversion)', key: 'ours-esgz', measure: () => oursRun('fuse', ESGZ_TAG), samples: [] },
   { name: 'stargz-snapshotter (rpull eStargz, lazy)', key: 'stargz', measure: stargzRun, samples: [] },
   { name: 'overlayfs (ctr pull, full)', key: 'overlayfs', measure: overlayfsRun, samples: [] },
 ];
@@ -260,14 +278,15 @@ try {
 await dropImages().catch(() => {});
 await stopOurs();
 
-for (const r of rows) r.median = Object.fromEntries(['pull', 'run', 'total', 'fetchedBytes'].map((k) => [k, median(r.samples.map((s) => s[k]))]).filter(([, v]) => Number.isFinite(v)));
+for (const r of rows) r.median = Object.fromEntries(['pull', 'run', 'total', 'fetchedBytes', 'registryBytes'].map((k) => [k, median(r.samples.map((s) => s[k]))]).filter(([, v]) => Number.isFinite(v)));
 const ourRows = rows.filter((r) => r.key.startsWith('ours'));
 console.log(`\nlink: ${NSREG} (netns e2e-reg), ${RATE}, ${DELAY_MS} ms/direction; debian-ml, \`ctr run … ${CMD.join(' ')}\`, cold; median of ${runs}\n`);
-console.log(`| path | pull s | first run s | total s | ${ourRows.map((o) => `${o.key} ÷ this`).join(' | ')} | samples (total s) |`);
-console.log(`|---|---:|---:|---:|${ourRows.map(() => '---:|').join('')}---|`);
+console.log(`| path | pull s | first run s | total s | registry MB | ${ourRows.map((o) => `${o.key} ÷ this`).join(' | ')} | samples (total s) |`);
+console.log(`|---|---:|---:|---:|---:|${ourRows.map(() => '---:|').join('')}---|`);
 for (const r of rows) {
   const m = r.median;
-  console.log(`| ${r.name} | ${m.pull.toFixed(2)} | ${m.run.toFixed(2)} | ${m.total.toFixed(2)} | ${ourRows.map((o) => `${(o.median.total / m.total).toFixed(2)}×`).join(' | ')} | ${r.samples.map((s) => s.total.toFixed(2)).join(', ')} |`);
+  const mb = Number.isFinite(m.registryBytes) ? (m.registryBytes / 1e6).toFixed(1) : '–';
+  console.log(`| ${r.name} | ${m.pull.toFixed(2)} | ${m.run.toFixed(2)} | ${m.total.toFixed(2)} | ${mb} | ${ourRows.map((o) => `${(o.median.total / m.total).toFixed(2)}×`).join(' | ')} | ${r.samples.map((s) => s.total.toFixed(2)).join(', ')} |`);
 }
 for (const o of ourRows) if (Number.isFinite(o.median.fetchedBytes)) console.log(`\n${o.key} fetched ${(o.median.fetchedBytes / 1e6).toFixed(1)} MB (median) from the registry`);
 const targets = [

@@ -50,6 +50,11 @@ export interface MountSpec {
   /** Per-image overrides of the daemon's registry settings. */
   plainHttp?: boolean;
   insecure?: boolean;
+  /**
+   * A stargz-family image only: serve its layers up to and including this one (a layer digest), the
+   * tree a snapshotter's chain ending in that layer must show.
+   */
+  upToLayer?: string;
 }
 
 export class ConfigError extends Error {}
@@ -146,11 +151,15 @@ export function loadDaemonConfig(path: string): DaemonConfig {
  */
 export function parseMountSpec(value: unknown): MountSpec {
   const where = 'mount';
-  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type']);
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
   const bootstrap = str(o, 'bootstrap', where) ?? str(o, 'source', where);
-  const spec: MountSpec = { target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where), prefetch: bool(o, 'prefetch', where), plainHttp: bool(o, 'plainHttp', where), insecure: bool(o, 'insecure', where) };
+  const spec: MountSpec = {
+    target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where), prefetch: bool(o, 'prefetch', where), plainHttp: bool(o, 'plainHttp', where), insecure: bool(o, 'insecure', where),
+    upToLayer: str(o, 'upToLayer', where),
+  };
+  if (spec.upToLayer !== undefined && (spec.target === undefined || !/^sha256:[0-9a-f]{64}$/.test(spec.upToLayer))) throw new ConfigError(`${where}.upToLayer: a sha256 layer digest, with target`);
   if ((spec.target === undefined) === (spec.bootstrap === undefined)) throw new ConfigError(`${where}: give either target (a registry image) or bootstrap (a local file)`);
   if (spec.target !== undefined && spec.blobDir !== undefined) throw new ConfigError(`${where}: blobDir goes with bootstrap, not with target`);
   if (spec.target !== undefined) checkReference(spec.target, `${where}.target`);

@@ -77,7 +77,7 @@ export class ImageMount {
     const { registry } = ctx.config;
     // loaded when first needed: a daemon serving local images never pays for the registry client
     const { connectNydusImage } = await import('../image/remote.js');
-    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure });
+    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer);
     let mount: ImageMount | undefined;
     try {
       // the main thread reads the image connectNydusImage opened; the workers get one shared copy

@@ -45,13 +45,14 @@ const MAX_BOOTSTRAP_BYTES = 1 << 30;
  * A Nydus image (data blob layers and a bootstrap layer), or an image whose every layer is eStargz or
  * zstd:chunked (stargz-image.ts): either way a verified bootstrap and the blobs it reads.
  */
-export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string): Promise<RemoteNydusImage & { problems: string[] }> {
+export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string, upToLayer?: string): Promise<RemoteNydusImage & { problems: string[] }> {
   const { manifest } = await resolveImage(store, reference, platform);
   const layers = manifest.parsed.layers;
   if (isStargzImage(layers)) {
-    const { bootstrap, rafs } = await stargzImageBootstrap(store, manifest.parsed);
+    const { bootstrap, rafs } = await stargzImageBootstrap(store, manifest.parsed, upToLayer);
     return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems: [] };
   }
+  if (upToLayer !== undefined) throw new Error(`${store.name}: only a stargz-family image is served up to a layer`);
   const last = layers[layers.length - 1];
   if (!last) throw new Error(`${store.name}: the manifest has no layers`);
   // both at once: a mount waits for them, and each is a round trip
@@ -107,14 +108,14 @@ export interface ConnectedNydusImage {
 }
 
 /** A Nydus image in a registry, opened for lazy reading of its blobs (through mirrors first, if any). */
-export async function connectNydusImage(target: string, access: RegistryAccess = {}): Promise<ConnectedNydusImage> {
+export async function connectNydusImage(target: string, access: RegistryAccess = {}, upToLayer?: string): Promise<ConnectedNydusImage> {
   const ref = parseReference(target);
   const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = { [ref.host]: { plainHttp: access.plainHttp, insecure: access.insecure } };
   for (const m of access.mirrors ?? []) hosts[m.host] = { plainHttp: m.plainHttp, insecure: m.insecure };
   const client = new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 } });
   try {
     const { store, reference } = await openImageStore({ kind: 'registry', ...ref }, client);
-    const image = await openRemoteNydusImage(store, reference);
+    const image = await openRemoteNydusImage(store, reference, undefined, upToLayer);
     const mirrors = (access.mirrors ?? []).map((m) => new StoreBackend(client.repository({ ...ref, host: m.host })));
     return { image, backends: [...mirrors, new StoreBackend(store)], close: () => client.close() };
   } catch (err) {

@@ -16,9 +16,11 @@ import { forEachLimited } from '../util/concurrency.js';
 /** Whether the manifest is one we serve as stargz layers: every layer announces its TOC. */
 export const isStargzImage = (layers: readonly Descriptor[]): boolean => layers.length > 0 && layers.every(isStargzLayer);
 
-/** A stargz image's TOCs read and verified, merged into one bootstrap. */
-export async function stargzImageBootstrap(store: ImageStore, manifest: ImageManifest): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
-  const { layers } = manifest;
+/** A stargz image's TOCs read and verified, merged into one bootstrap (of the layers up to `upToLayer`, when given). */
+export async function stargzImageBootstrap(store: ImageStore, manifest: ImageManifest, upToLayer?: string): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
+  const top = upToLayer === undefined ? manifest.layers.length - 1 : manifest.layers.findIndex((l) => l.digest === upToLayer);
+  if (top < 0) throw new Error(`${store.name}: the image has no layer ${upToLayer}`);
+  const layers = manifest.layers.slice(0, top + 1);
   const tocs: StargzToc[] = new Array<StargzToc>(layers.length);
   await forEachLimited([...layers.entries()], 4, async ([i, layer]) => {
     if (!isStargzLayer(layer)) throw new Error(`${store.name}: layer ${i} (${layer.digest}) is not an eStargz or zstd:chunked layer: the image cannot be served lazily`);

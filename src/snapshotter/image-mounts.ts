@@ -89,9 +89,12 @@ export class ImageMounts {
     return run;
   }
 
-  /** The image from its registry; the files on its prefetch list (if it has one) fetched in the background. */
+  /**
+   * The image from its registry; the files on its prefetch list (if it has one) fetched in the
+   * background. An eStargz chain is the image's layers up to the chain's top layer.
+   */
   private spec(remote: RemoteLayer): MountSpec {
-    return { target: remote.ref, prefetch: true };
+    return { target: remote.ref, prefetch: true, ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}) };
   }
 
   private recordOf(name: string, remote: RemoteLayer): DaemonRecord {

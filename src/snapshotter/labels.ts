@@ -4,6 +4,7 @@
 // the layer: `ctr-remote image rpull` passes stargz.* labels, CRI passes cri.* labels, and the Nydus
 // annotations reach us because containerd inherits every "containerd.io/snapshot/" annotation.
 import { Annotation } from '../registry/nydus-layers.js';
+import { TOC_DIGEST_ANNOTATION } from '../registry/stargz-layers.js';
 import { InvalidArgumentError } from './errors.js';
 
 export const Label = {
@@ -15,6 +16,8 @@ export const Label = {
   CRI_DIGEST: 'containerd.io/snapshot/cri.layer-digest',
   NYDUS_BLOB: Annotation.NYDUS_BLOB,
   NYDUS_BOOTSTRAP: Annotation.NYDUS_BOOTSTRAP,
+  /** An eStargz layer's TOC digest (containerd passes the layer annotation on). */
+  STARGZ_TOC_DIGEST: TOC_DIGEST_ANNOTATION,
 } as const;
 
 /** containerd's own limit: a label's key and value together at most 4096 bytes. */
@@ -58,19 +61,22 @@ export function checkLabels(labels: unknown): Record<string, string> {
   return out;
 }
 
-/** A layer of a Nydus image, served by a daemon rather than unpacked. */
+/** A layer of a Nydus or eStargz image, served by a daemon rather than unpacked. */
 export interface RemoteLayer {
   /** The image reference the layer belongs to (what the daemon mounts). */
   ref: string;
   /** The layer's blob digest. */
   digest: string;
-  /** bootstrap: the image's last layer, whose merged tree is the whole image; blob: a data blob. */
-  role: 'bootstrap' | 'blob';
+  /**
+   * bootstrap: a Nydus image's last layer, whose merged tree is the whole image; blob: a Nydus data
+   * blob; stargz: an eStargz layer, whose chain is the image's layers up to it (served merged).
+   */
+  role: 'bootstrap' | 'blob' | 'stargz';
 }
 
 /** The remote layer the labels describe, or undefined for an ordinary layer. */
 export function remoteLayer(labels: Record<string, string>): RemoteLayer | undefined {
-  const role = labels[Label.NYDUS_BOOTSTRAP] === 'true' ? 'bootstrap' : labels[Label.NYDUS_BLOB] === 'true' ? 'blob' : undefined;
+  const role = labels[Label.NYDUS_BOOTSTRAP] === 'true' ? 'bootstrap' : labels[Label.NYDUS_BLOB] === 'true' ? 'blob' : labels[Label.STARGZ_TOC_DIGEST] !== undefined ? 'stargz' : undefined;
   if (!role) return undefined;
   const ref = labels[Label.CRI_REF] ?? labels[Label.STARGZ_REF];
   const digest = labels[Label.CRI_DIGEST] ?? labels[Label.STARGZ_DIGEST];

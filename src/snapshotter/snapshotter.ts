@@ -84,7 +84,7 @@ export class Snapshotter {
     }
     const remote = this.images ? remoteLayer(labels) : undefined;
     const target = labels[Label.TARGET];
-    if (remote && target !== undefined) return this.commitRemote(target, parent, labels, remote);
+    if (remote && target !== undefined && this.servesRemotely(remote, parent)) return this.commitRemote(target, parent, labels, remote);
     if (this.store.get(key)) throw new AlreadyExistsError(`snapshot ${key} already exists`);
     const lowers = this.lowersOf(parent);
     const id = await this.newDir();
@@ -123,6 +123,18 @@ export class Snapshotter {
     throw new AlreadyExistsError(`target snapshot ${target} already exists`);
   }
 
+  /**
+   * An eStargz layer is served (with every layer below it, merged) only on a chain of eStargz layers;
+   * one on top of an ordinary layer is pulled and unpacked like any other.
+   */
+  private servesRemotely(remote: RemoteLayer, parent: string | undefined): boolean {
+    if (remote.role !== 'stargz') return true;
+    for (let key = parent; key !== undefined; key = this.store.get(key)?.parent) {
+      if (this.store.get(key)?.remote?.role !== 'stargz') return false;
+    }
+    return true;
+  }
+
   private async newDir(): Promise<string> {
     const id = this.store.update((d) => String(d.nextId++));
     await mkdir(join(this.dirs, id, 'fs'), { recursive: true, mode: 0o755 });
@@ -139,8 +151,8 @@ export class Snapshotter {
       seen.add(key);
       const rec = this.store.get(key);
       if (!rec) throw new FailedPreconditionError(`parent ${key} is missing`);
-      if (rec.remote?.role === 'bootstrap' && this.images) {
-        // the bootstrap holds the merged tree of every layer below it
+      if ((rec.remote?.role === 'bootstrap' || rec.remote?.role === 'stargz') && this.images) {
+        // a Nydus bootstrap, or the image's layers up to an eStargz one: the merged tree of every layer below
         dirs.push('');
         return { dirs, image: { name: ImageMounts.nameOf(rec.remote), remote: rec.remote, index: dirs.length - 1 } };
       }
@@ -231,7 +243,7 @@ export class Snapshotter {
 
   async usage(key: string): Promise<Usage> {
     const rec = this.find(key);
-    if (rec.remote?.role === 'blob' && this.cache) return { size: await this.cache.usage(blobIdOf(rec.remote.digest)), inodes: 1 };
+    if ((rec.remote?.role === 'blob' || rec.remote?.role === 'stargz') && this.cache) return { size: await this.cache.usage(blobIdOf(rec.remote.digest)), inodes: 1 };
     if (rec.kind === 'committed' && rec.usage) return rec.usage;
     return diskUsage(this.fsDir(rec));
   }
@@ -266,7 +278,7 @@ export class Snapshotter {
 
   /** Blob ids remote layer snapshots name (what the cache must keep). */
   referencedBlobs(): Set<string> {
-    return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' ? [blobIdOf(r.remote.digest)] : [])));
+    return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' || r.remote?.role === 'stargz' ? [blobIdOf(r.remote.digest)] : [])));
   }
 
   /** Images active snapshots and views read through (what must stay mounted). */

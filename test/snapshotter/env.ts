@@ -125,11 +125,11 @@ export function registryBlobBytes(offset: number, digests: string[]): number {
 }
 
 /** The image's layers as the registry serves its manifest. */
-export async function manifestLayers(ref: string): Promise<{ digest: string; size: number; mediaType: string }[]> {
+export async function manifestLayers(ref: string): Promise<{ digest: string; size: number; mediaType: string; annotations?: Record<string, string> }[]> {
   const [repo, tag] = ref.slice(REGISTRY.length + 1).split(':') as [string, string];
   const res = await fetch(`http://${REGISTRY}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
   if (!res.ok) throw new Error(`manifest ${ref}: ${res.status}`);
-  return ((await res.json()) as { layers: { digest: string; size: number; mediaType: string }[] }).layers;
+  return ((await res.json()) as { layers: { digest: string; size: number; mediaType: string; annotations?: Record<string, string> }[] }).layers;
 }
 
 export const exists = existsSync;
