@@ -25,7 +25,7 @@
 // interleaved. Ratio = ours ÷ baseline; targets ≤ 0.5× stargz and ≤ 0.15× full pull, for both of
 // our drivers. Prints a markdown table, writes bench/out/containerd-lazy.json.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -52,8 +52,12 @@ const DIR = '/tmp/e2e-bench-containerd-lazy';
 const NS = 'bench-cl';
 const SNAP_SOCK = join(DIR, 'nydusify-ts.sock');
 const SNAP_ROOT = join(DIR, 'nydusify-ts');
-/** The netns registry's log (scripts/e2e/netns-up.sh): every blob GET every row makes, with its bytes. */
-const NS_LOG = join(DIR, 'logs', 'ns-registry.log');
+/**
+ * The netns registry's log (scripts/e2e/netns-up.sh): every blob GET every row makes, with its bytes.
+ * The registry is shared: if the e2e harness (default E2E_DIR) started it first, its log is there.
+ */
+const nsLog = () => [join(DIR, 'logs', 'ns-registry.log'), join(process.env.E2E_DIR ?? '/tmp/e2e', 'logs', 'ns-registry.log')]
+  .filter((f) => existsSync(f)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
 const env = { ...process.env, E2E_DIR: DIR, E2E_DELAY_MS: DELAY_MS, E2E_RATE: RATE, E2E_EXTRA_SNAPSHOTTERS: `nydusify-ts=${SNAP_SOCK}`, CONTAINERD_ADDRESS: join(DIR, 'containerd', 'containerd.sock') };
 
 const now = () => performance.now() / 1000;
@@ -188,18 +192,22 @@ async function setUp() {
 // the measured paths (each cold)
 
 let seq = 0;
-/** Bytes of blob GETs (whole or ranges) the netns registry logged after `from`, whoever asked. */
-function registryBytes(from) {
-  if (!existsSync(NS_LOG)) return NaN;
+/** Bytes of blob GETs (whole or ranges) the netns registry logged since `logSize()` said `from`, whoever asked. */
+function registryBytes({ log, size }) {
+  if (!log) return NaN;
   let total = 0;
-  for (const line of readFileSync(NS_LOG).subarray(from).toString('utf8').split('\n')) {
+  for (const line of readFileSync(log).subarray(size).toString('utf8').split('\n')) {
     const m = /"GET \/v2\/[^ ]+\/blobs\/sha256:[0-9a-f]{64} [^"]*" 20[06] (\d+)/.exec(line);
     if (m) total += Number(m[1]);
   }
   return total;
 }
 
-const logSize = () => (existsSync(NS_LOG) ? readFileSync(NS_LOG).length : 0);
+/** Where the registry log ends now (and which log it is). */
+function logSize() {
+  const log = nsLog();
+  return { log, size: log ? statSync(log).size : 0 };
+}
 
 async function timed(pull, snapshotter, ref) {
   const id = `bench-cl-${process.pid}-${seq++}`;
