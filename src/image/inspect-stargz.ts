@@ -3,7 +3,7 @@
 // fit and the files its builder prioritized.
 import { withLayerFile } from '../convert/stargz-ref.js';
 import { NotStargzError } from '../stargz/errors.js';
-import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, prefetchList, stargzChunkSize } from '../stargz/bootstrap.js';
+import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, prefetchList, stargzBootstrap } from '../stargz/bootstrap.js';
 import { readStargzToc, type StargzToc } from '../stargz/toc.js';
 import type { TocEntryType } from '../stargz/toc-entry.js';
 
@@ -19,7 +19,7 @@ export interface StargzLayerSummary {
   storedTocDigest?: string;
   /** TOC entries by type (`chunk` = continuation pieces of large files). */
   counts: Record<TocEntryType, number> & { entries: number; pieces: number };
-  /** The RAFS chunk size the pieces fit, or why they fit none. */
+  /** The RAFS chunk size `create --type estargz-ref` would use, or why the layer cannot be served. */
   chunkSize: number | { error: string };
   /** Which landmark the layer carries. */
   landmark: 'prefetch' | 'no-prefetch' | 'none';
@@ -53,15 +53,16 @@ function summarize(toc: StargzToc, blobSize: number): StargzLayerSummary {
     tocDigest: toc.tocDigest,
     ...(toc.storedTocDigest ? { storedTocDigest: toc.storedTocDigest } : {}),
     counts,
-    chunkSize: chunkSizeOf(toc),
+    chunkSize: chunkSizeOf(toc, blobSize),
     landmark: hasLandmark(PREFETCH_LANDMARK) ? 'prefetch' : hasLandmark(NO_PREFETCH_LANDMARK) ? 'no-prefetch' : 'none',
     prefetch: prefetchList(toc),
   };
 }
 
-function chunkSizeOf(toc: StargzToc): StargzLayerSummary['chunkSize'] {
+/** The layer model's chunk size: building it is what checks that every piece fits the grid. */
+function chunkSizeOf(toc: StargzToc, blobSize: number): StargzLayerSummary['chunkSize'] {
   try {
-    return stargzChunkSize(toc);
+    return stargzBootstrap(toc, { blobId: '0'.repeat(64), blobSize }).chunkSize;
   } catch (err) {
     return { error: (err as Error).message };
   }

@@ -92,8 +92,12 @@ describe('create --type estargz-ref of a real eStargz layer', () => {
     expect(statSync(p('blobs', blobId)).ino).toBe(statSync(layer).ino);
     const out = runCli(['check', '--bootstrap', p('layer.boot'), '--blob-dir', p('blobs')], { env: { NYDUSIFY_LOG_LEVEL: 'info' } });
     expect(out.status, out.stderr).toBe(0);
-    const info = JSON.parse(cli(['inspect', p('layer.boot'), '--json', '--path', '/bin/huge'])) as { chunks: unknown[] };
-    expect(info.chunks).toHaveLength(3);
+    const valid = out.stderr.split('\n').filter((l) => l.includes('"image is valid"')).map((l) => JSON.parse(l) as { verifiedChunks: number });
+    const summary = JSON.parse(cli(['inspect', p('layer.boot'), '--json'])) as { blobs: { blobId: string; chunkCount: number; features: string }[] };
+    expect(summary.blobs).toMatchObject([{ blobId }]);
+    expect(valid).toEqual([expect.objectContaining({ verifiedChunks: summary.blobs[0]!.chunkCount })]);
+    const huge = JSON.parse(cli(['inspect', p('layer.boot'), '--json', '--path', '/bin/huge'])) as { chunks: unknown[] };
+    expect(huge.chunks).toHaveLength(3);
   });
 
   it('is refused when the layer is not the one --toc-digest names', () => {
