@@ -1,16 +1,24 @@
-// `nydusify-ts create`: one layer (tar, tar.gz, tar.zst or a directory) → layer bootstrap + blob.
+// `nydusify-ts create`: one layer (tar, tar.gz, tar.zst or a directory) → layer bootstrap + blob; or a
+// stargz-family layer (or its TOC JSON) → a bootstrap that serves that layer as it is.
 import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLayer } from '../convert/create.js';
+import { createStargzIndex, createStargzRef } from '../convert/stargz-ref.js';
 import type { Compressor, Digester } from '../rafs/tree.js';
 import { log } from '../util/log.js';
-import { chunkSizeOption, compressorOption, digesterOption, prefetchPolicyOption, readPrefetchPatterns, writeJson } from './options.js';
+import { chunkSizeOption, compressorOption, digesterOption, parseByteCount, prefetchPolicyOption, readPrefetchPatterns, writeJson } from './options.js';
+
+const STARGZ_TYPES = ['estargz-ref', 'stargz-index'] as const;
 
 interface CreateFlags {
-  type: 'tar-rafs' | 'targz-rafs' | 'dir-rafs';
+  type: 'tar-rafs' | 'targz-rafs' | 'dir-rafs' | (typeof STARGZ_TYPES)[number];
   bootstrap: string;
-  blobDir: string;
+  blobDir?: string;
+  tocDigest?: string;
+  blobId?: string;
+  blobSize?: number;
+  tocOffset?: number;
   compressor: Compressor;
   digester: Digester;
   chunkSize: number;
@@ -19,7 +27,7 @@ interface CreateFlags {
 }
 
 /** The layer as a byte stream; a directory is streamed through GNU tar (xattrs kept, sockets skipped). */
-function layerSource(type: CreateFlags['type'], source: string): NodeJS.ReadableStream & AsyncIterable<Buffer> {
+function layerSource(type: 'tar-rafs' | 'targz-rafs' | 'dir-rafs', source: string): NodeJS.ReadableStream & AsyncIterable<Buffer> {
   if (type === 'dir-rafs') {
     const tar = spawn('tar', ['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', source, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] });
     tar.on('exit', (code) => {
@@ -31,7 +39,29 @@ function layerSource(type: CreateFlags['type'], source: string): NodeJS.Readable
   return source === '-' ? process.stdin : createReadStream(source, { highWaterMark: 1 << 20 });
 }
 
-async function create(source: string, flags: CreateFlags): Promise<void> {
+/** The flag a type needs, or the error saying so. */
+function required<T>(value: T | undefined, flag: string, type: string): T {
+  if (value === undefined) throw new InvalidArgumentError(`--type ${type} needs ${flag}`);
+  return value;
+}
+
+async function createFromStargz(source: string, flags: CreateFlags, command: Command): Promise<void> {
+  // a stargz layer's pieces decide the chunk size unless one is asked for
+  const chunkSize = command.getOptionValueSource('chunkSize') === 'cli' ? flags.chunkSize : undefined;
+  const started = Date.now();
+  const result = flags.type === 'estargz-ref'
+    ? await createStargzRef({ layerPath: source, bootstrapPath: flags.bootstrap, blobDir: required(flags.blobDir, '--blob-dir', flags.type), tocDigest: flags.tocDigest, chunkSize })
+    : await createStargzIndex({
+      tocPath: source, bootstrapPath: flags.bootstrap, blobId: required(flags.blobId, '--blob-id', flags.type),
+      blobSize: required(flags.blobSize, '--blob-size', flags.type), tocOffset: flags.tocOffset, tocDigest: flags.tocDigest, chunkSize,
+    });
+  const summary = { ...result, seconds: (Date.now() - started) / 1000 };
+  log.info('stargz layer bootstrap created', { kind: result.kind, blob: result.blobId, blobPath: result.blobPath, tocDigest: result.tocDigest, chunkSize: result.chunkSize, ...result.stats, seconds: summary.seconds });
+  await writeJson(flags.outputJson, summary);
+}
+
+async function create(source: string, flags: CreateFlags, command: Command): Promise<void> {
+  if (flags.type === 'estargz-ref' || flags.type === 'stargz-index') return createFromStargz(source, flags, command);
   if (source === '-' && flags.prefetchPolicy === 'fs') {
     throw new InvalidArgumentError('the layer and the prefetch list cannot both come from stdin');
   }
@@ -39,7 +69,7 @@ async function create(source: string, flags: CreateFlags): Promise<void> {
   const result = await createLayer({
     source: layerSource(flags.type, source),
     bootstrapPath: flags.bootstrap,
-    blobDir: flags.blobDir,
+    blobDir: required(flags.blobDir, '--blob-dir', flags.type),
     compressor: flags.compressor,
     digester: flags.digester,
     chunkSize: flags.chunkSize,
@@ -52,11 +82,15 @@ async function create(source: string, flags: CreateFlags): Promise<void> {
 
 export function createCommand(): Command {
   return new Command('create')
-    .description('build a RAFS v6 layer bootstrap and data blob from a tar stream or a directory')
-    .argument('<source>', "layer tar (plain, gzip or zstd), '-' for stdin, or a directory with --type dir-rafs")
-    .addOption(new Option('--type <type>', 'source type').choices(['tar-rafs', 'targz-rafs', 'dir-rafs']).default('tar-rafs'))
+    .description('build a RAFS v6 layer bootstrap and data blob from a tar stream or a directory, or a bootstrap over an eStargz/zstd:chunked layer as it is')
+    .argument('<source>', "layer tar (plain, gzip or zstd), '-' for stdin, a directory (dir-rafs), a stargz-family layer file (estargz-ref) or its TOC JSON (stargz-index)")
+    .addOption(new Option('--type <type>', 'source type').choices(['tar-rafs', 'targz-rafs', 'dir-rafs', ...STARGZ_TYPES]).default('tar-rafs'))
     .requiredOption('--bootstrap <file>', 'where to write the layer bootstrap')
-    .requiredOption('--blob-dir <dir>', 'directory for the data blob (named by its sha256)')
+    .option('--blob-dir <dir>', 'directory for the data blob (named by its sha256); estargz-ref puts the layer there')
+    .option('--toc-digest <digest>', 'estargz-ref, stargz-index: sha256:… the TOC JSON must have (the layer\'s toc.digest annotation)')
+    .option('--blob-id <hex>', "stargz-index: the layer's sha256 (64 hex, optionally sha256:-prefixed)", (v: string) => v.replace(/^sha256:/, ''))
+    .option('--blob-size <bytes>', "stargz-index: the layer's size (decimal or 0x-hex)", parseByteCount)
+    .option('--toc-offset <bytes>', "stargz-index: where the layer's TOC member starts (default: its range runs to the footer)", parseByteCount)
     .addOption(compressorOption())
     .addOption(digesterOption())
     .addOption(chunkSizeOption())

@@ -1,7 +1,9 @@
-// `nydusify-ts inspect`: superblock, blobs, counts and the tree (or one entry) of a bootstrap.
+// `nydusify-ts inspect`: superblock, blobs, counts and the tree (or one entry) of a bootstrap; or the
+// footer and TOC of a stargz-family layer file.
 import { readFile } from 'node:fs/promises';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { inspectPath, inspectSummary, treeListing } from '../image/inspect.js';
+import { inspectStargzLayer, stargzSummaryLines } from '../image/inspect-stargz.js';
 import { RafsImage } from '../rafs/reader.js';
 
 interface InspectFlags {
@@ -10,9 +12,14 @@ interface InspectFlags {
   tree?: boolean;
 }
 
-async function inspect(bootstrap: string, flags: InspectFlags): Promise<void> {
-  const rafs = RafsImage.open(await readFile(bootstrap));
+async function inspect(file: string, flags: InspectFlags): Promise<void> {
   const print = (v: unknown): void => void process.stdout.write(flags.json ? `${JSON.stringify(v, null, 2)}\n` : `${String(v)}\n`);
+  const layer = await inspectStargzLayer(file);
+  if (layer) {
+    if (flags.path) throw new InvalidArgumentError('--path needs a bootstrap: make one with create --type estargz-ref');
+    return print(flags.json ? layer : stargzSummaryLines(layer).join('\n'));
+  }
+  const rafs = RafsImage.open(await readFile(file));
   if (flags.path) return print(flags.json ? inspectPath(rafs, flags.path) : JSON.stringify(inspectPath(rafs, flags.path), null, 2));
   const summary = inspectSummary(rafs);
   // JSON lists the tree only on request (--tree); text output lists it unless --no-tree
@@ -31,8 +38,8 @@ async function inspect(bootstrap: string, flags: InspectFlags): Promise<void> {
 
 export function inspectCommand(): Command {
   return new Command('inspect')
-    .description('show what a RAFS bootstrap holds (also reads upstream Nydus bootstraps)')
-    .argument('<bootstrap>', 'bootstrap file')
+    .description('show what a RAFS bootstrap holds (also reads upstream Nydus bootstraps), or the footer and TOC of an eStargz/stargz/zstd:chunked layer file')
+    .argument('<file>', 'bootstrap file, or stargz-family layer file')
     .option('--json', 'print JSON')
     .option('--path <path>', 'show one entry: attributes, xattrs, chunks')
     .option('--tree', 'include the tree listing (default for text output)')

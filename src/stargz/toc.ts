@@ -4,7 +4,7 @@
 import { TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_CHECKSUM_ANNOTATIONS, ZSTD_CHUNKED_POSITION_ANNOTATIONS } from '../registry/stargz-layers.js';
 import { createHash } from 'node:crypto';
 import { StargzFormatError, StargzTocDigestError } from './errors.js';
-import { readStargzFooter, type StargzFooter } from './footer.js';
+import { ESTARGZ_FOOTER_SIZE, readStargzFooter, type StargzFooter } from './footer.js';
 import type { RangeReader } from './range-reader.js';
 import { tocJsonBytes } from './toc-bytes.js';
 import { OwnerNames, parseTocEntry, type TocEntry } from './toc-entry.js';
@@ -49,8 +49,59 @@ interface Expectation {
 export async function readStargzToc(read: RangeReader, blobSize: number, opts: ReadTocOptions = {}): Promise<StargzToc> {
   const footer = await readStargzFooter(read, blobSize);
   const expectations = expectedDigests(footer, opts);
-  const jsonHash = createHash('sha256');
   const storedHash = footer.kind === 'zstd:chunked' ? createHash('sha256') : undefined;
+  let storedTocDigest: string | undefined;
+  const { tocDigest, entries } = await parseTocJson(tocJsonBytes(read, footer, opts.maxTocSize ?? MAX_TOC_SIZE, storedHash), (jsonDigest) => {
+    storedTocDigest = storedHash && `sha256:${storedHash.digest('hex')}`;
+    for (const e of expectations) {
+      const actual = e.of === 'json' ? jsonDigest : storedTocDigest!;
+      if (actual !== e.digest) throw new StargzTocDigestError(e.source, e.digest, actual);
+    }
+  });
+  resolvePieces(entries, footer);
+  return { footer, tocDigest, storedTocDigest, verifiedBy: expectations[0]?.source, entries };
+}
+
+/** Where an eStargz layer's TOC member starts, when only its JSON is at hand. */
+export interface TocJsonLayout {
+  /** The layer blob's size in bytes. */
+  blobSize: number;
+  /**
+   * Where the TOC's gzip member starts (= where file data ends). Default: the footer's start, so the
+   * last piece's stored range also covers the TOC member, which its decoder never reaches.
+   */
+  tocOffset?: number;
+}
+
+/**
+ * The TOC of an eStargz layer from its decompressed JSON alone (nydus' `stargz_index` input): no
+ * footer is read, so the layout comes from the caller; the JSON is checked against
+ * `expectedTocDigest` when given.
+ */
+export async function stargzTocFromJson(json: Buffer, layout: TocJsonLayout, opts: Pick<ReadTocOptions, 'expectedTocDigest' | 'maxTocSize'> = {}): Promise<StargzToc> {
+  const maxSize = opts.maxTocSize ?? MAX_TOC_SIZE;
+  if (json.length > maxSize) throw new StargzFormatError(`stargz TOC of ${json.length} bytes, more than the ${maxSize} allowed`);
+  const { blobSize } = layout;
+  if (!Number.isSafeInteger(blobSize) || blobSize < ESTARGZ_FOOTER_SIZE) throw new StargzFormatError(`eStargz layer size ${blobSize}: not a byte count of at least its ${ESTARGZ_FOOTER_SIZE}-byte footer`);
+  const footerStart = blobSize - ESTARGZ_FOOTER_SIZE;
+  const tocOffset = layout.tocOffset ?? footerStart;
+  if (!Number.isSafeInteger(tocOffset) || tocOffset < 0 || tocOffset > footerStart) throw new StargzFormatError(`TOC offset ${tocOffset} lies outside the ${blobSize}-byte layer's data`);
+  const footer: StargzFooter = { kind: 'estargz', footerSize: ESTARGZ_FOOTER_SIZE, tocOffset, tocSize: footerStart - tocOffset, dataEnd: tocOffset };
+  const expectations = expectedDigests(footer, { expectedTocDigest: opts.expectedTocDigest });
+  const { tocDigest, entries } = await parseTocJson([json], (jsonDigest) => {
+    for (const e of expectations) if (jsonDigest !== e.digest) throw new StargzTocDigestError(e.source, e.digest, jsonDigest);
+  });
+  resolvePieces(entries, footer);
+  return { footer, tocDigest, verifiedBy: expectations[0]?.source, entries };
+}
+
+/**
+ * Parses the TOC JSON as it streams in. `checkDigest` sees the JSON's digest once every byte is
+ * hashed and before any parse error is thrown: a TOC that is not the expected one is reported as
+ * that, whatever its content.
+ */
+async function parseTocJson(bytes: AsyncIterable<Buffer> | Iterable<Buffer>, checkDigest: (tocDigest: string) => void): Promise<{ tocDigest: string; entries: TocEntry[] }> {
+  const jsonHash = createHash('sha256');
   const entries: TocEntry[] = [];
   let version: unknown;
   const owners = new OwnerNames();
@@ -66,30 +117,23 @@ export async function readStargzToc(read: RangeReader, blobSize: number, opts: R
       entries.push(entry);
     },
   });
-  // A parse error is kept until all bytes are hashed: a TOC that is not the annotated one is
-  // reported as that, whatever its content.
   let parseError: unknown;
-  for await (const bytes of tocJsonBytes(read, footer, opts.maxTocSize ?? MAX_TOC_SIZE, storedHash)) {
-    jsonHash.update(bytes);
+  for await (const piece of bytes) {
+    jsonHash.update(piece);
     if (parseError === undefined) {
       try {
-        parser.write(bytes);
+        parser.write(piece);
       } catch (err) {
         parseError = err;
       }
     }
   }
   const tocDigest = `sha256:${jsonHash.digest('hex')}`;
-  const storedTocDigest = storedHash && `sha256:${storedHash.digest('hex')}`;
-  for (const e of expectations) {
-    const actual = e.of === 'json' ? tocDigest : storedTocDigest!;
-    if (actual !== e.digest) throw new StargzTocDigestError(e.source, e.digest, actual);
-  }
+  checkDigest(tocDigest);
   if (parseError !== undefined) throw parseError;
   parser.end();
   if (version !== 1) throw new StargzFormatError(`stargz TOC: version ${JSON.stringify(version)}, only 1 is known`);
-  resolvePieces(entries, footer);
-  return { footer, tocDigest, storedTocDigest, verifiedBy: expectations[0]?.source, entries };
+  return { tocDigest, entries };
 }
 
 function expectedDigests(footer: StargzFooter, opts: ReadTocOptions): Expectation[] {
