@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOC_DIGEST_ANNOTATION } from '../../../src/registry/stargz-layers.js';
 import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
-import { type Daemon, cleanUp, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { type Daemon, cleanUp, daemonPids, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 import { pushStargzImage } from '../../helpers/push-stargz-image.js';
 import { manifestLayers, registryBlobBytes, registryLogOffset } from '../../snapshotter/env.js';
 import { runAsync } from '../../helpers/run.js';
@@ -124,6 +124,12 @@ async function pushHostileImages(): Promise<void> {
   const corrupt = Buffer.from(honest.blob);
   flipPayloadByte(corrupt, memberOf('bin/broken', 4096), false);
   flipPayloadByte(corrupt, memberOf('bin/forged', 0), true);
+  // the attacks are what they claim: a gzip check fails on one; the other is valid gzip of other
+  // bytes, which only the piece's chunkDigest can tell
+  expect(() => gunzipSync(corrupt.subarray(...memberOf('bin/broken', 4096)))).toThrow();
+  const forged = gunzipSync(corrupt.subarray(...memberOf('bin/forged', 0)));
+  expect(forged.length).toBe(4096);
+  expect(forged.equals(FILES['bin/forged'].subarray(0, 4096))).toBe(false);
   await pushStargzImage(CORRUPT, [{ blob: corrupt, diffId, annotations: { [TOC_DIGEST_ANNOTATION]: tocDigest } }]);
   const otherToc = `sha256:${sha256('not this layer\'s TOC')}`;
   await pushStargzImage(WRONG_TOC, [{ blob: honest.blob, diffId, annotations: { [TOC_DIGEST_ANNOTATION]: otherToc } }]);
@@ -169,6 +175,7 @@ describe.each([
   it('shows the whole tree as umoci unpack does, without the landmark or the TOC', async () => {
     const d = startDaemon(`${kind}-tree`, target);
     await waitMounted(d);
+    // ctr-remote writes `.no.prefetch.landmark` at the front of every layer
     const root = readdirSync(d.mnt);
     for (const hidden of ['.prefetch.landmark', '.no.prefetch.landmark', 'stargz.index.json']) expect(root).not.toContain(hidden);
     expect(diffManifests(roundedMtimes(rootfs, treeManifest(rootfs)), treeManifest(d.mnt), (path, field) => path === '.' && field === 'mtime')).toEqual([]);
@@ -211,5 +218,9 @@ describe('mount --target of a hostile eStargz image', () => {
     expect(d.stderr()).toMatch(/TOC digest/);
     expect(d.stderr()).not.toMatch(/\n\s+at /);
     expect(ourMounts(d.mnt)).toEqual([]);
+    // the daemon the manager started for it stopped too
+    expect(d.stderr()).toContain('"msg":"daemon stopped"');
+    for (const pid of daemonPids(d)) expect(() => process.kill(pid, 0), `daemon ${pid}`).toThrow();
+    console.log(`wrong toc.digest: ${d.stderr().trim().split('\n').at(-1)}`);
   }, 30_000);
 });
