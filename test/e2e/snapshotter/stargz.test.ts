@@ -4,34 +4,24 @@
 // reads the unmodified layers lazily through a daemon (each chunk a gzip member or zstd frame, checked
 // against its chunkDigest): expect.sh ALL OK.
 import { mkdtempSync } from 'node:fs';
+import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, REGISTRY, registryBlobBytes, registryLogOffset, SNAPSHOTTER,
+  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, REGISTRY, registryBlobBytes, registryLogOffset, SNAPSHOTTER,
   startSnapshotter, type SnapshotterProcess,
 } from '../../snapshotter/env.js';
 
 const SOURCE = `${REGISTRY}/debian-ml:latest`;
-const ESGZ = `${REGISTRY}/debian-ml:esgz-e2e`;
-const ZSTDCHUNKED = `${REGISTRY}/debian-ml:zstdchunked-e2e`;
+// the tags test/e2e/stargz/registry.test.ts converts too: each conversion happens once per registry
+const ESGZ = `${REGISTRY}/debian-ml:stargz-e2e-esgz`;
+const ZSTDCHUNKED = `${REGISTRY}/debian-ml:stargz-e2e-zstdchunked`;
 const root = mkdtempSync(`${E2E_DIR}-stargz-`);
 let sn: SnapshotterProcess;
 
-const hasTag = async (ref: string): Promise<boolean> => (await manifestLayers(ref).catch(() => [])).length > 0;
-
-/** The image converted by stargz-snapshotter's converter, once per registry (~50 s each). */
-async function converted(ref: string, flag: string): Promise<void> {
-  if (await hasTag(ref)) return;
-  await mustCtr(['images', 'pull', '--plain-http', SOURCE], 180_000);
-  const convert = await ctrRemote(['image', 'convert', flag, '--oci', SOURCE, ref], 300_000);
-  expect(convert.code, convert.stderr).toBe(0);
-  await mustCtr(['images', 'push', '--plain-http', ref], 180_000);
-  await ctr(['images', 'rm', '--sync', SOURCE, ref]);
-}
-
 beforeAll(async () => {
   await containerdUp();
-  await converted(ESGZ, '--estargz');
-  await converted(ZSTDCHUNKED, '--zstdchunked');
+  await ctrRemoteConvert(SOURCE, ESGZ, ['--estargz']);
+  await ctrRemoteConvert(SOURCE, ZSTDCHUNKED, ['--zstdchunked']);
   sn = await startSnapshotter(root);
   for (const id of ['esgz', 'zstdchunked']) {
     await ctr(['task', 'kill', '-s', 'KILL', id]);
