@@ -15,6 +15,8 @@ import { log } from '../util/log.js';
 import { ConfigError, parseMountSpec } from './config.js';
 import { ChunkConflictError } from '../blobcache/cache.js';
 import { ChunkMapConflictError } from '../blobcache/chunk-map.js';
+import { RafsFormatError } from '../rafs/errors.js';
+import { StargzFormatError } from '../stargz/errors.js';
 import { type Daemon, MountConflictError, MountNotFoundError } from './daemon.js';
 
 const MAX_BODY = 64 << 10;
@@ -105,6 +107,8 @@ function errorStatus(err: unknown): HttpError {
   if (err instanceof ConfigError) return new HttpError(400, 'INVALID_ARGUMENT', message);
   if (err instanceof MountConflictError || err instanceof ChunkConflictError || err instanceof ChunkMapConflictError) return new HttpError(409, 'CONFLICT', message);
   if (err instanceof MountNotFoundError) return new HttpError(404, 'NOT_FOUND', message);
+  // the image is at fault (a bootstrap or TOC that is malformed, hostile, or not the one its manifest names)
+  if (err instanceof RafsFormatError || err instanceof StargzFormatError) return new HttpError(422, 'INVALID_IMAGE', message);
   return new HttpError(500, 'INTERNAL', message);
 }
 
