@@ -5,29 +5,9 @@ use crate::error::{arg, NativeError, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::os::raw::{c_char, c_int, c_uint, c_ulonglong, c_void};
+use std::os::raw::{c_char, c_int, c_ulonglong, c_void};
+use crate::zstd_ffi::*;
 
-#[repr(C)]
-struct ZstdInBuffer { src: *const c_void, size: usize, pos: usize }
-#[repr(C)]
-struct ZstdOutBuffer { dst: *mut c_void, size: usize, pos: usize }
-
-#[link(name = "zstd")]
-extern "C" {
-    fn ZSTD_createCCtx() -> *mut c_void;
-    fn ZSTD_createDCtx() -> *mut c_void;
-    fn ZSTD_compressCCtx(cctx: *mut c_void, dst: *mut c_void, cap: usize, src: *const c_void, len: usize, level: c_int) -> usize;
-    fn ZSTD_decompressDCtx(dctx: *mut c_void, dst: *mut c_void, cap: usize, src: *const c_void, len: usize) -> usize;
-    fn ZSTD_decompressStream(dctx: *mut c_void, out: *mut ZstdOutBuffer, inp: *mut ZstdInBuffer) -> usize;
-    fn ZSTD_DCtx_reset(dctx: *mut c_void, directive: c_int) -> usize;
-    fn ZSTD_compressBound(len: usize) -> usize;
-    fn ZSTD_getFrameContentSize(src: *const c_void, len: usize) -> c_ulonglong;
-    fn ZSTD_isError(code: usize) -> c_uint;
-    fn ZSTD_getErrorName(code: usize) -> *const c_char;
-    fn ZSTD_getErrorCode(code: usize) -> c_int;
-    fn ZSTD_minCLevel() -> c_int;
-    fn ZSTD_maxCLevel() -> c_int;
-}
 
 #[link(name = "lz4", kind = "static")]
 extern "C" {

@@ -13,6 +13,7 @@ mod flock;
 mod mount;
 mod netlink;
 mod pidfd;
+mod zstd_ffi;
 mod zstd_stream;
 
 use codec::Codec;

@@ -13,6 +13,7 @@ use crate::error::{arg, NativeError, Result};
 use std::cell::RefCell;
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
+use crate::zstd_ffi::*;
 
 /// zlib's z_stream (zlib.h), as laid out on LP64.
 #[repr(C)]
@@ -50,25 +51,8 @@ const GZIP_WINDOW_BITS: c_int = 15 + 16;
 /// inflateInit2_ checks only the major version and the struct size.
 const ZLIB_VERSION: &[u8] = b"1.2.13\0";
 
-#[repr(C)]
-struct ZstdInBuffer { src: *const c_void, size: usize, pos: usize }
-#[repr(C)]
-struct ZstdOutBuffer { dst: *mut c_void, size: usize, pos: usize }
-
-#[link(name = "zstd")]
-extern "C" {
-    fn ZSTD_createDCtx() -> *mut c_void;
-    fn ZSTD_DCtx_reset(dctx: *mut c_void, directive: c_int) -> usize;
-    fn ZSTD_DCtx_setParameter(dctx: *mut c_void, param: c_int, value: c_int) -> usize;
-    fn ZSTD_decompressStream(dctx: *mut c_void, out: *mut ZstdOutBuffer, inp: *mut ZstdInBuffer) -> usize;
-    fn ZSTD_isError(code: usize) -> c_uint;
-    fn ZSTD_getErrorName(code: usize) -> *const c_char;
-}
 
 const ZSTD_RESET_SESSION_ONLY: c_int = 1;
-/// ZSTD_d_windowLogMax: frames needing more than 2^27 (128 MiB) of window are refused.
-const ZSTD_D_WINDOW_LOG_MAX: c_int = 100;
-const ZSTD_WINDOW_LOG_LIMIT: c_int = 27;
 
 /// Where skipped output goes, a piece at a time.
 const SKIP_PIECE: usize = 64 << 10;

@@ -5,27 +5,11 @@
 //! expand to gigabytes (a decompression bomb), so no call may decode a whole input.
 
 use crate::error::{arg, NativeError, Result};
-use std::os::raw::{c_char, c_int, c_uint, c_void};
+use std::os::raw::c_void;
+use crate::zstd_ffi::*;
 use std::ffi::CStr;
 
-#[repr(C)]
-struct InBuffer { src: *const c_void, size: usize, pos: usize }
-#[repr(C)]
-struct OutBuffer { dst: *mut c_void, size: usize, pos: usize }
 
-#[link(name = "zstd")]
-extern "C" {
-    fn ZSTD_createDCtx() -> *mut c_void;
-    fn ZSTD_freeDCtx(dctx: *mut c_void) -> usize;
-    fn ZSTD_decompressStream(dctx: *mut c_void, out: *mut OutBuffer, inp: *mut InBuffer) -> usize;
-    fn ZSTD_isError(code: usize) -> c_uint;
-    fn ZSTD_getErrorName(code: usize) -> *const c_char;
-    fn ZSTD_DCtx_setParameter(dctx: *mut c_void, param: c_int, value: c_int) -> usize;
-}
-
-/// ZSTD_d_windowLogMax: refuse frames that would need more than 2^27 (128 MiB) of window.
-const ZSTD_D_WINDOW_LOG_MAX: c_int = 100;
-const WINDOW_LOG_LIMIT: c_int = 27;
 /// The output piece to pull at a time: large enough that the per-call cost vanishes, small
 /// enough that memory stays bounded whatever the compression ratio.
 pub const OUT_PIECE: usize = 1 << 20;
@@ -49,7 +33,7 @@ impl ZstdStream {
         if dctx.is_null() {
             return Err(NativeError::Internal("ZSTD_createDCtx: out of memory".into()));
         }
-        unsafe { ZSTD_DCtx_setParameter(dctx, ZSTD_D_WINDOW_LOG_MAX, WINDOW_LOG_LIMIT) };
+        unsafe { ZSTD_DCtx_setParameter(dctx, ZSTD_D_WINDOW_LOG_MAX, ZSTD_WINDOW_LOG_LIMIT) };
         Ok(ZstdStream { dctx, input: Vec::new(), taken: 0, drained: true, pending: 0, fed_any: false })
     }
 
@@ -83,9 +67,9 @@ impl ZstdStream {
                 break;
             }
             let rest = &self.input[self.taken..];
-            let mut inp = InBuffer { src: rest.as_ptr().cast(), size: rest.len(), pos: 0 };
+            let mut inp = ZstdInBuffer { src: rest.as_ptr().cast(), size: rest.len(), pos: 0 };
             let room = dst.len() - filled;
-            let mut o = OutBuffer { dst: dst[filled..].as_mut_ptr().cast(), size: room, pos: 0 };
+            let mut o = ZstdOutBuffer { dst: dst[filled..].as_mut_ptr().cast(), size: room, pos: 0 };
             let r = unsafe { ZSTD_decompressStream(self.dctx, &mut o, &mut inp) };
             if unsafe { ZSTD_isError(r) } != 0 {
                 let name = unsafe { CStr::from_ptr(ZSTD_getErrorName(r)) }.to_string_lossy().into_owned();

@@ -5,7 +5,7 @@ import { TarPathError } from './tar/errors.js';
 import type { TarEntry } from './tar/parse.js';
 import { entryPathComponents } from './tar/path.js';
 import {
-  MAX_TREE_DEPTH, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, isDir, newDir, newInode,
+  MAX_TREE_DEPTH, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, isDir, newDir, newInode, parentDir,
   type Inode, type TreeNode,
 } from '../rafs/tree.js';
 
@@ -32,7 +32,7 @@ export class LayerTree {
       this.root.inode = this.inodeOf(entry);
       return undefined;
     }
-    const parent = this.parentDir(parts);
+    const parent = parentDir(this.root, parts);
     const name = parts[parts.length - 1]!;
     if (entry.type === 'hardlink') {
       parent.children!.set(name, { name, inode: this.linkTarget(entry).inode });
@@ -61,20 +61,6 @@ export class LayerTree {
       inode.rdevMinor = e.devminor;
     }
     return inode;
-  }
-
-  /** The directory that holds `parts`' last component, created (0755, root-owned) where missing. */
-  private parentDir(parts: string[]): TreeNode {
-    let dir = this.root;
-    for (const part of parts.slice(0, -1)) {
-      let next = dir.children!.get(part);
-      if (!next || !isDir(next)) {
-        next = newDir(part);
-        dir.children!.set(part, next);
-      }
-      dir = next;
-    }
-    return dir;
   }
 
   private linkTarget(e: LayerEntry): TreeNode {

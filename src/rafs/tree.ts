@@ -126,3 +126,20 @@ export function newInode(mode: number, init: Partial<Inode> = {}): Inode {
 export function newDir(name: string, init: Partial<Inode> = {}): TreeNode {
   return { name, inode: newInode(S_IFDIR | 0o755, init), children: new Map() };
 }
+
+/**
+ * The directory under `root` that holds `parts`' last component, with directories (0755, root-owned)
+ * made where missing, or where a non-directory stood (a layer's later entry replaces it).
+ */
+export function parentDir(root: TreeNode, parts: readonly string[]): TreeNode {
+  let dir = root;
+  for (const part of parts.slice(0, -1)) {
+    let next = dir.children!.get(part);
+    if (!next || !isDir(next)) {
+      next = newDir(part);
+      dir.children!.set(part, next);
+    }
+    dir = next;
+  }
+  return dir;
+}

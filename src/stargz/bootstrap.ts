@@ -7,7 +7,7 @@ import { isPowerOfTwo } from '../rafs/bytes.js';
 import { maxStoredMemberSize } from '../rafs/chunk.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../rafs/superblock.js';
 import {
-  type BlobInfo, type Bootstrap, type ChunkRef, type Inode, isDir, newDir, newInode,
+  type BlobInfo, type Bootstrap, type ChunkRef, type Inode, isDir, newDir, newInode, parentDir,
   S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type TreeNode,
 } from '../rafs/tree.js';
 import { StargzFormatError } from './errors.js';
@@ -131,7 +131,7 @@ class TreeBuilder {
       this.root.inode = inodeOf(entry);
       return;
     }
-    const parent = this.parentDir(parts);
+    const parent = parentDir(this.root, parts);
     const name = parts[parts.length - 1]!;
     if (entry.type === 'hardlink') {
       parent.children!.set(name, { name, inode: this.linkTarget(entry).inode });
@@ -186,20 +186,6 @@ class TreeBuilder {
       throw new StargzFormatError(`${where}: the piece at blob offset ${piece.offset} (inner ${piece.innerOffset}) has two different digests`);
     }
     inode.chunks.push(chunk);
-  }
-
-  /** The directory that holds `parts`' last component, created (0755, root-owned) where missing. */
-  private parentDir(parts: string[]): TreeNode {
-    let dir = this.root;
-    for (const part of parts.slice(0, -1)) {
-      let next = dir.children!.get(part);
-      if (!next || !isDir(next)) {
-        next = newDir(part);
-        dir.children!.set(part, next);
-      }
-      dir = next;
-    }
-    return dir;
   }
 
   private linkTarget(entry: TocEntry): TreeNode {
