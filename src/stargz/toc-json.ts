@@ -84,3 +84,91 @@ export class TocJsonParser {
     }
   }
 }
+
+/** TOCs up to this size are parsed whole (JSON.parse is ten times the streaming parser's speed). */
+export const WHOLE_PARSE_BYTES = 8 << 20;
+
+/**
+ * A TOC of at most WHOLE_PARSE_BYTES, parsed at once with the streaming parser's limits: one lexical
+ * pass checks depth, the tokens of each entry (or root member) and a root key given twice (which
+ * JSON.parse would silently resolve), then JSON.parse builds the values.
+ */
+export function parseWholeTocJson(json: Buffer, handlers: TocJsonHandlers): void {
+  if (json.length > WHOLE_PARSE_BYTES) throw new RangeError(`a ${json.length}-byte TOC is parsed as a stream`);
+  checkStructure(json);
+  let root: unknown;
+  try {
+    root = JSON.parse(json.toString('utf8'));
+  } catch (err) {
+    throw new StargzFormatError(`stargz TOC: bad JSON: ${(err as Error).message}`);
+  }
+  if (typeof root !== 'object' || root === null || Array.isArray(root)) return;
+  const doc = root as Record<string, unknown>;
+  if ('version' in doc) handlers.version(doc.version);
+  if (!('entries' in doc)) return;
+  if (!Array.isArray(doc.entries)) throw new StargzFormatError('stargz TOC: "entries" is not an array');
+  if (doc.entries.length > MAX_TOC_ENTRIES) throw new StargzFormatError(`stargz TOC: more than ${MAX_TOC_ENTRIES} entries`);
+  doc.entries.forEach((e, i) => handlers.entry(e, i));
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPENERS = new Set([0x7b, 0x5b]);
+const CLOSERS = new Set([0x7d, 0x5d]);
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+/** The streaming parser's guard, as one pass over the bytes (malformed JSON is left to JSON.parse). */
+function checkStructure(b: Buffer): void {
+  let depth = 0;
+  let unitDepth = 0;
+  let unitTokens = 0;
+  let rootKey: string | undefined;
+  let stringStart = -1;
+  let lastString = '';
+  let inLiteral = false;
+  const rootKeys = new Set<string>();
+  const token = (): void => {
+    if (unitDepth > 0 && ++unitTokens > MAX_VALUE_TOKENS) {
+      throw new StargzFormatError(`stargz TOC: an entry (or top-level member) of more than ${MAX_VALUE_TOKENS} JSON tokens`);
+    }
+  };
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (stringStart >= 0) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) {
+        if (depth === 1) lastString = b.toString('utf8', stringStart, i);
+        stringStart = -1;
+      }
+      continue;
+    }
+    const delimiter = isSpace(c) || c === QUOTE || c === COLON || c === COMMA || OPENERS.has(c) || CLOSERS.has(c);
+    if (!delimiter) {
+      // a number or literal: one token from its first character
+      if (!inLiteral) token();
+      inLiteral = true;
+      continue;
+    }
+    inLiteral = false;
+    if (isSpace(c)) continue;
+    token();
+    if (c === QUOTE) stringStart = i + 1;
+    else if (OPENERS.has(c)) {
+      if (++depth > MAX_DEPTH) throw new StargzFormatError(`stargz TOC: JSON nested deeper than ${MAX_DEPTH} levels`);
+      const unitStart = rootKey === 'entries' ? 3 : 2;
+      if (unitDepth === 0 && depth === unitStart) {
+        unitDepth = depth;
+        unitTokens = 1;
+      }
+    } else if (CLOSERS.has(c)) {
+      if (depth === unitDepth) unitDepth = 0;
+      depth--;
+    } else if (c === COLON && depth === 1) {
+      rootKey = lastString;
+      if (rootKeys.has(rootKey) && (rootKey === 'version' || rootKey === 'entries')) throw new StargzFormatError(`stargz TOC: "${rootKey}" appears twice`);
+      rootKeys.add(rootKey);
+    }
+  }
+}

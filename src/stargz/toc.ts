@@ -8,7 +8,7 @@ import { ESTARGZ_FOOTER_SIZE, readStargzFooter, type StargzFooter } from './foot
 import type { RangeReader } from './range-reader.js';
 import { tocJsonBytes } from './toc-bytes.js';
 import { OwnerNames, parseTocEntry, type TocEntry } from './toc-entry.js';
-import { TocJsonParser } from './toc-json.js';
+import { parseWholeTocJson, TocJsonParser, type TocJsonHandlers, WHOLE_PARSE_BYTES } from './toc-json.js';
 
 /** Default bound on a TOC's JSON: far above real TOCs (a few MB for big images), far below harm. */
 export const MAX_TOC_SIZE = 256 << 20;
@@ -105,7 +105,7 @@ async function parseTocJson(bytes: AsyncIterable<Buffer> | Iterable<Buffer>, che
   const entries: TocEntry[] = [];
   let version: unknown;
   const owners = new OwnerNames();
-  const parser = new TocJsonParser({
+  const handlers: TocJsonHandlers = {
     version: (value) => {
       if (version !== undefined) throw new StargzFormatError('stargz TOC: "version" appears twice');
       version = value;
@@ -116,22 +116,38 @@ async function parseTocJson(bytes: AsyncIterable<Buffer> | Iterable<Buffer>, che
       owners.resolve(entry);
       entries.push(entry);
     },
-  });
+  };
+  const parser = new TocJsonParser(handlers);
+  // small TOCs (nearly all) are kept and parsed whole at the end; a larger one streams from the
+  // moment it outgrows the bound, so memory follows the largest entry, not the TOC
+  let whole: Buffer[] | undefined = [];
+  let wholeBytes = 0;
   let parseError: unknown;
+  const stream = (piece: Buffer): void => {
+    if (parseError !== undefined) return;
+    try {
+      parser.write(piece);
+    } catch (err) {
+      parseError = err;
+    }
+  };
   for await (const piece of bytes) {
     jsonHash.update(piece);
-    if (parseError === undefined) {
-      try {
-        parser.write(piece);
-      } catch (err) {
-        parseError = err;
-      }
-    }
+    if (whole) {
+      whole.push(piece);
+      wholeBytes += piece.length;
+      if (wholeBytes <= WHOLE_PARSE_BYTES) continue;
+      for (const kept of whole) stream(kept);
+      whole = undefined;
+    } else stream(piece);
   }
   const tocDigest = `sha256:${jsonHash.digest('hex')}`;
   checkDigest(tocDigest);
-  if (parseError !== undefined) throw parseError;
-  parser.end();
+  if (whole) parseWholeTocJson(Buffer.concat(whole), handlers);
+  else {
+    if (parseError !== undefined) throw parseError;
+    parser.end();
+  }
   if (version !== 1) throw new StargzFormatError(`stargz TOC: version ${JSON.stringify(version)}, only 1 is known`);
   return { tocDigest, entries };
 }
