@@ -208,6 +208,19 @@ describe('fetching chunks that share or overlap stored ranges', () => {
     await backend.close();
   });
 
+  it('a request for a chunk of a MEMBERS blob is not grown toward amplify with the next members', async () => {
+    const backend = new CountingBackend(new LocalDirBackend(dir));
+    const fetcher = new ChunkFetcher(backend, { chunkTable: () => l.chunks.map((c) => c.ref), amplify: 1 << 20 });
+    const s = sink();
+    const { ref, data } = l.chunks[0]!;
+    const after = l.chunks.filter((c) => c.ref.compressedOffset >= ref.compressedOffset + ref.compressedSize);
+    expect(after.length).toBeGreaterThan(0);
+    expect((await fetcher.fetch(l.blob, ref, s)).equals(data)).toBe(true);
+    expect(backend.calls).toEqual([expect.objectContaining({ offset: ref.compressedOffset, length: ref.compressedSize })]);
+    for (const c of after) expect(s.stored.has(c.ref.ciIndex)).toBe(false);
+    await backend.close();
+  });
+
   it('regression: chunks that differ only by innerOffset never share a fetch', () => {
     const { ref } = l.chunks[1]!;
     expect(claimKey(l.blob.blobId, ref)).not.toBe(claimKey(l.blob.blobId, { ...ref, innerOffset: 0 }));
