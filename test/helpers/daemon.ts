@@ -61,6 +61,23 @@ export function terminate(d: Daemon): Promise<{ code: number | null; signal: Nod
   return Promise.race([d.exit, timeout]);
 }
 
+/** The fetch counters `mount` logs when it stops ("lazy loading done"). */
+export interface LazyStats {
+  rangeRequests: number;
+  fetchedBytes: number;
+  chunks: number;
+  corruptChunks: number;
+  blobBytes: number;
+}
+
+/** SIGTERM, then the exit and the daemon's fetch counters. */
+export async function stopWithStats(d: Daemon): Promise<{ code: number | null; stats: LazyStats }> {
+  const { code } = await terminate(d);
+  const line = d.stderr().split('\n').find((l) => l.includes('"msg":"lazy loading done"'));
+  if (!line) throw new Error(`no "lazy loading done" line: ${d.stderr()}`);
+  return { code, stats: JSON.parse(line) as LazyStats };
+}
+
 /** After a test file: kills what is still running, lazily unmounts anything under `work`, removes it. */
 export async function cleanUp(daemons: Daemon[], work: string): Promise<void> {
   for (const d of daemons) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');

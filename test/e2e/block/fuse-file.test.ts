@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../../helpers/cli.js';
-import { cleanUp, type Daemon, ourMounts, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { cleanUp, type Daemon, type LazyStats, ourMounts, startDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { runAsync } from '../../helpers/run.js';
 import { diffManifests, treeManifest } from '../../helpers/trees.js';
 import { waitFor } from '../../helpers/wait-for.js';
@@ -28,14 +28,12 @@ function mountBlock(mnt: string, cacheDir: string): Daemon {
   return d;
 }
 
-/** The daemon's fetch counters from its "lazy loading done" line (written when `mount` stops). */
-async function stop(d: Daemon): Promise<{ fetchedBytes: number; blobBytes: number; corruptChunks: number }> {
-  const { code } = await terminate(d);
+/** SIGTERM: a clean exit, nothing left mounted, and the daemon's fetch counters. */
+async function stop(d: Daemon): Promise<LazyStats> {
+  const { code, stats } = await stopWithStats(d);
   expect(code).toBe(0);
   expect(ourMounts(d.mnt, 'erofs')).toEqual([]);
-  const line = d.stderr().split('\n').find((l) => l.includes('"msg":"lazy loading done"'));
-  if (!line) throw new Error(`no "lazy loading done" line: ${d.stderr()}`);
-  return JSON.parse(line) as { fetchedBytes: number; blobBytes: number; corruptChunks: number };
+  return stats;
 }
 
 /** The one daemon the manager of `d` recorded: its pid and FUSE mountpoint. */

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../../helpers/cli.js';
 import { cuttableProxy } from '../../helpers/proxy.js';
 import { diffManifests, treeManifest } from '../../helpers/trees.js';
-import { type Daemon, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted, cleanUp } from '../../helpers/daemon.js';
+import { type Daemon, ourMounts, startDaemon as startMountDaemon, stopWithStats, waitMounted, cleanUp } from '../../helpers/daemon.js';
 import { runAsync } from '../../helpers/run.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
@@ -25,26 +25,10 @@ const work = mkdtempSync(join(tmpdir(), 'nydusify-lazy-'));
 const p = (...parts: string[]) => join(work, ...parts);
 const daemons: Daemon[] = [];
 
-interface Stats {
-  rangeRequests: number;
-  fetchedBytes: number;
-  chunks: number;
-  corruptChunks: number;
-  blobBytes: number;
-}
-
 function startDaemon(mnt: string, target = TARGET, cacheDir = p('cache'), extra: string[] = []): Daemon {
   const d = startMountDaemon(['--target', target, '--plain-http', '--cache-dir', cacheDir, ...extra], mnt);
   daemons.push(d);
   return d;
-}
-
-/** SIGTERM, then the exit and the daemon's fetch counters. */
-async function stopDaemon(d: Daemon): Promise<{ code: number | null; stats: Stats }> {
-  const { code } = await terminate(d);
-  const line = d.stderr().split('\n').find((l) => l.includes('"msg":"lazy loading done"'));
-  if (!line) throw new Error(`no "lazy loading done" line: ${d.stderr()}`);
-  return { code, stats: JSON.parse(line) as Stats };
 }
 
 
@@ -72,7 +56,7 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
     expect(readFileSync(join(d.mnt, 'bin', 'sh')).equals(readFileSync(join(rootfs, 'bin', 'sh')))).toBe(true);
     const want = readFiles(rootfs);
     got.forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
-    const { code, stats } = await stopDaemon(d);
+    const { code, stats } = await stopWithStats(d);
     expect(code).toBe(0);
     expect(ourMounts(d.mnt)).toEqual([]);
     expect(stats.rangeRequests).toBeGreaterThan(0);
@@ -88,7 +72,7 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
     const got = readFiles(d.mnt);
     const want = readFiles(p('bundle', 'rootfs'));
     got.forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
-    const { code, stats } = await stopDaemon(d);
+    const { code, stats } = await stopWithStats(d);
     expect(code).toBe(0);
     expect(ourMounts(d.mnt)).toEqual([]);
     expect(stats.rangeRequests).toBe(0);
@@ -107,7 +91,7 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
       expect(performance.now() - started).toBeLessThan(10_000);
       // metadata needs no registry: the mount still answers
       expect(statSync(join(d.mnt, 'etc')).isDirectory()).toBe(true);
-      const { code, stats } = await stopDaemon(d);
+      const { code, stats } = await stopWithStats(d);
       expect(code).toBe(0);
       expect(ourMounts(d.mnt)).toEqual([]);
       expect(stats.chunks).toBe(0);
@@ -128,7 +112,7 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
     got.forEach((g, i) => expect(g.equals(readFileSync(join(rootfs, biggest[i]!))), biggest[i]).toBe(true));
     // every entry's metadata and content; the image root's own mtime is the converter's
     expect(diffManifests(treeManifest(rootfs), treeManifest(d.mnt), (path, field) => path === '.' && field === 'mtime')).toEqual([]);
-    const { code, stats } = await stopDaemon(d);
+    const { code, stats } = await stopWithStats(d);
     expect(code).toBe(0);
     expect(stats.corruptChunks).toBe(0);
     expect(stats.chunks).toBeGreaterThan(0);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOC_DIGEST_ANNOTATION } from '../../../src/registry/stargz-layers.js';
 import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
-import { type Daemon, cleanUp, daemonPids, ourMounts, startDaemon as startMountDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { type Daemon, cleanUp, daemonPids, ourMounts, startDaemon as startMountDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { pushStargzImage } from '../../helpers/push-stargz-image.js';
 import { manifestLayers, registryBlobBytes, registryLogOffset } from '../../snapshotter/env.js';
 import { runAsync } from '../../helpers/run.js';
@@ -34,26 +34,10 @@ const p = (...parts: string[]) => join(work, ...parts);
 const rootfs = p('bundle', 'rootfs');
 const daemons: Daemon[] = [];
 
-interface Stats {
-  rangeRequests: number;
-  fetchedBytes: number;
-  chunks: number;
-  corruptChunks: number;
-  blobBytes: number;
-}
-
 function startDaemon(name: string, target: string): Daemon {
   const d = startMountDaemon(['--target', target, '--plain-http', '--cache-dir', p(`${name}.cache`)], p(name));
   daemons.push(d);
   return d;
-}
-
-/** SIGTERM, then the exit and the daemon's fetch counters ("lazy loading done", written as it stops). */
-async function stopDaemon(d: Daemon): Promise<{ code: number | null; stats: Stats }> {
-  const { code } = await terminate(d);
-  const line = d.stderr().split('\n').find((l) => l.includes('"msg":"lazy loading done"'));
-  if (!line) throw new Error(`no "lazy loading done" line: ${d.stderr()}`);
-  return { code, stats: JSON.parse(line) as Stats };
 }
 
 /**
@@ -158,7 +142,7 @@ describe.each([
     const d = startDaemon(`${kind}-one-file`, target);
     await waitMounted(d);
     expect(readFileSync(join(d.mnt, 'etc/os-release')).equals(readFileSync(join(rootfs, 'etc/os-release')))).toBe(true);
-    const { code, stats } = await stopDaemon(d);
+    const { code, stats } = await stopWithStats(d);
     expect(code).toBe(0);
     expect(ourMounts(d.mnt)).toEqual([]);
     expect(stats.corruptChunks).toBe(0);
@@ -179,7 +163,7 @@ describe.each([
     const root = readdirSync(d.mnt);
     for (const hidden of ['.prefetch.landmark', '.no.prefetch.landmark', 'stargz.index.json']) expect(root).not.toContain(hidden);
     expect(diffManifests(roundedMtimes(rootfs, treeManifest(rootfs)), treeManifest(d.mnt), (path, field) => path === '.' && field === 'mtime')).toEqual([]);
-    const { code, stats } = await stopDaemon(d);
+    const { code, stats } = await stopWithStats(d);
     expect(code).toBe(0);
     expect(stats.corruptChunks).toBe(0);
   }, 120_000);
@@ -204,7 +188,7 @@ describe('mount --target of a hostile eStargz image', () => {
     }
     await expect(readToEnd(join(d.mnt, 'bin/forged'))).rejects.toMatchObject({ code: 'EIO' });
     expect(statSync(join(d.mnt, 'bin')).isDirectory()).toBe(true);
-    const { code, stats } = await stopDaemon(d);
+    const { code, stats } = await stopWithStats(d);
     expect(code).toBe(0);
     expect(ourMounts(d.mnt)).toEqual([]);
     expect(stats.corruptChunks).toBeGreaterThan(0);
