@@ -2,7 +2,7 @@
 // and zstd:chunked-like frames holding chunk payloads, tar padding and headers, several chunks to a
 // member (innerOffset), followed by header-only members inside the chunks' stored ranges.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -16,7 +16,6 @@ import { compress, type MemberCodec } from '../../src/native/index.js';
 import { BlobFeature } from '../../src/rafs/blob-table.js';
 import { MAX_INNER_OFFSET } from '../../src/rafs/chunk.js';
 import type { BlobInfo, ChunkRef } from '../../src/rafs/tree.js';
-import { fixturesAvailable, fixturesRoot } from '../helpers/fixtures.js';
 import { content, CountingBackend } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'members-'));
@@ -227,11 +226,8 @@ describe('fetching chunks that share or overlap stored ranges', () => {
   });
 });
 
-/** The research fixtures (../shared/fixtures/stargz, README there): real eStargz and zstd:chunked layers. */
-const stargzFixture = (name: string): string | undefined => {
-  const path = fixturesAvailable ? join(fixturesRoot(), 'stargz', name) : undefined;
-  return path && existsSync(path) ? path : undefined;
-};
+/** The research fixtures, in the repository (test/stargz/fixtures, README there): real eStargz and zstd:chunked layers. */
+const stargzFixture = (name: string): string => join(import.meta.dirname, '..', 'stargz', 'fixtures', name);
 
 describe('chunks of real stargz-family layers', () => {
   const alphabet = Buffer.from(Array.from({ length: 2500 }, (_, i) => 65 + (i % 26)));
@@ -246,8 +242,8 @@ describe('chunks of real stargz-family layers', () => {
   };
 
   const esgz = stargzFixture('estargz-noprio.esgz');
-  it.skipIf(!esgz)('eStargz (estargz-noprio.esgz): the second chunk of a/big.bin and a/small.txt, each up to the next data offset', () => {
-    const bytes = readFileSync(esgz!);
+  it('eStargz (estargz-noprio.esgz): the second chunk of a/big.bin and a/small.txt, each up to the next data offset', () => {
+    const bytes = readFileSync(esgz);
     expect(alphabet.subarray(1995, 2005).toString()).toBe('TUVWXYZABC'); // the README's bytes
     expect(read('gzip', bytes, 488, 547, alphabet.subarray(1000, 2000)).equals(alphabet.subarray(1000, 2000))).toBe(true);
     expect(read('gzip', bytes, 303, 429, hello).equals(hello)).toBe(true);
@@ -258,8 +254,8 @@ describe('chunks of real stargz-family layers', () => {
   });
 
   const zstdChunked = stargzFixture('zstdchunked-skopeo-1.9.3.tar.zst');
-  it.skipIf(!zstdChunked)('zstd:chunked (skopeo 1.9.3): a/big.bin and a/small.txt, with the frames after them in range', () => {
-    const bytes = readFileSync(zstdChunked!);
+  it('zstd:chunked (skopeo 1.9.3): a/big.bin and a/small.txt, with the frames after them in range', () => {
+    const bytes = readFileSync(zstdChunked);
     expect(read('zstd', bytes, 343, 581, alphabet).equals(alphabet)).toBe(true);
     expect(sha256(alphabet).toString('hex')).toBe('159008547ac1f37ad5eaf3d77bab04f12a4367aac2125fdd1879392b7984c71c');
     expect(read('zstd', bytes, 204, 343, hello).equals(hello)).toBe(true);
