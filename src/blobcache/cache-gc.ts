@@ -4,9 +4,11 @@
 // removed. A blob in use is always referenced: a running container's snapshot has the image's
 // layers as parents, and a parent cannot be removed before its children.
 // A registry image's bootstrap is copied next to the cache when it is mounted (<sha256>.boot, for
-// looking at; the daemon serves from memory): a copy goes with the last of its image's blobs.
+// looking at; the daemon serves from memory), and a built one is kept there under the key of what it
+// was built from (built-bootstraps.ts): either goes with the last of its image's blobs.
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BUILT_BOOTSTRAP } from './built-bootstraps.js';
 import { BlobCache } from './cache.js';
 import { RafsImage } from '../rafs/reader.js';
 import { log } from '../util/log.js';
@@ -14,14 +16,14 @@ import { log } from '../util/log.js';
 const BOOTSTRAP_COPY = /^[0-9a-f]{64}\.boot$/;
 
 /**
- * Removes the bootstrap copies in the cache directory whose image has no blob left in the cache
+ * Removes the bootstrap copies (and built bootstraps) in the cache directory whose image has no blob left in the cache
  * (an unreadable copy serves nobody either); returns the file names removed and the bytes freed.
  */
 export async function collectBootstrapCopies(cache: BlobCache): Promise<{ removed: string[]; freedBytes: number }> {
   const cached = new Set((await cache.list()).map((b) => b.blobId));
   const removed: string[] = [];
   let freedBytes = 0;
-  for (const name of (await readdir(cache.dir)).filter((n) => BOOTSTRAP_COPY.test(n)).sort()) {
+  for (const name of (await readdir(cache.dir)).filter((n) => BOOTSTRAP_COPY.test(n) || BUILT_BOOTSTRAP.test(n)).sort()) {
     const path = join(cache.dir, name);
     if (blobIdsOf(await readFile(path)).some((id) => cached.has(id))) continue;
     freedBytes += (await stat(path)).size;

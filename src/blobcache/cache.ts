@@ -89,8 +89,8 @@ export class BlobCache {
     return new BlobCache(dir, options);
   }
 
-  /** The verified uncompressed bytes of chunk `ref` of `blob`. */
-  async readChunk(blob: BlobInfo, ref: ChunkRef): Promise<Buffer> {
+  /** The verified uncompressed bytes of chunk `ref` of `blob` (fetched: with `early`, before they are stored). */
+  async readChunk(blob: BlobInfo, ref: ChunkRef, early = false): Promise<Buffer> {
     checkRef(blob, ref);
     const id = blob.blobId;
     this.busy.set(id, (this.busy.get(id) ?? 0) + 1);
@@ -102,7 +102,7 @@ export class BlobCache {
       const fromFallback = await this.readFallback(entry, ref);
       if (fromFallback) return fromFallback;
       if (!this.fetcher) throw new CacheMissError(`chunk ${ref.ciIndex} of blob ${id} is not cached and the cache has no backend`);
-      return await this.fetcher.fetch(blob, ref, entry.sink);
+      return await this.fetcher.fetch(blob, ref, entry.sink, early);
     } finally {
       const n = (this.busy.get(id) ?? 1) - 1;
       if (n === 0) this.busy.delete(id);

@@ -63,6 +63,8 @@ export interface FetcherStats {
 
 interface Waiter {
   ref: ChunkRef;
+  /** Hands over the verified bytes to readers who need not wait for the disk. */
+  verified: (data: Buffer) => void;
   resolve: (data: Buffer) => void;
   reject: (err: unknown) => void;
   /** Times its chunk was asked for again after failing verification. */
@@ -74,6 +76,12 @@ interface PendingBlob {
   sink: ChunkSink;
   /** By claim key. */
   waiters: Map<string, Waiter>;
+}
+
+/** A chunk being fetched: its bytes once verified, and once stored. */
+interface InFlight {
+  verified: Promise<Buffer>;
+  stored: Promise<Buffer>;
 }
 
 interface Range {
@@ -95,7 +103,7 @@ export class ChunkFetcher {
   private readonly amplify: number;
   private readonly maxRequest: number;
   private readonly requestTimeoutMs: number;
-  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly inflight = new Map<string, InFlight>();
   private readonly pending = new Map<string, PendingBlob>();
   private readonly sortedTables = new Map<string, readonly ChunkRef[]>();
   private flushScheduled = false;
@@ -112,35 +120,47 @@ export class ChunkFetcher {
     return this.inflight.size;
   }
 
-  /** The verified bytes of `ref`, fetched (with whatever else is missing now) and stored through `sink`. */
-  fetch(blob: BlobInfo, ref: ChunkRef, sink: ChunkSink): Promise<Buffer> {
+  /**
+   * The verified bytes of `ref`, fetched (with whatever else is missing now) and stored through
+   * `sink`; with `early`, handed over once verified, before they are stored (a reader waiting for a
+   * page need not wait for the disk).
+   */
+  fetch(blob: BlobInfo, ref: ChunkRef, sink: ChunkSink, early = false): Promise<Buffer> {
     const key = claimKey(blob.blobId, ref);
     const shared = this.inflight.get(key);
-    if (shared) return shared;
+    if (shared) return early ? shared.verified : shared.stored;
     let pending = this.pending.get(blob.blobId);
     if (!pending) {
       pending = { blob, sink, waiters: new Map() };
       this.pending.set(blob.blobId, pending);
     }
-    const promise = this.register(key, pending, ref);
+    const flight = this.register(key, pending, ref);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // let every read issued in this turn join the batch
       setImmediate(() => this.flush());
     }
-    return promise;
+    return early ? flight.verified : flight.stored;
   }
 
-  private register(key: string, pending: PendingBlob, ref: ChunkRef): Promise<Buffer> {
-    let waiter!: Waiter;
-    const promise = new Promise<Buffer>((resolve, reject) => {
-      waiter = { ref, resolve, reject, refetched: 0 };
+  private register(key: string, pending: PendingBlob, ref: ChunkRef): InFlight {
+    let verified!: (data: Buffer) => void;
+    let failed!: (err: unknown) => void;
+    const early = new Promise<Buffer>((resolve, reject) => {
+      verified = resolve;
+      failed = reject;
     });
+    let waiter!: Waiter;
+    const stored = new Promise<Buffer>((resolve, reject) => {
+      waiter = { ref, verified, resolve, reject: (err) => { failed(err); reject(err); }, refetched: 0 };
+    });
+    early.catch(() => undefined); // most readers wait for `stored`
     pending.waiters.set(key, waiter);
-    this.inflight.set(key, promise);
+    const flight = { verified: early, stored };
+    this.inflight.set(key, flight);
     const forget = (): void => void this.inflight.delete(key);
-    promise.then(forget, forget);
-    return promise;
+    stored.then(forget, forget);
+    return flight;
   }
 
   private flush(): void {
@@ -200,8 +220,7 @@ export class ChunkFetcher {
         }
         const key = claimKey(blobId, ref);
         if (batch.sink.isReady(ref.ciIndex) || this.inflight.has(key)) continue;
-        const promise = this.register(key, batch, ref);
-        promise.catch(() => undefined); // nobody may be waiting for an amplified chunk
+        this.register(key, batch, ref).stored.catch(() => undefined); // nobody may be waiting for an amplified chunk
         range.chunks.push(batch.waiters.get(key)!);
         range.end = Math.max(range.end, end);
         this.stats.amplifiedChunks++;
@@ -274,9 +293,10 @@ export class ChunkFetcher {
   }
 
   /**
-   * Decodes and verifies one chunk, stores it: data, then durability, then its bit (a crash never
-   * leaves a bit over missing data), then hands it to its readers. Verified bytes are handed over
-   * whether or not the cache could keep them. A chunk that fails verification is returned, to be
+   * Decodes and verifies one chunk, hands it to its early readers, stores it: data, then
+   * durability, then its bit (a crash never leaves a bit over missing data), then hands it to the
+   * rest (still in flight until then: nobody asks for it again meanwhile). Verified bytes are handed
+   * over whether or not the cache could keep them. A chunk that fails verification is returned, to be
    * asked for again (in a request of its own) until REFETCHES is spent.
    */
   private async settle(blob: BlobInfo, sink: ChunkSink, w: Waiter, stored: Buffer): Promise<Waiter | undefined> {
@@ -294,6 +314,7 @@ export class ChunkFetcher {
       w.reject(err);
       return undefined;
     }
+    w.verified(data);
     const kept = await sink.write(w.ref, data).then(() => sink.sync()).then(() => true, () => false);
     if (kept) await sink.markReady(w.ref.ciIndex).catch(() => undefined);
     else this.stats.storeErrors++;

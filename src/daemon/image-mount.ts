@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { ChunkConflictError, type BlobCache } from '../blobcache/cache.js';
 import { tableConflict } from '../blobcache/chunk-claim.js';
 import type { BlobSources } from '../blobcache/blob-sources.js';
@@ -77,14 +78,14 @@ export class ImageMount {
     const { registry } = ctx.config;
     // loaded when first needed: a daemon serving local images never pays for the registry client
     const { connectNydusImage } = await import('../image/remote.js');
-    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer);
+    const cache = await ctx.cache();
+    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer, new BuiltBootstraps(cache.dir));
     let mount: ImageMount | undefined;
     try {
       // the main thread reads the image connectNydusImage opened; the workers get one shared copy
       const { bootstrap, rafs } = remote.image;
       const data = shared(bootstrap);
       for (const problem of remote.image.problems) log.warn('image problem', { target: spec.target, problem });
-      const cache = await ctx.cache();
       // kept, content-addressed, next to the cache (for `cache` and for looking at)
       const path = join(cache.dir, `${createHash('sha256').update(bootstrap).digest('hex')}.boot`);
       const tmp = `${path}.${process.pid}.tmp`;
@@ -129,7 +130,8 @@ export class ImageMount {
     if (ahead.length > 0) setImmediate(() => void this.readAhead(blob, ahead));
     // a worker asks only for what its view of the cache files lacks: make sure ours is the same
     await this.lazy.cache.forgetIfReplaced(blob);
-    return this.fetchRef(blob, ref);
+    // the worker takes the verified bytes at once; the cache stores them meanwhile
+    return this.fetchRef(blob, ref, true);
   }
 
   /** The image's flat block image (built on first use: a walk of every chunk). */
@@ -162,10 +164,13 @@ export class ImageMount {
     for (const [i, r] of refs.entries()) if (!cached[i]) cache.readChunk(blob, r).catch(() => undefined);
   }
 
-  /** Fetches and stores a chunk; its verified bytes when the cache could not store them. */
-  private async fetchRef(blob: BlobInfo, ref: ChunkRef): Promise<Buffer | undefined> {
+  /**
+   * Fetches and stores a chunk; its verified bytes when the cache could not store them, or when
+   * `early` asked for them before they were stored.
+   */
+  private async fetchRef(blob: BlobInfo, ref: ChunkRef, early = false): Promise<Buffer | undefined> {
     const { cache } = this.lazy!;
-    const bytes = await cache.readChunk(blob, ref);
+    const bytes = await cache.readChunk(blob, ref, early);
     return (await cache.isCached(blob, ref)) ? undefined : bytes;
   }
 

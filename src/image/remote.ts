@@ -2,6 +2,7 @@
 // Nydus conventions, its bootstrap pulled from the last layer, its blobs read by range.
 import { createGunzip } from 'node:zlib';
 import type { BlobBackend } from '../blobcache/backend.js';
+import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { StoreBackend } from '../blobcache/store-backend.js';
 import { parseTar } from '../convert/tar/parse.js';
@@ -43,13 +44,14 @@ const MAX_BOOTSTRAP_BYTES = 1 << 30;
 
 /**
  * A Nydus image (data blob layers and a bootstrap layer), or an image whose every layer is eStargz or
- * zstd:chunked (stargz-image.ts): either way a verified bootstrap and the blobs it reads.
+ * zstd:chunked (stargz-image.ts): either way a verified bootstrap and the blobs it reads. A stargz
+ * image's bootstrap is built from its TOCs, or taken from `built` when it was built before.
  */
-export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string, upToLayer?: string): Promise<RemoteNydusImage & { problems: string[] }> {
+export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string, upToLayer?: string, built?: BuiltBootstraps): Promise<RemoteNydusImage & { problems: string[] }> {
   const { manifest } = await resolveImage(store, reference, platform);
   const layers = manifest.parsed.layers;
   if (isStargzImage(layers)) {
-    const { bootstrap, rafs } = await stargzImageBootstrap(store, manifest.parsed, upToLayer);
+    const { bootstrap, rafs } = await stargzImageBootstrap(store, manifest.parsed, upToLayer, built);
     return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems: [] };
   }
   if (upToLayer !== undefined) throw new Error(`${store.name}: only a stargz-family image is served up to a layer`);
@@ -107,15 +109,24 @@ export interface ConnectedNydusImage {
   close(): Promise<void>;
 }
 
-/** A Nydus image in a registry, opened for lazy reading of its blobs (through mirrors first, if any). */
-export async function connectNydusImage(target: string, access: RegistryAccess = {}, upToLayer?: string): Promise<ConnectedNydusImage> {
+/** A registry client for `target`'s registry and the access's mirrors. */
+export function registryClientFor(target: string, access: RegistryAccess = {}): RegistryClient {
   const ref = parseReference(target);
   const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = { [ref.host]: { plainHttp: access.plainHttp, insecure: access.insecure } };
   for (const m of access.mirrors ?? []) hosts[m.host] = { plainHttp: m.plainHttp, insecure: m.insecure };
-  const client = new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 } });
+  return new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 } });
+}
+
+/**
+ * A Nydus (or stargz) image in a registry, opened for lazy reading of its blobs (through mirrors
+ * first, if any); a stargz chain's bootstrap kept in `built` is used, one built is kept there.
+ */
+export async function connectNydusImage(target: string, access: RegistryAccess = {}, upToLayer?: string, built?: BuiltBootstraps): Promise<ConnectedNydusImage> {
+  const ref = parseReference(target);
+  const client = registryClientFor(target, access);
   try {
     const { store, reference } = await openImageStore({ kind: 'registry', ...ref }, client);
-    const image = await openRemoteNydusImage(store, reference, undefined, upToLayer);
+    const image = await openRemoteNydusImage(store, reference, undefined, upToLayer, built);
     const mirrors = (access.mirrors ?? []).map((m) => new StoreBackend(client.repository({ ...ref, host: m.host })));
     return { image, backends: [...mirrors, new StoreBackend(store)], close: () => client.close() };
   } catch (err) {

@@ -3,6 +3,8 @@
 // becomes a RAFS layer model whose one blob is the unmodified layer (src/stargz); the layers are
 // merged as a Nydus image's are, and the image is read through the same chunk path: a chunk is a
 // gzip member or zstd frame of the layer, decoded and checked against its chunkDigest.
+import { createHash } from 'node:crypto';
+import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { mergeLayers } from '../convert/merge.js';
 import { RafsImage } from '../rafs/reader.js';
 import { writeBootstrap } from '../rafs/writer.js';
@@ -13,24 +15,78 @@ import { stargzBootstrap, stargzChunkSize } from '../stargz/bootstrap.js';
 import { readStargzToc, type StargzToc } from '../stargz/toc.js';
 import { forEachLimited } from '../util/concurrency.js';
 
+/** Bumped whenever the bootstrap built from the same layers would change. */
+const BUILD_VERSION = 'nydusify-ts stargz chain 1';
+
 /** Whether the manifest is one we serve as stargz layers: every layer announces its TOC. */
 export const isStargzImage = (layers: readonly Descriptor[]): boolean => layers.length > 0 && layers.every(isStargzLayer);
 
-/** A stargz image's TOCs read and verified, merged into one bootstrap (of the layers up to `upToLayer`, when given). */
-export async function stargzImageBootstrap(store: ImageStore, manifest: ImageManifest, upToLayer?: string): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
+/** One layer's TOC, read and verified (the snapshotter passes one that keeps TOCs it read while pulling). */
+export type TocReader = (layer: Descriptor) => Promise<StargzToc>;
+
+/** Reads a layer's TOC from the store, verified against the digest its annotations give. */
+export function storeTocReader(store: ImageStore): TocReader {
+  return (layer) => {
+    if (!isStargzLayer(layer)) return Promise.reject(new Error(`${store.name}: layer ${layer.digest} is not an eStargz or zstd:chunked layer: the image cannot be served lazily`));
+    return readStargzToc((offset, length) => store.getBlobRange(layer.digest, offset, length), layer.size, { annotations: layer.annotations ?? {} });
+  };
+}
+
+/** The layers of the chain that ends at `upToLayer` (default: the whole image). */
+export function stargzChain(store: ImageStore, manifest: ImageManifest, upToLayer?: string): Descriptor[] {
   const top = upToLayer === undefined ? manifest.layers.length - 1 : manifest.layers.findIndex((l) => l.digest === upToLayer);
   if (top < 0) throw new Error(`${store.name}: the image has no layer ${upToLayer}`);
-  const layers = manifest.layers.slice(0, top + 1);
+  return manifest.layers.slice(0, top + 1);
+}
+
+/**
+ * What a chain's bootstrap is built from, as a key: every layer's digest, size, media type and
+ * annotations (the TOC digest a TOC is checked against among them), and the build version.
+ */
+export function stargzChainKey(layers: readonly Descriptor[]): string {
+  const hash = createHash('sha256').update(`${BUILD_VERSION}\n`);
+  for (const l of layers) {
+    const annotations = Object.entries(l.annotations ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    hash.update(`${JSON.stringify([l.digest, l.size, l.mediaType, annotations])}\n`);
+  }
+  return hash.digest('hex');
+}
+
+/** The chain's TOCs read (a few at a time) and verified, turned into layer models and merged into one bootstrap. */
+export async function buildStargzChain(layers: readonly Descriptor[], readToc: TocReader): Promise<Buffer> {
   const tocs: StargzToc[] = new Array<StargzToc>(layers.length);
   await forEachLimited([...layers.entries()], 4, async ([i, layer]) => {
-    if (!isStargzLayer(layer)) throw new Error(`${store.name}: layer ${i} (${layer.digest}) is not an eStargz or zstd:chunked layer: the image cannot be served lazily`);
-    const read = (offset: number, length: number): Promise<Buffer> => store.getBlobRange(layer.digest, offset, length);
-    tocs[i] = await readStargzToc(read, layer.size, { annotations: layer.annotations ?? {} });
+    tocs[i] = await readToc(layer);
   });
   // one bootstrap has one chunk grid: the largest any layer needs (single pieces fit a larger one; a
   // layer whose files are split at another size is refused by stargzBootstrap)
   const chunkSize = Math.max(...tocs.map(stargzChunkSize));
   const models = tocs.map((toc, i) => stargzBootstrap(toc, { blobId: layers[i]!.digest.slice('sha256:'.length), blobSize: layers[i]!.size, chunkSize }));
-  const bootstrap = writeBootstrap(mergeLayers(models, { prefetch: models.flatMap((m) => m.prefetch ?? []) }));
+  return writeBootstrap(mergeLayers(models, { prefetch: models.flatMap((m) => m.prefetch ?? []) }));
+}
+
+/**
+ * A stargz image's bootstrap (of the layers up to `upToLayer`, when given): the one kept in `built`
+ * for exactly these layers if there is one, else built from their TOCs (and kept there).
+ */
+export async function stargzImageBootstrap(store: ImageStore, manifest: ImageManifest, upToLayer?: string, built?: BuiltBootstraps): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
+  const layers = stargzChain(store, manifest, upToLayer);
+  const key = stargzChainKey(layers);
+  const kept = await built?.get(key);
+  const opened = kept && openBuilt(kept, layers);
+  if (opened) return { bootstrap: kept, rafs: opened };
+  const bootstrap = await buildStargzChain(layers, storeTocReader(store));
+  await built?.put(key, bootstrap).catch(() => undefined); // not kept: built again next time
   return { bootstrap, rafs: RafsImage.open(bootstrap) };
+}
+
+/** A kept bootstrap, if it opens and reads no blob but the chain's own layers (else it is built again). */
+function openBuilt(bootstrap: Buffer, layers: readonly Descriptor[]): RafsImage | undefined {
+  const own = new Set(layers.map((l) => l.digest));
+  try {
+    const rafs = RafsImage.open(bootstrap);
+    return rafs.blobs.every((b) => own.has(`sha256:${b.blobId}`)) ? rafs : undefined;
+  } catch {
+    return undefined;
+  }
 }

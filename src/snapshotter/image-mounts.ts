@@ -7,12 +7,14 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import type { DaemonConfig, MountSpec } from '../daemon/config.js';
 import { ErofsMount, erofsMountedAt } from '../daemon/erofs-mount.js';
 import { DaemonManager, type DaemonRecord } from '../daemon/manager.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
+import { StargzWarmup } from './stargz-warmup.js';
 
 export type RecoverPolicy = 'restart' | 'failover';
 /** fuse: the daemon's FUSE tree is the lower dir; block: the kernel's EROFS on the daemon's flat image file is. */
@@ -35,6 +37,8 @@ export class ImageMounts {
   private queue: Promise<unknown> = Promise.resolve();
   /** Block driver: the EROFS mount of each mounted image. */
   private readonly erofs = new Map<string, ErofsMount>();
+  /** Builds each eStargz chain's bootstrap while containerd pulls the image. */
+  private readonly warmup: StargzWarmup;
 
   constructor(readonly opts: ImageMountsOptions) {
     // a shared daemon hands out node-id slots as images come and go: a successor could not
@@ -43,6 +47,12 @@ export class ImageMounts {
     this.manager = new DaemonManager(join(opts.root, 'daemons'));
     this.mnt = join(opts.root, 'mnt');
     mkdirSync(this.mnt, { recursive: true, mode: 0o700 });
+    this.warmup = new StargzWarmup(opts.config.registry, new BuiltBootstraps(opts.config.cacheDir));
+  }
+
+  /** A remote layer was committed while containerd pulls: an eStargz chain's bootstrap is built now. */
+  pulled(remote: RemoteLayer): void {
+    if (remote.role === 'stargz') this.warmup.layer(remote);
   }
 
   /** The image's mount name: one per image reference and bootstrap layer. */
@@ -120,6 +130,7 @@ export class ImageMounts {
       mkdirSync(record.mountpoint, { recursive: true });
       this.manager.save(record);
       try {
+        await this.warmup.ready(remote);
         const started = await this.manager.ensure(record);
         if (started) log.info('image daemon started', { image: name, ref: remote.ref, daemon: record.id });
         await this.mountErofs(name, record.mountpoint, false);

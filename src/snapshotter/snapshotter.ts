@@ -119,6 +119,7 @@ export class Snapshotter {
         d.snapshots.set(target, { id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: { size: 0, inodes: 1 }, remote });
       });
       log.info('remote layer committed', { target, ref: remote.ref, digest: remote.digest, role: remote.role });
+      this.images?.pulled(remote);
     }
     throw new AlreadyExistsError(`target snapshot ${target} already exists`);
   }

@@ -75,6 +75,25 @@ describe('ChunkFetcher', () => {
     expect(ready.size).toBe(t.chunks.length - 1);
   });
 
+  it('hands an early reader the verified bytes before they are stored; a reader meanwhile shares the fetch', async () => {
+    const backend = new CountingBackend(local);
+    const fetcher = new ChunkFetcher(backend, { amplify: 0 });
+    const { sink, events, ready } = recordingSink();
+    let releaseSync!: () => void;
+    const syncing = new Promise<void>((resolve) => (releaseSync = resolve));
+    const slowSink: ChunkSink = { ...sink, sync: async () => { events.push('sync'); await syncing; } };
+    const chunk = t.chunks[1]!;
+    const early = await fetcher.fetch(t.blob, chunk, slowSink, true);
+    expect(early.equals(t.files.get('/f.bin')!.data.subarray(chunk.fileOffset, chunk.fileOffset + chunk.uncompressedSize))).toBe(true);
+    expect(ready.has(chunk.ciIndex)).toBe(false); // not stored yet: the disk is still syncing
+    const late = fetcher.fetch(t.blob, chunk, slowSink);
+    releaseSync();
+    expect((await late).equals(early)).toBe(true);
+    expect(ready.has(chunk.ciIndex)).toBe(true);
+    expect(backend.calls).toHaveLength(1);
+    expect(fetcher.inflightCount).toBe(0);
+  });
+
   it('amplifies only with missing chunks and never past the next request', async () => {
     const backend = new CountingBackend(local);
     const fetcher = new ChunkFetcher(backend, { chunkTable: () => t.chunks, mergeGap: 0 });

@@ -3,7 +3,8 @@
 // `ctr-remote image rpull`; its layers are committed remotely (nothing downloaded), and a container
 // reads the unmodified layers lazily through a daemon (each chunk a gzip member or zstd frame, checked
 // against its chunkDigest): expect.sh ALL OK.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -59,5 +60,8 @@ describe.each([['eStargz', ESGZ, 'esgz'], ['zstd:chunked', ZSTDCHUNKED, 'zstdchu
     console.log(`${kind} debian-ml: layers ${layerBytes} B; ${afterPull} B fetched by rpull, ${after} B after expect.sh`);
     expect(after).toBeLessThan(layerBytes);
     expect(sn.log()).toContain('remote layer committed');
+    // the chain's bootstrap was built while rpull ran, and kept for the daemon in the cache directory
+    expect(sn.log()).toMatch(new RegExp(`"eStargz chain bootstrap built while pulling","ref":"${image.replace(/[.:]/g, '\\$&')}"`));
+    expect(readdirSync(join(root, 'cache')).some((n) => /^built-[0-9a-f]{64}\.boot$/.test(n))).toBe(true);
   }, 300_000);
 });
