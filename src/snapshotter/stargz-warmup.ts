@@ -5,13 +5,12 @@
 // TOC while the container waits. Best effort: whatever fails here, the daemon builds it itself.
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { registryClientFor, type RegistryAccess } from '../image/remote.js';
-import { buildStargzChain, stargzChain, stargzChainKey, storeTocReader } from '../image/stargz-image.js';
+import { buildStargzChain, stargzChain, stargzChainKey, storeTocReader, type TocReader } from '../image/stargz-image.js';
 import { type ImageStore, resolveImage } from '../registry/image-store.js';
 import type { ImageManifest } from '../registry/media-types.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { RegistryClient } from '../registry/client.js';
-import type { StargzToc } from '../stargz/toc.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
 
@@ -22,7 +21,7 @@ const MAX_WAIT_MS = 60_000;
 interface PulledImage {
   client: RegistryClient;
   opened: Promise<{ store: ImageStore; manifest: ImageManifest }>;
-  tocs: Map<string, Promise<StargzToc>>;
+  tocs: Map<string, ReturnType<TocReader>>;
   /** The layer committed last: the chain a container will mount ends there (so far). */
   top: string;
   /** Warm-ups of its layers still running. */
