@@ -67,17 +67,14 @@ export async function buildStargzChain(layers: readonly Descriptor[], readToc: T
 
 /**
  * A stargz image's bootstrap (of the layers up to `upToLayer`, when given): the one kept in `built`
- * for exactly these layers if there is one, else built from their TOCs (and kept there).
+ * for exactly these layers if there is one (or one being built there now, waited for), else built
+ * from their TOCs (and kept there).
  */
 export async function stargzImageBootstrap(store: ImageStore, manifest: ImageManifest, upToLayer?: string, built?: BuiltBootstraps): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
   const layers = stargzChain(store, manifest, upToLayer);
-  const key = stargzChainKey(layers);
-  const kept = await built?.get(key);
-  const opened = kept && openBuilt(kept, layers);
-  if (opened) return { bootstrap: kept, rafs: opened };
-  const bootstrap = await buildStargzChain(layers, storeTocReader(store));
-  await built?.put(key, bootstrap).catch(() => undefined); // not kept: built again next time
-  return { bootstrap, rafs: RafsImage.open(bootstrap) };
+  const build = (): Promise<Buffer> => buildStargzChain(layers, storeTocReader(store));
+  const { bootstrap, opened } = built ? await built.getOrBuild(stargzChainKey(layers), (kept) => openBuilt(kept, layers), build) : { bootstrap: await build() };
+  return { bootstrap, rafs: opened ?? RafsImage.open(bootstrap) };
 }
 
 /** A kept bootstrap, if it opens and reads no blob but the chain's own layers (else it is built again). */

@@ -130,7 +130,7 @@ export class ImageMounts {
       mkdirSync(record.mountpoint, { recursive: true });
       this.manager.save(record);
       try {
-        await this.warmup.ready(remote);
+        await this.warmup.started(remote);
         const started = await this.manager.ensure(record);
         if (started) log.info('image daemon started', { image: name, ref: remote.ref, daemon: record.id });
         await this.mountErofs(name, record.mountpoint, false);

@@ -27,6 +27,31 @@ describe('BuiltBootstraps', () => {
     await expect(built.get('AB'.repeat(32))).rejects.toThrow(/not 64 lowercase hex/);
   });
 
+  it('a build under way (holding the lock) is waited for, not repeated; the lock file goes once it is kept', async () => {
+    const built = new BuiltBootstraps(join(work, 'lock'));
+    const key = 'cd'.repeat(32);
+    const lock = (await built.lock(key))!;
+    let builds = 0;
+    const waiting = built.getOrBuild(key, (b) => b.toString(), async () => {
+      builds++;
+      return Buffer.from('second');
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    await built.put(key, Buffer.from('first'));
+    lock.release(true);
+    expect(await waiting).toEqual({ bootstrap: Buffer.from('first'), opened: 'first' });
+    expect(builds).toBe(0);
+    expect(readdirSync(built.dir)).toEqual([`built-${key}.boot`]);
+  });
+
+  it('builds anyway when the lock is not given up in time', async () => {
+    const built = new BuiltBootstraps(join(work, 'stuck'), 100);
+    const key = 'ef'.repeat(32);
+    await built.lock(key);
+    const { bootstrap } = await built.getOrBuild(key, (b) => b, async () => Buffer.from('built'));
+    expect(bootstrap.toString()).toBe('built');
+  });
+
   it('cache GC removes a built bootstrap whose blobs are no longer cached, and leaves other files', async () => {
     const dir = join(work, 'gc');
     const built = new BuiltBootstraps(dir);
