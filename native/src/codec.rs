@@ -171,6 +171,18 @@ pub fn compress(codec: Codec, src: &[u8], level: i32) -> Result<Vec<u8>> {
 }
 
 /// Decompresses `src` into exactly `dst`: anything that decodes to another size is an error.
+/// Decodes the first gzip member of `src` straight into `dst` when it holds exactly `dst.len()` bytes
+/// (libdeflate: one pass, CRC and length checked); false when it does not fit that way, for the
+/// caller to decode it otherwise.
+pub fn gzip_member_exact(src: &[u8], dst: &mut [u8]) -> Result<bool> {
+    with_ctx(|c| {
+        let d = deflate_dctx(c)?;
+        let (mut used, mut wrote) = (0usize, 0usize);
+        let r = unsafe { libdeflate_gzip_decompress_ex(d, src.as_ptr().cast(), src.len(), dst.as_mut_ptr().cast(), dst.len(), &mut used, &mut wrote) };
+        Ok(r == LIBDEFLATE_SUCCESS && wrote == dst.len())
+    })
+}
+
 pub fn decompress_into(codec: Codec, src: &[u8], dst: &mut [u8]) -> Result<()> {
     let n = decode_into(codec, src, dst.as_mut_ptr(), dst.len())?;
     match n {

@@ -8,7 +8,7 @@
 //! Nothing past the wanted bytes is read, so the gzip trailer's CRC is not checked: callers
 //! verify the chunk's own digest.
 
-use crate::codec::Codec;
+use crate::codec::{gzip_member_exact, Codec};
 use crate::error::{arg, NativeError, Result};
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -67,6 +67,8 @@ trait Member {
 /// with the next ones, decoding nothing further.
 pub fn decode_first_member(codec: Codec, src: &[u8], skip: usize, dst: &mut [u8]) -> Result<()> {
     match codec {
+        // most pieces are a member of their own and exactly their size: one libdeflate pass
+        Codec::Gzip if skip == 0 && gzip_member_exact(src, dst)? => Ok(()),
         Codec::Gzip => fill(&mut GzipMember::new(src)?, skip, dst),
         Codec::Zstd => ZSTD_DCTX.with(|d| fill(&mut ZstdMember::new(&mut d.borrow_mut(), src)?, skip, dst)),
         _ => arg(format!("{codec:?} has no members: gzip or zstd expected")),
