@@ -297,7 +297,8 @@ export class RafsImage {
   /** Every chunk of a regular file, in file order. */
   chunks(nid: number): ChunkRef[] {
     const file = this.locateType(nid, S_IFREG, 'regular file');
-    return this.chunkRange(file, 0, Math.ceil(file.info.size / this.inodeChunkSize(file)));
+    const chunkSize = this.inodeChunkSize(file);
+    return this.chunkRange(file, chunkSize, 0, Math.ceil(file.info.size / chunkSize));
   }
 
   /** The chunk size of regular file `nid`: its blobs' (see inodeChunkSize). */
@@ -312,7 +313,7 @@ export class RafsImage {
     if (offset < 0 || length <= 0 || offset >= end) return [];
     const chunkSize = this.inodeChunkSize(file);
     const first = Math.floor(offset / chunkSize);
-    const chunks = this.chunkRange(file, first, Math.floor((end - 1) / chunkSize) + 1);
+    const chunks = this.chunkRange(file, chunkSize, first, Math.floor((end - 1) / chunkSize) + 1);
     return chunks.map((chunk, i) => {
       const chunkStart = (first + i) * chunkSize;
       const start = Math.max(offset, chunkStart) - chunkStart;
@@ -330,9 +331,8 @@ export class RafsImage {
     return Math.min(2 ** bits, this.chunkSize);
   }
 
-  /** Chunks [first, last) of a file, resolved through the chunk info table. */
-  private chunkRange(file: Located, first: number, last: number): ChunkRef[] {
-    const chunkSize = this.inodeChunkSize(file);
+  /** Chunks [first, last) of a file of `chunkSize` chunks, resolved through the chunk info table. */
+  private chunkRange(file: Located, chunkSize: number, first: number, last: number): ChunkRef[] {
     const base = alignUp(file.tailOffset, CHUNK_INDEX_SIZE);
     checkRange(this.buf.length, base, Math.ceil(file.info.size / chunkSize) * CHUNK_INDEX_SIZE, 'chunk index array');
     const table = this.chunkTable();

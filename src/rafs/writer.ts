@@ -140,13 +140,14 @@ function deviceSlots(blobs: readonly BlobInfo[], bootstrapSize: number): DeviceS
 
 function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
   const { inode } = slot;
+  const chunkSize = slot.type === S_IFREG ? fileChunkSize(slot, b) : b.chunkSize;
   encodeInode({
     extended: true,
     layout: slot.layout,
     xattrCount: xattrCountForSize(slot.xattrs.length),
     mode: inode.mode,
     size: slot.type === S_IFREG ? inode.size : slot.data.length,
-    u: inodeU(slot, b),
+    u: inodeU(slot, chunkSize, b.chunkSize),
     ino: slot.ino,
     uid: inode.uid,
     gid: inode.gid,
@@ -157,7 +158,7 @@ function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
   const inlineAt = slot.offset + EXTENDED_INODE_SIZE + slot.xattrs.length;
   slot.xattrs.copy(image, slot.offset + EXTENDED_INODE_SIZE);
   if (slot.type === S_IFREG) {
-    encodeChunkIndexes(slot, b).copy(image, alignUp(inlineAt, CHUNK_INDEX_SIZE));
+    encodeChunkIndexes(slot, b, chunkSize).copy(image, alignUp(inlineAt, CHUNK_INDEX_SIZE));
     return;
   }
   slot.data.copy(image, slot.rawBlkaddr * BLOCK_SIZE, 0, slot.blocks * BLOCK_SIZE);
@@ -165,8 +166,8 @@ function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
 }
 
 /** i_u: the chunk format of files, the first data block of directories and symlinks, else rdev. */
-function inodeU(slot: InodeSlot, b: Bootstrap): number {
-  if (slot.type === S_IFREG) return encodeChunkFormat(chunkBits(slot.inode, fileChunkSize(slot, b), b.chunkSize));
+function inodeU(slot: InodeSlot, chunkSize: number, superChunkSize: number): number {
+  if (slot.type === S_IFREG) return encodeChunkFormat(chunkBits(slot.inode, chunkSize, superChunkSize));
   if (slot.type === S_IFDIR || slot.type === S_IFLNK) return slot.rawBlkaddr;
   return encodeDev(slot.inode.rdevMajor, slot.inode.rdevMinor);
 }
@@ -198,9 +199,8 @@ function chunkBits(inode: Inode, chunkSize: number, superChunkSize: number): num
   return bits - BLOCK_SIZE_BITS <= 0x1f ? bits - BLOCK_SIZE_BITS : Math.log2(chunkSize) - BLOCK_SIZE_BITS;
 }
 
-function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap): Buffer {
+function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap, chunkSize: number): Buffer {
   const { chunks, size } = slot.inode;
-  const chunkSize = fileChunkSize(slot, b);
   const fail = (detail: string): never => {
     throw new RafsEncodeError('chunk index', `${slot.path}: ${detail}`);
   };
