@@ -6,6 +6,7 @@ import { diffTrees, sourceTree, targetTree } from '../image/compare.js';
 import { openLocalImage } from '../image/local.js';
 import { openRemoteNydusImage } from '../image/remote.js';
 import { openImageStore } from '../registry/open-image-store.js';
+import { isStargzLayer } from '../registry/stargz-layers.js';
 import { log } from '../util/log.js';
 import { clientForReferences } from '../registry/client.js';
 
@@ -46,7 +47,7 @@ async function checkAgainstSource(flags: CheckFlags & { source: string; target: 
     const image = await openRemoteNydusImage(target.store, target.reference, flags.platform);
     const withData = flags.withData ?? false;
     const [want, got] = await Promise.all([
-      sourceTree(source.store, source.reference, flags.platform, withData),
+      sourceTree(source.store, source.reference, flags.platform, withData, new Set(image.manifest.layers.filter(isStargzLayer).map((l) => l.digest))),
       targetTree(image, withData),
     ]);
     const problems = [...image.problems, ...diffTrees(want, got)];

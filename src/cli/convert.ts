@@ -16,6 +16,7 @@ interface ConvertFlags {
   compressor: Compressor;
   chunkSize: number;
   fsVersion: string;
+  keepStargz?: boolean;
   prefetchPatterns?: boolean;
   workDir?: string;
   plainHttp?: boolean;
@@ -41,7 +42,9 @@ async function convert(flags: ConvertFlags): Promise<void> {
       platform: flags.platform,
       allPlatforms: flags.allPlatforms,
       compressor: flags.compressor,
-      digester: 'blake3',
+      // a kept layer's chunks carry sha256 digests (its TOC's), and one image has one digester
+      digester: flags.keepStargz ? 'sha256' : 'blake3',
+      keepStargz: flags.keepStargz,
       chunkSize: flags.chunkSize,
       prefetch: flags.prefetchPatterns ? await readPrefetchPatterns() : undefined,
       workDir: flags.workDir,
@@ -66,6 +69,7 @@ export function convertCommand(): Command {
     .addOption(compressorOption())
     .addOption(chunkSizeOption())
     .addOption(new Option('--fs-version <version>', 'RAFS version').default('6'))
+    .option('--keep-stargz', 'keep eStargz / zstd:chunked layers as they are (served lazily through their TOC) and convert only the others; chunk digests are sha256')
     .option('--prefetch-patterns', 'read absolute paths to prefetch from stdin, one per line')
     .option('--work-dir <dir>', 'where to keep layer blobs while converting (default: the temp dir)')
     .option('--plain-http', 'talk plain HTTP to the registries (never chosen silently)')

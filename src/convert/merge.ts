@@ -1,7 +1,9 @@
 // Overlay merge of per-layer trees (lowest first) into one image tree, with OCI whiteouts:
 // `.wh.NAME` removes NAME from the layers below, `.wh..wh..opq` empties the directory below,
 // a non-directory replaces whatever was there, directories merge recursively. Whiteout entries
-// never reach the result. Chunks keep pointing at their original blobs.
+// never reach the result. Chunks keep pointing at their original blobs, and so keep their blobs' chunk
+// sizes: layers of different chunk sizes (eStargz layers kept as they are beside Nydus ones) merge into
+// a bootstrap whose chunk size is the largest, each file keeping its own (rafs/writer.ts).
 import type { BlobInfo, Bootstrap, ChunkRef, Inode, TreeNode } from '../rafs/tree.js';
 import { isDir, newDir } from '../rafs/tree.js';
 
@@ -32,7 +34,7 @@ export function mergeLayers(layers: Bootstrap[], opts: MergeOptions = {}): Boots
   return {
     root,
     blobs: finalBlobs,
-    chunkSize: top.chunkSize,
+    chunkSize: Math.max(...layers.map((l) => l.chunkSize)),
     compressor: top.compressor,
     digester: top.digester,
     prefetch: opts.prefetch ?? top.prefetch,
@@ -42,9 +44,6 @@ export function mergeLayers(layers: Bootstrap[], opts: MergeOptions = {}): Boots
 function checkCompatible(layers: Bootstrap[]): void {
   const first = layers[0]!;
   layers.forEach((l, i) => {
-    if (l.chunkSize !== first.chunkSize) {
-      throw new MergeError(`layer ${i} has chunk size ${l.chunkSize}, layer 0 has ${first.chunkSize}: all layers must share one`);
-    }
     if (l.digester !== first.digester) {
       throw new MergeError(`layer ${i} uses digester ${l.digester}, layer 0 uses ${first.digester}`);
     }

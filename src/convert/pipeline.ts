@@ -2,21 +2,25 @@
 // streamed from the source straight into the layer builder (bounded parallelism), the layer
 // bootstraps are merged, and only when every layer has been built are blobs, the bootstrap
 // layer, the config and finally the manifest (and index) pushed — a failure leaves the target's
-// tag untouched.
+// tag untouched. With keepStargz, eStargz / zstd:chunked source layers are kept as they are
+// (kept-stargz-layer.ts) and only the other layers are converted: one image mixes both kinds.
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blobLayerDescriptor, bootstrapLayer, nydusConfig, sha256Digest } from './nydus-image.js';
 import { forEachLimited } from '../util/concurrency.js';
 import { RafsImage } from '../rafs/reader.js';
-import type { Compressor, Digester } from '../rafs/tree.js';
+import type { Bootstrap, Compressor, Digester } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
+import type { BlobContent } from '../registry/blob-content.js';
 import { MAX_CONFIG_BYTES, readBlob, type FetchedManifest, type ImageStore } from '../registry/image-store.js';
 import { MediaType, type Descriptor, type ImageIndex, type ImageManifest } from '../registry/media-types.js';
 import { formatPlatform, parsePlatform, platformMatches } from '../registry/platform.js';
+import { isStargzLayer } from '../registry/stargz-layers.js';
 import { log } from '../util/log.js';
 import { noProgress, type ProgressSink } from '../util/progress.js';
 import { createLayer, type CreateResult } from './create.js';
+import { keptStargzLayer, type KeptStargzLayer } from './kept-stargz-layer.js';
 import { mergeLayers } from './merge.js';
 
 export interface ConvertOptions {
@@ -28,8 +32,11 @@ export interface ConvertOptions {
   platform?: string;
   allPlatforms?: boolean;
   compressor: Compressor;
+  /** Must be sha256 when stargz layers are kept: theirs is, and one image has one digester. */
   digester: Digester;
   chunkSize: number;
+  /** Keep eStargz / zstd:chunked layers as they are instead of converting them. */
+  keepStargz?: boolean;
   /** Absolute paths (byte strings) for the prefetch table. */
   prefetch?: string[];
   workDir?: string;
@@ -45,7 +52,9 @@ export interface LayerReport {
   blobDigest: string;
   blobSize: number;
   seconds: number;
-  stats: CreateResult['stats'];
+  /** Set for a layer kept as it is: its format. */
+  kept?: KeptStargzLayer['kind'];
+  stats: CreateResult['stats'] | { entries: number; chunks: number };
 }
 
 export interface ManifestReport {
@@ -108,7 +117,7 @@ type ManifestOf = FetchedManifest & { kind: 'manifest'; parsed: ImageManifest };
 interface Built {
   mediaType: string;
   manifest: Buffer;
-  blobs: { descriptor: Descriptor; path?: string; bytes?: Buffer }[];
+  blobs: { descriptor: Descriptor; content: BlobContent; mountFrom?: ImageStore }[];
   report: Omit<ManifestReport, 'digest'>;
   platform?: Descriptor['platform'];
 }
@@ -133,32 +142,62 @@ async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: strin
   const config = JSON.parse((await readBlob(opts.source, manifest.config, MAX_CONFIG_BYTES)).toString('utf8')) as Record<string, unknown>;
   const blobDir = join(dir, 'blobs');
   await mkdir(blobDir, { recursive: true });
-  const layers: (LayerReport & { bootstrapPath: string })[] = new Array(manifest.layers.length);
+  const sourceDiffIds = opts.keepStargz ? diffIdsOf(config, manifest.layers.length) : [];
+  const layers: BuiltLayer[] = new Array(manifest.layers.length);
   await forEachLimited([...manifest.layers.entries()], opts.layerConcurrency ?? 2, async ([i, layer]) => {
-    layers[i] = await convertLayer(opts, layer, i, dir, blobDir);
+    layers[i] = opts.keepStargz && isStargzLayer(layer)
+      ? await keepLayer(opts.source, layer, i, sourceDiffIds[i]!)
+      : await convertLayer(opts, layer, i, dir, blobDir);
   });
-  const layerBootstraps = await Promise.all(layers.map(async (l) => RafsImage.open(await readFile(l.bootstrapPath)).toBootstrap()));
-  const bootstrap = writeBootstrap(mergeLayers(layerBootstraps, { prefetch: opts.prefetch }));
+  const bootstrap = writeBootstrap(mergeLayers(layers.map((l) => l.model), { prefetch: opts.prefetch }));
   const bootLayer = await bootstrapLayer(bootstrap, docker);
-  const blobLayers = layers.map((l) => blobLayerDescriptor(l.blobDigest.slice('sha256:'.length), l.blobSize));
-  const newConfig = Buffer.from(JSON.stringify(nydusConfig(config, [...blobLayers.map((d) => d.digest), bootLayer.diffId])));
+  const newConfig = Buffer.from(JSON.stringify(nydusConfig(config, [...layers.map((l) => l.diffId), bootLayer.diffId])));
   const configDescriptor: Descriptor = { mediaType: manifest.config.mediaType, digest: sha256Digest(newConfig), size: newConfig.length };
   const mediaType = docker ? MediaType.dockerManifest : MediaType.ociManifest;
-  const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...blobLayers, bootLayer.descriptor] };
+  const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...layers.map((l) => l.blob.descriptor), bootLayer.descriptor] };
   if (manifest.annotations) out.annotations = manifest.annotations;
   return {
     mediaType,
     manifest: Buffer.from(JSON.stringify(out)),
-    blobs: [
-      ...blobLayers.map((descriptor) => ({ descriptor, path: join(blobDir, descriptor.digest.slice('sha256:'.length)) })),
-      { descriptor: bootLayer.descriptor, bytes: bootLayer.blob },
-      { descriptor: configDescriptor, bytes: newConfig },
-    ],
-    report: { layers: layers.map(({ bootstrapPath: _b, ...r }) => r), bootstrapSize: bootstrap.length },
+    blobs: [...layers.map((l) => l.blob), { descriptor: bootLayer.descriptor, content: bootLayer.blob }, { descriptor: configDescriptor, content: newConfig }],
+    report: { layers: layers.map((l) => l.report), bootstrapSize: bootstrap.length },
   };
 }
 
-async function convertLayer(opts: ConvertOptions, layer: Descriptor, i: number, dir: string, blobDir: string): Promise<LayerReport & { bootstrapPath: string }> {
+/** One layer of the target: its model for the merge, its blob to push, its diff_id and report. */
+interface BuiltLayer {
+  model: Bootstrap;
+  blob: Built['blobs'][number];
+  diffId: string;
+  report: LayerReport;
+}
+
+/** The source config's diff_ids, one per layer: a kept layer keeps its own. */
+function diffIdsOf(config: Record<string, unknown>, layers: number): string[] {
+  const diffIds = (config.rootfs as { diff_ids?: unknown } | undefined)?.diff_ids;
+  if (!Array.isArray(diffIds) || diffIds.length !== layers || !diffIds.every((d) => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d))) {
+    throw new ConvertError(`the source config's rootfs.diff_ids are not ${layers} sha256 digests, one per layer`);
+  }
+  return diffIds as string[];
+}
+
+/** A stargz-family layer kept as it is: the same blob (mounted or copied to the target), its TOC as its model. */
+async function keepLayer(source: ImageStore, layer: Descriptor, i: number, diffId: string): Promise<BuiltLayer> {
+  const started = performance.now();
+  try {
+    const kept = await keptStargzLayer(source, layer);
+    const report: LayerReport = {
+      sourceDigest: layer.digest, sourceSize: layer.size, blobDigest: layer.digest, blobSize: layer.size, seconds: elapsed(started),
+      kept: kept.kind, stats: { entries: kept.entries, chunks: kept.model.blobs[0]?.chunkCount ?? 0 },
+    };
+    log.info('layer kept', { layer: i + 1, source: layer.digest, kind: kept.kind, ...report.stats, seconds: report.seconds });
+    return { model: kept.model, blob: { descriptor: layer, content: () => source.getBlob(layer.digest), mountFrom: source }, diffId, report };
+  } catch (err) {
+    throw new ConvertError(`layer ${i + 1} (${layer.digest}): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function convertLayer(opts: ConvertOptions, layer: Descriptor, i: number, dir: string, blobDir: string): Promise<BuiltLayer> {
   const started = performance.now();
   const progress = opts.progressFor?.(`layer ${i + 1} ${layer.digest.slice(7, 19)}`, layer.size) ?? noProgress;
   progress.setTotal(layer.size);
@@ -169,10 +208,12 @@ async function convertLayer(opts: ConvertOptions, layer: Descriptor, i: number, 
     });
     const report = {
       sourceDigest: layer.digest, sourceSize: layer.size, blobDigest: `sha256:${result.blobId}`, blobSize: result.blobSize,
-      seconds: elapsed(started), stats: result.stats, bootstrapPath,
+      seconds: elapsed(started), stats: result.stats,
     };
     log.info('layer converted', { layer: i + 1, source: layer.digest, blob: report.blobDigest, ...result.stats, seconds: report.seconds });
-    return report;
+    const descriptor = blobLayerDescriptor(result.blobId, result.blobSize);
+    const model = RafsImage.open(await readFile(bootstrapPath)).toBootstrap();
+    return { model, blob: { descriptor, content: { path: result.blobPath } }, diffId: descriptor.digest, report };
   } catch (err) {
     throw new ConvertError(`layer ${i + 1} (${layer.digest}): ${(err as Error).message}`, { cause: err });
   }
@@ -188,8 +229,8 @@ async function* counted(source: AsyncIterable<Buffer>, progress: ProgressSink): 
 
 /** Pushes blobs, then the manifest (last): until it lands the target reference is unchanged. */
 async function publish(opts: ConvertOptions, built: Built, tag: string | undefined): Promise<string> {
-  await forEachLimited(built.blobs, 3, async ({ descriptor, path, bytes }) => {
-    const how = await opts.target.putBlob(descriptor, path ? { path } : bytes!);
+  await forEachLimited(built.blobs, 3, async ({ descriptor, content, mountFrom }) => {
+    const how = await opts.target.putBlob(descriptor, content, { mountFrom });
     log.debug('blob pushed', { digest: descriptor.digest, size: descriptor.size, how });
   });
   return opts.target.putManifest(built.manifest, built.mediaType, tag);

@@ -32,7 +32,7 @@ export async function checkImage(image: LocalImage): Promise<CheckReport> {
       const paths = [entry.path];
       pathsOf.set(entry.nid, paths);
       const chunks = image.rafs.chunks(entry.nid);
-      for (const problem of checkFileChunks(image.rafs, entry.path, entry.inode.size, chunks)) report.problems.push(problem);
+      for (const problem of checkFileChunks(image.rafs, entry.path, image.rafs.fileChunkSize(entry.nid), entry.inode.size, chunks)) report.problems.push(problem);
       for (const ref of chunks) {
         report.chunks++;
         const key = `${ref.blobIndex}:${ref.ciIndex}`;
@@ -49,13 +49,13 @@ export async function checkImage(image: LocalImage): Promise<CheckReport> {
   return report;
 }
 
-function checkFileChunks(rafs: RafsImage, path: string, size: number, chunks: ChunkRef[]): string[] {
+function checkFileChunks(rafs: RafsImage, path: string, chunkSize: number, size: number, chunks: ChunkRef[]): string[] {
   const problems: string[] = [];
-  const want = Math.ceil(size / rafs.chunkSize);
+  const want = Math.ceil(size / chunkSize);
   if (chunks.length !== want) problems.push(`${show(path)}: ${chunks.length} chunks for ${size} bytes, expected ${want}`);
   chunks.forEach((c, i) => {
     const blob = rafs.blobs[c.blobIndex];
-    const expected = Math.min(rafs.chunkSize, size - i * rafs.chunkSize);
+    const expected = Math.min(chunkSize, size - i * chunkSize);
     if (!blob) problems.push(`${show(path)}: chunk ${i} refers to missing blob ${c.blobIndex}`);
     else if (c.uncompressedSize !== expected) problems.push(`${show(path)}: chunk ${i} holds ${c.uncompressedSize} bytes, expected ${expected}`);
     else if (c.uncompressedOffset + c.uncompressedSize > blob.uncompressedSize) problems.push(`${show(path)}: chunk ${i} lies past the end of blob ${blob.blobId}`);

@@ -8,17 +8,30 @@ import { openLayerStream } from '../convert/tar/decompress.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { S_IFMT, S_IFREG, type Bootstrap, type Inode, type TreeNode } from '../rafs/tree.js';
 import { resolveImage, type ImageStore } from '../registry/image-store.js';
+import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from '../stargz/bootstrap.js';
+import { TOC_TAR_NAME } from '../stargz/toc-bytes.js';
 import { show } from './check.js';
 import { forEachLimited } from '../util/concurrency.js';
 import type { RemoteNydusImage } from './remote.js';
 
-/** The merged tree of an OCI image; with `withData`, each file's inode carries its sha256. */
-export async function sourceTree(store: ImageStore, reference: string | undefined, platform: string | undefined, withData: boolean): Promise<TreeNode> {
+/** Root entries of a stargz-family layer that are the format's (TOC, landmarks): a kept layer never shows them. */
+const STARGZ_FORMAT_ENTRIES = new Set([TOC_TAR_NAME, PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK]);
+
+/**
+ * The merged tree of an OCI image; with `withData`, each file's inode carries its sha256. Layers
+ * in `keptLayers` (digests: stargz-family layers the target kept as they are) lose their format's
+ * own entries, as serving them does.
+ */
+export async function sourceTree(
+  store: ImageStore, reference: string | undefined, platform: string | undefined, withData: boolean, keptLayers: ReadonlySet<string> = new Set(),
+): Promise<TreeNode> {
   const { manifest } = await resolveImage(store, reference, platform);
   const layers: Bootstrap[] = [];
   for (const layer of manifest.parsed.layers) {
     const tree = new LayerTree();
+    const kept = keptLayers.has(layer.digest);
     for await (const entry of parseTar(openLayerStream(await store.getBlob(layer.digest)))) {
+      if (kept && STARGZ_FORMAT_ENTRIES.has(entry.path.replace(/^(\.?\/)+/, ''))) continue;
       const inode = tree.add(entry);
       if (inode && withData) inode.contentDigest = await sha256Of(entry.body);
     }

@@ -12,7 +12,7 @@ export interface InspectSummary {
   compressor: string;
   digester: string;
   flags: string;
-  blobs: { index: number; blobId: string; chunkCount: number; compressor: string; features: string; compressedSize: number; uncompressedSize: number; mappedBlkaddr: number }[];
+  blobs: { index: number; blobId: string; chunkCount: number; chunkSize: number; compressor: string; features: string; compressedSize: number; uncompressedSize: number; mappedBlkaddr: number }[];
   counts: Record<'entries' | 'dirs' | 'files' | 'symlinks' | 'others' | 'chunkRefs' | 'distinctChunks', number>;
   prefetch: string[];
 }
@@ -42,7 +42,7 @@ export function inspectSummary(rafs: RafsImage): InspectSummary {
     blockSize: rafs.blockSize, rootNid: rafs.root, inodeCount: sb.inodeCount, metaBlkaddr: sb.metaBlkaddr,
     chunkSize: rafs.chunkSize, compressor: rafs.compressor, digester: rafs.digester, flags: hex(rafs.extSuperblock.flags),
     blobs: rafs.blobs.map((b, index) => ({
-      index, blobId: b.blobId, chunkCount: b.chunkCount, compressor: b.compressor, features: hex(b.features),
+      index, blobId: b.blobId, chunkCount: b.chunkCount, chunkSize: b.chunkSize, compressor: b.compressor, features: hex(b.features),
       compressedSize: b.compressedSize, uncompressedSize: b.uncompressedSize, mappedBlkaddr: rafs.devices[index]?.mappedBlkaddr ?? 0,
     })),
     counts,

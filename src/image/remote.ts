@@ -14,6 +14,7 @@ import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
 import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from '../registry/nydus-layers.js';
+import { isStargzLayer } from '../registry/stargz-layers.js';
 
 export interface RemoteNydusImage {
   manifest: ImageManifest;
@@ -22,21 +23,27 @@ export interface RemoteNydusImage {
   chunks: ChunkReader;
 }
 
-/** Problems with a manifest as a Nydus image (empty when it is one). */
+/**
+ * Problems with a manifest as a Nydus image (empty when it is one). A data layer is a Nydus blob, or
+ * a stargz-family layer kept as it is (`convert --keep-stargz`), whose diff_id is its own (the digest
+ * of its uncompressed tar, not checked here: that takes the whole layer).
+ */
 export function nydusManifestProblems(manifest: ImageManifest, diffIds: unknown): string[] {
   const problems: string[] = [];
   const layers = manifest.layers;
   const last = layers[layers.length - 1];
   if (!last || !isNydusBootstrap(last)) problems.push('the last layer is not a Nydus bootstrap layer (annotation containerd.io/snapshot/nydus-bootstrap=true)');
   layers.slice(0, -1).forEach((l, i) => {
-    if (!isNydusBlob(l)) problems.push(`layer ${i + 1} (${l.digest}) is not a Nydus blob layer`);
+    if (!isNydusBlob(l) && !isStargzLayer(l)) problems.push(`layer ${i + 1} (${l.digest}) is neither a Nydus blob layer nor an eStargz / zstd:chunked layer`);
   });
   if (!Array.isArray(diffIds) || diffIds.length !== layers.length) problems.push(`config rootfs.diff_ids has ${Array.isArray(diffIds) ? diffIds.length : 'no'} entries for ${layers.length} layers`);
   else layers.slice(0, -1).forEach((l, i) => {
-    if (diffIds[i] !== l.digest) problems.push(`diff_id ${i + 1} is ${String(diffIds[i])}, the blob layer is ${l.digest}`);
+    if (isNydusBlob(l) ? diffIds[i] !== l.digest : !isSha256Digest(diffIds[i])) problems.push(`diff_id ${i + 1} is ${String(diffIds[i])}, the layer is ${l.digest}`);
   });
   return problems;
 }
+
+const isSha256Digest = (d: unknown): boolean => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d);
 
 /** The largest bootstrap (and bootstrap layer, compressed) an image may have. */
 const MAX_BOOTSTRAP_BYTES = 1 << 30;

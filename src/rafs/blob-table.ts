@@ -1,8 +1,8 @@
 // The nydus-only blob table (256-byte RafsV6Blob entries, docs/rafs-v6.md §1.5) and the EROFS device table
 // (128-byte slots, docs/rafs-v6.md §1.4) that mirrors it for the kernel.
-import { checkEncodable, readPaddedName, readU64, sliceChecked, writeU64 } from './bytes.js';
+import { checkEncodable, isPowerOfTwo, readPaddedName, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';
-import { compressorFromId, compressorId, digesterFromId, digesterId } from './superblock.js';
+import { compressorFromId, compressorId, digesterFromId, digesterId, MIN_CHUNK_SIZE } from './superblock.js';
 import type { BlobInfo } from './tree.js';
 
 export const BLOB_ENTRY_SIZE = 256;
@@ -117,6 +117,7 @@ export function decodeBlobEntry(buf: Buffer, offset = 0): { index: number; blob:
 
 /** What every blob of one bootstrap must agree with. */
 export interface BlobTableRules {
+  /** The superblock's: the largest a blob may use. */
   chunkSize: number;
   tarfs: boolean;
 }
@@ -131,7 +132,9 @@ export function decodeBlobTable(buf: Buffer, offset: number, size: number, rules
       throw new RafsFormatError('blob table entry', at, detail);
     };
     if (index !== blobs.length) fail(`blob index ${index} does not match its position ${blobs.length}`);
-    if (blob.chunkSize !== rules.chunkSize) fail(`chunk size 0x${blob.chunkSize.toString(16)} differs from the superblock's`);
+    if (!isPowerOfTwo(blob.chunkSize) || blob.chunkSize < MIN_CHUNK_SIZE || blob.chunkSize > rules.chunkSize) {
+      fail(`chunk size 0x${blob.chunkSize.toString(16)} is not a power of two from 4 KiB to the superblock's 0x${rules.chunkSize.toString(16)}`);
+    }
     if (!rules.tarfs && !(blob.features & BlobFeature.ALIGNED)) fail('non-tarfs blob without the ALIGNED feature');
     if (!rules.tarfs && blob.uncompressedSize % 4096 !== 0) fail(`uncompressed size ${blob.uncompressedSize} is not 4 KiB-aligned`);
     if (blob.chunkCount > MAX_CHUNK_COUNT) fail(`chunk count ${blob.chunkCount} is too large`);

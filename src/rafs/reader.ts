@@ -297,7 +297,13 @@ export class RafsImage {
   /** Every chunk of a regular file, in file order. */
   chunks(nid: number): ChunkRef[] {
     const file = this.locateType(nid, S_IFREG, 'regular file');
-    return this.chunkRange(file, 0, Math.ceil(file.info.size / this.chunkSize));
+    const chunkSize = this.inodeChunkSize(file);
+    return this.chunkRange(file, chunkSize, 0, Math.ceil(file.info.size / chunkSize));
+  }
+
+  /** The chunk size of regular file `nid`: its blobs' (see inodeChunkSize). */
+  fileChunkSize(nid: number): number {
+    return this.inodeChunkSize(this.locateType(nid, S_IFREG, 'regular file'));
   }
 
   /** The chunks covering [offset, offset + length) of a regular file, clipped to its size. */
@@ -305,20 +311,30 @@ export class RafsImage {
     const file = this.locateType(nid, S_IFREG, 'regular file');
     const end = Math.min(offset + length, file.info.size);
     if (offset < 0 || length <= 0 || offset >= end) return [];
-    const first = Math.floor(offset / this.chunkSize);
-    const chunks = this.chunkRange(file, first, Math.floor((end - 1) / this.chunkSize) + 1);
+    const chunkSize = this.inodeChunkSize(file);
+    const first = Math.floor(offset / chunkSize);
+    const chunks = this.chunkRange(file, chunkSize, first, Math.floor((end - 1) / chunkSize) + 1);
     return chunks.map((chunk, i) => {
-      const chunkStart = (first + i) * this.chunkSize;
+      const chunkStart = (first + i) * chunkSize;
       const start = Math.max(offset, chunkStart) - chunkStart;
       return { chunk, index: first + i, start, length: Math.min(end, chunkStart + chunk.uncompressedSize) - chunkStart - start };
     });
   }
 
-  /** Chunks [first, last) of a file, resolved through the chunk info table. */
-  private chunkRange(file: Located, first: number, last: number): ChunkRef[] {
-    decodeChunkFormat(file.u, file.offset + 16);
+  /**
+   * A file's chunk size, from its chunk format: min(2^chunk bits, superblock chunk size). A file
+   * in blobs of a smaller chunk size than the superblock's declares it; bits above the
+   * superblock's only ever mean a contiguous file the kernel maps in one piece (writer.ts).
+   */
+  private inodeChunkSize(file: Located): number {
+    const bits = decodeChunkFormat(file.u, file.offset + 16) + this.superblock.blockSizeBits;
+    return Math.min(2 ** bits, this.chunkSize);
+  }
+
+  /** Chunks [first, last) of a file of `chunkSize` chunks, resolved through the chunk info table. */
+  private chunkRange(file: Located, chunkSize: number, first: number, last: number): ChunkRef[] {
     const base = alignUp(file.tailOffset, CHUNK_INDEX_SIZE);
-    checkRange(this.buf.length, base, Math.ceil(file.info.size / this.chunkSize) * CHUNK_INDEX_SIZE, 'chunk index array');
+    checkRange(this.buf.length, base, Math.ceil(file.info.size / chunkSize) * CHUNK_INDEX_SIZE, 'chunk index array');
     const table = this.chunkTable();
     const chunks: ChunkRef[] = [];
     for (let i = first; i < last; i++) {
@@ -327,7 +343,9 @@ export class RafsImage {
       const info = table.get(index.blobIndex * 2 ** 24 + index.ciIndex);
       if (info === undefined) throw new RafsFormatError('chunk index', at, `blob ${index.blobIndex} chunk ${index.ciIndex} is not in the chunk info table`);
       if (index.blockAddr * this.blockSize !== info.uncompressedOffset) throw new RafsFormatError('chunk index', at, `block address ${index.blockAddr} disagrees with the chunk info table`);
-      const expectedSize = Math.min(this.chunkSize, file.info.size - i * this.chunkSize);
+      const blobChunkSize = this.blobs[info.blobIndex]!.chunkSize;
+      if (blobChunkSize !== chunkSize) throw new RafsFormatError('chunk index', at, `chunk ${i} lies in a blob of chunk size ${blobChunkSize}, the file's chunk size is ${chunkSize}`);
+      const expectedSize = Math.min(chunkSize, file.info.size - i * chunkSize);
       if (info.uncompressedSize !== expectedSize) throw new RafsFormatError('chunk index', at, `chunk ${i} holds ${info.uncompressedSize} bytes, the file needs ${expectedSize}`);
       chunks.push({ ...info });
     }
@@ -373,7 +391,7 @@ export class RafsImage {
     const members = (blob.features & BlobFeature.MEMBERS) !== 0;
     const chunk = members ? asMemberChunk(info) : info;
     if (chunk.ciIndex >= 2 ** 24) fail(`CI index ${chunk.ciIndex} does not fit 24 bits`);
-    if (chunk.uncompressedSize > this.chunkSize) fail(`uncompressed size ${chunk.uncompressedSize} exceeds the chunk size ${this.chunkSize}`);
+    if (chunk.uncompressedSize > blob.chunkSize) fail(`uncompressed size ${chunk.uncompressedSize} exceeds the chunk size ${blob.chunkSize} of its blob`);
     if (chunk.uncompressedOffset + chunk.uncompressedSize > blob.uncompressedSize) fail('chunk lies beyond its blob');
     if (members && blob.compressor !== 'gzip' && blob.compressor !== 'zstd') fail(`a MEMBERS blob compressed with ${blob.compressor} (gzip or zstd expected)`);
     const innerOffset = chunk.innerOffset ?? 0;
@@ -427,7 +445,7 @@ export class RafsImage {
     const { size, layout, mode } = at.info;
     const type = mode & S_IFMT;
     let recordEnd = at.tailOffset;
-    if (type === S_IFREG) recordEnd = alignUp(at.tailOffset, CHUNK_INDEX_SIZE) + Math.ceil(size / this.chunkSize) * CHUNK_INDEX_SIZE;
+    if (type === S_IFREG) recordEnd = alignUp(at.tailOffset, CHUNK_INDEX_SIZE) + Math.ceil(size / this.inodeChunkSize(at)) * CHUNK_INDEX_SIZE;
     const hasData = type === S_IFDIR || type === S_IFLNK;
     const tail = hasData && layout === Layout.FLAT_INLINE ? size % this.blockSize : 0;
     recordEnd += tail;

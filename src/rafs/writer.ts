@@ -112,7 +112,9 @@ function checkBlobs(b: Bootstrap): void {
     const fail = (detail: string): never => {
       throw new RafsEncodeError('blob table entry', `blob ${i} (${blob.blobId}): ${detail}`);
     };
-    if (blob.chunkSize !== b.chunkSize) fail(`chunk size ${blob.chunkSize} differs from the bootstrap's ${b.chunkSize}`);
+    if (!isPowerOfTwo(blob.chunkSize) || blob.chunkSize < MIN_CHUNK_SIZE || blob.chunkSize > b.chunkSize) {
+      fail(`chunk size ${blob.chunkSize} is not a power of two from 4 KiB to the bootstrap's ${b.chunkSize}`);
+    }
     if (!(blob.features & BlobFeature.ALIGNED)) fail('the ALIGNED feature is required');
     if (blob.uncompressedSize <= 0 || blob.uncompressedSize % BLOCK_SIZE !== 0) fail(`uncompressed size ${blob.uncompressedSize} is not a positive multiple of 4 KiB`);
   });
@@ -138,13 +140,14 @@ function deviceSlots(blobs: readonly BlobInfo[], bootstrapSize: number): DeviceS
 
 function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
   const { inode } = slot;
+  const chunkSize = slot.type === S_IFREG ? fileChunkSize(slot, b) : b.chunkSize;
   encodeInode({
     extended: true,
     layout: slot.layout,
     xattrCount: xattrCountForSize(slot.xattrs.length),
     mode: inode.mode,
     size: slot.type === S_IFREG ? inode.size : slot.data.length,
-    u: inodeU(slot, b.chunkSize),
+    u: inodeU(slot, chunkSize, b.chunkSize),
     ino: slot.ino,
     uid: inode.uid,
     gid: inode.gid,
@@ -155,7 +158,7 @@ function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
   const inlineAt = slot.offset + EXTENDED_INODE_SIZE + slot.xattrs.length;
   slot.xattrs.copy(image, slot.offset + EXTENDED_INODE_SIZE);
   if (slot.type === S_IFREG) {
-    encodeChunkIndexes(slot, b).copy(image, alignUp(inlineAt, CHUNK_INDEX_SIZE));
+    encodeChunkIndexes(slot, b, chunkSize).copy(image, alignUp(inlineAt, CHUNK_INDEX_SIZE));
     return;
   }
   slot.data.copy(image, slot.rawBlkaddr * BLOCK_SIZE, 0, slot.blocks * BLOCK_SIZE);
@@ -163,18 +166,32 @@ function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
 }
 
 /** i_u: the chunk format of files, the first data block of directories and symlinks, else rdev. */
-function inodeU(slot: InodeSlot, chunkSize: number): number {
-  if (slot.type === S_IFREG) return encodeChunkFormat(chunkBits(slot.inode, chunkSize));
+function inodeU(slot: InodeSlot, chunkSize: number, superChunkSize: number): number {
+  if (slot.type === S_IFREG) return encodeChunkFormat(chunkBits(slot.inode, chunkSize, superChunkSize));
   if (slot.type === S_IFDIR || slot.type === S_IFLNK) return slot.rawBlkaddr;
   return encodeDev(slot.inode.rdevMajor, slot.inode.rdevMinor);
 }
 
 /**
- * Chunk bits of the inode's chunk format. A multi-chunk file stored contiguously in one blob
- * is declared as a single power-of-two chunk so the kernel maps it in one piece (nydus does the
- * same); nydusd always uses the superblock chunk size, and the index array stays complete.
+ * A file's chunk size: its blobs' (each file's chunks lie in blobs of one chunk size), the
+ * bootstrap's for a file without chunks. Images mixing layers of several chunk sizes (eStargz
+ * layers kept as they are beside Nydus ones) have files of several chunk sizes.
  */
-function chunkBits(inode: Inode, chunkSize: number): number {
+function fileChunkSize(slot: InodeSlot, b: Bootstrap): number {
+  const sizes = new Set(slot.inode.chunks.map((c) => b.blobs[c.blobIndex]?.chunkSize ?? b.chunkSize));
+  if (sizes.size > 1) throw new RafsEncodeError('chunk index', `${slot.path}: chunks in blobs of chunk sizes ${[...sizes].join(', ')}`);
+  return sizes.values().next().value ?? b.chunkSize;
+}
+
+/**
+ * Chunk bits of the inode's chunk format. A file whose chunk size is below the superblock's
+ * declares its own (readers take min(2^bits, superblock chunk size)). Otherwise a multi-chunk file
+ * stored contiguously in one blob is declared as a single power-of-two chunk so the kernel maps it
+ * in one piece (nydus does the same: the bits only ever grow past the superblock's, so readers
+ * still see the superblock chunk size), and the index array stays complete.
+ */
+function chunkBits(inode: Inode, chunkSize: number, superChunkSize: number): number {
+  if (chunkSize < superChunkSize) return Math.log2(chunkSize) - BLOCK_SIZE_BITS;
   const chunks = inode.chunks;
   const contiguous = chunks.length > 1 && chunks.every((c, i) => i === 0 || (c.blobIndex === chunks[0]!.blobIndex && c.uncompressedOffset === chunks[i - 1]!.uncompressedOffset + chunkSize));
   let bits = Math.log2(chunkSize);
@@ -182,18 +199,18 @@ function chunkBits(inode: Inode, chunkSize: number): number {
   return bits - BLOCK_SIZE_BITS <= 0x1f ? bits - BLOCK_SIZE_BITS : Math.log2(chunkSize) - BLOCK_SIZE_BITS;
 }
 
-function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap): Buffer {
+function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap, chunkSize: number): Buffer {
   const { chunks, size } = slot.inode;
   const fail = (detail: string): never => {
     throw new RafsEncodeError('chunk index', `${slot.path}: ${detail}`);
   };
   if (!Number.isSafeInteger(size) || size < 0) fail(`bad size ${size}`);
-  if (chunks.length !== Math.ceil(size / b.chunkSize)) fail(`${chunks.length} chunks for ${size} bytes in ${b.chunkSize}-byte chunks`);
+  if (chunks.length !== Math.ceil(size / chunkSize)) fail(`${chunks.length} chunks for ${size} bytes in ${chunkSize}-byte chunks`);
   const out = Buffer.alloc(chunks.length * CHUNK_INDEX_SIZE);
   chunks.forEach((c, i) => {
     const blob = b.blobs[c.blobIndex];
     if (blob === undefined) return fail(`chunk ${i} refers to blob ${c.blobIndex}, the table has ${b.blobs.length}`);
-    if (c.uncompressedSize !== Math.min(b.chunkSize, size - i * b.chunkSize)) fail(`chunk ${i} holds ${c.uncompressedSize} bytes`);
+    if (c.uncompressedSize !== Math.min(chunkSize, size - i * chunkSize)) fail(`chunk ${i} holds ${c.uncompressedSize} bytes`);
     if (c.uncompressedOffset % BLOCK_SIZE !== 0 || c.uncompressedOffset + c.uncompressedSize > blob.uncompressedSize) {
       fail(`chunk ${i} at uncompressed offset ${c.uncompressedOffset} is unaligned or beyond its blob`);
     }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { mergeLayers, MergeError } from '../../src/convert/merge.js';
+import { RafsImage } from '../../src/rafs/reader.js';
 import { S_IFLNK, S_IFREG, newDir, newInode, type BlobInfo, type Bootstrap, type ChunkRef, type TreeNode } from '../../src/rafs/tree.js';
+import { writeBootstrap } from '../../src/rafs/writer.js';
 
 const blob = (id: string): BlobInfo => ({
   blobId: id.repeat(64).slice(0, 64), chunkCount: 1, chunkSize: 1 << 20, compressor: 'zstd', digester: 'blake3',
@@ -91,9 +93,23 @@ describe('mergeLayers', () => {
     expect(merged.root.children!.get('a')!.inode).toBe(merged.root.children!.get('b')!.inode);
   });
 
-  it('refuses layers with different chunk sizes', () => {
-    const l1 = layer({});
-    l1.chunkSize = 1 << 16;
-    expect(() => mergeLayers([layer({}), l1])).toThrow(MergeError);
+  it('merges a 4 MiB-chunk layer under a 1 MiB one: the largest chunk size, each file keeping its own', () => {
+    const MiB = 1 << 20;
+    const esgz: BlobInfo = { ...blob('e'), chunkSize: 4 * MiB, chunkCount: 2, ciCompressedSize: 32, ciUncompressedSize: 32, uncompressedSize: 4 * MiB + 4096, compressor: 'gzip' };
+    const big = [chunk(0, 1), chunk(0, 2)].map((c, i) => ({ ...c, ciIndex: i, uncompressedOffset: i * 4 * MiB, uncompressedSize: i === 0 ? 4 * MiB : 100 }));
+    const lower: Bootstrap = { ...layer({ small: big[1]! }, [esgz]), chunkSize: 4 * MiB, compressor: 'gzip' };
+    lower.root.children!.set('big', { name: 'big', inode: newInode(S_IFREG | 0o644, { size: 4 * MiB + 100, chunks: big }) });
+    const upper = layer({ upper: chunk(0, 4) }, [blob('n')]);
+    const merged = mergeLayers([lower, upper]);
+    expect(merged.chunkSize).toBe(4 * MiB);
+    expect(merged.blobs.map((b) => b.chunkSize)).toEqual([4 * MiB, MiB]);
+    const image = RafsImage.open(writeBootstrap(merged));
+    const chunkSizeOf = (name: string): number => image.fileChunkSize(image.lookup(image.root, name)!);
+    expect([chunkSizeOf('big'), chunkSizeOf('small'), chunkSizeOf('upper')]).toEqual([4 * MiB, 4 * MiB, MiB]);
+    expect(image.chunks(image.lookup(image.root, 'big')!).map((c) => c.uncompressedSize)).toEqual([4 * MiB, 100]);
+  });
+
+  it('refuses layers with different digesters', () => {
+    expect(() => mergeLayers([layer({}), { ...layer({}), digester: 'sha256' }])).toThrow(MergeError);
   });
 });
