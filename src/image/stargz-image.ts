@@ -11,12 +11,12 @@ import { writeBootstrap } from '../rafs/writer.js';
 import type { ImageStore } from '../registry/image-store.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
 import { isStargzLayer } from '../registry/stargz-layers.js';
-import { stargzBootstrap, stargzChunkSize } from '../stargz/bootstrap.js';
+import { stargzBootstrap } from '../stargz/bootstrap.js';
 import { readStargzToc, type StargzToc } from '../stargz/toc.js';
 import { forEachLimited } from '../util/concurrency.js';
 
 /** Bumped whenever the bootstrap built from the same layers would change. */
-const BUILD_VERSION = 'nydusify-ts stargz chain 1';
+const BUILD_VERSION = 'nydusify-ts stargz chain 2';
 
 /** Whether the manifest is one we serve as stargz layers: every layer announces its TOC. */
 export const isStargzImage = (layers: readonly Descriptor[]): boolean => layers.length > 0 && layers.every(isStargzLayer);
@@ -58,10 +58,8 @@ export async function buildStargzChain(layers: readonly Descriptor[], readToc: T
   await forEachLimited([...layers.entries()], 4, async ([i, layer]) => {
     tocs[i] = await readToc(layer);
   });
-  // one bootstrap has one chunk grid: the largest any layer needs (single pieces fit a larger one; a
-  // layer whose files are split at another size is refused by stargzBootstrap)
-  const chunkSize = Math.max(...tocs.map(stargzChunkSize));
-  const models = tocs.map((toc, i) => stargzBootstrap(toc, { blobId: layers[i]!.digest.slice('sha256:'.length), blobSize: layers[i]!.size, chunkSize }));
+  // each layer keeps its own chunk grid (RAFS v6 chunk sizes are per file: its blob's)
+  const models = tocs.map((toc, i) => stargzBootstrap(toc, { blobId: layers[i]!.digest.slice('sha256:'.length), blobSize: layers[i]!.size }));
   return writeBootstrap(mergeLayers(models, { prefetch: models.flatMap((m) => m.prefetch ?? []) }));
 }
 

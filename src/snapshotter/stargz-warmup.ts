@@ -9,6 +9,7 @@ import { registryClientFor, type RegistryAccess } from '../image/remote.js';
 import { buildStargzChain, stargzChain, stargzChainKey, storeTocReader, type TocReader } from '../image/stargz-image.js';
 import { type ImageStore, resolveImage } from '../registry/image-store.js';
 import type { ImageManifest } from '../registry/media-types.js';
+import { isNydusBootstrap } from '../registry/nydus-layers.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -84,6 +85,8 @@ export class StargzWarmup {
 
   private async warm(image: PulledImage, remote: RemoteLayer, locked: () => void): Promise<void> {
     const { store, manifest } = await image.opened;
+    // a Nydus image whose data layers include eStargz ones is mounted by its own bootstrap
+    if (manifest.layers.some(isNydusBootstrap)) return;
     const layers = stargzChain(store, manifest, remote.digest);
     const key = stargzChainKey(layers);
     if (await this.built.get(key)) return;

@@ -2,10 +2,17 @@
 // stargz-snapshotter's own tool (`ctr-remote image convert --estargz` / `--zstdchunked`) is pulled with
 // `ctr-remote image rpull`; its layers are committed remotely (nothing downloaded), and a container
 // reads the unmodified layers lazily through a daemon (each chunk a gzip member or zstd frame, checked
-// against its chunkDigest): expect.sh ALL OK.
+// against its chunkDigest): expect.sh ALL OK. So does an image mixing both kinds: debian-ml's lower
+// two layers as ctr-remote's eStargz blobs and its top layer as it is, converted with
+// `convert --keep-stargz` (two eStargz layers kept, one converted to Nydus, one bootstrap over them).
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
+import { cliAsync } from '../../helpers/cli.js';
+import { clientForReferences } from '../../../src/registry/client.js';
+import { readBlob } from '../../../src/registry/image-store.js';
+import { openImageStore } from '../../../src/registry/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, REGISTRY, registryBlobBytes, registryLogOffset, SNAPSHOTTER,
@@ -16,6 +23,8 @@ const SOURCE = `${REGISTRY}/debian-ml:latest`;
 // the tags test/e2e/stargz/registry.test.ts converts too: each conversion happens once per registry
 const ESGZ = `${REGISTRY}/debian-ml:stargz-e2e-esgz`;
 const ZSTDCHUNKED = `${REGISTRY}/debian-ml:stargz-e2e-zstdchunked`;
+const MIXED_SOURCE = `${REGISTRY}/debian-ml:stargz-e2e-mixed-source`;
+const MIXED = `${REGISTRY}/debian-ml:stargz-e2e-mixed`;
 const root = mkdtempSync(`${E2E_DIR}-stargz-`);
 let sn: SnapshotterProcess;
 
@@ -23,17 +32,36 @@ beforeAll(async () => {
   await containerdUp();
   await ctrRemoteConvert(SOURCE, ESGZ, ['--estargz']);
   await ctrRemoteConvert(SOURCE, ZSTDCHUNKED, ['--zstdchunked']);
+  await pushMixedSource();
+  await cliAsync(['convert', '--keep-stargz', '--plain-http', '--source', MIXED_SOURCE, '--target', MIXED]);
   sn = await startSnapshotter(root);
-  for (const id of ['esgz', 'zstdchunked']) {
+  for (const id of ['esgz', 'zstdchunked', 'mixed']) {
     await ctr(['task', 'kill', '-s', 'KILL', id]);
     await ctr(['task', 'rm', '-f', id]);
     await ctr(['container', 'rm', id]);
   }
-  await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED]);
+  await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED, MIXED]);
 }, 900_000);
 
+/** debian-ml with its lower two layers taken from the eStargz image and its top layer as it is (same repository: no blob moves). */
+async function pushMixedSource(): Promise<void> {
+  const { store } = await openImageStore(MIXED_SOURCE, clientForReferences([[MIXED_SOURCE, false]], true));
+  const image = async (tag: string) => {
+    const manifest = (await store.getManifest(tag)).parsed as { config: { digest: string; size: number; mediaType: string }; layers: object[] };
+    const config = JSON.parse((await readBlob(store, manifest.config, 1 << 20)).toString('utf8')) as { rootfs: { diff_ids: string[] } };
+    return { manifest, config };
+  };
+  const esgz = await image('stargz-e2e-esgz');
+  const plain = await image('latest');
+  const config = Buffer.from(JSON.stringify({ ...plain.config, history: undefined, rootfs: { type: 'layers', diff_ids: [...esgz.config.rootfs.diff_ids.slice(0, 2), plain.config.rootfs.diff_ids[2]] } }));
+  const configDescriptor = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${createHash('sha256').update(config).digest('hex')}`, size: config.length };
+  await store.putBlob(configDescriptor, config);
+  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDescriptor, layers: [...esgz.manifest.layers.slice(0, 2), plain.manifest.layers[2]] };
+  await store.putManifest(Buffer.from(JSON.stringify(manifest)), manifest.mediaType, 'stargz-e2e-mixed-source');
+}
+
 afterAll(async () => {
-  await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED]);
+  await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED, MIXED]);
   if (sn && sn.child.exitCode === null) {
     sn.child.kill('SIGTERM');
     await sn.exit;
@@ -63,5 +91,23 @@ describe.each([['eStargz', ESGZ, 'esgz'], ['zstd:chunked', ZSTDCHUNKED, 'zstdchu
     // the chain's bootstrap was built while rpull ran, and kept for the daemon in the cache directory
     expect(sn.log()).toMatch(new RegExp(`"eStargz chain bootstrap built while pulling","ref":"${image.replace(/[.:]/g, '\\$&')}"`));
     expect(readdirSync(join(root, 'cache')).some((n) => /^built-[0-9a-f]{64}\.boot$/.test(n))).toBe(true);
+  }, 300_000);
+});
+
+describe('an image mixing kept eStargz layers and a Nydus layer, through the snapshotter', () => {
+  it('is one lazy mount: expect.sh ALL OK, and the eStargz layers are read by range, never whole', async () => {
+    const layers = await manifestLayers(MIXED);
+    const kept = layers.filter((l) => l.annotations?.['containerd.io/snapshot/stargz/toc.digest']);
+    expect(kept).toHaveLength(2);
+    expect(layers.filter((l) => l.annotations?.['containerd.io/snapshot/nydus-blob'] === 'true')).toHaveLength(1);
+    expect(layers.at(-1)!.annotations?.['containerd.io/snapshot/nydus-bootstrap']).toBe('true');
+    const from = registryLogOffset();
+    const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, MIXED]);
+    expect(pull.code, pull.stderr).toBe(0);
+    const r = await ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, MIXED, 'mixed', '/etc/e2e/expect.sh'], 180_000);
+    expect(r.stdout).toContain('ALL OK');
+    expect(r.stdout).not.toMatch(/^FAIL/m);
+    const keptBytes = kept.reduce((n, l) => n + l.size, 0);
+    expect(registryBlobBytes(from, kept.map((l) => l.digest))).toBeLessThan(keptBytes);
   }, 300_000);
 });
