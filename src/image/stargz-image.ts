@@ -7,12 +7,13 @@ import { createHash } from 'node:crypto';
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { mergeLayers } from '../convert/merge.js';
 import { RafsImage } from '../rafs/reader.js';
+import type { Bootstrap } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
 import type { ImageStore } from '../registry/image-store.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
 import { isStargzLayer } from '../registry/stargz-layers.js';
 import { stargzBootstrap } from '../stargz/bootstrap.js';
-import { readStargzToc, type StargzToc } from '../stargz/toc.js';
+import { readStargzToc } from '../stargz/toc.js';
 import { forEachLimited } from '../util/concurrency.js';
 
 /** Bumped whenever the bootstrap built from the same layers would change. */
@@ -21,14 +22,18 @@ const BUILD_VERSION = 'nydusify-ts stargz chain 2';
 /** Whether the manifest is one we serve as stargz layers: every layer announces its TOC. */
 export const isStargzImage = (layers: readonly Descriptor[]): boolean => layers.length > 0 && layers.every(isStargzLayer);
 
-/** One layer's TOC, read and verified (the snapshotter passes one that keeps TOCs it read while pulling). */
-export type TocReader = (layer: Descriptor) => Promise<StargzToc>;
+/** One layer as a RAFS layer model, its TOC read and verified (the snapshotter passes one that keeps the models it made while pulling). */
+export type LayerModelReader = (layer: Descriptor) => Promise<Bootstrap>;
 
-/** Reads a layer's TOC from the store, verified against the digest its annotations give. */
-export function storeTocReader(store: ImageStore): TocReader {
-  return (layer) => {
-    if (!isStargzLayer(layer)) return Promise.reject(new Error(`${store.name}: layer ${layer.digest} is not an eStargz or zstd:chunked layer: the image cannot be served lazily`));
-    return readStargzToc((offset, length) => store.getBlobRange(layer.digest, offset, length), layer.size, { annotations: layer.annotations ?? {} });
+/**
+ * Reads a layer's TOC from the store, verified against the digest its annotations give, and makes
+ * it a layer model whose one blob is the layer (its own chunk grid: RAFS v6 chunk sizes are per file).
+ */
+export function storeModelReader(store: ImageStore): LayerModelReader {
+  return async (layer) => {
+    if (!isStargzLayer(layer)) throw new Error(`${store.name}: layer ${layer.digest} is not an eStargz or zstd:chunked layer: the image cannot be served lazily`);
+    const toc = await readStargzToc((offset, length) => store.getBlobRange(layer.digest, offset, length), layer.size, { annotations: layer.annotations ?? {} });
+    return stargzBootstrap(toc, { blobId: layer.digest.slice('sha256:'.length), blobSize: layer.size });
   };
 }
 
@@ -52,14 +57,12 @@ export function stargzChainKey(layers: readonly Descriptor[]): string {
   return hash.digest('hex');
 }
 
-/** The chain's TOCs read (a few at a time) and verified, turned into layer models and merged into one bootstrap. */
-export async function buildStargzChain(layers: readonly Descriptor[], readToc: TocReader): Promise<Buffer> {
-  const tocs: StargzToc[] = new Array<StargzToc>(layers.length);
+/** The chain's layer models (read a few at a time) merged into one bootstrap. */
+export async function buildStargzChain(layers: readonly Descriptor[], readModel: LayerModelReader): Promise<Buffer> {
+  const models = new Array<Bootstrap>(layers.length);
   await forEachLimited([...layers.entries()], 4, async ([i, layer]) => {
-    tocs[i] = await readToc(layer);
+    models[i] = await readModel(layer);
   });
-  // each layer keeps its own chunk grid (RAFS v6 chunk sizes are per file: its blob's)
-  const models = tocs.map((toc, i) => stargzBootstrap(toc, { blobId: layers[i]!.digest.slice('sha256:'.length), blobSize: layers[i]!.size }));
   return writeBootstrap(mergeLayers(models, { prefetch: models.flatMap((m) => m.prefetch ?? []) }));
 }
 
@@ -70,7 +73,7 @@ export async function buildStargzChain(layers: readonly Descriptor[], readToc: T
  */
 export async function stargzImageBootstrap(store: ImageStore, manifest: ImageManifest, upToLayer?: string, built?: BuiltBootstraps): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
   const layers = stargzChain(store, manifest, upToLayer);
-  const build = (): Promise<Buffer> => buildStargzChain(layers, storeTocReader(store));
+  const build = (): Promise<Buffer> => buildStargzChain(layers, storeModelReader(store));
   const { bootstrap, opened } = built ? await built.getOrBuild(stargzChainKey(layers), (kept) => openBuilt(kept, layers), build) : { bootstrap: await build() };
   return { bootstrap, rafs: opened ?? RafsImage.open(bootstrap) };
 }

@@ -55,6 +55,17 @@ export class ImageMounts {
     if (remote.role === 'stargz') this.warmup.layer(remote);
   }
 
+  /** Whether an eStargz layer can be served lazily (its TOC read, verified and made a layer model); else it is pulled. */
+  async stargzServable(remote: RemoteLayer): Promise<boolean> {
+    try {
+      await this.warmup.servable(remote);
+      return true;
+    } catch (err) {
+      log.warn('eStargz layer cannot be served lazily: it is pulled instead', { ref: remote.ref, layer: remote.digest, error: (err as Error).message });
+      return false;
+    }
+  }
+
   /** The image's mount name: one per image reference and bootstrap layer. */
   static nameOf(remote: RemoteLayer): string {
     return `i-${createHash('sha256').update(`${remote.ref}\n${remote.digest}`).digest('hex').slice(0, 16)}`;

@@ -66,15 +66,29 @@ export class Snapshotter {
     return rec;
   }
 
-  prepare(key: string, parent: string, labels: unknown): Promise<Mount[]> {
-    return this.serial(() => this.create('active', key, parent, labels));
+  async prepare(key: string, parent: string, labels: unknown): Promise<Mount[]> {
+    const servable = await this.stargzServable(labels);
+    return this.serial(() => this.create('active', key, parent, labels, servable));
   }
 
-  view(key: string, parent: string, labels: unknown): Promise<Mount[]> {
-    return this.serial(() => this.create('view', key, parent, labels));
+  async view(key: string, parent: string, labels: unknown): Promise<Mount[]> {
+    const servable = await this.stargzServable(labels);
+    return this.serial(() => this.create('view', key, parent, labels, servable));
   }
 
-  private async create(kind: 'active' | 'view', key: string, parentKey: string, rawLabels: unknown): Promise<Mount[]> {
+  /**
+   * Whether a new eStargz layer can be served lazily (its TOC read and checked: outside the queue,
+   * which other snapshots need meanwhile). Any other layer, or one already committed, is not checked.
+   */
+  private async stargzServable(rawLabels: unknown): Promise<boolean> {
+    const labels = checkLabels(rawLabels);
+    const remote = this.images ? remoteLayer(labels) : undefined;
+    const target = labels[Label.TARGET];
+    if (remote?.role !== 'stargz' || target === undefined || this.store.get(target)) return true;
+    return this.images!.stargzServable(remote);
+  }
+
+  private async create(kind: 'active' | 'view', key: string, parentKey: string, rawLabels: unknown, stargzServable: boolean): Promise<Mount[]> {
     checkKey(key);
     const labels = checkLabels(rawLabels);
     const parent = parentKey === '' ? undefined : checkKey(parentKey, 'parent');
@@ -84,7 +98,7 @@ export class Snapshotter {
     }
     const remote = this.images ? remoteLayer(labels) : undefined;
     const target = labels[Label.TARGET];
-    if (remote && target !== undefined && this.servesRemotely(remote, parent)) return this.commitRemote(target, parent, labels, remote);
+    if (remote && target !== undefined && stargzServable && this.servesRemotely(remote, parent)) return this.commitRemote(target, parent, labels, remote);
     if (this.store.get(key)) throw new AlreadyExistsError(`snapshot ${key} already exists`);
     const lowers = this.lowersOf(parent);
     const id = await this.newDir();

@@ -1,33 +1,37 @@
-// While containerd pulls an eStargz image (rpull: one Prepare per layer, each answered at once),
-// the snapshotter reads each new layer's TOC and, when the chain's top layer is in, builds the
-// chain's bootstrap into the cache directory (blobcache/built-bootstraps.ts): the daemon that
-// mounts the image for the container then finds it there (or waits for it on the build lock, which
-// the warm-up takes before it reads a TOC), instead of reading and merging every TOC while the
-// container waits. Best effort: whatever fails here, the daemon builds it itself.
+// While containerd pulls an eStargz image (rpull: one Prepare per layer), the snapshotter reads
+// each new layer's TOC and makes its layer model before it commits the layer remotely: a layer that
+// cannot be served lazily (its TOC not the one its annotation names, pieces no RAFS chunk grid
+// fits, …) is refused then, and containerd pulls it as an ordinary layer instead of a container
+// failing to start on it later. When the chain's top layer is in, the models are merged into the
+// chain's bootstrap in the cache directory (blobcache/built-bootstraps.ts): the daemon that mounts
+// the image for the container then finds it there (or waits for it on the build lock, which the
+// warm-up takes first), instead of reading and merging every TOC while the container waits.
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { registryClientFor, type RegistryAccess } from '../image/remote.js';
-import { buildStargzChain, stargzChain, stargzChainKey, storeTocReader, type TocReader } from '../image/stargz-image.js';
+import { buildStargzChain, type LayerModelReader, stargzChain, stargzChainKey, storeModelReader } from '../image/stargz-image.js';
+import type { RegistryClient } from '../registry/client.js';
 import { type ImageStore, resolveImage } from '../registry/image-store.js';
 import type { ImageManifest } from '../registry/media-types.js';
 import { isNydusBootstrap } from '../registry/nydus-layers.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
-import type { RegistryClient } from '../registry/client.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
 
 /** How long a mount waits for a warm-up to take its build lock. */
 const MAX_WAIT_MS = 10_000;
+/** An image nobody pulled or mounted for this long lets go of its connection and layer models. */
+const IDLE_MS = 60_000;
 
-/** One image being pulled: its registry connection, manifest and the TOCs read so far. */
+/** One image being pulled: its registry connection, manifest and the layer models made so far. */
 interface PulledImage {
   client: RegistryClient;
-  opened: Promise<{ store: ImageStore; manifest: ImageManifest }>;
-  tocs: Map<string, ReturnType<TocReader>>;
+  opened: Promise<{ store: ImageStore; manifest: ImageManifest; read: LayerModelReader }>;
+  models: Map<string, ReturnType<LayerModelReader>>;
   /** The layer committed last: the chain a container will mount ends there (so far). */
   top: string;
-  /** Warm-ups of its layers still running. */
-  running: number;
+  users: number;
+  idle?: NodeJS.Timeout;
 }
 
 const chainName = (remote: RemoteLayer): string => `${remote.ref}\n${remote.digest}`;
@@ -38,24 +42,30 @@ export class StargzWarmup {
 
   constructor(private readonly access: RegistryAccess, private readonly built: BuiltBootstraps) {}
 
-  /** An eStargz layer was committed: read its chain's TOCs and, if it is still the top, build the chain. */
+  /** Resolves once the layer's model is made (kept for its chain); rejects when it cannot be served lazily. */
+  async servable(remote: RemoteLayer): Promise<void> {
+    await this.using(remote.ref, async (image) => {
+      const { manifest } = await image.opened;
+      const layer = manifest.layers.find((l) => l.digest === remote.digest);
+      if (!layer) throw new Error(`${remote.ref} has no layer ${remote.digest}`);
+      await this.model(image, layer);
+    });
+  }
+
+  /** An eStargz layer was committed: if it is still the top once its chain's models are made, build the chain. */
   layer(remote: RemoteLayer): void {
     const name = chainName(remote);
     if (this.chains.has(name)) return;
-    const image = this.images.get(remote.ref) ?? this.open(remote.ref);
-    image.top = remote.digest;
-    image.running++;
     let locked!: () => void;
-    const started = new Promise<void>((resolve) => (locked = resolve));
-    this.chains.set(name, started);
-    void this.warm(image, remote, locked)
+    this.chains.set(name, new Promise<void>((resolve) => (locked = resolve)));
+    void this.using(remote.ref, (image) => {
+      image.top = remote.digest;
+      return this.warm(image, remote, locked);
+    })
       .catch((err: Error) => log.warn('eStargz warm-up failed (the daemon builds the bootstrap itself)', { ref: remote.ref, layer: remote.digest, error: err.message }))
       .finally(() => {
         locked();
         this.chains.delete(name);
-        if (--image.running > 0) return;
-        this.images.delete(remote.ref);
-        void image.client.close();
       });
   }
 
@@ -71,16 +81,45 @@ export class StargzWarmup {
     clearTimeout(timer);
   }
 
+  /** Runs `fn` with the image's pull state, opened if need be and let go once idle. */
+  private async using<T>(ref: string, fn: (image: PulledImage) => Promise<T>): Promise<T> {
+    const image = this.images.get(ref) ?? this.open(ref);
+    clearTimeout(image.idle);
+    image.users++;
+    try {
+      return await fn(image);
+    } finally {
+      if (--image.users === 0) {
+        image.idle = setTimeout(() => {
+          this.images.delete(ref);
+          void image.client.close();
+        }, IDLE_MS);
+        image.idle.unref();
+      }
+    }
+  }
+
   private open(ref: string): PulledImage {
     const client = registryClientFor(ref, this.access);
     const opened = (async () => {
       const { store, reference } = await openImageStore({ kind: 'registry', ...parseReference(ref) }, client);
-      return { store, manifest: (await resolveImage(store, reference)).manifest.parsed };
+      return { store, manifest: (await resolveImage(store, reference)).manifest.parsed, read: storeModelReader(store) };
     })();
-    opened.catch(() => undefined); // each warm-up awaits (and reports) it
-    const image: PulledImage = { client, opened, tocs: new Map(), top: '', running: 0 };
+    opened.catch(() => undefined); // each user awaits (and reports) it
+    const image: PulledImage = { client, opened, models: new Map(), top: '', users: 0 };
     this.images.set(ref, image);
     return image;
+  }
+
+  /** The layer's model, made once for all the image's chains (a failed one is tried again next time). */
+  private model(image: PulledImage, layer: ImageManifest['layers'][number]): ReturnType<LayerModelReader> {
+    let model = image.models.get(layer.digest);
+    if (!model) {
+      model = image.opened.then(({ read }) => read(layer));
+      model.catch(() => image.models.delete(layer.digest));
+      image.models.set(layer.digest, model);
+    }
+    return model;
   }
 
   private async warm(image: PulledImage, remote: RemoteLayer, locked: () => void): Promise<void> {
@@ -94,13 +133,10 @@ export class StargzWarmup {
     locked();
     let kept = false;
     try {
-      const read = storeTocReader(store);
-      // every TOC of the chain starts now, each read once for all the image's chains
-      for (const l of layers) if (!image.tocs.has(l.digest)) image.tocs.set(l.digest, read(l));
-      await Promise.all(layers.map((l) => image.tocs.get(l.digest)));
+      await Promise.all(layers.map((l) => this.model(image, l)));
       // a layer above came meanwhile: its chain, not this one, is what a container mounts
       if (image.top !== remote.digest || (await this.built.get(key))) return;
-      await this.built.put(key, await buildStargzChain(layers, (l) => image.tocs.get(l.digest)!));
+      await this.built.put(key, await buildStargzChain(layers, (l) => this.model(image, l)));
       kept = true;
       log.info('eStargz chain bootstrap built while pulling', { ref: remote.ref, layer: remote.digest, layers: layers.length });
     } finally {

@@ -5,6 +5,8 @@
 // against its chunkDigest): expect.sh ALL OK. So does an image mixing both kinds: debian-ml's lower
 // two layers as ctr-remote's eStargz blobs and its top layer as it is, converted with
 // `convert --keep-stargz` (two eStargz layers kept, one converted to Nydus, one bootstrap over them).
+// And an eStargz image whose top layer's TOC is not the one its annotation names: that layer is
+// refused at rpull and pulled as an ordinary layer, the two below stay lazy, expect.sh ALL OK.
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +27,7 @@ const ESGZ = `${REGISTRY}/debian-ml:stargz-e2e-esgz`;
 const ZSTDCHUNKED = `${REGISTRY}/debian-ml:stargz-e2e-zstdchunked`;
 const MIXED_SOURCE = `${REGISTRY}/debian-ml:stargz-e2e-mixed-source`;
 const MIXED = `${REGISTRY}/debian-ml:stargz-e2e-mixed`;
+const BAD_TOP = `${REGISTRY}/debian-ml:stargz-e2e-bad-top-toc`;
 const root = mkdtempSync(`${E2E_DIR}-stargz-`);
 let sn: SnapshotterProcess;
 
@@ -33,15 +36,25 @@ beforeAll(async () => {
   await ctrRemoteConvert(SOURCE, ESGZ, ['--estargz']);
   await ctrRemoteConvert(SOURCE, ZSTDCHUNKED, ['--zstdchunked']);
   await pushMixedSource();
+  await pushBadTopToc();
   await cliAsync(['convert', '--keep-stargz', '--plain-http', '--source', MIXED_SOURCE, '--target', MIXED]);
   sn = await startSnapshotter(root);
-  for (const id of ['esgz', 'zstdchunked', 'mixed']) {
+  for (const id of ['esgz', 'zstdchunked', 'mixed', 'bad-top']) {
     await ctr(['task', 'kill', '-s', 'KILL', id]);
     await ctr(['task', 'rm', '-f', id]);
     await ctr(['container', 'rm', id]);
   }
-  await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED, MIXED]);
+  await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED, MIXED, BAD_TOP]);
 }, 900_000);
+
+/** The eStargz debian-ml with its top layer's TOC digest annotation changed (the manifest only). */
+async function pushBadTopToc(): Promise<void> {
+  const { store } = await openImageStore(BAD_TOP, clientForReferences([[BAD_TOP, false]], true));
+  const manifest = (await store.getManifest('stargz-e2e-esgz')).parsed as { layers: { annotations?: Record<string, string> }[] };
+  const top = manifest.layers.at(-1)!;
+  top.annotations = { ...top.annotations, 'containerd.io/snapshot/stargz/toc.digest': `sha256:${'0'.repeat(64)}` };
+  await store.putManifest(Buffer.from(JSON.stringify(manifest)), 'application/vnd.oci.image.manifest.v1+json', 'stargz-e2e-bad-top-toc');
+}
 
 /** debian-ml with its lower two layers taken from the eStargz image and its top layer as it is (same repository: no blob moves). */
 async function pushMixedSource(): Promise<void> {
@@ -61,7 +74,7 @@ async function pushMixedSource(): Promise<void> {
 }
 
 afterAll(async () => {
-  await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED, MIXED]);
+  await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED, MIXED, BAD_TOP]);
   if (sn && sn.child.exitCode === null) {
     sn.child.kill('SIGTERM');
     await sn.exit;
@@ -109,5 +122,25 @@ describe('an image mixing kept eStargz layers and a Nydus layer, through the sna
     expect(r.stdout).not.toMatch(/^FAIL/m);
     const keptBytes = kept.reduce((n, l) => n + l.size, 0);
     expect(registryBlobBytes(from, kept.map((l) => l.digest))).toBeLessThan(keptBytes);
+  }, 300_000);
+});
+
+describe('an eStargz image whose top layer cannot be served lazily, through the snapshotter', () => {
+  it('pulls that layer as an ordinary one at rpull, keeps the others lazy, and runs expect.sh ALL OK', async () => {
+    // the eStargz image's layers have the same chain ids: while its snapshots exist containerd prepares none
+    await ctr(['images', 'rm', '--sync', ESGZ, MIXED]);
+    const layers = await manifestLayers(BAD_TOP);
+    const from = registryLogOffset();
+    const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, BAD_TOP]);
+    expect(pull.code, pull.stderr).toBe(0);
+    expect(sn.log()).toMatch(/eStargz layer cannot be served lazily: it is pulled instead.*TOC/);
+    const top = layers.at(-1)!;
+    // the refused layer was downloaded whole by containerd; the lower ones only had their TOCs read
+    expect(registryBlobBytes(from, [top.digest])).toBeGreaterThanOrEqual(top.size);
+    const lower = layers.slice(0, -1);
+    expect(registryBlobBytes(from, lower.map((l) => l.digest))).toBeLessThan(lower.reduce((n, l) => n + l.size, 0) * 0.05);
+    const r = await ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, BAD_TOP, 'bad-top', '/etc/e2e/expect.sh'], 180_000);
+    expect(r.stdout).toContain('ALL OK');
+    expect(r.stdout).not.toMatch(/^FAIL/m);
   }, 300_000);
 });
