@@ -50,9 +50,14 @@ export class ImageMounts {
     this.warmup = new StargzWarmup(opts.config.registry, new BuiltBootstraps(opts.config.cacheDir));
   }
 
-  /** A remote layer was committed while containerd pulls: an eStargz chain's bootstrap is built now. */
-  pulled(remote: RemoteLayer): void {
-    if (remote.role === 'stargz') this.warmup.layer(remote);
+  /**
+   * A remote layer was committed while containerd pulls: an eStargz chain's bootstrap is built now.
+   * `onTop` hears of the layer a container of the image will mount: a Nydus bootstrap layer, or
+   * the top of the image's run of eStargz layers.
+   */
+  pulled(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): void {
+    if (remote.role === 'stargz') this.warmup.layer(remote, onTop);
+    else if (remote.role === 'bootstrap') onTop(remote);
   }
 
   /** Whether an eStargz layer can be served lazily (its TOC read, verified and made a layer model); else it is pulled. */
@@ -164,6 +169,7 @@ export class ImageMounts {
     await this.erofs.get(name)?.unmount();
     this.erofs.delete(name);
     if (this.opts.mode === 'dedicated') {
+      if (!this.manager.record(name)) return;
       this.unsupervise(name);
       await this.manager.destroy(name);
       log.info('image unmounted', { image: name });

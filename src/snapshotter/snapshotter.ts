@@ -18,6 +18,8 @@ import { type Mount, snapshotMounts } from './mounts.js';
 import { diskUsage, type Usage } from './usage.js';
 
 const blobIdOf = (digest: string): string => digest.slice('sha256:'.length);
+/** How long an image mounted at pull stays mounted without a container. */
+const PREMOUNT_TTL_MS = 10 * 60_000;
 
 export interface SnapshotInfo {
   name: string;
@@ -133,9 +135,22 @@ export class Snapshotter {
         d.snapshots.set(target, { id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: { size: 0, inodes: 1 }, remote });
       });
       log.info('remote layer committed', { target, ref: remote.ref, digest: remote.digest, role: remote.role });
-      this.images?.pulled(remote);
+      this.images?.pulled(remote, (top) => this.premount(top));
     }
     throw new AlreadyExistsError(`target snapshot ${target} already exists`);
+  }
+
+  /**
+   * The image a container of the image being pulled will read, mounted now (as stargz-snapshotter
+   * mounts at pull): its daemon starts while containerd finishes the pull and creates the
+   * container. Unmounted after PREMOUNT_TTL_MS unless a snapshot reads through it by then.
+   */
+  private premount(remote: RemoteLayer): void {
+    const name = ImageMounts.nameOf(remote);
+    this.images!.acquire(name, remote).then(
+      () => setTimeout(() => void this.serial(() => this.releaseIfUnused(name)), PREMOUNT_TTL_MS).unref(),
+      (err: Error) => log.warn('mounting a pulled image ahead of its containers failed', { image: name, ref: remote.ref, error: err.message }),
+    );
   }
 
   /**
@@ -213,6 +228,8 @@ export class Snapshotter {
       this.store.update((d) => d.snapshots.delete(key));
       await rm(join(this.dirs, rec.id), { recursive: true, force: true });
       if (rec.image) await this.releaseIfUnused(rec.image);
+      // an image mounted at pull, its layer gone before any container read it
+      if (rec.remote && rec.remote.role !== 'blob') await this.releaseIfUnused(ImageMounts.nameOf(rec.remote));
     });
   }
 

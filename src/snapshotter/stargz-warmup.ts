@@ -13,6 +13,8 @@ import type { RegistryClient } from '../registry/client.js';
 import { type ImageStore, resolveImage } from '../registry/image-store.js';
 import type { ImageManifest } from '../registry/media-types.js';
 import { isNydusBootstrap } from '../registry/nydus-layers.js';
+import { isStargzLayer } from '../registry/stargz-layers.js';
+import { forEachLimited } from '../util/concurrency.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import { log } from '../util/log.js';
@@ -22,19 +24,25 @@ import type { RemoteLayer } from './labels.js';
 const MAX_WAIT_MS = 10_000;
 /** An image nobody pulled or mounted for this long lets go of its connection and layer models. */
 const IDLE_MS = 60_000;
+/** TOCs read at once for one image. */
+const TOC_READS = 4;
 
 /** One image being pulled: its registry connection, manifest and the layer models made so far. */
 interface PulledImage {
   client: RegistryClient;
   opened: Promise<{ store: ImageStore; manifest: ImageManifest; read: LayerModelReader }>;
   models: Map<string, ReturnType<LayerModelReader>>;
-  /** The layer committed last: the chain a container will mount ends there (so far). */
-  top: string;
   users: number;
   idle?: NodeJS.Timeout;
 }
 
 const chainName = (remote: RemoteLayer): string => `${remote.ref}\n${remote.digest}`;
+
+/** The last of the image's eStargz layers from the bottom up (a container's chain tops there). */
+function stargzTop(manifest: ImageManifest): string | undefined {
+  const end = manifest.layers.findIndex((l) => !isStargzLayer(l));
+  return manifest.layers[(end < 0 ? manifest.layers.length : end) - 1]?.digest;
+}
 
 export class StargzWarmup {
   private readonly images = new Map<string, PulledImage>();
@@ -42,26 +50,32 @@ export class StargzWarmup {
 
   constructor(private readonly access: RegistryAccess, private readonly built: BuiltBootstraps) {}
 
-  /** Resolves once the layer's model is made (kept for its chain); rejects when it cannot be served lazily. */
+  /**
+   * Resolves once the layer's model is made (kept for its chain); rejects when it cannot be served
+   * lazily. The first layer asked about starts the models of all the image's eStargz layers: containerd
+   * asks about them one after another, and each TOC would otherwise wait for the one before.
+   */
   async servable(remote: RemoteLayer): Promise<void> {
     await this.using(remote.ref, async (image) => {
       const { manifest } = await image.opened;
       const layer = manifest.layers.find((l) => l.digest === remote.digest);
       if (!layer) throw new Error(`${remote.ref} has no layer ${remote.digest}`);
+      if (image.models.size === 0) void forEachLimited(manifest.layers.filter(isStargzLayer), TOC_READS, (l) => this.model(image, l).then(() => undefined, () => undefined));
       await this.model(image, layer);
     });
   }
 
-  /** An eStargz layer was committed: if it is still the top once its chain's models are made, build the chain. */
-  layer(remote: RemoteLayer): void {
+  /**
+   * An eStargz layer was committed: if it tops the image's run of eStargz layers (the chain a
+   * container of the image mounts), `onTop` hears of it and its chain is built now; other chains are
+   * built when mounted.
+   */
+  layer(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): void {
     const name = chainName(remote);
     if (this.chains.has(name)) return;
     let locked!: () => void;
     this.chains.set(name, new Promise<void>((resolve) => (locked = resolve)));
-    void this.using(remote.ref, (image) => {
-      image.top = remote.digest;
-      return this.warm(image, remote, locked);
-    })
+    void this.using(remote.ref, (image) => this.warm(image, remote, locked, onTop))
       .catch((err: Error) => log.warn('eStargz warm-up failed (the daemon builds the bootstrap itself)', { ref: remote.ref, layer: remote.digest, error: err.message }))
       .finally(() => {
         locked();
@@ -106,7 +120,7 @@ export class StargzWarmup {
       return { store, manifest: (await resolveImage(store, reference)).manifest.parsed, read: storeModelReader(store) };
     })();
     opened.catch(() => undefined); // each user awaits (and reports) it
-    const image: PulledImage = { client, opened, models: new Map(), top: '', users: 0 };
+    const image: PulledImage = { client, opened, models: new Map(), users: 0 };
     this.images.set(ref, image);
     return image;
   }
@@ -122,20 +136,19 @@ export class StargzWarmup {
     return model;
   }
 
-  private async warm(image: PulledImage, remote: RemoteLayer, locked: () => void): Promise<void> {
+  private async warm(image: PulledImage, remote: RemoteLayer, locked: () => void, onTop: (remote: RemoteLayer) => void): Promise<void> {
     const { store, manifest } = await image.opened;
     // a Nydus image whose data layers include eStargz ones is mounted by its own bootstrap
-    if (manifest.layers.some(isNydusBootstrap)) return;
+    if (manifest.layers.some(isNydusBootstrap) || remote.digest !== stargzTop(manifest)) return;
     const layers = stargzChain(store, manifest, remote.digest);
     const key = stargzChainKey(layers);
     if (await this.built.get(key)) return;
     const lock = await this.built.lock(key);
     locked();
+    onTop(remote);
     let kept = false;
     try {
-      await Promise.all(layers.map((l) => this.model(image, l)));
-      // a layer above came meanwhile: its chain, not this one, is what a container mounts
-      if (image.top !== remote.digest || (await this.built.get(key))) return;
+      if (await this.built.get(key)) return;
       await this.built.put(key, await buildStargzChain(layers, (l) => this.model(image, l)));
       kept = true;
       log.info('eStargz chain bootstrap built while pulling', { ref: remote.ref, layer: remote.digest, layers: layers.length });

@@ -12,6 +12,8 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
 import { cliAsync } from '../../helpers/cli.js';
+import { waitFor } from '../../helpers/wait-for.js';
+import { ImageMounts } from '../../../src/snapshotter/image-mounts.js';
 import { clientForReferences } from '../../../src/registry/client.js';
 import { readBlob } from '../../../src/registry/image-store.js';
 import { openImageStore } from '../../../src/registry/index.js';
@@ -46,6 +48,9 @@ beforeAll(async () => {
   }
   await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED, MIXED, BAD_TOP]);
 }, 900_000);
+
+/** The snapshotter's mount name of `ref`'s chain up to `digest`. */
+const imageName = (ref: string, digest: string): string => ImageMounts.nameOf({ ref, digest, role: 'stargz' });
 
 /** The eStargz debian-ml with its top layer's TOC digest annotation changed (the manifest only). */
 async function pushBadTopToc(): Promise<void> {
@@ -92,6 +97,8 @@ describe.each([['eStargz', ESGZ, 'esgz'], ['zstd:chunked', ZSTDCHUNKED, 'zstdchu
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, image]);
     expect(pull.code, pull.stderr).toBe(0);
     // whole-layer GETs would be full pulls; the TOCs are ranges (registryBlobBytes counts 200 and 206)
+    // the chain a container reads is mounted while the pull ends, before any container asks for it
+    await waitFor(() => sn.log().includes(`"msg":"image daemon started","image":"${imageName(image, digests.at(-1)!)}"`), 'the image mounted at pull');
     const afterPull = registryBlobBytes(from, digests);
     expect(afterPull).toBeLessThan(layerBytes * 0.05);
     const r = await ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, image, id, '/etc/e2e/expect.sh'], 180_000);
