@@ -24,7 +24,21 @@ export function readU64(buf: Buffer, offset: number, structure: string): number 
 }
 
 export function writeU64(buf: Buffer, value: number, offset: number): void {
-  buf.writeBigUInt64LE(BigInt(value), offset);
+  // two 32-bit writes for the values that are (all real ones); BigInt keeps the checks for the rest
+  if (!Number.isSafeInteger(value) || value < 0) {
+    buf.writeBigUInt64LE(BigInt(value), offset);
+    return;
+  }
+  const high = Math.floor(value / 2 ** 32);
+  buf.writeUInt32LE(value - high * 2 ** 32, offset);
+  buf.writeUInt32LE(high, offset + 4);
+}
+
+/** A signed 64-bit field (two's complement) from a safe integer, as two 32-bit writes. */
+export function writeI64(buf: Buffer, value: number, offset: number): void {
+  const high = Math.floor(value / 2 ** 32);
+  buf.writeUInt32LE(value - high * 2 ** 32, offset);
+  buf.writeUInt32LE(high >>> 0, offset + 4);
 }
 
 /** Throws RafsEncodeError unless `value` is an integer in [min, max]. */

@@ -62,6 +62,13 @@ export function decodeChunkIndex(buf: Buffer, offset = 0): ChunkIndex {
 }
 
 export function encodeChunkInfo(chunk: ChunkRef): Buffer {
+  const buf = Buffer.alloc(CHUNK_INFO_SIZE);
+  writeChunkInfo(buf, 0, chunk);
+  return buf;
+}
+
+/** Encodes one chunk info table entry at `offset` of `buf` (a table has thousands: no Buffer each). */
+export function writeChunkInfo(buf: Buffer, offset: number, chunk: ChunkRef): void {
   const what = 'chunk info';
   checkEncodable(chunk.digest.length, 32, 32, what, 'digest length');
   checkEncodable(chunk.blobIndex, 0, MAX_BLOBS - 1, what, 'blob index');
@@ -72,20 +79,18 @@ export function encodeChunkInfo(chunk: ChunkRef): Buffer {
   checkEncodable(chunk.uncompressedOffset, 0, Number.MAX_SAFE_INTEGER, what, 'uncompressed offset');
   checkEncodable(chunk.fileOffset, 0, Number.MAX_SAFE_INTEGER, what, 'file offset');
   if (chunk.innerOffset !== undefined) checkEncodable(chunk.innerOffset, 0, MAX_INNER_OFFSET, what, 'inner offset');
-  const buf = Buffer.alloc(CHUNK_INFO_SIZE);
-  chunk.digest.copy(buf, 0);
-  buf.writeUInt32LE(chunk.blobIndex, 32);
+  chunk.digest.copy(buf, offset);
+  buf.writeUInt32LE(chunk.blobIndex, offset + 32);
   const crcFlag = chunk.crc32 === undefined ? 0 : ChunkFlag.HAS_CRC32;
-  buf.writeUInt32LE((chunk.compressed ? ChunkFlag.COMPRESSED : 0) | crcFlag, 36);
-  buf.writeUInt32LE(chunk.compressedSize, 40);
-  buf.writeUInt32LE(chunk.uncompressedSize, 44);
-  writeU64(buf, chunk.compressedOffset, 48);
-  writeU64(buf, chunk.uncompressedOffset, 56);
+  buf.writeUInt32LE((chunk.compressed ? ChunkFlag.COMPRESSED : 0) | crcFlag, offset + 36);
+  buf.writeUInt32LE(chunk.compressedSize, offset + 40);
+  buf.writeUInt32LE(chunk.uncompressedSize, offset + 44);
+  writeU64(buf, chunk.compressedOffset, offset + 48);
+  writeU64(buf, chunk.uncompressedOffset, offset + 56);
   // a MEMBERS blob's chunk keeps its inner offset where others keep their file offset
-  writeU64(buf, chunk.innerOffset ?? chunk.fileOffset, 64);
-  buf.writeUInt32LE(chunk.ciIndex, 72);
-  buf.writeUInt32LE(chunk.crc32 ?? 0, 76);
-  return buf;
+  writeU64(buf, chunk.innerOffset ?? chunk.fileOffset, offset + 64);
+  buf.writeUInt32LE(chunk.ciIndex, offset + 72);
+  buf.writeUInt32LE(chunk.crc32 ?? 0, offset + 76);
 }
 
 /**

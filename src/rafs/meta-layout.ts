@@ -5,7 +5,7 @@
 // children, then its subdirectories.
 import { alignUp } from './bytes.js';
 import { CHUNK_INDEX_SIZE } from './chunk.js';
-import { type Dirent, FileType, fileTypeOfMode, packDirents } from './dirent.js';
+import { type Dirent, FileType, fileTypeOfMode, packedDirentsSize, packSortedDirents, sortDirents } from './dirent.js';
 import { RafsEncodeError } from './errors.js';
 import { EXTENDED_INODE_SIZE, INODE_SLOT_SIZE, Layout } from './inode.js';
 import { encodeXattrs } from './xattr.js';
@@ -25,6 +25,8 @@ export interface InodeSlot {
   /** Directories: the parent (the root is its own) and the entries, `.`/`..` excluded. */
   parent: InodeSlot | undefined;
   entries: [string, InodeSlot][];
+  /** Directories: every dirent, `.` and `..` included, in block order (nids filled in once placed). */
+  dirents: SlotDirent[];
   xattrs: Buffer;
   layout: Layout;
   /** Directory dirents or symlink target: the i_size bytes of data. */
@@ -36,6 +38,11 @@ export interface InodeSlot {
   offset: number;
   nid: number;
   rawBlkaddr: number;
+}
+
+/** A dirent and the slot it names, whose nid it takes once inodes are placed. */
+interface SlotDirent extends Dirent {
+  target: InodeSlot;
 }
 
 export interface MetaLayout {
@@ -59,16 +66,23 @@ export function layoutMeta(root: TreeNode, metaBlkaddr: number, blockSize: numbe
     slot.rawBlkaddr = block;
     block += slot.blocks;
   }
-  for (const slot of slots.filter((s) => s.type === S_IFDIR)) slot.data = packDirents(direntsOf(slot), blockSize);
+  for (const slot of slots) {
+    if (slot.type !== S_IFDIR) continue;
+    for (const dirent of slot.dirents) dirent.nid = dirent.target.nid;
+    slot.data = packSortedDirents(slot.dirents, blockSize);
+  }
   return { slots, slotOf, end: block * blockSize };
 }
+
+/** What a slot without xattrs or data holds (empty, so never written to). */
+const EMPTY = Buffer.alloc(0);
 
 function newSlot(inode: Inode, path: string, parent?: InodeSlot): InodeSlot {
   const type = inode.mode & S_IFMT;
   if (fileTypeOfMode(inode.mode) === FileType.UNKNOWN) throw new RafsEncodeError('inode', `${path}: unknown file type in mode 0o${inode.mode.toString(8)}`);
   return {
-    inode, path, type, ino: 0, nlink: type === S_IFDIR ? 2 : 0, parent, entries: [], xattrs: Buffer.alloc(0),
-    layout: Layout.FLAT_PLAIN, data: Buffer.alloc(0), inlineSize: 0, blocks: 0, offset: 0, nid: 0, rawBlkaddr: 0,
+    inode, path, type, ino: 0, nlink: type === S_IFDIR ? 2 : 0, parent, entries: [], dirents: [], xattrs: EMPTY,
+    layout: Layout.FLAT_PLAIN, data: EMPTY, inlineSize: 0, blocks: 0, offset: 0, nid: 0, rawBlkaddr: 0,
   };
 }
 
@@ -88,7 +102,9 @@ function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSl
     order.push(dir);
     if (node.children?.size && depth >= MAX_TREE_DEPTH) throw new RafsEncodeError('bootstrap', `${dir.path.slice(0, 64)}... has entries deeper than ${MAX_TREE_DEPTH} components`);
     const subdirs: [InodeSlot, TreeNode, number][] = [];
-    for (const [name, child] of [...(node.children ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    // the default sort compares UTF-16 code units: the byte order of byte-string names
+    for (const name of [...(node.children?.keys() ?? [])].sort()) {
+      const child = node.children!.get(name)!;
       const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
       const slot = childSlot(child, path, dir, linked, order);
       slotOf.set(child, slot);
@@ -124,15 +140,17 @@ function childSlot(child: TreeNode, path: string, dir: InodeSlot, linked: Map<In
   return slot;
 }
 
-function direntsOf(dir: InodeSlot): Dirent[] {
-  return [
-    { name: '.', nid: dir.nid, fileType: fileTypeOfMode(dir.inode.mode) },
-    { name: '..', nid: dir.parent!.nid, fileType: fileTypeOfMode(dir.parent!.inode.mode) },
-    ...dir.entries.map(([name, slot]) => ({ name, nid: slot.nid, fileType: fileTypeOfMode(slot.inode.mode) })),
-  ];
+function direntsOf(dir: InodeSlot): SlotDirent[] {
+  const dirents: SlotDirent[] = [direntOf('.', dir), direntOf('..', dir.parent!)];
+  for (const [name, slot] of dir.entries) dirents.push(direntOf(name, slot));
+  return dirents;
 }
 
-/** Chooses the layout and sizes; directory data is packed with placeholder nids (same size). */
+function direntOf(name: string, target: InodeSlot): SlotDirent {
+  return { name, nid: 0, fileType: fileTypeOfMode(target.inode.mode), target };
+}
+
+/** Chooses the layout and sizes; a directory's dirents are sorted and sized here, encoded once placed. */
 function sizeSlot(slot: InodeSlot, blockSize: number): void {
   slot.xattrs = encodeXattrs(slot.inode.xattrs);
   const head = EXTENDED_INODE_SIZE + slot.xattrs.length;
@@ -141,16 +159,21 @@ function sizeSlot(slot: InodeSlot, blockSize: number): void {
     slot.inlineSize = alignUp(head, CHUNK_INDEX_SIZE) - head + slot.inode.chunks.length * CHUNK_INDEX_SIZE;
     return;
   }
-  if (slot.type === S_IFDIR) slot.data = packDirents(direntsOf(slot), blockSize);
-  if (slot.type === S_IFLNK) slot.data = symlinkTarget(slot);
-  if (slot.type !== S_IFDIR && slot.type !== S_IFLNK) return;
-  const tail = slot.data.length % blockSize;
+  let size: number;
+  if (slot.type === S_IFDIR) {
+    slot.dirents = sortDirents(direntsOf(slot));
+    size = packedDirentsSize(slot.dirents, blockSize);
+  } else if (slot.type === S_IFLNK) {
+    slot.data = symlinkTarget(slot);
+    size = slot.data.length;
+  } else return;
+  const tail = size % blockSize;
   if (tail > 0 && head + tail <= blockSize) {
     slot.layout = Layout.FLAT_INLINE;
     slot.inlineSize = tail;
-    slot.blocks = Math.floor(slot.data.length / blockSize);
+    slot.blocks = Math.floor(size / blockSize);
   } else {
-    slot.blocks = Math.ceil(slot.data.length / blockSize);
+    slot.blocks = Math.ceil(size / blockSize);
   }
 }
 

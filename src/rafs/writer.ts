@@ -4,9 +4,9 @@
 // table. Always extended inodes; regular files are chunk-based with their data in the blobs.
 import { alignUp, isPowerOfTwo } from './bytes.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, DEVICE_SLOT_SIZE, type DeviceSlot, encodeBlobEntry, encodeDeviceSlot } from './blob-table.js';
-import { CHUNK_INDEX_SIZE, encodeChunkFormat, encodeChunkInfo, writeChunkIndex, MAX_BLOBS } from './chunk.js';
+import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, encodeChunkFormat, MAX_BLOBS, writeChunkIndex, writeChunkInfo } from './chunk.js';
 import { RafsEncodeError } from './errors.js';
-import { encodeDev, encodeInode, EXTENDED_INODE_SIZE, Layout } from './inode.js';
+import { encodeDev, EXTENDED_INODE_SIZE, Layout, writeInode } from './inode.js';
 import { type InodeSlot, layoutMeta } from './meta-layout.js';
 import {
   DEVICE_TABLE_OFFSET, decodeExtSuperblock, encodeErofsSuperblock, encodeExtSuperblock, encodeRafsFlags,
@@ -30,10 +30,11 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
   checkBlobs(b);
   const tables = planTables(b);
   const layout = layoutMeta(b.root, tables.metaBlkaddr, BLOCK_SIZE);
-  const chunkTable = encodeChunkTable(layout.slots);
-  const image = Buffer.alloc(alignUp(layout.end + chunkTable.length, BLOCK_SIZE));
-  layout.slots.forEach((slot) => writeSlot(image, slot, b));
-  chunkTable.copy(image, layout.end);
+  const chunkTable = chunkTableEntries(layout.slots);
+  const chunkTableSize = chunkTable.length * CHUNK_INFO_SIZE;
+  const image = Buffer.alloc(alignUp(layout.end + chunkTableSize, BLOCK_SIZE));
+  for (const slot of layout.slots) writeSlot(image, slot, b);
+  chunkTable.forEach((chunk, i) => writeChunkInfo(image, layout.end + i * CHUNK_INFO_SIZE, chunk));
   const devices = deviceSlots(b.blobs, image.length);
   encodeErofsSuperblock({
     blockSizeBits: BLOCK_SIZE_BITS,
@@ -49,7 +50,7 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
     blobTableSize: b.blobs.length * BLOB_ENTRY_SIZE,
     chunkSize: b.chunkSize,
     chunkTableOffset: layout.end,
-    chunkTableSize: chunkTable.length,
+    chunkTableSize,
     prefetchTableOffset: tables.prefetch.length > 0 ? tables.prefetchTableOffset : 0,
     prefetchTableSize: tables.prefetch.length * PREFETCH_ENTRY_SIZE,
   }).copy(image, EXT_SUPER_OFFSET);
@@ -141,7 +142,7 @@ function deviceSlots(blobs: readonly BlobInfo[], bootstrapSize: number): DeviceS
 function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
   const { inode } = slot;
   const chunkSize = slot.type === S_IFREG ? fileChunkSize(slot, b) : b.chunkSize;
-  encodeInode({
+  writeInode(image, slot.offset, {
     extended: true,
     layout: slot.layout,
     xattrCount: xattrCountForSize(slot.xattrs.length),
@@ -154,11 +155,11 @@ function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
     mtime: inode.mtime,
     mtimeNsec: inode.mtimeNsec,
     nlink: slot.nlink,
-  }).copy(image, slot.offset);
+  });
   const inlineAt = slot.offset + EXTENDED_INODE_SIZE + slot.xattrs.length;
   slot.xattrs.copy(image, slot.offset + EXTENDED_INODE_SIZE);
   if (slot.type === S_IFREG) {
-    encodeChunkIndexes(slot, b, chunkSize).copy(image, alignUp(inlineAt, CHUNK_INDEX_SIZE));
+    writeChunkIndexes(image, alignUp(inlineAt, CHUNK_INDEX_SIZE), slot, b, chunkSize);
     return;
   }
   slot.data.copy(image, slot.rawBlkaddr * BLOCK_SIZE, 0, slot.blocks * BLOCK_SIZE);
@@ -178,9 +179,14 @@ function inodeU(slot: InodeSlot, chunkSize: number, superChunkSize: number): num
  * layers kept as they are beside Nydus ones) have files of several chunk sizes.
  */
 function fileChunkSize(slot: InodeSlot, b: Bootstrap): number {
-  const sizes = new Set(slot.inode.chunks.map((c) => b.blobs[c.blobIndex]?.chunkSize ?? b.chunkSize));
-  if (sizes.size > 1) throw new RafsEncodeError('chunk index', `${slot.path}: chunks in blobs of chunk sizes ${[...sizes].join(', ')}`);
-  return sizes.values().next().value ?? b.chunkSize;
+  const { chunks } = slot.inode;
+  const sizeOf = (c: ChunkRef): number => b.blobs[c.blobIndex]?.chunkSize ?? b.chunkSize;
+  if (chunks.length === 0) return b.chunkSize;
+  const size = sizeOf(chunks[0]!);
+  for (const c of chunks) {
+    if (sizeOf(c) !== size) throw new RafsEncodeError('chunk index', `${slot.path}: chunks in blobs of chunk sizes ${[...new Set(chunks.map(sizeOf))].join(', ')}`);
+  }
+  return size;
 }
 
 /**
@@ -199,14 +205,14 @@ function chunkBits(inode: Inode, chunkSize: number, superChunkSize: number): num
   return bits - BLOCK_SIZE_BITS <= 0x1f ? bits - BLOCK_SIZE_BITS : Math.log2(chunkSize) - BLOCK_SIZE_BITS;
 }
 
-function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap, chunkSize: number): Buffer {
+/** The file's chunk index array, at `offset` of the image. */
+function writeChunkIndexes(image: Buffer, offset: number, slot: InodeSlot, b: Bootstrap, chunkSize: number): void {
   const { chunks, size } = slot.inode;
   const fail = (detail: string): never => {
     throw new RafsEncodeError('chunk index', `${slot.path}: ${detail}`);
   };
   if (!Number.isSafeInteger(size) || size < 0) fail(`bad size ${size}`);
   if (chunks.length !== Math.ceil(size / chunkSize)) fail(`${chunks.length} chunks for ${size} bytes in ${chunkSize}-byte chunks`);
-  const out = Buffer.alloc(chunks.length * CHUNK_INDEX_SIZE);
   chunks.forEach((c, i) => {
     const blob = b.blobs[c.blobIndex];
     if (blob === undefined) return fail(`chunk ${i} refers to blob ${c.blobIndex}, the table has ${b.blobs.length}`);
@@ -215,15 +221,15 @@ function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap, chunkSize: number): B
       fail(`chunk ${i} at uncompressed offset ${c.uncompressedOffset} is unaligned or beyond its blob`);
     }
     if (c.ciIndex >= blob.chunkCount) fail(`chunk ${i} has CI index ${c.ciIndex}, its blob has ${blob.chunkCount} chunks`);
-    writeChunkIndex(out, i * CHUNK_INDEX_SIZE, { blobIndex: c.blobIndex, ciIndex: c.ciIndex, blockAddr: c.uncompressedOffset / BLOCK_SIZE });
+    writeChunkIndex(image, offset + i * CHUNK_INDEX_SIZE, { blobIndex: c.blobIndex, ciIndex: c.ciIndex, blockAddr: c.uncompressedOffset / BLOCK_SIZE });
   });
-  return out;
 }
 
-/** One 80-byte entry per distinct (blob, CI index) any file refers to, in that order. */
-function encodeChunkTable(slots: readonly InodeSlot[]): Buffer {
+/** The chunk info table: one entry per distinct (blob, CI index) any file refers to, in that order. */
+function chunkTableEntries(slots: readonly InodeSlot[]): ChunkRef[] {
   const byKey = new Map<number, ChunkRef>();
-  for (const slot of slots.filter((s) => s.type === S_IFREG)) {
+  for (const slot of slots) {
+    if (slot.type !== S_IFREG) continue;
     for (const chunk of slot.inode.chunks) {
       const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
       const known = byKey.get(key);
@@ -231,7 +237,7 @@ function encodeChunkTable(slots: readonly InodeSlot[]): Buffer {
       else if (!sameChunk(known, chunk)) throw new RafsEncodeError('chunk info table', `${slot.path}: conflicting chunks for blob ${chunk.blobIndex} CI index ${chunk.ciIndex}`);
     }
   }
-  return Buffer.concat([...byKey.keys()].sort((x, y) => x - y).map((key) => encodeChunkInfo(byKey.get(key)!)));
+  return [...byKey.keys()].sort((x, y) => x - y).map((key) => byKey.get(key)!);
 }
 
 function sameChunk(a: ChunkRef, b: ChunkRef): boolean {
