@@ -113,10 +113,10 @@ export function parseWholeTocJson(json: Buffer, handlers: TocJsonHandlers): void
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
-const OPENERS = new Set([0x7b, 0x5b]);
-const CLOSERS = new Set([0x7d, 0x5d]);
 const COLON = 0x3a;
 const COMMA = 0x2c;
+const isOpener = (c: number): boolean => c === 0x7b || c === 0x5b;
+const isCloser = (c: number): boolean => c === 0x7d || c === 0x5d;
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 
 /** The streaming parser's guard, as one pass over the bytes (malformed JSON is left to JSON.parse). */
@@ -125,7 +125,6 @@ function checkStructure(b: Buffer): void {
   let unitDepth = 0;
   let unitTokens = 0;
   let rootKey: string | undefined;
-  let stringStart = -1;
   let lastString = '';
   let inLiteral = false;
   const rootKeys = new Set<string>();
@@ -136,15 +135,7 @@ function checkStructure(b: Buffer): void {
   };
   for (let i = 0; i < b.length; i++) {
     const c = b[i]!;
-    if (stringStart >= 0) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) {
-        if (depth === 1) lastString = b.toString('utf8', stringStart, i);
-        stringStart = -1;
-      }
-      continue;
-    }
-    const delimiter = isSpace(c) || c === QUOTE || c === COLON || c === COMMA || OPENERS.has(c) || CLOSERS.has(c);
+    const delimiter = isSpace(c) || c === QUOTE || c === COLON || c === COMMA || isOpener(c) || isCloser(c);
     if (!delimiter) {
       // a number or literal: one token from its first character
       if (!inLiteral) token();
@@ -154,15 +145,19 @@ function checkStructure(b: Buffer): void {
     inLiteral = false;
     if (isSpace(c)) continue;
     token();
-    if (c === QUOTE) stringStart = i + 1;
-    else if (OPENERS.has(c)) {
+    if (c === QUOTE) {
+      const end = stringEnd(b, i + 1);
+      if (end < 0) return;
+      if (depth === 1) lastString = b.toString('utf8', i + 1, end);
+      i = end;
+    } else if (isOpener(c)) {
       if (++depth > MAX_DEPTH) throw new StargzFormatError(`stargz TOC: JSON nested deeper than ${MAX_DEPTH} levels`);
       const unitStart = rootKey === 'entries' ? 3 : 2;
       if (unitDepth === 0 && depth === unitStart) {
         unitDepth = depth;
         unitTokens = 1;
       }
-    } else if (CLOSERS.has(c)) {
+    } else if (isCloser(c)) {
       if (depth === unitDepth) unitDepth = 0;
       depth--;
     } else if (c === COLON && depth === 1) {
@@ -171,4 +166,18 @@ function checkStructure(b: Buffer): void {
       rootKeys.add(rootKey);
     }
   }
+}
+
+/**
+ * Where the string whose first byte is at `from` ends: its closing quote, the first one not escaped
+ * (after an even run of backslashes); -1 when it does not end. Found with indexOf: most of a TOC's
+ * bytes are in strings.
+ */
+function stringEnd(b: Buffer, from: number): number {
+  for (let quote = b.indexOf(QUOTE, from); quote >= 0; quote = b.indexOf(QUOTE, quote + 1)) {
+    let backslashes = 0;
+    while (quote - backslashes - 1 >= from && b[quote - backslashes - 1] === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+  }
+  return -1;
 }
