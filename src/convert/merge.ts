@@ -74,17 +74,29 @@ function rebaseChunks(root: TreeNode, blobIndexOf: (ref: ChunkRef) => number): T
   const refs = new Map<ChunkRef, ChunkRef>();
   const copyRef = (r: ChunkRef): ChunkRef => {
     let c = refs.get(r);
-    if (!c) refs.set(r, (c = { ...r, blobIndex: blobIndexOf(r) }));
+    if (!c) {
+      c = { ...r };
+      c.blobIndex = blobIndexOf(r);
+      refs.set(r, c);
+    }
     return c;
   };
   const copyInode = (i: Inode): Inode => {
     let c = inodes.get(i);
-    if (!c) inodes.set(i, (c = { ...i, chunks: i.chunks.map(copyRef) }));
+    if (!c) {
+      c = { ...i };
+      c.chunks = i.chunks.length === 0 ? [] : i.chunks.map(copyRef);
+      inodes.set(i, c);
+    }
     return c;
   };
   const copy = (n: TreeNode): TreeNode => {
     const out: TreeNode = { name: n.name, inode: copyInode(n.inode) };
-    if (n.children) out.children = new Map([...n.children].map(([k, c]) => [k, copy(c)]));
+    if (n.children) {
+      const children = new Map<string, TreeNode>();
+      for (const [k, c] of n.children) children.set(k, copy(c));
+      out.children = children;
+    }
     return out;
   };
   return copy(root);
@@ -94,13 +106,15 @@ function rebaseChunks(root: TreeNode, blobIndexOf: (ref: ChunkRef) => number): T
 function applyLayer(lower: TreeNode, upper: TreeNode): void {
   lower.inode = upper.inode;
   const below = lower.children!;
-  const entries = [...upper.children!.values()];
-  for (const child of entries) {
+  let whiteouts = false;
+  for (const child of upper.children!.values()) {
+    if (!child.name.startsWith(WHITEOUT_PREFIX)) continue;
+    whiteouts = true;
     if (child.name === OPAQUE_WHITEOUT) below.clear();
-    else if (child.name.startsWith(WHITEOUT_PREFIX)) below.delete(child.name.slice(WHITEOUT_PREFIX.length));
+    else below.delete(child.name.slice(WHITEOUT_PREFIX.length));
   }
-  for (const child of entries) {
-    if (child.name.startsWith(WHITEOUT_PREFIX)) continue;
+  for (const child of upper.children!.values()) {
+    if (whiteouts && child.name.startsWith(WHITEOUT_PREFIX)) continue;
     const existing = below.get(child.name);
     if (isDir(child)) {
       // a directory over a non-directory replaces it; over a directory it merges
@@ -115,6 +129,27 @@ function applyLayer(lower: TreeNode, upper: TreeNode): void {
 
 /** Keeps only referenced blobs, indexed in order of first reference in a sorted tree walk. */
 function renumberBlobs(root: TreeNode, blobs: BlobInfo[]): BlobInfo[] {
+  const order = firstReferences(root, blobs.length);
+  const unchanged = order.size === blobs.length && [...order].every(([global, local]) => global === local);
+  if (!unchanged) {
+    const renumbered = new Set<ChunkRef>();
+    const visit = (n: TreeNode): void => {
+      for (const c of n.inode.chunks) {
+        if (renumbered.has(c)) continue;
+        renumbered.add(c);
+        c.blobIndex = order.get(c.blobIndex)!;
+      }
+      if (n.children) for (const child of n.children.values()) visit(child);
+    };
+    visit(root);
+  }
+  const result: BlobInfo[] = [];
+  for (const [global, local] of order) result[local] = blobs[global]!;
+  return result;
+}
+
+/** Blob index → its rank by first reference in a sorted tree walk, which stops once all `count` are met. */
+function firstReferences(root: TreeNode, count: number): Map<number, number> {
   const order = new Map<number, number>();
   const seenInodes = new Set<Inode>();
   const visit = (n: TreeNode): void => {
@@ -122,18 +157,12 @@ function renumberBlobs(root: TreeNode, blobs: BlobInfo[]): BlobInfo[] {
       seenInodes.add(n.inode);
       for (const c of n.inode.chunks) if (!order.has(c.blobIndex)) order.set(c.blobIndex, order.size);
     }
-    if (n.children) for (const k of [...n.children.keys()].sort()) visit(n.children.get(k)!);
+    if (!n.children) return;
+    for (const k of [...n.children.keys()].sort()) {
+      if (order.size === count) return;
+      visit(n.children.get(k)!);
+    }
   };
   visit(root);
-  const renumbered = new Set<ChunkRef>();
-  for (const inode of seenInodes) {
-    for (const c of inode.chunks) {
-      if (renumbered.has(c)) continue;
-      renumbered.add(c);
-      c.blobIndex = order.get(c.blobIndex)!;
-    }
-  }
-  const result: BlobInfo[] = [];
-  for (const [global, local] of order) result[local] = blobs[global]!;
-  return result;
+  return order;
 }

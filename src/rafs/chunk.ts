@@ -1,6 +1,6 @@
 // Chunk-based regular files (docs/rafs-v6.md §1.13, §1.14): the 8-byte chunk index entries that follow an
 // inode, the i_u chunk format word, and the 80-byte entries of the nydus-only chunk info table.
-import { checkEncodable, readU64, sliceChecked, writeU64 } from './bytes.js';
+import { checkEncodable, checkRange, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';
 import type { ChunkRef, Compressor } from './tree.js';
 
@@ -98,20 +98,23 @@ export function writeChunkInfo(buf: Buffer, offset: number, chunk: ChunkRef): vo
  * file_offset field comes back as fileOffset: see asMemberChunk for chunks of MEMBERS blobs.
  */
 export function decodeChunkInfo(buf: Buffer, offset = 0): ChunkRef {
-  const b = sliceChecked(buf, offset, CHUNK_INFO_SIZE, 'chunk info');
-  const flags = b.readUInt32LE(36);
+  // read in place (no subarray): a bootstrap's table has thousands of entries
+  checkRange(buf.length, offset, CHUNK_INFO_SIZE, 'chunk info');
+  const flags = buf.readUInt32LE(offset + 36);
+  const digest = Buffer.allocUnsafe(32);
+  buf.copy(digest, 0, offset, offset + 32);
   const chunk: ChunkRef = {
-    blobIndex: b.readUInt32LE(32),
-    ciIndex: b.readUInt32LE(72),
-    digest: Buffer.from(b.subarray(0, 32)),
-    compressedOffset: readU64(b, 48, 'chunk info'),
-    compressedSize: b.readUInt32LE(40),
-    uncompressedOffset: readU64(b, 56, 'chunk info'),
-    uncompressedSize: b.readUInt32LE(44),
+    blobIndex: buf.readUInt32LE(offset + 32),
+    ciIndex: buf.readUInt32LE(offset + 72),
+    digest,
+    compressedOffset: readU64(buf, offset + 48, 'chunk info'),
+    compressedSize: buf.readUInt32LE(offset + 40),
+    uncompressedOffset: readU64(buf, offset + 56, 'chunk info'),
+    uncompressedSize: buf.readUInt32LE(offset + 44),
     compressed: (flags & ChunkFlag.COMPRESSED) !== 0,
-    fileOffset: readU64(b, 64, 'chunk info'),
+    fileOffset: readU64(buf, offset + 64, 'chunk info'),
   };
-  if (flags & ChunkFlag.HAS_CRC32) chunk.crc32 = b.readUInt32LE(76);
+  if (flags & ChunkFlag.HAS_CRC32) chunk.crc32 = buf.readUInt32LE(offset + 76);
   return chunk;
 }
 
@@ -152,9 +155,11 @@ export function maxStoredMemberSize(innerOffset: number, size: number, compresso
 }
 
 /**
- * A chunk of a MEMBERS blob as decoded: its file_offset field holds its innerOffset (the file
- * offset is not stored for such chunks and reads back as 0).
+ * A decoded chunk of a MEMBERS blob as it is, made in place (a table has thousands): its
+ * file_offset field holds its innerOffset, and the file offset, not stored, reads back as 0.
  */
 export function asMemberChunk(chunk: ChunkRef): ChunkRef {
-  return { ...chunk, innerOffset: chunk.fileOffset, fileOffset: 0 };
+  chunk.innerOffset = chunk.fileOffset;
+  chunk.fileOffset = 0;
+  return chunk;
 }
