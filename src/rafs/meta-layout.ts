@@ -22,10 +22,9 @@ export interface InodeSlot {
   type: number;
   ino: number;
   nlink: number;
-  /** Directories: the parent (the root is its own) and the entries, `.`/`..` excluded. */
+  /** Directories: the parent (the root is its own). */
   parent: InodeSlot | undefined;
-  entries: [string, InodeSlot][];
-  /** Directories: every dirent, `.` and `..` included, in block order (nids filled in once placed). */
+  /** Directories: every dirent, `.` and `..` included; in block order once sized, nids filled in once placed. */
   dirents: SlotDirent[];
   xattrs: Buffer;
   layout: Layout;
@@ -48,15 +47,19 @@ interface SlotDirent extends Dirent {
 export interface MetaLayout {
   /** In placement order; slots[0] is the root. */
   slots: InodeSlot[];
+  /** The slots of the nodes asked for. */
   slotOf: Map<TreeNode, InodeSlot>;
   /** Block-aligned end of everything placed. */
   end: number;
 }
 
-export function layoutMeta(root: TreeNode, metaBlkaddr: number, blockSize: number): MetaLayout {
+/** Lays out the tree under `root`; the layout's slotOf gives the slots of the `wanted` nodes. */
+export function layoutMeta(root: TreeNode, metaBlkaddr: number, blockSize: number, wanted: ReadonlySet<TreeNode> = new Set()): MetaLayout {
   if ((root.inode.mode & S_IFMT) !== S_IFDIR) throw new RafsEncodeError('bootstrap', 'the root is not a directory');
   const slotOf = new Map<TreeNode, InodeSlot>();
-  const slots = collectSlots(root, slotOf);
+  const slots = collectSlots(root, (node, slot) => {
+    if (wanted.has(node)) slotOf.set(node, slot);
+  });
   slots.forEach((slot) => sizeSlot(slot, blockSize));
   const metaStart = metaBlkaddr * blockSize;
   const inodesEnd = placeInodes(slots, metaStart + blockSize, blockSize);
@@ -81,16 +84,16 @@ function newSlot(inode: Inode, path: string, parent?: InodeSlot): InodeSlot {
   const type = inode.mode & S_IFMT;
   if (fileTypeOfMode(inode.mode) === FileType.UNKNOWN) throw new RafsEncodeError('inode', `${path}: unknown file type in mode 0o${inode.mode.toString(8)}`);
   return {
-    inode, path, type, ino: 0, nlink: type === S_IFDIR ? 2 : 0, parent, entries: [], dirents: [], xattrs: EMPTY,
+    inode, path, type, ino: 0, nlink: type === S_IFDIR ? 2 : 0, parent, dirents: [], xattrs: EMPTY,
     layout: Layout.FLAT_PLAIN, data: EMPTY, inlineSize: 0, blocks: 0, offset: 0, nid: 0, rawBlkaddr: 0,
   };
 }
 
 /** Walks the tree (iteratively) into slots in placement order; refuses a tree the reader would not walk. */
-function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSlot[] {
+function collectSlots(root: TreeNode, reached: (node: TreeNode, slot: InodeSlot) => void): InodeSlot[] {
   const rootSlot = newSlot(root.inode, '/');
   rootSlot.parent = rootSlot;
-  slotOf.set(root, rootSlot);
+  reached(root, rootSlot);
   const order: InodeSlot[] = [];
   const linked = new Map<Inode, InodeSlot>();
   const seenDirs = new Set<TreeNode>();
@@ -100,6 +103,7 @@ function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSl
     if (seenDirs.has(node)) throw new RafsEncodeError('bootstrap', `directory ${dir.path} appears twice in the tree`);
     seenDirs.add(node);
     order.push(dir);
+    dir.dirents.push(direntOf('.', dir), direntOf('..', dir.parent!));
     if (node.children?.size && depth >= MAX_TREE_DEPTH) throw new RafsEncodeError('bootstrap', `${dir.path.slice(0, 64)}... has entries deeper than ${MAX_TREE_DEPTH} components`);
     const subdirs: [InodeSlot, TreeNode, number][] = [];
     // the default sort compares UTF-16 code units: the byte order of byte-string names
@@ -107,12 +111,12 @@ function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSl
       const child = node.children!.get(name)!;
       const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
       const slot = childSlot(child, path, dir, linked, order);
-      slotOf.set(child, slot);
+      reached(child, slot);
       if (slot.type === S_IFDIR) {
         dir.nlink++;
         subdirs.push([slot, child, depth + 1]);
       }
-      dir.entries.push([name, slot]);
+      dir.dirents.push(direntOf(name, slot));
     }
     // one at a time: spreading a directory of 200k subdirectories as arguments overflows the stack
     for (let i = subdirs.length - 1; i >= 0; i--) pending.push(subdirs[i]!);
@@ -140,12 +144,6 @@ function childSlot(child: TreeNode, path: string, dir: InodeSlot, linked: Map<In
   return slot;
 }
 
-function direntsOf(dir: InodeSlot): SlotDirent[] {
-  const dirents: SlotDirent[] = [direntOf('.', dir), direntOf('..', dir.parent!)];
-  for (const [name, slot] of dir.entries) dirents.push(direntOf(name, slot));
-  return dirents;
-}
-
 function direntOf(name: string, target: InodeSlot): SlotDirent {
   return { name, nid: 0, fileType: fileTypeOfMode(target.inode.mode), target };
 }
@@ -161,7 +159,7 @@ function sizeSlot(slot: InodeSlot, blockSize: number): void {
   }
   let size: number;
   if (slot.type === S_IFDIR) {
-    slot.dirents = sortDirents(direntsOf(slot));
+    slot.dirents = sortDirents(slot.dirents);
     size = packedDirentsSize(slot.dirents, blockSize);
   } else if (slot.type === S_IFLNK) {
     slot.data = symlinkTarget(slot);

@@ -29,7 +29,7 @@ const PREFETCH_ENTRY_SIZE = 4;
 export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
   checkBlobs(b);
   const tables = planTables(b);
-  const layout = layoutMeta(b.root, tables.metaBlkaddr, BLOCK_SIZE);
+  const layout = layoutMeta(b.root, tables.metaBlkaddr, BLOCK_SIZE, new Set(tables.prefetch));
   const chunkTable = chunkTableEntries(layout.slots);
   const chunkTableSize = chunkTable.length * CHUNK_INFO_SIZE;
   const image = Buffer.alloc(alignUp(layout.end + chunkTableSize, BLOCK_SIZE));

@@ -79,13 +79,16 @@ export function parseTocEntry(raw: unknown, index: number): TocEntry {
   const rawLink = byteString(str(obj, 'linkName', index));
   if (type === 'symlink' && rawLink.length > SYMLINK_MAX) failEntry(index, `symlink target of ${rawLink.length} bytes (max ${SYMLINK_MAX})`);
   if (rawLink.includes('\0')) failEntry(index, 'linkName contains a NUL byte');
-  const [mtime, mtimeNsec] = parseModTime(str(obj, 'modtime', index), index);
+  const modtime = str(obj, 'modtime', index);
+  // no [seconds, nanoseconds] pair for the common form: one array less per entry
+  const seconds = modtime === '' ? 0 : wholeSecondsUtc(modtime);
+  const time = seconds === undefined ? parseModTime(modtime, index) : undefined;
   return {
     name,
     type: type as TocEntryType,
     size: num(obj, 'size', index),
-    mtime,
-    mtimeNsec,
+    mtime: time ? time[0] : seconds!,
+    mtimeNsec: time ? time[1] : 0,
     linkName: type === 'hardlink' ? entryPath(rawLink, index, 'linkName') : rawLink,
     mode: num(obj, 'mode', index) & 0o7777,
     uid: num(obj, 'uid', index),
