@@ -79,7 +79,7 @@ export function writeChunkInfo(buf: Buffer, offset: number, chunk: ChunkRef): vo
   checkEncodable(chunk.uncompressedOffset, 0, Number.MAX_SAFE_INTEGER, what, 'uncompressed offset');
   checkEncodable(chunk.fileOffset, 0, Number.MAX_SAFE_INTEGER, what, 'file offset');
   if (chunk.innerOffset !== undefined) checkEncodable(chunk.innerOffset, 0, MAX_INNER_OFFSET, what, 'inner offset');
-  chunk.digest.copy(buf, offset);
+  buf.set(chunk.digest, offset);
   buf.writeUInt32LE(chunk.blobIndex, offset + 32);
   const crcFlag = chunk.crc32 === undefined ? 0 : ChunkFlag.HAS_CRC32;
   buf.writeUInt32LE((chunk.compressed ? ChunkFlag.COMPRESSED : 0) | crcFlag, offset + 36);

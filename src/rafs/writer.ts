@@ -157,13 +157,14 @@ function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
     nlink: slot.nlink,
   });
   const inlineAt = slot.offset + EXTENDED_INODE_SIZE + slot.xattrs.length;
-  slot.xattrs.copy(image, slot.offset + EXTENDED_INODE_SIZE);
+  // TypedArray set, not Buffer copy (a JS wrapper), and nothing for the many empty ones
+  if (slot.xattrs.length > 0) image.set(slot.xattrs, slot.offset + EXTENDED_INODE_SIZE);
   if (slot.type === S_IFREG) {
     writeChunkIndexes(image, alignUp(inlineAt, CHUNK_INDEX_SIZE), slot, b, chunkSize);
     return;
   }
-  slot.data.copy(image, slot.rawBlkaddr * BLOCK_SIZE, 0, slot.blocks * BLOCK_SIZE);
-  if (slot.layout === Layout.FLAT_INLINE) slot.data.copy(image, inlineAt, slot.blocks * BLOCK_SIZE);
+  if (slot.blocks > 0) slot.data.copy(image, slot.rawBlkaddr * BLOCK_SIZE, 0, slot.blocks * BLOCK_SIZE);
+  if (slot.layout === Layout.FLAT_INLINE) image.set(slot.blocks > 0 ? slot.data.subarray(slot.blocks * BLOCK_SIZE) : slot.data, inlineAt);
 }
 
 /** i_u: the chunk format of files, the first data block of directories and symlinks, else rdev. */
