@@ -1,6 +1,6 @@
 // Chunk-based regular files (docs/rafs-v6.md §1.13, §1.14): the 8-byte chunk index entries that follow an
 // inode, the i_u chunk format word, and the 80-byte entries of the nydus-only chunk info table.
-import { checkEncodable, checkRange, readU64, sliceChecked, writeU64 } from './bytes.js';
+import { checkEncodable, checkRange, getU32, putU16, putU32, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';
 import type { ChunkRef, Compressor } from './tree.js';
 
@@ -48,10 +48,10 @@ export function writeChunkIndex(buf: Buffer, offset: number, index: ChunkIndex):
   checkEncodable(index.blobIndex, 0, MAX_BLOBS - 1, 'chunk index', 'blob index');
   checkEncodable(index.ciIndex, 0, MAX_CI_INDEX, 'chunk index', 'CI index');
   checkEncodable(index.blockAddr, 0, 0xffffffff, 'chunk index', 'block address');
-  buf.writeUInt16LE(index.ciIndex & 0xffff, offset);
+  putU16(buf, offset, index.ciIndex & 0xffff);
   // low byte: device id = blob index + 1; high byte: CI index bits 16..23 (masked off by the kernel)
-  buf.writeUInt16LE(((index.ciIndex >>> 16) << 8) | (index.blobIndex + 1), offset + 2);
-  buf.writeUInt32LE(index.blockAddr, offset + 4);
+  putU16(buf, offset + 2, ((index.ciIndex >>> 16) << 8) | (index.blobIndex + 1));
+  putU32(buf, offset + 4, index.blockAddr);
 }
 
 export function decodeChunkIndex(buf: Buffer, offset = 0): ChunkIndex {
@@ -80,17 +80,17 @@ export function writeChunkInfo(buf: Buffer, offset: number, chunk: ChunkRef): vo
   checkEncodable(chunk.fileOffset, 0, Number.MAX_SAFE_INTEGER, what, 'file offset');
   if (chunk.innerOffset !== undefined) checkEncodable(chunk.innerOffset, 0, MAX_INNER_OFFSET, what, 'inner offset');
   buf.set(chunk.digest, offset);
-  buf.writeUInt32LE(chunk.blobIndex, offset + 32);
+  putU32(buf, offset + 32, chunk.blobIndex);
   const crcFlag = chunk.crc32 === undefined ? 0 : ChunkFlag.HAS_CRC32;
-  buf.writeUInt32LE((chunk.compressed ? ChunkFlag.COMPRESSED : 0) | crcFlag, offset + 36);
-  buf.writeUInt32LE(chunk.compressedSize, offset + 40);
-  buf.writeUInt32LE(chunk.uncompressedSize, offset + 44);
+  putU32(buf, offset + 36, (chunk.compressed ? ChunkFlag.COMPRESSED : 0) | crcFlag);
+  putU32(buf, offset + 40, chunk.compressedSize);
+  putU32(buf, offset + 44, chunk.uncompressedSize);
   writeU64(buf, chunk.compressedOffset, offset + 48);
   writeU64(buf, chunk.uncompressedOffset, offset + 56);
   // a MEMBERS blob's chunk keeps its inner offset where others keep their file offset
   writeU64(buf, chunk.innerOffset ?? chunk.fileOffset, offset + 64);
-  buf.writeUInt32LE(chunk.ciIndex, offset + 72);
-  buf.writeUInt32LE(chunk.crc32 ?? 0, offset + 76);
+  putU32(buf, offset + 72, chunk.ciIndex);
+  putU32(buf, offset + 76, chunk.crc32 ?? 0);
 }
 
 /**
@@ -100,21 +100,21 @@ export function writeChunkInfo(buf: Buffer, offset: number, chunk: ChunkRef): vo
 export function decodeChunkInfo(buf: Buffer, offset = 0): ChunkRef {
   // read in place (no subarray): a bootstrap's table has thousands of entries
   checkRange(buf.length, offset, CHUNK_INFO_SIZE, 'chunk info');
-  const flags = buf.readUInt32LE(offset + 36);
+  const flags = getU32(buf, offset + 36);
   const digest = Buffer.allocUnsafe(32);
   buf.copy(digest, 0, offset, offset + 32);
   const chunk: ChunkRef = {
-    blobIndex: buf.readUInt32LE(offset + 32),
-    ciIndex: buf.readUInt32LE(offset + 72),
+    blobIndex: getU32(buf, offset + 32),
+    ciIndex: getU32(buf, offset + 72),
     digest,
     compressedOffset: readU64(buf, offset + 48, 'chunk info'),
-    compressedSize: buf.readUInt32LE(offset + 40),
+    compressedSize: getU32(buf, offset + 40),
     uncompressedOffset: readU64(buf, offset + 56, 'chunk info'),
-    uncompressedSize: buf.readUInt32LE(offset + 44),
+    uncompressedSize: getU32(buf, offset + 44),
     compressed: (flags & ChunkFlag.COMPRESSED) !== 0,
     fileOffset: readU64(buf, offset + 64, 'chunk info'),
   };
-  if (flags & ChunkFlag.HAS_CRC32) chunk.crc32 = buf.readUInt32LE(offset + 76);
+  if (flags & ChunkFlag.HAS_CRC32) chunk.crc32 = getU32(buf, offset + 76);
   return chunk;
 }
 

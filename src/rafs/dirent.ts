@@ -1,6 +1,6 @@
 // Directory blocks (docs/rafs-v6.md §1.10): 12-byte dirents then their names (no NULs) per block, every entry
 // of the directory — `.` and `..` included — in one global memcmp order so lookups can bisect.
-import { readU64, sliceChecked, writeU64 } from './bytes.js';
+import { putU16, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from './tree.js';
 
@@ -102,8 +102,8 @@ function encodeBlock(data: Buffer, at: number, sorted: readonly Dirent[], from: 
     const entry = sorted[i]!;
     const dirent = at + (i - from) * DIRENT_SIZE;
     writeU64(data, entry.nid, dirent);
-    data.writeUInt16LE(nameOffset, dirent + 8);
-    data.writeUInt8(entry.fileType, dirent + 10);
+    putU16(data, dirent + 8, nameOffset);
+    data[dirent + 10] = entry.fileType;
     nameOffset += data.write(entry.name, at + nameOffset, 'latin1');
   }
 }

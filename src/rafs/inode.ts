@@ -1,6 +1,6 @@
 // EROFS on-disk inodes (docs/rafs-v6.md §1.7, §1.8): the writer always emits the 64-byte extended form,
 // the reader also accepts the 32-byte compact form older dir-rafs builds produced.
-import { checkEncodable, checkRange, readU64, writeI64, writeU64 } from './bytes.js';
+import { checkEncodable, checkRange, putU16, putU32, readU64, writeI64, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';
 import { MAX_TIME } from './tree.js';
 
@@ -53,18 +53,18 @@ export function writeInode(buf: Buffer, offset: number, inode: DiskInode): void 
   checkEncodable(inode.mtimeNsec, 0, 999_999_999, INODE, 'mtime nsec');
   checkEncodable(inode.nlink, 1, 0xffffffff, INODE, 'nlink');
   checkEncodable(inode.mtime, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, INODE, 'mtime');
-  buf.writeUInt16LE(1 | (inode.layout << 1), offset);
-  buf.writeUInt16LE(inode.xattrCount, offset + 2);
-  buf.writeUInt16LE(inode.mode, offset + 4);
+  putU16(buf, offset, 1 | (inode.layout << 1));
+  putU16(buf, offset + 2, inode.xattrCount);
+  putU16(buf, offset + 4, inode.mode);
   writeU64(buf, inode.size, offset + 8);
-  buf.writeUInt32LE(inode.u, offset + 16);
-  buf.writeUInt32LE(inode.ino, offset + 20);
-  buf.writeUInt32LE(inode.uid, offset + 24);
-  buf.writeUInt32LE(inode.gid, offset + 28);
+  putU32(buf, offset + 16, inode.u);
+  putU32(buf, offset + 20, inode.ino);
+  putU32(buf, offset + 24, inode.uid);
+  putU32(buf, offset + 28, inode.gid);
   // stored as u64 seconds; a pre-1970 time survives as its two's complement
   writeI64(buf, inode.mtime, offset + 32);
-  buf.writeUInt32LE(inode.mtimeNsec, offset + 40);
-  buf.writeUInt32LE(inode.nlink, offset + 44);
+  putU32(buf, offset + 40, inode.mtimeNsec);
+  putU32(buf, offset + 44, inode.nlink);
 }
 
 /** Decodes the inode at `offset`, in whichever form its i_format says. */
