@@ -97,7 +97,7 @@ export function parseTocEntry(raw: unknown, index: number): TocEntry {
     groupName: str(obj, 'groupName', index),
     devMajor: num(obj, 'devMajor', index),
     devMinor: num(obj, 'devMinor', index),
-    xattrs: parseXattrs(Object.hasOwn(obj, 'xattrs') ? obj.xattrs : undefined, index),
+    xattrs: parseXattrs(member(obj, 'xattrs'), index),
     digest: parseDigest(str(obj, 'digest', index), 'digest', index),
     offset: num(obj, 'offset', index),
     innerOffset: num(obj, 'innerOffset', index),
@@ -115,14 +115,20 @@ function failEntry(index: number, detail: string): never {
   throw new StargzFormatError(`stargz TOC entry ${index}: ${detail}`);
 }
 
+/** An own member's value, or undefined (members writers omit, the most, cost no hasOwn call). */
+function member(obj: Record<string, unknown>, key: string): unknown {
+  const v = obj[key];
+  return v !== undefined && Object.hasOwn(obj, key) ? v : undefined;
+}
+
 function str(obj: Record<string, unknown>, key: string, index: number): string {
-  const v = Object.hasOwn(obj, key) ? obj[key] : '';
+  const v = member(obj, key) ?? '';
   if (typeof v !== 'string') return failEntry(index, `"${key}" is not a string`);
   return v;
 }
 
 function num(obj: Record<string, unknown>, key: string, index: number): number {
-  const v = Object.hasOwn(obj, key) ? obj[key] : 0;
+  const v = member(obj, key) ?? 0;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) return failEntry(index, `"${key}" is not a non-negative integer below 2^53`);
   return v;
 }
