@@ -60,19 +60,24 @@ export function layoutMeta(root: TreeNode, metaBlkaddr: number, blockSize: numbe
   const slots = collectSlots(root, (node, slot) => {
     if (wanted.has(node)) slotOf.set(node, slot);
   });
-  slots.forEach((slot) => sizeSlot(slot, blockSize));
+  // indexed loops: this runs cold, once per inode (for-of's iterator protocol costs more than the work)
+  for (let i = 0; i < slots.length; i++) sizeSlot(slots[i]!, blockSize);
   const metaStart = metaBlkaddr * blockSize;
   const inodesEnd = placeInodes(slots, metaStart + blockSize, blockSize);
-  slots.forEach((slot) => (slot.nid = (slot.offset - metaStart) / INODE_SLOT_SIZE));
   let block = alignUp(inodesEnd, blockSize) / blockSize;
-  for (const slot of slots.filter((s) => s.blocks > 0)) {
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots[i]!;
+    slot.nid = (slot.offset - metaStart) / INODE_SLOT_SIZE;
+    if (slot.blocks === 0) continue;
     slot.rawBlkaddr = block;
     block += slot.blocks;
   }
-  for (const slot of slots) {
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots[i]!;
     if (slot.type !== S_IFDIR) continue;
-    for (const dirent of slot.dirents) dirent.nid = dirent.target.nid;
-    slot.data = packSortedDirents(slot.dirents, blockSize);
+    const dirents = slot.dirents;
+    for (let d = 0; d < dirents.length; d++) dirents[d]!.nid = dirents[d]!.target.nid;
+    slot.data = packSortedDirents(dirents, blockSize);
   }
   return { slots, slotOf, end: block * blockSize };
 }
@@ -107,7 +112,9 @@ function collectSlots(root: TreeNode, reached: (node: TreeNode, slot: InodeSlot)
     if (node.children?.size && depth >= MAX_TREE_DEPTH) throw new RafsEncodeError('bootstrap', `${dir.path.slice(0, 64)}... has entries deeper than ${MAX_TREE_DEPTH} components`);
     const subdirs: [InodeSlot, TreeNode, number][] = [];
     // the default sort compares UTF-16 code units: the byte order of byte-string names
-    for (const name of [...(node.children?.keys() ?? [])].sort()) {
+    const names = node.children ? [...node.children.keys()].sort() : [];
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
       const child = node.children!.get(name)!;
       const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
       const slot = childSlot(child, path, dir, linked, order);
@@ -121,7 +128,7 @@ function collectSlots(root: TreeNode, reached: (node: TreeNode, slot: InodeSlot)
     // one at a time: spreading a directory of 200k subdirectories as arguments overflows the stack
     for (let i = subdirs.length - 1; i >= 0; i--) pending.push(subdirs[i]!);
   }
-  order.forEach((slot, i) => (slot.ino = i + 1));
+  for (let i = 0; i < order.length; i++) order[i]!.ino = i + 1;
   return order;
 }
 
@@ -190,7 +197,8 @@ function symlinkTarget(slot: InodeSlot): Buffer {
  */
 function placeInodes(slots: InodeSlot[], start: number, blockSize: number): number {
   let cursor = start;
-  for (const slot of slots) {
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots[i]!;
     const head = EXTENDED_INODE_SIZE + slot.xattrs.length;
     const record = head + slot.inlineSize;
     const together = record <= blockSize ? record : head;

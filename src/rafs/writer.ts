@@ -33,8 +33,8 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
   const chunkTable = chunkTableEntries(layout.slots);
   const chunkTableSize = chunkTable.length * CHUNK_INFO_SIZE;
   const image = Buffer.alloc(alignUp(layout.end + chunkTableSize, BLOCK_SIZE));
-  for (const slot of layout.slots) writeSlot(image, slot, b);
-  chunkTable.forEach((chunk, i) => writeChunkInfo(image, layout.end + i * CHUNK_INFO_SIZE, chunk));
+  for (let i = 0; i < layout.slots.length; i++) writeSlot(image, layout.slots[i]!, b);
+  for (let i = 0; i < chunkTable.length; i++) writeChunkInfo(image, layout.end + i * CHUNK_INFO_SIZE, chunkTable[i]!);
   const devices = deviceSlots(b.blobs, image.length);
   encodeErofsSuperblock({
     blockSizeBits: BLOCK_SIZE_BITS,
@@ -181,14 +181,17 @@ function inodeU(slot: InodeSlot, chunkSize: number, superChunkSize: number): num
  */
 function fileChunkSize(slot: InodeSlot, b: Bootstrap): number {
   const { chunks } = slot.inode;
-  const sizeOf = (c: ChunkRef): number => b.blobs[c.blobIndex]?.chunkSize ?? b.chunkSize;
   if (chunks.length === 0) return b.chunkSize;
-  const size = sizeOf(chunks[0]!);
-  for (const c of chunks) {
-    if (sizeOf(c) !== size) throw new RafsEncodeError('chunk index', `${slot.path}: chunks in blobs of chunk sizes ${[...new Set(chunks.map(sizeOf))].join(', ')}`);
+  const size = blobChunkSize(chunks[0]!, b);
+  for (let i = 1; i < chunks.length; i++) {
+    if (blobChunkSize(chunks[i]!, b) !== size) {
+      throw new RafsEncodeError('chunk index', `${slot.path}: chunks in blobs of chunk sizes ${[...new Set(chunks.map((c) => blobChunkSize(c, b)))].join(', ')}`);
+    }
   }
   return size;
 }
+
+const blobChunkSize = (c: ChunkRef, b: Bootstrap): number => b.blobs[c.blobIndex]?.chunkSize ?? b.chunkSize;
 
 /**
  * Chunk bits of the inode's chunk format. A file whose chunk size is below the superblock's
@@ -200,7 +203,10 @@ function fileChunkSize(slot: InodeSlot, b: Bootstrap): number {
 function chunkBits(inode: Inode, chunkSize: number, superChunkSize: number): number {
   if (chunkSize < superChunkSize) return Math.log2(chunkSize) - BLOCK_SIZE_BITS;
   const chunks = inode.chunks;
-  const contiguous = chunks.length > 1 && chunks.every((c, i) => i === 0 || (c.blobIndex === chunks[0]!.blobIndex && c.uncompressedOffset === chunks[i - 1]!.uncompressedOffset + chunkSize));
+  let contiguous = chunks.length > 1;
+  for (let i = 1; contiguous && i < chunks.length; i++) {
+    contiguous = chunks[i]!.blobIndex === chunks[0]!.blobIndex && chunks[i]!.uncompressedOffset === chunks[i - 1]!.uncompressedOffset + chunkSize;
+  }
   let bits = Math.log2(chunkSize);
   while (contiguous && 2 ** bits < inode.size) bits++;
   return bits - BLOCK_SIZE_BITS <= 0x1f ? bits - BLOCK_SIZE_BITS : Math.log2(chunkSize) - BLOCK_SIZE_BITS;
@@ -209,37 +215,49 @@ function chunkBits(inode: Inode, chunkSize: number, superChunkSize: number): num
 /** The file's chunk index array, at `offset` of the image. */
 function writeChunkIndexes(image: Buffer, offset: number, slot: InodeSlot, b: Bootstrap, chunkSize: number): void {
   const { chunks, size } = slot.inode;
-  const fail = (detail: string): never => {
-    throw new RafsEncodeError('chunk index', `${slot.path}: ${detail}`);
-  };
-  if (!Number.isSafeInteger(size) || size < 0) fail(`bad size ${size}`);
-  if (chunks.length !== Math.ceil(size / chunkSize)) fail(`${chunks.length} chunks for ${size} bytes in ${chunkSize}-byte chunks`);
-  chunks.forEach((c, i) => {
+  if (!Number.isSafeInteger(size) || size < 0) failChunkIndex(slot, `bad size ${size}`);
+  if (chunks.length !== Math.ceil(size / chunkSize)) failChunkIndex(slot, `${chunks.length} chunks for ${size} bytes in ${chunkSize}-byte chunks`);
+  // an indexed loop without closures: this runs cold, once per chunk
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i]!;
     const blob = b.blobs[c.blobIndex];
-    if (blob === undefined) return fail(`chunk ${i} refers to blob ${c.blobIndex}, the table has ${b.blobs.length}`);
-    if (c.uncompressedSize !== Math.min(chunkSize, size - i * chunkSize)) fail(`chunk ${i} holds ${c.uncompressedSize} bytes`);
+    if (blob === undefined) return failChunkIndex(slot, `chunk ${i} refers to blob ${c.blobIndex}, the table has ${b.blobs.length}`);
+    if (c.uncompressedSize !== Math.min(chunkSize, size - i * chunkSize)) failChunkIndex(slot, `chunk ${i} holds ${c.uncompressedSize} bytes`);
     if (c.uncompressedOffset % BLOCK_SIZE !== 0 || c.uncompressedOffset + c.uncompressedSize > blob.uncompressedSize) {
-      fail(`chunk ${i} at uncompressed offset ${c.uncompressedOffset} is unaligned or beyond its blob`);
+      failChunkIndex(slot, `chunk ${i} at uncompressed offset ${c.uncompressedOffset} is unaligned or beyond its blob`);
     }
-    if (c.ciIndex >= blob.chunkCount) fail(`chunk ${i} has CI index ${c.ciIndex}, its blob has ${blob.chunkCount} chunks`);
+    if (c.ciIndex >= blob.chunkCount) failChunkIndex(slot, `chunk ${i} has CI index ${c.ciIndex}, its blob has ${blob.chunkCount} chunks`);
     writeChunkIndex(image, offset + i * CHUNK_INDEX_SIZE, { blobIndex: c.blobIndex, ciIndex: c.ciIndex, blockAddr: c.uncompressedOffset / BLOCK_SIZE });
-  });
+  }
+}
+
+function failChunkIndex(slot: InodeSlot, detail: string): never {
+  throw new RafsEncodeError('chunk index', `${slot.path}: ${detail}`);
 }
 
 /** The chunk info table: one entry per distinct (blob, CI index) any file refers to, in that order. */
 function chunkTableEntries(slots: readonly InodeSlot[]): ChunkRef[] {
+  // indexed loops and a typed array's native numeric sort: this runs cold, once per chunk
   const byKey = new Map<number, ChunkRef>();
-  for (const slot of slots) {
+  for (let s = 0; s < slots.length; s++) {
+    const slot = slots[s]!;
     if (slot.type !== S_IFREG) continue;
-    for (const chunk of slot.inode.chunks) {
+    const chunks = slot.inode.chunks;
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i]!;
       const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
       const known = byKey.get(key);
       if (known === undefined) byKey.set(key, chunk);
       else if (!sameChunk(known, chunk)) throw new RafsEncodeError('chunk info table', `${slot.path}: conflicting chunks for blob ${chunk.blobIndex} CI index ${chunk.ciIndex}`);
     }
   }
-  // a typed array sorts numerically in native code: no JS comparator called n log n times
-  return Array.from(Float64Array.from(byKey.keys()).sort(), (key) => byKey.get(key)!);
+  const keys = new Float64Array(byKey.size);
+  let n = 0;
+  byKey.forEach((_, key) => (keys[n++] = key));
+  keys.sort();
+  const entries = new Array<ChunkRef>(keys.length);
+  for (let i = 0; i < keys.length; i++) entries[i] = byKey.get(keys[i]!)!;
+  return entries;
 }
 
 function sameChunk(a: ChunkRef, b: ChunkRef): boolean {
