@@ -176,12 +176,11 @@ class TreeBuilder {
   private addPiece(file: { inode: Inode; entry: TocEntry }, piece: TocEntry): void {
     const { inode, entry } = file;
     const index = inode.chunks.length;
-    const where = (): string => `stargz TOC entry ${JSON.stringify(entry.name)}`;
     if (piece.chunkOffset !== index * this.chunkSize || piece.chunkSize !== Math.min(this.chunkSize, entry.size - piece.chunkOffset)) {
-      throw new StargzFormatError(`${where()}: a ${piece.chunkSize}-byte piece at file offset ${piece.chunkOffset} is not chunk ${index} of a ${this.chunkSize}-byte RAFS chunk grid (the layer's chunk size must be a power of two of 4 KiB to 16 MiB)`);
+      throw new StargzFormatError(`${where(entry)}: a ${piece.chunkSize}-byte piece at file offset ${piece.chunkOffset} is not chunk ${index} of a ${this.chunkSize}-byte RAFS chunk grid (the layer's chunk size must be a power of two of 4 KiB to 16 MiB)`);
     }
     const digest = piece.chunkDigest || (piece.chunkSize === entry.size ? entry.digest : '');
-    if (digest === '') throw new StargzFormatError(`${where()}: the piece at file offset ${piece.chunkOffset} has no chunkDigest (and is not the whole file): it could not be verified`);
+    if (digest === '') throw new StargzFormatError(`${where(entry)}: the piece at file offset ${piece.chunkOffset} has no chunkDigest (and is not the whole file): it could not be verified`);
     const key = `${piece.offset}:${piece.innerOffset}:${piece.chunkSize}`;
     let chunk = this.byPiece.get(key);
     if (chunk === undefined) {
@@ -203,7 +202,7 @@ class TreeBuilder {
       this.chunks.push(chunk);
       this.byPiece.set(key, chunk);
     } else if (chunk.digest.toString('hex') !== digest) {
-      throw new StargzFormatError(`${where()}: the piece at blob offset ${piece.offset} (inner ${piece.innerOffset}) has two different digests`);
+      throw new StargzFormatError(`${where(entry)}: the piece at blob offset ${piece.offset} (inner ${piece.innerOffset}) has two different digests`);
     }
     inode.chunks.push(chunk);
   }
@@ -212,12 +211,15 @@ class TreeBuilder {
     let node: TreeNode | undefined = this.root;
     for (const part of entry.linkName === '' ? [] : entry.linkName.split('/')) node = node?.children?.get(part);
     if (!node) {
-      throw new StargzFormatError(`stargz TOC entry ${JSON.stringify(entry.name)}: hardlink target ${JSON.stringify(entry.linkName)} is not an earlier entry`);
+      throw new StargzFormatError(`${where(entry)}: hardlink target ${JSON.stringify(entry.linkName)} is not an earlier entry`);
     }
-    if (isDir(node)) throw new StargzFormatError(`stargz TOC entry ${JSON.stringify(entry.name)}: hardlink to a directory`);
+    if (isDir(node)) throw new StargzFormatError(`${where(entry)}: hardlink to a directory`);
     return node;
   }
 }
+
+/** An entry in messages (built only when thrown: pieces are many). */
+const where = (entry: TocEntry): string => `stargz TOC entry ${JSON.stringify(entry.name)}`;
 
 function inodeOf(e: TocEntry): Inode {
   const inode = newInode(TYPE_BITS[e.type as keyof typeof TYPE_BITS] | e.mode);
