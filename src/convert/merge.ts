@@ -27,8 +27,9 @@ export function mergeLayers(layers: Bootstrap[], opts: MergeOptions = {}): Boots
   const { blobs, toGlobal } = collectBlobs(layers);
   const root = newDir('/');
   layers.forEach((layer, li) => {
-    const rebased = rebaseChunks(layer.root, (ref) => toGlobal[li]![ref.blobIndex]!);
-    applyLayer(root, rebased);
+    // applyLayer only reads the upper tree: a layer whose blobs keep their indexes goes in as it is
+    const toBlob = toGlobal[li]!;
+    applyLayer(root, isIdentity(toBlob) ? layer.root : rebaseChunks(layer.root, (ref) => toBlob[ref.blobIndex]!));
   });
   const finalBlobs = renumberBlobs(root, blobs);
   return {
@@ -68,8 +69,22 @@ function collectBlobs(layers: Bootstrap[]): { blobs: BlobInfo[]; toGlobal: numbe
   return { blobs, toGlobal };
 }
 
-/** A copy of a tree whose chunks carry new blob indexes; hardlinked inodes stay shared. */
+const isIdentity = (indexes: readonly number[]): boolean => indexes.every((to, from) => to === from);
+
+/** A copy of a tree whose chunks carry new blob indexes; hardlinked inodes stay shared, files without chunks are the tree's own. */
 function rebaseChunks(root: TreeNode, blobIndexOf: (ref: ChunkRef) => number): TreeNode {
+  const rebase = chunkRebaser(blobIndexOf);
+  const copy = (n: TreeNode): TreeNode => {
+    if (!n.children) return n.inode.chunks.length === 0 ? n : { name: n.name, inode: rebase(n.inode) };
+    const children = new Map<string, TreeNode>();
+    for (const [name, child] of n.children) children.set(name, copy(child));
+    return { name: n.name, inode: n.inode, children };
+  };
+  return copy(root);
+}
+
+/** Copies of files whose chunks carry new blob indexes: one per inode and per chunk, so what was shared stays shared. */
+function chunkRebaser(blobIndexOf: (ref: ChunkRef) => number): (inode: Inode) => Inode {
   const inodes = new Map<Inode, Inode>();
   const refs = new Map<ChunkRef, ChunkRef>();
   const copyRef = (r: ChunkRef): ChunkRef => {
@@ -77,30 +92,26 @@ function rebaseChunks(root: TreeNode, blobIndexOf: (ref: ChunkRef) => number): T
     if (!c) refs.set(r, (c = { ...r, blobIndex: blobIndexOf(r) }));
     return c;
   };
-  const copyInode = (i: Inode): Inode => {
-    let c = inodes.get(i);
-    if (!c) inodes.set(i, (c = { ...i, chunks: i.chunks.map(copyRef) }));
+  return (inode) => {
+    let c = inodes.get(inode);
+    if (!c) inodes.set(inode, (c = { ...inode, chunks: inode.chunks.map(copyRef) }));
     return c;
   };
-  const copy = (n: TreeNode): TreeNode => {
-    const out: TreeNode = { name: n.name, inode: copyInode(n.inode) };
-    if (n.children) out.children = new Map([...n.children].map(([k, c]) => [k, copy(c)]));
-    return out;
-  };
-  return copy(root);
 }
 
 /** Applies an upper directory onto a lower one in place (the upper's attributes win). */
 function applyLayer(lower: TreeNode, upper: TreeNode): void {
   lower.inode = upper.inode;
   const below = lower.children!;
-  const entries = [...upper.children!.values()];
-  for (const child of entries) {
+  let whiteouts = false;
+  for (const child of upper.children!.values()) {
+    if (!child.name.startsWith(WHITEOUT_PREFIX)) continue;
+    whiteouts = true;
     if (child.name === OPAQUE_WHITEOUT) below.clear();
-    else if (child.name.startsWith(WHITEOUT_PREFIX)) below.delete(child.name.slice(WHITEOUT_PREFIX.length));
+    else below.delete(child.name.slice(WHITEOUT_PREFIX.length));
   }
-  for (const child of entries) {
-    if (child.name.startsWith(WHITEOUT_PREFIX)) continue;
+  for (const child of upper.children!.values()) {
+    if (whiteouts && child.name.startsWith(WHITEOUT_PREFIX)) continue;
     const existing = below.get(child.name);
     if (isDir(child)) {
       // a directory over a non-directory replaces it; over a directory it merges
@@ -113,8 +124,29 @@ function applyLayer(lower: TreeNode, upper: TreeNode): void {
   }
 }
 
-/** Keeps only referenced blobs, indexed in order of first reference in a sorted tree walk. */
+/**
+ * Keeps only referenced blobs, indexed in order of first reference in a sorted tree walk. The tree
+ * shares files with the layers: a file whose chunks change index is replaced by a copy.
+ */
 function renumberBlobs(root: TreeNode, blobs: BlobInfo[]): BlobInfo[] {
+  const order = firstReferences(root, blobs.length);
+  const result: BlobInfo[] = [];
+  for (const [global, local] of order) result[local] = blobs[global]!;
+  if (order.size === blobs.length && [...order].every(([global, local]) => global === local)) return result;
+  const toLocal = (ref: ChunkRef): number => order.get(ref.blobIndex)!;
+  const rebase = chunkRebaser(toLocal);
+  const visit = (dir: TreeNode): void => {
+    for (const [name, child] of dir.children!) {
+      if (child.children) visit(child);
+      else if (child.inode.chunks.some((c) => toLocal(c) !== c.blobIndex)) dir.children!.set(name, { name: child.name, inode: rebase(child.inode) });
+    }
+  };
+  visit(root);
+  return result;
+}
+
+/** Blob index → its rank by first reference in a sorted tree walk, which stops once all `count` are met. */
+function firstReferences(root: TreeNode, count: number): Map<number, number> {
   const order = new Map<number, number>();
   const seenInodes = new Set<Inode>();
   const visit = (n: TreeNode): void => {
@@ -122,18 +154,12 @@ function renumberBlobs(root: TreeNode, blobs: BlobInfo[]): BlobInfo[] {
       seenInodes.add(n.inode);
       for (const c of n.inode.chunks) if (!order.has(c.blobIndex)) order.set(c.blobIndex, order.size);
     }
-    if (n.children) for (const k of [...n.children.keys()].sort()) visit(n.children.get(k)!);
+    if (!n.children) return;
+    for (const k of [...n.children.keys()].sort()) {
+      if (order.size === count) return;
+      visit(n.children.get(k)!);
+    }
   };
   visit(root);
-  const renumbered = new Set<ChunkRef>();
-  for (const inode of seenInodes) {
-    for (const c of inode.chunks) {
-      if (renumbered.has(c)) continue;
-      renumbered.add(c);
-      c.blobIndex = order.get(c.blobIndex)!;
-    }
-  }
-  const result: BlobInfo[] = [];
-  for (const [global, local] of order) result[local] = blobs[global]!;
-  return result;
+  return order;
 }

@@ -15,16 +15,65 @@ export function sliceChecked(buf: Buffer, offset: number, length: number, struct
   return buf.subarray(offset, offset + length);
 }
 
+// Little-endian fields by plain byte access: Buffer's read/write methods validate their arguments
+// through several JS wrappers on every call, which a cold bootstrap build or open pays for hundreds
+// of thousands of times. Values are the callers' to check (encoders do, with checkEncodable); the
+// range is checked here, so a bad offset still throws a RangeError rather than touching nothing.
+
+function checkBounds(buf: Uint8Array, offset: number, size: number): void {
+  if (!(offset >= 0 && offset + size <= buf.length)) throw new RangeError(`${size} bytes at offset ${offset} do not fit in ${buf.length}`);
+}
+
+export function getU16(buf: Uint8Array, offset: number): number {
+  checkBounds(buf, offset, 2);
+  return buf[offset]! | (buf[offset + 1]! << 8);
+}
+
+export function getU32(buf: Uint8Array, offset: number): number {
+  checkBounds(buf, offset, 4);
+  return (buf[offset]! | (buf[offset + 1]! << 8) | (buf[offset + 2]! << 16)) + buf[offset + 3]! * 2 ** 24;
+}
+
+/** Stores the low 16 bits of `value`. */
+export function putU16(buf: Uint8Array, offset: number, value: number): void {
+  checkBounds(buf, offset, 2);
+  buf[offset] = value;
+  buf[offset + 1] = value >>> 8;
+}
+
+/** Stores the low 32 bits of `value`. */
+export function putU32(buf: Uint8Array, offset: number, value: number): void {
+  checkBounds(buf, offset, 4);
+  buf[offset] = value;
+  buf[offset + 1] = value >>> 8;
+  buf[offset + 2] = value >>> 16;
+  buf[offset + 3] = value >>> 24;
+}
+
 /** An unsigned 64-bit field as a number; values beyond 2^53 are rejected rather than rounded. */
 export function readU64(buf: Buffer, offset: number, structure: string): number {
   // two 32-bit reads: BigInt decoding is several times slower on hot paths (dirents, inodes)
-  const high = buf.readUInt32LE(offset + 4);
+  const high = getU32(buf, offset + 4);
   if (high > 0x1fffff) throw new RafsFormatError(structure, offset, `64-bit field value ${buf.readBigUInt64LE(offset)} is too large`);
-  return high * 2 ** 32 + buf.readUInt32LE(offset);
+  return high * 2 ** 32 + getU32(buf, offset);
 }
 
 export function writeU64(buf: Buffer, value: number, offset: number): void {
-  buf.writeBigUInt64LE(BigInt(value), offset);
+  // two 32-bit writes for the values that are (all real ones); BigInt keeps the checks for the rest
+  if (!Number.isSafeInteger(value) || value < 0) {
+    buf.writeBigUInt64LE(BigInt(value), offset);
+    return;
+  }
+  const high = Math.floor(value / 2 ** 32);
+  putU32(buf, offset, value - high * 2 ** 32);
+  putU32(buf, offset + 4, high);
+}
+
+/** A signed 64-bit field (two's complement) from a safe integer, as two 32-bit writes. */
+export function writeI64(buf: Buffer, value: number, offset: number): void {
+  const high = Math.floor(value / 2 ** 32);
+  putU32(buf, offset, value - high * 2 ** 32);
+  putU32(buf, offset + 4, high);
 }
 
 /** Throws RafsEncodeError unless `value` is an integer in [min, max]. */

@@ -1,6 +1,6 @@
 // Chunk-based regular files (docs/rafs-v6.md §1.13, §1.14): the 8-byte chunk index entries that follow an
 // inode, the i_u chunk format word, and the 80-byte entries of the nydus-only chunk info table.
-import { checkEncodable, readU64, sliceChecked, writeU64 } from './bytes.js';
+import { checkEncodable, checkRange, getU32, putU16, putU32, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';
 import type { ChunkRef, Compressor } from './tree.js';
 
@@ -48,10 +48,10 @@ export function writeChunkIndex(buf: Buffer, offset: number, index: ChunkIndex):
   checkEncodable(index.blobIndex, 0, MAX_BLOBS - 1, 'chunk index', 'blob index');
   checkEncodable(index.ciIndex, 0, MAX_CI_INDEX, 'chunk index', 'CI index');
   checkEncodable(index.blockAddr, 0, 0xffffffff, 'chunk index', 'block address');
-  buf.writeUInt16LE(index.ciIndex & 0xffff, offset);
+  putU16(buf, offset, index.ciIndex & 0xffff);
   // low byte: device id = blob index + 1; high byte: CI index bits 16..23 (masked off by the kernel)
-  buf.writeUInt16LE(((index.ciIndex >>> 16) << 8) | (index.blobIndex + 1), offset + 2);
-  buf.writeUInt32LE(index.blockAddr, offset + 4);
+  putU16(buf, offset + 2, ((index.ciIndex >>> 16) << 8) | (index.blobIndex + 1));
+  putU32(buf, offset + 4, index.blockAddr);
 }
 
 export function decodeChunkIndex(buf: Buffer, offset = 0): ChunkIndex {
@@ -62,6 +62,13 @@ export function decodeChunkIndex(buf: Buffer, offset = 0): ChunkIndex {
 }
 
 export function encodeChunkInfo(chunk: ChunkRef): Buffer {
+  const buf = Buffer.alloc(CHUNK_INFO_SIZE);
+  writeChunkInfo(buf, 0, chunk);
+  return buf;
+}
+
+/** Encodes one chunk info table entry at `offset` of `buf` (a table has thousands: no Buffer each). */
+export function writeChunkInfo(buf: Buffer, offset: number, chunk: ChunkRef): void {
   const what = 'chunk info';
   checkEncodable(chunk.digest.length, 32, 32, what, 'digest length');
   checkEncodable(chunk.blobIndex, 0, MAX_BLOBS - 1, what, 'blob index');
@@ -72,20 +79,18 @@ export function encodeChunkInfo(chunk: ChunkRef): Buffer {
   checkEncodable(chunk.uncompressedOffset, 0, Number.MAX_SAFE_INTEGER, what, 'uncompressed offset');
   checkEncodable(chunk.fileOffset, 0, Number.MAX_SAFE_INTEGER, what, 'file offset');
   if (chunk.innerOffset !== undefined) checkEncodable(chunk.innerOffset, 0, MAX_INNER_OFFSET, what, 'inner offset');
-  const buf = Buffer.alloc(CHUNK_INFO_SIZE);
-  chunk.digest.copy(buf, 0);
-  buf.writeUInt32LE(chunk.blobIndex, 32);
+  buf.set(chunk.digest, offset);
+  putU32(buf, offset + 32, chunk.blobIndex);
   const crcFlag = chunk.crc32 === undefined ? 0 : ChunkFlag.HAS_CRC32;
-  buf.writeUInt32LE((chunk.compressed ? ChunkFlag.COMPRESSED : 0) | crcFlag, 36);
-  buf.writeUInt32LE(chunk.compressedSize, 40);
-  buf.writeUInt32LE(chunk.uncompressedSize, 44);
-  writeU64(buf, chunk.compressedOffset, 48);
-  writeU64(buf, chunk.uncompressedOffset, 56);
+  putU32(buf, offset + 36, (chunk.compressed ? ChunkFlag.COMPRESSED : 0) | crcFlag);
+  putU32(buf, offset + 40, chunk.compressedSize);
+  putU32(buf, offset + 44, chunk.uncompressedSize);
+  writeU64(buf, chunk.compressedOffset, offset + 48);
+  writeU64(buf, chunk.uncompressedOffset, offset + 56);
   // a MEMBERS blob's chunk keeps its inner offset where others keep their file offset
-  writeU64(buf, chunk.innerOffset ?? chunk.fileOffset, 64);
-  buf.writeUInt32LE(chunk.ciIndex, 72);
-  buf.writeUInt32LE(chunk.crc32 ?? 0, 76);
-  return buf;
+  writeU64(buf, chunk.innerOffset ?? chunk.fileOffset, offset + 64);
+  putU32(buf, offset + 72, chunk.ciIndex);
+  putU32(buf, offset + 76, chunk.crc32 ?? 0);
 }
 
 /**
@@ -93,20 +98,23 @@ export function encodeChunkInfo(chunk: ChunkRef): Buffer {
  * file_offset field comes back as fileOffset: see asMemberChunk for chunks of MEMBERS blobs.
  */
 export function decodeChunkInfo(buf: Buffer, offset = 0): ChunkRef {
-  const b = sliceChecked(buf, offset, CHUNK_INFO_SIZE, 'chunk info');
-  const flags = b.readUInt32LE(36);
+  // read in place (no subarray): a bootstrap's table has thousands of entries
+  checkRange(buf.length, offset, CHUNK_INFO_SIZE, 'chunk info');
+  const flags = getU32(buf, offset + 36);
+  const digest = Buffer.allocUnsafe(32);
+  buf.copy(digest, 0, offset, offset + 32);
   const chunk: ChunkRef = {
-    blobIndex: b.readUInt32LE(32),
-    ciIndex: b.readUInt32LE(72),
-    digest: Buffer.from(b.subarray(0, 32)),
-    compressedOffset: readU64(b, 48, 'chunk info'),
-    compressedSize: b.readUInt32LE(40),
-    uncompressedOffset: readU64(b, 56, 'chunk info'),
-    uncompressedSize: b.readUInt32LE(44),
+    blobIndex: getU32(buf, offset + 32),
+    ciIndex: getU32(buf, offset + 72),
+    digest,
+    compressedOffset: readU64(buf, offset + 48, 'chunk info'),
+    compressedSize: getU32(buf, offset + 40),
+    uncompressedOffset: readU64(buf, offset + 56, 'chunk info'),
+    uncompressedSize: getU32(buf, offset + 44),
     compressed: (flags & ChunkFlag.COMPRESSED) !== 0,
-    fileOffset: readU64(b, 64, 'chunk info'),
+    fileOffset: readU64(buf, offset + 64, 'chunk info'),
   };
-  if (flags & ChunkFlag.HAS_CRC32) chunk.crc32 = b.readUInt32LE(76);
+  if (flags & ChunkFlag.HAS_CRC32) chunk.crc32 = getU32(buf, offset + 76);
   return chunk;
 }
 
@@ -147,9 +155,11 @@ export function maxStoredMemberSize(innerOffset: number, size: number, compresso
 }
 
 /**
- * A chunk of a MEMBERS blob as decoded: its file_offset field holds its innerOffset (the file
- * offset is not stored for such chunks and reads back as 0).
+ * A decoded chunk of a MEMBERS blob as it is, made in place (a table has thousands): its
+ * file_offset field holds its innerOffset, and the file offset, not stored, reads back as 0.
  */
 export function asMemberChunk(chunk: ChunkRef): ChunkRef {
-  return { ...chunk, innerOffset: chunk.fileOffset, fileOffset: 0 };
+  chunk.innerOffset = chunk.fileOffset;
+  chunk.fileOffset = 0;
+  return chunk;
 }

@@ -1,6 +1,6 @@
 // Directory blocks (docs/rafs-v6.md §1.10): 12-byte dirents then their names (no NULs) per block, every entry
 // of the directory — `.` and `..` included — in one global memcmp order so lookups can bisect.
-import { readU64, sliceChecked } from './bytes.js';
+import { putU16, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from './tree.js';
 
@@ -38,23 +38,55 @@ export interface Dirent {
  * block, so its length is the directory's i_size.
  */
 export function packDirents(entries: readonly Dirent[], blockSize: number): Buffer {
+  return packSortedDirents(sortDirents(entries), blockSize);
+}
+
+/** `entries` in the one memcmp order of a directory's blocks; refuses bad and duplicate names. */
+export function sortDirents<T extends Dirent>(entries: readonly T[]): T[] {
   const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const blocks: Dirent[][] = [[]];
+  for (let i = 0; i < sorted.length; i++) {
+    const name = sorted[i]!.name;
+    checkName(name);
+    if (i > 0 && sorted[i - 1]!.name === name) throw new RafsEncodeError('directory', `duplicate name ${JSON.stringify(name)}`);
+  }
+  return sorted;
+}
+
+/** The data size (i_size) of sorted entries packed into blocks: known before their nids are. */
+export function packedDirentsSize(sorted: readonly Dirent[], blockSize: number): number {
+  const starts = blockStarts(sorted, blockSize);
+  return (starts.length - 1) * blockSize + blockUsed(sorted, starts[starts.length - 1]!, sorted.length);
+}
+
+/** Sorted entries (sortDirents) packed into directory blocks, as packDirents. */
+export function packSortedDirents(sorted: readonly Dirent[], blockSize: number): Buffer {
+  const starts = blockStarts(sorted, blockSize);
+  const last = starts.length - 1;
+  const data = Buffer.alloc(last * blockSize + blockUsed(sorted, starts[last]!, sorted.length));
+  for (let b = 0; b <= last; b++) encodeBlock(data, b * blockSize, sorted, starts[b]!, b < last ? starts[b + 1]! : sorted.length);
+  return data;
+}
+
+/** Index of the first entry of each block: a block takes entries while their dirents and names fit. */
+function blockStarts(sorted: readonly Dirent[], blockSize: number): number[] {
+  const starts = [0];
   let used = 0;
-  sorted.forEach((entry, i) => {
-    checkName(entry.name);
-    if (i > 0 && sorted[i - 1]!.name === entry.name) throw new RafsEncodeError('directory', `duplicate name ${JSON.stringify(entry.name)}`);
-    const need = DIRENT_SIZE + entry.name.length;
+  for (let i = 0; i < sorted.length; i++) {
+    const need = DIRENT_SIZE + sorted[i]!.name.length;
     if (used + need > blockSize) {
-      blocks.push([]);
+      starts.push(i);
       used = 0;
     }
-    blocks[blocks.length - 1]!.push(entry);
     used += need;
-  });
-  const encoded = blocks.map(encodeBlock);
-  encoded.slice(0, -1).forEach((block, i) => (encoded[i] = Buffer.concat([block], blockSize)));
-  return Buffer.concat(encoded);
+  }
+  return starts;
+}
+
+/** Bytes that entries [from, to) take in their block. */
+function blockUsed(sorted: readonly Dirent[], from: number, to: number): number {
+  let used = 0;
+  for (let i = from; i < to; i++) used += DIRENT_SIZE + sorted[i]!.name.length;
+  return used;
 }
 
 function checkName(name: string): void {
@@ -63,19 +95,17 @@ function checkName(name: string): void {
   }
 }
 
-function encodeBlock(entries: readonly Dirent[]): Buffer {
-  const names = entries.map((e) => Buffer.from(e.name, 'latin1'));
-  const block = Buffer.alloc(entries.length * DIRENT_SIZE + names.reduce((n, name) => n + name.length, 0));
-  let nameOffset = entries.length * DIRENT_SIZE;
-  entries.forEach((entry, i) => {
-    const at = i * DIRENT_SIZE;
-    block.writeBigUInt64LE(BigInt(entry.nid), at);
-    block.writeUInt16LE(nameOffset, at + 8);
-    block.writeUInt8(entry.fileType, at + 10);
-    names[i]!.copy(block, nameOffset);
-    nameOffset += names[i]!.length;
-  });
-  return block;
+/** Entries [from, to) as one block at `at`: their dirents, then their names. */
+function encodeBlock(data: Buffer, at: number, sorted: readonly Dirent[], from: number, to: number): void {
+  let nameOffset = (to - from) * DIRENT_SIZE;
+  for (let i = from; i < to; i++) {
+    const entry = sorted[i]!;
+    const dirent = at + (i - from) * DIRENT_SIZE;
+    writeU64(data, entry.nid, dirent);
+    putU16(data, dirent + 8, nameOffset);
+    data[dirent + 10] = entry.fileType;
+    nameOffset += data.write(entry.name, at + nameOffset, 'latin1');
+  }
 }
 
 /** Parses one directory block of `length` valid bytes (bs, or less for the last block). */

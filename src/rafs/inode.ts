@@ -1,6 +1,6 @@
 // EROFS on-disk inodes (docs/rafs-v6.md §1.7, §1.8): the writer always emits the 64-byte extended form,
 // the reader also accepts the 32-byte compact form older dir-rafs builds produced.
-import { checkEncodable, checkRange, readU64, writeU64 } from './bytes.js';
+import { checkEncodable, checkRange, putU16, putU32, readU64, writeI64, writeU64 } from './bytes.js';
 import { RafsFormatError } from './errors.js';
 import { MAX_TIME } from './tree.js';
 
@@ -36,6 +36,13 @@ export interface DiskInode {
 const INODE = 'inode';
 
 export function encodeInode(inode: DiskInode): Buffer {
+  const buf = Buffer.alloc(EXTENDED_INODE_SIZE);
+  writeInode(buf, 0, inode);
+  return buf;
+}
+
+/** Encodes an extended inode at `offset` of `buf` (a bootstrap writes thousands: no Buffer each); its reserved bytes are left as they are (zero). */
+export function writeInode(buf: Buffer, offset: number, inode: DiskInode): void {
   checkEncodable(inode.xattrCount, 0, 0xffff, INODE, 'xattr count');
   checkEncodable(inode.mode, 0, 0xffff, INODE, 'mode');
   checkEncodable(inode.size, 0, Number.MAX_SAFE_INTEGER, INODE, 'size');
@@ -46,20 +53,18 @@ export function encodeInode(inode: DiskInode): Buffer {
   checkEncodable(inode.mtimeNsec, 0, 999_999_999, INODE, 'mtime nsec');
   checkEncodable(inode.nlink, 1, 0xffffffff, INODE, 'nlink');
   checkEncodable(inode.mtime, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, INODE, 'mtime');
-  const buf = Buffer.alloc(EXTENDED_INODE_SIZE);
-  buf.writeUInt16LE(1 | (inode.layout << 1), 0);
-  buf.writeUInt16LE(inode.xattrCount, 2);
-  buf.writeUInt16LE(inode.mode, 4);
-  writeU64(buf, inode.size, 8);
-  buf.writeUInt32LE(inode.u, 16);
-  buf.writeUInt32LE(inode.ino, 20);
-  buf.writeUInt32LE(inode.uid, 24);
-  buf.writeUInt32LE(inode.gid, 28);
+  putU16(buf, offset, 1 | (inode.layout << 1));
+  putU16(buf, offset + 2, inode.xattrCount);
+  putU16(buf, offset + 4, inode.mode);
+  writeU64(buf, inode.size, offset + 8);
+  putU32(buf, offset + 16, inode.u);
+  putU32(buf, offset + 20, inode.ino);
+  putU32(buf, offset + 24, inode.uid);
+  putU32(buf, offset + 28, inode.gid);
   // stored as u64 seconds; a pre-1970 time survives as its two's complement
-  buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(inode.mtime)), 32);
-  buf.writeUInt32LE(inode.mtimeNsec, 40);
-  buf.writeUInt32LE(inode.nlink, 44);
-  return buf;
+  writeI64(buf, inode.mtime, offset + 32);
+  putU32(buf, offset + 40, inode.mtimeNsec);
+  putU32(buf, offset + 44, inode.nlink);
 }
 
 /** Decodes the inode at `offset`, in whichever form its i_format says. */

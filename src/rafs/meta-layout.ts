@@ -5,7 +5,7 @@
 // children, then its subdirectories.
 import { alignUp } from './bytes.js';
 import { CHUNK_INDEX_SIZE } from './chunk.js';
-import { type Dirent, FileType, fileTypeOfMode, packDirents } from './dirent.js';
+import { type Dirent, FileType, fileTypeOfMode, packedDirentsSize, packSortedDirents, sortDirents } from './dirent.js';
 import { RafsEncodeError } from './errors.js';
 import { EXTENDED_INODE_SIZE, INODE_SLOT_SIZE, Layout } from './inode.js';
 import { encodeXattrs } from './xattr.js';
@@ -22,9 +22,10 @@ export interface InodeSlot {
   type: number;
   ino: number;
   nlink: number;
-  /** Directories: the parent (the root is its own) and the entries, `.`/`..` excluded. */
+  /** Directories: the parent (the root is its own). */
   parent: InodeSlot | undefined;
-  entries: [string, InodeSlot][];
+  /** Directories: every dirent, `.` and `..` included; in block order once sized, nids filled in once placed. */
+  dirents: SlotDirent[];
   xattrs: Buffer;
   layout: Layout;
   /** Directory dirents or symlink target: the i_size bytes of data. */
@@ -38,45 +39,66 @@ export interface InodeSlot {
   rawBlkaddr: number;
 }
 
+/** A dirent and the slot it names, whose nid it takes once inodes are placed. */
+interface SlotDirent extends Dirent {
+  target: InodeSlot;
+}
+
 export interface MetaLayout {
   /** In placement order; slots[0] is the root. */
   slots: InodeSlot[];
+  /** The slots of the nodes asked for. */
   slotOf: Map<TreeNode, InodeSlot>;
   /** Block-aligned end of everything placed. */
   end: number;
 }
 
-export function layoutMeta(root: TreeNode, metaBlkaddr: number, blockSize: number): MetaLayout {
+/** Lays out the tree under `root`; the layout's slotOf gives the slots of the `wanted` nodes. */
+export function layoutMeta(root: TreeNode, metaBlkaddr: number, blockSize: number, wanted: ReadonlySet<TreeNode> = new Set()): MetaLayout {
   if ((root.inode.mode & S_IFMT) !== S_IFDIR) throw new RafsEncodeError('bootstrap', 'the root is not a directory');
   const slotOf = new Map<TreeNode, InodeSlot>();
-  const slots = collectSlots(root, slotOf);
-  slots.forEach((slot) => sizeSlot(slot, blockSize));
+  const slots = collectSlots(root, (node, slot) => {
+    if (wanted.has(node)) slotOf.set(node, slot);
+  });
+  // indexed loops: this runs cold, once per inode (for-of's iterator protocol costs more than the work)
+  for (let i = 0; i < slots.length; i++) sizeSlot(slots[i]!, blockSize);
   const metaStart = metaBlkaddr * blockSize;
   const inodesEnd = placeInodes(slots, metaStart + blockSize, blockSize);
-  slots.forEach((slot) => (slot.nid = (slot.offset - metaStart) / INODE_SLOT_SIZE));
   let block = alignUp(inodesEnd, blockSize) / blockSize;
-  for (const slot of slots.filter((s) => s.blocks > 0)) {
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots[i]!;
+    slot.nid = (slot.offset - metaStart) / INODE_SLOT_SIZE;
+    if (slot.blocks === 0) continue;
     slot.rawBlkaddr = block;
     block += slot.blocks;
   }
-  for (const slot of slots.filter((s) => s.type === S_IFDIR)) slot.data = packDirents(direntsOf(slot), blockSize);
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots[i]!;
+    if (slot.type !== S_IFDIR) continue;
+    const dirents = slot.dirents;
+    for (let d = 0; d < dirents.length; d++) dirents[d]!.nid = dirents[d]!.target.nid;
+    slot.data = packSortedDirents(dirents, blockSize);
+  }
   return { slots, slotOf, end: block * blockSize };
 }
+
+/** What a slot without xattrs or data holds (empty, so never written to). */
+const EMPTY = Buffer.alloc(0);
 
 function newSlot(inode: Inode, path: string, parent?: InodeSlot): InodeSlot {
   const type = inode.mode & S_IFMT;
   if (fileTypeOfMode(inode.mode) === FileType.UNKNOWN) throw new RafsEncodeError('inode', `${path}: unknown file type in mode 0o${inode.mode.toString(8)}`);
   return {
-    inode, path, type, ino: 0, nlink: type === S_IFDIR ? 2 : 0, parent, entries: [], xattrs: Buffer.alloc(0),
-    layout: Layout.FLAT_PLAIN, data: Buffer.alloc(0), inlineSize: 0, blocks: 0, offset: 0, nid: 0, rawBlkaddr: 0,
+    inode, path, type, ino: 0, nlink: type === S_IFDIR ? 2 : 0, parent, dirents: [], xattrs: EMPTY,
+    layout: Layout.FLAT_PLAIN, data: EMPTY, inlineSize: 0, blocks: 0, offset: 0, nid: 0, rawBlkaddr: 0,
   };
 }
 
 /** Walks the tree (iteratively) into slots in placement order; refuses a tree the reader would not walk. */
-function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSlot[] {
+function collectSlots(root: TreeNode, reached: (node: TreeNode, slot: InodeSlot) => void): InodeSlot[] {
   const rootSlot = newSlot(root.inode, '/');
   rootSlot.parent = rootSlot;
-  slotOf.set(root, rootSlot);
+  reached(root, rootSlot);
   const order: InodeSlot[] = [];
   const linked = new Map<Inode, InodeSlot>();
   const seenDirs = new Set<TreeNode>();
@@ -86,22 +108,27 @@ function collectSlots(root: TreeNode, slotOf: Map<TreeNode, InodeSlot>): InodeSl
     if (seenDirs.has(node)) throw new RafsEncodeError('bootstrap', `directory ${dir.path} appears twice in the tree`);
     seenDirs.add(node);
     order.push(dir);
+    dir.dirents.push(direntOf('.', dir), direntOf('..', dir.parent!));
     if (node.children?.size && depth >= MAX_TREE_DEPTH) throw new RafsEncodeError('bootstrap', `${dir.path.slice(0, 64)}... has entries deeper than ${MAX_TREE_DEPTH} components`);
     const subdirs: [InodeSlot, TreeNode, number][] = [];
-    for (const [name, child] of [...(node.children ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    // the default sort compares UTF-16 code units: the byte order of byte-string names
+    const names = node.children ? [...node.children.keys()].sort() : [];
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const child = node.children!.get(name)!;
       const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
       const slot = childSlot(child, path, dir, linked, order);
-      slotOf.set(child, slot);
+      reached(child, slot);
       if (slot.type === S_IFDIR) {
         dir.nlink++;
         subdirs.push([slot, child, depth + 1]);
       }
-      dir.entries.push([name, slot]);
+      dir.dirents.push(direntOf(name, slot));
     }
     // one at a time: spreading a directory of 200k subdirectories as arguments overflows the stack
     for (let i = subdirs.length - 1; i >= 0; i--) pending.push(subdirs[i]!);
   }
-  order.forEach((slot, i) => (slot.ino = i + 1));
+  for (let i = 0; i < order.length; i++) order[i]!.ino = i + 1;
   return order;
 }
 
@@ -124,15 +151,11 @@ function childSlot(child: TreeNode, path: string, dir: InodeSlot, linked: Map<In
   return slot;
 }
 
-function direntsOf(dir: InodeSlot): Dirent[] {
-  return [
-    { name: '.', nid: dir.nid, fileType: fileTypeOfMode(dir.inode.mode) },
-    { name: '..', nid: dir.parent!.nid, fileType: fileTypeOfMode(dir.parent!.inode.mode) },
-    ...dir.entries.map(([name, slot]) => ({ name, nid: slot.nid, fileType: fileTypeOfMode(slot.inode.mode) })),
-  ];
+function direntOf(name: string, target: InodeSlot): SlotDirent {
+  return { name, nid: 0, fileType: fileTypeOfMode(target.inode.mode), target };
 }
 
-/** Chooses the layout and sizes; directory data is packed with placeholder nids (same size). */
+/** Chooses the layout and sizes; a directory's dirents are sorted and sized here, encoded once placed. */
 function sizeSlot(slot: InodeSlot, blockSize: number): void {
   slot.xattrs = encodeXattrs(slot.inode.xattrs);
   const head = EXTENDED_INODE_SIZE + slot.xattrs.length;
@@ -141,16 +164,21 @@ function sizeSlot(slot: InodeSlot, blockSize: number): void {
     slot.inlineSize = alignUp(head, CHUNK_INDEX_SIZE) - head + slot.inode.chunks.length * CHUNK_INDEX_SIZE;
     return;
   }
-  if (slot.type === S_IFDIR) slot.data = packDirents(direntsOf(slot), blockSize);
-  if (slot.type === S_IFLNK) slot.data = symlinkTarget(slot);
-  if (slot.type !== S_IFDIR && slot.type !== S_IFLNK) return;
-  const tail = slot.data.length % blockSize;
+  let size: number;
+  if (slot.type === S_IFDIR) {
+    slot.dirents = sortDirents(slot.dirents);
+    size = packedDirentsSize(slot.dirents, blockSize);
+  } else if (slot.type === S_IFLNK) {
+    slot.data = symlinkTarget(slot);
+    size = slot.data.length;
+  } else return;
+  const tail = size % blockSize;
   if (tail > 0 && head + tail <= blockSize) {
     slot.layout = Layout.FLAT_INLINE;
     slot.inlineSize = tail;
-    slot.blocks = Math.floor(slot.data.length / blockSize);
+    slot.blocks = Math.floor(size / blockSize);
   } else {
-    slot.blocks = Math.ceil(slot.data.length / blockSize);
+    slot.blocks = Math.ceil(size / blockSize);
   }
 }
 
@@ -169,7 +197,8 @@ function symlinkTarget(slot: InodeSlot): Buffer {
  */
 function placeInodes(slots: InodeSlot[], start: number, blockSize: number): number {
   let cursor = start;
-  for (const slot of slots) {
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots[i]!;
     const head = EXTENDED_INODE_SIZE + slot.xattrs.length;
     const record = head + slot.inlineSize;
     const together = record <= blockSize ? record : head;

@@ -384,25 +384,23 @@ export class RafsImage {
   private checkedChunkInfo(at: number): ChunkRef {
     const info = decodeChunkInfo(this.buf, at);
     const blob = this.blobs[info.blobIndex];
-    const fail = (detail: string): never => {
-      throw new RafsFormatError('chunk info', at, detail);
-    };
-    if (blob === undefined) return fail(`blob index ${info.blobIndex} is not in the blob table`);
+    // failChunkInfo, not a closure per entry: a table has thousands, checked cold
+    if (blob === undefined) return failChunkInfo(at, `blob index ${info.blobIndex} is not in the blob table`);
     const members = (blob.features & BlobFeature.MEMBERS) !== 0;
     const chunk = members ? asMemberChunk(info) : info;
-    if (chunk.ciIndex >= 2 ** 24) fail(`CI index ${chunk.ciIndex} does not fit 24 bits`);
-    if (chunk.uncompressedSize > blob.chunkSize) fail(`uncompressed size ${chunk.uncompressedSize} exceeds the chunk size ${blob.chunkSize} of its blob`);
-    if (chunk.uncompressedOffset + chunk.uncompressedSize > blob.uncompressedSize) fail('chunk lies beyond its blob');
-    if (members && blob.compressor !== 'gzip' && blob.compressor !== 'zstd') fail(`a MEMBERS blob compressed with ${blob.compressor} (gzip or zstd expected)`);
+    if (chunk.ciIndex >= 2 ** 24) failChunkInfo(at, `CI index ${chunk.ciIndex} does not fit 24 bits`);
+    if (chunk.uncompressedSize > blob.chunkSize) failChunkInfo(at, `uncompressed size ${chunk.uncompressedSize} exceeds the chunk size ${blob.chunkSize} of its blob`);
+    if (chunk.uncompressedOffset + chunk.uncompressedSize > blob.uncompressedSize) failChunkInfo(at, 'chunk lies beyond its blob');
+    if (members && blob.compressor !== 'gzip' && blob.compressor !== 'zstd') failChunkInfo(at, `a MEMBERS blob compressed with ${blob.compressor} (gzip or zstd expected)`);
     const innerOffset = chunk.innerOffset ?? 0;
-    if (innerOffset > MAX_INNER_OFFSET) fail(`inner offset ${innerOffset} exceeds ${MAX_INNER_OFFSET}`);
+    if (innerOffset > MAX_INNER_OFFSET) failChunkInfo(at, `inner offset ${innerOffset} exceeds ${MAX_INNER_OFFSET}`);
     // a member's stored range spans what decoding its innerOffset + size bytes may need
     const maxStored = members
       ? maxStoredMemberSize(innerOffset, chunk.uncompressedSize, blob.compressor)
       : maxStoredChunkSize(chunk.uncompressedSize, blob.compressor, chunk.compressed);
-    if (chunk.compressedSize > maxStored) fail(`compressed size ${chunk.compressedSize} exceeds the ${maxStored} bytes ${chunk.uncompressedSize} can take`);
+    if (chunk.compressedSize > maxStored) failChunkInfo(at, `compressed size ${chunk.compressedSize} exceeds the ${maxStored} bytes ${chunk.uncompressedSize} can take`);
     // a blob that records no compressed size (0) bounds nothing
-    if (blob.compressedSize > 0 && chunk.compressedOffset + chunk.compressedSize > blob.compressedSize) fail('compressed data lies beyond its blob');
+    if (blob.compressedSize > 0 && chunk.compressedOffset + chunk.compressedSize > blob.compressedSize) failChunkInfo(at, 'compressed data lies beyond its blob');
     return chunk;
   }
 
@@ -514,4 +512,9 @@ function bisect(entries: readonly Dirent[], name: string): Dirent | undefined {
     else high = mid - 1;
   }
   return undefined;
+}
+
+/** A chunk info table entry refused. */
+function failChunkInfo(at: number, detail: string): never {
+  throw new RafsFormatError('chunk info', at, detail);
 }

@@ -4,9 +4,9 @@
 // table. Always extended inodes; regular files are chunk-based with their data in the blobs.
 import { alignUp, isPowerOfTwo } from './bytes.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, DEVICE_SLOT_SIZE, type DeviceSlot, encodeBlobEntry, encodeDeviceSlot } from './blob-table.js';
-import { CHUNK_INDEX_SIZE, encodeChunkFormat, encodeChunkInfo, writeChunkIndex, MAX_BLOBS } from './chunk.js';
+import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, encodeChunkFormat, MAX_BLOBS, writeChunkIndex, writeChunkInfo } from './chunk.js';
 import { RafsEncodeError } from './errors.js';
-import { encodeDev, encodeInode, EXTENDED_INODE_SIZE, Layout } from './inode.js';
+import { encodeDev, EXTENDED_INODE_SIZE, Layout, writeInode } from './inode.js';
 import { type InodeSlot, layoutMeta } from './meta-layout.js';
 import {
   DEVICE_TABLE_OFFSET, decodeExtSuperblock, encodeErofsSuperblock, encodeExtSuperblock, encodeRafsFlags,
@@ -29,11 +29,12 @@ const PREFETCH_ENTRY_SIZE = 4;
 export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
   checkBlobs(b);
   const tables = planTables(b);
-  const layout = layoutMeta(b.root, tables.metaBlkaddr, BLOCK_SIZE);
-  const chunkTable = encodeChunkTable(layout.slots);
-  const image = Buffer.alloc(alignUp(layout.end + chunkTable.length, BLOCK_SIZE));
-  layout.slots.forEach((slot) => writeSlot(image, slot, b));
-  chunkTable.copy(image, layout.end);
+  const layout = layoutMeta(b.root, tables.metaBlkaddr, BLOCK_SIZE, new Set(tables.prefetch));
+  const chunkTable = chunkTableEntries(layout.slots);
+  const chunkTableSize = chunkTable.length * CHUNK_INFO_SIZE;
+  const image = Buffer.alloc(alignUp(layout.end + chunkTableSize, BLOCK_SIZE));
+  for (let i = 0; i < layout.slots.length; i++) writeSlot(image, layout.slots[i]!, b);
+  for (let i = 0; i < chunkTable.length; i++) writeChunkInfo(image, layout.end + i * CHUNK_INFO_SIZE, chunkTable[i]!);
   const devices = deviceSlots(b.blobs, image.length);
   encodeErofsSuperblock({
     blockSizeBits: BLOCK_SIZE_BITS,
@@ -49,7 +50,7 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
     blobTableSize: b.blobs.length * BLOB_ENTRY_SIZE,
     chunkSize: b.chunkSize,
     chunkTableOffset: layout.end,
-    chunkTableSize: chunkTable.length,
+    chunkTableSize,
     prefetchTableOffset: tables.prefetch.length > 0 ? tables.prefetchTableOffset : 0,
     prefetchTableSize: tables.prefetch.length * PREFETCH_ENTRY_SIZE,
   }).copy(image, EXT_SUPER_OFFSET);
@@ -141,7 +142,7 @@ function deviceSlots(blobs: readonly BlobInfo[], bootstrapSize: number): DeviceS
 function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
   const { inode } = slot;
   const chunkSize = slot.type === S_IFREG ? fileChunkSize(slot, b) : b.chunkSize;
-  encodeInode({
+  writeInode(image, slot.offset, {
     extended: true,
     layout: slot.layout,
     xattrCount: xattrCountForSize(slot.xattrs.length),
@@ -154,15 +155,16 @@ function writeSlot(image: Buffer, slot: InodeSlot, b: Bootstrap): void {
     mtime: inode.mtime,
     mtimeNsec: inode.mtimeNsec,
     nlink: slot.nlink,
-  }).copy(image, slot.offset);
+  });
   const inlineAt = slot.offset + EXTENDED_INODE_SIZE + slot.xattrs.length;
-  slot.xattrs.copy(image, slot.offset + EXTENDED_INODE_SIZE);
+  // TypedArray set, not Buffer copy (a JS wrapper), and nothing for the many empty ones
+  if (slot.xattrs.length > 0) image.set(slot.xattrs, slot.offset + EXTENDED_INODE_SIZE);
   if (slot.type === S_IFREG) {
-    encodeChunkIndexes(slot, b, chunkSize).copy(image, alignUp(inlineAt, CHUNK_INDEX_SIZE));
+    writeChunkIndexes(image, alignUp(inlineAt, CHUNK_INDEX_SIZE), slot, b, chunkSize);
     return;
   }
-  slot.data.copy(image, slot.rawBlkaddr * BLOCK_SIZE, 0, slot.blocks * BLOCK_SIZE);
-  if (slot.layout === Layout.FLAT_INLINE) slot.data.copy(image, inlineAt, slot.blocks * BLOCK_SIZE);
+  if (slot.blocks > 0) slot.data.copy(image, slot.rawBlkaddr * BLOCK_SIZE, 0, slot.blocks * BLOCK_SIZE);
+  if (slot.layout === Layout.FLAT_INLINE) image.set(slot.blocks > 0 ? slot.data.subarray(slot.blocks * BLOCK_SIZE) : slot.data, inlineAt);
 }
 
 /** i_u: the chunk format of files, the first data block of directories and symlinks, else rdev. */
@@ -178,10 +180,18 @@ function inodeU(slot: InodeSlot, chunkSize: number, superChunkSize: number): num
  * layers kept as they are beside Nydus ones) have files of several chunk sizes.
  */
 function fileChunkSize(slot: InodeSlot, b: Bootstrap): number {
-  const sizes = new Set(slot.inode.chunks.map((c) => b.blobs[c.blobIndex]?.chunkSize ?? b.chunkSize));
-  if (sizes.size > 1) throw new RafsEncodeError('chunk index', `${slot.path}: chunks in blobs of chunk sizes ${[...sizes].join(', ')}`);
-  return sizes.values().next().value ?? b.chunkSize;
+  const { chunks } = slot.inode;
+  if (chunks.length === 0) return b.chunkSize;
+  const size = blobChunkSize(chunks[0]!, b);
+  for (let i = 1; i < chunks.length; i++) {
+    if (blobChunkSize(chunks[i]!, b) !== size) {
+      throw new RafsEncodeError('chunk index', `${slot.path}: chunks in blobs of chunk sizes ${[...new Set(chunks.map((c) => blobChunkSize(c, b)))].join(', ')}`);
+    }
+  }
+  return size;
 }
+
+const blobChunkSize = (c: ChunkRef, b: Bootstrap): number => b.blobs[c.blobIndex]?.chunkSize ?? b.chunkSize;
 
 /**
  * Chunk bits of the inode's chunk format. A file whose chunk size is below the superblock's
@@ -193,45 +203,61 @@ function fileChunkSize(slot: InodeSlot, b: Bootstrap): number {
 function chunkBits(inode: Inode, chunkSize: number, superChunkSize: number): number {
   if (chunkSize < superChunkSize) return Math.log2(chunkSize) - BLOCK_SIZE_BITS;
   const chunks = inode.chunks;
-  const contiguous = chunks.length > 1 && chunks.every((c, i) => i === 0 || (c.blobIndex === chunks[0]!.blobIndex && c.uncompressedOffset === chunks[i - 1]!.uncompressedOffset + chunkSize));
+  let contiguous = chunks.length > 1;
+  for (let i = 1; contiguous && i < chunks.length; i++) {
+    contiguous = chunks[i]!.blobIndex === chunks[0]!.blobIndex && chunks[i]!.uncompressedOffset === chunks[i - 1]!.uncompressedOffset + chunkSize;
+  }
   let bits = Math.log2(chunkSize);
   while (contiguous && 2 ** bits < inode.size) bits++;
   return bits - BLOCK_SIZE_BITS <= 0x1f ? bits - BLOCK_SIZE_BITS : Math.log2(chunkSize) - BLOCK_SIZE_BITS;
 }
 
-function encodeChunkIndexes(slot: InodeSlot, b: Bootstrap, chunkSize: number): Buffer {
+/** The file's chunk index array, at `offset` of the image. */
+function writeChunkIndexes(image: Buffer, offset: number, slot: InodeSlot, b: Bootstrap, chunkSize: number): void {
   const { chunks, size } = slot.inode;
-  const fail = (detail: string): never => {
-    throw new RafsEncodeError('chunk index', `${slot.path}: ${detail}`);
-  };
-  if (!Number.isSafeInteger(size) || size < 0) fail(`bad size ${size}`);
-  if (chunks.length !== Math.ceil(size / chunkSize)) fail(`${chunks.length} chunks for ${size} bytes in ${chunkSize}-byte chunks`);
-  const out = Buffer.alloc(chunks.length * CHUNK_INDEX_SIZE);
-  chunks.forEach((c, i) => {
+  if (!Number.isSafeInteger(size) || size < 0) failChunkIndex(slot, `bad size ${size}`);
+  if (chunks.length !== Math.ceil(size / chunkSize)) failChunkIndex(slot, `${chunks.length} chunks for ${size} bytes in ${chunkSize}-byte chunks`);
+  // an indexed loop without closures: this runs cold, once per chunk
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i]!;
     const blob = b.blobs[c.blobIndex];
-    if (blob === undefined) return fail(`chunk ${i} refers to blob ${c.blobIndex}, the table has ${b.blobs.length}`);
-    if (c.uncompressedSize !== Math.min(chunkSize, size - i * chunkSize)) fail(`chunk ${i} holds ${c.uncompressedSize} bytes`);
+    if (blob === undefined) return failChunkIndex(slot, `chunk ${i} refers to blob ${c.blobIndex}, the table has ${b.blobs.length}`);
+    if (c.uncompressedSize !== Math.min(chunkSize, size - i * chunkSize)) failChunkIndex(slot, `chunk ${i} holds ${c.uncompressedSize} bytes`);
     if (c.uncompressedOffset % BLOCK_SIZE !== 0 || c.uncompressedOffset + c.uncompressedSize > blob.uncompressedSize) {
-      fail(`chunk ${i} at uncompressed offset ${c.uncompressedOffset} is unaligned or beyond its blob`);
+      failChunkIndex(slot, `chunk ${i} at uncompressed offset ${c.uncompressedOffset} is unaligned or beyond its blob`);
     }
-    if (c.ciIndex >= blob.chunkCount) fail(`chunk ${i} has CI index ${c.ciIndex}, its blob has ${blob.chunkCount} chunks`);
-    writeChunkIndex(out, i * CHUNK_INDEX_SIZE, { blobIndex: c.blobIndex, ciIndex: c.ciIndex, blockAddr: c.uncompressedOffset / BLOCK_SIZE });
-  });
-  return out;
+    if (c.ciIndex >= blob.chunkCount) failChunkIndex(slot, `chunk ${i} has CI index ${c.ciIndex}, its blob has ${blob.chunkCount} chunks`);
+    writeChunkIndex(image, offset + i * CHUNK_INDEX_SIZE, { blobIndex: c.blobIndex, ciIndex: c.ciIndex, blockAddr: c.uncompressedOffset / BLOCK_SIZE });
+  }
 }
 
-/** One 80-byte entry per distinct (blob, CI index) any file refers to, in that order. */
-function encodeChunkTable(slots: readonly InodeSlot[]): Buffer {
+function failChunkIndex(slot: InodeSlot, detail: string): never {
+  throw new RafsEncodeError('chunk index', `${slot.path}: ${detail}`);
+}
+
+/** The chunk info table: one entry per distinct (blob, CI index) any file refers to, in that order. */
+function chunkTableEntries(slots: readonly InodeSlot[]): ChunkRef[] {
+  // indexed loops and a typed array's native numeric sort: this runs cold, once per chunk
   const byKey = new Map<number, ChunkRef>();
-  for (const slot of slots.filter((s) => s.type === S_IFREG)) {
-    for (const chunk of slot.inode.chunks) {
+  for (let s = 0; s < slots.length; s++) {
+    const slot = slots[s]!;
+    if (slot.type !== S_IFREG) continue;
+    const chunks = slot.inode.chunks;
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i]!;
       const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
       const known = byKey.get(key);
       if (known === undefined) byKey.set(key, chunk);
       else if (!sameChunk(known, chunk)) throw new RafsEncodeError('chunk info table', `${slot.path}: conflicting chunks for blob ${chunk.blobIndex} CI index ${chunk.ciIndex}`);
     }
   }
-  return Buffer.concat([...byKey.keys()].sort((x, y) => x - y).map((key) => encodeChunkInfo(byKey.get(key)!)));
+  const keys = new Float64Array(byKey.size);
+  let n = 0;
+  byKey.forEach((_, key) => (keys[n++] = key));
+  keys.sort();
+  const entries = new Array<ChunkRef>(keys.length);
+  for (let i = 0; i < keys.length; i++) entries[i] = byKey.get(keys[i]!)!;
+  return entries;
 }
 
 function sameChunk(a: ChunkRef, b: ChunkRef): boolean {

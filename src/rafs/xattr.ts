@@ -37,9 +37,12 @@ export function xattrAreaSize(xattrCount: number): number {
   return xattrCount === 0 ? 0 : XATTR_HEADER_SIZE + (xattrCount - 1) * 4;
 }
 
+/** The area of an inode without xattrs (shared: empty, so never written to). */
+const NO_XATTRS = Buffer.alloc(0);
+
 /** The inline xattr area (header + entries sorted by full name); empty when there are none. */
 export function encodeXattrs(xattrs: ReadonlyMap<string, Buffer>): Buffer {
-  if (xattrs.size === 0) return Buffer.alloc(0);
+  if (xattrs.size === 0) return NO_XATTRS;
   const entries = [...xattrs.keys()].sort().map((key) => {
     if (/[^\x01-\xff]/.test(key)) throw new RafsEncodeError('xattr', `name ${JSON.stringify(key)} is not a byte string without NULs`);
     const { index, suffix } = splitName(key);

@@ -53,7 +53,11 @@ function isPiece(entry: TocEntry): boolean {
  */
 export function stargzChunkSize(toc: StargzToc): number {
   let largest = 0;
-  for (const entry of toc.entries) if (isPiece(entry) && !isHidden(entry)) largest = Math.max(largest, entry.chunkSize);
+  // indexed loops over the entries: this runs cold, and for-of's iterator protocol costs more than the work
+  for (let i = 0; i < toc.entries.length; i++) {
+    const entry = toc.entries[i]!;
+    if (isPiece(entry) && !isHidden(entry)) largest = Math.max(largest, entry.chunkSize);
+  }
   let size = MIN_CHUNK_SIZE;
   while (size < largest && size < MAX_CHUNK_SIZE) size *= 2;
   if (largest > size) throw new StargzFormatError(`stargz layer: a ${largest}-byte piece, larger than the largest RAFS chunk (${MAX_CHUNK_SIZE} bytes)`);
@@ -69,7 +73,7 @@ export function stargzBootstrap(toc: StargzToc, opts: StargzBootstrapOptions): B
   }
   const compressor = toc.footer.kind === 'zstd:chunked' ? 'zstd' : 'gzip';
   const builder = new TreeBuilder(chunkSize, compressor);
-  for (const entry of toc.entries) builder.add(entry);
+  for (let i = 0; i < toc.entries.length; i++) builder.add(toc.entries[i]!);
   const blob: BlobInfo = {
     blobId: opts.blobId,
     chunkCount: builder.chunks.length,
@@ -115,6 +119,11 @@ class TreeBuilder {
   private readonly byPiece = new Map<string, ChunkRef>();
   /** The file that `chunk` entries continue, and its entry; undefined for hidden files. */
   private file: { inode: Inode; entry: TocEntry } | undefined;
+  /**
+   * Directories by path, as met: entries come directory by directory, so most find their parent
+   * here without a walk from the root. Emptied whenever an entry replaces a directory.
+   */
+  private readonly dirs = new Map<string, TreeNode>();
 
   constructor(private readonly chunkSize: number, private readonly compressor: 'gzip' | 'zstd') {}
 
@@ -125,20 +134,21 @@ class TreeBuilder {
     }
     this.file = undefined;
     if (isHidden(entry)) return;
-    const parts = entry.name === '' ? [] : entry.name.split('/');
-    if (parts.length === 0) {
+    if (entry.name === '') {
       if (entry.type !== 'dir') throw new StargzFormatError(`stargz TOC: the root entry is a ${entry.type}, not a dir`);
       this.root.inode = inodeOf(entry);
       return;
     }
-    const parent = parentDir(this.root, parts);
-    const name = parts[parts.length - 1]!;
+    const slash = entry.name.lastIndexOf('/');
+    const parent = slash < 0 ? this.root : this.dirAt(entry.name.slice(0, slash));
+    const name = entry.name.slice(slash + 1);
+    const existing = parent.children!.get(name);
+    if (existing && isDir(existing) && entry.type !== 'dir') this.dirs.clear();
     if (entry.type === 'hardlink') {
       parent.children!.set(name, { name, inode: this.linkTarget(entry).inode });
       return;
     }
     const inode = inodeOf(entry);
-    const existing = parent.children!.get(name);
     if (entry.type === 'dir') {
       // a directory entry after its contents (or repeated) updates attributes and keeps children
       if (existing && isDir(existing)) existing.inode = inode;
@@ -152,16 +162,25 @@ class TreeBuilder {
     }
   }
 
+  /** The directory at `path` (made where missing, as parentDir makes them: it is the parent of `path/`). */
+  private dirAt(path: string): TreeNode {
+    let dir = this.dirs.get(path);
+    if (dir === undefined) {
+      dir = parentDir(this.root, [...path.split('/'), '']);
+      this.dirs.set(path, dir);
+    }
+    return dir;
+  }
+
   /** One piece as the file's next chunk; the same stored piece twice is one chunk. */
   private addPiece(file: { inode: Inode; entry: TocEntry }, piece: TocEntry): void {
     const { inode, entry } = file;
     const index = inode.chunks.length;
-    const where = `stargz TOC entry ${JSON.stringify(entry.name)}`;
     if (piece.chunkOffset !== index * this.chunkSize || piece.chunkSize !== Math.min(this.chunkSize, entry.size - piece.chunkOffset)) {
-      throw new StargzFormatError(`${where}: a ${piece.chunkSize}-byte piece at file offset ${piece.chunkOffset} is not chunk ${index} of a ${this.chunkSize}-byte RAFS chunk grid (the layer's chunk size must be a power of two of 4 KiB to 16 MiB)`);
+      throw new StargzFormatError(`${where(entry)}: a ${piece.chunkSize}-byte piece at file offset ${piece.chunkOffset} is not chunk ${index} of a ${this.chunkSize}-byte RAFS chunk grid (the layer's chunk size must be a power of two of 4 KiB to 16 MiB)`);
     }
     const digest = piece.chunkDigest || (piece.chunkSize === entry.size ? entry.digest : '');
-    if (digest === '') throw new StargzFormatError(`${where}: the piece at file offset ${piece.chunkOffset} has no chunkDigest (and is not the whole file): it could not be verified`);
+    if (digest === '') throw new StargzFormatError(`${where(entry)}: the piece at file offset ${piece.chunkOffset} has no chunkDigest (and is not the whole file): it could not be verified`);
     const key = `${piece.offset}:${piece.innerOffset}:${piece.chunkSize}`;
     let chunk = this.byPiece.get(key);
     if (chunk === undefined) {
@@ -183,7 +202,7 @@ class TreeBuilder {
       this.chunks.push(chunk);
       this.byPiece.set(key, chunk);
     } else if (chunk.digest.toString('hex') !== digest) {
-      throw new StargzFormatError(`${where}: the piece at blob offset ${piece.offset} (inner ${piece.innerOffset}) has two different digests`);
+      throw new StargzFormatError(`${where(entry)}: the piece at blob offset ${piece.offset} (inner ${piece.innerOffset}) has two different digests`);
     }
     inode.chunks.push(chunk);
   }
@@ -192,17 +211,23 @@ class TreeBuilder {
     let node: TreeNode | undefined = this.root;
     for (const part of entry.linkName === '' ? [] : entry.linkName.split('/')) node = node?.children?.get(part);
     if (!node) {
-      throw new StargzFormatError(`stargz TOC entry ${JSON.stringify(entry.name)}: hardlink target ${JSON.stringify(entry.linkName)} is not an earlier entry`);
+      throw new StargzFormatError(`${where(entry)}: hardlink target ${JSON.stringify(entry.linkName)} is not an earlier entry`);
     }
-    if (isDir(node)) throw new StargzFormatError(`stargz TOC entry ${JSON.stringify(entry.name)}: hardlink to a directory`);
+    if (isDir(node)) throw new StargzFormatError(`${where(entry)}: hardlink to a directory`);
     return node;
   }
 }
 
+/** An entry in messages (built only when thrown: pieces are many). */
+const where = (entry: TocEntry): string => `stargz TOC entry ${JSON.stringify(entry.name)}`;
+
 function inodeOf(e: TocEntry): Inode {
-  const inode = newInode(TYPE_BITS[e.type as keyof typeof TYPE_BITS] | e.mode, {
-    uid: e.uid, gid: e.gid, mtime: e.mtime, mtimeNsec: e.mtimeNsec, xattrs: new Map(e.xattrs ?? []),
-  });
+  const inode = newInode(TYPE_BITS[e.type as keyof typeof TYPE_BITS] | e.mode);
+  inode.uid = e.uid;
+  inode.gid = e.gid;
+  inode.mtime = e.mtime;
+  inode.mtimeNsec = e.mtimeNsec;
+  if (e.xattrs) inode.xattrs = new Map(e.xattrs);
   if (e.type === 'reg') inode.size = e.size;
   if (e.type === 'symlink') inode.symlinkTarget = e.linkName;
   if (e.type === 'char' || e.type === 'block') {

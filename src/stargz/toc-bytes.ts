@@ -11,6 +11,7 @@ import { type RangeReader, readPieces } from './range-reader.js';
 
 export const TOC_TAR_NAME = 'stargz.index.json';
 const TAR_BLOCK = 512;
+const INFLATE_CHUNK = 256 << 10;
 
 /** Streams the TOC's JSON bytes; `storedHash` (if given) sees the TOC's stored bytes as they are read. */
 export function tocJsonBytes(read: RangeReader, footer: StargzFooter, maxSize: number, storedHash?: Hash): AsyncGenerator<Buffer> {
@@ -50,7 +51,8 @@ async function* zstdJson(stored: AsyncGenerator<Buffer>, size: number, maxSize: 
 }
 
 async function* gzipTarJson(stored: AsyncGenerator<Buffer>, maxSize: number): AsyncGenerator<Buffer> {
-  const gunzip = pipeline(Readable.from(stored), createGunzip(), () => {});
+  // 256 KiB out at a time, not zlib's 16 KiB: a few MB of JSON in a few dozen stream hops, not hundreds
+  const gunzip = pipeline(Readable.from(stored), createGunzip({ chunkSize: INFLATE_CHUNK }), () => {});
   let header = Buffer.alloc(0);
   let remaining = -1;
   try {

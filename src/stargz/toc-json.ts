@@ -111,61 +111,68 @@ export function parseWholeTocJson(json: Buffer, handlers: TocJsonHandlers): void
   doc.entries.forEach((e, i) => handlers.entry(e, i));
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPENERS = new Set([0x7b, 0x5b]);
-const CLOSERS = new Set([0x7d, 0x5d]);
-const COLON = 0x3a;
-const COMMA = 0x2c;
-const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+/** What a byte is to the structure check: most are part of a string or a literal (OTHER). */
+const OTHER = 0;
+const SPACE = 1;
+const QUOTE = 2;
+const COLON = 3;
+const COMMA = 4;
+const OPENER = 5;
+const CLOSER = 6;
+const BACKSLASH = 7;
+const CLASS_OF = new Uint8Array(256);
+for (const c of [0x20, 0x0a, 0x0d, 0x09]) CLASS_OF[c] = SPACE;
+CLASS_OF[0x22] = QUOTE;
+CLASS_OF[0x3a] = COLON;
+CLASS_OF[0x2c] = COMMA;
+CLASS_OF[0x7b] = OPENER;
+CLASS_OF[0x5b] = OPENER;
+CLASS_OF[0x7d] = CLOSER;
+CLASS_OF[0x5d] = CLOSER;
+CLASS_OF[0x5c] = BACKSLASH;
 
-/** The streaming parser's guard, as one pass over the bytes (malformed JSON is left to JSON.parse). */
+/**
+ * The streaming parser's guard, as one pass over the bytes (malformed JSON is left to JSON.parse).
+ * One table look-up per byte and no calls: this runs cold, over megabytes.
+ */
 function checkStructure(b: Buffer): void {
   let depth = 0;
   let unitDepth = 0;
   let unitTokens = 0;
   let rootKey: string | undefined;
-  let stringStart = -1;
   let lastString = '';
-  let inLiteral = false;
   const rootKeys = new Set<string>();
-  const token = (): void => {
+  const length = b.length;
+  for (let i = 0; i < length; i++) {
+    let k = CLASS_OF[b[i]!]!;
+    if (k === SPACE) continue;
+    // every other byte starts a token: a number or literal (one token to its end), a string, a delimiter
     if (unitDepth > 0 && ++unitTokens > MAX_VALUE_TOKENS) {
       throw new StargzFormatError(`stargz TOC: an entry (or top-level member) of more than ${MAX_VALUE_TOKENS} JSON tokens`);
     }
-  };
-  for (let i = 0; i < b.length; i++) {
-    const c = b[i]!;
-    if (stringStart >= 0) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) {
-        if (depth === 1) lastString = b.toString('utf8', stringStart, i);
-        stringStart = -1;
+    if (k === OTHER || k === BACKSLASH) {
+      while (i + 1 < length && ((k = CLASS_OF[b[i + 1]!]!) === OTHER || k === BACKSLASH)) i++;
+    } else if (k === QUOTE) {
+      const start = i + 1;
+      // to the closing quote: a backslash escapes the byte after it
+      for (i = start; i < length; i++) {
+        const c = CLASS_OF[b[i]!]!;
+        if (c === BACKSLASH) i++;
+        else if (c === QUOTE) break;
       }
-      continue;
-    }
-    const delimiter = isSpace(c) || c === QUOTE || c === COLON || c === COMMA || OPENERS.has(c) || CLOSERS.has(c);
-    if (!delimiter) {
-      // a number or literal: one token from its first character
-      if (!inLiteral) token();
-      inLiteral = true;
-      continue;
-    }
-    inLiteral = false;
-    if (isSpace(c)) continue;
-    token();
-    if (c === QUOTE) stringStart = i + 1;
-    else if (OPENERS.has(c)) {
+      if (i >= length) return;
+      if (depth === 1) lastString = b.toString('utf8', start, i);
+    } else if (k === OPENER) {
       if (++depth > MAX_DEPTH) throw new StargzFormatError(`stargz TOC: JSON nested deeper than ${MAX_DEPTH} levels`);
       const unitStart = rootKey === 'entries' ? 3 : 2;
       if (unitDepth === 0 && depth === unitStart) {
         unitDepth = depth;
         unitTokens = 1;
       }
-    } else if (CLOSERS.has(c)) {
+    } else if (k === CLOSER) {
       if (depth === unitDepth) unitDepth = 0;
       depth--;
-    } else if (c === COLON && depth === 1) {
+    } else if (k === COLON && depth === 1) {
       rootKey = lastString;
       if (rootKeys.has(rootKey) && (rootKey === 'version' || rootKey === 'entries')) throw new StargzFormatError(`stargz TOC: "${rootKey}" appears twice`);
       rootKeys.add(rootKey);

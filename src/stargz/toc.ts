@@ -193,7 +193,9 @@ function resolvePieces(entries: TocEntry[], footer: StargzFooter): void {
     if (file && covered !== file.size) fail(file, `its pieces cover ${covered} of its ${file.size} bytes`);
     file = undefined;
   };
-  for (const entry of entries) {
+  // an indexed loop: this runs cold, once per entry
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!;
     if (entry.type !== 'chunk') closeFile();
     if (entry.type === 'reg' && entry.size > 0) {
       if (entry.chunkOffset !== 0) fail(entry, `a file's first piece starts at ${entry.chunkOffset}, not 0`);

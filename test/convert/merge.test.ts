@@ -85,6 +85,20 @@ describe('mergeLayers', () => {
     expect(l1.root.children!.get('b')!.inode.chunks[0]!.blobIndex).toBe(0);
   });
 
+  it('renumbers the files of a layer merged as it is (its blobs keep their indexes) on copies, hardlinks still shared', () => {
+    const l0 = layer({ z: chunk(0, 1), d: { y: { ...chunk(0, 2), ciIndex: 1 } } }, [{ ...blob('a'), chunkCount: 2, ciCompressedSize: 32, ciUncompressedSize: 32 }]);
+    l0.root.children!.set('x', { name: 'x', inode: l0.root.children!.get('z')!.inode });
+    const l1 = layer({ a: chunk(0, 3) }, [blob('b')]);
+    const merged = mergeLayers([l0, l1]);
+    expect(merged.blobs.map((b) => b.blobId[0])).toEqual(['b', 'a']);
+    const files = merged.root.children!;
+    expect([files.get('a'), files.get('z'), files.get('x'), files.get('d')!.children!.get('y')].map((n) => n!.inode.chunks[0]!.blobIndex)).toEqual([0, 1, 1, 1]);
+    expect(files.get('x')!.inode).toBe(files.get('z')!.inode);
+    expect(RafsImage.open(writeBootstrap(merged)).blobs.map((b) => b.blobId[0])).toEqual(['b', 'a']);
+    // the input layers are not modified
+    for (const node of [l0.root.children!.get('z')!, l0.root.children!.get('x')!, l0.root.children!.get('d')!.children!.get('y')!]) expect(node.inode.chunks[0]!.blobIndex).toBe(0);
+  });
+
   it('keeps hardlinks within a layer shared', () => {
     const l0 = layer({ a: chunk(0, 1) }, [blob('a')]);
     const shared = l0.root.children!.get('a')!;

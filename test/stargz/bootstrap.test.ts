@@ -97,6 +97,25 @@ describe('stargzBootstrap', () => {
     expect(m.root.children!.get('g')!.inode.chunks[0]!.digest.toString('hex')).toBe(sha256(content.subarray(0, 4000)));
   });
 
+  it('puts entries after one that replaced their directory in a new directory, not the replaced one', async () => {
+    const { blob } = synthEstargz([
+      { name: 'a/', type: 'dir', fields: { mode: 0o40700 } },
+      { name: 'a/b/', type: 'dir' },
+      { name: 'a/b/old', content: Buffer.from('old') },
+      { name: 'a', type: 'symlink', fields: { linkName: 'elsewhere' } },
+      { name: 'a/b/new', content: Buffer.from('new') },
+      { name: 'c/', type: 'dir' },
+      { name: 'c/d/', type: 'dir' },
+      { name: 'c/d', content: Buffer.from('d') },
+      { name: 'c/d/e', content: Buffer.from('e') },
+    ], { chunkSize: 4096 });
+    const m = await model(blob);
+    const a = m.root.children!.get('a')!;
+    expect(a.inode.mode).toBe(S_IFDIR | 0o755);
+    expect([...a.children!.get('b')!.children!.keys()]).toEqual(['new']);
+    expect([...m.root.children!.get('c')!.children!.get('d')!.children!.keys()]).toEqual(['e']);
+  });
+
   it('refuses pieces that fit no RAFS chunk grid, and a hardlink to nothing', async () => {
     const { blob } = synthEstargz([{ name: 'f', content: bytes(5000, 1) }], { chunkSize: 3000 });
     await expect(model(blob)).rejects.toThrow(StargzFormatError);
