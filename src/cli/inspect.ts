@@ -29,7 +29,7 @@ async function inspect(file: string, flags: InspectFlags): Promise<void> {
     `root nid ${summary.rootNid}, ${summary.inodeCount} inodes, meta block ${summary.metaBlkaddr}`,
     `entries ${summary.counts.entries}: ${summary.counts.dirs} dirs, ${summary.counts.files} files, ${summary.counts.symlinks} symlinks, ${summary.counts.others} other`,
     `chunks ${summary.counts.chunkRefs} referenced, ${summary.counts.distinctChunks} distinct`,
-    ...summary.blobs.map((b) => `blob ${b.index} ${b.blobId} ${b.chunkCount} chunks ${b.compressor} features ${b.features} compressed ${b.compressedSize} uncompressed ${b.uncompressedSize} mapped block ${b.mappedBlkaddr}`),
+    ...summary.blobs.map((b) => `blob ${b.index} ${b.blobId} ${b.chunkCount} chunks of 0x${b.chunkSize.toString(16)} ${b.compressor} features ${b.features} compressed ${b.compressedSize} uncompressed ${b.uncompressedSize} mapped block ${b.mappedBlkaddr}`),
     ...(summary.prefetch.length ? [`prefetch ${summary.prefetch.join(' ')}`] : []),
   ];
   print(lines.join('\n'));

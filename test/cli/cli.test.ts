@@ -1,9 +1,10 @@
 // Runs the built CLI (dist/cli/main.js) as a user would, with stderr a pipe (not a terminal).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { manyChunksBootstrap } from '../rafs/helpers.js';
 
 const repo = join(import.meta.dirname, '..', '..');
 const COMMANDS = ['cache', 'check', 'convert', 'create', 'daemon', 'demo', 'export', 'inspect', 'merge', 'mount', 'snapshotter', 'unpack'];
@@ -96,5 +97,18 @@ describe('nydusify-ts demo', () => {
     for (const record of records) expect(record).toMatchObject({ time: expect.any(String), level: expect.any(String), msg: expect.any(String) });
     expect(records.filter((record) => record.msg === 'file verified').map((record) => record.path)).toContain('usr/lib/libdemo.so.1.0');
     expect(records.some((record) => record.level === 'info' && record.msg === 'sample layer built')).toBe(true);
+  });
+
+  it('inspect prints each blob with its own chunk size', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-inspect-'));
+    try {
+      const boot = join(dir, 'a.boot');
+      writeFileSync(boot, manyChunksBootstrap(2, 2));
+      const { status, stdout } = run(['inspect', boot, '--no-tree']);
+      expect(status).toBe(0);
+      expect(stdout).toMatch(/^blob 0 [0-9a-f]{64} \d+ chunks of 0x1000 /m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
