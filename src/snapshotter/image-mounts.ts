@@ -60,10 +60,13 @@ export class ImageMounts {
     else if (remote.role === 'bootstrap') onTop(remote);
   }
 
-  /** Whether an eStargz layer can be served lazily (its TOC read, verified and made a layer model); else it is pulled. */
-  async stargzServable(remote: RemoteLayer): Promise<boolean> {
+  /**
+   * Whether an eStargz layer can be served lazily (its TOC read, verified and made a layer model);
+   * else it is pulled. `onTop` hears of the layer a container of the image will mount, as with `pulled`.
+   */
+  async stargzServable(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): Promise<boolean> {
     try {
-      await this.warmup.servable(remote);
+      await this.warmup.servable(remote, onTop);
       return true;
     } catch (err) {
       log.warn('eStargz layer cannot be served lazily: it is pulled instead', { ref: remote.ref, layer: remote.digest, error: (err as Error).message });

@@ -87,7 +87,7 @@ export class Snapshotter {
     const remote = this.images ? remoteLayer(labels) : undefined;
     const target = labels[Label.TARGET];
     if (remote?.role !== 'stargz' || target === undefined || this.store.get(target)) return true;
-    return this.images!.stargzServable(remote);
+    return this.images!.stargzServable(remote, (top) => this.premount(top));
   }
 
   private async create(kind: 'active' | 'view', key: string, parentKey: string, rawLabels: unknown, stargzServable: boolean): Promise<Mount[]> {

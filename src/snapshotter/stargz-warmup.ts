@@ -52,15 +52,21 @@ export class StargzWarmup {
 
   /**
    * Resolves once the layer's model is made (kept for its chain); rejects when it cannot be served
-   * lazily. The first layer asked about starts the models of all the image's eStargz layers: containerd
-   * asks about them one after another, and each TOC would otherwise wait for the one before.
+   * lazily. The first layer asked about starts the models of all the image's eStargz layers (containerd
+   * asks about them one after another, and each TOC would otherwise wait for the one before) and the
+   * warm-up of the chain a container will mount, so `onTop` hears of it (and its daemon can start)
+   * while the TOCs are still being read.
    */
-  async servable(remote: RemoteLayer): Promise<void> {
+  async servable(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): Promise<void> {
     await this.using(remote.ref, async (image) => {
       const { manifest } = await image.opened;
       const layer = manifest.layers.find((l) => l.digest === remote.digest);
       if (!layer) throw new Error(`${remote.ref} has no layer ${remote.digest}`);
-      if (image.models.size === 0) void forEachLimited(manifest.layers.filter(isStargzLayer), TOC_READS, (l) => this.model(image, l).then(() => undefined, () => undefined));
+      if (image.models.size === 0) {
+        void forEachLimited(manifest.layers.filter(isStargzLayer), TOC_READS, (l) => this.model(image, l).then(() => undefined, () => undefined));
+        const top = stargzTop(manifest);
+        if (top) this.layer({ ...remote, digest: top }, onTop);
+      }
       await this.model(image, layer);
     });
   }
