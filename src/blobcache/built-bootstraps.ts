@@ -8,9 +8,10 @@
 // snapshotter is still building waits for that bootstrap instead of building its own. The lock file
 // goes once the bootstrap is kept: a builder that raced past it only builds the same bytes twice.
 import { closeSync, constants, openSync, rmSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { flockTryExclusive } from '../native/index.js';
+import { writeAtomically } from '../util/files.js';
 
 /** File names of built bootstraps (cache GC removes them with their images' blobs). */
 export const BUILT_BOOTSTRAP = /^built-[0-9a-f]{64}\.boot$/;
@@ -44,16 +45,7 @@ export class BuiltBootstraps {
   }
 
   async put(key: string, bootstrap: Buffer): Promise<void> {
-    const path = this.path(key);
-    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    await mkdir(this.dir, { recursive: true });
-    try {
-      await writeFile(tmp, bootstrap);
-      await rename(tmp, path);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
+    return writeAtomically(this.path(key), bootstrap);
   }
 
   /** Takes the build lock of `key`, waiting while another process holds it (at most the lock wait; then undefined). */

@@ -3,6 +3,7 @@
 // MNT.state, so each test's daemons are its own and can be found and killed afterwards.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { signalIfRunning, type ProcessIdentity } from '../../src/daemon/process-identity.js';
@@ -100,4 +101,19 @@ function daemonIdentities(d: Daemon): Partial<ProcessIdentity>[] {
 /** The pids of the daemons the manager of `d` recorded. */
 export function daemonPids(d: Daemon): number[] {
   return daemonIdentities(d).map((id) => id.pid).filter((pid): pid is number => typeof pid === 'number');
+}
+
+/** All of a file read as cat(1) reads it: until a read returns nothing; a failed read (EIO, say) rejects. */
+export async function readToEnd(path: string): Promise<Buffer> {
+  const fd = await open(path);
+  try {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const { bytesRead, buffer } = await fd.read(Buffer.alloc(1 << 16), 0, 1 << 16, null);
+      if (bytesRead === 0) return Buffer.concat(parts);
+      parts.push(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await fd.close();
+  }
 }

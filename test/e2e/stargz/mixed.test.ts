@@ -19,7 +19,7 @@ import { openImageStore } from '../../../src/registry/index.js';
 import { readStargzToc } from '../../../src/stargz/toc.js';
 import { cliAsync } from '../../helpers/cli.js';
 import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
-import { type Daemon, cleanUp, startDaemon as startMountDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
+import { type Daemon, cleanUp, startDaemon as startMountDaemon, readToEnd, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { type PushedLayer, pushStargzImage } from '../../helpers/push-stargz-image.js';
 import { diffManifests, erofsImageManifest, treeManifest } from '../../helpers/trees.js';
 import { bufferReader } from '../../stargz/helpers.js';
@@ -127,21 +127,6 @@ async function corruptMember(layer: PushedLayer, name: string, chunkOffset: numb
   const at = piece.offset + Math.floor(piece.compressedSize / 2);
   blob[at] = blob[at]! ^ 0xff;
   return { ...layer, blob };
-}
-
-/** All of a file read as cat(1) reads it; a failed read rejects. */
-async function readToEnd(path: string): Promise<Buffer> {
-  const fd = await open(path);
-  try {
-    const parts: Buffer[] = [];
-    for (;;) {
-      const { bytesRead, buffer } = await fd.read(Buffer.alloc(1 << 16), 0, 1 << 16, null);
-      if (bytesRead === 0) return Buffer.concat(parts);
-      parts.push(buffer.subarray(0, bytesRead));
-    }
-  } finally {
-    await fd.close();
-  }
 }
 
 function startDaemon(name: string, target: string): Daemon {

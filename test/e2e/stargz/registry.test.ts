@@ -7,14 +7,14 @@
 // that is not the one the manifest names is refused before anything is mounted.
 import { crc32, gunzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOC_DIGEST_ANNOTATION } from '../../../src/registry/stargz-layers.js';
 import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
-import { type Daemon, cleanUp, daemonPids, ourMounts, startDaemon as startMountDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
+import { type Daemon, cleanUp, daemonPids, ourMounts, startDaemon as startMountDaemon, readToEnd, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { pushStargzImage } from '../../helpers/push-stargz-image.js';
 import { manifestLayers, registryBlobBytes, registryLogOffset } from '../../snapshotter/env.js';
 import { runAsync } from '../../helpers/run.js';
@@ -51,21 +51,6 @@ function roundedMtimes(root: string, manifest: Manifest): Manifest {
     out[path] = 'mtime' in fields ? { ...fields, mtime: Number((ns + 500_000_000n) / 1_000_000_000n) } : fields;
   }
   return out;
-}
-
-/** All of a file read as cat(1) reads it: until a read returns nothing; a failed read rejects. */
-async function readToEnd(path: string): Promise<Buffer> {
-  const fd = await open(path);
-  try {
-    const parts: Buffer[] = [];
-    for (;;) {
-      const { bytesRead, buffer } = await fd.read(Buffer.alloc(1 << 16), 0, 1 << 16, null);
-      if (bytesRead === 0) return Buffer.concat(parts);
-      parts.push(buffer.subarray(0, bytesRead));
-    }
-  } finally {
-    await fd.close();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
