@@ -68,37 +68,39 @@ export class Snapshotter {
     return rec;
   }
 
-  async prepare(key: string, parent: string, labels: unknown): Promise<Mount[]> {
-    const servable = await this.stargzServable(labels);
-    return this.serial(() => this.create('active', key, parent, labels, servable));
+  prepare(key: string, parent: string, labels: unknown): Promise<Mount[]> {
+    return this.create('active', key, parent, labels);
   }
 
-  async view(key: string, parent: string, labels: unknown): Promise<Mount[]> {
-    const servable = await this.stargzServable(labels);
-    return this.serial(() => this.create('view', key, parent, labels, servable));
+  view(key: string, parent: string, labels: unknown): Promise<Mount[]> {
+    return this.create('view', key, parent, labels);
+  }
+
+  /** The request checked, and an eStargz layer's TOC read outside the queue (other snapshots need it meanwhile). */
+  private async create(kind: 'active' | 'view', key: string, parentKey: string, rawLabels: unknown): Promise<Mount[]> {
+    checkKey(key);
+    const labels = checkLabels(rawLabels);
+    const remote = this.images ? remoteLayer(labels) : undefined;
+    const servable = await this.stargzServable(labels, remote);
+    return this.serial(() => this.createQueued(kind, key, parentKey, labels, remote, servable));
   }
 
   /**
-   * Whether a new eStargz layer can be served lazily (its TOC read and checked: outside the queue,
-   * which other snapshots need meanwhile). Any other layer, or one already committed, is not checked.
+   * Whether a new eStargz layer can be served lazily (its TOC read and checked). Any other layer,
+   * or one already committed, is not checked.
    */
-  private async stargzServable(rawLabels: unknown): Promise<boolean> {
-    const labels = checkLabels(rawLabels);
-    const remote = this.images ? remoteLayer(labels) : undefined;
+  private async stargzServable(labels: Record<string, string>, remote: RemoteLayer | undefined): Promise<boolean> {
     const target = labels[Label.TARGET];
     if (remote?.role !== 'stargz' || target === undefined || this.store.get(target)) return true;
     return this.images!.stargzServable(remote, (top) => this.premount(top));
   }
 
-  private async create(kind: 'active' | 'view', key: string, parentKey: string, rawLabels: unknown, stargzServable: boolean): Promise<Mount[]> {
-    checkKey(key);
-    const labels = checkLabels(rawLabels);
+  private async createQueued(kind: 'active' | 'view', key: string, parentKey: string, labels: Record<string, string>, remote: RemoteLayer | undefined, stargzServable: boolean): Promise<Mount[]> {
     const parent = parentKey === '' ? undefined : checkKey(parentKey, 'parent');
     if (parent !== undefined) {
       const p = this.find(parent);
       if (p.kind !== 'committed') throw new InvalidArgumentError(`parent ${parent} is not committed`);
     }
-    const remote = this.images ? remoteLayer(labels) : undefined;
     const target = labels[Label.TARGET];
     if (remote && target !== undefined && stargzServable && this.servesRemotely(remote, parent)) return this.commitRemote(target, parent, labels, remote);
     if (this.store.get(key)) throw new AlreadyExistsError(`snapshot ${key} already exists`);
