@@ -4,9 +4,11 @@
 // every field, every index and every count against fixed bounds before anything uses it.
 //
 // Times are milliseconds since the mount was served (`started`). Files are numbered by their first
-// read; a file is named by its path in the image (the first path of a hardlinked inode). Chunks are
-// named by their blob (index into `blobs`) and their chunk index in the image's chunk info table,
-// i.e. as the bootstrap whose sha256 is `bootstrap` numbers them.
+// mention (a read, or a fetch of one of their chunks); a file is named by its path in the image (the
+// first path of a hardlinked inode). Chunks are named by their blob (index into `blobs`) and their
+// chunk index in the image's chunk info table, i.e. as the bootstrap whose sha256 is `bootstrap`
+// numbers them; a fetch also says where the chunk lies in a file that holds it, so the trace alone
+// tells which fetched bytes were read (a report needs no bootstrap).
 
 export const TRACE_FORMAT = 'nydusify-ts access trace';
 export const TRACE_VERSION = 1;
@@ -62,6 +64,12 @@ export interface TraceFetch {
   chunk: number;
   /** Compressed bytes of the chunk: what it cost on the wire. */
   bytes: number;
+  /** Uncompressed bytes of the chunk. */
+  size: number;
+  /** Index into `files` of a file that holds the chunk (the one being read, for a demand fetch); absent when no file does. */
+  file?: number;
+  /** Where the chunk starts in that file (uncompressed). */
+  offset?: number;
   kind: FetchKind;
 }
 
@@ -124,7 +132,9 @@ export function parseAccessTrace(text: string | Buffer): AccessTrace {
     const r = record(e, `fetches[${i}]`);
     const where = `fetches[${i}]`;
     if (!FETCH_KINDS.includes(r.kind as FetchKind)) throw new TraceFormatError(`${where}.kind is ${JSON.stringify(r.kind)}, not one of ${FETCH_KINDS.join(', ')}`);
-    return { t: time(r.t, `${where}.t`), ms: time(r.ms, `${where}.ms`), blob: index(r.blob, blobs.length, `${where}.blob`), chunk: count(r.chunk, `${where}.chunk`), bytes: count(r.bytes, `${where}.bytes`), kind: r.kind as FetchKind };
+    if ((r.file === undefined) !== (r.offset === undefined)) throw new TraceFormatError(`${where} has one of file and offset without the other`);
+    const inFile = r.file === undefined ? {} : { file: index(r.file, files.length, `${where}.file`), offset: count(r.offset, `${where}.offset`) };
+    return { t: time(r.t, `${where}.t`), ms: time(r.ms, `${where}.ms`), blob: index(r.blob, blobs.length, `${where}.blob`), chunk: count(r.chunk, `${where}.chunk`), bytes: count(r.bytes, `${where}.bytes`), size: count(r.size, `${where}.size`), ...inFile, kind: r.kind as FetchKind };
   });
   if (typeof o.image !== 'string' || o.image.length > MAX_PATH) throw new TraceFormatError('image is not a string of at most 4096 characters');
   if (typeof o.started !== 'string' || Number.isNaN(Date.parse(o.started))) throw new TraceFormatError('started is not an ISO 8601 time');

@@ -16,7 +16,7 @@ const trace = (): AccessTrace => ({
     { t: 3, file: 0, offset: 12288, length: 100, miss: false },
     { t: 4, file: 1, offset: 0, length: 10, miss: true },
   ],
-  fetches: [{ t: 1, ms: 20.5, blob: 0, chunk: 0, bytes: 600, kind: 'demand' }],
+  fetches: [{ t: 1, ms: 20.5, blob: 0, chunk: 0, bytes: 600, size: 5000, file: 0, offset: 0, kind: 'demand' }, { t: 2, ms: 3, blob: 0, chunk: 1, bytes: 9, size: 10, kind: 'prefetch' }],
   truncated: false,
 });
 
@@ -32,6 +32,8 @@ describe('access trace', () => {
   it.each([
     ['a read of a file the trace does not name', (t: AccessTrace) => void (t.reads[0]!.file = 2), /reads\[0\]\.file is 2, past the 2 entries/],
     ['a fetch of a blob the trace does not name', (t: AccessTrace) => void (t.fetches[0]!.blob = 1), /fetches\[0\]\.blob/],
+    ['a fetch in a file the trace does not name', (t: AccessTrace) => void (t.fetches[0]!.file = 5), /fetches\[0\]\.file is 5/],
+    ['a fetch with a file but no offset', (t: AccessTrace) => void delete t.fetches[0]!.offset, /one of file and offset without the other/],
     ['a negative offset', (t: AccessTrace) => void (t.reads[1]!.offset = -1), /reads\[1\]\.offset is not a whole number/],
     ['an unknown fetch kind', (t: AccessTrace) => void ((t.fetches[0] as { kind: string }).kind = 'guess'), /kind is "guess"/],
     ['a relative path', (t: AccessTrace) => void (t.files[1]!.path = 'etc/hosts'), /files\[1\]\.path is not an absolute path/],
