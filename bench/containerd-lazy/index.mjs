@@ -21,6 +21,7 @@
 //   - ours-esgz: our snapshotter on the eStargz image itself (no conversion; eStargz layers served lazily)
 //   - ours-block: the same with `snapshotter --fs-driver block --recover-policy failover` (the lower
 //     dir is the kernel's EROFS on the daemon's flat image file)
+// BENCH_SNAP_LOG=PREFIX keeps the logs of each run of ours (PREFIX-N.log, PREFIX-N-daemons/).
 // --rows picks some of them (comma-separated keys; default all). Medians of --runs (default 3),
 // interleaved. Ratio = ours ÷ baseline; targets ≤ 0.5× stargz and ≤ 0.15× full pull, for both of
 // our drivers. Prints a markdown table, writes bench/out/containerd-lazy.json.
@@ -134,10 +135,18 @@ async function startOurs(fsDriver) {
     await sleep(50);
   }
 }
+let stops = 0;
 async function stopOurs() {
   if (!snap) return;
   if (snap.child.exitCode === null) snap.child.kill('SIGTERM');
   await snap.exited;
+  // BENCH_SNAP_LOG=PREFIX keeps each run's snapshotter log (and its daemons' logs) as PREFIX-N.log / PREFIX-N-daemons/
+  if (process.env.BENCH_SNAP_LOG) {
+    writeFileSync(`${process.env.BENCH_SNAP_LOG}-${stops}.log`, snap.log());
+    const d = join(SNAP_ROOT, 'daemons');
+    if (existsSync(d)) sh(`mkdir -p '${process.env.BENCH_SNAP_LOG}-${stops}-daemons' && cp ${d}/*.log '${process.env.BENCH_SNAP_LOG}-${stops}-daemons/' 2>/dev/null || true`);
+  }
+  stops++;
   // daemons left (none once images are removed): by recorded pid, then their mounts
   const d = join(SNAP_ROOT, 'daemons');
   for (const n of existsSync(d) ? readdirSync(d).filter((x) => x.endsWith('.json') && !x.endsWith('.config.json')) : []) {

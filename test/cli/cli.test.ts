@@ -59,7 +59,7 @@ describe('nydusify-ts demo', () => {
   it('--json reports consistent numbers: duplicates found, blob smaller than the data', () => {
     const tmp = mkdtempSync(join(tmpdir(), 'cli-test-'));
     try {
-      const { status, stdout } = run(['demo', '--json'], { TMPDIR: tmp });
+      const { status, stdout } = run(['demo', '--json', '--no-lazy'], { TMPDIR: tmp });
       expect(status).toBe(0);
       const summary = JSON.parse(stdout) as Record<string, number>;
       expect(summary.files).toBe(6);
@@ -73,6 +73,7 @@ describe('nydusify-ts demo', () => {
       expect(summary.fuseDaemon).toBe(fuse);
       expect(summary.blockMode).toBe(fuse);
       expect(summary.osRelease).toBe('NAME="Nydus demo"');
+      expect(summary.lazy).toEqual({ skipped: 'not asked for' }); // the lazy half is test/e2e/demo.test.ts
       expect(summary.ratio).toBeCloseTo(summary.bytes / summary.compressedBytes, 6);
       expect(summary.layerBytes).toBeGreaterThan(summary.bytes); // tar headers and padding
       expect(readdirSync(tmp)).toEqual([]); // the work directory is gone
@@ -82,15 +83,15 @@ describe('nydusify-ts demo', () => {
   });
 
   it('prints a table by default', () => {
-    const { status, stdout } = run(['demo', '--chunk-size', '0x10000']);
+    const { status, stdout } = run(['demo', '--no-lazy', '--chunk-size', '0x10000']);
     expect(status).toBe(0);
     const labels = stdout.split('\n').filter(Boolean).map((line) => line.split(/\s{2,}/)[0]);
-    expect(labels).toEqual(['layer', 'files', 'bytes', 'chunks', 'unique chunks', 'compressed', 'bootstrap', 'ratio', 'convert time', 'read back', 'os-release']);
+    expect(labels).toEqual(['layer', 'files', 'bytes', 'chunks', 'unique chunks', 'compressed', 'bootstrap', 'ratio', 'convert time', 'read back', 'os-release', 'lazy mount']);
     expect(stdout).toMatch(/^chunks +\d+ \(at most 64\.0 KiB each, blake3 digests\)$/m);
   });
 
   it('logs JSON lines to stderr when stderr is not a terminal, keeping stdout for the result', () => {
-    const { status, stdout, stderr } = run(['--log-level', 'debug', 'demo', '--json']);
+    const { status, stdout, stderr } = run(['--log-level', 'debug', 'demo', '--json', '--no-lazy']);
     expect(status).toBe(0);
     expect(() => JSON.parse(stdout)).not.toThrow();
     const records = stderrLines(stderr).map((line) => JSON.parse(line) as Record<string, unknown>);

@@ -302,6 +302,8 @@ export class FuseSession {
       });
     }, ABORT_AFTER_MS);
     timer.unref();
+    // regression (demo): a process that lives on after a clean unmount must not abort a connection long gone
+    void this.exited?.then(() => clearTimeout(timer), () => clearTimeout(timer));
   }
 
   /** Writes fusectl's abort file (mounting fusectl for the purpose when it is not). */

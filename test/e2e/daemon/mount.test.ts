@@ -223,6 +223,29 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(bad.stderr).toMatch(/not a RAFS/);
     expect(ourMounts(p('mnt-bad'))).toEqual([]);
   });
+
+  it('regression: a process that lives on after a clean unmount is not ended by the abort timer (the demo died 3 s after its local mounts)', () => {
+    const mnt = p('mnt-in-process');
+    mkdirSync(mnt);
+    // the daemon in a process of its own making (as the demo does), which then lives on past the session's ABORT_AFTER_MS (3 s)
+    const script = `
+      import { readFile } from 'node:fs/promises';
+      import { DEFAULT_CONFIG } from '${join(repoRoot, 'dist', 'daemon', 'config.js')}';
+      import { Daemon } from '${join(repoRoot, 'dist', 'daemon', 'daemon.js')}';
+      const daemon = new Daemon({ id: 'in-process', mode: 'dedicated', mountpoint: ${JSON.stringify(mnt)}, signals: [], config: { ...DEFAULT_CONFIG, cacheDir: ${JSON.stringify(p('cache-in-process'))} } });
+      await daemon.start();
+      await daemon.mount('/', { bootstrap: ${JSON.stringify(boot)}, blobDir: ${JSON.stringify(p('blobs'))} });
+      const text = await readFile(${JSON.stringify(join(mnt, 'etc', 'os-release'))}, 'utf8');
+      await daemon.stop();
+      await new Promise((r) => setTimeout(r, 3500));
+      console.log('alive', text.length);`;
+    // a file, not -e: the FUSE worker threads inherit the process's execArgv
+    writeFileSync(p('in-process.mjs'), script);
+    const r = spawnSync(process.execPath, [p('in-process.mjs')], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).not.toMatch(/aborting the FUSE connection|cannot abort/);
+    expect(r.stdout).toMatch(/^alive \d+$/m);
+    expect(r.status).toBe(0);
+  });
 });
 
 describe('mountinfo parsing', () => {

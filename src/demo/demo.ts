@@ -8,21 +8,23 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { DEFAULT_CONFIG } from './daemon/config.js';
-import { Daemon } from './daemon/daemon.js';
-import { mountErofs, unmountErofs } from './daemon/erofs-mount.js';
-import { exportBlockImage } from './image/export-block.js';
-import { openLocalImage } from './image/local.js';
-import type { Compressor, Digester } from './rafs/tree.js';
-import { MiB } from './util/bytes.js';
-import { log } from './util/log.js';
-import { noProgress, type ProgressSink } from './util/progress.js';
-import { DEFAULT_CHUNK_SIZE, assertChunkSize } from './convert/chunker.js';
-import { createLayer } from './convert/create.js';
+import { DEFAULT_CONFIG } from '../daemon/config.js';
+import { Daemon } from '../daemon/daemon.js';
+import { mountErofs, unmountErofs } from '../daemon/erofs-mount.js';
+import { exportBlockImage } from '../image/export-block.js';
+import { openLocalImage } from '../image/local.js';
+import type { Compressor, Digester } from '../rafs/tree.js';
+import { MiB } from '../util/bytes.js';
+import { log } from '../util/log.js';
+import { noProgress, type ProgressSink } from '../util/progress.js';
+import { DEFAULT_CHUNK_SIZE, assertChunkSize } from '../convert/chunker.js';
+import { lazyDemoMissing, type LazyDemoSummary, runLazyDemo } from './lazy.js';
+import { tarLayer, writeSampleTree } from './sample.js';
+import { createLayer } from '../convert/create.js';
 
 const COMPRESSOR: Compressor = 'zstd';
 const DIGESTER: Digester = 'blake3';
@@ -30,6 +32,8 @@ const run = promisify(execFile);
 
 export interface DemoOptions {
   chunkSize?: number;
+  /** Also run the lazy half (src/demo/lazy.ts): registry, push, convert, lazy mount, a command. Default true. */
+  lazy?: boolean;
   progress?: ProgressSink;
 }
 
@@ -62,53 +66,8 @@ export interface DemoSummary {
   verifiedFiles: number;
   /** First line of /etc/os-release as read from the image. */
   osRelease: string;
-}
-
-/** Bytes that look random to dedup (no two chunks repeat) yet compress about 2:1 (4 bits of entropy a byte). */
-function compressibleNoise(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  let state = seed;
-  for (let i = 0; i < size; i++) {
-    // xorshift32: deterministic, so every run reports the same numbers
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    out[i] = 0x40 | (state & 0x0f);
-  }
-  return out;
-}
-
-function readmeText(): string {
-  const line = 'Nydus splits every file into chunks, names each chunk by its digest and stores it once.\n';
-  return Array.from({ length: 400 }, (_, i) => `${i + 1}. ${line}`).join('');
-}
-
-/** Writes the sample tree under `root`; returns its regular files, relative to `root`, sorted. */
-async function writeSampleTree(root: string): Promise<string[]> {
-  const library = compressibleNoise(5 * MiB, 0x9e3779b9);
-  const files: Record<string, string | Buffer> = {
-    'etc/hostname': 'nydus-demo\n',
-    'etc/os-release': 'NAME="Nydus demo"\nID=nydus-demo\nVERSION_ID=0.1\n',
-    'usr/share/doc/demo/README': readmeText(),
-    'usr/share/demo/a/b/c/deep.txt': 'a file three directories down\n',
-    'usr/lib/libdemo.so.1.0': library,
-    // images often vendor the same library twice; chunk dedup stores it once
-    'opt/app/lib/libdemo.so.1.0': library,
-  };
-  for (const [path, contents] of Object.entries(files)) {
-    await mkdir(dirname(join(root, path)), { recursive: true });
-    await writeFile(join(root, path), contents);
-  }
-  await symlink('libdemo.so.1.0', join(root, 'usr/lib/libdemo.so.1'));
-  await mkdir(join(root, 'var/empty'), { recursive: true });
-  return Object.keys(files).sort();
-}
-
-/** Tars `root` the way image builders do: sorted, owned by root, fixed mtime. Returns the tar's size. */
-async function tarLayer(root: string, tarPath: string): Promise<number> {
-  const args = ['--create', '--file', tarPath, '--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', root, '.'];
-  await promisify(execFile)('tar', args);
-  return (await stat(tarPath)).size;
+  /** The lazy half, or why it did not run. */
+  lazy: LazyDemoSummary | { skipped: string };
 }
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
@@ -217,6 +176,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     const fuseDaemon = await readThroughDaemon(workDir, root, files, bootstrap, join(workDir, 'blobs'));
     const blockMode = fuseDaemon && (await readThroughDaemon(workDir, root, files, bootstrap, join(workDir, 'blobs'), true));
     const bytes = created.stats.fileBytes;
+    const lazyMissing = options.lazy === false ? 'not asked for' : await lazyDemoMissing();
+    const lazy = lazyMissing === undefined ? await runLazyDemo(join(workDir, 'lazy')) : { skipped: lazyMissing };
     return {
       layerBytes,
       files: files.length,
@@ -236,6 +197,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
       blockMode,
       verifiedFiles: files.length,
       osRelease: back.osRelease,
+      lazy,
     };
   } finally {
     await rm(workDir, { recursive: true, force: true });
