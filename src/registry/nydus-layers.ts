@@ -10,6 +10,8 @@ export const Annotation = {
   NYDUS_BLOB: 'containerd.io/snapshot/nydus-blob',
   NYDUS_BOOTSTRAP: 'containerd.io/snapshot/nydus-bootstrap',
   NYDUS_FS_VERSION: 'containerd.io/snapshot/nydus-fs-version',
+  /** On the blob layer an optimized image's hot region starts: the region's compressed bytes (decimal). */
+  HOT_REGION: 'org.nydusify-ts.hot-region',
 } as const;
 
 /** Where the bootstrap sits inside the bootstrap layer. */
