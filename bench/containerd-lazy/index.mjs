@@ -7,7 +7,7 @@
 // stargz daemon if scripts/e2e has not). Starts what it needs from scripts/e2e: registry-up.sh,
 // make-images.sh, netns-up.sh (200 mbit, 10 ms per direction; E2E_RATE / E2E_DELAY_MS override),
 // and a private containerd (E2E_DIR=/tmp/e2e-bench-containerd-lazy, namespace bench-cl) with two
-// proxy snapshotters: stargz (stargz-up.sh, no prefetch, no background fetch) and ours
+// proxy snapshotters: stargz (stargz-up.sh, its prefetch of an optimized image's landmark region on, no background fetch) and ours
 // (`nydusify-ts snapshotter`, dedicated daemons). Converts once, on loopback: debian-ml:latest →
 // :containerd-lazy-nydus (ours) and → :containerd-lazy-esgz (ctr-remote image convert --estargz, ~50 s).
 //
@@ -28,6 +28,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { floorSeconds, measureFloor, rateBytes } from '../floor.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const e2e = join(repo, 'scripts', 'e2e');
@@ -39,12 +40,16 @@ const arg = (name, dflt) => {
   return i > 0 ? process.argv[i + 1] : dflt;
 };
 const runs = Number(arg('--runs', '3')) || 3;
-const rowKeys = arg('--rows', 'ours,ours-block,ours-esgz,stargz,overlayfs').split(',');
+const rowKeys = arg('--rows', 'ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs').split(',');
 const REG = '127.0.0.1:5000';
 const NSREG = '10.203.0.2:5000';
 const REPO = 'debian-ml';
 const NYDUS_TAG = 'containerd-lazy-nydus';
 const ESGZ_TAG = 'containerd-lazy-esgz';
+/** The eStargz image optimized by stargz's own tool for CMD (ctr-remote image optimize: it runs a container). */
+const ESGZ_OPT_TAG = 'containerd-lazy-esgz-opt';
+/** Our Nydus image optimized for CMD (nydusify-ts optimize --run: a trace of CMD under our daemon, no container). */
+const NYDUS_OPT_TAG = 'containerd-lazy-nydus-opt';
 const DELAY_MS = process.env.E2E_DELAY_MS ?? '10';
 const RATE = process.env.E2E_RATE ?? '200mbit';
 const CMD = ['node', '-e', '1'];
@@ -58,7 +63,7 @@ const SNAP_ROOT = join(DIR, 'nydusify-ts');
  */
 const nsLog = () => [join(DIR, 'logs', 'ns-registry.log'), join(process.env.E2E_DIR ?? '/tmp/e2e', 'logs', 'ns-registry.log')]
   .filter((f) => existsSync(f)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
-const env = { ...process.env, E2E_DIR: DIR, E2E_DELAY_MS: DELAY_MS, E2E_RATE: RATE, E2E_EXTRA_SNAPSHOTTERS: `nydusify-ts=${SNAP_SOCK}`, CONTAINERD_ADDRESS: join(DIR, 'containerd', 'containerd.sock') };
+const env = { ...process.env, E2E_STARGZ_NO_PREFETCH: '0', E2E_DIR: DIR, E2E_DELAY_MS: DELAY_MS, E2E_RATE: RATE, E2E_EXTRA_SNAPSHOTTERS: `nydusify-ts=${SNAP_SOCK}`, CONTAINERD_ADDRESS: join(DIR, 'containerd', 'containerd.sock') };
 
 const now = () => performance.now() / 1000;
 const median = (xs) => {
@@ -178,6 +183,10 @@ async function setUp() {
     say(`converting ${REPO}:latest → :${NYDUS_TAG} (once)…`);
     sh(`node ${cli} convert --log-level warn --plain-http --source ${REG}/${REPO}:latest --target ${REG}/${REPO}:${NYDUS_TAG}`);
   }
+  if (rowKeys.includes('ours-opt') && !hasTag(REG, NYDUS_OPT_TAG)) {
+    say(`optimizing :${NYDUS_TAG} → :${NYDUS_OPT_TAG} for \`${CMD.join(' ')}\` (once)…`);
+    sh(`node ${cli} optimize --log-level warn --plain-http --source ${REG}/${REPO}:${NYDUS_TAG} --target ${REG}/${REPO}:${NYDUS_OPT_TAG} --run ${CMD.map((c) => `'${c}'`).join(' ')}`);
+  }
   if (!hasTag(REG, ESGZ_TAG)) {
     say(`converting ${REPO}:latest → :${ESGZ_TAG} with ctr-remote (once, ~50 s)…`);
     await ctr(['images', 'pull', '--plain-http', `${REG}/${REPO}:latest`]);
@@ -185,7 +194,15 @@ async function setUp() {
     await ctr(['images', 'push', '--plain-http', `${REG}/${REPO}:${ESGZ_TAG}`]);
     await dropImages();
   }
-  for (const t of ['latest', NYDUS_TAG, ESGZ_TAG]) if (!hasTag(NSREG, t)) die(`${NSREG}/${REPO}:${t} is not visible through the netns registry`);
+  if (rowKeys.includes('stargz-opt') && !hasTag(REG, ESGZ_OPT_TAG)) {
+    say(`optimizing ${REPO}:latest → :${ESGZ_OPT_TAG} with ctr-remote image optimize for \`${CMD.join(' ')}\` (once, ~60 s)…`);
+    await ctr(['images', 'pull', '--plain-http', `${REG}/${REPO}:latest`]);
+    await ctrRemote(['image', 'optimize', '--oci', '--period', '3', '--entrypoint', JSON.stringify([`/usr/local/bin/${CMD[0]}`]), '--args', JSON.stringify(CMD.slice(1)), `${REG}/${REPO}:latest`, `${REG}/${REPO}:${ESGZ_OPT_TAG}`]);
+    await ctr(['images', 'push', '--plain-http', `${REG}/${REPO}:${ESGZ_OPT_TAG}`]);
+    await dropImages();
+  }
+  const tags = ['latest', NYDUS_TAG, ESGZ_TAG, ...(rowKeys.includes('ours-opt') ? [NYDUS_OPT_TAG] : []), ...(rowKeys.includes('stargz-opt') ? [ESGZ_OPT_TAG] : [])];
+  for (const t of tags) if (!hasTag(NSREG, t)) die(`${NSREG}/${REPO}:${t} is not visible through the netns registry`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,13 +243,13 @@ async function overlayfsRun() {
   return timed(() => ctr(['images', 'pull', '--plain-http', ref]), undefined, ref);
 }
 
-async function stargzRun() {
+async function stargzRun(tag = ESGZ_TAG) {
   await dropImages();
   // stargz keeps fetched chunks across image removal: restart it with its caches emptied
   sh(`${e2e}/stop.sh stargz`);
   for (const c of ['fscache', 'httpcache']) rmSync(join(DIR, 'stargz', 'root', 'stargz', c), { recursive: true, force: true });
   sh(join(e2e, 'stargz-up.sh'));
-  const ref = `${NSREG}/${REPO}:${ESGZ_TAG}`;
+  const ref = `${NSREG}/${REPO}:${tag}`;
   return timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref]), 'stargz', ref);
 }
 
@@ -260,11 +277,15 @@ async function oursRun(fsDriver, tag = NYDUS_TAG) {
 preflight();
 rmSync(SNAP_ROOT, { recursive: true, force: true });
 await setUp();
+say(`measuring the floor: pages \`${CMD.join(' ')}\` touches in the unpacked image, compressed…`);
+const floor = measureFloor({ source: `docker://${REG}/${REPO}:latest`, cmd: [`/usr/local/bin/${CMD[0]}`, ...CMD.slice(1)], work: join(DIR, 'floor'), env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/root', LANG: 'C' } });
 const allRows = [
   { name: 'nydusify-ts snapshotter, FUSE driver (rpull, lazy)', key: 'ours', measure: () => oursRun('fuse'), samples: [] },
+  { name: 'nydusify-ts snapshotter on our optimized image (optimize --run, hot region streamed at mount)', key: 'ours-opt', measure: () => oursRun('fuse', NYDUS_OPT_TAG), samples: [] },
   { name: 'nydusify-ts snapshotter, block driver (rpull, lazy, kernel EROFS)', key: 'ours-block', measure: () => oursRun('block'), samples: [] },
   { name: 'nydusify-ts snapshotter on the eStargz image (rpull, lazy, no conversion)', key: 'ours-esgz', measure: () => oursRun('fuse', ESGZ_TAG), samples: [] },
-  { name: 'stargz-snapshotter (rpull eStargz, lazy)', key: 'stargz', measure: stargzRun, samples: [] },
+  { name: 'stargz-snapshotter (rpull eStargz, lazy)', key: 'stargz', measure: () => stargzRun(), samples: [] },
+  { name: 'stargz-snapshotter on its optimized eStargz (ctr-remote image optimize, prefetch)', key: 'stargz-opt', measure: () => stargzRun(ESGZ_OPT_TAG), samples: [] },
   { name: 'overlayfs (ctr pull, full)', key: 'overlayfs', measure: overlayfsRun, samples: [] },
 ];
 const unknownRows = rowKeys.filter((k) => !allRows.some((r) => r.key === k));
@@ -297,6 +318,28 @@ for (const r of rows) {
   console.log(`| ${r.name} | ${m.pull.toFixed(2)} | ${m.run.toFixed(2)} | ${m.total.toFixed(2)} | ${mb} | ${ourRows.map((o) => `${(o.median.total / m.total).toFixed(2)}×`).join(' | ')} | ${r.samples.map((s) => s.total.toFixed(2)).join(', ')} |`);
 }
 for (const o of ourRows) if (Number.isFinite(o.median.fetchedBytes)) console.log(`\n${o.key} fetched ${(o.median.fetchedBytes / 1e6).toFixed(1)} MB (median) from the registry`);
+// the floor: a container start with the data local (overlayfs row's run, else the cold chroot run), plus the touched pages compressed at link rate, plus 3 round trips
+const overlay = rows.find((r) => r.key === 'overlayfs');
+const floorTotal = floorSeconds(floor, { localRun: overlay?.median.run ?? floor.localRun, rateBytesPerSec: rateBytes(RATE), rttSeconds: (2 * Number(DELAY_MS)) / 1000 });
+console.log(`\nfloor: \`${CMD.join(' ')}\` touches ${(floor.touchedBytes / 1e6).toFixed(1)} MB (${(floor.compressedBytes / 1e6).toFixed(1)} MB zstd) in ${floor.files.length} files; ` +
+  `floor start ${floorTotal.toFixed(2)} s = ${overlay ? 'local container run' : 'cold local chroot run'} ${(overlay?.median.run ?? floor.localRun).toFixed(2)} s + ${(floor.compressedBytes / rateBytes(RATE)).toFixed(2)} s at ${RATE} + 3 round trips`);
+console.log(`| path | total s | ÷ floor | registry MB | ÷ floor bytes |`);
+console.log('|---|---:|---:|---:|---:|');
+for (const r of rows) console.log(`| ${r.name} | ${r.median.total.toFixed(2)} | ${(r.median.total / floorTotal).toFixed(2)}× | ${Number.isFinite(r.median.registryBytes) ? (r.median.registryBytes / 1e6).toFixed(1) : '–'} | ${Number.isFinite(r.median.registryBytes) ? `${(r.median.registryBytes / floor.compressedBytes).toFixed(2)}×` : '–'} |`);
+const optTargets = [];
+const opt = rows.find((r) => r.key === 'ours-opt');
+if (opt) {
+  const check = (what, value, max) => {
+    console.log(`target ours-opt ${what} ≤ ${max}: ${value.toFixed(2)} — ${value <= max ? 'met' : 'missed'}`);
+    optTargets.push({ what, value, max, met: value <= max });
+  };
+  const sopt = rows.find((r) => r.key === 'stargz-opt');
+  if (sopt) {
+    check('time ÷ stargz-opt', opt.median.total / sopt.median.total, 0.5);
+    check('registry bytes ÷ stargz-opt\'s', opt.median.registryBytes / sopt.median.registryBytes, 1);
+  }
+  check('time ÷ floor', opt.median.total / floorTotal, 1.3);
+}
 const targets = [
   { baseline: 'stargz', max: 0.5 },
   { baseline: 'overlayfs', max: 0.15 },
@@ -312,5 +355,6 @@ const targets = [
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'containerd-lazy.json'), JSON.stringify({
   date: new Date().toISOString(), runs, rowKeys: rows.map((r) => r.key), link: { registry: NSREG, rate: RATE, delayMs: Number(DELAY_MS) }, command: CMD,
-  rows: rows.map(({ name, key, samples, median: m }) => ({ name, key, median: m, samples })), targets,
+  rows: rows.map(({ name, key, samples, median: m }) => ({ name, key, median: m, samples })), targets, optTargets,
+  floor: { ...floor, files: floor.files.slice(0, 20), seconds: floorTotal },
 }, null, 2));

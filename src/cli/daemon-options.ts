@@ -19,6 +19,7 @@ export interface ConfigFlags {
   prefetchBandwidth?: number;
   amplify?: number;
   readahead?: number;
+  hotRegion?: boolean;
 }
 
 export interface ImageFlags {
@@ -55,7 +56,8 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--prefetch-all', 'after the prefetch list, fetch every chunk in the background')
     .option('--prefetch-bandwidth <bytes>', 'prefetch at most this many bytes per second (e.g. 50M; default no limit)', parseSize)
     .option('--amplify <bytes>', `grow a miss's request with the blob's next chunks toward this size (0: off; default ${DEFAULT_CONFIG.fetch.amplify})`, parseSize)
-    .option('--readahead <bytes>', `largest readahead window for reads going forward through a blob (0: off; default ${DEFAULT_CONFIG.fetch.readahead})`, parseSize);
+    .option('--readahead <bytes>', `largest readahead window for reads going forward through a blob (0: off; default ${DEFAULT_CONFIG.fetch.readahead})`, parseSize)
+    .option('--no-hot-region', 'do not stream an optimized image\'s hot region into the cache when it is mounted');
 }
 
 export function addImageOptions(cmd: Command): Command {
@@ -83,7 +85,8 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
       mirrors: [...base.registry.mirrors, ...(flags.mirror ?? []).map((host) => parseDaemonConfig({ registry: { mirrors: [{ host, plainHttp }] } }, '--mirror').registry.mirrors[0]!)],
     },
     prefetch: { all: flags.prefetchAll ?? base.prefetch.all, bandwidth: flags.prefetchBandwidth ?? base.prefetch.bandwidth },
-    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead },
+    // commander makes a --no-X flag true unless given: only false overrides the config
+    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead, hotRegion: flags.hotRegion !== false && base.fetch.hotRegion },
   };
 }
 

@@ -28,6 +28,8 @@ export interface DaemonConfig {
     amplify: number;
     /** Largest readahead window after misses that go forward through a blob (0: no readahead). */
     readahead: number;
+    /** Stream an optimized image's hot region into the cache as soon as it is mounted. */
+    hotRegion: boolean;
   };
 }
 
@@ -37,7 +39,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   fetchTimeout: 30,
   registry: { plainHttp: false, insecure: false, retries: 3, mirrors: [] },
   prefetch: { bandwidth: 0, all: false },
-  fetch: { amplify: 1 << 20, readahead: 0 },
+  fetch: { amplify: 1 << 20, readahead: 0, hotRegion: true },
 };
 
 /** What to mount: a registry image (lazily, through the cache), or local bootstrap + blob files. */
@@ -105,7 +107,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
   const rw = `${where}.registry`;
   if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
   const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['bandwidth', 'all']);
-  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead']);
+  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion']);
   const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
   return {
     cacheDir: str(o, 'cacheDir', where) ?? d.cacheDir,
@@ -125,6 +127,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
     fetch: {
       amplify: num(f, 'amplify', `${where}.fetch`, 0, 64 << 20, true) ?? d.fetch.amplify,
       readahead: num(f, 'readahead', `${where}.fetch`, 0, 256 << 20, true) ?? d.fetch.readahead,
+      hotRegion: bool(f, 'hotRegion', `${where}.fetch`) ?? d.fetch.hotRegion,
     },
   };
 }

@@ -166,6 +166,7 @@ export class Daemon {
         throw err;
       }
       this.mounts.set(name, mount);
+      if (this.opts.config.fetch.hotRegion) mount.startHotRegion();
       if (spec.prefetch) mount.startPrefetch();
       log.info('image mounted', { name, target: spec.target, bootstrap: mount.worker.bootstrap, mountpoint: this.opts.mountpoint });
       return mount.info();

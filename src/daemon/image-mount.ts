@@ -14,7 +14,7 @@ import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { blobChunkTables } from '../blobcache/fetcher.js';
 import { LocalDirBackend } from '../blobcache/local-backend.js';
 import type { Readahead } from '../blobcache/readahead.js';
-import type { ConnectedNydusImage } from '../image/remote.js';
+import { type ConnectedNydusImage, hotRegions } from '../image/remote.js';
 import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
@@ -46,11 +46,14 @@ export interface ImageMountInfo {
   blobs: string[];
   blobBytes: number;
   prefetch?: PrefetchStats;
+  /** The startup fetch of an optimized image's hot region. */
+  hotRegion?: PrefetchStats;
   problems: string[];
 }
 
 export class ImageMount {
   private prefetcher: Prefetcher | undefined;
+  private hotRegion: Prefetcher | undefined;
   private flat: FlatImageMap | undefined;
   private localChunks: { reader: ChunkReader; backend: LocalDirBackend } | undefined;
 
@@ -183,8 +186,28 @@ export class ImageMount {
       isCached: (ref) => cache.isCached(blobOf(ref), ref),
       fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref)),
       demand: this.ctx.demand,
-    }, this.ctx.config.prefetch.bandwidth);
+    }, { bandwidth: this.ctx.config.prefetch.bandwidth });
     this.prefetcher.start(prefetchListChunks(this.rafs), this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : []);
+  }
+
+  /**
+   * Streams the image's hot region (an optimized image's: the chunks a traced start touched, first in
+   * their blob in first-touch order) into the cache now, at link rate: two runs of neighbours in
+   * flight at a time, alongside the container's own misses rather than after them (a miss on a chunk
+   * already on its way shares that fetch).
+   */
+  startHotRegion(): void {
+    if (!this.lazy || this.hotRegion) return;
+    const refs = hotRegionChunks(this.rafs.blobs, hotRegions(this.lazy.remote.image.manifest), this.lazy.tables);
+    if (refs.length === 0) return;
+    const { cache } = this.lazy;
+    const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
+    this.hotRegion = new Prefetcher({
+      isCached: (ref) => cache.isCached(blobOf(ref), ref),
+      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref)),
+      demand: this.ctx.demand,
+    }, { streams: 2, batchBytes: 1 << 20, yieldToDemand: false });
+    this.hotRegion.start(refs);
   }
 
   info(): ImageMountInfo {
@@ -197,6 +220,7 @@ export class ImageMount {
       blobs: this.rafs.blobs.map((b) => b.blobId),
       blobBytes: this.blobBytes(),
       ...(this.prefetcher ? { prefetch: { ...this.prefetcher.stats } } : {}),
+      ...(this.hotRegion ? { hotRegion: { ...this.hotRegion.stats } } : {}),
       problems: this.lazy?.remote.image.problems ?? [],
     };
   }
@@ -210,6 +234,7 @@ export class ImageMount {
 
   /** Stops prefetch and lets go of the registry connection, and of the chunk tables of blobs no other image has. */
   async close(): Promise<void> {
+    await this.hotRegion?.stop();
     await this.prefetcher?.stop();
     for (const blobId of this.ctx.sources.release(this)) {
       this.ctx.tables.delete(blobId);
@@ -218,6 +243,15 @@ export class ImageMount {
     await this.lazy?.remote.close();
     await this.localChunks?.backend.close();
   }
+}
+
+/** The chunks of each blob's hot region (`hot`: its compressed bytes, by blob id), in blob order. */
+export function hotRegionChunks(blobs: readonly BlobInfo[], hot: ReadonlyMap<string, number>, tables: ReadonlyMap<string, readonly ChunkRef[]>): ChunkRef[] {
+  return blobs.flatMap((blob) => {
+    const bytes = hot.get(blob.blobId);
+    if (bytes === undefined) return [];
+    return [...(tables.get(blob.blobId) ?? [])].filter((r) => r.compressedOffset + r.compressedSize <= bytes).sort((x, y) => x.compressedOffset - y.compressedOffset);
+  });
 }
 
 /** One copy of a bootstrap for the main thread and every worker. */

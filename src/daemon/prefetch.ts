@@ -75,12 +75,26 @@ export interface PrefetchHooks {
   demand(): number;
 }
 
+export interface PrefetchOptions {
+  /** Bytes per second (0: no limit). */
+  bandwidth?: number;
+  /** Batches in flight at once, each a run of neighbouring chunks. Default 1. */
+  streams?: number;
+  /** Compressed bytes per batch. Default 2 MiB. */
+  batchBytes?: number;
+  /** Wait, before each batch, until no on-demand read waits for the backend. Default true. */
+  yieldToDemand?: boolean;
+}
+
 export class Prefetcher {
   readonly stats: PrefetchStats = { state: 'idle', chunks: 0, bytes: 0, failedChunks: 0, listed: 0 };
   private stopped = false;
   private run: Promise<void> | undefined;
+  private readonly options: Required<PrefetchOptions>;
 
-  constructor(private readonly hooks: PrefetchHooks, private readonly bandwidth: number) {}
+  constructor(private readonly hooks: PrefetchHooks, options: PrefetchOptions = {}) {
+    this.options = { bandwidth: 0, streams: 1, batchBytes: BATCH_BYTES, yieldToDemand: true, ...options };
+  }
 
   /** Starts prefetching `list` (once resolved), then `rest` (duplicates of the list are skipped). */
   start(list: ChunkRef[] | Promise<ChunkRef[]>, rest: ChunkRef[] = []): void {
@@ -94,7 +108,7 @@ export class Prefetcher {
     );
   }
 
-  /** Stops after the batch in flight. */
+  /** Stops after the batches in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
     await this.run;
@@ -103,23 +117,26 @@ export class Prefetcher {
   private async loopOver(list: ChunkRef[] | Promise<ChunkRef[]>, rest: ChunkRef[]): Promise<void> {
     const listed = await list;
     this.stats.listed = listed.length;
-    await this.loop(uniqueChunks([...listed, ...rest]));
+    const refs = uniqueChunks([...listed, ...rest]);
+    const cursor = { next: 0, fetched: 0, started: performance.now() };
+    await Promise.all(Array.from({ length: this.options.streams }, () => this.stream(refs, cursor)));
   }
 
-  private async loop(refs: ChunkRef[]): Promise<void> {
-    const started = performance.now();
-    let fetched = 0;
-    for (let i = 0; i < refs.length && !this.stopped; ) {
-      while (this.hooks.demand() > 0 && !this.stopped) await sleep(IDLE_POLL_MS);
+  /** One stream: takes the next run of `refs` from the shared cursor, fetches what is not cached, again. */
+  private async stream(refs: ChunkRef[], cursor: { next: number; fetched: number; started: number }): Promise<void> {
+    const { bandwidth, batchBytes, yieldToDemand } = this.options;
+    while (cursor.next < refs.length && !this.stopped) {
+      while (yieldToDemand && this.hooks.demand() > 0 && !this.stopped) await sleep(IDLE_POLL_MS);
       if (this.stopped) break;
-      const batch: ChunkRef[] = [];
-      let bytes = 0;
-      for (; i < refs.length && bytes < BATCH_BYTES; i++) {
-        const ref = refs[i]!;
-        if (await this.hooks.isCached(ref)) continue;
-        batch.push(ref);
+      // taken in one go, so a batch is a run of neighbours (the fetcher merges it into few requests)
+      const run: ChunkRef[] = [];
+      for (let bytes = 0; cursor.next < refs.length && bytes < batchBytes; ) {
+        const ref = refs[cursor.next++]!;
+        run.push(ref);
         bytes += ref.compressedSize;
       }
+      const cached = await Promise.all(run.map((ref) => this.hooks.isCached(ref)));
+      const batch = run.filter((_, k) => !cached[k]);
       const results = await Promise.allSettled(batch.map((ref) => this.hooks.fetch(ref)));
       results.forEach((r, k) => {
         if (r.status === 'fulfilled') {
@@ -127,9 +144,9 @@ export class Prefetcher {
           this.stats.bytes += batch[k]!.compressedSize;
         } else this.stats.failedChunks++;
       });
-      fetched += bytes;
-      if (this.bandwidth > 0) {
-        const ahead = (fetched / this.bandwidth) * 1000 - (performance.now() - started);
+      cursor.fetched += batch.reduce((sum, ref) => sum + ref.compressedSize, 0);
+      if (bandwidth > 0) {
+        const ahead = (cursor.fetched / bandwidth) * 1000 - (performance.now() - cursor.started);
         if (ahead > 0) await sleep(ahead);
       }
     }

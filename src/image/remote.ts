@@ -13,7 +13,7 @@ import { MAX_CONFIG_BYTES, readBlob, resolveImage, type ImageStore } from '../re
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
-import { BOOTSTRAP_PATH, isNydusBlob, isNydusBootstrap } from '../registry/nydus-layers.js';
+import { BOOTSTRAP_PATH, hotRegionBytes, isNydusBlob, isNydusBootstrap } from '../registry/nydus-layers.js';
 import { isStargzLayer } from '../registry/stargz-layers.js';
 
 export interface RemoteNydusImage {
@@ -114,6 +114,16 @@ export interface ConnectedNydusImage {
   /** Where its blobs can be read, most preferred first: each mirror, then the image's registry. */
   backends: BlobBackend[];
   close(): Promise<void>;
+}
+
+/** Each blob's declared hot region (an optimized image's): its compressed bytes at the blob's start, by blob id. */
+export function hotRegions(manifest: ImageManifest): Map<string, number> {
+  const hot = new Map<string, number>();
+  for (const layer of manifest.layers) {
+    const bytes = hotRegionBytes(layer);
+    if (bytes !== undefined && layer.digest.startsWith('sha256:')) hot.set(layer.digest.slice('sha256:'.length), bytes);
+  }
+  return hot;
 }
 
 /** A registry client for `target`'s registry and the access's mirrors. */

@@ -10,7 +10,11 @@ export const Annotation = {
   NYDUS_BLOB: 'containerd.io/snapshot/nydus-blob',
   NYDUS_BOOTSTRAP: 'containerd.io/snapshot/nydus-bootstrap',
   NYDUS_FS_VERSION: 'containerd.io/snapshot/nydus-fs-version',
-  /** On the blob layer an optimized image's hot region starts: the region's compressed bytes (decimal). */
+  /**
+   * On the blob layer that starts with an optimized image's hot region (`optimize`): the region's
+   * compressed bytes, in decimal. The region holds the chunks a traced start touched, in first-touch
+   * order, so a mount streams it at once.
+   */
   HOT_REGION: 'org.nydusify-ts.hot-region',
 } as const;
 
@@ -25,3 +29,13 @@ export function isNydusBootstrap(d: { annotations?: Record<string, string> }): b
   return d.annotations?.[Annotation.NYDUS_BOOTSTRAP] === 'true';
 }
 
+/**
+ * The hot region's compressed bytes at the start of blob layer `d`, when it declares one that fits
+ * in the layer (an annotation is untrusted: anything else declares none).
+ */
+export function hotRegionBytes(d: { size: number; annotations?: Record<string, string> }): number | undefined {
+  const text = d.annotations?.[Annotation.HOT_REGION];
+  if (text === undefined || !/^[1-9][0-9]{0,15}$/.test(text)) return undefined;
+  const bytes = Number(text);
+  return bytes <= d.size ? bytes : undefined;
+}

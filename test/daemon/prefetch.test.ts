@@ -40,7 +40,7 @@ const finished = (p: Prefetcher): Promise<void> => waitFor(() => p.stats.state !
 describe('Prefetcher', () => {
   it('fetches the list first, then the rest, each chunk once, skipping what is cached', async () => {
     const h = hooks({ cached: new Set([3]) });
-    const p = new Prefetcher(h, 0);
+    const p = new Prefetcher(h);
     p.start([chunk(5), chunk(3), chunk(1)], [chunk(0), chunk(1), chunk(2), chunk(3)]);
     await finished(p);
     expect(h.fetched).toEqual([5, 1, 0, 2]);
@@ -50,7 +50,7 @@ describe('Prefetcher', () => {
   it('waits while on-demand reads are waiting for the backend', async () => {
     let demand = 1;
     const h = hooks({ demand: () => demand });
-    const p = new Prefetcher(h, 0);
+    const p = new Prefetcher(h);
     p.start([chunk(0), chunk(1)]);
     // each check is prefetch at the point of its first batch, deciding to wait instead
     await waitFor(() => h.demandChecks >= 3, 'prefetch to check the on-demand load three times');
@@ -64,7 +64,7 @@ describe('Prefetcher', () => {
     const h = hooks();
     // 3 batches of 2 MiB at 20 MiB/s: at least 0.2 s once the first is through
     const big = (i: number) => chunk(i, 2 << 20);
-    const p = new Prefetcher(h, 20 << 20);
+    const p = new Prefetcher(h, { bandwidth: 20 << 20 });
     const started = performance.now();
     p.start([big(0), big(1), big(2)]);
     await finished(p);
@@ -72,9 +72,38 @@ describe('Prefetcher', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(250);
   });
 
+  it('runs several streams at once, each batch a run of neighbours, in list order', async () => {
+    const inFlight: number[][] = [];
+    let open: number[] = [];
+    const h = hooks();
+    const fetch = h.fetch;
+    h.fetch = async (ref) => {
+      open.push(ref.ciIndex);
+      inFlight.push([...open]);
+      await fetch(ref);
+      open = open.filter((c) => c !== ref.ciIndex);
+    };
+    // 1000-byte chunks, 2000-byte batches: [0,1] [2,3] [4,5] over two streams
+    const p = new Prefetcher(h, { streams: 2, batchBytes: 2000 });
+    p.start([0, 1, 2, 3, 4, 5].map((i) => chunk(i)));
+    await finished(p);
+    expect(h.fetched.sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(Math.max(...inFlight.map((x) => x.length))).toBe(4);
+    expect(inFlight[3]).toEqual([0, 1, 2, 3]);
+  });
+
+  it('does not wait for on-demand reads when told not to yield', async () => {
+    const h = hooks({ demand: () => 1 });
+    const p = new Prefetcher(h, { yieldToDemand: false });
+    p.start([chunk(0), chunk(1)]);
+    await finished(p);
+    expect(h.fetched).toEqual([0, 1]);
+    expect(h.demandChecks).toBe(0);
+  });
+
   it('counts chunks it could not fetch and goes on', async () => {
     const h = hooks({ fail: new Set([1]) });
-    const p = new Prefetcher(h, 0);
+    const p = new Prefetcher(h);
     p.start([chunk(0), chunk(1), chunk(2)]);
     await finished(p);
     expect(h.fetched).toEqual([0, 2]);
@@ -83,7 +112,7 @@ describe('Prefetcher', () => {
 
   it('stops when asked', async () => {
     const h = hooks({ demand: () => 1 });
-    const p = new Prefetcher(h, 0);
+    const p = new Prefetcher(h);
     p.start([chunk(0)]);
     await waitFor(() => h.demandChecks > 0, 'prefetch to reach its first batch');
     await p.stop();
