@@ -11,6 +11,7 @@ import { readTraceFile } from '../image/trace-file.js';
 import { clientForReferences } from '../registry/client.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseImageLocation } from '../registry/reference.js';
+import type { AccessTrace } from '../trace/access-trace.js';
 import { log } from '../util/log.js';
 import { parseSize, writeJson } from './options.js';
 
@@ -40,19 +41,13 @@ function parseHotChunkSize(value: string): number {
 }
 
 async function optimize(command: string[], flags: OptimizeFlags): Promise<void> {
-  if (flags.run && command.length === 0) throw new InvalidArgumentError('--run needs the command to run: --run -- CMD [ARGS...]');
-  if (!flags.run && command.length > 0) throw new InvalidArgumentError(`a command (${command[0]}) is only run with --run`);
-  if (!flags.run && flags.trace === undefined) throw new InvalidArgumentError('give the trace: --trace FILE, or --run -- CMD to record one');
+  if (flags.run && command.length === 0) throw new InvalidArgumentError('--run needs the command to run: --run CMD [ARGS...]');
+  if (!flags.run && command.length > 0) throw new InvalidArgumentError(`unknown option or argument ${command[0]} (a command is only run with --run)`);
+  if (!flags.run && flags.trace === undefined) throw new InvalidArgumentError('give the trace: --trace FILE, or --run CMD [ARGS...] to record one');
   if (flags.run && parseImageLocation(flags.source).kind !== 'registry') throw new InvalidArgumentError('--run mounts the source from its registry: give a registry reference');
-  const scratch = await mkdtemp(join(flags.workDir ?? tmpdir(), 'nydusify-optimize-run-'));
+  const trace = flags.run ? await recordTrace(command, flags) : await readTraceFile(flags.trace!);
   const client = clientForReferences([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure]], flags.plainHttp, flags.pushRetryCount);
   try {
-    const traceFile = flags.trace ?? join(scratch, 'trace.json');
-    if (flags.run) {
-      const mountArgs = [...(flags.plainHttp ? ['--plain-http'] : []), ...(flags.sourceInsecure ? ['--insecure'] : [])];
-      await runTraced({ target: flags.source, mountArgs, command, traceFile, workDir: join(scratch, 'run') });
-    }
-    const trace = await readTraceFile(traceFile);
     const source = await openImageStore(flags.source, client);
     const target = await openImageStore(flags.target, client, { create: true });
     const report = await optimizeImage({
@@ -69,6 +64,18 @@ async function optimize(command: string[], flags: OptimizeFlags): Promise<void> 
     await writeJson(flags.outputJson, report);
   } finally {
     await client.close();
+  }
+}
+
+/** `command` run over the mounted source; the trace it left (kept at --trace when given). */
+async function recordTrace(command: string[], flags: OptimizeFlags): Promise<AccessTrace> {
+  const scratch = await mkdtemp(join(flags.workDir ?? tmpdir(), 'nydusify-optimize-run-'));
+  try {
+    const traceFile = flags.trace ?? join(scratch, 'trace.json');
+    const mountArgs = [...(flags.plainHttp ? ['--plain-http'] : []), ...(flags.sourceInsecure ? ['--insecure'] : [])];
+    await runTraced({ target: flags.source, mountArgs, command, traceFile, workDir: join(scratch, 'run') });
+    return await readTraceFile(traceFile);
+  } finally {
     await rm(scratch, { recursive: true, force: true });
   }
 }
@@ -76,11 +83,11 @@ async function optimize(command: string[], flags: OptimizeFlags): Promise<void> 
 export function optimizeCommand(): Command {
   return new Command('optimize')
     .description('lay a Nydus image out again for an access trace: the files it read, cut at the hot chunk size, in one blob that starts with every chunk it touched')
-    .argument('[command...]', 'with --run: the command to run in the image (after --)')
+    .argument('[command...]', 'with --run: the command to run in the image and its arguments (options of its own are passed on; put -- before it if one is also an option of optimize)')
     .requiredOption('--source <ref>', 'Nydus image: host[:port]/repo[:tag][@digest] or oci:DIR[:TAG]')
     .requiredOption('--target <ref>', 'where the optimized image goes, same forms')
     .option('--trace <file>', 'the access trace of the source (from `mount --trace`); with --run, where the recorded trace is kept')
-    .option('--run', 'record the trace: mount the source and run the command (after --) chrooted in it, on a throwaway overlay')
+    .option('--run', 'record the trace: mount the source and run the command chrooted in it, on a throwaway overlay (a command that fails is an error)')
     .addOption(new Option('--hot-chunk-size <bytes>', 'chunk size of the hot blob: a power of two from 4K to 1M').argParser(parseHotChunkSize).default(DEFAULT_HOT_CHUNK_SIZE, '64K'))
     .option('--platform <os/arch[/variant]>', 'platform to optimize from a multi-platform source (default linux/amd64)')
     .option('--work-dir <dir>', 'where to build the hot blob (default: the temp dir)')
@@ -89,5 +96,7 @@ export function optimizeCommand(): Command {
     .option('--target-insecure', 'skip TLS verification for the target registry')
     .option('--push-retry-count <n>', 'retries of failed registry requests', (v) => Number.parseInt(v, 10), 3)
     .option('--output-json <file>', 'write the layout\'s sizes (hot region, touched bytes, kept and dropped blobs) as JSON')
+    // `--run node -e 1`: the command's own options are its arguments, not errors
+    .allowUnknownOption()
     .action(optimize);
 }
