@@ -1,8 +1,5 @@
 // `nydusify-ts optimize`: a Nydus image laid out again for an access trace, hot files first. The
 // trace is a file (--trace), or recorded here by running a command over the mounted image (--run).
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { assertHotChunkSize, DEFAULT_HOT_CHUNK_SIZE } from '../convert/hot-layout.js';
 import { runTraced } from '../daemon/traced-run.js';
@@ -67,17 +64,10 @@ async function optimize(command: string[], flags: OptimizeFlags): Promise<void> 
   }
 }
 
-/** `command` run over the mounted source; the trace it left (kept at --trace when given). */
-async function recordTrace(command: string[], flags: OptimizeFlags): Promise<AccessTrace> {
-  const scratch = await mkdtemp(join(flags.workDir ?? tmpdir(), 'nydusify-optimize-run-'));
-  try {
-    const traceFile = flags.trace ?? join(scratch, 'trace.json');
-    const mountArgs = [...(flags.plainHttp ? ['--plain-http'] : []), ...(flags.sourceInsecure ? ['--insecure'] : [])];
-    await runTraced({ target: flags.source, mountArgs, command, traceFile, workDir: join(scratch, 'run') });
-    return await readTraceFile(traceFile);
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
+/** `command` run over the mounted source: the trace it left (kept at --trace when given). */
+function recordTrace(command: string[], flags: OptimizeFlags): Promise<AccessTrace> {
+  const mountArgs = [...(flags.plainHttp ? ['--plain-http'] : []), ...(flags.sourceInsecure ? ['--insecure'] : [])];
+  return runTraced({ target: flags.source, mountArgs, command, traceFile: flags.trace, workDir: flags.workDir });
 }
 
 export function optimizeCommand(): Command {

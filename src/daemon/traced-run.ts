@@ -4,12 +4,16 @@
 // in an overlay whose upper layer is a tmpfs (its writes go nowhere) with /proc and /dev bound
 // read-only; then everything is unmounted and the mount stopped, which writes the trace.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readTraceFile } from '../image/trace-file.js';
+import type { AccessTrace } from '../trace/access-trace.js';
 import { mustRunCommand } from '../util/command.js';
 import { log } from '../util/log.js';
 import { CLI } from './daemon-process.js';
-import { mountsAt } from './fuse/session.js';
+import { mountsAt, parseMountInfo } from './fuse/session.js';
 
 export interface TracedRunOptions {
   /** The image: a registry reference. */
@@ -18,10 +22,10 @@ export interface TracedRunOptions {
   mountArgs?: string[];
   /** The command and its arguments, run as root inside the image. */
   command: string[];
-  /** Where the trace is written. */
-  traceFile: string;
-  /** Scratch directory (mount points, the daemon's state and cache); emptied by the caller. */
-  workDir: string;
+  /** Where the trace is kept (default: nowhere, once read). */
+  traceFile?: string;
+  /** Where the scratch directory goes (mount points, the daemon's state and cache); default the temp dir. */
+  workDir?: string;
 }
 
 const MOUNT_TIMEOUT_MS = 60_000;
@@ -30,26 +34,52 @@ const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export class TracedRunError extends Error {}
 
-/** Runs the command over the mounted image; resolves once the trace is written. A command that fails is an error. */
-export async function runTraced(opts: TracedRunOptions): Promise<void> {
+/** Runs the command over the mounted image; resolves with the trace of what it read. A command that fails is an error. */
+export async function runTraced(opts: TracedRunOptions): Promise<AccessTrace> {
+  const scratch = await mkdtemp(join(opts.workDir ?? tmpdir(), 'nydusify-traced-run-'));
   const dir = (name: string): string => {
-    const path = join(opts.workDir, name);
+    const path = join(scratch, name);
     mkdirSync(path, { recursive: true });
     return path;
   };
+  const traceFile = opts.traceFile ?? join(scratch, 'trace.json');
+  try {
+    const status = await runOverMount(opts, traceFile, dir);
+    if (status !== 0) throw new TracedRunError(`${opts.command.join(' ')} exited ${status ?? 'on a signal'} in the image: no trace is used`);
+    return await readTraceFile(traceFile).catch((err: Error) => {
+      throw new TracedRunError(`the mount left no trace at ${traceFile}: ${err.message}`);
+    });
+  } finally {
+    await removeUnlessMounted(scratch);
+  }
+}
+
+/** Mounts the image, runs the command, unmounts everything: the command's exit status. */
+async function runOverMount(opts: TracedRunOptions, traceFile: string, dir: (name: string) => string): Promise<number | null> {
   const [image, rw, root] = [dir('image'), dir('rw'), dir('root')];
-  const mount = startMount(opts, image, dir('state'), dir('cache'));
+  const mount = startMount(opts, traceFile, image, dir('state'), dir('cache'));
   const mounted: string[] = [];
-  let status: number | null;
   try {
     await mount.ready;
-    status = await runInImage(opts.command, image, rw, root, mounted);
+    return await runInImage(opts.command, image, rw, root, mounted);
   } finally {
-    for (const path of mounted.reverse()) await mustRunCommand('umount', [path]).catch(() => mustRunCommand('umount', ['-l', path]));
+    for (const path of mounted.reverse()) {
+      await mustRunCommand('umount', [path])
+        .catch(() => mustRunCommand('umount', ['-l', path]))
+        .catch((err: unknown) => log.warn('could not unmount', { path, error: err }));
+    }
     await mount.stop();
   }
-  if (status !== 0) throw new TracedRunError(`${opts.command.join(' ')} exited ${status ?? 'on a signal'} in the image: no trace is used`);
-  if (!existsSync(opts.traceFile)) throw new TracedRunError(`the mount wrote no trace to ${opts.traceFile}`);
+}
+
+/** Removes `dir` unless something is still mounted below it (a recursive remove would reach into it). */
+async function removeUnlessMounted(dir: string): Promise<void> {
+  const left = parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint.startsWith(`${dir}/`));
+  if (left.length > 0) {
+    log.warn('left in place: still mounted below it', { dir, mounts: left.map((m) => m.mountPoint) });
+    return;
+  }
+  await rm(dir, { recursive: true, force: true });
 }
 
 /** The overlay, its /proc and /dev, the command; what it mounted is pushed on `mounted` (to undo in reverse). */
@@ -78,8 +108,8 @@ interface MountChild {
   stop(): Promise<void>;
 }
 
-function startMount(opts: TracedRunOptions, mountPath: string, stateDir: string, cacheDir: string): MountChild {
-  const args = ['mount', '--target', opts.target, '--mount-path', mountPath, '--trace', opts.traceFile, '--state-dir', stateDir, '--cache-dir', cacheDir, ...(opts.mountArgs ?? [])];
+function startMount(opts: TracedRunOptions, traceFile: string, mountPath: string, stateDir: string, cacheDir: string): MountChild {
+  const args = ['mount', '--target', opts.target, '--mount-path', mountPath, '--trace', traceFile, '--state-dir', stateDir, '--cache-dir', cacheDir, ...(opts.mountArgs ?? [])];
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-16_384)));
