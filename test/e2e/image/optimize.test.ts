@@ -240,6 +240,15 @@ describe.skipIf(!mountRecordsTraces)('optimize --run (a trace recorded by runnin
     expect(sha256(await readToEnd(join(d.mnt, node)))).toBe(sha256(readFileSync(join(p('bundle', 'rootfs'), node))));
     expect((await stopWithStats(d)).code).toBe(0);
   }, 300_000);
+
+  it('a command that fails pushes nothing and leaves nothing mounted', async () => {
+    const target = `${REG}/optimize/refused-run:latest`;
+    const r = await runCliAsync(['optimize', '--source', SOURCE, '--target', target, '--plain-http', '--work-dir', work, '--run', 'sh', '-c', 'exit 3']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/sh -c exit 3 exited 3 in the image/);
+    expect(await manifestOf(target)).toBeUndefined();
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('nydusify-traced-run-');
+  }, 120_000);
 });
 
 describe('optimize refusals push nothing', () => {
