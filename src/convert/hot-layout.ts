@@ -73,52 +73,67 @@ export function planHotLayout(source: Bootstrap, sourceDigest: string, trace: Ac
     throw new OptimizeError(`the trace was taken on bootstrap sha256:${trace.bootstrap}, the source image's bootstrap is sha256:${sourceDigest}`);
   }
   const inodes = trace.files.map((f) => regularFileAt(source.root, f.path, f.size));
-  const files: HotFile[] = [];
-  const fileOf = new Map<Inode, number>();
-  /** Per hot file: the smallest chunk index not yet placed at or after i (i itself when unplaced), path-halved. */
-  const unplaced: Float64Array[] = [];
-  const chunks: HotChunk[] = [];
-  let touchedBytes = 0;
+  const touches = new FirstTouches(hotChunkSize);
   // stable: reads of the same millisecond keep the recorder's order
-  const reads = trace.reads.filter((r) => r.length > 0).sort((a, b) => a.t - b.t);
-  for (const read of reads) {
+  for (const read of trace.reads.filter((r) => r.length > 0).sort((a, b) => a.t - b.t)) {
     const inode = inodes[read.file]!;
     const end = read.offset + read.length;
     if (end > inode.size) throw new OptimizeError(`the trace reads ${trace.files[read.file]!.path} at [${read.offset}, ${end}), past its end (${inode.size} bytes)`);
-    let file = fileOf.get(inode);
-    if (file === undefined) {
-      file = files.length;
-      const chunkCount = Math.ceil(inode.size / hotChunkSize);
-      files.push({ path: byteString(trace.files[read.file]!.path), inode, chunkCount });
-      fileOf.set(inode, file);
-      unplaced.push(identity(chunkCount + 1));
-    }
-    const next = unplaced[file]!;
-    const last = Math.floor((end - 1) / hotChunkSize);
-    // each chunk is placed once, however many reads cover it: work bounded by the chunks, not the reads
-    for (let i = firstUnplaced(next, Math.floor(read.offset / hotChunkSize)); i <= last; i = firstUnplaced(next, i + 1)) {
-      next[i] = i + 1;
-      chunks.push({ file, index: i });
-      touchedBytes += Math.min(hotChunkSize, inode.size - i * hotChunkSize);
-    }
+    touches.touch(inode, trace.files[read.file]!.path, read.offset, end);
   }
+  const { files, chunks, touchedBytes } = touches;
   if (files.length === 0) throw new OptimizeError('the trace read no file data: there is nothing to lay out');
   const hotRegionChunks = chunks.length;
-  files.forEach((f, file) => {
-    const next = unplaced[file]!;
-    for (let index = 0; index < f.chunkCount; index++) if (next[index] === index) chunks.push({ file, index });
-  });
+  touches.appendUntouched();
   const sourceTouchedBytes = storedBytesOf(source, files, chunks.slice(0, hotRegionChunks), hotChunkSize);
-  const referenced = blobsReferenced(source.root, new Set(fileOf.keys()));
+  const referenced = blobsReferenced(source.root, new Set(files.map((f) => f.inode)));
   const keptBlobs = source.blobs.map((_, i) => i).filter((i) => referenced.has(i));
   const droppedBlobs = source.blobs.map((_, i) => i).filter((i) => !referenced.has(i));
   return { hotChunkSize, files, chunks, hotRegionChunks, touchedBytes, sourceTouchedBytes, keptBlobs, droppedBlobs };
 }
 
-function identity(length: number): Float64Array {
-  const a = new Float64Array(length);
-  for (let i = 0; i < length; i++) a[i] = i;
-  return a;
+/** The hot files and their chunks, in the order reads first touched them; each chunk placed once. */
+class FirstTouches {
+  readonly files: HotFile[] = [];
+  readonly chunks: HotChunk[] = [];
+  touchedBytes = 0;
+  private readonly fileOf = new Map<Inode, number>();
+  /**
+   * Per hot file, by chunk index i: the smallest index at or after i not placed yet (i itself while
+   * unplaced), path-halved as it is followed: a read costs the chunks it places, not its length.
+   */
+  private readonly unplaced: Float64Array[] = [];
+
+  constructor(private readonly hotChunkSize: number) {}
+
+  /** A read of bytes [offset, end) of `inode` (named `path` in the trace: UTF-8 text). */
+  touch(inode: Inode, path: string, offset: number, end: number): void {
+    let file = this.fileOf.get(inode);
+    if (file === undefined) {
+      file = this.files.length;
+      const chunkCount = Math.ceil(inode.size / this.hotChunkSize);
+      this.files.push({ path: byteString(path), inode, chunkCount });
+      this.fileOf.set(inode, file);
+      const next = new Float64Array(chunkCount + 1);
+      for (let i = 0; i <= chunkCount; i++) next[i] = i;
+      this.unplaced.push(next);
+    }
+    const next = this.unplaced[file]!;
+    const last = Math.floor((end - 1) / this.hotChunkSize);
+    for (let i = firstUnplaced(next, Math.floor(offset / this.hotChunkSize)); i <= last; i = firstUnplaced(next, i + 1)) {
+      next[i] = i + 1;
+      this.chunks.push({ file, index: i });
+      this.touchedBytes += Math.min(this.hotChunkSize, inode.size - i * this.hotChunkSize);
+    }
+  }
+
+  /** Appends the chunks no read touched, file by file in file order. */
+  appendUntouched(): void {
+    this.files.forEach((f, file) => {
+      const next = this.unplaced[file]!;
+      for (let index = 0; index < f.chunkCount; index++) if (next[index] === index) this.chunks.push({ file, index });
+    });
+  }
 }
 
 function firstUnplaced(next: Float64Array, i: number): number {

@@ -20,21 +20,25 @@ export interface NewChunk {
   index: number;
 }
 
-/** Stored bytes read ahead and kept, at most (plus two chunks' worth). */
+/** Stored bytes read ahead of need, at most (the chunk being assembled aside); twice that are kept. */
 const DEFAULT_BUDGET = 32 * MiB;
 
 /** The bytes of each of `chunks`, in order, each a Buffer of its own. */
 export async function* rechunkedData(files: readonly StoredFile[], chunks: readonly NewChunk[], chunkSize: number, read: ReadChunk, budget = DEFAULT_BUDGET): AsyncGenerator<Buffer> {
-  const maxStored = files.reduce((m, f) => Math.max(m, f.chunkSize), chunkSize);
-  const minStored = files.reduce((m, f) => Math.min(m, f.chunkSize), maxStored);
-  // a new chunk needs at most max(chunkSize, stored size) stored bytes (+1 chunk when unaligned)
-  const lookahead = Math.max(1, Math.floor(budget / maxStored));
-  const perChunk = Math.ceil(chunkSize / minStored) + 1;
-  const stored = new StoredChunks(read, (lookahead + 2) * perChunk);
+  const stored = new StoredChunks(read, 2 * budget);
+  // chunks [i, ahead) have had their stored chunks asked for; startedFor[k]: the bytes chunk k's asking started
+  const startedFor = new Float64Array(chunks.length);
   let ahead = 0;
+  let aheadBytes = 0;
   for (let i = 0; i < chunks.length; i++) {
-    for (; ahead < chunks.length && ahead <= i + lookahead; ahead++) for (const ref of storedChunksOf(files, chunks[ahead]!, chunkSize)) stored.get(ref);
+    for (; ahead < chunks.length && (ahead <= i || aheadBytes < budget); ahead++) {
+      const before = stored.started;
+      for (const ref of storedChunksOf(files, chunks[ahead]!, chunkSize)) stored.get(ref);
+      startedFor[ahead] = stored.started - before;
+      aheadBytes += startedFor[ahead]!;
+    }
     yield await assemble(files[chunks[i]!.file]!, chunks[i]!.index, chunkSize, stored);
+    aheadBytes -= startedFor[i]!;
   }
 }
 
@@ -63,23 +67,35 @@ async function assemble(file: StoredFile, index: number, chunkSize: number, stor
   return out;
 }
 
-/** Stored chunk reads by (blob, CI index), most recently wanted last; the oldest dropped past `capacity`. */
+/**
+ * Stored chunk reads by (blob, CI index), most recently wanted last; the oldest are dropped while
+ * they hold more than `capacity` bytes (never the one just wanted).
+ */
 class StoredChunks {
-  private readonly reads = new Map<number, Promise<Buffer>>();
+  private readonly reads = new Map<number, { ref: ChunkRef; data: Promise<Buffer> }>();
+  private held = 0;
+  /** Bytes of every read started so far. */
+  started = 0;
 
   constructor(private readonly read: ReadChunk, private readonly capacity: number) {}
 
   get(ref: ChunkRef): Promise<Buffer> {
     const key = ref.blobIndex * 2 ** 24 + ref.ciIndex;
-    let data = this.reads.get(key);
-    if (data !== undefined) this.reads.delete(key);
+    let entry = this.reads.get(key);
+    if (entry !== undefined) this.reads.delete(key);
     else {
-      data = this.read(ref);
+      entry = { ref, data: this.read(ref) };
       // a read ahead that fails is thrown when its chunk is assembled, not as an unhandled rejection
-      data.catch(() => {});
+      entry.data.catch(() => {});
+      this.held += ref.uncompressedSize;
+      this.started += ref.uncompressedSize;
     }
-    this.reads.set(key, data);
-    if (this.reads.size > this.capacity) this.reads.delete(this.reads.keys().next().value!);
-    return data;
+    this.reads.set(key, entry);
+    while (this.held > this.capacity && this.reads.size > 1) {
+      const [oldest, { ref: dropped }] = this.reads.entries().next().value!;
+      this.reads.delete(oldest);
+      this.held -= dropped.uncompressedSize;
+    }
+    return entry.data;
   }
 }
