@@ -12,7 +12,9 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectNydusImage } from '../../../src/image/remote.js';
+import { openRemoteNydusImage } from '../../../src/image/remote.js';
+import { clientForReferences } from '../../../src/registry/client.js';
+import { openImageStore } from '../../../src/registry/open-image-store.js';
 import type { ChunkRef } from '../../../src/rafs/tree.js';
 import { S_IFMT, S_IFREG } from '../../../src/rafs/tree.js';
 import type { RafsImage } from '../../../src/rafs/reader.js';
@@ -41,13 +43,18 @@ async function manifestOf(ref: string): Promise<Manifest | undefined> {
   return res.status === 404 ? undefined : ((await res.json()) as Manifest);
 }
 
-/** A Nydus image in the registry: its bootstrap's sha256, its RAFS image, every regular file's nid and size. */
+/** A Nydus image (registry or oci:DIR): its bootstrap's sha256, its RAFS image, every regular file's nid and size. */
 async function openImage(ref: string): Promise<{ digest: string; rafs: RafsImage; files: Map<string, { nid: number; size: number }> }> {
-  const image = await connectNydusImage(ref, { plainHttp: true });
-  await image.close();
-  const files = new Map<string, { nid: number; size: number }>();
-  for (const e of image.image.rafs.walk()) if ((e.inode.mode & S_IFMT) === S_IFREG && !e.seen) files.set(e.path, { nid: e.nid, size: e.inode.size });
-  return { digest: sha256(image.image.bootstrap), rafs: image.image.rafs, files };
+  const client = clientForReferences([[ref, false]], true);
+  try {
+    const { store, reference } = await openImageStore(ref, client);
+    const { bootstrap, rafs } = await openRemoteNydusImage(store, reference);
+    const files = new Map<string, { nid: number; size: number }>();
+    for (const e of rafs.walk()) if ((e.inode.mode & S_IFMT) === S_IFREG && !e.seen) files.set(e.path, { nid: e.nid, size: e.inode.size });
+    return { digest: sha256(bootstrap), rafs, files };
+  } finally {
+    await client.close();
+  }
 }
 
 /** A trace of `bootstrap` whose reads are `reads` ([path, offset, length], one ms apart): paths as UTF-8 text. */
@@ -207,6 +214,18 @@ describe('optimize busybox read whole', () => {
     // every chunk was touched: the hot region is all of the blob's chunk data
     const chunkData = [...optimized.rafs.chunkInfoTable()].reduce((sum, c) => sum + c.compressedSize, 0);
     expect(after.layers[0]!.annotations![HOT_REGION]).toBe(String(chunkData));
+  }, 120_000);
+});
+
+describe('optimize between OCI layouts', () => {
+  it('reads an oci:DIR source and writes an oci:DIR target that check passes', async () => {
+    const [src, dst] = [`oci:${p('bb-layout')}:nydus`, `oci:${p('bb-hot-layout')}:hot`];
+    await cliAsync(['convert', '--source', `${REG}/busybox:latest`, '--target', src, '--plain-http']);
+    const image = await openImage(src);
+    const busybox = [...image.files].find(([path]) => path.endsWith('/busybox'))!;
+    writeFileSync(p('bb-layout-trace.json'), JSON.stringify(traceOf(image.digest, image.files, [[busybox[0], 0, 100_000]])));
+    await cliAsync(['optimize', '--source', src, '--target', dst, '--trace', p('bb-layout-trace.json')]);
+    await cliAsync(['check', '--source', `${REG}/busybox:latest`, '--target', dst, '--plain-http', '--with-data']);
   }, 120_000);
 });
 
