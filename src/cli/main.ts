@@ -26,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   merge: async () => (await import('./merge.js')).mergeCommand(),
   mount: async () => (await import('./mount.js')).mountCommand(),
   nbd: async () => (await import('./nbd.js')).nbdCommand(),
+  optimize: async () => (await import('./optimize.js')).optimizeCommand(),
   report: async () => (await import('./report.js')).reportCommand(),
   snapshotter: async () => (await import('./snapshotter.js')).snapshotterCommand(),
   unpack: async () => (await import('./unpack.js')).unpackCommand(),

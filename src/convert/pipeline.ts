@@ -81,7 +81,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertReport>
     const top = await opts.source.getManifest(opts.sourceReference);
     if (top.kind === 'manifest') {
       const built = await convertManifest(opts, top as ManifestOf, join(workDir, 'm0'));
-      const digest = await publish(opts, built, opts.targetReference);
+      const digest = await publish(opts.target, built, opts.targetReference);
       return { digest, mediaType: built.mediaType, manifests: [{ ...built.report, digest }], seconds: elapsed(started) };
     }
     const entries = chosenEntries(top.parsed as ImageIndex, opts);
@@ -92,13 +92,13 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertReport>
       built.push({ ...(await convertManifest(opts, manifest as ManifestOf, join(workDir, `m${i}`))), platform: entry.platform });
     }
     if (!opts.allPlatforms) {
-      const digest = await publish(opts, built[0]!, opts.targetReference);
+      const digest = await publish(opts.target, built[0]!, opts.targetReference);
       return { digest, mediaType: built[0]!.mediaType, manifests: [{ ...built[0]!.report, digest }], seconds: elapsed(started) };
     }
     const reports: ManifestReport[] = [];
     const descriptors: Descriptor[] = [];
     for (const b of built) {
-      const digest = await publish(opts, b, undefined);
+      const digest = await publish(opts.target, b, undefined);
       reports.push({ ...b.report, digest });
       descriptors.push({ mediaType: b.mediaType, digest, size: b.manifest.length, ...(b.platform ? { platform: b.platform } : {}) });
     }
@@ -113,11 +113,15 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertReport>
 
 type ManifestOf = FetchedManifest & { kind: 'manifest'; parsed: ImageManifest };
 
-/** A converted manifest ready to push: its blobs are on local disk. */
-interface Built {
+/** A manifest ready to push and the blobs it names (on local disk, or in a store to mount or copy them from). */
+export interface PushableManifest {
   mediaType: string;
   manifest: Buffer;
   blobs: { descriptor: Descriptor; content: BlobContent; mountFrom?: ImageStore }[];
+}
+
+/** A converted manifest ready to push. */
+interface Built extends PushableManifest {
   report: Omit<ManifestReport, 'digest'>;
   platform?: Descriptor['platform'];
 }
@@ -228,10 +232,10 @@ async function* counted(source: AsyncIterable<Buffer>, progress: ProgressSink): 
 }
 
 /** Pushes blobs, then the manifest (last): until it lands the target reference is unchanged. */
-async function publish(opts: ConvertOptions, built: Built, tag: string | undefined): Promise<string> {
+export async function publish(target: ImageStore, built: PushableManifest, tag: string | undefined): Promise<string> {
   await forEachLimited(built.blobs, 3, async ({ descriptor, content, mountFrom }) => {
-    const how = await opts.target.putBlob(descriptor, content, { mountFrom });
+    const how = await target.putBlob(descriptor, content, { mountFrom });
     log.debug('blob pushed', { digest: descriptor.digest, size: descriptor.size, how });
   });
-  return opts.target.putManifest(built.manifest, built.mediaType, tag);
+  return target.putManifest(built.manifest, built.mediaType, tag);
 }

@@ -9,7 +9,8 @@ import { identify, isRunning, type ProcessIdentity, signalIfRunning } from './pr
 import type { DaemonRecord } from './daemon-records.js';
 import type { HandedFuse } from './fuse-handover.js';
 
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+/** This build's CLI entry point, run by node to start a daemon (or a `mount`). */
+export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
 
 export interface DaemonLaunch {

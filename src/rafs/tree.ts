@@ -127,6 +127,13 @@ export function newDir(name: string, init: Partial<Inode> = {}): TreeNode {
   return { name, inode: newInode(S_IFDIR | 0o755, init), children: new Map() };
 }
 
+/** The node an absolute byte-string path names, if any (no symlink is followed). */
+export function nodeAt(root: TreeNode, path: string): TreeNode | undefined {
+  let node: TreeNode | undefined = root;
+  for (const name of path.split('/').filter((part) => part !== '')) node = node?.children?.get(name);
+  return node;
+}
+
 /**
  * The directory under `root` that holds `parts`' last component, with directories (0755, root-owned)
  * made where missing, or where a non-directory stood (a layer's later entry replaces it).

@@ -13,7 +13,7 @@ import {
   EROFS_SUPER_OFFSET, EXT_SUPER_OFFSET, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 } from './superblock.js';
 import { xattrCountForSize } from './xattr.js';
-import { type BlobInfo, type Bootstrap, type ChunkRef, type Inode, S_IFDIR, S_IFLNK, S_IFREG, type TreeNode } from './tree.js';
+import { type BlobInfo, type Bootstrap, type ChunkRef, type Inode, nodeAt, S_IFDIR, S_IFLNK, S_IFREG, type TreeNode } from './tree.js';
 
 export interface WriteOptions {
   /** Record uid/gid (default). When false, nydusd reports its own euid/egid (nydus `--repeatable`). */
@@ -119,13 +119,6 @@ function checkBlobs(b: Bootstrap): void {
     if (!(blob.features & BlobFeature.ALIGNED)) fail('the ALIGNED feature is required');
     if (blob.uncompressedSize <= 0 || blob.uncompressedSize % BLOCK_SIZE !== 0) fail(`uncompressed size ${blob.uncompressedSize} is not a positive multiple of 4 KiB`);
   });
-}
-
-/** The node an absolute byte-string path names, if any. */
-function nodeAt(root: TreeNode, path: string): TreeNode | undefined {
-  let node: TreeNode | undefined = root;
-  for (const name of path.split('/').filter((part) => part !== '')) node = node?.children?.get(name);
-  return node;
 }
 
 /** Each blob's flat-image position: after the bootstrap and the previous blob, 512 KiB-aligned. */

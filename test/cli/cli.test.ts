@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { manyChunksBootstrap } from '../rafs/helpers.js';
 
 const repo = join(import.meta.dirname, '..', '..');
-const COMMANDS = ['cache', 'check', 'convert', 'create', 'daemon', 'demo', 'export', 'inspect', 'merge', 'mount', 'report', 'snapshotter', 'unpack'];
+const COMMANDS = ['cache', 'check', 'convert', 'create', 'daemon', 'demo', 'export', 'inspect', 'merge', 'mount', 'optimize', 'report', 'snapshotter', 'unpack'];
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   const result = spawnSync(process.execPath, ['dist/cli/main.js', ...args], {
