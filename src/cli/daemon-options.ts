@@ -20,6 +20,7 @@ export interface ConfigFlags {
   amplify?: number;
   readahead?: number;
   hotRegion?: boolean;
+  kernelReadahead?: number;
 }
 
 export interface ImageFlags {
@@ -41,6 +42,12 @@ function parseThreads(value: string): number {
   return n;
 }
 
+function parseKib(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 1 << 20) throw new InvalidArgumentError('expected KiB from 0 to 1048576.');
+  return n;
+}
+
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 export function addConfigOptions(cmd: Command): Command {
@@ -49,6 +56,7 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--cache-dir <dir>', `blob cache directory (default ${DEFAULT_CONFIG.cacheDir})`)
     .option('--fallback-cache-dir <dir>', 'a read-only cache directory consulted on a miss')
     .option('--threads <n>', `FUSE serving threads (default ${DEFAULT_CONFIG.threads})`, parseThreads)
+    .option('--kernel-readahead <KiB>', 'the kernel\'s readahead on the FUSE mount (default 1024, or 0 for a dedicated mount of an optimized image)', parseKib)
     .option('--fetch-timeout <seconds>', `a read waiting longer than this for the registry fails with EIO (default ${DEFAULT_CONFIG.fetchTimeout})`, parseSeconds)
     .option('--plain-http', 'talk plain HTTP to the registry')
     .option('--insecure', 'skip TLS verification for the registry')
@@ -77,6 +85,7 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
     ...(flags.cacheDir !== undefined ? { cacheDir: flags.cacheDir } : {}),
     ...(flags.fallbackCacheDir !== undefined ? { fallbackCacheDir: flags.fallbackCacheDir } : {}),
     threads: flags.threads ?? base.threads,
+    ...(flags.kernelReadahead !== undefined ? { kernelReadaheadKb: flags.kernelReadahead } : {}),
     fetchTimeout: flags.fetchTimeout ?? base.fetchTimeout,
     registry: {
       ...base.registry,

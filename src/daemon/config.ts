@@ -14,6 +14,12 @@ export interface DaemonConfig {
   fallbackCacheDir?: string;
   /** FUSE serving threads. */
   threads: number;
+  /**
+   * The kernel's readahead on the FUSE mount, KiB. Unset: 1024, but 0 for a dedicated mount of an
+   * optimized image (its hot region holds the pages a start touches, at a small chunk size: reading
+   * ahead around each fault would fetch the cold chunks next to them).
+   */
+  kernelReadaheadKb?: number;
   /** Seconds a read waits for the backend before it fails with EIO. */
   fetchTimeout: number;
   registry: { plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[] };
@@ -101,7 +107,7 @@ function mirror(value: unknown, where: string): RegistryMirror {
 
 /** A daemon config from parsed JSON, defaults filled in. */
 export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfig {
-  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'threads', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
+  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'threads', 'kernelReadaheadKb', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
   const d = DEFAULT_CONFIG;
   const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors']);
   const rw = `${where}.registry`;
@@ -109,10 +115,12 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
   const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['bandwidth', 'all']);
   const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion']);
   const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
+  const kernelReadaheadKb = num(o, 'kernelReadaheadKb', where, 0, 1 << 20, true);
   return {
     cacheDir: str(o, 'cacheDir', where) ?? d.cacheDir,
     ...(fallbackCacheDir === undefined ? {} : { fallbackCacheDir }),
     threads: num(o, 'threads', where, 1, 64, true) ?? d.threads,
+    ...(kernelReadaheadKb === undefined ? {} : { kernelReadaheadKb }),
     fetchTimeout: num(o, 'fetchTimeout', where, 0.001, 3600) ?? d.fetchTimeout,
     registry: {
       plainHttp: bool(r, 'plainHttp', rw) ?? d.registry.plainHttp,

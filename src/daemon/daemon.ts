@@ -12,7 +12,7 @@ import type { ChunkRef } from '../rafs/tree.js';
 import { retryCount } from '../registry/retry.js';
 import { log } from '../util/log.js';
 import { checkImageName, type DaemonConfig, type MountSpec } from './config.js';
-import { FuseSession } from './fuse/session.js';
+import { DEFAULT_READ_AHEAD_KB, FuseSession } from './fuse/session.js';
 import { ImageMount, type ImageMountInfo, type MountContext } from './image-mount.js';
 import { fuseFamilies, type Family, renderPrometheus } from './metrics.js';
 import { type DaemonMode, MAX_SLOT } from './router.js';
@@ -122,6 +122,7 @@ export class Daemon {
       signals: [],
       fd: this.opts.fuseFd,
       takeover: this.opts.takeover,
+      readaheadKb: this.opts.config.kernelReadaheadKb ?? (this.opts.mode === 'dedicated' && images.some((m) => m.hasHotRegion()) ? 0 : DEFAULT_READ_AHEAD_KB),
     });
     await session.start();
     this.session = session;

@@ -190,6 +190,11 @@ export class ImageMount {
     this.prefetcher.start(prefetchListChunks(this.rafs), this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : []);
   }
 
+  /** Whether the image is an optimized one, with a hot region to stream at mount. */
+  hasHotRegion(): boolean {
+    return this.lazy !== undefined && hotRegions(this.lazy.remote.image.manifest).size > 0;
+  }
+
   /**
    * Streams the image's hot region (an optimized image's: the chunks a traced start touched, first in
    * their blob in first-touch order) into the cache now, at link rate: two runs of neighbours in

@@ -109,7 +109,8 @@ interface MountChild {
 }
 
 function startMount(opts: TracedRunOptions, traceFile: string, mountPath: string, stateDir: string, cacheDir: string): MountChild {
-  const args = ['mount', '--target', opts.target, '--mount-path', mountPath, '--trace', traceFile, '--state-dir', stateDir, '--cache-dir', cacheDir, ...(opts.mountArgs ?? [])];
+  // no kernel readahead: the trace then holds the pages the command touched, not the windows around them
+  const args = ['mount', '--target', opts.target, '--mount-path', mountPath, '--trace', traceFile, '--state-dir', stateDir, '--cache-dir', cacheDir, '--kernel-readahead', '0', ...(opts.mountArgs ?? [])];
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-16_384)));

@@ -16,7 +16,8 @@ import type { WorkerConfig, WorkerControl, WorkerImage, WorkerMessage } from './
 
 export const FS_NAME = 'nydusify';
 export const FS_TYPE = `fuse.${FS_NAME}`;
-const READ_AHEAD_KB = 1024;
+/** The mount's bdi readahead unless told otherwise: 1 MiB READs, a default chunk each. */
+export const DEFAULT_READ_AHEAD_KB = 1024;
 const FUSECTL = '/sys/fs/fuse/connections';
 /**
  * A worker allocates little (chunk buffers are recycled), so a small young generation costs nothing
@@ -52,6 +53,8 @@ export interface SessionOptions {
    */
   fd?: number;
   takeover?: boolean;
+  /** The kernel's readahead on the mount, KiB (default DEFAULT_READ_AHEAD_KB; 0: each READ is what a reader asked for). */
+  readaheadKb?: number;
 }
 
 /** FUSE_NOTIFY_RESEND: the kernel requeues every request read but not yet answered. */
@@ -265,12 +268,12 @@ export class FuseSession {
     return { count: waiting.length, oldestMs: waiting.reduce((m, s) => Math.max(m, now - s.since), 0) };
   }
 
-  /** The INIT reply can only lower the bdi readahead, so raise it afterwards (1 MiB READs). */
+  /** The INIT reply can only lower the bdi readahead, so set it afterwards (1 MiB READs by default). */
   private raiseReadahead(): void {
     const mount = mountsAt(this.mountPath)[0];
     if (!mount) return;
     try {
-      writeFileSync(`/sys/class/bdi/${mount.dev}/read_ahead_kb`, `${READ_AHEAD_KB}\n`);
+      writeFileSync(`/sys/class/bdi/${mount.dev}/read_ahead_kb`, `${this.opts.readaheadKb ?? DEFAULT_READ_AHEAD_KB}\n`);
     } catch (err) {
       log.warn('cannot raise readahead', { dev: mount.dev, error: err });
     }
