@@ -11,9 +11,9 @@ import { log } from '../../util/log.js';
 import { answerFetch, FETCH_SLOT_BYTES, slotWords } from '../../blobcache/sync-cache-source.js';
 import { type FuseMetrics, newWorkerMetricsBuffer, sumWorkerMetrics } from '../metrics.js';
 import type { DaemonMode } from '../router.js';
+import type { FilePlace } from '../trace-recorder.js';
 import { opName } from './protocol.js';
 import { newTraceRing, type TraceReadSink, TraceRingReader } from './trace-ring.js';
-import type { FilePlace } from '../trace-recorder.js';
 import type { WorkerConfig, WorkerControl, WorkerImage, WorkerMessage } from './worker.js';
 
 export const FS_NAME = 'nydusify';
