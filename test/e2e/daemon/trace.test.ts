@@ -4,7 +4,8 @@
 // GET /api/v1/metrics/pattern with their paths and offsets, the first as a miss with the demand
 // fetch it waited for, the same read again as a hit; on unmount the trace file is written, parses,
 // and its fetches add up to exactly the bytes the daemon fetched from the registry. With --prefetch
-// the prefetch list's chunks are recorded as prefetch.
+// the prefetch list's chunks are recorded as prefetch. A shared daemon writes an image's trace when
+// that image alone is unmounted through the API (its workers still serving others).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonApiError, DaemonClient } from '../../../src/daemon/api-client.js';
 import { type AccessTrace, parseAccessTrace } from '../../../src/trace/access-trace.js';
+import { killApiDaemons, startApiDaemon, stopApiDaemon } from '../../helpers/api-daemon.js';
 import { cliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, startDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { waitFor } from '../../helpers/wait-for.js';
@@ -47,7 +49,10 @@ beforeAll(async () => {
   ]);
 }, 60_000);
 
-afterAll(() => cleanUp(daemons, work));
+afterAll(async () => {
+  killApiDaemons();
+  await cleanUp(daemons, work);
+});
 
 describe('nydusify-ts mount --trace', () => {
   it('records reads (paths, offsets, misses) and fetches; writes the trace on unmount, fetches summing to the bytes fetched', async () => {
@@ -101,5 +106,19 @@ describe('nydusify-ts mount --trace', () => {
     const { code } = await stopWithStats(d);
     expect(code).toBe(0);
     expect(parseAccessTrace(readFileSync(p('pre.json'))).fetches.length).toBeGreaterThanOrEqual(prefetched.length);
+  }, 60_000);
+
+  it('a shared daemon writes an image\'s trace when that image is unmounted through the API', async () => {
+    const d = await startApiDaemon(work, 'shared', null);
+    await d.client.mount('bb', { target: TARGET, plainHttp: true, trace: p('shared-bb.json') });
+    await d.client.mount('other', { target: TARGET, plainHttp: true });
+    const passwd = readFileSync(join(d.mnt, 'bb', 'etc', 'passwd'));
+    readFileSync(join(d.mnt, 'other', 'etc', 'group'));
+    await d.client.umount('bb');
+    const trace = parseAccessTrace(readFileSync(p('shared-bb.json')));
+    // the worker that served the read still waits on /dev/fuse: its reads were taken from its ring
+    // and only that image's: /etc/group was read through the other one
+    expect(trace.reads.map((r) => [trace.files[r.file]!.path, r.offset, r.length])).toEqual([['/etc/passwd', 0, passwd.length]]);
+    expect(await stopApiDaemon(d)).toBe(0);
   }, 60_000);
 });
