@@ -8,7 +8,7 @@
 // `truncated`), never waited for.
 
 /** Records per ring (a power of two). */
-export const RING_RECORDS = 4096;
+export const RING_RECORDS = 8192;
 const MASK = RING_RECORDS - 1;
 /** The worker nudges the main thread once this many records wait. */
 export const NUDGE_AT = 512;
