@@ -38,6 +38,20 @@ export interface FetcherOptions {
   chunkTable?: (blob: BlobInfo) => readonly ChunkRef[] | undefined;
   /** A request (the backend's retries included) still not done after this long is given up. Default 30 s. */
   requestTimeoutMs?: number;
+  /** Hears of every chunk fetched and verified (an access trace records them). */
+  onChunk?: (chunk: FetchedChunk) => void;
+}
+
+/** A chunk brought in from the backend and verified. */
+export interface FetchedChunk {
+  blob: BlobInfo;
+  ref: ChunkRef;
+  /** performance.now() when it was first asked for (or added to a grown request). */
+  askedAt: number;
+  /** performance.now() once its bytes were verified. */
+  verifiedAt: number;
+  /** Nobody asked for it: a request grew to take it along. */
+  amplified: boolean;
 }
 
 export interface FetcherStats {
@@ -69,6 +83,8 @@ interface Waiter {
   reject: (err: unknown) => void;
   /** Times its chunk was asked for again after failing verification. */
   refetched: number;
+  askedAt: number;
+  amplified: boolean;
 }
 
 interface PendingBlob {
@@ -134,7 +150,7 @@ export class ChunkFetcher {
       pending = { blob, sink, waiters: new Map() };
       this.pending.set(blob.blobId, pending);
     }
-    const flight = this.register(key, pending, ref);
+    const flight = this.register(key, pending, ref, false);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // let every read issued in this turn join the batch
@@ -143,7 +159,7 @@ export class ChunkFetcher {
     return early ? flight.verified : flight.stored;
   }
 
-  private register(key: string, pending: PendingBlob, ref: ChunkRef): InFlight {
+  private register(key: string, pending: PendingBlob, ref: ChunkRef, amplified: boolean): InFlight {
     let verified!: (data: Buffer) => void;
     let failed!: (err: unknown) => void;
     const early = new Promise<Buffer>((resolve, reject) => {
@@ -152,7 +168,7 @@ export class ChunkFetcher {
     });
     let waiter!: Waiter;
     const stored = new Promise<Buffer>((resolve, reject) => {
-      waiter = { ref, verified, resolve, reject: (err) => { failed(err); reject(err); }, refetched: 0 };
+      waiter = { ref, verified, resolve, reject: (err) => { failed(err); reject(err); }, refetched: 0, askedAt: performance.now(), amplified };
     });
     early.catch(() => undefined); // most readers wait for `stored`
     pending.waiters.set(key, waiter);
@@ -220,7 +236,7 @@ export class ChunkFetcher {
         }
         const key = claimKey(blobId, ref);
         if (batch.sink.isReady(ref.ciIndex) || this.inflight.has(key)) continue;
-        this.register(key, batch, ref).stored.catch(() => undefined); // nobody may be waiting for an amplified chunk
+        this.register(key, batch, ref, true).stored.catch(() => undefined); // nobody may be waiting for an amplified chunk
         range.chunks.push(batch.waiters.get(key)!);
         range.end = Math.max(range.end, end);
         this.stats.amplifiedChunks++;
@@ -304,6 +320,7 @@ export class ChunkFetcher {
     try {
       data = await decodeChunkAsync(blob, w.ref, stored);
       this.stats.chunks++;
+      this.options.onChunk?.({ blob, ref: w.ref, askedAt: w.askedAt, verifiedAt: performance.now(), amplified: w.amplified });
     } catch (err) {
       this.stats.corruptChunks++;
       if (w.refetched < REFETCHES) {

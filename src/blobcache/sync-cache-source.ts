@@ -44,6 +44,9 @@ export interface FetchRequest {
   slot: number;
   blobIndex: number;
   ciIndex: number;
+  /** The file whose read wants it (-1: not a file's read), and where the chunk starts in that file. */
+  nid: number;
+  fileOffset: number;
 }
 
 /** A reply slot's words, over a SharedArrayBuffer of FETCH_SLOT_BYTES. */
@@ -75,6 +78,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
   private readonly files = new Map<number, BlobFiles>();
   private readonly cache: ChunkLru;
   private readonly slot: Int32Array;
+  fetched = 0;
 
   constructor(
     private readonly dir: string,
@@ -89,7 +93,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     this.slot = slotWords(slot);
   }
 
-  read(ref: ChunkRef): Buffer {
+  read(ref: ChunkRef, nid = -1, fileOffset = 0): Buffer {
     return this.cache.getOrLoad(ref, (into) => {
       const blob = blobOf(this.blobs, ref);
       let files = this.open(ref.blobIndex, blob);
@@ -97,7 +101,8 @@ export class SyncLazyCacheSource implements SyncChunkSource {
       if (verified || this.isReady(files, ref.ciIndex)) this.counters?.chunkHit();
       else {
         this.counters?.chunkMiss();
-        if (this.fetch(blob, ref, into)) return; // handed over, not stored: verified by the main thread
+        this.fetched++;
+        if (this.fetch(blob, ref, into, nid, fileOffset)) return; // handed over, not stored: verified by the main thread
         // the main thread stored it; if the files this thread holds do not say so, they were
         // replaced (a cache cleaned under the daemon): read the current ones, and never a hole
         if (!this.isReady(files, ref.ciIndex)) {
@@ -123,9 +128,9 @@ export class SyncLazyCacheSource implements SyncChunkSource {
    * Asks the main thread to bring the chunk into the cache; returns once it is there (false), or
    * once its bytes are in `into` because the cache could not keep them (true); throws otherwise.
    */
-  private fetch(blob: BlobInfo, ref: ChunkRef, into: Buffer): boolean {
+  private fetch(blob: BlobInfo, ref: ChunkRef, into: Buffer, nid: number, fileOffset: number): boolean {
     const id = Atomics.add(this.slot, 2, 1) + 1;
-    this.ask({ type: 'fetch', id, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex });
+    this.ask({ type: 'fetch', id, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex, nid, fileOffset });
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
       const seen = Atomics.load(this.slot, 0);

@@ -6,8 +6,13 @@ import { ChunkIntegrityError } from './chunk-decoder.js';
 
 /** Verified uncompressed bytes of chunks, synchronously. */
 export interface SyncChunkSource {
-  /** The chunk's bytes, valid until `recycle()` is called. */
-  read(ref: ChunkRef): Buffer;
+  /**
+   * The chunk's bytes, valid until `recycle()` is called. A read of a file says which (`nid`) and
+   * where the chunk starts in it, for the main thread to record with a fetch.
+   */
+  read(ref: ChunkRef, nid?: number, fileOffset?: number): Buffer;
+  /** Chunks this source has had to have fetched so far (a lazy source): a change across a read means it waited. */
+  readonly fetched?: number;
   /** The reply built from earlier reads is written: their buffers may be reused. */
   recycle(): void;
   close(): void;

@@ -1,6 +1,7 @@
 // Flags `daemon` and `mount` share: the daemon config (a --config file, then flags over it) and
 // the image to serve (--target, or --bootstrap with --blob-dir).
 import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_CONFIG, type DaemonConfig, loadDaemonConfig, type MountSpec, parseDaemonConfig } from '../daemon/config.js';
 import { mountsAt } from '../daemon/fuse/session.js';
@@ -28,6 +29,7 @@ export interface ImageFlags {
   bootstrap?: string;
   blobDir?: string;
   prefetch?: boolean;
+  trace?: string;
 }
 
 function parseSeconds(value: string): number {
@@ -73,7 +75,8 @@ export function addImageOptions(cmd: Command): Command {
     .option('--target <ref>', 'Nydus image in a registry, loaded lazily through the blob cache')
     .option('--bootstrap <file>', 'image bootstrap (a local image)')
     .option('--blob-dir <dir>', 'directory holding the data blobs of --bootstrap')
-    .option('--prefetch', 'fetch the files on the image\'s prefetch list in the background');
+    .option('--prefetch', 'fetch the files on the image\'s prefetch list in the background')
+    .option('--trace <file>', 'write the image\'s access trace (what it read and fetched, when) to this file when it is unmounted');
 }
 
 /** The config file (or the defaults) with the flags given on top. */
@@ -102,13 +105,14 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
 /** The image flags as a mount spec (undefined when none were given). */
 export function specFrom(flags: ImageFlags): MountSpec | undefined {
   if (flags.target === undefined && flags.bootstrap === undefined) {
-    if (flags.blobDir !== undefined || flags.prefetch) throw new Error('--blob-dir and --prefetch go with --target or --bootstrap');
+    if (flags.blobDir !== undefined || flags.prefetch || flags.trace !== undefined) throw new Error('--blob-dir, --prefetch and --trace go with --target or --bootstrap');
     return undefined;
   }
   if (flags.target !== undefined && (flags.bootstrap !== undefined || flags.blobDir !== undefined)) throw new Error('--target does not go with --bootstrap or --blob-dir');
   const spec: MountSpec = flags.target !== undefined ? { target: flags.target } : { bootstrap: flags.bootstrap! };
   if (flags.blobDir !== undefined) spec.blobDir = flags.blobDir;
   if (flags.prefetch) spec.prefetch = true;
+  if (flags.trace !== undefined) spec.trace = resolve(flags.trace);
   return spec;
 }
 

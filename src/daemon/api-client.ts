@@ -1,5 +1,6 @@
 // A client for the daemon's API socket (see api.ts), for the manager and the tests.
 import { request } from 'node:http';
+import { type AccessTrace, parseAccessTrace } from '../trace/access-trace.js';
 import type { MountSpec } from './config.js';
 import type { DaemonInfo } from './daemon.js';
 import type { ImageMountInfo } from './image-mount.js';
@@ -55,6 +56,11 @@ export class DaemonClient {
 
   async backendStats(): Promise<Record<string, number>> {
     return JSON.parse(await this.call('GET', '/api/v1/metrics/backend')) as Record<string, number>;
+  }
+
+  /** The access trace so far of the image mounted as `name` (checked as any trace file is). */
+  async accessTrace(name: string): Promise<AccessTrace> {
+    return parseAccessTrace(await this.call('GET', `/api/v1/metrics/pattern?mountpoint=${encodeURIComponent(name === '/' ? '/' : `/${name}`)}`));
   }
 
   metrics(): Promise<string> {

@@ -7,6 +7,7 @@
 //   GET    /api/v1/metrics                      Prometheus text (also GET /metrics)
 //   GET    /api/v1/metrics/backend              backend counters, JSON
 //   GET    /api/v1/metrics/blobcache            blob cache usage, JSON
+//   GET    /api/v1/metrics/pattern?mountpoint=/NAME  the image's access trace so far (trace/access-trace.ts), JSON
 // Errors are JSON {code, message} with a 4xx/5xx status. A bad request is answered, never fatal.
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -17,6 +18,7 @@ import { ChunkConflictError } from '../blobcache/cache.js';
 import { ChunkMapConflictError } from '../blobcache/chunk-map.js';
 import { RafsFormatError } from '../rafs/errors.js';
 import { StargzFormatError } from '../stargz/errors.js';
+import { serializeAccessTrace } from '../trace/access-trace.js';
 import { type Daemon, MountConflictError, MountNotFoundError } from './daemon.js';
 
 const MAX_BODY = 64 << 10;
@@ -96,6 +98,8 @@ async function route(daemon: Daemon, req: IncomingMessage, res: ServerResponse, 
       return send(res, 200, daemon.backendStats());
     case 'GET /api/v1/metrics/blobcache':
       return send(res, 200, await daemon.cacheStats());
+    case 'GET /api/v1/metrics/pattern':
+      return send(res, 200, serializeAccessTrace(await daemon.accessTrace(mountName(url))));
     default:
       throw new HttpError(404, 'NOT_FOUND', `no ${key}`);
   }

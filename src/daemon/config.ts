@@ -2,6 +2,7 @@
 // once when loaded, so everything past this file can trust it. Unknown keys are errors: a typo in
 // a config file should not silently mean "default".
 import { readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import type { RegistryMirror } from '../image/remote.js';
 import { InvalidReferenceError, parseReference } from '../registry/reference.js';
 
@@ -63,6 +64,8 @@ export interface MountSpec {
    * tree a snapshotter's chain ending in that layer must show.
    */
   upToLayer?: string;
+  /** Write the image's access trace (trace/access-trace.ts) to this file when it is unmounted or the daemon stops. */
+  trace?: string;
 }
 
 export class ConfigError extends Error {}
@@ -162,14 +165,15 @@ export function loadDaemonConfig(path: string): DaemonConfig {
  */
 export function parseMountSpec(value: unknown): MountSpec {
   const where = 'mount';
-  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer']);
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
   const bootstrap = str(o, 'bootstrap', where) ?? str(o, 'source', where);
   const spec: MountSpec = {
     target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where), prefetch: bool(o, 'prefetch', where), plainHttp: bool(o, 'plainHttp', where), insecure: bool(o, 'insecure', where),
-    upToLayer: str(o, 'upToLayer', where),
+    upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where),
   };
+  if (spec.trace !== undefined && !isAbsolute(spec.trace)) throw new ConfigError(`${where}.trace: expected an absolute path`);
   if (spec.upToLayer !== undefined && (spec.target === undefined || !/^sha256:[0-9a-f]{64}$/.test(spec.upToLayer))) throw new ConfigError(`${where}.upToLayer: a sha256 layer digest, with target`);
   if ((spec.target === undefined) === (spec.bootstrap === undefined)) throw new ConfigError(`${where}: give either target (a registry image) or bootstrap (a local file)`);
   if (spec.target !== undefined && spec.blobDir !== undefined) throw new ConfigError(`${where}: blobDir goes with bootstrap, not with target`);

@@ -2,17 +2,22 @@
 // at "/" becomes the mount's root, and unmounting it ends the daemon. Shared: the mount's root is a
 // directory of images, mounted and unmounted live as MOUNTPOINT/NAME. Every lazily served image
 // reads through the daemon's one blob cache, whose fetcher reads each blob from any mounted image's
-// backends (a blob shared by two images is fetched and stored once).
+// backends (a blob shared by two images is fetched and stored once). Each image's access trace (what
+// it read and fetched) is kept while it is mounted, and written to its spec's `trace` file when it
+// is unmounted or the daemon stops.
 import { readFileSync } from 'node:fs';
 import { BlobCache } from '../blobcache/cache.js';
 import { BlobSources } from '../blobcache/blob-sources.js';
-import { ChunkFetcher } from '../blobcache/fetcher.js';
+import { ChunkFetcher, type FetchedChunk } from '../blobcache/fetcher.js';
 import { Readahead } from '../blobcache/readahead.js';
 import type { ChunkRef } from '../rafs/tree.js';
 import { retryCount } from '../registry/retry.js';
+import type { AccessTrace } from '../trace/access-trace.js';
 import { log } from '../util/log.js';
 import { checkImageName, type DaemonConfig, type MountSpec } from './config.js';
 import { DEFAULT_READ_AHEAD_KB, FuseSession } from './fuse/session.js';
+import type { TraceReadSink } from './fuse/trace-ring.js';
+import type { FilePlace } from './trace-recorder.js';
 import { ImageMount, type ImageMountInfo, type MountContext } from './image-mount.js';
 import { fuseFamilies, type Family, renderPrometheus } from './metrics.js';
 import { type DaemonMode, MAX_SLOT } from './router.js';
@@ -59,6 +64,8 @@ export class Daemon {
   state: DaemonState = 'INIT';
   private session: FuseSession | undefined;
   private readonly mounts = new Map<string, ImageMount>();
+  /** Every open image mount by slot (those being mounted too): see MountContext.traced. */
+  private readonly traced = new Map<number, ImageMount>();
   /** Names being mounted right now (a second request for one is a conflict). */
   private readonly pending = new Set<string>();
   private cacheOpened: Promise<BlobCache> | undefined;
@@ -88,7 +95,21 @@ export class Daemon {
       demand: () => this.demandWaiting,
       readahead: this.readahead,
       block: this.opts.block ?? false,
+      traced: this.traced,
     };
+  }
+
+  /** Where the workers' reads go: the trace of the image they read. */
+  private readonly traceReads: TraceReadSink = {
+    read: (slot, at, nid, offset, length, miss) => this.traced.get(slot)?.trace.read(at, nid, offset, length, miss),
+    // the lost records' images are unknown: every trace says it is not whole
+    dropped: () => {
+      for (const m of this.traced.values()) m.trace.lost();
+    },
+  };
+
+  private chunkFetched(chunk: FetchedChunk): void {
+    for (const m of this.traced.values()) m.chunkFetched(chunk);
   }
 
   /** A shared daemon mounts its (empty) root now; a dedicated one waits for its image. */
@@ -105,6 +126,7 @@ export class Daemon {
       amplify: this.opts.config.fetch.amplify,
       // once every reader of a request has given up, so does the request
       requestTimeoutMs: Math.round(this.opts.config.fetchTimeout * 1000),
+      onChunk: (chunk) => this.chunkFetched(chunk),
     });
     this.cacheOpened ??= BlobCache.open(cacheDir, { fetcher: this.fetcher, fallbackDir: fallbackCacheDir });
     return this.cacheOpened;
@@ -118,7 +140,8 @@ export class Daemon {
       images: images.map((m) => m.worker),
       threads: this.opts.config.threads,
       timeoutMs: Math.round(this.opts.config.fetchTimeout * 1000),
-      fetch: (slot, blobIndex, ciIndex) => this.fetch(slot, blobIndex, ciIndex),
+      fetch: (slot, blobIndex, ciIndex, file) => this.fetch(slot, blobIndex, ciIndex, file),
+      reads: this.traceReads,
       signals: [],
       fd: this.opts.fuseFd,
       takeover: this.opts.takeover,
@@ -136,12 +159,12 @@ export class Daemon {
     );
   }
 
-  private async fetch(slot: number, blobIndex: number, ciIndex: number): Promise<Buffer | undefined> {
+  private async fetch(slot: number, blobIndex: number, ciIndex: number, file?: FilePlace): Promise<Buffer | undefined> {
     const mount = [...this.mounts.values()].find((m) => m.slot === slot);
     if (!mount) throw new Error(`image slot ${slot} is not mounted`);
     this.demandWaiting++;
     try {
-      return await mount.fetch(blobIndex, ciIndex);
+      return await mount.fetch(blobIndex, ciIndex, file);
     } finally {
       this.demandWaiting--;
     }
@@ -162,6 +185,7 @@ export class Daemon {
       try {
         if (this.opts.mode === 'dedicated') await this.startSession([mount]);
         else this.session?.addImage(mount.worker);
+        mount.trace.served();
       } catch (err) {
         await mount.close();
         throw err;
@@ -185,8 +209,28 @@ export class Daemon {
     }
     this.mounts.delete(name);
     this.session?.removeImage(mount.slot);
+    this.session?.drainReads();
+    await this.saveTrace(mount);
     await mount.close();
     log.info('image unmounted', { name });
+  }
+
+  /** The access trace so far of the image mounted as `name`. */
+  async accessTrace(name: string): Promise<AccessTrace> {
+    const mount = this.mounts.get(name);
+    if (!mount) throw new MountNotFoundError(`"${name}" is not mounted`);
+    this.session?.drainReads();
+    return mount.trace.take();
+  }
+
+  /** Writes the mount's trace file, if it has one; a failure is logged, the unmount goes on. */
+  private async saveTrace(mount: ImageMount): Promise<void> {
+    try {
+      await mount.saveTrace();
+      if (mount.spec.trace !== undefined) log.info('access trace written', { name: mount.name, file: mount.spec.trace });
+    } catch (err) {
+      log.error('cannot write the access trace', { name: mount.name, file: mount.spec.trace, error: err });
+    }
   }
 
   info(): DaemonInfo {
@@ -270,7 +314,10 @@ export class Daemon {
     try {
       await this.session?.unmount();
       await this.session?.wait().catch(() => undefined);
-      for (const m of this.mounts.values()) await m.close().catch((err: unknown) => log.warn('closing a mount failed', { name: m.name, error: err }));
+      for (const m of this.mounts.values()) {
+        await this.saveTrace(m);
+        await m.close().catch((err: unknown) => log.warn('closing a mount failed', { name: m.name, error: err }));
+      }
       this.mounts.clear();
       await (await this.cacheOpened?.catch(() => undefined))?.close();
     } finally {

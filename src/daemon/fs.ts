@@ -34,6 +34,8 @@ export interface FsEvents {
   onReadError?(nid: number, err: Error): void;
   /** A request could not be served because of a bug or corrupt metadata (EIO to the caller). */
   onError?(opcode: number, err: Error): void;
+  /** A read of file `nid` was served; `miss` when it waited for a chunk to be fetched. */
+  onRead?(nid: number, offset: number, length: number, miss: boolean): void;
 }
 
 /**
@@ -169,13 +171,20 @@ export class RafsFuseFs implements ImageFs {
     if (slices.length === 0) return [];
     if (!this.chunks) return Errno.EIO;
     const parts: Buffer[] = [];
+    const fetched = this.chunks.fetched;
+    // where in the file the slice being read starts (so where its chunk starts: at - s.start)
+    let at = offset;
     try {
-      for (const s of slices) parts.push(this.chunks.read(s.chunk).subarray(s.start, s.start + s.length));
+      for (const s of slices) {
+        parts.push(this.chunks.read(s.chunk, nid, at - s.start).subarray(s.start, s.start + s.length));
+        at += s.length;
+      }
     } catch (err) {
       if (!(err instanceof ChunkIntegrityError) && !isSystemError(err)) throw err;
       this.events.onReadError?.(nid, err as Error);
       return Errno.EIO;
     }
+    this.events.onRead?.(nid, offset, at - offset, this.chunks.fetched !== fetched);
     return parts;
   }
 

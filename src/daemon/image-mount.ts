@@ -1,7 +1,8 @@
 // One image served by the daemon, seen from the main thread: where its bootstrap is (the workers
 // open it themselves), where its data comes from (a local blob directory, or the shared blob cache
 // fed by the image's registry and mirrors), how to bring one of its chunks into the cache for a
-// waiting worker, and its prefetcher.
+// waiting worker, its prefetcher, and its access trace (what it read and fetched; written to the
+// spec's `trace` file when it is unmounted).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
@@ -11,17 +12,20 @@ import { ChunkConflictError, type BlobCache } from '../blobcache/cache.js';
 import { tableConflict } from '../blobcache/chunk-claim.js';
 import type { BlobSources } from '../blobcache/blob-sources.js';
 import { ChunkReader } from '../blobcache/chunk-reader.js';
-import { blobChunkTables } from '../blobcache/fetcher.js';
+import { blobChunkTables, type FetchedChunk } from '../blobcache/fetcher.js';
 import { LocalDirBackend } from '../blobcache/local-backend.js';
 import type { Readahead } from '../blobcache/readahead.js';
 import { type ConnectedNydusImage, hotRegions } from '../image/remote.js';
 import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { type FetchKind, serializeAccessTrace } from '../trace/access-trace.js';
+import { writeAtomically } from '../util/files.js';
 import { log } from '../util/log.js';
 import type { DaemonConfig, MountSpec } from './config.js';
 import type { WorkerImage } from './fuse/worker.js';
 import { allChunks, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
+import { chunkKey, type FilePlace, TraceRecorder } from './trace-recorder.js';
 
 /** What an image mount needs from the daemon: the one cache, the blob sources, the chunk tables. */
 export interface MountContext {
@@ -35,6 +39,8 @@ export interface MountContext {
   readahead: Readahead;
   /** Workers serve each image as its flat block image, one file (flat-file-fs.ts), not as a tree. */
   block: boolean;
+  /** The open image mounts by slot: each hears of the reads served from it and the chunks fetched for it. */
+  traced: Map<number, ImageMount>;
 }
 
 export interface ImageMountInfo {
@@ -51,7 +57,18 @@ export interface ImageMountInfo {
   problems: string[];
 }
 
+/** Why a chunk the mount is waiting on was asked for, and for which file's read. */
+interface Asked {
+  kind: FetchKind;
+  file?: FilePlace;
+}
+
 export class ImageMount {
+  /** What the mount read and fetched (the trace so far: `trace.take()`). */
+  readonly trace: TraceRecorder;
+  /** Chunks asked of the cache and not yet had, by chunkKey: a fetch of one is recorded as what it was asked for. */
+  private readonly asked = new Map<number, Asked>();
+  private readonly blobIndexes: Map<string, number>;
   private prefetcher: Prefetcher | undefined;
   private hotRegion: Prefetcher | undefined;
   private flat: FlatImageMap | undefined;
@@ -65,7 +82,11 @@ export class ImageMount {
     readonly worker: WorkerImage,
     private readonly lazy: { cache: BlobCache; remote: ConnectedNydusImage; refs: Map<number, ChunkRef>[]; tables: Map<string, ChunkRef[]> } | undefined,
     private readonly ctx: MountContext,
-  ) {}
+  ) {
+    this.trace = new TraceRecorder({ image: spec.target ?? spec.bootstrap!, rafs, bootstrap: () => this.bootstrap() });
+    this.blobIndexes = new Map(rafs.blobs.map((b, i) => [b.blobId, i]));
+    ctx.traced.set(slot, this);
+  }
 
   /** Opens (and for a registry image, connects) what `spec` names, without serving it yet. */
   static async open(name: string, slot: number, spec: MountSpec, ctx: MountContext): Promise<ImageMount> {
@@ -75,7 +96,12 @@ export class ImageMount {
       const rafs = RafsImage.open(Buffer.from(data));
       if (spec.blobDir === undefined && rafs.blobs.length > 0) throw new Error('the image has data blobs: give blobDir (--blob-dir)');
       const mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir, block: ctx.block }, undefined, ctx);
-      if (ctx.block) mount.flatMap(); // a bootstrap with no flat image (overlapping chunks) is refused here, not in the workers
+      try {
+        if (ctx.block) mount.flatMap(); // a bootstrap with no flat image (overlapping chunks) is refused here, not in the workers
+      } catch (err) {
+        await mount.close();
+        throw err;
+      }
       return mount;
     }
     const { registry } = ctx.config;
@@ -113,7 +139,10 @@ export class ImageMount {
       }
       return mount;
     } catch (err) {
-      if (mount) for (const blobId of ctx.sources.release(mount)) ctx.tables.delete(blobId);
+      if (mount) {
+        ctx.traced.delete(slot);
+        for (const blobId of ctx.sources.release(mount)) ctx.tables.delete(blobId);
+      }
       await remote.close();
       throw err;
     }
@@ -123,7 +152,7 @@ export class ImageMount {
    * Brings chunk `ciIndex` of blob `blobIndex` into the cache (a worker reads it from there); when
    * the cache could not keep it (a full disk), its verified bytes, for the worker to take instead.
    */
-  async fetch(blobIndex: number, ciIndex: number): Promise<Buffer | undefined> {
+  async fetch(blobIndex: number, ciIndex: number, file?: FilePlace): Promise<Buffer | undefined> {
     const blob = this.rafs.blobs[blobIndex];
     const ref = this.lazy?.refs[blobIndex]?.get(ciIndex);
     if (!this.lazy || !blob || !ref) throw new Error(`chunk ${ciIndex} of blob index ${blobIndex} is not in the lazily served image ${this.name}`);
@@ -134,7 +163,42 @@ export class ImageMount {
     // a worker asks only for what its view of the cache files lacks: make sure ours is the same
     await this.lazy.cache.forgetIfReplaced(blob);
     // the worker takes the verified bytes at once; the cache stores them meanwhile
-    return this.fetchRef(blob, ref, true);
+    return this.fetchRef(blob, ref, 'demand', true, file);
+  }
+
+  /** Brings a chunk of this lazily served image into the cache; the trace records its fetch as `kind` (a startup fetch: 'hot'). */
+  async fetchAs(kind: FetchKind, ref: ChunkRef): Promise<void> {
+    const blob = this.rafs.blobs[ref.blobIndex];
+    if (!this.lazy || !blob) throw new Error(`chunk ${ref.ciIndex} of blob index ${ref.blobIndex} is not in the lazily served image ${this.name}`);
+    await this.fetchRef(blob, ref, kind);
+  }
+
+  /**
+   * Records a fetch made outside the cache's fetcher (whose fetches are recorded by themselves):
+   * asked for at `startMs`, verified at `endMs` (performance.now() of this thread).
+   */
+  recordFetch(kind: FetchKind, ref: ChunkRef, startMs: number, endMs: number): void {
+    this.trace.fetch(kind, ref, performance.timeOrigin + startMs, performance.timeOrigin + endMs);
+  }
+
+  /**
+   * The fetcher brought a chunk in. The trace records it if this mount asked for it, or if a
+   * request for this image's blob grew to take it along (readahead; every image serving the blob
+   * records such a chunk).
+   */
+  chunkFetched(chunk: FetchedChunk): void {
+    const blobIndex = this.blobIndexes.get(chunk.blob.blobId);
+    const ref = blobIndex === undefined ? undefined : this.lazy?.refs[blobIndex]?.get(chunk.ref.ciIndex);
+    if (!ref) return;
+    const asked = this.asked.get(chunkKey(ref.blobIndex, ref.ciIndex));
+    const kind = chunk.amplified ? 'readahead' : asked?.kind;
+    if (kind) this.trace.fetch(kind, ref, performance.timeOrigin + chunk.askedAt, performance.timeOrigin + chunk.verifiedAt, asked?.file);
+  }
+
+  /** Writes the trace so far to the spec's `trace` file, if it names one. */
+  async saveTrace(): Promise<void> {
+    if (this.spec.trace === undefined) return;
+    await writeAtomically(this.spec.trace, serializeAccessTrace(await this.trace.take()));
   }
 
   /** The image's flat block image (built on first use: a walk of every chunk). */
@@ -152,7 +216,7 @@ export class ImageMount {
   async readChunk(ref: ChunkRef): Promise<Buffer> {
     const blob = this.rafs.blobs[ref.blobIndex];
     if (!blob) throw new RangeError(`chunk refers to blob index ${ref.blobIndex}, the image has ${this.rafs.blobs.length} blobs`);
-    if (this.lazy) return this.lazy.cache.readChunk(blob, ref);
+    if (this.lazy) return this.ask(blob, ref, 'demand');
     if (!this.localChunks) {
       const backend = new LocalDirBackend(this.spec.blobDir!);
       this.localChunks = { backend, reader: new ChunkReader(backend, this.rafs.blobs) };
@@ -164,17 +228,30 @@ export class ImageMount {
   private async readAhead(blob: BlobInfo, refs: ChunkRef[]): Promise<void> {
     const { cache } = this.lazy!;
     const cached = await Promise.all(refs.map((r) => cache.isCached(blob, r)));
-    for (const [i, r] of refs.entries()) if (!cached[i]) cache.readChunk(blob, r).catch(() => undefined);
+    for (const [i, r] of refs.entries()) if (!cached[i]) this.ask(blob, r, 'readahead').catch(() => undefined);
+  }
+
+  /** A chunk through the cache (fetched if it is missing), remembered as asked for while it is had. */
+  private async ask(blob: BlobInfo, ref: ChunkRef, kind: FetchKind, early = false, file?: FilePlace): Promise<Buffer> {
+    const { cache } = this.lazy!;
+    const key = chunkKey(ref.blobIndex, ref.ciIndex);
+    // the first reason stands: a read joining a prefetch of the chunk waits for the prefetch's fetch
+    if (this.asked.has(key)) return cache.readChunk(blob, ref, early);
+    this.asked.set(key, file ? { kind, file } : { kind });
+    try {
+      return await cache.readChunk(blob, ref, early);
+    } finally {
+      this.asked.delete(key);
+    }
   }
 
   /**
    * Fetches and stores a chunk; its verified bytes when the cache could not store them, or when
    * `early` asked for them before they were stored.
    */
-  private async fetchRef(blob: BlobInfo, ref: ChunkRef, early = false): Promise<Buffer | undefined> {
-    const { cache } = this.lazy!;
-    const bytes = await cache.readChunk(blob, ref, early);
-    return (await cache.isCached(blob, ref)) ? undefined : bytes;
+  private async fetchRef(blob: BlobInfo, ref: ChunkRef, kind: FetchKind, early = false, file?: FilePlace): Promise<Buffer | undefined> {
+    const bytes = await this.ask(blob, ref, kind, early, file);
+    return (await this.lazy!.cache.isCached(blob, ref)) ? undefined : bytes;
   }
 
   /** Starts the background prefetch (registry images only). */
@@ -184,7 +261,7 @@ export class ImageMount {
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
     this.prefetcher = new Prefetcher({
       isCached: (ref) => cache.isCached(blobOf(ref), ref),
-      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref)),
+      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'prefetch')),
       demand: this.ctx.demand,
     }, { bandwidth: this.ctx.config.prefetch.bandwidth });
     this.prefetcher.start(prefetchListChunks(this.rafs), this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : []);
@@ -209,7 +286,7 @@ export class ImageMount {
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
     this.hotRegion = new Prefetcher({
       isCached: (ref) => cache.isCached(blobOf(ref), ref),
-      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref)),
+      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'hot')),
       demand: this.ctx.demand,
     }, { streams: 2, batchBytes: 1 << 20, yieldToDemand: false });
     this.hotRegion.start(refs);
@@ -239,6 +316,7 @@ export class ImageMount {
 
   /** Stops prefetch and lets go of the registry connection, and of the chunk tables of blobs no other image has. */
   async close(): Promise<void> {
+    if (this.ctx.traced.get(this.slot) === this) this.ctx.traced.delete(this.slot);
     await this.hotRegion?.stop();
     await this.prefetcher?.stop();
     for (const blobId of this.ctx.sources.release(this)) {

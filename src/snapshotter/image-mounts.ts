@@ -3,15 +3,19 @@
 // dedicated mode: a daemon of its own at mnt/NAME) and stays mounted while any active snapshot or
 // view reads through it. The manager records every daemon durably, so after a snapshotter restart
 // `recover` adopts the live daemons, restarts dead ones and drops images nobody uses any more; while
-// the snapshotter runs, every daemon is supervised and brought back when it dies.
+// the snapshotter runs, every daemon is supervised and brought back when it dies. The first
+// container start of each image leaves its access trace in ROOT/traces/NAME.json (written when the
+// image is unmounted), the input of `optimize` and `report`; later mounts of the image keep it.
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import type { DaemonConfig, MountSpec } from '../daemon/config.js';
 import { ErofsMount, erofsMountedAt } from '../daemon/erofs-mount.js';
 import { DaemonManager, type DaemonRecord } from '../daemon/manager.js';
 import type { DaemonMode } from '../daemon/router.js';
+import { MAX_TRACE_BYTES, parseAccessTrace } from '../trace/access-trace.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
 import { StargzWarmup } from './stargz-warmup.js';
@@ -120,21 +124,28 @@ export class ImageMounts {
 
   /**
    * The image from its registry; the files on its prefetch list (if it has one) fetched in the
-   * background. An eStargz chain is the image's layers up to the chain's top layer.
+   * background. An eStargz chain is the image's layers up to the chain's top layer. Its trace is
+   * recorded unless one is kept already.
    */
-  private spec(remote: RemoteLayer): MountSpec {
-    return { target: remote.ref, prefetch: true, ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}) };
+  private async spec(name: string, remote: RemoteLayer): Promise<MountSpec> {
+    const trace = this.traceFile(name);
+    return { target: remote.ref, prefetch: true, ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }) };
   }
 
-  private recordOf(name: string, remote: RemoteLayer): DaemonRecord {
+  /** Where the image's access trace is kept (`name` is nameOf's: safe as a file name). */
+  traceFile(name: string): string {
+    return join(this.opts.root, 'traces', `${name}.json`);
+  }
+
+  private async recordOf(name: string, remote: RemoteLayer): Promise<DaemonRecord> {
     const { mode, config } = this.opts;
     if (mode === 'dedicated') {
-      const record = this.manager.record(name) ?? { id: name, mode, mountpoint: this.served(name), ...this.blockRecord(), config, mounts: [{ name: '/', spec: this.spec(remote) }] };
+      const record = this.manager.record(name) ?? { id: name, mode, mountpoint: this.served(name), ...this.blockRecord(), config, mounts: [{ name: '/', spec: await this.spec(name, remote) }] };
       record.failover = this.opts.policy === 'failover';
       return record;
     }
     const record = this.manager.record(SHARED_ID) ?? { id: SHARED_ID, mode, mountpoint: join(this.mnt, SHARED_ID), ...this.blockRecord(), config, mounts: [] };
-    if (!record.mounts.some((m) => m.name === name)) record.mounts.push({ name, spec: this.spec(remote) });
+    if (!record.mounts.some((m) => m.name === name)) record.mounts.push({ name, spec: await this.spec(name, remote) });
     return record;
   }
 
@@ -145,7 +156,7 @@ export class ImageMounts {
   /** Mounts the image unless it is mounted; returns its directory. */
   acquire(name: string, remote: RemoteLayer): Promise<string> {
     return this.serial(async () => {
-      const record = this.recordOf(name, remote);
+      const record = await this.recordOf(name, remote);
       mkdirSync(record.mountpoint, { recursive: true });
       this.manager.save(record);
       try {
@@ -203,7 +214,7 @@ export class ImageMounts {
     return this.serial(async () => {
       for (const name of this.mounted()) if (!inUse.has(name)) await this.drop(name);
       for (const [name, remote] of inUse) {
-        const record = this.recordOf(name, remote);
+        const record = await this.recordOf(name, remote);
         mkdirSync(record.mountpoint, { recursive: true });
         this.manager.save(record);
         const started = await this.manager.ensure(record).catch((err: unknown) => {
@@ -241,5 +252,21 @@ export class ImageMounts {
   /** Stops watching; the daemons keep serving (running containers read through them). */
   close(): Promise<void> {
     return this.manager.detachAll();
+  }
+}
+
+/**
+ * Whether a trace of a container start is kept in `file`: one that holds reads. A trace without
+ * any (an image mounted at pull and unmounted before a container ran) or a broken one is replaced.
+ */
+async function traceKept(file: string): Promise<boolean> {
+  const size = (await stat(file).catch(() => undefined))?.size;
+  if (size === undefined) return false;
+  // more than a trace may hold: not one of ours, and not ours to replace
+  if (size > MAX_TRACE_BYTES) return true;
+  try {
+    return parseAccessTrace(await readFile(file)).reads.length > 0;
+  } catch {
+    return false;
   }
 }

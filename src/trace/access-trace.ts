@@ -20,7 +20,7 @@ export const MAX_TRACE_FILES = 1_000_000;
 /** Longest trace file accepted, in bytes. */
 export const MAX_TRACE_BYTES = 512 << 20;
 /** Longest path in a trace (PATH_MAX). */
-const MAX_PATH = 4096;
+export const MAX_TRACE_PATH = 4096;
 
 export interface TraceBlob {
   /** sha256 hex of the blob (its blob id). */
@@ -136,7 +136,7 @@ export function parseAccessTrace(text: string | Buffer): AccessTrace {
     const inFile = r.file === undefined ? {} : { file: index(r.file, files.length, `${where}.file`), offset: count(r.offset, `${where}.offset`) };
     return { t: time(r.t, `${where}.t`), ms: time(r.ms, `${where}.ms`), blob: index(r.blob, blobs.length, `${where}.blob`), chunk: count(r.chunk, `${where}.chunk`), bytes: count(r.bytes, `${where}.bytes`), size: count(r.size, `${where}.size`), ...inFile, kind: r.kind as FetchKind };
   });
-  if (typeof o.image !== 'string' || o.image.length > MAX_PATH) throw new TraceFormatError('image is not a string of at most 4096 characters');
+  if (typeof o.image !== 'string' || o.image.length > MAX_TRACE_PATH) throw new TraceFormatError('image is not a string of at most 4096 characters');
   if (typeof o.started !== 'string' || Number.isNaN(Date.parse(o.started))) throw new TraceFormatError('started is not an ISO 8601 time');
   return {
     format: TRACE_FORMAT,
@@ -216,6 +216,6 @@ function hex64(v: unknown, what: string): string {
 }
 
 function path(v: unknown, what: string): string {
-  if (typeof v !== 'string' || !v.startsWith('/') || v.length > MAX_PATH || v.includes('\0')) throw new TraceFormatError(`${what} is not an absolute path of at most ${MAX_PATH} characters`);
+  if (typeof v !== 'string' || !v.startsWith('/') || v.length > MAX_TRACE_PATH || v.includes('\0')) throw new TraceFormatError(`${what} is not an absolute path of at most ${MAX_TRACE_PATH} characters`);
   return v;
 }

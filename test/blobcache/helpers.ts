@@ -1,7 +1,7 @@
 // Test blobs made with the real layer builder (createLayer), and a backend wrapper that counts and
 // can tamper with range requests.
 import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { BlobBackend } from '../../src/blobcache/backend.js';
 import { createLayer } from '../../src/convert/create.js';
@@ -33,13 +33,14 @@ export function content(seed: number, size: number): Buffer {
   return buf;
 }
 
-/** Builds a layer from `files` (relative path → content) with 4 KiB chunks into `work`. */
-export async function makeBlob(work: string, files: Record<string, Buffer>, name = 'layer'): Promise<TestBlob> {
+/** Builds a layer from `files` (relative path → content) and hard `links` (new path → one of `files`) with 4 KiB chunks into `work`. */
+export async function makeBlob(work: string, files: Record<string, Buffer>, name = 'layer', links: Record<string, string> = {}): Promise<TestBlob> {
   const src = join(work, `${name}-src`);
   for (const [path, data] of Object.entries(files)) {
     mkdirSync(dirname(join(src, path)), { recursive: true });
     writeFileSync(join(src, path), data);
   }
+  for (const [path, target] of Object.entries(links)) linkSync(join(src, target), join(src, path));
   const tar = join(work, `${name}.tar`);
   execFileSync('tar', ['--numeric-owner', '-C', src, '-cf', tar, '.']);
   const blobDir = join(work, 'blobs');

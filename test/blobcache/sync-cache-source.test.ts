@@ -52,8 +52,10 @@ describe('SyncLazyCacheSource', () => {
   it('asks for a missing chunk and fails the read when the fetch failed', () => {
     const { src, asked } = source((slot, req) => answerFetch(slot, req.id, false));
     const ref = t.files.get('/b.txt')!.chunks[0]!;
-    expect(() => src.read(ref)).toThrow(ChunkIntegrityError);
-    expect(asked).toEqual([{ type: 'fetch', id: 1, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex }]);
+    expect(() => src.read(ref, 7, 0)).toThrow(ChunkIntegrityError);
+    // the file whose read wants the chunk goes along, for the access trace
+    expect(asked).toEqual([{ type: 'fetch', id: 1, blobIndex: ref.blobIndex, ciIndex: ref.ciIndex, nid: 7, fileOffset: 0 }]);
+    expect(src.fetched).toBe(1);
     src.close();
   });
 

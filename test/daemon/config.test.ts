@@ -30,6 +30,7 @@ describe('parseMountSpec', () => {
   it("takes ours and nydusd's names", () => {
     expect(parseMountSpec({ target: 'r/x:y', prefetch: true })).toEqual({ target: 'r/x:y', prefetch: true });
     expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', blobDir: '/blobs' })).toEqual({ bootstrap: '/b.boot', blobDir: '/blobs' });
+    expect(parseMountSpec({ target: 'r/x:y', trace: '/var/traces/x.json' })).toEqual({ target: 'r/x:y', trace: '/var/traces/x.json' });
   });
 
   it.each([
@@ -39,6 +40,8 @@ describe('parseMountSpec', () => {
     [{ bootstrap: '/b', fs_type: 'fscache' }, /only "rafs"/],
     [{ bootstrap: '/b', config: '{}' }, /unknown key "config"/],
     [{ bootstrap: 'a\0b' }, /non-empty string/],
+    [{ target: 'r/x', trace: 'trace.json' }, /trace: expected an absolute path/],
+    [{ target: 'r/x', trace: 7 }, /trace: expected a non-empty string/],
   ])('refuses %j', (value, message) => {
     expect(() => parseMountSpec(value)).toThrow(message);
   });

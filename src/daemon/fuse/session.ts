@@ -11,7 +11,9 @@ import { log } from '../../util/log.js';
 import { answerFetch, FETCH_SLOT_BYTES, slotWords } from '../../blobcache/sync-cache-source.js';
 import { type FuseMetrics, newWorkerMetricsBuffer, sumWorkerMetrics } from '../metrics.js';
 import type { DaemonMode } from '../router.js';
+import type { FilePlace } from '../trace-recorder.js';
 import { opName } from './protocol.js';
+import { newTraceRing, type TraceReadSink, TraceRingReader } from './trace-ring.js';
 import type { WorkerConfig, WorkerControl, WorkerImage, WorkerMessage } from './worker.js';
 
 export const FS_NAME = 'nydusify';
@@ -39,9 +41,11 @@ export interface SessionOptions {
    * directory and ask the main thread for missing ones; `fetch` must bring chunk `ciIndex` of blob
    * `blobIndex` of the image in `slot` into that cache (whose files of every blob must exist before
    * the image is served), or resolve to its verified bytes when the cache could not keep them. A
-   * worker waits at most `timeoutMs` (then EIO).
+   * worker waits at most `timeoutMs` (then EIO). `file` is the read that wants it, when a file's.
    */
-  fetch?(slot: number, blobIndex: number, ciIndex: number): Promise<Buffer | undefined>;
+  fetch?(slot: number, blobIndex: number, ciIndex: number, file?: FilePlace): Promise<Buffer | undefined>;
+  /** Where the reads the workers serve are recorded (see drainReads). */
+  reads?: TraceReadSink;
   timeoutMs?: number;
   /** Stop serving on these signals (default SIGINT and SIGTERM; none: []). */
   signals?: NodeJS.Signals[];
@@ -128,6 +132,7 @@ export class FuseSession {
   private ports: MessagePort[] = [];
   private readonly control = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
   private readonly metrics: SharedArrayBuffer[] = [];
+  private readonly traces: TraceRingReader[] = [];
   private stopping = false;
   private failure: Error | undefined;
   /** The connection's fusectl name (the superblock's dev_t), known once mounted. */
@@ -159,11 +164,13 @@ export class FuseSession {
       this.slots.push({ slot: slotWords(fetchSlot), waiting: 0, since: 0 });
       const metrics = newWorkerMetricsBuffer();
       this.metrics.push(metrics);
+      const trace = newTraceRing();
+      this.traces.push(new TraceRingReader(trace));
       const { port1, port2 } = new MessageChannel();
       this.ports.push(port1);
       const config: WorkerConfig & { nydusifyFuseWorker: true } = {
         fd: this.fd, index, mode: this.opts.mode, images: this.opts.images, control: this.control, port: port2, fetchSlot,
-        timeoutMs: this.opts.timeoutMs, metrics, nydusifyFuseWorker: true,
+        timeoutMs: this.opts.timeoutMs, metrics, trace, nydusifyFuseWorker: true,
       };
       const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: config, transferList: [port2], resourceLimits: WORKER_LIMITS });
       worker.on('message', (m: WorkerMessage) => this.onMessage(index, m));
@@ -178,6 +185,7 @@ export class FuseSession {
       }));
     }
     this.exited = Promise.all(exits).then(() => {
+      this.drainReads();
       if (this.fd >= 0) closeSync(this.fd);
       this.fd = -1;
       for (const port of this.ports) port.close();
@@ -193,12 +201,18 @@ export class FuseSession {
         log.debug('FUSE INIT', { minor: m.minor, flags: `0x${m.flags.toString(16)}`, maxPages: m.maxPages });
         this.raiseReadahead();
         break;
+      case 'trace':
+        this.drainWorker(index);
+        break;
       case 'fetch': {
+        // the worker waits now: a good moment to take the reads it served before
+        this.drainWorker(index);
         const state = this.slots[index]!;
         state.waiting = m.id;
         state.since = Date.now();
         const fetch = this.opts.fetch;
-        const work = fetch ? fetch(m.slot, m.blobIndex, m.ciIndex) : Promise.reject(new Error('not a lazily loaded mount'));
+        const file = m.nid >= 0 ? { nid: m.nid, offset: m.fileOffset } : undefined;
+        const work = fetch ? fetch(m.slot, m.blobIndex, m.ciIndex, file) : Promise.reject(new Error('not a lazily loaded mount'));
         work.then((bytes): boolean | Buffer => bytes ?? true, (err: unknown) => {
           log.error('chunk fetch failed', { slot: m.slot, blobIndex: m.blobIndex, ciIndex: m.ciIndex, error: err });
           return false;
@@ -221,6 +235,7 @@ export class FuseSession {
         log.error('request failed: EIO', { worker: index, op: opName(m.opcode), error: m.message });
         break;
       case 'exit':
+        this.drainWorker(index);
         log.debug('FUSE worker done', { worker: index, requests: m.requests, reason: m.reason });
         break;
     }
@@ -256,6 +271,15 @@ export class FuseSession {
     // posted first: a worker that sees the new generation finds the message waiting
     const control = new Int32Array(this.control);
     Atomics.add(control, 0, 1);
+  }
+
+  /** Hands every read the workers recorded so far to the `reads` sink. */
+  drainReads(): void {
+    for (let i = 0; i < this.traces.length; i++) this.drainWorker(i);
+  }
+
+  private drainWorker(index: number): void {
+    if (this.opts.reads) this.traces[index]?.drain(this.opts.reads);
   }
 
   fuseMetrics(): FuseMetrics {

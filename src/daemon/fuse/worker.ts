@@ -15,6 +15,7 @@ import { SyncBlobDirSource } from '../../blobcache/sync-blob-dir-source.js';
 import { WorkerMetrics } from '../metrics.js';
 import { type DaemonMode, FuseRouter, slotBase } from '../router.js';
 import { Opcode, OUT_HEADER_SIZE, READ_BUFFER_SIZE } from './protocol.js';
+import { TraceRingWriter } from './trace-ring.js';
 
 /** An image a worker serves: from a local blob directory, or lazily from a blob cache directory. */
 export interface WorkerImage {
@@ -41,6 +42,8 @@ export interface WorkerConfig {
   fetchSlot: SharedArrayBuffer;
   timeoutMs?: number;
   metrics: SharedArrayBuffer;
+  /** Where this worker records the reads it serves (trace-ring.ts). */
+  trace: SharedArrayBuffer;
 }
 
 export type WorkerControl = { type: 'add'; image: WorkerImage } | { type: 'remove'; slot: number };
@@ -51,6 +54,8 @@ export type WorkerMessage =
   | { type: 'read-error'; slot: number; nid: number; message: string }
   | { type: 'error'; opcode: number; message: string }
   | { type: 'add-failed'; slot: number; message: string }
+  /** Reads wait in this worker's trace ring: drain it. */
+  | { type: 'trace' }
   | FetchRequest
   | { type: 'exit'; requests: number; reason: string };
 
@@ -72,7 +77,7 @@ function post(message: WorkerMessage): void {
 class WorkerImages {
   private readonly sources = new Map<number, SyncChunkSource | undefined>();
 
-  constructor(private readonly router: FuseRouter, private readonly config: WorkerConfig, private readonly metrics: WorkerMetrics) {}
+  constructor(private readonly router: FuseRouter, private readonly config: WorkerConfig, private readonly metrics: WorkerMetrics, private readonly trace: TraceRingWriter) {}
 
   add(spec: WorkerImage): void {
     const image = RafsImage.open(Buffer.from(spec.data));
@@ -87,6 +92,7 @@ class WorkerImages {
         this.metrics.readError();
         post({ type: 'read-error', slot, nid, message: err.message });
       },
+      onRead: (nid: number, offset: number, length: number, miss: boolean) => this.trace.read(slot, nid, offset, length, miss),
     };
     const place = this.config.mode === 'dedicated' ? {} : { base: slotBase(slot), ownsRoot: false };
     const fs = spec.block
@@ -144,7 +150,8 @@ export function serve(config: WorkerConfig): WorkerMessage {
     onInit: (r) => (init = { type: 'init', minor: r.minor, flags: r.flags, maxPages: r.maxPages }),
     onError: (opcode, err) => post({ type: 'error', opcode, message: err.stack ?? err.message }),
   });
-  const images = new WorkerImages(router, config, metrics);
+  const trace = new TraceRingWriter(config.trace, () => post({ type: 'trace' }));
+  const images = new WorkerImages(router, config, metrics, trace);
   for (const spec of config.images) images.add(spec);
   const control = new Int32Array(config.control);
   let generation = Atomics.load(control, 0);
@@ -170,6 +177,7 @@ export function serve(config: WorkerConfig): WorkerMessage {
         images.drain();
       }
       const started = performance.now();
+      trace.arrived = started;
       const reply = router.handle(buf.subarray(0, n));
       if (!reply) continue;
       const opcode = buf.readUInt32LE(4);

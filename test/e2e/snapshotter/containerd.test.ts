@@ -3,10 +3,12 @@
 // Nydus images pulled with `ctr-remote image rpull` are never downloaded: their layers commit
 // remotely and containers read through a daemon, lazily (counted at the registry). Then recovery:
 // the snapshotter killed -9 and restarted under running containers, and an image daemon killed -9
-// (restart policy: it comes back and new containers start).
-import { existsSync, mkdtempSync } from 'node:fs';
+// (restart policy: it comes back and new containers start). A Nydus image's first container start
+// leaves its access trace under the snapshotter's root, which later starts do not replace.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AccessTrace, parseAccessTrace } from '../../../src/trace/access-trace.js';
 import { cliAsync } from '../../helpers/cli.js';
 import { waitFor } from '../../helpers/wait-for.js';
 import {
@@ -35,7 +37,7 @@ beforeAll(async () => {
   await containerdUp();
   sn = await startSnapshotter(root);
   // a previous run's leftovers in our namespace
-  for (const id of ['plain', 'lazy', 'bb', 'hold', 'after', 'reader', 'fresh']) {
+  for (const id of ['plain', 'lazy', 'bb', 'bb2', 'hold', 'after', 'reader', 'fresh']) {
     await ctr(['task', 'kill', '-s', 'KILL', id]);
     await ctr(['task', 'rm', '-f', id]);
     await ctr(['container', 'rm', id]);
@@ -54,6 +56,17 @@ afterAll(async () => {
   await stopSnapshotter();
   await killLeftovers(root);
 }, 120_000);
+
+/** The access trace the snapshotter keeps of `image`, if any. */
+function traceOf(image: string): { file: string; trace: AccessTrace } | undefined {
+  const dir = join(root, 'traces');
+  if (!existsSync(dir)) return undefined;
+  for (const name of readdirSync(dir).filter((n) => n.endsWith('.json'))) {
+    const trace = parseAccessTrace(readFileSync(join(dir, name)));
+    if (trace.image === image) return { file: join(dir, name), trace };
+  }
+  return undefined;
+}
 
 describe('snapshotter with containerd', () => {
   it('runs a plain OCI image (pulled and unpacked through it, overlayfs layers)', async () => {
@@ -87,11 +100,26 @@ describe('snapshotter with containerd', () => {
     expect(afterAll).toBeLessThan(blobBytes * 0.75);
   });
 
-  it('runs converted busybox: echo hello', async () => {
+  it('runs converted busybox: echo hello; keeps the trace of its first start, not of the next', async () => {
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, BUSYBOX]);
     expect(pull.code, pull.stderr).toBe(0);
     const r = await runIn(BUSYBOX, 'bb', ['echo', 'hello']);
     expect(r.stdout.trim()).toBe('hello');
+    // written when the image is unmounted (its last container gone); the image mounted at pull may
+    // have been unmounted before the container ran (a Cleanup meanwhile): its trace, without reads,
+    // is replaced by the container's
+    let file: string | undefined;
+    await waitFor(() => (file = traceOf(BUSYBOX)?.file) !== undefined && traceOf(BUSYBOX)!.trace.reads.length > 0, 'the trace of busybox\'s first start', 20_000, 200);
+    const first = traceOf(BUSYBOX)!;
+    const busybox = first.trace.files.findIndex((f) => f.path === '/bin/busybox');
+    expect(busybox, JSON.stringify(first.trace.files)).toBeGreaterThanOrEqual(0);
+    expect(first.trace.reads.some((x) => x.file === busybox)).toBe(true);
+    const bytes = readFileSync(file!);
+    const mtime = statSync(file!).mtimeMs;
+    const again = await runIn(BUSYBOX, 'bb2', ['echo', 'again']);
+    expect(again.stdout.trim()).toBe('again');
+    expect(readFileSync(file!).equals(bytes)).toBe(true);
+    expect(statSync(file!).mtimeMs).toBe(mtime);
   });
 
   it('keeps running containers working across a snapshotter kill -9 and restart; new ones start', async () => {
