@@ -308,7 +308,7 @@ export class BlobCache {
           throw err;
         }
       },
-      sync: () => data.datasync(),
+      sync: groupCommit(() => data.datasync()),
       markReady: (i) => map.markReady(i),
     };
     return { blob, data, map, sink, lastTouch: 0 };
@@ -424,4 +424,32 @@ async function writeFully(fh: FileHandle, data: Buffer, offset: number): Promise
 async function closeEntry(entry: Entry): Promise<void> {
   await entry.map.close().catch(() => undefined);
   await entry.data.close().catch(() => undefined);
+}
+
+/**
+ * `sync` as a group commit: a call while one runs waits for the next, which starts once that one
+ * ends and serves every call made meanwhile (each call is covered by a sync that started after it
+ * was made, so after the caller's write). A stream of small chunks costs a few fdatasyncs, not one
+ * each.
+ */
+export function groupCommit(sync: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let next: Promise<void> | undefined;
+  const start = (): Promise<void> => {
+    const p = sync().finally(() => {
+      if (running === p) running = undefined;
+    });
+    running = p;
+    return p;
+  };
+  const followUp = (): Promise<void> => {
+    // from here on, a new call needs a sync that starts after it: another follow-up
+    next = undefined;
+    return start();
+  };
+  return () => {
+    if (!running) return start();
+    next ??= running.then(followUp, followUp);
+    return next;
+  };
 }

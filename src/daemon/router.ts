@@ -20,6 +20,8 @@ export type DaemonMode = 'dedicated' | 'shared';
 export interface RouterEvents {
   /** INIT was answered (the kernel has applied it once the reply is written). */
   onInit?(reply: InitReply): void;
+  /** Caps the readahead INIT lets the kernel apply (bytes). */
+  readaheadLimit?: number;
   /** A request could not be served because of a bug or corrupt metadata (EIO to the caller). */
   onError?(opcode: number, err: Error): void;
 }
@@ -98,7 +100,7 @@ export class FuseRouter {
   private dispatch(nodeid: number, body: RequestBody): Buffer[] | number {
     switch (body.op) {
       case 'INIT': {
-        const reply = negotiateInit(body);
+        const reply = negotiateInit(body, this.events.readaheadLimit);
         const out = encodeInitOut(reply);
         this.events.onInit?.(reply);
         return [out];

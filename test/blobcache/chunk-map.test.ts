@@ -107,6 +107,24 @@ describe('ChunkMap file', () => {
     expect(readFileSync(chunkMapPath(dir, BLOB))).toEqual(handMade(12, [0, 1, 9]));
   });
 
+  it('marks made while a write is under way go out together: a few writes for a burst, every bit on disk', async () => {
+    const map = await ChunkMap.open(dir, BLOB, 4000);
+    const marks = Array.from({ length: 3000 }, (_, i) => i);
+    const writes: number[] = [];
+    const handle = (map as unknown as { fh: object }).fh as { write: (...args: unknown[]) => Promise<unknown> };
+    const write = handle.write.bind(handle);
+    handle.write = (...args: unknown[]) => {
+      writes.push(args[2] as number);
+      return write(...args);
+    };
+    await Promise.all(marks.map((i) => map.markReady(i)));
+    // the first mark's byte alone, then the rest of the burst as one run
+    expect(writes.length).toBeLessThanOrEqual(2);
+    expect(writes.reduce((a, b) => a + b, 0)).toBe(3000 / 8);
+    await map.close();
+    expect(readFileSync(chunkMapPath(dir, BLOB))).toEqual(handMade(4000, marks));
+  });
+
   it('writes all_ready once every chunk is marked', async () => {
     const map = await ChunkMap.open(dir, BLOB, 3);
     for (const i of [2, 0, 1]) await map.markReady(i);

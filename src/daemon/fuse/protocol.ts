@@ -476,12 +476,15 @@ export interface InitReply {
   maxPages: number;
 }
 
-/** Our INIT answer to what the kernel offered. */
-export function negotiateInit(req: { major: number; minor: number; maxReadahead: number; flags: number }): InitReply {
+/**
+ * Our INIT answer to what the kernel offered; `readaheadLimit` (bytes) caps the readahead the kernel
+ * applies with INIT, before any file can be opened (it can only be raised later, through the bdi).
+ */
+export function negotiateInit(req: { major: number; minor: number; maxReadahead: number; flags: number }, readaheadLimit = MAX_WRITE): InitReply {
   if (req.major !== FUSE_KERNEL_VERSION) throw new FuseProtocolError(Errno.EPROTO, `kernel FUSE ${req.major}.${req.minor}: only major 7 is supported`);
   return {
     minor: Math.min(req.minor, FUSE_OUR_MINOR),
-    maxReadahead: Math.min(req.maxReadahead, MAX_WRITE),
+    maxReadahead: Math.min(req.maxReadahead, MAX_WRITE, readaheadLimit),
     flags: (req.flags & WANTED_INIT_FLAGS) >>> 0,
     maxBackground: 64,
     congestionThreshold: 48,

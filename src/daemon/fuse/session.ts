@@ -26,6 +26,10 @@ const FUSECTL = '/sys/fs/fuse/connections';
  * in speed and keeps ~30 MB per thread off the daemon's RSS.
  */
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4 };
+/** Looks for the mount (every 10 ms) to set its readahead. */
+const READAHEAD_ATTEMPTS = 200;
+/** How long a start waits for INIT and the readahead before it says the mount is there anyway. */
+const READAHEAD_WAIT_MS = 2000;
 /** How long open files may keep a lazily unmounted connection alive before it is aborted. */
 const ABORT_AFTER_MS = 3000;
 
@@ -138,6 +142,8 @@ export class FuseSession {
   /** The connection's fusectl name (the superblock's dev_t), known once mounted. */
   private connection: string | undefined;
   private exited: Promise<void> | undefined;
+  private onReadaheadSet!: () => void;
+  private readonly readaheadSet = new Promise<void>((resolve) => (this.onReadaheadSet = resolve));
   private readonly signalHandler = (signal: NodeJS.Signals): void => {
     log.info('signal: unmounting', { signal, mountPath: this.mountPath });
     void this.unmount();
@@ -171,6 +177,7 @@ export class FuseSession {
       const config: WorkerConfig & { nydusifyFuseWorker: true } = {
         fd: this.fd, index, mode: this.opts.mode, images: this.opts.images, control: this.control, port: port2, fetchSlot,
         timeoutMs: this.opts.timeoutMs, metrics, trace, nydusifyFuseWorker: true,
+        readaheadLimit: this.readaheadKb() * 1024,
       };
       const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: config, transferList: [port2], resourceLimits: WORKER_LIMITS });
       worker.on('message', (m: WorkerMessage) => this.onMessage(index, m));
@@ -192,7 +199,13 @@ export class FuseSession {
     });
     for (const s of this.opts.signals ?? ['SIGINT', 'SIGTERM']) process.on(s, this.signalHandler);
     if (this.opts.takeover) this.resend();
+    // a file opened before the readahead is set keeps the kernel's default for good
+    else await Promise.race([this.readaheadSet, new Promise((r) => setTimeout(r, READAHEAD_WAIT_MS).unref())]);
     log.info('mounted', { mountPath: this.mountPath, threads, takeover: this.opts.takeover ?? false });
+  }
+
+  private readaheadKb(): number {
+    return this.opts.readaheadKb ?? DEFAULT_READ_AHEAD_KB;
   }
 
   private onMessage(index: number, m: WorkerMessage): void {
@@ -292,15 +305,24 @@ export class FuseSession {
     return { count: waiting.length, oldestMs: waiting.reduce((m, s) => Math.max(m, now - s.since), 0) };
   }
 
-  /** The INIT reply can only lower the bdi readahead, so set it afterwards (1 MiB READs by default). */
-  private raiseReadahead(): void {
+  /**
+   * The INIT reply can only lower the bdi readahead, so set it afterwards (1 MiB READs by default).
+   * INIT may be answered before mount(8) has made the mount visible: look again for a while (the
+   * kernel's own 128 KiB would otherwise stay, which for an optimized image fetches cold chunks).
+   */
+  private raiseReadahead(attempt = 0): void {
     const mount = mountsAt(this.mountPath)[0];
-    if (!mount) return;
+    if (!mount) {
+      if (attempt < READAHEAD_ATTEMPTS && !this.stopping) setTimeout(() => this.raiseReadahead(attempt + 1), 10).unref();
+      else log.warn('cannot set readahead: the mount did not appear', { mountPath: this.mountPath });
+      return;
+    }
     try {
-      writeFileSync(`/sys/class/bdi/${mount.dev}/read_ahead_kb`, `${this.opts.readaheadKb ?? DEFAULT_READ_AHEAD_KB}\n`);
+      writeFileSync(`/sys/class/bdi/${mount.dev}/read_ahead_kb`, `${this.readaheadKb()}\n`);
     } catch (err) {
       log.warn('cannot raise readahead', { dev: mount.dev, error: err });
     }
+    this.onReadaheadSet();
   }
 
   /** Resolves when every worker has stopped (after an unmount); rejects if a worker failed. */

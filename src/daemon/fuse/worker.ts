@@ -42,6 +42,8 @@ export interface WorkerConfig {
   fetchSlot: SharedArrayBuffer;
   timeoutMs?: number;
   metrics: SharedArrayBuffer;
+  /** Caps the readahead INIT applies (bytes): a mount meant to have none has none from its first open. */
+  readaheadLimit?: number;
   /** Where this worker records the reads it serves (trace-ring.ts). */
   trace: SharedArrayBuffer;
 }
@@ -149,6 +151,7 @@ export function serve(config: WorkerConfig): WorkerMessage {
     // reported once the reply is written: the kernel applies INIT (and resets the readahead) then
     onInit: (r) => (init = { type: 'init', minor: r.minor, flags: r.flags, maxPages: r.maxPages }),
     onError: (opcode, err) => post({ type: 'error', opcode, message: err.stack ?? err.message }),
+    readaheadLimit: config.readaheadLimit,
   });
   const trace = new TraceRingWriter(config.trace, () => post({ type: 'trace' }));
   const images = new WorkerImages(router, config, metrics, trace);
