@@ -194,7 +194,7 @@ async function setUp() {
   }
   if (rowKeys.includes('ours-opt') && !hasTag(REG, NYDUS_OPT_TAG)) {
     say(`optimizing :${NYDUS_TAG} → :${NYDUS_OPT_TAG} for \`${CMD.join(' ')}\` (once)…`);
-    sh(`node ${cli} optimize --log-level warn --plain-http --source ${REG}/${REPO}:${NYDUS_TAG} --target ${REG}/${REPO}:${NYDUS_OPT_TAG} --run ${CMD.map((c) => `'${c}'`).join(' ')}`);
+    sh(`node ${cli} optimize --log-level warn --plain-http --hot-chunk-size 16K --source ${REG}/${REPO}:${NYDUS_TAG} --target ${REG}/${REPO}:${NYDUS_OPT_TAG} --run /usr/local/bin/${CMD.join(' ')}`);
   }
   if (!hasTag(REG, ESGZ_TAG)) {
     say(`converting ${REPO}:latest → :${ESGZ_TAG} with ctr-remote (once, ~50 s)…`);

@@ -9,6 +9,7 @@ import { ProgressGroup } from '../util/progress.js';
 interface DemoFlags {
   json?: boolean;
   lazy: boolean;
+  report?: string;
   chunkSize: number;
 }
 
@@ -38,12 +39,13 @@ function lazyRows(lazy: DemoSummary['lazy']): [string, string][] {
     ['lazy mount', `mounted in ${lazy.seconds.mount.toFixed(2)} s; \`${lazy.command}\` ran in ${lazy.seconds.run.toFixed(2)} s`],
     ['fetched', `${formatBytes(lazy.fetchedBytes)} of the image's ${formatBytes(lazy.nydusBytes)} (${((100 * lazy.fetchedBytes) / lazy.nydusBytes).toFixed(1)}%) in ${lazy.rangeRequests} range requests`],
     ['output', lazy.output],
+    ['report', `${lazy.report} (the mount's lazy-load report: open it in a browser)`],
   ];
 }
 
 async function demo(flags: DemoFlags): Promise<void> {
   const progress = new ProgressGroup();
-  const summary = await runDemo({ chunkSize: flags.chunkSize, lazy: flags.lazy, progress: progress.add('chunking') });
+  const summary = await runDemo({ chunkSize: flags.chunkSize, lazy: flags.lazy, ...(flags.report === undefined ? {} : { reportPath: flags.report }), progress: progress.add('chunking') });
   progress.finish();
   process.stdout.write(flags.json ? `${JSON.stringify(summary, null, 2)}\n` : summaryTable(summary));
 }
@@ -52,6 +54,7 @@ export function demoCommand(): Command {
   return new Command('demo')
     .description('the main job on a built-in sample: build a layer, convert it, mount it (kernel EROFS and our FUSE daemon), read it back; then push a sample image to a local registry, convert it and run a command in it mounted lazily')
     .option('--json', 'print the summary as JSON')
+    .option('--report <file>', 'where the lazy half writes its lazy-load report (default: nydusify-demo-report.html in the temp directory)')
     .option('--no-lazy', 'skip the lazy half: local registry, push, convert, lazy mount, a command run in it')
     .option('--chunk-size <bytes>', 'chunk size: a power of two from 4096 to 16 MiB', parseByteCount, DEFAULT_CHUNK_SIZE)
     .action(demo);

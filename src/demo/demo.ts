@@ -34,6 +34,8 @@ export interface DemoOptions {
   chunkSize?: number;
   /** Also run the lazy half (src/demo/lazy.ts): registry, push, convert, lazy mount, a command. Default true. */
   lazy?: boolean;
+  /** Where the lazy half writes its lazy-load report (default: nydusify-demo-report.html in the temp directory). */
+  reportPath?: string;
   progress?: ProgressSink;
 }
 
@@ -177,7 +179,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
     const blockMode = fuseDaemon && (await readThroughDaemon(workDir, root, files, bootstrap, join(workDir, 'blobs'), true));
     const bytes = created.stats.fileBytes;
     const lazyMissing = options.lazy === false ? 'not asked for' : await lazyDemoMissing();
-    const lazy = lazyMissing === undefined ? await runLazyDemo(join(workDir, 'lazy')) : { skipped: lazyMissing };
+    const reportPath = options.reportPath ?? join(tmpdir(), 'nydusify-demo-report.html');
+    const lazy = lazyMissing === undefined ? await runLazyDemo(join(workDir, 'lazy'), reportPath) : { skipped: lazyMissing };
     return {
       layerBytes,
       files: files.length,

@@ -14,7 +14,11 @@ import { Daemon } from '../daemon/daemon.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveImage } from '../registry/image-store.js';
 import { openImageStore } from '../registry/open-image-store.js';
+import { parseAccessTrace } from '../trace/access-trace.js';
+import { computeReport } from '../trace/report.js';
+import { renderReportHtml } from '../trace/report-html.js';
 import { MiB } from '../util/bytes.js';
+import { writeAtomically } from '../util/files.js';
 import { compressibleNoise, tarLayer, writeSampleTree } from './sample.js';
 import { REGISTRY_BINARY, startLocalRegistry } from './registry.js';
 
@@ -38,6 +42,8 @@ export interface LazyDemoSummary {
   command: string;
   /** Its output's md5 line, checked against the original file's. */
   output: string;
+  /** The mount's lazy-load report (a self-contained HTML page drawn from its access trace). */
+  report: string;
   seconds: { convert: number; mount: number; run: number };
 }
 
@@ -50,7 +56,8 @@ export async function lazyDemoMissing(): Promise<string | undefined> {
   return undefined;
 }
 
-export async function runLazyDemo(workDir: string): Promise<LazyDemoSummary> {
+/** Runs the lazy half in `workDir` (removed by the caller); the report is written to `reportPath`. */
+export async function runLazyDemo(workDir: string, reportPath: string): Promise<LazyDemoSummary> {
   await mkdir(workDir, { recursive: true });
   const registry = await startLocalRegistry(workDir);
   try {
@@ -66,24 +73,29 @@ export async function runLazyDemo(workDir: string): Promise<LazyDemoSummary> {
     const nydusBytes = (await resolveImage(dst.store, dst.reference)).manifest.parsed.layers.reduce((sum, l) => sum + l.size, 0);
     const mnt = join(workDir, 'mnt');
     await mkdir(mnt);
+    const trace = join(workDir, 'trace.json');
     const daemon = new Daemon({ id: 'demo-lazy', mode: 'dedicated', mountpoint: mnt, signals: [], config: { ...DEFAULT_CONFIG, cacheDir: join(workDir, 'cache'), registry: { ...DEFAULT_CONFIG.registry, plainHttp: true } } });
     await daemon.start();
+    let summary: Omit<LazyDemoSummary, 'report'>;
     try {
       const t1 = performance.now();
-      await daemon.mount('/', { target, plainHttp: true });
+      await daemon.mount('/', { target, plainHttp: true, trace });
       const t2 = performance.now();
       const { stdout } = await run('/usr/sbin/chroot', [mnt, BUSYBOX, 'sh', '-c', SCRIPT], { env: { PATH: '/bin' } });
       const t3 = performance.now();
       const output = stdout.trim().split('\n').pop() ?? '';
       if (!output.startsWith(expected)) throw new Error(`demo: the command in the lazily mounted image printed "${output}", expected md5 ${expected}`);
       const stats = daemon.backendStats();
-      return {
+      summary = {
         registry: registry.host, source, target, ociBytes, nydusBytes, fetchedBytes: stats.bytes ?? 0, rangeRequests: stats.requests ?? 0,
         command: SCRIPT, output, seconds: { convert: convertSeconds, mount: (t2 - t1) / 1000, run: (t3 - t2) / 1000 },
       };
     } finally {
+      // writes the mount's access trace
       await daemon.stop();
     }
+    await writeAtomically(reportPath, renderReportHtml(computeReport(parseAccessTrace(await readFile(trace)))));
+    return { ...summary, report: reportPath };
   } finally {
     await registry.stop();
   }
