@@ -116,7 +116,7 @@ const driverFlags = {
 let snap;
 async function startOurs(fsDriver) {
   rmSync(SNAP_ROOT, { recursive: true, force: true });
-  const child = spawn(process.execPath, [cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: 'info' } });
+  const child = spawn(process.execPath, [cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: process.env.BENCH_SNAP_LOG_LEVEL ?? 'info' } });
   let log = '';
   child.stderr.on('data', (d) => { log = (log + d).slice(-200_000); });
   const exited = new Promise((r) => child.on('close', r));

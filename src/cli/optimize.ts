@@ -1,7 +1,8 @@
 // `nydusify-ts optimize`: a Nydus image laid out again for an access trace, hot files first. The
 // trace is a file (--trace), or recorded here by running a command over the mounted image (--run).
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { assertHotChunkSize, DEFAULT_HOT_CHUNK_SIZE } from '../convert/hot-layout.js';
+import { assertHotChunkSize } from '../convert/hot-layout.js';
+import { DEFAULT_HOT_CHUNK_SIZE } from '../trace/access-trace.js';
 import { runTraced } from '../daemon/traced-run.js';
 import { optimizeImage } from '../image/optimize.js';
 import { readTraceFile } from '../image/trace-file.js';
@@ -78,7 +79,7 @@ export function optimizeCommand(): Command {
     .requiredOption('--target <ref>', 'where the optimized image goes, same forms')
     .option('--trace <file>', 'the access trace of the source (from `mount --trace`); with --run, where the recorded trace is kept')
     .option('--run', 'record the trace: mount the source and run the command chrooted in it, on a throwaway overlay (a command that fails is an error)')
-    .addOption(new Option('--hot-chunk-size <bytes>', 'chunk size of the hot blob: a power of two from 4K to 1M').argParser(parseHotChunkSize).default(DEFAULT_HOT_CHUNK_SIZE, '64K'))
+    .addOption(new Option('--hot-chunk-size <bytes>', 'chunk size of the hot blob: a power of two from 4K to 1M').argParser(parseHotChunkSize).default(DEFAULT_HOT_CHUNK_SIZE, '16K'))
     .option('--platform <os/arch[/variant]>', 'platform to optimize from a multi-platform source (default linux/amd64)')
     .option('--work-dir <dir>', 'where to build the hot blob (default: the temp dir)')
     .option('--plain-http', 'talk plain HTTP to the registries (never chosen silently)')

@@ -3,7 +3,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { MAX_TRACE_BYTES, parseAccessTrace } from '../trace/access-trace.js';
-import { computeReport, DEFAULT_HOT_CHUNK_SIZE } from '../trace/report.js';
+import { DEFAULT_HOT_CHUNK_SIZE } from '../trace/access-trace.js';
+import { computeReport } from '../trace/report.js';
 import { renderReportHtml } from '../trace/report-html.js';
 import { writeAtomically } from '../util/files.js';
 import { parseSize } from './options.js';
@@ -32,6 +33,6 @@ export function reportCommand(): Command {
     .argument('<trace>', 'access trace file (mount --trace, or the daemon API\'s metrics/pattern)')
     .option('--html <file>', 'write the report as one HTML page (no network needed to view it)')
     .option('--json [file]', 'write the report\'s numbers as JSON (to stdout without a file)')
-    .addOption(new Option('--hot-chunk-size <bytes>', 'chunk size of the optimized layout the estimate assumes (e.g. 64K)').argParser(parseSize).default(DEFAULT_HOT_CHUNK_SIZE, '64K'))
+    .addOption(new Option('--hot-chunk-size <bytes>', 'chunk size of the optimized layout the estimate assumes (e.g. 16K)').argParser(parseSize).default(DEFAULT_HOT_CHUNK_SIZE, '16K'))
     .action(report);
 }

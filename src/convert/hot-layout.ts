@@ -8,7 +8,6 @@ import { type AccessTrace } from '../trace/access-trace.js';
 import { type Bootstrap, type ChunkRef, fileType, type Inode, nodeAt, S_IFREG, type TreeNode } from '../rafs/tree.js';
 import { KiB, MiB } from '../util/bytes.js';
 
-export const DEFAULT_HOT_CHUNK_SIZE = 64 * KiB;
 const MIN_HOT_CHUNK_SIZE = 4 * KiB;
 const MAX_HOT_CHUNK_SIZE = MiB;
 

@@ -4,11 +4,9 @@
 // would fetch. Pure: a checked AccessTrace in, plain data out; report-html.ts draws it and
 // `report --json` prints it as it is. Its size is bounded whatever the trace's (a fixed number of
 // time buckets, a fixed number of file rows).
-import { KiB } from '../util/bytes.js';
-import { type AccessTrace, FETCH_KINDS, type FetchKind, touchedRanges } from './access-trace.js';
+import { type AccessTrace, DEFAULT_HOT_CHUNK_SIZE, FETCH_KINDS, type FetchKind, touchedRanges } from './access-trace.js';
 
 /** The chunk size an optimized image packs its hot region in, unless told otherwise. */
-export const DEFAULT_HOT_CHUNK_SIZE = 64 * KiB;
 /** Files listed one by one; the rest are summed as one row. */
 export const DEFAULT_TOP_FILES = 50;
 /** The timeline has at most this many buckets (fewer when a round bucket width covers the trace). */

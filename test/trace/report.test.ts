@@ -84,7 +84,7 @@ describe('lazy-load report numbers', () => {
     // /a: [0,64K) [64K,128K) [192K,256K) [256K,300000) (its end); /b: [0,64K), both its ranges in one
     const a = (65_536 * 3 + (300_000 - 262_144)) * (110_000 / 300_000);
     const b = 65_536 * (40_000 / 100_000);
-    expect(computeReport(handMadeTrace()).optimized).toEqual({
+    expect(computeReport(handMadeTrace(), { hotChunkSize: 65_536 }).optimized).toEqual({
       hotChunkSize: 65_536,
       bytesNow: 176_000,
       estimatedBytes: Math.round(a + b),
