@@ -144,7 +144,7 @@ async function stopOurs() {
   if (process.env.BENCH_SNAP_LOG) {
     writeFileSync(`${process.env.BENCH_SNAP_LOG}-${stops}.log`, snap.log());
     const d = join(SNAP_ROOT, 'daemons');
-    if (existsSync(d)) sh(`mkdir -p '${process.env.BENCH_SNAP_LOG}-${stops}-daemons' && cp ${d}/*.log '${process.env.BENCH_SNAP_LOG}-${stops}-daemons/' 2>/dev/null || true`);
+    if (existsSync(d)) sh(`mkdir -p '${process.env.BENCH_SNAP_LOG}-${stops}-daemons' && cp ${d}/*.log ${SNAP_ROOT}/traces/*.json '${process.env.BENCH_SNAP_LOG}-${stops}-daemons/' 2>/dev/null || true`);
   }
   stops++;
   // daemons left (none once images are removed): by recorded pid, then their mounts

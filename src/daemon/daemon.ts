@@ -182,6 +182,8 @@ export class Daemon {
     this.pending.add(name);
     try {
       const mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx);
+      // the hot region needs no FUSE: it streams while the workers start
+      if (this.opts.config.fetch.hotRegion) mount.startHotRegion();
       try {
         if (this.opts.mode === 'dedicated') await this.startSession([mount]);
         else this.session?.addImage(mount.worker);
@@ -191,7 +193,6 @@ export class Daemon {
         throw err;
       }
       this.mounts.set(name, mount);
-      if (this.opts.config.fetch.hotRegion) mount.startHotRegion();
       if (spec.prefetch) mount.startPrefetch();
       log.info('image mounted', { name, target: spec.target, bootstrap: mount.worker.bootstrap, mountpoint: this.opts.mountpoint });
       return mount.info();

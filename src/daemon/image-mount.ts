@@ -258,13 +258,19 @@ export class ImageMount {
   startPrefetch(): void {
     if (!this.lazy || this.prefetcher) return;
     const { cache, tables } = this.lazy;
+    // an optimized image's prefetch list names whole files (for other readers of the image); what
+    // of them a start touches is the hot region, already streaming: the rest would only compete
+    const hot = this.hotRegion !== undefined;
+    if (hot && !this.ctx.config.prefetch.all) return;
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
     this.prefetcher = new Prefetcher({
       isCached: (ref) => cache.isCached(blobOf(ref), ref),
       fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'prefetch')),
       demand: this.ctx.demand,
     }, { bandwidth: this.ctx.config.prefetch.bandwidth });
-    this.prefetcher.start(prefetchListChunks(this.rafs), this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : []);
+    const rest = this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : [];
+    if (hot) this.prefetcher.start(this.hotRegion!.finished().then(() => []), rest);
+    else this.prefetcher.start(prefetchListChunks(this.rafs), rest);
   }
 
   /** Whether the image is an optimized one, with a hot region to stream at mount. */

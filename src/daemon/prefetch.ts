@@ -108,6 +108,11 @@ export class Prefetcher {
     );
   }
 
+  /** Resolves once the prefetch is over (done, stopped or failed). */
+  finished(): Promise<void> {
+    return this.run ?? Promise.resolve();
+  }
+
   /** Stops after the batches in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
