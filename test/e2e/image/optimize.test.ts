@@ -18,7 +18,7 @@ import { openImageStore } from '../../../src/registry/open-image-store.js';
 import type { ChunkRef } from '../../../src/rafs/tree.js';
 import { S_IFMT, S_IFREG } from '../../../src/rafs/tree.js';
 import type { RafsImage } from '../../../src/rafs/reader.js';
-import type { AccessTrace, TraceRead } from '../../../src/trace/access-trace.js';
+import { type AccessTrace, DEFAULT_HOT_CHUNK_SIZE, type TraceRead } from '../../../src/trace/access-trace.js';
 import { cliAsync, runCliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, readToEnd, startDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { E2E_DIR, e2eUp } from '../../helpers/e2e.js';
@@ -166,7 +166,7 @@ describe('optimize debian-ml from a trace of node starting', () => {
     // the prefetch table: the hot files in first-touch order
     const pathOf = new Map([...opt.files].map(([path, f]) => [f.nid, path]));
     expect(opt.rafs.prefetchNids.map((nid) => pathOf.get(nid))).toEqual([...new Set(reads.map(([path]) => path))]);
-    expect(opt.rafs.blobs[hotIndex]!.chunkSize).toBe(65_536);
+    expect(opt.rafs.blobs[hotIndex]!.chunkSize).toBe(DEFAULT_HOT_CHUNK_SIZE);
   });
 
   it('serves files inside and outside the trace byte for byte as umoci unpack has them; reports sizes against the source', async () => {

@@ -17,6 +17,8 @@ import {
 } from '../../snapshotter/env.js';
 
 const DEBIAN = `${REGISTRY}/debian-ml:snap-e2e-nydus`;
+/** DEBIAN optimized for `node -e 1` (optimize --run: traced under our daemon, no container). */
+const DEBIAN_OPT = `${REGISTRY}/debian-ml:snap-e2e-nydus-opt`;
 const BUSYBOX = `${REGISTRY}/busybox:snap-e2e-nydus`;
 const PLAIN = `${REGISTRY}/busybox:latest`;
 const root = mkdtempSync(`${E2E_DIR}-root-`);
@@ -34,15 +36,16 @@ beforeAll(async () => {
   // images converted for this file only (other tests may re-push shared tags meanwhile)
   await cliAsync(['convert', '--source', `${REGISTRY}/debian-ml:latest`, '--target', DEBIAN, '--plain-http']);
   await cliAsync(['convert', '--source', `${REGISTRY}/busybox:latest`, '--target', BUSYBOX, '--plain-http']);
+  await cliAsync(['optimize', '--source', DEBIAN, '--target', DEBIAN_OPT, '--plain-http', '--run', '/usr/local/bin/node', '-e', '1']);
   await containerdUp();
   sn = await startSnapshotter(root);
   // a previous run's leftovers in our namespace
-  for (const id of ['plain', 'lazy', 'bb', 'bb2', 'hold', 'after', 'reader', 'fresh']) {
+  for (const id of ['plain', 'lazy', 'opt', 'bb', 'bb2', 'hold', 'after', 'reader', 'fresh']) {
     await ctr(['task', 'kill', '-s', 'KILL', id]);
     await ctr(['task', 'rm', '-f', id]);
     await ctr(['container', 'rm', id]);
   }
-  for (const ref of [DEBIAN, BUSYBOX, PLAIN]) await ctr(['images', 'rm', '--sync', ref]);
+  for (const ref of [DEBIAN, DEBIAN_OPT, BUSYBOX, PLAIN]) await ctr(['images', 'rm', '--sync', ref]);
 }, 300_000);
 
 afterAll(async () => {
@@ -52,7 +55,7 @@ afterAll(async () => {
     await ctr(['task', 'rm', '-f', id]);
     await ctr(['container', 'rm', id]);
   }
-  for (const ref of [DEBIAN, BUSYBOX, PLAIN]) await ctr(['images', 'rm', '--sync', ref]);
+  for (const ref of [DEBIAN, DEBIAN_OPT, BUSYBOX, PLAIN]) await ctr(['images', 'rm', '--sync', ref]);
   await stopSnapshotter();
   await killLeftovers(root);
 }, 120_000);
@@ -98,6 +101,26 @@ describe('snapshotter with containerd', () => {
     const afterAll = registryBlobBytes(from, all);
     console.log(`debian-ml: blobs ${blobBytes} B; fetched ${atStart} B when the container started, ${afterAll} B after expect.sh`);
     expect(afterAll).toBeLessThan(blobBytes * 0.75);
+  });
+
+  it('runs debian-ml optimized for node -e 1: its start fetches the hot region and little else; a container reading otherwise runs expect.sh ALL OK', async () => {
+    const layers = await manifestLayers(DEBIAN_OPT);
+    const hot = layers.find((l) => l.annotations?.['org.nydusify-ts.hot-region'] !== undefined)!;
+    const hotBytes = Number(hot.annotations!['org.nydusify-ts.hot-region']);
+    const blobs = layers.filter((l) => l.mediaType.includes('nydus.blob'));
+    const from = registryLogOffset();
+    const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, DEBIAN_OPT]);
+    expect(pull.code, pull.stderr).toBe(0);
+    const r = await runIn(DEBIAN_OPT, 'opt', ['node', '-e', 'console.log(6 * 7)']);
+    expect(r.stdout.trim()).toBe('42');
+    const atStart = registryBlobBytes(from, blobs.map((l) => l.digest));
+    // the hot region, and whatever the container touched that the traced run did not (a few chunks)
+    expect(atStart).toBeGreaterThanOrEqual(hotBytes);
+    expect(atStart).toBeLessThan(hotBytes + 4 * 2 ** 20);
+    const other = await runIn(DEBIAN_OPT, 'opt', ['/etc/e2e/expect.sh']);
+    expect(other.stdout).toContain('ALL OK');
+    expect(other.stdout).not.toMatch(/^FAIL/m);
+    console.log(`debian-ml optimized: hot region ${hotBytes} B; fetched ${atStart} B by node's start, ${registryBlobBytes(from, blobs.map((l) => l.digest))} B after expect.sh`);
   });
 
   it('runs converted busybox: echo hello; keeps the trace of its first start, not of the next', async () => {
