@@ -35,11 +35,14 @@ const LAYERS: Array<{ chunkSize: number; files: Record<string, Buffer> }> = [
   { chunkSize: 1024 * KiB, files: { 'data/only-hot': pseudoRandom(1500 * KiB, 4), 'usr/other': pseudoRandom(70 * KiB, 5) } },
   { chunkSize: 1024 * KiB, files: { 'opt/solo': pseudoRandom(10 * KiB, 6) } },
 ];
-const contents = new Map(LAYERS.flatMap((l) => Object.entries(l.files).map(([p, d]) => [`/${p}`, d] as const)));
+const contents = new Map<string, Buffer>(LAYERS.flatMap((l) => Object.entries(l.files).map(([p, d]) => [`/${p}`, d] as const)));
 
 async function tarOf(files: Record<string, Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
-  const tar = new TarWriter(new Writable({ write: (c: Buffer, _e, done) => done(null, parts.push(c)) }));
+  const tar = new TarWriter(new Writable({ write: (c: Buffer, _e, done) => {
+    parts.push(c);
+    done();
+  } }));
   for (const dir of new Set(Object.keys(files).map((p) => p.split('/')[0]!))) await tar.dir({ path: dir, mode: 0o755 });
   for (const [path, data] of Object.entries(files)) await tar.file({ path, mode: 0o644, size: data.length }, data);
   await tar.finish();
