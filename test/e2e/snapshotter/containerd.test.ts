@@ -111,16 +111,21 @@ describe('snapshotter with containerd', () => {
     const from = registryLogOffset();
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, DEBIAN_OPT]);
     expect(pull.code, pull.stderr).toBe(0);
-    const r = await runIn(DEBIAN_OPT, 'opt', ['node', '-e', 'console.log(6 * 7)']);
-    expect(r.stdout.trim()).toBe('42');
+    // the traced command: the hot region, and what the container touched that the chroot did not (a few chunks)
+    const r = await runIn(DEBIAN_OPT, 'opt', ['node', '-e', '1']);
+    expect(r.code, r.stderr).toBe(0);
     const atStart = registryBlobBytes(from, blobs.map((l) => l.digest));
-    // the hot region, and whatever the container touched that the traced run did not (a few chunks)
     expect(atStart).toBeGreaterThanOrEqual(hotBytes);
     expect(atStart).toBeLessThan(hotBytes + 4 * 2 ** 20);
+    // access the trace never saw: slower, never wrong
+    const answer = await runIn(DEBIAN_OPT, 'opt', ['node', '-e', 'console.log(6 * 7)']);
+    expect(answer.stdout.trim()).toBe('42');
     const other = await runIn(DEBIAN_OPT, 'opt', ['/etc/e2e/expect.sh']);
     expect(other.stdout).toContain('ALL OK');
     expect(other.stdout).not.toMatch(/^FAIL/m);
     console.log(`debian-ml optimized: hot region ${hotBytes} B; fetched ${atStart} B by node's start, ${registryBlobBytes(from, blobs.map((l) => l.digest))} B after expect.sh`);
+    // its blobs are the source's too: gone with it, so the cache test below sees the source's alone
+    await mustCtr(['images', 'rm', '--sync', DEBIAN_OPT]);
   });
 
   it('runs converted busybox: echo hello; keeps the trace of its first start, not of the next', async () => {
