@@ -6,22 +6,11 @@
 // a chunk it needs is not there yet (and then waits for it), each chunk is fetched once, and a
 // prefetch skips what a read already fetched. Deterministic (a seeded generator).
 import type { AccessTrace, FetchKind, TraceFetch, TraceFile, TraceRead } from '../../src/trace/access-trace.js';
+import { seededRandom } from './fault-proxy.js';
 
 const CHUNK = 1 << 20;
 const MAX_READ = 128 << 10;
 const PAGE = 4096;
-
-/** mulberry32: small, seeded, good enough to scatter reads. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 class TraceBuilder {
   readonly files: TraceFile[] = [];
@@ -141,7 +130,7 @@ const STDLIB = ['os', 'site', 'codecs', 'io', 'abc', 'stat', 'posixpath', 'gener
   'email/feedparser', 'logging/__init__', 'traceback', 'linecache', 'tokenize', 'weakref'];
 
 export function sampleTrace(): AccessTrace {
-  const b = new TraceBuilder(generator(15));
+  const b = new TraceBuilder(seededRandom(15));
   const python = b.file('/usr/bin/python3.11', 6_831_400, 0.41);
   const libpython = b.file('/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0', 7_503_224, 0.37);
   const ldCache = b.file('/etc/ld.so.cache', 21_532, 0.3);
