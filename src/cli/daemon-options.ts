@@ -21,6 +21,7 @@ export interface ConfigFlags {
   amplify?: number;
   readahead?: number;
   hotRegion?: boolean;
+  hotPages?: boolean;
   kernelReadahead?: number;
 }
 
@@ -67,7 +68,8 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--prefetch-bandwidth <bytes>', 'prefetch at most this many bytes per second (e.g. 50M; default no limit)', parseSize)
     .option('--amplify <bytes>', `grow a miss's request with the blob's next chunks toward this size (0: off; default ${DEFAULT_CONFIG.fetch.amplify})`, parseSize)
     .option('--readahead <bytes>', `largest readahead window for reads going forward through a blob (0: off; default ${DEFAULT_CONFIG.fetch.readahead})`, parseSize)
-    .option('--no-hot-region', 'do not stream an optimized image\'s hot region into the cache when it is mounted');
+    .option('--no-hot-region', 'do not stream an optimized image\'s hot region into the cache when it is mounted')
+    .option('--no-hot-pages', 'do not put the hot region\'s pages into the kernel\'s page cache as they arrive');
 }
 
 export function addImageOptions(cmd: Command): Command {
@@ -98,7 +100,7 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
     },
     prefetch: { all: flags.prefetchAll ?? base.prefetch.all, bandwidth: flags.prefetchBandwidth ?? base.prefetch.bandwidth },
     // commander makes a --no-X flag true unless given: only false overrides the config
-    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead, hotRegion: flags.hotRegion !== false && base.fetch.hotRegion },
+    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead, hotRegion: flags.hotRegion !== false && base.fetch.hotRegion, hotPages: flags.hotPages !== false && base.fetch.hotPages },
   };
 }
 

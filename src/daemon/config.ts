@@ -37,6 +37,8 @@ export interface DaemonConfig {
     readahead: number;
     /** Stream an optimized image's hot region into the cache as soon as it is mounted. */
     hotRegion: boolean;
+    /** Put the hot region's pages into the kernel's page cache as they arrive (hot-pages.ts). */
+    hotPages: boolean;
   };
 }
 
@@ -46,7 +48,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   fetchTimeout: 30,
   registry: { plainHttp: false, insecure: false, retries: 3, mirrors: [] },
   prefetch: { bandwidth: 0, all: false },
-  fetch: { amplify: 1 << 20, readahead: 0, hotRegion: true },
+  fetch: { amplify: 1 << 20, readahead: 0, hotRegion: true, hotPages: true },
 };
 
 /** What to mount: a registry image (lazily, through the cache), or local bootstrap + blob files. */
@@ -116,7 +118,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
   const rw = `${where}.registry`;
   if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
   const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['bandwidth', 'all']);
-  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion']);
+  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion', 'hotPages']);
   const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
   const kernelReadaheadKb = num(o, 'kernelReadaheadKb', where, 0, 1 << 20, true);
   return {
@@ -139,6 +141,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
       amplify: num(f, 'amplify', `${where}.fetch`, 0, 64 << 20, true) ?? d.fetch.amplify,
       readahead: num(f, 'readahead', `${where}.fetch`, 0, 256 << 20, true) ?? d.fetch.readahead,
       hotRegion: bool(f, 'hotRegion', `${where}.fetch`) ?? d.fetch.hotRegion,
+      hotPages: bool(f, 'hotPages', `${where}.fetch`) ?? d.fetch.hotPages,
     },
   };
 }

@@ -96,6 +96,7 @@ export class Daemon {
       readahead: this.readahead,
       block: this.opts.block ?? false,
       traced: this.traced,
+      storePages: (nodeid, offset, data) => this.session?.storePages(nodeid, offset, data),
     };
   }
 
@@ -142,6 +143,7 @@ export class Daemon {
       timeoutMs: Math.round(this.opts.config.fetchTimeout * 1000),
       fetch: (slot, blobIndex, ciIndex, file) => this.fetch(slot, blobIndex, ciIndex, file),
       reads: this.traceReads,
+      entered: (slot, nid, nodeid) => this.traced.get(slot)?.entered(nid, nodeid),
       signals: [],
       fd: this.opts.fuseFd,
       takeover: this.opts.takeover,

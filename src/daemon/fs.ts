@@ -36,6 +36,8 @@ export interface FsEvents {
   onError?(opcode: number, err: Error): void;
   /** A read of file `nid` was served; `miss` when it waited for a chunk to be fetched. */
   onRead?(nid: number, offset: number, length: number, miss: boolean): void;
+  /** The kernel is given file `nid` as node `nodeid` (a LOOKUP or READDIRPLUS entry), once the reply is written. */
+  onEntry?(nid: number, nodeid: number): void;
 }
 
 /**
@@ -158,7 +160,9 @@ export class RafsFuseFs implements ImageFs {
     const nid = name.length === 0 ? undefined : this.image.lookup(dirNid, name);
     // a missing name is an entry with node id 0: the kernel caches the negative dentry
     if (nid === undefined) return [encodeEntryOut(negativeEntry(CACHE_TIMEOUT))];
-    return [encodeEntryOut(this.entryOf(nid))];
+    const entry = this.entryOf(nid);
+    this.events.onEntry?.(nid, entry.nodeid);
+    return [encodeEntryOut(entry)];
   }
 
   private read(nid: number, offset: number, size: number): Buffer[] | number {
@@ -197,7 +201,12 @@ export class RafsFuseFs implements ImageFs {
       if (!plus) return packer.add(d);
       // `.` and `..` carry no entry: the kernel skips them (and node id 0) in READDIRPLUS
       const dot = name.equals(DOT) || name.equals(DOTDOT);
-      return packer.add(d, dot ? negativeEntry(0) : this.entryOf(e.nid));
+      if (dot) return packer.add(d, negativeEntry(0));
+      const entry = this.entryOf(e.nid);
+      // an entry that did not fit is not given: the next READDIRPLUS gives it
+      const added = packer.add(d, entry);
+      if (added) this.events.onEntry?.(e.nid, entry.nodeid);
+      return added;
     });
     return [packer.finish()];
   }

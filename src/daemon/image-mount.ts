@@ -24,6 +24,7 @@ import { writeAtomically } from '../util/files.js';
 import { log } from '../util/log.js';
 import type { DaemonConfig, MountSpec } from './config.js';
 import type { WorkerImage } from './fuse/worker.js';
+import { HotPages, type StorePages } from './hot-pages.js';
 import { allChunks, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
 import { chunkKey, type FilePlace, TraceRecorder } from './trace-recorder.js';
 
@@ -41,6 +42,8 @@ export interface MountContext {
   block: boolean;
   /** The open image mounts by slot: each hears of the reads served from it and the chunks fetched for it. */
   traced: Map<number, ImageMount>;
+  /** Puts file data into the kernel's page cache (see hot-pages.ts). */
+  storePages: StorePages;
 }
 
 export interface ImageMountInfo {
@@ -71,6 +74,8 @@ export class ImageMount {
   private readonly blobIndexes: Map<string, number>;
   private prefetcher: Prefetcher | undefined;
   private hotRegion: Prefetcher | undefined;
+  /** The hot region's pages, pushed into the page cache as they arrive. */
+  private hotPages: HotPages | undefined;
   private flat: FlatImageMap | undefined;
   private localChunks: { reader: ChunkReader; backend: LocalDirBackend } | undefined;
 
@@ -289,13 +294,25 @@ export class ImageMount {
     const refs = hotRegionChunks(this.rafs.blobs, hotRegions(this.lazy.remote.image.manifest), this.lazy.tables);
     if (refs.length === 0) return;
     const { cache } = this.lazy;
+    if (this.ctx.config.fetch.hotPages) {
+      const pages = new HotPages(this.rafs, refs, this.ctx.storePages);
+      this.hotPages = pages;
+      this.worker.hotFiles = pages.files();
+    }
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
     this.hotRegion = new Prefetcher({
       isCached: (ref) => cache.isCached(blobOf(ref), ref),
-      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'hot')),
+      fetch: async (ref) => this.hotPages?.arrived(ref, await this.ask(blobOf(ref), ref, 'hot')),
       demand: this.ctx.demand,
     }, { streams: 2, batchBytes: 1 << 20, yieldToDemand: false });
     this.hotRegion.start(refs);
+    // held pages are for the start the region was traced from: over well before this
+    void this.hotRegion.finished().then(() => setTimeout(() => this.hotPages?.drop(), HOT_PAGES_HELD_MS).unref());
+  }
+
+  /** The kernel was given file `nid` as node `nodeid`: the hot pages of it that arrived are pushed. */
+  entered(nid: number, nodeid: number): void {
+    this.hotPages?.entered(nid, nodeid);
   }
 
   info(): ImageMountInfo {
@@ -333,6 +350,9 @@ export class ImageMount {
     await this.localChunks?.backend.close();
   }
 }
+
+/** How long after its hot region has arrived a mount holds the pages of files nobody looked up. */
+const HOT_PAGES_HELD_MS = 30_000;
 
 /** The chunks of each blob's hot region (`hot`: its compressed bytes, by blob id), in blob order. */
 export function hotRegionChunks(blobs: readonly BlobInfo[], hot: ReadonlyMap<string, number>, tables: ReadonlyMap<string, readonly ChunkRef[]>): ChunkRef[] {

@@ -13,6 +13,7 @@ import { type FuseMetrics, newWorkerMetricsBuffer, sumWorkerMetrics } from '../m
 import type { DaemonMode } from '../router.js';
 import type { FilePlace } from '../trace-recorder.js';
 import { opName } from './protocol.js';
+import { PageStore } from './page-store.js';
 import { newTraceRing, type TraceReadSink, TraceRingReader } from './trace-ring.js';
 import type { WorkerConfig, WorkerControl, WorkerImage, WorkerMessage } from './worker.js';
 
@@ -50,6 +51,8 @@ export interface SessionOptions {
   fetch?(slot: number, blobIndex: number, ciIndex: number, file?: FilePlace): Promise<Buffer | undefined>;
   /** Where the reads the workers serve are recorded (see drainReads). */
   reads?: TraceReadSink;
+  /** The kernel was given hot file `nid` of the image in `slot` as node `nodeid` (WorkerImage.hotFiles). */
+  entered?(slot: number, nid: number, nodeid: number): void;
   timeoutMs?: number;
   /** Stop serving on these signals (default SIGINT and SIGTERM; none: []). */
   signals?: NodeJS.Signals[];
@@ -137,6 +140,7 @@ export class FuseSession {
   private readonly control = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
   private readonly metrics: SharedArrayBuffer[] = [];
   private readonly traces: TraceRingReader[] = [];
+  private pageStore: PageStore | undefined;
   private stopping = false;
   private failure: Error | undefined;
   /** The connection's fusectl name (the superblock's dev_t), known once mounted. */
@@ -191,8 +195,9 @@ export class FuseSession {
         worker.on('exit', () => done());
       }));
     }
-    this.exited = Promise.all(exits).then(() => {
+    this.exited = Promise.all(exits).then(async () => {
       this.drainReads();
+      await this.pageStore?.close();
       if (this.fd >= 0) closeSync(this.fd);
       this.fd = -1;
       for (const port of this.ports) port.close();
@@ -202,6 +207,13 @@ export class FuseSession {
     // a file opened before the readahead is set keeps the kernel's default for good
     else await Promise.race([this.readaheadSet, new Promise((r) => setTimeout(r, READAHEAD_WAIT_MS).unref())]);
     log.info('mounted', { mountPath: this.mountPath, threads, takeover: this.opts.takeover ?? false });
+  }
+
+  /** Puts `data` into the page cache of node `nodeid` at `offset` (see page-store.ts); dropped once the session ends. */
+  storePages(nodeid: number, offset: number, data: Buffer): void {
+    if (this.fd < 0) return;
+    this.pageStore ??= new PageStore(this.fd);
+    this.pageStore.store(nodeid, offset, data);
   }
 
   private readaheadKb(): number {
@@ -216,6 +228,9 @@ export class FuseSession {
         break;
       case 'trace':
         this.drainWorker(index);
+        break;
+      case 'entries':
+        for (const [nid, nodeid] of m.entries) this.opts.entered?.(m.slot, nid, nodeid);
         break;
       case 'fetch': {
         // the worker waits now: a good moment to take the reads it served before

@@ -28,6 +28,8 @@ export interface WorkerImage {
   cacheDir?: string;
   /** Serve the flat block image as one file (flat-file-fs.ts) instead of the tree. */
   block?: boolean;
+  /** Files (nids) whose entries the session hears of (hot-pages.ts), once each. */
+  hotFiles?: number[];
 }
 
 export interface WorkerConfig {
@@ -58,6 +60,8 @@ export type WorkerMessage =
   | { type: 'add-failed'; slot: number; message: string }
   /** Reads wait in this worker's trace ring: drain it. */
   | { type: 'trace' }
+  /** The kernel was given these hot files (WorkerImage.hotFiles) as these node ids. */
+  | { type: 'entries'; slot: number; entries: [nid: number, nodeid: number][] }
   | FetchRequest
   | { type: 'exit'; requests: number; reason: string };
 
@@ -78,6 +82,8 @@ function post(message: WorkerMessage): void {
 
 class WorkerImages {
   private readonly sources = new Map<number, SyncChunkSource | undefined>();
+  /** Entries of hot files given in the reply being written, posted once it is. */
+  private entries: WorkerMessage[] = [];
 
   constructor(private readonly router: FuseRouter, private readonly config: WorkerConfig, private readonly metrics: WorkerMetrics, private readonly trace: TraceRingWriter) {}
 
@@ -95,6 +101,7 @@ class WorkerImages {
         post({ type: 'read-error', slot, nid, message: err.message });
       },
       onRead: (nid: number, offset: number, length: number, miss: boolean) => this.trace.read(slot, nid, offset, length, miss),
+      onEntry: this.entryReporter(slot, spec.hotFiles),
     };
     const place = this.config.mode === 'dedicated' ? {} : { base: slotBase(slot), ownsRoot: false };
     const fs = spec.block
@@ -102,6 +109,21 @@ class WorkerImages {
       : new RafsFuseFs(image, chunks, events, place);
     this.router.add(slot, spec.name, fs);
     this.sources.set(slot, chunks);
+  }
+
+  /** Reports each hot file's first entry (the kernel takes page stores for it from then on). */
+  private entryReporter(slot: number, hotFiles: number[] | undefined): ((nid: number, nodeid: number) => void) | undefined {
+    if (!hotFiles || hotFiles.length === 0) return undefined;
+    const unreported = new Set(hotFiles);
+    return (nid, nodeid) => {
+      if (unreported.delete(nid)) this.entries.push({ type: 'entries', slot, entries: [[nid, nodeid]] });
+    };
+  }
+
+  /** Posts the entries the reply gave the kernel, if it was written (`written`); forgets them either way. */
+  settleEntries(written: boolean): void {
+    if (written) for (const m of this.entries) post(m);
+    this.entries = [];
   }
 
   remove(slot: number): void {
@@ -190,6 +212,7 @@ export function serve(config: WorkerConfig): WorkerMessage {
       metrics.request(opcode, (performance.now() - started) / 1000, failed);
       try {
         writevSync(config.fd, reply);
+        images.settleEntries(true);
         images.recycle();
         for (const n of router.takeNotifications()) notify(config.fd, n);
         if (init) {
@@ -197,6 +220,7 @@ export function serve(config: WorkerConfig): WorkerMessage {
           init = undefined;
         }
       } catch (err) {
+        images.settleEntries(false);
         const code = (err as NodeJS.ErrnoException).code ?? '';
         // ENOENT: the request was interrupted and is gone; anything else but ENODEV: log and go on
         if (code === 'ENODEV') return { type: 'exit', requests, reason: 'unmounted' };

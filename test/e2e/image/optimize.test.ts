@@ -5,13 +5,17 @@
 // --with-data` against the OCI image it came from; mounted, it serves files inside and outside the
 // trace byte for byte as `umoci unpack` gives them; the hot region annotation is the compressed bytes
 // of exactly the touched chunks; the kept blobs are the source's. busybox read whole drops its one
-// blob. A trace of another bootstrap, or naming a path the image lacks, pushes nothing.
+// blob. A trace of another bootstrap, or naming a path the image lacks, pushes nothing. Mounted, the
+// optimized image's hot region lands in the page cache of the files the kernel looked up, before or
+// after their chunks arrived, so reading them costs no FUSE READ (and without the stores, it does).
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DaemonClient } from '../../../src/daemon/api-client.js';
 import { openRemoteNydusImage } from '../../../src/image/remote.js';
 import { clientForReferences } from '../../../src/registry/client.js';
 import { openImageStore } from '../../../src/registry/open-image-store.js';
@@ -23,6 +27,7 @@ import { cliAsync, runCliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, readToEnd, startDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { E2E_DIR, e2eUp } from '../../helpers/e2e.js';
 import { runAsync } from '../../helpers/run.js';
+import { waitFor } from '../../helpers/wait-for.js';
 
 const REG = '127.0.0.1:5000';
 const SOURCE = `${REG}/optimize/debian-ml:nydus`;
@@ -194,6 +199,53 @@ describe('optimize debian-ml from a trace of node starting', () => {
     console.log('optimize sizes', JSON.stringify({ ...report, ...measured }));
     expect(report.hotRegionBytes).toBeLessThan(report.sourceTouchedBytes);
   }, 300_000);
+
+  describe('the hot region in the page cache', () => {
+    /** Both read whole by the trace above, so every page of them is in the hot region. */
+    const EARLY = `${LIB}/libm.so.6`;
+    const LATE = `${LIB}/libgcc_s.so.1`;
+    const resident = (path: string): number => Number(spawnSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', path], { encoding: 'utf8' }).stdout.trim());
+    const apiOf = (d: Daemon): DaemonClient => new DaemonClient(join(d.stateDir, readdirSync(d.stateDir).find((n) => n.endsWith('.sock'))!));
+
+    /**
+     * Mounts the optimized image, looks one file up at once (its chunks arrive after) and one once the
+     * region is in (its chunks came before), then reads both whole: what of them was in the page cache
+     * before the reads, and which files the daemon still served READs of.
+     */
+    async function lookUpThenRead(name: string, flags: string[]): Promise<{ resident: Map<string, number>; served: Set<string> }> {
+      const d = startDaemon(['--target', TARGET, '--plain-http', '--cache-dir', p(`${name}-cache`), ...flags], p(name));
+      daemons.push(d);
+      await waitMounted(d);
+      const path = (f: string) => join(d.mnt, f);
+      statSync(path(EARLY));
+      const api = apiOf(d);
+      await waitFor(async () => (await api.info()).mounts[0]?.hotRegion?.state === 'done', 'the hot region to arrive', 60_000, 50);
+      statSync(path(LATE));
+      // the stores are written by their own thread: give them a moment to land
+      const want = (f: string) => Math.ceil(statSync(path(f)).size / 4096) * 4096;
+      await waitFor(() => resident(path(EARLY)) === want(EARLY) && resident(path(LATE)) === want(LATE), 'the stored pages', 2_000, 50).catch(() => undefined);
+      const pages = new Map([EARLY, LATE].map((f) => [f, resident(path(f))]));
+      for (const f of [EARLY, LATE]) expect(sha256(await readToEnd(path(f))), f).toBe(sha256(readFileSync(p('bundle', 'rootfs', f))));
+      const trace = await api.accessTrace('/');
+      const served = new Set(trace.reads.map((r) => trace.files[r.file]!.path));
+      await stopWithStats(d);
+      return { resident: pages, served };
+    }
+
+    it('is stored in the page cache of the files the kernel knows: they are read without a FUSE READ', async () => {
+      const on = await lookUpThenRead('pages', []);
+      for (const f of [EARLY, LATE]) {
+        expect(on.resident.get(f), f).toBeGreaterThanOrEqual(readFileSync(p('bundle', 'rootfs', f)).length);
+        expect(on.served.has(f), f).toBe(false);
+      }
+      // without the stores the same reads are READs the daemon serves
+      const off = await lookUpThenRead('no-pages', ['--no-hot-pages']);
+      for (const f of [EARLY, LATE]) {
+        expect(off.resident.get(f), f).toBe(0);
+        expect(off.served.has(f), f).toBe(true);
+      }
+    }, 180_000);
+  });
 });
 
 describe('optimize busybox read whole', () => {
