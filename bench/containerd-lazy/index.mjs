@@ -50,7 +50,9 @@ const ESGZ_TAG = 'containerd-lazy-esgz';
 /** The eStargz image optimized by stargz's own tool for CMD (ctr-remote image optimize: it runs a container). */
 const ESGZ_OPT_TAG = 'containerd-lazy-esgz-opt';
 /** Our Nydus image optimized for CMD (nydusify-ts optimize --run: a trace of CMD under our daemon, no container). */
-const NYDUS_OPT_TAG = 'containerd-lazy-nydus-opt';
+/** The optimized image's hot chunk size (`--hot-chunk-size`); each size is its own tag. */
+const HOT_CHUNK_SIZE = arg('--hot-chunk-size', '16K');
+const NYDUS_OPT_TAG = `containerd-lazy-nydus-opt-${HOT_CHUNK_SIZE.toLowerCase()}`;
 const DELAY_MS = process.env.E2E_DELAY_MS ?? '10';
 const RATE = process.env.E2E_RATE ?? '200mbit';
 const CMD = ['node', '-e', '1'];
@@ -194,7 +196,7 @@ async function setUp() {
   }
   if (rowKeys.includes('ours-opt') && !hasTag(REG, NYDUS_OPT_TAG)) {
     say(`optimizing :${NYDUS_TAG} → :${NYDUS_OPT_TAG} for \`${CMD.join(' ')}\` (once)…`);
-    sh(`node ${cli} optimize --log-level warn --plain-http --hot-chunk-size 16K --source ${REG}/${REPO}:${NYDUS_TAG} --target ${REG}/${REPO}:${NYDUS_OPT_TAG} --run /usr/local/bin/${CMD.join(' ')}`);
+    sh(`node ${cli} optimize --log-level warn --plain-http --hot-chunk-size ${HOT_CHUNK_SIZE} --source ${REG}/${REPO}:${NYDUS_TAG} --target ${REG}/${REPO}:${NYDUS_OPT_TAG} --run /usr/local/bin/${CMD.join(' ')}`);
   }
   if (!hasTag(REG, ESGZ_TAG)) {
     say(`converting ${REPO}:latest → :${ESGZ_TAG} with ctr-remote (once, ~50 s)…`);

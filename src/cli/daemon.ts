@@ -12,6 +12,7 @@ import { serveNbd } from '../block/daemon-exports.js';
 import type { NbdServer } from '../block/nbd/server.js';
 import { parseNbdAddress } from '../block/nbd/address.js';
 import { Daemon } from '../daemon/daemon.js';
+import { waitForAssignment } from '../daemon/spare.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log } from '../util/log.js';
 import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
@@ -25,10 +26,23 @@ interface DaemonFlags extends ConfigFlags, ImageFlags {
   id?: string;
   fuseFd?: number;
   takeover?: boolean;
+  spare?: boolean;
 }
 
 
-async function runDaemon(flags: DaemonFlags): Promise<void> {
+/** A spare (`--spare`): the flags it is assigned, over the ones it was started with. */
+async function assigned(flags: DaemonFlags): Promise<DaemonFlags> {
+  if (!flags.spare) return flags;
+  if (flags.apisock === undefined) throw new Error('a spare daemon waits on --apisock for its assignment');
+  if (specFrom(flags) || flags.id !== undefined || flags.mountpoint !== undefined || flags.fuseFd !== undefined || flags.nbd) {
+    throw new Error('a spare daemon is told what to serve when it is assigned: give it only --apisock (and config flags)');
+  }
+  const a = await waitForAssignment(flags.apisock);
+  return { ...flags, id: a.id, apisock: a.apisock, mountpoint: a.mountpoint, mode: a.mode, config: a.config, block: a.block };
+}
+
+async function runDaemon(given: DaemonFlags): Promise<void> {
+  const flags = await assigned(given);
   const spec = specFrom(flags);
   if (flags.mode === 'shared' && spec) throw new Error('a shared daemon mounts images through its API (--apisock), not from flags');
   if (flags.apisock === undefined && !spec) throw new Error('nothing to serve: give an image (--target or --bootstrap) or --apisock to mount through the API');
@@ -73,6 +87,8 @@ export function daemonCommand(): Command {
       if (!/^\d{1,4}$/.test(v) || Number(v) < 3) throw new InvalidArgumentError('expected an inherited descriptor number (3 or more).');
       return Number(v);
     })
-    .option('--takeover', 'the --fuse-fd connection was served by a daemon that died: resend what it left unanswered');
+    .option('--takeover', 'the --fuse-fd connection was served by a daemon that died: resend what it left unanswered')
+    // the manager's spares: started ahead of need, told their id, mountpoint, mode and config later
+    .option('--spare', 'wait on --apisock, modules loaded, to be assigned what to serve (PUT /api/v1/spare/assign)');
   return addImageOptions(addConfigOptions(cmd)).action(runDaemon);
 }

@@ -4,7 +4,7 @@
 // so running containers keep reading while it is restarted.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { DaemonMode } from '../daemon/router.js';
 import { CacheGc } from '../blobcache/cache-gc.js';
 import { type FsDriver, ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
@@ -19,6 +19,7 @@ interface SnapshotterFlags extends ConfigFlags {
   daemonMode: DaemonMode;
   recoverPolicy: RecoverPolicy;
   fsDriver: FsDriver;
+  spareDaemons: number;
 }
 
 async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
@@ -28,13 +29,13 @@ async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
   const config = configFrom(flags);
   // the blob cache lives with the snapshotter's state unless the config or --cache-dir says otherwise
   if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
-  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver });
+  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons });
   const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
   // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
   await claimSocketPath(resolve(flags.address));
   await sn.recover();
   const server = await serveSnapshotter(sn, resolve(flags.address));
-  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, cacheDir: config.cacheDir });
+  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir });
   const signal = await new Promise<NodeJS.Signals>((done) => {
     process.once('SIGINT', () => done('SIGINT'));
     process.once('SIGTERM', () => done('SIGTERM'));
@@ -44,6 +45,11 @@ async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
   await images.close();
 }
 
+function spareCount(value: string): number {
+  if (!/^\d$/.test(value)) throw new InvalidArgumentError('expected 0 to 9.');
+  return Number(value);
+}
+
 export function snapshotterCommand(): Command {
   const cmd = new Command('snapshotter')
     .description('containerd remote snapshotter (proxy plugin): overlayfs for OCI layers, lazily mounted Nydus images')
@@ -51,6 +57,7 @@ export function snapshotterCommand(): Command {
     .requiredOption('--root <dir>', 'snapshots, metadata, daemon records and (by default) the blob cache')
     .addOption(new Option('--daemon-mode <mode>', 'dedicated: a daemon per image; shared: one daemon for all').choices(['dedicated', 'shared']).default('dedicated'))
     .addOption(new Option('--recover-policy <policy>', 'when a daemon dies: restart it and remount, or hand its FUSE connection to the new one (failover)').choices(['restart', 'failover']).default('restart'))
+    .addOption(new Option('--spare-daemons <n>', 'dedicated daemons kept started ahead of need, so an image mounts without waiting for a process to start (restart policy; 0: none)').argParser(spareCount).default(1))
     .addOption(new Option('--fs-driver <driver>', 'fuse: a Nydus image\'s lower dir is the daemon\'s FUSE tree; block: the kernel\'s EROFS mounted on the daemon\'s flat image file').choices(['fuse', 'block']).default('fuse'));
   return addConfigOptions(cmd).action(runSnapshotter);
 }

@@ -17,6 +17,7 @@ import { log } from '../util/log.js';
 import { checkImageName, type DaemonConfig, type MountSpec } from './config.js';
 import { DEFAULT_READ_AHEAD_KB, FuseSession } from './fuse/session.js';
 import type { TraceReadSink } from './fuse/trace-ring.js';
+import type { WorkerImage } from './fuse/worker.js';
 import type { FilePlace } from './trace-recorder.js';
 import { ImageMount, type ImageMountInfo, type MountContext } from './image-mount.js';
 import { fuseFamilies, type Family, renderPrometheus } from './metrics.js';
@@ -133,12 +134,19 @@ export class Daemon {
     return this.cacheOpened;
   }
 
+  /** A shared daemon's session, or a dedicated one's with its image: started and served from now on. */
   private async startSession(images: ImageMount[]): Promise<void> {
-    if (this.opts.mountpoint === undefined) return;
+    const session = await this.openSession(images.map((m) => m.worker), this.readaheadFor(images));
+    if (session) this.serve(session);
+  }
+
+  /** Mounts and starts the workers (nothing happens when it ends until `serve`). */
+  private async openSession(images: WorkerImage[], readaheadKb: number): Promise<FuseSession | undefined> {
+    if (this.opts.mountpoint === undefined) return undefined;
     const session = new FuseSession({
       mountPath: this.opts.mountpoint,
       mode: this.opts.mode,
-      images: images.map((m) => m.worker),
+      images,
       threads: this.opts.config.threads,
       timeoutMs: Math.round(this.opts.config.fetchTimeout * 1000),
       fetch: (slot, blobIndex, ciIndex, file) => this.fetch(slot, blobIndex, ciIndex, file),
@@ -147,9 +155,19 @@ export class Daemon {
       signals: [],
       fd: this.opts.fuseFd,
       takeover: this.opts.takeover,
-      readaheadKb: this.opts.config.kernelReadaheadKb ?? (this.opts.mode === 'dedicated' && images.some((m) => m.hasHotRegion()) ? 0 : DEFAULT_READ_AHEAD_KB),
+      readaheadKb,
     });
     await session.start();
+    return session;
+  }
+
+  /** The kernel's readahead for a mount of `images`: none for a dedicated mount of an optimized image (readahead would fetch cold chunks). */
+  private readaheadFor(images: ImageMount[]): number {
+    return this.opts.config.kernelReadaheadKb ?? (this.opts.mode === 'dedicated' && images.some((m) => m.hasHotRegion()) ? 0 : DEFAULT_READ_AHEAD_KB);
+  }
+
+  /** The daemon's session from now on; when it ends, so does the daemon. */
+  private serve(session: FuseSession): void {
     this.session = session;
     session.wait().then(
       () => this.stop(),
@@ -159,6 +177,14 @@ export class Daemon {
         return this.stop();
       },
     );
+  }
+
+  /** A session opened before its dedicated image: the image's readahead, then the image, then served. */
+  private serveImage(session: FuseSession | undefined, mount: ImageMount): void {
+    if (!session) return;
+    session.setReadaheadKb(this.readaheadFor([mount]));
+    session.addImage(mount.worker);
+    this.serve(session);
   }
 
   private async fetch(slot: number, blobIndex: number, ciIndex: number, file?: FilePlace): Promise<Buffer | undefined> {
@@ -182,15 +208,26 @@ export class Daemon {
     if (this.mounts.has(name) || this.pending.has(name)) throw new MountConflictError(`"${name}" is already mounted`);
     if (this.nextSlot > MAX_SLOT) throw new MountConflictError('no image slots left: restart the daemon');
     this.pending.add(name);
+    // a fresh dedicated mount: mount(2), INIT and the workers' start overlap the image's opening
+    const early = this.opts.mode === 'dedicated' && !this.opts.takeover ? this.openSession([], DEFAULT_READ_AHEAD_KB) : undefined;
+    early?.catch(() => undefined);
     try {
-      const mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx);
+      let mount: ImageMount;
+      try {
+        mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx);
+      } catch (err) {
+        await closeUnserved(early);
+        throw err;
+      }
       // the hot region needs no FUSE: it streams while the workers start
       if (this.opts.config.fetch.hotRegion) mount.startHotRegion();
       try {
-        if (this.opts.mode === 'dedicated') await this.startSession([mount]);
+        if (early) this.serveImage(await early, mount);
+        else if (this.opts.mode === 'dedicated') await this.startSession([mount]);
         else this.session?.addImage(mount.worker);
         mount.trace.served();
       } catch (err) {
+        await closeUnserved(early);
         await mount.close();
         throw err;
       }
@@ -330,4 +367,12 @@ export class Daemon {
     }
     return this.done;
   }
+}
+
+/** Unmounts a session that never served (its image could not be opened) and waits for its workers. */
+async function closeUnserved(opened: Promise<FuseSession | undefined> | undefined): Promise<void> {
+  const session = await opened?.catch(() => undefined);
+  if (!session) return;
+  await session.unmount();
+  await session.wait().catch(() => undefined);
 }

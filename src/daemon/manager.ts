@@ -8,10 +8,11 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { log } from '../util/log.js';
 import { DaemonClient } from './api-client.js';
-import { killHung, spawnDaemon, untilAnswering, untilGone, type DaemonLaunch } from './daemon-process.js';
+import { type DaemonLaunch, type DaemonProcess, killHung, spawnDaemon, untilAnswering, untilGone } from './daemon-process.js';
 import { DaemonRecords, type DaemonRecord } from './daemon-records.js';
 import { FuseHandover } from './fuse-handover.js';
 import { identify, isRunning, signalIfRunning } from './process-identity.js';
+import { SpareDaemons } from './spare-daemons.js';
 
 export { DEFAULT_STATE_DIR, type DaemonRecord } from './daemon-records.js';
 export { followFile } from './follow-file.js';
@@ -54,6 +55,19 @@ export class DaemonManager extends DaemonRecords {
   private readonly watches = new Map<string, Watch>();
   private loop: Promise<void> | undefined;
   private wake: () => void = () => undefined;
+  private spares: SpareDaemons | undefined;
+
+  /** Keeps `count` spare daemons started ahead of need (see spare-daemons.ts); 0: none. */
+  keepSpares(count: number): void {
+    this.spares?.close();
+    this.spares = count > 0 ? new SpareDaemons(this.dir, count) : undefined;
+  }
+
+  /** Stops the spares (they serve nothing). */
+  closeSpares(): void {
+    this.spares?.close();
+    this.spares = undefined;
+  }
 
   client(id: string): DaemonClient {
     return new DaemonClient(this.apisock(id));
@@ -97,12 +111,25 @@ export class DaemonManager extends DaemonRecords {
     const launch: DaemonLaunch = { record, apisock: this.apisock(record.id), configFile: this.configFile(record.id), logFile: this.logFile(record.id) };
     writeFileSync(launch.configFile, JSON.stringify(record.config, null, 2), { mode: 0o600 });
     launch.fuse = await this.handover.forStart(record);
-    const daemon = spawnDaemon(launch);
+    // a spare cannot take a handed-over connection: that is a descriptor given at spawn
+    const daemon = (launch.fuse ? undefined : await this.fromSpare(launch)) ?? spawnDaemon(launch);
     Object.assign(record, daemon.identity);
     this.save(record);
     log.info('daemon started', { id: record.id, pid: record.pid, mode: record.mode, mountpoint: record.mountpoint, log: launch.logFile });
     await untilAnswering(daemon, () => this.answers(record), launch);
     for (const m of record.mounts) await this.client(record.id).mount(m.name, m.spec);
+  }
+
+  /** A spare made the daemon of `launch`, if one is up and takes it. */
+  private async fromSpare(launch: DaemonLaunch): Promise<DaemonProcess | undefined> {
+    const spare = await this.spares?.take();
+    if (!spare) return undefined;
+    try {
+      return await this.spares!.assign(spare, launch);
+    } catch (err) {
+      log.warn('a spare daemon could not be assigned: starting one', { id: launch.record.id, error: err });
+      return undefined;
+    }
   }
 
   /** Stops the daemon (it unmounts everything) and forgets it. */

@@ -31,6 +31,8 @@ export interface ImageMountsOptions {
   config: DaemonConfig;
   policy: RecoverPolicy;
   fsDriver?: FsDriver;
+  /** Dedicated daemons started ahead of need (restart policy only: failover hands a descriptor at spawn). */
+  spareDaemons?: number;
 }
 
 const SHARED_ID = 'shared';
@@ -49,6 +51,7 @@ export class ImageMounts {
     // promise the same ones, so only a dedicated daemon's connection can be taken over
     if (opts.policy === 'failover' && opts.mode !== 'dedicated') throw new Error('the failover recover policy needs --daemon-mode dedicated');
     this.manager = new DaemonManager(join(opts.root, 'daemons'));
+    if (opts.mode === 'dedicated' && opts.policy === 'restart') this.manager.keepSpares(opts.spareDaemons ?? 0);
     this.mnt = join(opts.root, 'mnt');
     mkdirSync(this.mnt, { recursive: true, mode: 0o700 });
     this.warmup = new StargzWarmup(opts.config.registry, new BuiltBootstraps(opts.config.cacheDir));
@@ -249,8 +252,9 @@ export class ImageMounts {
     void this.manager.detach(id);
   }
 
-  /** Stops watching; the daemons keep serving (running containers read through them). */
+  /** Stops watching and the spares; the daemons keep serving (running containers read through them). */
   close(): Promise<void> {
+    this.manager.closeSpares();
     return this.manager.detachAll();
   }
 }

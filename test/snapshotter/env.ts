@@ -142,6 +142,13 @@ export function recordedDaemons(root: string): ({ id: string; mountpoint: string
   return readdirSync(dir).filter((n) => n.endsWith('.json') && !n.endsWith('.config.json')).map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')) as { id: string; mountpoint: string } & Partial<ProcessIdentity>);
 }
 
+/** The spare daemons the snapshotter keeps (spare-daemons.ts), by the identities it recorded. */
+export function recordedSpares(root: string): Partial<ProcessIdentity>[] {
+  const dir = join(root, 'daemons', 'spares');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((n) => n.endsWith('.identity')).map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')) as Partial<ProcessIdentity>);
+}
+
 /** Kills what a test's snapshotter left (its daemons, by recorded pid) and unmounts under root. */
 export async function killLeftovers(root: string): Promise<void> {
   // only a process that is still the recorded one: a pid may name another process by now

@@ -141,6 +141,9 @@ export class FuseSession {
   private readonly metrics: SharedArrayBuffer[] = [];
   private readonly traces: TraceRingReader[] = [];
   private pageStore: PageStore | undefined;
+  /** The readahead setReadaheadKb asked for, KiB. */
+  private readahead: number | undefined;
+  private initDone = false;
   private stopping = false;
   private failure: Error | undefined;
   /** The connection's fusectl name (the superblock's dev_t), known once mounted. */
@@ -206,7 +209,12 @@ export class FuseSession {
     if (this.opts.takeover) this.resend();
     // a file opened before the readahead is set keeps the kernel's default for good
     else await Promise.race([this.readaheadSet, new Promise((r) => setTimeout(r, READAHEAD_WAIT_MS).unref())]);
-    log.info('mounted', { mountPath: this.mountPath, threads, takeover: this.opts.takeover ?? false });
+    // a dedicated mount started without its image is mounted once it has it (addImage)
+    if (this.opts.mode === 'shared' || this.opts.images.length > 0) this.announce();
+  }
+
+  private announce(): void {
+    log.info('mounted', { mountPath: this.mountPath, threads: this.ports.length, takeover: this.opts.takeover ?? false });
   }
 
   /** Puts `data` into the page cache of node `nodeid` at `offset` (see page-store.ts); dropped once the session ends. */
@@ -217,13 +225,23 @@ export class FuseSession {
   }
 
   private readaheadKb(): number {
-    return this.opts.readaheadKb ?? DEFAULT_READ_AHEAD_KB;
+    return this.readahead ?? this.opts.readaheadKb ?? DEFAULT_READ_AHEAD_KB;
+  }
+
+  /**
+   * Changes the mount's readahead (for a dedicated mount started before its image was known). Call
+   * it before anything opens a file: an open file keeps the readahead it was opened with.
+   */
+  setReadaheadKb(kb: number): void {
+    this.readahead = kb;
+    if (this.initDone) this.raiseReadahead();
   }
 
   private onMessage(index: number, m: WorkerMessage): void {
     switch (m.type) {
       case 'init':
         log.debug('FUSE INIT', { minor: m.minor, flags: `0x${m.flags.toString(16)}`, maxPages: m.maxPages });
+        this.initDone = true;
         this.raiseReadahead();
         break;
       case 'trace':
@@ -283,9 +301,13 @@ export class FuseSession {
     }
   }
 
-  /** Starts serving an image under a shared mount (the workers pick it up with their next request). */
+  /**
+   * Starts serving an image under a shared mount, or a dedicated mount's one image when it was
+   * started without it (the workers pick it up with their next request).
+   */
   addImage(image: WorkerImage): void {
     this.tell({ type: 'add', image });
+    if (this.opts.mode === 'dedicated') this.announce();
   }
 
   /** Stops serving an image of a shared mount: its node ids become ESTALE. */
@@ -294,7 +316,7 @@ export class FuseSession {
   }
 
   private tell(message: WorkerControl): void {
-    if (this.opts.mode !== 'shared') throw new Error('images are added and removed only under a shared mount');
+    if (this.opts.mode !== 'shared' && (message.type === 'remove' || this.opts.images.length > 0)) throw new Error('a dedicated mount serves the one image it is given');
     for (const port of this.ports) port.postMessage(message);
     // posted first: a worker that sees the new generation finds the message waiting
     const control = new Int32Array(this.control);

@@ -4,7 +4,8 @@
 // remotely and containers read through a daemon, lazily (counted at the registry). Then recovery:
 // the snapshotter killed -9 and restarted under running containers, and an image daemon killed -9
 // (restart policy: it comes back and new containers start). A Nydus image's first container start
-// leaves its access trace under the snapshotter's root, which later starts do not replace.
+// leaves its access trace under the snapshotter's root, which later starts do not replace. An image's
+// daemon is a spare the snapshotter started ahead of need; a spare never outlives its snapshotter.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,8 +14,9 @@ import { cliAsync } from '../../helpers/cli.js';
 import { waitFor } from '../../helpers/wait-for.js';
 import {
   containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, recordedDaemons, REGISTRY, registryBlobBytes,
-  registryLogOffset, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
+  recordedSpares, registryLogOffset, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
 } from '../../snapshotter/env.js';
+import { isRunning } from '../../../src/daemon/process-identity.js';
 
 const DEBIAN = `${REGISTRY}/debian-ml:snap-e2e-nydus`;
 /** DEBIAN optimized for `node -e 1` (optimize --run: traced under our daemon, no container). */
@@ -23,6 +25,14 @@ const BUSYBOX = `${REGISTRY}/busybox:snap-e2e-nydus`;
 const PLAIN = `${REGISTRY}/busybox:latest`;
 const root = mkdtempSync(`${E2E_DIR}-root-`);
 let sn: SnapshotterProcess;
+
+/** Whether a spare daemon has said it is ready (its log, until it is assigned). */
+const spareReady = (): boolean => {
+  const dir = join(root, 'daemons', 'spares');
+  return existsSync(dir) && readdirSync(dir).some((n) => n.endsWith('.log') && readFileSync(join(dir, n), 'utf8').includes('"spare daemon ready"'));
+};
+/** The pids of the image daemons the snapshotter started. */
+const daemonStarts = (): number[] => sn.log().split('\n').filter((l) => l.includes('"msg":"daemon started"')).map((l) => (JSON.parse(l) as { pid: number }).pid);
 
 const runIn = (image: string, id: string, args: string[]) => ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, image, id, ...args], 180_000);
 
@@ -86,6 +96,9 @@ describe('snapshotter with containerd', () => {
     const blobs = layers.filter((l) => l.mediaType.includes('nydus.blob'));
     const blobBytes = blobs.reduce((s, l) => s + l.size, 0);
     const all = layers.map((l) => l.digest);
+    // the image's daemon will be the spare started ahead of need
+    await waitFor(() => recordedSpares(root).length === 1 && spareReady(), 'a spare daemon', 20_000, 100);
+    const spare = recordedSpares(root)[0]!.pid!;
     const from = registryLogOffset();
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, DEBIAN]);
     expect(pull.code, pull.stderr).toBe(0);
@@ -93,6 +106,9 @@ describe('snapshotter with containerd', () => {
     expect(registryBlobBytes(from, all)).toBe(0);
     const started = await runIn(DEBIAN, 'lazy', ['/bin/sh', '-c', 'echo started']);
     expect(started.stdout.trim()).toBe('started');
+    expect(daemonStarts()).toContain(spare);
+    // and another spare stands by
+    await waitFor(() => recordedSpares(root).some((x) => x.pid !== spare) && spareReady(), 'the next spare daemon', 20_000, 100);
     const atStart = registryBlobBytes(from, all);
     expect(atStart).toBeLessThan(blobBytes * 0.1);
     const r = await runIn(DEBIAN, 'lazy', ['/etc/e2e/expect.sh']);
@@ -150,10 +166,14 @@ describe('snapshotter with containerd', () => {
     expect(statSync(file!).mtimeMs).toBe(mtime);
   });
 
-  it('keeps running containers working across a snapshotter kill -9 and restart; new ones start', async () => {
+  it('keeps running containers working across a snapshotter kill -9 and restart; new ones start; no spare daemon outlives its snapshotter', async () => {
     await mustCtr(['run', '-d', '--snapshotter', SNAPSHOTTER, DEBIAN, 'hold', 'sleep', '600']);
     const daemonsBefore = recordedDaemons(root).map((d) => d.pid);
+    const spares = recordedSpares(root);
+    expect(spares.length).toBe(1);
     await stopSnapshotter('SIGKILL');
+    // an orphaned spare exits by itself (nobody would ever assign it)
+    await waitFor(() => !isRunning(spares[0]), 'the orphaned spare to exit', 5_000, 100);
     sn = await startSnapshotter(root);
     expect(sn.log()).toContain('image daemon adopted');
     // the daemon was adopted, not restarted

@@ -1,0 +1,169 @@
+// The manager's pool of spare daemons (spare.ts): processes started ahead of need, so that a new
+// image's daemon is one that has already paid for node's start and our module graph. A spare is
+// taken only once it answers; another is started in its place at once. Spares live in DIR/spares,
+// each with its socket, its log (which becomes the assigned daemon's log) and its identity, so a
+// pool started after a crash kills the spares an earlier one left behind (a spare also exits by
+// itself when its manager is gone).
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { log } from '../util/log.js';
+import { CLI, type DaemonLaunch, type DaemonProcess } from './daemon-process.js';
+import { identify, type ProcessIdentity, signalIfRunning } from './process-identity.js';
+import { ASSIGN_PATH, type SpareAssignment } from './spare.js';
+
+interface Spare {
+  name: string;
+  socket: string;
+  logFile: string;
+  process: DaemonProcess;
+  /** Resolves true once the spare answers, false if it exited or never did. */
+  answering: Promise<boolean>;
+}
+
+/** How long a spare has to come up before it is given up on. */
+const SPARE_START_MS = 30_000;
+const PROBE_EVERY_MS = 20;
+
+export class SpareDaemons {
+  private readonly dir: string;
+  private spares: Spare[] = [];
+  private started = 0;
+  private closed = false;
+
+  /** Keeps `count` spares for daemons whose state lives in `stateDir`. */
+  constructor(stateDir: string, private readonly count: number) {
+    this.dir = join(stateDir, 'spares');
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.killStale();
+    this.fill();
+  }
+
+  /** A spare that answers now, out of the pool (another starts in its place); none when none is up yet. */
+  async take(): Promise<Spare | undefined> {
+    for (const [i, spare] of this.spares.entries()) {
+      const up = await Promise.race([spare.answering, Promise.resolve(undefined)]);
+      if (up !== true) continue;
+      this.spares.splice(i, 1);
+      this.fill();
+      return spare;
+    }
+    return undefined;
+  }
+
+  /**
+   * Makes `spare` the daemon of `launch`: its log becomes the daemon's (a previous daemon's log of
+   * that id is kept as LOG.1), then it is told its flags. Fails if the spare does not take them.
+   */
+  async assign(spare: Spare, launch: DaemonLaunch): Promise<DaemonProcess> {
+    const { record } = launch;
+    const assignment: SpareAssignment = { id: record.id, apisock: launch.apisock, mountpoint: record.mountpoint, mode: record.mode, config: launch.configFile, block: record.block ?? false };
+    try {
+      await put(spare.socket, ASSIGN_PATH, assignment);
+    } catch (err) {
+      this.kill(spare);
+      throw err;
+    }
+    if (existsSync(launch.logFile)) renameSync(launch.logFile, `${launch.logFile}.1`);
+    renameSync(spare.logFile, launch.logFile);
+    rmSync(identityFile(spare.logFile), { force: true });
+    return spare.process;
+  }
+
+  /** Stops every spare (they serve nothing). */
+  close(): void {
+    this.closed = true;
+    for (const spare of this.spares) this.kill(spare);
+    this.spares = [];
+  }
+
+  private fill(): void {
+    while (!this.closed && this.spares.length < this.count) this.spares.push(this.startSpare());
+  }
+
+  private startSpare(): Spare {
+    const name = `${process.pid}-${this.started++}`;
+    const socket = join(this.dir, `${name}.sock`);
+    const logFile = join(this.dir, `${name}.log`);
+    const logFd = openSync(logFile, 'a', 0o600);
+    const child = spawn(process.execPath, [CLI, 'daemon', '--spare', '--apisock', socket], {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      env: { ...process.env, NYDUSIFY_LOG_LEVEL: process.env.NYDUSIFY_LOG_LEVEL ?? 'info' },
+    });
+    closeSync(logFd);
+    child.unref();
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const identity: Partial<ProcessIdentity> = identify(child.pid ?? 0) ?? { pid: child.pid };
+    writeFileSync(identityFile(logFile), JSON.stringify(identity), { mode: 0o600 });
+    const spare: Spare = { name, socket, logFile, process: { identity, exited }, answering: Promise.resolve(false) };
+    spare.answering = untilUp(socket, exited);
+    void spare.answering.then((up) => {
+      if (!up && !this.closed) log.warn('a spare daemon did not come up', { log: logFile });
+    });
+    void exited.then(() => {
+      // a spare that dies in the pool is replaced (an assigned one has left the pool)
+      const i = this.spares.indexOf(spare);
+      if (i < 0) return;
+      this.spares.splice(i, 1);
+      rmSync(identityFile(logFile), { force: true });
+      if (!this.closed) setTimeout(() => this.fill(), 1000).unref();
+    });
+    return spare;
+  }
+
+  private kill(spare: Spare): void {
+    signalIfRunning(spare.process.identity, 'SIGKILL');
+    for (const f of [spare.socket, identityFile(spare.logFile), spare.logFile]) rmSync(f, { force: true });
+  }
+
+  /** Spares of an earlier pool (a manager that crashed) are killed and their files removed. */
+  private killStale(): void {
+    for (const n of readdirSync(this.dir)) {
+      if (!n.endsWith('.identity')) continue;
+      try {
+        signalIfRunning(JSON.parse(readFileSync(join(this.dir, n), 'utf8')) as Partial<ProcessIdentity>, 'SIGKILL');
+      } catch {
+        // unreadable: nothing to kill
+      }
+    }
+    for (const n of readdirSync(this.dir)) rmSync(join(this.dir, n), { force: true });
+  }
+}
+
+const identityFile = (logFile: string): string => logFile.replace(/\.log$/, '.identity');
+
+/** Resolves true once GET /api/v1/daemon answers on `socket`; false if the process exits or the time runs out. */
+async function untilUp(socket: string, exited: Promise<number | null>): Promise<boolean> {
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const deadline = Date.now() + SPARE_START_MS;
+  while (!gone && Date.now() < deadline) {
+    if (existsSync(socket) && (await get(socket, '/api/v1/daemon').then(() => true, () => false))) return true;
+    await new Promise((r) => setTimeout(r, PROBE_EVERY_MS));
+  }
+  return false;
+}
+
+function call(socket: string, method: string, path: string, body?: unknown): Promise<string> {
+  return new Promise((done, fail) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = request({ socketPath: socket, method, path, agent: false, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('error', fail);
+      res.on('end', () => {
+        const text = Buffer.concat(parts).toString('utf8');
+        if (res.statusCode === 200) done(text);
+        else fail(new Error(`spare daemon ${socket}: ${method} ${path}: ${res.statusCode} ${text}`));
+      });
+    });
+    req.setTimeout(3000, () => req.destroy(new Error(`spare daemon ${socket}: ${method} ${path}: no answer`)));
+    req.on('error', fail);
+    req.end(data);
+  });
+}
+
+const get = (socket: string, path: string) => call(socket, 'GET', path);
+const put = (socket: string, path: string, body: unknown) => call(socket, 'PUT', path, body);

@@ -1,0 +1,90 @@
+// A spare daemon's wait: a `daemon --spare` process, started ahead of need by the manager's pool
+// (spare-daemons.ts), loads what serving an image takes, then waits on a socket of its own to be
+// told what to be: its id, API socket, mountpoint, mode and config file. It then starts like any
+// daemon given those flags. A dedicated daemon is a process per image, and node loading our module
+// graph is a quarter of a second on the path of every container start; a spare has done it before.
+import { createServer } from 'node:http';
+import { rmSync } from 'node:fs';
+import { log } from '../util/log.js';
+
+/** What a spare is told to be: the flags the manager would have started it with. */
+export interface SpareAssignment {
+  id: string;
+  apisock: string;
+  mountpoint: string;
+  mode: 'dedicated' | 'shared';
+  config: string;
+  block: boolean;
+}
+
+/** The assignment route on the spare's own socket. */
+export const ASSIGN_PATH = '/api/v1/spare/assign';
+/** Bigger bodies are refused: an assignment is a few paths. */
+const MAX_BODY = 16 << 10;
+/** How often a spare looks whether its manager is gone (then nobody will ever assign it). */
+const ORPHAN_CHECK_MS = 1000;
+
+/** The assignment in a request body; an error says what is wrong with it. */
+export function parseAssignment(text: string): SpareAssignment {
+  const v = JSON.parse(text) as Record<string, unknown>;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
+  const str = (k: string): string => {
+    if (typeof v[k] !== 'string' || v[k] === '') throw new Error(`"${k}" must be a non-empty string`);
+    return v[k] as string;
+  };
+  const mode = str('mode');
+  if (mode !== 'dedicated' && mode !== 'shared') throw new Error('"mode" must be "dedicated" or "shared"');
+  if (typeof v.block !== 'boolean') throw new Error('"block" must be a boolean');
+  const unknown = Object.keys(v).filter((k) => !['id', 'apisock', 'mountpoint', 'mode', 'config', 'block'].includes(k));
+  if (unknown.length > 0) throw new Error(`unknown keys: ${unknown.join(', ')}`);
+  return { id: str('id'), apisock: str('apisock'), mountpoint: str('mountpoint'), mode, config: str('config'), block: v.block };
+}
+
+/**
+ * Loads the modules an image mount needs, answers on `socket` until assigned, and returns the
+ * assignment. Exits the process when the manager that started it is gone.
+ */
+export async function waitForAssignment(socket: string): Promise<SpareAssignment> {
+  // the daemon's own modules came with the CLI command; a registry image's are loaded on first mount
+  await import('../image/remote.js');
+  const parent = process.ppid;
+  const orphaned = setInterval(() => {
+    if (process.ppid === parent) return;
+    log.info('spare daemon: its manager is gone, exiting');
+    rmSync(socket, { force: true });
+    process.exit(0);
+  }, ORPHAN_CHECK_MS);
+  rmSync(socket, { force: true });
+  const assignment = await new Promise<SpareAssignment>((done, fail) => {
+    const server = createServer((req, res) => {
+      const reply = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      if (req.method === 'GET' && req.url === '/api/v1/daemon') return reply(200, { state: 'SPARE', pid: process.pid });
+      if (req.method !== 'PUT' || req.url !== ASSIGN_PATH) return reply(404, { code: 'NOT_FOUND', message: `${req.method} ${req.url}: a spare daemon answers GET /api/v1/daemon and PUT ${ASSIGN_PATH}` });
+      const parts: Buffer[] = [];
+      let size = 0;
+      req.on('data', (d: Buffer) => {
+        size += d.length;
+        if (size > MAX_BODY) req.destroy();
+        else parts.push(d);
+      });
+      req.on('end', () => {
+        let a: SpareAssignment;
+        try {
+          a = parseAssignment(Buffer.concat(parts).toString('utf8'));
+        } catch (err) {
+          return reply(400, { code: 'BAD_REQUEST', message: `assignment: ${(err as Error).message}` });
+        }
+        // answered once the server is closed: the manager's next call goes to the new socket
+        server.close();
+        res.on('finish', () => done(a));
+        reply(200, { state: 'ASSIGNED', pid: process.pid });
+      });
+    });
+    server.once('error', fail);
+    server.listen(socket, () => log.info('spare daemon ready', { pid: process.pid, socket }));
+  });
+  clearInterval(orphaned);
+  rmSync(socket, { force: true });
+  log.info('spare daemon assigned', { id: assignment.id, mountpoint: assignment.mountpoint, mode: assignment.mode });
+  return assignment;
+}
