@@ -130,12 +130,23 @@ async function startOurs(fsDriver) {
       const probe = `probe-${i}`;
       if (spawnSync('ctr', ['-n', NS, 'snapshots', '--snapshotter', 'nydusify-ts', 'prepare', probe], { env }).status === 0) {
         spawnSync('ctr', ['-n', NS, 'snapshots', '--snapshotter', 'nydusify-ts', 'rm', probe], { env });
+        // a running snapshotter has its spare daemon up: a cold start is a cold cache, not a cold snapshotter
+        await untilSpareReady();
         return;
       }
     }
     if (i > 600) die(`snapshotter not reachable: ${log}`);
     await sleep(50);
   }
+}
+/** Waits (≤ 20 s) until the snapshotter's spare daemon says it is ready. */
+async function untilSpareReady() {
+  const dir = join(SNAP_ROOT, 'daemons', 'spares');
+  for (let i = 0; i < 400; i++) {
+    if (existsSync(dir) && readdirSync(dir).some((n) => n.endsWith('.log') && readFileSync(join(dir, n), 'utf8').includes('"spare daemon ready"'))) return;
+    await sleep(50);
+  }
+  die('the snapshotter\'s spare daemon did not come up');
 }
 let stops = 0;
 async function stopOurs() {

@@ -12,6 +12,13 @@ import type { HandedFuse } from './fuse-handover.js';
 /** This build's CLI entry point, run by node to start a daemon (or a `mount`). */
 export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
+/**
+ * Node flags of a daemon process. A mount's startup fetch verifies, decodes, stores and pushes
+ * megabytes of chunks in a burst on the main thread: with V8's default 1 MiB-ish young generation
+ * that burst is scavenge after scavenge (a cold optimized start measured 0.15 s slower). A bigger
+ * one costs up to a few tens of MB of RSS while a burst lasts.
+ */
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=16'];
 
 export interface DaemonLaunch {
   record: DaemonRecord;
@@ -32,7 +39,7 @@ export interface DaemonProcess {
 /** Starts `nydusify-ts daemon` for the record, detached, its output appended to its log. */
 export function spawnDaemon(launch: DaemonLaunch): DaemonProcess {
   const { record, fuse } = launch;
-  const args = [CLI, 'daemon', '--id', record.id, '--apisock', launch.apisock, '--mountpoint', record.mountpoint, '--mode', record.mode, '--config', launch.configFile];
+  const args = [...DAEMON_NODE_FLAGS, CLI, 'daemon', '--id', record.id, '--apisock', launch.apisock, '--mountpoint', record.mountpoint, '--mode', record.mode, '--config', launch.configFile];
   if (record.block) args.push('--block');
   if (fuse) args.push('--fuse-fd', '3', ...(fuse.takeover ? ['--takeover'] : []));
   const logFd = openSync(launch.logFile, 'a', 0o600);

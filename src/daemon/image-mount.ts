@@ -113,7 +113,7 @@ export class ImageMount {
     // loaded when first needed: a daemon serving local images never pays for the registry client
     const { connectNydusImage } = await import('../image/remote.js');
     const cache = await ctx.cache();
-    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer, new BuiltBootstraps(cache.dir));
+    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer, new BuiltBootstraps(cache.dir), ctx.config.fetch.hotRegion);
     let mount: ImageMount | undefined;
     try {
       // the main thread reads the image connectNydusImage opened; the workers get one shared copy
@@ -285,14 +285,14 @@ export class ImageMount {
 
   /**
    * Streams the image's hot region (an optimized image's: the chunks a traced start touched, first in
-   * their blob in first-touch order) into the cache now, at link rate: two runs of neighbours in
+   * their blob in first-touch order) into the cache now, at link rate: three runs of neighbours in
    * flight at a time, alongside the container's own misses rather than after them (a miss on a chunk
    * already on its way shares that fetch).
    */
   startHotRegion(): void {
     if (!this.lazy || this.hotRegion) return;
     const refs = hotRegionChunks(this.rafs.blobs, hotRegions(this.lazy.remote.image.manifest), this.lazy.tables);
-    if (refs.length === 0) return;
+    if (refs.length === 0) return this.lazy.remote.releaseEarly();
     const { cache } = this.lazy;
     if (this.ctx.config.fetch.hotPages) {
       const pages = new HotPages(this.rafs, refs, this.ctx.storePages);
@@ -302,12 +302,16 @@ export class ImageMount {
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
     this.hotRegion = new Prefetcher({
       isCached: (ref) => cache.isCached(blobOf(ref), ref),
-      fetch: async (ref) => this.hotPages?.arrived(ref, await this.ask(blobOf(ref), ref, 'hot')),
+      // early: a run is done once verified, so the next one is asked for while this one is stored
+      fetch: async (ref) => this.hotPages?.arrived(ref, await this.ask(blobOf(ref), ref, 'hot', true)),
       demand: this.ctx.demand,
-    }, { streams: 2, batchBytes: 1 << 20, yieldToDemand: false });
+    }, { streams: HOT_REGION_STREAMS, batchBytes: 1 << 20, yieldToDemand: false });
     this.hotRegion.start(refs);
-    // held pages are for the start the region was traced from: over well before this
-    void this.hotRegion.finished().then(() => setTimeout(() => this.hotPages?.drop(), HOT_PAGES_HELD_MS).unref());
+    void this.hotRegion.finished().then(() => {
+      this.lazy?.remote.releaseEarly();
+      // held pages are for the start the region was traced from: over well before this
+      setTimeout(() => this.hotPages?.drop(), HOT_PAGES_HELD_MS).unref();
+    });
   }
 
   /** The kernel was given file `nid` as node `nodeid`: the hot pages of it that arrived are pushed. */
@@ -350,6 +354,9 @@ export class ImageMount {
     await this.localChunks?.backend.close();
   }
 }
+
+/** Runs of the hot region in flight at once: enough to keep the link busy while a run is verified. */
+const HOT_REGION_STREAMS = 3;
 
 /** How long after its hot region has arrived a mount holds the pages of files nobody looked up. */
 const HOT_PAGES_HELD_MS = 30_000;

@@ -9,7 +9,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { log } from '../util/log.js';
-import { CLI, type DaemonLaunch, type DaemonProcess } from './daemon-process.js';
+import { CLI, DAEMON_NODE_FLAGS, type DaemonLaunch, type DaemonProcess } from './daemon-process.js';
 import { identify, type ProcessIdentity, signalIfRunning } from './process-identity.js';
 import { ASSIGN_PATH, type SpareAssignment } from './spare.js';
 
@@ -87,7 +87,7 @@ export class SpareDaemons {
     const socket = join(this.dir, `${name}.sock`);
     const logFile = join(this.dir, `${name}.log`);
     const logFd = openSync(logFile, 'a', 0o600);
-    const child = spawn(process.execPath, [CLI, 'daemon', '--spare', '--apisock', socket], {
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'daemon', '--spare', '--apisock', socket], {
       detached: true,
       stdio: ['ignore', logFd, logFd],
       env: { ...process.env, NYDUSIFY_LOG_LEVEL: process.env.NYDUSIFY_LOG_LEVEL ?? 'info' },

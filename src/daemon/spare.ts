@@ -6,6 +6,8 @@
 import { createServer } from 'node:http';
 import { rmSync } from 'node:fs';
 import { log } from '../util/log.js';
+import { DEFAULT_CONFIG } from './config.js';
+import { prestartWorkers } from './fuse/session.js';
 
 /** What a spare is told to be: the flags the manager would have started it with. */
 export interface SpareAssignment {
@@ -45,8 +47,9 @@ export function parseAssignment(text: string): SpareAssignment {
  * assignment. Exits the process when the manager that started it is gone.
  */
 export async function waitForAssignment(socket: string): Promise<SpareAssignment> {
-  // the daemon's own modules came with the CLI command; a registry image's are loaded on first mount
-  await import('../image/remote.js');
+  // the daemon's own modules came with the CLI command; a registry image's are loaded on first
+  // mount, and the FUSE workers' in each worker's isolate: both are done now
+  await Promise.all([import('../image/remote.js'), prestartWorkers(DEFAULT_CONFIG.threads)]);
   const parent = process.ppid;
   const orphaned = setInterval(() => {
     if (process.ppid === parent) return;

@@ -4,6 +4,7 @@ import { createGunzip } from 'node:zlib';
 import type { BlobBackend } from '../blobcache/backend.js';
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { ChunkReader } from '../blobcache/chunk-reader.js';
+import { EarlyRangeBackend } from '../blobcache/early-range.js';
 import { StoreBackend } from '../blobcache/store-backend.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
@@ -54,7 +55,9 @@ const MAX_BOOTSTRAP_BYTES = 1 << 30;
  * zstd:chunked (stargz-image.ts): either way a verified bootstrap and the blobs it reads. A stargz
  * image's bootstrap is built from its TOCs, or taken from `built` when it was built before.
  */
-export async function openRemoteNydusImage(store: ImageStore, reference: string | undefined, platform?: string, upToLayer?: string, built?: BuiltBootstraps): Promise<RemoteNydusImage & { problems: string[] }> {
+export async function openRemoteNydusImage(
+  store: ImageStore, reference: string | undefined, platform?: string, upToLayer?: string, built?: BuiltBootstraps, onFetched?: (manifest: ImageManifest) => void,
+): Promise<RemoteNydusImage & { problems: string[] }> {
   const { manifest } = await resolveImage(store, reference, platform);
   const layers = manifest.parsed.layers;
   if (isStargzImage(layers)) {
@@ -65,7 +68,9 @@ export async function openRemoteNydusImage(store: ImageStore, reference: string 
   const last = layers[layers.length - 1];
   if (!last) throw new Error(`${store.name}: the manifest has no layers`);
   // both at once: a mount waits for them, and each is a round trip
-  const [configBytes, bootstrap] = await Promise.all([readBlob(store, manifest.parsed.config, MAX_CONFIG_BYTES), extractBootstrap(store, last)]);
+  const [configBytes, bootstrapLayer] = await Promise.all([readBlob(store, manifest.parsed.config, MAX_CONFIG_BYTES), readBlob(store, last, MAX_BOOTSTRAP_BYTES)]);
+  onFetched?.(manifest.parsed);
+  const bootstrap = await extractBootstrap(store, last, bootstrapLayer);
   const config = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: unknown } };
   const problems = nydusManifestProblems(manifest.parsed, config.rootfs?.diff_ids);
   const rafs = RafsImage.open(bootstrap);
@@ -78,12 +83,12 @@ export async function openRemoteNydusImage(store: ImageStore, reference: string 
 }
 
 /**
- * `image/image.boot` (or `image.boot`) from a gzip tar layer. The layer is read whole and checked against
- * its digest first: nothing of it is unpacked, let alone mounted, unless it is the layer the manifest names.
+ * `image/image.boot` (or `image.boot`) from a gzip tar layer, read whole by readBlob, which checked it
+ * against its digest: nothing of it is unpacked, let alone mounted, unless it is the layer the manifest names.
  */
-async function extractBootstrap(store: ImageStore, layer: Descriptor): Promise<Buffer> {
+async function extractBootstrap(store: ImageStore, layer: Descriptor, bytes: Buffer): Promise<Buffer> {
   const gunzip = createGunzip();
-  gunzip.end(await readBlob(store, layer, MAX_BOOTSTRAP_BYTES));
+  gunzip.end(bytes);
   for await (const entry of parseTar(gunzip)) {
     const path = entry.path.replace(/^\.?\//, '');
     // awaited here: leaving the loop closes the stream the body is read from
@@ -113,6 +118,8 @@ export interface ConnectedNydusImage {
   image: RemoteNydusImage & { problems: string[] };
   /** Where its blobs can be read, most preferred first: each mirror, then the image's registry. */
   backends: BlobBackend[];
+  /** Lets go of the hot regions read ahead since the manifest came (see early-range.ts). */
+  releaseEarly(): void;
   close(): Promise<void>;
 }
 
@@ -138,14 +145,21 @@ export function registryClientFor(target: string, access: RegistryAccess = {}): 
  * A Nydus (or stargz) image in a registry, opened for lazy reading of its blobs (through mirrors
  * first, if any); a stargz chain's bootstrap kept in `built` is used, one built is kept there.
  */
-export async function connectNydusImage(target: string, access: RegistryAccess = {}, upToLayer?: string, built?: BuiltBootstraps): Promise<ConnectedNydusImage> {
+/** `earlyHotRegions`: read each hot region ahead from the moment the manifest is known (a mount that streams them). */
+export async function connectNydusImage(target: string, access: RegistryAccess = {}, upToLayer?: string, built?: BuiltBootstraps, earlyHotRegions = false): Promise<ConnectedNydusImage> {
   const ref = parseReference(target);
   const client = registryClientFor(target, access);
   try {
     const { store, reference } = await openImageStore({ kind: 'registry', ...ref }, client);
-    const image = await openRemoteNydusImage(store, reference, undefined, upToLayer, built);
     const mirrors = (access.mirrors ?? []).map((m) => new StoreBackend(client.repository({ ...ref, host: m.host })));
-    return { image, backends: [...mirrors, new StoreBackend(store)], close: () => client.close() };
+    // an optimized image's hot regions are asked for once the bootstrap is in (its sizes are on the
+    // manifest), through the backend tried first, while the bootstrap is opened and the mount made
+    const early = new EarlyRangeBackend(mirrors[0] ?? new StoreBackend(store));
+    const image = await openRemoteNydusImage(store, reference, undefined, upToLayer, built, (manifest) => {
+      if (earlyHotRegions) for (const [blobId, bytes] of hotRegions(manifest)) early.start(blobId, bytes);
+    });
+    const backends = [early, ...mirrors.slice(1), ...(mirrors.length > 0 ? [new StoreBackend(store)] : [])];
+    return { image, backends, releaseEarly: () => early.release(), close: () => (early.release(), client.close()) };
   } catch (err) {
     await client.close();
     throw err;

@@ -68,6 +68,40 @@ export interface SessionOptions {
   readaheadKb?: number;
 }
 
+/** A worker thread, and the config it was started with (none: a standby one, waiting to be sent it). */
+interface FuseWorker {
+  thread: Worker;
+  workerConfig?: WorkerConfig;
+}
+
+/** Workers started ahead of a session (prestartWorkers): their isolates and modules are ready when it starts. */
+const standby: FuseWorker[] = [];
+
+function newWorker(config: WorkerConfig & { nydusifyFuseWorker: true }, transferList: MessagePort[]): FuseWorker {
+  // isolates created from now on (the workers) get gc(): see GC_EVERY in worker.ts
+  setFlagsFromString('--expose-gc');
+  return { thread: new Worker(new URL('./worker.js', import.meta.url), { workerData: config, transferList, resourceLimits: WORKER_LIMITS }), workerConfig: config };
+}
+
+/**
+ * Starts `count` FUSE workers that wait for their config: the next session of this process takes
+ * them instead of starting its own (a spare daemon does this; each worker is an isolate that loads
+ * its modules, some 150 ms of a mount's start otherwise). Resolves once every one has loaded.
+ */
+export async function prestartWorkers(count: number): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  const loaded: Promise<void>[] = [];
+  while (standby.length < count) {
+    const thread = new Worker(new URL('./worker.js', import.meta.url), { workerData: { nydusifyFuseWorker: 'standby' }, resourceLimits: WORKER_LIMITS });
+    loaded.push(new Promise((done, fail) => {
+      thread.once('message', () => done());
+      thread.once('error', fail);
+    }));
+    standby.push({ thread });
+  }
+  await Promise.all(loaded);
+}
+
 /** FUSE_NOTIFY_RESEND: the kernel requeues every request read but not yet answered. */
 const NOTIFY_RESEND = 7;
 
@@ -169,8 +203,6 @@ export class FuseSession {
       this.connection = String(major * 2 ** 20 + minor);
     }
     const threads = Math.max(1, this.opts.threads ?? 2);
-    // isolates created from now on (the workers) get gc(): see GC_EVERY in worker.ts
-    setFlagsFromString('--expose-gc');
     const exits: Promise<void>[] = [];
     for (let index = 0; index < threads; index++) {
       const fetchSlot = new SharedArrayBuffer(FETCH_SLOT_BYTES);
@@ -186,18 +218,22 @@ export class FuseSession {
         timeoutMs: this.opts.timeoutMs, metrics, trace, nydusifyFuseWorker: true,
         readaheadLimit: this.readaheadKb() * 1024,
       };
-      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: config, transferList: [port2], resourceLimits: WORKER_LIMITS });
-      worker.on('message', (m: WorkerMessage) => this.onMessage(index, m));
+      const worker = standby.shift() ?? newWorker(config, [port2]);
+      if (config !== worker.workerConfig) worker.thread.postMessage(config, [port2]);
+      const thread = worker.thread;
+      thread.on('message', (m: WorkerMessage) => this.onMessage(index, m));
       exits.push(new Promise((done) => {
-        worker.on('error', (err) => {
+        thread.on('error', (err) => {
           log.error('FUSE worker failed', { worker: index, error: err });
           // a worker that cannot serve (e.g. unreadable image) takes the mount down
           this.failure ??= err;
           void this.unmount();
         });
-        worker.on('exit', () => done());
+        thread.on('exit', () => done());
       }));
     }
+    // standby workers this session did not need (it has fewer threads) would idle for good
+    for (const w of standby.splice(0)) void w.thread.terminate();
     this.exited = Promise.all(exits).then(async () => {
       this.drainReads();
       await this.pageStore?.close();

@@ -232,6 +232,10 @@ export function serve(config: WorkerConfig): WorkerMessage {
   }
 }
 
-if (parentPort && workerData && (workerData as { nydusifyFuseWorker?: boolean }).nydusifyFuseWorker) {
-  post(serve(workerData as WorkerConfig));
+const role = (workerData as { nydusifyFuseWorker?: true | 'standby' } | null)?.nydusifyFuseWorker;
+// a standby worker (prestartWorkers) says it has loaded, then is sent its config when a session takes it
+if (parentPort && role === 'standby') {
+  parentPort.once('message', (config: WorkerConfig) => post(serve(config)));
+  parentPort.postMessage('standby');
 }
+else if (parentPort && role === true) post(serve(workerData as WorkerConfig));
