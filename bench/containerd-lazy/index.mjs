@@ -130,8 +130,9 @@ async function startOurs(fsDriver) {
       const probe = `probe-${i}`;
       if (spawnSync('ctr', ['-n', NS, 'snapshots', '--snapshotter', 'nydusify-ts', 'prepare', probe], { env }).status === 0) {
         spawnSync('ctr', ['-n', NS, 'snapshots', '--snapshotter', 'nydusify-ts', 'rm', probe], { env });
-        // a running snapshotter has its spare daemon up: a cold start is a cold cache, not a cold snapshotter
-        await untilSpareReady();
+        // a running snapshotter has its spare daemon up: a cold start is a cold cache, not a cold
+        // snapshotter (failover hands each daemon its connection at spawn: no spares)
+        if (!driverFlags[fsDriver].includes('failover')) await untilSpareReady();
         return;
       }
     }
