@@ -65,8 +65,13 @@ export class SpareDaemons {
       this.kill(spare);
       throw err;
     }
-    if (existsSync(launch.logFile)) renameSync(launch.logFile, `${launch.logFile}.1`);
-    renameSync(spare.logFile, launch.logFile);
+    try {
+      if (existsSync(launch.logFile)) renameSync(launch.logFile, `${launch.logFile}.1`);
+      renameSync(spare.logFile, launch.logFile);
+    } catch (err) {
+      // the daemon serves all the same; its log is where the spare's was
+      log.warn('cannot move a spare daemon\'s log to its daemon\'s', { from: spare.logFile, to: launch.logFile, error: err });
+    }
     rmSync(identityFile(spare.logFile), { force: true });
     return spare.process;
   }
