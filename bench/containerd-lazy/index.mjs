@@ -1,7 +1,7 @@
 // containerd lazy start: our snapshotter (FUSE and block drivers) vs stargz-snapshotter vs overlayfs full pull, `node -e 1` in debian-ml (shaped netns registry).
 //
-//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-block,ours-esgz,stargz,overlayfs]
-//   node bench/run.mjs containerd-lazy [--runs 3] [--rows ours,ours-block,ours-esgz,stargz,overlayfs]
+//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs] [--hot-chunk-size 16K]
+//   node bench/run.mjs containerd-lazy [--runs 3] [--rows …] [--hot-chunk-size 16K]
 //
 // Needs root, /dev/fuse, containerd + runc + ctr + ctr-remote, ip/tc, curl, go (once, to build the
 // stargz daemon if scripts/e2e has not). Starts what it needs from scripts/e2e: registry-up.sh,
@@ -19,6 +19,11 @@
 //   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
 //     (`snapshotter --fs-driver fuse`: the lower dir is the daemon's FUSE tree)
 //   - ours-esgz: our snapshotter on the eStargz image itself (no conversion; eStargz layers served lazily)
+//   - ours-opt: our snapshotter on :containerd-lazy-nydus-opt-SIZE (`optimize --run node -e 1`, hot
+//     chunks of --hot-chunk-size, default 16K; each size optimized once, its own tag)
+//   - stargz-opt: stargz-snapshotter on `ctr-remote image optimize` of the image (its prefetch landmark)
+// A cold start is a cold cache and no image, not a cold snapshotter: each run waits until our
+// snapshotter's spare daemon is up (as it is on a node that has run a while).
 //   - ours-block: the same with `snapshotter --fs-driver block --recover-policy failover` (the lower
 //     dir is the kernel's EROFS on the daemon's flat image file)
 // BENCH_SNAP_LOG=PREFIX keeps the logs of each run of ours (PREFIX-N.log, PREFIX-N-daemons/).
