@@ -26,7 +26,8 @@
 // snapshotter's spare daemon is up (as it is on a node that has run a while).
 //   - ours-block: the same with `snapshotter --fs-driver block --recover-policy failover` (the lower
 //     dir is the kernel's EROFS on the daemon's flat image file)
-// BENCH_SNAP_LOG=PREFIX keeps the logs of each run of ours (PREFIX-N.log, PREFIX-N-daemons/).
+// BENCH_SNAP_LOG=PREFIX keeps the logs of each run of ours (PREFIX-N.log, PREFIX-N-daemons/);
+// BENCH_SNAP_NODE_ARGS adds node flags to the snapshotter's process (a --cpu-prof, say).
 // --rows picks some of them (comma-separated keys; default all). Medians of --runs (default 3),
 // interleaved. Ratio = ours ÷ baseline; targets ≤ 0.5× stargz and ≤ 0.15× full pull, for both of
 // our drivers. Prints a markdown table, writes bench/out/containerd-lazy.json.
@@ -123,7 +124,9 @@ const driverFlags = {
 let snap;
 async function startOurs(fsDriver) {
   rmSync(SNAP_ROOT, { recursive: true, force: true });
-  const child = spawn(process.execPath, [cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: process.env.BENCH_SNAP_LOG_LEVEL ?? 'info' } });
+  // BENCH_SNAP_NODE_ARGS: node flags for the snapshotter process (e.g. --cpu-prof --cpu-prof-dir=DIR)
+  const nodeArgs = (process.env.BENCH_SNAP_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: process.env.BENCH_SNAP_LOG_LEVEL ?? 'info' } });
   let log = '';
   child.stderr.on('data', (d) => { log = (log + d).slice(-200_000); });
   const exited = new Promise((r) => child.on('close', r));
