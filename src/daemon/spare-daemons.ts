@@ -25,12 +25,16 @@ interface Spare {
 /** How long a spare has to come up before it is given up on. */
 const SPARE_START_MS = 30_000;
 const PROBE_EVERY_MS = 20;
+/** The longest wait before another spare is started after spares failed to come up. */
+const MAX_REFILL_MS = 60_000;
 
 export class SpareDaemons {
   private readonly dir: string;
   private spares: Spare[] = [];
   private started = 0;
   private closed = false;
+  /** Spares in a row that did not come up: the next is started after a longer wait (a broken install must not spin). */
+  private failures = 0;
 
   /** Keeps `count` spares for daemons whose state lives in `stateDir`. */
   constructor(stateDir: string, private readonly count: number) {
@@ -105,15 +109,20 @@ export class SpareDaemons {
     const spare: Spare = { name, socket, logFile, process: { identity, exited }, answering: Promise.resolve(false) };
     spare.answering = untilUp(socket, exited);
     void spare.answering.then((up) => {
-      if (!up && !this.closed) log.warn('a spare daemon did not come up', { log: logFile });
+      if (up) this.failures = 0;
+      if (up || this.closed) return;
+      this.failures++;
+      log.warn('a spare daemon did not come up (its log is kept)', { log: logFile, failures: this.failures });
+      // dead already, or hung: gone either way (its exit replaces it)
+      signalIfRunning(identity, 'SIGKILL');
     });
     void exited.then(() => {
       // a spare that dies in the pool is replaced (an assigned one has left the pool)
       const i = this.spares.indexOf(spare);
       if (i < 0) return;
       this.spares.splice(i, 1);
-      rmSync(identityFile(logFile), { force: true });
-      if (!this.closed) setTimeout(() => this.fill(), 1000).unref();
+      for (const f of [socket, identityFile(logFile)]) rmSync(f, { force: true });
+      if (!this.closed) setTimeout(() => this.fill(), Math.min(MAX_REFILL_MS, 1000 * 2 ** this.failures)).unref();
     });
     return spare;
   }
