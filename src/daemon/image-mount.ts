@@ -136,12 +136,12 @@ export class ImageMount {
       for (const [id, t] of tables) if (!ctx.tables.has(id)) ctx.tables.set(id, t);
       if (ctx.block) mount.flatMap();
       ctx.sources.add(mount, rafs.blobs.map((b) => b.blobId), remote.backends);
-      // create (or check) every blob's cache files now: the workers open them read-only
-      for (const [index, blob] of rafs.blobs.entries()) {
+      // create (or check) every blob's cache files now, side by side: the workers open them read-only
+      await Promise.all(rafs.blobs.map(async (blob, index) => {
         const first = refs[index]!.values().next().value;
         await cache.forgetIfReplaced(blob);
         if (first) await cache.isCached(blob, first);
-      }
+      }));
       return mount;
     } catch (err) {
       if (mount) {
