@@ -1,6 +1,7 @@
 // A FUSE mount served by worker threads: open /dev/fuse, mount through mount(8) with the device as
-// the child's fd 3, start N workers (each with its own read buffer and its own copy of the image),
-// raise the bdi readahead once INIT is done, and unmount lazily on SIGINT/SIGTERM. Nothing here
+// the child's fd 3, start N workers (each with its own read buffer and its own copy of the image;
+// standby ones a spare daemon started earlier when there are), raise the bdi readahead once INIT is
+// done, push page-cache stores from a thread of their own, and unmount lazily on SIGINT/SIGTERM. Nothing here
 // blocks the main thread on anything that touches the mount: umount is spawned asynchronously.
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
