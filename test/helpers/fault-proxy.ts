@@ -11,6 +11,7 @@
 // The proxy counts what it injected, by kind.
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { seededRandom } from './seeded-random.js';
 
 export type Fault =
   | { kind: 'delay'; ms: number }
@@ -48,18 +49,6 @@ export interface FaultProxy {
   readonly requests: number;
   /** Stops listening and drops every connection (a stalled one included). */
   close(): Promise<void>;
-}
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -6,7 +6,7 @@
 // a chunk it needs is not there yet (and then waits for it), each chunk is fetched once, and a
 // prefetch skips what a read already fetched. Deterministic (a seeded generator).
 import type { AccessTrace, FetchKind, TraceFetch, TraceFile, TraceRead } from '../../src/trace/access-trace.js';
-import { seededRandom } from './fault-proxy.js';
+import { seededRandom } from './seeded-random.js';
 
 const CHUNK = 1 << 20;
 const MAX_READ = 128 << 10;

@@ -85,18 +85,6 @@ export function sample(name: string): Buffer {
   return found.data;
 }
 
-/** Deterministic PRNG (mulberry32) for reproducible corruption positions. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 // --- xxHash32, which the LZ4 frame format uses for its header, block and content checksums ---
 
 const P1 = 0x9e3779b1;

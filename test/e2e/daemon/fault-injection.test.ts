@@ -22,7 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonClient } from '../../../src/daemon/api-client.js';
 import { cliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
-import { type Fault, type FaultKind, type FaultProxy, faultProxy, isBlobRange, seededRandom } from '../../helpers/fault-proxy.js';
+import { type Fault, type FaultKind, type FaultProxy, faultProxy, isBlobRange } from '../../helpers/fault-proxy.js';
+import { seededRandom } from '../../helpers/seeded-random.js';
 import { waitFor } from '../../helpers/wait-for.js';
 
 const REGISTRY = '127.0.0.1:5000';
