@@ -12,6 +12,8 @@ export interface BlobBuilderOptions {
   blobIndex: number;
   chunkSize: number;
   compressor: Compressor;
+  /** The codec's level (default: its usual one, see DEFAULT_LEVEL). */
+  level?: number;
   digester: Digester;
   /** Raw bytes gathered before a batch is handed to the pool. */
   batchBytes?: number;
@@ -115,7 +117,7 @@ export class BlobBuilder {
 
   private async compress(datas: Buffer[]): Promise<Buffer[]> {
     if (this.opts.compressor === 'none' || datas.length === 0) return datas;
-    return compressBatch(this.opts.compressor as Codec, datas);
+    return compressBatch(this.opts.compressor as Codec, datas, this.opts.level);
   }
 
   /**

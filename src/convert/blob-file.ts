@@ -16,6 +16,8 @@ export interface BlobFileOptions {
   blobIndex: number;
   chunkSize: number;
   compressor: Compressor;
+  /** The codec's level (default: its usual one). */
+  level?: number;
   digester: Digester;
   /** Gets chunk buffers back once written (see BlobBuilder). */
   pool?: ChunkBufferPool;
@@ -47,8 +49,8 @@ export async function writeBlobFile<T>(
   const out = await open(tmpPath, 'w+');
   try {
     const blobHash = new Hasher('sha256');
-    const { blobIndex, chunkSize, compressor, digester, pool } = opts;
-    const blob = new BlobBuilder({ out, blobIndex, chunkSize, compressor, digester, pool }, blobHash);
+    const { blobIndex, chunkSize, compressor, level, digester, pool } = opts;
+    const blob = new BlobBuilder({ out, blobIndex, chunkSize, compressor, level, digester, pool }, blobHash);
     const filled = await fill(blob);
     const built = await blob.finish();
     const tail = encodeBlobTail({
