@@ -77,21 +77,46 @@ export class PageStore {
   }
 }
 
+/**
+ * Pauses before the kernel is asked again for stores it refused with ENOENT. The inode of a reply
+ * just written is made by the task that asked (when it next runs), not by the write, so a store
+ * right behind a LOOKUP reply can come too early; one for an inode the kernel forgot never lands.
+ */
+const ENOENT_RETRY_MS = [1, 2, 4, 8, 16];
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/** Writes one store; 'retry' when the kernel does not know the inode (yet). */
+function storeOne(fd: number, nodeid: number, offset: number, piece: Buffer): 'done' | 'retry' | 'gone' {
+  try {
+    writevSync(fd, notifyStore(nodeid, offset, piece));
+    return 'done';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'ENOENT') return 'retry';
+    // ENODEV: unmounted, nothing more to store
+    if (code === 'ENODEV') return 'gone';
+    parentPort?.postMessage({ error: (err as Error).message } satisfies PageStoreMessage);
+    return 'done';
+  }
+}
+
 function storeBatch(fd: number, batch: StoreBatch): void {
   const { stores, data } = batch;
+  let pending: [number, number, Buffer][] = [];
   for (let i = 0; i + 3 < stores.length; i += 4) {
     const [nodeid, offset, start, length] = stores.slice(i, i + 4) as [number, number, number, number];
-    for (let done = 0; done < length; done += MAX_WRITE) {
-      const piece = Buffer.from(data, start + done, Math.min(MAX_WRITE, length - done));
-      try {
-        writevSync(fd, notifyStore(nodeid, offset + done, piece));
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code ?? '';
-        // ENOENT: the kernel forgot the inode; ENODEV: unmounted. Neither is worth a word.
-        if (code === 'ENODEV') return;
-        if (code !== 'ENOENT') parentPort?.postMessage({ error: (err as Error).message } satisfies PageStoreMessage);
-      }
+    for (let done = 0; done < length; done += MAX_WRITE) pending.push([nodeid, offset + done, Buffer.from(data, start + done, Math.min(MAX_WRITE, length - done))]);
+  }
+  for (const wait of [0, ...ENOENT_RETRY_MS]) {
+    if (pending.length === 0) return;
+    if (wait > 0) Atomics.wait(pause, 0, 0, wait);
+    const refused: typeof pending = [];
+    for (const store of pending) {
+      const outcome = storeOne(fd, ...store);
+      if (outcome === 'gone') return;
+      if (outcome === 'retry') refused.push(store);
     }
+    pending = refused;
   }
 }
 

@@ -69,19 +69,13 @@ export interface SessionOptions {
   readaheadKb?: number;
 }
 
-/** A worker thread, and the config it was started with (none: a standby one, waiting to be sent it). */
-interface FuseWorker {
-  thread: Worker;
-  workerConfig?: WorkerConfig;
-}
-
 /** Workers started ahead of a session (prestartWorkers): their isolates and modules are ready when it starts. */
-const standby: FuseWorker[] = [];
+const standby: Worker[] = [];
 
-function newWorker(config: WorkerConfig & { nydusifyFuseWorker: true }, transferList: MessagePort[]): FuseWorker {
+function startWorker(workerData: object, transferList: MessagePort[] = []): Worker {
   // isolates created from now on (the workers) get gc(): see GC_EVERY in worker.ts
   setFlagsFromString('--expose-gc');
-  return { thread: new Worker(new URL('./worker.js', import.meta.url), { workerData: config, transferList, resourceLimits: WORKER_LIMITS }), workerConfig: config };
+  return new Worker(new URL('./worker.js', import.meta.url), { workerData, transferList, resourceLimits: WORKER_LIMITS });
 }
 
 /**
@@ -90,15 +84,14 @@ function newWorker(config: WorkerConfig & { nydusifyFuseWorker: true }, transfer
  * its modules, some 150 ms of a mount's start otherwise). Resolves once every one has loaded.
  */
 export async function prestartWorkers(count: number): Promise<void> {
-  setFlagsFromString('--expose-gc');
   const loaded: Promise<void>[] = [];
   while (standby.length < count) {
-    const thread = new Worker(new URL('./worker.js', import.meta.url), { workerData: { nydusifyFuseWorker: 'standby' }, resourceLimits: WORKER_LIMITS });
+    const thread = startWorker({ nydusifyFuseWorker: 'standby' });
     loaded.push(new Promise((done, fail) => {
       thread.once('message', () => done());
       thread.once('error', fail);
     }));
-    standby.push({ thread });
+    standby.push(thread);
   }
   await Promise.all(loaded);
 }
@@ -219,9 +212,10 @@ export class FuseSession {
         timeoutMs: this.opts.timeoutMs, metrics, trace, nydusifyFuseWorker: true,
         readaheadLimit: this.readaheadKb() * 1024,
       };
-      const worker = standby.shift() ?? newWorker(config, [port2]);
-      if (config !== worker.workerConfig) worker.thread.postMessage(config, [port2]);
-      const thread = worker.thread;
+      const waiting = standby.shift();
+      const thread = waiting ?? startWorker(config, [port2]);
+      // a standby worker is sent what a new one is started with
+      waiting?.postMessage(config, [port2]);
       thread.on('message', (m: WorkerMessage) => this.onMessage(index, m));
       exits.push(new Promise((done) => {
         thread.on('error', (err) => {
@@ -234,7 +228,7 @@ export class FuseSession {
       }));
     }
     // standby workers this session did not need (it has fewer threads) would idle for good
-    for (const w of standby.splice(0)) void w.thread.terminate();
+    for (const w of standby.splice(0)) void w.terminate();
     this.exited = Promise.all(exits).then(async () => {
       this.drainReads();
       await this.pageStore?.close();
