@@ -171,21 +171,6 @@ export class ImageMount {
     return this.fetchRef(blob, ref, 'demand', true, file);
   }
 
-  /** Brings a chunk of this lazily served image into the cache; the trace records its fetch as `kind` (a startup fetch: 'hot'). */
-  async fetchAs(kind: FetchKind, ref: ChunkRef): Promise<void> {
-    const blob = this.rafs.blobs[ref.blobIndex];
-    if (!this.lazy || !blob) throw new Error(`chunk ${ref.ciIndex} of blob index ${ref.blobIndex} is not in the lazily served image ${this.name}`);
-    await this.fetchRef(blob, ref, kind);
-  }
-
-  /**
-   * Records a fetch made outside the cache's fetcher (whose fetches are recorded by themselves):
-   * asked for at `startMs`, verified at `endMs` (performance.now() of this thread).
-   */
-  recordFetch(kind: FetchKind, ref: ChunkRef, startMs: number, endMs: number): void {
-    this.trace.fetch(kind, ref, performance.timeOrigin + startMs, performance.timeOrigin + endMs);
-  }
-
   /**
    * The fetcher brought a chunk in. The trace records it if this mount asked for it, or if a
    * request for this image's blob grew to take it along (readahead; every image serving the blob

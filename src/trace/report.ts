@@ -6,7 +6,6 @@
 // time buckets, a fixed number of file rows).
 import { type AccessTrace, DEFAULT_HOT_CHUNK_SIZE, FETCH_KINDS, type FetchKind, touchedRanges } from './access-trace.js';
 
-/** The chunk size an optimized image packs its hot region in, unless told otherwise. */
 /** Files listed one by one; the rest are summed as one row. */
 export const DEFAULT_TOP_FILES = 50;
 /** The timeline has at most this many buckets (fewer when a round bucket width covers the trace). */
