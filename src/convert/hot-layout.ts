@@ -5,6 +5,7 @@
 // the hot files' chunks. Every other file keeps its chunk references into the source's blobs;
 // blobs that no file refers to any more are dropped.
 import { type AccessTrace } from '../trace/access-trace.js';
+import { chunkKey } from '../rafs/chunk.js';
 import { type Bootstrap, type ChunkRef, fileType, type Inode, nodeAt, S_IFREG, type TreeNode } from '../rafs/tree.js';
 import { KiB, MiB } from '../util/bytes.js';
 
@@ -154,7 +155,7 @@ function storedBytesOf(source: Bootstrap, files: readonly HotFile[], chunks: rea
     const end = Math.min(start + hotChunkSize, inode.size);
     for (let j = Math.floor(start / stored); j <= Math.floor((end - 1) / stored); j++) {
       const c = inode.chunks[j]!;
-      const key = c.blobIndex * 2 ** 24 + c.ciIndex;
+      const key = chunkKey(c.blobIndex, c.ciIndex);
       if (seen.has(key)) continue;
       seen.add(key);
       bytes += c.compressedSize;

@@ -2,6 +2,7 @@
 // chunk is copied out of the stored chunks it overlaps, in any order the caller asks for. Stored
 // chunks are read ahead of need and kept a while (most new chunks share a stored one with their
 // neighbours); both are bounded in bytes, so memory does not grow with file size.
+import { chunkKey } from '../rafs/chunk.js';
 import type { ChunkRef, Inode } from '../rafs/tree.js';
 import { MiB } from '../util/bytes.js';
 
@@ -80,7 +81,7 @@ class StoredChunks {
   constructor(private readonly read: ReadChunk, private readonly capacity: number) {}
 
   get(ref: ChunkRef): Promise<Buffer> {
-    const key = ref.blobIndex * 2 ** 24 + ref.ciIndex;
+    const key = chunkKey(ref.blobIndex, ref.ciIndex);
     let entry = this.reads.get(key);
     if (entry !== undefined) this.reads.delete(key);
     else {

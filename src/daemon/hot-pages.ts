@@ -5,10 +5,9 @@
 // region streams in, the same pages are minor faults. The kernel takes a store only for an inode it
 // knows (after a LOOKUP or READDIRPLUS entry), so a chunk is pushed when it arrives for the files
 // the kernel knows, and when the kernel learns of a file, for the chunks that came before.
+import { chunkKey } from '../rafs/chunk.js';
 import type { RafsImage } from '../rafs/reader.js';
-import { S_IFMT, S_IFREG } from '../rafs/tree.js';
-import type { ChunkRef } from '../rafs/tree.js';
-import { chunkKey } from './trace-recorder.js';
+import { type ChunkRef, S_IFMT, S_IFREG } from '../rafs/tree.js';
 
 /** Where one chunk's bytes are in one hot file. */
 interface Place {

@@ -16,6 +16,7 @@ import { blobChunkTables, type FetchedChunk } from '../blobcache/fetcher.js';
 import { LocalDirBackend } from '../blobcache/local-backend.js';
 import type { Readahead } from '../blobcache/readahead.js';
 import { type ConnectedNydusImage, hotRegions } from '../image/remote.js';
+import { chunkKey } from '../rafs/chunk.js';
 import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
@@ -26,7 +27,7 @@ import type { DaemonConfig, MountSpec } from './config.js';
 import type { WorkerImage } from './fuse/worker.js';
 import { HotPages, type StorePages } from './hot-pages.js';
 import { allChunks, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
-import { chunkKey, type FilePlace, TraceRecorder } from './trace-recorder.js';
+import { type FilePlace, TraceRecorder } from './trace-recorder.js';
 
 /** What an image mount needs from the daemon: the one cache, the blob sources, the chunk tables. */
 export interface MountContext {

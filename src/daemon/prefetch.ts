@@ -3,6 +3,7 @@
 // other chunk of the image's blobs. Prefetch always yields to on-demand reads: before each batch it
 // waits until no read is waiting for the backend, and it never fetches faster than its bandwidth
 // limit. A batch is issued in one turn, so the fetcher merges it into few Range requests.
+import { chunkKey } from '../rafs/chunk.js';
 import type { RafsImage } from '../rafs/reader.js';
 import { S_IFDIR, S_IFMT, S_IFREG, type ChunkRef } from '../rafs/tree.js';
 import { log } from '../util/log.js';
@@ -62,7 +63,7 @@ export function allChunks(rafs: RafsImage, tables: ReadonlyMap<string, readonly 
 function uniqueChunks(refs: ChunkRef[]): ChunkRef[] {
   const seen = new Set<number>();
   return refs.filter((r) => {
-    const key = r.blobIndex * 2 ** 24 + r.ciIndex;
+    const key = chunkKey(r.blobIndex, r.ciIndex);
     return !seen.has(key) && seen.add(key);
   });
 }

@@ -5,6 +5,7 @@
 // sorting into time order, naming files (one walk of the image for the nids not named yet) and
 // finding a file that holds each chunk fetched for no particular read.
 import { createHash } from 'node:crypto';
+import { chunkKey } from '../rafs/chunk.js';
 import type { RafsImage, WalkEntry } from '../rafs/reader.js';
 import { type ChunkRef, S_IFMT, S_IFREG } from '../rafs/tree.js';
 import {
@@ -62,9 +63,6 @@ class RecordLog {
     return at;
   }
 }
-
-/** A chunk's key: blob index and CI index (< 2^24, see rafs/reader.ts). */
-export const chunkKey = (blobIndex: number, ciIndex: number): number => blobIndex * 2 ** 24 + ciIndex;
 
 export class TraceRecorder {
   private readonly reads = new RecordLog(READ_FIELDS);

@@ -13,6 +13,9 @@ const CHUNK_FORMAT_BITS_MASK = 0x1f;
 export const MAX_BLOBS = 254;
 export const MAX_CI_INDEX = 0xffffff;
 
+/** One number per chunk of an image: its blob index and CI index (which fits 24 bits). */
+export const chunkKey = (blobIndex: number, ciIndex: number): number => blobIndex * 2 ** 24 + ciIndex;
+
 export const ChunkFlag = { COMPRESSED: 0x1, HOLE: 0x2, ENCRYPTED: 0x4, BATCH: 0x8, HAS_CRC32: 0x10 } as const;
 
 /** One entry of an inode's chunk index array, as EROFS and nydus read it. */

@@ -8,7 +8,7 @@ import { alignUp, checkRange } from './bytes.js';
 import { ClaimedExtents } from './claimed-extents.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, decodeBlobTable, decodeDeviceSlot, DEVICE_SLOT_SIZE, type DeviceSlot } from './blob-table.js';
 import {
-  asMemberChunk, CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS, MAX_INNER_OFFSET,
+  asMemberChunk, CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, chunkKey, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS, MAX_INNER_OFFSET,
   maxStoredChunkSize, maxStoredMemberSize,
 } from './chunk.js';
 import { DETECT_HEAD_SIZE, detectRafsVersion } from './detect.js';
@@ -340,7 +340,7 @@ export class RafsImage {
     for (let i = first; i < last; i++) {
       const at = base + i * CHUNK_INDEX_SIZE;
       const index = decodeChunkIndex(this.buf, at);
-      const info = table.get(index.blobIndex * 2 ** 24 + index.ciIndex);
+      const info = table.get(chunkKey(index.blobIndex, index.ciIndex));
       if (info === undefined) throw new RafsFormatError('chunk index', at, `blob ${index.blobIndex} chunk ${index.ciIndex} is not in the chunk info table`);
       if (index.blockAddr * this.blockSize !== info.uncompressedOffset) throw new RafsFormatError('chunk index', at, `block address ${index.blockAddr} disagrees with the chunk info table`);
       const blobChunkSize = this.blobs[info.blobIndex]!.chunkSize;
@@ -372,7 +372,7 @@ export class RafsImage {
     const table = new Map<number, ChunkRef>();
     for (let at = chunkTableOffset; at < chunkTableOffset + chunkTableSize; at += CHUNK_INFO_SIZE) {
       const chunk = this.checkedChunkInfo(at);
-      const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
+      const key = chunkKey(chunk.blobIndex, chunk.ciIndex);
       if (table.has(key)) throw new RafsFormatError('chunk info', at, `duplicate entry for blob ${chunk.blobIndex} chunk ${chunk.ciIndex}`);
       table.set(key, chunk);
       yield chunk;

@@ -4,7 +4,7 @@
 // table. Always extended inodes; regular files are chunk-based with their data in the blobs.
 import { alignUp, isPowerOfTwo } from './bytes.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, DEVICE_SLOT_SIZE, type DeviceSlot, encodeBlobEntry, encodeDeviceSlot } from './blob-table.js';
-import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, encodeChunkFormat, MAX_BLOBS, writeChunkIndex, writeChunkInfo } from './chunk.js';
+import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, chunkKey, encodeChunkFormat, MAX_BLOBS, writeChunkIndex, writeChunkInfo } from './chunk.js';
 import { RafsEncodeError } from './errors.js';
 import { encodeDev, EXTENDED_INODE_SIZE, Layout, writeInode } from './inode.js';
 import { type InodeSlot, layoutMeta } from './meta-layout.js';
@@ -238,7 +238,7 @@ function chunkTableEntries(slots: readonly InodeSlot[]): ChunkRef[] {
     const chunks = slot.inode.chunks;
     for (let i = 0; i < chunks.length; i++) {
       const chunk = chunks[i]!;
-      const key = chunk.blobIndex * 2 ** 24 + chunk.ciIndex;
+      const key = chunkKey(chunk.blobIndex, chunk.ciIndex);
       const known = byKey.get(key);
       if (known === undefined) byKey.set(key, chunk);
       else if (!sameChunk(known, chunk)) throw new RafsEncodeError('chunk info table', `${slot.path}: conflicting chunks for blob ${chunk.blobIndex} CI index ${chunk.ciIndex}`);
