@@ -23,20 +23,21 @@ import { type Daemon, MountConflictError, MountNotFoundError } from './daemon.js
 
 const MAX_BODY = 64 << 10;
 
-class HttpError extends Error {
+export class HttpError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {
     super(message);
   }
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+/** A request's body as text; more than `max` bytes is a 413. */
+export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<string> {
   return new Promise((done, fail) => {
     const parts: Buffer[] = [];
     let size = 0;
     req.on('data', (d: Buffer) => {
       size += d.length;
       // the rest is read and dropped, so the client still gets the answer
-      if (size > MAX_BODY) fail(new HttpError(413, 'BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`));
+      if (size > max) fail(new HttpError(413, 'BODY_TOO_LARGE', `request body over ${max} bytes`));
       else parts.push(d);
     });
     req.on('end', () => done(Buffer.concat(parts).toString('utf8')));
@@ -143,6 +144,12 @@ export async function serveApi(daemon: Daemon, path: string, exit: () => void): 
       else res.destroy();
     });
   });
+  await listenOwnerOnly(server, path);
+  return server;
+}
+
+/** Listens on unix socket `path`, which only its owner may connect to from the moment it exists. */
+export async function listenOwnerOnly(server: Server, path: string): Promise<void> {
   await new Promise<void>((done, fail) => {
     server.once('error', fail);
     // created with no access for others before anyone can connect
@@ -153,5 +160,4 @@ export async function serveApi(daemon: Daemon, path: string, exit: () => void): 
     });
   });
   chmodSync(path, 0o600);
-  return server;
 }

@@ -6,9 +6,9 @@
 // itself when its manager is gone).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { log } from '../util/log.js';
+import { DaemonClient } from './api-client.js';
 import { CLI, DAEMON_NODE_FLAGS, type DaemonLaunch, type DaemonProcess } from './daemon-process.js';
 import { identify, type ProcessIdentity, signalIfRunning } from './process-identity.js';
 import { ASSIGN_PATH, type SpareAssignment } from './spare.js';
@@ -64,7 +64,7 @@ export class SpareDaemons {
     const { record } = launch;
     const assignment: SpareAssignment = { id: record.id, apisock: launch.apisock, mountpoint: record.mountpoint, mode: record.mode, config: launch.configFile, block: record.block ?? false };
     try {
-      await put(spare.socket, ASSIGN_PATH, assignment);
+      await spareClient(spare.socket).call('PUT', ASSIGN_PATH, assignment);
     } catch (err) {
       this.kill(spare);
       throw err;
@@ -148,36 +148,17 @@ export class SpareDaemons {
 
 const identityFile = (logFile: string): string => logFile.replace(/\.log$/, '.identity');
 
+/** A spare answers at once or not at all. */
+const spareClient = (socket: string): DaemonClient => new DaemonClient(socket, 3000);
+
 /** Resolves true once GET /api/v1/daemon answers on `socket`; false if the process exits or the time runs out. */
 async function untilUp(socket: string, exited: Promise<number | null>): Promise<boolean> {
   let gone = false;
   void exited.then(() => (gone = true));
   const deadline = Date.now() + SPARE_START_MS;
   while (!gone && Date.now() < deadline) {
-    if (existsSync(socket) && (await get(socket, '/api/v1/daemon').then(() => true, () => false))) return true;
+    if (existsSync(socket) && (await spareClient(socket).call('GET', '/api/v1/daemon').then(() => true, () => false))) return true;
     await new Promise((r) => setTimeout(r, PROBE_EVERY_MS));
   }
   return false;
 }
-
-function call(socket: string, method: string, path: string, body?: unknown): Promise<string> {
-  return new Promise((done, fail) => {
-    const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = request({ socketPath: socket, method, path, agent: false, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('error', fail);
-      res.on('end', () => {
-        const text = Buffer.concat(parts).toString('utf8');
-        if (res.statusCode === 200) done(text);
-        else fail(new Error(`spare daemon ${socket}: ${method} ${path}: ${res.statusCode} ${text}`));
-      });
-    });
-    req.setTimeout(3000, () => req.destroy(new Error(`spare daemon ${socket}: ${method} ${path}: no answer`)));
-    req.on('error', fail);
-    req.end(data);
-  });
-}
-
-const get = (socket: string, path: string) => call(socket, 'GET', path);
-const put = (socket: string, path: string, body: unknown) => call(socket, 'PUT', path, body);

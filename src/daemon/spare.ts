@@ -6,6 +6,7 @@
 import { createServer } from 'node:http';
 import { rmSync } from 'node:fs';
 import { log } from '../util/log.js';
+import { HttpError, listenOwnerOnly, readBody } from './api.js';
 import { DEFAULT_CONFIG } from './config.js';
 import { prestartWorkers } from './fuse/session.js';
 
@@ -63,28 +64,17 @@ export async function waitForAssignment(socket: string): Promise<SpareAssignment
       const reply = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
       if (req.method === 'GET' && req.url === '/api/v1/daemon') return reply(200, { state: 'SPARE', pid: process.pid });
       if (req.method !== 'PUT' || req.url !== ASSIGN_PATH) return reply(404, { code: 'NOT_FOUND', message: `${req.method} ${req.url}: a spare daemon answers GET /api/v1/daemon and PUT ${ASSIGN_PATH}` });
-      const parts: Buffer[] = [];
-      let size = 0;
-      req.on('data', (d: Buffer) => {
-        size += d.length;
-        if (size > MAX_BODY) req.destroy();
-        else parts.push(d);
-      });
-      req.on('end', () => {
-        let a: SpareAssignment;
-        try {
-          a = parseAssignment(Buffer.concat(parts).toString('utf8'));
-        } catch (err) {
-          return reply(400, { code: 'BAD_REQUEST', message: `assignment: ${(err as Error).message}` });
-        }
-        // answered once the server is closed: the manager's next call goes to the new socket
-        server.close();
-        res.on('finish', () => done(a));
-        reply(200, { state: 'ASSIGNED', pid: process.pid });
-      });
+      readBody(req, MAX_BODY).then(parseAssignment).then(
+        (a) => {
+          // answered once the server is closed: the manager's next call goes to the new socket
+          server.close();
+          res.on('finish', () => done(a));
+          reply(200, { state: 'ASSIGNED', pid: process.pid });
+        },
+        (err: Error) => reply(err instanceof HttpError ? err.status : 400, { code: err instanceof HttpError ? err.code : 'BAD_REQUEST', message: `assignment: ${err.message}` }),
+      );
     });
-    server.once('error', fail);
-    server.listen(socket, () => log.info('spare daemon ready', { pid: process.pid, socket }));
+    listenOwnerOnly(server, socket).then(() => log.info('spare daemon ready', { pid: process.pid, socket }), fail);
   });
   clearInterval(orphaned);
   rmSync(socket, { force: true });
