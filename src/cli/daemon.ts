@@ -27,17 +27,19 @@ interface DaemonFlags extends ConfigFlags, ImageFlags {
   fuseFd?: number;
   takeover?: boolean;
   spare?: boolean;
+  managerPid?: number;
 }
 
 
 /** A spare (`--spare`): the flags it is assigned, over the ones it was started with. */
 async function assigned(flags: DaemonFlags): Promise<DaemonFlags> {
+  if (!flags.spare && flags.managerPid !== undefined) throw new Error('--manager-pid goes with --spare');
   if (!flags.spare) return flags;
   if (flags.apisock === undefined) throw new Error('a spare daemon waits on --apisock for its assignment');
   if (specFrom(flags) || flags.id !== undefined || flags.mountpoint !== undefined || flags.fuseFd !== undefined || flags.nbd) {
     throw new Error('a spare daemon is told what to serve when it is assigned: give it only --apisock (and config flags)');
   }
-  const a = await waitForAssignment(flags.apisock);
+  const a = await waitForAssignment(flags.apisock, flags.managerPid ?? process.ppid);
   return { ...flags, id: a.id, apisock: a.apisock, mountpoint: a.mountpoint, mode: a.mode, config: a.config, block: a.block };
 }
 
@@ -89,6 +91,10 @@ export function daemonCommand(): Command {
     })
     .option('--takeover', 'the --fuse-fd connection was served by a daemon that died: resend what it left unanswered')
     // the manager's spares: started ahead of need, told their id, mountpoint, mode and config later
-    .option('--spare', 'wait on --apisock, modules loaded, to be assigned what to serve (PUT /api/v1/spare/assign)');
+    .option('--spare', 'wait on --apisock, modules loaded, to be assigned what to serve (PUT /api/v1/spare/assign)')
+    .option('--manager-pid <pid>', 'with --spare: exit once no longer this process\'s child (default: the parent at start)', (v) => {
+      if (!/^\d{1,10}$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('expected a process id.');
+      return Number(v);
+    });
   return addImageOptions(addConfigOptions(cmd)).action(runDaemon);
 }

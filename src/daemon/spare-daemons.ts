@@ -96,7 +96,7 @@ export class SpareDaemons {
     const socket = join(this.dir, `${name}.sock`);
     const logFile = join(this.dir, `${name}.log`);
     const logFd = openSync(logFile, 'a', 0o600);
-    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'daemon', '--spare', '--apisock', socket], {
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'daemon', '--spare', '--apisock', socket, '--manager-pid', String(process.pid)], {
       detached: true,
       stdio: ['ignore', logFd, logFd],
       env: { ...process.env, NYDUSIFY_LOG_LEVEL: process.env.NYDUSIFY_LOG_LEVEL ?? 'info' },

@@ -45,19 +45,19 @@ export function parseAssignment(text: string): SpareAssignment {
 
 /**
  * Loads the modules an image mount needs, answers on `socket` until assigned, and returns the
- * assignment. Exits the process when the manager that started it is gone.
+ * assignment. Exits the process once it is no longer the child of `manager` (a pid): the manager
+ * says which it is, because one that dies while this process loads would otherwise go unnoticed.
  */
-export async function waitForAssignment(socket: string): Promise<SpareAssignment> {
-  // the daemon's own modules came with the CLI command; a registry image's are loaded on first
-  // mount, and the FUSE workers' in each worker's isolate: both are done now
-  await Promise.all([import('../image/remote.js'), prestartWorkers(DEFAULT_CONFIG.threads)]);
-  const parent = process.ppid;
+export async function waitForAssignment(socket: string, manager: number): Promise<SpareAssignment> {
   const orphaned = setInterval(() => {
-    if (process.ppid === parent) return;
+    if (process.ppid === manager) return;
     log.info('spare daemon: its manager is gone, exiting');
     rmSync(socket, { force: true });
     process.exit(0);
   }, ORPHAN_CHECK_MS);
+  // the daemon's own modules came with the CLI command; a registry image's are loaded on first
+  // mount, and the FUSE workers' in each worker's isolate: both are done now
+  await Promise.all([import('../image/remote.js'), prestartWorkers(DEFAULT_CONFIG.threads)]);
   rmSync(socket, { force: true });
   const assignment = await new Promise<SpareAssignment>((done, fail) => {
     const server = createServer((req, res) => {
