@@ -278,8 +278,8 @@ export class FuseSession {
       case 'trace':
         this.drainWorker(index);
         break;
-      case 'entries':
-        for (const [nid, nodeid] of m.entries) this.opts.entered?.(m.slot, nid, nodeid);
+      case 'entry':
+        this.opts.entered?.(m.slot, m.nid, m.nodeid);
         break;
       case 'fetch': {
         // the worker waits now: a good moment to take the reads it served before

@@ -60,8 +60,8 @@ export type WorkerMessage =
   | { type: 'add-failed'; slot: number; message: string }
   /** Reads wait in this worker's trace ring: drain it. */
   | { type: 'trace' }
-  /** The kernel was given these hot files (WorkerImage.hotFiles) as these node ids. */
-  | { type: 'entries'; slot: number; entries: [nid: number, nodeid: number][] }
+  /** The kernel was given hot file `nid` (WorkerImage.hotFiles) as node `nodeid`. */
+  | { type: 'entry'; slot: number; nid: number; nodeid: number }
   | FetchRequest
   | { type: 'exit'; requests: number; reason: string };
 
@@ -116,7 +116,7 @@ class WorkerImages {
     if (!hotFiles || hotFiles.length === 0) return undefined;
     const unreported = new Set(hotFiles);
     return (nid, nodeid) => {
-      if (unreported.delete(nid)) this.entries.push({ type: 'entries', slot, entries: [[nid, nodeid]] });
+      if (unreported.delete(nid)) this.entries.push({ type: 'entry', slot, nid, nodeid });
     };
   }
 
