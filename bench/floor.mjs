@@ -85,7 +85,7 @@ export function measureFloor({ source, cmd, work, env }) {
           if (z.status !== 0) throw new Error(`floor: zstd failed on ${path}`);
           touchedBytes += bytes.length;
           compressedBytes += z.stdout.length;
-          files.push({ path: `/${path}`, touched: bytes.length, compressed: z.stdout.length });
+          files.push({ path: `/${path}`, touched: bytes.length, compressed: z.stdout.length, ranges });
         }
         files.sort((a, b) => b.touched - a.touched);
         return { touchedBytes, compressedBytes, localRun, files };
@@ -109,6 +109,42 @@ export function rateBytes(rate) {
   const m = /^(\d+(?:\.\d+)?)(k|m|g)?bit$/i.exec(rate);
   if (!m) throw new Error(`floor: cannot read the rate ${rate}`);
   return (Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9, undefined: 1 }[m[2]?.toLowerCase()]) / 8;
+}
+
+/**
+ * The bytes a lazy start of an image with fixed members must fetch: each layer's footer and TOC,
+ * and every member holding a page of `floor.files` (touched ranges), a file taken from the topmost
+ * layer that has it (hardlinks followed; whiteouts are not looked at: the floor image has none over
+ * the touched files). `layers`, bottom first: { blobSize, toc } with toc a resolved StargzToc.
+ */
+export function memberFloor(floor, layers) {
+  let bytes = 0;
+  let members = 0;
+  for (const { blobSize, toc } of layers) bytes += blobSize - toc.footer.tocOffset;
+  const byName = layers.map(({ toc }) => {
+    const m = new Map();
+    for (const e of toc.entries) if (e.type === 'reg' || e.type === 'chunk' || e.type === 'hardlink') m.set(e.name, [...(m.get(e.name) ?? []), e]);
+    return m;
+  });
+  const counted = new Set();
+  for (const file of floor.files) {
+    let name = file.path.replace(/^\/+/, '');
+    const layer = byName.findLastIndex((m) => m.has(name));
+    if (layer < 0) throw new Error(`floor: no layer has ${file.path}`);
+    const link = byName[layer].get(name).find((e) => e.type === 'hardlink');
+    if (link) name = link.linkName;
+    for (const piece of byName[layer].get(name) ?? []) {
+      if (piece.type === 'hardlink' || piece.compressedSize === 0) continue;
+      const end = piece.chunkOffset + piece.chunkSize;
+      if (!file.ranges.some(([s, e]) => s < end && e > piece.chunkOffset)) continue;
+      const key = `${layer}:${piece.offset}`;
+      if (counted.has(key)) continue;
+      counted.add(key);
+      bytes += piece.compressedSize;
+      members++;
+    }
+  }
+  return { bytes, members };
 }
 
 function readRanges(file, ranges) {

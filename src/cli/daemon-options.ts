@@ -22,6 +22,7 @@ export interface ConfigFlags {
   readahead?: number;
   hotRegion?: boolean;
   hotPages?: boolean;
+  execPrefetch?: number;
   kernelReadahead?: number;
 }
 
@@ -69,7 +70,8 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--amplify <bytes>', `grow a miss's request with the blob's next chunks toward this size (0: off; default ${DEFAULT_CONFIG.fetch.amplify})`, parseSize)
     .option('--readahead <bytes>', `largest readahead window for reads going forward through a blob (0: off; default ${DEFAULT_CONFIG.fetch.readahead})`, parseSize)
     .option('--no-hot-region', 'do not stream an optimized image\'s hot region into the cache when it is mounted')
-    .option('--no-hot-pages', 'do not put the hot region\'s pages into the kernel\'s page cache as they arrive');
+    .option('--no-hot-pages', 'do not put the hot region\'s pages into the kernel\'s page cache as they arrive')
+    .option('--exec-prefetch <bytes>', `when a program starts, fetch up to this much of its code and linking data in the background (0: off; default ${DEFAULT_CONFIG.fetch.execPrefetch})`, parseSize);
 }
 
 export function addImageOptions(cmd: Command): Command {
@@ -100,7 +102,7 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
     },
     prefetch: { all: flags.prefetchAll ?? base.prefetch.all, bandwidth: flags.prefetchBandwidth ?? base.prefetch.bandwidth },
     // commander makes a --no-X flag true unless given: only false overrides the config
-    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead, hotRegion: flags.hotRegion !== false && base.fetch.hotRegion, hotPages: flags.hotPages !== false && base.fetch.hotPages },
+    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead, hotRegion: flags.hotRegion !== false && base.fetch.hotRegion, hotPages: flags.hotPages !== false && base.fetch.hotPages, execPrefetch: flags.execPrefetch ?? base.fetch.execPrefetch },
   };
 }
 

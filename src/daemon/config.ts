@@ -39,6 +39,8 @@ export interface DaemonConfig {
     hotRegion: boolean;
     /** Put the hot region's pages into the kernel's page cache as they arrive (hot-pages.ts). */
     hotPages: boolean;
+    /** Most uncompressed bytes of an executable fetched in the background as its start begins (exec-prefetch.ts; 0: off). */
+    execPrefetch: number;
   };
 }
 
@@ -48,7 +50,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   fetchTimeout: 30,
   registry: { plainHttp: false, insecure: false, retries: 3, mirrors: [] },
   prefetch: { bandwidth: 0, all: false },
-  fetch: { amplify: 1 << 20, readahead: 0, hotRegion: true, hotPages: true },
+  fetch: { amplify: 1 << 20, readahead: 0, hotRegion: true, hotPages: true, execPrefetch: 64 << 20 },
 };
 
 /** What to mount: a registry image (lazily, through the cache), or local bootstrap + blob files. */
@@ -118,7 +120,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
   const rw = `${where}.registry`;
   if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
   const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['bandwidth', 'all']);
-  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion', 'hotPages']);
+  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion', 'hotPages', 'execPrefetch']);
   const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
   const kernelReadaheadKb = num(o, 'kernelReadaheadKb', where, 0, 1 << 20, true);
   return {
@@ -142,6 +144,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
       readahead: num(f, 'readahead', `${where}.fetch`, 0, 256 << 20, true) ?? d.fetch.readahead,
       hotRegion: bool(f, 'hotRegion', `${where}.fetch`) ?? d.fetch.hotRegion,
       hotPages: bool(f, 'hotPages', `${where}.fetch`) ?? d.fetch.hotPages,
+      execPrefetch: num(f, 'execPrefetch', `${where}.fetch`, 0, 2 ** 40, true) ?? d.fetch.execPrefetch,
     },
   };
 }

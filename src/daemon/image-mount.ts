@@ -19,12 +19,13 @@ import { type ConnectedNydusImage, hotRegions } from '../image/remote.js';
 import { chunkKey } from '../rafs/chunk.js';
 import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
-import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { type BlobInfo, type ChunkRef, S_IFMT, S_IFREG } from '../rafs/tree.js';
 import { type FetchKind, serializeAccessTrace } from '../trace/access-trace.js';
 import { writeAtomically } from '../util/files.js';
 import { log } from '../util/log.js';
 import type { DaemonConfig, MountSpec } from './config.js';
 import type { WorkerImage } from './fuse/worker.js';
+import { elfStartRanges } from './exec-prefetch.js';
 import { HotPages, type StorePages } from './hot-pages.js';
 import { allChunks, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
 import { type FilePlace, TraceRecorder } from './trace-recorder.js';
@@ -75,6 +76,9 @@ export class ImageMount {
   private readonly blobIndexes: Map<string, number>;
   private prefetcher: Prefetcher | undefined;
   private hotRegion: Prefetcher | undefined;
+  /** Programs whose start is being (or was) fetched ahead, and those fetches still running. */
+  private readonly execPrefetched = new Set<number>();
+  private readonly execPrefetches = new Set<Prefetcher>();
   /** The hot region's pages, pushed into the page cache as they arrive. */
   private hotPages: HotPages | undefined;
   private flat: FlatImageMap | undefined;
@@ -169,7 +173,46 @@ export class ImageMount {
     // a worker asks only for what its view of the cache files lacks: make sure ours is the same
     await this.lazy.cache.forgetIfReplaced(blob);
     // the worker takes the verified bytes at once; the cache stores them meanwhile
-    return this.fetchRef(blob, ref, 'demand', true, file);
+    const data = await this.ask(blob, ref, 'demand', true, file);
+    if (file?.offset === 0) setImmediate(() => this.startExecPrefetch(file.nid, data));
+    return (await this.lazy.cache.isCached(blob, ref)) ? undefined : data;
+  }
+
+  /**
+   * A file's first chunk came in because something read it: if the file is a program (executable,
+   * its first bytes an ELF header), the parts of it its start reads are fetched now, in the background
+   * (exec-prefetch.ts), up to fetch.execPrefetch bytes. Once per file and mount.
+   */
+  private startExecPrefetch(nid: number, head: Buffer): void {
+    const max = this.ctx.config.fetch.execPrefetch;
+    if (max === 0 || this.execPrefetched.has(nid) || !this.lazy) return;
+    this.execPrefetched.add(nid);
+    const inode = this.rafs.inode(nid);
+    if ((inode.mode & S_IFMT) !== S_IFREG || (inode.mode & 0o111) === 0 || inode.size <= head.length) return;
+    const ranges = elfStartRanges(head, inode.size);
+    if (!ranges) return;
+    const refs = new Map<number, ChunkRef>();
+    let bytes = 0;
+    for (const [start, end] of ranges) {
+      for (const { chunk } of this.rafs.chunksForRange(nid, start, end - start)) {
+        if (bytes >= max) break;
+        const key = chunkKey(chunk.blobIndex, chunk.ciIndex);
+        if (refs.has(key)) continue;
+        refs.set(key, chunk);
+        bytes += chunk.uncompressedSize;
+      }
+    }
+    const { cache } = this.lazy;
+    const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
+    // not yielding to demand: the start's own misses are what this runs beside; it keeps the link busy between them
+    const prefetch = new Prefetcher({
+      isCached: (ref) => cache.isCached(blobOf(ref), ref),
+      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'prefetch')),
+      demand: this.ctx.demand,
+    }, { streams: EXEC_PREFETCH_STREAMS, yieldToDemand: false });
+    this.execPrefetches.add(prefetch);
+    prefetch.start([...refs.values()]);
+    void prefetch.finished().then(() => this.execPrefetches.delete(prefetch));
   }
 
   /**
@@ -332,6 +375,7 @@ export class ImageMount {
     if (this.ctx.traced.get(this.slot) === this) this.ctx.traced.delete(this.slot);
     await this.hotRegion?.stop();
     await this.prefetcher?.stop();
+    await Promise.all([...this.execPrefetches].map((p) => p.stop()));
     for (const blobId of this.ctx.sources.release(this)) {
       this.ctx.tables.delete(blobId);
       this.lazy?.cache.fetcher?.forgetBlob(blobId);
@@ -340,6 +384,9 @@ export class ImageMount {
     await this.localChunks?.backend.close();
   }
 }
+
+/** Runs of a program's start in flight at once, beside its own misses. */
+const EXEC_PREFETCH_STREAMS = 2;
 
 /** Runs of the hot region in flight at once: enough to keep the link busy while a run is verified. */
 const HOT_REGION_STREAMS = 3;

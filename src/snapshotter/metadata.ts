@@ -6,7 +6,8 @@
 // crash leaves at most an orphan directory, which Cleanup removes.
 // Keys and label keys come from requests: any string, `__proto__` and `constructor` included. So
 // snapshots are a Map and labels null-prototype objects, never plain objects indexed by them.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { labelsOf, type RemoteLayer } from './labels.js';
 
@@ -78,22 +79,24 @@ export class MetadataStore {
 
   /**
    * Applies `change` to a copy of the state and makes it durable; the live state changes only if
-   * both succeed. Callers serialize their read-check-update sequences (the snapshotter's lock).
+   * both succeed. Callers serialize their read-check-update sequences (the snapshotter's lock). The
+   * write and fsync run off the event loop: a pull commits a layer per request, and a synchronous
+   * fsync each time stalled the TOC reads and bootstrap builds of the same pull.
    */
-  update<T>(change: (draft: MetadataState) => T): T {
+  async update<T>(change: (draft: MetadataState) => T): Promise<T> {
     const draft: MetadataState = { nextId: this.state.nextId, snapshots: new Map(this.state.snapshots) };
     const result = change(draft);
     // Object.fromEntries defines own properties: a `__proto__` key is written like any other
     const file: MetadataFile = { version: 1, nextId: draft.nextId, snapshots: Object.fromEntries(draft.snapshots) };
     const tmp = `${this.path}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
+    const handle = await open(tmp, 'w', 0o600);
     try {
-      writeSync(fd, JSON.stringify(file));
-      fsyncSync(fd);
+      await handle.writeFile(JSON.stringify(file));
+      await handle.sync();
     } finally {
-      closeSync(fd);
+      await handle.close();
     }
-    renameSync(tmp, this.path);
+    await rename(tmp, this.path);
     this.state = draft;
     return result;
   }

@@ -113,7 +113,7 @@ export class Snapshotter {
         image = lowers.image.name;
       }
       const now = new Date().toISOString();
-      this.store.update((d) => {
+      await this.store.update((d) => {
         d.snapshots.set(key, { id, kind, ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, ...(image ? { image } : {}) });
       });
     } catch (err) {
@@ -133,7 +133,7 @@ export class Snapshotter {
     if (!this.store.get(target)) {
       const id = await this.newDir();
       const now = new Date().toISOString();
-      this.store.update((d) => {
+      await this.store.update((d) => {
         d.snapshots.set(target, { id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: { size: 0, inodes: 1 }, remote });
       });
       log.info('remote layer committed', { target, ref: remote.ref, digest: remote.digest, role: remote.role });
@@ -168,7 +168,7 @@ export class Snapshotter {
   }
 
   private async newDir(): Promise<string> {
-    const id = this.store.update((d) => String(d.nextId++));
+    const id = await this.store.update((d) => String(d.nextId++));
     await mkdir(join(this.dirs, id, 'fs'), { recursive: true, mode: 0o755 });
     await mkdir(join(this.dirs, id, 'work'), { mode: 0o700 });
     return id;
@@ -213,7 +213,7 @@ export class Snapshotter {
       if (this.store.get(name)) throw new AlreadyExistsError(`snapshot ${name} already exists`);
       const usage = await diskUsage(this.fsDir(rec));
       const now = new Date().toISOString();
-      this.store.update((d) => {
+      await this.store.update((d) => {
         d.snapshots.delete(key);
         const { image: _image, ...rest } = rec;
         d.snapshots.set(name, { ...rest, kind: 'committed', labels, updatedAt: now, usage });
@@ -227,7 +227,7 @@ export class Snapshotter {
       const rec = this.find(key);
       const child = this.store.entries().find(([, r]) => r.parent === key);
       if (child) throw new FailedPreconditionError(`snapshot ${key} has children (${child[0]})`);
-      this.store.update((d) => d.snapshots.delete(key));
+      await this.store.update((d) => d.snapshots.delete(key));
       await rm(join(this.dirs, rec.id), { recursive: true, force: true });
       if (rec.image) await this.releaseIfUnused(rec.image);
       // an image mounted at pull, its layer gone before any container read it
@@ -268,7 +268,7 @@ export class Snapshotter {
       }
       checkLabels(labels);
       const updatedAt = new Date().toISOString();
-      this.store.update((d) => {
+      await this.store.update((d) => {
         d.snapshots.set(info.name, { ...rec, labels, updatedAt });
       });
       return this.info(info.name, { ...rec, labels, updatedAt });

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { elfStartRanges } from '../../src/daemon/exec-prefetch.js';
+
+interface Phdr {
+  type: number;
+  flags: number;
+  offset: number;
+  fileSize: number;
+}
+
+const LOAD = 1;
+const DYNAMIC = 2;
+const R = 4;
+const W = 2;
+const X = 1;
+
+/** An ELF header and its program headers, as a loader's first read of the file sees them. */
+function elf64(phdrs: Phdr[], opts: { type?: number; little?: boolean; phoff?: number; length?: number } = {}): Buffer {
+  const little = opts.little ?? true;
+  const phoff = opts.phoff ?? 64;
+  const b = Buffer.alloc(opts.length ?? 4096);
+  b.writeUInt32BE(0x7f454c46, 0);
+  b[4] = 2;
+  b[5] = little ? 1 : 2;
+  const u16 = (v: number, at: number): number => (little ? b.writeUInt16LE(v, at) : b.writeUInt16BE(v, at));
+  const u32 = (v: number, at: number): number => (little ? b.writeUInt32LE(v, at) : b.writeUInt32BE(v, at));
+  const u64 = (v: number, at: number): number => (little ? b.writeBigUInt64LE(BigInt(v), at) : b.writeBigUInt64BE(BigInt(v), at));
+  u16(opts.type ?? 2, 16);
+  u64(phoff, 32);
+  u16(56, 54);
+  u16(phdrs.length, 56);
+  phdrs.forEach((p, i) => {
+    const at = phoff + i * 56;
+    if (at + 56 > b.length) return;
+    u32(p.type, at);
+    u32(p.flags, at + 4);
+    u64(p.offset, at + 8);
+    u64(p.fileSize, at + 32);
+  });
+  return b;
+}
+
+function elf32be(phdrs: Phdr[]): Buffer {
+  const b = Buffer.alloc(4096);
+  b.writeUInt32BE(0x7f454c46, 0);
+  b[4] = 1;
+  b[5] = 2;
+  b.writeUInt16BE(3, 16);
+  b.writeUInt32BE(52, 28);
+  b.writeUInt16BE(32, 42);
+  b.writeUInt16BE(phdrs.length, 44);
+  phdrs.forEach((p, i) => {
+    const at = 52 + i * 32;
+    b.writeUInt32BE(p.type, at);
+    b.writeUInt32BE(p.offset, at + 4);
+    b.writeUInt32BE(p.fileSize, at + 16);
+    b.writeUInt32BE(p.flags, at + 24);
+  });
+  return b;
+}
+
+// the shape of a large C++ program: linking data at 0, code, a big read-only data segment, then the
+// writable segment holding the dynamic section
+const program: Phdr[] = [
+  { type: 6, flags: R, offset: 64, fileSize: 0x310 },
+  { type: LOAD, flags: R, offset: 0, fileSize: 0x76e5d8 },
+  { type: LOAD, flags: R | X, offset: 0x772000, fileSize: 0x1a8bca0 },
+  { type: LOAD, flags: R, offset: 0x2201000, fileSize: 0x3038cae },
+  { type: LOAD, flags: R | W, offset: 0x5239ec8, fileSize: 0x215f8 },
+  { type: DYNAMIC, flags: R | W, offset: 0x523bd80, fileSize: 0x250 },
+];
+
+describe('elfStartRanges', () => {
+  it('takes the linking data, the code and the dynamic section\'s segment, not the read-only data', () => {
+    expect(elfStartRanges(elf64(program), 98_932_688)).toEqual([
+      [0, 0x76e5d8],
+      [0x772000, 0x772000 + 0x1a8bca0],
+      [0x5239ec8, 0x5239ec8 + 0x215f8],
+    ]);
+  });
+
+  it('reads big-endian and 32-bit headers', () => {
+    expect(elfStartRanges(elf64(program, { little: false }), 98_932_688)).toEqual(elfStartRanges(elf64(program), 98_932_688));
+    expect(elfStartRanges(elf32be([{ type: LOAD, flags: R | X, offset: 0, fileSize: 5000 }, { type: LOAD, flags: R, offset: 8192, fileSize: 100 }]), 9000)).toEqual([[0, 5000]]);
+  });
+
+  it('merges overlapping segments and clips them to the file', () => {
+    const phdrs = [
+      { type: LOAD, flags: R | X, offset: 0, fileSize: 6000 },
+      { type: LOAD, flags: R | X, offset: 4096, fileSize: 10_000 },
+      { type: LOAD, flags: R | X, offset: 1 << 30, fileSize: 4096 },
+    ];
+    expect(elfStartRanges(elf64(phdrs), 12_000)).toEqual([[0, 12_000]]);
+  });
+
+  it('is nothing for files that are not programs', () => {
+    expect(elfStartRanges(Buffer.from('#!/bin/sh\necho hi\n'), 100)).toBeUndefined();
+    expect(elfStartRanges(elf64(program, { type: 1 }), 1 << 30)).toBeUndefined(); // a relocatable object
+    expect(elfStartRanges(Buffer.alloc(4096), 4096)).toBeUndefined();
+  });
+
+  it('refuses program headers that lie past the bytes given or are too many', () => {
+    expect(elfStartRanges(elf64(program, { phoff: 4000 }), 1 << 30)).toBeUndefined();
+    expect(elfStartRanges(elf64(program, { length: 200 }), 1 << 30)).toBeUndefined();
+    const many = Array.from({ length: 300 }, () => ({ type: LOAD, flags: X, offset: 0, fileSize: 1 }));
+    expect(elfStartRanges(elf64(many, { length: 64 + 300 * 56 }), 1 << 30)).toBeUndefined();
+    const huge = elf64(program);
+    huge.writeBigUInt64LE(2n ** 63n, 32); // phoff beyond any file
+    expect(elfStartRanges(huge, 1 << 30)).toBeUndefined();
+  });
+});
