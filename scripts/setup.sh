@@ -9,8 +9,9 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 # Build the addon offline from Debian's crates and call the C codec libraries directly.
 BUILD_PACKAGES=(pkg-config librust-sha2-dev librust-blake3-dev librust-libc-dev libzstd-dev liblz4-dev libdeflate-dev zlib1g-dev)
-# Real tools the tests and benchmarks compare against (chromium: a real browser draws the report page).
-TOOL_PACKAGES=(zstd lz4 gzip b3sum openssl coreutils tar attr erofs-utils python3 util-linux squashfuse squashfs-tools chromium)
+# Real tools the tests and benchmarks compare against (chromium: a real browser draws the report page;
+# binutils: readelf reads programs' ELF headers independently of ours).
+TOOL_PACKAGES=(zstd lz4 gzip b3sum openssl coreutils tar attr erofs-utils python3 util-linux squashfuse squashfs-tools chromium binutils)
 # The real parts scripts/e2e starts for the end-to-end tests and benchmarks: registries, image
 # building, containerd + runc, the stargz peer (built from Debian's Go sources), the shaped netns.
 E2E_PACKAGES=(docker-registry apache2-utils skopeo umoci busybox-static debootstrap containerd runc stargz-snapshotter

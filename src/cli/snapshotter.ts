@@ -36,6 +36,7 @@ async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
   await sn.recover();
   const server = await serveSnapshotter(sn, resolve(flags.address));
   log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir });
+  void images.rehearse();
   const signal = await new Promise<NodeJS.Signals>((done) => {
     process.once('SIGINT', () => done('SIGINT'));
     process.once('SIGTERM', () => done('SIGTERM'));

@@ -19,15 +19,15 @@ import { type ConnectedNydusImage, hotRegions } from '../image/remote.js';
 import { chunkKey } from '../rafs/chunk.js';
 import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
-import { type BlobInfo, type ChunkRef, S_IFMT, S_IFREG } from '../rafs/tree.js';
+import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { type FetchKind, serializeAccessTrace } from '../trace/access-trace.js';
 import { writeAtomically } from '../util/files.js';
 import { log } from '../util/log.js';
 import type { DaemonConfig, MountSpec } from './config.js';
 import type { WorkerImage } from './fuse/worker.js';
-import { elfStartRanges } from './exec-prefetch.js';
 import { HotPages, type StorePages } from './hot-pages.js';
 import { allChunks, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
+import { ProgramPrefetch } from './program-prefetch.js';
 import { type FilePlace, TraceRecorder } from './trace-recorder.js';
 
 /** What an image mount needs from the daemon: the one cache, the blob sources, the chunk tables. */
@@ -76,8 +76,8 @@ export class ImageMount {
   private readonly blobIndexes: Map<string, number>;
   private prefetcher: Prefetcher | undefined;
   private hotRegion: Prefetcher | undefined;
-  /** Programs whose start is being (or was) fetched ahead, and those fetches still running. */
-  private readonly execPrefetched = new Set<number>();
+  /** Programs' starts fetched ahead (program-prefetch.ts), and those fetches still running. */
+  private programs: ProgramPrefetch | undefined;
   private readonly execPrefetches = new Set<Prefetcher>();
   /** The hot region's pages, pushed into the page cache as they arrive. */
   private hotPages: HotPages | undefined;
@@ -174,45 +174,34 @@ export class ImageMount {
     await this.lazy.cache.forgetIfReplaced(blob);
     // the worker takes the verified bytes at once; the cache stores them meanwhile
     const data = await this.ask(blob, ref, 'demand', true, file);
-    if (file?.offset === 0) setImmediate(() => this.startExecPrefetch(file.nid, data));
+    // a program's start (exec-prefetch.ts), its first chunk read by execve or by the loader
+    if (file?.offset === 0) setImmediate(() => this.programPrefetch()?.firstChunk(file.nid, data));
     return (await this.lazy.cache.isCached(blob, ref)) ? undefined : data;
   }
 
-  /**
-   * A file's first chunk came in because something read it: if the file is a program (executable,
-   * its first bytes an ELF header), the parts of it its start reads are fetched now, in the background
-   * (exec-prefetch.ts), up to fetch.execPrefetch bytes. Once per file and mount.
-   */
-  private startExecPrefetch(nid: number, head: Buffer): void {
+  /** The program prefetcher of a lazily served mount (none when fetch.execPrefetch is 0). */
+  private programPrefetch(): ProgramPrefetch | undefined {
     const max = this.ctx.config.fetch.execPrefetch;
-    if (max === 0 || this.execPrefetched.has(nid) || !this.lazy) return;
-    this.execPrefetched.add(nid);
-    const inode = this.rafs.inode(nid);
-    if ((inode.mode & S_IFMT) !== S_IFREG || (inode.mode & 0o111) === 0 || inode.size <= head.length) return;
-    const ranges = elfStartRanges(head, inode.size);
-    if (!ranges) return;
-    const refs = new Map<number, ChunkRef>();
-    let bytes = 0;
-    for (const [start, end] of ranges) {
-      for (const { chunk } of this.rafs.chunksForRange(nid, start, end - start)) {
-        if (bytes >= max) break;
-        const key = chunkKey(chunk.blobIndex, chunk.ciIndex);
-        if (refs.has(key)) continue;
-        refs.set(key, chunk);
-        bytes += chunk.uncompressedSize;
-      }
-    }
+    if (!this.lazy || max === 0) return undefined;
     const { cache } = this.lazy;
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
-    // not yielding to demand: the start's own misses are what this runs beside; it keeps the link busy between them
-    const prefetch = new Prefetcher({
-      isCached: (ref) => cache.isCached(blobOf(ref), ref),
-      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'prefetch')),
-      demand: this.ctx.demand,
-    }, { streams: EXEC_PREFETCH_STREAMS, yieldToDemand: false });
-    this.execPrefetches.add(prefetch);
-    prefetch.start([...refs.values()]);
-    void prefetch.finished().then(() => this.execPrefetches.delete(prefetch));
+    this.programs ??= new ProgramPrefetch({
+      rafs: this.rafs,
+      read: async (nid, offset, length) => Buffer.concat(await Promise.all(this.rafs.chunksForRange(nid, offset, length)
+        .map(async (s) => (await this.ask(blobOf(s.chunk), s.chunk, 'prefetch')).subarray(s.start, s.start + s.length)))),
+      prefetch: (refs) => {
+        // not yielding to demand: the start's own misses are what this runs beside; it keeps the link busy between them
+        const prefetch = new Prefetcher({
+          isCached: (ref) => cache.isCached(blobOf(ref), ref),
+          fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'prefetch')),
+          demand: this.ctx.demand,
+        }, { streams: EXEC_PREFETCH_STREAMS, yieldToDemand: false });
+        this.execPrefetches.add(prefetch);
+        prefetch.start(refs);
+        void prefetch.finished().then(() => this.execPrefetches.delete(prefetch));
+      },
+    }, max);
+    return this.programs;
   }
 
   /**

@@ -57,6 +57,11 @@ export class ImageMounts {
     this.warmup = new StargzWarmup(opts.config.registry, new BuiltBootstraps(opts.config.cacheDir));
   }
 
+  /** Has the eStargz pull path run once over a made-up image, so a first pull does not run it cold. */
+  rehearse(): Promise<void> {
+    return this.warmup.rehearse();
+  }
+
   /**
    * A remote layer was committed while containerd pulls: an eStargz chain's bootstrap is built now.
    * `onTop` hears of the layer a container of the image will mount: a Nydus bootstrap layer, or

@@ -8,6 +8,7 @@
 // warm-up takes first), instead of reading and merging every TOC while the container waits.
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { registryClientFor, type RegistryAccess } from '../image/remote.js';
+import { rehearseStargzChain } from '../image/stargz-rehearsal.js';
 import { buildStargzChain, type LayerModelReader, stargzChain, stargzChainKey, storeModelReader } from '../image/stargz-image.js';
 import type { RegistryClient } from '../registry/client.js';
 import { type ImageStore, resolveImage } from '../registry/image-store.js';
@@ -26,6 +27,8 @@ const MAX_WAIT_MS = 10_000;
 const IDLE_MS = 60_000;
 /** TOCs read at once for one image. */
 const TOC_READS = 4;
+/** Longest a chain started with its pull waits for its top layer's commit before it is built anyway. */
+const COMMIT_WAIT_MS = 2_000;
 
 /** One image being pulled: its registry connection, manifest and the layer models made so far. */
 interface PulledImage {
@@ -47,8 +50,21 @@ function stargzTop(manifest: ImageManifest): string | undefined {
 export class StargzWarmup {
   private readonly images = new Map<string, PulledImage>();
   private readonly chains = new Map<string, Promise<void>>();
+  /** Chains warming since their pull began, each waiting to hear its top layer is committed. */
+  private readonly commits = new Map<string, () => void>();
 
   constructor(private readonly access: RegistryAccess, private readonly built: BuiltBootstraps) {}
+
+  /** Runs the chain path over a made-up image (stargz-rehearsal.ts): the first pull then finds its code compiled. */
+  async rehearse(): Promise<void> {
+    const started = performance.now();
+    try {
+      await rehearseStargzChain();
+      log.debug('eStargz chain path rehearsed', { ms: Math.round(performance.now() - started) });
+    } catch (err) {
+      log.warn('rehearsing the eStargz chain path failed', { error: (err as Error).message });
+    }
+  }
 
   /**
    * Resolves once the layer's model is made (kept for its chain); rejects when it cannot be served
@@ -65,27 +81,35 @@ export class StargzWarmup {
       if (image.models.size === 0) {
         void forEachLimited(manifest.layers.filter(isStargzLayer), TOC_READS, (l) => this.model(image, l).then(() => undefined, () => undefined));
         const top = stargzTop(manifest);
-        if (top) this.layer({ ...remote, digest: top }, onTop);
+        if (top) this.layer({ ...remote, digest: top }, onTop, true);
       }
       await this.model(image, layer);
     });
   }
 
   /**
-   * An eStargz layer was committed: if it tops the image's run of eStargz layers (the chain a
-   * container of the image mounts), `onTop` hears of it and its chain is built now; other chains are
-   * built when mounted.
+   * An eStargz layer was committed (or, `beforeCommit`, the pull of its image began): if it tops the
+   * image's run of eStargz layers (the chain a container of the image mounts), `onTop` hears of it
+   * and its chain is built once it is committed; other chains are built when mounted.
    */
-  layer(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): void {
+  layer(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void, beforeCommit = false): void {
     const name = chainName(remote);
-    if (this.chains.has(name)) return;
+    if (this.chains.has(name)) {
+      this.commits.get(name)?.();
+      return;
+    }
     let locked!: () => void;
     this.chains.set(name, new Promise<void>((resolve) => (locked = resolve)));
-    void this.using(remote.ref, (image) => this.warm(image, remote, locked, onTop))
+    let committed!: () => void;
+    const commit = new Promise<void>((resolve) => (committed = resolve));
+    if (beforeCommit) this.commits.set(name, committed);
+    else committed();
+    void this.using(remote.ref, (image) => this.warm(image, remote, locked, onTop, commit))
       .catch((err: Error) => log.warn('eStargz warm-up failed (the daemon builds the bootstrap itself)', { ref: remote.ref, layer: remote.digest, error: err.message }))
       .finally(() => {
         locked();
         this.chains.delete(name);
+        this.commits.delete(name);
       });
   }
 
@@ -142,7 +166,13 @@ export class StargzWarmup {
     return model;
   }
 
-  private async warm(image: PulledImage, remote: RemoteLayer, locked: () => void, onTop: (remote: RemoteLayer) => void): Promise<void> {
+  /**
+   * Builds the chain topped by `remote` into `built`, once `commit` says its top layer is committed:
+   * merging and writing hold the event loop for a while, and until then containerd waits on this
+   * process's answers to the pull's Prepare calls (the daemon, started by `onTop` meanwhile, waits
+   * on the build lock, while containerd makes the container).
+   */
+  private async warm(image: PulledImage, remote: RemoteLayer, locked: () => void, onTop: (remote: RemoteLayer) => void, commit: Promise<void>): Promise<void> {
     const { store, manifest } = await image.opened;
     // a Nydus image whose data layers include eStargz ones is mounted by its own bootstrap
     if (manifest.layers.some(isNydusBootstrap) || remote.digest !== stargzTop(manifest)) return;
@@ -154,6 +184,9 @@ export class StargzWarmup {
     onTop(remote);
     let kept = false;
     try {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([commit, new Promise<void>((resolve) => (timer = setTimeout(resolve, COMMIT_WAIT_MS)))]);
+      clearTimeout(timer);
       if (await this.built.get(key)) return;
       await this.built.put(key, await buildStargzChain(layers, (l) => this.model(image, l)));
       kept = true;

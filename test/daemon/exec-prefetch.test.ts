@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { elfStartRanges } from '../../src/daemon/exec-prefetch.js';
+import { defaultLibraryDirs, elfDynamic, elfInterpreter, elfStartRanges } from '../../src/daemon/exec-prefetch.js';
 
 interface Phdr {
   type: number;
   flags: number;
   offset: number;
   fileSize: number;
+  vaddr?: number;
 }
 
 const LOAD = 1;
@@ -35,6 +36,7 @@ function elf64(phdrs: Phdr[], opts: { type?: number; little?: boolean; phoff?: n
     u32(p.type, at);
     u32(p.flags, at + 4);
     u64(p.offset, at + 8);
+    u64(p.vaddr ?? 0, at + 16);
     u64(p.fileSize, at + 32);
   });
   return b;
@@ -107,5 +109,59 @@ describe('elfStartRanges', () => {
     const huge = elf64(program);
     huge.writeBigUInt64LE(2n ** 63n, 32); // phoff beyond any file
     expect(elfStartRanges(huge, 1 << 30)).toBeUndefined();
+  });
+});
+
+/**
+ * A small dynamically linked program, whole: one load segment mapping the file at 0x400000, its
+ * interpreter path at 0x200, its dynamic section at 0x1000 and its string table at 0x1800.
+ */
+function linkedProgram(dynamic: [number, number][], strings: string): Buffer {
+  const b = elf64([
+    { type: LOAD, flags: R | X, offset: 0, fileSize: 0x2000, vaddr: 0x400000 },
+    { type: 3, flags: R, offset: 0x200, fileSize: 28 },
+    { type: DYNAMIC, flags: R | W, offset: 0x1000, fileSize: dynamic.length * 16, vaddr: 0x401000 },
+  ], { length: 0x2000 });
+  b.writeUInt16LE(62, 18); // x86-64
+  b.write('/lib64/ld-linux-x86-64.so.2\0', 0x200, 'latin1');
+  dynamic.forEach(([tag, value], i) => {
+    b.writeBigUInt64LE(BigInt(tag), 0x1000 + i * 16);
+    b.writeBigUInt64LE(BigInt(value), 0x1008 + i * 16);
+  });
+  b.write(strings, 0x1800, 'latin1');
+  return b;
+}
+
+const cString = (b: Buffer, at: number): string => b.toString('latin1', at, b.indexOf(0, at));
+
+describe('elfInterpreter, elfDynamic', () => {
+  const strings = '\0libfoo.so.1\0libbar.so\0/opt/lib:/usr/local/lib\0';
+  const program = linkedProgram([[1, 1], [1, 13], [29, 23], [5, 0x401800], [10, strings.length], [1, 500], [0, 0], [1, 1]], strings);
+
+  it('names the interpreter, the needed libraries and the run path, through the string table\'s load address', () => {
+    expect(elfInterpreter(program)).toBe('/lib64/ld-linux-x86-64.so.2');
+    const dynamic = elfDynamic(program)!;
+    expect(dynamic.offset).toBe(0x1000);
+    const found = dynamic.parse(program.subarray(dynamic.offset, dynamic.offset + dynamic.size));
+    // the name past the table's size is dropped; nothing after DT_NULL counts
+    expect(found.needed.map((at) => cString(program, at))).toEqual(['libfoo.so.1', 'libbar.so']);
+    expect(found.runpaths.map((at) => cString(program, at))).toEqual(['/opt/lib:/usr/local/lib']);
+    expect(defaultLibraryDirs(program)).toEqual(['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib']);
+  });
+
+  it('finds nothing when the string table is not mapped, or the program is static', () => {
+    const unmapped = linkedProgram([[1, 1], [5, 0x900000], [10, 10], [0, 0]], '\0libfoo.so\0');
+    const d = elfDynamic(unmapped)!;
+    expect(d.parse(unmapped.subarray(d.offset, d.offset + d.size))).toEqual({ needed: [], runpaths: [] });
+    expect(elfDynamic(elf64([{ type: LOAD, flags: R | X, offset: 0, fileSize: 100 }]))).toBeUndefined();
+    expect(elfInterpreter(elf64([{ type: LOAD, flags: R | X, offset: 0, fileSize: 100 }]))).toBeUndefined();
+  });
+
+  it('refuses an interpreter path that lies past the bytes given or is not absolute', () => {
+    const far = elf64([{ type: 3, flags: R, offset: 8000, fileSize: 28 }]);
+    expect(elfInterpreter(far)).toBeUndefined();
+    const relative = elf64([{ type: 3, flags: R, offset: 0x200, fileSize: 10 }]);
+    relative.write('ld.so\0', 0x200, 'latin1');
+    expect(elfInterpreter(relative)).toBeUndefined();
   });
 });

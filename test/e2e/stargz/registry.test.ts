@@ -2,16 +2,19 @@
 // /dev/fuse, the registry of the global setup and the snapshotter tests' containerd): debian-ml
 // converted by stargz-snapshotter's own `ctr-remote image convert` (once; the tags are kept), then
 // `nydusify-ts mount --target` of it must show exactly what `umoci unpack` of debian-ml shows while
-// a single small file costs only a small part of the layers' bytes. Hand-made hostile eStargz images
+// a single small file costs only a small part of the layers' bytes, and a program's first page read
+// brings its interpreter and libraries in ahead (as readelf names them). Hand-made hostile eStargz images
 // (test/stargz/helpers.ts) check that a corrupted member is EIO for its file alone and that a TOC
 // that is not the one the manifest names is refused before anything is mounted.
+import { execFileSync } from 'node:child_process';
 import { crc32, gunzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DaemonClient } from '../../../src/daemon/api-client.js';
 import { TOC_DIGEST_ANNOTATION } from '../../../src/registry/stargz-layers.js';
 import { ctrRemoteConvert } from '../../helpers/ctr-remote-convert.js';
 import { type Daemon, cleanUp, daemonPids, ourMounts, startDaemon as startMountDaemon, readToEnd, stopWithStats, waitMounted } from '../../helpers/daemon.js';
@@ -19,6 +22,7 @@ import { pushStargzImage } from '../../helpers/push-stargz-image.js';
 import { manifestLayers, registryBlobBytes, registryLogOffset } from '../../snapshotter/env.js';
 import { runAsync } from '../../helpers/run.js';
 import { diffManifests, type Manifest, treeManifest } from '../../helpers/trees.js';
+import { waitFor } from '../../helpers/wait-for.js';
 import { sha256, synthEstargz } from '../../stargz/helpers.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
@@ -140,6 +144,31 @@ describe.each([
     expect(served).toBeLessThan(stats.blobBytes * 0.05);
     console.log(`${kind}: /etc/os-release: the daemon fetched ${stats.fetchedBytes} of ${stats.blobBytes} layer bytes in ${stats.rangeRequests} range requests; the registry served ${served} bytes of the layers with the TOCs (${((100 * served) / stats.blobBytes).toFixed(2)} %)`);
   }, 30_000);
+
+  it('a program\'s first read fetches its start, its interpreter and its libraries ahead', async () => {
+    const d = startMountDaemon(['--target', target, '--plain-http', '--cache-dir', p(`${kind}-program.cache`), '--trace', p(`${kind}-program.json`)], p(`${kind}-program`));
+    daemons.push(d);
+    await waitMounted(d);
+    const sock = readdirSync(d.stateDir).find((f) => f.endsWith('.sock'));
+    const api = new DaemonClient(join(d.stateDir, sock!));
+    // what the loader would open, as binutils reads it from the unpacked image
+    const elf = execFileSync('readelf', ['-ldW', join(rootfs, 'usr/bin/ls')], { encoding: 'utf8' });
+    const interp = /Requesting program interpreter: (\S+)\]/.exec(elf)![1]!;
+    const needed = [...elf.matchAll(/\(NEEDED\)\s+Shared library: \[(\S+)\]/g)].map((m) => m[1]!);
+    expect(needed).toContain('libc.so.6');
+    // only the first page of ls is read: no loader runs, so whatever else comes in was fetched ahead
+    execFileSync('dd', [`if=${join(d.mnt, 'usr/bin/ls')}`, 'of=/dev/null', 'bs=4096', 'count=1', 'iflag=direct'], { stdio: 'ignore' });
+    const wanted = [basename(interp), ...needed];
+    let files: string[] = [];
+    await waitFor(async () => {
+      const trace = await api.accessTrace('/');
+      files = trace.fetches.filter((f) => f.kind === 'prefetch' && f.file !== undefined).map((f) => trace.files[f.file!]!.path);
+      // a library's file name is its soname or the file its soname links to (libc.so.6, libselinux.so.1)
+      return wanted.every((w) => files.some((f) => basename(f).startsWith(w.replace(/\.so.*$/, '.so'))));
+    }, `prefetch of ${wanted.join(', ')}`, 20_000, 100);
+    for (const f of files) expect(readFileSync(join(rootfs, f)).subarray(0, 4).toString('latin1'), `${f} is an ELF file`).toBe('\x7fELF');
+    expect((await stopWithStats(d)).code).toBe(0);
+  }, 60_000);
 
   it('shows the whole tree as umoci unpack does, without the landmark or the TOC', async () => {
     const d = startDaemon(`${kind}-tree`, target);

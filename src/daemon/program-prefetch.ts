@@ -1,0 +1,132 @@
+// A program's start, fetched ahead (exec-prefetch.ts says what of a program's file a start reads).
+// When a file's first chunk arrives and turns out to be an ELF program, its start ranges are fetched
+// in the background; then its interpreter and libraries are found in the image as the loader would
+// find them (the interpreter's path; DT_NEEDED names in DT_RUNPATH/DT_RPATH, then the default
+// directories of the program's machine; symlinks followed) and treated the same way, each library
+// once, all of them at once rather than one miss after another. Paths and names come from the
+// image's own files, so they can only ever name files of that image.
+import type { RafsImage } from '../rafs/reader.js';
+import { type ChunkRef, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../rafs/tree.js';
+import { chunkKey } from '../rafs/chunk.js';
+import { log } from '../util/log.js';
+import { defaultLibraryDirs, elfDynamic, elfInterpreter, elfStartRanges } from './exec-prefetch.js';
+
+/** Bytes read for an ELF header (and its program headers). */
+const HEAD_BYTES = 4096;
+/** Longest library name or run path list read from a string table. */
+const MAX_STRING = 4096;
+/** Symlinks followed resolving one path (the kernel's limit). */
+const MAX_LINKS = 40;
+
+export interface ProgramHooks {
+  rafs: RafsImage;
+  /** `length` bytes of file `nid` from `offset` (fewer at its end), through the cache. */
+  read(nid: number, offset: number, length: number): Promise<Buffer>;
+  /** Fetches these chunks in the background. */
+  prefetch(refs: ChunkRef[]): void;
+}
+
+export class ProgramPrefetch {
+  /** Files looked at already (programs or not): each once. */
+  private readonly seen = new Set<number>();
+
+  /** `maxBytes`: most uncompressed bytes of one program's start ranges fetched. */
+  constructor(private readonly hooks: ProgramHooks, private readonly maxBytes: number) {}
+
+  /**
+   * File `nid`'s first chunk came in because something read it (`head`: its bytes from offset 0).
+   * Only an executable file counts here: a library is reached through the program that needs it.
+   */
+  firstChunk(nid: number, head: Buffer): void {
+    const inode = this.hooks.rafs.inode(nid);
+    if ((inode.mode & S_IFMT) !== S_IFREG || (inode.mode & 0o111) === 0) return;
+    this.program(nid, head);
+  }
+
+  private program(nid: number, head: Buffer): void {
+    if (this.seen.has(nid)) return;
+    this.seen.add(nid);
+    const ranges = elfStartRanges(head, this.hooks.rafs.inode(nid).size);
+    if (!ranges) return;
+    this.hooks.prefetch(this.chunksOf(nid, ranges));
+    this.linked(nid, head).catch((err: Error) => log.debug('a program\'s libraries could not be looked up', { nid, error: err.message }));
+  }
+
+  /** The program's interpreter and libraries, each read from its start and treated as a program. */
+  private async linked(nid: number, head: Buffer): Promise<void> {
+    const paths: string[] = [];
+    const interp = elfInterpreter(head);
+    if (interp !== undefined) paths.push(interp);
+    const found = new Set<number>();
+    const open = async (path: string): Promise<void> => {
+      const lib = this.resolve(path);
+      if (lib === undefined || found.has(lib) || this.seen.has(lib)) return;
+      found.add(lib);
+      this.program(lib, await this.hooks.read(lib, 0, HEAD_BYTES));
+    };
+    const opened = paths.map(open);
+    const dynamic = elfDynamic(head);
+    if (dynamic) {
+      const strings = dynamic.parse(await this.hooks.read(nid, dynamic.offset, dynamic.size));
+      const text = async (offset: number): Promise<string> => {
+        const b = await this.hooks.read(nid, offset, MAX_STRING);
+        const end = b.indexOf(0);
+        return b.toString('latin1', 0, end < 0 ? b.length : end);
+      };
+      const [names, runpaths] = await Promise.all([Promise.all(strings.needed.map(text)), Promise.all(strings.runpaths.map(text))]);
+      const dirs = [...runpaths.flatMap((r) => r.split(':')).filter((d) => d.startsWith('/')), ...defaultLibraryDirs(head)];
+      for (const name of names) {
+        if (name.includes('/')) {
+          opened.push(open(name));
+          continue;
+        }
+        const dir = dirs.find((d) => this.resolve(`${d}/${name}`) !== undefined);
+        if (dir !== undefined) opened.push(open(`${dir}/${name}`));
+      }
+    }
+    await Promise.all(opened);
+  }
+
+  /** Distinct chunks of file `nid` over `ranges`, up to maxBytes. */
+  private chunksOf(nid: number, ranges: [number, number][]): ChunkRef[] {
+    const refs = new Map<number, ChunkRef>();
+    let bytes = 0;
+    for (const [start, end] of ranges) {
+      for (const { chunk } of this.hooks.rafs.chunksForRange(nid, start, end - start)) {
+        if (bytes >= this.maxBytes) return [...refs.values()];
+        const key = chunkKey(chunk.blobIndex, chunk.ciIndex);
+        if (refs.has(key)) continue;
+        refs.set(key, chunk);
+        bytes += chunk.uncompressedSize;
+      }
+    }
+    return [...refs.values()];
+  }
+
+  /** The regular file an absolute path names in the image, symlinks followed; undefined if none. */
+  private resolve(path: string): number | undefined {
+    const { rafs } = this.hooks;
+    const todo = path.split('/').filter((c) => c !== '' && c !== '.').reverse();
+    const dirs = [rafs.root];
+    let links = 0;
+    while (todo.length > 0) {
+      const name = todo.pop()!;
+      if (name === '..') {
+        if (dirs.length > 1) dirs.pop();
+        continue;
+      }
+      const nid = rafs.lookup(dirs.at(-1)!, name);
+      if (nid === undefined) return undefined;
+      const type = rafs.inode(nid).mode & S_IFMT;
+      if (type === S_IFLNK) {
+        if (++links > MAX_LINKS) return undefined;
+        const target = rafs.readlink(nid);
+        if (target.startsWith('/')) dirs.splice(1);
+        todo.push(...target.split('/').filter((c) => c !== '' && c !== '.').reverse());
+      } else if (type === S_IFDIR) dirs.push(nid);
+      else if (todo.length > 0) return undefined;
+      else return type === S_IFREG ? nid : undefined;
+    }
+    return undefined;
+  }
+}
