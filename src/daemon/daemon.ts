@@ -152,6 +152,7 @@ export class Daemon {
       fetch: (slot, blobIndex, ciIndex, file) => this.fetch(slot, blobIndex, ciIndex, file),
       reads: this.traceReads,
       entered: (slot, nid, nodeid) => this.traced.get(slot)?.entered(nid, nodeid),
+      executed: (slot, nid) => this.traced.get(slot)?.executed(nid),
       signals: [],
       fd: this.opts.fuseFd,
       takeover: this.opts.takeover,

@@ -10,7 +10,7 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../rafs/tree.js';
 import type { SyncChunkSource } from '../blobcache/sync-chunks.js';
 import type { ImageFs } from './router.js';
 import {
-  type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE,
+  type Attr, encodeAttrOut, encodeDev, encodeEntryOut, encodeOpenOut, encodeStatfsOut, type Entry, Errno, FMODE_EXEC, FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE,
   FUSE_ROOT_ID, FuseProtocolError, MAX_NAME_LENGTH, MAX_WRITE, negativeEntry, DirentPacker, type RequestBody,
   type StatFs, W_OK, xattrNameList, xattrReply,
 } from './fuse/protocol.js';
@@ -38,6 +38,8 @@ export interface FsEvents {
   onRead?(nid: number, offset: number, length: number, miss: boolean): void;
   /** The kernel is given file `nid` as node `nodeid` (a LOOKUP or READDIRPLUS entry), once the reply is written. */
   onEntry?(nid: number, nodeid: number): void;
+  /** File `nid` is read by execve, or by the program it started mapping itself (FMODE_EXEC). */
+  onExec?(nid: number): void;
 }
 
 /**
@@ -130,7 +132,7 @@ export class RafsFuseFs implements ImageFs {
         return this.ownsRoot ? Errno.ENOSYS : [encodeOpenOut(0n, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR)];
       }
       case 'READ':
-        return this.read(this.nidOf(nodeid), body.offset, body.size);
+        return this.read(this.nidOf(nodeid), body.offset, body.size, (body.flags & FMODE_EXEC) !== 0);
       case 'READDIR':
       case 'READDIRPLUS':
         return this.readdir(this.nidOf(nodeid), body.offset, body.size, body.op === 'READDIRPLUS');
@@ -165,11 +167,13 @@ export class RafsFuseFs implements ImageFs {
     return [encodeEntryOut(entry)];
   }
 
-  private read(nid: number, offset: number, size: number): Buffer[] | number {
+  /** `exec`: the reader is execve or a program's mapping of itself (FMODE_EXEC). */
+  private read(nid: number, offset: number, size: number, exec: boolean): Buffer[] | number {
     const inode = this.image.inode(nid);
     const type = inode.mode & S_IFMT;
     if (type === S_IFDIR) return Errno.EISDIR;
     if (type !== S_IFREG) return Errno.EINVAL;
+    if (exec) this.events.onExec?.(nid);
     const length = Math.min(size, MAX_WRITE);
     const slices = this.image.chunksForRange(nid, offset, length);
     if (slices.length === 0) return [];

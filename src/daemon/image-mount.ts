@@ -173,10 +173,12 @@ export class ImageMount {
     // a worker asks only for what its view of the cache files lacks: make sure ours is the same
     await this.lazy.cache.forgetIfReplaced(blob);
     // the worker takes the verified bytes at once; the cache stores them meanwhile
-    const data = await this.ask(blob, ref, 'demand', true, file);
-    // a program's start (exec-prefetch.ts), its first chunk read by execve or by the loader
-    if (file?.offset === 0) setImmediate(() => this.programPrefetch()?.firstChunk(file.nid, data));
-    return (await this.lazy.cache.isCached(blob, ref)) ? undefined : data;
+    return this.fetchRef(blob, ref, 'demand', true, file);
+  }
+
+  /** File `nid` is being started (a worker saw execve's read of it): its start is fetched ahead. */
+  executed(nid: number): void {
+    this.programPrefetch()?.started(nid);
   }
 
   /** The program prefetcher of a lazily served mount (none when fetch.execPrefetch is 0). */

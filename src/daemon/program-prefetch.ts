@@ -1,6 +1,7 @@
 // A program's start, fetched ahead (exec-prefetch.ts says what of a program's file a start reads).
-// When a file's first chunk arrives and turns out to be an ELF program, its start ranges are fetched
-// in the background; then its interpreter and libraries are found in the image as the loader would
+// When execve misses a chunk of a file (the kernel marks its reads FMODE_EXEC; a plain read of the
+// same file is not a start), the file's ELF header is read and its start ranges are fetched in the
+// background; then its interpreter and libraries are found in the image as the loader would
 // find them (the interpreter's path; DT_NEEDED names in DT_RUNPATH/DT_RPATH, then the default
 // directories of the program's machine; symlinks followed) and treated the same way, each library
 // once, all of them at once rather than one miss after another. Paths and names come from the
@@ -33,36 +34,31 @@ export class ProgramPrefetch {
   /** `maxBytes`: most uncompressed bytes of one program's start ranges fetched. */
   constructor(private readonly hooks: ProgramHooks, private readonly maxBytes: number) {}
 
-  /**
-   * File `nid`'s first chunk came in because something read it (`head`: its bytes from offset 0).
-   * Only an executable file counts here: a library is reached through the program that needs it.
-   */
-  firstChunk(nid: number, head: Buffer): void {
-    const inode = this.hooks.rafs.inode(nid);
-    if ((inode.mode & S_IFMT) !== S_IFREG || (inode.mode & 0o111) === 0) return;
-    this.program(nid, head);
+  /** File `nid` is being started: execve (or the program, mapping itself) missed a chunk of it. */
+  started(nid: number): void {
+    if (this.seen.has(nid)) return;
+    this.program(nid).catch((err: Error) => log.debug('a program\'s start could not be fetched ahead', { nid, error: err.message }));
   }
 
-  private program(nid: number, head: Buffer): void {
+  /** Fetches the start of file `nid` if it is an ELF program, then (at once) its interpreter's and libraries'. */
+  private async program(nid: number): Promise<void> {
     if (this.seen.has(nid)) return;
     this.seen.add(nid);
+    const head = await this.hooks.read(nid, 0, HEAD_BYTES);
     const ranges = elfStartRanges(head, this.hooks.rafs.inode(nid).size);
     if (!ranges) return;
     this.hooks.prefetch(this.chunksOf(nid, ranges));
-    this.linked(nid, head).catch((err: Error) => log.debug('a program\'s libraries could not be looked up', { nid, error: err.message }));
+    await this.linked(nid, head);
   }
 
-  /** The program's interpreter and libraries, each read from its start and treated as a program. */
+  /** The program's interpreter and libraries, each treated as a program. */
   private async linked(nid: number, head: Buffer): Promise<void> {
     const paths: string[] = [];
     const interp = elfInterpreter(head);
     if (interp !== undefined) paths.push(interp);
-    const found = new Set<number>();
     const open = async (path: string): Promise<void> => {
       const lib = this.resolve(path);
-      if (lib === undefined || found.has(lib) || this.seen.has(lib)) return;
-      found.add(lib);
-      this.program(lib, await this.hooks.read(lib, 0, HEAD_BYTES));
+      if (lib !== undefined) await this.program(lib);
     };
     const opened = paths.map(open);
     const dynamic = elfDynamic(head);

@@ -25,7 +25,7 @@ const u64 = (...values: number[]): Buffer => {
   values.forEach((v, i) => b.writeBigUInt64LE(BigInt(v), i * 8));
   return b;
 };
-const readIn = (offset: number, size: number) => Buffer.concat([u64(9, offset), u32(size, 0), u64(0), u32(0, 0)]);
+const readIn = (offset: number, size: number, flags = 0) => Buffer.concat([u64(9, offset), u32(size, 0), u64(0), u32(flags, 0)]);
 
 /** The errno decodeRequest answers `buf` with. */
 function errnoOf(buf: Buffer): number {
@@ -56,9 +56,11 @@ describe('request decoding', () => {
       [Opcode.READLINK, Buffer.alloc(0), { op: 'READLINK' }],
       [Opcode.OPEN, u32(0o100000, 0), { op: 'OPEN', flags: 0o100000 }],
       [Opcode.OPENDIR, u32(0, 0), { op: 'OPENDIR', flags: 0 }],
-      [Opcode.READ, readIn(1 << 20, 131072), { op: 'READ', fh: 9n, offset: 1 << 20, size: 131072 }],
-      [Opcode.READDIR, readIn(24, 4096), { op: 'READDIR', fh: 9n, offset: 24, size: 4096 }],
-      [Opcode.READDIRPLUS, readIn(0, 4096), { op: 'READDIRPLUS', fh: 9n, offset: 0, size: 4096 }],
+      [Opcode.READ, readIn(1 << 20, 131072), { op: 'READ', fh: 9n, offset: 1 << 20, size: 131072, flags: 0 }],
+      // execve's read of a program: O_LARGEFILE | FMODE_EXEC, as the kernel sends it
+      [Opcode.READ, readIn(0, 4096, 0x8020), { op: 'READ', fh: 9n, offset: 0, size: 4096, flags: 0x8020 }],
+      [Opcode.READDIR, readIn(24, 4096), { op: 'READDIR', fh: 9n, offset: 24, size: 4096, flags: 0 }],
+      [Opcode.READDIRPLUS, readIn(0, 4096), { op: 'READDIRPLUS', fh: 9n, offset: 0, size: 4096, flags: 0 }],
       [Opcode.RELEASE, Buffer.concat([u64(4), u32(0, 0), u64(0)]), { op: 'RELEASE', fh: 4n }],
       [Opcode.RELEASEDIR, Buffer.concat([u64(4), u32(0, 0), u64(0)]), { op: 'RELEASEDIR', fh: 4n }],
       [Opcode.GETXATTR, Buffer.concat([u32(0, 0), Buffer.from('user.x\0')]), { op: 'GETXATTR', size: 0, name: Buffer.from('user.x') }],

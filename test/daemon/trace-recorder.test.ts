@@ -178,7 +178,7 @@ describe('RafsFuseFs reports the reads it serves', () => {
     const reads: [number, number, number, boolean][] = [];
     const fs = new RafsFuseFs(t.rafs, lazy, { onRead: (...r) => reads.push(r) });
     const b = nidOf('/dir/b.txt');
-    const read = (offset: number, size: number) => fs.dispatch(fs.nodeidOf(b), { op: 'READ', fh: 0n, offset, size });
+    const read = (offset: number, size: number) => fs.dispatch(fs.nodeidOf(b), { op: 'READ', fh: 0n, offset, size, flags: 0 });
     expect(Buffer.concat(read(4000, 200) as Buffer[]).toString()).toBe('trace\n'.repeat(3000).slice(4000, 4200));
     read(4000, 200);
     // past the end: nothing served, nothing recorded

@@ -23,6 +23,11 @@ export const DIRENTPLUS_HEADER_SIZE = ENTRY_OUT_SIZE + DIRENT_HEADER_SIZE;
 export const MAX_WRITE = 1 << 20;
 export const MAX_PAGES = 256;
 /** Per-reader buffer: the kernel wants at least max_write + 80 bytes (EINVAL otherwise). */
+/**
+ * In a READ's file flags: the file was opened by execve (for the program, and for its interpreter),
+ * the kernel's __FMODE_EXEC, which it keeps in f_flags and FUSE passes on as they are.
+ */
+export const FMODE_EXEC = 0x20;
 export const READ_BUFFER_SIZE = MAX_WRITE + 4096;
 export const MAX_NAME_LENGTH = 255;
 
@@ -120,7 +125,8 @@ export type RequestBody =
   | { op: 'GETATTR'; flags: number; fh: bigint }
   | { op: 'READLINK' }
   | { op: 'OPEN' | 'OPENDIR'; flags: number }
-  | { op: 'READ' | 'READDIR' | 'READDIRPLUS'; fh: bigint; offset: number; size: number }
+  /** flags: the open file's (FMODE_EXEC on the file execve opened) */
+  | { op: 'READ' | 'READDIR' | 'READDIRPLUS'; fh: bigint; offset: number; size: number; flags: number }
   | { op: 'RELEASE' | 'RELEASEDIR'; fh: bigint }
   | { op: 'GETXATTR'; size: number; name: Buffer }
   | { op: 'LISTXATTR'; size: number }
@@ -216,7 +222,7 @@ export function decodeRequest(buf: Buffer): Request | undefined {
         need(body, 40, name);
         const offset = u64(body, 8);
         if (offset < 0) throw new FuseProtocolError(Errno.EINVAL, `${name}: offset out of range`);
-        return { op: name as 'READ' | 'READDIR' | 'READDIRPLUS', fh: body.readBigUInt64LE(0), offset, size: body.readUInt32LE(16) };
+        return { op: name as 'READ' | 'READDIR' | 'READDIRPLUS', fh: body.readBigUInt64LE(0), offset, size: body.readUInt32LE(16), flags: body.readUInt32LE(32) };
       }
       case Opcode.RELEASE:
       case Opcode.RELEASEDIR:

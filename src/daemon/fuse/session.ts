@@ -54,6 +54,8 @@ export interface SessionOptions {
   reads?: TraceReadSink;
   /** The kernel was given hot file `nid` of the image in `slot` as node `nodeid` (WorkerImage.hotFiles). */
   entered?(slot: number, nid: number, nodeid: number): void;
+  /** File `nid` of the image in `slot` is being started (a program's execve read it). */
+  executed?(slot: number, nid: number): void;
   timeoutMs?: number;
   /** Stop serving on these signals (default SIGINT and SIGTERM; none: []). */
   signals?: NodeJS.Signals[];
@@ -280,6 +282,9 @@ export class FuseSession {
         break;
       case 'entry':
         this.opts.entered?.(m.slot, m.nid, m.nodeid);
+        break;
+      case 'exec':
+        this.opts.executed?.(m.slot, m.nid);
         break;
       case 'fetch': {
         // the worker waits now: a good moment to take the reads it served before

@@ -62,6 +62,8 @@ export type WorkerMessage =
   | { type: 'trace' }
   /** The kernel was given hot file `nid` (WorkerImage.hotFiles) as node `nodeid`. */
   | { type: 'entry'; slot: number; nid: number; nodeid: number }
+  /** File `nid` of the image in `slot` is being started (FMODE_EXEC reads); once per file and worker. */
+  | { type: 'exec'; slot: number; nid: number }
   | FetchRequest
   | { type: 'exit'; requests: number; reason: string };
 
@@ -102,6 +104,7 @@ class WorkerImages {
       },
       onRead: (nid: number, offset: number, length: number, miss: boolean) => this.trace.read(slot, nid, offset, length, miss),
       onEntry: this.entryReporter(slot, spec.hotFiles),
+      onExec: this.execReporter(slot),
     };
     const place = this.config.mode === 'dedicated' ? {} : { base: slotBase(slot), ownsRoot: false };
     const fs = spec.block
@@ -117,6 +120,16 @@ class WorkerImages {
     const unreported = new Set(hotFiles);
     return (nid, nodeid) => {
       if (unreported.delete(nid)) this.entries.push({ type: 'entry', slot, nid, nodeid });
+    };
+  }
+
+  /** Reports each file a program start reads, once (its start is fetched ahead from the main thread). */
+  private execReporter(slot: number): (nid: number) => void {
+    const reported = new Set<number>();
+    return (nid) => {
+      if (reported.has(nid)) return;
+      reported.add(nid);
+      post({ type: 'exec', slot, nid });
     };
   }
 

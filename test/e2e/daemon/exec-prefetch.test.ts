@@ -1,8 +1,9 @@
 // End to end, a program's start fetched ahead (needs root, /dev/fuse and the registry of the global
 // setup): busybox converted with 64 KiB chunks (so its code spans many), mounted lazily with
-// `nydusify-ts mount --trace`, and run in a chroot of the mount. Its first chunk, read by execve,
-// says it is an ELF program; the chunks of its linking data, code and dynamic segment then come in
-// as prefetch, every one of them and none outside them, while the run's own faults fetch the rest.
+// `nydusify-ts mount --trace` (no request amplification: each miss fetches its own chunk), and run
+// in a chroot of the mount. Its reads by execve (FMODE_EXEC) make it a program being started: the
+// chunks of its linking data, code and dynamic segment then come in as prefetch, every one of them
+// and none outside them, while the run's own faults fetch the rest.
 // With --exec-prefetch 0 nothing is prefetched.
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
