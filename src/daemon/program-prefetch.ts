@@ -16,6 +16,8 @@ import { defaultLibraryDirs, elfDynamic, elfInterpreter, elfStartRanges } from '
 const HEAD_BYTES = 4096;
 /** Longest library name or run path list read from a string table. */
 const MAX_STRING = 4096;
+/** The span of a string table read at once for all the names a program needs. */
+const STRINGS_WINDOW = 64 << 10;
 /** Symlinks followed resolving one path (the kernel's limit). */
 const MAX_LINKS = 40;
 
@@ -40,47 +42,48 @@ export class ProgramPrefetch {
     this.program(nid).catch((err: Error) => log.debug('a program\'s start could not be fetched ahead', { nid, error: err.message }));
   }
 
-  /** Fetches the start of file `nid` if it is an ELF program, then (at once) its interpreter's and libraries'. */
+  /**
+   * If file `nid` is an ELF program: its interpreter and libraries, then its start ranges. The loader
+   * reads the dynamic section and opens the libraries before any of the program's code runs, so
+   * those are asked for first, on a link not yet shared with the program's code.
+   */
   private async program(nid: number): Promise<void> {
     if (this.seen.has(nid)) return;
     this.seen.add(nid);
     const head = await this.hooks.read(nid, 0, HEAD_BYTES);
     const ranges = elfStartRanges(head, this.hooks.rafs.inode(nid).size);
     if (!ranges) return;
+    const interp = elfInterpreter(head);
+    const started = [...(interp === undefined ? [] : [interp]), ...await this.libraries(nid, head)]
+      .map((path) => this.resolve(path))
+      .filter((lib): lib is number => lib !== undefined)
+      .map((lib) => this.program(lib));
     this.hooks.prefetch(this.chunksOf(nid, ranges));
-    await this.linked(nid, head);
+    await Promise.all(started);
   }
 
-  /** The program's interpreter and libraries, each treated as a program. */
-  private async linked(nid: number, head: Buffer): Promise<void> {
-    const paths: string[] = [];
-    const interp = elfInterpreter(head);
-    if (interp !== undefined) paths.push(interp);
-    const open = async (path: string): Promise<void> => {
-      const lib = this.resolve(path);
-      if (lib !== undefined) await this.program(lib);
-    };
-    const opened = paths.map(open);
+  /** Paths of the libraries the program needs (DT_NEEDED), found as the loader finds them. */
+  private async libraries(nid: number, head: Buffer): Promise<string[]> {
     const dynamic = elfDynamic(head);
-    if (dynamic) {
-      const strings = dynamic.parse(await this.hooks.read(nid, dynamic.offset, dynamic.size));
-      const text = async (offset: number): Promise<string> => {
-        const b = await this.hooks.read(nid, offset, MAX_STRING);
-        const end = b.indexOf(0);
-        return b.toString('latin1', 0, end < 0 ? b.length : end);
-      };
-      const [names, runpaths] = await Promise.all([Promise.all(strings.needed.map(text)), Promise.all(strings.runpaths.map(text))]);
-      const dirs = [...runpaths.flatMap((r) => r.split(':')).filter((d) => d.startsWith('/')), ...defaultLibraryDirs(head)];
-      for (const name of names) {
-        if (name.includes('/')) {
-          opened.push(open(name));
-          continue;
-        }
-        const dir = dirs.find((d) => this.resolve(`${d}/${name}`) !== undefined);
-        if (dir !== undefined) opened.push(open(`${dir}/${name}`));
-      }
-    }
-    await Promise.all(opened);
+    if (!dynamic) return [];
+    const strings = dynamic.parse(await this.hooks.read(nid, dynamic.offset, dynamic.size));
+    const offsets = [...strings.needed, ...strings.runpaths];
+    if (offsets.length === 0) return [];
+    // the names lie close together in the string table as a rule: one read for all of them then
+    const first = Math.min(...offsets);
+    const window = Math.max(...offsets) - first + MAX_STRING <= STRINGS_WINDOW ? await this.hooks.read(nid, first, Math.max(...offsets) - first + MAX_STRING) : undefined;
+    const text = async (offset: number): Promise<string> => {
+      const b = window ? window.subarray(offset - first, offset - first + MAX_STRING) : await this.hooks.read(nid, offset, MAX_STRING);
+      const end = b.indexOf(0);
+      return b.toString('latin1', 0, end < 0 ? b.length : end);
+    };
+    const [names, runpaths] = await Promise.all([Promise.all(strings.needed.map(text)), Promise.all(strings.runpaths.map(text))]);
+    const dirs = [...runpaths.flatMap((r) => r.split(':')).filter((d) => d.startsWith('/')), ...defaultLibraryDirs(head)];
+    return names.flatMap((name) => {
+      if (name.includes('/')) return [name];
+      const dir = dirs.find((d) => this.resolve(`${d}/${name}`) !== undefined);
+      return dir === undefined ? [] : [`${dir}/${name}`];
+    });
   }
 
   /** Distinct chunks of file `nid` over `ranges`, up to maxBytes. */
