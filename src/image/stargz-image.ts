@@ -63,8 +63,14 @@ export async function buildStargzChain(layers: readonly Descriptor[], readModel:
   await forEachLimited([...layers.entries()], 4, async ([i, layer]) => {
     models[i] = await readModel(layer);
   });
-  return writeBootstrap(mergeLayers(models, { prefetch: models.flatMap((m) => m.prefetch ?? []) }));
+  // a turn between the steps: a snapshotter building this while containerd pulls answers its calls between them
+  await nextTurn();
+  const merged = mergeLayers(models, { prefetch: models.flatMap((m) => m.prefetch ?? []) });
+  await nextTurn();
+  return writeBootstrap(merged);
 }
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * A stargz image's bootstrap (of the layers up to `upToLayer`, when given): the one kept in `built`
