@@ -100,7 +100,7 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
       insecure: flags.insecure ?? base.registry.insecure,
       mirrors: [...base.registry.mirrors, ...(flags.mirror ?? []).map((host) => parseDaemonConfig({ registry: { mirrors: [{ host, plainHttp }] } }, '--mirror').registry.mirrors[0]!)],
     },
-    prefetch: { all: flags.prefetchAll ?? base.prefetch.all, bandwidth: flags.prefetchBandwidth ?? base.prefetch.bandwidth },
+    prefetch: { enable: base.prefetch.enable, all: flags.prefetchAll ?? base.prefetch.all, bandwidth: flags.prefetchBandwidth ?? base.prefetch.bandwidth },
     // commander makes a --no-X flag true unless given: only false overrides the config
     fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead, hotRegion: flags.hotRegion !== false && base.fetch.hotRegion, hotPages: flags.hotPages !== false && base.fetch.hotPages, execPrefetch: flags.execPrefetch ?? base.fetch.execPrefetch },
   };

@@ -3,8 +3,12 @@
 // a config file should not silently mean "default".
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import type { RegistryMirror } from '../image/remote.js';
+import { parse as parseToml } from 'smol-toml';
+import type { RegistryAccess, RegistryMirror } from '../image/remote.js';
 import { InvalidReferenceError, parseReference } from '../registry/reference.js';
+import { log } from '../util/log.js';
+import { ConfigError } from './config-error.js';
+import { isNydusdConfig, nydusdToOurs } from './nydusd-config.js';
 
 /** Where the blob cache lives unless the config says otherwise. */
 export const DEFAULT_CACHE_DIR = '/var/lib/nydusify-ts/cache';
@@ -23,8 +27,12 @@ export interface DaemonConfig {
   kernelReadaheadKb?: number;
   /** Seconds a read waits for the backend before it fails with EIO. */
   fetchTimeout: number;
-  registry: { plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[] };
+  registry: { plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[]; auth?: RegistryAccess['auth'] };
+  /** Where a local bootstrap's blobs are when a mount names none (a nydusd config's localfs backend). */
+  blobDir?: string;
   prefetch: {
+    /** Mounts fetch their prefetch list unless a mount says otherwise (a nydusd config's fs_prefetch.enable). */
+    enable: boolean;
     /** Bytes per second prefetch may fetch (0: no limit). On-demand reads are never limited. */
     bandwidth: number;
     /** After the prefetch list, fetch every chunk of every blob in the background. */
@@ -49,7 +57,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   threads: 2,
   fetchTimeout: 30,
   registry: { plainHttp: false, insecure: false, retries: 3, mirrors: [] },
-  prefetch: { bandwidth: 0, all: false },
+  prefetch: { enable: false, bandwidth: 0, all: false },
   fetch: { amplify: 1 << 20, readahead: 0, hotRegion: true, hotPages: true, execPrefetch: 64 << 20 },
 };
 
@@ -72,7 +80,7 @@ export interface MountSpec {
   trace?: string;
 }
 
-export class ConfigError extends Error {}
+export { ConfigError };
 
 type Json = Record<string, unknown>;
 
@@ -105,6 +113,15 @@ function num(o: Json, key: string, where: string, min: number, max: number, inte
   return v;
 }
 
+function registryAuth(value: unknown, where: string): NonNullable<RegistryAccess['auth']> {
+  const o = object(value, where, ['host', 'username', 'password']);
+  const username = str(o, 'username', where);
+  const password = str(o, 'password', where);
+  if (username === undefined || password === undefined) throw new ConfigError(`${where}: expected username and password`);
+  const host = str(o, 'host', where);
+  return { ...(host === undefined ? {} : { host }), username, password };
+}
+
 function mirror(value: unknown, where: string): RegistryMirror {
   const o = object(value, where, ['host', 'plainHttp', 'insecure']);
   const host = str(o, 'host', where);
@@ -112,20 +129,30 @@ function mirror(value: unknown, where: string): RegistryMirror {
   return { host, plainHttp: bool(o, 'plainHttp', where) ?? false, insecure: bool(o, 'insecure', where) ?? false };
 }
 
-/** A daemon config from parsed JSON, defaults filled in. */
+/**
+ * A daemon config from parsed JSON (or TOML), defaults filled in: ours, or upstream nydusd's v1 / v2
+ * (nydusd-config.ts), whose keys that change nothing here are reported once.
+ */
 export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfig {
-  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'threads', 'kernelReadaheadKb', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
+  if (isNydusdConfig(value)) {
+    const { ours, ignored } = nydusdToOurs(value, where);
+    if (ignored.length > 0) log.warn('nydusd config keys that change nothing here, ignored', { config: where, keys: ignored });
+    return parseDaemonConfig(ours, `${where} (as nydusd's)`);
+  }
+  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'blobDir', 'threads', 'kernelReadaheadKb', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
   const d = DEFAULT_CONFIG;
-  const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors']);
+  const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors', 'auth']);
   const rw = `${where}.registry`;
   if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
-  const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['bandwidth', 'all']);
+  const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['enable', 'bandwidth', 'all']);
   const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion', 'hotPages', 'execPrefetch']);
   const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
+  const blobDir = str(o, 'blobDir', where);
   const kernelReadaheadKb = num(o, 'kernelReadaheadKb', where, 0, 1 << 20, true);
   return {
     cacheDir: str(o, 'cacheDir', where) ?? d.cacheDir,
     ...(fallbackCacheDir === undefined ? {} : { fallbackCacheDir }),
+    ...(blobDir === undefined ? {} : { blobDir }),
     threads: num(o, 'threads', where, 1, 64, true) ?? d.threads,
     ...(kernelReadaheadKb === undefined ? {} : { kernelReadaheadKb }),
     fetchTimeout: num(o, 'fetchTimeout', where, 0.001, 3600) ?? d.fetchTimeout,
@@ -134,8 +161,10 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
       insecure: bool(r, 'insecure', rw) ?? d.registry.insecure,
       retries: num(r, 'retries', rw, 0, 20, true) ?? d.registry.retries,
       mirrors: ((r.mirrors as unknown[] | undefined) ?? []).map((m, i) => mirror(m, `${rw}.mirrors[${i}]`)),
+      ...(r.auth === undefined ? {} : { auth: registryAuth(r.auth, `${rw}.auth`) }),
     },
     prefetch: {
+      enable: bool(p, 'enable', `${where}.prefetch`) ?? d.prefetch.enable,
       bandwidth: num(p, 'bandwidth', `${where}.prefetch`, 0, 2 ** 40, true) ?? d.prefetch.bandwidth,
       all: bool(p, 'all', `${where}.prefetch`) ?? d.prefetch.all,
     },
@@ -156,13 +185,15 @@ export function loadDaemonConfig(path: string): DaemonConfig {
   } catch (err) {
     throw new ConfigError(`cannot read config ${path}: ${(err as Error).message}`);
   }
-  let json: unknown;
+  // nydusd's v2 configs are TOML as often as JSON
+  const toml = path.endsWith('.toml');
+  let parsed: unknown;
   try {
-    json = JSON.parse(text);
+    parsed = toml ? parseToml(text) : JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`config ${path} is not JSON: ${(err as Error).message}`);
+    throw new ConfigError(`config ${path} is not ${toml ? 'TOML' : 'JSON'}: ${(err as Error).message}`);
   }
-  return parseDaemonConfig(json, path);
+  return parseDaemonConfig(parsed, path);
 }
 
 /**

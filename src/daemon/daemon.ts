@@ -200,7 +200,8 @@ export class Daemon {
   }
 
   /** Mounts `spec` as `name` ("/" for a dedicated daemon, a single path component when shared). */
-  async mount(name: string, spec: MountSpec): Promise<ImageMountInfo> {
+  async mount(name: string, given: MountSpec): Promise<ImageMountInfo> {
+    const spec = this.withDefaults(given);
     if (this.state !== 'RUNNING') throw new MountConflictError(`the daemon is ${this.state}`);
     if (this.opts.mode === 'dedicated') {
       if (name !== '/') throw new MountConflictError('a dedicated daemon mounts its one image at "/"');
@@ -239,6 +240,16 @@ export class Daemon {
     } finally {
       this.pending.delete(name);
     }
+  }
+
+  /** A mount request with what the config says of mounts that do not say: prefetch, a local bootstrap's blob directory. */
+  private withDefaults(spec: MountSpec): MountSpec {
+    const { prefetch, blobDir } = this.opts.config;
+    return {
+      ...spec,
+      ...(spec.prefetch === undefined && prefetch.enable ? { prefetch: true } : {}),
+      ...(spec.bootstrap !== undefined && spec.blobDir === undefined && blobDir !== undefined ? { blobDir } : {}),
+    };
   }
 
   async umount(name: string): Promise<void> {

@@ -112,6 +112,8 @@ export interface RegistryAccess {
   /** Retries per request (with backoff) before a backend gives up. */
   retries?: number;
   mirrors?: readonly RegistryMirror[];
+  /** Credentials for `host` (default: the image's registry), over those of the docker config. */
+  auth?: { host?: string; username: string; password: string };
 }
 
 export interface ConnectedNydusImage {
@@ -138,7 +140,9 @@ export function registryClientFor(target: string, access: RegistryAccess = {}): 
   const ref = parseReference(target);
   const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = { [ref.host]: { plainHttp: access.plainHttp, insecure: access.insecure } };
   for (const m of access.mirrors ?? []) hosts[m.host] = { plainHttp: m.plainHttp, insecure: m.insecure };
-  return new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 } });
+  const auth = access.auth;
+  const credentials = auth ? { [auth.host ?? ref.host]: { username: auth.username, password: auth.password } } : undefined;
+  return new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 }, ...(credentials ? { credentials } : {}) });
 }
 
 /**

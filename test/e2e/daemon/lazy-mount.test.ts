@@ -6,7 +6,7 @@
 // "lazy loading done" log line (its fetcher's counters), written when it stops.
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { mkdtempSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +65,30 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
     expect(stats.fetchedBytes).toBeLessThan(stats.blobBytes * 0.05);
     console.log(`lazy mount: cold read of ${FILES.join(', ')} in ${coldMs.toFixed(0)} ms; fetched ${stats.fetchedBytes} of ${stats.blobBytes} blob bytes in ${stats.rangeRequests} range requests`);
   }, 30_000);
+
+  it.each([
+    // nydus-snapshotter's fusedev sample (v1), as it ships but plain HTTP and a cache of our own
+    ['v1 JSON', 'nydusd.json', (cache: string) => JSON.stringify({
+      device: { backend: { type: 'registry', config: { scheme: 'http', timeout: 5, connect_timeout: 5, retry_limit: 2 } }, cache: { type: 'blobcache', config: { work_dir: cache } } },
+      mode: 'direct', digest_validate: false, iostats_files: false, enable_xattr: true, fs_prefetch: { enable: true, threads_count: 2, prefetch_all: true },
+    })],
+    // nydus's v2 sample's layout
+    ['v2 TOML', 'nydusd.toml', (cache: string) => `version = 2\nid = "e2e"\n[backend]\ntype = "registry"\n[backend.registry]\nscheme = "http"\ntimeout = 5\nretry_limit = 2\n` +
+      `[cache]\ntype = "filecache"\n[cache.filecache]\nwork_dir = "${cache}"\n[rafs]\nmode = "direct"\nenable_xattr = true\n`],
+  ])('mounts with an upstream nydusd config (%s) as it is: plain HTTP and the cache dir from it', async (kind, file, config) => {
+    const cache = p(`cache-${file}`);
+    writeFileSync(p(file), config(cache));
+    const d = startMountDaemon(['--target', TARGET, '--config', p(file)], p(`mnt-${file}`));
+    daemons.push(d);
+    await waitMounted(d);
+    const want = readFiles(p('bundle', 'rootfs'));
+    readFiles(d.mnt).forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
+    const { code, stats } = await stopWithStats(d);
+    expect(code).toBe(0);
+    expect(stats.corruptChunks).toBe(0);
+    expect(readdirSync(cache).length, `${kind}: the blob cache is where work_dir says`).toBeGreaterThan(0);
+    expect(d.stderr()).toMatch(/nydusd config keys that change nothing here, ignored/);
+  }, 60_000);
 
   it('serves the same files from the blob cache after a restart, without a range request', async () => {
     const d = startDaemon(p('mnt2'));
