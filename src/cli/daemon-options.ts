@@ -40,7 +40,7 @@ function parseSeconds(value: string): number {
   return n;
 }
 
-function parseThreads(value: string): number {
+export function parseThreads(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n < 1 || n > 64) throw new InvalidArgumentError('expected a thread count from 1 to 64.');
   return n;

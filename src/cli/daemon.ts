@@ -15,7 +15,7 @@ import { Daemon } from '../daemon/daemon.js';
 import { waitForAssignment } from '../daemon/spare.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log } from '../util/log.js';
-import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, specFrom } from './daemon-options.js';
+import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, parseThreads, specFrom } from './daemon-options.js';
 
 interface DaemonFlags extends ConfigFlags, ImageFlags {
   mountpoint?: string;
@@ -78,7 +78,7 @@ async function runDaemon(given: DaemonFlags): Promise<void> {
 export function daemonCommand(): Command {
   const cmd = new Command('daemon')
     .description('serve Nydus images over FUSE (nydusd): in the foreground, with an HTTP API on a unix socket')
-    .option('--mountpoint <dir>', 'the FUSE mount')
+    .option('-M, --mountpoint <dir>', 'the FUSE mount')
     .option('--nbd <address>', 'serve each image\'s flat EROFS image over NBD at unix:PATH or tcp:HOST:PORT (export "" is a dedicated daemon\'s image, else the mount name); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--block', 'block mode: show each image as one file, its flat EROFS image, for `mount -t erofs` (the kernel then serves metadata from its cache)')
     .option('--apisock <path>', 'serve the HTTP API on this unix socket (mode 0600)')
@@ -96,5 +96,22 @@ export function daemonCommand(): Command {
       if (!/^\d{1,10}$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('expected a process id.');
       return Number(v);
     });
-  return addImageOptions(addConfigOptions(cmd)).action(runDaemon);
+  // nydusd's names for flags we have, so its command lines run as they are
+  cmd.option('--localfs-dir <dir>', 'nydusd\'s name for --blob-dir')
+    .option('--thread-num <n>', 'nydusd\'s name for --threads', parseThreads)
+    .option('--fuse-threads <n>', 'nydusd\'s name for --threads', parseThreads);
+  return addImageOptions(addConfigOptions(cmd)).action((flags: DaemonFlags & NydusdFlags) => runDaemon(fromNydusdNames(flags)));
+}
+
+/** nydusd's flag names, as the same flags under ours. */
+interface NydusdFlags {
+  localfsDir?: string;
+  threadNum?: number;
+  fuseThreads?: number;
+}
+
+function fromNydusdNames({ localfsDir, threadNum, fuseThreads, ...flags }: DaemonFlags & NydusdFlags): DaemonFlags {
+  if (localfsDir !== undefined && flags.blobDir !== undefined && localfsDir !== flags.blobDir) throw new Error('--localfs-dir and --blob-dir name different directories');
+  const threads = flags.threads ?? threadNum ?? fuseThreads;
+  return { ...flags, ...(localfsDir === undefined ? {} : { blobDir: localfsDir }), ...(threads === undefined ? {} : { threads }) };
 }

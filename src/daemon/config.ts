@@ -197,17 +197,24 @@ export function loadDaemonConfig(path: string): DaemonConfig {
 }
 
 /**
- * A mount request's body. Besides our names it takes nydusd's: `source` for the bootstrap and
- * `fs_type` (which must be rafs); nydusd's `config` string is not ours to read and is refused.
+ * A mount request's body. Besides our names it takes nydusd's: `source` for the bootstrap, `fs_type`
+ * (which must be rafs), `config` (a nydusd config as a JSON string: its localfs dir, registry scheme
+ * and skip_verify and prefetch switch apply to this mount; the rest is the daemon's) and
+ * `prefetch_files` (none: files of a list of the request's own are not prefetched here).
  */
 export function parseMountSpec(value: unknown): MountSpec {
   const where = 'mount';
-  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace']);
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
+  if (o.prefetch_files !== undefined && (!Array.isArray(o.prefetch_files) || o.prefetch_files.length > 0)) {
+    throw new ConfigError(`${where}.prefetch_files: a mount's own prefetch list is not served here (the image's prefetch table is); give none`);
+  }
   const bootstrap = str(o, 'bootstrap', where) ?? str(o, 'source', where);
+  const upstream = mountConfig(o, where);
   const spec: MountSpec = {
-    target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where), prefetch: bool(o, 'prefetch', where), plainHttp: bool(o, 'plainHttp', where), insecure: bool(o, 'insecure', where),
+    target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where) ?? upstream.blobDir, prefetch: bool(o, 'prefetch', where) ?? upstream.prefetch.enable,
+    plainHttp: bool(o, 'plainHttp', where) ?? upstream.registry.plainHttp, insecure: bool(o, 'insecure', where) ?? upstream.registry.insecure,
     upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where),
   };
   if (spec.trace !== undefined && !isAbsolute(spec.trace)) throw new ConfigError(`${where}.trace: expected an absolute path`);
@@ -216,6 +223,22 @@ export function parseMountSpec(value: unknown): MountSpec {
   if (spec.target !== undefined && spec.blobDir !== undefined) throw new ConfigError(`${where}: blobDir goes with bootstrap, not with target`);
   if (spec.target !== undefined) checkReference(spec.target, `${where}.target`);
   return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as MountSpec;
+}
+
+/** The parts of a mount request's nydusd `config` string that are the mount's own (none without one). */
+function mountConfig(o: Json, where: string): ReturnType<typeof nydusdToOurs>['ours'] {
+  const text = str(o, 'config', where);
+  if (text === undefined) return { registry: {}, prefetch: {}, fetch: {} };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${where}.config: not JSON: ${(err as Error).message}`);
+  }
+  if (!isNydusdConfig(parsed)) throw new ConfigError(`${where}.config: expected a nydusd config (with device, or version 2)`);
+  const { ours, ignored } = nydusdToOurs(parsed, `${where}.config`);
+  if (ignored.length > 0) log.warn('nydusd config keys that change nothing here, ignored', { config: `${where}.config`, keys: ignored });
+  return ours;
 }
 
 /** A bad reference is the caller's mistake (a ConfigError, 400 from the API), found before any mount starts. */

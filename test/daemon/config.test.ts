@@ -30,6 +30,11 @@ describe('parseMountSpec', () => {
   it("takes ours and nydusd's names", () => {
     expect(parseMountSpec({ target: 'r/x:y', prefetch: true })).toEqual({ target: 'r/x:y', prefetch: true });
     expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', blobDir: '/blobs' })).toEqual({ bootstrap: '/b.boot', blobDir: '/blobs' });
+    // nydus-snapshotter's request: the nydusd config as a string, an empty prefetch_files
+    const config = JSON.stringify({ device: { backend: { type: 'localfs', config: { dir: '/blobs' } }, cache: { type: 'blobcache', config: { work_dir: '/c' } } }, mode: 'direct', fs_prefetch: { enable: true } });
+    expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', config, prefetch_files: [] })).toEqual({ bootstrap: '/b.boot', blobDir: '/blobs', prefetch: true });
+    const registry = JSON.stringify({ device: { backend: { type: 'registry', config: { scheme: 'http', skip_verify: true } } } });
+    expect(parseMountSpec({ target: 'r/x:y', config: registry })).toEqual({ target: 'r/x:y', plainHttp: true, insecure: true });
     expect(parseMountSpec({ target: 'r/x:y', trace: '/var/traces/x.json' })).toEqual({ target: 'r/x:y', trace: '/var/traces/x.json' });
   });
 
@@ -38,7 +43,10 @@ describe('parseMountSpec', () => {
     [{ target: 'r/x', bootstrap: '/b' }, /either target/],
     [{ target: 'r/x', blobDir: '/d' }, /blobDir goes with bootstrap/],
     [{ bootstrap: '/b', fs_type: 'fscache' }, /only "rafs"/],
-    [{ bootstrap: '/b', config: '{}' }, /unknown key "config"/],
+    [{ bootstrap: '/b', config: '{}' }, /mount\.config: expected a nydusd config/],
+    [{ bootstrap: '/b', config: '{"device":' }, /mount\.config: not JSON/],
+    [{ bootstrap: '/b', config: JSON.stringify({ device: { backend: { type: 'oss', config: {} } } }) }, /mount\.config\.device\.backend\.type: backend "oss"/],
+    [{ bootstrap: '/b', prefetch_files: ['/usr/bin/node'] }, /prefetch_files: a mount's own prefetch list is not served here/],
     [{ bootstrap: 'a\0b' }, /non-empty string/],
     [{ target: 'r/x', trace: 'trace.json' }, /trace: expected an absolute path/],
     [{ target: 'r/x', trace: 7 }, /trace: expected a non-empty string/],

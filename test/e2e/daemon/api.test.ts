@@ -137,6 +137,18 @@ describe('nydusify-ts daemon --mode shared, driven through its API', () => {
     expect(readFileSync(p('shared', 'local', 'etc', 'os-release'), 'utf8')).toBe(readFileSync(p('sample', 'src', 'etc', 'os-release'), 'utf8'));
   }, 60_000);
 
+  it('mounts a local image from nydus-snapshotter\'s request as it sends it (source, fs_type, config string, prefetch_files)', async () => {
+    // the blobs' directory comes from the config's localfs backend, as upstream nydusd takes it
+    const config = JSON.stringify({
+      device: { backend: { type: 'localfs', config: { dir: p('blobs') } }, cache: { type: 'blobcache', config: { work_dir: p('upstream-cache') } } },
+      mode: 'direct', digest_validate: false, iostats_files: false, enable_xattr: true, fs_prefetch: { enable: false, threads_count: 2 },
+    });
+    const r = await raw(p('shared.sock'), 'POST', '/api/v1/mount?mountpoint=/upstream', JSON.stringify({ source: p('local.boot'), fs_type: 'rafs', config, prefetch_files: [] }));
+    expect(r.status, r.body).toBe(200);
+    expect(diffManifests(reference, treeManifest(p('shared', 'upstream')))).toEqual([]);
+    await d.client.umount('upstream');
+  }, 30_000);
+
   it('answers bad requests with an error and keeps serving', async () => {
     const sock = p('shared.sock');
     const cases: [string, string, string | Buffer | undefined, number, RegExp][] = [
@@ -170,6 +182,15 @@ describe('nydusify-ts daemon --mode shared, driven through its API', () => {
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(p('shared'));
     expect(existsSync(p('shared.sock'))).toBe(false);
   }, 20_000);
+});
+
+describe('nydusify-ts daemon with nydusd\'s flag names', () => {
+  it('serves a local image from -M, --bootstrap, --localfs-dir and --thread-num as nydusd takes them', async () => {
+    const d = await startDaemon('nydusd-flags', ['-M', p('nydusd-flags'), '--bootstrap', p('local.boot'), '--localfs-dir', p('blobs'), '--thread-num', '1']);
+    expect(diffManifests(reference, treeManifest(p('nydusd-flags')))).toEqual([]);
+    expect((await d.client.info()).mounts.map((m) => m.blobDir)).toEqual([p('blobs')]);
+    await d.client.exit();
+  }, 30_000);
 });
 
 describe('nydusify-ts daemon --prefetch', () => {
