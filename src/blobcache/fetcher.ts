@@ -40,6 +40,8 @@ export interface FetcherOptions {
   requestTimeoutMs?: number;
   /** Hears of every chunk fetched and verified (an access trace records them). */
   onChunk?: (chunk: FetchedChunk) => void;
+  /** Hears of every Range request once it is over: its bytes, how long it took, whether it failed. */
+  onRequest?: (bytes: number, micros: number, failed: boolean) => void;
 }
 
 /** A chunk brought in from the backend and verified. */
@@ -275,6 +277,8 @@ export class ChunkFetcher {
     let next = 0;
     const length = range.end - range.start;
     const deadline = new AbortController();
+    const began = performance.now();
+    let failed = false;
     const timer = setTimeout(() => deadline.abort(new FetchTimeoutError(`blob ${blob.blobId}: ${length} bytes at ${range.start} not fetched within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs);
     const take = (buf: Buffer, filled: number): void => {
       // bytes of a request given up on: its chunks have failed already
@@ -295,11 +299,13 @@ export class ChunkFetcher {
       if (stored.length !== length) throw new ShortReadError(`blob ${blob.blobId}: wanted ${length} bytes at ${range.start}, got ${stored.length}`);
       take(stored, length);
     } catch (err) {
+      failed = true;
       this.stats.errors++;
       if (deadline.signal.aborted) this.stats.timeouts++;
       for (const w of order.slice(next)) w.reject(err);
     } finally {
       clearTimeout(timer);
+      this.options.onRequest?.(length, (performance.now() - began) * 1000, failed);
     }
     const broken = (await Promise.all(settling)).filter((w): w is Waiter => w !== undefined);
     if (broken.length === 0) return;

@@ -64,7 +64,7 @@ export class DaemonClient {
   }
 
   metrics(): Promise<string> {
-    return this.call('GET', '/api/v1/metrics');
+    return this.call('GET', '/metrics');
   }
 
   async exit(): Promise<void> {

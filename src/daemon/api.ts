@@ -4,16 +4,21 @@
 //   GET    /api/v1/mount                        the mounts
 //   POST   /api/v1/mount?mountpoint=/NAME       mount an image (body: MountSpec JSON)
 //   DELETE /api/v1/mount?mountpoint=/NAME       unmount it
-//   GET    /api/v1/metrics                      Prometheus text (also GET /metrics)
-//   GET    /api/v1/metrics/backend              backend counters, JSON
-//   GET    /api/v1/metrics/blobcache            blob cache usage, JSON
+//   GET    /metrics                             Prometheus text
+//   GET    /api/v1/metrics[?id=ID]              filesystem I/O stats in nydusd's JSON (nydusd-metrics.ts)
+//   GET    /api/v1/metrics/backend              backend counters: nydusd's fields and ours, JSON
+//   GET    /api/v1/metrics/blobcache            blob cache: nydusd's fields and ours (usage per blob), JSON
+//   GET    /api/v1/metrics/files                per-file counters: {} (off, as nydusd's default)
+//   GET    /api/v1/metrics/inflight             reads waiting on the backend, nydusd's {values: […]}
 //   GET    /api/v1/metrics/pattern?mountpoint=/NAME  the image's access trace so far (trace/access-trace.ts), JSON
+//   GET    /api/v1/metrics/pattern[?id=/NAME]   nydusd's access pattern of that (or the only) image
 // Errors are JSON {code, message} with a 4xx/5xx status. A bad request is answered, never fatal.
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { log } from '../util/log.js';
 import { ConfigError, parseMountSpec } from './config.js';
+import { accessPatterns } from './nydusd-metrics.js';
 import { ChunkConflictError } from '../blobcache/cache.js';
 import { ChunkMapConflictError } from '../blobcache/chunk-map.js';
 import { RafsFormatError } from '../rafs/errors.js';
@@ -43,6 +48,15 @@ export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<string> 
     req.on('end', () => done(Buffer.concat(parts).toString('utf8')));
     req.on('error', fail);
   });
+}
+
+/** nydusd's `?id=`: a mount's name (or its /NAME); without one, the daemon's only mount. */
+function patternId(url: URL, daemon: Daemon): string {
+  const id = url.searchParams.get('id');
+  if (id !== null) return id === '/' ? '/' : id.replace(/^\//, '');
+  const names = daemon.mountNames();
+  if (names.length !== 1) throw new HttpError(400, 'INVALID_ARGUMENT', `the daemon serves ${names.length} images: say which with ?id=`);
+  return names[0]!;
 }
 
 /** `?mountpoint=/NAME` → NAME ("/" stays "/": the dedicated mount's root). */
@@ -92,15 +106,21 @@ async function route(daemon: Daemon, req: IncomingMessage, res: ServerResponse, 
     case 'DELETE /api/v1/mount':
       await daemon.umount(mountName(url));
       return send(res, 204, '');
-    case 'GET /api/v1/metrics':
     case 'GET /metrics':
       return send(res, 200, await daemon.metrics(), 'text/plain; version=0.0.4');
+    case 'GET /api/v1/metrics':
+      return send(res, 200, daemon.nydusdFsMetrics(url.searchParams.get('id') ?? daemon.opts.id));
     case 'GET /api/v1/metrics/backend':
-      return send(res, 200, daemon.backendStats());
+      return send(res, 200, daemon.nydusdBackendMetrics());
     case 'GET /api/v1/metrics/blobcache':
-      return send(res, 200, await daemon.cacheStats());
+      return send(res, 200, await daemon.nydusdBlobcacheMetrics());
+    case 'GET /api/v1/metrics/files':
+      return send(res, 200, {});
+    case 'GET /api/v1/metrics/inflight':
+      return send(res, 200, daemon.nydusdInflight());
     case 'GET /api/v1/metrics/pattern':
-      return send(res, 200, serializeAccessTrace(await daemon.accessTrace(mountName(url))));
+      if (url.searchParams.has('mountpoint')) return send(res, 200, serializeAccessTrace(await daemon.accessTrace(mountName(url))));
+      return send(res, 200, accessPatterns(await daemon.accessTrace(patternId(url, daemon))));
     default:
       throw new HttpError(404, 'NOT_FOUND', `no ${key}`);
   }

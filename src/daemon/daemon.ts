@@ -13,14 +13,18 @@ import { Readahead } from '../blobcache/readahead.js';
 import type { ChunkRef } from '../rafs/tree.js';
 import { retryCount } from '../registry/retry.js';
 import type { AccessTrace } from '../trace/access-trace.js';
+import { join } from 'node:path';
 import { log } from '../util/log.js';
+import { CHUNK_DATA_SUFFIX, CHUNK_MAP_SUFFIX } from '../blobcache/chunk-map.js';
+import { backendMetrics, blobcacheMetrics, buildInfo, fsMetrics, inflightMetrics, RequestLatencies } from './nydusd-metrics.js';
 import { checkImageName, type DaemonConfig, type MountSpec } from './config.js';
 import { DEFAULT_READ_AHEAD_KB, FuseSession } from './fuse/session.js';
 import type { TraceReadSink } from './fuse/trace-ring.js';
 import type { WorkerImage } from './fuse/worker.js';
 import type { FilePlace } from './trace-recorder.js';
 import { ImageMount, type ImageMountInfo, type MountContext } from './image-mount.js';
-import { fuseFamilies, type Family, renderPrometheus } from './metrics.js';
+import type { PrefetchStats } from './prefetch.js';
+import { fuseFamilies, type Family, latencyRange, renderPrometheus, sizeClass, sumWorkerMetrics } from './metrics.js';
 import { type DaemonMode, MAX_SLOT } from './router.js';
 
 /** A read that has waited this long for the backend counts as hung in the metrics. */
@@ -45,7 +49,8 @@ export interface DaemonOptions {
 
 export interface DaemonInfo {
   id: string;
-  version: string;
+  /** nydusd's build-version object (package_ver is ours). */
+  version: Record<string, string>;
   pid: number;
   state: DaemonState;
   mode: DaemonMode;
@@ -73,6 +78,8 @@ export class Daemon {
   private readonly sources = new BlobSources();
   private readonly tables = new Map<string, readonly ChunkRef[]>();
   private fetcher: ChunkFetcher | undefined;
+  /** Range requests by size and latency, for nydusd's backend metrics. */
+  private readonly requestLatencies = new RequestLatencies();
   private nextSlot = 1;
   private demandWaiting = 0;
   private readonly readahead: Readahead;
@@ -129,6 +136,7 @@ export class Daemon {
       // once every reader of a request has given up, so does the request
       requestTimeoutMs: Math.round(this.opts.config.fetchTimeout * 1000),
       onChunk: (chunk) => this.chunkFetched(chunk),
+      onRequest: (bytes, micros) => this.requestLatencies.add(sizeClass(bytes), latencyRange(micros), micros),
     });
     this.cacheOpened ??= BlobCache.open(cacheDir, { fetcher: this.fetcher, fallbackDir: fallbackCacheDir });
     return this.cacheOpened;
@@ -288,7 +296,7 @@ export class Daemon {
   info(): DaemonInfo {
     return {
       id: this.opts.id,
-      version: VERSION,
+      version: buildInfo(VERSION),
       pid: process.pid,
       state: this.state,
       mode: this.opts.mode,
@@ -325,6 +333,39 @@ export class Daemon {
     const cache = await this.cache();
     const blobs = await cache.list();
     return { dir: cache.dir, totalBytes: blobs.reduce((s, b) => s + b.diskBytes, 0), blobs };
+  }
+
+  /** nydusd's filesystem I/O stats (GET /api/v1/metrics), for the daemon's images together. */
+  nydusdFsMetrics(id: string): Record<string, unknown> {
+    const fuse = this.session?.fuseMetrics() ?? sumWorkerMetrics([]);
+    return fsMetrics(id, fuse);
+  }
+
+  /** nydusd's backend metrics with ours beside them (GET /api/v1/metrics/backend). */
+  nydusdBackendMetrics(): Record<string, unknown> {
+    const b = this.backendStats();
+    const mounts = [...this.mounts.values()];
+    const type = mounts.length > 0 && mounts.every((m) => m.spec.target === undefined) ? 'localfs' : 'registry';
+    return { ...b, ...backendMetrics(type, { requests: b.requests!, errors: b.errors!, bytes: b.bytes! }, this.requestLatencies) };
+  }
+
+  /** nydusd's blob cache metrics with ours beside them (GET /api/v1/metrics/blobcache). */
+  async nydusdBlobcacheMetrics(): Promise<Record<string, unknown>> {
+    const stats = await this.cacheStats();
+    const fuse = this.session?.fuseMetrics() ?? sumWorkerMetrics([]);
+    const prefetches = [...this.mounts.values()].map((m) => m.info().prefetch).filter((p): p is PrefetchStats => p !== undefined);
+    const prefetch = {
+      bytes: prefetches.reduce((s, p) => s + p.bytes, 0), requests: prefetches.reduce((s, p) => s + p.chunks, 0), workers: prefetches.length,
+      millis: 0, beganSecs: 0, endedSecs: 0,
+    };
+    const files = stats.blobs.flatMap((b) => [join(stats.dir, `${b.blobId}${CHUNK_DATA_SUFFIX}`), join(stats.dir, `${b.blobId}${CHUNK_MAP_SUFFIX}`)]);
+    const entries = stats.blobs.reduce((s, b) => s + b.readyChunks, 0);
+    return { ...stats, ...blobcacheMetrics({ id: this.opts.id, dir: stats.dir, files, chunkHits: fuse.chunkHits, chunkMisses: fuse.chunkMisses, entries, prefetch }) };
+  }
+
+  /** The reads waiting on the backend now, in nydusd's hung-I/O shape (GET /api/v1/metrics/inflight). */
+  nydusdInflight(): ReturnType<typeof inflightMetrics> {
+    return inflightMetrics(this.session?.waitingFetches() ?? []);
   }
 
   async metrics(): Promise<string> {

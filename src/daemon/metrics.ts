@@ -18,8 +18,29 @@ const READ_BYTES = GLOBAL;
 const CHUNK_HITS = GLOBAL + 1;
 const CHUNK_MISSES = GLOBAL + 2;
 const READ_ERRORS = GLOBAL + 3;
+/** Seconds since the epoch of the last request served. */
+const LAST_REQUEST = GLOBAL + 4;
+/** nydusd's eight read-size classes and eight read-latency ranges (its metrics JSON reports them). */
+export const SIZE_CLASSES = 8;
+export const LATENCY_RANGES = 8;
+const READ_SIZES = GLOBAL + 5;
+const READ_LATENCIES = READ_SIZES + SIZE_CLASSES;
 /** Float64 slots of one worker's region. */
-export const WORKER_METRIC_SLOTS = GLOBAL + 4;
+export const WORKER_METRIC_SLOTS = READ_LATENCIES + LATENCY_RANGES;
+
+/** nydusd's read-size class of a read of `bytes`: under 1 KiB, 4 KiB, 16 KiB, 64 KiB, or more. */
+export function sizeClass(bytes: number): number {
+  const bound = [1 << 10, 1 << 12, 1 << 14, 1 << 16].findIndex((b) => bytes < b);
+  return bound < 0 ? 4 : bound;
+}
+
+/** nydusd's latency range of `micros`: ≤ 1 ms, 20 ms, 50 ms, 100 ms, 500 ms, 1 s, 2 s, or more. */
+export function latencyRange(micros: number): number {
+  const bound = [1_000, 20_000, 50_000, 100_000, 500_000, 1_000_000, 2_000_000].findIndex((b) => micros <= b);
+  return bound < 0 ? 7 : bound;
+}
+
+const READ_OPCODE = 15;
 
 export const newWorkerMetricsBuffer = (): SharedArrayBuffer => new SharedArrayBuffer(WORKER_METRIC_SLOTS * Float64Array.BYTES_PER_ELEMENT);
 
@@ -40,10 +61,13 @@ export class WorkerMetrics implements ChunkCounters {
     if (failed) v[at + ERRORS]!++;
     v[at + SUM]! += seconds;
     for (let b = 0; b < LATENCY_BUCKETS.length; b++) if (seconds <= LATENCY_BUCKETS[b]!) v[at + 3 + b]!++;
+    if (opcode === READ_OPCODE) v[READ_LATENCIES + latencyRange(seconds * 1e6)]!++;
+    v[LAST_REQUEST] = Date.now() / 1000;
   }
 
   readBytes(n: number): void {
     this.v[READ_BYTES]! += n;
+    this.v[READ_SIZES + sizeClass(n)]!++;
   }
 
   readError(): void {
@@ -74,14 +98,21 @@ export interface FuseMetrics {
   readErrors: number;
   chunkHits: number;
   chunkMisses: number;
+  /** Reads by nydusd's size classes, and by its latency ranges. */
+  readSizes: number[];
+  readLatencies: number[];
+  /** Seconds since the epoch of the last request (0: none yet). */
+  lastRequest: number;
 }
 
 /** The workers' regions summed. */
 export function sumWorkerMetrics(buffers: readonly SharedArrayBuffer[]): FuseMetrics {
   const total = new Float64Array(WORKER_METRIC_SLOTS);
+  let lastRequest = 0;
   for (const b of buffers) {
     const v = new Float64Array(b);
     for (let i = 0; i < total.length; i++) total[i]! += v[i]!;
+    lastRequest = Math.max(lastRequest, v[LAST_REQUEST]!);
   }
   const ops: OpMetrics[] = [];
   for (let slot = 0; slot < OP_SLOTS; slot++) {
@@ -89,7 +120,10 @@ export function sumWorkerMetrics(buffers: readonly SharedArrayBuffer[]): FuseMet
     if (total[at + COUNT] === 0) continue;
     ops.push({ op: opName(slot), count: total[at + COUNT]!, errors: total[at + ERRORS]!, seconds: total[at + SUM]!, buckets: [...total.subarray(at + 3, at + PER_OP)] });
   }
-  return { ops, readBytes: total[READ_BYTES]!, readErrors: total[READ_ERRORS]!, chunkHits: total[CHUNK_HITS]!, chunkMisses: total[CHUNK_MISSES]! };
+  return {
+    ops, readBytes: total[READ_BYTES]!, readErrors: total[READ_ERRORS]!, chunkHits: total[CHUNK_HITS]!, chunkMisses: total[CHUNK_MISSES]!,
+    readSizes: [...total.subarray(READ_SIZES, READ_SIZES + SIZE_CLASSES)], readLatencies: [...total.subarray(READ_LATENCIES, READ_LATENCIES + LATENCY_RANGES)], lastRequest,
+  };
 }
 
 /** A metric family: name, type, help, samples (labels → value). */

@@ -165,7 +165,8 @@ export class FuseSession {
   readonly mountPath: string;
   private fd = -1;
   /** Per worker: its reply slot and the fetch it waits for (lazy loading). */
-  private slots: { slot: Int32Array; waiting: number; since: number }[] = [];
+  /** Each worker's fetch slot: the fetch it waits on (id, the file's inode, since when), if any. */
+  private slots: { slot: Int32Array; waiting: number; since: number; nid: number }[] = [];
   private ports: MessagePort[] = [];
   private readonly control = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
   private readonly metrics: SharedArrayBuffer[] = [];
@@ -202,7 +203,7 @@ export class FuseSession {
     const exits: Promise<void>[] = [];
     for (let index = 0; index < threads; index++) {
       const fetchSlot = new SharedArrayBuffer(FETCH_SLOT_BYTES);
-      this.slots.push({ slot: slotWords(fetchSlot), waiting: 0, since: 0 });
+      this.slots.push({ slot: slotWords(fetchSlot), waiting: 0, since: 0, nid: -1 });
       const metrics = newWorkerMetricsBuffer();
       this.metrics.push(metrics);
       const trace = newTraceRing();
@@ -291,6 +292,7 @@ export class FuseSession {
         this.drainWorker(index);
         const state = this.slots[index]!;
         state.waiting = m.id;
+        state.nid = m.nid;
         state.since = Date.now();
         const fetch = this.opts.fetch;
         const file = m.nid >= 0 ? { nid: m.nid, offset: m.fileOffset } : undefined;
@@ -370,6 +372,11 @@ export class FuseSession {
 
   fuseMetrics(): FuseMetrics {
     return sumWorkerMetrics(this.metrics);
+  }
+
+  /** The reads waiting on the backend now: the file's inode (its nid), the fetch's id, since when (ms since the epoch). */
+  waitingFetches(): { inode: number; unique: number; sinceMs: number }[] {
+    return this.slots.filter((s) => s.since > 0).map((s) => ({ inode: s.nid, unique: s.waiting, sinceMs: s.since }));
   }
 
   waitingReads(): WaitingReads {

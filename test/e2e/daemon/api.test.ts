@@ -101,6 +101,47 @@ afterAll(async () => {
 describe('nydusify-ts daemon --mode shared, driven through its API', () => {
   let d: Running;
 
+  /** GET path on the shared daemon's socket, as JSON. */
+  const json = async (path: string): Promise<Record<string, unknown>> => {
+    const r = await raw(p('shared.sock'), 'GET', path);
+    expect(r.status, `${path}: ${r.body}`).toBe(200);
+    return JSON.parse(r.body) as Record<string, unknown>;
+  };
+  const sum = (xs: unknown): number => (xs as unknown[]).flat().reduce<number>((s, x) => s + (x as number), 0);
+
+  /** The metrics JSON in nydusd's shapes, with the field names nydus-snapshotter parses. */
+  async function expectNydusdMetrics(readAtLeast: number): Promise<void> {
+    const fs = await json('/api/v1/metrics?id=/bb');
+    for (const k of ['files_account_enabled', 'access_pattern_enabled', 'measure_latency', 'id', 'data_read', 'block_count_read', 'fop_hits', 'fop_errors', 'fop_cumulative_latency_total', 'read_latency_dist', 'nr_opens']) expect(fs, k).toHaveProperty(k);
+    expect(fs.id).toBe('/bb');
+    expect(fs.data_read as number).toBeGreaterThanOrEqual(readAtLeast);
+    expect((fs.fop_hits as number[]).length).toBe(15);
+    // fop 4 is READ: every read is in one size class and one latency range
+    const reads = (fs.fop_hits as number[])[4]!;
+    expect(reads).toBeGreaterThan(0);
+    expect(sum(fs.block_count_read)).toBe(reads);
+    expect(sum(fs.read_latency_dist)).toBe(reads + (fs.fop_errors as number[])[4]!);
+    expect((fs.fop_hits as number[])[9]!, 'LOOKUP').toBeGreaterThan(0);
+    const backend = await json('/api/v1/metrics/backend');
+    expect(backend.backend_type).toBe('registry');
+    expect(backend.read_count as number).toBeGreaterThan(0);
+    expect(backend.read_amount_total).toBe(backend.bytes);
+    expect(sum(backend.read_latency_dist)).toBe(backend.read_count);
+    const cache = await json('/api/v1/metrics/blobcache');
+    for (const k of ['id', 'underlying_files', 'store_path', 'partial_hits', 'whole_hits', 'total', 'entries_count', 'prefetch_data_amount', 'prefetch_requests_count', 'prefetch_workers']) expect(cache, k).toHaveProperty(k);
+    expect(cache.store_path).toBe(p('shared-cache'));
+    expect(cache.entries_count as number).toBeGreaterThan(0);
+    for (const f of cache.underlying_files as string[]) expect(existsSync(f), f).toBe(true);
+    expect(await json('/api/v1/metrics/inflight')).toEqual({ values: [] });
+    expect(await json('/api/v1/metrics/files')).toEqual({});
+    const pattern = await json('/api/v1/metrics/pattern?id=/bb') as unknown as { file_path: string; nr_read: number; first_access_time: number }[];
+    const bb = pattern.find((x) => x.file_path === '/bin/busybox');
+    expect(bb?.nr_read).toBeGreaterThan(0);
+    expect(Math.abs(bb!.first_access_time - Date.now() / 1000)).toBeLessThan(120);
+    const info = await json('/api/v1/daemon');
+    expect(info.version).toMatchObject({ package_ver: expect.any(String), git_commit: expect.any(String), build_time: expect.any(String), profile: expect.any(String), rustc: expect.any(String) });
+  }
+
   it('serves a registry image and a local image side by side, and unmounts one live', async () => {
     d = await startDaemon('shared', ['--mode', 'shared']);
     expect(statSync(p('shared.sock')).mode & 0o777).toBe(0o600);
@@ -127,6 +168,7 @@ describe('nydusify-ts daemon --mode shared, driven through its API', () => {
     expect(sample(metrics, 'nydusify_mounts')).toBe(2);
     expect(metrics).toMatch(/^nydusify_fuse_request_seconds_bucket\{op="LOOKUP",le="0.001"\} \d+$/m);
     expect((await d.client.backendStats()).chunks).toBeGreaterThan(0);
+    await expectNydusdMetrics(busybox.length);
 
     await d.client.umount('local');
     expect(existsSync(p('shared', 'local'))).toBe(false);
