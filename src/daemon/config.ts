@@ -30,6 +30,11 @@ export interface DaemonConfig {
   registry: { plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[]; auth?: RegistryAccess['auth'] };
   /** Where a local bootstrap's blobs are when a mount names none (a nydusd config's localfs backend). */
   blobDir?: string;
+  /**
+   * Else, the registry repository (`host[:port]/repo`) a local bootstrap's blobs are read from,
+   * lazily through the cache (a nydusd config's registry backend with host and repo).
+   */
+  blobRepository?: string;
   prefetch: {
     /** Mounts fetch their prefetch list unless a mount says otherwise (a nydusd config's fs_prefetch.enable). */
     enable: boolean;
@@ -66,6 +71,8 @@ export interface MountSpec {
   target?: string;
   bootstrap?: string;
   blobDir?: string;
+  /** Else the registry repository (`host[:port]/repo`) the bootstrap's blobs are read from (a nydusd mount request's config). */
+  blobRepository?: string;
   /** Fetch the image's prefetch list (and with prefetch.all, everything) in the background. */
   prefetch?: boolean;
   /** Per-image overrides of the daemon's registry settings. */
@@ -139,7 +146,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
     if (ignored.length > 0) log.warn('nydusd config keys that change nothing here, ignored', { config: where, keys: ignored });
     return parseDaemonConfig(ours, `${where} (as nydusd's)`);
   }
-  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'blobDir', 'threads', 'kernelReadaheadKb', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
+  const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'blobDir', 'blobRepository', 'threads', 'kernelReadaheadKb', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
   const d = DEFAULT_CONFIG;
   const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors', 'auth']);
   const rw = `${where}.registry`;
@@ -148,11 +155,14 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
   const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion', 'hotPages', 'execPrefetch']);
   const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
   const blobDir = str(o, 'blobDir', where);
+  const blobRepository = str(o, 'blobRepository', where);
+  if (blobRepository !== undefined) checkReference(blobRepository, `${where}.blobRepository`);
   const kernelReadaheadKb = num(o, 'kernelReadaheadKb', where, 0, 1 << 20, true);
   return {
     cacheDir: str(o, 'cacheDir', where) ?? d.cacheDir,
     ...(fallbackCacheDir === undefined ? {} : { fallbackCacheDir }),
     ...(blobDir === undefined ? {} : { blobDir }),
+    ...(blobRepository === undefined ? {} : { blobRepository }),
     threads: num(o, 'threads', where, 1, 64, true) ?? d.threads,
     ...(kernelReadaheadKb === undefined ? {} : { kernelReadaheadKb }),
     fetchTimeout: num(o, 'fetchTimeout', where, 0.001, 3600) ?? d.fetchTimeout,
@@ -213,7 +223,7 @@ export function parseMountSpec(value: unknown): MountSpec {
   const bootstrap = str(o, 'bootstrap', where) ?? str(o, 'source', where);
   const upstream = mountConfig(o, where);
   const spec: MountSpec = {
-    target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where) ?? upstream.blobDir, prefetch: bool(o, 'prefetch', where) ?? upstream.prefetch.enable,
+    target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where) ?? upstream.blobDir, blobRepository: bootstrap === undefined ? undefined : upstream.blobRepository, prefetch: bool(o, 'prefetch', where) ?? upstream.prefetch.enable,
     plainHttp: bool(o, 'plainHttp', where) ?? upstream.registry.plainHttp, insecure: bool(o, 'insecure', where) ?? upstream.registry.insecure,
     upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where),
   };
@@ -222,6 +232,7 @@ export function parseMountSpec(value: unknown): MountSpec {
   if ((spec.target === undefined) === (spec.bootstrap === undefined)) throw new ConfigError(`${where}: give either target (a registry image) or bootstrap (a local file)`);
   if (spec.target !== undefined && spec.blobDir !== undefined) throw new ConfigError(`${where}: blobDir goes with bootstrap, not with target`);
   if (spec.target !== undefined) checkReference(spec.target, `${where}.target`);
+  if (spec.blobRepository !== undefined) checkReference(spec.blobRepository, `${where}.config (registry host/repo)`);
   return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as MountSpec;
 }
 

@@ -100,6 +100,14 @@ export class ImageMount {
 
   /** Opens (and for a registry image, connects) what `spec` names, without serving it yet. */
   static async open(name: string, slot: number, spec: MountSpec, ctx: MountContext): Promise<ImageMount> {
+    const { registry } = ctx.config;
+    const blobRepository = spec.blobRepository ?? ctx.config.blobRepository;
+    if (spec.bootstrap !== undefined && spec.blobDir === undefined && blobRepository !== undefined) {
+      // nydusd's way with a registry backend: the bootstrap here, its blobs in a repository, lazily
+      const { connectBootstrap } = await import('../image/remote.js');
+      const access = { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure };
+      return ImageMount.lazily(name, slot, spec, ctx, connectBootstrap(readFileSync(spec.bootstrap), blobRepository, access));
+    }
     if (spec.bootstrap !== undefined) {
       // fail here, before anything is served, on a bootstrap the workers could not open
       const data = shared(readFileSync(spec.bootstrap));
@@ -114,13 +122,18 @@ export class ImageMount {
       }
       return mount;
     }
-    const { registry } = ctx.config;
     // loaded when first needed: a daemon serving local images never pays for the registry client
     const { connectNydusImage } = await import('../image/remote.js');
     const cache = await ctx.cache();
     const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer, new BuiltBootstraps(cache.dir), ctx.config.fetch.hotRegion);
+    return ImageMount.lazily(name, slot, spec, ctx, remote);
+  }
+
+  /** A mount served lazily through the cache from `remote`'s backends (closed if it cannot be made). */
+  private static async lazily(name: string, slot: number, spec: MountSpec, ctx: MountContext, remote: ConnectedNydusImage): Promise<ImageMount> {
     let mount: ImageMount | undefined;
     try {
+      const cache = await ctx.cache();
       // the main thread reads the image connectNydusImage opened; the workers get one shared copy
       const { bootstrap, rafs } = remote.image;
       const data = shared(bootstrap);

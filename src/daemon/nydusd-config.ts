@@ -19,6 +19,7 @@ export type NydusdBackend =
 interface Ours {
   cacheDir?: string;
   blobDir?: string;
+  blobRepository?: string;
   fetchTimeout?: number;
   registry: { plainHttp?: boolean; insecure?: boolean; retries?: number; mirrors?: { host: string; plainHttp: boolean }[]; auth?: { host?: string; username: string; password: string } };
   prefetch: { enable?: boolean; all?: boolean; bandwidth?: number };
@@ -121,6 +122,8 @@ class Reader {
       auth: (a) => (r.auth = this.credentials(this.str(a, `${path}.auth`), `${path}.auth`)),
     });
     if (r.auth && backend.host) r.auth.host = backend.host;
+    // nydus-snapshotter names the image's repository here: a local bootstrap's blobs are read from it
+    if (backend.host && backend.repo) this.config.blobRepository = `${backend.host}/${backend.repo}`;
     this.backend = backend;
   }
 

@@ -14,7 +14,7 @@ import { MAX_CONFIG_BYTES, readBlob, resolveImage, type ImageStore } from '../re
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
-import { BOOTSTRAP_PATH, hotRegionBytes, isNydusBlob, isNydusBootstrap } from '../registry/nydus-layers.js';
+import { BOOTSTRAP_PATH, hotRegionBytes, isNydusBlob, isNydusBootstrap, NYDUS_BLOB_MEDIA_TYPE } from '../registry/nydus-layers.js';
 import { isStargzLayer } from '../registry/stargz-layers.js';
 
 export interface RemoteNydusImage {
@@ -168,4 +168,30 @@ export async function connectNydusImage(target: string, access: RegistryAccess =
     await client.close();
     throw err;
   }
+}
+
+/**
+ * A local bootstrap whose blobs are read lazily from a registry repository (`host[:port]/repo`), as
+ * nydusd reads them with a registry backend naming host and repo: no manifest, the bootstrap says
+ * which blobs, each chunk is checked against the bootstrap's digest like any other. Its "manifest"
+ * lists those blobs, sizes from the bootstrap, so the mount accounts for them as for an image's.
+ */
+export function connectBootstrap(bootstrap: Buffer, repository: string, access: RegistryAccess = {}): ConnectedNydusImage {
+  const ref = parseReference(repository);
+  const client = registryClientFor(repository, access);
+  const store = client.repository(ref);
+  const mirrors = (access.mirrors ?? []).map((m) => new StoreBackend(client.repository({ ...ref, host: m.host })));
+  const rafs = RafsImage.open(bootstrap);
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 0 },
+    layers: rafs.blobs.map((b) => ({ mediaType: NYDUS_BLOB_MEDIA_TYPE, digest: `sha256:${b.blobId}`, size: b.compressedSize })),
+  };
+  const backends = [...mirrors, new StoreBackend(store)];
+  return {
+    image: { manifest, bootstrap, rafs, chunks: new ChunkReader(backends[0]!, rafs.blobs), problems: [] },
+    backends,
+    releaseEarly: () => undefined,
+    close: () => client.close(),
+  };
 }

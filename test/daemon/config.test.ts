@@ -35,6 +35,9 @@ describe('parseMountSpec', () => {
     expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', config, prefetch_files: [] })).toEqual({ bootstrap: '/b.boot', blobDir: '/blobs', prefetch: true });
     const registry = JSON.stringify({ device: { backend: { type: 'registry', config: { scheme: 'http', skip_verify: true } } } });
     expect(parseMountSpec({ target: 'r/x:y', config: registry })).toEqual({ target: 'r/x:y', plainHttp: true, insecure: true });
+    // the snapshotter's per-image config names the image's repository: the bootstrap's blobs come from there
+    const repo = JSON.stringify({ device: { backend: { type: 'registry', config: { scheme: 'https', host: 'reg.example', repo: 'team/app' } } } });
+    expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', config: repo })).toEqual({ bootstrap: '/b.boot', blobRepository: 'reg.example/team/app', plainHttp: false });
     expect(parseMountSpec({ target: 'r/x:y', trace: '/var/traces/x.json' })).toEqual({ target: 'r/x:y', trace: '/var/traces/x.json' });
   });
 
@@ -47,6 +50,7 @@ describe('parseMountSpec', () => {
     [{ bootstrap: '/b', config: '{"device":' }, /mount\.config: not JSON/],
     [{ bootstrap: '/b', config: JSON.stringify({ device: { backend: { type: 'oss', config: {} } } }) }, /mount\.config\.device\.backend\.type: backend "oss"/],
     [{ bootstrap: '/b', prefetch_files: ['/usr/bin/node'] }, /prefetch_files: a mount's own prefetch list is not served here/],
+    [{ bootstrap: '/b', config: JSON.stringify({ device: { backend: { type: 'registry', config: { host: 'reg.example', repo: 'UPPER CASE' } } } }) }, /mount\.config \(registry host\/repo\)/],
     [{ bootstrap: 'a\0b' }, /non-empty string/],
     [{ target: 'r/x', trace: 'trace.json' }, /trace: expected an absolute path/],
     [{ target: 'r/x', trace: 7 }, /trace: expected a non-empty string/],

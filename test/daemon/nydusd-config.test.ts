@@ -104,6 +104,7 @@ describe('nydusd configs', () => {
       auth: { host: 'registry.example:5000', username: 'alice', password: 's3cr:et' },
     });
     expect(c.cacheDir).toBe('/var/cache/nydus');
+    expect(c.blobRepository).toBe('registry.example:5000/nydus');
     expect(c.fetchTimeout).toBe(10);
     expect(c.fetch.amplify).toBe(1_000_000);
     expect(c.prefetch).toEqual({ enable: true, all: false, bandwidth: 10_000_000 });

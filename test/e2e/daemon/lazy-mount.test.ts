@@ -15,6 +15,7 @@ import { cuttableProxy } from '../../helpers/proxy.js';
 import { diffManifests, treeManifest } from '../../helpers/trees.js';
 import { type Daemon, ourMounts, startDaemon as startMountDaemon, stopWithStats, waitMounted, cleanUp } from '../../helpers/daemon.js';
 import { runAsync } from '../../helpers/run.js';
+import { BOOTSTRAP_PATH } from '../../../src/registry/nydus-layers.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';
@@ -88,6 +89,26 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
     expect(stats.corruptChunks).toBe(0);
     expect(readdirSync(cache).length, `${kind}: the blob cache is where work_dir says`).toBeGreaterThan(0);
     expect(d.stderr()).toMatch(/nydusd config keys that change nothing here, ignored/);
+  }, 60_000);
+
+  it('serves a local bootstrap with its blobs read lazily from the repository its nydusd config names (nydus-snapshotter\'s way)', async () => {
+    const manifest = JSON.parse(execFileSync('curl', ['-sf', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json', `http://${REGISTRY}/v2/debian-ml/manifests/lazy-test`], { encoding: 'utf8' })) as { layers: { digest: string }[] };
+    execFileSync('bash', ['-c', `curl -sf http://${REGISTRY}/v2/debian-ml/blobs/${manifest.layers.at(-1)!.digest} | tar -xzO ${BOOTSTRAP_PATH} > ${p('lazy.boot')}`]);
+    writeFileSync(p('snapshotter.json'), JSON.stringify({
+      device: { backend: { type: 'registry', config: { scheme: 'http', host: REGISTRY, repo: 'debian-ml', timeout: 5, connect_timeout: 5, retry_limit: 2 } }, cache: { type: 'blobcache', config: { work_dir: p('cache-snapshotter') } } },
+      mode: 'direct', digest_validate: false, iostats_files: false, enable_xattr: true,
+    }));
+    const d = startMountDaemon(['--bootstrap', p('lazy.boot'), '--config', p('snapshotter.json')], p('mnt-snapshotter'));
+    daemons.push(d);
+    await waitMounted(d);
+    const want = readFiles(p('bundle', 'rootfs'));
+    readFiles(d.mnt).forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
+    const { code, stats } = await stopWithStats(d);
+    expect(code).toBe(0);
+    expect(stats.corruptChunks).toBe(0);
+    expect(stats.rangeRequests).toBeGreaterThan(0);
+    expect(stats.blobBytes).toBeGreaterThan(50 << 20);
+    expect(stats.fetchedBytes).toBeLessThan(stats.blobBytes * 0.05);
   }, 60_000);
 
   it('serves the same files from the blob cache after a restart, without a range request', async () => {
