@@ -16,7 +16,7 @@ TOOL_PACKAGES=(zstd lz4 gzip b3sum openssl coreutils tar attr erofs-utils python
 # building, containerd + runc, the stargz peer (built from Debian's Go sources), the shaped netns.
 E2E_PACKAGES=(docker-registry apache2-utils skopeo umoci busybox-static debootstrap containerd runc stargz-snapshotter
   golang-go golang-github-containerd-stargz-snapshotter-dev fuse3 jq curl iproute2
-  libnbd-bin nbdfuse qemu-utils)
+  libnbd-bin nbdfuse qemu-utils tinyproxy)
 
 apt_missing() {
   local p

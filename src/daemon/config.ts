@@ -27,7 +27,7 @@ export interface DaemonConfig {
   kernelReadaheadKb?: number;
   /** Seconds a read waits for the backend before it fails with EIO. */
   fetchTimeout: number;
-  registry: { plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[]; auth?: RegistryAccess['auth'] };
+  registry: { plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[]; auth?: RegistryAccess['auth']; proxy?: RegistryAccess['proxy'] };
   /** Where a local bootstrap's blobs are when a mount names none (a nydusd config's localfs backend). */
   blobDir?: string;
   /**
@@ -129,6 +129,14 @@ function registryAuth(value: unknown, where: string): NonNullable<RegistryAccess
   return { ...(host === undefined ? {} : { host }), username, password };
 }
 
+function registryProxy(value: unknown, where: string): NonNullable<RegistryAccess['proxy']> {
+  const o = object(value, where, ['url', 'fallback', 'checkIntervalMs']);
+  const url = str(o, 'url', where);
+  if (url === undefined || !/^https?:\/\/[^/\s]+\/?$/.test(url)) throw new ConfigError(`${where}.url: expected http://host:port`);
+  const checkIntervalMs = num(o, 'checkIntervalMs', where, 0, 3_600_000, true);
+  return { url, fallback: bool(o, 'fallback', where) ?? false, ...(checkIntervalMs === undefined ? {} : { checkIntervalMs }) };
+}
+
 function mirror(value: unknown, where: string): RegistryMirror {
   const o = object(value, where, ['host', 'plainHttp', 'insecure']);
   const host = str(o, 'host', where);
@@ -148,7 +156,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
   }
   const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'blobDir', 'blobRepository', 'threads', 'kernelReadaheadKb', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
   const d = DEFAULT_CONFIG;
-  const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors', 'auth']);
+  const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors', 'auth', 'proxy']);
   const rw = `${where}.registry`;
   if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
   const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['enable', 'bandwidth', 'all']);
@@ -172,6 +180,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
       retries: num(r, 'retries', rw, 0, 20, true) ?? d.registry.retries,
       mirrors: ((r.mirrors as unknown[] | undefined) ?? []).map((m, i) => mirror(m, `${rw}.mirrors[${i}]`)),
       ...(r.auth === undefined ? {} : { auth: registryAuth(r.auth, `${rw}.auth`) }),
+      ...(r.proxy === undefined ? {} : { proxy: registryProxy(r.proxy, `${rw}.proxy`) }),
     },
     prefetch: {
       enable: bool(p, 'enable', `${where}.prefetch`) ?? d.prefetch.enable,

@@ -21,7 +21,10 @@ interface Ours {
   blobDir?: string;
   blobRepository?: string;
   fetchTimeout?: number;
-  registry: { plainHttp?: boolean; insecure?: boolean; retries?: number; mirrors?: { host: string; plainHttp: boolean }[]; auth?: { host?: string; username: string; password: string } };
+  registry: {
+    plainHttp?: boolean; insecure?: boolean; retries?: number; mirrors?: { host: string; plainHttp: boolean }[];
+    auth?: { host?: string; username: string; password: string }; proxy?: { url: string; fallback: boolean; checkIntervalMs?: number };
+  };
   prefetch: { enable?: boolean; all?: boolean; bandwidth?: number };
   fetch: { amplify?: number };
 }
@@ -120,11 +123,31 @@ class Reader {
       retry_limit: (v) => (r.retries = Math.round(this.num(v, `${path}.retry_limit`, 0, 20))),
       mirrors: (m) => (r.mirrors = this.list(m, `${path}.mirrors`).map((x, i) => this.mirrorOf(this.object(x, `${path}.mirrors[${i}]`), `${path}.mirrors[${i}]`))),
       auth: (a) => (r.auth = this.credentials(this.str(a, `${path}.auth`), `${path}.auth`)),
+      proxy: (p) => (r.proxy = this.proxyOf(this.object(p, `${path}.proxy`), `${path}.proxy`)),
     });
     if (r.auth && backend.host) r.auth.host = backend.host;
     // nydus-snapshotter names the image's repository here: a local bootstrap's blobs are read from it
     if (backend.host && backend.repo) this.config.blobRepository = `${backend.host}/${backend.repo}`;
     this.backend = backend;
+  }
+
+  /** nydusd's proxy: its url (scheme optional, as in its samples), fallback and check interval; ping_url and use_http change nothing here. */
+  private proxyOf(p: Json, path: string): { url: string; fallback: boolean; checkIntervalMs?: number } | undefined {
+    let url: string | undefined;
+    let fallback = false;
+    let checkIntervalMs: number | undefined;
+    this.take(p, path, {
+      url: (u) => {
+        if (u === '') return;
+        const given = this.str(u, `${path}.url`);
+        url = /^https?:\/\//.test(given) ? given : `http://${given}`;
+        if (!/^https?:\/\/[^/\s]+\/?$/.test(url)) throw this.error(`${path}.url`, `expected host:port or http://host:port, not ${JSON.stringify(given)}`);
+      },
+      fallback: (f) => (fallback = this.bool(f, `${path}.fallback`)),
+      check_interval: (c) => (checkIntervalMs = Math.round(this.num(c, `${path}.check_interval`, 0, 3600) * 1000)),
+    });
+    // an empty url is nydusd's "no proxy"
+    return url === undefined ? undefined : { url, fallback, ...(checkIntervalMs === undefined ? {} : { checkIntervalMs }) };
   }
 
   /** `auth`: base64 of user:password, as in a docker config. */

@@ -10,6 +10,7 @@ import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
 import { isStargzImage, stargzImageBootstrap } from './stargz-image.js';
 import { RegistryClient } from '../registry/client.js';
+import type { ProxyOptions } from '../registry/transport.js';
 import { MAX_CONFIG_BYTES, readBlob, resolveImage, type ImageStore } from '../registry/image-store.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
@@ -114,6 +115,8 @@ export interface RegistryAccess {
   mirrors?: readonly RegistryMirror[];
   /** Credentials for `host` (default: the image's registry), over those of the docker config. */
   auth?: { host?: string; username: string; password: string };
+  /** Every request through this forward proxy (else the environment's HTTP_PROXY / HTTPS_PROXY). */
+  proxy?: ProxyOptions;
 }
 
 export interface ConnectedNydusImage {
@@ -142,7 +145,7 @@ export function registryClientFor(target: string, access: RegistryAccess = {}): 
   for (const m of access.mirrors ?? []) hosts[m.host] = { plainHttp: m.plainHttp, insecure: m.insecure };
   const auth = access.auth;
   const credentials = auth ? { [auth.host ?? ref.host]: { username: auth.username, password: auth.password } } : undefined;
-  return new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 }, ...(credentials ? { credentials } : {}) });
+  return new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 }, ...(credentials ? { credentials } : {}), ...(access.proxy ? { proxy: access.proxy } : {}) });
 }
 
 /**

@@ -1,8 +1,13 @@
 // One HTTP exchange over undici: scheme per host (https unless the caller says plain HTTP), TLS verification
 // unless the host is marked insecure, GET/HEAD redirects followed without ever going from https to http and
 // without carrying credentials to another origin. Auth and retries sit one level up, in client.ts.
+// Through a forward proxy when one is given (a nydusd config's `proxy`: Range and every header pass
+// through it as they are), else as HTTP_PROXY / HTTPS_PROXY / NO_PROXY say, as containerd reads them
+// (Go's rules): a loopback registry is never reached through the environment's proxy.
+// A proxy given with `fallback` that cannot be reached is left alone for `checkIntervalMs` and the
+// request goes straight to the registry.
 import { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, ProxyAgent, request, type Dispatcher } from 'undici';
 import { RegistryError } from './errors.js';
 
 export interface HostOptions {
@@ -12,9 +17,21 @@ export interface HostOptions {
   insecure?: boolean;
 }
 
+/** A forward proxy for every request (nydusd's backend `proxy`). */
+export interface ProxyOptions {
+  /** http://host:port */
+  url: string;
+  /** When the proxy cannot be reached, go to the registry directly. */
+  fallback: boolean;
+  /** How long an unreachable proxy is left alone before it is tried again. Default 5 s. */
+  checkIntervalMs?: number;
+}
+
 export interface TransportOptions extends HostOptions {
   /** Per-host overrides of plainHttp/insecure, keyed by host[:port]. */
   hosts?: Record<string, HostOptions>;
+  /** Every request through this proxy (else the environment's HTTP_PROXY / HTTPS_PROXY / NO_PROXY). */
+  proxy?: ProxyOptions;
   /** A server silent this long, waiting for its headers or between two pieces of its body, is given up (a transient error). Default 30 s. */
   idleTimeoutMs?: number;
 }
@@ -117,16 +134,33 @@ export async function readErrorText(res: HttpResponse): Promise<string> {
   return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
 }
 
+/** Whether the environment names a proxy (HTTP_PROXY / HTTPS_PROXY, either case). */
+const environmentProxy = (): boolean => ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((k) => (process.env[k] ?? '') !== '');
+
 export class HttpTransport {
-  private readonly verifyingAgent: Agent;
-  private insecureAgent: Agent | undefined;
+  private readonly verifyingAgent: Dispatcher;
+  private insecureAgent: Dispatcher | undefined;
+  /** Straight to the registry, for a proxy's fallback. */
+  private directAgents: { verifying: Agent; insecure?: Agent } | undefined;
   /** undici's own defaults (300 s each) would leave a stalled registry holding a request for minutes. */
   private readonly timeouts: { headersTimeout: number; bodyTimeout: number };
+  /** Until when (ms since the epoch) an unreachable proxy is left alone. */
+  private proxyDownUntil = 0;
 
   constructor(private readonly options: TransportOptions = {}) {
     const idle = options.idleTimeoutMs ?? 30_000;
     this.timeouts = { headersTimeout: idle, bodyTimeout: idle };
-    this.verifyingAgent = new Agent({ connect: { timeout: 10_000 }, ...this.timeouts });
+    this.verifyingAgent = this.dispatcher(false);
+  }
+
+  /** The dispatcher for verifying or insecure TLS: through the given proxy, the environment's, or none. */
+  private dispatcher(insecure: boolean): Dispatcher {
+    const tls = { timeout: 10_000, ...(insecure ? { rejectUnauthorized: false } : {}) };
+    // plain HTTP goes to the proxy as it is (absolute-form, every header seen: what Dragonfly-style
+    // caching proxies need); HTTPS through a CONNECT tunnel
+    if (this.options.proxy) return new ProxyAgent({ uri: this.options.proxy.url, requestTls: tls, proxyTls: tls, proxyTunnel: false, ...this.timeouts });
+    if (environmentProxy()) return new EnvHttpProxyAgent({ connect: tls, proxyTunnel: false, ...this.timeouts });
+    return new Agent({ connect: tls, ...this.timeouts });
   }
 
   hostOptions(host: string): HostOptions {
@@ -139,12 +173,37 @@ export class HttpTransport {
     return `${this.hostOptions(host).plainHttp ? 'http' : 'https'}://${host}`;
   }
 
-  private agentFor(url: URL): Agent {
-    if (url.protocol === 'https:' && this.hostOptions(url.host).insecure) {
-      this.insecureAgent ??= new Agent({ connect: { timeout: 10_000, rejectUnauthorized: false }, ...this.timeouts });
+  private agentFor(url: URL): Dispatcher {
+    const insecure = url.protocol === 'https:' && this.hostOptions(url.host).insecure === true;
+    if (this.options.proxy && Date.now() < this.proxyDownUntil) return this.direct(insecure);
+    if (!this.options.proxy && isLoopback(url.hostname) && environmentProxy()) return this.direct(insecure);
+    if (insecure) {
+      this.insecureAgent ??= this.dispatcher(true);
       return this.insecureAgent;
     }
     return this.verifyingAgent;
+  }
+
+  private direct(insecure: boolean): Agent {
+    const tls = { timeout: 10_000, ...(insecure ? { rejectUnauthorized: false } : {}) };
+    this.directAgents ??= { verifying: new Agent({ connect: { timeout: 10_000 }, ...this.timeouts }) };
+    if (!insecure) return this.directAgents.verifying;
+    this.directAgents.insecure ??= new Agent({ connect: tls, ...this.timeouts });
+    return this.directAgents.insecure;
+  }
+
+  /** One exchange; a proxy with fallback that cannot be reached is left alone a while and the registry asked directly. */
+  private async exchange(url: URL, options: Omit<Dispatcher.RequestOptions, 'origin' | 'path'> & { body?: Dispatcher.DispatchOptions['body'] }): Promise<Dispatcher.ResponseData> {
+    const dispatcher = this.agentFor(url);
+    try {
+      return await request(url, { ...options, dispatcher });
+    } catch (err) {
+      const proxy = this.options.proxy;
+      const viaProxy = proxy !== undefined && dispatcher !== this.directAgents?.verifying && dispatcher !== this.directAgents?.insecure;
+      if (!viaProxy || !proxy.fallback || (options.signal as AbortSignal | undefined)?.aborted || !isUnreachable(err)) throw err;
+      this.proxyDownUntil = Date.now() + (proxy.checkIntervalMs ?? 5_000);
+      return request(url, { ...options, dispatcher: this.agentFor(url) });
+    }
   }
 
   /** Sends one request; GET and HEAD follow redirects. Any status is returned; only connection failures throw. */
@@ -153,7 +212,7 @@ export class HttpTransport {
     let headers = { ...req.headers };
     for (let hop = 0; ; hop++) {
       const body = req.body === undefined || Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body());
-      const res = await request(url, { method: req.method, headers, body, dispatcher: this.agentFor(url), signal: req.signal });
+      const res = await this.exchange(url, { method: req.method, headers, body, signal: req.signal });
       const location = res.headers.location;
       if (!REDIRECTS.has(res.statusCode) || (req.method !== 'GET' && req.method !== 'HEAD') || typeof location !== 'string') {
         return { status: res.statusCode, url: url.href, headers: res.headers, body: res.body };
@@ -174,6 +233,19 @@ export class HttpTransport {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.verifyingAgent.close(), this.insecureAgent?.close()]);
+    await Promise.all([this.verifyingAgent.close(), this.insecureAgent?.close(), this.directAgents?.verifying.close(), this.directAgents?.insecure?.close()]);
   }
+}
+
+/** localhost, 127.0.0.0/8 or ::1: never proxied by the environment's settings. */
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname === '[::1]' || hostname === '::1';
+}
+
+/** A connection that could not be made (refused, unreachable, timed out connecting): what a proxy's fallback is for. */
+function isUnreachable(err: unknown): boolean {
+  for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET'].includes(e.code ?? '')) return true;
+  }
+  return false;
 }

@@ -102,6 +102,7 @@ describe('nydusd configs', () => {
     expect(c.registry).toEqual({
       plainHttp: false, insecure: true, retries: 5, mirrors: [{ host: 'mirror.example', plainHttp: false, insecure: false }],
       auth: { host: 'registry.example:5000', username: 'alice', password: 's3cr:et' },
+      proxy: { url: 'http://localhost:6789', fallback: true },
     });
     expect(c.cacheDir).toBe('/var/cache/nydus');
     expect(c.blobRepository).toBe('registry.example:5000/nydus');
@@ -112,7 +113,7 @@ describe('nydusd configs', () => {
 
   it('lists what a v2 config says that changes nothing here, the misspelt section too', () => {
     expect(nydusdToOurs(parseToml(v2Toml)).ignored).toEqual([
-      'id', 'backend.registry.connect_timeout', 'backend.registry.registry_token', 'backend.registry.proxy', 'backend.registry.mirrors[0].failure_limit',
+      'id', 'backend.registry.connect_timeout', 'backend.registry.registry_token', 'backend.registry.mirrors[0].failure_limit',
       'backend.registy', 'cache.compressed', 'rafs.mode', 'rafs.validate', 'rafs.enable_xattr', 'rafs.prefetch.threads',
     ]);
   });

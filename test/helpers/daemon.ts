@@ -18,11 +18,11 @@ export interface Daemon {
 }
 
 /** Runs `nydusify-ts mount ARGS --mount-path MNT` (info logs on stderr, kept for the checks). */
-export function startDaemon(args: string[], mnt: string, stateDir = `${mnt}.state`): Daemon {
+export function startDaemon(args: string[], mnt: string, stateDir = `${mnt}.state`, env: Record<string, string> = {}): Daemon {
   mkdirSync(mnt, { recursive: true });
   const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'mount', ...args, '--mount-path', mnt, '--state-dir', stateDir], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
+    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info', ...env },
   });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
