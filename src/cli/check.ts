@@ -57,18 +57,37 @@ async function checkAgainstSource(flags: CheckFlags & { source: string; target: 
   }
 }
 
-async function check(flags: CheckFlags): Promise<void> {
+/** --target alone (as nydusify checks): the image's manifest and bootstrap, with --with-data every chunk of every file. */
+async function checkTarget(flags: CheckFlags & { target: string }): Promise<void> {
+  const client = clientForReferences([[flags.target, flags.targetInsecure]], flags.plainHttp);
+  try {
+    const target = await openImageStore(flags.target, client);
+    const image = await openRemoteNydusImage(target.store, target.reference, flags.platform);
+    const withData = flags.withData ?? false;
+    await targetTree(image, withData);
+    verdict(image.problems, 'target is a Nydus image', { layers: image.manifest.layers.length, blobs: image.rafs.blobs.length, withData });
+  } finally {
+    await client.close();
+  }
+}
+
+async function check(given: string | undefined, flags: CheckFlags): Promise<void> {
+  if (given !== undefined && flags.bootstrap !== undefined && given !== flags.bootstrap) throw new InvalidArgumentError('the BOOTSTRAP argument and --bootstrap name different files');
+  const bootstrap = flags.bootstrap ?? given;
   if (flags.source || flags.target) {
-    if (!flags.source || !flags.target) throw new InvalidArgumentError('--source and --target go together');
+    if (bootstrap !== undefined) throw new InvalidArgumentError('a bootstrap file is checked on its own, not with --source / --target');
+    if (!flags.target) throw new InvalidArgumentError('--source goes with --target');
+    if (!flags.source) return checkTarget(flags as CheckFlags & { target: string });
     return checkAgainstSource(flags as CheckFlags & { source: string; target: string });
   }
-  if (!flags.bootstrap) throw new InvalidArgumentError('give --bootstrap, or --source and --target');
-  return checkLocal(flags.bootstrap, flags.blobDir);
+  if (!bootstrap) throw new InvalidArgumentError('give a bootstrap (BOOTSTRAP or --bootstrap), --target, or --source and --target');
+  return checkLocal(bootstrap, flags.blobDir);
 }
 
 export function checkCommand(): Command {
   return new Command('check')
-    .description('validate a bootstrap (with --blob-dir: every chunk), or a converted image against its source')
+    .description('validate a bootstrap (with --blob-dir: every chunk), a Nydus image (--target), or a converted image against its source')
+    .argument('[bootstrap]', 'bootstrap to check (as nydus-image check takes it)')
     .option('--bootstrap <file>', 'bootstrap to check')
     .option('--blob-dir <dir>', 'directory holding the data blobs')
     .option('--source <ref>', 'the original OCI image (registry reference or oci:DIR[:TAG])')

@@ -5,7 +5,7 @@ import type { Compressor } from '../rafs/tree.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { log } from '../util/log.js';
 import { ProgressGroup } from '../util/progress.js';
-import { chunkSizeOption, compressorOption, readPrefetchPatterns, writeJson } from './options.js';
+import { chunkSizeOption, compressorOption, parseChunkSize, readPrefetchPatterns, writeJson } from './options.js';
 import { clientForReferences } from '../registry/client.js';
 
 interface ConvertFlags {
@@ -18,6 +18,9 @@ interface ConvertFlags {
   fsVersion: string;
   keepStargz?: boolean;
   prefetchPatterns?: boolean;
+  prefetchDir?: string;
+  fsChunkSize?: number;
+  oci?: boolean;
   workDir?: string;
   plainHttp?: boolean;
   sourceInsecure?: boolean;
@@ -45,8 +48,9 @@ async function convert(flags: ConvertFlags): Promise<void> {
       // a kept layer's chunks carry sha256 digests (its TOC's), and one image has one digester
       digester: flags.keepStargz ? 'sha256' : 'blake3',
       keepStargz: flags.keepStargz,
-      chunkSize: flags.chunkSize,
-      prefetch: flags.prefetchPatterns ? await readPrefetchPatterns() : undefined,
+      chunkSize: flags.fsChunkSize ?? flags.chunkSize,
+      prefetch: await prefetchOf(flags),
+      oci: flags.oci ?? false,
       workDir: flags.workDir,
       progressFor: (label, total) => progress.add(label, total),
     });
@@ -57,6 +61,14 @@ async function convert(flags: ConvertFlags): Promise<void> {
     progress.finish();
     await client.close();
   }
+}
+
+/** The prefetch list: the paths on stdin (--prefetch-patterns), and everything under --prefetch-dir. */
+async function prefetchOf(flags: ConvertFlags): Promise<string[] | undefined> {
+  if (flags.prefetchDir !== undefined && !flags.prefetchDir.startsWith('/')) throw new InvalidArgumentError(`--prefetch-dir ${JSON.stringify(flags.prefetchDir)} is not absolute`);
+  const dir = flags.prefetchDir === undefined ? [] : [Buffer.from(flags.prefetchDir, 'utf8').toString('latin1')];
+  const patterns = flags.prefetchPatterns ? await readPrefetchPatterns() : [];
+  return patterns.length + dir.length > 0 ? [...patterns, ...dir] : undefined;
 }
 
 export function convertCommand(): Command {
@@ -71,6 +83,9 @@ export function convertCommand(): Command {
     .addOption(new Option('--fs-version <version>', 'RAFS version').default('6'))
     .option('--keep-stargz', 'keep eStargz / zstd:chunked layers as they are (served lazily through their TOC) and convert only the others; chunk digests are sha256')
     .option('--prefetch-patterns', 'read absolute paths to prefetch from stdin, one per line')
+    .option('--prefetch-dir <dir>', 'prefetch everything under this absolute directory (with --prefetch-patterns: both)')
+    .option('--fs-chunk-size <bytes>', 'nydusify\'s name for --chunk-size', parseChunkSize)
+    .option('--oci', 'make a Docker-typed source an OCI-typed target (manifest, config, layers)')
     .option('--work-dir <dir>', 'where to keep layer blobs while converting (default: the temp dir)')
     .option('--plain-http', 'talk plain HTTP to the registries (never chosen silently)')
     .option('--source-insecure', 'skip TLS verification for the source registry')

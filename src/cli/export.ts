@@ -17,7 +17,9 @@ interface ExportFlags {
   output: string;
 }
 
-async function exportImage(flags: ExportFlags): Promise<void> {
+async function exportImage({ localfsDir, ...given }: ExportFlags & { localfsDir?: string }): Promise<void> {
+  if (localfsDir !== undefined && given.blobDir !== undefined && localfsDir !== given.blobDir) throw new InvalidArgumentError('--localfs-dir and --blob-dir name different directories');
+  const flags: ExportFlags = { ...given, ...(localfsDir === undefined ? {} : { blobDir: localfsDir }) };
   if (!flags.block) throw new InvalidArgumentError('only --block export is supported');
   if ((flags.target === undefined) === (flags.bootstrap === undefined)) throw new InvalidArgumentError('give the image: --bootstrap FILE [--blob-dir DIR], or --target REF');
   if (flags.target !== undefined && flags.blobDir !== undefined) throw new InvalidArgumentError('--blob-dir goes with --bootstrap');
@@ -46,6 +48,7 @@ export function exportCommand(): Command {
     .option('--block', 'write a flat block image (bootstrap + uncompressed blobs)')
     .option('--bootstrap <file>', 'image bootstrap (a local image)')
     .option('--blob-dir <dir>', 'directory holding the data blobs of --bootstrap')
+    .option('--localfs-dir <dir>', 'nydusify\'s name for --blob-dir')
     .option('--target <ref>', 'a Nydus image in a registry')
     .option('--plain-http', 'talk plain HTTP to the registry')
     .option('--insecure', 'skip TLS verification for the registry')

@@ -141,6 +141,7 @@ async function unmountImage(manager: DaemonManager, record: DaemonRecord, name: 
 
 export function mountCommand(): Command {
   const cmd = new Command('mount')
+    .alias('view')
     .description('mount a Nydus image over FUSE and keep it mounted (in the foreground, until signalled); its daemon is supervised and restarted if it dies')
     .requiredOption('--mount-path <dir>', 'directory to mount on')
     .addOption(new Option('--daemon-mode <mode>', 'dedicated: a daemon for this image; shared: the image under the one shared daemon').choices(['dedicated', 'shared']).default('dedicated'))

@@ -2,19 +2,22 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { openLocalImage } from '../image/local.js';
 import { unpackToTar } from '../image/unpack.js';
 import { log } from '../util/log.js';
 
 interface UnpackFlags {
-  bootstrap: string;
+  bootstrap?: string;
   blobDir?: string;
   output: string;
 }
 
-async function unpack(flags: UnpackFlags): Promise<void> {
-  const image = await openLocalImage(flags.bootstrap, flags.blobDir);
+async function unpack(given: string | undefined, flags: UnpackFlags): Promise<void> {
+  if (given !== undefined && flags.bootstrap !== undefined && given !== flags.bootstrap) throw new InvalidArgumentError('the BOOTSTRAP argument and --bootstrap name different files');
+  const bootstrap = flags.bootstrap ?? given;
+  if (bootstrap === undefined) throw new InvalidArgumentError('give the bootstrap: BOOTSTRAP or --bootstrap FILE');
+  const image = await openLocalImage(bootstrap, flags.blobDir);
   const tmp = `${flags.output}.tmp-${process.pid}`;
   const out = createWriteStream(tmp);
   try {
@@ -35,7 +38,8 @@ async function unpack(flags: UnpackFlags): Promise<void> {
 export function unpackCommand(): Command {
   return new Command('unpack')
     .description('write a Nydus image tree as a tar file')
-    .requiredOption('--bootstrap <file>', 'image bootstrap')
+    .argument('[bootstrap]', 'image bootstrap (as nydus-image unpack takes it)')
+    .option('--bootstrap <file>', 'image bootstrap')
     .option('--blob-dir <dir>', 'directory holding the data blobs (needed for file data)')
     .requiredOption('--output <file>', 'tar file to write')
     .action(unpack);

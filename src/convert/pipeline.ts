@@ -37,6 +37,8 @@ export interface ConvertOptions {
   chunkSize: number;
   /** Keep eStargz / zstd:chunked layers as they are instead of converting them. */
   keepStargz?: boolean;
+  /** A Docker-typed source becomes an OCI-typed target (manifest, config, layers, index), as nydusify --oci. */
+  oci?: boolean;
   /** Absolute paths (byte strings) for the prefetch table. */
   prefetch?: string[];
   workDir?: string;
@@ -102,7 +104,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertReport>
       reports.push({ ...b.report, digest });
       descriptors.push({ mediaType: b.mediaType, digest, size: b.manifest.length, ...(b.platform ? { platform: b.platform } : {}) });
     }
-    const indexType = top.mediaType === MediaType.dockerManifestList ? MediaType.dockerManifestList : MediaType.ociIndex;
+    const indexType = !opts.oci && top.mediaType === MediaType.dockerManifestList ? MediaType.dockerManifestList : MediaType.ociIndex;
     const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: descriptors }));
     const digest = await opts.target.putManifest(index, indexType, opts.targetReference);
     return { digest, mediaType: indexType, manifests: reports, seconds: elapsed(started) };
@@ -141,7 +143,7 @@ function chosenEntries(index: ImageIndex, opts: ConvertOptions): Descriptor[] {
 }
 
 async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: string): Promise<Built> {
-  const docker = src.mediaType === MediaType.dockerManifest;
+  const docker = !opts.oci && src.mediaType === MediaType.dockerManifest;
   const manifest = src.parsed;
   const config = JSON.parse((await readBlob(opts.source, manifest.config, MAX_CONFIG_BYTES)).toString('utf8')) as Record<string, unknown>;
   const blobDir = join(dir, 'blobs');
@@ -156,7 +158,8 @@ async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: strin
   const bootstrap = writeBootstrap(mergeLayers(layers.map((l) => l.model), { prefetch: opts.prefetch }));
   const bootLayer = await bootstrapLayer(bootstrap, docker);
   const newConfig = Buffer.from(JSON.stringify(nydusConfig(config, [...layers.map((l) => l.diffId), bootLayer.diffId])));
-  const configDescriptor: Descriptor = { mediaType: manifest.config.mediaType, digest: sha256Digest(newConfig), size: newConfig.length };
+  const configType = opts.oci && manifest.config.mediaType === MediaType.dockerConfig ? MediaType.ociConfig : manifest.config.mediaType;
+  const configDescriptor: Descriptor = { mediaType: configType, digest: sha256Digest(newConfig), size: newConfig.length };
   const mediaType = docker ? MediaType.dockerManifest : MediaType.ociManifest;
   const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...layers.map((l) => l.blob.descriptor), bootLayer.descriptor] };
   if (manifest.annotations) out.annotations = manifest.annotations;

@@ -54,6 +54,27 @@ describe('convert', () => {
     await cli(['check', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-nydus`, '--plain-http', '--platform', 'linux/arm64']);
   });
 
+  it('takes nydusify\'s flags: --oci makes a Docker-typed source OCI, --fs-chunk-size, --prefetch-dir; check --target alone, BOOTSTRAP positional, view', async () => {
+    const target = `${REG}/debian-ml:v2s2-oci-nydus`;
+    await cli(['convert', '--source', `${REG}/debian-ml:v2s2`, '--target', target, '--plain-http', '--oci', '--fs-chunk-size', '0x40000', '--prefetch-dir', '/usr/bin']);
+    const m = manifestOf(target);
+    expect(m.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    expect(m.config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
+    expect(m.layers.at(-1)!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+    // the Nydus image alone, every chunk read
+    await cli(['check', '--target', target, '--plain-http', '--with-data']);
+    sh('bash', ['-c', `curl -sf http://${REG}/v2/debian-ml/blobs/${m.layers.at(-1)!.digest} | tar -xzO image/image.boot > ${p('oci.boot')}`]);
+    const info = json<{ chunkSize: number; prefetch: string[] }>((await runCli(['inspect', '--json', '--no-tree', p('oci.boot')])).stdout);
+    expect(info.chunkSize).toBe(0x40000);
+    expect(info.prefetch).toEqual(['/usr/bin']);
+    // nydus-image's positional bootstrap
+    await cli(['check', p('oci.boot')]);
+    const r = await runCli(['check', p('oci.boot'), '--target', target, '--plain-http']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/a bootstrap file is checked on its own/);
+    expect((await runCli(['view', '--help'])).stdout).toMatch(/--mount-path/);
+  });
+
   describe('debian-ml', () => {
     let reference: Manifest;
     beforeAll(() => {
