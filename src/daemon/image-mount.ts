@@ -194,14 +194,18 @@ export class ImageMount {
     this.programPrefetch()?.started(nid);
   }
 
-  /** The program prefetcher of a lazily served mount (none when fetch.execPrefetch is 0). */
+  /** The program prefetcher of a lazily served mount (none when fetch.execPrefetch is 0), made on first use. */
   private programPrefetch(): ProgramPrefetch | undefined {
     const max = this.ctx.config.fetch.execPrefetch;
     if (!this.lazy || max === 0) return undefined;
+    if (this.programs) return this.programs;
     const { cache } = this.lazy;
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
-    this.programs ??= new ProgramPrefetch({
+    // an optimized image's prefetch table lists the files its traced start read: the hot region has their start
+    const traced = this.hasHotRegion() ? new Set(this.rafs.prefetchNids) : new Set<number>();
+    this.programs = new ProgramPrefetch({
       rafs: this.rafs,
+      traced: (nid) => traced.has(nid),
       read: async (nid, offset, length) => Buffer.concat(await Promise.all(this.rafs.chunksForRange(nid, offset, length)
         .map(async (s) => (await this.ask(blobOf(s.chunk), s.chunk, 'prefetch')).subarray(s.start, s.start + s.length)))),
       prefetch: (refs) => {

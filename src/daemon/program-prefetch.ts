@@ -27,6 +27,8 @@ export interface ProgramHooks {
   read(nid: number, offset: number, length: number): Promise<Buffer>;
   /** Fetches these chunks in the background. */
   prefetch(refs: ChunkRef[]): void;
+  /** Files whose start an optimized image's hot region already brings: not guessed at. */
+  traced(nid: number): boolean;
 }
 
 export class ProgramPrefetch {
@@ -50,6 +52,7 @@ export class ProgramPrefetch {
   private async program(nid: number): Promise<void> {
     if (this.seen.has(nid)) return;
     this.seen.add(nid);
+    if (this.hooks.traced(nid)) return;
     const head = await this.hooks.read(nid, 0, HEAD_BYTES);
     const ranges = elfStartRanges(head, this.hooks.rafs.inode(nid).size);
     if (!ranges) return;
