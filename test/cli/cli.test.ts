@@ -25,7 +25,7 @@ describe('nydusify-ts', () => {
   it('--help lists every subcommand', () => {
     const { status, stdout } = run(['--help']);
     expect(status).toBe(0);
-    const commands = stdout.split('Commands:\n')[1].split('\n').map((line) => line.trim().split(/\s+/)[0]).filter(Boolean);
+    const commands = stdout.split('Commands:\n')[1].split('\n').map((line) => line.trim().split(/\s+/)[0]?.split('|')[0]).filter(Boolean);
     expect(commands).toEqual(expect.arrayContaining(COMMANDS));
     expect(stdout).toContain('--log-level <level>');
   });
