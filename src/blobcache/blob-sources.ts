@@ -6,7 +6,17 @@
 // which says so (`demote`) when a backend's bytes did not verify: the blob's next read starts at the
 // next backend. Images are untrusted toward each other, and the first image to name a blob must
 // not be able to make every other image's reads of it fail by offering a backend that lies.
+// A backend that fails `failureLimit` reads in a row (a mirror that is down) is asked last for
+// `recheckMs` — each read would otherwise pay its retries before failing over — then tried first
+// again, as nydusd's mirror failure_limit / health_check_interval do; back to the origin meanwhile.
 import { BlobNotFoundError, type BlobBackend } from './backend.js';
+
+export interface BlobSourcesOptions {
+  /** Failed reads in a row after which a backend is asked last. Default 3. */
+  failureLimit?: number;
+  /** How long it stays last. Default 10 s. */
+  recheckMs?: number;
+}
 
 export interface BlobSourceStats {
   /** Reads that failed on one backend and went on to the next. */
@@ -21,6 +31,15 @@ export class BlobSources implements BlobBackend {
   private readonly lastServed = new Map<string, BlobBackend>();
   /** blobId → backends whose bytes did not verify: asked after the others. */
   private readonly distrusted = new Map<string, Set<BlobBackend>>();
+  /** Backends failing now: reads failed in a row, and until when they are asked last. */
+  private readonly failing = new Map<BlobBackend, { count: number; downUntil: number }>();
+  private readonly failureLimit: number;
+  private readonly recheckMs: number;
+
+  constructor(options: BlobSourcesOptions = {}) {
+    this.failureLimit = options.failureLimit ?? 3;
+    this.recheckMs = options.recheckMs ?? 10_000;
+  }
 
   /** Lets `owner` (an image mount) offer `backends` for `blobIds` until it is released. */
   add(owner: object, blobIds: Iterable<string>, backends: readonly BlobBackend[]): void {
@@ -64,9 +83,19 @@ export class BlobSources implements BlobBackend {
     const owners = this.sources.get(blobId);
     if (!owners) throw new BlobNotFoundError(blobId, 'the backends of any mounted image');
     const all = [...new Set([...owners.values()].flat())];
-    const distrusted = this.distrusted.get(blobId);
-    if (!distrusted) return all;
-    return [...all.filter((b) => !distrusted.has(b)), ...all.filter((b) => distrusted.has(b))];
+    const distrusted = this.distrusted.get(blobId) ?? new Set();
+    const now = Date.now();
+    const down = (b: BlobBackend): boolean => (this.failing.get(b)?.downUntil ?? 0) > now;
+    // trusted and up, then up but distrusted, then down (still asked: maybe all are)
+    const rank = (b: BlobBackend): number => (down(b) ? 2 : distrusted.has(b) ? 1 : 0);
+    return all.map((b, i) => ({ b, i, r: rank(b) })).sort((x, y) => x.r - y.r || x.i - y.i).map((x) => x.b);
+  }
+
+  private failed(backend: BlobBackend): void {
+    const f = this.failing.get(backend) ?? { count: 0, downUntil: 0 };
+    f.count++;
+    if (f.count >= this.failureLimit) f.downUntil = Date.now() + this.recheckMs;
+    this.failing.set(backend, f);
   }
 
   async readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void, signal?: AbortSignal): Promise<Buffer> {
@@ -84,11 +113,13 @@ export class BlobSources implements BlobBackend {
       try {
         const answer = await op(backend);
         this.lastServed.set(blobId, backend);
+        this.failing.delete(backend);
         return answer;
       } catch (err) {
         last = err;
-        // given up on: no other backend is asked
+        // given up on: no other backend is asked, and this one is not to blame
         if (signal?.aborted) break;
+        this.failed(backend);
         if (i < all.length - 1) this.stats.failovers++;
       }
     }

@@ -35,6 +35,25 @@ describe('BlobSources', () => {
     expect(sources.stats.failovers).toBe(1);
   });
 
+  it('asks a backend that failed failureLimit reads in a row last, until recheckMs has passed; a success clears it', async () => {
+    let up = false;
+    const mirror = backend(() => (up ? Promise.resolve(Buffer.from('mirror')) : Promise.reject(new Error('ECONNREFUSED'))));
+    const origin = backend(async () => Buffer.from('origin'));
+    const sources = new BlobSources({ failureLimit: 2, recheckMs: 100 });
+    sources.add({}, [BLOB], [mirror, origin]);
+    for (let i = 0; i < 2; i++) expect((await sources.readRange(BLOB, 0, 6)).toString()).toBe('origin');
+    expect(mirror.reads).toBe(2);
+    // down: the origin first, the mirror not asked
+    for (let i = 0; i < 3; i++) expect((await sources.readRange(BLOB, 0, 6)).toString()).toBe('origin');
+    expect(mirror.reads).toBe(2);
+    // after recheckMs it is tried first again, and once it answers it stays first
+    up = true;
+    await new Promise((r) => setTimeout(r, 120));
+    expect((await sources.readRange(BLOB, 0, 6)).toString()).toBe('mirror');
+    expect((await sources.readRange(BLOB, 0, 6)).toString()).toBe('mirror');
+    expect(mirror.reads).toBe(4);
+  });
+
   it('regression: a read given up on is not sent to the next backend', async () => {
     const sources = new BlobSources();
     // the first backend stalls until the read is given up on
