@@ -36,6 +36,19 @@ function startDaemon(mnt: string, target = TARGET, cacheDir = p('cache'), extra:
 /** Reads FILES under `root` (following symlinks, as a program would). */
 const readFiles = (root: string) => FILES.map((f) => readFileSync(join(root, f)));
 
+/** `mount ARGS` at `mnt`: FILES read through it as umoci has them, then stopped cleanly with no corrupt chunk. */
+async function readThrough(args: string[], mnt: string): Promise<{ d: Daemon; stats: Awaited<ReturnType<typeof stopWithStats>>['stats'] }> {
+  const d = startMountDaemon(args, mnt);
+  daemons.push(d);
+  await waitMounted(d);
+  const want = readFiles(p('bundle', 'rootfs'));
+  readFiles(d.mnt).forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
+  const { code, stats } = await stopWithStats(d);
+  expect(code).toBe(0);
+  expect(stats.corruptChunks).toBe(0);
+  return { d, stats };
+}
+
 beforeAll(async () => {
   await Promise.all([
     cliAsync(['convert', '--source', `${REGISTRY}/debian-ml:latest`, '--target', TARGET, '--plain-http']),
@@ -79,14 +92,7 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
   ])('mounts with an upstream nydusd config (%s) as it is: plain HTTP and the cache dir from it', async (kind, file, config) => {
     const cache = p(`cache-${file}`);
     writeFileSync(p(file), config(cache));
-    const d = startMountDaemon(['--target', TARGET, '--config', p(file)], p(`mnt-${file}`));
-    daemons.push(d);
-    await waitMounted(d);
-    const want = readFiles(p('bundle', 'rootfs'));
-    readFiles(d.mnt).forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
-    const { code, stats } = await stopWithStats(d);
-    expect(code).toBe(0);
-    expect(stats.corruptChunks).toBe(0);
+    const { d } = await readThrough(['--target', TARGET, '--config', p(file)], p(`mnt-${file}`));
     expect(readdirSync(cache).length, `${kind}: the blob cache is where work_dir says`).toBeGreaterThan(0);
     expect(d.stderr()).toMatch(/nydusd config keys that change nothing here, ignored/);
   }, 60_000);
@@ -98,14 +104,7 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
       device: { backend: { type: 'registry', config: { scheme: 'http', host: REGISTRY, repo: 'debian-ml', timeout: 5, connect_timeout: 5, retry_limit: 2 } }, cache: { type: 'blobcache', config: { work_dir: p('cache-snapshotter') } } },
       mode: 'direct', digest_validate: false, iostats_files: false, enable_xattr: true,
     }));
-    const d = startMountDaemon(['--bootstrap', p('lazy.boot'), '--config', p('snapshotter.json')], p('mnt-snapshotter'));
-    daemons.push(d);
-    await waitMounted(d);
-    const want = readFiles(p('bundle', 'rootfs'));
-    readFiles(d.mnt).forEach((g, i) => expect(g.equals(want[i]!), FILES[i]).toBe(true));
-    const { code, stats } = await stopWithStats(d);
-    expect(code).toBe(0);
-    expect(stats.corruptChunks).toBe(0);
+    const { stats } = await readThrough(['--bootstrap', p('lazy.boot'), '--config', p('snapshotter.json')], p('mnt-snapshotter'));
     expect(stats.rangeRequests).toBeGreaterThan(0);
     expect(stats.blobBytes).toBeGreaterThan(50 << 20);
     expect(stats.fetchedBytes).toBeLessThan(stats.blobBytes * 0.05);
