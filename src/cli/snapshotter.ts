@@ -2,7 +2,7 @@
 // plugin), serving ordinary layers like containerd's overlayfs snapshotter and Nydus images lazily
 // through supervised daemons. Runs in the foreground until SIGINT/SIGTERM; the daemons outlive it,
 // so running containers keep reading while it is restarted.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { DaemonMode } from '../daemon/router.js';
@@ -10,31 +10,72 @@ import { CacheGc } from '../blobcache/cache-gc.js';
 import { type FsDriver, ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
 import { claimSocketPath, serveSnapshotter } from '../snapshotter/service.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';
-import { log } from '../util/log.js';
+import { isLogLevel, log, LOG_LEVELS, setLogLevel } from '../util/log.js';
+import { parse as parseToml } from 'smol-toml';
+import { ConfigError } from '../daemon/config-error.js';
+import { snapshotterSettings } from '../snapshotter/snapshotter-config.js';
 import { addConfigOptions, type ConfigFlags, configFrom } from './daemon-options.js';
 
 interface SnapshotterFlags extends ConfigFlags {
-  address: string;
-  root: string;
+  address?: string;
+  root?: string;
   daemonMode: DaemonMode;
   recoverPolicy: RecoverPolicy;
   fsDriver: FsDriver;
   spareDaemons: number;
+  nydusdConfig?: string;
 }
 
-async function runSnapshotter(flags: SnapshotterFlags): Promise<void> {
+/**
+ * The flags with nydus-snapshotter's config.toml (`--config FILE.toml`) under them: a flag given on
+ * the command line wins over the file, the file over a flag's default. A JSON `--config` (or a v2
+ * nydusd TOML) is the daemons' config, as before; `--nydusd-config` names that one too.
+ */
+function withConfigToml(given: SnapshotterFlags, cmd: Command): SnapshotterFlags & { stargz?: boolean } {
+  if (given.nydusdConfig !== undefined && given.config !== undefined && !given.config.endsWith('.toml')) throw new Error('--nydusd-config and a JSON --config both name the daemons\' config');
+  const flags = { ...given, ...(given.nydusdConfig !== undefined ? { config: given.nydusdConfig } : {}) };
+  if (given.config === undefined || !given.config.endsWith('.toml')) return flags;
+  let parsed: unknown;
+  try {
+    parsed = parseToml(readFileSync(given.config, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`config ${given.config}: ${(err as Error).message}`);
+  }
+  if ((parsed as { version?: unknown }).version === 2) return flags;
+  const s = snapshotterSettings(parsed, given.config);
+  if (s.ignored.length > 0) log.warn('snapshotter config keys that change nothing here, ignored', { config: given.config, keys: s.ignored });
+  if (s.logLevel !== undefined) {
+    if (!isLogLevel(s.logLevel)) throw new ConfigError(`${given.config}.log.level: expected one of ${LOG_LEVELS.join(', ')}`);
+    setLogLevel(s.logLevel);
+  }
+  const unset = (key: string): boolean => cmd.getOptionValueSource(key) !== 'cli';
+  const pick = <K extends keyof SnapshotterFlags>(key: K, value: SnapshotterFlags[K] | undefined): Partial<SnapshotterFlags> => (value !== undefined && unset(key) ? { [key]: value } : {});
+  return {
+    ...flags,
+    // the TOML is not the daemons' config: theirs is [daemon] nydusd_config (or --nydusd-config)
+    config: given.nydusdConfig ?? s.daemonConfig,
+    ...pick('root', s.root), ...pick('address', s.address), ...pick('daemonMode', s.daemonMode), ...pick('recoverPolicy', s.recoverPolicy),
+    ...pick('fsDriver', s.fsDriver), ...pick('threads', s.threads), ...pick('cacheDir', s.cacheDir), ...pick('insecure', s.insecure),
+    ...(s.stargz === undefined ? {} : { stargz: s.stargz }),
+  };
+}
+
+async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the snapshotter mounts overlays and FUSE: it needs root');
+  const flags = withConfigToml(given, cmd);
+  if (flags.root === undefined || flags.address === undefined) throw new Error('give --root and --address (or root and address in a config.toml)');
   const root = resolve(flags.root);
   mkdirSync(root, { recursive: true, mode: 0o700 });
   const config = configFrom(flags);
   // the blob cache lives with the snapshotter's state unless the config or --cache-dir says otherwise
   if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
-  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons });
+  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
   const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
   // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
-  await claimSocketPath(resolve(flags.address));
+  const address = resolve(flags.address);
+  await claimSocketPath(address);
   await sn.recover();
-  const server = await serveSnapshotter(sn, resolve(flags.address));
+  const server = await serveSnapshotter(sn, address);
   log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir });
   void images.rehearse();
   const signal = await new Promise<NodeJS.Signals>((done) => {
@@ -54,8 +95,9 @@ function spareCount(value: string): number {
 export function snapshotterCommand(): Command {
   const cmd = new Command('snapshotter')
     .description('containerd remote snapshotter (proxy plugin): overlayfs for OCI layers, lazily mounted Nydus images')
-    .requiredOption('--address <socket>', 'unix socket to serve the snapshots API on')
-    .requiredOption('--root <dir>', 'snapshots, metadata, daemon records and (by default) the blob cache')
+    .option('--address <socket>', 'unix socket to serve the snapshots API on')
+    .option('--root <dir>', 'snapshots, metadata, daemon records and (by default) the blob cache')
+    .option('--nydusd-config <file>', 'the daemons\' config (ours, or a nydusd v1/v2 config); --config FILE.toml is nydus-snapshotter\'s config.toml')
     .addOption(new Option('--daemon-mode <mode>', 'dedicated: a daemon per image; shared: one daemon for all').choices(['dedicated', 'shared']).default('dedicated'))
     .addOption(new Option('--recover-policy <policy>', 'when a daemon dies: restart it and remount, or hand its FUSE connection to the new one (failover)').choices(['restart', 'failover']).default('restart'))
     .addOption(new Option('--spare-daemons <n>', 'dedicated daemons kept started ahead of need, so an image mounts without waiting for a process to start (restart policy; 0: none)').argParser(spareCount).default(1))

@@ -33,6 +33,8 @@ export interface ImageMountsOptions {
   fsDriver?: FsDriver;
   /** Dedicated daemons started ahead of need (restart policy only: failover hands a descriptor at spawn). */
   spareDaemons?: number;
+  /** Serve eStargz / zstd:chunked layers lazily (default); false: they are pulled like any layer. */
+  stargz?: boolean;
 }
 
 const SHARED_ID = 'shared';
@@ -77,6 +79,7 @@ export class ImageMounts {
    * else it is pulled. `onTop` hears of the layer a container of the image will mount, as with `pulled`.
    */
   async stargzServable(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): Promise<boolean> {
+    if (this.opts.stargz === false) return false;
     try {
       await this.warmup.servable(remote, onTop);
       return true;

@@ -70,9 +70,10 @@ export interface SnapshotterProcess {
 }
 
 /** Starts `nydusify-ts snapshotter` and waits until it answers (ctr snapshots ls through containerd). */
-export async function startSnapshotter(root: string, extra: string[] = []): Promise<SnapshotterProcess> {
+/** `base`: the flags every test's snapshotter gets, unless a test gives its own (none: a config.toml says). */
+export async function startSnapshotter(root: string, extra: string[] = [], base = ['--address', SOCKET, '--root', root, '--plain-http']): Promise<SnapshotterProcess> {
   mkdirSync(root, { recursive: true });
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', SOCKET, '--root', root, '--plain-http', ...extra], {
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', ...base, ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
     detached: true,

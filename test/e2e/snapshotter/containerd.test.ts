@@ -6,14 +6,14 @@
 // (restart policy: it comes back and new containers start). A Nydus image's first container start
 // leaves its access trace under the snapshotter's root, which later starts do not replace. An image's
 // daemon is a spare the snapshotter started ahead of need; a spare never outlives its snapshotter.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AccessTrace, parseAccessTrace } from '../../../src/trace/access-trace.js';
 import { cliAsync } from '../../helpers/cli.js';
 import { waitFor } from '../../helpers/wait-for.js';
 import {
-  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, recordedDaemons, REGISTRY, registryBlobBytes,
+  containerdUp, ctr, ctrRemote, E2E_DIR, SOCKET, killLeftovers, manifestLayers, mustCtr, recordedDaemons, REGISTRY, registryBlobBytes,
   recordedSpares, registryLogOffset, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
 } from '../../snapshotter/env.js';
 import { isRunning } from '../../../src/daemon/process-identity.js';
@@ -50,7 +50,7 @@ beforeAll(async () => {
   await containerdUp();
   sn = await startSnapshotter(root);
   // a previous run's leftovers in our namespace
-  for (const id of ['plain', 'lazy', 'opt', 'bb', 'bb2', 'hold', 'after', 'reader', 'fresh']) {
+  for (const id of ['plain', 'lazy', 'opt', 'bb', 'bb2', 'hold', 'after', 'reader', 'fresh', 'toml']) {
     await ctr(['task', 'kill', '-s', 'KILL', id]);
     await ctr(['task', 'rm', '-f', id]);
     await ctr(['container', 'rm', id]);
@@ -222,5 +222,29 @@ describe('snapshotter with containerd', () => {
     await mustCtr(['images', 'rm', '--sync', DEBIAN]);
     expect(cached()).toEqual([]);
     expect(recordedDaemons(root)).toEqual([]);
+  });
+
+  it('starts from nydus-snapshotter\'s config.toml (root, address, daemon mode, the daemons\' nydusd config, log level) and serves an image lazily', async () => {
+    await stopSnapshotter();
+    // plain HTTP comes from the nydusd config's scheme: no --plain-http anywhere
+    writeFileSync(join(root, 'nydusd.json'), JSON.stringify({
+      device: { backend: { type: 'registry', config: { scheme: 'http', timeout: 5, retry_limit: 2 } }, cache: { type: 'blobcache', config: { work_dir: join(root, 'cache') } } },
+      mode: 'direct', digest_validate: false, fs_prefetch: { enable: false },
+    }));
+    writeFileSync(join(root, 'config.toml'), [
+      'version = 1', `root = "${root}"`, `address = "${SOCKET}"`, 'daemon_mode = "dedicated"',
+      '[daemon]', `nydusd_config = "${join(root, 'nydusd.json')}"`, 'fs_driver = "fusedev"', 'recover_policy = "restart"', 'threads_number = 2',
+      '[log]', 'level = "debug"', '[cache_manager]', 'gc_period = "24h"', '',
+    ].join('\n'));
+    sn = await startSnapshotter(root, ['--config', join(root, 'config.toml')], []);
+    expect(sn.log()).toMatch(/snapshotter config keys that change nothing here, ignored.*cache_manager\.gc_period/);
+    await ctr(['images', 'rm', '--sync', BUSYBOX]);
+    const pull = await ctrRemote(['image', 'rpull', '--snapshotter', SNAPSHOTTER, BUSYBOX]);
+    expect(pull.code, pull.stderr).toBe(0);
+    expect(sn.log()).toMatch(/"level":"debug"/);
+    expect(sn.log()).toMatch(/remote layer committed/);
+    const r = await runIn(BUSYBOX, 'toml', ['echo', 'hello']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('hello');
   });
 });

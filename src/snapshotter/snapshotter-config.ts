@@ -1,0 +1,110 @@
+// nydus-snapshotter's config.toml (misc/snapshotter/config.toml), read into our snapshotter's settings:
+// root and address, daemon_mode, [daemon] nydusd_config / fs_driver / recover_policy / threads_number,
+// [log] level, [cache_manager] cache_dir, [remote] skip_ssl_verify, [experimental] enable_stargz.
+// Keys that change nothing here are listed in `ignored` (the caller reports them once); values that
+// would make us do something else than asked (fscache, daemon_mode none, recover_policy none, a
+// mirrors_config dir, signature validation) are a ConfigError naming the key.
+import { ConfigError } from '../daemon/config-error.js';
+
+type Json = Record<string, unknown>;
+
+export interface SnapshotterSettings {
+  root?: string;
+  address?: string;
+  daemonMode?: 'dedicated' | 'shared';
+  recoverPolicy?: 'restart' | 'failover';
+  fsDriver?: 'fuse' | 'block';
+  /** The daemons' config file ([daemon] nydusd_config: a nydusd config, v1 or v2). */
+  daemonConfig?: string;
+  threads?: number;
+  logLevel?: string;
+  cacheDir?: string;
+  insecure?: boolean;
+  /** [experimental] enable_stargz: serve eStargz layers lazily (false: pull them like any layer). */
+  stargz?: boolean;
+  ignored: string[];
+}
+
+/** A parsed config.toml (`where` names it in errors). */
+export function snapshotterSettings(value: unknown, where = 'config'): SnapshotterSettings {
+  const o = table(value, where);
+  const out: SnapshotterSettings = { ignored: [] };
+  const ignore = (t: Json, path: string, known: readonly string[]): void => {
+    for (const k of Object.keys(t)) if (!known.includes(k)) out.ignored.push(path === '' ? k : `${path}.${k}`);
+  };
+  ignore(o, '', ['root', 'address', 'daemon_mode', 'daemon', 'log', 'cache_manager', 'remote', 'experimental']);
+  out.root = optString(o.root, `${where}.root`);
+  out.address = optString(o.address, `${where}.address`);
+  const mode = optString(o.daemon_mode, `${where}.daemon_mode`);
+  if (mode !== undefined) {
+    // "multiple" is upstream's old name for dedicated
+    if (mode === 'dedicated' || mode === 'multiple') out.daemonMode = 'dedicated';
+    else if (mode === 'shared') out.daemonMode = 'shared';
+    else throw new ConfigError(`${where}.daemon_mode: "${mode}" is not served here (dedicated, multiple or shared)`);
+  }
+  if (o.daemon !== undefined) {
+    const d = table(o.daemon, `${where}.daemon`);
+    ignore(d, 'daemon', ['nydusd_config', 'fs_driver', 'recover_policy', 'threads_number']);
+    out.daemonConfig = optString(d.nydusd_config, `${where}.daemon.nydusd_config`);
+    const driver = optString(d.fs_driver, `${where}.daemon.fs_driver`);
+    if (driver !== undefined) {
+      if (driver === 'fusedev') out.fsDriver = 'fuse';
+      else if (driver === 'blockdev') out.fsDriver = 'block';
+      else throw new ConfigError(`${where}.daemon.fs_driver: "${driver}" is not served here (fusedev or blockdev)`);
+    }
+    const policy = optString(d.recover_policy, `${where}.daemon.recover_policy`);
+    if (policy !== undefined) {
+      if (policy !== 'restart' && policy !== 'failover') throw new ConfigError(`${where}.daemon.recover_policy: "${policy}" is not served here (restart or failover)`);
+      out.recoverPolicy = policy;
+    }
+    if (d.threads_number !== undefined) {
+      const n = d.threads_number;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1024) throw new ConfigError(`${where}.daemon.threads_number: expected 0 to 1024`);
+      // 0: the daemon's default
+      if (n > 0) out.threads = Math.min(n, 64);
+    }
+  }
+  if (o.log !== undefined) {
+    const l = table(o.log, `${where}.log`);
+    ignore(l, 'log', ['level']);
+    out.logLevel = optString(l.level, `${where}.log.level`);
+  }
+  if (o.cache_manager !== undefined) {
+    const c = table(o.cache_manager, `${where}.cache_manager`);
+    ignore(c, 'cache_manager', ['cache_dir']);
+    const dir = c.cache_dir === '' ? undefined : optString(c.cache_dir, `${where}.cache_manager.cache_dir`);
+    if (dir !== undefined) out.cacheDir = dir;
+  }
+  if (o.remote !== undefined) {
+    const r = table(o.remote, `${where}.remote`);
+    ignore(r, 'remote', ['skip_ssl_verify', 'mirrors_config']);
+    if (r.skip_ssl_verify !== undefined) out.insecure = bool(r.skip_ssl_verify, `${where}.remote.skip_ssl_verify`);
+    if (r.mirrors_config !== undefined) {
+      const m = table(r.mirrors_config, `${where}.remote.mirrors_config`);
+      ignore(m, 'remote.mirrors_config', ['dir']);
+      if (m.dir !== undefined && m.dir !== '') throw new ConfigError(`${where}.remote.mirrors_config.dir: containerd hosts.toml directories are not read here; give mirrors in the daemon config`);
+    }
+  }
+  if (o.experimental !== undefined) {
+    const e = table(o.experimental, `${where}.experimental`);
+    ignore(e, 'experimental', ['enable_stargz']);
+    if (e.enable_stargz !== undefined) out.stargz = bool(e.enable_stargz, `${where}.experimental.enable_stargz`);
+  }
+  return out;
+}
+
+function table(value: unknown, where: string): Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${where}: expected a table`);
+  return value as Json;
+}
+
+function optString(value: unknown, where: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value === '' || value.includes('\0')) throw new ConfigError(`${where}: expected a non-empty string`);
+  return value;
+}
+
+function bool(value: unknown, where: string): boolean {
+  if (typeof value !== 'boolean') throw new ConfigError(`${where}: expected true or false`);
+  return value;
+}
