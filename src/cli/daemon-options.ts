@@ -28,6 +28,7 @@ export interface ConfigFlags {
 
 export interface ImageFlags {
   target?: string;
+  platform?: string;
   bootstrap?: string;
   blobDir?: string;
   prefetch?: boolean;
@@ -77,6 +78,7 @@ export function addConfigOptions(cmd: Command): Command {
 export function addImageOptions(cmd: Command): Command {
   return cmd
     .option('--target <ref>', 'Nydus image in a registry, loaded lazily through the blob cache')
+    .option('--platform <os/arch[/variant]>', 'platform to mount from a multi-platform --target (default linux/amd64)')
     .option('--bootstrap <file>', 'image bootstrap (a local image)')
     .option('--blob-dir <dir>', 'directory holding the data blobs of --bootstrap')
     .option('--prefetch', 'fetch the files on the image\'s prefetch list in the background')
@@ -109,7 +111,7 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
 /** The image flags as a mount spec (undefined when none were given). */
 export function specFrom(flags: ImageFlags): MountSpec | undefined {
   if (flags.target === undefined && flags.bootstrap === undefined) {
-    if (flags.blobDir !== undefined || flags.prefetch || flags.trace !== undefined) throw new Error('--blob-dir, --prefetch and --trace go with --target or --bootstrap');
+    if (flags.blobDir !== undefined || flags.prefetch || flags.trace !== undefined || flags.platform !== undefined) throw new Error('--blob-dir, --platform, --prefetch and --trace go with --target or --bootstrap');
     return undefined;
   }
   if (flags.target !== undefined && (flags.bootstrap !== undefined || flags.blobDir !== undefined)) throw new Error('--target does not go with --bootstrap or --blob-dir');
@@ -117,6 +119,10 @@ export function specFrom(flags: ImageFlags): MountSpec | undefined {
   if (flags.blobDir !== undefined) spec.blobDir = flags.blobDir;
   if (flags.prefetch) spec.prefetch = true;
   if (flags.trace !== undefined) spec.trace = resolve(flags.trace);
+  if (flags.platform !== undefined) {
+    if (flags.target === undefined) throw new Error('--platform goes with --target');
+    spec.platform = flags.platform;
+  }
   return spec;
 }
 

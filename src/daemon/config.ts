@@ -75,6 +75,8 @@ export interface MountSpec {
   blobRepository?: string;
   /** Fetch the image's prefetch list (and with prefetch.all, everything) in the background. */
   prefetch?: boolean;
+  /** os/arch[/variant] to mount from a multi-platform image (default linux/amd64). */
+  platform?: string;
   /** Per-image overrides of the daemon's registry settings. */
   plainHttp?: boolean;
   insecure?: boolean;
@@ -223,7 +225,7 @@ export function loadDaemonConfig(path: string): DaemonConfig {
  */
 export function parseMountSpec(value: unknown): MountSpec {
   const where = 'mount';
-  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files']);
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'platform']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
   if (o.prefetch_files !== undefined && (!Array.isArray(o.prefetch_files) || o.prefetch_files.length > 0)) {
@@ -234,8 +236,9 @@ export function parseMountSpec(value: unknown): MountSpec {
   const spec: MountSpec = {
     target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where) ?? upstream.blobDir, blobRepository: bootstrap === undefined ? undefined : upstream.blobRepository, prefetch: bool(o, 'prefetch', where) ?? upstream.prefetch.enable,
     plainHttp: bool(o, 'plainHttp', where) ?? upstream.registry.plainHttp, insecure: bool(o, 'insecure', where) ?? upstream.registry.insecure,
-    upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where),
+    upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where), platform: str(o, 'platform', where),
   };
+  if (spec.platform !== undefined && (spec.target === undefined || !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(spec.platform))) throw new ConfigError(`${where}.platform: os/arch[/variant], with target`);
   if (spec.trace !== undefined && !isAbsolute(spec.trace)) throw new ConfigError(`${where}.trace: expected an absolute path`);
   if (spec.upToLayer !== undefined && (spec.target === undefined || !/^sha256:[0-9a-f]{64}$/.test(spec.upToLayer))) throw new ConfigError(`${where}.upToLayer: a sha256 layer digest, with target`);
   if ((spec.target === undefined) === (spec.bootstrap === undefined)) throw new ConfigError(`${where}: give either target (a registry image) or bootstrap (a local file)`);

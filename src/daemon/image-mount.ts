@@ -125,7 +125,7 @@ export class ImageMount {
     // loaded when first needed: a daemon serving local images never pays for the registry client
     const { connectNydusImage } = await import('../image/remote.js');
     const cache = await ctx.cache();
-    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer, new BuiltBootstraps(cache.dir), ctx.config.fetch.hotRegion);
+    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer, new BuiltBootstraps(cache.dir), ctx.config.fetch.hotRegion, spec.platform);
     return ImageMount.lazily(name, slot, spec, ctx, remote);
   }
 

@@ -153,7 +153,7 @@ export function registryClientFor(target: string, access: RegistryAccess = {}): 
  * first, if any); a stargz chain's bootstrap kept in `built` is used, one built is kept there.
  */
 /** `earlyHotRegions`: read each hot region ahead from the moment the manifest is known (a mount that streams them). */
-export async function connectNydusImage(target: string, access: RegistryAccess = {}, upToLayer?: string, built?: BuiltBootstraps, earlyHotRegions = false): Promise<ConnectedNydusImage> {
+export async function connectNydusImage(target: string, access: RegistryAccess = {}, upToLayer?: string, built?: BuiltBootstraps, earlyHotRegions = false, platform?: string): Promise<ConnectedNydusImage> {
   const ref = parseReference(target);
   const client = registryClientFor(target, access);
   try {
@@ -162,7 +162,7 @@ export async function connectNydusImage(target: string, access: RegistryAccess =
     // an optimized image's hot regions are asked for once the bootstrap is in (its sizes are on the
     // manifest), through the backend tried first, while the bootstrap is opened and the mount made
     const early = new EarlyRangeBackend(mirrors[0] ?? new StoreBackend(store));
-    const image = await openRemoteNydusImage(store, reference, undefined, upToLayer, built, (manifest) => {
+    const image = await openRemoteNydusImage(store, reference, platform, upToLayer, built, (manifest) => {
       if (earlyHotRegions) for (const [blobId, bytes] of hotRegions(manifest)) early.start(blobId, bytes);
     });
     const backends = [early, ...mirrors.slice(1), ...(mirrors.length > 0 ? [new StoreBackend(store)] : [])];

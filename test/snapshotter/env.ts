@@ -107,6 +107,11 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /** Where the registry log ends now. */
 export const registryLogOffset = (): number => statSync(REGISTRY_LOG).size;
 
+/** The registry's access log lines written since `offset` (registryLogOffset). */
+export function registryLogSince(offset: number): string[] {
+  return readFileSync(REGISTRY_LOG).subarray(offset).toString('utf8').split('\n').filter(Boolean);
+}
+
 /** Bytes of GETs of these blobs logged since `offset`. */
 export function registryBlobBytes(offset: number, digests: string[]): number {
   const size = statSync(REGISTRY_LOG).size;
