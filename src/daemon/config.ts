@@ -123,12 +123,15 @@ function num(o: Json, key: string, where: string, min: number, max: number, inte
 }
 
 function registryAuth(value: unknown, where: string): NonNullable<RegistryAccess['auth']> {
-  const o = object(value, where, ['host', 'username', 'password']);
+  const o = object(value, where, ['host', 'username', 'password', 'registryToken']);
   const username = str(o, 'username', where);
   const password = str(o, 'password', where);
-  if (username === undefined || password === undefined) throw new ConfigError(`${where}: expected username and password`);
+  const registryToken = str(o, 'registryToken', where);
   const host = str(o, 'host', where);
-  return { ...(host === undefined ? {} : { host }), username, password };
+  const on = host === undefined ? {} : { host };
+  if (registryToken !== undefined && username === undefined && password === undefined) return { ...on, registryToken };
+  if (registryToken !== undefined || username === undefined || password === undefined) throw new ConfigError(`${where}: expected username and password, or registryToken`);
+  return { ...on, username, password };
 }
 
 function registryProxy(value: unknown, where: string): NonNullable<RegistryAccess['proxy']> {

@@ -23,7 +23,8 @@ interface Ours {
   fetchTimeout?: number;
   registry: {
     plainHttp?: boolean; insecure?: boolean; retries?: number; mirrors?: { host: string; plainHttp: boolean }[];
-    auth?: { host?: string; username: string; password: string }; proxy?: { url: string; fallback: boolean; checkIntervalMs?: number };
+    auth?: { host?: string } & ({ username: string; password: string } | { registryToken: string });
+    proxy?: { url: string; fallback: boolean; checkIntervalMs?: number };
   };
   prefetch: { enable?: boolean; all?: boolean; bandwidth?: number };
   fetch: { amplify?: number };
@@ -110,6 +111,7 @@ class Reader {
   private registryOf(c: Json, path: string): void {
     const backend: NydusdBackend & { type: 'registry' } = { type: 'registry' };
     const r = this.config.registry;
+    let token: string | undefined;
     this.take(c, path, {
       scheme: (s) => {
         const scheme = this.str(s, `${path}.scheme`);
@@ -123,8 +125,11 @@ class Reader {
       retry_limit: (v) => (r.retries = Math.round(this.num(v, `${path}.retry_limit`, 0, 20))),
       mirrors: (m) => (r.mirrors = this.list(m, `${path}.mirrors`).map((x, i) => this.mirrorOf(this.object(x, `${path}.mirrors[${i}]`), `${path}.mirrors[${i}]`))),
       auth: (a) => (r.auth = this.credentials(this.str(a, `${path}.auth`), `${path}.auth`)),
+      // a token given is what nydusd sends: it wins over auth
+      registry_token: (t) => (token = this.str(t, `${path}.registry_token`)),
       proxy: (p) => (r.proxy = this.proxyOf(this.object(p, `${path}.proxy`), `${path}.proxy`)),
     });
+    if (token !== undefined) r.auth = { registryToken: token };
     if (r.auth && backend.host) r.auth.host = backend.host;
     // nydus-snapshotter names the image's repository here: a local bootstrap's blobs are read from it
     if (backend.host && backend.repo) this.config.blobRepository = `${backend.host}/${backend.repo}`;

@@ -113,8 +113,11 @@ export interface RegistryAccess {
   /** Retries per request (with backoff) before a backend gives up. */
   retries?: number;
   mirrors?: readonly RegistryMirror[];
-  /** Credentials for `host` (default: the image's registry), over those of the docker config. */
-  auth?: { host?: string; username: string; password: string };
+  /**
+   * Credentials for `host` (default: the image's registry), over those of the docker config: a user
+   * and password, or a bearer token sent as it is (nydusd's registry_token).
+   */
+  auth?: { host?: string } & ({ username: string; password: string } | { registryToken: string });
   /** Every request through this forward proxy (else the environment's HTTP_PROXY / HTTPS_PROXY). */
   proxy?: ProxyOptions;
 }
@@ -144,7 +147,7 @@ export function registryClientFor(target: string, access: RegistryAccess = {}): 
   const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = { [ref.host]: { plainHttp: access.plainHttp, insecure: access.insecure } };
   for (const m of access.mirrors ?? []) hosts[m.host] = { plainHttp: m.plainHttp, insecure: m.insecure };
   const auth = access.auth;
-  const credentials = auth ? { [auth.host ?? ref.host]: { username: auth.username, password: auth.password } } : undefined;
+  const credentials = auth ? { [auth.host ?? ref.host]: 'registryToken' in auth ? { registryToken: auth.registryToken } : { username: auth.username, password: auth.password } } : undefined;
   return new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 }, ...(credentials ? { credentials } : {}), ...(access.proxy ? { proxy: access.proxy } : {}) });
 }
 

@@ -81,6 +81,8 @@ export class Authenticator {
 
   /** The Authorization header for a request to `host` needing `scopes`, or undefined while the host has not challenged us. */
   async authorization(host: string, scopes: readonly string[]): Promise<string | undefined> {
+    const given = (await this.credentials(host))?.registryToken;
+    if (given !== undefined) return `Bearer ${given}`;
     const scheme = this.schemes.get(host);
     if (!scheme) return undefined;
     if (scheme.scheme === 'basic') {

@@ -13,6 +13,8 @@ export interface Credentials {
   password?: string;
   /** An OAuth2 refresh token (`identitytoken` in config.json), used with grant_type=refresh_token. */
   identityToken?: string;
+  /** A bearer token sent as it is on every request (nydusd's registry_token): no challenge, no token server. */
+  registryToken?: string;
 }
 
 interface AuthEntry {

@@ -101,7 +101,8 @@ describe('nydusd configs', () => {
     const c = loadDaemonConfig(join(dir, 'nydusd.toml'));
     expect(c.registry).toEqual({
       plainHttp: false, insecure: true, retries: 5, mirrors: [{ host: 'mirror.example', plainHttp: false, insecure: false }],
-      auth: { host: 'registry.example:5000', username: 'alice', password: 's3cr:et' },
+      // registry_token wins over auth: it is what nydusd sends
+      auth: { host: 'registry.example:5000', registryToken: 'bearer_token' },
       proxy: { url: 'http://localhost:6789', fallback: true },
     });
     expect(c.cacheDir).toBe('/var/cache/nydus');
@@ -113,7 +114,7 @@ describe('nydusd configs', () => {
 
   it('lists what a v2 config says that changes nothing here, the misspelt section too', () => {
     expect(nydusdToOurs(parseToml(v2Toml)).ignored).toEqual([
-      'id', 'backend.registry.connect_timeout', 'backend.registry.registry_token', 'backend.registry.mirrors[0].failure_limit',
+      'id', 'backend.registry.connect_timeout', 'backend.registry.mirrors[0].failure_limit',
       'backend.registy', 'cache.compressed', 'rafs.mode', 'rafs.validate', 'rafs.enable_xattr', 'rafs.prefetch.threads',
     ]);
   });
