@@ -27,7 +27,12 @@ export interface DaemonConfig {
   kernelReadaheadKb?: number;
   /** Seconds a read waits for the backend before it fails with EIO. */
   fetchTimeout: number;
-  registry: { plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[]; auth?: RegistryAccess['auth']; proxy?: RegistryAccess['proxy'] };
+  registry: {
+    plainHttp: boolean; insecure: boolean; retries: number; mirrors: RegistryMirror[]; auth?: RegistryAccess['auth']; proxy?: RegistryAccess['proxy'];
+    /** A mirror failing this many reads in a row is asked after the others for mirrorRecheckMs (blob-sources.ts). */
+    mirrorFailureLimit?: number;
+    mirrorRecheckMs?: number;
+  };
   /** Where a local bootstrap's blobs are when a mount names none (a nydusd config's localfs backend). */
   blobDir?: string;
   /**
@@ -134,6 +139,9 @@ function registryAuth(value: unknown, where: string): NonNullable<RegistryAccess
   return { ...on, username, password };
 }
 
+/** `{key: value}`, or nothing when the value is undefined. */
+const optional = <K extends string, V>(key: K, value: V | undefined): Partial<Record<K, V>> => (value === undefined ? {} : ({ [key]: value } as Record<K, V>));
+
 function registryProxy(value: unknown, where: string): NonNullable<RegistryAccess['proxy']> {
   const o = object(value, where, ['url', 'fallback', 'checkIntervalMs']);
   const url = str(o, 'url', where);
@@ -161,7 +169,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
   }
   const o = object(value, where, ['cacheDir', 'fallbackCacheDir', 'blobDir', 'blobRepository', 'threads', 'kernelReadaheadKb', 'fetchTimeout', 'registry', 'prefetch', 'fetch']);
   const d = DEFAULT_CONFIG;
-  const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors', 'auth', 'proxy']);
+  const r = o.registry === undefined ? {} : object(o.registry, `${where}.registry`, ['plainHttp', 'insecure', 'retries', 'mirrors', 'auth', 'proxy', 'mirrorFailureLimit', 'mirrorRecheckMs']);
   const rw = `${where}.registry`;
   if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
   const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['enable', 'bandwidth', 'all']);
@@ -186,6 +194,8 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
       mirrors: ((r.mirrors as unknown[] | undefined) ?? []).map((m, i) => mirror(m, `${rw}.mirrors[${i}]`)),
       ...(r.auth === undefined ? {} : { auth: registryAuth(r.auth, `${rw}.auth`) }),
       ...(r.proxy === undefined ? {} : { proxy: registryProxy(r.proxy, `${rw}.proxy`) }),
+      ...optional('mirrorFailureLimit', num(r, 'mirrorFailureLimit', rw, 1, 1000, true)),
+      ...optional('mirrorRecheckMs', num(r, 'mirrorRecheckMs', rw, 0, 3_600_000, true)),
     },
     prefetch: {
       enable: bool(p, 'enable', `${where}.prefetch`) ?? d.prefetch.enable,

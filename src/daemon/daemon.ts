@@ -75,7 +75,7 @@ export class Daemon {
   /** Names being mounted right now (a second request for one is a conflict). */
   private readonly pending = new Set<string>();
   private cacheOpened: Promise<BlobCache> | undefined;
-  private readonly sources = new BlobSources();
+  private readonly sources: BlobSources;
   private readonly tables = new Map<string, readonly ChunkRef[]>();
   private fetcher: ChunkFetcher | undefined;
   /** Range requests by size and latency, for nydusd's backend metrics. */
@@ -92,6 +92,8 @@ export class Daemon {
   constructor(readonly opts: DaemonOptions) {
     const max = opts.config.fetch.readahead;
     this.readahead = new Readahead({ initial: Math.min(1 << 20, max), max });
+    const { mirrorFailureLimit, mirrorRecheckMs } = opts.config.registry;
+    this.sources = new BlobSources({ ...(mirrorFailureLimit === undefined ? {} : { failureLimit: mirrorFailureLimit }), ...(mirrorRecheckMs === undefined ? {} : { recheckMs: mirrorRecheckMs }) });
   }
 
   private get ctx(): MountContext {

@@ -25,6 +25,8 @@ interface Ours {
     plainHttp?: boolean; insecure?: boolean; retries?: number; mirrors?: { host: string; plainHttp: boolean }[];
     auth?: { host?: string } & ({ username: string; password: string } | { registryToken: string });
     proxy?: { url: string; fallback: boolean; checkIntervalMs?: number };
+    mirrorFailureLimit?: number;
+    mirrorRecheckMs?: number;
   };
   prefetch: { enable?: boolean; all?: boolean; bandwidth?: number };
   fetch: { amplify?: number };
@@ -172,6 +174,15 @@ class Reader {
         const match = /^(https?):\/\/([^/]+)\/?$/.exec(url);
         if (!match) throw this.error(`${path}.host`, `expected a URL such as http://127.0.0.1:65001, not ${JSON.stringify(url)}`);
         mirror = { host: match[2]!, plainHttp: match[1] === 'http' };
+      },
+      // nydusd keeps these per mirror; here one rule serves all mirrors: the strictest given wins
+      failure_limit: (f) => {
+        const limit = Math.round(this.num(f, `${path}.failure_limit`, 1, 1000));
+        this.config.registry.mirrorFailureLimit = Math.min(this.config.registry.mirrorFailureLimit ?? limit, limit);
+      },
+      health_check_interval: (i) => {
+        const ms = Math.round(this.num(i, `${path}.health_check_interval`, 0, 3600) * 1000);
+        this.config.registry.mirrorRecheckMs = Math.min(this.config.registry.mirrorRecheckMs ?? ms, ms);
       },
     });
     if (!mirror) throw this.error(`${path}.host`, 'a mirror needs its host');

@@ -83,14 +83,14 @@ describe('nydusd configs', () => {
   it('reads a v1 registry config: scheme, timeout, retries, mirrors, cache dir, prefetch, amplify; lists the rest as ignored', () => {
     expect(isNydusdConfig(v1)).toBe(true);
     const c = parseDaemonConfig(v1, 'v1.json');
-    expect(c.registry).toEqual({ plainHttp: true, insecure: false, retries: 2, mirrors: [{ host: '127.0.0.1:65001', plainHttp: true, insecure: false }] });
+    expect(c.registry).toEqual({ plainHttp: true, insecure: false, retries: 2, mirrors: [{ host: '127.0.0.1:65001', plainHttp: true, insecure: false }], mirrorFailureLimit: 5, mirrorRecheckMs: 5000 });
     expect(c.cacheDir).toBe('/var/lib/nydus/cache');
     expect(c.fetchTimeout).toBe(5);
     expect(c.prefetch).toEqual({ enable: true, all: true, bandwidth: 10_000_000 });
     expect(c.fetch.amplify).toBe(524288);
     expect(nydusdToOurs(v1).ignored).toEqual([
       'device.backend.config.connect_timeout', 'device.backend.config.ca_cert_files', 'device.backend.config.client_cert_file', 'device.backend.config.client_key_file',
-      'device.backend.config.mirrors[0].ping_url', 'device.backend.config.mirrors[0].health_check_interval', 'device.backend.config.mirrors[0].failure_limit',
+      'device.backend.config.mirrors[0].ping_url',
       'mode', 'digest_validate', 'iostats_files', 'enable_xattr', 'fs_prefetch.threads_count', 'fs_prefetch.merging_size',
     ]);
   });
@@ -104,6 +104,7 @@ describe('nydusd configs', () => {
       // registry_token wins over auth: it is what nydusd sends
       auth: { host: 'registry.example:5000', registryToken: 'bearer_token' },
       proxy: { url: 'http://localhost:6789', fallback: true },
+      mirrorFailureLimit: 5,
     });
     expect(c.cacheDir).toBe('/var/cache/nydus');
     expect(c.blobRepository).toBe('registry.example:5000/nydus');
@@ -114,7 +115,7 @@ describe('nydusd configs', () => {
 
   it('lists what a v2 config says that changes nothing here, the misspelt section too', () => {
     expect(nydusdToOurs(parseToml(v2Toml)).ignored).toEqual([
-      'id', 'backend.registry.connect_timeout', 'backend.registry.mirrors[0].failure_limit',
+      'id', 'backend.registry.connect_timeout',
       'backend.registy', 'cache.compressed', 'rafs.mode', 'rafs.validate', 'rafs.enable_xattr', 'rafs.prefetch.threads',
     ]);
   });
