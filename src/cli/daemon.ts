@@ -5,7 +5,7 @@
 // Block mode: with --block the FUSE mount shows each image as its flat EROFS image file; with --nbd
 // (with or without a FUSE mount) the same flat images are NBD exports.
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { openSync, rmSync, writeSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { serveApi } from '../daemon/api.js';
 import { serveNbd } from '../block/daemon-exports.js';
@@ -14,7 +14,7 @@ import { parseNbdAddress } from '../block/nbd/address.js';
 import { Daemon } from '../daemon/daemon.js';
 import { waitForAssignment } from '../daemon/spare.js';
 import type { DaemonMode } from '../daemon/router.js';
-import { log } from '../util/log.js';
+import { log, setLogOutput } from '../util/log.js';
 import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, parseThreads, specFrom } from './daemon-options.js';
 
 interface DaemonFlags extends ConfigFlags, ImageFlags {
@@ -99,18 +99,24 @@ export function daemonCommand(): Command {
   // nydusd's names for flags we have, so its command lines run as they are
   cmd.option('--localfs-dir <dir>', 'nydusd\'s name for --blob-dir')
     .option('--thread-num <n>', 'nydusd\'s name for --threads', parseThreads)
+    .option('--log-file <file>', 'write the log (JSON lines) to this file instead of stderr, appending')
     .option('--fuse-threads <n>', 'nydusd\'s name for --threads', parseThreads);
   return addImageOptions(addConfigOptions(cmd)).action((flags: DaemonFlags & NydusdFlags) => runDaemon(fromNydusdNames(flags)));
 }
 
 /** nydusd's flag names, as the same flags under ours. */
 interface NydusdFlags {
+  logFile?: string;
   localfsDir?: string;
   threadNum?: number;
   fuseThreads?: number;
 }
 
-function fromNydusdNames({ localfsDir, threadNum, fuseThreads, ...flags }: DaemonFlags & NydusdFlags): DaemonFlags {
+function fromNydusdNames({ logFile, localfsDir, threadNum, fuseThreads, ...flags }: DaemonFlags & NydusdFlags): DaemonFlags {
+  if (logFile !== undefined) {
+    const fd = openSync(logFile, 'a', 0o600);
+    setLogOutput({ write: (line: string) => writeSync(fd, line) });
+  }
   if (localfsDir !== undefined && flags.blobDir !== undefined && localfsDir !== flags.blobDir) throw new Error('--localfs-dir and --blob-dir name different directories');
   const threads = flags.threads ?? threadNum ?? fuseThreads;
   return { ...flags, ...(localfsDir === undefined ? {} : { blobDir: localfsDir }), ...(threads === undefined ? {} : { threads }) };

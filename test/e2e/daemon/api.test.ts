@@ -9,6 +9,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../helpers/wait-for.js';
 import { DaemonClient } from '../../../src/daemon/api-client.js';
 import { cliAsync, repoRoot } from '../../helpers/cli.js';
 import { makeSampleLayer } from '../../helpers/sample-tree.js';
@@ -232,6 +233,15 @@ describe('nydusify-ts daemon with nydusd\'s flag names', () => {
     expect(diffManifests(reference, treeManifest(p('nydusd-flags')))).toEqual([]);
     expect((await d.client.info()).mounts.map((m) => m.blobDir)).toEqual([p('blobs')]);
     await d.client.exit();
+    // --log-file: the log goes there, not to stderr
+    mkdirSync(p('nydusd-log'), { recursive: true });
+    const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'daemon', '--apisock', p('nydusd-log.sock'), '-M', p('nydusd-log'), '--bootstrap', p('local.boot'), '--localfs-dir', p('blobs'), '--log-file', p('nydusd.log')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(child);
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    await waitFor(async () => existsSync(p('nydusd.log')) && readFileSync(p('nydusd.log'), 'utf8').includes('"msg":"daemon ready"'), 'daemon ready in --log-file', 15_000, 50);
+    expect(stderr).not.toContain('daemon ready');
+    await new DaemonClient(p('nydusd-log.sock'), 5000).exit();
   }, 30_000);
 });
 

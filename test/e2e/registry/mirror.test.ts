@@ -1,0 +1,133 @@
+// End to end, a real registry mirror (needs root, /dev/fuse, the registry of the global setup and
+// Debian's docker-registry): a second docker-registry in pull-through mode in front of the e2e
+// registry, named as a mirror by a nydusd config (failure_limit 1, health_check_interval 1 s).
+// busybox, converted with 64 KiB chunks and mounted with no request amplification (a read, one
+// chunk, one Range request), is read a chunk at a time while the mirror is killed and revived:
+// reads go to the mirror, to the origin while it is down, and to the mirror again once it is back,
+// every byte right. The access logs of both registries show who served what.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliAsync } from '../../helpers/cli.js';
+import { cleanUp, type Daemon, startDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
+import { runAsync } from '../../helpers/run.js';
+import { waitFor } from '../../helpers/wait-for.js';
+import { registryLogOffset, registryLogSince } from '../../snapshotter/env.js';
+
+const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
+const REGISTRY = '127.0.0.1:5000';
+const TARGET = `${REGISTRY}/busybox:mirror-test`;
+const CHUNK = 0x10000;
+
+const work = mkdtempSync(join(tmpdir(), 'nydusify-mirror-'));
+const p = (...parts: string[]) => join(work, ...parts);
+const daemons: Daemon[] = [];
+let mirror: ChildProcess | undefined;
+let port = 0;
+
+const freePort = (): Promise<number> => new Promise((done, fail) => {
+  const s = createServer().listen(0, '127.0.0.1', () => {
+    const { port: free } = s.address() as { port: number };
+    s.close(() => done(free));
+  });
+  s.on('error', fail);
+});
+
+/** docker-registry as a pull-through cache of the e2e registry, logging to mirror.log. */
+async function startMirror(): Promise<void> {
+  writeFileSync(p('mirror.yml'), [
+    'version: 0.1', 'log:', '  level: info', '  accesslog:', '    disabled: false',
+    'storage:', '  filesystem:', `    rootdirectory: ${p('mirror-data')}`, '  redirect:', '    disable: true',
+    'http:', `  addr: 127.0.0.1:${port}`, '  secret: e2e-mirror', 'proxy:', `  remoteurl: http://${REGISTRY}`, '',
+  ].join('\n'));
+  const log = openSync(p('mirror.log'), 'a');
+  mirror = spawn('docker-registry', ['serve', p('mirror.yml')], { stdio: ['ignore', log, log] });
+  closeSync(log);
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.ok, () => false)), 'the mirror answering', 15_000, 100);
+}
+
+async function stopMirror(): Promise<void> {
+  if (!mirror || mirror.exitCode !== null) return;
+  const exited = new Promise((r) => mirror!.once('exit', r));
+  mirror.kill('SIGKILL');
+  await exited;
+}
+
+/** Blob GETs the mirror's access log holds so far. */
+const mirrorBlobGets = (): number => readFileSync(p('mirror.log'), 'utf8').split('\n').filter((l) => l.includes('"GET /v2/busybox/blobs/sha256:')).length;
+
+/** One chunk of busybox read with O_DIRECT (the kernel asks for exactly it). */
+function readChunk(file: string, index: number): Buffer {
+  execFileSync('dd', [`if=${file}`, `of=${p('chunk')}`, 'iflag=direct', `bs=${CHUNK}`, `skip=${index}`, 'count=1'], { stdio: 'ignore' });
+  return readFileSync(p('chunk'));
+}
+
+function expected(index: number): Buffer {
+  const b = Buffer.alloc(CHUNK);
+  const fd = openSync(p('bundle', 'rootfs', 'bin', 'busybox'), 'r');
+  try {
+    return b.subarray(0, readSync(fd, b, 0, CHUNK, index * CHUNK));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+beforeAll(async () => {
+  port = await freePort();
+  await Promise.all([
+    cliAsync(['convert', '--source', `${REGISTRY}/busybox:latest`, '--target', TARGET, '--plain-http', '--chunk-size', `0x${CHUNK.toString(16)}`]),
+    runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:busybox`, p('bundle')]),
+  ]);
+  await startMirror();
+}, 90_000);
+
+afterAll(async () => {
+  await stopMirror();
+  await cleanUp(daemons, work);
+});
+
+describe('a pull-through registry mirror, killed and revived during reads', () => {
+  it('serves reads while up, the origin serves them while it is down, and it serves again once back', async () => {
+    writeFileSync(p('nydusd.json'), JSON.stringify({
+      device: {
+        backend: { type: 'registry', config: { scheme: 'http', timeout: 5, retry_limit: 0, mirrors: [{ host: `http://127.0.0.1:${port}`, failure_limit: 1, health_check_interval: 1 }] } },
+        cache: { type: 'blobcache', config: { work_dir: p('cache') } },
+      },
+      mode: 'direct',
+      amplify_io: 0,
+    }));
+    const d = startDaemon(['--target', TARGET, '--config', p('nydusd.json')], p('mnt'));
+    daemons.push(d);
+    await waitMounted(d);
+    const busybox = join(d.mnt, 'bin', 'busybox');
+    const originBlobGets = (from: number): number => registryLogSince(from).filter((l) => l.includes('GET /v2/busybox/blobs/sha256:')).length;
+
+    // up: the mirror serves (fetching from the origin itself the first time: a pull-through cache)
+    let before = mirrorBlobGets();
+    expect(readChunk(busybox, 0).equals(expected(0))).toBe(true);
+    expect(readChunk(busybox, 3).equals(expected(3))).toBe(true);
+    expect(mirrorBlobGets() - before).toBeGreaterThanOrEqual(2);
+
+    // down: the reads still succeed, from the origin; the mirror is put last after one failure
+    await stopMirror();
+    const at = registryLogOffset();
+    expect(readChunk(busybox, 6).equals(expected(6))).toBe(true);
+    expect(readChunk(busybox, 9).equals(expected(9))).toBe(true);
+    expect(originBlobGets(at)).toBeGreaterThanOrEqual(2);
+
+    // back: after the health interval the mirror is asked first again
+    await startMirror();
+    await new Promise((r) => setTimeout(r, 1_200));
+    before = mirrorBlobGets();
+    expect(readChunk(busybox, 12).equals(expected(12))).toBe(true);
+    expect(readChunk(busybox, 15).equals(expected(15))).toBe(true);
+    expect(mirrorBlobGets() - before).toBeGreaterThanOrEqual(2);
+
+    const { code, stats } = await stopWithStats(d);
+    expect(code).toBe(0);
+    expect(stats.corruptChunks).toBe(0);
+  }, 90_000);
+});
