@@ -7,13 +7,13 @@
 // every byte right. The access logs of both registries show who served what.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, startDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { runAsync } from '../../helpers/run.js';
+import { freePort } from '../../helpers/free-port.js';
 import { waitFor } from '../../helpers/wait-for.js';
 import { registryLogOffset, registryLogSince } from '../../snapshotter/env.js';
 
@@ -28,13 +28,6 @@ const daemons: Daemon[] = [];
 let mirror: ChildProcess | undefined;
 let port = 0;
 
-const freePort = (): Promise<number> => new Promise((done, fail) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const { port: free } = s.address() as { port: number };
-    s.close(() => done(free));
-  });
-  s.on('error', fail);
-});
 
 /** docker-registry as a pull-through cache of the e2e registry, logging to mirror.log. */
 async function startMirror(): Promise<void> {

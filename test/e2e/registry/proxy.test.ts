@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, startDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
 import { runAsync } from '../../helpers/run.js';
+import { freePort } from '../../helpers/free-port.js';
 import { waitFor } from '../../helpers/wait-for.js';
 import { manifestLayers, registryBlobBytes, registryLogOffset } from '../../snapshotter/env.js';
 
@@ -32,13 +33,6 @@ let port = 0;
 const ALIAS = '10.231.7.1';
 let forwarder: Server | undefined;
 
-const freePort = (): Promise<number> => new Promise((done, fail) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const { port: free } = s.address() as { port: number };
-    s.close(() => done(free));
-  });
-  s.on('error', fail);
-});
 
 /** tinyproxy in the foreground on `port`, logging each request line to proxy.log. */
 async function startProxy(): Promise<void> {
