@@ -3,7 +3,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { DEFAULT_CONFIG, type DaemonConfig, loadDaemonConfig, type MountSpec, parseDaemonConfig } from '../daemon/config.js';
+import { DEFAULT_CONFIG, type DaemonConfig, loadDaemonConfig, type MountSpec, parseDaemonConfig, pathList } from '../daemon/config.js';
 import { mountsAt } from '../daemon/fuse/session.js';
 import { parseSize } from './options.js';
 
@@ -23,12 +23,15 @@ export interface ConfigFlags {
   hotRegion?: boolean;
   hotPages?: boolean;
   execPrefetch?: number;
+  execPrefetchMin?: number;
   kernelReadahead?: number;
 }
 
 export interface ImageFlags {
   target?: string;
   platform?: string;
+  /** nydusd's --prefetch-files: fetch these files in the background instead of the prefetch list. */
+  prefetchFiles?: string[];
   bootstrap?: string;
   blobDir?: string;
   prefetch?: boolean;
@@ -72,7 +75,8 @@ export function addConfigOptions(cmd: Command): Command {
     .option('--readahead <bytes>', `largest readahead window for reads going forward through a blob (0: off; default ${DEFAULT_CONFIG.fetch.readahead})`, parseSize)
     .option('--no-hot-region', 'do not stream an optimized image\'s hot region into the cache when it is mounted')
     .option('--no-hot-pages', 'do not put the hot region\'s pages into the kernel\'s page cache as they arrive')
-    .option('--exec-prefetch <bytes>', `when a program starts, fetch up to this much of its code and linking data in the background (0: off; default ${DEFAULT_CONFIG.fetch.execPrefetch})`, parseSize);
+    .option('--exec-prefetch <bytes>', `when a program starts, fetch up to this much of its code and linking data in the background (0: off; default ${DEFAULT_CONFIG.fetch.execPrefetch})`, parseSize)
+    .option('--exec-prefetch-min <bytes>', `programs whose code and linking data are smaller are left to their faults (default ${DEFAULT_CONFIG.fetch.execPrefetchMin})`, parseSize);
 }
 
 export function addImageOptions(cmd: Command): Command {
@@ -104,14 +108,17 @@ export function configFrom(flags: ConfigFlags): DaemonConfig {
     },
     prefetch: { enable: base.prefetch.enable, all: flags.prefetchAll ?? base.prefetch.all, bandwidth: flags.prefetchBandwidth ?? base.prefetch.bandwidth },
     // commander makes a --no-X flag true unless given: only false overrides the config
-    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead, hotRegion: flags.hotRegion !== false && base.fetch.hotRegion, hotPages: flags.hotPages !== false && base.fetch.hotPages, execPrefetch: flags.execPrefetch ?? base.fetch.execPrefetch },
+    fetch: { amplify: flags.amplify ?? base.fetch.amplify, readahead: flags.readahead ?? base.fetch.readahead, hotRegion: flags.hotRegion !== false && base.fetch.hotRegion, hotPages: flags.hotPages !== false && base.fetch.hotPages, execPrefetch: flags.execPrefetch ?? base.fetch.execPrefetch,
+      execPrefetchMin: flags.execPrefetchMin ?? base.fetch.execPrefetchMin },
   };
 }
 
 /** The image flags as a mount spec (undefined when none were given). */
 export function specFrom(flags: ImageFlags): MountSpec | undefined {
   if (flags.target === undefined && flags.bootstrap === undefined) {
-    if (flags.blobDir !== undefined || flags.prefetch || flags.trace !== undefined || flags.platform !== undefined) throw new Error('--blob-dir, --platform, --prefetch and --trace go with --target or --bootstrap');
+    if (flags.blobDir !== undefined || flags.prefetch || flags.trace !== undefined || flags.platform !== undefined || flags.prefetchFiles !== undefined) {
+      throw new Error('--blob-dir, --platform, --prefetch, --prefetch-files and --trace go with --target or --bootstrap');
+    }
     return undefined;
   }
   if (flags.target !== undefined && (flags.bootstrap !== undefined || flags.blobDir !== undefined)) throw new Error('--target does not go with --bootstrap or --blob-dir');
@@ -122,6 +129,11 @@ export function specFrom(flags: ImageFlags): MountSpec | undefined {
   if (flags.platform !== undefined) {
     if (flags.target === undefined) throw new Error('--platform goes with --target');
     spec.platform = flags.platform;
+  }
+  const files = pathList(flags.prefetchFiles, '--prefetch-files');
+  if (files.length > 0) {
+    spec.prefetch = true;
+    spec.prefetchFiles = files;
   }
   return spec;
 }

@@ -100,6 +100,7 @@ export function daemonCommand(): Command {
   cmd.option('--localfs-dir <dir>', 'nydusd\'s name for --blob-dir')
     .option('--thread-num <n>', 'nydusd\'s name for --threads', parseThreads)
     .option('--log-file <file>', 'write the log (JSON lines) to this file instead of stderr, appending')
+    .option('--prefetch-files <paths...>', 'fetch these files (absolute paths; a directory: everything under it) in the background, instead of the image\'s prefetch list')
     .option('--fuse-threads <n>', 'nydusd\'s name for --threads', parseThreads);
   return addImageOptions(addConfigOptions(cmd)).action((flags: DaemonFlags & NydusdFlags) => runDaemon(fromNydusdNames(flags)));
 }

@@ -59,6 +59,8 @@ export interface DaemonConfig {
     hotPages: boolean;
     /** Most uncompressed bytes of an executable fetched in the background as its start begins (exec-prefetch.ts; 0: off). */
     execPrefetch: number;
+    /** Programs whose start is smaller are left to their faults (their libraries are still found ahead). */
+    execPrefetchMin: number;
   };
 }
 
@@ -68,7 +70,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   fetchTimeout: 30,
   registry: { plainHttp: false, insecure: false, retries: 3, mirrors: [] },
   prefetch: { enable: false, bandwidth: 0, all: false },
-  fetch: { amplify: 1 << 20, readahead: 0, hotRegion: true, hotPages: true, execPrefetch: 64 << 20 },
+  fetch: { amplify: 1 << 20, readahead: 0, hotRegion: true, hotPages: true, execPrefetch: 64 << 20, execPrefetchMin: 8 << 20 },
 };
 
 /** What to mount: a registry image (lazily, through the cache), or local bootstrap + blob files. */
@@ -80,6 +82,8 @@ export interface MountSpec {
   blobRepository?: string;
   /** Fetch the image's prefetch list (and with prefetch.all, everything) in the background. */
   prefetch?: boolean;
+  /** Absolute paths fetched in the background instead of the image's prefetch list (nydusd's prefetch_files). */
+  prefetchFiles?: string[];
   /** os/arch[/variant] to mount from a multi-platform image (default linux/amd64). */
   platform?: string;
   /** Per-image overrides of the daemon's registry settings. */
@@ -173,7 +177,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
   const rw = `${where}.registry`;
   if (r.mirrors !== undefined && !Array.isArray(r.mirrors)) throw new ConfigError(`${rw}.mirrors: expected a list`);
   const p = o.prefetch === undefined ? {} : object(o.prefetch, `${where}.prefetch`, ['enable', 'bandwidth', 'all']);
-  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion', 'hotPages', 'execPrefetch']);
+  const f = o.fetch === undefined ? {} : object(o.fetch, `${where}.fetch`, ['amplify', 'readahead', 'hotRegion', 'hotPages', 'execPrefetch', 'execPrefetchMin']);
   const fallbackCacheDir = str(o, 'fallbackCacheDir', where);
   const blobDir = str(o, 'blobDir', where);
   const blobRepository = str(o, 'blobRepository', where);
@@ -208,6 +212,7 @@ export function parseDaemonConfig(value: unknown, where = 'config'): DaemonConfi
       hotRegion: bool(f, 'hotRegion', `${where}.fetch`) ?? d.fetch.hotRegion,
       hotPages: bool(f, 'hotPages', `${where}.fetch`) ?? d.fetch.hotPages,
       execPrefetch: num(f, 'execPrefetch', `${where}.fetch`, 0, 2 ** 40, true) ?? d.fetch.execPrefetch,
+      execPrefetchMin: num(f, 'execPrefetchMin', `${where}.fetch`, 0, 2 ** 40, true) ?? d.fetch.execPrefetchMin,
     },
   };
 }
@@ -241,13 +246,12 @@ export function parseMountSpec(value: unknown): MountSpec {
   const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'platform']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
-  if (o.prefetch_files !== undefined && (!Array.isArray(o.prefetch_files) || o.prefetch_files.length > 0)) {
-    throw new ConfigError(`${where}.prefetch_files: a mount's own prefetch list is not served here (the image's prefetch table is); give none`);
-  }
+  const prefetchFiles = pathList(o.prefetch_files, `${where}.prefetch_files`);
   const bootstrap = str(o, 'bootstrap', where) ?? str(o, 'source', where);
   const upstream = mountConfig(o, where);
   const spec: MountSpec = {
-    target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where) ?? upstream.blobDir, blobRepository: bootstrap === undefined ? undefined : upstream.blobRepository, prefetch: bool(o, 'prefetch', where) ?? upstream.prefetch.enable,
+    target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where) ?? upstream.blobDir, blobRepository: bootstrap === undefined ? undefined : upstream.blobRepository,
+    prefetch: bool(o, 'prefetch', where) ?? (prefetchFiles.length > 0 ? true : upstream.prefetch.enable), prefetchFiles: prefetchFiles.length > 0 ? prefetchFiles : undefined,
     plainHttp: bool(o, 'plainHttp', where) ?? upstream.registry.plainHttp, insecure: bool(o, 'insecure', where) ?? upstream.registry.insecure,
     upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where), platform: str(o, 'platform', where),
   };
@@ -259,6 +263,19 @@ export function parseMountSpec(value: unknown): MountSpec {
   if (spec.target !== undefined) checkReference(spec.target, `${where}.target`);
   if (spec.blobRepository !== undefined) checkReference(spec.blobRepository, `${where}.config (registry host/repo)`);
   return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as MountSpec;
+}
+
+/** Most paths a mount's own prefetch list may name. */
+const MAX_PREFETCH_FILES = 65_536;
+
+/** A list of absolute paths (none when absent). */
+export function pathList(value: unknown, where: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.length > MAX_PREFETCH_FILES) throw new ConfigError(`${where}: expected a list of at most ${MAX_PREFETCH_FILES} absolute paths`);
+  return value.map((v, i) => {
+    if (typeof v !== 'string' || !v.startsWith('/') || v.length > 4096 || v.includes('\0')) throw new ConfigError(`${where}[${i}]: expected an absolute path`);
+    return v;
+  });
 }
 
 /** The parts of a mount request's nydusd `config` string that are the mount's own (none without one). */

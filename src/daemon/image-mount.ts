@@ -26,7 +26,7 @@ import { log } from '../util/log.js';
 import type { DaemonConfig, MountSpec } from './config.js';
 import type { WorkerImage } from './fuse/worker.js';
 import { HotPages, type StorePages } from './hot-pages.js';
-import { allChunks, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
+import { allChunks, nidsOfPaths, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
 import { ProgramPrefetch } from './program-prefetch.js';
 import { type FilePlace, TraceRecorder } from './trace-recorder.js';
 
@@ -219,7 +219,7 @@ export class ImageMount {
         prefetch.start(refs);
         void prefetch.finished().then(() => this.execPrefetches.delete(prefetch));
       },
-    }, max);
+    }, max, this.ctx.config.fetch.execPrefetchMin);
     return this.programs;
   }
 
@@ -312,6 +312,7 @@ export class ImageMount {
     }, { bandwidth: this.ctx.config.prefetch.bandwidth });
     const rest = this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : [];
     if (hot) this.prefetcher.start(this.hotRegion!.finished().then(() => []), rest);
+    else if (this.spec.prefetchFiles) this.prefetcher.start(prefetchListChunks(this.rafs, nidsOfPaths(this.rafs, this.spec.prefetchFiles)), rest);
     else this.prefetcher.start(prefetchListChunks(this.rafs), rest);
   }
 

@@ -28,9 +28,9 @@ export interface PrefetchStats {
  * The chunks of the image's prefetch list, in order, each once. Resolved in slices (a walk of a big
  * image takes a while), and each file's chunks are read once however many paths link to it.
  */
-export async function prefetchListChunks(rafs: RafsImage): Promise<ChunkRef[]> {
+export async function prefetchListChunks(rafs: RafsImage, list: readonly number[] = rafs.prefetchNids): Promise<ChunkRef[]> {
   const order = new Map<number, number>();
-  rafs.prefetchNids.forEach((nid, i) => order.has(nid) || order.set(nid, i));
+  list.forEach((nid, i) => order.has(nid) || order.set(nid, i));
   if (order.size === 0) return [];
   const under = new Map<number, number>();
   /** Each listed file with the first position of the list that covers it. */
@@ -44,7 +44,7 @@ export async function prefetchListChunks(rafs: RafsImage): Promise<ChunkRef[]> {
     if (type === S_IFDIR) under.set(e.nid, at);
     else if (type === S_IFREG) listed.set(e.nid, Math.min(at, listed.get(e.nid) ?? at));
   });
-  const buckets: number[][] = rafs.prefetchNids.map(() => []);
+  const buckets: number[][] = list.map(() => []);
   for (const [nid, at] of listed) buckets[at]!.push(nid);
   // chunks() decodes the image's whole chunk table the first time: have that done in slices too
   await forEachInSlices(rafs.chunkInfoTable(), () => undefined);
@@ -53,6 +53,22 @@ export async function prefetchListChunks(rafs: RafsImage): Promise<ChunkRef[]> {
     for (const ref of rafs.chunks(nid)) refs.push(ref);
   });
   return uniqueChunks(refs);
+}
+
+/**
+ * The nids of absolute `paths` in the image (a mount's own prefetch list, nydusd's prefetch_files),
+ * in order; a path the image lacks is left out. Components are looked up as they are: no symlink is
+ * followed, as in the image's own prefetch table.
+ */
+export function nidsOfPaths(rafs: RafsImage, paths: readonly string[]): number[] {
+  return paths.flatMap((path) => {
+    let nid: number | undefined = rafs.root;
+    for (const name of path.split('/').filter((c) => c !== '' && c !== '.')) {
+      nid = rafs.lookup(nid, name);
+      if (nid === undefined) return [];
+    }
+    return [nid];
+  });
 }
 
 /** Every chunk of the image, in blob order. */

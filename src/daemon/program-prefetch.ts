@@ -21,6 +21,7 @@ const STRINGS_WINDOW = 64 << 10;
 /** Symlinks followed resolving one path (the kernel's limit). */
 const MAX_LINKS = 40;
 
+
 export interface ProgramHooks {
   rafs: RafsImage;
   /** `length` bytes of file `nid` from `offset` (fewer at its end), through the cache. */
@@ -35,8 +36,13 @@ export class ProgramPrefetch {
   /** Files looked at already (programs or not): each once. */
   private readonly seen = new Set<number>();
 
-  /** `maxBytes`: most uncompressed bytes of one program's start ranges fetched. */
-  constructor(private readonly hooks: ProgramHooks, private readonly maxBytes: number) {}
+  /**
+   * `maxBytes`: most uncompressed bytes of one program's start ranges fetched. `minBytes`: a program
+   * whose start ranges are smaller is left to its faults (its interpreter and libraries are still
+   * looked up): a few chunks cost a few round trips, and short-lived programs (a shell script's)
+   * would pay bytes for code they never run.
+   */
+  constructor(private readonly hooks: ProgramHooks, private readonly maxBytes: number, private readonly minBytes = 0) {}
 
   /** File `nid` is being started: execve (or the program, mapping itself) missed a chunk of it. */
   started(nid: number): void {
@@ -61,7 +67,7 @@ export class ProgramPrefetch {
       .map((path) => this.resolve(path))
       .filter((lib): lib is number => lib !== undefined)
       .map((lib) => this.program(lib));
-    this.hooks.prefetch(this.chunksOf(nid, ranges));
+    if (ranges.reduce((sum, [start, end]) => sum + end - start, 0) >= this.minBytes) this.hooks.prefetch(this.chunksOf(nid, ranges));
     await Promise.all(started);
   }
 

@@ -33,6 +33,8 @@ describe('parseMountSpec', () => {
     // nydus-snapshotter's request: the nydusd config as a string, an empty prefetch_files
     const config = JSON.stringify({ device: { backend: { type: 'localfs', config: { dir: '/blobs' } }, cache: { type: 'blobcache', config: { work_dir: '/c' } } }, mode: 'direct', fs_prefetch: { enable: true } });
     expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', config, prefetch_files: [] })).toEqual({ bootstrap: '/b.boot', blobDir: '/blobs', prefetch: true });
+    // nydusd's own prefetch list for the mount: those files instead of the image's table
+    expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', prefetch_files: ['/usr/bin', '/etc/passwd'] })).toEqual({ bootstrap: '/b.boot', prefetch: true, prefetchFiles: ['/usr/bin', '/etc/passwd'] });
     const registry = JSON.stringify({ device: { backend: { type: 'registry', config: { scheme: 'http', skip_verify: true } } } });
     expect(parseMountSpec({ target: 'r/x:y', config: registry })).toEqual({ target: 'r/x:y', plainHttp: true, insecure: true });
     // the snapshotter's per-image config names the image's repository: the bootstrap's blobs come from there
@@ -49,7 +51,8 @@ describe('parseMountSpec', () => {
     [{ bootstrap: '/b', config: '{}' }, /mount\.config: expected a nydusd config/],
     [{ bootstrap: '/b', config: '{"device":' }, /mount\.config: not JSON/],
     [{ bootstrap: '/b', config: JSON.stringify({ device: { backend: { type: 'oss', config: {} } } }) }, /mount\.config\.device\.backend\.type: backend "oss"/],
-    [{ bootstrap: '/b', prefetch_files: ['/usr/bin/node'] }, /prefetch_files: a mount's own prefetch list is not served here/],
+    [{ bootstrap: '/b', prefetch_files: ['usr/bin/node'] }, /mount\.prefetch_files\[0\]: expected an absolute path/],
+    [{ bootstrap: '/b', prefetch_files: '/usr/bin/node' }, /mount\.prefetch_files: expected a list/],
     [{ bootstrap: '/b', config: JSON.stringify({ device: { backend: { type: 'registry', config: { host: 'reg.example', repo: 'UPPER CASE' } } } }) }, /mount\.config \(registry host\/repo\)/],
     [{ bootstrap: 'a\0b' }, /non-empty string/],
     [{ target: 'r/x', trace: 'trace.json' }, /trace: expected an absolute path/],

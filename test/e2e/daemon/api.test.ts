@@ -267,6 +267,19 @@ describe('nydusify-ts daemon --prefetch', () => {
     d.child.kill('SIGTERM');
     await new Promise((r) => d.child.once('exit', r));
   }, 40_000);
+
+  it('--prefetch-files (nydusd\'s): fetches those files of an image with no prefetch list before they are read', async () => {
+    const d = await startDaemon('prefetch-files', ['--target', BUSYBOX, '--prefetch-files', '/bin/busybox', '/no/such/file']);
+    await waitFor(async () => /^nydusify_prefetch_done\{mountpoint="\/"\} 1$/m.test(await d.client.metrics()), 'prefetch done', 20_000, 100);
+    const before = await d.client.metrics();
+    expect(sample(before, 'nydusify_prefetch_chunks_total{mountpoint="/"}')).toBeGreaterThan(0);
+    expect(readFileSync(p('prefetch-files', 'bin', 'busybox')).equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
+    const after = await d.client.metrics();
+    expect(sample(after, 'nydusify_backend_requests_total')).toBe(sample(before, 'nydusify_backend_requests_total'));
+    expect(sample(after, 'nydusify_cache_chunk_misses_total')).toBe(0);
+    d.child.kill('SIGTERM');
+    await new Promise((r) => d.child.once('exit', r));
+  }, 40_000);
 });
 
 describe('nydusify-ts daemon API, reference parsing', () => {
