@@ -26,7 +26,7 @@ import { log } from '../util/log.js';
 import type { DaemonConfig, MountSpec } from './config.js';
 import type { WorkerImage } from './fuse/worker.js';
 import { HotPages, type StorePages } from './hot-pages.js';
-import { allChunks, nidsOfPaths, Prefetcher, prefetchListChunks, type PrefetchStats } from './prefetch.js';
+import { allChunks, nidsOfPaths, Prefetcher, type PrefetchHooks, prefetchListChunks, type PrefetchStats } from './prefetch.js';
 import { ProgramPrefetch } from './program-prefetch.js';
 import { type FilePlace, TraceRecorder } from './trace-recorder.js';
 
@@ -101,11 +101,12 @@ export class ImageMount {
   /** Opens (and for a registry image, connects) what `spec` names, without serving it yet. */
   static async open(name: string, slot: number, spec: MountSpec, ctx: MountContext): Promise<ImageMount> {
     const { registry } = ctx.config;
+    // the daemon's registry settings, with the mount's own overrides
+    const access = { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure };
     const blobRepository = spec.blobRepository ?? ctx.config.blobRepository;
     if (spec.bootstrap !== undefined && spec.blobDir === undefined && blobRepository !== undefined) {
       // nydusd's way with a registry backend: the bootstrap here, its blobs in a repository, lazily
       const { connectBootstrap } = await import('../image/remote.js');
-      const access = { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure };
       return ImageMount.lazily(name, slot, spec, ctx, connectBootstrap(readFileSync(spec.bootstrap), blobRepository, access));
     }
     if (spec.bootstrap !== undefined) {
@@ -125,7 +126,7 @@ export class ImageMount {
     // loaded when first needed: a daemon serving local images never pays for the registry client
     const { connectNydusImage } = await import('../image/remote.js');
     const cache = await ctx.cache();
-    const remote = await connectNydusImage(spec.target!, { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure }, spec.upToLayer, new BuiltBootstraps(cache.dir), ctx.config.fetch.hotRegion, spec.platform);
+    const remote = await connectNydusImage(spec.target!, access, spec.upToLayer, new BuiltBootstraps(cache.dir), ctx.config.fetch.hotRegion, spec.platform);
     return ImageMount.lazily(name, slot, spec, ctx, remote);
   }
 
@@ -194,12 +195,22 @@ export class ImageMount {
     this.programPrefetch()?.started(nid);
   }
 
+  /** Background fetches through the cache, recorded as prefetch (a lazily served mount's). */
+  private prefetchHooks(): PrefetchHooks {
+    const { cache } = this.lazy!;
+    const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
+    return {
+      isCached: (ref) => cache.isCached(blobOf(ref), ref),
+      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'prefetch')),
+      demand: this.ctx.demand,
+    };
+  }
+
   /** The program prefetcher of a lazily served mount (none when fetch.execPrefetch is 0), made on first use. */
   private programPrefetch(): ProgramPrefetch | undefined {
     const max = this.ctx.config.fetch.execPrefetch;
     if (!this.lazy || max === 0) return undefined;
     if (this.programs) return this.programs;
-    const { cache } = this.lazy;
     const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
     // an optimized image's prefetch table lists the files its traced start read: the hot region has their start
     const traced = this.hasHotRegion() ? new Set(this.rafs.prefetchNids) : new Set<number>();
@@ -210,11 +221,7 @@ export class ImageMount {
         .map(async (s) => (await this.ask(blobOf(s.chunk), s.chunk, 'prefetch')).subarray(s.start, s.start + s.length)))),
       prefetch: (refs) => {
         // not yielding to demand: the start's own misses are what this runs beside; it keeps the link busy between them
-        const prefetch = new Prefetcher({
-          isCached: (ref) => cache.isCached(blobOf(ref), ref),
-          fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'prefetch')),
-          demand: this.ctx.demand,
-        }, { streams: EXEC_PREFETCH_STREAMS, yieldToDemand: false });
+        const prefetch = new Prefetcher(this.prefetchHooks(), { streams: EXEC_PREFETCH_STREAMS, yieldToDemand: false });
         this.execPrefetches.add(prefetch);
         prefetch.start(refs);
         void prefetch.finished().then(() => this.execPrefetches.delete(prefetch));
@@ -299,17 +306,12 @@ export class ImageMount {
   /** Starts the background prefetch (registry images only). */
   startPrefetch(): void {
     if (!this.lazy || this.prefetcher) return;
-    const { cache, tables } = this.lazy;
+    const { tables } = this.lazy;
     // an optimized image's prefetch list names whole files (for other readers of the image); what
     // of them a start touches is the hot region, already streaming: the rest would only compete
     const hot = this.hotRegion !== undefined;
     if (hot && !this.ctx.config.prefetch.all) return;
-    const blobOf = (ref: ChunkRef): BlobInfo => this.rafs.blobs[ref.blobIndex]!;
-    this.prefetcher = new Prefetcher({
-      isCached: (ref) => cache.isCached(blobOf(ref), ref),
-      fetch: async (ref) => void (await this.fetchRef(blobOf(ref), ref, 'prefetch')),
-      demand: this.ctx.demand,
-    }, { bandwidth: this.ctx.config.prefetch.bandwidth });
+    this.prefetcher = new Prefetcher(this.prefetchHooks(), { bandwidth: this.ctx.config.prefetch.bandwidth });
     const rest = this.ctx.config.prefetch.all ? allChunks(this.rafs, tables) : [];
     if (hot) this.prefetcher.start(this.hotRegion!.finished().then(() => []), rest);
     else if (this.spec.prefetchFiles) this.prefetcher.start(prefetchListChunks(this.rafs, nidsOfPaths(this.rafs, this.spec.prefetchFiles)), rest);

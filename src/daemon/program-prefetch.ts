@@ -1,6 +1,6 @@
 // A program's start, fetched ahead (exec-prefetch.ts says what of a program's file a start reads).
-// When execve misses a chunk of a file (the kernel marks its reads FMODE_EXEC; a plain read of the
-// same file is not a start), the file's ELF header is read and its start ranges are fetched in the
+// When execve reads a file (the kernel marks its reads FMODE_EXEC; a plain read of the same file is
+// not a start), the file's ELF header is read and its start ranges are fetched in the
 // background; then its interpreter and libraries are found in the image as the loader would
 // find them (the interpreter's path; DT_NEEDED names in DT_RUNPATH/DT_RPATH, then the default
 // directories of the program's machine; symlinks followed) and treated the same way, each library
@@ -20,7 +20,6 @@ const MAX_STRING = 4096;
 const STRINGS_WINDOW = 64 << 10;
 /** Symlinks followed resolving one path (the kernel's limit). */
 const MAX_LINKS = 40;
-
 
 export interface ProgramHooks {
   rafs: RafsImage;
@@ -44,7 +43,7 @@ export class ProgramPrefetch {
    */
   constructor(private readonly hooks: ProgramHooks, private readonly maxBytes: number, private readonly minBytes = 0) {}
 
-  /** File `nid` is being started: execve (or the program, mapping itself) missed a chunk of it. */
+  /** File `nid` is being started: execve (or the program, mapping itself) read it. */
   started(nid: number): void {
     if (this.seen.has(nid)) return;
     this.program(nid).catch((err: Error) => log.debug('a program\'s start could not be fetched ahead', { nid, error: err.message }));
@@ -63,16 +62,14 @@ export class ProgramPrefetch {
     const ranges = elfStartRanges(head, this.hooks.rafs.inode(nid).size);
     if (!ranges) return;
     const interp = elfInterpreter(head);
-    const started = [...(interp === undefined ? [] : [interp]), ...await this.libraries(nid, head)]
-      .map((path) => this.resolve(path))
-      .filter((lib): lib is number => lib !== undefined)
-      .map((lib) => this.program(lib));
+    const interpNid = interp === undefined ? undefined : this.resolve(interp);
+    const started = [...(interpNid === undefined ? [] : [interpNid]), ...await this.libraries(nid, head)].map((lib) => this.program(lib));
     if (ranges.reduce((sum, [start, end]) => sum + end - start, 0) >= this.minBytes) this.hooks.prefetch(this.chunksOf(nid, ranges));
     await Promise.all(started);
   }
 
-  /** Paths of the libraries the program needs (DT_NEEDED), found as the loader finds them. */
-  private async libraries(nid: number, head: Buffer): Promise<string[]> {
+  /** The libraries the program needs (DT_NEEDED), found as the loader finds them. */
+  private async libraries(nid: number, head: Buffer): Promise<number[]> {
     const dynamic = elfDynamic(head);
     if (!dynamic) return [];
     const strings = dynamic.parse(await this.hooks.read(nid, dynamic.offset, dynamic.size));
@@ -80,7 +77,8 @@ export class ProgramPrefetch {
     if (offsets.length === 0) return [];
     // the names lie close together in the string table as a rule: one read for all of them then
     const first = Math.min(...offsets);
-    const window = Math.max(...offsets) - first + MAX_STRING <= STRINGS_WINDOW ? await this.hooks.read(nid, first, Math.max(...offsets) - first + MAX_STRING) : undefined;
+    const span = Math.max(...offsets) - first + MAX_STRING;
+    const window = span <= STRINGS_WINDOW ? await this.hooks.read(nid, first, span) : undefined;
     const text = async (offset: number): Promise<string> => {
       const b = window ? window.subarray(offset - first, offset - first + MAX_STRING) : await this.hooks.read(nid, offset, MAX_STRING);
       const end = b.indexOf(0);
@@ -89,9 +87,12 @@ export class ProgramPrefetch {
     const [names, runpaths] = await Promise.all([Promise.all(strings.needed.map(text)), Promise.all(strings.runpaths.map(text))]);
     const dirs = [...runpaths.flatMap((r) => r.split(':')).filter((d) => d.startsWith('/')), ...defaultLibraryDirs(head)];
     return names.flatMap((name) => {
-      if (name.includes('/')) return [name];
-      const dir = dirs.find((d) => this.resolve(`${d}/${name}`) !== undefined);
-      return dir === undefined ? [] : [`${dir}/${name}`];
+      const candidates = name.includes('/') ? [name] : dirs.map((d) => `${d}/${name}`);
+      for (const path of candidates) {
+        const lib = this.resolve(path);
+        if (lib !== undefined) return [lib];
+      }
+      return [];
     });
   }
 
