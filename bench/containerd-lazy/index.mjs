@@ -27,6 +27,7 @@
 //   - ours-block: the same with `snapshotter --fs-driver block --recover-policy failover` (the lower
 //     dir is the kernel's EROFS on the daemon's flat image file)
 // BENCH_SNAP_LOG=PREFIX keeps the logs of each run of ours (PREFIX-N.log, PREFIX-N-daemons/);
+// BENCH_TIMELINE=1 prints each run's pull and run start and end times (wall clock, as in the logs);
 // BENCH_SNAP_NODE_ARGS adds node flags to the snapshotter's process (a --cpu-prof, say).
 // --rows picks some of them (comma-separated keys; default all). Medians of --runs (default 3),
 // interleaved. Ratio = ours ÷ baseline; targets ≤ 0.5× stargz and ≤ 0.15× full pull, for both of
@@ -76,6 +77,8 @@ const nsLog = () => [join(DIR, 'logs', 'ns-registry.log'), join(process.env.E2E_
 const env = { ...process.env, E2E_STARGZ_NO_PREFETCH: '0', E2E_DIR: DIR, E2E_DELAY_MS: DELAY_MS, E2E_RATE: RATE, E2E_EXTRA_SNAPSHOTTERS: `nydusify-ts=${SNAP_SOCK}`, CONTAINERD_ADDRESS: join(DIR, 'containerd', 'containerd.sock') };
 
 const now = () => performance.now() / 1000;
+/** Wall-clock time of a now() reading, to line up with the logs. */
+const wall = (t) => new Date(performance.timeOrigin + t * 1000).toISOString().slice(11, 23);
 const median = (xs) => {
   const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -266,6 +269,7 @@ async function timed(pull, snapshotter, ref) {
   const pulled = now() - t0;
   await ctr(['run', '--rm', ...(snapshotter ? ['--snapshotter', snapshotter] : []), ref, id, ...CMD]);
   const total = now() - t0;
+  if (process.env.BENCH_TIMELINE) console.error(`timeline ${id}: pull ${wall(t0)} → ${wall(t0 + pulled)}, run → ${wall(t0 + total)}`);
   return { pull: pulled, run: total - pulled, total, registryBytes: registryBytes(from) };
 }
 

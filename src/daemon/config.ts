@@ -84,6 +84,12 @@ export interface MountSpec {
   prefetch?: boolean;
   /** Absolute paths fetched in the background instead of the image's prefetch list (nydusd's prefetch_files). */
   prefetchFiles?: string[];
+  /**
+   * Absolute paths fetched as the image is mounted, beside its hot region if it has one: a
+   * snapshotter names the files a container runtime reads as it makes a container (its user and
+   * group lookups), which come before anything of the image runs.
+   */
+  runtimeFiles?: string[];
   /** os/arch[/variant] to mount from a multi-platform image (default linux/amd64). */
   platform?: string;
   /** Per-image overrides of the daemon's registry settings. */
@@ -243,15 +249,17 @@ export function loadDaemonConfig(path: string): DaemonConfig {
  */
 export function parseMountSpec(value: unknown): MountSpec {
   const where = 'mount';
-  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'platform']);
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'platform', 'runtimeFiles']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
   const prefetchFiles = pathList(o.prefetch_files, `${where}.prefetch_files`);
+  const runtimeFiles = pathList(o.runtimeFiles, `${where}.runtimeFiles`);
   const bootstrap = str(o, 'bootstrap', where) ?? str(o, 'source', where);
   const upstream = mountConfig(o, where);
   const spec: MountSpec = {
     target: str(o, 'target', where), bootstrap, blobDir: str(o, 'blobDir', where) ?? upstream.blobDir, blobRepository: bootstrap === undefined ? undefined : upstream.blobRepository,
     prefetch: bool(o, 'prefetch', where) ?? (prefetchFiles.length > 0 ? true : upstream.prefetch.enable), prefetchFiles: prefetchFiles.length > 0 ? prefetchFiles : undefined,
+    runtimeFiles: runtimeFiles.length > 0 ? runtimeFiles : undefined,
     plainHttp: bool(o, 'plainHttp', where) ?? upstream.registry.plainHttp, insecure: bool(o, 'insecure', where) ?? upstream.registry.insecure,
     upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where), platform: str(o, 'platform', where),
   };

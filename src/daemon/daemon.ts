@@ -233,6 +233,7 @@ export class Daemon {
       }
       // the hot region needs no FUSE: it streams while the workers start
       if (this.opts.config.fetch.hotRegion) mount.startHotRegion();
+      mount.startRuntimeFiles();
       try {
         if (early) this.serveImage(await early, mount);
         else if (this.opts.mode === 'dedicated') await this.startSession([mount]);

@@ -19,7 +19,7 @@ import { type ConnectedNydusImage, hotRegions } from '../image/remote.js';
 import { chunkKey } from '../rafs/chunk.js';
 import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
-import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { type BlobInfo, type ChunkRef, S_IFMT, S_IFREG } from '../rafs/tree.js';
 import { type FetchKind, serializeAccessTrace } from '../trace/access-trace.js';
 import { writeAtomically } from '../util/files.js';
 import { log } from '../util/log.js';
@@ -354,6 +354,21 @@ export class ImageMount {
     });
   }
 
+  /**
+   * Fetches the mount's runtime files (MountSpec.runtimeFiles: what a container runtime reads as it
+   * makes a container) now: those reads come before anything of the image runs, each would
+   * otherwise be a round trip of its own. A file's first RUNTIME_FILE_BYTES at most.
+   */
+  startRuntimeFiles(): void {
+    if (!this.lazy || !this.spec.runtimeFiles) return;
+    const refs = new Map<number, ChunkRef>();
+    for (const nid of nidsOfPaths(this.rafs, this.spec.runtimeFiles)) {
+      if ((this.rafs.inode(nid).mode & S_IFMT) !== S_IFREG) continue;
+      for (const { chunk } of this.rafs.chunksForRange(nid, 0, RUNTIME_FILE_BYTES)) refs.set(chunkKey(chunk.blobIndex, chunk.ciIndex), chunk);
+    }
+    for (const ref of refs.values()) this.ask(this.rafs.blobs[ref.blobIndex]!, ref, 'prefetch').catch(() => undefined);
+  }
+
   /** The kernel was given file `nid` as node `nodeid`: the hot pages of it that arrived are pushed. */
   entered(nid: number, nodeid: number): void {
     this.hotPages?.entered(nid, nodeid);
@@ -401,6 +416,9 @@ const EXEC_PREFETCH_STREAMS = 2;
 
 /** Runs of the hot region in flight at once: enough to keep the link busy while a run is verified. */
 const HOT_REGION_STREAMS = 3;
+
+/** The most of one runtime file (fetch.runtimeFiles) fetched at mount: a user database, not an image's worth. */
+const RUNTIME_FILE_BYTES = 1 << 20;
 
 /** How long after its hot region has arrived a mount holds the pages of files nobody looked up. */
 const HOT_PAGES_HELD_MS = 30_000;

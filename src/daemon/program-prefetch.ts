@@ -52,7 +52,7 @@ export class ProgramPrefetch {
   /**
    * If file `nid` is an ELF program: its interpreter and libraries, then its start ranges. The loader
    * reads the dynamic section and opens the libraries before any of the program's code runs, so
-   * those are asked for first, on a link not yet shared with the program's code.
+   * those are asked for first, and the program's code once they are in.
    */
   private async program(nid: number): Promise<void> {
     if (this.seen.has(nid)) return;
@@ -63,9 +63,11 @@ export class ProgramPrefetch {
     if (!ranges) return;
     const interp = elfInterpreter(head);
     const interpNid = interp === undefined ? undefined : this.resolve(interp);
-    const started = [...(interpNid === undefined ? [] : [interpNid]), ...await this.libraries(nid, head)].map((lib) => this.program(lib));
+    const needed = [...(interpNid === undefined ? [] : [interpNid]), ...await this.libraries(nid, head)];
+    // every library is in before the program's own code is asked for: the loader maps and relocates
+    // them all before that code runs, and the link would otherwise be split between the two
+    await Promise.all(needed.map((lib) => this.program(lib)));
     if (ranges.reduce((sum, [start, end]) => sum + end - start, 0) >= this.minBytes) this.hooks.prefetch(this.chunksOf(nid, ranges));
-    await Promise.all(started);
   }
 
   /** The libraries the program needs (DT_NEEDED), found as the loader finds them. */

@@ -4,7 +4,8 @@
 // daemon given those flags. A dedicated daemon is a process per image, and node loading our module
 // graph is a quarter of a second on the path of every container start; a spare has done it before.
 import { createServer } from 'node:http';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { log } from '../util/log.js';
 import { HttpError, listenOwnerOnly, readBody } from './api.js';
 import { DEFAULT_CONFIG } from './config.js';
@@ -26,6 +27,45 @@ export const ASSIGN_PATH = '/api/v1/spare/assign';
 const MAX_BODY = 16 << 10;
 /** How often a spare looks whether its manager is gone (then nobody will ever assign it). */
 const ORPHAN_CHECK_MS = 1000;
+/**
+ * A waiting spare's niceness. A spare is started as the one before it is assigned, which is when an
+ * image is pulled and its container starts: the CPU it takes loading (a third of a second) is
+ * theirs. At 10 it has a tenth of a busy CPU's share, so on a loaded node it still comes up well
+ * within its start timeout. Only a manager that can give the priority back (root) lowers it.
+ */
+export const SPARE_NICENESS = 10;
+
+/** Whether this process may lower its niceness again (raise its priority) once it has raised it. */
+export const canRestorePriority = (): boolean => process.getuid?.() === 0;
+
+/**
+ * Sets the niceness of every thread of this process (Linux's niceness is per thread: threads made
+ * later take their maker's). Best effort: a thread may be gone, a lower niceness may be refused.
+ */
+function setProcessNiceness(niceness: number): void {
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    tids = [String(process.pid)];
+  }
+  for (const tid of tids) {
+    try {
+      setPriority(Number(tid), niceness);
+    } catch {
+      // gone, or not allowed: it keeps the niceness it had
+    }
+  }
+}
+
+/** The manager's niceness (0 if it cannot be read). */
+function managerNiceness(manager: number): number {
+  try {
+    return getPriority(manager);
+  } catch {
+    return 0;
+  }
+}
 
 /** The assignment in a request body; an error says what is wrong with it. */
 export function parseAssignment(text: string): SpareAssignment {
@@ -49,6 +89,9 @@ export function parseAssignment(text: string): SpareAssignment {
  * says which it is, because one that dies while this process loads would otherwise go unnoticed.
  */
 export async function waitForAssignment(socket: string, manager: number): Promise<SpareAssignment> {
+  // the manager lowered the main thread's priority as it started this process: the threads made before that too
+  const lowered = canRestorePriority();
+  if (lowered) setProcessNiceness(SPARE_NICENESS);
   const orphaned = setInterval(() => {
     if (process.ppid === manager) return;
     log.info('spare daemon: its manager is gone, exiting');
@@ -77,6 +120,8 @@ export async function waitForAssignment(socket: string, manager: number): Promis
     listenOwnerOnly(server, socket).then(() => log.info('spare daemon ready', { pid: process.pid, socket }), fail);
   });
   clearInterval(orphaned);
+  // serving now: at the manager's priority (the workers made at mount take the main thread's)
+  if (lowered) setProcessNiceness(managerNiceness(manager));
   rmSync(socket, { force: true });
   log.info('spare daemon assigned', { id: assignment.id, mountpoint: assignment.mountpoint, mode: assignment.mode });
   return assignment;

@@ -98,7 +98,10 @@ export class RafsImage {
   readonly superblock: ErofsSuperblock;
   readonly extSuperblock: RafsExtSuperblock;
   private readonly metaStart: number;
-  private chunkInfos: Map<number, ChunkRef> | undefined;
+  /** Where each chunk info table entry is, by (blob index, CI index): read once, without decoding the entries. */
+  private chunkPlaces: Map<number, number> | undefined;
+  /** Chunk info table entries decoded (and checked) so far, by (blob index, CI index). */
+  private readonly chunkInfos = new Map<number, ChunkRef>();
   /** Parsed directory blocks by position, least recently used first. */
   private readonly direntBlocks = new Map<number, Dirent[]>();
 
@@ -335,12 +338,11 @@ export class RafsImage {
   private chunkRange(file: Located, chunkSize: number, first: number, last: number): ChunkRef[] {
     const base = alignUp(file.tailOffset, CHUNK_INDEX_SIZE);
     checkRange(this.buf.length, base, Math.ceil(file.info.size / chunkSize) * CHUNK_INDEX_SIZE, 'chunk index array');
-    const table = this.chunkTable();
     const chunks: ChunkRef[] = [];
     for (let i = first; i < last; i++) {
       const at = base + i * CHUNK_INDEX_SIZE;
       const index = decodeChunkIndex(this.buf, at);
-      const info = table.get(chunkKey(index.blobIndex, index.ciIndex));
+      const info = this.chunkInfo(chunkKey(index.blobIndex, index.ciIndex));
       if (info === undefined) throw new RafsFormatError('chunk index', at, `blob ${index.blobIndex} chunk ${index.ciIndex} is not in the chunk info table`);
       if (index.blockAddr * this.blockSize !== info.uncompressedOffset) throw new RafsFormatError('chunk index', at, `block address ${index.blockAddr} disagrees with the chunk info table`);
       const blobChunkSize = this.blobs[info.blobIndex]!.chunkSize;
@@ -357,27 +359,43 @@ export class RafsImage {
    * a time: a caller may pause between them.
    */
   *chunkInfoTable(): Generator<ChunkRef> {
-    for (const chunk of this.chunkInfos?.values() ?? this.decodeChunkTable()) yield { ...chunk };
+    for (const [key, at] of this.chunkTable()) yield { ...this.decodedChunkInfo(key, at) };
   }
 
-  /** The chunk info table keyed by (blob index, CI index), decoded once. */
-  private chunkTable(): Map<number, ChunkRef> {
-    if (!this.chunkInfos) for (const _ of this.decodeChunkTable());
-    return this.chunkInfos!;
+  /** The table entry of chunk `key` (blob index, CI index), decoded and checked when first asked for. */
+  private chunkInfo(key: number): ChunkRef | undefined {
+    const info = this.chunkInfos.get(key);
+    if (info !== undefined) return info;
+    const at = this.chunkTable().get(key);
+    return at === undefined ? undefined : this.decodedChunkInfo(key, at);
   }
 
-  /** Decodes and checks the chunk info table entry by entry; the whole table is kept for chunkTable. */
-  private *decodeChunkTable(): Generator<ChunkRef> {
+  private decodedChunkInfo(key: number, at: number): ChunkRef {
+    let info = this.chunkInfos.get(key);
+    if (info === undefined) this.chunkInfos.set(key, (info = this.checkedChunkInfo(at)));
+    return info;
+  }
+
+  /**
+   * Where each entry of the chunk info table is, keyed by (blob index, CI index), found once: only
+   * the two keys of each entry are read here (a file's first read decodes just the entries it needs,
+   * not a table of tens of thousands), but a key given twice is refused for the whole table.
+   */
+  private chunkTable(): Map<number, number> {
+    if (this.chunkPlaces) return this.chunkPlaces;
     const { chunkTableOffset, chunkTableSize } = this.extSuperblock;
-    const table = new Map<number, ChunkRef>();
-    for (let at = chunkTableOffset; at < chunkTableOffset + chunkTableSize; at += CHUNK_INFO_SIZE) {
-      const chunk = this.checkedChunkInfo(at);
-      const key = chunkKey(chunk.blobIndex, chunk.ciIndex);
-      if (table.has(key)) throw new RafsFormatError('chunk info', at, `duplicate entry for blob ${chunk.blobIndex} chunk ${chunk.ciIndex}`);
-      table.set(key, chunk);
-      yield chunk;
+    const places = new Map<number, number>();
+    for (let at = chunkTableOffset; at + CHUNK_INFO_SIZE <= chunkTableOffset + chunkTableSize; at += CHUNK_INFO_SIZE) {
+      const blobIndex = this.buf.readUInt32LE(at + 32);
+      const ciIndex = this.buf.readUInt32LE(at + 72);
+      if (blobIndex >= this.blobs.length) failChunkInfo(at, `blob index ${blobIndex} is not in the blob table`);
+      if (ciIndex >= 2 ** 24) failChunkInfo(at, `CI index ${ciIndex} does not fit 24 bits`);
+      const key = chunkKey(blobIndex, ciIndex);
+      if (places.has(key)) failChunkInfo(at, `duplicate entry for blob ${blobIndex} chunk ${ciIndex}`);
+      places.set(key, at);
     }
-    this.chunkInfos = table;
+    this.chunkPlaces = places;
+    return places;
   }
 
   /** One chunk info table entry, checked against its blob and the format's limits. */

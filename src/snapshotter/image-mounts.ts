@@ -20,6 +20,12 @@ import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
 import { StargzWarmup } from './stargz-warmup.js';
 
+/**
+ * What containerd (and CRI) read of an image's tree as it makes a container, before anything of the
+ * image runs: the user and group lookups of the container's process (its user, additional groups).
+ */
+const CONTAINER_RUNTIME_FILES = ['/etc/passwd', '/etc/group'];
+
 export type RecoverPolicy = 'restart' | 'failover';
 /** fuse: the daemon's FUSE tree is the lower dir; block: the kernel's EROFS on the daemon's flat image file is. */
 export type FsDriver = 'fuse' | 'block';
@@ -135,12 +141,15 @@ export class ImageMounts {
 
   /**
    * The image from its registry; the files on its prefetch list (if it has one) fetched in the
-   * background. An eStargz chain is the image's layers up to the chain's top layer. Its trace is
-   * recorded unless one is kept already.
+   * background, and the files containerd reads to make a container at once. An eStargz chain is
+   * the image's layers up to the chain's top layer. Its trace is recorded unless one is kept already.
    */
   private async spec(name: string, remote: RemoteLayer): Promise<MountSpec> {
     const trace = this.traceFile(name);
-    return { target: remote.ref, prefetch: true, ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }) };
+    return {
+      target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES,
+      ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }),
+    };
   }
 
   /** Where the image's access trace is kept (`name` is nameOf's: safe as a file name). */

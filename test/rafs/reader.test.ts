@@ -126,6 +126,29 @@ describe('RafsImage on a written sample', () => {
   const sample = sampleImage();
   const image = RafsImage.open(writeBootstrap(sample.bootstrap));
 
+  it('decodes a chunk info entry when a file first needs it: a bad one fails its files only, a key given twice fails all', () => {
+    const files = [...image.walk()].filter((e) => (e.inode.mode & 0o170000) === S_IFREG && !e.seen && image.chunks(e.nid).length > 0);
+    const key = (nid: number): string => `${image.chunks(nid)[0]!.blobIndex}/${image.chunks(nid)[0]!.ciIndex}`;
+    const [a, b] = [files[0]!.nid, files.find((e) => key(e.nid) !== key(files[0]!.nid))!.nid];
+    const { chunkTableOffset, chunkTableSize } = image.extSuperblock;
+    const entryOf = (buf: Buffer, nid: number): number => {
+      const { blobIndex, ciIndex } = image.chunks(nid)[0]!;
+      for (let at = chunkTableOffset; at < chunkTableOffset + chunkTableSize; at += 80) if (buf.readUInt32LE(at + 32) === blobIndex && buf.readUInt32LE(at + 72) === ciIndex) return at;
+      throw new Error(`no entry for chunk ${ciIndex} of blob ${blobIndex}`);
+    };
+    const bad = Buffer.from(writeBootstrap(sample.bootstrap));
+    bad.writeUInt32LE(0xffffffff, entryOf(bad, a) + 44); // uncompressed size
+    const badImage = RafsImage.open(bad);
+    expect(badImage.chunks(b)).toEqual(image.chunks(b));
+    expect(() => badImage.chunks(a)).toThrow(/exceeds the chunk size/);
+    expect(() => [...badImage.chunkInfoTable()]).toThrow(/exceeds the chunk size/);
+    const twice = Buffer.from(writeBootstrap(sample.bootstrap));
+    const [first, second] = [entryOf(twice, a), entryOf(twice, b)];
+    twice.copy(twice, second + 32, first + 32, first + 36); // b's first chunk takes a's key
+    twice.copy(twice, second + 72, first + 72, first + 76);
+    expect(() => RafsImage.open(twice).chunks(b)).toThrow(/duplicate entry/);
+  });
+
   it('finds every entry of a 5000-entry directory by bisection', () => {
     const big = image.lookup(image.root, 'big')!;
     const names = [...sample.bootstrap.root.children!.get('big')!.children!.keys()];

@@ -17,6 +17,7 @@ import {
   recordedSpares, registryLogOffset, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
 } from '../../snapshotter/env.js';
 import { isRunning } from '../../../src/daemon/process-identity.js';
+import { SPARE_NICENESS } from '../../../src/daemon/spare.js';
 
 const DEBIAN = `${REGISTRY}/debian-ml:snap-e2e-nydus`;
 /** DEBIAN optimized for `node -e 1` (optimize --run: traced under our daemon, no container). */
@@ -25,6 +26,12 @@ const BUSYBOX = `${REGISTRY}/busybox:snap-e2e-nydus`;
 const PLAIN = `${REGISTRY}/busybox:latest`;
 const root = mkdtempSync(`${E2E_DIR}-root-`);
 let sn: SnapshotterProcess;
+
+/** The distinct niceness values of a process's threads (field 19 of /proc/PID/task/TID/stat). */
+const threadNiceness = (pid: number): number[] => [...new Set(readdirSync(`/proc/${pid}/task`).map((tid) => {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}))];
 
 /** Whether a spare daemon has said it is ready (its log, until it is assigned). */
 const spareReady = (): boolean => {
@@ -110,6 +117,8 @@ describe('snapshotter with containerd', () => {
     // the image's daemon will be the spare started ahead of need
     await waitFor(() => recordedSpares(root).length === 1 && spareReady(), 'a spare daemon', 20_000, 100);
     const spare = recordedSpares(root)[0]!.pid!;
+    // a spare waits at a low priority (every thread of it), and serves at the snapshotter's once assigned
+    expect(threadNiceness(spare)).toEqual([SPARE_NICENESS]);
     const from = registryLogOffset();
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, DEBIAN]);
     expect(pull.code, pull.stderr).toBe(0);
@@ -118,6 +127,7 @@ describe('snapshotter with containerd', () => {
     const started = await runIn(DEBIAN, 'lazy', ['/bin/sh', '-c', 'echo started']);
     expect(started.stdout.trim()).toBe('started');
     expect(daemonStarts()).toContain(spare);
+    expect(threadNiceness(spare)).toEqual([0]);
     // and another spare stands by
     await waitFor(() => recordedSpares(root).some((x) => x.pid !== spare) && spareReady(), 'the next spare daemon', 20_000, 100);
     const atStart = registryBlobBytes(from, all);
@@ -172,6 +182,10 @@ describe('snapshotter with containerd', () => {
     const busybox = first.trace.files.findIndex((f) => f.path === '/bin/busybox');
     expect(busybox, JSON.stringify(first.trace.files)).toBeGreaterThanOrEqual(0);
     expect(first.trace.reads.some((x) => x.file === busybox)).toBe(true);
+    // what containerd reads to make the container (user and group lookups) is fetched as the image is mounted: those reads hit
+    const runtimeFiles = ['/etc/passwd', '/etc/group'].map((path) => first.trace.files.findIndex((f) => f.path === path));
+    expect(first.trace.reads.some((x) => runtimeFiles.includes(x.file))).toBe(true);
+    expect(first.trace.reads.filter((x) => runtimeFiles.includes(x.file) && x.miss)).toEqual([]);
     const bytes = readFileSync(file!);
     const mtime = statSync(file!).mtimeMs;
     const again = await runIn(BUSYBOX, 'bb2', ['echo', 'again']);
@@ -183,8 +197,9 @@ describe('snapshotter with containerd', () => {
   it('keeps running containers working across a snapshotter kill -9 and restart; new ones start; no spare daemon outlives its snapshotter', async () => {
     await mustCtr(['run', '-d', '--snapshotter', SNAPSHOTTER, DEBIAN, 'hold', 'sleep', '600']);
     const daemonsBefore = recordedDaemons(root).map((d) => d.pid);
+    // a spare taken is replaced a few seconds later (spare-daemons.ts)
+    await waitFor(() => recordedSpares(root).length === 1, 'a spare daemon', 20_000, 100);
     const spares = recordedSpares(root);
-    expect(spares.length).toBe(1);
     await stopSnapshotter('SIGKILL');
     // an orphaned spare exits by itself (nobody would ever assign it)
     await waitFor(() => !isRunning(spares[0]), 'the orphaned spare to exit', 5_000, 100);
