@@ -44,6 +44,34 @@ const SOURCES = [
       'v5-bootstrap-file-size-736032.tar.gz': [296733, '9ae243a895395b420c2357310080d7dcc7388c01a282b2c4b74c4a289ef9b05d'],
     },
   },
+  // the sample configs upstream ships: a nydusd or snapshotter config of a user moving over loads as it is (test/e2e/daemon/upstream-configs.test.ts)
+  {
+    repo: 'dragonflyoss/nydus',
+    commit: '34e6071e556aca39ad5b400d69a609797f879e55',
+    from: 'misc/configs',
+    to: 'nydus/configs',
+    files: {
+      'nydusd-blob-cache-entry-configuration-v2.toml': [4399, 'e56c0f3fb03a28fb2728ca9be42aaa66747566dc948955c35b4d3c9f62d92b0d'],
+      'nydusd-blob-cache-entry.toml': [4423, '97265584367be04c10ecab7723f7155190a7c8680a05a54503ab486e2e49742e'],
+      'nydusd-boostrap-blob-cache-entry.json': [337, '612397bbf9006fa06becdf89a2e7faede4a199b529971977a3d8580040e6ba4e'],
+      'nydusd-config-v2.toml': [5435, '6b0a9b892aeb086b5226a5d73476b171f73e8302c1dfeb60d890380bf5d0c2df'],
+      'nydusd-config.json': [596, '0879b224846471d7bbb9ba9cbe923a02751619eda47341ae277a5e2371e0a130'],
+    },
+  },
+  {
+    repo: 'containerd/nydus-snapshotter',
+    commit: 'a7a1f071c194c3cb88eee5656a8e78783d0b0351',
+    from: 'misc/snapshotter',
+    to: 'nydus/snapshotter-configs',
+    files: {
+      'config.toml': [6779, '38bfd1c0db6d6f926d35802bc3c0051ee2ffa0bf7d3eb76942b1bf0edfc551e5'],
+      'config-proxy.toml': [496, 'c952f3f3b2be98986117850eb361845a5cfabf254900a89b1e65e03efc50d4f6'],
+      'config-blockdev.toml': [1515, '4c9a7c8aaad5228552d947c212a00e96ca15351189f1bac19188ce4d980511d8'],
+      'nydusd-config.fusedev.json': [467, 'bc8dc08f6889186bb5fb0a235448c4843301c333ec7367fcbc75921e9b683f3d'],
+      'nydusd-config-localfs.json': [412, 'ec74052e9e75a04a5bcd6b1e10e066bf7cf44e14efb8e7bf3bd02a8c09e480cd'],
+      'nydusd-config.fscache.json': [285, 'bbdcf2c98b7a857b620522c2c39c5b40b3fec3b0017f1703fb80a0c225abe1fc'],
+    },
+  },
 ];
 
 const TIMEOUT_MS = 60_000;

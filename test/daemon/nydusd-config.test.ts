@@ -130,6 +130,15 @@ describe('nydusd configs', () => {
     expect(c.registry).toEqual(DEFAULT_CONFIG.registry);
   });
 
+  it('reads a localfs dir given beside blob_file (nydusd would read the one file) and says so; keys upstream reads nowhere are ignored', () => {
+    const { ours, ignored } = nydusdToOurs({
+      version: 2, backend: { type: 'localfs', localfs: { blob_file: '/tmp/nydus.blob.data', dir: '/tmp' } },
+      cache: { type: 'filecache', enable_encryption: true, filecache: { work_dir: '/c', enable_encryption: false } },
+    });
+    expect(ours).toMatchObject({ blobDir: '/tmp', cacheDir: '/c' });
+    expect(ignored).toEqual(['backend.localfs.blob_file (the blobs are read from dir, by their ids)', 'cache.enable_encryption']);
+  });
+
   it('refuses what would make the daemon do something other than asked, naming the key', () => {
     const bad = (config: unknown, message: RegExp) => expect(() => parseDaemonConfig(config, 'c.json')).toThrow(message);
     bad({ device: { backend: { type: 'oss', config: {} } } }, /c\.json\.device\.backend\.type: backend "oss" is not one this daemon has/);
@@ -142,6 +151,9 @@ describe('nydusd configs', () => {
     bad({ device: { backend: { type: 'registry', config: { mirrors: [{ host: 'mirror.example' }] } } } }, /mirrors\[0\]\.host: expected a URL/);
     bad({ device: { backend: { type: 'registry', config: { retry_limit: -1 } } } }, /retry_limit: expected a number/);
     bad({ device: 'registry' }, /c\.json\.device: expected an object/);
+    bad({ device: { backend: { type: 'registry', config: {} }, cache: { type: 'blobcache', config: { work_dir: '/c', enable_encryption: true } } } }, /device\.cache\.config\.enable_encryption: an encrypted cache is not kept here/);
+    bad({ type: 'bootstrap', id: 'b', domain_id: 'd', config: { backend_type: 'localfs', cache_type: 'fscache' } }, /c\.json: a blob cache entry of nydusd's fscache mode \(type "bootstrap"\), not a daemon config/);
+    bad({ type: 'blob', config_v2: { version: 2 } }, /a blob cache entry of nydusd's fscache mode \(type "blob"\)/);
     expect(() => parseDaemonConfig({ device: { backend: { type: 'oss', config: {} } } })).toThrow(ConfigError);
   });
 

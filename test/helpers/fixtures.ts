@@ -26,6 +26,20 @@ export function fixturesRoot(): string {
   return root;
 }
 
+/**
+ * Path of an upstream fixture file from the first root that has it (the shared fixtures may predate
+ * the sample configs, which `npm run fixtures` also fetches); undefined when none has it.
+ */
+export function fixtureFile(...parts: string[]): string | undefined {
+  return candidates.map((dir) => join(dir, 'nydus', ...parts)).find((path) => existsSync(path));
+}
+
+/** A test of fixture file `parts` (its path given): skipped, with the reason in its name, where no root has it. */
+export function itFixtureFile(parts: string[], name: string, fn: (path: string) => unknown, timeout?: number): void {
+  const path = fixtureFile(...parts);
+  it.skipIf(path === undefined)(path === undefined ? `${name} (${FIXTURES_MISSING})` : name, () => fn(path!), timeout);
+}
+
 /** Path of an upstream Nydus fixture, e.g. nydusFixture('bootstrap', 'rafs-v6-2.2.boot'). */
 export function nydusFixture(...parts: string[]): string {
   return join(fixturesRoot(), 'nydus', ...parts);

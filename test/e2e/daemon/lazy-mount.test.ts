@@ -16,6 +16,10 @@ import { diffManifests, treeManifest } from '../../helpers/trees.js';
 import { type Daemon, ourMounts, startDaemon as startMountDaemon, stopWithStats, waitMounted, cleanUp } from '../../helpers/daemon.js';
 import { runAsync } from '../../helpers/run.js';
 import { BOOTSTRAP_PATH } from '../../../src/registry/nydus-layers.js';
+import { loadDaemonConfig } from '../../../src/daemon/config.js';
+import { snapshotterSettings } from '../../../src/snapshotter/snapshotter-config.js';
+import { parse as parseToml } from 'smol-toml';
+import { itFixtureFile } from '../../helpers/fixtures.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';
@@ -162,3 +166,48 @@ describe('nydusify-ts mount --target (lazy loading from a registry)', () => {
     expect(stats.chunks).toBeGreaterThan(0);
   }, 120_000);
 });
+
+// upstream's own sample configs, as they ship (scripts/fixtures.mjs fetches them at pinned commits)
+describe('upstream sample configs', () => {
+  // the registry ones are a host's: its https scheme and /var/lib cache directory are overridden by the flags
+  for (const [dir, name] of [['configs', 'nydusd-config.json'], ['snapshotter-configs', 'nydusd-config.fusedev.json']] as const) {
+    itFixtureFile([dir, name], `mounts debian-ml from the registry with ${dir}/${name}`, async (path) => {
+      const { d } = await readThrough(['--target', TARGET, '--config', path, '--plain-http', '--cache-dir', p(`cache-${name}`)], p(`mnt-${name}`));
+      expect(d.stderr()).toMatch(/nydusd config keys that change nothing here, ignored/);
+    }, 60_000);
+  }
+
+  itFixtureFile(['configs', 'nydusd-config-v2.toml'], 'loads nydus\'s v2 sample: its localfs dir, filecache work_dir, prefetch', (path) => {
+    expect(loadDaemonConfig(path)).toMatchObject({ blobDir: '/tmp', cacheDir: '.', prefetch: { enable: true, bandwidth: 10_000_000 } });
+  });
+
+  itFixtureFile(['snapshotter-configs', 'nydusd-config-localfs.json'], 'loads nydus-snapshotter\'s localfs sample', (path) => {
+    expect(loadDaemonConfig(path).blobDir).toBe('/var/lib/containerd/io.containerd.snapshotter.v1.nydus/cache/');
+  });
+
+  itFixtureFile(['configs', 'nydusd-blob-cache-entry-configuration-v2.toml'], 'refuses nydus\'s v2 sample whose file cache is encrypted, and loads it clear', (path) => {
+    expect(() => loadDaemonConfig(path)).toThrow(/cache\.filecache\.enable_encryption: an encrypted cache is not kept here/);
+    const clear = p('configuration-v2-clear.toml');
+    writeFileSync(clear, readFileSync(path, 'utf8').replace(/^enable_encryption = true$/m, 'enable_encryption = false'));
+    expect(loadDaemonConfig(clear)).toMatchObject({ blobDir: '/tmp', cacheDir: '.' });
+  });
+
+  for (const [dir, name] of [['configs', 'nydusd-blob-cache-entry.toml'], ['configs', 'nydusd-boostrap-blob-cache-entry.json'], ['snapshotter-configs', 'nydusd-config.fscache.json']] as const) {
+    itFixtureFile([dir, name], `refuses ${dir}/${name}: a blob cache entry of fscache mode`, (path) => {
+      expect(() => loadDaemonConfig(path)).toThrow(/a blob cache entry of nydusd's fscache mode \(type "bootstrap"\), not a daemon config/);
+    });
+  }
+
+  itFixtureFile(['snapshotter-configs', 'config.toml'], 'takes nydus-snapshotter\'s config.toml: the keys that apply, the rest reported', (path) => {
+    const settings = snapshotterSettings(parseToml(readFileSync(path, 'utf8')), path);
+    expect(settings).toMatchObject({ daemonMode: 'dedicated', recoverPolicy: 'failover', fsDriver: 'fuse', daemonConfig: '/etc/nydus/nydusd-config.fusedev.json', threads: 4 });
+    expect(settings.ignored).toContain('cgroup');
+  });
+
+  for (const name of ['config-proxy.toml', 'config-blockdev.toml']) {
+    itFixtureFile(['snapshotter-configs', name], `refuses nydus-snapshotter's ${name}: no daemons (Kata's proxy and block modes)`, (path) => {
+      expect(() => snapshotterSettings(parseToml(readFileSync(path, 'utf8')), path)).toThrow(/daemon_mode: "none" is not served here/);
+    });
+  }
+});
+
