@@ -95,6 +95,8 @@ export interface MountSpec {
   /** Per-image overrides of the daemon's registry settings. */
   plainHttp?: boolean;
   insecure?: boolean;
+  /** Credentials for the target's registry (a snapshotter's pull secret), over the daemon's own. */
+  auth?: { username: string; password: string };
   /**
    * A stargz-family image only: serve its layers up to and including this one (a layer digest), the
    * tree a snapshotter's chain ending in that layer must show.
@@ -147,6 +149,15 @@ function registryAuth(value: unknown, where: string): NonNullable<RegistryAccess
   if (registryToken !== undefined && username === undefined && password === undefined) return { ...on, registryToken };
   if (registryToken !== undefined || username === undefined || password === undefined) throw new ConfigError(`${where}: expected username and password, or registryToken`);
   return { ...on, username, password };
+}
+
+/** A mount's credentials for its target's registry: a user and password. */
+function mountAuth(value: unknown, where: string): NonNullable<MountSpec['auth']> {
+  const o = object(value, where, ['username', 'password']);
+  const username = str(o, 'username', where);
+  const password = str(o, 'password', where);
+  if (!username || !password) throw new ConfigError(`${where}: expected username and password`);
+  return { username, password };
 }
 
 /** `{key: value}`, or nothing when the value is undefined. */
@@ -249,7 +260,7 @@ export function loadDaemonConfig(path: string): DaemonConfig {
  */
 export function parseMountSpec(value: unknown): MountSpec {
   const where = 'mount';
-  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'platform', 'runtimeFiles']);
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'platform', 'runtimeFiles', 'auth']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
   const prefetchFiles = pathList(o.prefetch_files, `${where}.prefetch_files`);
@@ -262,7 +273,9 @@ export function parseMountSpec(value: unknown): MountSpec {
     runtimeFiles: runtimeFiles.length > 0 ? runtimeFiles : undefined,
     plainHttp: bool(o, 'plainHttp', where) ?? upstream.registry.plainHttp, insecure: bool(o, 'insecure', where) ?? upstream.registry.insecure,
     upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where), platform: str(o, 'platform', where),
+    auth: o.auth === undefined ? undefined : mountAuth(o.auth, `${where}.auth`),
   };
+  if (spec.auth !== undefined && spec.target === undefined) throw new ConfigError(`${where}.auth: credentials go with target`);
   if (spec.platform !== undefined && (spec.target === undefined || !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(spec.platform))) throw new ConfigError(`${where}.platform: os/arch[/variant], with target`);
   if (spec.trace !== undefined && !isAbsolute(spec.trace)) throw new ConfigError(`${where}.trace: expected an absolute path`);
   if (spec.upToLayer !== undefined && (spec.target === undefined || !/^sha256:[0-9a-f]{64}$/.test(spec.upToLayer))) throw new ConfigError(`${where}.upToLayer: a sha256 layer digest, with target`);

@@ -147,7 +147,7 @@ export class ImageMounts {
   private async spec(name: string, remote: RemoteLayer): Promise<MountSpec> {
     const trace = this.traceFile(name);
     return {
-      target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES,
+      target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES, ...(remote.auth ? { auth: remote.auth } : {}),
       ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }),
     };
   }

@@ -18,6 +18,9 @@ export const Label = {
   NYDUS_BOOTSTRAP: Annotation.NYDUS_BOOTSTRAP,
   /** An eStargz layer's TOC digest (containerd passes the layer annotation on). */
   STARGZ_TOC_DIGEST: TOC_DIGEST_ANNOTATION,
+  /** nydus-snapshotter's pull secret: the user and password of the image's registry (a Kubernetes image pull secret's, say). */
+  PULL_USERNAME: 'containerd.io/snapshot/pullusername',
+  PULL_SECRET: 'containerd.io/snapshot/pullsecret',
 } as const;
 
 /** containerd's own limit: a label's key and value together at most 4096 bytes. */
@@ -72,6 +75,8 @@ export interface RemoteLayer {
    * blob; stargz: an eStargz layer, whose chain is the image's layers up to it (served merged).
    */
   role: 'bootstrap' | 'blob' | 'stargz';
+  /** The image registry's credentials, from the pull secret labels: over any the snapshotter has for that host. */
+  auth?: { username: string; password: string };
 }
 
 /** The remote layer the labels describe, or undefined for an ordinary layer. */
@@ -83,5 +88,17 @@ export function remoteLayer(labels: Record<string, string>): RemoteLayer | undef
   if (ref === undefined || digest === undefined) return undefined;
   if (ref.length > MAX_REF_LENGTH || !REFERENCE.test(ref)) throw new InvalidArgumentError(`image reference label ${JSON.stringify(ref.slice(0, 128))} is not a reference`);
   if (!DIGEST.test(digest)) throw new InvalidArgumentError(`layer digest label ${JSON.stringify(digest.slice(0, 128))} is not a sha256 digest`);
-  return { ref, digest, role };
+  const auth = pullSecret(labels);
+  return { ref, digest, role, ...(auth ? { auth } : {}) };
+}
+
+/** The pull secret labels' credentials: both or neither (one alone is refused, rather than a pull without them). */
+function pullSecret(labels: Record<string, string>): RemoteLayer['auth'] {
+  const username = labels[Label.PULL_USERNAME];
+  const password = labels[Label.PULL_SECRET];
+  if (username === undefined && password === undefined) return undefined;
+  if (!username || !password) throw new InvalidArgumentError(`the pull secret labels go together: ${Label.PULL_USERNAME} and ${Label.PULL_SECRET}, neither empty`);
+  // a user name is the part before the first colon of basic credentials
+  if (username.includes(':')) throw new InvalidArgumentError(`label ${Label.PULL_USERNAME}: a user name has no colon`);
+  return { username, password };
 }

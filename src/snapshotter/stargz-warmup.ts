@@ -74,7 +74,7 @@ export class StargzWarmup {
    * while the TOCs are still being read.
    */
   async servable(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): Promise<void> {
-    await this.using(remote.ref, async (image) => {
+    await this.using(remote, async (image) => {
       const { manifest } = await image.opened;
       const layer = manifest.layers.find((l) => l.digest === remote.digest);
       if (!layer) throw new Error(`${remote.ref} has no layer ${remote.digest}`);
@@ -104,7 +104,7 @@ export class StargzWarmup {
     const commit = new Promise<void>((resolve) => (committed = resolve));
     if (beforeCommit) this.commits.set(name, committed);
     else committed();
-    void this.using(remote.ref, (image) => this.warm(image, remote, locked, onTop, commit))
+    void this.using(remote, (image) => this.warm(image, remote, locked, onTop, commit))
       .catch((err: Error) => log.warn('eStargz warm-up failed (the daemon builds the bootstrap itself)', { ref: remote.ref, layer: remote.digest, error: err.message }))
       .finally(() => {
         locked();
@@ -125,9 +125,10 @@ export class StargzWarmup {
     clearTimeout(timer);
   }
 
-  /** Runs `fn` with the image's pull state, opened if need be and let go once idle. */
-  private async using<T>(ref: string, fn: (image: PulledImage) => Promise<T>): Promise<T> {
-    const image = this.images.get(ref) ?? this.open(ref);
+  /** Runs `fn` with the pull state of the layer's image, opened if need be and let go once idle. */
+  private async using<T>(remote: RemoteLayer, fn: (image: PulledImage) => Promise<T>): Promise<T> {
+    const { ref } = remote;
+    const image = this.images.get(ref) ?? this.open(remote);
     clearTimeout(image.idle);
     image.users++;
     try {
@@ -143,8 +144,9 @@ export class StargzWarmup {
     }
   }
 
-  private open(ref: string): PulledImage {
-    const client = registryClientFor(ref, this.access);
+  /** The image's registry connection: with the layer's pull secret, if its labels gave one. */
+  private open({ ref, auth }: RemoteLayer): PulledImage {
+    const client = registryClientFor(ref, auth ? { ...this.access, auth } : this.access);
     const opened = (async () => {
       const { store, reference } = await openImageStore({ kind: 'registry', ...parseReference(ref) }, client);
       return { store, manifest: (await resolveImage(store, reference)).manifest.parsed, read: storeModelReader(store) };

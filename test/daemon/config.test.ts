@@ -41,6 +41,8 @@ describe('parseMountSpec', () => {
     const repo = JSON.stringify({ device: { backend: { type: 'registry', config: { scheme: 'https', host: 'reg.example', repo: 'team/app' } } } });
     expect(parseMountSpec({ source: '/b.boot', fs_type: 'rafs', config: repo })).toEqual({ bootstrap: '/b.boot', blobRepository: 'reg.example/team/app', plainHttp: false });
     expect(parseMountSpec({ target: 'r/x:y', trace: '/var/traces/x.json' })).toEqual({ target: 'r/x:y', trace: '/var/traces/x.json' });
+    // a snapshotter's: the pull secret of the image's registry, and the files containerd reads first
+    expect(parseMountSpec({ target: 'r/x:y', auth: { username: 'u', password: 'p' }, runtimeFiles: ['/etc/passwd'] })).toEqual({ target: 'r/x:y', auth: { username: 'u', password: 'p' }, runtimeFiles: ['/etc/passwd'] });
   });
 
   it.each([
@@ -57,6 +59,10 @@ describe('parseMountSpec', () => {
     [{ bootstrap: 'a\0b' }, /non-empty string/],
     [{ target: 'r/x', trace: 'trace.json' }, /trace: expected an absolute path/],
     [{ target: 'r/x', trace: 7 }, /trace: expected a non-empty string/],
+    [{ bootstrap: '/b', auth: { username: 'u', password: 'p' } }, /mount\.auth: credentials go with target/],
+    [{ target: 'r/x', auth: { username: 'u' } }, /mount\.auth: expected username and password/],
+    [{ target: 'r/x', auth: { username: 'u', password: 'p', registryToken: 't' } }, /unknown key "registryToken"/],
+    [{ target: 'r/x', runtimeFiles: ['etc/passwd'] }, /mount\.runtimeFiles\[0\]: expected an absolute path/],
   ])('refuses %j', (value, message) => {
     expect(() => parseMountSpec(value)).toThrow(message);
   });

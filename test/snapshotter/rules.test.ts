@@ -20,6 +20,15 @@ describe('labels', () => {
     expect(remoteLayer({ [Label.NYDUS_BLOB]: 'false', [Label.STARGZ_REF]: 'r.io/a:b', [Label.STARGZ_DIGEST]: D })).toBeUndefined();
   });
 
+  it('takes the image registry\'s credentials from nydus-snapshotter\'s pull secret labels, both or neither', () => {
+    const layer = { [Label.NYDUS_BOOTSTRAP]: 'true', [Label.CRI_REF]: '127.0.0.1:5003/a/b:t', [Label.CRI_DIGEST]: D };
+    expect(remoteLayer({ ...layer, [Label.PULL_USERNAME]: 'u', [Label.PULL_SECRET]: 'p:w' })).toEqual({ ref: '127.0.0.1:5003/a/b:t', digest: D, role: 'bootstrap', auth: { username: 'u', password: 'p:w' } });
+    expect(() => remoteLayer({ ...layer, [Label.PULL_USERNAME]: 'u' })).toThrow(/the pull secret labels go together/);
+    expect(() => remoteLayer({ ...layer, [Label.PULL_SECRET]: 'p' })).toThrow(/the pull secret labels go together/);
+    expect(() => remoteLayer({ ...layer, [Label.PULL_USERNAME]: '', [Label.PULL_SECRET]: 'p' })).toThrow(/neither empty/);
+    expect(() => remoteLayer({ ...layer, [Label.PULL_USERNAME]: 'a:b', [Label.PULL_SECRET]: 'p' })).toThrow(/a user name has no colon/);
+  });
+
   it('refuses malformed refs and digests instead of mounting them', () => {
     expect(() => remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: 'a b', [Label.STARGZ_DIGEST]: D })).toThrow(InvalidArgumentError);
     expect(() => remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: `r.io/${'a'.repeat(2000)}`, [Label.STARGZ_DIGEST]: D })).toThrow(InvalidArgumentError);

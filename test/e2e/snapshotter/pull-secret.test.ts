@@ -1,0 +1,115 @@
+// A private image through the snapshotter with the credentials of nydus-snapshotter's pull secret
+// labels (containerd.io/snapshot/pullusername and pullsecret, as a Kubernetes node's client sets them
+// on the pull's Prepare calls). Needs root, /dev/fuse and the e2e registries: busybox is converted
+// into the basic-auth registry (docker-registry with an htpasswd: nothing anonymous); our snapshotter runs
+// with no docker config at all, and is driven over its gRPC socket as containerd drives it: each layer
+// prepared with its remote labels (committed at once), then a container's snapshot on top, whose
+// overlay is mounted by the kernel and read. Without the labels the same image cannot be mounted,
+// and nothing is left behind.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Label } from '../../../src/snapshotter/labels.js';
+import { snapshotsService } from '../../../src/snapshotter/service.js';
+import { cliAsync, repoRoot } from '../../helpers/cli.js';
+import { runAsync } from '../../helpers/run.js';
+import { killLeftovers, sleep } from '../../snapshotter/env.js';
+
+const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
+const PRIVATE_REGISTRY = '127.0.0.1:5001';
+const TARGET = `${PRIVATE_REGISTRY}/busybox:pull-secret-test`;
+const USER = 'testuser';
+const PASSWORD = 'testpass';
+const work = mkdtempSync(join(tmpdir(), 'nydusify-pull-secret-'));
+const p = (...parts: string[]) => join(work, ...parts);
+const root = p('root');
+const socket = p('snapshotter.sock');
+
+type Call = (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+let client: grpc.Client & Record<string, Call>;
+let snapshotter: ReturnType<typeof spawn>;
+let log = '';
+const mounted: string[] = [];
+
+const call = <T>(method: string, req: unknown): Promise<T> => new Promise((done, fail) => client[method]!(req, (err, res) => (err ? fail(err) : done(res as T))));
+
+/** The image's layers, read with the test's own credentials (the registry gives nothing without). */
+async function layers(): Promise<{ digest: string; annotations?: Record<string, string> }[]> {
+  const url = `http://${PRIVATE_REGISTRY}/v2/busybox/manifests/pull-secret-test`;
+  const accept = 'application/vnd.oci.image.manifest.v1+json';
+  expect((await fetch(url, { headers: { accept } })).status).toBe(401);
+  const res = await fetch(url, { headers: { authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`, accept } });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { layers: { digest: string; annotations?: Record<string, string> }[] }).layers;
+}
+
+/**
+ * Prepares the image's layers as containerd's unpacker does for a remote snapshotter (each one
+ * committed at once: ALREADY_EXISTS), under chain names starting with `chain`; returns the top one.
+ */
+async function pullRemotely(chain: string, extra: Record<string, string>): Promise<string> {
+  let parent = '';
+  for (const [i, layer] of (await layers()).entries()) {
+    const role = layer.annotations?.[Label.NYDUS_BOOTSTRAP] === 'true' ? Label.NYDUS_BOOTSTRAP : Label.NYDUS_BLOB;
+    const name = `${chain}-${i}`;
+    const labels = { [Label.TARGET]: name, [role]: 'true', [Label.STARGZ_REF]: TARGET, [Label.STARGZ_DIGEST]: layer.digest, ...extra };
+    await expect(call('Prepare', { key: `extract-${i} ${name}`, parent, labels })).rejects.toMatchObject({ code: grpc.status.ALREADY_EXISTS });
+    parent = name;
+  }
+  return parent;
+}
+
+beforeAll(async () => {
+  // the conversion's credentials: a docker config of the test's own, never the snapshotter's
+  const dockerConfig = p('docker');
+  mkdirSync(dockerConfig);
+  writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [PRIVATE_REGISTRY]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }));
+  await Promise.all([
+    cliAsync(['convert', '--source', '127.0.0.1:5000/busybox:latest', '--target', TARGET, '--plain-http'], { env: { DOCKER_CONFIG: dockerConfig } }),
+    runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:busybox`, p('bundle')]),
+  ]);
+  mkdirSync(p('no-docker-config'));
+  snapshotter = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', socket, '--root', root, '--plain-http'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, DOCKER_CONFIG: p('no-docker-config'), NYDUSIFY_LOG_LEVEL: 'info' },
+  });
+  snapshotter.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  for (const deadline = Date.now() + 30_000; !log.includes('"snapshotter ready"'); await sleep(50)) {
+    if (snapshotter.exitCode !== null || Date.now() > deadline) throw new Error(`snapshotter did not start: ${log}`);
+  }
+  const Client = grpc.makeGenericClientConstructor(snapshotsService, 'Snapshots');
+  client = new Client(`unix://${socket}`, grpc.credentials.createInsecure()) as typeof client;
+}, 120_000);
+
+afterAll(async () => {
+  for (const m of mounted) await runAsync('umount', [m]).catch(() => undefined);
+  client?.close();
+  snapshotter?.kill('SIGTERM');
+  await new Promise((r) => (snapshotter?.exitCode === null ? snapshotter.once('exit', r) : r(undefined)));
+  await killLeftovers(root);
+  rmSync(work, { recursive: true, force: true });
+}, 60_000);
+
+describe('pull secret labels', () => {
+  it('cannot mount the private image without them, and leaves nothing behind', async () => {
+    const top = await pullRemotely('plain', {});
+    await expect(call('Prepare', { key: 'ctr-plain', parent: top, labels: {} })).rejects.toMatchObject({ message: expect.stringMatching(/mounting 127\.0\.0\.1:5001\/busybox:pull-secret-test/) });
+    await expect(call('Stat', { key: 'ctr-plain' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  }, 60_000);
+
+  it('mounts it lazily with the credentials they give, for the container on top', async () => {
+    const top = await pullRemotely('secret', { [Label.PULL_USERNAME]: USER, [Label.PULL_SECRET]: PASSWORD });
+    const { mounts } = await call<{ mounts: { type: string; source: string; options: string[] }[] }>('Prepare', { key: 'ctr-secret', parent: top, labels: {} });
+    expect(mounts[0]!.type).toBe('overlay');
+    const at = p('rootfs');
+    mkdirSync(at);
+    await runAsync('mount', ['-t', 'overlay', 'overlay', '-o', mounts[0]!.options.join(','), at]);
+    mounted.push(at);
+    expect(readFileSync(join(at, 'bin', 'busybox')).equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
+    // the password is the snapshot's (containerd keeps labels too), and in no log
+    expect(log).not.toContain(PASSWORD);
+  }, 60_000);
+});
