@@ -1,12 +1,14 @@
 // A private image through the snapshotter with the credentials of nydus-snapshotter's pull secret
 // labels (containerd.io/snapshot/pullusername and pullsecret, as a Kubernetes node's client sets them
 // on the pull's Prepare calls). Needs root, /dev/fuse and the e2e registries: busybox is converted
-// into the basic-auth registry (docker-registry with an htpasswd: nothing anonymous); our snapshotter runs
-// with no docker config at all, and is driven over its gRPC socket as containerd drives it: each layer
-// prepared with its remote labels (committed at once), then a container's snapshot on top, whose
-// overlay is mounted by the kernel and read. Without the labels the same image cannot be mounted,
+// into the basic-auth registry (docker-registry with an htpasswd: nothing anonymous; the token-auth one
+// of the e2e setup allows anonymous pulls, and its plain-HTTP realm on another port would not be sent
+// a password by our client unless declared plain HTTP too). Our snapshotter runs with no docker config
+// at all, and is driven over its gRPC socket as containerd drives it: each layer prepared with its
+// remote labels (committed at once), then a container's snapshot on top, whose overlay the kernel
+// mounts and a program of the image runs in. Without the labels the same image cannot be mounted,
 // and nothing is left behind.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,6 +111,7 @@ describe('pull secret labels', () => {
     await runAsync('mount', ['-t', 'overlay', 'overlay', '-o', mounts[0]!.options.join(','), at]);
     mounted.push(at);
     expect(readFileSync(join(at, 'bin', 'busybox')).equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
+    expect(execFileSync('chroot', [at, '/bin/busybox', 'echo', 'runs'], { encoding: 'utf8' }).trim()).toBe('runs');
     // the password is the snapshot's (containerd keeps labels too), and in no log
     expect(log).not.toContain(PASSWORD);
   }, 60_000);
