@@ -5,14 +5,16 @@ import type { Compressor } from '../rafs/tree.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { log } from '../util/log.js';
 import { ProgressGroup } from '../util/progress.js';
-import { chunkSizeOption, compressorOption, parseChunkSize, readPrefetchPatterns, writeJson } from './options.js';
+import { chunkSizeOption, compressorOption, parseChunkSize, readPrefetchPatterns, withSwitchEnv, writeJson } from './options.js';
 import { clientForReferences } from '../registry/client.js';
 
 interface ConvertFlags {
   source: string;
   target: string;
-  platform?: string;
+  platform?: string[];
   allPlatforms?: boolean;
+  mergePlatform?: boolean;
+  withReferrer?: boolean;
   compressor: Compressor;
   chunkSize: number;
   fsVersion: string;
@@ -42,8 +44,10 @@ async function convert(flags: ConvertFlags): Promise<void> {
       sourceReference: source.reference,
       target: target.store,
       targetReference: target.reference,
-      platform: flags.platform,
+      platforms: flags.platform,
       allPlatforms: flags.allPlatforms,
+      mergePlatform: flags.mergePlatform,
+      withReferrer: flags.withReferrer,
       compressor: flags.compressor,
       // a kept layer's chunks carry sha256 digests (its TOC's), and one image has one digester
       digester: flags.keepStargz ? 'sha256' : 'blake3',
@@ -72,25 +76,40 @@ async function prefetchOf(flags: ConvertFlags): Promise<string[] | undefined> {
 }
 
 export function convertCommand(): Command {
-  return new Command('convert')
+  // nydusify's names for the flags it reads from the environment too
+  const command = new Command('convert')
     .description('convert an OCI image (registry or oci:DIR[:TAG]) to a Nydus image (RAFS v6)')
-    .requiredOption('--source <ref>', 'source image: host[:port]/repo[:tag][@digest] or oci:DIR[:TAG]')
-    .requiredOption('--target <ref>', 'target image, same forms')
-    .option('--platform <os/arch[/variant]>', 'platform to convert from a multi-platform source (default linux/amd64)')
+    .addOption(new Option('--source <ref>', 'source image: host[:port]/repo[:tag][@digest] or oci:DIR[:TAG]').env('SOURCE').makeOptionMandatory())
+    .addOption(new Option('--target <ref>', 'target image, same forms').env('TARGET').makeOptionMandatory())
+    .option('--platform <os/arch[/variant],…>', 'platforms to convert from a multi-platform source (default linux/amd64); more than one makes the target an index of them', parsePlatformList)
     .option('--all-platforms', 'convert every platform of a multi-platform source into a multi-platform target')
-    .addOption(compressorOption())
+    .option('--merge-platform', 'the target is an index of the source\'s manifests and the Nydus ones (os.features nydus.remoteimage.v1); the source image is copied to the target repository')
+    .option('--multi-platform', 'nydusify\'s other name for --merge-platform')
+    .option('--with-referrer', 'each Nydus manifest names its source manifest as its subject (an OCI referrer of it)')
+    .addOption(compressorOption().env('COMPRESSOR'))
     .addOption(chunkSizeOption())
-    .addOption(new Option('--fs-version <version>', 'RAFS version').default('6'))
+    .addOption(new Option('--fs-version <version>', 'RAFS version').default('6').env('FS_VERSION'))
     .option('--keep-stargz', 'keep eStargz / zstd:chunked layers as they are (served lazily through their TOC) and convert only the others; chunk digests are sha256')
     .option('--prefetch-patterns', 'read absolute paths to prefetch from stdin, one per line')
-    .option('--prefetch-dir <dir>', 'prefetch everything under this absolute directory (with --prefetch-patterns: both)')
-    .option('--fs-chunk-size <bytes>', 'nydusify\'s name for --chunk-size', parseChunkSize)
+    .addOption(new Option('--prefetch-dir <dir>', 'prefetch everything under this absolute directory (with --prefetch-patterns: both)').env('PREFETCH_DIR'))
+    .addOption(new Option('--fs-chunk-size <bytes>', 'nydusify\'s name for --chunk-size').argParser(parseChunkSize).env('FS_CHUNK_SIZE'))
     .option('--oci', 'make a Docker-typed source an OCI-typed target (manifest, config, layers)')
-    .option('--work-dir <dir>', 'where to keep layer blobs while converting (default: the temp dir)')
+    .addOption(new Option('--work-dir <dir>', 'where to keep layer blobs while converting (default: the temp dir)').env('WORK_DIR'))
     .option('--plain-http', 'talk plain HTTP to the registries (never chosen silently)')
     .option('--source-insecure', 'skip TLS verification for the source registry')
     .option('--target-insecure', 'skip TLS verification for the target registry')
-    .option('--push-retry-count <n>', 'retries of failed registry requests', (v) => Number.parseInt(v, 10), 3)
-    .option('--output-json <file>', 'write sizes, times and chunk/dedup stats as JSON')
-    .action(convert);
+    .addOption(new Option('--push-retry-count <n>', 'retries of failed registry requests').argParser((v) => Number.parseInt(v, 10)).default(3).env('PUSH_RETRY_COUNT'))
+    .addOption(new Option('--output-json <file>', 'write sizes, times and chunk/dedup stats as JSON').env('OUTPUT_JSON'))
+    .action((flags: ConvertFlags & { multiPlatform?: boolean }) => convert({ ...flags, mergePlatform: flags.mergePlatform || flags.multiPlatform }));
+  return withSwitchEnv(command, {
+    mergePlatform: 'MERGE_PLATFORM', withReferrer: 'WITH_REFERRER', oci: 'OCI', prefetchPatterns: 'PREFETCH_PATTERNS', plainHttp: 'PLAIN_HTTP',
+    sourceInsecure: 'SOURCE_INSECURE', targetInsecure: 'TARGET_INSECURE',
+  });
+}
+
+/** nydusify's comma-separated platforms. */
+function parsePlatformList(value: string): string[] {
+  const list = value.split(',').map((p) => p.trim());
+  if (list.some((p) => !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(p))) throw new InvalidArgumentError(`${JSON.stringify(value)}: expected os/arch[/variant], comma-separated`);
+  return list;
 }

@@ -1,7 +1,7 @@
 // Flag parsers and option sets shared by several commands.
 import { text } from 'node:stream/consumers';
 import { writeFile } from 'node:fs/promises';
-import { InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { assertChunkSize, DEFAULT_CHUNK_SIZE } from '../convert/chunker.js';
 
 // decimal or 0x-hex, as nydus-image takes --chunk-size
@@ -52,3 +52,25 @@ export async function writeJson(path: string | undefined, value: unknown): Promi
   if (path) await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
+
+/**
+ * nydusify's environment variables for a command's flags: `env` maps an option's attribute name to
+ * its variable. A variable is used only where the flag is not on the command line; a switch's value
+ * reads as Go's strconv.ParseBool does (nydusify's `OCI=false` is false), anything else is an error.
+ * Options that take a value use commander's own env support (Option.env) instead.
+ */
+export function withSwitchEnv(command: Command, env: Record<string, string>): Command {
+  return command.hook('preAction', (cmd) => {
+    for (const [key, name] of Object.entries(env)) {
+      const value = process.env[name];
+      if (value === undefined || cmd.getOptionValueSource(key) === 'cli') continue;
+      cmd.setOptionValueWithSource(key, parseGoBool(value, name), 'env');
+    }
+  });
+}
+
+function parseGoBool(value: string, name: string): boolean {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  throw new InvalidArgumentError(`${name}=${JSON.stringify(value)}: expected true or false`);
+}

@@ -14,9 +14,10 @@ import type { Bootstrap, Compressor, Digester } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
 import type { BlobContent } from '../registry/blob-content.js';
 import { MAX_CONFIG_BYTES, readBlob, type FetchedManifest, type ImageStore } from '../registry/image-store.js';
-import { MediaType, type Descriptor, type ImageIndex, type ImageManifest } from '../registry/media-types.js';
+import { MediaType, type Descriptor, type ImageIndex, type ImageManifest, type Platform } from '../registry/media-types.js';
 import { formatPlatform, parsePlatform, platformMatches } from '../registry/platform.js';
 import { isStargzLayer } from '../registry/stargz-layers.js';
+import { NYDUS_OS_FEATURE } from '../registry/nydus-layers.js';
 import { log } from '../util/log.js';
 import { noProgress, type ProgressSink } from '../util/progress.js';
 import { createLayer, type CreateResult } from './create.js';
@@ -28,9 +29,20 @@ export interface ConvertOptions {
   sourceReference?: string;
   target: ImageStore;
   targetReference?: string;
-  /** os/arch[/variant] to convert from an index (default linux/amd64), unless allPlatforms. */
-  platform?: string;
+  /**
+   * os/arch[/variant] of the images to convert from an index (default linux/amd64), unless
+   * allPlatforms; more than one makes the target an index of them.
+   */
+  platforms?: string[];
   allPlatforms?: boolean;
+  /**
+   * The target is an index holding the source's manifests and the Nydus ones, each Nydus one marked
+   * with the os.feature nydus.remoteimage.v1 (nydusify --merge-platform): runtimes without Nydus
+   * support take the first, ours the second. The source's manifests and blobs are copied to the target.
+   */
+  mergePlatform?: boolean;
+  /** Each Nydus manifest names the manifest it was converted from as its subject (an OCI referrer of it). */
+  withReferrer?: boolean;
   compressor: Compressor;
   /** Must be sha256 when stargz layers are kept: theirs is, and one image has one digester. */
   digester: Digester;
@@ -81,36 +93,48 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertReport>
   const workDir = await mkdtemp(join(opts.workDir ?? tmpdir(), 'nydusify-convert-'));
   try {
     const top = await opts.source.getManifest(opts.sourceReference);
-    if (top.kind === 'manifest') {
-      const built = await convertManifest(opts, top as ManifestOf, join(workDir, 'm0'));
-      const digest = await publish(opts.target, built, opts.targetReference);
-      return { digest, mediaType: built.mediaType, manifests: [{ ...built.report, digest }], seconds: elapsed(started) };
-    }
-    const entries = chosenEntries(top.parsed as ImageIndex, opts);
+    const sources: { manifest: ManifestOf; platform?: Platform }[] = top.kind === 'manifest'
+      ? [{ manifest: top as ManifestOf }]
+      : await Promise.all(chosenEntries(top.parsed as ImageIndex, opts).map(async (entry) => ({ manifest: await indexEntry(opts.source, entry), platform: entry.platform })));
     const built: Built[] = [];
-    for (const [i, entry] of entries.entries()) {
-      const manifest = await opts.source.getManifest(entry.digest);
-      if (manifest.kind !== 'manifest') throw new ConvertError(`${opts.source.name}: index entry ${entry.digest} is not an image manifest`);
-      built.push({ ...(await convertManifest(opts, manifest as ManifestOf, join(workDir, `m${i}`))), platform: entry.platform });
-    }
-    if (!opts.allPlatforms) {
+    for (const [i, source] of sources.entries()) built.push(await convertManifest(opts, source.manifest, join(workDir, `m${i}`), source.platform));
+    if (!opts.mergePlatform && built.length === 1 && !(top.kind === 'index' && opts.allPlatforms)) {
       const digest = await publish(opts.target, built[0]!, opts.targetReference);
       return { digest, mediaType: built[0]!.mediaType, manifests: [{ ...built[0]!.report, digest }], seconds: elapsed(started) };
     }
     const reports: ManifestReport[] = [];
     const descriptors: Descriptor[] = [];
+    if (opts.mergePlatform) {
+      for (const [i, { manifest }] of sources.entries()) descriptors.push({ ...(await copyManifest(opts.source, opts.target, manifest)), platform: built[i]!.platform });
+    }
     for (const b of built) {
       const digest = await publish(opts.target, b, undefined);
       reports.push({ ...b.report, digest });
-      descriptors.push({ mediaType: b.mediaType, digest, size: b.manifest.length, ...(b.platform ? { platform: b.platform } : {}) });
+      const platform = opts.mergePlatform ? { ...b.platform, 'os.features': [...(b.platform['os.features'] ?? []), NYDUS_OS_FEATURE] } : b.platform;
+      descriptors.push({ mediaType: b.mediaType, digest, size: b.manifest.length, platform });
     }
-    const indexType = !opts.oci && top.mediaType === MediaType.dockerManifestList ? MediaType.dockerManifestList : MediaType.ociIndex;
+    const indexType = !opts.oci && (top.mediaType === MediaType.dockerManifestList || top.mediaType === MediaType.dockerManifest) ? MediaType.dockerManifestList : MediaType.ociIndex;
     const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: descriptors }));
     const digest = await opts.target.putManifest(index, indexType, opts.targetReference);
     return { digest, mediaType: indexType, manifests: reports, seconds: elapsed(started) };
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+async function indexEntry(source: ImageStore, entry: Descriptor): Promise<ManifestOf> {
+  const manifest = await source.getManifest(entry.digest);
+  if (manifest.kind !== 'manifest') throw new ConvertError(`${source.name}: index entry ${entry.digest} is not an image manifest`);
+  return manifest as ManifestOf;
+}
+
+/** The source's manifest and its blobs in the target (mounted from the source where the registry can), by digest. */
+async function copyManifest(source: ImageStore, target: ImageStore, manifest: ManifestOf): Promise<Descriptor> {
+  await forEachLimited([manifest.parsed.config, ...manifest.parsed.layers], 3, async (blob) => {
+    await target.putBlob(blob, () => source.getBlob(blob.digest), { mountFrom: source });
+  });
+  const digest = await target.putManifest(manifest.bytes, manifest.mediaType);
+  return { mediaType: manifest.mediaType, digest, size: manifest.bytes.length };
 }
 
 type ManifestOf = FetchedManifest & { kind: 'manifest'; parsed: ImageManifest };
@@ -125,24 +149,30 @@ export interface PushableManifest {
 /** A converted manifest ready to push. */
 interface Built extends PushableManifest {
   report: Omit<ManifestReport, 'digest'>;
-  platform?: Descriptor['platform'];
+  /** Its index entry's platform, else its config's. */
+  platform: Platform;
 }
 
 const elapsed = (since: number): number => Math.round(performance.now() - since) / 1000;
 
+/** The index entries to convert: every image's (allPlatforms), or one per platform asked for, each once. */
 function chosenEntries(index: ImageIndex, opts: ConvertOptions): Descriptor[] {
-  const images = index.manifests.filter((m) => m.platform?.os !== 'unknown'); // attestation entries
+  // attestation entries, and Nydus manifests of an index merged before (their sources are beside them)
+  const images = index.manifests.filter((m) => m.platform?.os !== 'unknown' && !m.platform?.['os.features']?.includes(NYDUS_OS_FEATURE));
   if (opts.allPlatforms) return images;
-  const want = parsePlatform(opts.platform ?? 'linux/amd64');
-  const entry = images.find((m) => m.platform && platformMatches(want, m.platform));
-  if (!entry) {
-    const have = images.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ');
-    throw new ConvertError(`${opts.source.name}: no image for platform ${formatPlatform(want)} (the index has ${have})`);
-  }
-  return [entry];
+  const chosen = (opts.platforms?.length ? opts.platforms : ['linux/amd64']).map((p) => {
+    const want = parsePlatform(p);
+    const entry = images.find((m) => m.platform && platformMatches(want, m.platform));
+    if (!entry) {
+      const have = images.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ');
+      throw new ConvertError(`${opts.source.name}: no image for platform ${formatPlatform(want)} (the index has ${have})`);
+    }
+    return entry;
+  });
+  return [...new Set(chosen)];
 }
 
-async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: string): Promise<Built> {
+async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: string, entryPlatform?: Platform): Promise<Built> {
   const docker = !opts.oci && src.mediaType === MediaType.dockerManifest;
   const manifest = src.parsed;
   const config = JSON.parse((await readBlob(opts.source, manifest.config, MAX_CONFIG_BYTES)).toString('utf8')) as Record<string, unknown>;
@@ -162,13 +192,22 @@ async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: strin
   const configDescriptor: Descriptor = { mediaType: configType, digest: sha256Digest(newConfig), size: newConfig.length };
   const mediaType = docker ? MediaType.dockerManifest : MediaType.ociManifest;
   const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...layers.map((l) => l.blob.descriptor), bootLayer.descriptor] };
+  if (opts.withReferrer) out.subject = { mediaType: src.mediaType, digest: src.digest, size: src.bytes.length };
   if (manifest.annotations) out.annotations = manifest.annotations;
   return {
     mediaType,
+    platform: entryPlatform ?? configPlatform(config),
     manifest: Buffer.from(JSON.stringify(out)),
     blobs: [...layers.map((l) => l.blob), { descriptor: bootLayer.descriptor, content: bootLayer.blob }, { descriptor: configDescriptor, content: newConfig }],
     report: { layers: layers.map((l) => l.report), bootstrapSize: bootstrap.length },
   };
+}
+
+/** The platform an image config declares (os, architecture, variant). */
+function configPlatform(config: Record<string, unknown>): Platform {
+  const field = (k: string): string | undefined => (typeof config[k] === 'string' && config[k] !== '' ? config[k] as string : undefined);
+  const variant = field('variant');
+  return { os: field('os') ?? 'linux', architecture: field('architecture') ?? 'amd64', ...(variant ? { variant } : {}) };
 }
 
 /** One layer of the target: its model for the merge, its blob to push, its diff_id and report. */

@@ -6,6 +6,9 @@
 /** Media type of a Nydus data blob layer (also used inside Docker schema2 manifests). */
 export const NYDUS_BLOB_MEDIA_TYPE = 'application/vnd.oci.image.layer.nydus.blob.v1';
 
+/** The os.feature of a Nydus manifest beside an OCI one of the same platform in an index (nydusify --merge-platform; nydus-snapshotter looks for it). */
+export const NYDUS_OS_FEATURE = 'nydus.remoteimage.v1';
+
 export const Annotation = {
   NYDUS_BLOB: 'containerd.io/snapshot/nydus-blob',
   NYDUS_BOOTSTRAP: 'containerd.io/snapshot/nydus-bootstrap',

@@ -1,6 +1,7 @@
 // Choosing one image out of an index by `os/arch[/variant]`, with containerd's normalisation of the
 // common aliases (x86_64 = amd64, aarch64 = arm64, arm64 defaults to v8, arm to v7).
 import type { Descriptor, ImageIndex, Platform } from './media-types.js';
+import { NYDUS_OS_FEATURE } from './nydus-layers.js';
 
 export const DEFAULT_PLATFORM = 'linux/amd64';
 
@@ -47,11 +48,16 @@ export function listPlatforms(index: ImageIndex): { platform: string; descriptor
     .map((descriptor) => ({ platform: formatPlatform(descriptor.platform), descriptor }));
 }
 
-/** The index entry for `platform` (default linux/amd64); throws listing what the index has when none matches. */
+/**
+ * The index entry for `platform` (default linux/amd64), its Nydus manifest where it has one beside
+ * an OCI one; throws listing what the index has when none matches.
+ */
 export function selectPlatform(index: ImageIndex, platform: string | Platform = DEFAULT_PLATFORM): Descriptor {
   const want = typeof platform === 'string' ? parsePlatform(platform) : platform;
   const offered = listPlatforms(index);
-  const match = offered.find((entry) => platformMatches(want, entry.descriptor.platform));
+  // an index merged with its Nydus manifests (convert --merge-platform) offers each platform twice: ours is the Nydus one
+  const matches = offered.filter((entry) => platformMatches(want, entry.descriptor.platform));
+  const match = matches.find((entry) => entry.descriptor.platform['os.features']?.includes(NYDUS_OS_FEATURE)) ?? matches[0];
   if (!match) {
     const list = offered.map((entry) => entry.platform).join(', ') || 'none';
     throw new Error(`no image for platform ${formatPlatform(want)} in the index (it has: ${list})`);

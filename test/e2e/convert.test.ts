@@ -54,6 +54,56 @@ describe('convert', () => {
     await cli(['check', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-nydus`, '--plain-http', '--platform', 'linux/arm64']);
   });
 
+  it('takes nydusify\'s comma-separated --platform: one gives a manifest, more an index of them', async () => {
+    const source = manifestOf(`${REG}/busybox:multi`);
+    await cli(['convert', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-arm64-nydus`, '--plain-http', '--platform', 'linux/arm64']);
+    expect(manifestOf(`${REG}/busybox:multi-arm64-nydus`).layers.at(-1)!.annotations).toMatchObject({ 'containerd.io/snapshot/nydus-bootstrap': 'true' });
+    await cli(['convert', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:multi-both-nydus`, '--plain-http', '--platform', 'linux/arm64,linux/amd64']);
+    const index = manifestOf(`${REG}/busybox:multi-both-nydus`);
+    expect(index.manifests!.map((m) => `${m.platform!.os}/${m.platform!.architecture}`)).toEqual(['linux/arm64', 'linux/amd64']);
+    expect(index.manifests!.map((m) => m.digest)).not.toContain(source.manifests![0]!.digest);
+    const r = await runCli(['convert', '--source', `${REG}/busybox:multi`, '--target', `${REG}/busybox:x`, '--plain-http', '--platform', 'linux/amd64,linux/s390x']);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/no image for platform linux\/s390x \(the index has linux\/amd64, linux\/arm64\)/);
+  });
+
+  it('--merge-platform: one index of the source\'s manifests and the Nydus ones (os.features), the source copied over; ours picks the Nydus one', async () => {
+    const target = `${REG}/merged/busybox:multi`;
+    await cli(['convert', '--source', `${REG}/busybox:multi`, '--target', target, '--plain-http', '--platform', 'linux/amd64,linux/arm64', '--merge-platform']);
+    const source = manifestOf(`${REG}/busybox:multi`);
+    const index = manifestOf(target);
+    const entries = index.manifests! as (Descriptor & { platform: { os: string; architecture: string; 'os.features'?: string[] } })[];
+    expect(entries.map((m) => `${m.platform.architecture}${m.platform['os.features'] ? ' nydus' : ''}`)).toEqual(['amd64', 'arm64', 'amd64 nydus', 'arm64 nydus']);
+    for (const m of entries.slice(2)) expect(m.platform['os.features']).toEqual(['nydus.remoteimage.v1']);
+    // the OCI entries are the source's own manifests, present in the target's repository with their blobs
+    const amd64 = source.manifests!.find((m) => m.platform!.architecture === 'amd64')!;
+    expect(entries[0]!.digest).toBe(amd64.digest);
+    const copied = json<{ layers: Descriptor[] }>(sh('curl', ['-sf', '-H', `Accept: ${amd64.mediaType}`, `http://${REG}/v2/merged/busybox/manifests/${amd64.digest}`]));
+    for (const l of copied.layers) sh('curl', ['-sfI', `http://${REG}/v2/merged/busybox/blobs/${l.digest}`]);
+    // the image as our tools see it: the Nydus manifest of the platform
+    await cli(['check', '--source', `${REG}/busybox:multi`, '--target', target, '--plain-http', '--platform', 'linux/arm64']);
+  });
+
+  it('--with-referrer: the Nydus manifest names the source manifest as its subject', async () => {
+    await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:referrer-nydus`, '--plain-http', '--with-referrer']);
+    const source = manifestOf(`${REG}/busybox:latest`);
+    const sourceDigest = sh('bash', ['-c', `curl -sf -H 'Accept: ${source.mediaType ?? 'application/vnd.oci.image.manifest.v1+json'}' http://${REG}/v2/busybox/manifests/latest | sha256sum`]).slice(0, 64);
+    const m = json<{ subject?: Descriptor }>(sh('curl', ['-sf', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json', `http://${REG}/v2/busybox/manifests/referrer-nydus`]));
+    expect(m.subject).toMatchObject({ digest: `sha256:${sourceDigest}` });
+  });
+
+  it('reads nydusify\'s environment variables for flags not given (switches as Go reads them)', async () => {
+    const env = { SOURCE: `${REG}/debian-ml:v2s2`, TARGET: `${REG}/debian-ml:env-nydus`, PLAIN_HTTP: 'true', OCI: '1', FS_CHUNK_SIZE: '0x40000' };
+    await cli(['convert'], { env });
+    expect(manifestOf(`${REG}/debian-ml:env-nydus`).mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    // a flag on the command line wins; OCI=false is false
+    await cli(['convert', '--target', `${REG}/debian-ml:env-docker-nydus`], { env: { ...env, OCI: 'false' } });
+    expect(manifestOf(`${REG}/debian-ml:env-docker-nydus`).mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+    const r = await runCli(['convert'], { env: { ...env, OCI: 'maybe' } });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/OCI="maybe": expected true or false/);
+  });
+
   it('takes nydusify\'s flags: --oci makes a Docker-typed source OCI, --fs-chunk-size, --prefetch-dir; check --target alone, BOOTSTRAP positional, view', async () => {
     const target = `${REG}/debian-ml:v2s2-oci-nydus`;
     await cli(['convert', '--source', `${REG}/debian-ml:v2s2`, '--target', target, '--plain-http', '--oci', '--fs-chunk-size', '0x40000', '--prefetch-dir', '/usr/bin']);

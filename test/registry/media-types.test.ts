@@ -64,6 +64,11 @@ describe('platforms', () => {
     expect(platformMatches(parsePlatform('linux/arm'), { os: 'linux', architecture: 'arm', variant: 'v7' })).toBe(true);
   });
 
+  it('takes the Nydus manifest of a platform an index offers twice (convert --merge-platform)', () => {
+    const merged: ImageIndex = { schemaVersion: 2, manifests: [index.manifests[0]!, { ...index.manifests[0]!, digest: d(20), platform: { os: 'linux', architecture: 'amd64', 'os.features': ['nydus.remoteimage.v1'] } }] };
+    expect(selectPlatform(merged).digest).toBe(d(20));
+  });
+
   it('says what the index has when nothing matches', () => {
     expect(() => selectPlatform(index, 'linux/arm/v7')).toThrow('no image for platform linux/arm/v7 in the index (it has: linux/amd64, linux/arm64/v8, linux/arm/v6)');
     expect(() => selectPlatform(index, 'windows/amd64')).toThrow(/windows\/amd64/);
