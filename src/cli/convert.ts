@@ -1,12 +1,16 @@
 // `nydusify-ts convert`: OCI image (registry or oci:DIR[:TAG]) → Nydus image.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { convertImage } from '../convert/pipeline.js';
-import type { Compressor } from '../rafs/tree.js';
+import type { Compressor, Digester } from '../rafs/tree.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { log } from '../util/log.js';
 import { ProgressGroup } from '../util/progress.js';
 import { chunkSizeOption, compressorOption, parseChunkSize, readPrefetchPatterns, withSwitchEnv, writeJson } from './options.js';
-import { clientForReferences } from '../registry/client.js';
+import { clientForReferences, type RegistryClient } from '../registry/client.js';
+import { readFile } from 'node:fs/promises';
+import { type ChunkDict, chunkDict, parseChunkDictSpec } from '../convert/chunk-dict.js';
+import { openRemoteNydusImage } from '../image/remote.js';
+import { RafsImage } from '../rafs/reader.js';
 
 interface ConvertFlags {
   source: string;
@@ -15,6 +19,8 @@ interface ConvertFlags {
   allPlatforms?: boolean;
   mergePlatform?: boolean;
   withReferrer?: boolean;
+  chunkDict?: string;
+  chunkDictInsecure?: boolean;
   compressor: Compressor;
   chunkSize: number;
   fsVersion: string;
@@ -34,11 +40,15 @@ interface ConvertFlags {
 async function convert(flags: ConvertFlags): Promise<void> {
   if (flags.fsVersion !== '6') throw new InvalidArgumentError('only --fs-version 6 (RAFS v6) is supported');
   if (flags.platform && flags.allPlatforms) throw new InvalidArgumentError('--platform and --all-platforms exclude each other');
-  const client = clientForReferences([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure]], flags.plainHttp, flags.pushRetryCount);
+  const dictSpec = flags.chunkDict === undefined ? undefined : parseChunkDictSpec(flags.chunkDict);
+  const dictRef = dictSpec && 'registry' in dictSpec ? dictSpec.registry : undefined;
+  const client = clientForReferences([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure], ...(dictRef ? [[dictRef, flags.chunkDictInsecure] as [string, boolean | undefined]] : [])], flags.plainHttp, flags.pushRetryCount);
   const progress = new ProgressGroup();
   try {
     const source = await openImageStore(flags.source, client);
     const target = await openImageStore(flags.target, client, { create: true });
+    const digester = flags.keepStargz ? 'sha256' : 'blake3';
+    const chunkSize = flags.fsChunkSize ?? flags.chunkSize;
     const report = await convertImage({
       source: source.store,
       sourceReference: source.reference,
@@ -50,9 +60,10 @@ async function convert(flags: ConvertFlags): Promise<void> {
       withReferrer: flags.withReferrer,
       compressor: flags.compressor,
       // a kept layer's chunks carry sha256 digests (its TOC's), and one image has one digester
-      digester: flags.keepStargz ? 'sha256' : 'blake3',
+      digester,
       keepStargz: flags.keepStargz,
-      chunkSize: flags.fsChunkSize ?? flags.chunkSize,
+      chunkSize,
+      chunkDict: dictSpec && await loadChunkDict(dictSpec, client, chunkSize, digester),
       prefetch: await prefetchOf(flags),
       oci: flags.oci ?? false,
       workDir: flags.workDir,
@@ -65,6 +76,15 @@ async function convert(flags: ConvertFlags): Promise<void> {
     progress.finish();
     await client.close();
   }
+}
+
+/** The chunk dictionary a --chunk-dict names: a Nydus image in a registry, or a bootstrap file. */
+async function loadChunkDict(spec: ReturnType<typeof parseChunkDictSpec>, client: RegistryClient, chunkSize: number, digester: Digester): Promise<ChunkDict> {
+  if ('local' in spec) return chunkDict(RafsImage.open(await readFile(spec.local)), chunkSize, digester);
+  const { store, reference } = await openImageStore(spec.registry, client);
+  const image = await openRemoteNydusImage(store, reference);
+  const layers = new Map(image.manifest.layers.slice(0, -1).map((l) => [l.digest, l]));
+  return chunkDict(image.rafs, chunkSize, digester, { store, layers });
 }
 
 /** The prefetch list: the paths on stdin (--prefetch-patterns), and everything under --prefetch-dir. */
@@ -86,6 +106,8 @@ export function convertCommand(): Command {
     .option('--merge-platform', 'the target is an index of the source\'s manifests and the Nydus ones (os.features nydus.remoteimage.v1); the source image is copied to the target repository')
     .option('--multi-platform', 'nydusify\'s other name for --merge-platform')
     .option('--with-referrer', 'each Nydus manifest names its source manifest as its subject (an OCI referrer of it)')
+    .addOption(new Option('--chunk-dict <spec>', 'bootstrap:registry:REF (a Nydus image) or bootstrap:local:PATH (a bootstrap whose blobs the target has): chunks it has are referred to in its blobs, not stored again').env('CHUNK_DICT'))
+    .option('--chunk-dict-insecure', 'skip TLS verification for the chunk dictionary\'s registry')
     .addOption(compressorOption().env('COMPRESSOR'))
     .addOption(chunkSizeOption())
     .addOption(new Option('--fs-version <version>', 'RAFS version').default('6').env('FS_VERSION'))
@@ -103,7 +125,7 @@ export function convertCommand(): Command {
     .action((flags: ConvertFlags & { multiPlatform?: boolean }) => convert({ ...flags, mergePlatform: flags.mergePlatform || flags.multiPlatform }));
   return withSwitchEnv(command, {
     mergePlatform: 'MERGE_PLATFORM', withReferrer: 'WITH_REFERRER', oci: 'OCI', prefetchPatterns: 'PREFETCH_PATTERNS', plainHttp: 'PLAIN_HTTP',
-    sourceInsecure: 'SOURCE_INSECURE', targetInsecure: 'TARGET_INSECURE',
+    sourceInsecure: 'SOURCE_INSECURE', targetInsecure: 'TARGET_INSECURE', chunkDictInsecure: 'CHUNK_DICT_INSECURE',
   });
 }
 

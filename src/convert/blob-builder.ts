@@ -1,5 +1,6 @@
 // Turns file contents into a Nydus data blob: fixed-size chunks, digested and deduplicated within
-// the blob, compressed (kept raw when compression does not shrink them), appended back to back.
+// the blob (and against chunks known to be elsewhere: a chunk dictionary's), compressed (kept raw
+// when compression does not shrink them), appended back to back.
 // Digest and compression run in batches on the libuv pool so both cores work while the tar
 // parser keeps reading; at most `maxInFlight` batches are held, which bounds memory.
 import type { FileHandle } from 'node:fs/promises';
@@ -20,6 +21,8 @@ export interface BlobBuilderOptions {
   maxInFlight?: number;
   /** Gets every chunk buffer back once its data is written. */
   pool?: ChunkBufferPool;
+  /** Chunks stored elsewhere (a chunk dictionary's), by digest (hex): referred to, never stored again. */
+  known?: ReadonlyMap<string, ChunkRef>;
 }
 
 export interface BlobBuildResult {
@@ -30,7 +33,7 @@ export interface BlobBuildResult {
   /** End of the 4 KiB-aligned uncompressed chunk space. */
   uncompressedSize: number;
 
-  stats: { fileBytes: number; chunkRefs: number; dedupedChunks: number };
+  stats: { fileBytes: number; chunkRefs: number; dedupedChunks: number; knownChunks: number };
 }
 
 interface PendingChunk {
@@ -53,7 +56,7 @@ export class BlobBuilder {
   private writeChain: Promise<void> = Promise.resolve();
   private compressedOffset = 0;
   private uncompressedOffset = 0;
-  private readonly stats = { fileBytes: 0, chunkRefs: 0, dedupedChunks: 0 };
+  private readonly stats = { fileBytes: 0, chunkRefs: 0, dedupedChunks: 0, knownChunks: 0 };
 
   /** `hasher`, when given, is fed every byte written, in blob order. */
   constructor(private readonly opts: BlobBuilderOptions, private readonly hasher?: Hasher) {}
@@ -110,9 +113,13 @@ export class BlobBuilder {
   /** Digests every chunk, and compresses those not already known to be in the blob. */
   private async compute(batch: PendingChunk[]): Promise<{ digests: Buffer[]; bodies: Map<number, Buffer> }> {
     const digests = await digestBatch(this.opts.digester, batch.map((c) => c.data));
-    const fresh = batch.map((_c, i) => i).filter((i) => !this.byDigest.has(digests[i]!.toString('hex')));
+    const fresh = batch.map((_c, i) => i).filter((i) => !this.has(digests[i]!.toString('hex')));
     const compressed = await this.compress(fresh.map((i) => batch[i]!.data));
     return { digests, bodies: new Map(fresh.map((i, k) => [i, compressed[k]!])) };
+  }
+
+  private has(key: string): boolean {
+    return this.byDigest.has(key) || (this.opts.known?.has(key) ?? false);
   }
 
   private async compress(datas: Buffer[]): Promise<Buffer[]> {
@@ -127,9 +134,13 @@ export class BlobBuilder {
   private place(chunk: PendingChunk, digest: Buffer, body: Buffer | undefined): Buffer | undefined {
     const key = digest.toString('hex');
     let ref = this.byDigest.get(key);
+    const known = ref ? undefined : this.opts.known?.get(key);
     let stored: Buffer | undefined;
     if (ref) {
       this.stats.dedupedChunks++;
+    } else if (known) {
+      ref = known;
+      this.stats.knownChunks++;
     } else {
       // `body` is absent only for chunks deduplicated at digest time; a later duplicate inside the
       // same batch falls here with a body and is written once

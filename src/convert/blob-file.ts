@@ -6,7 +6,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Hasher } from '../native/index.js';
 import { encodeBlobTail, type BlobTailFields } from '../rafs/blob.js';
-import type { BlobInfo, Compressor, Digester } from '../rafs/tree.js';
+import type { BlobInfo, ChunkRef, Compressor, Digester } from '../rafs/tree.js';
 import { BlobBuilder, type BlobBuildResult } from './blob-builder.js';
 import type { ChunkBufferPool } from './chunker.js';
 
@@ -21,6 +21,8 @@ export interface BlobFileOptions {
   digester: Digester;
   /** Gets chunk buffers back once written (see BlobBuilder). */
   pool?: ChunkBufferPool;
+  /** Chunks referred to where they are rather than stored (see BlobBuilder). */
+  known?: ReadonlyMap<string, ChunkRef>;
 }
 
 export interface BlobFile<T> {
@@ -49,8 +51,8 @@ export async function writeBlobFile<T>(
   const out = await open(tmpPath, 'w+');
   try {
     const blobHash = new Hasher('sha256');
-    const { blobIndex, chunkSize, compressor, level, digester, pool } = opts;
-    const blob = new BlobBuilder({ out, blobIndex, chunkSize, compressor, level, digester, pool }, blobHash);
+    const { blobIndex, chunkSize, compressor, level, digester, pool, known } = opts;
+    const blob = new BlobBuilder({ out, blobIndex, chunkSize, compressor, level, digester, pool, known }, blobHash);
     const filled = await fill(blob);
     const built = await blob.finish();
     const tail = encodeBlobTail({

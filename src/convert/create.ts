@@ -8,6 +8,7 @@ import type { BlobInfo, Bootstrap, Compressor, Digester } from '../rafs/tree.js'
 import type { BlobBuilder, BlobBuildResult } from './blob-builder.js';
 import { blobInfo, writeBlobFile } from './blob-file.js';
 import { ChunkBufferPool, fixedSizeChunks } from './chunker.js';
+import type { ChunkDict } from './chunk-dict.js';
 import { writeAtomically } from '../util/files.js';
 import { LayerTree } from './layer-tree.js';
 import { openLayerStream } from './tar/decompress.js';
@@ -23,6 +24,8 @@ export interface CreateOptions {
   chunkSize: number;
   /** Absolute paths (byte strings) for the prefetch table. */
   prefetch?: string[];
+  /** Chunks the dictionary has are referred to in its blobs, not stored again. */
+  chunkDict?: ChunkDict;
 }
 
 export interface CreateResult {
@@ -30,8 +33,8 @@ export interface CreateResult {
   blobPath: string;
   blobSize: number;
   bootstrapSize: number;
-  /** Files, data bytes, chunks referenced and chunks saved by dedup. */
-  stats: { entries: number; fileBytes: number; chunkRefs: number; distinctChunks: number; dedupedChunks: number };
+  /** Files, data bytes, chunks referenced, chunks saved by dedup, and chunks found in the chunk dictionary. */
+  stats: { entries: number; fileBytes: number; chunkRefs: number; distinctChunks: number; dedupedChunks: number; dictChunks: number };
 }
 
 export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
@@ -39,11 +42,14 @@ export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
   const layer = (tree: LayerTree): Bootstrap => ({
     root: tree.root, blobs: [], chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester, prefetch: opts.prefetch ?? [],
   });
-  const withBlob = (tree: LayerTree, built: BlobBuildResult, info: BlobInfo): Bootstrap =>
-    built.chunks.length > 0 ? { ...layer(tree), blobs: [info] } : layer(tree);
+  // a chunk dictionary's blobs come first (chunk-dict.ts), the layer's own blob after them, if it has chunks
+  const dictBlobs = opts.chunkDict?.blobs ?? [];
+  const withBlob = (tree: LayerTree, built: BlobBuildResult, info: BlobInfo): Bootstrap => ({
+    ...layer(tree), blobs: [...(built.stats.knownChunks > 0 ? dictBlobs : []), ...(built.chunks.length > 0 ? [info] : [])],
+  });
   let inline: Buffer | undefined;
   const file = await writeBlobFile(
-    { blobDir: opts.blobDir, blobIndex: 0, chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester, pool },
+    { blobDir: opts.blobDir, blobIndex: dictBlobs.length, chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester, pool, known: opts.chunkDict?.chunks },
     (blob) => readLayer(opts, blob, pool),
     ({ tree }, built) => (fields) => (inline = writeBootstrap(withBlob(tree, built, blobInfo(opts, fields, BLOB_ID_PLACEHOLDER)))),
   );
@@ -66,6 +72,6 @@ async function readLayer(opts: CreateOptions, blob: BlobBuilder, pool: ChunkBuff
 }
 
 function summarize(entries: number, built: BlobBuildResult): CreateResult['stats'] {
-  const { fileBytes, chunkRefs, dedupedChunks } = built.stats;
-  return { entries, fileBytes, chunkRefs, distinctChunks: built.chunks.length, dedupedChunks };
+  const { fileBytes, chunkRefs, dedupedChunks, knownChunks } = built.stats;
+  return { entries, fileBytes, chunkRefs, distinctChunks: built.chunks.length, dedupedChunks, dictChunks: knownChunks };
 }

@@ -23,6 +23,7 @@ import { noProgress, type ProgressSink } from '../util/progress.js';
 import { createLayer, type CreateResult } from './create.js';
 import { keptStargzLayer, type KeptStargzLayer } from './kept-stargz-layer.js';
 import { mergeLayers } from './merge.js';
+import type { ChunkDict } from './chunk-dict.js';
 
 export interface ConvertOptions {
   source: ImageStore;
@@ -43,6 +44,8 @@ export interface ConvertOptions {
   mergePlatform?: boolean;
   /** Each Nydus manifest names the manifest it was converted from as its subject (an OCI referrer of it). */
   withReferrer?: boolean;
+  /** Chunks this dictionary has are referred to in its blobs, which become data layers of the target. */
+  chunkDict?: ChunkDict;
   compressor: Compressor;
   /** Must be sha256 when stargz layers are kept: theirs is, and one image has one digester. */
   digester: Digester;
@@ -185,22 +188,49 @@ async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: strin
       ? await keepLayer(opts.source, layer, i, sourceDiffIds[i]!)
       : await convertLayer(opts, layer, i, dir, blobDir);
   });
-  const bootstrap = writeBootstrap(mergeLayers(layers.map((l) => l.model), { prefetch: opts.prefetch }));
+  const merged = mergeLayers(layers.map((l) => l.model), { prefetch: opts.prefetch });
+  const dictLayers = await chunkDictLayers(opts, new Set(merged.blobs.map((b) => b.blobId)));
+  const bootstrap = writeBootstrap(merged);
   const bootLayer = await bootstrapLayer(bootstrap, docker);
-  const newConfig = Buffer.from(JSON.stringify(nydusConfig(config, [...layers.map((l) => l.diffId), bootLayer.diffId])));
+  const dataLayers = [...layers.map((l) => l.blob), ...dictLayers];
+  const newConfig = Buffer.from(JSON.stringify(nydusConfig(config, [...dataLayers.map((l) => l.descriptor.digest), bootLayer.diffId])));
   const configType = opts.oci && manifest.config.mediaType === MediaType.dockerConfig ? MediaType.ociConfig : manifest.config.mediaType;
   const configDescriptor: Descriptor = { mediaType: configType, digest: sha256Digest(newConfig), size: newConfig.length };
   const mediaType = docker ? MediaType.dockerManifest : MediaType.ociManifest;
-  const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...layers.map((l) => l.blob.descriptor), bootLayer.descriptor] };
+  const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...dataLayers.map((l) => l.descriptor), bootLayer.descriptor] };
   if (opts.withReferrer) out.subject = { mediaType: src.mediaType, digest: src.digest, size: src.bytes.length };
   if (manifest.annotations) out.annotations = manifest.annotations;
   return {
     mediaType,
     platform: entryPlatform ?? configPlatform(config),
     manifest: Buffer.from(JSON.stringify(out)),
-    blobs: [...layers.map((l) => l.blob), { descriptor: bootLayer.descriptor, content: bootLayer.blob }, { descriptor: configDescriptor, content: newConfig }],
+    // a dictionary blob already in the target (a bootstrap file's) is not pushed
+    blobs: [...dataLayers.filter((l) => l.content !== undefined) as Built['blobs'], { descriptor: bootLayer.descriptor, content: bootLayer.blob }, { descriptor: configDescriptor, content: newConfig }],
     report: { layers: layers.map((l) => l.report), bootstrapSize: bootstrap.length },
   };
+}
+
+/**
+ * The chunk dictionary's blobs among `used` (the merged bootstrap's), as data layers: an image
+ * dictionary's layers (mounted or copied from it), or the target's own blobs for a bootstrap file's
+ * dictionary (which must be there: nothing else has them).
+ */
+async function chunkDictLayers(opts: ConvertOptions, used: ReadonlySet<string>): Promise<{ descriptor: Descriptor; content?: BlobContent; mountFrom?: ImageStore }[]> {
+  const dict = opts.chunkDict;
+  if (!dict) return [];
+  return Promise.all(dict.blobs.filter((b) => used.has(b.blobId)).map(async ({ blobId }) => {
+    const digest = `sha256:${blobId}`;
+    if (dict.image) {
+      const descriptor = dict.image.layers.get(digest);
+      if (!descriptor) throw new ConvertError(`the chunk dictionary's blob ${blobId} is not a layer of its image`);
+      const { store } = dict.image;
+      return { descriptor, content: () => store.getBlob(digest), mountFrom: store };
+    }
+    const size = await opts.target.blobSize(digest).catch((err: unknown) => {
+      throw new ConvertError(`the chunk dictionary's blob ${blobId} is not in ${opts.target.name} (${(err as Error).message}): push the dictionary image there, or give it as bootstrap:registry:REF`);
+    });
+    return { descriptor: blobLayerDescriptor(blobId, size) };
+  }));
 }
 
 /** The platform an image config declares (os, architecture, variant). */
@@ -251,6 +281,7 @@ async function convertLayer(opts: ConvertOptions, layer: Descriptor, i: number, 
   try {
     const result = await createLayer({
       source: counted(await opts.source.getBlob(layer.digest), progress), bootstrapPath, blobDir, compressor: opts.compressor, digester: opts.digester, chunkSize: opts.chunkSize,
+      chunkDict: opts.chunkDict,
     });
     const report = {
       sourceDigest: layer.digest, sourceSize: layer.size, blobDigest: `sha256:${result.blobId}`, blobSize: result.blobSize,

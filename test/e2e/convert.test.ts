@@ -92,6 +92,30 @@ describe('convert', () => {
     expect(m.subject).toMatchObject({ digest: `sha256:${sourceDigest}` });
   });
 
+  it('--chunk-dict: chunks a dictionary image or bootstrap has are referred to in its blobs, which become the image\'s data layers', async () => {
+    const dict = `${REG}/dict/busybox:nydus`;
+    await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', dict, '--plain-http']);
+    const dictBlob = manifestOf(dict).layers[0]!.digest;
+    // the same files again, into another repository: nothing left to store but the dictionary's blob, mounted over
+    const target = `${REG}/app/busybox:dedup`;
+    await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', target, '--plain-http', '--chunk-dict', `bootstrap:registry:${dict}`, '--output-json', p('dict.json')]);
+    const stats = json<{ manifests: { layers: { stats: { distinctChunks: number; dictChunks: number } }[] }[] }>(readFileSync(p('dict.json'), 'utf8')).manifests[0]!.layers[0]!.stats;
+    expect(stats.distinctChunks).toBe(0);
+    expect(stats.dictChunks).toBeGreaterThan(0);
+    const m = manifestOf(target);
+    expect(m.layers.map((l) => l.digest)).toContain(dictBlob);
+    await cli(['check', '--source', `${REG}/busybox:latest`, '--target', target, '--plain-http', '--with-data']);
+    // a bootstrap file as the dictionary: its blobs must be in the target's repository already
+    sh('bash', ['-c', `curl -sf http://${REG}/v2/dict/busybox/blobs/${manifestOf(dict).layers.at(-1)!.digest} | tar -xzO image/image.boot > ${p('dict.boot')}`]);
+    await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/dict/busybox:dedup-local`, '--plain-http', '--chunk-dict', `bootstrap:local:${p('dict.boot')}`]);
+    expect(manifestOf(`${REG}/dict/busybox:dedup-local`).layers.map((l) => l.digest)).toContain(dictBlob);
+    await cli(['check', '--target', `${REG}/dict/busybox:dedup-local`, '--plain-http', '--with-data']);
+    const r = await runCli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/elsewhere/busybox:x`, '--plain-http', '--chunk-dict', `bootstrap:local:${p('dict.boot')}`]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/the chunk dictionary's blob [0-9a-f]{64} is not in .*elsewhere\/busybox/);
+    expect((await runCli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/x/y:z`, '--chunk-dict', 'dict.boot'])).stderr).toMatch(/expected bootstrap:registry:REF or bootstrap:local:PATH/);
+  });
+
   it('reads nydusify\'s environment variables for flags not given (switches as Go reads them)', async () => {
     const env = { SOURCE: `${REG}/debian-ml:v2s2`, TARGET: `${REG}/debian-ml:env-nydus`, PLAIN_HTTP: 'true', OCI: '1', FS_CHUNK_SIZE: '0x40000' };
     await cli(['convert'], { env });
