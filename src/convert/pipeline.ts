@@ -193,7 +193,8 @@ async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: strin
   const bootstrap = writeBootstrap(merged);
   const bootLayer = await bootstrapLayer(bootstrap, docker);
   const dataLayers = [...layers.map((l) => l.blob), ...dictLayers];
-  const newConfig = Buffer.from(JSON.stringify(nydusConfig(config, [...dataLayers.map((l) => l.descriptor.digest), bootLayer.diffId])));
+  // a kept layer keeps its own diff_id; a Nydus blob's is its digest
+  const newConfig = Buffer.from(JSON.stringify(nydusConfig(config, [...layers.map((l) => l.diffId), ...dictLayers.map((l) => l.descriptor.digest), bootLayer.diffId])));
   const configType = opts.oci && manifest.config.mediaType === MediaType.dockerConfig ? MediaType.ociConfig : manifest.config.mediaType;
   const configDescriptor: Descriptor = { mediaType: configType, digest: sha256Digest(newConfig), size: newConfig.length };
   const mediaType = docker ? MediaType.dockerManifest : MediaType.ociManifest;
