@@ -9,6 +9,7 @@ import { chunkSizeOption, compressorOption, parseChunkSize, readPrefetchPatterns
 import { clientForReferences, type RegistryClient } from '../registry/client.js';
 import { readFile } from 'node:fs/promises';
 import { type ChunkDict, chunkDict, parseChunkDictSpec } from '../convert/chunk-dict.js';
+import { BuildCache } from '../convert/build-cache.js';
 import { openRemoteNydusImage } from '../image/remote.js';
 import { RafsImage } from '../rafs/reader.js';
 
@@ -21,6 +22,11 @@ interface ConvertFlags {
   withReferrer?: boolean;
   chunkDict?: string;
   chunkDictInsecure?: boolean;
+  buildCache?: string;
+  buildCacheTag?: string;
+  buildCacheVersion: string;
+  buildCacheInsecure?: boolean;
+  buildCacheMaxRecords: number;
   compressor: Compressor;
   chunkSize: number;
   fsVersion: string;
@@ -42,7 +48,8 @@ async function convert(flags: ConvertFlags): Promise<void> {
   if (flags.platform && flags.allPlatforms) throw new InvalidArgumentError('--platform and --all-platforms exclude each other');
   const dictSpec = flags.chunkDict === undefined ? undefined : parseChunkDictSpec(flags.chunkDict);
   const dictRef = dictSpec && 'registry' in dictSpec ? dictSpec.registry : undefined;
-  const client = clientForReferences([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure], ...(dictRef ? [[dictRef, flags.chunkDictInsecure] as [string, boolean | undefined]] : [])], flags.plainHttp, flags.pushRetryCount);
+  const others: [string, boolean | undefined][] = [...(dictRef ? [[dictRef, flags.chunkDictInsecure] as [string, boolean | undefined]] : []), ...(flags.buildCache ? [[flags.buildCache, flags.buildCacheInsecure] as [string, boolean | undefined]] : [])];
+  const client = clientForReferences([[flags.source, flags.sourceInsecure], [flags.target, flags.targetInsecure], ...others], flags.plainHttp, flags.pushRetryCount);
   const progress = new ProgressGroup();
   try {
     const source = await openImageStore(flags.source, client);
@@ -63,7 +70,7 @@ async function convert(flags: ConvertFlags): Promise<void> {
       digester,
       keepStargz: flags.keepStargz,
       chunkSize,
-      chunkDict: dictSpec && await loadChunkDict(dictSpec, client, chunkSize, digester),
+      ...await dictAndCache(flags, dictSpec, client, chunkSize, digester),
       prefetch: await prefetchOf(flags),
       oci: flags.oci ?? false,
       workDir: flags.workDir,
@@ -76,6 +83,20 @@ async function convert(flags: ConvertFlags): Promise<void> {
     progress.finish();
     await client.close();
   }
+}
+
+/** The chunk dictionary and the build cache the flags name, if they do. */
+async function dictAndCache(flags: ConvertFlags, dictSpec: ReturnType<typeof parseChunkDictSpec> | undefined, client: RegistryClient, chunkSize: number, digester: Digester): Promise<{ chunkDict?: ChunkDict; buildCache?: BuildCache }> {
+  const chunkDict = dictSpec && await loadChunkDict(dictSpec, client, chunkSize, digester);
+  if (!flags.buildCache) return { ...(chunkDict ? { chunkDict } : {}) };
+  const cache = await openImageStore(flags.buildCache, client, { create: true });
+  if (!Number.isSafeInteger(flags.buildCacheMaxRecords) || flags.buildCacheMaxRecords < 1) throw new InvalidArgumentError('--build-cache-max-records: a positive count');
+  const buildCache = await BuildCache.open({
+    store: cache.store, tag: cache.reference ?? flags.buildCacheTag, maxRecords: flags.buildCacheMaxRecords,
+    // what makes a converted layer these bytes and no others
+    conversion: { version: flags.buildCacheVersion, chunkSize, compressor: flags.compressor, digester, chunkDict: chunkDict?.blobs.map((b) => b.blobId).join(',') ?? '' },
+  });
+  return { ...(chunkDict ? { chunkDict } : {}), buildCache };
 }
 
 /** The chunk dictionary a --chunk-dict names: a Nydus image in a registry, or a bootstrap file. */
@@ -108,6 +129,11 @@ export function convertCommand(): Command {
     .option('--with-referrer', 'each Nydus manifest names its source manifest as its subject (an OCI referrer of it)')
     .addOption(new Option('--chunk-dict <spec>', 'bootstrap:registry:REF (a Nydus image) or bootstrap:local:PATH (a bootstrap whose blobs the target has): chunks it has are referred to in its blobs, not stored again').env('CHUNK_DICT'))
     .option('--chunk-dict-insecure', 'skip TLS verification for the chunk dictionary\'s registry')
+    .addOption(new Option('--build-cache <ref>', 'an image of layers converted before (ours, not upstream\'s records): a source layer converted the same way is taken from it, new ones are added').env('BUILD_CACHE'))
+    .addOption(new Option('--build-cache-tag <tag>', 'the cache image\'s tag, when --build-cache names none').env('BUILD_CACHE_TAG'))
+    .addOption(new Option('--build-cache-version <v>', 'records of another version are not used').default('v1').env('BUILD_CACHE_VERSION'))
+    .option('--build-cache-insecure', 'skip TLS verification for the cache\'s registry')
+    .addOption(new Option('--build-cache-max-records <n>', 'most layers the cache keeps (the most recently used)').argParser((v) => Number.parseInt(v, 10)).default(200).env('BUILD_CACHE_MAX_RECORDS'))
     .addOption(compressorOption().env('COMPRESSOR'))
     .addOption(chunkSizeOption())
     .addOption(new Option('--fs-version <version>', 'RAFS version').default('6').env('FS_VERSION'))
@@ -125,7 +151,7 @@ export function convertCommand(): Command {
     .action((flags: ConvertFlags & { multiPlatform?: boolean }) => convert({ ...flags, mergePlatform: flags.mergePlatform || flags.multiPlatform }));
   return withSwitchEnv(command, {
     mergePlatform: 'MERGE_PLATFORM', withReferrer: 'WITH_REFERRER', oci: 'OCI', prefetchPatterns: 'PREFETCH_PATTERNS', plainHttp: 'PLAIN_HTTP',
-    sourceInsecure: 'SOURCE_INSECURE', targetInsecure: 'TARGET_INSECURE', chunkDictInsecure: 'CHUNK_DICT_INSECURE',
+    sourceInsecure: 'SOURCE_INSECURE', targetInsecure: 'TARGET_INSECURE', chunkDictInsecure: 'CHUNK_DICT_INSECURE', buildCacheInsecure: 'BUILD_CACHE_INSECURE',
   });
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { blobLayerDescriptor, bootstrapLayer, nydusConfig, sha256Digest } from './nydus-image.js';
 import { forEachLimited } from '../util/concurrency.js';
 import { RafsImage } from '../rafs/reader.js';
-import type { Bootstrap, Compressor, Digester } from '../rafs/tree.js';
+import type { Bootstrap, Compressor, Digester, TreeNode } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
 import type { BlobContent } from '../registry/blob-content.js';
 import { MAX_CONFIG_BYTES, readBlob, type FetchedManifest, type ImageStore } from '../registry/image-store.js';
@@ -24,6 +24,7 @@ import { createLayer, type CreateResult } from './create.js';
 import { keptStargzLayer, type KeptStargzLayer } from './kept-stargz-layer.js';
 import { mergeLayers } from './merge.js';
 import type { ChunkDict } from './chunk-dict.js';
+import type { BuildCache } from './build-cache.js';
 
 export interface ConvertOptions {
   source: ImageStore;
@@ -46,6 +47,8 @@ export interface ConvertOptions {
   withReferrer?: boolean;
   /** Chunks this dictionary has are referred to in its blobs, which become data layers of the target. */
   chunkDict?: ChunkDict;
+  /** Layers converted before are taken from it, layers converted now are added to it (saved once the target is pushed). */
+  buildCache?: BuildCache;
   compressor: Compressor;
   /** Must be sha256 when stargz layers are kept: theirs is, and one image has one digester. */
   digester: Digester;
@@ -71,6 +74,8 @@ export interface LayerReport {
   seconds: number;
   /** Set for a layer kept as it is: its format. */
   kept?: KeptStargzLayer['kind'];
+  /** Set for a layer taken from the build cache. */
+  cached?: true;
   stats: CreateResult['stats'] | { entries: number; chunks: number };
 }
 
@@ -103,6 +108,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertReport>
     for (const [i, source] of sources.entries()) built.push(await convertManifest(opts, source.manifest, join(workDir, `m${i}`), source.platform));
     if (!opts.mergePlatform && built.length === 1 && !(top.kind === 'index' && opts.allPlatforms)) {
       const digest = await publish(opts.target, built[0]!, opts.targetReference);
+      await opts.buildCache?.save();
       return { digest, mediaType: built[0]!.mediaType, manifests: [{ ...built[0]!.report, digest }], seconds: elapsed(started) };
     }
     const reports: ManifestReport[] = [];
@@ -119,6 +125,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertReport>
     const indexType = !opts.oci && (top.mediaType === MediaType.dockerManifestList || top.mediaType === MediaType.dockerManifest) ? MediaType.dockerManifestList : MediaType.ociIndex;
     const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: descriptors }));
     const digest = await opts.target.putManifest(index, indexType, opts.targetReference);
+    await opts.buildCache?.save();
     return { digest, mediaType: indexType, manifests: reports, seconds: elapsed(started) };
   } finally {
     await rm(workDir, { recursive: true, force: true });
@@ -186,7 +193,7 @@ async function convertManifest(opts: ConvertOptions, src: ManifestOf, dir: strin
   await forEachLimited([...manifest.layers.entries()], opts.layerConcurrency ?? 2, async ([i, layer]) => {
     layers[i] = opts.keepStargz && isStargzLayer(layer)
       ? await keepLayer(opts.source, layer, i, sourceDiffIds[i]!)
-      : await convertLayer(opts, layer, i, dir, blobDir);
+      : await cachedLayer(opts, layer, i) ?? await convertLayer(opts, layer, i, dir, blobDir);
   });
   const merged = mergeLayers(layers.map((l) => l.model), { prefetch: opts.prefetch });
   const dictLayers = await chunkDictLayers(opts, new Set(merged.blobs.map((b) => b.blobId)));
@@ -290,11 +297,52 @@ async function convertLayer(opts: ConvertOptions, layer: Descriptor, i: number, 
     };
     log.info('layer converted', { layer: i + 1, source: layer.digest, blob: report.blobDigest, ...result.stats, seconds: report.seconds });
     const descriptor = blobLayerDescriptor(result.blobId, result.blobSize);
-    const model = RafsImage.open(await readFile(bootstrapPath)).toBootstrap();
+    const bootstrap = await readFile(bootstrapPath);
+    const model = RafsImage.open(bootstrap).toBootstrap();
+    opts.buildCache?.put(layer.digest, descriptor, { path: result.blobPath }, bootstrap, opts.target);
     return { model, blob: { descriptor, content: { path: result.blobPath } }, diffId: descriptor.digest, report };
   } catch (err) {
     throw new ConvertError(`layer ${i + 1} (${layer.digest}): ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * The layer as the build cache has it, if it does: its blob (mounted or copied from the cache's
+ * repository) and its layer bootstrap, which may name no blob but that one and the chunk
+ * dictionary's (a record that does is left, and the layer converted).
+ */
+async function cachedLayer(opts: ConvertOptions, layer: Descriptor, i: number): Promise<BuiltLayer | undefined> {
+  const started = performance.now();
+  const cached = await opts.buildCache?.get(layer.digest);
+  if (!cached) return undefined;
+  const blobId = cached.blob.digest.slice('sha256:'.length);
+  let model: Bootstrap;
+  try {
+    model = RafsImage.open(cached.bootstrap).toBootstrap();
+  } catch (err) {
+    log.warn('a build cache record holds no layer bootstrap: the layer is converted again', { layer: i + 1, error: (err as Error).message });
+    return undefined;
+  }
+  const allowed = new Set([blobId, ...(opts.chunkDict?.blobs.map((b) => b.blobId) ?? [])]);
+  const own = model.blobs.find((b) => b.blobId === blobId);
+  if (model.blobs.some((b) => !allowed.has(b.blobId)) || model.chunkSize !== opts.chunkSize || model.digester !== opts.digester) {
+    log.warn('a build cache record does not fit this conversion: the layer is converted again', { layer: i + 1, blob: cached.blob.digest });
+    return undefined;
+  }
+  const descriptor = blobLayerDescriptor(blobId, cached.blob.size);
+  const report: LayerReport = {
+    sourceDigest: layer.digest, sourceSize: layer.size, blobDigest: descriptor.digest, blobSize: descriptor.size, seconds: elapsed(started),
+    cached: true, stats: { entries: countEntries(model.root), chunks: own?.chunkCount ?? 0 },
+  };
+  log.info('layer taken from the build cache', { layer: i + 1, source: layer.digest, blob: descriptor.digest });
+  const { store } = cached;
+  return { model, blob: { descriptor, content: () => store.getBlob(descriptor.digest), mountFrom: store }, diffId: descriptor.digest, report };
+}
+
+function countEntries(node: TreeNode): number {
+  let n = 1;
+  for (const child of node.children?.values() ?? []) n += countEntries(child);
+  return n;
 }
 
 /** The same bytes, reported to `progress` as they pass. */

@@ -116,6 +116,30 @@ describe('convert', () => {
     expect((await runCli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/x/y:z`, '--chunk-dict', 'dict.boot'])).stderr).toMatch(/expected bootstrap:registry:REF or bootstrap:local:PATH/);
   });
 
+  it('--build-cache: a layer converted before is taken from the cache image, converted the same way only', async () => {
+    // a cache of this run alone: the registry outlives test runs
+    const cache = `${REG}/cache/nydus:build-cache-${process.pid}-${Date.now()}`;
+    type Report = { digest: string; manifests: { layers: { cached?: boolean; blobDigest: string }[] }[] };
+    const convert = async (tag: string, extra: string[] = []): Promise<Report> => {
+      await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:${tag}`, '--plain-http', '--build-cache', cache, '--output-json', p(`${tag}.json`), ...extra]);
+      return json<Report>(readFileSync(p(`${tag}.json`), 'utf8'));
+    };
+    const first = await convert('cache-1');
+    expect(first.manifests[0]!.layers[0]!.cached).toBeUndefined();
+    const again = await convert('cache-2');
+    expect(again.manifests[0]!.layers[0]!.cached).toBe(true);
+    // the same image, byte for byte: the cached blob and layer bootstrap are the converted ones
+    expect(again.digest).toBe(first.digest);
+    await cli(['check', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:cache-2`, '--plain-http', '--with-data']);
+    // another chunk size is another conversion: converted, and both records kept
+    const other = await convert('cache-3', ['--chunk-size', '0x40000']);
+    expect(other.manifests[0]!.layers[0]!.cached).toBeUndefined();
+    expect((await convert('cache-4', ['--chunk-size', '0x40000'])).manifests[0]!.layers[0]!.cached).toBe(true);
+    expect((await convert('cache-5')).manifests[0]!.layers[0]!.cached).toBe(true);
+    const records = manifestOf(cache).layers;
+    expect(records.map((l) => l.digest)).toEqual(expect.arrayContaining([first.manifests[0]!.layers[0]!.blobDigest, other.manifests[0]!.layers[0]!.blobDigest]));
+  });
+
   it('reads nydusify\'s environment variables for flags not given (switches as Go reads them)', async () => {
     const env = { SOURCE: `${REG}/debian-ml:v2s2`, TARGET: `${REG}/debian-ml:env-nydus`, PLAIN_HTTP: 'true', OCI: '1', FS_CHUNK_SIZE: '0x40000' };
     await cli(['convert'], { env });
