@@ -39,6 +39,8 @@ interface Lowers {
 export class Snapshotter {
   readonly store: MetadataStore;
   private readonly dirs: string;
+  /** Images mounted at pull (premount), until PREMOUNT_TTL_MS has passed. */
+  private readonly premounted = new Map<string, RemoteLayer>();
   private queue: Promise<unknown> = Promise.resolve();
 
   /**
@@ -149,9 +151,17 @@ export class Snapshotter {
    */
   private premount(remote: RemoteLayer): void {
     const name = ImageMounts.nameOf(remote);
+    // a Cleanup meanwhile (containerd's garbage collection runs when it will) keeps it too
+    this.premounted.set(name, remote);
     this.images!.acquire(name, remote).then(
-      () => setTimeout(() => void this.serial(() => this.releaseIfUnused(name)), PREMOUNT_TTL_MS).unref(),
-      (err: Error) => log.warn('mounting a pulled image ahead of its containers failed', { image: name, ref: remote.ref, error: err.message }),
+      () => setTimeout(() => {
+        this.premounted.delete(name);
+        void this.serial(() => this.releaseIfUnused(name));
+      }, PREMOUNT_TTL_MS).unref(),
+      (err: Error) => {
+        this.premounted.delete(name);
+        log.warn('mounting a pulled image ahead of its containers failed', { image: name, ref: remote.ref, error: err.message });
+      },
     );
   }
 
@@ -315,9 +325,9 @@ export class Snapshotter {
     return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' || r.remote?.role === 'stargz' ? [blobIdOf(r.remote.digest)] : [])));
   }
 
-  /** Images active snapshots and views read through (what must stay mounted). */
+  /** Images active snapshots and views read through, and images mounted at pull for a while (what must stay mounted). */
   imagesInUse(): Map<string, RemoteLayer> {
-    const out = new Map<string, RemoteLayer>();
+    const out = new Map<string, RemoteLayer>(this.premounted);
     for (const [, rec] of this.store.entries()) {
       if (!rec.image || rec.kind === 'committed') continue;
       const lowers = this.lowersOf(rec.parent);

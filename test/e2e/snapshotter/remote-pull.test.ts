@@ -1,4 +1,5 @@
-// A private image through the snapshotter with the credentials of nydus-snapshotter's pull secret
+// Pulls driven over the snapshotter's gRPC socket as containerd drives them. A private image through
+// the snapshotter with the credentials of nydus-snapshotter's pull secret
 // labels (containerd.io/snapshot/pullusername and pullsecret, as a Kubernetes node's client sets them
 // on the pull's Prepare calls). Needs root, /dev/fuse and the e2e registries: busybox is converted
 // into the basic-auth registry (docker-registry with an htpasswd: nothing anonymous; the token-auth one
@@ -18,6 +19,7 @@ import { Label } from '../../../src/snapshotter/labels.js';
 import { snapshotsService } from '../../../src/snapshotter/service.js';
 import { cliAsync, repoRoot } from '../../helpers/cli.js';
 import { runAsync } from '../../helpers/run.js';
+import { waitFor } from '../../helpers/wait-for.js';
 import { killLeftovers, sleep } from '../../snapshotter/env.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
@@ -104,6 +106,11 @@ describe('pull secret labels', () => {
 
   it('mounts it lazily with the credentials they give, for the container on top', async () => {
     const top = await pullRemotely('secret', { [Label.PULL_USERNAME]: USER, [Label.PULL_SECRET]: PASSWORD });
+    // the image is mounted as its pull ends, before any container asks; a Cleanup then keeps it
+    const fuseMounts = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`${root}/mnt/`) && l.includes(' fuse'));
+    await waitFor(() => fuseMounts().length === 1, 'the image mounted at pull', 20_000, 50);
+    await call('Cleanup', {});
+    expect(fuseMounts()).toHaveLength(1);
     const { mounts } = await call<{ mounts: { type: string; source: string; options: string[] }[] }>('Prepare', { key: 'ctr-secret', parent: top, labels: {} });
     expect(mounts[0]!.type).toBe('overlay');
     const at = p('rootfs');
