@@ -39,7 +39,9 @@ interface Lowers {
 export class Snapshotter {
   readonly store: MetadataStore;
   private readonly dirs: string;
-  /** Images mounted at pull (premount), until PREMOUNT_TTL_MS has passed. */
+  /** Images being mounted at pull (premount): their pulls are under way. */
+  private premounting = 0;
+  /** Images mounted at pull, until PREMOUNT_TTL_MS has passed. */
   private readonly premounted = new Map<string, RemoteLayer>();
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -151,9 +153,10 @@ export class Snapshotter {
    */
   private premount(remote: RemoteLayer): void {
     const name = ImageMounts.nameOf(remote);
+    this.premounting++;
     // a Cleanup meanwhile (containerd's garbage collection runs when it will) keeps it too
     this.premounted.set(name, remote);
-    this.images!.acquire(name, remote).then(
+    this.images!.acquire(name, remote).finally(() => this.premounting--).then(
       () => setTimeout(() => {
         this.premounted.delete(name);
         void this.serial(() => this.releaseIfUnused(name));
@@ -315,6 +318,10 @@ export class Snapshotter {
         log.info('removing orphan snapshot directory', { id });
         await rm(join(this.dirs, id), { recursive: true, force: true });
       }
+      // during a pull (containerd's garbage collection runs when it will) its image is not yet what
+      // any snapshot reads, nor are its blobs all named: both wait for the next Cleanup. (Unmounting
+      // it waited on its mount, which waits on the pull's next calls, which waited on this.)
+      if (this.premounting > 0) return;
       if (this.images) await this.images.recover(this.imagesInUse());
       if (this.cache) await this.cache.collect(this.referencedBlobs());
     });
@@ -325,7 +332,7 @@ export class Snapshotter {
     return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' || r.remote?.role === 'stargz' ? [blobIdOf(r.remote.digest)] : [])));
   }
 
-  /** Images active snapshots and views read through, and images mounted at pull for a while (what must stay mounted). */
+  /** Images active snapshots and views read through, and images mounted at pull until their TTL (what must stay mounted). */
   imagesInUse(): Map<string, RemoteLayer> {
     const out = new Map<string, RemoteLayer>(this.premounted);
     for (const [, rec] of this.store.entries()) {

@@ -8,7 +8,9 @@
 // at all, and is driven over its gRPC socket as containerd drives it: each layer prepared with its
 // remote labels (committed at once), then a container's snapshot on top, whose overlay the kernel
 // mounts and a program of the image runs in. Without the labels the same image cannot be mounted,
-// and nothing is left behind.
+// and nothing is left behind. And regression: a Cleanup (containerd's garbage collection runs when
+// it will) during a pull, or after it, leaves the image mounted at pull for its container (it was
+// unmounted, holding every other call for seconds).
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -106,8 +108,10 @@ describe('pull secret labels', () => {
 
   it('mounts it lazily with the credentials they give, for the container on top', async () => {
     const top = await pullRemotely('secret', { [Label.PULL_USERNAME]: USER, [Label.PULL_SECRET]: PASSWORD });
-    // the image is mounted as its pull ends, before any container asks; a Cleanup then keeps it
+    // the image is mounted as its pull ends, before any container asks; a Cleanup while it is being
+    // mounted, or once it is, keeps it
     const fuseMounts = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`${root}/mnt/`) && l.includes(' fuse'));
+    await call('Cleanup', {});
     await waitFor(() => fuseMounts().length === 1, 'the image mounted at pull', 20_000, 50);
     await call('Cleanup', {});
     expect(fuseMounts()).toHaveLength(1);
