@@ -250,6 +250,8 @@ export class Snapshotter {
 
   private async releaseIfUnused(image: string): Promise<void> {
     if (this.store.entries().some(([, r]) => r.image === image)) return;
+    // its pull's time is over once a snapshot has read through it, or its TTL has passed
+    this.premounted.delete(image);
     await this.images?.release(image).catch((err: unknown) => log.warn('unmounting an unused image failed', { image, error: err }));
   }
 

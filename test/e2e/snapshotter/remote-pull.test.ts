@@ -125,5 +125,12 @@ describe('pull secret labels', () => {
     expect(execFileSync('chroot', [at, '/bin/busybox', 'echo', 'runs'], { encoding: 'utf8' }).trim()).toBe('runs');
     // the password is the snapshot's (containerd keeps labels too), and in no log
     expect(log).not.toContain(PASSWORD);
+    // the container gone, its image is unmounted, and a Cleanup does not bring it back
+    await runAsync('umount', [at]);
+    mounted.splice(mounted.indexOf(at), 1);
+    await call('Remove', { key: 'ctr-secret' });
+    expect(fuseMounts()).toHaveLength(0);
+    await call('Cleanup', {});
+    expect(fuseMounts()).toHaveLength(0);
   }, 60_000);
 });
