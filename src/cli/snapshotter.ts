@@ -3,13 +3,15 @@
 // through supervised daemons. Runs in the foreground until SIGINT/SIGTERM; the daemons outlive it,
 // so running containers keep reading while it is restarted.
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { DaemonMode } from '../daemon/router.js';
 import { CacheGc } from '../blobcache/cache-gc.js';
 import { type FsDriver, ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
 import { claimSocketPath, serveSnapshotter } from '../snapshotter/service.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';
+import { PrefetchLists, serveSystemApi, type SystemApiParts } from '../snapshotter/system-api.js';
+import type { Server } from 'node:http';
 import { isLogLevel, log, LOG_LEVELS, setLogLevel } from '../util/log.js';
 import { parse as parseToml } from 'smol-toml';
 import { ConfigError } from '../daemon/config-error.js';
@@ -24,6 +26,7 @@ interface SnapshotterFlags extends ConfigFlags {
   fsDriver: FsDriver;
   spareDaemons: number;
   nydusdConfig?: string;
+  systemAddress?: string;
 }
 
 /**
@@ -55,9 +58,16 @@ function withConfigToml(given: SnapshotterFlags, cmd: Command): SnapshotterFlags
     // the TOML is not the daemons' config: theirs is [daemon] nydusd_config (or --nydusd-config)
     config: given.nydusdConfig ?? s.daemonConfig,
     ...pick('root', s.root), ...pick('address', s.address), ...pick('daemonMode', s.daemonMode), ...pick('recoverPolicy', s.recoverPolicy),
-    ...pick('fsDriver', s.fsDriver), ...pick('threads', s.threads), ...pick('cacheDir', s.cacheDir), ...pick('insecure', s.insecure),
+    ...pick('fsDriver', s.fsDriver), ...pick('threads', s.threads), ...pick('cacheDir', s.cacheDir), ...pick('insecure', s.insecure), ...pick('systemAddress', s.systemAddress),
     ...(s.stargz === undefined ? {} : { stargz: s.stargz }),
   };
+}
+
+/** The system API on `address` (a socket left by a killed snapshotter is replaced, a live one refused). */
+async function serveSystem(address: string, parts: SystemApiParts): Promise<Server> {
+  mkdirSync(dirname(address), { recursive: true, mode: 0o700 });
+  await claimSocketPath(address);
+  return serveSystemApi(address, parts);
 }
 
 async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<void> {
@@ -69,13 +79,15 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   const config = configFrom(flags);
   // the blob cache lives with the snapshotter's state unless the config or --cache-dir says otherwise
   if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
-  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
+  const prefetchLists = new PrefetchLists();
+  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, prefetchLists, ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
   const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
   // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
   const address = resolve(flags.address);
   await claimSocketPath(address);
   await sn.recover();
   const server = await serveSnapshotter(sn, address);
+  const system = flags.systemAddress === undefined ? undefined : await serveSystem(resolve(flags.systemAddress), { images, snapshotter: sn, prefetch: prefetchLists });
   log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir });
   void images.rehearse();
   const signal = await new Promise<NodeJS.Signals>((done) => {
@@ -84,6 +96,7 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   });
   log.info('snapshotter stopping (daemons keep serving)', { signal });
   await new Promise<void>((done) => server.tryShutdown(() => done()));
+  await new Promise<void>((done) => (system ? system.close(() => done()) : done()));
   await images.close();
 }
 
@@ -101,6 +114,7 @@ export function snapshotterCommand(): Command {
     .addOption(new Option('--daemon-mode <mode>', 'dedicated: a daemon per image; shared: one daemon for all').choices(['dedicated', 'shared']).default('dedicated'))
     .addOption(new Option('--recover-policy <policy>', 'when a daemon dies: restart it and remount, or hand its FUSE connection to the new one (failover)').choices(['restart', 'failover']).default('restart'))
     .addOption(new Option('--spare-daemons <n>', 'dedicated daemons kept started ahead of need, so an image mounts without waiting for a process to start (restart policy; 0: none)').argParser(spareCount).default(1))
+    .option('--system-address <socket>', 'serve the system API (GET /api/v1/daemons, PUT /api/v1/prefetch, …) on this unix socket (nydus-snapshotter\'s [system] address)')
     .addOption(new Option('--fs-driver <driver>', 'fuse: a Nydus image\'s lower dir is the daemon\'s FUSE tree; block: the kernel\'s EROFS mounted on the daemon\'s flat image file').choices(['fuse', 'block']).default('fuse'));
   return addConfigOptions(cmd).action(runSnapshotter);
 }

@@ -260,10 +260,11 @@ export function loadDaemonConfig(path: string): DaemonConfig {
  */
 export function parseMountSpec(value: unknown): MountSpec {
   const where = 'mount';
-  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'platform', 'runtimeFiles', 'auth']);
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'prefetchFiles', 'platform', 'runtimeFiles', 'auth']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
-  const prefetchFiles = pathList(o.prefetch_files, `${where}.prefetch_files`);
+  if (o.prefetch_files !== undefined && o.prefetchFiles !== undefined) throw new ConfigError(`${where}: prefetch_files and prefetchFiles are one list: give one`);
+  const prefetchFiles = o.prefetchFiles !== undefined ? pathList(o.prefetchFiles, `${where}.prefetchFiles`) : pathList(o.prefetch_files, `${where}.prefetch_files`);
   const runtimeFiles = pathList(o.runtimeFiles, `${where}.runtimeFiles`);
   const bootstrap = str(o, 'bootstrap', where) ?? str(o, 'source', where);
   const upstream = mountConfig(o, where);

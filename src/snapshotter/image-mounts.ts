@@ -19,6 +19,7 @@ import { MAX_TRACE_BYTES, parseAccessTrace } from '../trace/access-trace.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
 import { StargzWarmup } from './stargz-warmup.js';
+import type { PrefetchLists } from './system-api.js';
 
 /**
  * What containerd (and CRI) read of an image's tree as it makes a container, before anything of the
@@ -41,6 +42,8 @@ export interface ImageMountsOptions {
   spareDaemons?: number;
   /** Serve eStargz / zstd:chunked layers lazily (default); false: they are pulled like any layer. */
   stargz?: boolean;
+  /** Files to fetch first at an image's next mount (the system API's PUT /api/v1/prefetch). */
+  prefetchLists?: PrefetchLists;
 }
 
 const SHARED_ID = 'shared';
@@ -146,8 +149,9 @@ export class ImageMounts {
    */
   private async spec(name: string, remote: RemoteLayer): Promise<MountSpec> {
     const trace = this.traceFile(name);
+    const prefetchFiles = this.opts.prefetchLists?.take(remote.ref);
     return {
-      target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES, ...(remote.auth ? { auth: remote.auth } : {}),
+      target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES, ...(remote.auth ? { auth: remote.auth } : {}), ...(prefetchFiles ? { prefetchFiles } : {}),
       ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }),
     };
   }

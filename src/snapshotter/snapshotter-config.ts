@@ -1,12 +1,16 @@
 // nydus-snapshotter's config.toml (misc/snapshotter/config.toml), read into our snapshotter's settings:
 // root and address, daemon_mode, [daemon] nydusd_config / fs_driver / recover_policy / threads_number,
-// [log] level, [cache_manager] cache_dir, [remote] skip_ssl_verify, [experimental] enable_stargz.
+// [log] level, [cache_manager] cache_dir, [remote] skip_ssl_verify, [system] enable and address,
+// [experimental] enable_stargz.
 // Keys that change nothing here are listed in `ignored` (the caller reports them once); values that
 // would make us do something else than asked (fscache, daemon_mode none, recover_policy none, a
 // mirrors_config dir, signature validation) are a ConfigError naming the key.
 import { ConfigError } from '../daemon/config-error.js';
 
 type Json = Record<string, unknown>;
+
+/** nydus-snapshotter's default system API socket. */
+const DEFAULT_SYSTEM_ADDRESS = '/run/containerd-nydus/system.sock';
 
 export interface SnapshotterSettings {
   root?: string;
@@ -22,6 +26,8 @@ export interface SnapshotterSettings {
   insecure?: boolean;
   /** [experimental] enable_stargz: serve eStargz layers lazily (false: pull them like any layer). */
   stargz?: boolean;
+  /** [system] address, when enable: the system API's socket (system-api.ts). */
+  systemAddress?: string;
   ignored: string[];
 }
 
@@ -32,7 +38,7 @@ export function snapshotterSettings(value: unknown, where = 'config'): Snapshott
   const ignore = (t: Json, path: string, known: readonly string[]): void => {
     for (const k of Object.keys(t)) if (!known.includes(k)) out.ignored.push(path === '' ? k : `${path}.${k}`);
   };
-  ignore(o, '', ['root', 'address', 'daemon_mode', 'daemon', 'log', 'cache_manager', 'remote', 'experimental']);
+  ignore(o, '', ['root', 'address', 'daemon_mode', 'daemon', 'log', 'cache_manager', 'remote', 'experimental', 'system']);
   out.root = optString(o.root, `${where}.root`);
   out.address = optString(o.address, `${where}.address`);
   const mode = optString(o.daemon_mode, `${where}.daemon_mode`);
@@ -84,6 +90,12 @@ export function snapshotterSettings(value: unknown, where = 'config'): Snapshott
       ignore(m, 'remote.mirrors_config', ['dir']);
       if (m.dir !== undefined && m.dir !== '') throw new ConfigError(`${where}.remote.mirrors_config.dir: containerd hosts.toml directories are not read here; give mirrors in the daemon config`);
     }
+  }
+  if (o.system !== undefined) {
+    const sys = table(o.system, `${where}.system`);
+    ignore(sys, 'system', ['enable', 'address']);
+    const enable = sys.enable === undefined ? false : bool(sys.enable, `${where}.system.enable`);
+    if (enable) out.systemAddress = optString(sys.address, `${where}.system.address`) ?? DEFAULT_SYSTEM_ADDRESS;
   }
   if (o.experimental !== undefined) {
     const e = table(o.experimental, `${where}.experimental`);

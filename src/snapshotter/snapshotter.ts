@@ -334,6 +334,11 @@ export class Snapshotter {
     return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' || r.remote?.role === 'stargz' ? [blobIdOf(r.remote.digest)] : [])));
   }
 
+  /** The directory of snapshot `id` (a record's id). */
+  dirOf(id: string): string {
+    return join(this.dirs, id);
+  }
+
   /** Images active snapshots and views read through, and images mounted at pull until their TTL (what must stay mounted). */
   imagesInUse(): Map<string, RemoteLayer> {
     const out = new Map<string, RemoteLayer>(this.premounted);

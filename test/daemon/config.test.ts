@@ -43,6 +43,8 @@ describe('parseMountSpec', () => {
     expect(parseMountSpec({ target: 'r/x:y', trace: '/var/traces/x.json' })).toEqual({ target: 'r/x:y', trace: '/var/traces/x.json' });
     // a snapshotter's: the pull secret of the image's registry, and the files containerd reads first
     expect(parseMountSpec({ target: 'r/x:y', auth: { username: 'u', password: 'p' }, runtimeFiles: ['/etc/passwd'] })).toEqual({ target: 'r/x:y', auth: { username: 'u', password: 'p' }, runtimeFiles: ['/etc/passwd'] });
+    // a spec as a record holds it (the snapshotter's, with a system API prefetch list)
+    expect(parseMountSpec({ target: 'r/x:y', prefetch: true, prefetchFiles: ['/bin/sh'] })).toEqual({ target: 'r/x:y', prefetch: true, prefetchFiles: ['/bin/sh'] });
   });
 
   it.each([
@@ -63,6 +65,7 @@ describe('parseMountSpec', () => {
     [{ target: 'r/x', auth: { username: 'u' } }, /mount\.auth: expected username and password/],
     [{ target: 'r/x', auth: { username: 'u', password: 'p', registryToken: 't' } }, /unknown key "registryToken"/],
     [{ target: 'r/x', runtimeFiles: ['etc/passwd'] }, /mount\.runtimeFiles\[0\]: expected an absolute path/],
+    [{ target: 'r/x', prefetchFiles: ['/a'], prefetch_files: ['/b'] }, /prefetch_files and prefetchFiles are one list/],
   ])('refuses %j', (value, message) => {
     expect(() => parseMountSpec(value)).toThrow(message);
   });

@@ -1,4 +1,4 @@
-// Pulls driven over the snapshotter's gRPC socket as containerd drives them. A private image through
+// Pulls driven over the snapshotter's gRPC socket as containerd drives them, and its system API. A private image through
 // the snapshotter with the credentials of nydus-snapshotter's pull secret
 // labels (containerd.io/snapshot/pullusername and pullsecret, as a Kubernetes node's client sets them
 // on the pull's Prepare calls). Needs root, /dev/fuse and the e2e registries: busybox is converted
@@ -15,7 +15,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
+import { DaemonClient } from '../../../src/daemon/api-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Label } from '../../../src/snapshotter/labels.js';
 import { snapshotsService } from '../../../src/snapshotter/service.js';
@@ -33,6 +35,20 @@ const work = mkdtempSync(join(tmpdir(), 'nydusify-pull-secret-'));
 const p = (...parts: string[]) => join(work, ...parts);
 const root = p('root');
 const socket = p('snapshotter.sock');
+const systemSocket = p('system.sock');
+
+/** A request to the system API: its status and JSON body. */
+function system(method: string, path: string, body?: string): Promise<{ status: number; body: unknown }> {
+  return new Promise((done, fail) => {
+    const req = request({ socketPath: systemSocket, method, path }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => done({ status: res.statusCode!, body: text === '' ? undefined : JSON.parse(text) }));
+    });
+    req.on('error', fail);
+    req.end(body);
+  });
+}
 
 type Call = (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
 let client: grpc.Client & Record<string, Call>;
@@ -78,7 +94,7 @@ beforeAll(async () => {
     runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:busybox`, p('bundle')]),
   ]);
   mkdirSync(p('no-docker-config'));
-  snapshotter = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', socket, '--root', root, '--plain-http'], {
+  snapshotter = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', socket, '--root', root, '--plain-http', '--system-address', systemSocket], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, DOCKER_CONFIG: p('no-docker-config'), NYDUSIFY_LOG_LEVEL: 'info' },
   });
@@ -106,7 +122,9 @@ describe('pull secret labels', () => {
     await expect(call('Stat', { key: 'ctr-plain' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
   }, 60_000);
 
-  it('mounts it lazily with the credentials they give, for the container on top', async () => {
+  it('mounts it lazily with the credentials they give, for the container on top; the system API describes its daemon', async () => {
+    // an NRI plugin's prefetch list for the image: its next mount fetches those files first
+    expect((await system('PUT', '/api/v1/prefetch', JSON.stringify([{ image: TARGET, prefetch: '/bin/busybox' }]))).status).toBe(200);
     const top = await pullRemotely('secret', { [Label.PULL_USERNAME]: USER, [Label.PULL_SECRET]: PASSWORD });
     // the image is mounted as its pull ends, before any container asks; a Cleanup while it is being
     // mounted, or once it is, keeps it
@@ -125,6 +143,23 @@ describe('pull secret labels', () => {
     expect(execFileSync('chroot', [at, '/bin/busybox', 'echo', 'runs'], { encoding: 'utf8' }).trim()).toBe('runs');
     // the password is the snapshot's (containerd keeps labels too), and in no log
     expect(log).not.toContain(PASSWORD);
+    // the system API: the image's daemon, the container's snapshot reading through it, and its API socket
+    const { body: daemons } = await system('GET', '/api/v1/daemons') as { body: { id: string; pid: number; api_socket: string; reference: number; memory_rss_kb: number; instances: Record<string, { image_id: string }> }[] };
+    expect(daemons).toHaveLength(1);
+    expect(daemons[0]!).toMatchObject({ reference: 1, instances: { 'ctr-secret': { image_id: TARGET } } });
+    expect(daemons[0]!.pid).toBeGreaterThan(0);
+    expect(daemons[0]!.memory_rss_kb).toBeGreaterThan(0);
+    expect((await system('GET', `/api/v1/daemons/${daemons[0]!.id}/backend`)).body).toMatchObject({ type: 'registry', config: { images: [TARGET] } });
+    // what the prefetch list named came in as prefetch
+    const trace = await new DaemonClient(daemons[0]!.api_socket).accessTrace('/');
+    expect(trace.fetches.some((f) => f.kind === 'prefetch' && trace.files[f.file!]?.path === '/bin/busybox')).toBe(true);
+    // bad requests are answered, and it keeps serving
+    expect((await system('PUT', '/api/v1/prefetch', '{"image":')).status).toBe(400);
+    expect((await system('PUT', '/api/v1/prefetch', JSON.stringify([{ image: TARGET, prefetch: 'bin/busybox' }]))).status).toBe(400);
+    expect((await system('GET', '/api/v1/daemons/nope/backend')).status).toBe(404);
+    expect((await system('PUT', '/api/v1/daemons/upgrade', '{}')).status).toBe(501);
+    expect((await system('GET', '/api/v1/nothing')).status).toBe(404);
+    expect((await system('GET', '/api/v1/daemons/records')).body).toHaveLength(1);
     // the container gone, its image is unmounted, and a Cleanup does not bring it back
     await runAsync('umount', [at]);
     mounted.splice(mounted.indexOf(at), 1);
