@@ -73,7 +73,13 @@ async function runDaemon(given: DaemonFlags): Promise<void> {
     api.close();
     rmSync(flags.apisock!, { force: true });
   }
+  // stopped: nothing is served any more, so idle keep-alive connections (the registry's, the API
+  // client's) must not keep the process, which its manager waits to see gone, for seconds
+  setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
 }
+
+/** How long a stopped daemon's process lingers at most before it exits. */
+const EXIT_GRACE_MS = 100;
 
 export function daemonCommand(): Command {
   const cmd = new Command('daemon')
