@@ -143,7 +143,7 @@ export function convertCommand(): Command {
     .addOption(new Option('--fs-chunk-size <bytes>', 'nydusify\'s name for --chunk-size').argParser(parseChunkSize).env('FS_CHUNK_SIZE'))
     .option('--oci', 'make a Docker-typed source an OCI-typed target (manifest, config, layers)')
     .addOption(new Option('--work-dir <dir>', 'where to keep layer blobs while converting (default: the temp dir)').env('WORK_DIR'))
-    .option('--plain-http', 'talk plain HTTP to the registries (never chosen silently)')
+    .option('--plain-http', 'talk plain HTTP to the registries (a loopback one answering TLS in plain HTTP is asked in plain HTTP anyway, as containerd does)')
     .option('--source-insecure', 'skip TLS verification for the source registry')
     .option('--target-insecure', 'skip TLS verification for the target registry')
     .addOption(new Option('--push-retry-count <n>', 'retries of failed registry requests').argParser((v) => Number.parseInt(v, 10)).default(3).env('PUSH_RETRY_COUNT'))

@@ -82,7 +82,7 @@ export function optimizeCommand(): Command {
     .addOption(new Option('--hot-chunk-size <bytes>', 'chunk size of the hot blob: a power of two from 4K to 1M').argParser(parseHotChunkSize).default(DEFAULT_HOT_CHUNK_SIZE, '16K'))
     .option('--platform <os/arch[/variant]>', 'platform to optimize from a multi-platform source (default linux/amd64)')
     .option('--work-dir <dir>', 'where to build the hot blob (default: the temp dir)')
-    .option('--plain-http', 'talk plain HTTP to the registries (never chosen silently)')
+    .option('--plain-http', 'talk plain HTTP to the registries (a loopback one answering TLS in plain HTTP is asked in plain HTTP anyway, as containerd does)')
     .option('--source-insecure', 'skip TLS verification for the source registry')
     .option('--target-insecure', 'skip TLS verification for the target registry')
     .option('--push-retry-count <n>', 'retries of failed registry requests', (v) => Number.parseInt(v, 10), 3)

@@ -129,9 +129,10 @@ export class RegistryClient implements RegistrySession {
 }
 
 /**
- * A registry client for the hosts of `refs` (each with its own --*-insecure flag): plain HTTP only when asked
- * (--plain-http), never chosen silently. Asked, it holds for every host the client talks to, token realms
- * included: the flag is what allows a password to travel to an http realm.
+ * A registry client for the hosts of `refs` (each with its own --*-insecure flag): plain HTTP when asked
+ * (--plain-http), else only to a loopback registry that answers TLS in plain HTTP (transport.ts). Asked,
+ * it holds for every host the client talks to, token realms included: the flag is what allows a
+ * password to travel to an http realm.
  */
 export function clientForReferences(refs: [string, boolean | undefined][], plainHttp: boolean | undefined, retries = 3): RegistryClient {
   const hosts: Record<string, { insecure?: boolean }> = {};

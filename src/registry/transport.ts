@@ -5,13 +5,18 @@
 // through it as they are), else as HTTP_PROXY / HTTPS_PROXY / NO_PROXY say, as containerd reads them
 // (Go's rules): a loopback registry is never reached through the environment's proxy.
 // A proxy given with `fallback` that cannot be reached is left alone for `checkIntervalMs` and the
-// request goes straight to the registry.
+// request goes straight to the registry. A loopback registry asked over HTTPS that answers the
+// handshake in plain HTTP is asked in plain HTTP from then on, as containerd's own resolver does.
 import { Readable } from 'node:stream';
 import { Agent, EnvHttpProxyAgent, ProxyAgent, request, type Dispatcher } from 'undici';
 import { RegistryError } from './errors.js';
+import { log } from '../util/log.js';
 
 export interface HostOptions {
-  /** Talk plain HTTP to this host. Never inferred: not even loopback hosts are assumed to be plain HTTP. */
+  /**
+   * Talk plain HTTP to this host. Inferred only for a loopback host whose TLS handshake gets a
+   * plain-HTTP answer (as containerd's resolver does for localhost): that traffic never leaves the machine.
+   */
   plainHttp?: boolean;
   /** HTTPS without certificate verification (still HTTPS). */
   insecure?: boolean;
@@ -146,6 +151,8 @@ export class HttpTransport {
   private readonly timeouts: { headersTimeout: number; bodyTimeout: number };
   /** Until when (ms since the epoch) an unreachable proxy is left alone. */
   private proxyDownUntil = 0;
+  /** Loopback hosts found to speak plain HTTP (see plainLoopback). */
+  private readonly plainLoopbackHosts = new Set<string>();
 
   constructor(private readonly options: TransportOptions = {}) {
     const idle = options.idleTimeoutMs ?? 30_000;
@@ -165,7 +172,19 @@ export class HttpTransport {
 
   hostOptions(host: string): HostOptions {
     const own = this.options.hosts?.[host] ?? {};
-    return { plainHttp: own.plainHttp ?? this.options.plainHttp ?? false, insecure: own.insecure ?? this.options.insecure ?? false };
+    const plainHttp = own.plainHttp ?? this.options.plainHttp ?? false;
+    return { plainHttp: plainHttp || this.plainLoopbackHosts.has(host), insecure: own.insecure ?? this.options.insecure ?? false };
+  }
+
+  /**
+   * Whether `url` (an HTTPS URL that failed with `err`) is a loopback registry answering TLS in plain
+   * HTTP: it is then recorded as a plain-HTTP host, and asked again in plain HTTP.
+   */
+  private plainLoopback(url: URL, err: unknown): boolean {
+    if (url.protocol !== 'https:' || !isLoopback(url.hostname) || !isPlainHttpAnswer(err)) return false;
+    if (!this.plainLoopbackHosts.has(url.host)) log.info('a loopback registry answers plain HTTP: asked in plain HTTP, as containerd does', { host: url.host });
+    this.plainLoopbackHosts.add(url.host);
+    return true;
   }
 
   /** `http://host` or `https://host`, from the host options alone. */
@@ -211,8 +230,12 @@ export class HttpTransport {
     let url = new URL(req.url);
     let headers = { ...req.headers };
     for (let hop = 0; ; hop++) {
-      const body = req.body === undefined || Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body());
-      const res = await this.exchange(url, { method: req.method, headers, body, signal: req.signal });
+      const body = (): Dispatcher.DispatchOptions['body'] => (req.body === undefined || Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body()));
+      const res = await this.exchange(url, { method: req.method, headers, body: body(), signal: req.signal }).catch((err: unknown) => {
+        if (!this.plainLoopback(url, err)) throw err;
+        url = new URL(url.href.replace(/^https:/, 'http:'));
+        return this.exchange(url, { method: req.method, headers, body: body(), signal: req.signal });
+      });
       const location = res.headers.location;
       if (!REDIRECTS.has(res.statusCode) || (req.method !== 'GET' && req.method !== 'HEAD') || typeof location !== 'string') {
         return { status: res.statusCode, url: url.href, headers: res.headers, body: res.body };
@@ -240,6 +263,14 @@ export class HttpTransport {
 /** localhost, 127.0.0.0/8 or ::1: never proxied by the environment's settings. */
 function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname === '[::1]' || hostname === '::1';
+}
+
+/** A TLS handshake that got a plain-HTTP answer (OpenSSL's "wrong version number"). */
+function isPlainHttpAnswer(err: unknown): boolean {
+  for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.code === 'ERR_SSL_WRONG_VERSION_NUMBER') return true;
+  }
+  return false;
 }
 
 /** A connection that could not be made (refused, unreachable, timed out connecting): what a proxy's fallback is for. */

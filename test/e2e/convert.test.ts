@@ -140,6 +140,11 @@ describe('convert', () => {
     expect(records.map((l) => l.digest)).toEqual(expect.arrayContaining([first.manifests[0]!.layers[0]!.blobDigest, other.manifests[0]!.layers[0]!.blobDigest]));
   });
 
+  it('reaches a loopback registry in plain HTTP without --plain-http, as containerd does', async () => {
+    await cli(['convert', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:loopback-nydus`]);
+    await cli(['check', '--source', `${REG}/busybox:latest`, '--target', `${REG}/busybox:loopback-nydus`, '--with-data']);
+  });
+
   it('reads nydusify\'s environment variables for flags not given (switches as Go reads them)', async () => {
     const env = { SOURCE: `${REG}/debian-ml:v2s2`, TARGET: `${REG}/debian-ml:env-nydus`, PLAIN_HTTP: 'true', OCI: '1', FS_CHUNK_SIZE: '0x40000' };
     await cli(['convert'], { env });

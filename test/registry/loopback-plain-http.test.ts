@@ -1,0 +1,42 @@
+// A loopback registry that speaks plain HTTP is reached without --plain-http, as containerd's resolver
+// reaches localhost: the HTTPS handshake gets a plain-HTTP answer, the host is asked in plain HTTP
+// from then on. A host given as HTTPS-only elsewhere is unaffected (only loopback falls back).
+import { afterAll, describe, expect, it } from 'vitest';
+import { HttpTransport } from '../../src/registry/transport.js';
+import { startServer, type TestServer } from './http-fixtures.js';
+
+const servers: TestServer[] = [];
+afterAll(async () => {
+  for (const s of servers) await s.close();
+});
+
+describe('loopback registries', () => {
+  it('are asked in plain HTTP once their TLS handshake gets a plain-HTTP answer', async () => {
+    let requests = 0;
+    const server = await startServer((req, res) => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'text/plain' }).end(`hello ${req.url}`);
+    });
+    servers.push(server);
+    const transport = new HttpTransport();
+    expect(transport.hostOptions(server.host).plainHttp).toBe(false);
+    const res = await transport.send({ method: 'GET', url: `https://${server.host}/v2/` });
+    expect(res.status).toBe(200);
+    expect(res.url).toBe(`http://${server.host}/v2/`);
+    expect(await res.body.text()).toBe('hello /v2/');
+    expect(transport.hostOptions(server.host).plainHttp).toBe(true);
+    expect(transport.baseUrl(server.host)).toBe(`http://${server.host}`);
+    // the handshake that failed reached the server as a bad request only
+    expect(requests).toBe(1);
+    await transport.close();
+  });
+
+  it('a refused connection stays an error (nothing to fall back to)', async () => {
+    const server = await startServer(() => undefined);
+    await server.close();
+    const transport = new HttpTransport();
+    await expect(transport.send({ method: 'GET', url: `https://${server.host}/v2/` })).rejects.toThrow();
+    expect(transport.hostOptions(server.host).plainHttp).toBe(false);
+    await transport.close();
+  });
+});
