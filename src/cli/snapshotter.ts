@@ -27,6 +27,7 @@ interface SnapshotterFlags extends ConfigFlags {
   spareDaemons: number;
   nydusdConfig?: string;
   systemAddress?: string;
+  mirrorsDir?: string;
 }
 
 /**
@@ -58,7 +59,7 @@ function withConfigToml(given: SnapshotterFlags, cmd: Command): SnapshotterFlags
     // the TOML is not the daemons' config: theirs is [daemon] nydusd_config (or --nydusd-config)
     config: given.nydusdConfig ?? s.daemonConfig,
     ...pick('root', s.root), ...pick('address', s.address), ...pick('daemonMode', s.daemonMode), ...pick('recoverPolicy', s.recoverPolicy),
-    ...pick('fsDriver', s.fsDriver), ...pick('threads', s.threads), ...pick('cacheDir', s.cacheDir), ...pick('insecure', s.insecure), ...pick('systemAddress', s.systemAddress),
+    ...pick('fsDriver', s.fsDriver), ...pick('threads', s.threads), ...pick('cacheDir', s.cacheDir), ...pick('insecure', s.insecure), ...pick('systemAddress', s.systemAddress), ...pick('mirrorsDir', s.mirrorsDir),
     ...(s.stargz === undefined ? {} : { stargz: s.stargz }),
   };
 }
@@ -80,7 +81,7 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   // the blob cache lives with the snapshotter's state unless the config or --cache-dir says otherwise
   if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
   const prefetchLists = new PrefetchLists();
-  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, prefetchLists, ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
+  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, prefetchLists, ...(flags.mirrorsDir === undefined ? {} : { mirrorsDir: resolve(flags.mirrorsDir) }), ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
   const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
   // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
   const address = resolve(flags.address);
@@ -114,6 +115,7 @@ export function snapshotterCommand(): Command {
     .addOption(new Option('--daemon-mode <mode>', 'dedicated: a daemon per image; shared: one daemon for all').choices(['dedicated', 'shared']).default('dedicated'))
     .addOption(new Option('--recover-policy <policy>', 'when a daemon dies: restart it and remount, or hand its FUSE connection to the new one (failover)').choices(['restart', 'failover']).default('restart'))
     .addOption(new Option('--spare-daemons <n>', 'dedicated daemons kept started ahead of need, so an image mounts without waiting for a process to start (restart policy; 0: none)').argParser(spareCount).default(1))
+    .option('--mirrors-dir <dir>', 'containerd\'s hosts.toml directories (DIR/HOST/hosts.toml): each image\'s registry\'s mirrors (nydus-snapshotter\'s [remote] mirrors_config.dir)')
     .option('--system-address <socket>', 'serve the system API (GET /api/v1/daemons, PUT /api/v1/prefetch, …) on this unix socket (nydus-snapshotter\'s [system] address)')
     .addOption(new Option('--fs-driver <driver>', 'fuse: a Nydus image\'s lower dir is the daemon\'s FUSE tree; block: the kernel\'s EROFS mounted on the daemon\'s flat image file').choices(['fuse', 'block']).default('fuse'));
   return addConfigOptions(cmd).action(runSnapshotter);

@@ -97,6 +97,8 @@ export interface MountSpec {
   insecure?: boolean;
   /** Credentials for the target's registry (a snapshotter's pull secret), over the daemon's own. */
   auth?: { username: string; password: string };
+  /** Mirrors of the target's registry (a snapshotter's hosts.toml), tried before the daemon's own. */
+  mirrors?: RegistryMirror[];
   /**
    * A stargz-family image only: serve its layers up to and including this one (a layer digest), the
    * tree a snapshotter's chain ending in that layer must show.
@@ -150,6 +152,14 @@ function registryAuth(value: unknown, where: string): NonNullable<RegistryAccess
   if (registryToken !== undefined || username === undefined || password === undefined) throw new ConfigError(`${where}: expected username and password, or registryToken`);
   return { ...on, username, password };
 }
+
+function mountMirrors(value: unknown, where: string): RegistryMirror[] {
+  if (!Array.isArray(value) || value.length > MAX_MOUNT_MIRRORS) throw new ConfigError(`${where}: expected a list of at most ${MAX_MOUNT_MIRRORS} mirrors`);
+  return value.map((m, i) => mirror(m, `${where}[${i}]`));
+}
+
+/** Most mirrors a mount names. */
+const MAX_MOUNT_MIRRORS = 32;
 
 /** A mount's credentials for its target's registry: a user and password. */
 function mountAuth(value: unknown, where: string): NonNullable<MountSpec['auth']> {
@@ -260,7 +270,7 @@ export function loadDaemonConfig(path: string): DaemonConfig {
  */
 export function parseMountSpec(value: unknown): MountSpec {
   const where = 'mount';
-  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'prefetchFiles', 'platform', 'runtimeFiles', 'auth']);
+  const o = object(value, where, ['target', 'bootstrap', 'source', 'blobDir', 'prefetch', 'plainHttp', 'insecure', 'fs_type', 'upToLayer', 'trace', 'config', 'prefetch_files', 'prefetchFiles', 'platform', 'runtimeFiles', 'auth', 'mirrors']);
   const fsType = str(o, 'fs_type', where);
   if (fsType !== undefined && fsType !== 'rafs') throw new ConfigError(`${where}.fs_type: only "rafs" is served`);
   if (o.prefetch_files !== undefined && o.prefetchFiles !== undefined) throw new ConfigError(`${where}: prefetch_files and prefetchFiles are one list: give one`);
@@ -275,7 +285,9 @@ export function parseMountSpec(value: unknown): MountSpec {
     plainHttp: bool(o, 'plainHttp', where) ?? upstream.registry.plainHttp, insecure: bool(o, 'insecure', where) ?? upstream.registry.insecure,
     upToLayer: str(o, 'upToLayer', where), trace: str(o, 'trace', where), platform: str(o, 'platform', where),
     auth: o.auth === undefined ? undefined : mountAuth(o.auth, `${where}.auth`),
+    mirrors: o.mirrors === undefined ? undefined : mountMirrors(o.mirrors, `${where}.mirrors`),
   };
+  if (spec.mirrors !== undefined && spec.target === undefined) throw new ConfigError(`${where}.mirrors: mirrors go with target`);
   if (spec.auth !== undefined && spec.target === undefined) throw new ConfigError(`${where}.auth: credentials go with target`);
   if (spec.platform !== undefined && (spec.target === undefined || !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(spec.platform))) throw new ConfigError(`${where}.platform: os/arch[/variant], with target`);
   if (spec.trace !== undefined && !isAbsolute(spec.trace)) throw new ConfigError(`${where}.trace: expected an absolute path`);

@@ -102,7 +102,10 @@ export class ImageMount {
   static async open(name: string, slot: number, spec: MountSpec, ctx: MountContext): Promise<ImageMount> {
     const { registry } = ctx.config;
     // the daemon's registry settings, with the mount's own overrides
-    const access = { ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure, ...(spec.auth ? { auth: spec.auth } : {}) };
+    const access = {
+      ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure, ...(spec.auth ? { auth: spec.auth } : {}),
+      mirrors: [...(spec.mirrors ?? []), ...registry.mirrors],
+    };
     const blobRepository = spec.blobRepository ?? ctx.config.blobRepository;
     if (spec.bootstrap !== undefined && spec.blobDir === undefined && blobRepository !== undefined) {
       // nydusd's way with a registry backend: the bootstrap here, its blobs in a repository, lazily

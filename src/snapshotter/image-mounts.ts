@@ -20,6 +20,8 @@ import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
 import { StargzWarmup } from './stargz-warmup.js';
 import type { PrefetchLists } from './system-api.js';
+import { hostsTomlMirrors } from './hosts-toml.js';
+import { parseReference } from '../registry/reference.js';
 
 /**
  * What containerd (and CRI) read of an image's tree as it makes a container, before anything of the
@@ -44,6 +46,8 @@ export interface ImageMountsOptions {
   stargz?: boolean;
   /** Files to fetch first at an image's next mount (the system API's PUT /api/v1/prefetch). */
   prefetchLists?: PrefetchLists;
+  /** containerd's hosts.toml directories: each image's registry's mirrors (hosts-toml.ts). */
+  mirrorsDir?: string;
 }
 
 const SHARED_ID = 'shared';
@@ -150,8 +154,11 @@ export class ImageMounts {
   private async spec(name: string, remote: RemoteLayer): Promise<MountSpec> {
     const trace = this.traceFile(name);
     const prefetchFiles = this.opts.prefetchLists?.take(remote.ref);
+    // read at each mount, as containerd reads them: an edited hosts.toml holds from the next image on
+    const mirrors = this.opts.mirrorsDir === undefined ? [] : hostsTomlMirrors(this.opts.mirrorsDir, parseReference(remote.ref).host);
     return {
       target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES, ...(remote.auth ? { auth: remote.auth } : {}), ...(prefetchFiles ? { prefetchFiles } : {}),
+      ...(mirrors.length > 0 ? { mirrors } : {}),
       ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }),
     };
   }

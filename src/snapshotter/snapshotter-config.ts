@@ -3,8 +3,9 @@
 // [log] level, [cache_manager] cache_dir, [remote] skip_ssl_verify, [system] enable and address,
 // [experimental] enable_stargz.
 // Keys that change nothing here are listed in `ignored` (the caller reports them once); values that
-// would make us do something else than asked (fscache, daemon_mode none, recover_policy none, a
-// mirrors_config dir, signature validation) are a ConfigError naming the key.
+// would make us do something else than asked (fscache, daemon_mode none, recover_policy none,
+// signature validation) are a ConfigError naming the key. [remote] mirrors_config.dir is read as
+// containerd's hosts.toml directories.
 import { ConfigError } from '../daemon/config-error.js';
 
 type Json = Record<string, unknown>;
@@ -28,6 +29,8 @@ export interface SnapshotterSettings {
   stargz?: boolean;
   /** [system] address, when enable: the system API's socket (system-api.ts). */
   systemAddress?: string;
+  /** [remote] mirrors_config.dir: containerd's hosts.toml directories (hosts-toml.ts). */
+  mirrorsDir?: string;
   ignored: string[];
 }
 
@@ -88,7 +91,7 @@ export function snapshotterSettings(value: unknown, where = 'config'): Snapshott
     if (r.mirrors_config !== undefined) {
       const m = table(r.mirrors_config, `${where}.remote.mirrors_config`);
       ignore(m, 'remote.mirrors_config', ['dir']);
-      if (m.dir !== undefined && m.dir !== '') throw new ConfigError(`${where}.remote.mirrors_config.dir: containerd hosts.toml directories are not read here; give mirrors in the daemon config`);
+      if (m.dir !== undefined && m.dir !== '') out.mirrorsDir = optString(m.dir, `${where}.remote.mirrors_config.dir`);
     }
   }
   if (o.system !== undefined) {

@@ -43,6 +43,8 @@ describe('parseMountSpec', () => {
     expect(parseMountSpec({ target: 'r/x:y', trace: '/var/traces/x.json' })).toEqual({ target: 'r/x:y', trace: '/var/traces/x.json' });
     // a snapshotter's: the pull secret of the image's registry, and the files containerd reads first
     expect(parseMountSpec({ target: 'r/x:y', auth: { username: 'u', password: 'p' }, runtimeFiles: ['/etc/passwd'] })).toEqual({ target: 'r/x:y', auth: { username: 'u', password: 'p' }, runtimeFiles: ['/etc/passwd'] });
+    // a snapshotter's hosts.toml mirrors for the target's registry
+    expect(parseMountSpec({ target: 'r/x:y', mirrors: [{ host: '127.0.0.1:5010', plainHttp: true }] })).toEqual({ target: 'r/x:y', mirrors: [{ host: '127.0.0.1:5010', plainHttp: true, insecure: false }] });
     // a spec as a record holds it (the snapshotter's, with a system API prefetch list)
     expect(parseMountSpec({ target: 'r/x:y', prefetch: true, prefetchFiles: ['/bin/sh'] })).toEqual({ target: 'r/x:y', prefetch: true, prefetchFiles: ['/bin/sh'] });
   });
@@ -66,6 +68,8 @@ describe('parseMountSpec', () => {
     [{ target: 'r/x', auth: { username: 'u', password: 'p', registryToken: 't' } }, /unknown key "registryToken"/],
     [{ target: 'r/x', runtimeFiles: ['etc/passwd'] }, /mount\.runtimeFiles\[0\]: expected an absolute path/],
     [{ target: 'r/x', prefetchFiles: ['/a'], prefetch_files: ['/b'] }, /prefetch_files and prefetchFiles are one list/],
+    [{ bootstrap: '/b', mirrors: [] }, /mount\.mirrors: mirrors go with target/],
+    [{ target: 'r/x', mirrors: [{ host: 'http://m' }] }, /mount\.mirrors\[0\]\.host: expected host\[:port\]/],
   ])('refuses %j', (value, message) => {
     expect(() => parseMountSpec(value)).toThrow(message);
   });

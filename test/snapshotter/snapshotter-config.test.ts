@@ -60,13 +60,17 @@ describe('snapshotterSettings', () => {
     expect(snapshotterSettings({ daemon_mode: 'shared', daemon: { fs_driver: 'blockdev', threads_number: 0 }, cache_manager: { cache_dir: '' } })).toEqual({ daemonMode: 'shared', fsDriver: 'block', ignored: [] });
   });
 
+  it('reads [remote] mirrors_config.dir as containerd\'s hosts.toml directories', () => {
+    expect(snapshotterSettings({ remote: { mirrors_config: { dir: '/etc/nydus/certs.d' } } }).mirrorsDir).toBe('/etc/nydus/certs.d');
+  });
+
   it('refuses what it would serve otherwise than asked, naming the key', () => {
     const bad = (v: unknown, m: RegExp) => expect(() => snapshotterSettings(v, 'c.toml')).toThrow(m);
     bad({ daemon_mode: 'none' }, /c\.toml\.daemon_mode: "none" is not served here/);
     bad({ daemon: { fs_driver: 'fscache' } }, /c\.toml\.daemon\.fs_driver: "fscache"/);
     bad({ daemon: { recover_policy: 'none' } }, /recover_policy: "none"/);
     bad({ daemon: { threads_number: -1 } }, /threads_number: expected 0 to 1024/);
-    bad({ remote: { mirrors_config: { dir: '/etc/nydus/certs.d' } } }, /mirrors_config\.dir: containerd hosts\.toml directories are not read here/);
+    bad({ remote: { mirrors_config: { dir: 7 } } }, /mirrors_config\.dir: expected a non-empty string/);
     bad({ experimental: { enable_stargz: 'yes' } }, /enable_stargz: expected true or false/);
     bad({ daemon: 'fusedev' }, /c\.toml\.daemon: expected a table/);
   });

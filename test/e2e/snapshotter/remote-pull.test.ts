@@ -24,7 +24,7 @@ import { snapshotsService } from '../../../src/snapshotter/service.js';
 import { cliAsync, repoRoot } from '../../helpers/cli.js';
 import { runAsync } from '../../helpers/run.js';
 import { waitFor } from '../../helpers/wait-for.js';
-import { killLeftovers, sleep } from '../../snapshotter/env.js';
+import { killLeftovers, registryLogOffset, registryLogSince, sleep } from '../../snapshotter/env.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const PRIVATE_REGISTRY = '127.0.0.1:5001';
@@ -94,7 +94,10 @@ beforeAll(async () => {
     runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:busybox`, p('bundle')]),
   ]);
   mkdirSync(p('no-docker-config'));
-  snapshotter = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', socket, '--root', root, '--plain-http', '--system-address', systemSocket], {
+  // containerd's hosts.toml: the plain e2e registry (the same storage, no auth) mirrors the private one
+  mkdirSync(p('hosts', PRIVATE_REGISTRY), { recursive: true });
+  writeFileSync(p('hosts', PRIVATE_REGISTRY, 'hosts.toml'), `server = "http://${PRIVATE_REGISTRY}"\n[host."http://127.0.0.1:5000"]\ncapabilities = ["pull", "resolve"]\n`);
+  snapshotter = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', socket, '--root', root, '--plain-http', '--system-address', systemSocket, '--mirrors-dir', p('hosts')], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, DOCKER_CONFIG: p('no-docker-config'), NYDUSIFY_LOG_LEVEL: 'info' },
   });
@@ -139,7 +142,11 @@ describe('pull secret labels', () => {
     mkdirSync(at);
     await runAsync('mount', ['-t', 'overlay', 'overlay', '-o', mounts[0]!.options.join(','), at]);
     mounted.push(at);
+    const logAt = registryLogOffset();
     expect(readFileSync(join(at, 'bin', 'busybox')).equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
+    // its blob came from the mirror hosts.toml names (the plain registry logs it), not the private registry
+    const blob = (await layers())[0]!.digest;
+    expect(registryLogSince(logAt).some((l) => l.includes(`/v2/busybox/blobs/${blob}`))).toBe(true);
     expect(execFileSync('chroot', [at, '/bin/busybox', 'echo', 'runs'], { encoding: 'utf8' }).trim()).toBe('runs');
     // the password is the snapshot's (containerd keeps labels too), and in no log
     expect(log).not.toContain(PASSWORD);
