@@ -99,7 +99,7 @@ export class RegistryClient implements RegistrySession {
       // OpenSSL's text for this one is a wall of internals; it means an http server on an https URL
       const reason =
         (err as { code?: unknown }).code === 'ERR_SSL_WRONG_VERSION_NUMBER'
-          ? `TLS handshake failed: ${req.host} does not speak TLS (a plain-HTTP registry must be named as one; there is no automatic fallback)`
+          ? `TLS handshake failed: ${req.host} does not speak TLS (a plain-HTTP registry must be named as one; only a loopback one is asked in plain HTTP by itself)`
           : (err as Error).message;
       throw new RegistryError(`${req.method} ${url}: ${reason}`, { url, cause: err });
     }

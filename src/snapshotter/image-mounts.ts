@@ -19,7 +19,7 @@ import { MAX_TRACE_BYTES, parseAccessTrace } from '../trace/access-trace.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
 import { StargzWarmup } from './stargz-warmup.js';
-import type { PrefetchLists } from './system-api.js';
+import type { PrefetchLists } from './prefetch-lists.js';
 import { hostsTomlMirrors } from './hosts-toml.js';
 import { parseReference } from '../registry/reference.js';
 

@@ -14,28 +14,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { pathList } from '../daemon/config.js';
 import { HttpError, listenOwnerOnly, readBody } from '../daemon/api.js';
 import type { ImageMounts } from './image-mounts.js';
+import type { PrefetchLists } from './prefetch-lists.js';
 import type { Snapshotter } from './snapshotter.js';
 import { log } from '../util/log.js';
 
 /** Bigger prefetch bodies are refused: they are lists of paths for a few images. */
 const MAX_PREFETCH_BODY = 4 << 20;
 const METRICS_TIMEOUT_MS = 2000;
-
-/** Files to fetch first at an image's next mount, by image reference (PUT /api/v1/prefetch); each list used once. */
-export class PrefetchLists {
-  private readonly lists = new Map<string, string[]>();
-
-  set(ref: string, paths: string[]): void {
-    this.lists.set(ref, paths);
-  }
-
-  /** The list for `ref`, forgotten as it is taken (as nydus-snapshotter does). */
-  take(ref: string): string[] | undefined {
-    const paths = this.lists.get(ref);
-    this.lists.delete(ref);
-    return paths;
-  }
-}
 
 export interface SystemApiParts {
   images: ImageMounts;

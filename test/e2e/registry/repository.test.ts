@@ -2,6 +2,8 @@
 // mounted), ranges, platform selection, verification of corrupted blobs, retries, upload restarts, TLS.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpServer } from 'node:http';
+import { networkInterfaces } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -213,7 +215,7 @@ describe('retries and transport', () => {
     await expect(store.getBlobRange(digest, 299_000, 2_000)).rejects.toThrow(/past its end/);
   });
 
-  it('is https unless told otherwise, verifies certificates unless insecure, and never falls back to http', async () => {
+  it('is https unless told otherwise, verifies certificates unless insecure; a loopback registry answering in plain HTTP is asked so', async () => {
     const manifest = makeImage(10).manifest;
     const dir = join(e2eDir, 'registry');
     const server = createHttpsServer({ key: readFileSync(join(dir, 'token-key.pem')), cert: readFileSync(join(dir, 'token-cert.pem')) }, (req, res) => {
@@ -235,13 +237,29 @@ describe('retries and transport', () => {
       const blob = sha256(manifest);
       await expect(insecure.repository(`${host}/tls/image`).getBlob(blob)).rejects.toThrow(`refusing redirect from https to http://${PLAIN}/v2/tls/image/blobs/${blob}`);
 
-      // the plain registry on :5000 is not reached over http by a client not told to use it
-      const name = repo('https-only');
-      const err = await verifying.repository(`${PLAIN}/${name}`).getManifest('v1').catch((e: unknown) => e);
-      expect((err as Error).message).toBe(
-        `GET https://${PLAIN}/v2/${name}/manifests/v1: TLS handshake failed: ${PLAIN} does not speak TLS (a plain-HTTP registry must be named as one; there is no automatic fallback)`,
-      );
-      expect(logLines('registry', 0, name)).toEqual([]);
+      // the plain registry on :5000, a loopback one, is asked in plain HTTP once its handshake gets a plain answer (as containerd does)
+      const name = repo('loopback-plain');
+      await expect(verifying.repository(`${PLAIN}/${name}`).getManifest('v1')).rejects.toThrow(`GET http://${PLAIN}/v2/${name}/manifests/v1: 404 MANIFEST_UNKNOWN`);
+      expect(logLines('registry', 0, name).length).toBeGreaterThan(0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  // a plain-HTTP server on the machine's own non-loopback address (none: nothing to show)
+  const external = Object.values(networkInterfaces()).flat().find((i) => i?.family === 'IPv4' && !i.internal)?.address;
+  it.skipIf(external === undefined)(`regression: never falls back to plain HTTP for a host off loopback${external ? '' : ' (no non-loopback address here)'}`, async () => {
+    const server = createHttpServer((_req, res) => res.writeHead(404).end());
+    await new Promise<void>((resolve) => server.listen(0, external, resolve));
+    const host = `${external}:${(server.address() as AddressInfo).port}`;
+    let requests = 0;
+    server.on('request', () => requests++);
+    try {
+      const client = ctx.track(new RegistryClient({ dockerConfig: false, retry: { ...fastRetry, attempts: 1 } }));
+      const err = await client.repository(`${host}/x/y`).getManifest('v1').catch((e: unknown) => e);
+      expect((err as Error).message).toBe(`GET https://${host}/v2/x/y/manifests/v1: TLS handshake failed: ${host} does not speak TLS (a plain-HTTP registry must be named as one; only a loopback one is asked in plain HTTP by itself)`);
+      expect(requests).toBe(0);
     } finally {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

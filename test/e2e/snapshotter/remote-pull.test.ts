@@ -128,6 +128,7 @@ describe('pull secret labels', () => {
   it('mounts it lazily with the credentials they give, for the container on top; the system API describes its daemon', async () => {
     // an NRI plugin's prefetch list for the image: its next mount fetches those files first
     expect((await system('PUT', '/api/v1/prefetch', JSON.stringify([{ image: TARGET, prefetch: '/bin/busybox' }]))).status).toBe(200);
+    const logAt = registryLogOffset();
     const top = await pullRemotely('secret', { [Label.PULL_USERNAME]: USER, [Label.PULL_SECRET]: PASSWORD });
     // the image is mounted as its pull ends, before any container asks; a Cleanup while it is being
     // mounted, or once it is, keeps it
@@ -142,9 +143,8 @@ describe('pull secret labels', () => {
     mkdirSync(at);
     await runAsync('mount', ['-t', 'overlay', 'overlay', '-o', mounts[0]!.options.join(','), at]);
     mounted.push(at);
-    const logAt = registryLogOffset();
     expect(readFileSync(join(at, 'bin', 'busybox')).equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
-    // its blob came from the mirror hosts.toml names (the plain registry logs it), not the private registry
+    // its blob came from the mirror hosts.toml names (the plain registry logs it), not from the private registry
     const blob = (await layers())[0]!.digest;
     expect(registryLogSince(logAt).some((l) => l.includes(`/v2/busybox/blobs/${blob}`))).toBe(true);
     expect(execFileSync('chroot', [at, '/bin/busybox', 'echo', 'runs'], { encoding: 'utf8' }).trim()).toBe('runs');
