@@ -9,6 +9,7 @@ import { InvalidReferenceError, parseReference } from '../registry/reference.js'
 import { log } from '../util/log.js';
 import { ConfigError } from './config-error.js';
 import { isNydusdConfig, nydusdToOurs } from './nydusd-config.js';
+import { mirrorHeaders } from './mirror-headers.js';
 
 /** Where the blob cache lives unless the config says otherwise. */
 export const DEFAULT_CACHE_DIR = '/var/lib/nydusify-ts/cache';
@@ -182,11 +183,13 @@ function registryProxy(value: unknown, where: string): NonNullable<RegistryAcces
 }
 
 function mirror(value: unknown, where: string): RegistryMirror {
-  const o = object(value, where, ['host', 'plainHttp', 'insecure']);
+  const o = object(value, where, ['host', 'plainHttp', 'insecure', 'headers']);
   const host = str(o, 'host', where);
   if (host === undefined || !/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/.test(host)) throw new ConfigError(`${where}.host: expected host[:port]`);
-  return { host, plainHttp: bool(o, 'plainHttp', where) ?? false, insecure: bool(o, 'insecure', where) ?? false };
+  const headers = o.headers === undefined ? undefined : mirrorHeaders(o.headers, `${where}.headers`);
+  return { host, plainHttp: bool(o, 'plainHttp', where) ?? false, insecure: bool(o, 'insecure', where) ?? false, ...(headers ? { headers } : {}) };
 }
+
 
 /**
  * A daemon config from parsed JSON (or TOML), defaults filled in: ours, or upstream nydusd's v1 / v2

@@ -7,6 +7,7 @@
 // a blob file instead of a directory) is a ConfigError. Digest validation stays on whatever the
 // config says: we never serve unverified bytes.
 import { ConfigError } from './config-error.js';
+import { mirrorHeaders } from './mirror-headers.js';
 
 type Json = Record<string, unknown>;
 
@@ -22,7 +23,7 @@ interface Ours {
   blobRepository?: string;
   fetchTimeout?: number;
   registry: {
-    plainHttp?: boolean; insecure?: boolean; retries?: number; mirrors?: { host: string; plainHttp: boolean }[];
+    plainHttp?: boolean; insecure?: boolean; retries?: number; mirrors?: { host: string; plainHttp: boolean; headers?: Record<string, string> }[];
     auth?: { host?: string } & ({ username: string; password: string } | { registryToken: string });
     proxy?: { url: string; fallback: boolean; checkIntervalMs?: number };
     mirrorFailureLimit?: number;
@@ -175,9 +176,11 @@ class Reader {
     return { username: text.slice(0, colon), password: text.slice(colon + 1) };
   }
 
-  private mirrorOf(m: Json, path: string): { host: string; plainHttp: boolean } {
+  private mirrorOf(m: Json, path: string): { host: string; plainHttp: boolean; headers?: Record<string, string> } {
     let mirror: { host: string; plainHttp: boolean } | undefined;
+    let headers: Record<string, string> | undefined;
     this.take(m, path, {
+      headers: (h) => (headers = mirrorHeaders(h, `${this.where}.${path}.headers`)),
       host: (h) => {
         const url = this.str(h, `${path}.host`);
         // upstream names a mirror by URL; ours by host[:port] and whether it speaks plain HTTP
@@ -196,7 +199,7 @@ class Reader {
       },
     });
     if (!mirror) throw this.error(`${path}.host`, 'a mirror needs its host');
-    return mirror;
+    return headers ? { ...mirror, headers } : mirror;
   }
 
   /**

@@ -105,6 +105,8 @@ export interface RegistryMirror {
   host: string;
   plainHttp?: boolean;
   insecure?: boolean;
+  /** Sent with every request to the mirror (nydusd's mirror headers: Dragonfly's X-Dragonfly-Registry). */
+  headers?: Record<string, string>;
 }
 
 export interface RegistryAccess {
@@ -145,7 +147,7 @@ export function hotRegions(manifest: ImageManifest): Map<string, number> {
 export function registryClientFor(target: string, access: RegistryAccess = {}): RegistryClient {
   const ref = parseReference(target);
   const hosts: Record<string, { plainHttp?: boolean; insecure?: boolean }> = { [ref.host]: { plainHttp: access.plainHttp, insecure: access.insecure } };
-  for (const m of access.mirrors ?? []) hosts[m.host] = { plainHttp: m.plainHttp, insecure: m.insecure };
+  for (const m of access.mirrors ?? []) hosts[m.host] = { plainHttp: m.plainHttp, insecure: m.insecure, ...(m.headers ? { headers: m.headers } : {}) };
   const auth = access.auth;
   const credentials = auth ? { [auth.host ?? ref.host]: 'registryToken' in auth ? { registryToken: auth.registryToken } : { username: auth.username, password: auth.password } } : undefined;
   return new RegistryClient({ hosts, retry: { attempts: (access.retries ?? 3) + 1 }, ...(credentials ? { credentials } : {}), ...(access.proxy ? { proxy: access.proxy } : {}) });

@@ -20,6 +20,8 @@ export interface HostOptions {
   plainHttp?: boolean;
   /** HTTPS without certificate verification (still HTTPS). */
   insecure?: boolean;
+  /** Sent with every request to this host (a mirror's: Dragonfly's X-Dragonfly-Registry, say). */
+  headers?: Readonly<Record<string, string>>;
 }
 
 /** A forward proxy for every request (nydusd's backend `proxy`). */
@@ -173,7 +175,7 @@ export class HttpTransport {
   hostOptions(host: string): HostOptions {
     const own = this.options.hosts?.[host] ?? {};
     const plainHttp = own.plainHttp ?? this.options.plainHttp ?? false;
-    return { plainHttp: plainHttp || this.plainLoopbackHosts.has(host), insecure: own.insecure ?? this.options.insecure ?? false };
+    return { plainHttp: plainHttp || this.plainLoopbackHosts.has(host), insecure: own.insecure ?? this.options.insecure ?? false, ...(own.headers ? { headers: own.headers } : {}) };
   }
 
   /**
@@ -228,7 +230,8 @@ export class HttpTransport {
   /** Sends one request; GET and HEAD follow redirects. Any status is returned; only connection failures throw. */
   async send(req: HttpRequest): Promise<HttpResponse> {
     let url = new URL(req.url);
-    let headers = { ...req.headers };
+    // the host's own headers under the request's (never carried along a redirect to another origin)
+    let headers = { ...this.hostOptions(url.host).headers, ...req.headers };
     for (let hop = 0; ; hop++) {
       const body = (): Dispatcher.DispatchOptions['body'] => (req.body === undefined || Buffer.isBuffer(req.body) ? req.body : Readable.from(req.body()));
       const res = await this.exchange(url, { method: req.method, headers, body: body(), signal: req.signal }).catch((err: unknown) => {
@@ -247,8 +250,9 @@ export class HttpTransport {
         throw new RegistryError(`${req.method} ${url.href}: refusing redirect from https to ${next.href}`, { url: url.href, status: res.statusCode });
       }
       if (next.origin !== url.origin) {
-        // credentials for the registry must not reach the storage backend it redirects to
+        // credentials for the registry must not reach the storage backend it redirects to, nor the host's own headers
         const { authorization: _dropped, ...rest } = headers;
+        for (const name of Object.keys(this.hostOptions(url.host).headers ?? {})) delete rest[name];
         headers = rest;
       }
       url = next;

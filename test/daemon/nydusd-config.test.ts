@@ -157,6 +157,14 @@ describe('nydusd configs', () => {
     expect(() => parseDaemonConfig({ device: { backend: { type: 'oss', config: {} } } })).toThrow(ConfigError);
   });
 
+  it('sends a mirror the headers the config gives it (Dragonfly\'s X-Dragonfly-Registry), refusing the client\'s own', () => {
+    const mirrors = (headers: unknown) => nydusdToOurs({ device: { backend: { type: 'registry', config: { mirrors: [{ host: 'http://127.0.0.1:65001', headers }] } } } }).ours.registry.mirrors;
+    expect(mirrors({ 'X-Dragonfly-Registry': 'https://index.docker.io' })).toEqual([{ host: '127.0.0.1:65001', plainHttp: true, headers: { 'X-Dragonfly-Registry': 'https://index.docker.io' } }]);
+    expect(() => mirrors({ Authorization: 'Basic x' })).toThrow(/Authorization is the client's to set/);
+    expect(() => mirrors({ 'X-A': 'one\ntwo' })).toThrow(/expected a one-line string/);
+    expect(() => mirrors({ 'bad name': 'v' })).toThrow(/is not a header name/);
+  });
+
   it('leaves our own configs alone', () => {
     expect(isNydusdConfig({ cacheDir: '/x' })).toBe(false);
     expect(isNydusdConfig({ version: 1, device: undefined })).toBe(true);
