@@ -51,6 +51,22 @@ async function stopMirror(): Promise<void> {
   await exited;
 }
 
+/** busybox mounted by a daemon whose nydusd config names this one mirror (no request amplification). */
+async function mountWithMirror(name: string, mirror: Record<string, unknown>): Promise<Daemon> {
+  writeFileSync(p(`${name}.json`), JSON.stringify({
+    device: {
+      backend: { type: 'registry', config: { scheme: 'http', timeout: 5, retry_limit: 0, mirrors: [mirror] } },
+      cache: { type: 'blobcache', config: { work_dir: p(`${name}-cache`) } },
+    },
+    mode: 'direct',
+    amplify_io: 0,
+  }));
+  const d = startDaemon(['--target', TARGET, '--config', p(`${name}.json`)], p(`mnt-${name}`));
+  daemons.push(d);
+  await waitMounted(d);
+  return d;
+}
+
 /** Blob GETs the mirror's access log holds so far. */
 const mirrorBlobGets = (): number => readFileSync(p('mirror.log'), 'utf8').split('\n').filter((l) => l.includes('"GET /v2/busybox/blobs/sha256:')).length;
 
@@ -86,17 +102,7 @@ afterAll(async () => {
 
 describe('a pull-through registry mirror, killed and revived during reads', () => {
   it('serves reads while up, the origin serves them while it is down, and it serves again once back', async () => {
-    writeFileSync(p('nydusd.json'), JSON.stringify({
-      device: {
-        backend: { type: 'registry', config: { scheme: 'http', timeout: 5, retry_limit: 0, mirrors: [{ host: `http://127.0.0.1:${port}`, failure_limit: 1, health_check_interval: 1 }] } },
-        cache: { type: 'blobcache', config: { work_dir: p('cache') } },
-      },
-      mode: 'direct',
-      amplify_io: 0,
-    }));
-    const d = startDaemon(['--target', TARGET, '--config', p('nydusd.json')], p('mnt'));
-    daemons.push(d);
-    await waitMounted(d);
+    const d = await mountWithMirror('nydusd', { host: `http://127.0.0.1:${port}`, failure_limit: 1, health_check_interval: 1 });
     const busybox = join(d.mnt, 'bin', 'busybox');
     const originBlobGets = (from: number): number => registryLogSince(from).filter((l) => l.includes('GET /v2/busybox/blobs/sha256:')).length;
 
@@ -135,17 +141,7 @@ describe('a pull-through registry mirror, killed and revived during reads', () =
       forward(req, res, REGISTRY);
     });
     try {
-      writeFileSync(p('dragonfly.json'), JSON.stringify({
-        device: {
-          backend: { type: 'registry', config: { scheme: 'http', timeout: 5, retry_limit: 0, mirrors: [{ host: `http://${relay.host}`, headers: { 'X-Dragonfly-Registry': `http://${REGISTRY}` } }] } },
-          cache: { type: 'blobcache', config: { work_dir: p('dragonfly-cache') } },
-        },
-        mode: 'direct',
-        amplify_io: 0,
-      }));
-      const d = startDaemon(['--target', TARGET, '--config', p('dragonfly.json')], p('mnt-dragonfly'));
-      daemons.push(d);
-      await waitMounted(d);
+      const d = await mountWithMirror('dragonfly', { host: `http://${relay.host}`, headers: { 'X-Dragonfly-Registry': `http://${REGISTRY}` } });
       // read without blocking this process: the relay answers from its event loop
       await runAsync('dd', [`if=${join(d.mnt, 'bin', 'busybox')}`, `of=${p('chunk')}`, 'iflag=direct', `bs=${CHUNK}`, 'skip=1', 'count=1']);
       expect(readFileSync(p('chunk')).equals(expected(1))).toBe(true);
