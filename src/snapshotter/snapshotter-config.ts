@@ -86,8 +86,18 @@ export function snapshotterSettings(value: unknown, where = 'config'): Snapshott
   }
   if (o.remote !== undefined) {
     const r = table(o.remote, `${where}.remote`);
-    ignore(r, 'remote', ['skip_ssl_verify', 'mirrors_config']);
+    ignore(r, 'remote', ['skip_ssl_verify', 'mirrors_config', 'auth']);
     if (r.skip_ssl_verify !== undefined) out.insecure = bool(r.skip_ssl_verify, `${where}.remote.skip_ssl_verify`);
+    if (r.auth !== undefined) {
+      const a = table(r.auth, `${where}.remote.auth`);
+      ignore(a, 'remote.auth', ['enable_kubeconfig_keychain', 'enable_cri_keychain']);
+      // a keychain asked for and not there would mean pulls without the credentials expected
+      for (const key of ['enable_kubeconfig_keychain', 'enable_cri_keychain']) {
+        if (a[key] !== undefined && bool(a[key], `${where}.remote.auth.${key}`)) {
+          throw new ConfigError(`${where}.remote.auth.${key}: that keychain is not here; give credentials as pull secret labels or in a docker config`);
+        }
+      }
+    }
     if (r.mirrors_config !== undefined) {
       const m = table(r.mirrors_config, `${where}.remote.mirrors_config`);
       ignore(m, 'remote.mirrors_config', ['dir']);

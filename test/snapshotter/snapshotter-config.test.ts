@@ -71,6 +71,8 @@ describe('snapshotterSettings', () => {
     bad({ daemon: { recover_policy: 'none' } }, /recover_policy: "none"/);
     bad({ daemon: { threads_number: -1 } }, /threads_number: expected 0 to 1024/);
     bad({ remote: { mirrors_config: { dir: 7 } } }, /mirrors_config\.dir: expected a non-empty string/);
+    bad({ remote: { auth: { enable_kubeconfig_keychain: true } } }, /remote\.auth\.enable_kubeconfig_keychain: that keychain is not here/);
+    bad({ remote: { auth: { enable_cri_keychain: true } } }, /remote\.auth\.enable_cri_keychain: that keychain is not here/);
     bad({ experimental: { enable_stargz: 'yes' } }, /enable_stargz: expected true or false/);
     bad({ daemon: 'fusedev' }, /c\.toml\.daemon: expected a table/);
   });
