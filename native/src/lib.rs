@@ -13,6 +13,7 @@ mod flock;
 mod mount;
 mod netlink;
 mod pidfd;
+mod fdpass;
 mod zstd_ffi;
 mod zstd_stream;
 
@@ -178,6 +179,23 @@ unsafe extern "C" fn zstd_stream_finish(env: napi_env, info: napi_callback_info)
     })
 }
 
+unsafe extern "C" fn fd_send(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [p, f, d, t] = js::args::<4>(env, info)?;
+        fdpass::send(&js::string(env, p, "path")?, js::int(env, f, "fd")?, js::bytes(env, d, "data")?, js::int(env, t, "timeoutMs")? as u32)?;
+        js::undefined(env)
+    })
+}
+
+unsafe extern "C" fn fd_receive(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [p, t] = js::args::<2>(env, info)?;
+        let (fd, data) = fdpass::receive(&js::string(env, p, "path")?, js::int(env, t, "timeoutMs")? as u32)?;
+        let items = [js::new_number(env, fd as f64)?, js::new_buffer_owned(env, data)?];
+        js::new_array(env, &items)
+    })
+}
+
 unsafe extern "C" fn pidfd_getfd(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [p, f] = js::args::<2>(env, info)?;
@@ -241,7 +259,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 23] = [
+    let functions: [(&str, napi_callback); 25] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -260,6 +278,8 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("zstdStreamPull", Some(zstd_stream_pull)),
         ("zstdStreamFinish", Some(zstd_stream_finish)),
         ("pidfdGetfd", Some(pidfd_getfd)),
+        ("fdSend", Some(fd_send)),
+        ("fdReceive", Some(fd_receive)),
         ("pidfdOpen", Some(pidfd_open)),
         ("pidfdSendSignal", Some(pidfd_send_signal)),
         ("flockTryExclusive", Some(flock_try_exclusive)),

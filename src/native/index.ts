@@ -32,6 +32,8 @@ interface Addon {
   zstdStreamPull(handle: unknown): Buffer;
   zstdStreamFinish(handle: unknown): void;
   pidfdGetfd(pid: number, fd: number): number;
+  fdSend(path: string, fd: number, data: Uint8Array, timeoutMs: number): void;
+  fdReceive(path: string, timeoutMs: number): [number, Buffer];
   pidfdOpen(pid: number): number;
   pidfdSendSignal(pidfd: number, signal: number): number;
   flockTryExclusive(fd: number): number;
@@ -240,6 +242,23 @@ export class ZstdDecompressStream {
  * A copy, in this process, of descriptor `fd` of process `pid` (pidfd_getfd(2); close-on-exec).
  * Needs ptrace rights over it (root) and Linux 5.6.
  */
+/**
+ * Sends descriptor `fd` with `data` to the unix socket at `path` (SCM_RIGHTS with the first bytes),
+ * then closes the connection: how nydusd hands its /dev/fuse descriptor to a supervisor.
+ */
+export function fdSendTo(path: string, fd: number, data: Uint8Array, timeoutMs = 5000): void {
+  addon.fdSend(path, fd, data, timeoutMs);
+}
+
+/**
+ * The one descriptor and the message the unix socket at `path` sends, read until it closes (a
+ * supervisor handing a FUSE connection back). The descriptor is close-on-exec and the caller's.
+ */
+export function fdReceiveFrom(path: string, timeoutMs = 5000): { fd: number; data: Buffer } {
+  const [fd, data] = addon.fdReceive(path, timeoutMs);
+  return { fd, data };
+}
+
 export function pidfdGetfd(pid: number, fd: number): number {
   return addon.pidfdGetfd(pid, fd);
 }
