@@ -13,6 +13,7 @@ import type { NbdServer } from '../block/nbd/server.js';
 import { parseNbdAddress } from '../block/nbd/address.js';
 import { Daemon } from '../daemon/daemon.js';
 import { waitForAssignment } from '../daemon/spare.js';
+import { type TakenOver, waitForTakeover } from '../daemon/upgrade.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log, setLogOutput } from '../util/log.js';
 import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, parseThreads, specFrom } from './daemon-options.js';
@@ -28,6 +29,9 @@ interface DaemonFlags extends ConfigFlags, ImageFlags {
   takeover?: boolean;
   spare?: boolean;
   managerPid?: number;
+  supervisor?: string;
+  upgrade?: boolean;
+  failoverPolicy?: string;
 }
 
 
@@ -43,8 +47,23 @@ async function assigned(flags: DaemonFlags): Promise<DaemonFlags> {
   return { ...flags, id: a.id, apisock: a.apisock, mountpoint: a.mountpoint, mode: a.mode, config: a.config, block: a.block };
 }
 
+/**
+ * nydusd's --upgrade (a successor): waits on --apisock in state INIT until told to take over, then
+ * serves the connection and the images its predecessor handed the --supervisor.
+ */
+async function upgraded(flags: DaemonFlags): Promise<{ flags: DaemonFlags; mounts: TakenOver['state']['mounts'] }> {
+  if (flags.failoverPolicy !== undefined && flags.failoverPolicy !== 'resend') {
+    throw new Error(`--failover-policy ${flags.failoverPolicy}: only resend is done here (what the predecessor left unanswered is sent again)`);
+  }
+  if (!flags.upgrade) return { flags, mounts: [] };
+  if (flags.supervisor === undefined || flags.apisock === undefined || flags.mountpoint === undefined) throw new Error('--upgrade takes over through --supervisor, waiting on --apisock, at --mountpoint');
+  if (specFrom(flags) || flags.fuseFd !== undefined || flags.spare) throw new Error('--upgrade serves what it takes over: give no image, --fuse-fd or --spare');
+  const { fd, state } = await waitForTakeover(flags.apisock, flags.supervisor, flags.id ?? 'upgrade');
+  return { flags: { ...flags, mode: state.mode, fuseFd: fd, takeover: true }, mounts: state.mounts };
+}
+
 async function runDaemon(given: DaemonFlags): Promise<void> {
-  const flags = await assigned(given);
+  const { flags, mounts: takenOver } = await upgraded(await assigned(given));
   const spec = specFrom(flags);
   if (flags.mode === 'shared' && spec) throw new Error('a shared daemon mounts images through its API (--apisock), not from flags');
   if (flags.apisock === undefined && !spec) throw new Error('nothing to serve: give an image (--target or --bootstrap) or --apisock to mount through the API');
@@ -54,10 +73,11 @@ async function runDaemon(given: DaemonFlags): Promise<void> {
   for (const a of flags.nbd ?? []) parseNbdAddress(a);
   const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, block: flags.block, config: configFrom(flags), fuseFd: flags.fuseFd, takeover: flags.takeover });
   await daemon.start();
-  const api = flags.apisock === undefined ? undefined : await serveApi(daemon, flags.apisock, () => void daemon.stop());
+  const api = flags.apisock === undefined ? undefined : await serveApi(daemon, flags.apisock, () => void daemon.stop(), { supervisor: flags.supervisor });
   let nbd: NbdServer | undefined;
   try {
     if (spec) await daemon.mount('/', spec);
+    for (const m of takenOver) await daemon.mount(m.name, m.spec);
     if (flags.nbd) nbd = await serveNbd(daemon, flags.nbd);
     log.info('daemon ready', { id: daemon.opts.id, pid: process.pid, mode: flags.mode, mountpoint: flags.mountpoint, apisock: flags.apisock, nbd: flags.nbd });
   } catch (err) {
@@ -96,6 +116,10 @@ export function daemonCommand(): Command {
       return Number(v);
     })
     .option('--takeover', 'the --fuse-fd connection was served by a daemon that died: resend what it left unanswered')
+    // nydusd's live upgrade and failover through a supervisor (nydus-snapshotter's): upgrade.ts
+    .option('--supervisor <socket>', 'where PUT /api/v1/daemon/fuse/sendfd hands the FUSE connection and mounts (and --upgrade takes them from)')
+    .option('--upgrade', 'start without mounting: wait in state INIT for PUT /api/v1/daemon/fuse/takeover, then serve what --supervisor hands over')
+    .option('--failover-policy <policy>', 'nydusd\'s: resend (what the predecessor left unanswered is sent again; the only one here)')
     // the manager's spares: started ahead of need, told their id, mountpoint, mode and config later
     .option('--spare', 'wait on --apisock, modules loaded, to be assigned what to serve (PUT /api/v1/spare/assign)')
     .option('--manager-pid <pid>', 'with --spare: exit once no longer this process\'s child (default: the parent at start)', (v) => {

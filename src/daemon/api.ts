@@ -1,6 +1,8 @@
 // The daemon's HTTP API on a unix socket (mode 0600: only root may drive it), shaped like nydusd's:
 //   GET    /api/v1/daemon                       daemon info, state and mounts
 //   PUT    /api/v1/daemon/exit                  unmount everything and exit
+//   PUT    /api/v1/daemon/fuse/sendfd           hand the FUSE connection and the mounts to --supervisor (upgrade.ts)
+//   PUT    /api/v1/daemon/start                 nydusd's start: serving already
 //   GET    /api/v1/mount                        the mounts
 //   POST   /api/v1/mount?mountpoint=/NAME       mount an image (body: MountSpec JSON)
 //   DELETE /api/v1/mount?mountpoint=/NAME       unmount it
@@ -17,6 +19,7 @@ import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { log } from '../util/log.js';
+import { fdSendTo } from '../native/index.js';
 import { ConfigError, parseMountSpec } from './config.js';
 import { accessPatterns } from './nydusd-metrics.js';
 import { ChunkConflictError } from '../blobcache/cache.js';
@@ -81,12 +84,24 @@ function requestUrl(target: string | undefined): URL {
   return new URL(`http://daemon${target}`);
 }
 
-async function route(daemon: Daemon, req: IncomingMessage, res: ServerResponse, exit: () => void): Promise<void> {
+async function route(daemon: Daemon, req: IncomingMessage, res: ServerResponse, exit: () => void, options: ApiOptions): Promise<void> {
   const url = requestUrl(req.url);
   const key = `${req.method} ${url.pathname}`;
   switch (key) {
     case 'GET /api/v1/daemon':
       return send(res, 200, daemon.info());
+    // nydusd's: serving already (a successor that took over starts as it takes over)
+    case 'PUT /api/v1/daemon/start':
+      return send(res, 204, '');
+    case 'PUT /api/v1/daemon/fuse/sendfd': {
+      if (options.supervisor === undefined) throw new HttpError(400, 'NO_SUPERVISOR', 'the daemon was started without --supervisor: nowhere to send its FUSE connection');
+      const { fd, state } = daemon.handoverState();
+      fdSendTo(options.supervisor, fd, Buffer.from(JSON.stringify(state)));
+      log.info('FUSE connection sent to the supervisor', { supervisor: options.supervisor, mounts: state.mounts.map((m) => m.name) });
+      return send(res, 204, '');
+    }
+    case 'PUT /api/v1/daemon/fuse/takeover':
+      throw new HttpError(409, 'RUNNING', 'this daemon serves its own FUSE connection: a successor started with --upgrade takes one over');
     case 'PUT /api/v1/daemon/exit':
       send(res, 204, '');
       return exit();
@@ -150,14 +165,19 @@ function socketAnswers(path: string): Promise<boolean> {
 }
 
 /** Serves the API on `path`; a stale socket file (nobody listening) is replaced, a live one refused. */
-export async function serveApi(daemon: Daemon, path: string, exit: () => void): Promise<Server> {
+/** Where a daemon hands its FUSE connection over (nydusd's --supervisor), if anywhere. */
+export interface ApiOptions {
+  supervisor?: string;
+}
+
+export async function serveApi(daemon: Daemon, path: string, exit: () => void, options: ApiOptions = {}): Promise<Server> {
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
     if (await socketAnswers(path)) throw new Error(`another daemon answers on ${path}`);
     unlinkSync(path);
   }
   const server = createServer((req, res) => {
-    route(daemon, req, res, exit).catch((err: unknown) => {
+    route(daemon, req, res, exit, options).catch((err: unknown) => {
       const e = errorStatus(err);
       if (e.status >= 500) log.error('API request failed', { method: req.method, url: req.url, error: err });
       if (!res.headersSent) send(res, e.status, { code: e.code, message: e.message });

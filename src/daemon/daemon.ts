@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { log } from '../util/log.js';
 import { CHUNK_DATA_SUFFIX, CHUNK_MAP_SUFFIX } from '../blobcache/chunk-map.js';
 import { backendMetrics, blobcacheMetrics, buildInfo, fsMetrics, inflightMetrics, RequestLatencies } from './nydusd-metrics.js';
-import { checkImageName, type DaemonConfig, type MountSpec } from './config.js';
+import { checkImageName, type DaemonConfig, type MountSpec, parseMountSpec } from './config.js';
 import { DEFAULT_READ_AHEAD_KB, FuseSession } from './fuse/session.js';
 import type { TraceReadSink } from './fuse/trace-ring.js';
 import type { WorkerImage } from './fuse/worker.js';
@@ -65,6 +65,33 @@ export class MountConflictError extends Error {}
 export class MountNotFoundError extends Error {}
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** What a daemon hands its successor with its FUSE connection (sendfd / takeover through a supervisor). */
+export interface HandoverState {
+  format: typeof HANDOVER_FORMAT;
+  mode: DaemonMode;
+  mounts: { name: string; spec: MountSpec }[];
+}
+
+const HANDOVER_FORMAT = 'nydusify-ts handover 1';
+
+/** A successor's reading of a handover state: checked, since a supervisor hands it back as bytes. */
+export function parseHandoverState(bytes: Buffer): HandoverState {
+  let v: unknown;
+  try {
+    v = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new Error(`handover state: not JSON: ${(err as Error).message}`);
+  }
+  const o = v as Partial<HandoverState>;
+  if (o?.format !== HANDOVER_FORMAT) throw new Error(`handover state: not a ${HANDOVER_FORMAT} state`);
+  if (o.mode !== 'dedicated' && o.mode !== 'shared') throw new Error('handover state: mode must be dedicated or shared');
+  if (!Array.isArray(o.mounts)) throw new Error('handover state: mounts must be a list');
+  return { format: HANDOVER_FORMAT, mode: o.mode, mounts: o.mounts.map((m, i) => {
+    if (typeof m?.name !== 'string') throw new Error(`handover state: mounts[${i}].name must be a string`);
+    return { name: m.name, spec: parseMountSpec(m.spec) };
+  }) };
+}
 
 export class Daemon {
   state: DaemonState = 'INIT';
@@ -294,6 +321,16 @@ export class Daemon {
     } catch (err) {
       log.error('cannot write the access trace', { name: mount.name, file: mount.spec.trace, error: err });
     }
+  }
+
+  /**
+   * What a successor needs to serve the same FUSE connection (nydusd's sendfd to a supervisor):
+   * the connection's descriptor, and the images to mount again with it.
+   */
+  handoverState(): { fd: number; state: HandoverState } {
+    const fd = this.session?.fuseFd ?? -1;
+    if (this.state !== 'RUNNING' || fd < 0) throw new Error('the daemon serves no FUSE connection to hand over');
+    return { fd, state: { format: HANDOVER_FORMAT, mode: this.opts.mode, mounts: [...this.mounts.values()].map((m) => ({ name: m.name, spec: m.spec })) } };
   }
 
   info(): DaemonInfo {

@@ -164,6 +164,11 @@ export async function lazyUnmount(path: string): Promise<void> {
 export class FuseSession {
   readonly mountPath: string;
   private fd = -1;
+
+  /** The /dev/fuse descriptor served (-1 before the start and after the end). */
+  get fuseFd(): number {
+    return this.fd;
+  }
   /** Per worker: its reply slot and the fetch it waits for (lazy loading). */
   /** Each worker's fetch slot: the fetch it waits on (id, the file's inode, since when), if any. */
   private slots: { slot: Int32Array; waiting: number; since: number; nid: number }[] = [];

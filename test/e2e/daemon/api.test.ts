@@ -5,6 +5,7 @@
 // of the image's prefetch list in its cache before anyone reads them.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -293,4 +294,53 @@ describe('nydusify-ts daemon API, reference parsing', () => {
     d.child.kill('SIGTERM');
     await new Promise((r) => d.child.once('exit', r));
   }, 30_000);
+
+  it('hands its FUSE connection to a supervisor (nydusd\'s sendfd); a successor started with --upgrade takes it over (takeover) and reads go on', async () => {
+    // the supervisor: Python's socket module keeps what one connection sends and gives it to the next (nydus-snapshotter's role)
+    const supervisor = p('supervisor.sock');
+    const py = spawn('python3', ['-c', [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(2)',
+      "c, _ = s.accept(); data = b''; fds = []",
+      'while True:',
+      '    m, f, _, _ = socket.recv_fds(c, 65536, 4)',
+      '    fds += f',
+      '    if not m: break',
+      '    data += m',
+      'c.close()',
+      'c, _ = s.accept(); socket.send_fds(c, [data], fds); c.close()',
+    ].join('\n'), supervisor], { stdio: 'inherit' });
+    children.push(py);
+    await waitFor(() => existsSync(supervisor), 'the supervisor', 5_000, 20);
+    const mnt = p('handover');
+    const first = await startDaemon('handover', ['--target', BUSYBOX, '--supervisor', supervisor]);
+    expect(readFileSync(join(mnt, 'etc', 'passwd')).length).toBeGreaterThan(0);
+    expect((await raw(p('handover.sock'), 'PUT', '/api/v1/daemon/fuse/sendfd')).status).toBe(204);
+    // the daemon dies hard: the supervisor holds the connection, so the mount stays and reads wait
+    first.child.kill('SIGKILL');
+    await new Promise((r) => (first.child.exitCode !== null || first.child.signalCode !== null ? r(null) : first.child.once('exit', r)));
+    const sock = p('successor.sock');
+    const successor = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'daemon', '--upgrade', '--supervisor', supervisor, '--apisock', sock, '--mountpoint', mnt,
+      '--cache-dir', p('handover-cache'), '--plain-http', '--failover-policy', 'resend'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(successor);
+    let log = '';
+    successor.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const client = new DaemonClient(sock, 5000);
+    await waitFor(async () => (await client.info().catch(() => undefined))?.state === 'INIT', `the successor in INIT: ${log}`, 15_000, 50);
+    // a read issued now waits for the successor
+    const read = readFile(join(mnt, 'bin', 'busybox'));
+    expect((await raw(sock, 'PUT', '/api/v1/daemon/fuse/takeover')).status).toBe(204);
+    await waitFor(async () => (await client.info().catch(() => undefined))?.state === 'RUNNING', `the successor running: ${log}`, 15_000, 50);
+    expect((await raw(sock, 'PUT', '/api/v1/daemon/start')).status).toBe(204);
+    expect((await read).equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
+    expect((await client.info()).mounts.map((m) => m.target)).toEqual([BUSYBOX]);
+    // a supervisor that is gone is an error answered, and a running daemon does not take over
+    const gone = await raw(sock, 'PUT', '/api/v1/daemon/fuse/sendfd');
+    expect(gone.status).toBe(500);
+    expect(gone.body).toMatch(/connect .*supervisor\.sock/);
+    expect((await raw(sock, 'PUT', '/api/v1/daemon/fuse/takeover')).status).toBe(409);
+    expect((await client.info()).state).toBe('RUNNING');
+    await client.exit();
+  }, 60_000);
 });
+
