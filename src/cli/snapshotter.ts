@@ -11,6 +11,7 @@ import { type FsDriver, ImageMounts, type RecoverPolicy } from '../snapshotter/i
 import { claimSocketPath, serveSnapshotter } from '../snapshotter/service.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';
 import { PrefetchLists } from '../snapshotter/prefetch-lists.js';
+import { serveMetrics } from '../snapshotter/metrics-server.js';
 import { serveSystemApi, type SystemApiParts } from '../snapshotter/system-api.js';
 import type { Server } from 'node:http';
 import { isLogLevel, log, LOG_LEVELS, setLogLevel } from '../util/log.js';
@@ -29,6 +30,7 @@ interface SnapshotterFlags extends ConfigFlags {
   nydusdConfig?: string;
   systemAddress?: string;
   mirrorsDir?: string;
+  metricsAddress?: string;
 }
 
 /**
@@ -60,7 +62,7 @@ function withConfigToml(given: SnapshotterFlags, cmd: Command): SnapshotterFlags
     // the TOML is not the daemons' config: theirs is [daemon] nydusd_config (or --nydusd-config)
     config: given.nydusdConfig ?? s.daemonConfig,
     ...pick('root', s.root), ...pick('address', s.address), ...pick('daemonMode', s.daemonMode), ...pick('recoverPolicy', s.recoverPolicy),
-    ...pick('fsDriver', s.fsDriver), ...pick('threads', s.threads), ...pick('cacheDir', s.cacheDir), ...pick('insecure', s.insecure), ...pick('systemAddress', s.systemAddress), ...pick('mirrorsDir', s.mirrorsDir),
+    ...pick('fsDriver', s.fsDriver), ...pick('threads', s.threads), ...pick('cacheDir', s.cacheDir), ...pick('insecure', s.insecure), ...pick('systemAddress', s.systemAddress), ...pick('mirrorsDir', s.mirrorsDir), ...pick('metricsAddress', s.metricsAddress),
     ...(s.stargz === undefined ? {} : { stargz: s.stargz }),
   };
 }
@@ -90,6 +92,7 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   await sn.recover();
   const server = await serveSnapshotter(sn, address);
   const system = flags.systemAddress === undefined ? undefined : await serveSystem(resolve(flags.systemAddress), { images, snapshotter: sn, prefetch: prefetchLists });
+  const metrics = flags.metricsAddress === undefined ? undefined : await serveMetrics(flags.metricsAddress, images, sn);
   log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir });
   void images.rehearse();
   const signal = await new Promise<NodeJS.Signals>((done) => {
@@ -98,7 +101,7 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   });
   log.info('snapshotter stopping (daemons keep serving)', { signal });
   await new Promise<void>((done) => server.tryShutdown(() => done()));
-  await new Promise<void>((done) => (system ? system.close(() => done()) : done()));
+  for (const s of [system, metrics]) await new Promise<void>((done) => (s ? s.close(() => done()) : done()));
   await images.close();
 }
 
@@ -117,6 +120,7 @@ export function snapshotterCommand(): Command {
     .addOption(new Option('--recover-policy <policy>', 'when a daemon dies: restart it and remount, or hand its FUSE connection to the new one (failover)').choices(['restart', 'failover']).default('restart'))
     .addOption(new Option('--spare-daemons <n>', 'dedicated daemons kept started ahead of need, so an image mounts without waiting for a process to start (restart policy; 0: none)').argParser(spareCount).default(1))
     .option('--mirrors-dir <dir>', 'containerd\'s hosts.toml directories (DIR/HOST/hosts.toml): each image\'s registry\'s mirrors (nydus-snapshotter\'s [remote] mirrors_config.dir)')
+    .option('--metrics-address <host:port>', 'serve Prometheus metrics (every daemon\'s, labelled daemon_id, and the snapshotter\'s) at GET /v1/metrics (nydus-snapshotter\'s [metrics] address)')
     .option('--system-address <socket>', 'serve the system API (GET /api/v1/daemons, PUT /api/v1/prefetch, …) on this unix socket (nydus-snapshotter\'s [system] address)')
     .addOption(new Option('--fs-driver <driver>', 'fuse: a Nydus image\'s lower dir is the daemon\'s FUSE tree; block: the kernel\'s EROFS mounted on the daemon\'s flat image file').choices(['fuse', 'block']).default('fuse'));
   return addConfigOptions(cmd).action(runSnapshotter);

@@ -1,6 +1,6 @@
 // nydus-snapshotter's config.toml (misc/snapshotter/config.toml), read into our snapshotter's settings:
 // root and address, daemon_mode, [daemon] nydusd_config / fs_driver / recover_policy / threads_number,
-// [log] level, [cache_manager] cache_dir, [remote] skip_ssl_verify, [system] enable and address,
+// [log] level, [cache_manager] cache_dir, [remote] skip_ssl_verify, [system] enable and address, [metrics] address,
 // [experimental] enable_stargz.
 // Keys that change nothing here are listed in `ignored` (the caller reports them once); values that
 // would make us do something else than asked (fscache, daemon_mode none, recover_policy none,
@@ -31,6 +31,8 @@ export interface SnapshotterSettings {
   systemAddress?: string;
   /** [remote] mirrors_config.dir: containerd's hosts.toml directories (hosts-toml.ts). */
   mirrorsDir?: string;
+  /** [metrics] address: the Prometheus endpoint (metrics-server.ts). */
+  metricsAddress?: string;
   ignored: string[];
 }
 
@@ -41,7 +43,7 @@ export function snapshotterSettings(value: unknown, where = 'config'): Snapshott
   const ignore = (t: Json, path: string, known: readonly string[]): void => {
     for (const k of Object.keys(t)) if (!known.includes(k)) out.ignored.push(path === '' ? k : `${path}.${k}`);
   };
-  ignore(o, '', ['root', 'address', 'daemon_mode', 'daemon', 'log', 'cache_manager', 'remote', 'experimental', 'system']);
+  ignore(o, '', ['root', 'address', 'daemon_mode', 'daemon', 'log', 'cache_manager', 'remote', 'experimental', 'system', 'metrics']);
   out.root = optString(o.root, `${where}.root`);
   out.address = optString(o.address, `${where}.address`);
   const mode = optString(o.daemon_mode, `${where}.daemon_mode`);
@@ -103,6 +105,11 @@ export function snapshotterSettings(value: unknown, where = 'config'): Snapshott
       ignore(m, 'remote.mirrors_config', ['dir']);
       if (m.dir !== undefined && m.dir !== '') out.mirrorsDir = optString(m.dir, `${where}.remote.mirrors_config.dir`);
     }
+  }
+  if (o.metrics !== undefined) {
+    const m = table(o.metrics, `${where}.metrics`);
+    ignore(m, 'metrics', ['address']);
+    if (m.address !== undefined && m.address !== '') out.metricsAddress = optString(m.address, `${where}.metrics.address`);
   }
   if (o.system !== undefined) {
     const sys = table(o.system, `${where}.system`);

@@ -51,9 +51,9 @@ describe('snapshotterSettings', () => {
     expect(s).toMatchObject({
       root: '/var/lib/containerd-nydus', address: '/run/containerd-nydus/containerd-nydus-grpc.sock', daemonMode: 'dedicated',
       daemonConfig: '/etc/nydus/nydusd-config.fusedev.json', fsDriver: 'fuse', recoverPolicy: 'failover', threads: 4,
-      logLevel: 'debug', cacheDir: '/var/cache/nydus', insecure: true, stargz: false, systemAddress: '/run/containerd-nydus/system.sock',
+      logLevel: 'debug', cacheDir: '/var/cache/nydus', insecure: true, stargz: false, systemAddress: '/run/containerd-nydus/system.sock', metricsAddress: ':9110',
     });
-    expect(s.ignored).toEqual(['version', 'cleanup_on_close', 'metrics', 'daemon.nydusd_path', 'log.log_to_stdout', 'cache_manager.disable', 'cache_manager.gc_period', 'remote.convert_vpc_registry', 'experimental.enable_referrer_detect']);
+    expect(s.ignored).toEqual(['version', 'cleanup_on_close', 'daemon.nydusd_path', 'log.log_to_stdout', 'cache_manager.disable', 'cache_manager.gc_period', 'remote.convert_vpc_registry', 'experimental.enable_referrer_detect']);
   });
 
   it('takes blockdev as our block driver, shared mode, an empty cache_dir as the default', () => {

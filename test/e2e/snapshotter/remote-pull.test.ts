@@ -23,6 +23,7 @@ import { Label } from '../../../src/snapshotter/labels.js';
 import { snapshotsService } from '../../../src/snapshotter/service.js';
 import { cliAsync, repoRoot } from '../../helpers/cli.js';
 import { runAsync } from '../../helpers/run.js';
+import { freePort } from '../../helpers/free-port.js';
 import { waitFor } from '../../helpers/wait-for.js';
 import { killLeftovers, registryLogOffset, registryLogSince, sleep } from '../../snapshotter/env.js';
 
@@ -36,6 +37,7 @@ const p = (...parts: string[]) => join(work, ...parts);
 const root = p('root');
 const socket = p('snapshotter.sock');
 const systemSocket = p('system.sock');
+let metricsPort = 0;
 
 /** A request to the system API: its status and JSON body. */
 function system(method: string, path: string, body?: string): Promise<{ status: number; body: unknown }> {
@@ -94,10 +96,11 @@ beforeAll(async () => {
     runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:busybox`, p('bundle')]),
   ]);
   mkdirSync(p('no-docker-config'));
+  metricsPort = await freePort();
   // containerd's hosts.toml: the plain e2e registry (the same storage, no auth) mirrors the private one
   mkdirSync(p('hosts', PRIVATE_REGISTRY), { recursive: true });
   writeFileSync(p('hosts', PRIVATE_REGISTRY, 'hosts.toml'), `server = "http://${PRIVATE_REGISTRY}"\n[host."http://127.0.0.1:5000"]\ncapabilities = ["pull", "resolve"]\n`);
-  snapshotter = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', socket, '--root', root, '--plain-http', '--system-address', systemSocket, '--mirrors-dir', p('hosts')], {
+  snapshotter = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', socket, '--root', root, '--plain-http', '--system-address', systemSocket, '--mirrors-dir', p('hosts'), '--metrics-address', `127.0.0.1:${metricsPort}`], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, DOCKER_CONFIG: p('no-docker-config'), NYDUSIFY_LOG_LEVEL: 'info' },
   });
@@ -167,6 +170,11 @@ describe('pull secret labels', () => {
     expect((await system('PUT', '/api/v1/daemons/upgrade', '{}')).status).toBe(501);
     expect((await system('GET', '/api/v1/nothing')).status).toBe(404);
     expect((await system('GET', '/api/v1/daemons/records')).body).toHaveLength(1);
+    // Prometheus: the snapshotter's counts, and the daemon's own samples under its id
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/v1/metrics`)).text();
+    expect(metrics).toMatch(/^nydusify_snapshotter_daemons 1$/m);
+    expect(metrics).toMatch(new RegExp(`^nydusify_fuse_requests_total\\{daemon_id="${daemons[0]!.id}",`, 'm'));
+    expect(metrics.match(/^# TYPE nydusify_fuse_requests_total /gm)).toHaveLength(1);
     // the container gone, its image is unmounted, and a Cleanup does not bring it back
     await runAsync('umount', [at]);
     mounted.splice(mounted.indexOf(at), 1);
