@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { readBlob, type ImageStore } from '../registry/image-store.js';
 import { MediaType, type Descriptor, type ImageManifest } from '../registry/media-types.js';
 import { log } from '../util/log.js';
+import { sha256Digest } from './nydus-image.js';
 import type { BlobContent } from '../registry/blob-content.js';
 
 const SOURCE = 'io.nydusify-ts.build-cache.source';
@@ -46,10 +47,10 @@ interface CacheRecord {
 
 export class BuildCache {
   private readonly kind: string;
-  /** Records by source layer digest, most recently used first; this conversion's kind only. */
-  private records = new Map<string, CacheRecord>();
+  /** Records by source layer digest, least recently used first (Map order); this conversion's kind only. */
+  private readonly records = new Map<string, CacheRecord>();
   /** Records of other kinds of conversion, kept as they are. */
-  private others: Descriptor[] = [];
+  private readonly others: Descriptor[] = [];
   private readonly fresh = new Map<string, { blob: Descriptor; blobContent: BlobContent; mountFrom?: ImageStore; bootstrap: Buffer }>();
 
   private constructor(private readonly opts: BuildCacheOptions) {
@@ -113,7 +114,7 @@ export class BuildCache {
   async save(): Promise<void> {
     const { store } = this.opts;
     for (const [source, f] of this.fresh) {
-      const bootstrap: Descriptor = { mediaType: BOOTSTRAP_TYPE, digest: `sha256:${createHash('sha256').update(f.bootstrap).digest('hex')}`, size: f.bootstrap.length };
+      const bootstrap: Descriptor = { mediaType: BOOTSTRAP_TYPE, digest: sha256Digest(f.bootstrap), size: f.bootstrap.length };
       await store.putBlob(f.blob, f.blobContent, f.mountFrom ? { mountFrom: f.mountFrom } : {});
       await store.putBlob(bootstrap, f.bootstrap);
       this.records.delete(source);
@@ -123,7 +124,7 @@ export class BuildCache {
     const annotate = (d: Descriptor, source: string, role: string): Descriptor => ({ ...d, annotations: { ...d.annotations, [SOURCE]: source, [KIND]: this.kind, [ROLE]: role } });
     const layers = [...kept.flatMap(([source, r]) => [annotate(r.blob, source, 'blob'), annotate(r.bootstrap, source, 'bootstrap')]), ...this.others];
     const config = Buffer.from(JSON.stringify({ format: FORMAT }));
-    const configDescriptor: Descriptor = { mediaType: CONFIG_TYPE, digest: `sha256:${createHash('sha256').update(config).digest('hex')}`, size: config.length };
+    const configDescriptor: Descriptor = { mediaType: CONFIG_TYPE, digest: sha256Digest(config), size: config.length };
     await store.putBlob(configDescriptor, config);
     const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaType.ociManifest, config: configDescriptor, layers };
     await store.putManifest(Buffer.from(JSON.stringify(manifest)), MediaType.ociManifest, this.opts.tag);
