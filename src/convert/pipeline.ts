@@ -140,10 +140,8 @@ async function indexEntry(source: ImageStore, entry: Descriptor): Promise<Manife
 
 /** The source's manifest and its blobs in the target (mounted from the source where the registry can), by digest. */
 async function copyManifest(source: ImageStore, target: ImageStore, manifest: ManifestOf): Promise<Descriptor> {
-  await forEachLimited([manifest.parsed.config, ...manifest.parsed.layers], 3, async (blob) => {
-    await target.putBlob(blob, () => source.getBlob(blob.digest), { mountFrom: source });
-  });
-  const digest = await target.putManifest(manifest.bytes, manifest.mediaType);
+  const blobs = [manifest.parsed.config, ...manifest.parsed.layers].map((descriptor) => ({ descriptor, content: () => source.getBlob(descriptor.digest), mountFrom: source }));
+  const digest = await publish(target, { mediaType: manifest.mediaType, manifest: manifest.bytes, blobs }, undefined);
   return { mediaType: manifest.mediaType, digest, size: manifest.bytes.length };
 }
 
