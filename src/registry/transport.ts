@@ -270,17 +270,16 @@ function isLoopback(hostname: string): boolean {
 }
 
 /** A TLS handshake that got a plain-HTTP answer (OpenSSL's "wrong version number"). */
-function isPlainHttpAnswer(err: unknown): boolean {
-  for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.code === 'ERR_SSL_WRONG_VERSION_NUMBER') return true;
-  }
-  return false;
-}
+const isPlainHttpAnswer = (err: unknown): boolean => hasCauseCode(err, ['ERR_SSL_WRONG_VERSION_NUMBER']);
 
 /** A connection that could not be made (refused, unreachable, timed out connecting): what a proxy's fallback is for. */
-function isUnreachable(err: unknown): boolean {
+const isUnreachable = (err: unknown): boolean =>
+  hasCauseCode(err, ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
+
+/** Whether `err` or an error in its cause chain has one of `codes`. */
+function hasCauseCode(err: unknown, codes: readonly string[]): boolean {
   for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET'].includes(e.code ?? '')) return true;
+    if (codes.includes(e.code ?? '')) return true;
   }
   return false;
 }
