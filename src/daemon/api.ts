@@ -69,7 +69,8 @@ function mountName(url: URL): string {
   return mp === '/' ? '/' : mp.slice(1);
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+/** Answers `body` (JSON unless a string); a 413 closes the connection rather than read the rest of the body. */
+export function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text), ...(status === 413 ? { connection: 'close' } : {}) });
   res.end(text);
@@ -164,12 +165,12 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
-/** Serves the API on `path`; a stale socket file (nobody listening) is replaced, a live one refused. */
 /** Where a daemon hands its FUSE connection over (nydusd's --supervisor), if anywhere. */
 export interface ApiOptions {
   supervisor?: string;
 }
 
+/** Serves the API on `path`; a stale socket file (nobody listening) is replaced, a live one refused. */
 export async function serveApi(daemon: Daemon, path: string, exit: () => void, options: ApiOptions = {}): Promise<Server> {
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);

@@ -10,9 +10,9 @@
 //                                     failover recover policy: its daemons' connections are taken over)
 // A bad request is a 4xx with {code, message}, never the snapshotter's end.
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { pathList } from '../daemon/config.js';
-import { HttpError, listenOwnerOnly, readBody } from '../daemon/api.js';
+import { HttpError, listenOwnerOnly, readBody, send } from '../daemon/api.js';
 import type { ImageMounts } from './image-mounts.js';
 import type { PrefetchLists } from './prefetch-lists.js';
 import type { Snapshotter } from './snapshotter.js';
@@ -30,18 +30,14 @@ export interface SystemApiParts {
 
 export async function serveSystemApi(address: string, parts: SystemApiParts): Promise<Server> {
   const server = createServer((req, res) => {
-    route(req, parts).then((body) => reply(res, 200, body), (err: unknown) => {
+    route(req, parts).then((body) => send(res, 200, body ?? ''), (err: unknown) => {
       const e = err instanceof HttpError ? err : new HttpError(500, 'INTERNAL', (err as Error).message);
       if (e.status >= 500) log.warn('system API request failed', { method: req.method, url: req.url, error: e.message });
-      reply(res, e.status, { code: e.code, message: e.message });
+      send(res, e.status, { code: e.code, message: e.message });
     });
   });
   await listenOwnerOnly(server, address);
   return server;
-}
-
-function reply(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(body === undefined ? '' : JSON.stringify(body));
 }
 
 async function route(req: IncomingMessage, parts: SystemApiParts): Promise<unknown> {
