@@ -96,16 +96,16 @@ export class SyncLazyCacheSource implements SyncChunkSource {
   read(ref: ChunkRef, nid = -1, fileOffset = 0): Buffer {
     return this.cache.getOrLoad(ref, (into) => {
       const blob = blobOf(this.blobs, ref);
-      let files = this.open(ref.blobIndex, blob);
-      const verified = files.verified.has(ref.ciIndex);
-      if (verified || this.isReady(files, ref.ciIndex)) this.counters?.chunkHit();
+      let files = this.openIfThere(ref.blobIndex, blob);
+      const verified = files?.verified.has(ref.ciIndex) ?? false;
+      if (files && (verified || this.isReady(files, ref.ciIndex))) this.counters?.chunkHit();
       else {
         this.counters?.chunkMiss();
         this.fetched++;
         if (this.fetch(blob, ref, into, nid, fileOffset)) return; // handed over, not stored: verified by the main thread
-        // the main thread stored it; if the files this thread holds do not say so, they were
-        // replaced (a cache cleaned under the daemon): read the current ones, and never a hole
-        if (!this.isReady(files, ref.ciIndex)) {
+        // the main thread stored it; if the files this thread holds do not say so (or it held none),
+        // they were removed or replaced (a cache cleaned under the daemon): read the current ones, and never a hole
+        if (!files || !this.isReady(files, ref.ciIndex)) {
           this.closeFiles(ref.blobIndex);
           files = this.open(ref.blobIndex, blob);
           if (!this.isReady(files, ref.ciIndex)) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'fetched, but the cache files do not hold it');
@@ -156,13 +156,30 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     return (b[0]! & mask) !== 0;
   }
 
+  /** The blob's cache files, or none when they are gone (removed under the daemon: the main thread makes them again on a fetch). */
+  private openIfThere(index: number, blob: BlobInfo): BlobFiles | undefined {
+    try {
+      return this.open(index, blob);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   private open(index: number, blob: BlobInfo): BlobFiles {
     let f = this.files.get(index);
     if (!f) {
       if (!isBlobId(blob.blobId)) throw new ChunkIntegrityError(blob.blobId, 0, 'invalid blob id');
-      // the main thread opened (created) both files before any worker started
+      // the main thread opened (created) both files before any worker started (and makes them
+      // again on a fetch, should a cache clean-up remove them meanwhile)
       const data = openSync(join(this.dir, blob.blobId + CHUNK_DATA_SUFFIX), 'r');
-      const map = openSync(chunkMapPath(this.dir, blob.blobId), 'r');
+      let map: number;
+      try {
+        map = openSync(chunkMapPath(this.dir, blob.blobId), 'r');
+      } catch (err) {
+        closeSync(data);
+        throw err;
+      }
       const header = Buffer.alloc(16);
       const n = readSync(map, header, 0, 16, 0);
       f = { data, map, allReady: n === 16 && header.readUInt32LE(12) === CHUNK_MAP_ALL_READY, verified: new Set() };

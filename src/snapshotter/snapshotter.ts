@@ -325,8 +325,16 @@ export class Snapshotter {
       // it waited on its mount, which waits on the pull's next calls, which waited on this.)
       if (this.premounting > 0) return;
       if (this.images) await this.images.recover(this.imagesInUse());
-      if (this.cache) await this.cache.collect(this.referencedBlobs());
+      // an image mounted at pull before its top layer is committed (an eStargz chain's daemon starts
+      // with the pull's first layer) has made cache files for blobs no record names yet
+      if (this.cache && !this.premountedUncommitted()) await this.cache.collect(this.referencedBlobs());
     });
+  }
+
+  /** Whether an image mounted at pull is still waiting for the commit of the layer it tops at. */
+  private premountedUncommitted(): boolean {
+    const committed = new Set(this.store.entries().flatMap(([, r]) => (r.remote ? [ImageMounts.nameOf(r.remote)] : [])));
+    return [...this.premounted.keys()].some((name) => !committed.has(name));
   }
 
   /** Blob ids remote layer snapshots name (what the cache must keep). */

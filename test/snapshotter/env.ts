@@ -4,7 +4,7 @@
 // loopback registry's access log to count the blob bytes a run fetched. Everything is asynchronous:
 // vitest's worker must keep turning while containers run.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { signalIfRunning, type ProcessIdentity } from '../../src/daemon/process-identity.js';
 import { repoRoot } from '../helpers/cli.js';
@@ -69,26 +69,43 @@ export interface SnapshotterProcess {
   exit: Promise<number | null>;
 }
 
-/** Starts `nydusify-ts snapshotter` and waits until it answers (ctr snapshots ls through containerd). */
-/** `base`: the flags every test's snapshotter gets, unless a test gives its own (none: a config.toml says). */
-export async function startSnapshotter(root: string, extra: string[] = [], base = ['--address', SOCKET, '--root', root, '--plain-http']): Promise<SnapshotterProcess> {
+/**
+ * Starts `nydusify-ts snapshotter ARGS` (info logs, kept in ROOT/snapshotter.log too, for looking at
+ * after a failed run) and waits until it says it is ready; containerd is not asked.
+ */
+export async function spawnSnapshotter(root: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<SnapshotterProcess> {
   mkdirSync(root, { recursive: true });
-  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', ...base, ...extra], {
+  const child = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info' },
+    env: { ...process.env, NYDUSIFY_LOG_LEVEL: 'info', ...env },
     detached: true,
   });
   let log = '';
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  const logFile = createWriteStream(join(root, 'snapshotter.log'), { flags: 'a' });
+  child.stderr!.on('data', (d: Buffer) => {
+    log += d.toString();
+    logFile.write(d);
+  });
+  const exit = new Promise<number | null>((done) => child.on('exit', (code) => {
+    logFile.end();
+    done(code);
+  }));
   const deadline = Date.now() + 30_000;
   while (!log.includes('"snapshotter ready"')) {
     if (child.exitCode !== null) throw new Error(`snapshotter exited ${child.exitCode}: ${log}`);
     if (Date.now() > deadline) throw new Error(`snapshotter did not start: ${log}`);
     await sleep(50);
   }
+  return { child, log: () => log, exit };
+}
+
+/** Starts `nydusify-ts snapshotter` and waits until it answers (ctr snapshots ls through containerd). */
+/** `base`: the flags every test's snapshotter gets, unless a test gives its own (none: a config.toml says). */
+export async function startSnapshotter(root: string, extra: string[] = [], base = ['--address', SOCKET, '--root', root, '--plain-http']): Promise<SnapshotterProcess> {
+  const sn = await spawnSnapshotter(root, [...base, ...extra]);
   // containerd dials lazily and backs off after failures (up to 3 s): wait until a call reaches
   // us; `snapshots ls` would not tell (containerd answers it from its own database)
+  const deadline = Date.now() + 30_000;
   for (let i = 0; ; i++) {
     const probe = `probe-${process.pid}-${i}`;
     const r = await ctr(['snapshots', '--snapshotter', SNAPSHOTTER, 'prepare', probe]);
@@ -99,7 +116,7 @@ export async function startSnapshotter(root: string, extra: string[] = [], base 
     if (Date.now() > deadline) throw new Error(`containerd cannot reach the snapshotter: ${r.stderr}`);
     await sleep(200);
   }
-  return { child, log: () => log, exit };
+  return sn;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

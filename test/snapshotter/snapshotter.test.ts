@@ -11,8 +11,9 @@ import { parseDaemonConfig } from '../../src/daemon/config.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../src/snapshotter/errors.js';
 import { ImageMounts } from '../../src/snapshotter/image-mounts.js';
 import { Label } from '../../src/snapshotter/labels.js';
-import { serveSnapshotter, snapshotsService } from '../../src/snapshotter/service.js';
+import { serveSnapshotter } from '../../src/snapshotter/service.js';
 import { Snapshotter } from '../../src/snapshotter/snapshotter.js';
+import { snapshotsClient, type SnapshotsClient } from './grpc-client.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-snap-'));
 const D = (c: string) => `sha256:${c.repeat(64)}`;
@@ -104,13 +105,12 @@ describe('gRPC service', () => {
   const root = join(work, 'grpc');
   const socket = join(work, 'snap.sock');
   let server: grpc.Server;
-  let client: grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
-  const call = (method: string, req: unknown) => new Promise<unknown>((done, fail) => client[method]!(req, (err, res) => (err ? fail(err) : done(res))));
+  let client: SnapshotsClient;
+  const call = (method: string, req: unknown) => client.call(method, req);
 
   beforeAll(async () => {
     server = await serveSnapshotter(new Snapshotter(root), socket);
-    const Client = grpc.makeGenericClientConstructor(snapshotsService, 'Snapshots');
-    client = new Client(`unix://${socket}`, grpc.credentials.createInsecure()) as typeof client;
+    client = snapshotsClient(socket);
   });
   afterAll(() => {
     client.close();
@@ -132,14 +132,7 @@ describe('gRPC service', () => {
     await expect(call('Remove', { key: 'nope' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     await expect(call('Update', { info: { name: 'A' }, updateMask: { paths: ['kind'] } })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
     // and it still serves
-    const list = await new Promise<unknown[]>((done, fail) => {
-      const infos: unknown[] = [];
-      const stream = (client as unknown as { List(req: unknown): NodeJS.ReadableStream }).List({ filters: [] });
-      stream.on('data', (m: { info: unknown[] }) => infos.push(...m.info));
-      stream.on('end', () => done(infos));
-      stream.on('error', fail);
-    });
-    expect(list).toHaveLength(1);
+    expect(await client.list()).toHaveLength(1);
     await call('Remove', { key: 'A' });
     await call('Cleanup', {});
   });
@@ -178,15 +171,15 @@ describe('keys chosen by requests', () => {
 });
 
 describe('the snapshotter socket', () => {
-  const Client = grpc.makeGenericClientConstructor(snapshotsService, 'Snapshots');
   /** A List through a fresh client: the server at `socket` answers. */
-  const answers = (socket: string) => new Promise<void>((done, fail) => {
-    const client = new Client(`unix://${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { List(req: unknown): NodeJS.ReadableStream };
-    const stream = client.List({ filters: [] });
-    stream.on('data', () => undefined);
-    stream.on('end', () => (client.close(), done()));
-    stream.on('error', (err) => (client.close(), fail(err)));
-  });
+  const answers = async (socket: string): Promise<void> => {
+    const client = snapshotsClient(socket);
+    try {
+      await client.list();
+    } finally {
+      client.close();
+    }
+  };
 
   it('regression: is 0600 whatever the umask, and removed at shutdown', async () => {
     const socket = join(work, 'umask.sock');

@@ -1,16 +1,20 @@
 // Cache garbage collection end to end (needs root, /dev/fuse and the registry of the global setup):
 // `mount --target` of a Nydus busybox fills a cache directory with the image's blobs and a copy of
 // its bootstrap (<sha256>.boot); every way blobs leave the cache (the snapshotter's Cleanup,
-// `cache prune`, `cache rm`) takes the copy along with the image's last blob, and only then.
-import { cpSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+// `cache prune`, `cache rm`) takes the copy along with the image's last blob, and only then. And a
+// daemon whose cache files a clean-up removes under it (a Cleanup racing the mount of an image being
+// pulled) makes them again and serves right bytes, not EIO.
+import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../../src/blobcache/cache.js';
 import { CacheGc } from '../../../src/blobcache/cache-gc.js';
 import { cliAsync } from '../../helpers/cli.js';
-import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { cleanUp, type Daemon, startDaemon, stopWithStats, terminate, waitMounted } from '../../helpers/daemon.js';
+import { runAsync } from '../../helpers/run.js';
 
+const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const REGISTRY = '127.0.0.1:5000';
 const TARGET = `${REGISTRY}/busybox:cache-gc-test`;
 const work = mkdtempSync(join(tmpdir(), 'nydusify-cache-gc-'));
@@ -27,7 +31,10 @@ function cacheCopy(name: string): string {
 }
 
 beforeAll(async () => {
-  await cliAsync(['convert', '--source', `${REGISTRY}/busybox:latest`, '--target', TARGET, '--plain-http']);
+  await Promise.all([
+    cliAsync(['convert', '--source', `${REGISTRY}/busybox:latest`, '--target', TARGET, '--plain-http']),
+    runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:busybox`, p('bundle')]),
+  ]);
   const d = startDaemon(['--target', TARGET, '--plain-http', '--cache-dir', p('cache')], p('mnt'));
   daemons.push(d);
   await waitMounted(d);
@@ -70,5 +77,21 @@ describe('cache garbage collection', () => {
       expect(out.includes(`removed ${copy}`)).toBe(i === blobs.length - 1);
       expect(bootstrapCopies(dir)).toEqual(i === blobs.length - 1 ? [] : [copy]);
     }
+  });
+
+  it('regression: a daemon whose cache files are removed after its mount makes them again and serves right bytes', async () => {
+    const dir = p('removed-under');
+    const d = startDaemon(['--target', TARGET, '--plain-http', '--cache-dir', dir], p('mnt-removed-under'));
+    daemons.push(d);
+    await waitMounted(d);
+    // what a Cleanup naming none of the image's blobs does: every blob's files go (the workers had opened none yet)
+    const gone = await new CacheGc(dir).collect(new Set());
+    expect(gone.removed.length).toBeGreaterThan(0);
+    expect(readFileSync(join(d.mnt, 'bin', 'busybox')).equals(readFileSync(p('bundle', 'rootfs', 'bin', 'busybox')))).toBe(true);
+    expect((await cachedBlobs(dir)).length).toBeGreaterThan(0);
+    const { code, stats } = await stopWithStats(d);
+    expect(code).toBe(0);
+    expect(stats.corruptChunks).toBe(0);
+    expect(d.stderr()).not.toContain('read failed');
   });
 });

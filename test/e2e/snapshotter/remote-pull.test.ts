@@ -11,7 +11,7 @@
 // and nothing is left behind. And regression: a Cleanup (containerd's garbage collection runs when
 // it will) during a pull, or after it, leaves the image mounted at pull for its container (it was
 // unmounted, holding every other call for seconds).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,12 +20,12 @@ import * as grpc from '@grpc/grpc-js';
 import { DaemonClient } from '../../../src/daemon/api-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Label } from '../../../src/snapshotter/labels.js';
-import { snapshotsService } from '../../../src/snapshotter/service.js';
-import { cliAsync, repoRoot } from '../../helpers/cli.js';
+import { cliAsync } from '../../helpers/cli.js';
 import { runAsync } from '../../helpers/run.js';
 import { freePort } from '../../helpers/free-port.js';
 import { waitFor } from '../../helpers/wait-for.js';
-import { killLeftovers, registryLogOffset, registryLogSince, sleep } from '../../snapshotter/env.js';
+import { snapshotsClient, type SnapshotsClient } from '../../snapshotter/grpc-client.js';
+import { killLeftovers, registryLogOffset, registryLogSince, type SnapshotterProcess, spawnSnapshotter } from '../../snapshotter/env.js';
 
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const PRIVATE_REGISTRY = '127.0.0.1:5001';
@@ -52,13 +52,11 @@ function system(method: string, path: string, body?: string): Promise<{ status: 
   });
 }
 
-type Call = (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
-let client: grpc.Client & Record<string, Call>;
-let snapshotter: ReturnType<typeof spawn>;
-let log = '';
+let client: SnapshotsClient | undefined;
+let snapshotter: SnapshotterProcess | undefined;
 const mounted: string[] = [];
 
-const call = <T>(method: string, req: unknown): Promise<T> => new Promise((done, fail) => client[method]!(req, (err, res) => (err ? fail(err) : done(res as T))));
+const call = <T>(method: string, req: unknown): Promise<T> => client!.call<T>(method, req);
 
 /** The image's layers, read with the test's own credentials (the registry gives nothing without). */
 async function layers(): Promise<{ digest: string; annotations?: Record<string, string> }[]> {
@@ -100,23 +98,15 @@ beforeAll(async () => {
   // containerd's hosts.toml: the plain e2e registry (the same storage, no auth) mirrors the private one
   mkdirSync(p('hosts', PRIVATE_REGISTRY), { recursive: true });
   writeFileSync(p('hosts', PRIVATE_REGISTRY, 'hosts.toml'), `server = "http://${PRIVATE_REGISTRY}"\n[host."http://127.0.0.1:5000"]\ncapabilities = ["pull", "resolve"]\n`);
-  snapshotter = spawn(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'snapshotter', '--address', socket, '--root', root, '--plain-http', '--system-address', systemSocket, '--mirrors-dir', p('hosts'), '--metrics-address', `127.0.0.1:${metricsPort}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, DOCKER_CONFIG: p('no-docker-config'), NYDUSIFY_LOG_LEVEL: 'info' },
-  });
-  snapshotter.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  for (const deadline = Date.now() + 30_000; !log.includes('"snapshotter ready"'); await sleep(50)) {
-    if (snapshotter.exitCode !== null || Date.now() > deadline) throw new Error(`snapshotter did not start: ${log}`);
-  }
-  const Client = grpc.makeGenericClientConstructor(snapshotsService, 'Snapshots');
-  client = new Client(`unix://${socket}`, grpc.credentials.createInsecure()) as typeof client;
+  snapshotter = await spawnSnapshotter(root, ['--address', socket, '--root', root, '--plain-http', '--system-address', systemSocket, '--mirrors-dir', p('hosts'), '--metrics-address', `127.0.0.1:${metricsPort}`], { DOCKER_CONFIG: p('no-docker-config') });
+  client = snapshotsClient(socket);
 }, 120_000);
 
 afterAll(async () => {
   for (const m of mounted) await runAsync('umount', [m]).catch(() => undefined);
   client?.close();
-  snapshotter?.kill('SIGTERM');
-  await new Promise((r) => (snapshotter?.exitCode === null ? snapshotter.once('exit', r) : r(undefined)));
+  snapshotter?.child.kill('SIGTERM');
+  await snapshotter?.exit;
   await killLeftovers(root);
   rmSync(work, { recursive: true, force: true });
 }, 60_000);
@@ -152,7 +142,7 @@ describe('pull secret labels', () => {
     expect(registryLogSince(logAt).some((l) => l.includes(`/v2/busybox/blobs/${blob}`))).toBe(true);
     expect(execFileSync('chroot', [at, '/bin/busybox', 'echo', 'runs'], { encoding: 'utf8' }).trim()).toBe('runs');
     // the password is the snapshot's (containerd keeps labels too), and in no log
-    expect(log).not.toContain(PASSWORD);
+    expect(snapshotter!.log()).not.toContain(PASSWORD);
     // the system API: the image's daemon, the container's snapshot reading through it, and its API socket
     const { body: daemons } = await system('GET', '/api/v1/daemons') as { body: { id: string; pid: number; api_socket: string; reference: number; memory_rss_kb: number; instances: Record<string, { image_id: string }> }[] };
     expect(daemons).toHaveLength(1);

@@ -102,7 +102,7 @@ describe.each([['eStargz', ESGZ, 'esgz'], ['zstd:chunked', ZSTDCHUNKED, 'zstdchu
     const afterPull = registryBlobBytes(from, digests);
     expect(afterPull).toBeLessThan(layerBytes * 0.05);
     const r = await ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, image, id, '/etc/e2e/expect.sh'], 180_000);
-    expect(r.stdout).toContain('ALL OK');
+    expect(r.stdout, `ctr run exited ${r.code}: ${r.stderr}`).toContain('ALL OK');
     expect(r.stdout).not.toMatch(/^FAIL/m);
     const after = registryBlobBytes(from, digests);
     console.log(`${kind} debian-ml: layers ${layerBytes} B; ${afterPull} B fetched by rpull, ${after} B after expect.sh`);
