@@ -10,6 +10,7 @@
 // `recheckMs` — each read would otherwise pay its retries before failing over — then tried first
 // again, as nydusd's mirror failure_limit / health_check_interval do; back to the origin meanwhile.
 import { BlobNotFoundError, type BlobBackend } from './backend.js';
+import { log } from '../util/log.js';
 
 export interface BlobSourcesOptions {
   /** Failed reads in a row after which a backend is asked last. Default 3. */
@@ -120,7 +121,10 @@ export class BlobSources implements BlobBackend {
         // given up on: no other backend is asked, and this one is not to blame
         if (signal?.aborted) break;
         this.failed(backend);
-        if (i < all.length - 1) this.stats.failovers++;
+        if (i < all.length - 1) {
+          this.stats.failovers++;
+          log.warn('a source of a blob failed: the next one is asked', { blobId, source: i, error: (err as Error).message });
+        }
       }
     }
     throw last;

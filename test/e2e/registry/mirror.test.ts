@@ -127,7 +127,10 @@ describe('a pull-through registry mirror, killed and revived during reads', () =
     expect(readChunk(busybox, 12).equals(expected(12))).toBe(true);
     expect(readChunk(busybox, 15).equals(expected(15))).toBe(true);
     // its access log is written as the answer goes: a line may come just after the bytes
-    await waitFor(() => mirrorBlobGets() - before >= 2, 'the mirror\'s log of both reads', 5_000, 50);
+    await waitFor(() => mirrorBlobGets() - before >= 2, 'the mirror\'s log of both reads', 5_000, 50).catch((err: Error) => {
+      // (this once failed on CI only: what both sides said, for the next time)
+      throw new Error(`${err.message}\nmirror log:\n${readFileSync(p('mirror.log'), 'utf8').slice(-4000)}\ndaemon log:\n${d.stderr().slice(-4000)}`);
+    });
 
     const { code, stats } = await stopWithStats(d);
     expect(code).toBe(0);
