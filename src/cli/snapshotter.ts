@@ -9,6 +9,8 @@ import type { DaemonMode } from '../daemon/router.js';
 import { CacheGc } from '../blobcache/cache-gc.js';
 import { type FsDriver, ImageMounts, type RecoverPolicy } from '../snapshotter/image-mounts.js';
 import { claimSocketPath, serveSnapshotter } from '../snapshotter/service.js';
+import { CriImageProxy, DEFAULT_IMAGE_SERVICE_ADDRESS } from '../snapshotter/cri-image-proxy.js';
+import { CriKeychain } from '../snapshotter/cri-keychain.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';
 import { PrefetchLists } from '../snapshotter/prefetch-lists.js';
 import { serveMetrics } from '../snapshotter/metrics-server.js';
@@ -31,6 +33,8 @@ interface SnapshotterFlags extends ConfigFlags {
   systemAddress?: string;
   mirrorsDir?: string;
   metricsAddress?: string;
+  criKeychain?: boolean;
+  imageServiceAddress?: string;
 }
 
 /**
@@ -63,6 +67,7 @@ function withConfigToml(given: SnapshotterFlags, cmd: Command): SnapshotterFlags
     config: given.nydusdConfig ?? s.daemonConfig,
     ...pick('root', s.root), ...pick('address', s.address), ...pick('daemonMode', s.daemonMode), ...pick('recoverPolicy', s.recoverPolicy),
     ...pick('fsDriver', s.fsDriver), ...pick('threads', s.threads), ...pick('cacheDir', s.cacheDir), ...pick('insecure', s.insecure), ...pick('systemAddress', s.systemAddress), ...pick('mirrorsDir', s.mirrorsDir), ...pick('metricsAddress', s.metricsAddress),
+    ...pick('criKeychain', s.criKeychain), ...pick('imageServiceAddress', s.imageServiceAddress),
     ...(s.stargz === undefined ? {} : { stargz: s.stargz }),
   };
 }
@@ -84,16 +89,18 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   // the blob cache lives with the snapshotter's state unless the config or --cache-dir says otherwise
   if (flags.cacheDir === undefined && flags.config === undefined) config.cacheDir = join(root, 'cache');
   const prefetchLists = new PrefetchLists();
-  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, prefetchLists, ...(flags.mirrorsDir === undefined ? {} : { mirrorsDir: resolve(flags.mirrorsDir) }), ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
+  const keychain = flags.criKeychain ? new CriKeychain() : undefined;
+  const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, prefetchLists, ...(keychain ? { keychain } : {}), ...(flags.mirrorsDir === undefined ? {} : { mirrorsDir: resolve(flags.mirrorsDir) }), ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
   const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir));
   // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
   const address = resolve(flags.address);
   await claimSocketPath(address);
   await sn.recover();
-  const server = await serveSnapshotter(sn, address);
+  const imageProxy = keychain ? new CriImageProxy(flags.imageServiceAddress ?? DEFAULT_IMAGE_SERVICE_ADDRESS, keychain) : undefined;
+  const server = await serveSnapshotter(sn, address, imageProxy);
   const system = flags.systemAddress === undefined ? undefined : await serveSystem(resolve(flags.systemAddress), { images, snapshotter: sn, prefetch: prefetchLists });
   const metrics = flags.metricsAddress === undefined ? undefined : await serveMetrics(flags.metricsAddress, images, sn);
-  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir });
+  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir, ...(imageProxy ? { criImageService: flags.imageServiceAddress ?? DEFAULT_IMAGE_SERVICE_ADDRESS } : {}) });
   void images.rehearse();
   const signal = await new Promise<NodeJS.Signals>((done) => {
     process.once('SIGINT', () => done('SIGINT'));
@@ -101,6 +108,7 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   });
   log.info('snapshotter stopping (daemons keep serving)', { signal });
   await new Promise<void>((done) => server.tryShutdown(() => done()));
+  imageProxy?.close();
   for (const s of [system, metrics]) await new Promise<void>((done) => (s ? s.close(() => done()) : done()));
   await images.close();
 }
@@ -121,6 +129,8 @@ export function snapshotterCommand(): Command {
     .addOption(new Option('--spare-daemons <n>', 'dedicated daemons kept started ahead of need, so an image mounts without waiting for a process to start (restart policy; 0: none)').argParser(spareCount).default(1))
     .option('--mirrors-dir <dir>', 'containerd\'s hosts.toml directories (DIR/HOST/hosts.toml): each image\'s registry\'s mirrors (nydus-snapshotter\'s [remote] mirrors_config.dir)')
     .option('--metrics-address <host:port>', 'serve Prometheus metrics (every daemon\'s, labelled daemon_id, and the snapshotter\'s) at GET /v1/metrics (nydus-snapshotter\'s [metrics] address)')
+    .option('--cri-keychain', 'also serve the CRI image service (point kubelet\'s --image-service-endpoint here), passing each call on to containerd\'s and keeping each PullImage\'s credentials for that image\'s layers (nydus-snapshotter\'s [remote.auth] enable_cri_keychain)')
+    .option('--image-service-address <socket>', `containerd's CRI image service, for --cri-keychain (default ${DEFAULT_IMAGE_SERVICE_ADDRESS}; [remote.auth] image_service_address)`)
     .option('--system-address <socket>', 'serve the system API (GET /api/v1/daemons, PUT /api/v1/prefetch, …) on this unix socket (nydus-snapshotter\'s [system] address)')
     .addOption(new Option('--fs-driver <driver>', 'fuse: a Nydus image\'s lower dir is the daemon\'s FUSE tree; block: the kernel\'s EROFS mounted on the daemon\'s flat image file').choices(['fuse', 'block']).default('fuse'));
   return addConfigOptions(cmd).action(runSnapshotter);

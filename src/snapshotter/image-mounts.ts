@@ -22,6 +22,7 @@ import { StargzWarmup } from './stargz-warmup.js';
 import type { PrefetchLists } from './prefetch-lists.js';
 import { hostsTomlMirrors } from './hosts-toml.js';
 import { parseReference } from '../registry/reference.js';
+import type { CriKeychain } from './cri-keychain.js';
 
 /**
  * What containerd (and CRI) read of an image's tree as it makes a container, before anything of the
@@ -48,6 +49,8 @@ export interface ImageMountsOptions {
   prefetchLists?: PrefetchLists;
   /** containerd's hosts.toml directories: each image's registry's mirrors (hosts-toml.ts). */
   mirrorsDir?: string;
+  /** Credentials kubelet pulled images with (cri-keychain.ts), for images whose layers carry no pull secret. */
+  keychain?: CriKeychain;
 }
 
 const SHARED_ID = 'shared';
@@ -69,7 +72,7 @@ export class ImageMounts {
     if (opts.mode === 'dedicated' && opts.policy === 'restart') this.manager.keepSpares(opts.spareDaemons ?? 0);
     this.mnt = join(opts.root, 'mnt');
     mkdirSync(this.mnt, { recursive: true, mode: 0o700 });
-    this.warmup = new StargzWarmup(opts.config.registry, new BuiltBootstraps(opts.config.cacheDir));
+    this.warmup = new StargzWarmup(opts.config.registry, new BuiltBootstraps(opts.config.cacheDir), (remote) => this.authOf(remote));
   }
 
   /** Has the eStargz pull path run once over a made-up image, so a first pull does not run it cold. */
@@ -151,13 +154,19 @@ export class ImageMounts {
    * background, and the files containerd reads to make a container at once. An eStargz chain is
    * the image's layers up to the chain's top layer. Its trace is recorded unless one is kept already.
    */
+  /** The image's credentials: its layers' pull secret, else those kubelet pulled it with (if the keychain is on). */
+  authOf(remote: RemoteLayer): RemoteLayer['auth'] {
+    return remote.auth ?? this.opts.keychain?.credentialsFor(remote.ref);
+  }
+
   private async spec(name: string, remote: RemoteLayer): Promise<MountSpec> {
     const trace = this.traceFile(name);
+    const auth = this.authOf(remote);
     const prefetchFiles = this.opts.prefetchLists?.take(remote.ref);
     // read at each mount, as containerd reads them: an edited hosts.toml holds from the next image on
     const mirrors = this.opts.mirrorsDir === undefined ? [] : hostsTomlMirrors(this.opts.mirrorsDir, parseReference(remote.ref).host);
     return {
-      target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES, ...(remote.auth ? { auth: remote.auth } : {}), ...(prefetchFiles ? { prefetchFiles } : {}),
+      target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES, ...(auth ? { auth } : {}), ...(prefetchFiles ? { prefetchFiles } : {}),
       ...(mirrors.length > 0 ? { mirrors } : {}),
       ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }),
     };

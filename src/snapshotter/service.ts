@@ -11,6 +11,7 @@ import { log } from '../util/log.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from './errors.js';
 import type { Kind } from './metadata.js';
 import type { SnapshotInfo, Snapshotter } from './snapshotter.js';
+import type { CriImageProxy } from './cri-image-proxy.js';
 
 // the .proto sits in src/snapshotter; this file runs from src/ (tests) or dist/ (both two levels down)
 const PROTO = fileURLToPath(new URL('../../src/snapshotter/snapshots.proto', import.meta.url));
@@ -160,10 +161,11 @@ class SocketServer extends grpc.Server {
 }
 
 /** Serves `sn` on the unix socket `path` (mode 0600); a stale socket there is replaced, a live one is an error. */
-export async function serveSnapshotter(sn: Snapshotter, path: string): Promise<grpc.Server> {
+export async function serveSnapshotter(sn: Snapshotter, path: string, imageProxy?: CriImageProxy): Promise<grpc.Server> {
   await claimSocketPath(path);
   const server = new SocketServer({ 'grpc.max_receive_message_length': 16 << 20 });
   server.addService(snapshotsService, handlers(sn));
+  imageProxy?.addTo(server);
   await server.listen(path);
   return server;
 }

@@ -1,7 +1,7 @@
 // nydus-snapshotter's config.toml (misc/snapshotter/config.toml), read into our snapshotter's settings:
 // root and address, daemon_mode, [daemon] nydusd_config / fs_driver / recover_policy / threads_number,
-// [log] level, [cache_manager] cache_dir, [remote] skip_ssl_verify, [system] enable and address, [metrics] address,
-// [experimental] enable_stargz.
+// [log] level, [cache_manager] cache_dir, [remote] skip_ssl_verify, [remote.auth] enable_cri_keychain and
+// image_service_address, [system] enable and address, [metrics] address, [experimental] enable_stargz.
 // Keys that change nothing here are listed in `ignored` (the caller reports them once); values that
 // would make us do something else than asked (fscache, daemon_mode none, recover_policy none,
 // signature validation) are a ConfigError naming the key. [remote] mirrors_config.dir is read as
@@ -33,6 +33,10 @@ export interface SnapshotterSettings {
   mirrorsDir?: string;
   /** [metrics] address: the Prometheus endpoint (metrics-server.ts). */
   metricsAddress?: string;
+  /** [remote.auth] enable_cri_keychain: serve the CRI image service and keep kubelet's pull credentials (cri-image-proxy.ts). */
+  criKeychain?: boolean;
+  /** [remote.auth] image_service_address: containerd's CRI image service. */
+  imageServiceAddress?: string;
   ignored: string[];
 }
 
@@ -92,13 +96,14 @@ export function snapshotterSettings(value: unknown, where = 'config'): Snapshott
     if (r.skip_ssl_verify !== undefined) out.insecure = bool(r.skip_ssl_verify, `${where}.remote.skip_ssl_verify`);
     if (r.auth !== undefined) {
       const a = table(r.auth, `${where}.remote.auth`);
-      ignore(a, 'remote.auth', ['enable_kubeconfig_keychain', 'enable_cri_keychain']);
+      ignore(a, 'remote.auth', ['enable_kubeconfig_keychain', 'enable_cri_keychain', 'image_service_address']);
       // a keychain asked for and not there would mean pulls without the credentials expected
-      for (const key of ['enable_kubeconfig_keychain', 'enable_cri_keychain']) {
-        if (a[key] !== undefined && bool(a[key], `${where}.remote.auth.${key}`)) {
-          throw new ConfigError(`${where}.remote.auth.${key}: that keychain is not here; give credentials as pull secret labels or in a docker config`);
-        }
+      if (a.enable_kubeconfig_keychain !== undefined && bool(a.enable_kubeconfig_keychain, `${where}.remote.auth.enable_kubeconfig_keychain`)) {
+        throw new ConfigError(`${where}.remote.auth.enable_kubeconfig_keychain: that keychain is not here; give credentials as pull secret labels, through the CRI keychain or in a docker config`);
       }
+      if (a.enable_cri_keychain !== undefined) out.criKeychain = bool(a.enable_cri_keychain, `${where}.remote.auth.enable_cri_keychain`);
+      // upstream's sample leaves it empty for its default
+      if (a.image_service_address !== undefined && a.image_service_address !== '') out.imageServiceAddress = optString(a.image_service_address, `${where}.remote.auth.image_service_address`);
     }
     if (r.mirrors_config !== undefined) {
       const m = table(r.mirrors_config, `${where}.remote.mirrors_config`);

@@ -53,7 +53,8 @@ export class StargzWarmup {
   /** Chains warming since their pull began, each waiting to hear its top layer is committed. */
   private readonly commits = new Map<string, () => void>();
 
-  constructor(private readonly access: RegistryAccess, private readonly built: BuiltBootstraps) {}
+  /** `authOf`: the credentials of a layer's image (its pull secret, or the CRI keychain's). */
+  constructor(private readonly access: RegistryAccess, private readonly built: BuiltBootstraps, private readonly authOf: (remote: RemoteLayer) => RemoteLayer['auth']) {}
 
   /** Runs the chain path over a made-up image (stargz-rehearsal.ts): the first pull then finds its code compiled. */
   async rehearse(): Promise<void> {
@@ -145,7 +146,9 @@ export class StargzWarmup {
   }
 
   /** The image's registry connection: with the layer's pull secret, if its labels gave one. */
-  private open({ ref, auth }: RemoteLayer): PulledImage {
+  private open(remote: RemoteLayer): PulledImage {
+    const { ref } = remote;
+    const auth = this.authOf(remote);
     const client = registryClientFor(ref, auth ? { ...this.access, auth } : this.access);
     const opened = (async () => {
       const { store, reference } = await openImageStore({ kind: 'registry', ...parseReference(ref) }, client);

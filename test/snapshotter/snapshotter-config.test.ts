@@ -60,6 +60,11 @@ describe('snapshotterSettings', () => {
     expect(snapshotterSettings({ daemon_mode: 'shared', daemon: { fs_driver: 'blockdev', threads_number: 0 }, cache_manager: { cache_dir: '' } })).toEqual({ daemonMode: 'shared', fsDriver: 'block', ignored: [] });
   });
 
+  it('reads [remote.auth] enable_cri_keychain and image_service_address', () => {
+    expect(snapshotterSettings({ remote: { auth: { enable_cri_keychain: true, image_service_address: '/run/k/containerd.sock' } } })).toMatchObject({ criKeychain: true, imageServiceAddress: '/run/k/containerd.sock', ignored: [] });
+    expect(snapshotterSettings({ remote: { auth: { enable_cri_keychain: false, image_service_address: '' } } })).toEqual({ criKeychain: false, ignored: [] });
+  });
+
   it('reads [remote] mirrors_config.dir as containerd\'s hosts.toml directories', () => {
     expect(snapshotterSettings({ remote: { mirrors_config: { dir: '/etc/nydus/certs.d' } } }).mirrorsDir).toBe('/etc/nydus/certs.d');
   });
@@ -72,7 +77,7 @@ describe('snapshotterSettings', () => {
     bad({ daemon: { threads_number: -1 } }, /threads_number: expected 0 to 1024/);
     bad({ remote: { mirrors_config: { dir: 7 } } }, /mirrors_config\.dir: expected a non-empty string/);
     bad({ remote: { auth: { enable_kubeconfig_keychain: true } } }, /remote\.auth\.enable_kubeconfig_keychain: that keychain is not here/);
-    bad({ remote: { auth: { enable_cri_keychain: true } } }, /remote\.auth\.enable_cri_keychain: that keychain is not here/);
+    bad({ remote: { auth: { enable_cri_keychain: 'yes' } } }, /remote\.auth\.enable_cri_keychain: expected true or false/);
     bad({ experimental: { enable_stargz: 'yes' } }, /enable_stargz: expected true or false/);
     bad({ daemon: 'fusedev' }, /c\.toml\.daemon: expected a table/);
   });
