@@ -120,14 +120,19 @@ describe('a pull-through registry mirror, killed and revived during reads', () =
     expect(readChunk(busybox, 9).equals(expected(9))).toBe(true);
     await waitFor(() => originBlobGets(at) >= 2, 'the origin\'s log of both reads', 5_000, 50);
 
-    // back: after the health interval the mirror is asked first again
+    // back: after the health interval the mirror is asked first again. A freshly restarted
+    // pull-through registry may fail an answer (the read then comes from the origin, and the mirror
+    // waits out another interval): up to four reads, an interval apart, for two of them from the mirror
     await startMirror();
-    await new Promise((r) => setTimeout(r, 1_200));
     before = mirrorBlobGets();
-    expect(readChunk(busybox, 12).equals(expected(12))).toBe(true);
-    expect(readChunk(busybox, 15).equals(expected(15))).toBe(true);
-    // its access log is written as the answer goes: a line may come just after the bytes
-    await waitFor(() => mirrorBlobGets() - before >= 2, 'the mirror\'s log of both reads', 5_000, 50).catch((err: Error) => {
+    for (const index of [12, 15, 13, 14]) {
+      if (mirrorBlobGets() - before >= 2) break;
+      await new Promise((r) => setTimeout(r, 1_200));
+      expect(readChunk(busybox, index).equals(expected(index))).toBe(true);
+      // its access log is written as the answer goes: a line may come just after the bytes
+      await waitFor(() => mirrorBlobGets() > before, 'a mirror log line', 1_000, 50).catch(() => undefined);
+    }
+    await waitFor(() => mirrorBlobGets() - before >= 2, 'the mirror\'s log of two reads', 5_000, 50).catch((err: Error) => {
       // (this once failed on CI only: what both sides said, for the next time)
       throw new Error(`${err.message}\nmirror log:\n${readFileSync(p('mirror.log'), 'utf8').slice(-4000)}\ndaemon log:\n${d.stderr().slice(-4000)}`);
     });
