@@ -111,6 +111,20 @@ export class BlobCache {
   }
 
   /**
+   * Stores chunk bytes the caller has verified against `ref`'s digest (a hot pack's, which come by
+   * another road than the fetcher's), unless the chunk is cached already.
+   */
+  async storeVerified(blob: BlobInfo, ref: ChunkRef, data: Buffer): Promise<void> {
+    checkRef(blob, ref);
+    if (data.length !== ref.uncompressedSize) throw new Error(`chunk ${ref.ciIndex} of blob ${blob.blobId}: ${data.length} bytes for a chunk of ${ref.uncompressedSize}`);
+    const { map, sink } = await this.entry(blob);
+    if (map.isReady(ref.ciIndex)) return;
+    await sink.write(ref, data);
+    await sink.sync();
+    await sink.markReady(ref.ciIndex);
+  }
+
+  /**
    * Lets go of a blob whose files were removed or replaced on disk since this cache opened them
    * (another process cleaned the directory): the next use opens (or creates) the current ones, so
    * what this cache says is cached is what readers of the directory find.

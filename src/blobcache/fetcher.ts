@@ -133,6 +133,14 @@ export class ChunkFetcher {
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
   }
 
+  /** Counts what came by another road than this fetcher's requests (a hot pack's frames): the counters say what crossed the link. */
+  countOutside(add: { requests?: number; bytes?: number; chunks?: number; corruptChunks?: number }): void {
+    this.stats.requests += add.requests ?? 0;
+    this.stats.bytes += add.bytes ?? 0;
+    this.stats.chunks += add.chunks ?? 0;
+    this.stats.corruptChunks += add.corruptChunks ?? 0;
+  }
+
   /** Chunks currently being fetched. */
   get inflightCount(): number {
     return this.inflight.size;

@@ -1,7 +1,7 @@
 // The hot blob of an optimized image (hot-layout.ts): the hot files' data cut at the hot chunk
 // size, hot region first, read chunk by chunk from the source image's blobs and compressed as the
 // source's are, with blob meta like any blob convert writes; and the optimized image's model with it.
-import type { BlobInfo, Bootstrap, Compressor } from '../rafs/tree.js';
+import type { BlobInfo, Bootstrap, ChunkRef, Compressor } from '../rafs/tree.js';
 import { writeBlobFile } from './blob-file.js';
 import { hotRegionSize, type HotLayout, type OptimizedTree, storedChunkSize } from './hot-layout.js';
 import { rechunkedData, type ReadChunk } from './rechunked-data.js';
@@ -24,6 +24,8 @@ export interface HotBlob {
   hotRegionSize: number;
   /** Chunks stored (after dedup inside the blob). */
   storedChunks: number;
+  /** Those chunks (CI order). */
+  chunks: ChunkRef[];
   /** The optimized image: `tree`'s bootstrap with the hot blob in its blob table. */
   bootstrap: Bootstrap;
 }
@@ -55,6 +57,7 @@ export async function buildHotBlob(opts: HotBlobOptions): Promise<HotBlob> {
     info: file.info,
     hotRegionSize: hotRegionSize(layout, tree.hotInodes),
     storedChunks: file.built.chunks.length,
+    chunks: file.built.chunks,
     bootstrap: { ...tree.bootstrap, blobs: [...tree.bootstrap.blobs, file.info] },
   };
 }

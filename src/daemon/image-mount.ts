@@ -15,7 +15,10 @@ import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { blobChunkTables, type FetchedChunk } from '../blobcache/fetcher.js';
 import { LocalDirBackend } from '../blobcache/local-backend.js';
 import type { Readahead } from '../blobcache/readahead.js';
-import { type ConnectedNydusImage, hotRegions } from '../image/remote.js';
+import { type ConnectedNydusImage, hotPacks, hotRegions } from '../image/remote.js';
+import type { BlobBackend } from '../blobcache/backend.js';
+import { framesOf, hotRegionOf } from '../rafs/hot-pack.js';
+import { HotPackStream, type PackFrame } from './hot-pack-stream.js';
 import { chunkKey } from '../rafs/chunk.js';
 import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
@@ -76,6 +79,8 @@ export class ImageMount {
   private readonly blobIndexes: Map<string, number>;
   private prefetcher: Prefetcher | undefined;
   private hotRegion: Prefetcher | undefined;
+  /** The hot pack being streamed (hot-pack-stream.ts), when the image has one. */
+  private packStream: HotPackStream | undefined;
   /** Programs' starts fetched ahead (program-prefetch.ts), and those fetches still running. */
   private programs: ProgramPrefetch | undefined;
   private readonly execPrefetches = new Set<Prefetcher>();
@@ -287,6 +292,8 @@ export class ImageMount {
   private async ask(blob: BlobInfo, ref: ChunkRef, kind: FetchKind, early = false, file?: FilePlace): Promise<Buffer> {
     const { cache } = this.lazy!;
     const key = chunkKey(ref.blobIndex, ref.ciIndex);
+    // coming in the hot pack: waited for, not fetched again alongside it
+    await this.packStream?.waitFor(key);
     // the first reason stands: a read joining a prefetch of the chunk waits for the prefetch's fetch
     if (this.asked.has(key)) return cache.readChunk(blob, ref, early);
     this.asked.set(key, file ? { kind, file } : { kind });
@@ -334,7 +341,8 @@ export class ImageMount {
    */
   startHotRegion(): void {
     if (!this.lazy || this.hotRegion) return;
-    const refs = hotRegionChunks(this.rafs.blobs, hotRegions(this.lazy.remote.image.manifest), this.lazy.tables);
+    const regions = hotRegions(this.lazy.remote.image.manifest);
+    const refs = hotRegionChunks(this.rafs.blobs, regions, this.lazy.tables);
     if (refs.length === 0) return this.lazy.remote.releaseEarly();
     const { cache } = this.lazy;
     if (this.ctx.config.fetch.hotPages) {
@@ -349,12 +357,45 @@ export class ImageMount {
       fetch: async (ref) => this.hotPages?.arrived(ref, await this.ask(blobOf(ref), ref, 'hot', true)),
       demand: this.ctx.demand,
     }, { streams: HOT_REGION_STREAMS, batchBytes: 1 << 20, yieldToDemand: false });
-    this.hotRegion.start(refs);
+    const packed = this.hotPackStream(regions);
+    // a packed region comes as its pack; what of it did not arrive, from the hot blob after
+    this.hotRegion.start(packed ? packed.stream.run().then((missed) => [...refs.filter((r) => r.blobIndex !== packed.blobIndex), ...missed]) : refs);
     void this.hotRegion.finished().then(() => {
       this.lazy?.remote.releaseEarly();
       // held pages are for the start the region was traced from: over well before this
       setTimeout(() => this.hotPages?.drop(), HOT_PAGES_HELD_MS).unref();
     });
+  }
+
+  /** The stream of the image's hot pack, if its manifest declares one that fits its hot blob's region (one pack per image: optimize makes one hot blob). */
+  private hotPackStream(regions: ReadonlyMap<string, number>): { stream: HotPackStream; blobIndex: number } | undefined {
+    const { remote, tables, cache } = this.lazy!;
+    const [pack] = hotPacks(remote.image.manifest).values();
+    const blobIndex = pack ? this.blobIndexes.get(pack.index.blobId) : undefined;
+    if (!pack || blobIndex === undefined) return undefined;
+    const blob = this.rafs.blobs[blobIndex]!;
+    let frames: PackFrame[];
+    try {
+      frames = framesOf(pack.index, hotRegionOf(tables.get(blob.blobId) ?? [], regions.get(blob.blobId)!));
+    } catch (err) {
+      log.warn('hot pack ignored: its region is streamed from the hot blob', { error: (err as Error).message });
+      return undefined;
+    }
+    this.packStream = new HotPackStream(blob, frames, {
+      read: async (offset, length) => {
+        const bytes = await readFromFirst(remote.backends, pack.packId, offset, length);
+        cache.fetcher?.countOutside({ requests: offset === 0 ? 1 : 0, bytes: bytes.length });
+        return bytes;
+      },
+      corrupt: (count) => cache.fetcher?.countOutside({ corruptChunks: count }),
+      deliver: async (ref, data, askedAt) => {
+        await cache.storeVerified(blob, ref, data);
+        cache.fetcher?.countOutside({ chunks: 1 });
+        this.trace.fetch('hot', ref, performance.timeOrigin + askedAt, performance.timeOrigin + performance.now());
+        this.hotPages?.arrived(ref, data);
+      },
+    });
+    return { stream: this.packStream, blobIndex };
   }
 
   /**
@@ -402,6 +443,7 @@ export class ImageMount {
   /** Stops prefetch and lets go of the registry connection, and of the chunk tables of blobs no other image has. */
   async close(): Promise<void> {
     if (this.ctx.traced.get(this.slot) === this) this.ctx.traced.delete(this.slot);
+    this.packStream?.stop();
     await this.hotRegion?.stop();
     await this.prefetcher?.stop();
     await Promise.all([...this.execPrefetches].map((p) => p.stop()));
@@ -430,9 +472,21 @@ const HOT_PAGES_HELD_MS = 30_000;
 export function hotRegionChunks(blobs: readonly BlobInfo[], hot: ReadonlyMap<string, number>, tables: ReadonlyMap<string, readonly ChunkRef[]>): ChunkRef[] {
   return blobs.flatMap((blob) => {
     const bytes = hot.get(blob.blobId);
-    if (bytes === undefined) return [];
-    return [...(tables.get(blob.blobId) ?? [])].filter((r) => r.compressedOffset + r.compressedSize <= bytes).sort((x, y) => x.compressedOffset - y.compressedOffset);
+    return bytes === undefined ? [] : hotRegionOf(tables.get(blob.blobId) ?? [], bytes);
   });
+}
+
+/** Bytes of a blob from the first of `backends` that gives them (the early one first: the pack is read ahead there). */
+async function readFromFirst(backends: readonly BlobBackend[], blobId: string, offset: number, length: number): Promise<Buffer> {
+  let last: unknown;
+  for (const b of backends) {
+    try {
+      return await b.readRange(blobId, offset, length);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
 }
 
 /** One copy of a bootstrap for the main thread and every worker. */

@@ -9,6 +9,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildHotBlob } from '../convert/hot-blob.js';
+import { type HotPackFile, writeHotPack } from '../convert/hot-pack-file.js';
+import { formatHotPackIndex } from '../rafs/hot-pack.js';
 import { DEFAULT_HOT_CHUNK_SIZE } from '../trace/access-trace.js';
 import { assertHotChunkSize, type HotLayout, OptimizeError, optimizedTree, planHotLayout } from '../convert/hot-layout.js';
 import { blobLayerDescriptor, bootstrapLayer, sha256Digest } from '../convert/nydus-image.js';
@@ -55,6 +57,8 @@ export interface OptimizeReport {
   /** What the traced mount fetched from the source (the trace's fetches). */
   tracedFetchBytes: number;
   hotBlob: { digest: string; size: number };
+  /** The hot region's chunks packed in a few large frames (rafs/hot-pack.ts): what a cold start fetches instead. */
+  hotPack?: { digest: string; size: number; frames: number };
   keptBlobs: string[];
   droppedBlobs: string[];
   bootstrapSize: number;
@@ -76,9 +80,10 @@ export async function optimizeImage(opts: OptimizeOptions): Promise<OptimizeRepo
   const workDir = await mkdtemp(join(opts.workDir ?? tmpdir(), 'nydusify-optimize-'));
   try {
     const hot = await buildHotBlob({ source: model, layout, tree, blobDir: workDir, read: (ref) => image.chunks.read(ref) });
+    const pack = await writeHotPack(hot.info, hot.blobPath, hot.chunks, hot.hotRegionSize, workDir);
     const bootstrap = writeBootstrap(hot.bootstrap);
     const config = JSON.parse((await readBlob(opts.source, image.manifest.config, MAX_CONFIG_BYTES)).toString('utf8')) as Record<string, unknown>;
-    const pushable = await optimizedManifest({ source: opts.source, manifest: image.manifest, config, model, layout, hot, bootstrap });
+    const pushable = await optimizedManifest({ source: opts.source, manifest: image.manifest, config, model, layout, hot, pack, bootstrap });
     const digest = await publish(opts.target, pushable, opts.targetReference);
     const report: OptimizeReport = {
       digest,
@@ -92,6 +97,7 @@ export async function optimizeImage(opts: OptimizeOptions): Promise<OptimizeRepo
       sourceTouchedBytes: layout.sourceTouchedBytes,
       tracedFetchBytes: opts.trace.fetches.reduce((sum, f) => sum + f.bytes, 0),
       hotBlob: { digest: `sha256:${hot.blobId}`, size: hot.blobSize },
+      ...(pack ? { hotPack: { digest: `sha256:${pack.id}`, size: pack.size, frames: pack.index.frames.length } } : {}),
       keptBlobs: layout.keptBlobs.map((i) => `sha256:${model.blobs[i]!.blobId}`),
       droppedBlobs: layout.droppedBlobs.map((i) => `sha256:${model.blobs[i]!.blobId}`),
       bootstrapSize: bootstrap.length,
@@ -111,6 +117,7 @@ interface ManifestParts {
   model: Bootstrap;
   layout: HotLayout;
   hot: HotBlob;
+  pack: HotPackFile | undefined;
   bootstrap: Buffer;
 }
 
@@ -127,17 +134,21 @@ async function optimizedManifest(p: ManifestParts): Promise<PushableManifest> {
   });
   const plain = blobLayerDescriptor(p.hot.blobId, p.hot.blobSize);
   const hotDescriptor: Descriptor = { ...plain, annotations: { ...plain.annotations, [Annotation.HOT_REGION]: String(p.hot.hotRegionSize) } };
+  const packed = p.pack && blobLayerDescriptor(p.pack.id, p.pack.size);
+  const packDescriptors: Descriptor[] = p.pack && packed ? [{ ...packed, annotations: { ...packed.annotations, [Annotation.HOT_PACK]: formatHotPackIndex(p.pack.index) } }] : [];
   const bootLayer = await bootstrapLayer(p.bootstrap, docker);
-  const config = Buffer.from(JSON.stringify({ ...p.config, rootfs: { type: 'layers', diff_ids: [...kept.map((k) => k.diffId), hotDescriptor.digest, bootLayer.diffId] } }));
+  const config = Buffer.from(JSON.stringify({ ...p.config, rootfs: { type: 'layers', diff_ids: [...kept.map((k) => k.diffId), ...packDescriptors.map((d) => d.digest), hotDescriptor.digest, bootLayer.diffId] } }));
   const configDescriptor: Descriptor = { mediaType: p.manifest.config.mediaType, digest: sha256Digest(config), size: config.length };
   const mediaType = docker ? MediaType.dockerManifest : MediaType.ociManifest;
-  const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...kept.map((k) => k.descriptor), hotDescriptor, bootLayer.descriptor] };
+  // the pack before the hot blob: the hot blob stays the layer before the bootstrap
+  const out: ImageManifest = { schemaVersion: 2, mediaType, config: configDescriptor, layers: [...kept.map((k) => k.descriptor), ...packDescriptors, hotDescriptor, bootLayer.descriptor] };
   if (p.manifest.annotations) out.annotations = p.manifest.annotations;
   return {
     mediaType,
     manifest: Buffer.from(JSON.stringify(out)),
     blobs: [
       ...kept.map((k) => ({ descriptor: k.descriptor, content: () => p.source.getBlob(k.descriptor.digest), mountFrom: p.source })),
+      ...packDescriptors.map((descriptor) => ({ descriptor, content: { path: p.pack!.path } })),
       { descriptor: hotDescriptor, content: { path: p.hot.blobPath } },
       { descriptor: bootLayer.descriptor, content: bootLayer.blob },
       { descriptor: configDescriptor, content: config },

@@ -15,7 +15,9 @@ import { MAX_CONFIG_BYTES, readBlob, resolveImage, type ImageStore } from '../re
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
-import { BOOTSTRAP_PATH, hotRegionBytes, isNydusBlob, isNydusBootstrap, NYDUS_BLOB_MEDIA_TYPE } from '../registry/nydus-layers.js';
+import { Annotation, BOOTSTRAP_PATH, hotRegionBytes, isNydusBlob, isNydusBootstrap, NYDUS_BLOB_MEDIA_TYPE } from '../registry/nydus-layers.js';
+import { type HotPackIndex, hotPackBytes, parseHotPackIndex } from '../rafs/hot-pack.js';
+import { log } from '../util/log.js';
 import { isStargzLayer } from '../registry/stargz-layers.js';
 
 export interface RemoteNydusImage {
@@ -143,6 +145,33 @@ export function hotRegions(manifest: ImageManifest): Map<string, number> {
   return hot;
 }
 
+/** A hot pack (rafs/hot-pack.ts) an optimized image's manifest declares: its layer's blob id and frames. */
+export interface HotPackLayer {
+  packId: string;
+  index: HotPackIndex;
+}
+
+/**
+ * The hot pack of each blob with a hot region, by that blob's id: a pack layer whose annotation
+ * parses and whose size is its frames' (an annotation is untrusted; a bad one declares no pack, and
+ * the region is streamed from the hot blob).
+ */
+export function hotPacks(manifest: ImageManifest): Map<string, HotPackLayer> {
+  const regions = hotRegions(manifest);
+  const packs = new Map<string, HotPackLayer>();
+  for (const layer of manifest.layers) {
+    const text = layer.annotations?.[Annotation.HOT_PACK];
+    if (text === undefined || !/^sha256:[0-9a-f]{64}$/.test(layer.digest)) continue;
+    try {
+      const index = parseHotPackIndex(text);
+      if (regions.has(index.blobId) && hotPackBytes(index) === layer.size) packs.set(index.blobId, { packId: layer.digest.slice('sha256:'.length), index });
+    } catch (err) {
+      log.warn('hot pack annotation ignored', { layer: layer.digest, error: (err as Error).message });
+    }
+  }
+  return packs;
+}
+
 /** A registry client for `target`'s registry and the access's mirrors. */
 export function registryClientFor(target: string, access: RegistryAccess = {}): RegistryClient {
   const ref = parseReference(target);
@@ -168,7 +197,14 @@ export async function connectNydusImage(target: string, access: RegistryAccess =
     // manifest), through the backend tried first, while the bootstrap is opened and the mount made
     const early = new EarlyRangeBackend(mirrors[0] ?? new StoreBackend(store));
     const image = await openRemoteNydusImage(store, reference, platform, upToLayer, built, (manifest) => {
-      if (earlyHotRegions) for (const [blobId, bytes] of hotRegions(manifest)) early.start(blobId, bytes);
+      if (!earlyHotRegions) return;
+      // a region with a pack is fetched as the pack
+      const packs = hotPacks(manifest);
+      for (const [blobId, bytes] of hotRegions(manifest)) {
+        const pack = packs.get(blobId);
+        if (pack) early.start(pack.packId, hotPackBytes(pack.index));
+        else early.start(blobId, bytes);
+      }
     });
     const backends = [early, ...mirrors.slice(1), ...(mirrors.length > 0 ? [new StoreBackend(store)] : [])];
     return { image, backends, releaseEarly: () => early.release(), close: () => (early.release(), client.close()) };

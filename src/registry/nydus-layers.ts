@@ -19,6 +19,11 @@ export const Annotation = {
    * order, so a mount streams it at once.
    */
   HOT_REGION: 'org.nydusify-ts.hot-region',
+  /**
+   * On the layer holding an optimized image's hot pack (rafs/hot-pack.ts: its hot region's chunks
+   * in a few large zstd frames): which hot blob, and the frames (JSON). A Nydus blob layer to anyone else.
+   */
+  HOT_PACK: 'org.nydusify-ts.hot-pack',
 } as const;
 
 /** Where the bootstrap sits inside the bootstrap layer. */

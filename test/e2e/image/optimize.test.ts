@@ -22,6 +22,8 @@ import { openImageStore } from '../../../src/registry/open-image-store.js';
 import type { ChunkRef } from '../../../src/rafs/tree.js';
 import { S_IFMT, S_IFREG } from '../../../src/rafs/tree.js';
 import type { RafsImage } from '../../../src/rafs/reader.js';
+import { formatHotPackIndex, framesOf, hotPackBytes, hotRegionOf, parseHotPackIndex } from '../../../src/rafs/hot-pack.js';
+import { zstdCompress } from '../../../src/native/index.js';
 import { type AccessTrace, DEFAULT_HOT_CHUNK_SIZE, type TraceRead } from '../../../src/trace/access-trace.js';
 import { cliAsync, runCliAsync } from '../../helpers/cli.js';
 import { cleanUp, type Daemon, readToEnd, startDaemon, stopWithStats, waitMounted } from '../../helpers/daemon.js';
@@ -33,6 +35,7 @@ const REG = '127.0.0.1:5000';
 const SOURCE = `${REG}/optimize/debian-ml:nydus`;
 const TARGET = `${REG}/optimize/debian-ml-hot:latest`;
 const HOT_REGION = 'org.nydusify-ts.hot-region';
+const HOT_PACK = 'org.nydusify-ts.hot-pack';
 const MiB = 1 << 20;
 const work = mkdtempSync(join(tmpdir(), 'nydusify-optimize-'));
 const p = (...parts: string[]) => join(work, ...parts);
@@ -106,7 +109,7 @@ afterAll(() => cleanUp(daemons, work));
 describe('optimize debian-ml from a trace of node starting', () => {
   let source: Awaited<ReturnType<typeof openImage>>;
   let reads: Array<[string, number, number]>;
-  let report: { hotRegionBytes: number; touchedBytes: number; sourceTouchedBytes: number; hotFiles: number; keptBlobs: string[]; droppedBlobs: string[]; hotBlob: { size: number } };
+  let report: { hotRegionBytes: number; touchedBytes: number; sourceTouchedBytes: number; hotFiles: number; keptBlobs: string[]; droppedBlobs: string[]; hotBlob: { size: number }; hotPack?: { digest: string; size: number; frames: number } };
   const LIB = '/usr/lib/x86_64-linux-gnu';
   const UTF8 = Buffer.from('/etc/e2e/héllo-世界.txt', 'utf8').toString('latin1');
 
@@ -139,10 +142,10 @@ describe('optimize debian-ml from a trace of node starting', () => {
     await cliAsync(['check', '--source', `${REG}/debian-ml:latest`, '--target', TARGET, '--plain-http', '--with-data']);
   }, 300_000);
 
-  it('keeps the source blobs (same digests, in the target repository), then the hot blob, then the bootstrap', async () => {
+  it('keeps the source blobs (same digests, in the target repository), then the hot pack, the hot blob, the bootstrap', async () => {
     const [src, opt] = [(await manifestOf(SOURCE))!, (await manifestOf(TARGET))!];
-    expect(opt.layers).toHaveLength(src.layers.length + 1);
-    expect(opt.layers.slice(0, -2)).toEqual(src.layers.slice(0, -1));
+    expect(opt.layers).toHaveLength(src.layers.length + 2);
+    expect(opt.layers.slice(0, -3)).toEqual(src.layers.slice(0, -1));
     expect(report.keptBlobs).toEqual(src.layers.slice(0, -1).map((l) => l.digest));
     expect(report.droppedBlobs).toEqual([]);
     for (const layer of opt.layers) {
@@ -153,6 +156,17 @@ describe('optimize debian-ml from a trace of node starting', () => {
     expect(hot.mediaType).toBe('application/vnd.oci.image.layer.nydus.blob.v1');
     expect(hot.annotations).toEqual({ 'containerd.io/snapshot/nydus-blob': 'true', [HOT_REGION]: String(report.hotRegionBytes) });
     expect(opt.layers.at(-1)!.annotations).toMatchObject({ 'containerd.io/snapshot/nydus-bootstrap': 'true' });
+    // the pack: a Nydus blob layer to any other reader; its frames hold exactly the hot region's chunks, in fewer bytes
+    const pack = opt.layers.at(-3)!;
+    expect(pack.annotations![HOT_PACK]).toBeDefined();
+    const index = parseHotPackIndex(pack.annotations![HOT_PACK]!);
+    expect(index.blobId).toBe(hot.digest.slice('sha256:'.length));
+    expect(hotPackBytes(index)).toBe(pack.size);
+    expect(report.hotPack).toEqual({ digest: pack.digest, size: pack.size, frames: index.frames.length });
+    const optimized = await openImage(TARGET);
+    const table = [...optimized.rafs.chunkInfoTable()].filter((c) => c.blobIndex === optimized.rafs.blobs.length - 1);
+    expect(framesOf(index, hotRegionOf(table, report.hotRegionBytes)).length).toBe(index.frames.length);
+    expect(pack.size).toBeLessThan(report.hotRegionBytes);
   });
 
   it('annotates the hot region as the compressed bytes of exactly the touched chunks, which start the hot blob', async () => {
@@ -199,6 +213,43 @@ describe('optimize debian-ml from a trace of node starting', () => {
     console.log('optimize sizes', JSON.stringify({ ...report, ...measured }));
     expect(report.hotRegionBytes).toBeLessThan(report.sourceTouchedBytes);
   }, 300_000);
+
+  it('regression: a hot pack whose frames do not decode or do not verify costs time, never bytes: its chunks come from the hot blob', async () => {
+    const BAD = `${REG}/optimize/debian-ml-hot:bad-pack`;
+    const { store } = await openImageStore(BAD, clientForReferences([[BAD, false]], true));
+    const manifest = (await store.getManifest('latest')).parsed as { layers: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] };
+    const packLayer = manifest.layers.at(-3)!;
+    const index = parseHotPackIndex(packLayer.annotations![HOT_PACK]!);
+    const original = Buffer.from(await (await fetch(`http://${REG}/v2/optimize/debian-ml-hot/blobs/${packLayer.digest}`)).arrayBuffer());
+    const optimized = await openImage(TARGET);
+    const table = [...optimized.rafs.chunkInfoTable()].filter((c) => c.blobIndex === optimized.rafs.blobs.length - 1);
+    const lastFrame = framesOf(index, hotRegionOf(table, report.hotRegionBytes)).at(-1)!;
+    // the first frame's body garbled (it fails to decode); the last one a well-formed frame of as many
+    // bytes that are not its chunks' (it decodes, and no chunk verifies)
+    const head = Buffer.from(original.subarray(0, lastFrame.offset));
+    head.fill(0x5a, 64, 256);
+    const forged = zstdCompress(Buffer.alloc(lastFrame.refs.reduce((n, r) => n + r.uncompressedSize, 0), 7));
+    index.frames.at(-1)!.compressedSize = forged.length;
+    const pack = Buffer.concat([head, forged]);
+    packLayer.annotations![HOT_PACK] = formatHotPackIndex(index);
+    packLayer.size = pack.length;
+    const digest = `sha256:${createHash('sha256').update(pack).digest('hex')}`;
+    await store.putBlob({ digest, size: pack.length }, pack);
+    packLayer.digest = digest;
+    await store.putManifest(Buffer.from(JSON.stringify(manifest)), 'application/vnd.oci.image.manifest.v1+json', 'bad-pack');
+    const d = mount(BAD, 'bad-pack');
+    await waitMounted(d);
+    const api = new DaemonClient(join(d.stateDir, readdirSync(d.stateDir).find((n) => n.endsWith('.sock'))!));
+    await waitFor(async () => (await api.info()).mounts[0]?.hotRegion?.state === 'done', 'the hot region to arrive', 60_000, 50);
+    for (const path of [...new Set(reads.map(([f]) => f))].map((f) => Buffer.from(f, 'latin1').toString('utf8'))) {
+      expect(sha256(await readToEnd(join(d.mnt, path))), path).toBe(sha256(readFileSync(join(p('bundle', 'rootfs'), path))));
+    }
+    const { code } = await stopWithStats(d);
+    expect(code).toBe(0);
+    expect(d.stderr()).toContain('a hot pack frame was not had');
+    expect(d.stderr()).toContain('hot pack chunks did not verify');
+    expect(d.stderr()).not.toContain('read failed');
+  }, 120_000);
 
   describe('the hot region in the page cache', () => {
     /** Both read whole by the trace above, so every page of them is in the hot region. */
@@ -261,14 +312,16 @@ describe('optimize busybox read whole', () => {
     writeFileSync(p('busybox-trace.json'), JSON.stringify(traceOf(image.digest, image.files, reads)));
     await cliAsync(['optimize', '--source', src, '--target', dst, '--trace', p('busybox-trace.json'), '--plain-http', '--hot-chunk-size', '16K']);
     const [before, after] = [(await manifestOf(src))!, (await manifestOf(dst))!];
-    expect(after.layers).toHaveLength(2);
-    expect(after.layers[0]!.digest).not.toBe(before.layers[0]!.digest);
+    // pack, hot blob, bootstrap
+    expect(after.layers).toHaveLength(3);
+    expect(after.layers[1]!.digest).not.toBe(before.layers[0]!.digest);
     await cliAsync(['check', '--source', `${REG}/busybox:latest`, '--target', dst, '--plain-http', '--with-data']);
     const optimized = await openImage(dst);
     expect(optimized.rafs.blobs.map((b) => b.chunkSize)).toEqual([16_384]);
     // every chunk was touched: the hot region is all of the blob's chunk data
     const chunkData = [...optimized.rafs.chunkInfoTable()].reduce((sum, c) => sum + c.compressedSize, 0);
-    expect(after.layers[0]!.annotations![HOT_REGION]).toBe(String(chunkData));
+    expect(after.layers[1]!.annotations![HOT_REGION]).toBe(String(chunkData));
+    expect(after.layers[0]!.annotations![HOT_PACK]).toBeDefined();
   }, 120_000);
 });
 
