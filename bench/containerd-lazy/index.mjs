@@ -19,7 +19,7 @@
 //   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
 //     (`snapshotter --fs-driver fuse`: the lower dir is the daemon's FUSE tree)
 //   - ours-esgz: our snapshotter on the eStargz image itself (no conversion; eStargz layers served lazily)
-//   - ours-opt: our snapshotter on :containerd-lazy-nydus-opt-l2-SIZE (`optimize --run node -e 1`, hot
+//   - ours-opt: our snapshotter on :containerd-lazy-nydus-opt-l3-SIZE (`optimize --run node -e 1`, hot
 //     chunks of --hot-chunk-size, default 16K; each size optimized once, its own tag)
 //   - stargz-opt: stargz-snapshotter on `ctr-remote image optimize` of the image (its prefetch landmark)
 // A cold start is a cold cache and no image, not a cold snapshotter: each run waits until our
@@ -59,8 +59,8 @@ const ESGZ_OPT_TAG = 'containerd-lazy-esgz-opt';
 /** Our Nydus image optimized for CMD (nydusify-ts optimize --run: a trace of CMD under our daemon, no container). */
 /** The optimized image's hot chunk size (`--hot-chunk-size`); each size is its own tag. */
 const HOT_CHUNK_SIZE = arg('--hot-chunk-size', '16K');
-/** l2: the generation of optimize's output, bumped when it changes (a cached image of an older one measures old code). */
-const NYDUS_OPT_TAG = `containerd-lazy-nydus-opt-l2-${HOT_CHUNK_SIZE.toLowerCase()}`;
+/** l3 (hot packs): the generation of optimize's output, bumped when it changes (a cached image of an older one measures old code). */
+const NYDUS_OPT_TAG = `containerd-lazy-nydus-opt-l3-${HOT_CHUNK_SIZE.toLowerCase()}`;
 const DELAY_MS = process.env.E2E_DELAY_MS ?? '10';
 const RATE = process.env.E2E_RATE ?? '200mbit';
 const CMD = ['node', '-e', '1'];

@@ -49,8 +49,8 @@ const NSREG = '10.203.0.2:5000'; // shaped registry in netns e2e-reg (pull)
 const REPO = 'debian-ml';
 const NYDUS_TAG = 'nydus-bench';
 /** debian-ml optimized for CMD: `optimize --run` records CMD under our daemon and lays the image out hot-first. */
-/** l2: the generation of optimize's output, bumped when it changes (a cached image of an older one measures old code). */
-const NYDUS_OPT_TAG = process.env.LAZY_OPT_TAG ?? 'nydus-bench-opt-l2';
+/** l3 (hot packs): the generation of optimize's output, bumped when it changes (a cached image of an older one measures old code). */
+const NYDUS_OPT_TAG = process.env.LAZY_OPT_TAG ?? 'nydus-bench-opt-l3';
 const HOT_CHUNK = process.env.LAZY_HOT_CHUNK ?? '16K';
 const DELAY_MS = process.env.E2E_DELAY_MS ?? '10';
 const RATE = process.env.E2E_RATE ?? '200mbit';

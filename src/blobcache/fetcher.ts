@@ -125,12 +125,25 @@ export class ChunkFetcher {
   private readonly pending = new Map<string, PendingBlob>();
   private readonly sortedTables = new Map<string, readonly ChunkRef[]>();
   private flushScheduled = false;
+  /** Hot regions streaming now (quietWhile): no amplification meanwhile. */
+  private quiet = 0;
 
   constructor(readonly backend: BlobBackend, private readonly options: FetcherOptions = {}) {
     this.mergeGap = options.mergeGap ?? DEFAULTS.mergeGap;
     this.amplify = options.amplify ?? DEFAULTS.amplify;
     this.maxRequest = Math.max(options.maxRequest ?? DEFAULTS.maxRequest, this.amplify);
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+  }
+
+  /**
+   * No request is grown (amplified) until `until` settles: an optimized image's hot region is what
+   * its start reads, streaming at link rate, and neighbours of the misses around it would only take
+   * the link from it.
+   */
+  quietWhile(until: Promise<unknown>): void {
+    this.quiet++;
+    const done = (): void => void this.quiet--;
+    until.then(done, done);
   }
 
   /** Counts what came by another road than this fetcher's requests (a hot pack's frames): the counters say what crossed the link. */
@@ -213,7 +226,7 @@ export class ChunkFetcher {
         ranges.push({ start, end, chunks: [w] });
       }
     }
-    if (this.amplify > 0) this.amplifyRanges(batch, ranges);
+    if (this.amplify > 0 && this.quiet === 0) this.amplifyRanges(batch, ranges);
     return ranges;
   }
 

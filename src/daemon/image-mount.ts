@@ -79,6 +79,8 @@ export class ImageMount {
   private readonly blobIndexes: Map<string, number>;
   private prefetcher: Prefetcher | undefined;
   private hotRegion: Prefetcher | undefined;
+  /** The hot region is streaming: misses read nothing ahead. */
+  private streamingHot = false;
   /** The hot pack being streamed (hot-pack-stream.ts), when the image has one. */
   private packStream: HotPackStream | undefined;
   /** Programs' starts fetched ahead (program-prefetch.ts), and those fetches still running. */
@@ -188,7 +190,7 @@ export class ImageMount {
     const blob = this.rafs.blobs[blobIndex];
     const ref = this.lazy?.refs[blobIndex]?.get(ciIndex);
     if (!this.lazy || !blob || !ref) throw new Error(`chunk ${ciIndex} of blob index ${blobIndex} is not in the lazily served image ${this.name}`);
-    const table = this.lazy.cache.fetcher?.chunkTable(blob);
+    const table = this.streamingHot ? undefined : this.lazy.cache.fetcher?.chunkTable(blob);
     const ahead = table ? this.ctx.readahead.onMiss(blob.blobId, ref, table) : [];
     // next turn: the fetcher batches per turn, and the miss must not wait for its readahead
     if (ahead.length > 0) setImmediate(() => void this.readAhead(blob, ahead));
@@ -360,7 +362,11 @@ export class ImageMount {
     const packed = this.hotPackStream(regions);
     // a packed region comes as its pack; what of it did not arrive, from the hot blob after
     this.hotRegion.start(packed ? packed.stream.run().then((missed) => [...refs.filter((r) => r.blobIndex !== packed.blobIndex), ...missed]) : refs);
+    // the region is what the start reads: misses around it fetch no neighbours meanwhile
+    cache.fetcher?.quietWhile(this.hotRegion.finished());
+    this.streamingHot = true;
     void this.hotRegion.finished().then(() => {
+      this.streamingHot = false;
       this.lazy?.remote.releaseEarly();
       // held pages are for the start the region was traced from: over well before this
       setTimeout(() => this.hotPages?.drop(), HOT_PAGES_HELD_MS).unref();
