@@ -394,12 +394,12 @@ export class ImageMount {
         return bytes;
       },
       corrupt: (count) => cache.fetcher?.countOutside({ corruptChunks: count }),
-      deliver: async (ref, data, askedAt) => {
-        await cache.storeVerified(blob, ref, data);
+      arrived: (ref, data, askedAt) => {
         cache.fetcher?.countOutside({ chunks: 1 });
         this.trace.fetch('hot', ref, performance.timeOrigin + askedAt, performance.timeOrigin + performance.now());
         this.hotPages?.arrived(ref, data);
       },
+      store: (ref, data) => cache.storeVerified(blob, ref, data),
     });
     return { stream: this.packStream, blobIndex };
   }

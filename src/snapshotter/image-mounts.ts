@@ -22,10 +22,7 @@ import { StargzWarmup } from './stargz-warmup.js';
 import type { PrefetchLists } from './prefetch-lists.js';
 import { hostsTomlMirrors } from './hosts-toml.js';
 import { parseReference } from '../registry/reference.js';
-import { registryClientFor } from '../image/remote.js';
-import { openImageStore } from '../registry/open-image-store.js';
-import { resolveImage } from '../registry/image-store.js';
-import { isNydusBootstrap } from '../registry/nydus-layers.js';
+
 import type { CriKeychain } from './cri-keychain.js';
 
 /**
@@ -58,8 +55,7 @@ export interface ImageMountsOptions {
 }
 
 const SHARED_ID = 'shared';
-/** How long a pulled Nydus image's bootstrap layer is remembered (a pull's layers come within it). */
-const NYDUS_TOP_TTL_MS = 60_000;
+
 
 export class ImageMounts {
   readonly manager: DaemonManager;
@@ -69,8 +65,7 @@ export class ImageMounts {
   private readonly erofs = new Map<string, ErofsMount>();
   /** Builds each eStargz chain's bootstrap while containerd pulls the image. */
   private readonly warmup: StargzWarmup;
-  /** The bootstrap layer of each Nydus image being pulled, by reference (nydusTop). */
-  private readonly nydusTops = new Map<string, Promise<RemoteLayer | undefined>>();
+
 
   constructor(readonly opts: ImageMountsOptions) {
     // a shared daemon hands out node-id slots as images come and go: a successor could not
@@ -96,32 +91,6 @@ export class ImageMounts {
   pulled(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): void {
     if (remote.role === 'stargz') this.warmup.layer(remote, onTop);
     else if (remote.role === 'bootstrap') onTop(remote);
-    // a Nydus image's first layers: its bootstrap layer (from its manifest) is mounted now, while
-    // containerd pulls the rest, rather than once the last layer comes
-    else void this.nydusTop(remote).then((top) => top && onTop(top));
-  }
-
-  /** The bootstrap layer of the Nydus image `remote` belongs to (its manifest read once a minute at most), or undefined. */
-  private nydusTop(remote: RemoteLayer): Promise<RemoteLayer | undefined> {
-    let top = this.nydusTops.get(remote.ref);
-    if (top) return top;
-    top = (async () => {
-      const auth = this.authOf(remote);
-      const client = registryClientFor(remote.ref, auth ? { ...this.opts.config.registry, auth } : this.opts.config.registry);
-      try {
-        const { store, reference } = await openImageStore({ kind: 'registry', ...parseReference(remote.ref) }, client);
-        const last = (await resolveImage(store, reference)).manifest.parsed.layers.at(-1);
-        return last && isNydusBootstrap(last) ? { ref: remote.ref, digest: last.digest, role: 'bootstrap' as const, ...(remote.auth ? { auth: remote.auth } : {}) } : undefined;
-      } finally {
-        await client.close();
-      }
-    })().catch((err: Error) => {
-      log.debug('the pulled image\'s manifest was not read: it is mounted once its bootstrap layer comes', { ref: remote.ref, error: err.message });
-      return undefined;
-    });
-    this.nydusTops.set(remote.ref, top);
-    setTimeout(() => this.nydusTops.delete(remote.ref), NYDUS_TOP_TTL_MS).unref();
-    return top;
   }
 
   /**

@@ -153,8 +153,6 @@ export class Snapshotter {
    */
   private premount(remote: RemoteLayer): void {
     const name = ImageMounts.nameOf(remote);
-    // (heard of again: its first layers, then its last)
-    if (this.premounted.has(name)) return;
     this.premounting++;
     // a Cleanup meanwhile (containerd's garbage collection runs when it will) keeps it too
     this.premounted.set(name, remote);
