@@ -337,11 +337,7 @@ describe('optimize between OCI layouts', () => {
   }, 120_000);
 });
 
-// `mount --trace` comes with the daemon's trace recorder (branch h/trace): until it is in this build,
-// --run has no trace to read, and this test says so by being skipped
-const mountRecordsTraces = (await runCliAsync(['mount', '--help'])).stdout.includes('--trace');
-
-describe.skipIf(!mountRecordsTraces)('optimize --run (a trace recorded by running a command over the mounted source)', () => {
+describe('optimize --run (a trace recorded by running a command over the mounted source)', () => {
   it('records what `node -e 1` reads (in a chroot whose writes go to a tmpfs) and lays the image out for it', async () => {
     const target = `${REG}/optimize/debian-ml-run:latest`;
     const command = ['sh', '-c', 'node -e 1 && echo written >/root/new-file && cat /root/new-file'];
