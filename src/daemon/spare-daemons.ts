@@ -13,7 +13,7 @@ import { log } from '../util/log.js';
 import { DaemonClient } from './api-client.js';
 import { CLI, DAEMON_NODE_FLAGS, type DaemonLaunch, type DaemonProcess } from './daemon-process.js';
 import { identify, type ProcessIdentity, signalIfRunning } from './process-identity.js';
-import { ASSIGN_PATH, canRestorePriority, SPARE_NICENESS, type SpareAssignment } from './spare.js';
+import { ASSIGN_PATH, canRestorePriority, SPARE_NICENESS, type SpareAssignment } from './spare-assignment.js';
 
 interface Spare {
   name: string;

@@ -10,33 +10,12 @@ import { log } from '../util/log.js';
 import { HttpError, listenOwnerOnly, readBody } from './api.js';
 import { DEFAULT_CONFIG } from './config.js';
 import { prestartWorkers } from './fuse/session.js';
+import { ASSIGN_PATH, canRestorePriority, SPARE_NICENESS, type SpareAssignment } from './spare-assignment.js';
 
-/** What a spare is told to be: the flags the manager would have started it with. */
-export interface SpareAssignment {
-  id: string;
-  apisock: string;
-  mountpoint: string;
-  mode: 'dedicated' | 'shared';
-  config: string;
-  block: boolean;
-}
-
-/** The assignment route on the spare's own socket. */
-export const ASSIGN_PATH = '/api/v1/spare/assign';
 /** Bigger bodies are refused: an assignment is a few paths. */
 const MAX_BODY = 16 << 10;
 /** How often a spare looks whether its manager is gone (then nobody will ever assign it). */
 const ORPHAN_CHECK_MS = 1000;
-/**
- * A waiting spare's niceness. A spare is started as the one before it is assigned, which is when an
- * image is pulled and its container starts: the CPU it takes loading (a third of a second) is
- * theirs. At 10 it has a tenth of a busy CPU's share, so on a loaded node it still comes up well
- * within its start timeout. Only a manager that can give the priority back (root) lowers it.
- */
-export const SPARE_NICENESS = 10;
-
-/** Whether this process may lower its niceness again (raise its priority) once it has raised it. */
-export const canRestorePriority = (): boolean => process.getuid?.() === 0;
 
 /**
  * Sets the niceness of every thread of this process (Linux's niceness is per thread: threads made

@@ -17,7 +17,7 @@ import {
   recordedSpares, registryLogOffset, sleep, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
 } from '../../snapshotter/env.js';
 import { isRunning } from '../../../src/daemon/process-identity.js';
-import { SPARE_NICENESS } from '../../../src/daemon/spare.js';
+import { SPARE_NICENESS } from '../../../src/daemon/spare-assignment.js';
 
 const DEBIAN = `${REGISTRY}/debian-ml:snap-e2e-nydus`;
 /** DEBIAN optimized for `node -e 1` (optimize --run: traced under our daemon, no container). */
