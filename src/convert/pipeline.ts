@@ -106,30 +106,38 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertReport>
       : await Promise.all(chosenEntries(top.parsed as ImageIndex, opts).map(async (entry) => ({ manifest: await indexEntry(opts.source, entry), platform: entry.platform })));
     const built: Built[] = [];
     for (const [i, source] of sources.entries()) built.push(await convertManifest(opts, source.manifest, join(workDir, `m${i}`), source.platform));
-    if (!opts.mergePlatform && built.length === 1 && !(top.kind === 'index' && opts.allPlatforms)) {
-      const digest = await publish(opts.target, built[0]!, opts.targetReference);
-      await opts.buildCache?.save();
-      return { digest, mediaType: built[0]!.mediaType, manifests: [{ ...built[0]!.report, digest }], seconds: elapsed(started) };
-    }
-    const reports: ManifestReport[] = [];
-    const descriptors: Descriptor[] = [];
-    if (opts.mergePlatform) {
-      for (const [i, { manifest }] of sources.entries()) descriptors.push({ ...(await copyManifest(opts.source, opts.target, manifest)), platform: built[i]!.platform });
-    }
-    for (const b of built) {
-      const digest = await publish(opts.target, b, undefined);
-      reports.push({ ...b.report, digest });
-      const platform = opts.mergePlatform ? { ...b.platform, 'os.features': [...(b.platform['os.features'] ?? []), NYDUS_OS_FEATURE] } : b.platform;
-      descriptors.push({ mediaType: b.mediaType, digest, size: b.manifest.length, platform });
-    }
-    const indexType = !opts.oci && (top.mediaType === MediaType.dockerManifestList || top.mediaType === MediaType.dockerManifest) ? MediaType.dockerManifestList : MediaType.ociIndex;
-    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: descriptors }));
-    const digest = await opts.target.putManifest(index, indexType, opts.targetReference);
+    const published = await publishConverted(opts, top, sources, built);
+    // the cache's records name what was just pushed: kept once the target is there
     await opts.buildCache?.save();
-    return { digest, mediaType: indexType, manifests: reports, seconds: elapsed(started) };
+    return { ...published, seconds: elapsed(started) };
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/** Pushes the converted manifests: one as it is, or an index of them (with the sources' own, for --merge-platform). */
+async function publishConverted(
+  opts: ConvertOptions, top: Awaited<ReturnType<ImageStore['getManifest']>>, sources: { manifest: ManifestOf }[], built: Built[],
+): Promise<Omit<ConvertReport, 'seconds'>> {
+  if (!opts.mergePlatform && built.length === 1 && !(top.kind === 'index' && opts.allPlatforms)) {
+    const digest = await publish(opts.target, built[0]!, opts.targetReference);
+    return { digest, mediaType: built[0]!.mediaType, manifests: [{ ...built[0]!.report, digest }] };
+  }
+  const reports: ManifestReport[] = [];
+  const descriptors: Descriptor[] = [];
+  if (opts.mergePlatform) {
+    for (const [i, { manifest }] of sources.entries()) descriptors.push({ ...(await copyManifest(opts.source, opts.target, manifest)), platform: built[i]!.platform });
+  }
+  for (const b of built) {
+    const digest = await publish(opts.target, b, undefined);
+    reports.push({ ...b.report, digest });
+    const platform = opts.mergePlatform ? { ...b.platform, 'os.features': [...(b.platform['os.features'] ?? []), NYDUS_OS_FEATURE] } : b.platform;
+    descriptors.push({ mediaType: b.mediaType, digest, size: b.manifest.length, platform });
+  }
+  const indexType = !opts.oci && (top.mediaType === MediaType.dockerManifestList || top.mediaType === MediaType.dockerManifest) ? MediaType.dockerManifestList : MediaType.ociIndex;
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: descriptors }));
+  const digest = await opts.target.putManifest(index, indexType, opts.targetReference);
+  return { digest, mediaType: indexType, manifests: reports };
 }
 
 async function indexEntry(source: ImageStore, entry: Descriptor): Promise<ManifestOf> {
