@@ -96,11 +96,12 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   const address = resolve(flags.address);
   await claimSocketPath(address);
   await sn.recover();
-  const imageProxy = keychain ? new CriImageProxy(flags.imageServiceAddress ?? DEFAULT_IMAGE_SERVICE_ADDRESS, keychain) : undefined;
+  const imageService = flags.imageServiceAddress ?? DEFAULT_IMAGE_SERVICE_ADDRESS;
+  const imageProxy = keychain ? new CriImageProxy(imageService, keychain) : undefined;
   const server = await serveSnapshotter(sn, address, imageProxy);
   const system = flags.systemAddress === undefined ? undefined : await serveSystem(resolve(flags.systemAddress), { images, snapshotter: sn, prefetch: prefetchLists });
   const metrics = flags.metricsAddress === undefined ? undefined : await serveMetrics(flags.metricsAddress, images, sn);
-  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir, ...(imageProxy ? { criImageService: flags.imageServiceAddress ?? DEFAULT_IMAGE_SERVICE_ADDRESS } : {}) });
+  log.info('snapshotter ready', { address: flags.address, root, daemonMode: flags.daemonMode, recoverPolicy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, cacheDir: config.cacheDir, ...(imageProxy ? { criImageService: imageService } : {}) });
   void images.rehearse();
   const signal = await new Promise<NodeJS.Signals>((done) => {
     process.once('SIGINT', () => done('SIGINT'));

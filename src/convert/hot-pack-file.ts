@@ -17,8 +17,6 @@ export interface HotPackFile {
   path: string;
   size: number;
   index: HotPackIndex;
-  /** Uncompressed bytes it holds (the hot region's). */
-  uncompressedBytes: number;
 }
 
 /** The pack of the hot blob at `blobPath` (`chunks`: its distinct chunks; `regionBytes`: its hot region's compressed size), written into `dir`. */
@@ -51,7 +49,6 @@ export async function writeHotPack(blob: BlobInfo, blobPath: string, chunks: rea
     path,
     size: pack.length,
     index: { blobId: blob.blobId, frames: packed.map((p, i) => ({ compressedSize: p.length, chunks: counts[i]! })) },
-    uncompressedBytes: frames.reduce((n, f) => n + f.length, 0),
   };
 }
 

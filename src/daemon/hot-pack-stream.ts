@@ -6,18 +6,13 @@
 // or holds a chunk that does not verify costs only time: those chunks are handed back, to be
 // fetched from the hot blob itself.
 import { chunkKey } from '../rafs/chunk.js';
+import type { PackFrame } from '../rafs/hot-pack.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { decompressBatch, digestBatch } from '../native/index.js';
 import { log } from '../util/log.js';
 
 /** Longest a reader waits for the frame of a chunk it wants. */
 export const PACK_WAIT_MS = 5_000;
-
-export interface PackFrame {
-  offset: number;
-  compressedSize: number;
-  refs: ChunkRef[];
-}
 
 export interface HotPackHooks {
   /** `length` bytes of the pack at `offset`. */

@@ -16,9 +16,8 @@ import { blobChunkTables, type FetchedChunk } from '../blobcache/fetcher.js';
 import { LocalDirBackend } from '../blobcache/local-backend.js';
 import type { Readahead } from '../blobcache/readahead.js';
 import { type ConnectedNydusImage, hotPacks, hotRegions } from '../image/remote.js';
-import type { BlobBackend } from '../blobcache/backend.js';
-import { framesOf, hotRegionOf } from '../rafs/hot-pack.js';
-import { HotPackStream, type PackFrame } from './hot-pack-stream.js';
+import { framesOf, hotRegionOf, type PackFrame } from '../rafs/hot-pack.js';
+import { HotPackStream } from './hot-pack-stream.js';
 import { chunkKey } from '../rafs/chunk.js';
 import { FlatImageMap, imageChunks } from '../rafs/flat-image.js';
 import { RafsImage } from '../rafs/reader.js';
@@ -79,8 +78,6 @@ export class ImageMount {
   private readonly blobIndexes: Map<string, number>;
   private prefetcher: Prefetcher | undefined;
   private hotRegion: Prefetcher | undefined;
-  /** The hot region is streaming: misses read nothing ahead. */
-  private streamingHot = false;
   /** The hot pack being streamed (hot-pack-stream.ts), when the image has one. */
   private packStream: HotPackStream | undefined;
   /** Programs' starts fetched ahead (program-prefetch.ts), and those fetches still running. */
@@ -190,7 +187,8 @@ export class ImageMount {
     const blob = this.rafs.blobs[blobIndex];
     const ref = this.lazy?.refs[blobIndex]?.get(ciIndex);
     if (!this.lazy || !blob || !ref) throw new Error(`chunk ${ciIndex} of blob index ${blobIndex} is not in the lazily served image ${this.name}`);
-    const table = this.streamingHot ? undefined : this.lazy.cache.fetcher?.chunkTable(blob);
+    // while the hot region streams, misses read nothing ahead
+    const table = this.hotRegion?.stats.state === 'running' ? undefined : this.lazy.cache.fetcher?.chunkTable(blob);
     const ahead = table ? this.ctx.readahead.onMiss(blob.blobId, ref, table) : [];
     // next turn: the fetcher batches per turn, and the miss must not wait for its readahead
     if (ahead.length > 0) setImmediate(() => void this.readAhead(blob, ahead));
@@ -364,9 +362,7 @@ export class ImageMount {
     this.hotRegion.start(packed ? packed.stream.run().then((missed) => [...refs.filter((r) => r.blobIndex !== packed.blobIndex), ...missed]) : refs);
     // the region is what the start reads: misses around it fetch no neighbours meanwhile
     cache.fetcher?.quietWhile(this.hotRegion.finished());
-    this.streamingHot = true;
     void this.hotRegion.finished().then(() => {
-      this.streamingHot = false;
       this.lazy?.remote.releaseEarly();
       // held pages are for the start the region was traced from: over well before this
       setTimeout(() => this.hotPages?.drop(), HOT_PAGES_HELD_MS).unref();
@@ -387,9 +383,11 @@ export class ImageMount {
       log.warn('hot pack ignored: its region is streamed from the hot blob', { error: (err as Error).message });
       return undefined;
     }
+    // the pack is read like the image's blobs: from its sources, failing over (the early read first)
+    this.ctx.sources.add(this, [pack.packId], remote.backends);
     this.packStream = new HotPackStream(blob, frames, {
       read: async (offset, length) => {
-        const bytes = await readFromFirst(remote.backends, pack.packId, offset, length);
+        const bytes = await this.ctx.sources.readRange(pack.packId, offset, length);
         cache.fetcher?.countOutside({ requests: offset === 0 ? 1 : 0, bytes: bytes.length });
         return bytes;
       },
@@ -480,19 +478,6 @@ export function hotRegionChunks(blobs: readonly BlobInfo[], hot: ReadonlyMap<str
     const bytes = hot.get(blob.blobId);
     return bytes === undefined ? [] : hotRegionOf(tables.get(blob.blobId) ?? [], bytes);
   });
-}
-
-/** Bytes of a blob from the first of `backends` that gives them (the early one first: the pack is read ahead there). */
-async function readFromFirst(backends: readonly BlobBackend[], blobId: string, offset: number, length: number): Promise<Buffer> {
-  let last: unknown;
-  for (const b of backends) {
-    try {
-      return await b.readRange(blobId, offset, length);
-    } catch (err) {
-      last = err;
-    }
-  }
-  throw last;
 }
 
 /** One copy of a bootstrap for the main thread and every worker. */

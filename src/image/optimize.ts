@@ -134,8 +134,7 @@ async function optimizedManifest(p: ManifestParts): Promise<PushableManifest> {
   });
   const plain = blobLayerDescriptor(p.hot.blobId, p.hot.blobSize);
   const hotDescriptor: Descriptor = { ...plain, annotations: { ...plain.annotations, [Annotation.HOT_REGION]: String(p.hot.hotRegionSize) } };
-  const packed = p.pack && blobLayerDescriptor(p.pack.id, p.pack.size);
-  const packDescriptors: Descriptor[] = p.pack && packed ? [{ ...packed, annotations: { ...packed.annotations, [Annotation.HOT_PACK]: formatHotPackIndex(p.pack.index) } }] : [];
+  const packDescriptors: Descriptor[] = p.pack ? [packLayerDescriptor(p.pack)] : [];
   const bootLayer = await bootstrapLayer(p.bootstrap, docker);
   const config = Buffer.from(JSON.stringify({ ...p.config, rootfs: { type: 'layers', diff_ids: [...kept.map((k) => k.diffId), ...packDescriptors.map((d) => d.digest), hotDescriptor.digest, bootLayer.diffId] } }));
   const configDescriptor: Descriptor = { mediaType: p.manifest.config.mediaType, digest: sha256Digest(config), size: config.length };
@@ -154,4 +153,10 @@ async function optimizedManifest(p: ManifestParts): Promise<PushableManifest> {
       { descriptor: configDescriptor, content: config },
     ],
   };
+}
+
+/** The hot pack's layer: a Nydus blob layer to every other reader, its frames on the annotation. */
+function packLayerDescriptor(pack: HotPackFile): Descriptor {
+  const plain = blobLayerDescriptor(pack.id, pack.size);
+  return { ...plain, annotations: { ...plain.annotations, [Annotation.HOT_PACK]: formatHotPackIndex(pack.index) } };
 }

@@ -27,6 +27,13 @@ export interface HotPackIndex {
   frames: HotPackFrame[];
 }
 
+/** A frame laid over the region: where it starts in the pack, its bytes there, and the chunks it holds. */
+export interface PackFrame {
+  offset: number;
+  compressedSize: number;
+  refs: ChunkRef[];
+}
+
 export class HotPackError extends Error {}
 
 /** The chunks of a blob's hot region (`table`: its distinct chunks; `bytes`: the region's compressed length), in region order. */
@@ -83,7 +90,7 @@ export function parseHotPackIndex(text: string): HotPackIndex {
 export const hotPackBytes = (index: HotPackIndex): number => index.frames.reduce((n, f) => n + f.compressedSize, 0);
 
 /** Each frame with where it starts in the pack and the region chunks it holds; an error if the index does not cover `region` exactly. */
-export function framesOf(index: HotPackIndex, region: readonly ChunkRef[]): { offset: number; compressedSize: number; refs: ChunkRef[] }[] {
+export function framesOf(index: HotPackIndex, region: readonly ChunkRef[]): PackFrame[] {
   const total = index.frames.reduce((n, f) => n + f.chunks, 0);
   if (total !== region.length) throw new HotPackError(`hot pack index: ${total} chunks for a hot region of ${region.length}`);
   let offset = 0;

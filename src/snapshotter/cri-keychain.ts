@@ -4,7 +4,7 @@
 // the credentials of each image pulled, for the layers of that image it is then asked to mount.
 // Held in memory only, at most MAX_IMAGES of them; an image's RemoveImage forgets its credentials.
 import { type CriAuthConfig } from './cri-image-requests.js';
-import { DOCKER_HUB, formatReference, parseReference } from '../registry/reference.js';
+import { DOCKER_HUB, formatReference, type ImageReference, parseReference } from '../registry/reference.js';
 
 /** Images whose credentials are held at once; the oldest go first. */
 export const MAX_IMAGES = 1024;
@@ -13,6 +13,8 @@ export interface PullCredentials {
   username: string;
   password: string;
 }
+
+const repoOf = (ref: ImageReference): string => `${ref.registry}/${ref.repository}`;
 
 /** The registry host a CRI server_address names (`https://index.docker.io/v1/`, `host:port`, …). */
 function serverHost(address: string): string {
@@ -32,8 +34,8 @@ export function credentialsOf(auth: CriAuthConfig): PullCredentials | undefined 
 }
 
 export class CriKeychain {
-  /** Normalized image reference → its credentials, oldest first. */
-  private readonly byImage = new Map<string, PullCredentials>();
+  /** Normalized image reference → its repository (registry/repository) and credentials, oldest first. */
+  private readonly byImage = new Map<string, { repo: string; creds: PullCredentials }>();
 
   /** A PullImage of `image` came with `auth`: kept for its layers (replacing what an earlier pull gave). */
   remember(image: string, auth: CriAuthConfig | undefined): void {
@@ -43,7 +45,7 @@ export class CriKeychain {
     // credentials meant for another registry are not this image's
     const creds = auth && (auth.serverAddress === undefined || serverHost(auth.serverAddress) === ref.registry) ? credentialsOf(auth) : undefined;
     if (!creds) return;
-    this.byImage.set(key, creds);
+    this.byImage.set(key, { repo: repoOf(ref), creds });
     if (this.byImage.size > MAX_IMAGES) this.byImage.delete(this.byImage.keys().next().value!);
   }
 
@@ -59,13 +61,10 @@ export class CriKeychain {
   credentialsFor(image: string): PullCredentials | undefined {
     const ref = parseReference(image);
     const exact = this.byImage.get(formatReference(ref));
-    if (exact) return exact;
-    const repo = `${ref.registry}/${ref.repository}`;
+    if (exact) return exact.creds;
+    const repo = repoOf(ref);
     let latest: PullCredentials | undefined;
-    for (const [key, creds] of this.byImage) {
-      const named = parseReference(key);
-      if (`${named.registry}/${named.repository}` === repo) latest = creds;
-    }
+    for (const held of this.byImage.values()) if (held.repo === repo) latest = held.creds;
     return latest;
   }
 }

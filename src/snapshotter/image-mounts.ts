@@ -22,7 +22,6 @@ import { StargzWarmup } from './stargz-warmup.js';
 import type { PrefetchLists } from './prefetch-lists.js';
 import { hostsTomlMirrors } from './hosts-toml.js';
 import { parseReference } from '../registry/reference.js';
-
 import type { CriKeychain } from './cri-keychain.js';
 
 /**
@@ -56,7 +55,6 @@ export interface ImageMountsOptions {
 
 const SHARED_ID = 'shared';
 
-
 export class ImageMounts {
   readonly manager: DaemonManager;
   private readonly mnt: string;
@@ -65,7 +63,6 @@ export class ImageMounts {
   private readonly erofs = new Map<string, ErofsMount>();
   /** Builds each eStargz chain's bootstrap while containerd pulls the image. */
   private readonly warmup: StargzWarmup;
-
 
   constructor(readonly opts: ImageMountsOptions) {
     // a shared daemon hands out node-id slots as images come and go: a successor could not
@@ -152,16 +149,16 @@ export class ImageMounts {
     return run;
   }
 
-  /**
-   * The image from its registry; the files on its prefetch list (if it has one) fetched in the
-   * background, and the files containerd reads to make a container at once. An eStargz chain is
-   * the image's layers up to the chain's top layer. Its trace is recorded unless one is kept already.
-   */
   /** The image's credentials: its layers' pull secret, else those kubelet pulled it with (if the keychain is on). */
   authOf(remote: RemoteLayer): RemoteLayer['auth'] {
     return remote.auth ?? this.opts.keychain?.credentialsFor(remote.ref);
   }
 
+  /**
+   * The image from its registry; the files on its prefetch list (if it has one) fetched in the
+   * background, and the files containerd reads to make a container at once. An eStargz chain is
+   * the image's layers up to the chain's top layer. Its trace is recorded unless one is kept already.
+   */
   private async spec(name: string, remote: RemoteLayer): Promise<MountSpec> {
     const trace = this.traceFile(name);
     const auth = this.authOf(remote);

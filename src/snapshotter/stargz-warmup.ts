@@ -145,7 +145,7 @@ export class StargzWarmup {
     }
   }
 
-  /** The image's registry connection: with the layer's pull secret, if its labels gave one. */
+  /** The image's registry connection: with its credentials (`authOf`), if it has any. */
   private open(remote: RemoteLayer): PulledImage {
     const { ref } = remote;
     const auth = this.authOf(remote);

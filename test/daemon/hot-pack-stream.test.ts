@@ -1,7 +1,8 @@
 // The hot pack stream over an in-memory pack: what arrives, what is stored, what is handed back.
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HotPackStream, type PackFrame } from '../../src/daemon/hot-pack-stream.js';
+import { HotPackStream } from '../../src/daemon/hot-pack-stream.js';
+import type { PackFrame } from '../../src/rafs/hot-pack.js';
 import { zstdCompress } from '../../src/native/index.js';
 import { chunkKey } from '../../src/rafs/chunk.js';
 import type { BlobInfo, ChunkRef } from '../../src/rafs/tree.js';
