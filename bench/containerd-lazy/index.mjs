@@ -145,6 +145,8 @@ async function startOurs(fsDriver) {
         // a running snapshotter has its spare daemon up: a cold start is a cold cache, not a cold
         // snapshotter (failover hands each daemon its connection at spawn: no spares)
         if (!driverFlags[fsDriver].includes('failover')) await untilSpareReady();
+        // and its eStargz path compiled (it rehearses that over a made-up image once it is up)
+        await untilRehearsed();
         return;
       }
     }
@@ -160,6 +162,14 @@ async function untilSpareReady() {
     await sleep(50);
   }
   die('the snapshotter\'s spare daemon did not come up');
+}
+/** Waits (≤ 20 s) until the snapshotter has rehearsed its eStargz chain path (or says it could not). */
+async function untilRehearsed() {
+  for (let i = 0; i < 400; i++) {
+    if (/eStargz chain path rehearsed|rehearsing the eStargz chain path/.test(snap.log())) return;
+    await sleep(50);
+  }
+  die('the snapshotter did not rehearse its eStargz path');
 }
 let stops = 0;
 async function stopOurs() {

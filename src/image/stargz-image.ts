@@ -25,17 +25,25 @@ export const isStargzImage = (layers: readonly Descriptor[]): boolean => layers.
 /** One layer as a RAFS layer model, its TOC read and verified (the snapshotter passes one that keeps the models it made while pulling). */
 export type LayerModelReader = (layer: Descriptor) => Promise<Bootstrap>;
 
+/** `length` bytes at `offset` of blob `digest` (an image store's getBlobRange, or a worker's way to it). */
+export type BlobRangeReader = (digest: string, offset: number, length: number) => Promise<Buffer>;
+
 /**
- * Reads a layer's TOC from the store, verified against the digest its annotations give, and makes
+ * Reads a layer's TOC through `read`, verified against the digest its annotations give, and makes
  * it a layer model whose one blob is the layer (its own chunk grid: RAFS v6 chunk sizes are per file).
+ * `name` names the image in messages.
  */
-export function storeModelReader(store: ImageStore): LayerModelReader {
+export function rangeModelReader(name: string, read: BlobRangeReader): LayerModelReader {
   return async (layer) => {
-    if (!isStargzLayer(layer)) throw new Error(`${store.name}: layer ${layer.digest} is not an eStargz or zstd:chunked layer: the image cannot be served lazily`);
-    const toc = await readStargzToc((offset, length) => store.getBlobRange(layer.digest, offset, length), layer.size, { annotations: layer.annotations ?? {} });
+    if (!isStargzLayer(layer)) throw new Error(`${name}: layer ${layer.digest} is not an eStargz or zstd:chunked layer: the image cannot be served lazily`);
+    const toc = await readStargzToc((offset, length) => read(layer.digest, offset, length), layer.size, { annotations: layer.annotations ?? {} });
     return stargzBootstrap(toc, { blobId: layer.digest.slice('sha256:'.length), blobSize: layer.size });
   };
 }
+
+/** rangeModelReader over an image store. */
+export const storeModelReader = (store: ImageStore): LayerModelReader =>
+  rangeModelReader(store.name, (digest, offset, length) => store.getBlobRange(digest, offset, length));
 
 /** The layers of the chain that ends at `upToLayer` (default: the whole image). */
 export function stargzChain(store: ImageStore, manifest: ImageManifest, upToLayer?: string): Descriptor[] {

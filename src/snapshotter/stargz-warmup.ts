@@ -5,11 +5,12 @@
 // failing to start on it later. When the chain's top layer is in, the models are merged into the
 // chain's bootstrap in the cache directory (blobcache/built-bootstraps.ts): the daemon that mounts
 // the image for the container then finds it there (or waits for it on the build lock, which the
-// warm-up takes first), instead of reading and merging every TOC while the container waits.
+// warm-up takes first), instead of reading and merging every TOC while the container waits. The
+// TOCs are parsed, and the chains merged, in a worker thread (stargz-models.ts), so this thread
+// answers containerd's calls meanwhile.
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { registryClientFor, type RegistryAccess } from '../image/remote.js';
-import { rehearseStargzChain } from '../image/stargz-rehearsal.js';
-import { buildStargzChain, type LayerModelReader, stargzChain, stargzChainKey, storeModelReader } from '../image/stargz-image.js';
+import { stargzChain, stargzChainKey } from '../image/stargz-image.js';
 import type { RegistryClient } from '../registry/client.js';
 import { type ImageStore, resolveImage } from '../registry/image-store.js';
 import type { ImageManifest } from '../registry/media-types.js';
@@ -20,6 +21,7 @@ import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
+import { StargzModels } from './stargz-models.js';
 
 /** How long a mount waits for a warm-up to take its build lock. */
 const MAX_WAIT_MS = 10_000;
@@ -27,14 +29,12 @@ const MAX_WAIT_MS = 10_000;
 const IDLE_MS = 60_000;
 /** TOCs read at once for one image. */
 const TOC_READS = 4;
-/** Longest a chain started with its pull waits for its top layer's commit before it is built anyway. */
-const COMMIT_WAIT_MS = 2_000;
 
-/** One image being pulled: its registry connection, manifest and the layer models made so far. */
+/** One image being pulled: its registry connection, manifest and the layer models made so far (kept in the worker under `opened`'s image number). */
 interface PulledImage {
   client: RegistryClient;
-  opened: Promise<{ store: ImageStore; manifest: ImageManifest; read: LayerModelReader }>;
-  models: Map<string, ReturnType<LayerModelReader>>;
+  opened: Promise<{ store: ImageStore; manifest: ImageManifest; image: number }>;
+  models: Map<string, Promise<void>>;
   users: number;
   idle?: NodeJS.Timeout;
 }
@@ -50,18 +50,17 @@ function stargzTop(manifest: ImageManifest): string | undefined {
 export class StargzWarmup {
   private readonly images = new Map<string, PulledImage>();
   private readonly chains = new Map<string, Promise<void>>();
-  /** Chains warming since their pull began, each waiting to hear its top layer is committed. */
-  private readonly commits = new Map<string, () => void>();
+  private readonly models = new StargzModels();
 
   /** `authOf`: the credentials of a layer's image (its pull secret, or the CRI keychain's). */
   constructor(private readonly access: RegistryAccess, private readonly built: BuiltBootstraps, private readonly authOf: (remote: RemoteLayer) => RemoteLayer['auth']) {}
 
-  /** Runs the chain path over a made-up image (stargz-rehearsal.ts): the first pull then finds its code compiled. */
+  /** Starts the model worker and runs the chain path there over a made-up image (stargz-rehearsal.ts): the first pull then finds its code compiled. */
   async rehearse(): Promise<void> {
     const started = performance.now();
     try {
-      await rehearseStargzChain();
-      log.debug('eStargz chain path rehearsed', { ms: Math.round(performance.now() - started) });
+      await this.models.rehearse();
+      log.info('eStargz chain path rehearsed', { ms: Math.round(performance.now() - started) });
     } catch (err) {
       log.warn('rehearsing the eStargz chain path failed', { error: (err as Error).message });
     }
@@ -82,35 +81,27 @@ export class StargzWarmup {
       if (image.models.size === 0) {
         void forEachLimited(manifest.layers.filter(isStargzLayer), TOC_READS, (l) => this.model(image, l).then(() => undefined, () => undefined));
         const top = stargzTop(manifest);
-        if (top) this.layer({ ...remote, digest: top }, onTop, true);
+        if (top) this.layer({ ...remote, digest: top }, onTop);
       }
       await this.model(image, layer);
     });
   }
 
   /**
-   * An eStargz layer was committed (or, `beforeCommit`, the pull of its image began): if it tops the
-   * image's run of eStargz layers (the chain a container of the image mounts), `onTop` hears of it
-   * and its chain is built once it is committed; other chains are built when mounted.
+   * An eStargz layer was committed (or the pull of its image began): if it tops the image's run of
+   * eStargz layers (the chain a container of the image mounts), `onTop` hears of it and its chain is
+   * built; other chains are built when mounted.
    */
-  layer(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void, beforeCommit = false): void {
+  layer(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): void {
     const name = chainName(remote);
-    if (this.chains.has(name)) {
-      this.commits.get(name)?.();
-      return;
-    }
+    if (this.chains.has(name)) return;
     let locked!: () => void;
     this.chains.set(name, new Promise<void>((resolve) => (locked = resolve)));
-    let committed!: () => void;
-    const commit = new Promise<void>((resolve) => (committed = resolve));
-    if (beforeCommit) this.commits.set(name, committed);
-    else committed();
-    void this.using(remote, (image) => this.warm(image, remote, locked, onTop, commit))
+    void this.using(remote, (image) => this.warm(image, remote, locked, onTop))
       .catch((err: Error) => log.warn('eStargz warm-up failed (the daemon builds the bootstrap itself)', { ref: remote.ref, layer: remote.digest, error: err.message }))
       .finally(() => {
         locked();
         this.chains.delete(name);
-        this.commits.delete(name);
       });
   }
 
@@ -138,6 +129,7 @@ export class StargzWarmup {
       if (--image.users === 0) {
         image.idle = setTimeout(() => {
           this.images.delete(ref);
+          void image.opened.then(({ image: n }) => this.models.drop(n), () => undefined);
           void image.client.close();
         }, IDLE_MS);
         image.idle.unref();
@@ -152,7 +144,8 @@ export class StargzWarmup {
     const client = registryClientFor(ref, auth ? { ...this.access, auth } : this.access);
     const opened = (async () => {
       const { store, reference } = await openImageStore({ kind: 'registry', ...parseReference(ref) }, client);
-      return { store, manifest: (await resolveImage(store, reference)).manifest.parsed, read: storeModelReader(store) };
+      const manifest = (await resolveImage(store, reference)).manifest.parsed;
+      return { store, manifest, image: this.models.open(store.name, (digest, offset, length) => store.getBlobRange(digest, offset, length)) };
     })();
     opened.catch(() => undefined); // each user awaits (and reports) it
     const image: PulledImage = { client, opened, models: new Map(), users: 0 };
@@ -161,10 +154,10 @@ export class StargzWarmup {
   }
 
   /** The layer's model, made once for all the image's chains (a failed one is tried again next time). */
-  private model(image: PulledImage, layer: ImageManifest['layers'][number]): ReturnType<LayerModelReader> {
+  private model(image: PulledImage, layer: ImageManifest['layers'][number]): Promise<void> {
     let model = image.models.get(layer.digest);
     if (!model) {
-      model = image.opened.then(({ read }) => read(layer));
+      model = image.opened.then(({ image: n }) => this.models.model(n, layer));
       model.catch(() => image.models.delete(layer.digest));
       image.models.set(layer.digest, model);
     }
@@ -172,13 +165,12 @@ export class StargzWarmup {
   }
 
   /**
-   * Builds the chain topped by `remote` into `built`, once `commit` says its top layer is committed:
-   * merging and writing hold the event loop for a while, and until then containerd waits on this
-   * process's answers to the pull's Prepare calls (the daemon, started by `onTop` meanwhile, waits
-   * on the build lock, while containerd makes the container).
+   * Builds the chain topped by `remote` into `built` (in the worker, as soon as its layers' models
+   * are made: often before containerd has committed them all). The daemon, started by `onTop`
+   * meanwhile, waits on the build lock.
    */
-  private async warm(image: PulledImage, remote: RemoteLayer, locked: () => void, onTop: (remote: RemoteLayer) => void, commit: Promise<void>): Promise<void> {
-    const { store, manifest } = await image.opened;
+  private async warm(image: PulledImage, remote: RemoteLayer, locked: () => void, onTop: (remote: RemoteLayer) => void): Promise<void> {
+    const { store, manifest, image: n } = await image.opened;
     // a Nydus image whose data layers include eStargz ones is mounted by its own bootstrap
     if (manifest.layers.some(isNydusBootstrap) || remote.digest !== stargzTop(manifest)) return;
     const layers = stargzChain(store, manifest, remote.digest);
@@ -189,11 +181,8 @@ export class StargzWarmup {
     onTop(remote);
     let kept = false;
     try {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([commit, new Promise<void>((resolve) => (timer = setTimeout(resolve, COMMIT_WAIT_MS)))]);
-      clearTimeout(timer);
       if (await this.built.get(key)) return;
-      await this.built.put(key, await buildStargzChain(layers, (l) => this.model(image, l)));
+      await this.built.put(key, await this.models.build(n, layers));
       kept = true;
       log.info('eStargz chain bootstrap built while pulling', { ref: remote.ref, layer: remote.digest, layers: layers.length });
     } finally {
