@@ -3,10 +3,11 @@
 // chain's models into its bootstrap. All of that is CPU work (a 6,671-entry TOC parses in ~100 ms,
 // a chain merges and writes in 50–140 ms on 2 busy cores): here, the snapshotter's own thread keeps
 // answering containerd's calls while it runs, so the pull is not held up behind it.
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { buildStargzChain, type LayerModelReader, rangeModelReader } from '../image/stargz-image.js';
 import { rehearseStargzChain } from '../image/stargz-rehearsal.js';
 import type { Descriptor } from '../registry/media-types.js';
+import { isLogLevel, log, setLogLevel } from '../util/log.js';
 
 /** What the main thread asks. `image` numbers an image being pulled (its models are kept under it). */
 export type ModelRequest =
@@ -36,16 +37,29 @@ function serve(port: NonNullable<typeof parentPort>): void {
   let nextRead = 0;
   const post = (reply: ModelReply, transfer: ArrayBuffer[] = []): void => port.postMessage(reply, transfer);
 
+  /** When each blob's last read came in (what a model's time after it is: parsing). */
+  const arrived = new Map<string, number>();
   const reader = (image: number, name: string): LayerModelReader => rangeModelReader(name, (digest, offset, length) => new Promise((resolve, reject) => {
     const id = nextRead++;
-    reads.set(id, { resolve, reject });
+    reads.set(id, {
+      resolve: (bytes) => {
+        arrived.set(digest, performance.now());
+        resolve(bytes);
+      },
+      reject,
+    });
     post({ kind: 'read', id, image, digest, offset, length });
   }));
   const model = (image: number, name: string, layer: Descriptor): Promise<LayerModel> => {
     const own = models.get(image) ?? models.set(image, new Map()).get(image)!;
     let made = own.get(layer.digest);
     if (!made) {
+      const started = performance.now();
       made = reader(image, name)(layer);
+      made.then(() => {
+        const now = performance.now();
+        log.debug('eStargz layer model made', { image: name, layer: layer.digest, ms: Math.round(now - started), afterReadsMs: Math.round(now - (arrived.get(layer.digest) ?? started)) });
+      }, () => undefined);
       made.catch(() => own.delete(layer.digest));
       own.set(layer.digest, made);
     }
@@ -79,4 +93,13 @@ function serve(port: NonNullable<typeof parentPort>): void {
   });
 }
 
-if (parentPort) serve(parentPort);
+/** What the worker is started with. */
+export interface ModelWorkerData {
+  logLevel: string;
+}
+
+if (parentPort) {
+  const { logLevel } = workerData as ModelWorkerData;
+  if (isLogLevel(logLevel)) setLogLevel(logLevel);
+  serve(parentPort);
+}

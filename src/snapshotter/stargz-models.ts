@@ -4,8 +4,8 @@
 import { Worker } from 'node:worker_threads';
 import type { BlobRangeReader } from '../image/stargz-image.js';
 import type { Descriptor } from '../registry/media-types.js';
-import { log } from '../util/log.js';
-import { type ModelReply, type ModelRequest, ownBytes } from './stargz-model-worker.js';
+import { getLogLevel, log } from '../util/log.js';
+import { type ModelReply, type ModelRequest, type ModelWorkerData, ownBytes } from './stargz-model-worker.js';
 
 interface Call {
   resolve: (bootstrap: Buffer | undefined) => void;
@@ -69,7 +69,7 @@ export class StargzModels {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(new URL('./stargz-model-worker.js', import.meta.url));
+    const worker = new Worker(new URL('./stargz-model-worker.js', import.meta.url), { workerData: { logLevel: getLogLevel() } satisfies ModelWorkerData });
     worker.on('message', (m: ModelReply) => (m.kind === 'read' ? this.read(worker, m) : this.done(m)));
     const stopped = (why: string): void => {
       if (this.worker !== worker) return;
