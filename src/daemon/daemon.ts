@@ -10,6 +10,7 @@ import { BlobCache } from '../blobcache/cache.js';
 import { BlobSources } from '../blobcache/blob-sources.js';
 import { ChunkFetcher, type FetchedChunk } from '../blobcache/fetcher.js';
 import { Readahead } from '../blobcache/readahead.js';
+import type { ConnectedNydusImage } from '../image/remote.js';
 import type { ChunkRef } from '../rafs/tree.js';
 import { retryCount } from '../registry/retry.js';
 import type { AccessTrace } from '../trace/access-trace.js';
@@ -236,8 +237,11 @@ export class Daemon {
     }
   }
 
-  /** Mounts `spec` as `name` ("/" for a dedicated daemon, a single path component when shared). */
-  async mount(name: string, given: MountSpec): Promise<ImageMountInfo> {
+  /**
+   * Mounts `spec` as `name` ("/" for a dedicated daemon, a single path component when shared);
+   * `connected`: its registry image's connection, if one was started already (remote-connect.ts).
+   */
+  async mount(name: string, given: MountSpec, connected?: Promise<ConnectedNydusImage>): Promise<ImageMountInfo> {
     const spec = this.withDefaults(given);
     if (this.state !== 'RUNNING') throw new MountConflictError(`the daemon is ${this.state}`);
     if (this.opts.mode === 'dedicated') {
@@ -253,7 +257,7 @@ export class Daemon {
     try {
       let mount: ImageMount;
       try {
-        mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx);
+        mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx, connected);
       } catch (err) {
         await closeUnserved(early);
         throw err;
