@@ -4,18 +4,16 @@
 // mountpoint. It stops when its mount goes away, on SIGINT/SIGTERM, or on PUT /api/v1/daemon/exit.
 // Block mode: with --block the FUSE mount shows each image as its flat EROFS image file; with --nbd
 // (with or without a FUSE mount) the same flat images are NBD exports.
-//
-// Its daemon, API, NBD, spare and upgrade code is loaded as needed, once the flags are read: a daemon
-// started with its image (--mount-spec, as the manager starts one) has the image's registry
-// connection under way meanwhile (daemon/remote-connect.ts).
 import { randomBytes } from 'node:crypto';
-import { openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { openSync, rmSync, writeSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { serveApi } from '../daemon/api.js';
+import { serveNbd } from '../block/daemon-exports.js';
 import type { NbdServer } from '../block/nbd/server.js';
 import { parseNbdAddress } from '../block/nbd/address.js';
-import { type MountSpec, parseMountSpec } from '../daemon/config.js';
-import { startConnecting } from '../daemon/remote-connect.js';
-import type { TakenOver } from '../daemon/upgrade.js';
+import { Daemon } from '../daemon/daemon.js';
+import { waitForAssignment } from '../daemon/spare.js';
+import { type TakenOver, waitForTakeover } from '../daemon/upgrade.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { log, setLogOutput } from '../util/log.js';
 import { addConfigOptions, addImageOptions, checkMountPath, type ConfigFlags, configFrom, type ImageFlags, parseThreads, specFrom } from './daemon-options.js';
@@ -34,7 +32,6 @@ interface DaemonFlags extends ConfigFlags, ImageFlags {
   supervisor?: string;
   upgrade?: boolean;
   failoverPolicy?: string;
-  mountSpec?: string;
 }
 
 
@@ -43,10 +40,9 @@ async function assigned(flags: DaemonFlags): Promise<DaemonFlags> {
   if (!flags.spare && flags.managerPid !== undefined) throw new Error('--manager-pid goes with --spare');
   if (!flags.spare) return flags;
   if (flags.apisock === undefined) throw new Error('a spare daemon waits on --apisock for its assignment');
-  if (specFrom(flags) || flags.mountSpec !== undefined || flags.id !== undefined || flags.mountpoint !== undefined || flags.fuseFd !== undefined || flags.nbd) {
+  if (specFrom(flags) || flags.id !== undefined || flags.mountpoint !== undefined || flags.fuseFd !== undefined || flags.nbd) {
     throw new Error('a spare daemon is told what to serve when it is assigned: give it only --apisock (and config flags)');
   }
-  const { waitForAssignment } = await import('../daemon/spare.js');
   const a = await waitForAssignment(flags.apisock, flags.managerPid ?? process.ppid);
   return { ...flags, id: a.id, apisock: a.apisock, mountpoint: a.mountpoint, mode: a.mode, config: a.config, block: a.block };
 }
@@ -61,38 +57,28 @@ async function upgraded(flags: DaemonFlags): Promise<{ flags: DaemonFlags; mount
   }
   if (!flags.upgrade) return { flags, mounts: [] };
   if (flags.supervisor === undefined || flags.apisock === undefined || flags.mountpoint === undefined) throw new Error('--upgrade takes over through --supervisor, waiting on --apisock, at --mountpoint');
-  if (specFrom(flags) || flags.mountSpec !== undefined || flags.fuseFd !== undefined || flags.spare) throw new Error('--upgrade serves what it takes over: give no image, --fuse-fd or --spare');
-  const { waitForTakeover } = await import('../daemon/upgrade.js');
+  if (specFrom(flags) || flags.fuseFd !== undefined || flags.spare) throw new Error('--upgrade serves what it takes over: give no image, --fuse-fd or --spare');
   const { fd, state } = await waitForTakeover(flags.apisock, flags.supervisor, flags.id ?? 'upgrade');
   return { flags: { ...flags, mode: state.mode, fuseFd: fd, takeover: true }, mounts: state.mounts };
 }
 
 async function runDaemon(given: DaemonFlags): Promise<void> {
   const { flags, mounts: takenOver } = await upgraded(await assigned(given));
-  const spec = imageOf(flags);
+  const spec = specFrom(flags);
   if (flags.mode === 'shared' && spec) throw new Error('a shared daemon mounts images through its API (--apisock), not from flags');
   if (flags.apisock === undefined && !spec) throw new Error('nothing to serve: give an image (--target or --bootstrap) or --apisock to mount through the API');
   if (flags.mountpoint === undefined && !flags.nbd) throw new Error('nowhere to serve: give --mountpoint (FUSE), --nbd ADDRESS, or both');
   if (flags.mountpoint !== undefined) checkMountPath(flags.mountpoint);
   // addresses checked before anything is mounted
   for (const a of flags.nbd ?? []) parseNbdAddress(a);
-  const config = configFrom(flags);
-  // the image's registry connection is under way while the daemon's own code loads (a fallback
-  // cache directory is the cache's to choose, once it opens: then the mount connects itself)
-  const early = spec?.target !== undefined && spec.bootstrap === undefined && config.fallbackCacheDir === undefined;
-  const connected = early ? (await startConnecting(spec, config, config.cacheDir)).connected : undefined;
-  connected?.catch(() => undefined); // the mount reports it
-  const [{ Daemon }, { serveApi }] = await Promise.all([import('../daemon/daemon.js'), import('../daemon/api.js')]);
-  const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, block: flags.block, config, fuseFd: flags.fuseFd, takeover: flags.takeover });
+  const daemon = new Daemon({ id: flags.id ?? randomBytes(6).toString('hex'), mode: flags.mode, mountpoint: flags.mountpoint, block: flags.block, config: configFrom(flags), fuseFd: flags.fuseFd, takeover: flags.takeover });
   await daemon.start();
-  let api: Awaited<ReturnType<typeof serveApi>> | undefined;
+  const api = flags.apisock === undefined ? undefined : await serveApi(daemon, flags.apisock, () => void daemon.stop(), { supervisor: flags.supervisor });
   let nbd: NbdServer | undefined;
   try {
-    if (spec) await daemon.mount('/', spec, connected);
+    if (spec) await daemon.mount('/', spec);
     for (const m of takenOver) await daemon.mount(m.name, m.spec);
-    // answering once its images are served: the manager that started it then finds them mounted
-    if (flags.apisock !== undefined) api = await serveApi(daemon, flags.apisock, () => void daemon.stop(), { supervisor: flags.supervisor });
-    if (flags.nbd) nbd = await (await import('../block/daemon-exports.js')).serveNbd(daemon, flags.nbd);
+    if (flags.nbd) nbd = await serveNbd(daemon, flags.nbd);
     log.info('daemon ready', { id: daemon.opts.id, pid: process.pid, mode: flags.mode, mountpoint: flags.mountpoint, apisock: flags.apisock, nbd: flags.nbd });
   } catch (err) {
     await daemon.stop();
@@ -110,20 +96,6 @@ async function runDaemon(given: DaemonFlags): Promise<void> {
   // stopped: nothing is served any more, so idle keep-alive connections (the registry's, the API
   // client's) must not keep the process, which its manager waits to see gone, for seconds
   setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
-}
-
-/** The image the daemon serves at "/" from its start: given by flags, or (as the manager starts a dedicated daemon) by --mount-spec. */
-function imageOf(flags: DaemonFlags): MountSpec | undefined {
-  const spec = specFrom(flags);
-  if (flags.mountSpec === undefined) return spec;
-  if (spec) throw new Error('give the image by --mount-spec or by flags, not both');
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(flags.mountSpec, 'utf8'));
-  } catch (err) {
-    throw new Error(`--mount-spec ${flags.mountSpec}: ${(err as Error).message}`);
-  }
-  return parseMountSpec(json);
 }
 
 /** How long a stopped daemon's process lingers at most before it exits. */
@@ -146,7 +118,6 @@ export function daemonCommand(): Command {
     .option('--takeover', 'the --fuse-fd connection was served by a daemon that died: resend what it left unanswered')
     // nydusd's live upgrade and failover through a supervisor (nydus-snapshotter's): upgrade.ts
     .option('--supervisor <socket>', 'where PUT /api/v1/daemon/fuse/sendfd hands the FUSE connection and mounts (and --upgrade takes them from)')
-    .option('--mount-spec <file>', 'the image to serve at the mountpoint\'s root, as the API\'s mount body (JSON): what the manager starts a dedicated daemon with')
     .option('--upgrade', 'start without mounting: wait in state INIT for PUT /api/v1/daemon/fuse/takeover, then serve what --supervisor hands over')
     .option('--failover-policy <policy>', 'nydusd\'s: resend (what the predecessor left unanswered is sent again; the only one here)')
     // the manager's spares: started ahead of need, told their id, mountpoint, mode and config later

@@ -27,8 +27,6 @@ export interface DaemonLaunch {
   logFile: string;
   /** Failover: the FUSE connection the daemon serves (as its descriptor 3) instead of mounting one. */
   fuse?: HandedFuse;
-  /** A dedicated daemon's image, mounted as it starts (its registry connection made while its code loads). */
-  mountSpecFile?: string;
 }
 
 export interface DaemonProcess {
@@ -44,7 +42,6 @@ export function spawnDaemon(launch: DaemonLaunch): DaemonProcess {
   const args = [...DAEMON_NODE_FLAGS, CLI, 'daemon', '--id', record.id, '--apisock', launch.apisock, '--mountpoint', record.mountpoint, '--mode', record.mode, '--config', launch.configFile];
   if (record.block) args.push('--block');
   if (fuse) args.push('--fuse-fd', '3', ...(fuse.takeover ? ['--takeover'] : []));
-  if (launch.mountSpecFile !== undefined) args.push('--mount-spec', launch.mountSpecFile);
   const logFd = openSync(launch.logFile, 'a', 0o600);
   const stdio: StdioOptions = fuse ? ['ignore', logFd, logFd, fuse.fd] : ['ignore', logFd, logFd];
   const child = spawn(process.execPath, args, { detached: true, stdio, env: { ...process.env, NYDUSIFY_LOG_LEVEL: process.env.NYDUSIFY_LOG_LEVEL ?? 'info' } });

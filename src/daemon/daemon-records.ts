@@ -59,11 +59,6 @@ export class DaemonRecords {
     return this.path(id, 'config.json');
   }
 
-  /** A dedicated daemon's image as it is started with it (--mount-spec): the API's mount body. */
-  mountSpecFile(id: string): string {
-    return this.path(id, 'mount-spec');
-  }
-
   record(id: string): DaemonRecord | undefined {
     try {
       return JSON.parse(readFileSync(this.path(id, 'json'), 'utf8')) as DaemonRecord;
@@ -85,7 +80,7 @@ export class DaemonRecords {
   }
 
   forget(id: string): void {
-    for (const ext of ['json', 'config.json', 'mount-spec', 'sock']) rmSync(this.path(id, ext), { force: true });
+    for (const ext of ['json', 'config.json', 'sock']) rmSync(this.path(id, ext), { force: true });
   }
 
   /**

@@ -10,7 +10,6 @@ import { BlobCache } from '../blobcache/cache.js';
 import { BlobSources } from '../blobcache/blob-sources.js';
 import { ChunkFetcher, type FetchedChunk } from '../blobcache/fetcher.js';
 import { Readahead } from '../blobcache/readahead.js';
-import type { ConnectedNydusImage } from '../image/remote.js';
 import type { ChunkRef } from '../rafs/tree.js';
 import { retryCount } from '../registry/retry.js';
 import type { AccessTrace } from '../trace/access-trace.js';
@@ -237,11 +236,8 @@ export class Daemon {
     }
   }
 
-  /**
-   * Mounts `spec` as `name` ("/" for a dedicated daemon, a single path component when shared);
-   * `connected`: its registry image's connection, if one was started already (remote-connect.ts).
-   */
-  async mount(name: string, given: MountSpec, connected?: Promise<ConnectedNydusImage>): Promise<ImageMountInfo> {
+  /** Mounts `spec` as `name` ("/" for a dedicated daemon, a single path component when shared). */
+  async mount(name: string, given: MountSpec): Promise<ImageMountInfo> {
     const spec = this.withDefaults(given);
     if (this.state !== 'RUNNING') throw new MountConflictError(`the daemon is ${this.state}`);
     if (this.opts.mode === 'dedicated') {
@@ -257,7 +253,7 @@ export class Daemon {
     try {
       let mount: ImageMount;
       try {
-        mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx, connected);
+        mount = await ImageMount.open(name, this.opts.mode === 'dedicated' ? 0 : this.nextSlot++, spec, this.ctx);
       } catch (err) {
         await closeUnserved(early);
         throw err;

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { ChunkConflictError, type BlobCache } from '../blobcache/cache.js';
 import { tableConflict } from '../blobcache/chunk-claim.js';
 import type { BlobSources } from '../blobcache/blob-sources.js';
@@ -29,7 +30,6 @@ import type { WorkerImage } from './fuse/worker.js';
 import { HotPages, type StorePages } from './hot-pages.js';
 import { allChunks, nidsOfPaths, Prefetcher, type PrefetchHooks, prefetchListChunks, type PrefetchStats } from './prefetch.js';
 import { ProgramPrefetch } from './program-prefetch.js';
-import { connectTarget, mountAccess } from './remote-connect.js';
 import { type FilePlace, TraceRecorder } from './trace-recorder.js';
 
 /** What an image mount needs from the daemon: the one cache, the blob sources, the chunk tables. */
@@ -102,12 +102,14 @@ export class ImageMount {
     ctx.traced.set(slot, this);
   }
 
-  /**
-   * Opens (and for a registry image, connects) what `spec` names, without serving it yet. `connected`:
-   * the registry image's connection, already under way (remote-connect.ts).
-   */
-  static async open(name: string, slot: number, spec: MountSpec, ctx: MountContext, connected?: Promise<ConnectedNydusImage>): Promise<ImageMount> {
-    const access = mountAccess(spec, ctx.config.registry);
+  /** Opens (and for a registry image, connects) what `spec` names, without serving it yet. */
+  static async open(name: string, slot: number, spec: MountSpec, ctx: MountContext): Promise<ImageMount> {
+    const { registry } = ctx.config;
+    // the daemon's registry settings, with the mount's own overrides
+    const access = {
+      ...registry, plainHttp: spec.plainHttp ?? registry.plainHttp, insecure: spec.insecure ?? registry.insecure, ...(spec.auth ? { auth: spec.auth } : {}),
+      mirrors: [...(spec.mirrors ?? []), ...registry.mirrors],
+    };
     const blobRepository = spec.blobRepository ?? ctx.config.blobRepository;
     if (spec.bootstrap !== undefined && spec.blobDir === undefined && blobRepository !== undefined) {
       // nydusd's way with a registry backend: the bootstrap here, its blobs in a repository, lazily
@@ -128,9 +130,11 @@ export class ImageMount {
       }
       return mount;
     }
-    // the registry client is loaded when first needed: a daemon serving local images never pays for it
+    // loaded when first needed: a daemon serving local images never pays for the registry client
+    const { connectNydusImage } = await import('../image/remote.js');
     const cache = await ctx.cache();
-    return ImageMount.lazily(name, slot, spec, ctx, await (connected ?? connectTarget(spec, ctx.config, cache.dir)));
+    const remote = await connectNydusImage(spec.target!, access, spec.upToLayer, new BuiltBootstraps(cache.dir), ctx.config.fetch.hotRegion, spec.platform);
+    return ImageMount.lazily(name, slot, spec, ctx, remote);
   }
 
   /** A mount served lazily through the cache from `remote`'s backends (closed if it cannot be made). */

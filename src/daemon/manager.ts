@@ -102,14 +102,9 @@ export class DaemonManager extends DaemonRecords {
     const info = await this.client(record.id).info();
     // the process that answers is the daemon (a record from before identities held a bare pid)
     if (record.pid !== info.pid || !isRunning(record)) this.save(Object.assign(record, identify(info.pid)));
-    await this.mountMissing(record, info.mounts);
-    if (FuseHandover.wanted(record) && !this.handover.holds(record.id)) this.handover.copyFrom(record);
-  }
-
-  /** Mounts the record's images the daemon does not serve (of `served`, its mounts now). */
-  private async mountMissing(record: DaemonRecord, served: { mountpoint: string }[]): Promise<void> {
-    const mounted = new Set(served.map((m) => m.mountpoint));
+    const mounted = new Set(info.mounts.map((m) => m.mountpoint));
     for (const m of record.mounts) if (!mounted.has(m.name === '/' ? '/' : `/${m.name}`)) await this.client(record.id).mount(m.name, m.spec);
+    if (FuseHandover.wanted(record) && !this.handover.holds(record.id)) this.handover.copyFrom(record);
   }
 
   private async start(record: DaemonRecord): Promise<void> {
@@ -117,28 +112,12 @@ export class DaemonManager extends DaemonRecords {
     writeFileSync(launch.configFile, JSON.stringify(record.config, null, 2), { mode: 0o600 });
     launch.fuse = await this.handover.forStart(record);
     // a spare cannot take a handed-over connection: that is a descriptor given at spawn
-    const spare = launch.fuse ? undefined : await this.fromSpare(launch);
-    const launched = spare ? launch : this.withImage(launch);
-    const daemon = spare ?? spawnDaemon(launched);
+    const daemon = (launch.fuse ? undefined : await this.fromSpare(launch)) ?? spawnDaemon(launch);
     Object.assign(record, daemon.identity);
     this.save(record);
     log.info('daemon started', { id: record.id, pid: record.pid, mode: record.mode, mountpoint: record.mountpoint, log: launch.logFile });
-    await untilAnswering(daemon, () => this.answers(record), launched);
-    // a daemon started with its image answers once that is mounted
-    await this.mountMissing(record, launched.mountSpecFile === undefined ? [] : (await this.client(record.id).info()).mounts);
-  }
-
-  /**
-   * A dedicated daemon spawned afresh is given its image at start (--mount-spec), not through its API
-   * once it answers: it connects to the registry while its own code loads.
-   */
-  private withImage(launch: DaemonLaunch): DaemonLaunch {
-    const { record } = launch;
-    const image = record.mounts.find((m) => m.name === '/');
-    if (record.mode !== 'dedicated' || !image) return launch;
-    const mountSpecFile = this.mountSpecFile(record.id);
-    writeFileSync(mountSpecFile, JSON.stringify(image.spec), { mode: 0o600 });
-    return { ...launch, mountSpecFile };
+    await untilAnswering(daemon, () => this.answers(record), launch);
+    for (const m of record.mounts) await this.client(record.id).mount(m.name, m.spec);
   }
 
   /** A spare made the daemon of `launch`, if one is up and takes it. */
