@@ -11,6 +11,8 @@ export interface SyncChunkSource {
    * where the chunk starts in it, for the main thread to record with a fetch.
    */
   read(ref: ChunkRef, nid?: number, fileOffset?: number): Buffer;
+  /** `length` bytes of the chunk from `start` (valid until `recycle()`), where a source can read less than the whole chunk. */
+  readPart?(ref: ChunkRef, start: number, length: number): Buffer;
   /** Chunks this source has had to have fetched so far (a lazy source): a change across a read means it waited. */
   readonly fetched?: number;
   /** The reply built from earlier reads is written: their buffers may be reused. */
@@ -47,7 +49,7 @@ export class ChunkLru {
 
   /** The cached chunk, or what `load` writes into a buffer of the chunk's uncompressed size (then cached). */
   getOrLoad(ref: ChunkRef, load: (into: Buffer) => void): Buffer {
-    const key = `${ref.blobIndex}:${ref.ciIndex}`;
+    const key = keyOf(ref);
     const hit = this.entries.get(key);
     if (hit) {
       this.entries.delete(key);
@@ -79,12 +81,19 @@ export class ChunkLru {
     this.evicted = [];
   }
 
+  /** Whether the chunk is held. */
+  has(ref: ChunkRef): boolean {
+    return this.entries.has(keyOf(ref));
+  }
+
   clear(): void {
     this.entries.clear();
     this.evicted = [];
     this.spare = [];
   }
 }
+
+const keyOf = (ref: ChunkRef): string => `${ref.blobIndex}:${ref.ciIndex}`;
 
 /** The chunk size a buffer must hold for any chunk of these blobs. */
 export const largestChunk = (blobs: readonly BlobInfo[]): number => blobs.reduce((m, b) => Math.max(m, b.chunkSize), 4096);

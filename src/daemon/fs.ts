@@ -184,7 +184,7 @@ export class RafsFuseFs implements ImageFs {
     let at = offset;
     try {
       for (const s of slices) {
-        parts.push(this.chunks.read(s.chunk, nid, at - s.start).subarray(s.start, s.start + s.length));
+        parts.push(this.chunks.readPart?.(s.chunk, s.start, s.length) ?? this.chunks.read(s.chunk, nid, at - s.start).subarray(s.start, s.start + s.length));
         at += s.length;
       }
     } catch (err) {

@@ -13,6 +13,7 @@ import { tableConflict } from '../blobcache/chunk-claim.js';
 import type { BlobSources } from '../blobcache/blob-sources.js';
 import { ChunkReader } from '../blobcache/chunk-reader.js';
 import { blobChunkTables, type FetchedChunk } from '../blobcache/fetcher.js';
+import { createSpillFiles } from '../blobcache/decoded-spill.js';
 import { LocalDirBackend } from '../blobcache/local-backend.js';
 import type { Readahead } from '../blobcache/readahead.js';
 import { type ConnectedNydusImage, hotPacks, hotRegions } from '../image/remote.js';
@@ -86,6 +87,8 @@ export class ImageMount {
   /** The hot region's pages, pushed into the page cache as they arrive. */
   private hotPages: HotPages | undefined;
   private flat: FlatImageMap | undefined;
+  /** Closes a local image's spill files (the workers hold descriptors of their own). */
+  private closeSpill: (() => void) | undefined;
   private localChunks: { reader: ChunkReader; backend: LocalDirBackend } | undefined;
 
   private constructor(
@@ -121,7 +124,10 @@ export class ImageMount {
       const data = shared(readFileSync(spec.bootstrap));
       const rafs = RafsImage.open(Buffer.from(data));
       if (spec.blobDir === undefined && rafs.blobs.length > 0) throw new Error('the image has data blobs: give blobDir (--blob-dir)');
-      const mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir, block: ctx.block }, undefined, ctx);
+      // a local image's chunks a random reader comes back to are kept decoded (decoded-spill.ts)
+      const spill = spec.blobDir === undefined ? undefined : createSpillFiles(ctx.config.cacheDir, rafs.blobs);
+      const mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: spec.bootstrap, data, blobDir: spec.blobDir, block: ctx.block, spill: spill?.spill }, undefined, ctx);
+      mount.closeSpill = spill?.close;
       try {
         if (ctx.block) mount.flatMap(); // a bootstrap with no flat image (overlapping chunks) is refused here, not in the workers
       } catch (err) {
@@ -457,6 +463,8 @@ export class ImageMount {
     }
     await this.lazy?.remote.close();
     await this.localChunks?.backend.close();
+    this.closeSpill?.();
+    this.closeSpill = undefined;
   }
 }
 

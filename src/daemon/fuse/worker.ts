@@ -12,6 +12,7 @@ import { FlatFileFs } from '../flat-file-fs.js';
 import { RafsFuseFs } from '../fs.js';
 import { SyncLazyCacheSource, type FetchRequest } from '../../blobcache/sync-cache-source.js';
 import { SyncBlobDirSource } from '../../blobcache/sync-blob-dir-source.js';
+import { DecodedSpill, type SpillFiles } from '../../blobcache/decoded-spill.js';
 import { WorkerMetrics } from '../metrics.js';
 import { type DaemonMode, FuseRouter, slotBase } from '../router.js';
 import { Opcode, OUT_HEADER_SIZE, READ_BUFFER_SIZE } from './protocol.js';
@@ -25,6 +26,8 @@ export interface WorkerImage {
   bootstrap: string;
   data: SharedArrayBuffer;
   blobDir?: string;
+  /** With blobDir: the spill files of chunks a random reader comes back to (decoded-spill.ts). */
+  spill?: SpillFiles;
   cacheDir?: string;
   /** Serve the flat block image as one file (flat-file-fs.ts) instead of the tree. */
   block?: boolean;
@@ -96,7 +99,7 @@ class WorkerImages {
     if (spec.cacheDir !== undefined) {
       const ask = (req: Omit<FetchRequest, 'slot'>): void => post({ ...req, slot });
       chunks = new SyncLazyCacheSource(spec.cacheDir, image.blobs, this.config.fetchSlot, ask, this.config.timeoutMs, this.metrics);
-    } else if (spec.blobDir !== undefined) chunks = new SyncBlobDirSource(spec.blobDir, image.blobs);
+    } else if (spec.blobDir !== undefined) chunks = new SyncBlobDirSource(spec.blobDir, image.blobs, spec.spill && new DecodedSpill(spec.spill, image.blobs));
     const events = {
       onReadError: (nid: number, err: Error) => {
         this.metrics.readError();

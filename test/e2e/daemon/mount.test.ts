@@ -132,6 +132,53 @@ describe('nydusify-ts mount (kernel FUSE)', () => {
     expect(await terminate(d)).toEqual({ code: 0, signal: null });
   });
 
+  it('serves random 4 KiB O_DIRECT reads of a local image from decoded copies of the chunks a reader came back to', async () => {
+    // 20 chunks of 1 MiB: more than a worker's few decoded chunks, so a reader that comes back decodes again
+    const MiB = 1 << 20;
+    const data = Buffer.concat(Array.from({ length: 20 }, (_, i) => Buffer.from(createHash('sha512').update(`chunk ${i}`).digest('hex').repeat(MiB / 128))));
+    mkdirSync(p('spill-src', 'etc'), { recursive: true }); // waitMounted looks for /etc
+    writeFileSync(p('spill-src', 'data.bin'), data);
+    spawnSync('tar', ['-C', p('spill-src'), '-cf', p('spill.tar'), 'data.bin', 'etc']);
+    cli(['create', p('spill.tar'), '--bootstrap', p('spill.boot'), '--blob-dir', p('spill-blobs'), '--chunk-size', '0x100000']);
+    const spillBlob = join(p('spill-blobs'), readdirSync(p('spill-blobs')).find((f) => /^[0-9a-f]{64}$/.test(f))!);
+    // one FUSE thread: a chunk read again 18 chunks later has certainly left its few-chunk LRU (two
+    // workers share what they spill: test/blobcache/decoded-spill.test.ts)
+    const d = startLocalDaemon(['--bootstrap', p('spill.boot'), '--blob-dir', p('spill-blobs'), '--cache-dir', p('spill-cache'), '--threads', '1'], p('mnt-spill'));
+    daemons.push(d);
+    await waitMounted(d);
+    // O_DIRECT 4 KiB reads at (chunk, block) pairs: each block's sha256 (compared with the source's), "EIO" where the read fails
+    const readBlocks = (pairs: [number, number][]): string[] => {
+      const script = String.raw`
+import hashlib, json, mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+out = []
+for c, b in json.loads(sys.argv[2]):
+    try:
+        n = os.preadv(fd, [buf], c * 1048576 + b * 4096)
+        out.append(hashlib.sha256(buf[:n]).hexdigest())
+    except OSError as e:
+        out.append("EIO" if e.errno == 5 else str(e))
+print(json.dumps(out))`;
+      const r = spawnSync('python3', ['-c', script, join(d.mnt, 'data.bin'), JSON.stringify(pairs)], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as string[];
+    };
+    const want = (pairs: [number, number][]): string[] => pairs.map(([c, b]) => sha256(data.subarray(c * MiB + b * 4096, c * MiB + (b + 1) * 4096)));
+    // chunks 0-18 read twice over, chunk 19 never
+    const twice: [number, number][] = [...Array.from({ length: 19 }, (_, c): [number, number] => [c, 1]), ...Array.from({ length: 19 }, (_, c): [number, number] => [c, 2])];
+    expect(readBlocks(twice)).toEqual(want(twice));
+    // the blob now decodes to nothing valid: what is read right can only come from decoded copies
+    const blob = readFileSync(spillBlob);
+    for (let i = 0; i < blob.length; i += 512) blob[i]! ^= 0xff;
+    writeFileSync(spillBlob, blob);
+    spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']);
+    const random: [number, number][] = Array.from({ length: 200 }, (_, i) => [(i * 7) % 19, (i * 37) % 256]);
+    expect(readBlocks(random)).toEqual(want(random));
+    expect(readBlocks([[19, 0]])).toEqual(['EIO']); // never decoded: read from the (now broken) blob
+    expect(await terminate(d)).toEqual({ code: 0, signal: null });
+  });
+
   it('answers EIO for a file with a corrupt chunk, and keeps serving the others', async () => {
     const d = startDaemon(p('mnt-corrupt'), corruptBlobDir());
     await waitMounted(d);
