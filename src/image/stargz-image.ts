@@ -31,12 +31,15 @@ export type BlobRangeReader = (digest: string, offset: number, length: number) =
 /**
  * Reads a layer's TOC through `read`, verified against the digest its annotations give, and makes
  * it a layer model whose one blob is the layer (its own chunk grid: RAFS v6 chunk sizes are per file).
- * `name` names the image in messages.
+ * `name` names the image in messages; `beforeParse`, awaited once a layer's TOC bytes are in, orders
+ * the parses of TOCs read at once.
  */
-export function rangeModelReader(name: string, read: BlobRangeReader): LayerModelReader {
+export function rangeModelReader(name: string, read: BlobRangeReader, beforeParse?: (layer: Descriptor) => Promise<void>): LayerModelReader {
   return async (layer) => {
     if (!isStargzLayer(layer)) throw new Error(`${name}: layer ${layer.digest} is not an eStargz or zstd:chunked layer: the image cannot be served lazily`);
-    const toc = await readStargzToc((offset, length) => read(layer.digest, offset, length), layer.size, { annotations: layer.annotations ?? {} });
+    const toc = await readStargzToc((offset, length) => read(layer.digest, offset, length), layer.size, {
+      annotations: layer.annotations ?? {}, ...(beforeParse ? { beforeParse: () => beforeParse(layer) } : {}),
+    });
     return stargzBootstrap(toc, { blobId: layer.digest.slice('sha256:'.length), blobSize: layer.size });
   };
 }

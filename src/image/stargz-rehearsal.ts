@@ -11,7 +11,8 @@ import { writeBootstrap } from '../rafs/writer.js';
 import { stargzBootstrap } from '../stargz/bootstrap.js';
 import { stargzTocFromJson } from '../stargz/toc.js';
 
-const ROUNDS = 3;
+/** Enough rounds for V8 to have optimized what a real TOC runs (3 left its first parse of debian-ml's base layer at 95 ms against 55 ms warm; 8: 69 ms). */
+const ROUNDS = 8;
 const DIRS = 60;
 const FILES_PER_DIR = 40;
 const CHUNK = 4 << 20;

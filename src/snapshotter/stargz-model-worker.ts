@@ -11,7 +11,8 @@ import { isLogLevel, log, setLogLevel } from '../util/log.js';
 
 /** What the main thread asks. `image` numbers an image being pulled (its models are kept under it). */
 export type ModelRequest =
-  | { kind: 'model'; id: number; image: number; name: string; layer: Descriptor }
+  /** `rank`: the layer's place in its image (bottom first): of TOCs read at once, the lowest-ranked is parsed first, as containerd commits it first. */
+  | { kind: 'model'; id: number; image: number; name: string; layer: Descriptor; rank: number }
   | { kind: 'build'; id: number; image: number; name: string; layers: Descriptor[] }
   | { kind: 'drop'; image: number }
   | { kind: 'rehearse'; id: number }
@@ -39,7 +40,9 @@ function serve(port: NonNullable<typeof parentPort>): void {
 
   /** When each blob's last read came in (what a model's time after it is: parsing). */
   const arrived = new Map<string, number>();
-  const reader = (image: number, name: string): LayerModelReader => rangeModelReader(name, (digest, offset, length) => new Promise((resolve, reject) => {
+  /** Each image's models being made, with their ranks: a TOC waits for lower-ranked ones before it is parsed. */
+  const making = new Map<number, Map<string, { rank: number; settled: Promise<void> }>>();
+  const reader = (image: number, name: string, beforeParse: (layer: Descriptor) => Promise<void>): LayerModelReader => rangeModelReader(name, (digest, offset, length) => new Promise((resolve, reject) => {
     const id = nextRead++;
     reads.set(id, {
       resolve: (bytes) => {
@@ -49,13 +52,17 @@ function serve(port: NonNullable<typeof parentPort>): void {
       reject,
     });
     post({ kind: 'read', id, image, digest, offset, length });
-  }));
-  const model = (image: number, name: string, layer: Descriptor): Promise<LayerModel> => {
+  }), beforeParse);
+  const model = (image: number, name: string, layer: Descriptor, rank: number): Promise<LayerModel> => {
     const own = models.get(image) ?? models.set(image, new Map()).get(image)!;
     let made = own.get(layer.digest);
     if (!made) {
       const started = performance.now();
-      made = reader(image, name)(layer);
+      const turns = making.get(image) ?? making.set(image, new Map()).get(image)!;
+      const lower = (): Promise<unknown> => Promise.all([...turns.values()].filter((t) => t.rank < rank).map((t) => t.settled));
+      made = reader(image, name, () => lower().then(() => undefined))(layer);
+      turns.set(layer.digest, { rank, settled: made.then(() => undefined, () => undefined) });
+      void made.finally(() => turns.delete(layer.digest)).catch(() => undefined);
       made.then(() => {
         const now = performance.now();
         log.debug('eStargz layer model made', { image: name, layer: layer.digest, ms: Math.round(now - started), afterReadsMs: Math.round(now - (arrived.get(layer.digest) ?? started)) });
@@ -76,10 +83,11 @@ function serve(port: NonNullable<typeof parentPort>): void {
   port.on('message', (m: ModelRequest) => {
     switch (m.kind) {
       case 'model':
-        return answer(m.id, model(m.image, m.name, m.layer).then(() => undefined));
+        return answer(m.id, model(m.image, m.name, m.layer, m.rank).then(() => undefined));
       case 'build':
-        return answer(m.id, buildStargzChain(m.layers, (layer) => model(m.image, m.name, layer)));
+        return answer(m.id, buildStargzChain(m.layers, (layer) => model(m.image, m.name, layer, m.layers.indexOf(layer))));
       case 'drop':
+        making.delete(m.image);
         return void models.delete(m.image);
       case 'rehearse':
         return answer(m.id, rehearseStargzChain().then(() => undefined));

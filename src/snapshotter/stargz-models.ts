@@ -27,10 +27,13 @@ export class StargzModels {
     return image;
   }
 
-  /** Resolves once the worker holds the layer's model (its TOC read, verified and made a model); rejects with why it cannot. */
-  async model(image: number, layer: Descriptor): Promise<void> {
+  /**
+   * Resolves once the worker holds the layer's model (its TOC read, verified and made a model);
+   * rejects with why it cannot. `rank`: the layer's place in its image, bottom first.
+   */
+  async model(image: number, layer: Descriptor, rank: number): Promise<void> {
     const name = this.nameOf(image);
-    await this.call((id) => ({ kind: 'model', id, image, name, layer }));
+    await this.call((id) => ({ kind: 'model', id, image, name, layer, rank }));
   }
 
   /** The chain's bootstrap, merged from the models of `layers` (any not kept yet are made first). */

@@ -157,7 +157,7 @@ export class StargzWarmup {
   private model(image: PulledImage, layer: ImageManifest['layers'][number]): Promise<void> {
     let model = image.models.get(layer.digest);
     if (!model) {
-      model = image.opened.then(({ image: n }) => this.models.model(n, layer));
+      model = image.opened.then(({ image: n, manifest }) => this.models.model(n, layer, manifest.layers.indexOf(layer)));
       model.catch(() => image.models.delete(layer.digest));
       image.models.set(layer.digest, model);
     }

@@ -36,6 +36,8 @@ export interface ReadTocOptions {
   annotations?: Readonly<Record<string, string>>;
   /** Largest TOC JSON accepted (default MAX_TOC_SIZE). */
   maxTocSize?: number;
+  /** Awaited once the TOC's bytes are in, before they are parsed: a caller's turn among several TOCs (the CPU work is the parse). */
+  beforeParse?: () => Promise<void>;
 }
 
 interface Expectation {
@@ -51,7 +53,8 @@ export async function readStargzToc(read: RangeReader, blobSize: number, opts: R
   const expectations = expectedDigests(footer, opts);
   const storedHash = footer.kind === 'zstd:chunked' ? createHash('sha256') : undefined;
   let storedTocDigest: string | undefined;
-  const { tocDigest, entries } = await parseTocJson(tocJsonBytes(read, footer, opts.maxTocSize ?? MAX_TOC_SIZE, storedHash), (jsonDigest) => {
+  const bytes = tocJsonBytes(read, footer, opts.maxTocSize ?? MAX_TOC_SIZE, storedHash);
+  const { tocDigest, entries } = await parseTocJson(opts.beforeParse ? thenAwait(bytes, opts.beforeParse) : bytes, (jsonDigest) => {
     storedTocDigest = storedHash && `sha256:${storedHash.digest('hex')}`;
     for (const e of expectations) {
       const actual = e.of === 'json' ? jsonDigest : storedTocDigest!;
@@ -60,6 +63,12 @@ export async function readStargzToc(read: RangeReader, blobSize: number, opts: R
   });
   resolvePieces(entries, footer);
   return { footer, tocDigest, storedTocDigest, verifiedBy: expectations[0]?.source, entries };
+}
+
+/** `bytes`, then `gate` awaited before the iteration ends (a whole TOC is parsed when it does). */
+async function* thenAwait(bytes: AsyncIterable<Buffer>, gate: () => Promise<void>): AsyncGenerator<Buffer> {
+  yield* bytes;
+  await gate();
 }
 
 /** Where an eStargz layer's TOC member starts, when only its JSON is at hand. */

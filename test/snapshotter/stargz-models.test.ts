@@ -40,7 +40,7 @@ describe('StargzModels (layer models in a worker thread)', () => {
     const models = new StargzModels();
     const { reads, read } = reader();
     const image = models.open('reg/img', read);
-    await Promise.all([models.model(image, lower.desc), models.model(image, upper.desc)]);
+    await Promise.all([models.model(image, lower.desc, 0), models.model(image, upper.desc, 1)]);
     const readsForModels = reads.length;
     const rafs = RafsImage.open(await models.build(image, [lower.desc, upper.desc]));
     expect(reads.length).toBe(readsForModels); // the kept models, not read again
@@ -49,22 +49,38 @@ describe('StargzModels (layer models in a worker thread)', () => {
     expect(rafs.blobs.map((b) => `sha256:${b.blobId}`).sort()).toEqual([lower.desc.digest, upper.desc.digest].sort());
   });
 
+  it('parses TOCs read at once lowest layer first, as containerd commits them: a higher one whose bytes came first waits', async () => {
+    const models = new StargzModels();
+    const { read } = reader();
+    const slowLower = async (digest: string, offset: number, length: number): Promise<Buffer> => {
+      if (digest === lower.desc.digest) await new Promise((r) => setTimeout(r, 150));
+      return read(digest, offset, length);
+    };
+    const image = models.open('reg/img', slowLower);
+    const done: string[] = [];
+    await Promise.all([
+      models.model(image, upper.desc, 1).then(() => done.push('upper')),
+      models.model(image, lower.desc, 0).then(() => done.push('lower')),
+    ]);
+    expect(done).toEqual(['lower', 'upper']);
+  });
+
   it('refuses a layer whose TOC is not the one its annotation names, and a read that fails, with why', async () => {
     const models = new StargzModels();
     const image = models.open('reg/img', reader().read);
     const forged = { ...upper.desc, annotations: { [TOC_DIGEST_ANNOTATION]: `sha256:${'0'.repeat(64)}` } };
-    await expect(models.model(image, forged)).rejects.toThrow(/TOC digest/i);
+    await expect(models.model(image, forged, 1)).rejects.toThrow(/TOC digest/i);
     const missing = { ...upper.desc, digest: `sha256:${'1'.repeat(64)}` };
-    await expect(models.model(image, missing)).rejects.toThrow(`no blob ${missing.digest}`);
+    await expect(models.model(image, missing, 1)).rejects.toThrow(`no blob ${missing.digest}`);
     // the worker goes on serving
-    await expect(models.model(image, lower.desc)).resolves.toBeUndefined();
+    await expect(models.model(image, lower.desc, 0)).resolves.toBeUndefined();
   });
 
   it('reads a dropped image\'s layers again for a build, and refuses an image that is no longer open', async () => {
     const models = new StargzModels();
     const { reads, read } = reader();
     const image = models.open('reg/img', read);
-    await models.model(image, lower.desc);
+    await models.model(image, lower.desc, 0);
     models.drop(image);
     await expect(models.build(image, [lower.desc])).rejects.toThrow(/no open image/);
     const again = models.open('reg/img', read);
