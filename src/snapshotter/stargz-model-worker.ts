@@ -62,11 +62,13 @@ function serve(port: NonNullable<typeof parentPort>): void {
       const lower = (): Promise<unknown> => Promise.all([...turns.values()].filter((t) => t.rank < rank).map((t) => t.settled));
       made = reader(image, name, () => lower().then(() => undefined))(layer);
       turns.set(layer.digest, { rank, settled: made.then(() => undefined, () => undefined) });
-      void made.finally(() => turns.delete(layer.digest)).catch(() => undefined);
-      made.then(() => {
+      void made.then(() => {
         const now = performance.now();
         log.debug('eStargz layer model made', { image: name, layer: layer.digest, ms: Math.round(now - started), afterReadsMs: Math.round(now - (arrived.get(layer.digest) ?? started)) });
-      }, () => undefined);
+      }, () => undefined).finally(() => {
+        turns.delete(layer.digest);
+        arrived.delete(layer.digest);
+      });
       made.catch(() => own.delete(layer.digest));
       own.set(layer.digest, made);
     }
