@@ -1,6 +1,7 @@
 // End to end with the real kernel (needs root and /dev/fuse): a layer built from the sample tree by
 // the CLI is served by `nydusify-ts mount` in a child process, and the mounted tree must be exactly
-// what GNU tar extracts. Also: many parallel readers, a corrupt chunk (EIO for that file only),
+// what GNU tar extracts. Also: many parallel readers, random O_DIRECT reads served from decoded
+// copies of chunks (decoded-spill.ts), a corrupt chunk (EIO for that file only),
 // SIGTERM (clean unmount, exit 0) and a stale mount left by `kill -9` (cleaned by the next start).
 // The request handler is also driven directly (no kernel) for the cases the kernel never sends.
 import { spawn, spawnSync } from 'node:child_process';
