@@ -118,10 +118,7 @@ export class BlobCache {
     checkRef(blob, ref);
     if (data.length !== ref.uncompressedSize) throw new Error(`chunk ${ref.ciIndex} of blob ${blob.blobId}: ${data.length} bytes for a chunk of ${ref.uncompressedSize}`);
     const { map, sink } = await this.entry(blob);
-    if (map.isReady(ref.ciIndex)) return;
-    await sink.write(ref, data);
-    await sink.sync();
-    await sink.markReady(ref.ciIndex);
+    if (!map.isReady(ref.ciIndex)) await keep(sink, ref, data);
   }
 
   /**
@@ -371,11 +368,16 @@ export class BlobCache {
       return undefined;
     }
     if (!digest(blob.digester, data).equals(ref.digest)) return undefined;
-    await entry.sink.write(ref, data);
-    await entry.sink.sync();
-    await entry.map.markReady(ref.ciIndex);
+    await keep(entry.sink, ref, data);
     return data;
   }
+}
+
+/** Verified chunk bytes into the cache files: written, made durable, then marked ready (never ready before its bytes are on disk). */
+async function keep(sink: ChunkSink, ref: ChunkRef, data: Buffer): Promise<void> {
+  await sink.write(ref, data);
+  await sink.sync();
+  await sink.markReady(ref.ciIndex);
 }
 
 function checkRef(blob: BlobInfo, ref: ChunkRef): void {

@@ -12,9 +12,11 @@
 // says. Only verified bytes are written, and a failed write (a full disk) only means the chunk is
 // decoded again next time.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
+import { ChunkIntegrityError } from './chunk-decoder.js';
+import { preadExact } from './sync-chunks.js';
 
 /** What a worker is given: per blob, the main thread's descriptor of its spill file and who that file is. */
 export interface SpillFiles {
@@ -59,7 +61,7 @@ export class DecodedSpill {
   private readonly state: Uint8Array;
   /** Where each blob's state bytes start. */
   private readonly base: number[];
-  /** This worker's own descriptors, opened on first use (-1: that blob has no usable spill file). */
+  /** This worker's own descriptors, opened when it takes the image (-1: that blob has no usable spill file). */
   private readonly fds: number[];
 
   constructor(private readonly spill: SpillFiles, private readonly blobs: readonly BlobInfo[]) {
@@ -81,14 +83,13 @@ export class DecodedSpill {
 
   /** Fills `into` with the spilled chunk's bytes from `start`; false (nothing read) if the file ends first. */
   read(ref: ChunkRef, start: number, into: Buffer): boolean {
-    const position = this.slot(ref) + start;
-    let done = 0;
-    while (done < into.length) {
-      const n = readSync(this.fds[ref.blobIndex]!, into, done, into.length - done, position + done);
-      if (n === 0) return false;
-      done += n;
+    try {
+      preadExact(this.fds[ref.blobIndex]!, into, this.slot(ref) + start, this.blobs[ref.blobIndex]!, ref, 'spill file');
+      return true;
+    } catch (err) {
+      if (err instanceof ChunkIntegrityError) return false;
+      throw err;
     }
-    return true;
   }
 
   /** A chunk was decoded and verified: the second time it is (by any worker), it is written to its spill file. */

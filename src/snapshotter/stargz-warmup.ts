@@ -2,8 +2,8 @@
 // each new layer's TOC and makes its layer model before it commits the layer remotely: a layer that
 // cannot be served lazily (its TOC not the one its annotation names, pieces no RAFS chunk grid
 // fits, …) is refused then, and containerd pulls it as an ordinary layer instead of a container
-// failing to start on it later. When the chain's top layer is in, the models are merged into the
-// chain's bootstrap in the cache directory (blobcache/built-bootstraps.ts): the daemon that mounts
+// failing to start on it later. Once the models of the chain a container will mount are made,
+// they are merged into the chain's bootstrap in the cache directory (blobcache/built-bootstraps.ts): the daemon that mounts
 // the image for the container then finds it there (or waits for it on the build lock, which the
 // warm-up takes first), instead of reading and merging every TOC while the container waits. The
 // TOCs are parsed, and the chains merged, in a worker thread (stargz-models.ts), so this thread
