@@ -61,7 +61,7 @@ function unary(fn: (req: Req) => Promise<unknown>, name: string): grpc.handleUna
           callback(null, reply);
         },
         (err: unknown) => {
-          log.debug('snapshotter call failed', { op: name, key: call.request.key ?? call.request.name, error: err });
+          log.debug('snapshotter call failed', { op: name, key: call.request.key ?? call.request.name, ms: Date.now() - started, error: err });
           callback(statusOf(err));
         },
       );

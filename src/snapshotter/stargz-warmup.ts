@@ -142,8 +142,11 @@ export class StargzWarmup {
     const { ref } = remote;
     const auth = this.authOf(remote);
     const client = registryClientFor(ref, auth ? { ...this.access, auth } : this.access);
+    const parsed = parseReference(ref);
+    // the TOC reads go out together once the manifest is in: their connections open beside it
+    void client.preconnect(parsed.host, TOC_READS);
     const opened = (async () => {
-      const { store, reference } = await openImageStore({ kind: 'registry', ...parseReference(ref) }, client);
+      const { store, reference } = await openImageStore({ kind: 'registry', ...parsed }, client);
       const manifest = (await resolveImage(store, reference)).manifest.parsed;
       return { store, manifest, image: this.models.open(store.name, (digest, offset, length) => store.getBlobRange(digest, offset, length)) };
     })();
