@@ -10,6 +10,7 @@ mod js;
 mod member;
 mod napi;
 mod flock;
+mod fsnode;
 mod mount;
 mod netlink;
 mod pidfd;
@@ -238,6 +239,24 @@ unsafe extern "C" fn mount_read_only(env: napi_env, info: napi_callback_info) ->
     })
 }
 
+unsafe extern "C" fn mknod(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [p, m, major, minor] = js::args::<4>(env, info)?;
+        let mode = u32::try_from(js::int(env, m, "mode")?).map_err(|_| error::NativeError::Argument("mode must not be negative".into()))?;
+        let dev = |v, name| u32::try_from(js::int(env, v, name)?).map_err(|_| error::NativeError::Argument(format!("{name} must not be negative")));
+        fsnode::mknod(js::bytes(env, p, "path")?, mode, dev(major, "major")?, dev(minor, "minor")?)?;
+        js::undefined(env)
+    })
+}
+
+unsafe extern "C" fn lsetxattr(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [p, n, v] = js::args::<3>(env, info)?;
+        fsnode::lsetxattr(js::bytes(env, p, "path")?, js::bytes(env, n, "name")?, js::bytes(env, v, "value")?)?;
+        js::undefined(env)
+    })
+}
+
 unsafe extern "C" fn netlink_generic_transact(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [m, t] = js::args::<2>(env, info)?;
@@ -259,7 +278,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 25] = [
+    let functions: [(&str, napi_callback); 27] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -285,6 +304,8 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("flockTryExclusive", Some(flock_try_exclusive)),
         ("mountReadOnly", Some(mount_read_only)),
         ("netlinkGenericTransact", Some(netlink_generic_transact)),
+        ("mknod", Some(mknod)),
+        ("lsetxattr", Some(lsetxattr)),
     ];
     js::guard(env, || {
         for (name, f) in functions {

@@ -39,6 +39,8 @@ interface Addon {
   flockTryExclusive(fd: number): number;
   mountReadOnly(fstype: string, source: string, target: string, options: string): void;
   netlinkGenericTransact(message: Uint8Array, timeoutMs: number): Buffer;
+  mknod(path: Uint8Array, mode: number, major: number, minor: number): void;
+  lsetxattr(path: Uint8Array, name: Uint8Array, value: Uint8Array): void;
 }
 
 function addonPath(): string {
@@ -277,6 +279,19 @@ export function pidfdSendSignal(pidfd: number, signal: number): boolean {
 /** mount(2) read-only of `source` at `target`: a regular file is read by the filesystem itself, no loop device. */
 export function mountReadOnly(fstype: string, source: string, target: string, options = ''): void {
   addon.mountReadOnly(fstype, source, target, options);
+}
+
+/**
+ * mknod(2): node `path` (bytes: a layer's names need not be UTF-8) of type and permissions `mode`
+ * (S_IFCHR, S_IFBLK or S_IFIFO, umask applied), device `major:minor`.
+ */
+export function mknod(path: Uint8Array, mode: number, major = 0, minor = 0): void {
+  addon.mknod(path, mode, major, minor);
+}
+
+/** lsetxattr(2): extended attribute `name` of `path` itself (a symlink's own) set to `value`. */
+export function lsetxattr(path: Uint8Array, name: Uint8Array, value: Uint8Array): void {
+  addon.lsetxattr(path, name, value);
 }
 
 /** Takes flock(2)'s exclusive lock on `fd` if nobody holds it; the kernel drops it when the descriptor closes. */
