@@ -1,6 +1,6 @@
 // containerd lazy start: our snapshotter (FUSE and block drivers) vs stargz-snapshotter vs overlayfs full pull, `node -e 1` in debian-ml (shaped netns registry).
 //
-//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs] [--hot-chunk-size 16K]
+//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs,ours-pull] [--hot-chunk-size 16K]
 //   node bench/run.mjs containerd-lazy [--runs 3] [--rows …] [--hot-chunk-size 16K]
 //
 // Needs root, /dev/fuse, containerd + runc + ctr + ctr-remote, ip/tc, curl, go (once, to build the
@@ -15,6 +15,8 @@
 // cold (`ctr images rm --sync` of everything first; stargz restarted with its fscache/httpcache
 // emptied; ours restarted on a fresh root, so a fresh blob cache):
 //   - overlayfs: `ctr images pull` (download + unpack everything) + `ctr run`
+//   - ours-pull: `ctr-remote image rpull --snapshotter nydusify-ts` of the plain image: our snapshotter
+//     pulls it whole itself (all layers at once, each unpacked as it streams) + `ctr run`
 //   - stargz: `ctr-remote image rpull` of the eStargz image + `ctr run --snapshotter stargz`
 //   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
 //     (`snapshotter --fs-driver fuse`: the lower dir is the daemon's FUSE tree)
@@ -48,7 +50,7 @@ const arg = (name, dflt) => {
   return i > 0 ? process.argv[i + 1] : dflt;
 };
 const runs = Number(arg('--runs', '3')) || 3;
-const rowKeys = arg('--rows', 'ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs').split(',');
+const rowKeys = arg('--rows', 'ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs,ours-pull').split(',');
 const REG = '127.0.0.1:5000';
 const NSREG = '10.203.0.2:5000';
 const REPO = 'debian-ml';
@@ -333,6 +335,7 @@ const allRows = [
   { name: 'stargz-snapshotter (rpull eStargz, lazy)', key: 'stargz', measure: () => stargzRun(), samples: [] },
   { name: 'stargz-snapshotter on its optimized eStargz (ctr-remote image optimize, prefetch)', key: 'stargz-opt', measure: () => stargzRun(ESGZ_OPT_TAG), samples: [] },
   { name: 'overlayfs (ctr pull, full)', key: 'overlayfs', measure: overlayfsRun, samples: [] },
+  { name: 'nydusify-ts snapshotter pulling the plain image whole (rpull: all layers at once, each unpacked as it streams)', key: 'ours-pull', measure: () => oursRun('fuse', 'latest'), samples: [] },
 ];
 const unknownRows = rowKeys.filter((k) => !allRows.some((r) => r.key === k));
 if (unknownRows.length) die(`unknown --rows ${unknownRows.join(', ')} (have ${allRows.map((r) => r.key).join(', ')})`);

@@ -217,6 +217,28 @@ class LayerWriter {
   }
 }
 
+/**
+ * Gives the directories a layer made for unlisted parents (AppliedLayer.madeDirs, under `root`)
+ * the owner, mode and times of the same directory in the nearest layer below that has it (`lowers`,
+ * nearest first), as containerd does; one no layer has keeps what it was made with.
+ */
+export function adoptLowerDirs(root: string, madeDirs: readonly string[][], lowers: readonly string[]): void {
+  for (const comps of madeDirs) {
+    const rel = Buffer.from(`/${comps.join('/')}`, 'latin1');
+    for (const lower of lowers) {
+      const st = lstatIf(Buffer.concat([Buffer.from(lower), rel]));
+      if (!st) continue;
+      if (st.isDirectory()) {
+        const path = Buffer.concat([Buffer.from(root), rel]);
+        lchownSync(path, st.uid, st.gid);
+        chmodSync(path, st.mode & 0o7777);
+        lutimesSync(path, st.atime, st.mtime);
+      }
+      break;
+    }
+  }
+}
+
 const key = (comps: string[]): string => comps.join('/');
 const seconds = (e: TarEntry): number => e.mtime + e.mtimeNsec / 1e9;
 const metaOf = (e: TarEntry): DirMeta => ({ mode: e.mode, uid: e.uid, gid: e.gid, mtime: seconds(e) });

@@ -150,7 +150,7 @@ export class ImageMounts {
   }
 
   /** The image's credentials: its layers' pull secret, else those kubelet pulled it with (if the keychain is on). */
-  authOf(remote: RemoteLayer): RemoteLayer['auth'] {
+  authOf(remote: Pick<RemoteLayer, 'ref' | 'auth'>): RemoteLayer['auth'] {
     return remote.auth ?? this.opts.keychain?.credentialsFor(remote.ref);
   }
 

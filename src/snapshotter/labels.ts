@@ -79,6 +79,9 @@ export interface RemoteLayer {
   auth?: { username: string; password: string };
 }
 
+/** A layer's image and digest (and the image's credentials, if its labels give them). */
+export type LayerSource = Omit<RemoteLayer, 'role'>;
+
 /** The remote layer the labels describe, or undefined for an ordinary layer. */
 export function remoteLayer(labels: Record<string, string>): RemoteLayer | undefined {
   const role = labels[Label.NYDUS_BOOTSTRAP] === 'true' ? 'bootstrap' : labels[Label.NYDUS_BLOB] === 'true' ? 'blob' : labels[Label.STARGZ_TOC_DIGEST] !== undefined ? 'stargz' : undefined;
@@ -90,6 +93,20 @@ export function remoteLayer(labels: Record<string, string>): RemoteLayer | undef
   if (!DIGEST.test(digest)) throw new InvalidArgumentError(`layer digest label ${JSON.stringify(digest.slice(0, 128))} is not a sha256 digest`);
   const auth = pullSecret(labels);
   return { ref, digest, role, ...(auth ? { auth } : {}) };
+}
+
+/**
+ * An ordinary layer whose labels name its image and digest (as `ctr-remote image rpull` and CRI
+ * label every layer): one the snapshotter may pull itself (plain-pulls.ts). Undefined for a remote
+ * layer or labels that do not name both.
+ */
+export function plainLayer(labels: Record<string, string>): LayerSource | undefined {
+  if (labels[Label.NYDUS_BOOTSTRAP] !== undefined || labels[Label.NYDUS_BLOB] !== undefined || labels[Label.STARGZ_TOC_DIGEST] !== undefined) return undefined;
+  const ref = labels[Label.CRI_REF] ?? labels[Label.STARGZ_REF];
+  const digest = labels[Label.CRI_DIGEST] ?? labels[Label.STARGZ_DIGEST];
+  if (ref === undefined || digest === undefined || ref.length > MAX_REF_LENGTH || !REFERENCE.test(ref) || !DIGEST.test(digest)) return undefined;
+  const auth = pullSecret(labels);
+  return { ref, digest, ...(auth ? { auth } : {}) };
 }
 
 /** The pull secret labels' credentials: both or neither (one alone is refused, rather than a pull without them). */

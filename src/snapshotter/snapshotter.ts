@@ -4,7 +4,7 @@
 // under the requested name (empty: the daemon serves the data) and answers AlreadyExists, so
 // containerd downloads nothing; a snapshot on top of a Nydus image gets the daemon's mount of the
 // image as its lower dir. Every change is serialized: each is a read-check-update of the store.
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { log } from '../util/log.js';
@@ -12,7 +12,9 @@ import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotF
 import { CacheGc } from '../blobcache/cache-gc.js';
 import { parseFilters } from './filters.js';
 import { ImageMounts } from './image-mounts.js';
-import { checkKey, checkLabels, Label, labelsOf, type RemoteLayer, remoteLayer } from './labels.js';
+import { checkKey, checkLabels, Label, labelsOf, plainLayer, type RemoteLayer, remoteLayer } from './labels.js';
+import { NotPlainImageError, PlainPulls, type PulledLayer } from './plain-pulls.js';
+import { adoptLowerDirs } from '../image/apply-layer.js';
 import { type Kind, MetadataStore, type SnapshotRecord } from './metadata.js';
 import { type Mount, snapshotMounts } from './mounts.js';
 import { diskUsage, type Usage } from './usage.js';
@@ -30,6 +32,17 @@ export interface SnapshotInfo {
   labels: Record<string, string>;
 }
 
+export interface SnapshotterOptions {
+  /** Pull the layers of plain images containerd asks about (their labels name image and layer) itself, all at once (plain-pulls.ts). */
+  fastPull?: boolean;
+}
+
+/** A plain layer this snapshotter pulled, and its disk use. */
+interface Pulled {
+  layer: PulledLayer;
+  usage: Usage;
+}
+
 /** The image an active snapshot or view reads through, and its other lower dirs. */
 interface Lowers {
   dirs: string[];
@@ -44,16 +57,25 @@ export class Snapshotter {
   /** Images mounted at pull, until PREMOUNT_TTL_MS has passed. */
   private readonly premounted = new Map<string, RemoteLayer>();
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly pulls: PlainPulls | undefined;
 
   /**
    * Without `images`, Nydus labels are ignored and every layer is unpacked (plain overlayfs). With
    * `cache` (the daemons' blob cache), remote layers report their cached bytes as usage and
    * Cleanup removes blobs no remote layer names any more.
    */
-  constructor(readonly root: string, private readonly images?: ImageMounts, private readonly cache?: CacheGc) {
+  constructor(readonly root: string, private readonly images?: ImageMounts, private readonly cache?: CacheGc, opts: SnapshotterOptions = {}) {
     this.dirs = join(root, 'snapshots');
     mkdirSync(this.dirs, { recursive: true, mode: 0o700 });
     this.store = new MetadataStore(root);
+    if (opts.fastPull && images) {
+      this.pulls = new PlainPulls(root, images.opts.config.registry, (layer) => images.authOf(layer), (chainId) => this.store.get(chainId)?.kind === 'committed');
+    }
+  }
+
+  /** Removes what an earlier run left half done (pulls never committed). */
+  async start(): Promise<void> {
+    await this.pulls?.clearStale();
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -86,7 +108,25 @@ export class Snapshotter {
     const labels = checkLabels(rawLabels);
     const remote = this.images ? remoteLayer(labels) : undefined;
     const servable = await this.stargzServable(labels, remote);
-    return this.serial(() => this.createQueued(kind, key, parentKey, labels, remote, servable));
+    const pulled = remote ? undefined : await this.pulledLayer(labels, parentKey);
+    return this.serial(() => this.createQueued(kind, key, parentKey, labels, remote, servable, pulled));
+  }
+
+  /**
+   * A plain image's layer, pulled here (with fastPull, outside the queue: it takes a while); none for
+   * other layers, or when the pull fails (containerd then pulls the layer itself).
+   */
+  private async pulledLayer(labels: Record<string, string>, parentKey: string): Promise<Pulled | undefined> {
+    const layer = this.pulls ? plainLayer(labels) : undefined;
+    const target = labels[Label.TARGET];
+    if (!layer || target === undefined || this.store.get(target)) return undefined;
+    try {
+      const pulled = await this.pulls!.layer(layer, target, parentKey === '' ? undefined : parentKey);
+      return { layer: pulled, usage: await diskUsage(join(pulled.dir, 'fs')) };
+    } catch (err) {
+      if (!(err instanceof NotPlainImageError)) log.warn('pulling a layer failed: containerd pulls it', { ref: layer.ref, layer: layer.digest, error: (err as Error).message });
+      return undefined;
+    }
   }
 
   /**
@@ -99,7 +139,7 @@ export class Snapshotter {
     return this.images!.stargzServable(remote, (top) => this.premount(top));
   }
 
-  private async createQueued(kind: 'active' | 'view', key: string, parentKey: string, labels: Record<string, string>, remote: RemoteLayer | undefined, stargzServable: boolean): Promise<Mount[]> {
+  private async createQueued(kind: 'active' | 'view', key: string, parentKey: string, labels: Record<string, string>, remote: RemoteLayer | undefined, stargzServable: boolean, pulled: Pulled | undefined): Promise<Mount[]> {
     const parent = parentKey === '' ? undefined : checkKey(parentKey, 'parent');
     if (parent !== undefined) {
       const p = this.find(parent);
@@ -107,6 +147,7 @@ export class Snapshotter {
     }
     const target = labels[Label.TARGET];
     if (remote && target !== undefined && stargzServable && this.servesRemotely(remote, parent)) return this.commitRemote(target, parent, labels, remote);
+    if (pulled && target !== undefined) return this.commitPulled(target, parent, labels, pulled);
     if (this.store.get(key)) throw new AlreadyExistsError(`snapshot ${key} already exists`);
     const lowers = this.lowersOf(parent);
     const id = await this.newDir();
@@ -147,6 +188,29 @@ export class Snapshotter {
       await this.makeDirs(id);
       log.info('remote layer committed', { target, ref: remote.ref, digest: remote.digest, role: remote.role });
       this.images?.pulled(remote, (top) => this.premount(top));
+    }
+    throw new AlreadyExistsError(`target snapshot ${target} already exists`);
+  }
+
+  /**
+   * A plain layer pulled here, committed as `target` (its directory becomes the snapshot's) and
+   * reported as existing: containerd downloads and unpacks nothing. Directories the layer's tar did
+   * not list take their metadata from the layers below, as containerd's applier gives them.
+   */
+  private async commitPulled(target: string, parent: string | undefined, labels: Record<string, string>, pulled: Pulled): Promise<never> {
+    checkKey(target, 'target');
+    if (this.store.get(target)) {
+      await rm(pulled.layer.dir, { recursive: true, force: true });
+    } else {
+      adoptLowerDirs(join(pulled.layer.dir, 'fs'), pulled.layer.applied.madeDirs, this.lowersOf(parent).dirs);
+      // the id first: a directory no record names is an orphan Cleanup removes, never a record without its directory
+      const id = await this.store.update((d) => String(d.nextId++));
+      await rename(pulled.layer.dir, join(this.dirs, id));
+      await mkdir(join(this.dirs, id, 'work'), { mode: 0o700 });
+      const now = new Date().toISOString();
+      await this.store.update((d) => {
+        d.snapshots.set(target, { id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: pulled.usage });
+      });
     }
     throw new AlreadyExistsError(`target snapshot ${target} already exists`);
   }

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseTar } from '../../src/convert/tar/parse.js';
 import { TarWriter } from '../../src/convert/tar/write.js';
 import { TarPathError } from '../../src/convert/tar/errors.js';
-import { applyLayer, LayerApplyError } from '../../src/image/apply-layer.js';
+import { adoptLowerDirs, applyLayer, LayerApplyError } from '../../src/image/apply-layer.js';
 
 const isRoot = process.getuid?.() === 0;
 const work = mkdtempSync(join(tmpdir(), 'apply-layer-'));
@@ -100,6 +100,31 @@ describe.runIf(isRoot)('applyLayer', () => {
     expect(lstatSync(join(root, 'a')).mode & 0o7777).toBe(0o700);
     expect(readFileSync(join(root, 'f/g'), 'utf8')).toBe('2');
     expect(readFileSync(join(root, 'r'), 'utf8')).toBe('new');
+  });
+
+  it('gives the directories it made the metadata of the nearest layer below that has them, as containerd does', async () => {
+    const { root, madeDirs } = await applied('adopt', async (tar) => {
+      await tar.file({ path: 'tmp/x', size: 0 });
+      await tar.file({ path: 'usr/local/y', size: 0 });
+      await tar.file({ path: 'new/z', size: 0 });
+    });
+    const lower = join(work, 'adopt-lower');
+    const lowest = join(work, 'adopt-lowest');
+    mkdirSync(join(lower, 'usr'), { recursive: true });
+    mkdirSync(join(lowest, 'tmp'), { recursive: true });
+    mkdirSync(join(lowest, 'usr/local'), { recursive: true });
+    execFileSync('chmod', ['1777', join(lowest, 'tmp')]);
+    execFileSync('chown', ['5:6', join(lowest, 'usr/local')]);
+    execFileSync('chmod', ['0700', join(lower, 'usr')]);
+    // the nearer layer's usr is the one that shows: not the lowest one's
+    execFileSync('chmod', ['0711', join(lowest, 'usr')]);
+    adoptLowerDirs(root, madeDirs, [lower, lowest]);
+    expect(lstatSync(join(root, 'tmp')).mode & 0o7777).toBe(0o1777);
+    expect(lstatSync(join(root, 'usr')).mode & 0o7777).toBe(0o700);
+    const local = lstatSync(join(root, 'usr/local'));
+    expect([local.uid, local.gid]).toEqual([5, 6]);
+    // no layer has it: as it was made
+    expect(lstatSync(join(root, 'new')).mode & 0o7777).toBe(0o755);
   });
 
   it('never writes outside the directory: symlinked parents resolve inside it, as in a chroot (regression: symlink traversal)', async () => {

@@ -1,0 +1,183 @@
+// Plain OCI images pulled whole by the snapshotter, all their layers at once. containerd's own pull
+// downloads a few layers at a time and unpacks each only once it is in; here, the first Prepare of
+// an image's layer (its labels name the image and the layer) starts every layer the node lacks,
+// LAYER_PULLS at a time, bottom first, each streamed from the registry, decompressed and written as
+// it comes (layer-pull-worker.ts, a thread per layer) into a directory of its own. containerd then
+// asks for the layers one by one, and each is committed as soon as its own pull is done.
+//
+// What is committed is checked against the image: the blob against its digest and size, its tar
+// against the config's diff_id, and the snapshot containerd names (the target label) against the
+// chain ID those diff_ids give for its place in the image, so no label can put a layer's content
+// under another layer's name.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { AppliedLayer } from '../image/apply-layer.js';
+import { registryClientFor, type RegistryAccess } from '../image/remote.js';
+import { MAX_CONFIG_BYTES, readBlob, resolveImage } from '../registry/image-store.js';
+import { MediaType, type ImageManifest } from '../registry/media-types.js';
+import { openImageStore } from '../registry/open-image-store.js';
+import { parseReference } from '../registry/reference.js';
+import { forEachLimited } from '../util/concurrency.js';
+import { getLogLevel, log } from '../util/log.js';
+import type { LayerSource, RemoteLayer } from './labels.js';
+import type { LayerPullData, LayerPullReply } from './layer-pull-worker.js';
+
+/** Layers of one image pulled at once. */
+const LAYER_PULLS = 3;
+/** A pulled image nobody asked about for this long lets go of the layers containerd never took. */
+const IDLE_MS = 10 * 60_000;
+const PLAIN_LAYER_TYPES: ReadonlySet<string> = new Set([MediaType.ociLayer, MediaType.ociLayerGzip, MediaType.ociLayerZstd, MediaType.dockerLayerGzip]);
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** A layer pulled whole: `dir` holds its tree in `fs` (rename `dir` to make it a snapshot's). */
+export interface PulledLayer {
+  dir: string;
+  applied: AppliedLayer;
+}
+
+/** An image that is not wholly plain layers (or whose config does not say their diff_ids): containerd pulls it. */
+export class NotPlainImageError extends Error {}
+
+interface ImageLayer {
+  digest: string;
+  size: number;
+  diffId: string;
+  /** The chain ID of the image's layers up to this one: the snapshot containerd names for it. */
+  chainId: string;
+}
+
+interface PullingImage {
+  layers: Promise<ImageLayer[]>;
+  pulls: Map<string, Promise<PulledLayer>>;
+  /** Pulled layers containerd has not taken yet (their directories are ours to remove). */
+  untaken: Set<string>;
+  idle?: NodeJS.Timeout;
+}
+
+export class PlainPulls {
+  private readonly images = new Map<string, PullingImage>();
+  private readonly dir: string;
+
+  /**
+   * `root`: the snapshotter's (pulls go to ROOT/pulls, on the snapshots' filesystem); `has`: whether
+   * the snapshot of a chain ID exists already (its layer is not pulled again).
+   */
+  constructor(root: string, private readonly access: RegistryAccess, private readonly authOf: (layer: LayerSource) => RemoteLayer['auth'], private readonly has: (chainId: string) => boolean) {
+    this.dir = join(root, 'pulls');
+  }
+
+  /** Removes the pulls a previous run left behind (never committed). */
+  async clearStale(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * The layer `remote` names, pulled whole, for the snapshot `target` on `parent`; the first layer
+   * asked about starts the pulls of all the image's layers the node lacks. Rejects with
+   * NotPlainImageError for an image this does not pull.
+   */
+  async layer(remote: LayerSource, target: string, parent: string | undefined): Promise<PulledLayer> {
+    const image = this.imageOf(remote);
+    const layers = await image.layers;
+    const index = layers.findIndex((l) => l.digest === remote.digest);
+    if (index < 0) throw new Error(`${remote.ref} has no layer ${remote.digest}`);
+    const layer = layers[index]!;
+    if (target !== layer.chainId || parent !== (index === 0 ? undefined : layers[index - 1]!.chainId)) {
+      throw new Error(`snapshot ${target} on ${parent ?? 'nothing'} is not layer ${index} of ${remote.ref} (chain ${layer.chainId})`);
+    }
+    if (image.pulls.size === 0) {
+      const wanted = layers.filter((l) => l === layer || !this.has(l.chainId));
+      void forEachLimited(wanted, LAYER_PULLS, (l) => this.pull(remote, image, l).then(() => undefined, () => undefined));
+    }
+    const pulled = await this.pull(remote, image, layer);
+    image.untaken.delete(pulled.dir);
+    return pulled;
+  }
+
+  private imageOf(remote: LayerSource): PullingImage {
+    let image = this.images.get(remote.ref);
+    if (!image) {
+      image = { layers: this.layersOf(remote), pulls: new Map(), untaken: new Set() };
+      image.layers.catch(() => this.images.delete(remote.ref));
+      this.images.set(remote.ref, image);
+    }
+    clearTimeout(image.idle);
+    const held = image;
+    held.idle = setTimeout(() => void this.letGo(remote.ref, held), IDLE_MS);
+    held.idle.unref();
+    return held;
+  }
+
+  /** The image's layers with their diff_ids and chain IDs, if they are all plain ones. */
+  private async layersOf(remote: LayerSource): Promise<ImageLayer[]> {
+    const client = registryClientFor(remote.ref, this.accessOf(remote));
+    try {
+      const { store, reference } = await openImageStore({ kind: 'registry', ...parseReference(remote.ref) }, client);
+      const manifest: ImageManifest = (await resolveImage(store, reference)).manifest.parsed;
+      const foreign = manifest.layers.find((l) => !PLAIN_LAYER_TYPES.has(l.mediaType));
+      if (foreign) throw new NotPlainImageError(`${remote.ref}: layer ${foreign.digest} is ${foreign.mediaType}, not a plain tar layer`);
+      const config = JSON.parse((await readBlob(store, manifest.config, MAX_CONFIG_BYTES)).toString('utf8')) as { rootfs?: { diff_ids?: unknown } };
+      const diffIds = config.rootfs?.diff_ids;
+      if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length || !diffIds.every((d) => typeof d === 'string' && DIGEST.test(d))) {
+        throw new NotPlainImageError(`${remote.ref}: its config does not give one sha256 diff_id per layer`);
+      }
+      let chainId = '';
+      return manifest.layers.map((l, i) => {
+        const diffId = diffIds[i] as string;
+        chainId = i === 0 ? diffId : `sha256:${createHash('sha256').update(`${chainId} ${diffId}`).digest('hex')}`;
+        return { digest: l.digest, size: l.size, diffId, chainId };
+      });
+    } finally {
+      await client.close();
+    }
+  }
+
+  private pull(remote: LayerSource, image: PullingImage, layer: ImageLayer): Promise<PulledLayer> {
+    let pull = image.pulls.get(layer.digest);
+    if (!pull) {
+      pull = this.pullInThread(remote, layer);
+      void pull.then((p) => image.untaken.add(p.dir), () => image.pulls.delete(layer.digest));
+      image.pulls.set(layer.digest, pull);
+    }
+    return pull;
+  }
+
+  private async pullInThread(remote: LayerSource, layer: ImageLayer): Promise<PulledLayer> {
+    const dir = join(this.dir, `${layer.digest.slice('sha256:'.length, 'sha256:'.length + 16)}-${randomBytes(4).toString('hex')}`);
+    await mkdir(join(dir, 'fs'), { recursive: true, mode: 0o755 });
+    const started = performance.now();
+    const data: LayerPullData = {
+      nydusifyLayerPull: true, logLevel: getLogLevel(), ref: remote.ref, access: this.accessOf(remote),
+      layer: { digest: layer.digest, size: layer.size }, diffId: layer.diffId, dir: join(dir, 'fs'),
+    };
+    try {
+      const reply = await new Promise<LayerPullReply>((resolve, reject) => {
+        const worker = new Worker(new URL('./layer-pull-worker.js', import.meta.url), { workerData: data });
+        worker.once('message', resolve);
+        worker.once('error', reject);
+        worker.once('exit', (code) => reject(new Error(`the layer pull thread exited (${code}) before it was done`)));
+      });
+      if ('error' in reply) throw new Error(reply.error);
+      log.info('layer pulled', { ref: remote.ref, layer: layer.digest, bytes: layer.size, files: reply.applied.entries, ms: Math.round(performance.now() - started) });
+      return { dir, applied: reply.applied };
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private accessOf(remote: LayerSource): RegistryAccess {
+    const auth = this.authOf(remote);
+    return auth ? { ...this.access, auth } : this.access;
+  }
+
+  /** Forgets an idle image: the layers it pulled that containerd never took are removed. */
+  private async letGo(ref: string, image: PullingImage): Promise<void> {
+    if (this.images.get(ref) !== image) return;
+    this.images.delete(ref);
+    await Promise.allSettled([...image.pulls.values()]);
+    for (const dir of image.untaken) await rm(dir, { recursive: true, force: true });
+  }
+}

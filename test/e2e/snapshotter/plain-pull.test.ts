@@ -1,0 +1,118 @@
+// Plain OCI images pulled by the snapshotter itself (plain-pulls.ts) with real containerd: `ctr-remote
+// image rpull` of the unmodified debian-ml labels each layer's Prepare with its image and digest; the
+// snapshotter pulls all three layers at once, each written as it streams, and commits each when
+// containerd asks, which then downloads nothing itself. A container runs /etc/e2e/expect.sh (ALL OK)
+// and the merged tree equals `umoci unpack`'s. An image whose config gives its top layer a diff_id
+// its tar does not have never gets that layer committed by us (regression: nothing unverified under
+// a chain ID).
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientForReferences } from '../../../src/registry/client.js';
+import { readBlob } from '../../../src/registry/image-store.js';
+import { openImageStore } from '../../../src/registry/index.js';
+import { diffManifests, treeManifest } from '../../helpers/trees.js';
+import { runAsync } from '../../helpers/run.js';
+import {
+  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, REGISTRY, registryLogOffset, registryLogSince, SNAPSHOTTER,
+  startSnapshotter, type SnapshotterProcess,
+} from '../../snapshotter/env.js';
+
+const IMAGE = `${REGISTRY}/debian-ml:latest`;
+const BAD_DIFF_ID = `${REGISTRY}/debian-ml:plain-pull-bad-diff-id`;
+const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
+const root = mkdtempSync(`${E2E_DIR}-plain-pull-`);
+let sn: SnapshotterProcess;
+
+/** The image's config diff_ids and the chain IDs they give, bottom first. */
+async function chainIds(ref: string, tag: string): Promise<{ diffIds: string[]; chains: string[] }> {
+  const { store } = await openImageStore(ref, clientForReferences([[ref, false]], true));
+  const manifest = (await store.getManifest(tag)).parsed as { config: { digest: string; size: number; mediaType: string } };
+  const config = JSON.parse((await readBlob(store, manifest.config, 1 << 20)).toString('utf8')) as { rootfs: { diff_ids: string[] } };
+  const diffIds = config.rootfs.diff_ids;
+  const chains: string[] = [];
+  for (const d of diffIds) chains.push(chains.length === 0 ? d : `sha256:${createHash('sha256').update(`${chains.at(-1)} ${d}`).digest('hex')}`);
+  return { diffIds, chains };
+}
+
+/** debian-ml with its top layer's diff_id changed (a new config; the layers are the same blobs). */
+async function pushBadDiffId(): Promise<void> {
+  const { store } = await openImageStore(BAD_DIFF_ID, clientForReferences([[BAD_DIFF_ID, false]], true));
+  const manifest = (await store.getManifest('latest')).parsed as { config: { digest: string; size: number; mediaType: string }; layers: object[] };
+  const config = JSON.parse((await readBlob(store, manifest.config, 1 << 20)).toString('utf8')) as { rootfs: { diff_ids: string[] } };
+  config.rootfs.diff_ids[2] = `sha256:${'1'.repeat(64)}`;
+  const bytes = Buffer.from(JSON.stringify(config));
+  const descriptor = { mediaType: manifest.config.mediaType, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length };
+  await store.putBlob(descriptor, bytes);
+  await store.putManifest(Buffer.from(JSON.stringify({ ...manifest, config: descriptor })), 'application/vnd.oci.image.manifest.v1+json', 'plain-pull-bad-diff-id');
+}
+
+beforeAll(async () => {
+  await containerdUp();
+  await pushBadDiffId();
+  sn = await startSnapshotter(root);
+  await ctr(['task', 'kill', '-s', 'KILL', 'plain']);
+  await ctr(['task', 'rm', '-f', 'plain']);
+  await ctr(['container', 'rm', 'plain']);
+  await ctr(['images', 'rm', '--sync', IMAGE, BAD_DIFF_ID]);
+}, 300_000);
+
+afterAll(async () => {
+  await ctr(['snapshots', '--snapshotter', SNAPSHOTTER, 'rm', 'plain-view']);
+  await ctr(['images', 'rm', '--sync', IMAGE, BAD_DIFF_ID]);
+  if (sn && sn.child.exitCode === null) {
+    sn.child.kill('SIGTERM');
+    await sn.exit;
+  }
+  await killLeftovers(root);
+}, 120_000);
+
+describe('a plain OCI image through the snapshotter', () => {
+  it('is pulled by the snapshotter, all layers at once; containerd downloads none; expect.sh ALL OK; the tree is umoci\'s', async () => {
+    const layers = await manifestLayers(IMAGE);
+    const from = registryLogOffset();
+    const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, IMAGE], 300_000);
+    expect(pull.code, pull.stderr).toBe(0);
+    const pulled = sn.log().split('\n').filter((l) => l.includes('"msg":"layer pulled"'));
+    expect(pulled).toHaveLength(layers.length);
+    for (const l of layers) expect(pulled.some((line) => line.includes(l.digest)), l.digest).toBe(true);
+    // each layer blob was fetched once, by the snapshotter (containerd's client names itself)
+    const gets = registryLogSince(from).filter((l) => /GET \/v2\/debian-ml\/blobs\/sha256:/.test(l) && / 200 /.test(l));
+    for (const l of layers) expect(gets.filter((g) => g.includes(l.digest)), l.digest).toHaveLength(1);
+    expect(gets.filter((g) => /containerd\//.test(g) && layers.some((l) => g.includes(l.digest)))).toEqual([]);
+
+    const r = await ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, IMAGE, 'plain', '/etc/e2e/expect.sh'], 180_000);
+    expect(r.stdout, `ctr run exited ${r.code}: ${r.stderr}`).toContain('ALL OK');
+    expect(r.stdout).not.toMatch(/^FAIL/m);
+
+    const { chains } = await chainIds(IMAGE, 'latest');
+    await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'view', 'plain-view', chains.at(-1)!]);
+    const mnt = join(root, 'view');
+    mkdirSync(mnt, { recursive: true });
+    const command = await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'mounts', mnt, 'plain-view']);
+    execFileSync('sh', ['-c', command]);
+    const bundle = join(root, 'umoci');
+    try {
+      await runAsync('umoci', ['unpack', '--image', `${join(e2eDir, 'images', 'oci')}:debian-ml`, bundle]);
+      // the root's mtime is neither's to give: no layer lists '.', each root directory was made just now
+      expect(diffManifests(treeManifest(join(bundle, 'rootfs')), treeManifest(mnt), (path, field) => path === '.' && field === 'mtime')).toEqual([]);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  }, 600_000);
+
+  it('never commits a layer whose tar is not the one its config\'s diff_id names (regression: unverified content under a chain ID)', async () => {
+    const { chains } = await chainIds(BAD_DIFF_ID, 'plain-pull-bad-diff-id');
+    // its lower layers are debian-ml's: gone, so that they are pulled again
+    await ctr(['snapshots', '--snapshotter', SNAPSHOTTER, 'rm', 'plain-view']);
+    await ctr(['images', 'rm', '--sync', IMAGE]);
+    const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, BAD_DIFF_ID], 300_000);
+    // containerd checks the diff_id of what it unpacks too: the pull fails either way
+    expect(pull.code).not.toBe(0);
+    expect(sn.log()).toMatch(/pulling a layer failed: containerd pulls it.*its tar's digest is sha256:[0-9a-f]{64}, the image config says sha256:1{64}/);
+    const listed = await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'ls']);
+    expect(listed).not.toContain(chains[2]);
+  }, 600_000);
+});
