@@ -16,7 +16,7 @@
 // emptied; ours restarted on a fresh root, so a fresh blob cache):
 //   - overlayfs: `ctr images pull` (download + unpack everything) + `ctr run`
 //   - ours-pull: `ctr-remote image rpull --snapshotter nydusify-ts` of the plain image: our snapshotter
-//     pulls it whole itself (all layers at once, each unpacked as it streams) + `ctr run`
+//     (--fast-pull) pulls it whole itself (all layers at once, each unpacked as it streams) + `ctr run`
 //   - stargz: `ctr-remote image rpull` of the eStargz image + `ctr run --snapshotter stargz`
 //   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
 //     (`snapshotter --fs-driver fuse`: the lower dir is the daemon's FUSE tree)
@@ -132,7 +132,7 @@ async function startOurs(fsDriver) {
   rmSync(SNAP_ROOT, { recursive: true, force: true });
   // BENCH_SNAP_NODE_ARGS: node flags for the snapshotter process (e.g. --cpu-prof --cpu-prof-dir=DIR)
   const nodeArgs = (process.env.BENCH_SNAP_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: process.env.BENCH_SNAP_LOG_LEVEL ?? 'info' } });
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', '--fast-pull', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: process.env.BENCH_SNAP_LOG_LEVEL ?? 'info' } });
   let log = '';
   child.stderr.on('data', (d) => { log = (log + d).slice(-200_000); });
   const exited = new Promise((r) => child.on('close', r));
@@ -273,8 +273,27 @@ function logSize() {
   return { log, size: log ? statSync(log).size : 0 };
 }
 
+/**
+ * Flushes the page cache and waits (≤ 20 s) until the disks have written, read and discarded
+ * nothing for a second: removing the last run's image (hundreds of MB of files: their writeback and
+ * discards) must not slow the next run's writes, whichever row that is.
+ */
+async function quietDisks() {
+  spawnSync('sync');
+  const counters = () => readdirSync('/sys/block').filter((d) => !/^(loop|zram|ram)/.test(d))
+    .map((d) => readFileSync(join('/sys/block', d, 'stat'), 'utf8').trim().split(/\s+/).filter((_, i) => i !== 8 && i !== 9 && i !== 10).join(' ')).join('|');
+  let last = counters();
+  for (let i = 0, still = 0; i < 80 && still < 4; i++) {
+    await sleep(250);
+    const now = counters();
+    still = now === last ? still + 1 : 0;
+    last = now;
+  }
+}
+
 async function timed(pull, snapshotter, ref) {
   const id = `bench-cl-${process.pid}-${seq++}`;
+  await quietDisks();
   const from = logSize();
   const t0 = now();
   await pull();

@@ -1,4 +1,4 @@
-// Plain OCI images pulled by the snapshotter itself (plain-pulls.ts) with real containerd: `ctr-remote
+// Plain OCI images pulled by the snapshotter itself (plain-pulls.ts, `snapshotter --fast-pull`) with real containerd: `ctr-remote
 // image rpull` of the unmodified debian-ml labels each layer's Prepare with its image and digest; the
 // snapshotter pulls all three layers at once, each written as it streams, and commits each when
 // containerd asks, which then downloads nothing itself. A container runs /etc/e2e/expect.sh (ALL OK)
@@ -52,7 +52,7 @@ async function pushBadDiffId(): Promise<void> {
 beforeAll(async () => {
   await containerdUp();
   await pushBadDiffId();
-  sn = await startSnapshotter(root);
+  sn = await startSnapshotter(root, ['--fast-pull']);
   await ctr(['task', 'kill', '-s', 'KILL', 'plain']);
   await ctr(['task', 'rm', '-f', 'plain']);
   await ctr(['container', 'rm', 'plain']);
