@@ -23,6 +23,11 @@ export interface BlobBuilderOptions {
   pool?: ChunkBufferPool;
   /** Chunks stored elsewhere (a chunk dictionary's), by digest (hex): referred to, never stored again. */
   known?: ReadonlyMap<string, ChunkRef>;
+  /**
+   * Compressor none only: each chunk stored at its 4 KiB-aligned uncompressed offset (zeros
+   * between), so the blob's data is laid out as the kernel's EROFS reads a blob device (`-o device=`).
+   */
+  aligned?: boolean;
 }
 
 export interface BlobBuildResult {
@@ -59,7 +64,9 @@ export class BlobBuilder {
   private readonly stats = { fileBytes: 0, chunkRefs: 0, dedupedChunks: 0, knownChunks: 0 };
 
   /** `hasher`, when given, is fed every byte written, in blob order. */
-  constructor(private readonly opts: BlobBuilderOptions, private readonly hasher?: Hasher) {}
+  constructor(private readonly opts: BlobBuilderOptions, private readonly hasher?: Hasher) {
+    if (opts.aligned && opts.compressor !== 'none') throw new RangeError(`an aligned blob stores chunks uncompressed, not ${opts.compressor}`);
+  }
 
   /**
    * Queues one chunk of `inode`'s data (chunk `index`, at most chunkSize bytes, owned by the
@@ -99,7 +106,7 @@ export class BlobBuilder {
       const { digests, bodies } = await computed;
       await prev;
       const start = this.compressedOffset;
-      const stored = batch.flatMap((chunk, i) => this.place(chunk, digests[i]!, bodies.get(i)) ?? []);
+      const stored = batch.flatMap((chunk, i) => this.place(chunk, digests[i]!, bodies.get(i)));
       // one gathered write per batch: a pool round trip per chunk would serialise the pipeline
       if (stored.length > 0) await this.opts.out.writev(stored, start);
       for (const chunk of batch) this.opts.pool?.give(chunk.data);
@@ -128,10 +135,10 @@ export class BlobBuilder {
   }
 
   /**
-   * Binds a chunk to the file; returns the bytes to store unless an identical chunk is already in
-   * the blob.
+   * Binds a chunk to the file; returns the bytes to store (none when an identical chunk is already
+   * in the blob), an aligned blob's padding after them.
    */
-  private place(chunk: PendingChunk, digest: Buffer, body: Buffer | undefined): Buffer | undefined {
+  private place(chunk: PendingChunk, digest: Buffer, body: Buffer | undefined): Buffer[] {
     const key = digest.toString('hex');
     let ref = this.byDigest.get(key);
     const known = ref ? undefined : this.opts.known?.get(key);
@@ -165,6 +172,12 @@ export class BlobBuilder {
     }
     chunk.inode.chunks[chunk.index] = ref;
     this.stats.chunkRefs++;
-    return stored;
+    if (!stored) return [];
+    const padding = this.opts.aligned ? this.uncompressedOffset - this.compressedOffset : 0;
+    if (padding === 0) return [stored];
+    const zeros = Buffer.alloc(padding);
+    this.hasher?.update(zeros);
+    this.compressedOffset += padding;
+    return [stored, zeros];
   }
 }

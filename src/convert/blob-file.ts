@@ -23,6 +23,8 @@ export interface BlobFileOptions {
   pool?: ChunkBufferPool;
   /** Chunks referred to where they are rather than stored (see BlobBuilder). */
   known?: ReadonlyMap<string, ChunkRef>;
+  /** Chunks at their aligned uncompressed offsets: a blob the kernel's EROFS reads as a device (see BlobBuilder). */
+  aligned?: boolean;
 }
 
 export interface BlobFile<T> {
@@ -51,8 +53,8 @@ export async function writeBlobFile<T>(
   const out = await open(tmpPath, 'w+');
   try {
     const blobHash = new Hasher('sha256');
-    const { blobIndex, chunkSize, compressor, level, digester, pool, known } = opts;
-    const blob = new BlobBuilder({ out, blobIndex, chunkSize, compressor, level, digester, pool, known }, blobHash);
+    const { blobIndex, chunkSize, compressor, level, digester, pool, known, aligned } = opts;
+    const blob = new BlobBuilder({ out, blobIndex, chunkSize, compressor, level, digester, pool, known, aligned }, blobHash);
     const filled = await fill(blob);
     const built = await blob.finish();
     const tail = encodeBlobTail({

@@ -11,6 +11,7 @@ import { ChunkBufferPool, fixedSizeChunks } from './chunker.js';
 import type { ChunkDict } from './chunk-dict.js';
 import { writeAtomically } from '../util/files.js';
 import { LayerTree } from './layer-tree.js';
+import { toOverlayWhiteouts } from './overlay-whiteouts.js';
 import { openLayerStream } from './tar/decompress.js';
 import { parseTar } from './tar/parse.js';
 
@@ -26,6 +27,11 @@ export interface CreateOptions {
   prefetch?: string[];
   /** Chunks the dictionary has are referred to in its blobs, not stored again. */
   chunkDict?: ChunkDict;
+  /**
+   * A layer for the kernel to mount as an overlayfs lower layer: whiteouts as overlayfs's
+   * (overlay-whiteouts.ts), and (with compressor none) the blob laid out as an EROFS blob device.
+   */
+  overlayLayer?: boolean;
 }
 
 export interface CreateResult {
@@ -35,6 +41,8 @@ export interface CreateResult {
   bootstrapSize: number;
   /** Files, data bytes, chunks referenced, chunks saved by dedup, and chunks found in the chunk dictionary. */
   stats: { entries: number; fileBytes: number; chunkRefs: number; distinctChunks: number; dedupedChunks: number; dictChunks: number };
+  /** Directories the layer holds that no entry of it describes (LayerTree.implicitDirs). */
+  implicitDirs: string[][];
 }
 
 export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
@@ -49,13 +57,22 @@ export async function createLayer(opts: CreateOptions): Promise<CreateResult> {
   });
   let inline: Buffer | undefined;
   const file = await writeBlobFile(
-    { blobDir: opts.blobDir, blobIndex: dictBlobs.length, chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester, pool, known: opts.chunkDict?.chunks },
+    {
+      blobDir: opts.blobDir, blobIndex: dictBlobs.length, chunkSize: opts.chunkSize, compressor: opts.compressor, digester: opts.digester, pool, known: opts.chunkDict?.chunks,
+      aligned: opts.overlayLayer === true && opts.compressor === 'none',
+    },
     (blob) => readLayer(opts, blob, pool),
-    ({ tree }, built) => (fields) => (inline = writeBootstrap(withBlob(tree, built, blobInfo(opts, fields, BLOB_ID_PLACEHOLDER)))),
+    ({ tree }, built) => (fields) => {
+      if (opts.overlayLayer) toOverlayWhiteouts(tree.root);
+      return (inline = writeBootstrap(withBlob(tree, built, blobInfo(opts, fields, BLOB_ID_PLACEHOLDER))));
+    },
   );
   const bootstrap = replaceBlobTable(inline!, withBlob(file.filled.tree, file.built, file.info).blobs);
   await writeAtomically(opts.bootstrapPath, bootstrap);
-  return { blobId: file.blobId, blobPath: file.blobPath, blobSize: file.blobSize, bootstrapSize: bootstrap.length, stats: summarize(file.filled.entries, file.built) };
+  return {
+    blobId: file.blobId, blobPath: file.blobPath, blobSize: file.blobSize, bootstrapSize: bootstrap.length, stats: summarize(file.filled.entries, file.built),
+    implicitDirs: file.filled.tree.implicitDirs(),
+  };
 }
 
 async function readLayer(opts: CreateOptions, blob: BlobBuilder, pool: ChunkBufferPool): Promise<{ tree: LayerTree; entries: number }> {

@@ -18,6 +18,8 @@ const TYPE_BITS: Record<LayerEntry['type'], number> = {
 
 export class LayerTree {
   readonly root: TreeNode = newDir('/');
+  /** Directories an entry of the archive describes (the others were made for their contents). */
+  private readonly listed = new Set<TreeNode>();
 
   /**
    * Adds an entry and returns the inode a regular file's data must be attached to (undefined for
@@ -42,12 +44,33 @@ export class LayerTree {
     const existing = parent.children!.get(name);
     if (entry.type === 'dir') {
       // a directory entry after its contents (or repeated) updates attributes and keeps children
-      if (existing && isDir(existing)) existing.inode = inode;
-      else parent.children!.set(name, { name, inode, children: new Map() });
+      if (existing && isDir(existing)) {
+        existing.inode = inode;
+        this.listed.add(existing);
+      } else {
+        const dir = { name, inode, children: new Map() };
+        parent.children!.set(name, dir);
+        this.listed.add(dir);
+      }
       return undefined;
     }
     parent.children!.set(name, { name, inode });
     return entry.type === 'file' ? inode : undefined;
+  }
+
+  /** Paths (component lists) of the directories no entry describes: made, with default attributes, for what they hold. */
+  implicitDirs(): string[][] {
+    const out: string[][] = [];
+    const walk = (dir: TreeNode, path: string[]): void => {
+      for (const [name, child] of dir.children!) {
+        if (!child.children) continue;
+        const at = [...path, name];
+        if (!this.listed.has(child)) out.push(at);
+        walk(child, at);
+      }
+    };
+    walk(this.root, []);
+    return out;
   }
 
   private inodeOf(e: LayerEntry): Inode {

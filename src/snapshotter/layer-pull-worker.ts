@@ -1,9 +1,10 @@
-// One plain layer pulled whole into a directory (image/pull-layer.ts), in a thread of its own: the
-// layer's files are written with synchronous calls, one after another, and the snapshotter's thread
-// answers containerd meanwhile. The thread opens its own registry connection with the image's access.
+// One plain layer pulled whole (image/pull-layer.ts), in a thread of its own: as an EROFS image the
+// kernel mounts, or as files of a directory written with synchronous calls one after another; the
+// snapshotter's thread answers containerd meanwhile. The thread opens its own registry connection
+// with the image's access.
 import { parentPort, workerData } from 'node:worker_threads';
 import { registryClientFor, type RegistryAccess } from '../image/remote.js';
-import { pullLayerInto } from '../image/pull-layer.js';
+import { type ErofsLayer, pullLayerAsErofs, pullLayerInto } from '../image/pull-layer.js';
 import type { AppliedLayer } from '../image/apply-layer.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
@@ -16,17 +17,19 @@ export interface LayerPullData {
   access: RegistryAccess;
   layer: { digest: string; size: number };
   diffId: string;
-  /** An existing empty directory. */
+  /** An existing empty directory: the layer's files (as `dir`), or its EROFS image's (as `erofs`). */
   dir: string;
+  as: 'dir' | 'erofs';
 }
 
-export type LayerPullReply = { applied: AppliedLayer } | { error: string };
+export type LayerPullReply = { applied: AppliedLayer } | { erofs: ErofsLayer } | { error: string };
 
-async function pull(data: LayerPullData): Promise<AppliedLayer> {
+async function pull(data: LayerPullData): Promise<LayerPullReply> {
   const client = registryClientFor(data.ref, data.access);
   try {
     const { store } = await openImageStore({ kind: 'registry', ...parseReference(data.ref) }, client);
-    return await pullLayerInto(store, data.layer, data.diffId, data.dir);
+    if (data.as === 'erofs') return { erofs: await pullLayerAsErofs(store, data.layer, data.diffId, data.dir) };
+    return { applied: await pullLayerInto(store, data.layer, data.diffId, data.dir) };
   } finally {
     await client.close();
   }
@@ -37,7 +40,7 @@ if (parentPort && (workerData as Partial<LayerPullData> | undefined)?.nydusifyLa
   if (isLogLevel(data.logLevel)) setLogLevel(data.logLevel);
   const port = parentPort;
   pull(data).then(
-    (applied) => port.postMessage({ applied } satisfies LayerPullReply),
+    (reply) => port.postMessage(reply),
     (err: Error) => port.postMessage({ error: err.message } satisfies LayerPullReply),
   );
 }

@@ -28,6 +28,8 @@ export interface SnapshotRecord {
   remote?: RemoteLayer;
   /** The image mount an active snapshot or view reads through (its lower dir). */
   image?: string;
+  /** A plain layer kept as an EROFS image (erofs-layers.ts): its files, relative to the snapshot's directory; `fs` is its mount. */
+  erofs?: { bootstrap: string; blob?: string };
 }
 
 export interface MetadataState {

@@ -11,7 +11,7 @@
 // under another layer's name.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { AppliedLayer } from '../image/apply-layer.js';
 import { registryClientFor, type RegistryAccess } from '../image/remote.js';
@@ -31,10 +31,23 @@ const IDLE_MS = 10 * 60_000;
 const PLAIN_LAYER_TYPES: ReadonlySet<string> = new Set([MediaType.ociLayer, MediaType.ociLayerGzip, MediaType.ociLayerZstd, MediaType.dockerLayerGzip]);
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
-/** A layer pulled whole: `dir` holds its tree in `fs` (rename `dir` to make it a snapshot's). */
+/**
+ * A layer pulled whole into `dir` (rename it to make it a snapshot's): its tree in `fs`, or, as an
+ * EROFS image, the image's files (named relative to `dir`) for the kernel to mount at `fs`.
+ */
 export interface PulledLayer {
   dir: string;
-  applied: AppliedLayer;
+  files: number;
+  applied?: AppliedLayer;
+  erofs?: ErofsFiles;
+}
+
+/** An EROFS layer's bootstrap and blob device (none for a layer without file data), relative to its snapshot directory. */
+export interface ErofsFiles {
+  bootstrap: string;
+  blob?: string;
+  /** Directories the layer holds that no entry of it describes (made 0755 root:root). */
+  implicitDirs: string[][];
 }
 
 /** An image that is not wholly plain layers (or whose config does not say their diff_ids): containerd pulls it. */
@@ -64,7 +77,8 @@ export class PlainPulls {
    * `root`: the snapshotter's (pulls go to ROOT/pulls, on the snapshots' filesystem); `has`: whether
    * the snapshot of a chain ID exists already (its layer is not pulled again).
    */
-  constructor(root: string, private readonly access: RegistryAccess, private readonly authOf: (layer: LayerSource) => RemoteLayer['auth'], private readonly has: (chainId: string) => boolean) {
+  /** `erofs`: each layer an EROFS image the kernel mounts (else files written into a directory). */
+  constructor(root: string, private readonly access: RegistryAccess, private readonly authOf: (layer: LayerSource) => RemoteLayer['auth'], private readonly has: (chainId: string) => boolean, private readonly erofs: boolean) {
     this.dir = join(root, 'pulls');
   }
 
@@ -150,7 +164,7 @@ export class PlainPulls {
     const started = performance.now();
     const data: LayerPullData = {
       nydusifyLayerPull: true, logLevel: getLogLevel(), ref: remote.ref, access: this.accessOf(remote),
-      layer: { digest: layer.digest, size: layer.size }, diffId: layer.diffId, dir: join(dir, 'fs'),
+      layer: { digest: layer.digest, size: layer.size }, diffId: layer.diffId, as: this.erofs ? 'erofs' : 'dir', dir: this.erofs ? dir : join(dir, 'fs'),
     };
     try {
       const reply = await new Promise<LayerPullReply>((resolve, reject) => {
@@ -160,8 +174,11 @@ export class PlainPulls {
         worker.once('exit', (code) => reject(new Error(`the layer pull thread exited (${code}) before it was done`)));
       });
       if ('error' in reply) throw new Error(reply.error);
-      log.info('layer pulled', { ref: remote.ref, layer: layer.digest, bytes: layer.size, files: reply.applied.entries, ms: Math.round(performance.now() - started) });
-      return { dir, applied: reply.applied };
+      const pulled: PulledLayer = 'erofs' in reply
+        ? { dir, files: reply.erofs.entries, erofs: { bootstrap: relative(dir, reply.erofs.bootstrap), ...(reply.erofs.blob ? { blob: relative(dir, reply.erofs.blob) } : {}), implicitDirs: reply.erofs.implicitDirs } }
+        : { dir, files: reply.applied.entries, applied: reply.applied };
+      log.info('layer pulled', { ref: remote.ref, layer: layer.digest, bytes: layer.size, files: pulled.files, as: data.as, ms: Math.round(performance.now() - started) });
+      return pulled;
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
       throw err;

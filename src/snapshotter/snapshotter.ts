@@ -15,6 +15,7 @@ import { ImageMounts } from './image-mounts.js';
 import { checkKey, checkLabels, Label, labelsOf, plainLayer, type RemoteLayer, remoteLayer } from './labels.js';
 import { NotPlainImageError, PlainPulls, type PulledLayer } from './plain-pulls.js';
 import { adoptLowerDirs } from '../image/apply-layer.js';
+import { erofsLayersSupported, implicitDirsDiffer, layerMounted, materialize, mountLayer, unmountLayer } from './erofs-layers.js';
 import { type Kind, MetadataStore, type SnapshotRecord } from './metadata.js';
 import { type Mount, snapshotMounts } from './mounts.js';
 import { diskUsage, type Usage } from './usage.js';
@@ -69,7 +70,7 @@ export class Snapshotter {
     mkdirSync(this.dirs, { recursive: true, mode: 0o700 });
     this.store = new MetadataStore(root);
     if (opts.fastPull && images) {
-      this.pulls = new PlainPulls(root, images.opts.config.registry, (layer) => images.authOf(layer), (chainId) => this.store.get(chainId)?.kind === 'committed');
+      this.pulls = new PlainPulls(root, images.opts.config.registry, (layer) => images.authOf(layer), (chainId) => this.store.get(chainId)?.kind === 'committed', erofsLayersSupported());
     }
   }
 
@@ -122,7 +123,7 @@ export class Snapshotter {
     if (!layer || target === undefined || this.store.get(target)) return undefined;
     try {
       const pulled = await this.pulls!.layer(layer, target, parentKey === '' ? undefined : parentKey);
-      return { layer: pulled, usage: await diskUsage(join(pulled.dir, 'fs')) };
+      return { layer: pulled, usage: await diskUsage(pulled.dir) };
     } catch (err) {
       if (!(err instanceof NotPlainImageError)) log.warn('pulling a layer failed: containerd pulls it', { ref: layer.ref, layer: layer.digest, error: (err as Error).message });
       return undefined;
@@ -193,25 +194,40 @@ export class Snapshotter {
   }
 
   /**
-   * A plain layer pulled here, committed as `target` (its directory becomes the snapshot's) and
-   * reported as existing: containerd downloads and unpacks nothing. Directories the layer's tar did
-   * not list take their metadata from the layers below, as containerd's applier gives them.
+   * A plain layer pulled here, committed as `target` (its directory becomes the snapshot's; an EROFS
+   * layer is mounted at its `fs`) and reported as existing: containerd downloads and unpacks
+   * nothing. Directories the layer's tar did not list take their metadata from the layers below, as
+   * containerd's applier gives them (an EROFS layer whose such directories would differ from them is
+   * written out as files for that).
    */
   private async commitPulled(target: string, parent: string | undefined, labels: Record<string, string>, pulled: Pulled): Promise<never> {
     checkKey(target, 'target');
+    const { layer } = pulled;
     if (this.store.get(target)) {
-      await rm(pulled.layer.dir, { recursive: true, force: true });
-    } else {
-      adoptLowerDirs(join(pulled.layer.dir, 'fs'), pulled.layer.applied.madeDirs, this.lowersOf(parent).dirs);
-      // the id first: a directory no record names is an orphan Cleanup removes, never a record without its directory
-      const id = await this.store.update((d) => String(d.nextId++));
-      await rename(pulled.layer.dir, join(this.dirs, id));
-      await mkdir(join(this.dirs, id, 'work'), { mode: 0o700 });
-      const now = new Date().toISOString();
-      await this.store.update((d) => {
-        d.snapshots.set(target, { id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: pulled.usage });
-      });
+      await rm(layer.dir, { recursive: true, force: true });
+      throw new AlreadyExistsError(`target snapshot ${target} already exists`);
     }
+    const lowers = this.lowersOf(parent).dirs;
+    if (layer.applied) adoptLowerDirs(join(layer.dir, 'fs'), layer.applied.madeDirs, lowers);
+    // the id first: a directory no record names is an orphan Cleanup removes, never a record without its directory
+    const id = await this.store.update((d) => String(d.nextId++));
+    const dir = join(this.dirs, id);
+    await rename(layer.dir, dir);
+    let erofs = layer.erofs;
+    if (erofs && implicitDirsDiffer(erofs.implicitDirs, lowers)) {
+      log.info('an EROFS layer\'s unlisted directories differ from the layers below: written out as files', { target });
+      await materialize(dir, erofs, lowers);
+      erofs = undefined;
+    }
+    if (erofs) mountLayer(dir, erofs);
+    await mkdir(join(dir, 'work'), { mode: 0o700 });
+    const now = new Date().toISOString();
+    await this.store.update((d) => {
+      d.snapshots.set(target, {
+        id, kind: 'committed', ...(parent !== undefined ? { parent } : {}), labels, createdAt: now, updatedAt: now, usage: pulled.usage,
+        ...(erofs ? { erofs: { bootstrap: erofs.bootstrap, ...(erofs.blob === undefined ? {} : { blob: erofs.blob }) } } : {}),
+      });
+    });
     throw new AlreadyExistsError(`target snapshot ${target} already exists`);
   }
 
@@ -314,6 +330,7 @@ export class Snapshotter {
       const child = this.store.entries().find(([, r]) => r.parent === key);
       if (child) throw new FailedPreconditionError(`snapshot ${key} has children (${child[0]})`);
       await this.store.update((d) => d.snapshots.delete(key));
+      if (rec.erofs) await unmountLayer(join(this.dirs, rec.id));
       await rm(join(this.dirs, rec.id), { recursive: true, force: true });
       if (rec.image) await this.releaseIfUnused(rec.image);
       // an image mounted at pull, its layer gone before any container read it
@@ -391,6 +408,7 @@ export class Snapshotter {
       for (const id of await readdir(this.dirs)) {
         if (known.has(id)) continue;
         log.info('removing orphan snapshot directory', { id });
+        await unmountLayer(join(this.dirs, id));
         await rm(join(this.dirs, id), { recursive: true, force: true });
       }
       // during a pull (containerd's garbage collection runs when it will) its image is not yet what
@@ -433,6 +451,13 @@ export class Snapshotter {
 
   /** After a restart: the daemons of images in use adopted or brought back, others unmounted. */
   async recover(): Promise<void> {
+    await this.serial(async () => {
+      // the EROFS layers' mounts, gone with a reboot
+      for (const [, rec] of this.store.entries()) {
+        const dir = join(this.dirs, rec.id);
+        if (rec.erofs && !layerMounted(dir)) mountLayer(dir, rec.erofs);
+      }
+    });
     if (this.images) await this.serial(() => this.images!.recover(this.imagesInUse()));
   }
 }
