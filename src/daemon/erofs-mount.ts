@@ -18,6 +18,11 @@ export async function mountErofs(dir: string, target: string): Promise<void> {
 
 export const erofsMountedAt = (target: string): boolean => mountsAt(target, 'erofs').length > 0;
 
+/** Mounts the EROFS image file `image` read-only at `target`, its chunk data read from the file `device` when given (`-o device=`). */
+export function mountErofsFile(image: string, target: string, device?: string): void {
+  mountReadOnly('erofs', image, target, device === undefined ? '' : `device=${device}`);
+}
+
 /** Detaches the EROFS mount at `target`, if there is one (open files keep it until closed). */
 export async function unmountErofs(target: string): Promise<void> {
   if (erofsMountedAt(target)) await lazyUnmount(target);

@@ -4,14 +4,13 @@
 // entry. The mounts outlive the snapshotter (containers read through them); a restart mounts what
 // is missing, Remove and Cleanup unmount before they delete.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { lstatSync } from 'node:fs';
 import { adoptLowerDirs } from '../image/apply-layer.js';
-import { mountReadOnly } from '../native/index.js';
-import { lazyUnmount, mountsAt } from '../daemon/fuse/session.js';
+import { erofsMountedAt, mountErofsFile } from '../daemon/erofs-mount.js';
+import { lazyUnmount } from '../daemon/fuse/session.js';
 import type { ErofsFiles } from './plain-pulls.js';
 
 /** Whether this kernel mounts EROFS from a regular file (erofs, Linux ≥ 6.12). */
@@ -23,10 +22,10 @@ export function erofsLayersSupported(): boolean {
 
 /** Mounts the EROFS layer of snapshot directory `dir` at its `fs`. */
 export function mountLayer(dir: string, files: Pick<ErofsFiles, 'bootstrap' | 'blob'>, at = join(dir, 'fs')): void {
-  mountReadOnly('erofs', join(dir, files.bootstrap), at, files.blob === undefined ? '' : `device=${join(dir, files.blob)}`);
+  mountErofsFile(join(dir, files.bootstrap), at, files.blob === undefined ? undefined : join(dir, files.blob));
 }
 
-export const layerMounted = (dir: string): boolean => mountsAt(join(dir, 'fs'), 'erofs').length > 0;
+export const layerMounted = (dir: string): boolean => erofsMountedAt(join(dir, 'fs'));
 
 /** Detaches the EROFS mount at `dir`'s `fs`, if there is one (open files keep it until closed). */
 export async function unmountLayer(dir: string): Promise<void> {
