@@ -16,7 +16,7 @@
 // emptied; ours restarted on a fresh root, so a fresh blob cache):
 //   - overlayfs: `ctr images pull` (download + unpack everything) + `ctr run`
 //   - ours-pull: `ctr-remote image rpull --snapshotter nydusify-ts` of the plain image: our snapshotter
-//     (--fast-pull) pulls it whole itself (all layers at once, each unpacked as it streams) + `ctr run`
+//     pulls it whole itself (all layers at once, each unpacked as it streams) + `ctr run`
 //   - stargz: `ctr-remote image rpull` of the eStargz image + `ctr run --snapshotter stargz`
 //   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
 //     (`snapshotter --fs-driver fuse`: the lower dir is the daemon's FUSE tree)
@@ -136,7 +136,7 @@ async function startOurs(fsDriver) {
   rmSync(SNAP_ROOT, { recursive: true, force: true });
   // BENCH_SNAP_NODE_ARGS: node flags for the snapshotter process (e.g. --cpu-prof --cpu-prof-dir=DIR)
   const nodeArgs = (process.env.BENCH_SNAP_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', '--fast-pull', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: process.env.BENCH_SNAP_LOG_LEVEL ?? 'info' } });
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'snapshotter', '--address', SNAP_SOCK, '--root', SNAP_ROOT, '--plain-http', ...driverFlags[fsDriver]], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, NYDUSIFY_LOG_LEVEL: process.env.BENCH_SNAP_LOG_LEVEL ?? 'info' } });
   let log = '';
   child.stderr.on('data', (d) => { log = (log + d).slice(-200_000); });
   const exited = new Promise((r) => child.on('close', r));

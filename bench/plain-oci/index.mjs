@@ -5,7 +5,7 @@
 // Each image unmodified in the registry, every run cold; timed from the pull command's start to its
 // end (and then a `ctr run` of a command in the image, to show it runs):
 //   - containerd: `ctr images pull` (its content store, then unpacked by its overlayfs snapshotter);
-//   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` with `snapshotter --fast-pull` (every
+//   - ours: `ctr-remote image rpull --snapshotter nydusify-ts`, the snapshotter's fast pull (every
 //     layer at once, each streamed, checked and written as an EROFS image the kernel mounts).
 // The measuring is bench/containerd-lazy's (`--rows overlayfs,ours-pull`, its private containerd, the
 // 200 mbit / 10 ms netns registry, quiet disks before each run). bigplain is made here once from this

@@ -20,6 +20,8 @@ export const erofsMountedAt = (target: string): boolean => mountsAt(target, 'ero
 
 /** Mounts the EROFS image file `image` read-only at `target`, its chunk data read from the file `device` when given (`-o device=`). */
 export function mountErofsFile(image: string, target: string, device?: string): void {
+  // a comma would end the option and start another
+  if (device?.includes(',')) throw new Error(`an EROFS device path cannot hold a comma: ${device}`);
   mountReadOnly('erofs', image, target, device === undefined ? '' : `device=${device}`);
 }
 

@@ -1,4 +1,4 @@
-// Plain OCI images pulled by the snapshotter itself (plain-pulls.ts, `snapshotter --fast-pull`) with real containerd: `ctr-remote
+// Plain OCI images pulled by the snapshotter itself (plain-pulls.ts, by default) with real containerd: `ctr-remote
 // image rpull` of the unmodified debian-ml labels each layer's Prepare with its image and digest; the
 // snapshotter pulls all three layers at once, each written as it streams, and commits each when
 // containerd asks, which then downloads nothing itself; each layer is an EROFS image the kernel
@@ -53,7 +53,7 @@ async function pushBadDiffId(): Promise<void> {
 beforeAll(async () => {
   await containerdUp();
   await pushBadDiffId();
-  sn = await startSnapshotter(root, ['--fast-pull']);
+  sn = await startSnapshotter(root);
   await ctr(['task', 'kill', '-s', 'KILL', 'plain']);
   await ctr(['task', 'rm', '-f', 'plain']);
   await ctr(['container', 'rm', 'plain']);
@@ -110,7 +110,7 @@ describe('a plain OCI image through the snapshotter', () => {
     sn.child.kill('SIGTERM');
     await sn.exit;
     for (const m of erofsMounts()) execFileSync('umount', [m]);
-    sn = await startSnapshotter(root, ['--fast-pull']);
+    sn = await startSnapshotter(root);
     expect(erofsMounts()).toHaveLength(3);
     const r = await ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, IMAGE, 'plain', '/etc/e2e/expect.sh'], 180_000);
     expect(r.stdout, `ctr run exited ${r.code}: ${r.stderr}`).toContain('ALL OK');
