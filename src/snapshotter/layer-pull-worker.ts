@@ -10,9 +10,13 @@ import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import { isLogLevel, setLogLevel } from '../util/log.js';
 
+/** What the thread is started with; it then waits for its one LayerPullJob. */
 export interface LayerPullData {
   nydusifyLayerPull: true;
   logLevel: string;
+}
+
+export interface LayerPullJob {
   ref: string;
   access: RegistryAccess;
   layer: { digest: string; size: number };
@@ -24,7 +28,7 @@ export interface LayerPullData {
 
 export type LayerPullReply = { applied: AppliedLayer } | { erofs: ErofsLayer } | { error: string };
 
-async function pull(data: LayerPullData): Promise<LayerPullReply> {
+async function pull(data: LayerPullJob): Promise<LayerPullReply> {
   const client = registryClientFor(data.ref, data.access);
   try {
     const { store } = await openImageStore({ kind: 'registry', ...parseReference(data.ref) }, client);
@@ -36,11 +40,12 @@ async function pull(data: LayerPullData): Promise<LayerPullReply> {
 }
 
 if (parentPort && (workerData as Partial<LayerPullData> | undefined)?.nydusifyLayerPull) {
-  const data = workerData as LayerPullData;
-  if (isLogLevel(data.logLevel)) setLogLevel(data.logLevel);
+  const { logLevel } = workerData as LayerPullData;
+  if (isLogLevel(logLevel)) setLogLevel(logLevel);
   const port = parentPort;
-  pull(data).then(
+  // started ahead of its job (its modules load meanwhile): one job, then done
+  port.once('message', (job: LayerPullJob) => pull(job).then(
     (reply) => port.postMessage(reply),
     (err: Error) => port.postMessage({ error: err.message } satisfies LayerPullReply),
-  );
+  ));
 }

@@ -22,10 +22,12 @@ import { parseReference } from '../registry/reference.js';
 import { forEachLimited } from '../util/concurrency.js';
 import { getLogLevel, log } from '../util/log.js';
 import type { LayerSource, RemoteLayer } from './labels.js';
-import type { LayerPullData, LayerPullReply } from './layer-pull-worker.js';
+import type { LayerPullData, LayerPullJob, LayerPullReply } from './layer-pull-worker.js';
 
 /** Layers of one image pulled at once. */
 const LAYER_PULLS = 3;
+/** A layer pull thread started ahead of need and not taken by then is stopped. */
+const SPARE_THREAD_MS = 30_000;
 /** A pulled image nobody asked about for this long lets go of the layers containerd never took. */
 const IDLE_MS = 10 * 60_000;
 const PLAIN_LAYER_TYPES: ReadonlySet<string> = new Set([MediaType.ociLayer, MediaType.ociLayerGzip, MediaType.ociLayerZstd, MediaType.dockerLayerGzip]);
@@ -69,9 +71,18 @@ interface PullingImage {
   idle?: NodeJS.Timeout;
 }
 
+function startPullThread(): Worker {
+  const worker = new Worker(new URL('./layer-pull-worker.js', import.meta.url), { workerData: { nydusifyLayerPull: true, logLevel: getLogLevel() } satisfies LayerPullData });
+  // a failure is its job's (heard there), or nobody's (a spare never taken)
+  worker.on('error', () => undefined);
+  return worker;
+}
+
 export class PlainPulls {
   private readonly images = new Map<string, PullingImage>();
   private readonly dir: string;
+  /** Layer pull threads started while an image's manifest is read (loading their modules takes ~0.1 s, more on a busy node). */
+  private spares: { worker: Worker; idle: NodeJS.Timeout }[] = [];
 
   /**
    * `root`: the snapshotter's (pulls go to ROOT/pulls, on the snapshots' filesystem); `has`: whether
@@ -113,6 +124,7 @@ export class PlainPulls {
   private imageOf(remote: LayerSource): PullingImage {
     let image = this.images.get(remote.ref);
     if (!image) {
+      this.startSpares();
       image = { layers: this.layersOf(remote), pulls: new Map(), untaken: new Set() };
       image.layers.catch(() => this.images.delete(remote.ref));
       this.images.set(remote.ref, image);
@@ -162,16 +174,17 @@ export class PlainPulls {
     const dir = join(this.dir, `${layer.digest.slice('sha256:'.length, 'sha256:'.length + 16)}-${randomBytes(4).toString('hex')}`);
     await mkdir(join(dir, 'fs'), { recursive: true, mode: 0o755 });
     const started = performance.now();
-    const data: LayerPullData = {
-      nydusifyLayerPull: true, logLevel: getLogLevel(), ref: remote.ref, access: this.accessOf(remote),
+    const data: LayerPullJob = {
+      ref: remote.ref, access: this.accessOf(remote),
       layer: { digest: layer.digest, size: layer.size }, diffId: layer.diffId, as: this.erofs ? 'erofs' : 'dir', dir: this.erofs ? dir : join(dir, 'fs'),
     };
     try {
       const reply = await new Promise<LayerPullReply>((resolve, reject) => {
-        const worker = new Worker(new URL('./layer-pull-worker.js', import.meta.url), { workerData: data });
+        const worker = this.thread();
         worker.once('message', resolve);
         worker.once('error', reject);
         worker.once('exit', (code) => reject(new Error(`the layer pull thread exited (${code}) before it was done`)));
+        worker.postMessage(data);
       });
       if ('error' in reply) throw new Error(reply.error);
       const pulled: PulledLayer = 'erofs' in reply
@@ -183,6 +196,27 @@ export class PlainPulls {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** Starts layer pull threads (LAYER_PULLS in all) for an image's first layers; one not taken in SPARE_THREAD_MS is stopped. */
+  private startSpares(): void {
+    while (this.spares.length < LAYER_PULLS) {
+      const worker = startPullThread();
+      const idle = setTimeout(() => {
+        this.spares = this.spares.filter((s) => s.worker !== worker);
+        void worker.terminate();
+      }, SPARE_THREAD_MS);
+      idle.unref();
+      this.spares.push({ worker, idle });
+    }
+  }
+
+  /** A started layer pull thread: a spare (no longer stopped for idling) if one is left. */
+  private thread(): Worker {
+    const spare = this.spares.shift();
+    if (!spare) return startPullThread();
+    clearTimeout(spare.idle);
+    return spare.worker;
   }
 
   private accessOf(remote: LayerSource): RegistryAccess {
