@@ -5,10 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseTar } from '../../src/convert/tar/parse.js';
-import { TarWriter } from '../../src/convert/tar/write.js';
+import type { TarWriter } from '../../src/convert/tar/write.js';
+import { streamOf, tarBytes } from '../helpers/tar-bytes.js';
 import { TarPathError } from '../../src/convert/tar/errors.js';
 import { adoptLowerDirs, applyLayer, LayerApplyError } from '../../src/image/apply-layer.js';
 
@@ -18,16 +18,10 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** A layer written by `build`, applied into a new directory (returned). */
 async function applied(name: string, build: (tar: TarWriter) => Promise<void>): Promise<{ root: string; madeDirs: string[][]; entries: number; bytes: number }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const tar = new TarWriter(out);
-  await build(tar);
-  await tar.finish();
+  const bytes = await tarBytes(build);
   const root = join(work, name);
   mkdirSync(root);
-  const bytes = Buffer.concat(chunks);
-  const result = await applyLayer(parseTar((async function* () { yield bytes; })()), root);
+  const result = await applyLayer(parseTar(streamOf(bytes)), root);
   return { root, ...result };
 }
 

@@ -6,10 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLayer } from '../../src/convert/create.js';
-import { TarWriter } from '../../src/convert/tar/write.js';
+import type { TarWriter } from '../../src/convert/tar/write.js';
+import { streamOf, tarBytes } from '../helpers/tar-bytes.js';
 import { erofsLayersSupported, implicitDirsDiffer, layerMounted, materialize, mountLayer, unmountLayer } from '../../src/snapshotter/erofs-layers.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -22,16 +22,10 @@ afterAll(() => {
 
 /** A snapshot directory holding the layer `build` writes as an EROFS image (not mounted). */
 async function erofsLayer(name: string, build: (tar: TarWriter) => Promise<void>): Promise<{ dir: string; files: { bootstrap: string; blob?: string; implicitDirs: string[][] } }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const tar = new TarWriter(out);
-  await build(tar);
-  await tar.finish();
+  const bytes = await tarBytes(build);
   const dir = join(work, name);
   mkdirSync(join(dir, 'fs'), { recursive: true });
-  const bytes = Buffer.concat(chunks);
-  const made = await createLayer({ source: (async function* () { yield bytes; })(), bootstrapPath: join(dir, 'layer.boot'), blobDir: dir, compressor: 'none', digester: 'blake3', chunkSize: 1 << 20, overlayLayer: true });
+  const made = await createLayer({ source: streamOf(bytes), bootstrapPath: join(dir, 'layer.boot'), blobDir: dir, compressor: 'none', digester: 'blake3', chunkSize: 1 << 20, overlayLayer: true });
   return { dir, files: { bootstrap: 'layer.boot', ...(made.stats.distinctChunks > 0 ? { blob: made.blobPath.slice(dir.length + 1) } : {}), implicitDirs: made.implicitDirs } };
 }
 
