@@ -66,6 +66,8 @@ interface ImageLayer {
 interface PullingImage {
   layers: Promise<ImageLayer[]>;
   pulls: Map<string, Promise<PulledLayer>>;
+  /** The pulls of all its layers have been started (once, by the first layer asked about). */
+  started: boolean;
   /** Pulled layers containerd has not taken yet (their directories are ours to remove). */
   untaken: Set<string>;
   idle?: NodeJS.Timeout;
@@ -86,9 +88,9 @@ export class PlainPulls {
 
   /**
    * `root`: the snapshotter's (pulls go to ROOT/pulls, on the snapshots' filesystem); `has`: whether
-   * the snapshot of a chain ID exists already (its layer is not pulled again).
+   * the snapshot of a chain ID exists already (its layer is not pulled again); `erofs`: each layer an
+   * EROFS image the kernel mounts (else files written into a directory).
    */
-  /** `erofs`: each layer an EROFS image the kernel mounts (else files written into a directory). */
   constructor(root: string, private readonly access: RegistryAccess, private readonly authOf: (layer: LayerSource) => RemoteLayer['auth'], private readonly has: (chainId: string) => boolean, private readonly erofs: boolean) {
     this.dir = join(root, 'pulls');
   }
@@ -112,7 +114,8 @@ export class PlainPulls {
     if (target !== layer.chainId || parent !== (index === 0 ? undefined : layers[index - 1]!.chainId)) {
       throw new Error(`snapshot ${target} on ${parent ?? 'nothing'} is not layer ${index} of ${remote.ref} (chain ${layer.chainId})`);
     }
-    if (image.pulls.size === 0) {
+    if (!image.started) {
+      image.started = true;
       const wanted = layers.filter((l) => l === layer || !this.has(l.chainId));
       void forEachLimited(wanted, LAYER_PULLS, (l) => this.pull(remote, image, l).then(() => undefined, () => undefined));
     }
@@ -125,7 +128,7 @@ export class PlainPulls {
     let image = this.images.get(remote.ref);
     if (!image) {
       this.startSpares();
-      image = { layers: this.layersOf(remote), pulls: new Map(), untaken: new Set() };
+      image = { layers: this.layersOf(remote), pulls: new Map(), started: false, untaken: new Set() };
       image.layers.catch(() => this.images.delete(remote.ref));
       this.images.set(remote.ref, image);
     }

@@ -120,7 +120,7 @@ export class Snapshotter {
   private async pulledLayer(labels: Record<string, string>, parentKey: string): Promise<Pulled | undefined> {
     const layer = this.pulls ? plainLayer(labels) : undefined;
     const target = labels[Label.TARGET];
-    if (!layer || target === undefined || this.store.get(target)) return undefined;
+    if (!layer || target === undefined || this.store.get(target) || this.onRemoteLayers(parentKey)) return undefined;
     try {
       const pulled = await this.pulls!.layer(layer, target, parentKey === '' ? undefined : parentKey);
       return { layer: pulled, usage: await diskUsage(pulled.dir) };
@@ -193,6 +193,14 @@ export class Snapshotter {
     throw new AlreadyExistsError(`target snapshot ${target} already exists`);
   }
 
+  /** Whether a layer on `parentKey` would lie over remote layers (an image's merged tree, not directories of its own). */
+  private onRemoteLayers(parentKey: string): boolean {
+    for (let key: string | undefined = parentKey === '' ? undefined : parentKey; key !== undefined; key = this.store.get(key)?.parent) {
+      if (this.store.get(key)?.remote) return true;
+    }
+    return false;
+  }
+
   /**
    * A plain layer pulled here, committed as `target` (its directory becomes the snapshot's; an EROFS
    * layer is mounted at its `fs`) and reported as existing: containerd downloads and unpacks
@@ -207,6 +215,7 @@ export class Snapshotter {
       await rm(layer.dir, { recursive: true, force: true });
       throw new AlreadyExistsError(`target snapshot ${target} already exists`);
     }
+    // the layers below are directories (pulledLayer took none on remote layers)
     const lowers = this.lowersOf(parent).dirs;
     if (layer.applied) adoptLowerDirs(join(layer.dir, 'fs'), layer.applied.madeDirs, lowers);
     // the id first: a directory no record names is an orphan Cleanup removes, never a record without its directory

@@ -6,13 +6,14 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseDaemonConfig } from '../../src/daemon/config.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../src/snapshotter/errors.js';
 import { ImageMounts } from '../../src/snapshotter/image-mounts.js';
 import { Label } from '../../src/snapshotter/labels.js';
 import { serveSnapshotter } from '../../src/snapshotter/service.js';
 import { Snapshotter } from '../../src/snapshotter/snapshotter.js';
+import { PlainPulls } from '../../src/snapshotter/plain-pulls.js';
 import { snapshotsClient, type SnapshotsClient } from './grpc-client.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-snap-'));
@@ -98,6 +99,29 @@ describe('snapshotter core', () => {
     await expect(remote.stat('ctr')).rejects.toThrow(NotFoundError);
     expect(images.mounted()).toEqual([]);
     await images.close();
+  });
+
+  it('pulls a plain layer itself only on plain layers (regression: a layer on a remote image read its lower dirs\' attributes from the host\'s paths)', async () => {
+    const r = join(work, 'fast-pull');
+    const images = new ImageMounts({ root: r, mode: 'dedicated', config: parseDaemonConfig({}), policy: 'restart' });
+    const sn = new Snapshotter(r, images, undefined, { fastPull: true });
+    const asked: string[] = [];
+    const layer = vi.spyOn(PlainPulls.prototype, 'layer').mockImplementation(async (source) => {
+      asked.push(source.digest);
+      throw new Error('no registry here');
+    });
+    try {
+      const plain = (target: string, digest: string) => ({ [Label.TARGET]: target, [Label.STARGZ_REF]: '127.0.0.1:5000/x/y:z', [Label.STARGZ_DIGEST]: digest });
+      // the pull failing, containerd unpacks the layer itself: an ordinary active snapshot
+      expect((await sn.prepare('extract-p1 p1', '', plain('p1', D('a'))))[0]!.type).toBe('bind');
+      expect(asked).toEqual([D('a')]);
+      await expect(sn.prepare('extract-n1 n1', '', { [Label.TARGET]: 'n1', [Label.NYDUS_BOOTSTRAP]: 'true', [Label.STARGZ_REF]: '127.0.0.1:5000/x/y:z', [Label.STARGZ_DIGEST]: D('b') })).rejects.toThrow(AlreadyExistsError);
+      await sn.prepare('extract-p2 p2', 'n1', plain('p2', D('c'))).catch(() => undefined);
+      expect(asked).toEqual([D('a')]);
+    } finally {
+      layer.mockRestore();
+      await images.close();
+    }
   });
 });
 
