@@ -1,5 +1,5 @@
-// One layer of a plain OCI image pulled whole: its blob streamed from the store (checked against its
-// digest by the store, and against the size its descriptor gives), decompressed as it comes (gzip,
+// One layer of a plain OCI image pulled whole: its blob's bytes as they stream (checked against its
+// digest by whoever reads them, and here against the size its descriptor gives), decompressed as they come (gzip,
 // zstd or none, by its first bytes), the tar's digest checked against the image config's diff_id;
 // the entries written as they are parsed, either as files of a directory (apply-layer) or as an
 // EROFS image the kernel mounts (a layer bootstrap and its uncompressed blob). Nothing is trusted
@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { createLayer } from '../convert/create.js';
 import { openLayerStream } from '../convert/tar/decompress.js';
 import { parseTar } from '../convert/tar/parse.js';
-import type { ImageStore } from '../registry/image-store.js';
 import type { Descriptor } from '../registry/media-types.js';
 import { type AppliedLayer, applyLayer } from './apply-layer.js';
 
@@ -30,9 +29,15 @@ export interface ErofsLayer {
   implicitDirs: string[][];
 }
 
-/** Pulls `layer` (whose uncompressed tar's digest is `diffId`) into `dir`, an empty directory. */
-export async function pullLayerInto(store: ImageStore, layer: Pick<Descriptor, 'digest' | 'size'>, diffId: string, dir: string): Promise<AppliedLayer> {
-  const tar = await checkedTar(store, layer, diffId);
+/** The blob of one layer: its bytes, and its descriptor's digest and size. */
+export interface LayerBlob {
+  bytes: AsyncIterable<Uint8Array>;
+  layer: Pick<Descriptor, 'digest' | 'size'>;
+}
+
+/** Pulls `blob` (whose uncompressed tar's digest is `diffId`) into `dir`, an empty directory. */
+export async function pullLayerInto(blob: LayerBlob, diffId: string, dir: string): Promise<AppliedLayer> {
+  const tar = checkedTar(blob, diffId);
   // drain: the tar's digest covers the padding after its end-of-archive marker too
   const applied = await applyLayer(parseTar(tar.bytes, { drain: true }), dir);
   tar.check();
@@ -44,8 +49,8 @@ export async function pullLayerInto(store: ImageStore, layer: Pick<Descriptor, '
  * whiteouts) and its data uncompressed, laid out as the blob device the kernel's EROFS reads. Two
  * files written front to back, where unpacking writes one per entry.
  */
-export async function pullLayerAsErofs(store: ImageStore, layer: Pick<Descriptor, 'digest' | 'size'>, diffId: string, dir: string): Promise<ErofsLayer> {
-  const tar = await checkedTar(store, layer, diffId);
+export async function pullLayerAsErofs(blob: LayerBlob, diffId: string, dir: string): Promise<ErofsLayer> {
+  const tar = checkedTar(blob, diffId);
   const bootstrap = join(dir, 'layer.boot');
   const made = await createLayer({ source: tar.bytes, bootstrapPath: bootstrap, blobDir: dir, compressor: 'none', digester: 'blake3', chunkSize: EROFS_CHUNK_SIZE, overlayLayer: true });
   tar.check();
@@ -56,20 +61,16 @@ export async function pullLayerAsErofs(store: ImageStore, layer: Pick<Descriptor
 const EROFS_CHUNK_SIZE = 1 << 20;
 
 /**
- * The layer's tar bytes as they stream (its blob checked by the store against its digest, its
- * size here), and a check, for once they are all read, that the tar is the diff_id's.
+ * The layer's tar bytes as they stream (its blob's size checked here), and a check, for once they
+ * are all read, that the tar is the diff_id's.
  */
-async function checkedTar(store: ImageStore, layer: Pick<Descriptor, 'digest' | 'size'>, diffId: string): Promise<{ bytes: AsyncGenerator<Buffer>; check(): void }> {
-  const blob = await store.getBlob(layer.digest);
+function checkedTar({ bytes, layer }: LayerBlob, diffId: string): { bytes: AsyncGenerator<Buffer>; check(): void } {
   let size = 0;
-  async function* sized(): AsyncGenerator<Buffer> {
-    for await (const piece of blob) {
-      size += (piece as Buffer).length;
-      if (size > layer.size) {
-        blob.destroy();
-        throw new Error(`layer ${layer.digest} is longer than the ${layer.size} bytes its descriptor says`);
-      }
-      yield piece as Buffer;
+  async function* sized(): AsyncGenerator<Uint8Array> {
+    for await (const piece of bytes) {
+      size += piece.length;
+      if (size > layer.size) throw new Error(`layer ${layer.digest} is longer than the ${layer.size} bytes its descriptor says`);
+      yield piece;
     }
   }
   const tarHash = createHash('sha256');

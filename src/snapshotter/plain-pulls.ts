@@ -12,17 +12,19 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { AppliedLayer } from '../image/apply-layer.js';
 import { registryClientFor, type RegistryAccess } from '../image/remote.js';
-import { MAX_CONFIG_BYTES, readBlob, resolveImage } from '../registry/image-store.js';
+import { type ImageStore, MAX_CONFIG_BYTES, readBlob, resolveImage } from '../registry/image-store.js';
+import type { RegistryClient } from '../registry/client.js';
 import { MediaType, type ImageManifest } from '../registry/media-types.js';
 import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import { forEachLimited } from '../util/concurrency.js';
 import { getLogLevel, log } from '../util/log.js';
 import type { LayerSource, RemoteLayer } from './labels.js';
-import type { LayerPullData, LayerPullJob, LayerPullReply } from './layer-pull-worker.js';
+import type { BlobMessage, LayerPullData, LayerPullJob, LayerPullReply } from './layer-pull-worker.js';
 
 /** Layers of one image pulled at once. */
 const LAYER_PULLS = 3;
@@ -64,13 +66,46 @@ interface ImageLayer {
 }
 
 interface PullingImage {
-  layers: Promise<ImageLayer[]>;
+  /** Its registry connection (kept while the image is pulled) and layers. */
+  opened: Promise<{ client: RegistryClient; store: ImageStore; layers: ImageLayer[] }>;
   pulls: Map<string, Promise<PulledLayer>>;
   /** The pulls of all its layers have been started (once, by the first layer asked about). */
   started: boolean;
   /** Pulled layers containerd has not taken yet (their directories are ours to remove). */
   untaken: Set<string>;
   idle?: NodeJS.Timeout;
+}
+
+/** Bytes of a blob sent to a layer thread and not yet taken by it, past which the blob is held back. */
+const IN_FLIGHT_MAX = 8 << 20;
+
+/**
+ * Runs `job` in `worker`, sending it the blob's bytes (the blob's stream checks its digest: a
+ * mismatch reaches the thread as the stream's error); resolves with how the layer went.
+ */
+function streamTo(worker: Worker, job: LayerPullJob, blob: Readable): Promise<Exclude<LayerPullReply, { took: number }>> {
+  return new Promise((resolve, reject) => {
+    let inFlight = 0;
+    const send = (m: BlobMessage): void => worker.postMessage(m);
+    worker.on('message', (m: LayerPullReply) => {
+      if (!('took' in m)) return resolve(m);
+      inFlight -= m.took;
+      if (inFlight < IN_FLIGHT_MAX && blob.isPaused()) blob.resume();
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the layer pull thread exited (${code}) before it was done`)));
+    worker.postMessage(job);
+    blob.on('data', (bytes: Buffer) => {
+      send({ bytes });
+      inFlight += bytes.length;
+      if (inFlight >= IN_FLIGHT_MAX) blob.pause();
+    });
+    blob.once('end', () => send({ end: true }));
+    blob.once('error', (err) => send({ error: err.message }));
+  }).finally(() => {
+    blob.destroy();
+    void worker.terminate();
+  }) as Promise<Exclude<LayerPullReply, { took: number }>>;
 }
 
 function startPullThread(): Worker {
@@ -107,7 +142,7 @@ export class PlainPulls {
    */
   async layer(remote: LayerSource, target: string, parent: string | undefined): Promise<PulledLayer> {
     const image = this.imageOf(remote);
-    const layers = await image.layers;
+    const { layers } = await image.opened;
     const index = layers.findIndex((l) => l.digest === remote.digest);
     if (index < 0) throw new Error(`${remote.ref} has no layer ${remote.digest}`);
     const layer = layers[index]!;
@@ -128,8 +163,8 @@ export class PlainPulls {
     let image = this.images.get(remote.ref);
     if (!image) {
       this.startSpares();
-      image = { layers: this.layersOf(remote), pulls: new Map(), started: false, untaken: new Set() };
-      image.layers.catch(() => this.images.delete(remote.ref));
+      image = { opened: this.open(remote), pulls: new Map(), started: false, untaken: new Set() };
+      image.opened.catch(() => this.images.delete(remote.ref));
       this.images.set(remote.ref, image);
     }
     clearTimeout(image.idle);
@@ -139,9 +174,11 @@ export class PlainPulls {
     return held;
   }
 
-  /** The image's layers with their diff_ids and chain IDs, if they are all plain ones. */
-  private async layersOf(remote: LayerSource): Promise<ImageLayer[]> {
+  /** The image's registry connection, and its layers with their diff_ids and chain IDs, if they are all plain ones. */
+  private async open(remote: LayerSource): Promise<{ client: RegistryClient; store: ImageStore; layers: ImageLayer[] }> {
     const client = registryClientFor(remote.ref, this.accessOf(remote));
+    // the layers' GETs go out together once the config is in
+    void client.preconnect(parseReference(remote.ref).host, LAYER_PULLS);
     try {
       const { store, reference } = await openImageStore({ kind: 'registry', ...parseReference(remote.ref) }, client);
       const manifest: ImageManifest = (await resolveImage(store, reference)).manifest.parsed;
@@ -153,42 +190,37 @@ export class PlainPulls {
         throw new NotPlainImageError(`${remote.ref}: its config does not give one sha256 diff_id per layer`);
       }
       let chainId = '';
-      return manifest.layers.map((l, i) => {
+      const layers = manifest.layers.map((l, i) => {
         const diffId = diffIds[i] as string;
         chainId = i === 0 ? diffId : `sha256:${createHash('sha256').update(`${chainId} ${diffId}`).digest('hex')}`;
         return { digest: l.digest, size: l.size, diffId, chainId };
       });
-    } finally {
+      return { client, store, layers };
+    } catch (err) {
       await client.close();
+      throw err;
     }
   }
 
   private pull(remote: LayerSource, image: PullingImage, layer: ImageLayer): Promise<PulledLayer> {
     let pull = image.pulls.get(layer.digest);
     if (!pull) {
-      pull = this.pullInThread(remote, layer);
+      pull = image.opened.then(({ store }) => this.pullInThread(remote, store, layer));
       void pull.then((p) => image.untaken.add(p.dir), () => image.pulls.delete(layer.digest));
       image.pulls.set(layer.digest, pull);
     }
     return pull;
   }
 
-  private async pullInThread(remote: LayerSource, layer: ImageLayer): Promise<PulledLayer> {
+  private async pullInThread(remote: LayerSource, store: ImageStore, layer: ImageLayer): Promise<PulledLayer> {
     const dir = join(this.dir, `${layer.digest.slice('sha256:'.length, 'sha256:'.length + 16)}-${randomBytes(4).toString('hex')}`);
     await mkdir(join(dir, 'fs'), { recursive: true, mode: 0o755 });
     const started = performance.now();
     const data: LayerPullJob = {
-      ref: remote.ref, access: this.accessOf(remote),
       layer: { digest: layer.digest, size: layer.size }, diffId: layer.diffId, as: this.erofs ? 'erofs' : 'dir', dir: this.erofs ? dir : join(dir, 'fs'),
     };
     try {
-      const reply = await new Promise<LayerPullReply>((resolve, reject) => {
-        const worker = this.thread();
-        worker.once('message', resolve);
-        worker.once('error', reject);
-        worker.once('exit', (code) => reject(new Error(`the layer pull thread exited (${code}) before it was done`)));
-        worker.postMessage(data);
-      });
+      const reply = await streamTo(this.thread(), data, await store.getBlob(layer.digest));
       if ('error' in reply) throw new Error(reply.error);
       const pulled: PulledLayer = 'erofs' in reply
         ? { dir, files: reply.erofs.entries, erofs: { bootstrap: relative(dir, reply.erofs.bootstrap), ...(reply.erofs.blob ? { blob: relative(dir, reply.erofs.blob) } : {}), implicitDirs: reply.erofs.implicitDirs } }
@@ -233,5 +265,6 @@ export class PlainPulls {
     this.images.delete(ref);
     await Promise.allSettled([...image.pulls.values()]);
     for (const dir of image.untaken) await rm(dir, { recursive: true, force: true });
+    await image.opened.then(({ client }) => client.close(), () => undefined);
   }
 }
