@@ -3,7 +3,9 @@
 // store, plus remote Nydus layers: a Prepare whose labels describe a Nydus layer commits it at once
 // under the requested name (empty: the daemon serves the data) and answers AlreadyExists, so
 // containerd downloads nothing; a snapshot on top of a Nydus image gets the daemon's mount of the
-// image as its lower dir. Every change is serialized: each is a read-check-update of the store.
+// image as its lower dir. A plain image's layers, when their labels name the image, are pulled here
+// whole (plain-pulls.ts) and committed the same way, each an EROFS mount at its `fs`. Every change
+// is serialized: each is a read-check-update of the store (a layer's pull waits outside the queue).
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
