@@ -58,6 +58,19 @@ describe.runIf(isRoot && erofsLayersSupported())('EROFS layers', () => {
     mounts.pop();
   });
 
+  it('mounts a layer without file data (no blob device): directories, links and empty files only', async () => {
+    const { dir, files } = await erofsLayer('no-data', async (tar) => {
+      await tar.dir({ path: 'etc', mode: 0o755 });
+      await tar.file({ path: 'etc/empty', size: 0, mode: 0o600 });
+      await tar.symlink({ path: 'etc/link' }, 'empty');
+    });
+    expect(files.blob).toBeUndefined();
+    mountLayer(dir, files);
+    mounts.push(join(dir, 'fs'));
+    expect(readFileSync(join(dir, 'fs/etc/empty')).length).toBe(0);
+    expect(lstatSync(join(dir, 'fs/etc/link')).isSymbolicLink()).toBe(true);
+  });
+
   it('turns whiteouts into overlayfs\'s, which hide what the layers below hold', async () => {
     const lower = join(work, 'lower');
     mkdirSync(join(lower, 'keep'), { recursive: true });
