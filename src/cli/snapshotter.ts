@@ -21,6 +21,7 @@ import { parse as parseToml } from 'smol-toml';
 import { ConfigError } from '../daemon/config-error.js';
 import { snapshotterSettings } from '../snapshotter/snapshotter-config.js';
 import { addConfigOptions, type ConfigFlags, configFrom } from './daemon-options.js';
+import { parseSize } from './options.js';
 
 interface SnapshotterFlags extends ConfigFlags {
   address?: string;
@@ -36,6 +37,7 @@ interface SnapshotterFlags extends ConfigFlags {
   criKeychain?: boolean;
   imageServiceAddress?: string;
   fastPull: boolean;
+  fastPullBandwidth?: number;
 }
 
 /**
@@ -92,7 +94,7 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   const prefetchLists = new PrefetchLists();
   const keychain = flags.criKeychain ? new CriKeychain() : undefined;
   const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, prefetchLists, ...(keychain ? { keychain } : {}), ...(flags.mirrorsDir === undefined ? {} : { mirrorsDir: resolve(flags.mirrorsDir) }), ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
-  const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir), { fastPull: flags.fastPull });
+  const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir), { fastPull: flags.fastPull, ...(flags.fastPullBandwidth === undefined ? {} : { fastPullBandwidth: flags.fastPullBandwidth }) });
   // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
   const address = resolve(flags.address);
   await claimSocketPath(address);
@@ -135,6 +137,7 @@ export function snapshotterCommand(): Command {
     .option('--cri-keychain', 'also serve the CRI image service (point kubelet\'s --image-service-endpoint here), passing each call on to containerd\'s and keeping each PullImage\'s credentials for that image\'s layers (nydus-snapshotter\'s [remote.auth] enable_cri_keychain)')
     .option('--image-service-address <socket>', `containerd's CRI image service, for --cri-keychain (default ${DEFAULT_IMAGE_SERVICE_ADDRESS}; [remote.auth] image_service_address)`)
     .option('--no-fast-pull', 'leave plain OCI images to containerd\'s own pull (by default the layers containerd asks about, when their labels name the image as ctr-remote image rpull and CRI give them, are pulled here: all at once, each written as it streams, as an EROFS image the kernel mounts where it can)')
+    .option('--fast-pull-bandwidth <bytes>', 'download an image\'s layers at most this many bytes per second, together (e.g. 50M; default no limit)', parseSize)
     .option('--system-address <socket>', 'serve the system API (GET /api/v1/daemons, PUT /api/v1/prefetch, …) on this unix socket (nydus-snapshotter\'s [system] address)')
     .addOption(new Option('--fs-driver <driver>', 'fuse: a Nydus image\'s lower dir is the daemon\'s FUSE tree; block: the kernel\'s EROFS mounted on the daemon\'s flat image file').choices(['fuse', 'block']).default('fuse'));
   return addConfigOptions(cmd).action(runSnapshotter);

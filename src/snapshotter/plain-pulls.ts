@@ -65,15 +65,53 @@ interface ImageLayer {
   chainId: string;
 }
 
+interface OpenedImage {
+  client: RegistryClient;
+  store: ImageStore;
+  layers: ImageLayer[];
+  /** What the image's pulls have downloaded so far (the pace, the progress lines). */
+  progress: PullProgress;
+}
+
 interface PullingImage {
   /** Its registry connection (kept while the image is pulled) and layers. */
-  opened: Promise<{ client: RegistryClient; store: ImageStore; layers: ImageLayer[] }>;
+  opened: Promise<OpenedImage>;
   pulls: Map<string, Promise<PulledLayer>>;
   /** The pulls of all its layers have been started (once, by the first layer asked about). */
   started: boolean;
   /** Pulled layers containerd has not taken yet (their directories are ours to remove). */
   untaken: Set<string>;
   idle?: NodeJS.Timeout;
+}
+
+export interface PullLimits {
+  /** Bytes per second one image's layers are downloaded at, together (0 or none: no limit). */
+  bandwidth?: number;
+}
+
+/** How often an image being pulled logs how far it is. */
+const PROGRESS_MS = 5_000;
+
+/**
+ * An image's download, paced to `bandwidth` (bytes per second; 0: not paced) and reported every
+ * PROGRESS_MS: `took(n)` counts n bytes in and says how long to wait before reading more.
+ */
+export class PullProgress {
+  private readonly started = performance.now();
+  private bytes = 0;
+  private lastReport = this.started;
+
+  constructor(private readonly ref: string, private readonly total: number, private readonly bandwidth = 0) {}
+
+  took(n: number): number {
+    this.bytes += n;
+    const now = performance.now();
+    if (now - this.lastReport >= PROGRESS_MS) {
+      this.lastReport = now;
+      log.info('pulling', { ref: this.ref, mb: Math.round(this.bytes / 1e6), ofMb: Math.round(this.total / 1e6), mbPerSecond: Number((this.bytes / 1e3 / (now - this.started)).toFixed(1)) });
+    }
+    return this.bandwidth > 0 ? Math.max(0, (this.bytes / this.bandwidth) * 1000 - (now - this.started)) : 0;
+  }
 }
 
 /** Bytes of a blob sent to a layer thread and not yet taken by it, past which the blob is held back. */
@@ -83,14 +121,18 @@ const IN_FLIGHT_MAX = 8 << 20;
  * Runs `job` in `worker`, sending it the blob's bytes (the blob's stream checks its digest: a
  * mismatch reaches the thread as the stream's error); resolves with how the layer went.
  */
-function streamTo(worker: Worker, job: LayerPullJob, blob: Readable): Promise<Exclude<LayerPullReply, { took: number }>> {
+function streamTo(worker: Worker, job: LayerPullJob, blob: Readable, progress: PullProgress): Promise<Exclude<LayerPullReply, { took: number }>> {
   return new Promise((resolve, reject) => {
     let inFlight = 0;
+    let pacing = false;
     const send = (m: BlobMessage): void => worker.postMessage(m);
+    const resumeIfDue = (): void => {
+      if (!pacing && inFlight < IN_FLIGHT_MAX && blob.isPaused()) blob.resume();
+    };
     worker.on('message', (m: LayerPullReply) => {
       if (!('took' in m)) return resolve(m);
       inFlight -= m.took;
-      if (inFlight < IN_FLIGHT_MAX && blob.isPaused()) blob.resume();
+      resumeIfDue();
     });
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`the layer pull thread exited (${code}) before it was done`)));
@@ -98,7 +140,15 @@ function streamTo(worker: Worker, job: LayerPullJob, blob: Readable): Promise<Ex
     blob.on('data', (bytes: Buffer) => {
       send({ bytes });
       inFlight += bytes.length;
-      if (inFlight >= IN_FLIGHT_MAX) blob.pause();
+      const wait = progress.took(bytes.length);
+      if (wait > 0) {
+        pacing = true;
+        setTimeout(() => {
+          pacing = false;
+          resumeIfDue();
+        }, wait);
+      }
+      if (wait > 0 || inFlight >= IN_FLIGHT_MAX) blob.pause();
     });
     blob.once('end', () => send({ end: true }));
     blob.once('error', (err) => send({ error: err.message }));
@@ -126,7 +176,7 @@ export class PlainPulls {
    * the snapshot of a chain ID exists already (its layer is not pulled again); `erofs`: each layer an
    * EROFS image the kernel mounts (else files written into a directory).
    */
-  constructor(root: string, private readonly access: RegistryAccess, private readonly authOf: (layer: LayerSource) => RemoteLayer['auth'], private readonly has: (chainId: string) => boolean, private readonly erofs: boolean) {
+  constructor(root: string, private readonly access: RegistryAccess, private readonly authOf: (layer: LayerSource) => RemoteLayer['auth'], private readonly has: (chainId: string) => boolean, private readonly erofs: boolean, private readonly limits: PullLimits = {}) {
     this.dir = join(root, 'pulls');
   }
 
@@ -175,7 +225,7 @@ export class PlainPulls {
   }
 
   /** The image's registry connection, and its layers with their diff_ids and chain IDs, if they are all plain ones. */
-  private async open(remote: LayerSource): Promise<{ client: RegistryClient; store: ImageStore; layers: ImageLayer[] }> {
+  private async open(remote: LayerSource): Promise<OpenedImage> {
     const client = registryClientFor(remote.ref, this.accessOf(remote));
     // the layers' GETs go out together once the config is in
     void client.preconnect(parseReference(remote.ref).host, LAYER_PULLS);
@@ -195,7 +245,7 @@ export class PlainPulls {
         chainId = i === 0 ? diffId : `sha256:${createHash('sha256').update(`${chainId} ${diffId}`).digest('hex')}`;
         return { digest: l.digest, size: l.size, diffId, chainId };
       });
-      return { client, store, layers };
+      return { client, store, layers, progress: new PullProgress(remote.ref, manifest.layers.reduce((n, l) => n + l.size, 0), this.limits.bandwidth) };
     } catch (err) {
       await client.close();
       throw err;
@@ -205,14 +255,14 @@ export class PlainPulls {
   private pull(remote: LayerSource, image: PullingImage, layer: ImageLayer): Promise<PulledLayer> {
     let pull = image.pulls.get(layer.digest);
     if (!pull) {
-      pull = image.opened.then(({ store }) => this.pullInThread(remote, store, layer));
+      pull = image.opened.then((opened) => this.pullInThread(remote, opened, layer));
       void pull.then((p) => image.untaken.add(p.dir), () => image.pulls.delete(layer.digest));
       image.pulls.set(layer.digest, pull);
     }
     return pull;
   }
 
-  private async pullInThread(remote: LayerSource, store: ImageStore, layer: ImageLayer): Promise<PulledLayer> {
+  private async pullInThread(remote: LayerSource, { store, progress }: OpenedImage, layer: ImageLayer): Promise<PulledLayer> {
     const dir = join(this.dir, `${layer.digest.slice('sha256:'.length, 'sha256:'.length + 16)}-${randomBytes(4).toString('hex')}`);
     await mkdir(join(dir, 'fs'), { recursive: true, mode: 0o755 });
     const started = performance.now();
@@ -220,7 +270,7 @@ export class PlainPulls {
       layer: { digest: layer.digest, size: layer.size }, diffId: layer.diffId, as: this.erofs ? 'erofs' : 'dir', dir: this.erofs ? dir : join(dir, 'fs'),
     };
     try {
-      const reply = await streamTo(this.thread(), data, await store.getBlob(layer.digest));
+      const reply = await streamTo(this.thread(), data, await store.getBlob(layer.digest), progress);
       if ('error' in reply) throw new Error(reply.error);
       const pulled: PulledLayer = 'erofs' in reply
         ? { dir, files: reply.erofs.entries, erofs: { bootstrap: relative(dir, reply.erofs.bootstrap), ...(reply.erofs.blob ? { blob: relative(dir, reply.erofs.blob) } : {}), implicitDirs: reply.erofs.implicitDirs } }

@@ -38,6 +38,8 @@ export interface SnapshotInfo {
 export interface SnapshotterOptions {
   /** Pull the layers of plain images containerd asks about (their labels name image and layer) itself, all at once (plain-pulls.ts). */
   fastPull?: boolean;
+  /** The fast pull's download rate per image, in bytes per second (0 or none: no limit). */
+  fastPullBandwidth?: number;
 }
 
 /** A plain layer this snapshotter pulled, and its disk use. */
@@ -72,7 +74,7 @@ export class Snapshotter {
     mkdirSync(this.dirs, { recursive: true, mode: 0o700 });
     this.store = new MetadataStore(root);
     if (opts.fastPull && images) {
-      this.pulls = new PlainPulls(root, images.opts.config.registry, (layer) => images.authOf(layer), (chainId) => this.store.get(chainId)?.kind === 'committed', erofsLayersSupported());
+      this.pulls = new PlainPulls(root, images.opts.config.registry, (layer) => images.authOf(layer), (chainId) => this.store.get(chainId)?.kind === 'committed', erofsLayersSupported(), { bandwidth: opts.fastPullBandwidth ?? 0 });
     }
   }
 

@@ -119,6 +119,26 @@ describe('a plain OCI image through the snapshotter', () => {
     expect(erofsMounts()).toEqual([]);
   }, 600_000);
 
+  it('keeps an image\'s download to --fast-pull-bandwidth, and says how far it is', async () => {
+    const layers = await manifestLayers(IMAGE);
+    const bytes = layers.reduce((n, l) => n + l.size, 0);
+    sn.child.kill('SIGTERM');
+    await sn.exit;
+    sn = await startSnapshotter(root, ['--fast-pull-bandwidth', '15M']);
+    try {
+      const started = performance.now();
+      const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, IMAGE], 300_000);
+      expect(pull.code, pull.stderr).toBe(0);
+      expect((performance.now() - started) / 1000).toBeGreaterThanOrEqual(bytes / 15e6);
+      expect(sn.log()).toMatch(/"msg":"pulling","ref":"127\.0\.0\.1:5000\/debian-ml:latest","mb":\d+,"ofMb":97/);
+      await mustCtr(['images', 'rm', '--sync', IMAGE]);
+    } finally {
+      sn.child.kill('SIGTERM');
+      await sn.exit;
+      sn = await startSnapshotter(root);
+    }
+  }, 600_000);
+
   it('never commits a layer whose tar is not the one its config\'s diff_id names (regression: unverified content under a chain ID)', async () => {
     const { chains } = await chainIds(BAD_DIFF_ID, 'plain-pull-bad-diff-id');
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, BAD_DIFF_ID], 300_000);
