@@ -129,7 +129,9 @@ describe('a plain OCI image through the snapshotter', () => {
       const started = performance.now();
       const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, IMAGE], 300_000);
       expect(pull.code, pull.stderr).toBe(0);
-      expect((performance.now() - started) / 1000).toBeGreaterThanOrEqual(bytes / 15e6);
+      // unpaced, this loopback pull takes ~1.5 s; the pace counts from the manifest's reading, and each
+      // layer's stream may run a read ahead of it
+      expect((performance.now() - started) / 1000).toBeGreaterThanOrEqual(0.9 * (bytes / 15e6));
       expect(sn.log()).toMatch(/"msg":"pulling","ref":"127\.0\.0\.1:5000\/debian-ml:latest","mb":\d+,"ofMb":97/);
       await mustCtr(['images', 'rm', '--sync', IMAGE]);
     } finally {
