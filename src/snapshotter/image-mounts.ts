@@ -149,6 +149,16 @@ export class ImageMounts {
     return run;
   }
 
+  /** Whether containerd's hosts.toml gives `ref`'s registry a mirror (or cannot be read for it). */
+  hasMirrors(ref: string): boolean {
+    if (this.opts.mirrorsDir === undefined) return false;
+    try {
+      return hostsTomlMirrors(this.opts.mirrorsDir, parseReference(ref).host).length > 0;
+    } catch {
+      return true;
+    }
+  }
+
   /** The image's credentials: its layers' pull secret, else those kubelet pulled it with (if the keychain is on). */
   authOf(remote: Pick<RemoteLayer, 'ref' | 'auth'>): RemoteLayer['auth'] {
     return remote.auth ?? this.opts.keychain?.credentialsFor(remote.ref);

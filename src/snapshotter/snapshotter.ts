@@ -125,6 +125,9 @@ export class Snapshotter {
     const layer = this.pulls ? plainLayer(labels) : undefined;
     const target = labels[Label.TARGET];
     if (!layer || target === undefined || this.store.get(target) || this.onRemoteLayers(parentKey)) return undefined;
+    // containerd's own pull reads hosts.toml's mirrors; this one reads the registry alone, which a
+    // node with mirrors may not reach at all
+    if (this.images!.hasMirrors(layer.ref)) return undefined;
     try {
       const pulled = await this.pulls!.layer(layer, target, parentKey === '' ? undefined : parentKey);
       return { layer: pulled, usage: await diskUsage(pulled.dir) };

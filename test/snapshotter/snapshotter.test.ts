@@ -123,6 +123,28 @@ describe('snapshotter core', () => {
       await images.close();
     }
   });
+
+  it('leaves a registry with hosts.toml mirrors to containerd\'s pull, which reads them', async () => {
+    const r = join(work, 'fast-pull-mirrors');
+    mkdirSync(join(r, 'hosts', 'registry.example:5000'), { recursive: true });
+    writeFileSync(join(r, 'hosts', 'registry.example:5000', 'hosts.toml'), 'server = "https://registry.example:5000"\n[host."http://127.0.0.1:5000"]\ncapabilities = ["pull", "resolve"]\n');
+    const images = new ImageMounts({ root: r, mode: 'dedicated', config: parseDaemonConfig({}), policy: 'restart', mirrorsDir: join(r, 'hosts') });
+    const sn = new Snapshotter(r, images, undefined, { fastPull: true });
+    const asked: string[] = [];
+    const layer = vi.spyOn(PlainPulls.prototype, 'layer').mockImplementation(async (source) => {
+      asked.push(source.ref);
+      throw new Error('no registry here');
+    });
+    try {
+      const plain = (target: string, ref: string) => ({ [Label.TARGET]: target, [Label.STARGZ_REF]: ref, [Label.STARGZ_DIGEST]: D('d') });
+      expect((await sn.prepare('extract-m1 m1', '', plain('m1', 'registry.example:5000/x/y:z')))[0]!.type).toBe('bind');
+      expect((await sn.prepare('extract-m2 m2', '', plain('m2', 'other.example/x/y:z')))[0]!.type).toBe('bind');
+      expect(asked).toEqual(['other.example/x/y:z']);
+    } finally {
+      layer.mockRestore();
+      await images.close();
+    }
+  });
 });
 
 describe('gRPC service', () => {
