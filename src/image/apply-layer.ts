@@ -224,19 +224,26 @@ class LayerWriter {
  */
 export function adoptLowerDirs(root: string, madeDirs: readonly string[][], lowers: readonly string[]): void {
   for (const comps of madeDirs) {
-    const rel = Buffer.from(`/${comps.join('/')}`, 'latin1');
-    for (const lower of lowers) {
-      const st = lstatIf(Buffer.concat([Buffer.from(lower), rel]));
-      if (!st) continue;
-      if (st.isDirectory()) {
-        const path = Buffer.concat([Buffer.from(root), rel]);
-        lchownSync(path, st.uid, st.gid);
-        chmodSync(path, st.mode & 0o7777);
-        lutimesSync(path, st.atime, st.mtime);
-      }
-      break;
-    }
+    const st = lowerDirOf(comps, lowers);
+    if (!st) continue;
+    const path = Buffer.concat([Buffer.from(root), Buffer.from(`/${comps.join('/')}`, 'latin1')]);
+    lchownSync(path, st.uid, st.gid);
+    chmodSync(path, st.mode & 0o7777);
+    lutimesSync(path, st.atime, st.mtime);
   }
+}
+
+/**
+ * The directory at `comps` (byte-string components) in the nearest of `lowers` (nearest first)
+ * that holds that path; none when none does, or when the nearest one holds something else there.
+ */
+export function lowerDirOf(comps: readonly string[], lowers: readonly string[]): Stats | undefined {
+  const rel = Buffer.from(`/${comps.join('/')}`, 'latin1');
+  for (const lower of lowers) {
+    const st = lstatIf(Buffer.concat([Buffer.from(lower), rel]));
+    if (st) return st.isDirectory() ? st : undefined;
+  }
+  return undefined;
 }
 
 const key = (comps: string[]): string => comps.join('/');

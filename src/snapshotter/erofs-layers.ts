@@ -4,11 +4,11 @@
 // entry. The mounts outlive the snapshotter (containers read through them); a restart mounts what
 // is missing, Remove and Cleanup unmount before they delete.
 import { spawn } from 'node:child_process';
-import { lstatSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { adoptLowerDirs } from '../image/apply-layer.js';
+import { adoptLowerDirs, lowerDirOf } from '../image/apply-layer.js';
 import { erofsMountedAt, mountErofsFile } from '../daemon/erofs-mount.js';
 import { lazyUnmount } from '../daemon/fuse/session.js';
 import type { ErofsFiles } from './plain-pulls.js';
@@ -38,13 +38,8 @@ export async function unmountLayer(dir: string): Promise<void> {
  */
 export function implicitDirsDiffer(implicitDirs: readonly string[][], lowers: readonly string[]): boolean {
   return implicitDirs.some((comps) => {
-    const rel = `/${comps.join('/')}`;
-    for (const lower of lowers) {
-      const st = lstatSync(Buffer.concat([Buffer.from(lower), Buffer.from(rel, 'latin1')]), { throwIfNoEntry: false });
-      if (!st) continue;
-      return st.isDirectory() && ((st.mode & 0o7777) !== 0o755 || st.uid !== 0 || st.gid !== 0);
-    }
-    return false;
+    const st = lowerDirOf(comps, lowers);
+    return st !== undefined && ((st.mode & 0o7777) !== 0o755 || st.uid !== 0 || st.gid !== 0);
   });
 }
 

@@ -41,7 +41,6 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
  */
 export interface PulledLayer {
   dir: string;
-  files: number;
   applied?: AppliedLayer;
   erofs?: ErofsFiles;
 }
@@ -273,9 +272,10 @@ export class PlainPulls {
       const reply = await streamTo(this.thread(), data, await store.getBlob(layer.digest), progress);
       if ('error' in reply) throw new Error(reply.error);
       const pulled: PulledLayer = 'erofs' in reply
-        ? { dir, files: reply.erofs.entries, erofs: { bootstrap: relative(dir, reply.erofs.bootstrap), ...(reply.erofs.blob ? { blob: relative(dir, reply.erofs.blob) } : {}), implicitDirs: reply.erofs.implicitDirs } }
-        : { dir, files: reply.applied.entries, applied: reply.applied };
-      log.info('layer pulled', { ref: remote.ref, layer: layer.digest, bytes: layer.size, files: pulled.files, as: data.as, ms: Math.round(performance.now() - started) });
+        ? { dir, erofs: { bootstrap: relative(dir, reply.erofs.bootstrap), ...(reply.erofs.blob ? { blob: relative(dir, reply.erofs.blob) } : {}), implicitDirs: reply.erofs.implicitDirs } }
+        : { dir, applied: reply.applied };
+      const files = 'erofs' in reply ? reply.erofs.entries : reply.applied.entries;
+      log.info('layer pulled', { ref: remote.ref, layer: layer.digest, bytes: layer.size, files, as: data.as, ms: Math.round(performance.now() - started) });
       return pulled;
     } catch (err) {
       await rm(dir, { recursive: true, force: true });

@@ -101,49 +101,50 @@ describe('snapshotter core', () => {
     await images.close();
   });
 
-  it('pulls a plain layer itself only on plain layers (regression: a layer on a remote image read its lower dirs\' attributes from the host\'s paths)', async () => {
-    const r = join(work, 'fast-pull');
-    const images = new ImageMounts({ root: r, mode: 'dedicated', config: parseDaemonConfig({}), policy: 'restart' });
+  /**
+   * Runs `check` on a fast-pulling snapshotter whose plain pulls only record the layers asked
+   * about (`asked`: ref and digest of each) and fail, so containerd would pull them itself.
+   */
+  async function withRecordedPulls(name: string, opts: { mirrorsDir?: string }, check: (sn: Snapshotter, asked: string[]) => Promise<void>): Promise<void> {
+    const r = join(work, name);
+    const images = new ImageMounts({ root: r, mode: 'dedicated', config: parseDaemonConfig({}), policy: 'restart', ...opts });
     const sn = new Snapshotter(r, images, undefined, { fastPull: true });
     const asked: string[] = [];
     const layer = vi.spyOn(PlainPulls.prototype, 'layer').mockImplementation(async (source) => {
-      asked.push(source.digest);
+      asked.push(`${source.ref} ${source.digest}`);
       throw new Error('no registry here');
     });
     try {
-      const plain = (target: string, digest: string) => ({ [Label.TARGET]: target, [Label.STARGZ_REF]: '127.0.0.1:5000/x/y:z', [Label.STARGZ_DIGEST]: digest });
-      // the pull failing, containerd unpacks the layer itself: an ordinary active snapshot
-      expect((await sn.prepare('extract-p1 p1', '', plain('p1', D('a'))))[0]!.type).toBe('bind');
-      expect(asked).toEqual([D('a')]);
-      await expect(sn.prepare('extract-n1 n1', '', { [Label.TARGET]: 'n1', [Label.NYDUS_BOOTSTRAP]: 'true', [Label.STARGZ_REF]: '127.0.0.1:5000/x/y:z', [Label.STARGZ_DIGEST]: D('b') })).rejects.toThrow(AlreadyExistsError);
-      await sn.prepare('extract-p2 p2', 'n1', plain('p2', D('c'))).catch(() => undefined);
-      expect(asked).toEqual([D('a')]);
+      await check(sn, asked);
     } finally {
       layer.mockRestore();
       await images.close();
     }
+  }
+
+  it('pulls a plain layer itself only on plain layers (regression: a layer on a remote image read its lower dirs\' attributes from the host\'s paths)', async () => {
+    const REF = '127.0.0.1:5000/x/y:z';
+    await withRecordedPulls('fast-pull', {}, async (sn, asked) => {
+      const plain = (target: string, digest: string) => ({ [Label.TARGET]: target, [Label.STARGZ_REF]: REF, [Label.STARGZ_DIGEST]: digest });
+      // the pull failing, containerd unpacks the layer itself: an ordinary active snapshot
+      expect((await sn.prepare('extract-p1 p1', '', plain('p1', D('a'))))[0]!.type).toBe('bind');
+      expect(asked).toEqual([`${REF} ${D('a')}`]);
+      await expect(sn.prepare('extract-n1 n1', '', { [Label.TARGET]: 'n1', [Label.NYDUS_BOOTSTRAP]: 'true', [Label.STARGZ_REF]: REF, [Label.STARGZ_DIGEST]: D('b') })).rejects.toThrow(AlreadyExistsError);
+      await sn.prepare('extract-p2 p2', 'n1', plain('p2', D('c'))).catch(() => undefined);
+      expect(asked).toEqual([`${REF} ${D('a')}`]);
+    });
   });
 
   it('leaves a registry with hosts.toml mirrors to containerd\'s pull, which reads them', async () => {
-    const r = join(work, 'fast-pull-mirrors');
-    mkdirSync(join(r, 'hosts', 'registry.example:5000'), { recursive: true });
-    writeFileSync(join(r, 'hosts', 'registry.example:5000', 'hosts.toml'), 'server = "https://registry.example:5000"\n[host."http://127.0.0.1:5000"]\ncapabilities = ["pull", "resolve"]\n');
-    const images = new ImageMounts({ root: r, mode: 'dedicated', config: parseDaemonConfig({}), policy: 'restart', mirrorsDir: join(r, 'hosts') });
-    const sn = new Snapshotter(r, images, undefined, { fastPull: true });
-    const asked: string[] = [];
-    const layer = vi.spyOn(PlainPulls.prototype, 'layer').mockImplementation(async (source) => {
-      asked.push(source.ref);
-      throw new Error('no registry here');
-    });
-    try {
+    const hosts = join(work, 'fast-pull-mirrors-hosts');
+    mkdirSync(join(hosts, 'registry.example:5000'), { recursive: true });
+    writeFileSync(join(hosts, 'registry.example:5000', 'hosts.toml'), 'server = "https://registry.example:5000"\n[host."http://127.0.0.1:5000"]\ncapabilities = ["pull", "resolve"]\n');
+    await withRecordedPulls('fast-pull-mirrors', { mirrorsDir: hosts }, async (sn, asked) => {
       const plain = (target: string, ref: string) => ({ [Label.TARGET]: target, [Label.STARGZ_REF]: ref, [Label.STARGZ_DIGEST]: D('d') });
       expect((await sn.prepare('extract-m1 m1', '', plain('m1', 'registry.example:5000/x/y:z')))[0]!.type).toBe('bind');
       expect((await sn.prepare('extract-m2 m2', '', plain('m2', 'other.example/x/y:z')))[0]!.type).toBe('bind');
-      expect(asked).toEqual(['other.example/x/y:z']);
-    } finally {
-      layer.mockRestore();
-      await images.close();
-    }
+      expect(asked).toEqual([`other.example/x/y:z ${D('d')}`]);
+    });
   });
 });
 
