@@ -15,6 +15,8 @@ mod mount;
 mod netlink;
 mod pidfd;
 mod fdpass;
+mod gzip_index;
+mod zlib_ffi;
 mod zstd_ffi;
 mod zstd_stream;
 
@@ -22,6 +24,7 @@ use codec::Codec;
 use digest::{DigestAlgo, Hasher};
 use error::Result;
 use napi::*;
+use gzip_index::GzipIndexer;
 use zstd_stream::ZstdStream;
 
 /// Output cap for decompression whose size the caller does not know (decompression bombs).
@@ -140,6 +143,68 @@ unsafe extern "C" fn member_decode_batch(env: napi_env, info: napi_callback_info
         let [c, srcs, skips, sizes] = js::args::<4>(env, info)?;
         let codec = Codec::parse(&js::string(env, c, "codec")?)?;
         batch::queue(env, batch::BatchOp::Member(codec), srcs, Some(sizes), Some(skips))
+    })
+}
+
+unsafe extern "C" fn gzip_index_create(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [span] = js::args::<1>(env, info)?;
+        js::new_external(env, GzipIndexer::new(js::size(env, span, "span")?)?)
+    })
+}
+
+unsafe extern "C" fn gzip_index_push(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h, src] = js::args::<2>(env, info)?;
+        js::external_arg::<GzipIndexer>(env, h)?.push(js::bytes(env, src, "input")?)?;
+        js::undefined(env)
+    })
+}
+
+unsafe extern "C" fn gzip_index_pull(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h] = js::args::<1>(env, info)?;
+        let ix = js::external_arg::<GzipIndexer>(env, h)?;
+        if ix.drained() {
+            return js::new_buffer_copy(env, &[]);
+        }
+        let (piece, dst) = js::new_buffer(env, gzip_index::OUT_PIECE)?;
+        let n = ix.pull_into(dst)?;
+        if n == dst.len() { Ok(piece) } else { js::new_buffer_copy(env, &dst[..n]) }
+    })
+}
+
+/// [marks (f64 input, output pairs, little-endian), [[input, output, bits, window], …]]
+unsafe extern "C" fn gzip_index_take(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h] = js::args::<1>(env, info)?;
+        let (marks, cps) = js::external_arg::<GzipIndexer>(env, h)?.take();
+        let bytes: Vec<u8> = marks.iter().flat_map(|m| m.to_le_bytes()).collect();
+        let mut items = Vec::with_capacity(cps.len());
+        for c in &cps {
+            let fields = [js::new_number(env, c.input as f64)?, js::new_number(env, c.output as f64)?, js::new_number(env, c.bits as f64)?, js::new_buffer_copy(env, &c.window)?];
+            items.push(js::new_array(env, &fields)?);
+        }
+        let parts = [js::new_buffer_copy(env, &bytes)?, js::new_array(env, &items)?];
+        js::new_array(env, &parts)
+    })
+}
+
+unsafe extern "C" fn gzip_index_finish(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h] = js::args::<1>(env, info)?;
+        js::external_arg::<GzipIndexer>(env, h)?.finish()?;
+        js::undefined(env)
+    })
+}
+
+unsafe extern "C" fn gzip_extract_into(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [src, bits, window, skip, dst] = js::args::<5>(env, info)?;
+        let bits = u8::try_from(js::size(env, bits, "bits")?).map_err(|_| error::NativeError::Argument("bits out of range".into()))?;
+        let dst = js::bytes(env, dst, "output")?;
+        gzip_index::extract(js::bytes(env, src, "input")?, bits, js::bytes(env, window, "window")?, js::size(env, skip, "skip")?, dst)?;
+        js::new_number(env, dst.len() as f64)
     })
 }
 
@@ -270,6 +335,11 @@ impl js::ExternalKind for Hasher {
     const NAME: &'static str = "hasher";
 }
 
+impl js::ExternalKind for GzipIndexer {
+    const TAG: u32 = 0x475a_4958; // "GZIX"
+    const NAME: &'static str = "gzip indexer";
+}
+
 impl js::ExternalKind for ZstdStream {
     const TAG: u32 = 0x5a53_5444; // "ZSTD"
     const NAME: &'static str = "zstd stream";
@@ -278,7 +348,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 27] = [
+    let functions: [(&str, napi_callback); 33] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -292,6 +362,12 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("digestBatch", Some(digest_batch)),
         ("memberDecodeInto", Some(member_decode_into)),
         ("memberDecodeBatch", Some(member_decode_batch)),
+        ("gzipIndexCreate", Some(gzip_index_create)),
+        ("gzipIndexPush", Some(gzip_index_push)),
+        ("gzipIndexPull", Some(gzip_index_pull)),
+        ("gzipIndexTake", Some(gzip_index_take)),
+        ("gzipIndexFinish", Some(gzip_index_finish)),
+        ("gzipExtractInto", Some(gzip_extract_into)),
         ("zstdStreamCreate", Some(zstd_stream_create)),
         ("zstdStreamPush", Some(zstd_stream_push)),
         ("zstdStreamPull", Some(zstd_stream_pull)),

@@ -12,45 +12,9 @@ use crate::codec::{gzip_member_exact, Codec};
 use crate::error::{arg, NativeError, Result};
 use std::cell::RefCell;
 use std::ffi::CStr;
-use std::os::raw::{c_char, c_int, c_uint, c_ulong, c_void};
+use std::os::raw::{c_int, c_void};
+use crate::zlib_ffi::*;
 use crate::zstd_ffi::*;
-
-/// zlib's z_stream (zlib.h), as laid out on LP64.
-#[repr(C)]
-struct ZStream {
-    next_in: *const u8,
-    avail_in: c_uint,
-    total_in: c_ulong,
-    next_out: *mut u8,
-    avail_out: c_uint,
-    total_out: c_ulong,
-    msg: *const c_char,
-    state: *mut c_void,
-    zalloc: *const c_void,
-    zfree: *const c_void,
-    opaque: *mut c_void,
-    data_type: c_int,
-    adler: c_ulong,
-    reserved: c_ulong,
-}
-
-#[link(name = "z")]
-extern "C" {
-    fn inflateInit2_(strm: *mut ZStream, window_bits: c_int, version: *const c_char, stream_size: c_int) -> c_int;
-    fn inflate(strm: *mut ZStream, flush: c_int) -> c_int;
-    fn inflateEnd(strm: *mut ZStream) -> c_int;
-}
-
-const Z_OK: c_int = 0;
-const Z_STREAM_END: c_int = 1;
-const Z_BUF_ERROR: c_int = -5;
-const Z_MEM_ERROR: c_int = -4;
-const Z_NO_FLUSH: c_int = 0;
-/// A 32 KiB window, gzip header and trailer only (no zlib or raw streams).
-const GZIP_WINDOW_BITS: c_int = 15 + 16;
-/// inflateInit2_ checks only the major version and the struct size.
-const ZLIB_VERSION: &[u8] = b"1.2.13\0";
-
 
 const ZSTD_RESET_SESSION_ONLY: c_int = 1;
 
@@ -58,7 +22,7 @@ const ZSTD_RESET_SESSION_ONLY: c_int = 1;
 const SKIP_PIECE: usize = 64 << 10;
 
 /// One bounded step of a decoder: fills some of `out`, or says the member has ended.
-trait Member {
+pub(crate) trait Member {
     /// Bytes written to `out` (at least one), or None once the member ended.
     fn step(&mut self, out: &mut [u8]) -> Result<Option<usize>>;
 }
@@ -75,7 +39,7 @@ pub fn decode_first_member(codec: Codec, src: &[u8], skip: usize, dst: &mut [u8]
     }
 }
 
-fn fill(member: &mut dyn Member, skip: usize, dst: &mut [u8]) -> Result<()> {
+pub(crate) fn fill(member: &mut dyn Member, skip: usize, dst: &mut [u8]) -> Result<()> {
     let wanted = skip.saturating_add(dst.len());
     let mut scratch = vec![0u8; skip.min(SKIP_PIECE)];
     let mut done = 0;
@@ -94,38 +58,26 @@ fn fill(member: &mut dyn Member, skip: usize, dst: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-struct GzipMember {
-    z: Box<ZStream>,
+struct GzipMember<'a> {
+    inflater: Inflater,
+    src: &'a [u8],
+    taken: usize,
     ended: bool,
 }
 
-impl GzipMember {
-    fn new(src: &[u8]) -> Result<GzipMember> {
-        let avail_in = c_uint::try_from(src.len()).map_err(|_| NativeError::Argument("member input over 4 GiB".into()))?;
-        let mut z = Box::new(ZStream {
-            next_in: src.as_ptr(), avail_in, total_in: 0, next_out: std::ptr::null_mut(), avail_out: 0, total_out: 0,
-            msg: std::ptr::null(), state: std::ptr::null_mut(), zalloc: std::ptr::null(), zfree: std::ptr::null(),
-            opaque: std::ptr::null_mut(), data_type: 0, adler: 0, reserved: 0,
-        });
-        let size = std::mem::size_of::<ZStream>() as c_int;
-        match unsafe { inflateInit2_(&mut *z, GZIP_WINDOW_BITS, ZLIB_VERSION.as_ptr().cast(), size) } {
-            Z_OK => Ok(GzipMember { z, ended: false }),
-            Z_MEM_ERROR => Err(NativeError::Internal("inflateInit2: out of memory".into())),
-            r => Err(NativeError::Internal(format!("inflateInit2 failed ({r})"))),
-        }
+impl<'a> GzipMember<'a> {
+    fn new(src: &'a [u8]) -> Result<GzipMember<'a>> {
+        Ok(GzipMember { inflater: Inflater::new(GZIP_WINDOW_BITS)?, src, taken: 0, ended: false })
     }
 }
 
-impl Member for GzipMember {
+impl Member for GzipMember<'_> {
     fn step(&mut self, out: &mut [u8]) -> Result<Option<usize>> {
         if self.ended {
             return Ok(None);
         }
-        let room = out.len().min(c_uint::MAX as usize);
-        self.z.next_out = out.as_mut_ptr();
-        self.z.avail_out = room as c_uint;
-        let r = unsafe { inflate(&mut *self.z, Z_NO_FLUSH) };
-        let n = room - self.z.avail_out as usize;
+        let (r, taken, n) = self.inflater.run(&self.src[self.taken..], out, Z_NO_FLUSH);
+        self.taken += taken;
         match r {
             Z_OK if n > 0 => Ok(Some(n)),
             Z_STREAM_END => {
@@ -135,20 +87,8 @@ impl Member for GzipMember {
             // no progress with room to spare: the input ran out inside the member
             Z_OK | Z_BUF_ERROR => Err(NativeError::Corrupt("gzip member truncated".into())),
             Z_MEM_ERROR => Err(NativeError::Internal("inflate: out of memory".into())),
-            _ => Err(NativeError::Corrupt(format!("gzip member: {}", self.message()))),
+            _ => Err(NativeError::Corrupt(format!("gzip member: {}", self.inflater.message()))),
         }
-    }
-}
-
-impl GzipMember {
-    fn message(&self) -> String {
-        if self.z.msg.is_null() { "invalid data".into() } else { unsafe { CStr::from_ptr(self.z.msg) }.to_string_lossy().into_owned() }
-    }
-}
-
-impl Drop for GzipMember {
-    fn drop(&mut self) {
-        unsafe { inflateEnd(&mut *self.z) };
     }
 }
 

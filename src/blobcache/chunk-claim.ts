@@ -6,8 +6,9 @@ import type { ChunkRef } from '../rafs/tree.js';
 
 /** Two readers share a fetch only when these are equal. */
 export function claimKey(blobId: string, ref: ChunkRef): string {
-  // chunks of a member differ by where they start in it
-  const inner = ref.innerOffset === undefined ? '' : `@${ref.innerOffset}`;
+  // chunks of a member (or decoded from a checkpoint) differ by where they start in it
+  const from = ref.checkpoint === undefined ? '' : `#${ref.checkpoint}`;
+  const inner = ref.innerOffset === undefined ? from : `${from}@${ref.innerOffset}`;
   return `${blobId}:${ref.ciIndex}:${ref.compressedOffset}+${ref.compressedSize}${inner}:${ref.uncompressedOffset}+${ref.uncompressedSize}:${ref.compressed ? 'z' : 'raw'}:${ref.digest.toString('hex')}`;
 }
 

@@ -1,7 +1,7 @@
 // Stored chunk bytes → verified uncompressed bytes. Nothing leaves here unless its digest matches:
 // a corrupt chunk is an error, never data.
 import {
-  type Codec, decodeMember, decodeMemberBatch, decodeMemberInto, decompress, decompressBatch, decompressInto, digest, digestBatch, type MemberCodec,
+  type Codec, decodeMember, gzipExtractInto, decodeMemberBatch, decodeMemberInto, decompress, decompressBatch, decompressInto, digest, digestBatch, type MemberCodec,
 } from '../native/index.js';
 import { BlobFeature } from '../rafs/blob-table.js';
 import { MAX_INNER_OFFSET } from '../rafs/chunk.js';
@@ -20,6 +20,20 @@ const isCompressed = (blob: BlobInfo, ref: ChunkRef): boolean => ref.compressed 
  * after innerOffset of the first member of its stored bytes, whatever follows them.
  */
 const isMembers = (blob: BlobInfo): boolean => (blob.features & BlobFeature.MEMBERS) !== 0;
+
+/**
+ * An unmodified gzip layer (BlobFeature.CHECKPOINTS): the chunk is the output after innerOffset of
+ * the stream decoded from the chunk's checkpoint, whose first stored byte its stored bytes start at.
+ */
+const isCheckpointed = (blob: BlobInfo): boolean => (blob.features & BlobFeature.CHECKPOINTS) !== 0;
+
+/** Decodes a CHECKPOINTS blob's chunk from its checkpoint into `into`. */
+function extractFromCheckpoint(blob: BlobInfo, ref: ChunkRef, stored: Buffer, into: Buffer): Buffer {
+  const c = ref.checkpoint === undefined ? undefined : blob.checkpoints?.[ref.checkpoint];
+  if (!c) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `checkpoint ${ref.checkpoint} is not among the blob's`);
+  gzipExtractInto(stored, c.bits, c.window, ref.innerOffset ?? 0, into);
+  return into;
+}
 
 function checkStored(blob: BlobInfo, ref: ChunkRef, stored: Buffer): void {
   if (stored.length !== ref.compressedSize) {
@@ -51,7 +65,13 @@ export function decodeChunk(blob: BlobInfo, ref: ChunkRef, stored: Buffer, into?
   checkStored(blob, ref, stored);
   if (into && into.length !== ref.uncompressedSize) throw new RangeError(`decode buffer of ${into.length} bytes for a chunk of ${ref.uncompressedSize}`);
   let data: Buffer;
-  if (isMembers(blob)) {
+  if (isCheckpointed(blob)) {
+    try {
+      data = extractFromCheckpoint(blob, ref, stored, into ?? Buffer.allocUnsafeSlow(ref.uncompressedSize));
+    } catch (err) {
+      throw err instanceof ChunkIntegrityError ? err : undecodable(blob, ref, err);
+    }
+  } else if (isMembers(blob)) {
     try {
       if (into) decodeMemberInto(blob.compressor as MemberCodec, stored, ref.innerOffset ?? 0, into);
       data = into ?? decodeMember(blob.compressor as MemberCodec, stored, ref.innerOffset ?? 0, ref.uncompressedSize);
@@ -79,7 +99,8 @@ export const INLINE_DECODE_MAX = 64 << 10;
 
 /** As decodeChunk, with decompression and the digest on the libuv pool (small chunks inline): for the main thread. */
 export async function decodeChunkAsync(blob: BlobInfo, ref: ChunkRef, stored: Buffer): Promise<Buffer> {
-  if (ref.uncompressedSize <= INLINE_DECODE_MAX) return decodeChunk(blob, ref, stored);
+  // decoding from a checkpoint has no pool variant yet: a span and a chunk at most (MAX_INNER_OFFSET)
+  if (ref.uncompressedSize <= INLINE_DECODE_MAX || isCheckpointed(blob)) return decodeChunk(blob, ref, stored);
   checkStored(blob, ref, stored);
   let data = stored;
   if (isMembers(blob) || isCompressed(blob, ref)) {

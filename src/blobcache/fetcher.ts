@@ -10,7 +10,7 @@
 // with ChunkIntegrityError, never marked. A request not done by its deadline is given up (its
 // connection closed): its chunks fail, and the next reader of one asks anew.
 import type { RafsImage } from '../rafs/reader.js';
-import { BlobFeature } from '../rafs/blob-table.js';
+import { LAYER_AS_IS } from '../rafs/blob-table.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { forEachInSlices } from '../util/slices.js';
 import { ShortReadError, type BlobBackend } from './backend.js';
@@ -237,7 +237,7 @@ export class ChunkFetcher {
     // a stargz-family layer's chunks are whole files or 4 MiB pieces, each its own member: growing a
     // request toward `amplify` brings neighbours' members a start rarely reads (bench/stargz-lazy:
     // 32.6 → 26.5 MB fetched, 3.95 → 3.79 s); only chunks inside the range (member-mates) come along
-    const grow = (batch.blob.features & BlobFeature.MEMBERS) === 0;
+    const grow = (batch.blob.features & LAYER_AS_IS) === 0;
     ranges.forEach((range, r) => {
       const limit = ranges[r + 1]?.start ?? Infinity;
       // first chunk starting at or after the range's start: those within it come free (chunks that

@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLayer } from '../convert/create.js';
 import { createStargzIndex, createStargzRef } from '../convert/stargz-ref.js';
+import { createTargzRef } from '../convert/targz-ref.js';
 import type { Compressor, Digester } from '../rafs/tree.js';
 import { log } from '../util/log.js';
 import { chunkSizeOption, compressorOption, digesterOption, parseByteCount, prefetchPolicyOption, readPrefetchPatterns, writeJson } from './options.js';
@@ -12,7 +13,8 @@ import { chunkSizeOption, compressorOption, digesterOption, parseByteCount, pref
 const STARGZ_TYPES = ['estargz-ref', 'stargz-index'] as const;
 
 interface CreateFlags {
-  type: 'tar-rafs' | 'targz-rafs' | 'dir-rafs' | (typeof STARGZ_TYPES)[number];
+  type: 'tar-rafs' | 'targz-rafs' | 'targz-ref' | 'dir-rafs' | (typeof STARGZ_TYPES)[number];
+  span?: number;
   bootstrap: string;
   blobDir?: string;
   tocDigest?: string;
@@ -60,8 +62,17 @@ async function createFromStargz(source: string, flags: CreateFlags, command: Com
   await writeJson(flags.outputJson, summary);
 }
 
+async function createFromGzip(source: string, flags: CreateFlags): Promise<void> {
+  const started = Date.now();
+  const result = await createTargzRef({ layerPath: source, bootstrapPath: flags.bootstrap, blobDir: required(flags.blobDir, '--blob-dir', flags.type), chunkSize: flags.chunkSize, span: flags.span });
+  const summary = { ...result, seconds: (Date.now() - started) / 1000 };
+  log.info('gzip layer bootstrap created', { blob: result.blobId, blobPath: result.blobPath, bootstrapSize: result.bootstrapSize, ...result.stats, seconds: summary.seconds });
+  await writeJson(flags.outputJson, summary);
+}
+
 async function create(source: string, flags: CreateFlags, command: Command): Promise<void> {
   if (flags.type === 'estargz-ref' || flags.type === 'stargz-index') return createFromStargz(source, flags, command);
+  if (flags.type === 'targz-ref') return createFromGzip(source, flags);
   if (source === '-' && flags.prefetchPolicy === 'fs') {
     throw new InvalidArgumentError('the layer and the prefetch list cannot both come from stdin');
   }
@@ -82,11 +93,12 @@ async function create(source: string, flags: CreateFlags, command: Command): Pro
 
 export function createCommand(): Command {
   return new Command('create')
-    .description('build a RAFS v6 layer bootstrap and data blob from a tar stream or a directory, or a bootstrap over an eStargz/zstd:chunked layer as it is')
-    .argument('<source>', "layer tar (plain, gzip or zstd), '-' for stdin, a directory (dir-rafs), a stargz-family layer file (estargz-ref) or its TOC JSON (stargz-index)")
-    .addOption(new Option('--type <type>', 'source type').choices(['tar-rafs', 'targz-rafs', 'dir-rafs', ...STARGZ_TYPES]).default('tar-rafs'))
+    .description('build a RAFS v6 layer bootstrap and data blob from a tar stream or a directory, or a bootstrap over an eStargz/zstd:chunked or plain gzip layer as it is')
+    .argument('<source>', "layer tar (plain, gzip or zstd), '-' for stdin, a directory (dir-rafs), a stargz-family layer file (estargz-ref), its TOC JSON (stargz-index) or a gzip layer file (targz-ref)")
+    .addOption(new Option('--type <type>', 'source type').choices(['tar-rafs', 'targz-rafs', 'targz-ref', 'dir-rafs', ...STARGZ_TYPES]).default('tar-rafs'))
     .requiredOption('--bootstrap <file>', 'where to write the layer bootstrap')
-    .option('--blob-dir <dir>', 'directory for the data blob (named by its sha256); estargz-ref puts the layer there')
+    .option('--blob-dir <dir>', 'directory for the data blob (named by its sha256); estargz-ref and targz-ref put the layer there')
+    .option('--span <bytes>', 'targz-ref: decoded bytes between checkpoints of the gzip stream (default 1 MiB, at most 8 MiB)', parseByteCount)
     .option('--toc-digest <digest>', 'estargz-ref, stargz-index: sha256:… the TOC JSON must have (the layer\'s toc.digest annotation)')
     .option('--blob-id <hex>', "stargz-index: the layer's sha256 (64 hex, optionally sha256:-prefixed)", (v: string) => v.replace(/^sha256:/, ''))
     .option('--blob-size <bytes>', "stargz-index: the layer's size (decimal or 0x-hex)", parseByteCount)

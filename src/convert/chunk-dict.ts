@@ -6,7 +6,7 @@
 // eStargz layer kept as it is) are not. What a dictionary says of a chunk is checked where it counts:
 // a reader checks every chunk against its digest, so a lying dictionary gives EIO, never other bytes.
 import type { RafsImage } from '../rafs/reader.js';
-import { BlobFeature } from '../rafs/blob-table.js';
+import { LAYER_AS_IS } from '../rafs/blob-table.js';
 import type { BlobInfo, ChunkRef, Digester } from '../rafs/tree.js';
 import type { ImageStore } from '../registry/image-store.js';
 import type { Descriptor } from '../registry/media-types.js';
@@ -31,7 +31,7 @@ export function chunkDict(rafs: RafsImage, chunkSize: number, digester: Digester
   const blobs: BlobInfo[] = [];
   const layerIndex = new Map<number, number>();
   rafs.blobs.forEach((blob, i) => {
-    if (blob.chunkSize !== chunkSize || blob.digester !== digester || (blob.features & BlobFeature.MEMBERS) !== 0) return;
+    if (blob.chunkSize !== chunkSize || blob.digester !== digester || (blob.features & LAYER_AS_IS) !== 0) return;
     layerIndex.set(i, blobs.length);
     blobs.push(blob);
   });

@@ -120,7 +120,7 @@ async function sha256File(path: string): Promise<string> {
  * The layer as `<blobDir>/<blobId>`: a hard link when on the same filesystem, else a copy. An
  * existing file of that name is kept when it holds the same bytes and refused otherwise.
  */
-async function placeBlob(layerPath: string, blobDir: string, blobId: string): Promise<string> {
+export async function placeBlob(layerPath: string, blobDir: string, blobId: string): Promise<string> {
   await mkdir(blobDir, { recursive: true });
   const target = join(blobDir, blobId);
   const existing = await stat(target).catch((err: NodeJS.ErrnoException) => {

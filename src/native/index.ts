@@ -27,6 +27,12 @@ interface Addon {
   digestBatch(algo: DigestAlgorithm, srcs: Uint8Array[]): Promise<Buffer[]>;
   memberDecodeInto(codec: MemberCodec, src: Uint8Array, skip: number, dst: Uint8Array): number;
   memberDecodeBatch(codec: MemberCodec, srcs: Uint8Array[], skips: number[], sizes: number[]): Promise<Buffer[]>;
+  gzipIndexCreate(span: number): unknown;
+  gzipIndexPush(handle: unknown, src: Uint8Array): void;
+  gzipIndexPull(handle: unknown): Buffer;
+  gzipIndexTake(handle: unknown): [Buffer, [number, number, number, Buffer][]];
+  gzipIndexFinish(handle: unknown): void;
+  gzipExtractInto(src: Uint8Array, bits: number, window: Uint8Array, skip: number, dst: Uint8Array): number;
   zstdStreamCreate(): unknown;
   zstdStreamPush(handle: unknown, src: Uint8Array): void;
   zstdStreamPull(handle: unknown): Buffer;
@@ -238,6 +244,69 @@ export class ZstdDecompressStream {
   end(): void {
     addon.zstdStreamFinish(this.handle);
   }
+}
+
+/**
+ * Where decoding an unmodified gzip stream may start again (a deflate block boundary): `input`
+ * bytes into the stream, with `bits` (0–7) of the byte before not yet consumed, `output` bytes into
+ * the output, which ended with `window` (the last ≤ 32 KiB, what back-references may reach).
+ */
+export interface GzipCheckpoint {
+  input: number;
+  output: number;
+  bits: number;
+  window: Buffer;
+}
+
+/** The stored bytes decoding from a checkpoint starts at: the byte holding its first bits when it has any. */
+export const checkpointStart = (c: Pick<GzipCheckpoint, 'input' | 'bits'>): number => c.input - (c.bits > 0 ? 1 : 0);
+
+/**
+ * One pass over a gzip stream (members one after another are one stream) fed in arbitrary pieces:
+ * its output, pulled in pieces of at most 1 MiB, and beside it a checkpoint at most every `span`
+ * bytes of output and every block boundary as an (input, output) pair, from which the stored bytes
+ * holding a range of the output are known.
+ */
+export class GzipIndexStream {
+  private readonly handle: unknown;
+
+  constructor(span: number) {
+    this.handle = addon.gzipIndexCreate(span);
+  }
+
+  /** Feeds compressed bytes (copied); pull() then returns their output. */
+  push(src: Uint8Array): void {
+    addon.gzipIndexPush(this.handle, src);
+  }
+
+  /** The next piece of output (at most 1 MiB); empty once the pushed input is all decoded. */
+  pull(): Buffer {
+    return addon.gzipIndexPull(this.handle);
+  }
+
+  /** Block boundaries (input, output offsets, interleaved) and checkpoints recorded since the last call. */
+  take(): { marks: Float64Array; checkpoints: GzipCheckpoint[] } {
+    const [marks, cps] = addon.gzipIndexTake(this.handle);
+    return {
+      marks: new Float64Array(marks.buffer.slice(marks.byteOffset, marks.byteOffset + marks.length)),
+      checkpoints: cps.map(([input, output, bits, window]) => ({ input, output, bits, window })),
+    };
+  }
+
+  /** Throws ERR_NATIVE_CORRUPT when the input ended inside a gzip member (or there was none). */
+  end(): void {
+    addon.gzipIndexFinish(this.handle);
+  }
+}
+
+/**
+ * Fills `dst` with the output of a gzip stream from `skip` bytes past a checkpoint on, decoding
+ * `stored` (the stream's bytes from checkpointStart on) with the checkpoint's bits and window. The
+ * work is bounded by `skip + dst.length`. Stored bytes that run out or do not decode are an
+ * ERR_NATIVE_CORRUPT; nothing checks what they decode to: verify its digest.
+ */
+export function gzipExtractInto(stored: Uint8Array, bits: number, window: Uint8Array, skip: number, dst: Uint8Array): void {
+  addon.gzipExtractInto(stored, bits, window, skip, dst);
 }
 
 /**

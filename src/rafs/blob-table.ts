@@ -26,10 +26,19 @@ export const BlobFeature = {
    * innerOffset (docs/rafs-v6.md).
    */
   MEMBERS: 0x01000000,
+  /**
+   * Ours: an unmodified gzip layer (plain OCI). Each chunk's stored bytes start at one of the blob's
+   * checkpoints (checkpoints.ts) and decode, after `innerOffset` bytes, to the chunk; the chunk
+   * info's file_offset field holds checkpoint × 2^25 + innerOffset (docs/rafs-v6.md §1.19).
+   */
+  CHECKPOINTS: 0x02000000,
   HAS_TAR_HEADER: 0x10000000,
   HAS_TOC: 0x20000000,
   CAP_TAR_TOC: 0x40000000,
 } as const;
+
+/** Blobs that are layers as published: a chunk's stored bytes hold more than it and overlap its neighbours'. */
+export const LAYER_AS_IS = BlobFeature.MEMBERS | BlobFeature.CHECKPOINTS;
 
 const MAX_CHUNK_COUNT = 1 << 24;
 const MAX_COMPRESSED_SIZE = 2 ** 40;

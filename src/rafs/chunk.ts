@@ -1,6 +1,7 @@
 // Chunk-based regular files (docs/rafs-v6.md §1.13, §1.14): the 8-byte chunk index entries that follow an
 // inode, the i_u chunk format word, and the 80-byte entries of the nydus-only chunk info table.
 import { checkEncodable, checkRange, getU32, putU16, putU32, readU64, sliceChecked, writeU64 } from './bytes.js';
+import { CHECKPOINT_SHIFT } from './checkpoints.js';
 import { RafsFormatError } from './errors.js';
 import type { ChunkRef, Compressor } from './tree.js';
 
@@ -90,8 +91,7 @@ export function writeChunkInfo(buf: Buffer, offset: number, chunk: ChunkRef): vo
   putU32(buf, offset + 44, chunk.uncompressedSize);
   writeU64(buf, chunk.compressedOffset, offset + 48);
   writeU64(buf, chunk.uncompressedOffset, offset + 56);
-  // a MEMBERS blob's chunk keeps its inner offset where others keep their file offset
-  writeU64(buf, chunk.innerOffset ?? chunk.fileOffset, offset + 64);
+  writeU64(buf, fileOffsetField(chunk), offset + 64);
   putU32(buf, offset + 72, chunk.ciIndex);
   putU32(buf, offset + 76, chunk.crc32 ?? 0);
 }
@@ -155,6 +155,26 @@ const MEMBER_SLACK = 256 << 10;
  */
 export function maxStoredMemberSize(innerOffset: number, size: number, compressor: Compressor): number {
   return maxStoredChunkSize(innerOffset + size, compressor, true) + MEMBER_SLACK;
+}
+
+/**
+ * What the file_offset field holds: a MEMBERS blob's chunk keeps its inner offset there, a
+ * CHECKPOINTS blob's its checkpoint above its inner offset, others their file offset.
+ */
+function fileOffsetField(chunk: ChunkRef): number {
+  if (chunk.checkpoint !== undefined) {
+    checkEncodable(chunk.checkpoint, 0, Math.floor(Number.MAX_SAFE_INTEGER / CHECKPOINT_SHIFT), 'chunk info', 'checkpoint');
+    return chunk.checkpoint * CHECKPOINT_SHIFT + (chunk.innerOffset ?? 0);
+  }
+  return chunk.innerOffset ?? chunk.fileOffset;
+}
+
+/** A decoded chunk of a CHECKPOINTS blob as it is, made in place (see asMemberChunk). */
+export function asCheckpointChunk(chunk: ChunkRef): ChunkRef {
+  chunk.checkpoint = Math.floor(chunk.fileOffset / CHECKPOINT_SHIFT);
+  chunk.innerOffset = chunk.fileOffset % CHECKPOINT_SHIFT;
+  chunk.fileOffset = 0;
+  return chunk;
 }
 
 /**

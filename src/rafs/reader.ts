@@ -5,10 +5,11 @@
 // cycles, shared directories and shared dirent blocks are refused, so no walk does more work than
 // the bootstrap's size allows.
 import { alignUp, checkRange } from './bytes.js';
+import { checkpointStart, decodeCheckpointTable } from './checkpoints.js';
 import { ClaimedExtents } from './claimed-extents.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, decodeBlobTable, decodeDeviceSlot, DEVICE_SLOT_SIZE, type DeviceSlot } from './blob-table.js';
 import {
-  asMemberChunk, CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, chunkKey, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS, MAX_INNER_OFFSET,
+  asCheckpointChunk, asMemberChunk, CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, chunkKey, decodeChunkFormat, decodeChunkIndex, decodeChunkInfo, MAX_BLOBS, MAX_INNER_OFFSET,
   maxStoredChunkSize, maxStoredMemberSize,
 } from './chunk.js';
 import { DETECT_HEAD_SIZE, detectRafsVersion } from './detect.js';
@@ -118,6 +119,7 @@ export class RafsImage {
     this.compressor = this.flags.compressor;
     this.digester = this.flags.digester;
     this.blobs = this.readBlobTable();
+    this.readCheckpoints();
     this.devices = this.readDeviceTable();
     this.checkTableRanges();
     this.metaStart = this.superblock.metaBlkaddr * this.blockSize;
@@ -135,6 +137,17 @@ export class RafsImage {
     const { blobTableOffset, blobTableSize } = this.extSuperblock;
     if (blobTableSize / BLOB_ENTRY_SIZE > MAX_BLOBS) throw new RafsFormatError('RAFS extended superblock', EXT_SUPER_OFFSET + 16, `blob table holds more than ${MAX_BLOBS} blobs`);
     return decodeBlobTable(this.buf, blobTableOffset, blobTableSize, { chunkSize: this.chunkSize, tarfs: this.flags.tarfs });
+  }
+
+  /** Each CHECKPOINTS blob's checkpoints, from the checkpoint table (checkpoints.ts). */
+  private readCheckpoints(): void {
+    const { checkpointTableOffset, checkpointTableSize } = this.extSuperblock;
+    const perBlob = decodeCheckpointTable(this.buf, checkpointTableOffset, checkpointTableSize, this.blobs);
+    this.blobs.forEach((blob, i) => {
+      if (!(blob.features & BlobFeature.CHECKPOINTS)) return;
+      if (blob.compressor !== 'gzip') throw new RafsFormatError('blob table entry', this.extSuperblock.blobTableOffset + i * BLOB_ENTRY_SIZE, `a CHECKPOINTS blob compressed with ${blob.compressor} (gzip expected)`);
+      blob.checkpoints = perBlob[i]!;
+    });
   }
 
   private readDeviceTable(): DeviceSlot[] {
@@ -405,15 +418,17 @@ export class RafsImage {
     // failChunkInfo, not a closure per entry: a table has thousands, checked cold
     if (blob === undefined) return failChunkInfo(at, `blob index ${info.blobIndex} is not in the blob table`);
     const members = (blob.features & BlobFeature.MEMBERS) !== 0;
-    const chunk = members ? asMemberChunk(info) : info;
+    const checkpoints = (blob.features & BlobFeature.CHECKPOINTS) !== 0;
+    const chunk = members ? asMemberChunk(info) : checkpoints ? asCheckpointChunk(info) : info;
+    if (checkpoints) checkCheckpointChunk(chunk, blob, at);
     if (chunk.ciIndex >= 2 ** 24) failChunkInfo(at, `CI index ${chunk.ciIndex} does not fit 24 bits`);
     if (chunk.uncompressedSize > blob.chunkSize) failChunkInfo(at, `uncompressed size ${chunk.uncompressedSize} exceeds the chunk size ${blob.chunkSize} of its blob`);
     if (chunk.uncompressedOffset + chunk.uncompressedSize > blob.uncompressedSize) failChunkInfo(at, 'chunk lies beyond its blob');
     if (members && blob.compressor !== 'gzip' && blob.compressor !== 'zstd') failChunkInfo(at, `a MEMBERS blob compressed with ${blob.compressor} (gzip or zstd expected)`);
     const innerOffset = chunk.innerOffset ?? 0;
     if (innerOffset > MAX_INNER_OFFSET) failChunkInfo(at, `inner offset ${innerOffset} exceeds ${MAX_INNER_OFFSET}`);
-    // a member's stored range spans what decoding its innerOffset + size bytes may need
-    const maxStored = members
+    // a member's (or checkpoint's) stored range spans what decoding its innerOffset + size bytes may need
+    const maxStored = members || checkpoints
       ? maxStoredMemberSize(innerOffset, chunk.uncompressedSize, blob.compressor)
       : maxStoredChunkSize(chunk.uncompressedSize, blob.compressor, chunk.compressed);
     if (chunk.compressedSize > maxStored) failChunkInfo(at, `compressed size ${chunk.compressedSize} exceeds the ${maxStored} bytes ${chunk.uncompressedSize} can take`);
@@ -533,6 +548,13 @@ function bisect(entries: readonly Dirent[], name: string): Dirent | undefined {
 }
 
 /** A chunk info table entry refused. */
+/** A CHECKPOINTS blob's chunk names one of its blob's checkpoints and its stored bytes start there. */
+function checkCheckpointChunk(chunk: ChunkRef, blob: BlobInfo, at: number): void {
+  const c = blob.checkpoints?.[chunk.checkpoint!];
+  if (!c) return failChunkInfo(at, `checkpoint ${chunk.checkpoint} is not in its blob's ${blob.checkpoints?.length ?? 0}`);
+  if (chunk.compressedOffset !== checkpointStart(c)) failChunkInfo(at, `stored bytes at ${chunk.compressedOffset}, not at checkpoint ${chunk.checkpoint} (${checkpointStart(c)})`);
+}
+
 function failChunkInfo(at: number, detail: string): never {
   throw new RafsFormatError('chunk info', at, detail);
 }

@@ -39,6 +39,9 @@ export interface RafsExtSuperblock {
   chunkTableSize: number;
   prefetchTableOffset: number;
   prefetchTableSize: number;
+  /** Ours (reserved bytes upstream): the checkpoint table (checkpoints.ts), 0/0 when there is none. */
+  checkpointTableOffset: number;
+  checkpointTableSize: number;
 }
 
 export const RafsFlag = {
@@ -202,6 +205,8 @@ export function encodeExtSuperblock(ext: RafsExtSuperblock): Buffer {
   writeU64(buf, ext.chunkTableSize, 32);
   writeU64(buf, ext.prefetchTableOffset, 40);
   buf.writeUInt32LE(ext.prefetchTableSize, 48);
+  writeU64(buf, ext.checkpointTableOffset, 56);
+  writeU64(buf, ext.checkpointTableSize, 64);
   return buf;
 }
 
@@ -221,6 +226,8 @@ export function decodeExtSuperblock(buf: Buffer, offset = 0): RafsExtSuperblock 
     chunkTableSize: readU64(b, 32, EXT),
     prefetchTableOffset: readU64(b, 40, EXT),
     prefetchTableSize: b.readUInt32LE(48),
+    checkpointTableOffset: readU64(b, 56, EXT),
+    checkpointTableSize: readU64(b, 64, EXT),
   };
   if (ext.blobTableSize > 0 && (ext.blobTableOffset % 4096 !== 0 || ext.blobTableOffset < 4096)) fail(8, `blob table offset ${ext.blobTableOffset} is not a 4 KiB-aligned offset >= 4096`);
   if (ext.blobTableSize % 256 !== 0) fail(16, `blob table size ${ext.blobTableSize} is not a multiple of 256`);

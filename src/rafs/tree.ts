@@ -41,10 +41,13 @@ export interface ChunkRef {
   /** Offset of this chunk in the file that first produced it. */
   fileOffset: number;
   /**
-   * Blobs with BlobFeature.MEMBERS only (stargz-family layers): uncompressed bytes to skip in the
-   * decoded member before the chunk starts (eStargz `innerOffset`); stored in the file_offset field.
+   * Blobs with BlobFeature.MEMBERS (stargz-family layers): uncompressed bytes to skip in the decoded
+   * member before the chunk starts (eStargz `innerOffset`); with BlobFeature.CHECKPOINTS (gzip
+   * layers): in the output decoded from the chunk's checkpoint. Stored in the file_offset field.
    */
   innerOffset?: number;
+  /** Blobs with BlobFeature.CHECKPOINTS only: the index of the blob's checkpoint decoding starts at. */
+  checkpoint?: number;
 }
 
 /** What an on-disk inode holds. Hardlinked paths share one Inode object. */
@@ -98,6 +101,20 @@ export interface BlobInfo {
   tocSize: number;
   /** 32 bytes or all zero. */
   tocDigest: Buffer;
+  /** BlobFeature.CHECKPOINTS blobs: where decoding the gzip stream may start, in stream order. */
+  checkpoints?: readonly Checkpoint[];
+}
+
+/** Where a gzip stream's decoding may start again (native GzipCheckpoint, as stored). */
+export interface Checkpoint {
+  /** Bytes of the stream before the checkpoint (the byte holding its first `bits` bits among them). */
+  input: number;
+  /** Bytes of output before it. */
+  output: number;
+  /** Bits (0–7) of the byte before `input` that decoding takes first. */
+  bits: number;
+  /** The output's last min(output, 32 KiB) bytes before it: what back-references may reach. */
+  window: Buffer;
 }
 
 /** A whole image's metadata: what a bootstrap encodes. */

@@ -2,6 +2,7 @@
 // superblock, extended superblock and device table in block 0, then blob and prefetch tables, one
 // unused meta block, the inodes and directory/symlink blocks (meta-layout.ts), and the chunk info
 // table. Always extended inodes; regular files are chunk-based with their data in the blobs.
+import { encodeCheckpointTable } from './checkpoints.js';
 import { alignUp, isPowerOfTwo } from './bytes.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, DEVICE_SLOT_SIZE, type DeviceSlot, encodeBlobEntry, encodeDeviceSlot } from './blob-table.js';
 import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, chunkKey, encodeChunkFormat, MAX_BLOBS, writeChunkIndex, writeChunkInfo } from './chunk.js';
@@ -32,7 +33,10 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
   const layout = layoutMeta(b.root, tables.metaBlkaddr, BLOCK_SIZE, new Set(tables.prefetch));
   const chunkTable = chunkTableEntries(layout.slots);
   const chunkTableSize = chunkTable.length * CHUNK_INFO_SIZE;
-  const image = Buffer.alloc(alignUp(layout.end + chunkTableSize, BLOCK_SIZE));
+  const checkpointTable = encodeCheckpointTable(b.blobs);
+  const checkpointTableOffset = layout.end + chunkTableSize;
+  const image = Buffer.alloc(alignUp(checkpointTableOffset + checkpointTable.length, BLOCK_SIZE));
+  checkpointTable.copy(image, checkpointTableOffset);
   for (let i = 0; i < layout.slots.length; i++) writeSlot(image, layout.slots[i]!, b);
   for (let i = 0; i < chunkTable.length; i++) writeChunkInfo(image, layout.end + i * CHUNK_INFO_SIZE, chunkTable[i]!);
   const devices = deviceSlots(b.blobs, image.length);
@@ -53,6 +57,8 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
     chunkTableSize,
     prefetchTableOffset: tables.prefetch.length > 0 ? tables.prefetchTableOffset : 0,
     prefetchTableSize: tables.prefetch.length * PREFETCH_ENTRY_SIZE,
+    checkpointTableOffset: checkpointTable.length > 0 ? checkpointTableOffset : 0,
+    checkpointTableSize: checkpointTable.length,
   }).copy(image, EXT_SUPER_OFFSET);
   devices.forEach((d, i) => encodeDeviceSlot(d).copy(image, DEVICE_TABLE_OFFSET + i * DEVICE_SLOT_SIZE));
   b.blobs.forEach((blob, i) => encodeBlobEntry(blob, i).copy(image, tables.blobTableOffset + i * BLOB_ENTRY_SIZE));
@@ -256,5 +262,5 @@ function chunkTableEntries(slots: readonly InodeSlot[]): ChunkRef[] {
 function sameChunk(a: ChunkRef, b: ChunkRef): boolean {
   return a.digest.equals(b.digest) && a.compressedOffset === b.compressedOffset && a.compressedSize === b.compressedSize
     && a.uncompressedOffset === b.uncompressedOffset && a.uncompressedSize === b.uncompressedSize && a.compressed === b.compressed
-    && a.innerOffset === b.innerOffset;
+    && a.innerOffset === b.innerOffset && a.checkpoint === b.checkpoint;
 }

@@ -54,7 +54,7 @@ describe('RAFS extended superblock', () => {
   itFixtures('decodes the nydus 2.2 fixture', () => {
     expect(decodeExtSuperblock(boot(), EXT_SUPER_OFFSET)).toEqual({
       flags: 0x194, blobTableOffset: 0x1000, blobTableSize: 256, chunkSize: 0x100000,
-      chunkTableOffset: 0x4000, chunkTableSize: 160, prefetchTableOffset: 0, prefetchTableSize: 0,
+      chunkTableOffset: 0x4000, chunkTableSize: 160, prefetchTableOffset: 0, prefetchTableSize: 0, checkpointTableOffset: 0, checkpointTableSize: 0,
     });
   });
 
