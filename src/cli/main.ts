@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   daemon: async () => (await import('./daemon.js')).daemonCommand(),
   demo: async () => (await import('./demo.js')).demoCommand(),
   export: async () => (await import('./export.js')).exportCommand(),
+  index: async () => (await import('./gzip-index.js')).indexCommand(),
   inspect: async () => (await import('./inspect.js')).inspectCommand(),
   merge: async () => (await import('./merge.js')).mergeCommand(),
   mount: async () => (await import('./mount.js')).mountCommand(),

@@ -8,6 +8,7 @@ import { EarlyRangeBackend } from '../blobcache/early-range.js';
 import { StoreBackend } from '../blobcache/store-backend.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
+import { findGzipIndex, gzipIndexImageBootstrap, isPlainGzipImage, NoGzipIndexError } from './gzip-index.js';
 import { isStargzImage, stargzImageBootstrap } from './stargz-image.js';
 import { RegistryClient } from '../registry/client.js';
 import type { ProxyOptions } from '../registry/transport.js';
@@ -54,9 +55,10 @@ const MAX_BOOTSTRAP_BYTES = 1 << 30;
 /** An image config is JSON of a few KiB; a larger one is a broken or hostile registry. */
 
 /**
- * A Nydus image (data blob layers and a bootstrap layer), or an image whose every layer is eStargz or
- * zstd:chunked (stargz-image.ts): either way a verified bootstrap and the blobs it reads. A stargz
- * image's bootstrap is built from its TOCs, or taken from `built` when it was built before.
+ * A Nydus image (data blob layers and a bootstrap layer), an image whose every layer is eStargz or
+ * zstd:chunked (stargz-image.ts), or a plain gzip image with a gzip index (gzip-index.ts): either way
+ * a verified bootstrap and the blobs it reads. A stargz or indexed image's bootstrap is built from
+ * its TOCs or index, or taken from `built` when it was built before.
  */
 export async function openRemoteNydusImage(
   store: ImageStore, reference: string | undefined, platform?: string, upToLayer?: string, built?: BuiltBootstraps, onFetched?: (manifest: ImageManifest) => void,
@@ -67,7 +69,13 @@ export async function openRemoteNydusImage(
     const { bootstrap, rafs } = await stargzImageBootstrap(store, manifest.parsed, upToLayer, built);
     return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems: [] };
   }
-  if (upToLayer !== undefined) throw new Error(`${store.name}: only a stargz-family image is served up to a layer`);
+  if (isPlainGzipImage(layers) && !layers.some(isNydusBootstrap)) {
+    const index = await findGzipIndex(store, manifest.digest, layers);
+    if (!index) throw new NoGzipIndexError(store.name, manifest.digest);
+    const { bootstrap, rafs } = await gzipIndexImageBootstrap(store, manifest.parsed, index, upToLayer, built);
+    return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems: [] };
+  }
+  if (upToLayer !== undefined) throw new Error(`${store.name}: only a stargz-family or gzip-indexed image is served up to a layer`);
   const last = layers[layers.length - 1];
   if (!last) throw new Error(`${store.name}: the manifest has no layers`);
   // both at once: a mount waits for them, and each is a round trip

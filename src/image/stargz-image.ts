@@ -91,12 +91,12 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 export async function stargzImageBootstrap(store: ImageStore, manifest: ImageManifest, upToLayer?: string, built?: BuiltBootstraps): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
   const layers = stargzChain(store, manifest, upToLayer);
   const build = (): Promise<Buffer> => buildStargzChain(layers, storeModelReader(store));
-  const { bootstrap, opened } = built ? await built.getOrBuild(stargzChainKey(layers), (kept) => openBuilt(kept, layers), build) : { bootstrap: await build() };
+  const { bootstrap, opened } = built ? await built.getOrBuild(stargzChainKey(layers), (kept) => openBuiltChain(kept, layers), build) : { bootstrap: await build() };
   return { bootstrap, rafs: opened ?? RafsImage.open(bootstrap) };
 }
 
 /** A kept bootstrap, if it opens and reads no blob but the chain's own layers (else it is built again). */
-function openBuilt(bootstrap: Buffer, layers: readonly Descriptor[]): RafsImage | undefined {
+export function openBuiltChain(bootstrap: Buffer, layers: readonly Descriptor[]): RafsImage | undefined {
   const own = new Set(layers.map((l) => l.digest));
   try {
     const rafs = RafsImage.open(bootstrap);

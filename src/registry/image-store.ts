@@ -41,7 +41,27 @@ export interface ImageStore {
   putBlob(blob: BlobRef, content: BlobContent, options?: PutBlobOptions): Promise<PutBlobResult>;
   /** Stores a manifest or index (its blobs must be there already) under `tag`, or by digest only; returns its digest. */
   putManifest(bytes: Buffer, mediaType: string, tag?: string): Promise<string>;
+  /**
+   * Stores a manifest that names a `subject` by digest, like putManifest, and tells whether the store indexed
+   * it as a referrer of its subject itself (a registry's `OCI-Subject` answer). Absent: the store never does.
+   */
+  putManifestWithSubject?(bytes: Buffer, mediaType: string): Promise<SubjectManifestPut>;
+  /**
+   * The referrers API (OCI distribution 1.1): the descriptors of the manifests naming `subject` as theirs,
+   * as the store lists them (`artifactType` is a hint it may ignore), at most MAX_REFERRERS of them; undefined
+   * when the store has no such API. Absent: the store never has one.
+   */
+  getReferrers?(subject: string, artifactType?: string): Promise<Descriptor[] | undefined>;
 }
+
+/** What putManifestWithSubject did: the manifest's digest, and whether its subject's referrers list it now. */
+export interface SubjectManifestPut {
+  digest: string;
+  subjectIndexed: boolean;
+}
+
+/** The most referrers of one subject read: a list is held in memory, and it comes from an untrusted store. */
+export const MAX_REFERRERS = 1000;
 
 export interface ResolvedImage {
   manifest: FetchedManifest & { kind: 'manifest'; parsed: ImageManifest };

@@ -18,6 +18,7 @@ export {
 export { AuthenticationError, DigestMismatchError, RegistryError, RegistryUnreachableError, type RegistryErrorDetails } from './errors.js';
 export { openImageStore, type OpenedImage } from './open-image-store.js';
 export {
+  MAX_REFERRERS,
   resolveImage,
   type BlobRef,
   type FetchedManifest,
@@ -25,6 +26,7 @@ export {
   type PutBlobOptions,
   type PutBlobResult,
   type ResolvedImage,
+  type SubjectManifestPut,
 } from './image-store.js';
 export {
   bareMediaType,
@@ -56,6 +58,7 @@ export {
   type ImageReference,
   type OciLayoutReference,
 } from './reference.js';
+export { findReferrers, pushReferrer, referrersTag } from './referrers.js';
 export { RegistryRepository } from './repository.js';
 export { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry.js';
 export type { HostOptions, TransportOptions } from './transport.js';

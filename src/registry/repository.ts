@@ -1,5 +1,6 @@
 // One repository on a registry, as an ImageStore: manifests by tag or digest (verified), blobs whole
-// (streamed and verified), by range, HEAD, and push (HEAD skip, cross-repository mount, upload).
+// (streamed and verified), by range, HEAD, and push (HEAD skip, cross-repository mount, upload); the
+// referrers API of OCI distribution 1.1 where the registry has one.
 import { pipeline, type Readable } from 'node:stream';
 import { log } from '../util/log.js';
 import { repositoryScope, mergeScopes } from './auth.js';
@@ -7,8 +8,8 @@ import { blobSource, type BlobContent } from './blob-content.js';
 import type { RegistrySession } from './request.js';
 import { computeDigest, DigestVerifier, isDigest, validateDigest, verifyDigest } from './digest.js';
 import { DigestMismatchError, RegistryError, responseError } from './errors.js';
-import type { BlobRef, FetchedManifest, ImageStore, PutBlobOptions, PutBlobResult, RangeProgress } from './image-store.js';
-import { MANIFEST_ACCEPT, parseManifest } from './media-types.js';
+import { MAX_REFERRERS, type BlobRef, type FetchedManifest, type ImageStore, type PutBlobOptions, type PutBlobResult, type RangeProgress, type SubjectManifestPut } from './image-store.js';
+import { MANIFEST_ACCEPT, MediaType, parseManifest, type Descriptor, type ParsedManifest } from './media-types.js';
 import { DEFAULT_TAG } from './reference.js';
 import { headerValue, readBody, readBodyInto, readErrorText, type HttpResponse } from './transport.js';
 import { startUpload, uploadChunked, uploadMonolithic, type UploadTarget } from './upload.js';
@@ -16,12 +17,31 @@ import { startUpload, uploadChunked, uploadMonolithic, type UploadTarget } from 
 /** containerd's limit: a manifest is small, a larger body is a broken or hostile server. */
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const TAG = /^[\w][\w.-]{0,127}$/;
+/** What a registry without the referrers API answers its route: 404 (distribution 2.8), 405, or 400 (the name read as a bad one). */
+const NO_REFERRERS_API = new Set([400, 404, 405]);
+/** Pages of one referrers list followed: a registry that keeps linking a next page (empty ones, say) is cut off. */
+const MAX_REFERRER_PAGES = 20;
 const pushLog = log.child({ component: 'registry' });
 
 function parseContentRange(value: string | undefined): { start: number; end: number; total?: number } | undefined {
   const m = value === undefined ? null : /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value.trim());
   if (!m) return undefined;
   return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' && { total: Number(m[3]) }) };
+}
+
+/**
+ * The page a `Link: <…>; rel="next"` header names, as a path on this registry; it must be the same referrers
+ * list (`path`, another query), since the registry's word is no reason to send our credentials elsewhere.
+ */
+function nextPage(res: HttpResponse, path: string, where: string): string | undefined {
+  const link = headerValue(res, 'link');
+  const target = link === undefined ? undefined : /<([^>]*)>[^,]*;\s*rel="?next"?/i.exec(link)?.[1];
+  if (target === undefined) return undefined;
+  const url = new URL(target, res.url);
+  if (url.origin !== new URL(res.url).origin || url.pathname !== path) {
+    throw new RegistryError(`${where}: the next page is linked as ${target}, not on this list`, { status: res.status, url: res.url });
+  }
+  return url.pathname + url.search;
 }
 
 export class RegistryRepository implements ImageStore {
@@ -188,6 +208,17 @@ export class RegistryRepository implements ImageStore {
   }
 
   async putManifest(bytes: Buffer, mediaType: string, tag?: string): Promise<string> {
+    return (await this.sendManifest(bytes, mediaType, tag)).digest;
+  }
+
+  /** A registry with the referrers API answers the PUT of a manifest with a subject with `OCI-Subject: <subject digest>`. */
+  async putManifestWithSubject(bytes: Buffer, mediaType: string): Promise<SubjectManifestPut> {
+    const subject = parseManifest(bytes, mediaType).parsed.subject?.digest;
+    const { digest, ociSubject } = await this.sendManifest(bytes, mediaType);
+    return { digest, subjectIndexed: subject !== undefined && ociSubject === subject };
+  }
+
+  private async sendManifest(bytes: Buffer, mediaType: string, tag?: string): Promise<{ digest: string; ociSubject: string | undefined }> {
     const digest = computeDigest(bytes);
     if (tag !== undefined && !TAG.test(tag)) throw new RegistryError(`${this.name}: bad tag "${tag}"`);
     const reference = tag ?? digest;
@@ -204,7 +235,50 @@ export class RegistryRepository implements ImageStore {
       await res.body.dump();
       const stored = headerValue(res, 'docker-content-digest');
       if (stored?.startsWith('sha256:') && stored !== digest) throw new DigestMismatchError(digest, stored, `${this.name}:${reference} (as stored by the registry)`);
-      return digest;
+      return { digest, ociSubject: headerValue(res, 'oci-subject') };
+    });
+  }
+
+  /**
+   * GET /v2/<name>/referrers/<subject>: an OCI image index of the referrers, in pages linked by `Link`
+   * (followed while they are few and short); undefined when the registry has no such route.
+   */
+  async getReferrers(subject: string, artifactType?: string): Promise<Descriptor[] | undefined> {
+    validateDigest(subject);
+    const path = `/v2/${this.repository}/referrers/${subject}`;
+    const found: Descriptor[] = [];
+    let page: string | undefined = artifactType === undefined ? path : `${path}?artifactType=${encodeURIComponent(artifactType)}`;
+    for (let n = 1; page !== undefined; n++) {
+      if (n > MAX_REFERRER_PAGES) throw new RegistryError(`${this.name}: the referrers of ${subject} run to more than ${MAX_REFERRER_PAGES} pages`);
+      const answer = await this.referrersPage(page, path, subject, n === 1);
+      if (answer === undefined) return undefined;
+      found.push(...answer.manifests);
+      if (found.length > MAX_REFERRERS) throw new RegistryError(`${this.name}: ${subject} has more than ${MAX_REFERRERS} referrers`);
+      page = answer.next;
+    }
+    return found;
+  }
+
+  /** One page of a referrers list; undefined when the first answers that there is no referrers API. */
+  private async referrersPage(page: string, path: string, subject: string, first: boolean): Promise<{ manifests: Descriptor[]; next?: string } | undefined> {
+    const where = `${this.name}: referrers of ${subject}`;
+    return this.client.retrying(this.host, `GET ${where}`, async () => {
+      const res = await this.get(page, { accept: MediaType.ociIndex });
+      if (first && NO_REFERRERS_API.has(res.status)) {
+        await res.body.dump();
+        return undefined;
+      }
+      if (res.status !== 200) throw await this.unexpected(res, 'GET');
+      const bytes = await readBody(res, MAX_MANIFEST_BYTES);
+      let parsed: ParsedManifest;
+      try {
+        parsed = parseManifest(bytes, headerValue(res, 'content-type'));
+      } catch (err) {
+        throw new RegistryError(`${where}: ${(err as Error).message}`, { status: 200, url: res.url, cause: err });
+      }
+      if (parsed.kind !== 'index') throw new RegistryError(`${where}: answered with a ${parsed.mediaType}, not an image index`, { status: 200, url: res.url });
+      const next = nextPage(res, path, where);
+      return { manifests: parsed.parsed.manifests, ...(next !== undefined && { next }) };
     });
   }
 }
