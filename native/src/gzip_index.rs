@@ -43,6 +43,11 @@ pub struct GzipIndexer {
     last_checkpoint: Option<u64>,
     /// A member ended and no next one has begun: the only state the stream may finish in.
     between_members: bool,
+    /// Checkpoints whose window is not yet reduced to the bytes decoding from them uses (sparse).
+    pending: std::collections::VecDeque<Checkpoint>,
+    /// The stream's bytes from `tail_from` on: what the pending checkpoints decode from.
+    tail: Vec<u8>,
+    tail_from: u64,
     checkpoints: Vec<Checkpoint>,
     /// Block boundaries since the last `take`, as input, output pairs.
     marks: Vec<f64>,
@@ -65,6 +70,9 @@ impl GzipIndexer {
             ring_at: 0,
             last_checkpoint: None,
             between_members: false,
+            pending: std::collections::VecDeque::new(),
+            tail: Vec::new(),
+            tail_from: 0,
             checkpoints: Vec::new(),
             marks: Vec::new(),
         })
@@ -77,6 +85,7 @@ impl GzipIndexer {
         }
         self.input.clear();
         self.input.extend_from_slice(input);
+        self.tail.extend_from_slice(input);
         self.taken = 0;
         self.drained = input.is_empty();
         Ok(())
@@ -107,11 +116,40 @@ impl GzipIndexer {
                 Z_MEM_ERROR => return Err(NativeError::Internal("inflate: out of memory".into())),
                 _ => return Err(NativeError::Corrupt(format!("gzip stream at input byte {}: {}", self.total_in, self.inflater.message()))),
             }
+            self.resolve_pending(false);
             if self.taken == self.input.len() && (made == 0 || self.between_members) {
                 self.drained = true;
             }
         }
+        self.trim_tail();
         Ok(filled)
+    }
+
+    /// Sparse windows for the pending checkpoints whose probe the output has passed (all of them at
+    /// a member's end or when `all`): their only uses are within WINDOW_SIZE + 258 bytes after them.
+    fn resolve_pending(&mut self, all: bool) {
+        while let Some(cp) = self.pending.front() {
+            let made = self.total_out - cp.output;
+            if !(all || self.between_members || made >= PROBE as u64) {
+                break;
+            }
+            let mut cp = self.pending.pop_front().expect("a front");
+            let start = (cp.input - u64::from(cp.bits > 0) - self.tail_from) as usize;
+            if let Some(sparse) = sparse_window(&self.tail[start..], &cp, made.min(PROBE as u64) as usize) {
+                cp.window = sparse;
+            }
+            self.checkpoints.push(cp);
+        }
+    }
+
+    /// Drops stream bytes no pending checkpoint needs (the last one is kept: a checkpoint may start in it).
+    fn trim_tail(&mut self) {
+        let keep_from = self.pending.front().map_or(self.total_in.saturating_sub(1), |c| c.input - u64::from(c.bits > 0));
+        let drop = (keep_from.saturating_sub(self.tail_from) as usize).min(self.tail.len());
+        if drop > 0 {
+            self.tail.drain(..drop);
+            self.tail_from += drop as u64;
+        }
     }
 
     /// A next gzip member follows one that ended: the same stream goes on.
@@ -156,25 +194,59 @@ impl GzipIndexer {
         for i in 0..have {
             window.push(self.ring[(self.ring_at + WINDOW_SIZE - have + i) % WINDOW_SIZE]);
         }
-        self.checkpoints.push(Checkpoint { input: self.total_in, output: self.total_out, bits: (dt & 7) as u8, window });
+        self.pending.push_back(Checkpoint { input: self.total_in, output: self.total_out, bits: (dt & 7) as u8, window });
         self.last_checkpoint = Some(self.total_out);
     }
 
-    /// The checkpoints and block boundaries recorded since the last call.
+    /// The block boundaries recorded since the last call, and the checkpoints whose windows are final.
     pub fn take(&mut self) -> (Vec<f64>, Vec<Checkpoint>) {
         (std::mem::take(&mut self.marks), std::mem::take(&mut self.checkpoints))
     }
 
-    /// Checks that the stream ended at the end of a gzip member.
-    pub fn finish(&self) -> Result<()> {
+    /// Checks that the stream ended at the end of a gzip member; the last checkpoints are then final
+    /// (`take` returns them).
+    pub fn finish(&mut self) -> Result<()> {
         if !self.drained {
             return arg("gzip index: finished before the last input's output was pulled");
         }
         if !self.between_members {
             return Err(NativeError::Corrupt(format!("gzip stream truncated after {} input bytes (inside a member)", self.total_in)));
         }
+        self.resolve_pending(true);
         Ok(())
     }
+}
+
+/// Output after a checkpoint that may still reach into its window: a back-reference reaches at most
+/// WINDOW_SIZE back and copies at most 258 bytes.
+const PROBE: usize = WINDOW_SIZE + 258;
+
+/**
+ * The checkpoint's window with the bytes nothing decoded from it uses set to zero (far smaller once
+ * compressed: a tenth of a window is typically used), or None when that cannot be told. Which
+ * bytes are used: the first `probe` bytes of output are decoded with the window, with it changed in
+ * every byte (output that differs came from the window), and with each byte replaced by its
+ * position's low and high byte (such output is a copy of the window byte at that position). The
+ * result is decoded again and must give the same output.
+ */
+fn sparse_window(stored: &[u8], cp: &Checkpoint, probe: usize) -> Option<Vec<u8>> {
+    let w = &cp.window;
+    let decode = |window: &[u8]| -> Option<Vec<u8>> {
+        let mut out = vec![0u8; probe];
+        extract(stored, cp.bits, window, 0, &mut out).ok().map(|_| out)
+    };
+    let real = decode(w)?;
+    let flipped = decode(&w.iter().map(|b| b ^ 0x55).collect::<Vec<u8>>())?;
+    let low = decode(&(0..w.len()).map(|j| j as u8).collect::<Vec<u8>>())?;
+    let high = decode(&(0..w.len()).map(|j| (j >> 8) as u8).collect::<Vec<u8>>())?;
+    let mut sparse = vec![0u8; w.len()];
+    for i in 0..probe {
+        if real[i] != flipped[i] {
+            let j = (usize::from(high[i]) << 8) | usize::from(low[i]);
+            *sparse.get_mut(j)? = w[j];
+        }
+    }
+    (decode(&sparse)? == real).then_some(sparse)
 }
 
 /// Raw deflate from a checkpoint: the stored bytes begin with the byte holding the checkpoint's
@@ -295,6 +367,9 @@ mod tests {
             cps.extend(c);
         }
         ix.finish().unwrap();
+        let (m, c) = ix.take();
+        marks.extend(m);
+        cps.extend(c);
         (out, marks, cps)
     }
 
@@ -322,6 +397,23 @@ mod tests {
                 extract(stored_from(&z, cp), cp.bits, &cp.window, 12_345, &mut part).unwrap();
                 assert_eq!(part, &data[at + 12_345..at + 17_345]);
             }
+        }
+    }
+
+    #[test]
+    fn windows_keep_only_the_bytes_decoding_uses() {
+        let data = sample(2 << 20);
+        let z = compress(Codec::Gzip, &data, 6).unwrap();
+        let (_, _, cps) = index(&z, 128 << 10, 65536);
+        let full: Vec<&Checkpoint> = cps.iter().filter(|c| c.window.len() == WINDOW_SIZE).collect();
+        assert!(full.len() >= 4);
+        for cp in full {
+            let used = cp.window.iter().filter(|&&b| b != 0).count();
+            assert!(used < WINDOW_SIZE / 2, "{used} window bytes kept");
+            let at = cp.output as usize;
+            let mut dst = vec![0u8; (data.len() - at).min(200_000)];
+            extract(stored_from(&z, cp), cp.bits, &cp.window, 0, &mut dst).unwrap();
+            assert_eq!(dst, &data[at..at + dst.len()]);
         }
     }
 

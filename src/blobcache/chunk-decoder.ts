@@ -4,6 +4,7 @@ import {
   type Codec, decodeMember, gzipExtractInto, decodeMemberBatch, decodeMemberInto, decompress, decompressBatch, decompressInto, digest, digestBatch, type MemberCodec,
 } from '../native/index.js';
 import { BlobFeature } from '../rafs/blob-table.js';
+import { windowSize } from '../rafs/checkpoints.js';
 import { MAX_INNER_OFFSET } from '../rafs/chunk.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 
@@ -31,7 +32,7 @@ const isCheckpointed = (blob: BlobInfo): boolean => (blob.features & BlobFeature
 function extractFromCheckpoint(blob: BlobInfo, ref: ChunkRef, stored: Buffer, into: Buffer): Buffer {
   const c = ref.checkpoint === undefined ? undefined : blob.checkpoints?.[ref.checkpoint];
   if (!c) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `checkpoint ${ref.checkpoint} is not among the blob's`);
-  gzipExtractInto(stored, c.bits, c.window, ref.innerOffset ?? 0, into);
+  gzipExtractInto(stored, c.bits, decompress('zstd', c.window, { size: windowSize(c) }), ref.innerOffset ?? 0, into);
   return into;
 }
 

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { type GzipCheckpoint, GzipIndexStream, digest } from '../native/index.js';
+import { compress, digest, GzipIndexStream } from '../native/index.js';
 import { BlobFeature } from '../rafs/blob-table.js';
 import { type Checkpoint, checkpointStart } from '../rafs/checkpoints.js';
 import { MAX_INNER_OFFSET, maxStoredMemberSize } from '../rafs/chunk.js';
@@ -164,7 +164,7 @@ class IndexedGunzip {
   private readonly index: GzipIndexStream;
   private readonly hash = createHash('sha256');
   private readonly source: AsyncIterator<Uint8Array>;
-  private readonly checkpoints: GzipCheckpoint[] = [];
+  private readonly checkpoints: Checkpoint[] = [];
   private readonly marks: Float64Array[] = [];
   private outputSize = 0;
   private done = false;
@@ -188,6 +188,7 @@ class IndexedGunzip {
   async finish(): Promise<{ blobId: string; checkpoints: Checkpoint[]; marks: Float64Array; outputSize: number }> {
     for await (const out of this.output()) void out;
     this.index.end();
+    this.collect(); // the last checkpoints are final once the stream has ended
     const marks = new Float64Array(this.marks.reduce((n, m) => n + m.length, 0));
     let at = 0;
     for (const m of this.marks) {
@@ -213,7 +214,7 @@ class IndexedGunzip {
   private collect(): void {
     const { marks, checkpoints } = this.index.take();
     if (marks.length > 0) this.marks.push(marks);
-    this.checkpoints.push(...checkpoints);
+    for (const c of checkpoints) this.checkpoints.push({ ...c, window: compress('zstd', c.window, 9) });
   }
 }
 

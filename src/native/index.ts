@@ -284,7 +284,11 @@ export class GzipIndexStream {
     return addon.gzipIndexPull(this.handle);
   }
 
-  /** Block boundaries (input, output offsets, interleaved) and checkpoints recorded since the last call. */
+  /**
+   * Block boundaries (input, output offsets, interleaved) recorded since the last call, and the
+   * checkpoints whose windows are final: reduced, a little after each checkpoint, to the bytes
+   * decoding from it uses (the rest zero). The last ones come after end().
+   */
   take(): { marks: Float64Array; checkpoints: GzipCheckpoint[] } {
     const [marks, cps] = addon.gzipIndexTake(this.handle);
     return {

@@ -2,7 +2,7 @@
 // unmodified gzip layer), where decoding its stream may start again. A chunk of such a blob names
 // one of its blob's checkpoints; its stored bytes start at the checkpoint (checkpointStart) and
 // decode, after innerOffset bytes, to the chunk. The table follows the chunk info table: 32-byte
-// entries grouped by blob, then the windows they point at.
+// entries grouped by blob, then the windows they point at (each a zstd frame).
 import { checkEncodable, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { BlobFeature } from './blob-table.js';
 import { RafsFormatError } from './errors.js';
@@ -11,7 +11,10 @@ import type { BlobInfo, Checkpoint } from './tree.js';
 export type { Checkpoint } from './tree.js';
 
 export const CHECKPOINT_ENTRY_SIZE = 32;
+/** A window's size once decoded: min(output, this). */
 export const CHECKPOINT_WINDOW = 32 << 10;
+/** The largest a window's zstd frame may be (a raw block of the whole window and its headers). */
+export const MAX_WINDOW_FRAME = CHECKPOINT_WINDOW + 64;
 /** A chunk names its checkpoint in the file_offset field, above its inner offset's bits. */
 export const CHECKPOINT_SHIFT = 2 ** 25;
 const MAX_CHECKPOINTS = 2 ** 27;
@@ -19,6 +22,9 @@ const TABLE = 'checkpoint table';
 
 /** The first stored byte decoding from `c` reads: the one holding its first bits when it has any. */
 export const checkpointStart = (c: Pick<Checkpoint, 'input' | 'bits'>): number => c.input - (c.bits > 0 ? 1 : 0);
+
+/** The size `c`'s window decodes to. */
+export const windowSize = (c: Pick<Checkpoint, 'output'>): number => Math.min(c.output, CHECKPOINT_WINDOW);
 
 /** The table for `blobs` (empty when none has checkpoints). */
 export function encodeCheckpointTable(blobs: readonly BlobInfo[]): Buffer {
@@ -29,7 +35,7 @@ export function encodeCheckpointTable(blobs: readonly BlobInfo[]): Buffer {
   entries.forEach(({ blobIndex, c }, i) => {
     const at = i * CHECKPOINT_ENTRY_SIZE;
     checkEncodable(c.bits, 0, 7, TABLE, 'bits');
-    checkEncodable(c.window.length, 0, CHECKPOINT_WINDOW, TABLE, 'window length');
+    checkEncodable(c.window.length, 1, MAX_WINDOW_FRAME, TABLE, 'window length');
     table.writeUInt32LE(blobIndex, at);
     table.writeUInt32LE(c.bits, at + 4);
     table.writeUInt32LE(c.window.length, at + 8);
@@ -83,7 +89,7 @@ function decodeEntry(table: Buffer, at: number, windowsAt: number, fail: (detail
   const output = readU64(table, at + 24, TABLE);
   if (bits > 7) fail(`bits ${bits} out of 0..7`);
   if (bits > 0 && input === 0) fail('a checkpoint with bits at input offset 0');
-  if (windowLength !== Math.min(output, CHECKPOINT_WINDOW)) fail(`window of ${windowLength} bytes for a checkpoint ${output} bytes into the output`);
+  if (windowLength === 0 || windowLength > MAX_WINDOW_FRAME) fail(`a window frame of ${windowLength} bytes (1 to ${MAX_WINDOW_FRAME})`);
   if (windowAt < windowsAt || windowAt + windowLength > table.length) fail('window outside the table\'s window area');
   return { input, output, bits, window: table.subarray(windowAt, windowAt + windowLength) };
 }

@@ -113,7 +113,10 @@ export interface Checkpoint {
   output: number;
   /** Bits (0–7) of the byte before `input` that decoding takes first. */
   bits: number;
-  /** The output's last min(output, 32 KiB) bytes before it: what back-references may reach. */
+  /**
+   * The output's last min(output, 32 KiB) bytes before it (what back-references may reach), those
+   * no decoding from here uses set to zero, as one zstd frame: decoded when a chunk is.
+   */
   window: Buffer;
 }
 

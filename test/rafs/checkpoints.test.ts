@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BlobFeature } from '../../src/rafs/blob-table.js';
-import { CHECKPOINT_ENTRY_SIZE, CHECKPOINT_WINDOW, type Checkpoint, decodeCheckpointTable, encodeCheckpointTable } from '../../src/rafs/checkpoints.js';
+import { CHECKPOINT_ENTRY_SIZE, type Checkpoint, decodeCheckpointTable, encodeCheckpointTable, MAX_WINDOW_FRAME } from '../../src/rafs/checkpoints.js';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import type { BlobInfo } from '../../src/rafs/tree.js';
 
@@ -9,11 +9,12 @@ const blob = (features: number, checkpoints?: Checkpoint[]): BlobInfo => ({
   compressedSize: 10 << 20, uncompressedSize: 1 << 20, ciCompressor: 'none', ciOffset: 0, ciCompressedSize: 0, ciUncompressedSize: 0,
   tocSize: 0, tocDigest: Buffer.alloc(32), checkpoints,
 });
-const window = (output: number, fill: number): Buffer => Buffer.alloc(Math.min(output, CHECKPOINT_WINDOW), fill);
+/** Stands for a window's zstd frame: the table does not decode it. */
+const window = (size: number, fill: number): Buffer => Buffer.alloc(size, fill);
 const cps: Checkpoint[] = [
-  { input: 10, output: 0, bits: 0, window: window(0, 0) },
-  { input: 5000, output: 20_000, bits: 3, window: window(20_000, 1) },
-  { input: 90_000, output: 1 << 20, bits: 7, window: window(1 << 20, 2) },
+  { input: 10, output: 0, bits: 0, window: window(9, 0) },
+  { input: 5000, output: 20_000, bits: 3, window: window(2000, 1) },
+  { input: 90_000, output: 1 << 20, bits: 7, window: window(3000, 2) },
 ];
 const feature = BlobFeature.ALIGNED | BlobFeature.CHECKPOINTS;
 const blobs = [blob(BlobFeature.ALIGNED), blob(feature, cps)];
@@ -21,7 +22,7 @@ const blobs = [blob(BlobFeature.ALIGNED), blob(feature, cps)];
 describe('checkpoint table', () => {
   it('round-trips each blob\'s checkpoints, windows included', () => {
     const table = encodeCheckpointTable(blobs);
-    expect(table.length).toBe(3 * CHECKPOINT_ENTRY_SIZE + 20_000 + CHECKPOINT_WINDOW);
+    expect(table.length).toBe(3 * CHECKPOINT_ENTRY_SIZE + 9 + 2000 + 3000);
     const padded = Buffer.concat([Buffer.alloc(100), table]);
     expect(decodeCheckpointTable(padded, 100, table.length, blobs)).toEqual([[], cps]);
     expect(decodeCheckpointTable(padded, 0, 0, blobs)).toEqual([[], []]);
@@ -38,7 +39,8 @@ describe('checkpoint table', () => {
     ['a blob without the feature', mutated(entry(1), (b) => b.writeUInt32LE(0, 0)), /has no checkpoints/],
     ['a blob not in the table', mutated(entry(1), (b) => b.writeUInt32LE(7, 0)), /has no checkpoints/],
     ['bits over 7', mutated(entry(1), (b) => b.writeUInt32LE(8, 4)), /bits 8/],
-    ['a window shorter than the output allows', mutated(entry(2), (b) => b.writeUInt32LE(100, 8)), /window of 100 bytes/],
+    ['an empty window frame', mutated(entry(2), (b) => b.writeUInt32LE(0, 8)), /window frame of 0 bytes/],
+    ['a window frame larger than a window can need', mutated(entry(2), (b) => b.writeUInt32LE(MAX_WINDOW_FRAME + 1, 8)), /window frame of/],
     ['a window outside the table', mutated(entry(2), (b) => b.writeUInt32LE(0xfffff000, 12)), /window outside/],
     ['a window over the entries', mutated(entry(2), (b) => b.writeUInt32LE(0, 12)), /window outside/],
     ['entries not a whole number', mutated(entry(0), (b) => b.writeUInt32LE(40, 12)), /whole number of entries/],
