@@ -5,8 +5,8 @@
 //!
 //! `GzipIndexer` is the pass: input pushed in network-sized pieces, output pulled in bounded
 //! pieces (a few KiB of input can expand to gigabytes), and beside the output, the checkpoints
-//! (at most one per `span` of output) and every block boundary seen as (input, output) offsets,
-//! from which a caller tells which stored bytes hold a range of output. Several gzip members one
+//! (at most one per `span` of output) and marks, (input, output) offsets at every block boundary
+//! and every 16 KiB of output, from which a caller tells which stored bytes hold a range of output. Several gzip members one
 //! after another are one stream, as gzip itself reads them.
 //!
 //! `extract` decodes from a checkpoint: only `skip + dst.len()` bytes of output, whatever the
@@ -19,6 +19,8 @@ use std::os::raw::c_int;
 
 /// The output piece to pull at a time, as for the zstd stream.
 pub const OUT_PIECE: usize = 1 << 20;
+/// Output between marks inside a deflate block.
+const MARK_EVERY: usize = 16 << 10;
 
 /// Where decoding may start again: `input` bytes into the stream, `bits` of the byte before it
 /// not yet consumed (0–7), `output` bytes into the output, and the output's last bytes before it.
@@ -102,13 +104,15 @@ impl GzipIndexer {
             if self.between_members {
                 self.inflater_restart()?;
             }
-            let (r, taken, made) = self.inflater.run(&self.input[self.taken..], &mut dst[filled..], Z_BLOCK);
+            // a mark every MARK_EVERY bytes of output too: a range's stored bytes end near its end, not at the block's
+            let room = (dst.len() - filled).min(MARK_EVERY);
+            let (r, taken, made) = self.inflater.run(&self.input[self.taken..], &mut dst[filled..filled + room], Z_BLOCK);
             self.taken += taken;
             self.total_in += taken as u64;
             self.remember(&dst[filled..filled + made]);
             filled += made;
             match r {
-                Z_OK | Z_BUF_ERROR => self.at_boundary(),
+                Z_OK | Z_BUF_ERROR => self.at_mark(made == room),
                 Z_STREAM_END => {
                     self.marks.extend([self.total_in as f64, self.total_out as f64]);
                     self.between_members = true;
@@ -174,14 +178,18 @@ impl GzipIndexer {
         }
     }
 
-    /// After an inflate call: at a block boundary (not past the last block), a mark, and a
-    /// checkpoint when a span of output has passed since the last.
-    fn at_boundary(&mut self) {
+    /// After an inflate call: a mark when it filled its output (the input taken so far makes all of
+    /// it) or stopped at a block boundary; there (not past the last block), a checkpoint when a span
+    /// of output has passed since the last.
+    fn at_mark(&mut self, filled: bool) {
         let dt = self.inflater.z.data_type;
-        if dt & 128 == 0 || dt & 64 != 0 {
+        let boundary = dt & 128 != 0 && dt & 64 == 0;
+        if filled || boundary {
+            self.marks.extend([self.total_in as f64, self.total_out as f64]);
+        }
+        if !boundary {
             return;
         }
-        self.marks.extend([self.total_in as f64, self.total_out as f64]);
         let due = match self.last_checkpoint {
             None => true,
             Some(at) => self.total_out - at >= self.span,
@@ -198,7 +206,7 @@ impl GzipIndexer {
         self.last_checkpoint = Some(self.total_out);
     }
 
-    /// The block boundaries recorded since the last call, and the checkpoints whose windows are final.
+    /// The marks recorded since the last call, and the checkpoints whose windows are final.
     pub fn take(&mut self) -> (Vec<f64>, Vec<Checkpoint>) {
         (std::mem::take(&mut self.marks), std::mem::take(&mut self.checkpoints))
     }

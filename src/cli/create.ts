@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLayer } from '../convert/create.js';
 import { createStargzIndex, createStargzRef } from '../convert/stargz-ref.js';
-import { createTargzRef } from '../convert/targz-ref.js';
+import { createTargzRef, DEFAULT_GZIP_CHUNK_SIZE } from '../convert/targz-ref.js';
 import type { Compressor, Digester } from '../rafs/tree.js';
 import { log } from '../util/log.js';
 import { chunkSizeOption, compressorOption, digesterOption, parseByteCount, parseSize, prefetchPolicyOption, readPrefetchPatterns, writeJson } from './options.js';
@@ -62,9 +62,11 @@ async function createFromStargz(source: string, flags: CreateFlags, command: Com
   await writeJson(flags.outputJson, summary);
 }
 
-async function createFromGzip(source: string, flags: CreateFlags): Promise<void> {
+async function createFromGzip(source: string, flags: CreateFlags, command: Command): Promise<void> {
   const started = Date.now();
-  const result = await createTargzRef({ layerPath: source, bootstrapPath: flags.bootstrap, blobDir: required(flags.blobDir, '--blob-dir', flags.type), chunkSize: flags.chunkSize, span: flags.span });
+  // a gzip layer's chunks are small unless asked otherwise (DEFAULT_GZIP_CHUNK_SIZE)
+  const chunkSize = command.getOptionValueSource('chunkSize') === 'cli' ? flags.chunkSize : DEFAULT_GZIP_CHUNK_SIZE;
+  const result = await createTargzRef({ layerPath: source, bootstrapPath: flags.bootstrap, blobDir: required(flags.blobDir, '--blob-dir', flags.type), chunkSize, span: flags.span });
   const summary = { ...result, seconds: (Date.now() - started) / 1000 };
   log.info('gzip layer bootstrap created', { blob: result.blobId, blobPath: result.blobPath, bootstrapSize: result.bootstrapSize, ...result.stats, seconds: summary.seconds });
   await writeJson(flags.outputJson, summary);
@@ -72,7 +74,7 @@ async function createFromGzip(source: string, flags: CreateFlags): Promise<void>
 
 async function create(source: string, flags: CreateFlags, command: Command): Promise<void> {
   if (flags.type === 'estargz-ref' || flags.type === 'stargz-index') return createFromStargz(source, flags, command);
-  if (flags.type === 'targz-ref') return createFromGzip(source, flags);
+  if (flags.type === 'targz-ref') return createFromGzip(source, flags, command);
   if (source === '-' && flags.prefetchPolicy === 'fs') {
     throw new InvalidArgumentError('the layer and the prefetch list cannot both come from stdin');
   }
@@ -98,7 +100,7 @@ export function createCommand(): Command {
     .addOption(new Option('--type <type>', 'source type').choices(['tar-rafs', 'targz-rafs', 'targz-ref', 'dir-rafs', ...STARGZ_TYPES]).default('tar-rafs'))
     .requiredOption('--bootstrap <file>', 'where to write the layer bootstrap')
     .option('--blob-dir <dir>', 'directory for the data blob (named by its sha256); estargz-ref and targz-ref put the layer there')
-    .option('--span <bytes>', 'targz-ref: decoded bytes between checkpoints of the gzip stream, e.g. 1M (default; at most 8M)', parseSize)
+    .option('--span <bytes>', 'targz-ref: decoded bytes between checkpoints of the gzip stream (default 128K, at most 8M)', parseSize)
     .option('--toc-digest <digest>', 'estargz-ref, stargz-index: sha256:… the TOC JSON must have (the layer\'s toc.digest annotation)')
     .option('--blob-id <hex>', "stargz-index: the layer's sha256 (64 hex, optionally sha256:-prefixed)", (v: string) => v.replace(/^sha256:/, ''))
     .option('--blob-size <bytes>', "stargz-index: the layer's size (decimal or 0x-hex)", parseByteCount)

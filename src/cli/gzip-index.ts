@@ -2,7 +2,7 @@
 // once and indexed (checkpoints of its gzip stream, a layer bootstrap over it), pushed with --push
 // as an OCI artifact that refers to the image (image/gzip-index.ts).
 import { Command, Option } from 'commander';
-import { DEFAULT_SPAN } from '../convert/targz-ref.js';
+import { DEFAULT_GZIP_CHUNK_SIZE, DEFAULT_SPAN } from '../convert/targz-ref.js';
 import { buildGzipIndex } from '../image/gzip-index.js';
 import { clientForReferences } from '../registry/client.js';
 import { resolveImage } from '../registry/image-store.js';
@@ -43,8 +43,8 @@ export function indexCommand(): Command {
   return new Command('index')
     .description('index a plain OCI image\'s gzip layers as they are (checkpoints of each gzip stream and a layer bootstrap over it) so it mounts lazily; --push stores the index beside the image as an OCI referrer')
     .requiredOption('--source <ref>', 'the image: host[:port]/repo[:tag][@digest] or oci:DIR[:TAG]')
-    .addOption(new Option('--span <bytes>', 'decoded bytes between checkpoints: a read decodes at most this much before its chunk').argParser(parseSize).default(DEFAULT_SPAN, '1M'))
-    .addOption(chunkSizeOption())
+    .addOption(new Option('--span <bytes>', 'decoded bytes between checkpoints: a read decodes at most this much before its chunk').argParser(parseSize).default(DEFAULT_SPAN, '128K'))
+    .addOption(chunkSizeOption().default(DEFAULT_GZIP_CHUNK_SIZE, '0x4000'))
     .option('--push', 'push the index to the image\'s repository (the referrers API, or the sha256-<digest> tag where the registry has none)')
     .option('--platform <os/arch[/variant]>', 'platform to index from a multi-platform image (default linux/amd64)')
     .option('--plain-http', 'talk plain HTTP to the registry')

@@ -264,8 +264,8 @@ export const checkpointStart = (c: Pick<GzipCheckpoint, 'input' | 'bits'>): numb
 /**
  * One pass over a gzip stream (members one after another are one stream) fed in arbitrary pieces:
  * its output, pulled in pieces of at most 1 MiB, and beside it a checkpoint at most every `span`
- * bytes of output and every block boundary as an (input, output) pair, from which the stored bytes
- * holding a range of the output are known.
+ * bytes of output and marks, (input, output) pairs at every block boundary and every 16 KiB of
+ * output, from which the stored bytes holding a range of the output are known.
  */
 export class GzipIndexStream {
   private readonly handle: unknown;
@@ -285,7 +285,7 @@ export class GzipIndexStream {
   }
 
   /**
-   * Block boundaries (input, output offsets, interleaved) recorded since the last call, and the
+   * Marks (input, output offsets, interleaved) recorded since the last call, and the
    * checkpoints whose windows are final: reduced, a little after each checkpoint, to the bytes
    * decoding from it uses (the rest zero). The last ones come after end().
    */
