@@ -38,6 +38,7 @@ interface SnapshotterFlags extends ConfigFlags {
   imageServiceAddress?: string;
   fastPull: boolean;
   fastPullBandwidth?: number;
+  gzipIndex: boolean;
 }
 
 /**
@@ -94,7 +95,7 @@ async function runSnapshotter(given: SnapshotterFlags, cmd: Command): Promise<vo
   const prefetchLists = new PrefetchLists();
   const keychain = flags.criKeychain ? new CriKeychain() : undefined;
   const images = new ImageMounts({ root, mode: flags.daemonMode, config, policy: flags.recoverPolicy, fsDriver: flags.fsDriver, spareDaemons: flags.spareDaemons, prefetchLists, ...(keychain ? { keychain } : {}), ...(flags.mirrorsDir === undefined ? {} : { mirrorsDir: resolve(flags.mirrorsDir) }), ...(flags.stargz === undefined ? {} : { stargz: flags.stargz }) });
-  const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir), { fastPull: flags.fastPull, ...(flags.fastPullBandwidth === undefined ? {} : { fastPullBandwidth: flags.fastPullBandwidth }) });
+  const sn = new Snapshotter(root, images, new CacheGc(config.cacheDir), { fastPull: flags.fastPull, gzipIndex: flags.gzipIndex, ...(flags.fastPullBandwidth === undefined ? {} : { fastPullBandwidth: flags.fastPullBandwidth }) });
   // before recovering: a second snapshotter on a live socket must not adopt the first one's daemons
   const address = resolve(flags.address);
   await claimSocketPath(address);
@@ -137,6 +138,7 @@ export function snapshotterCommand(): Command {
     .option('--cri-keychain', 'also serve the CRI image service (point kubelet\'s --image-service-endpoint here), passing each call on to containerd\'s and keeping each PullImage\'s credentials for that image\'s layers (nydus-snapshotter\'s [remote.auth] enable_cri_keychain)')
     .option('--image-service-address <socket>', `containerd's CRI image service, for --cri-keychain (default ${DEFAULT_IMAGE_SERVICE_ADDRESS}; [remote.auth] image_service_address)`)
     .option('--no-fast-pull', 'leave plain OCI images to containerd\'s own pull (by default the layers containerd asks about, when their labels name the image as ctr-remote image rpull and CRI give them, are pulled here: all at once, each written as it streams, as an EROFS image the kernel mounts where it can)')
+    .option('--no-gzip-index', 'pull plain gzip images even when they have a gzip index (by default such an image, indexed by `nydusify-ts index --push`, is found through its referrers and served lazily)')
     .option('--fast-pull-bandwidth <bytes>', 'download an image\'s layers at most this many bytes per second, together (e.g. 50M; default no limit)', parseSize)
     .option('--system-address <socket>', 'serve the system API (GET /api/v1/daemons, PUT /api/v1/prefetch, …) on this unix socket (nydus-snapshotter\'s [system] address)')
     .addOption(new Option('--fs-driver <driver>', 'fuse: a Nydus image\'s lower dir is the daemon\'s FUSE tree; block: the kernel\'s EROFS mounted on the daemon\'s flat image file').choices(['fuse', 'block']).default('fuse'));

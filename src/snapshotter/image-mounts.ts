@@ -17,7 +17,7 @@ import { DaemonManager, type DaemonRecord } from '../daemon/manager.js';
 import type { DaemonMode } from '../daemon/router.js';
 import { MAX_TRACE_BYTES, parseAccessTrace } from '../trace/access-trace.js';
 import { log } from '../util/log.js';
-import type { RemoteLayer } from './labels.js';
+import { isChainLayer, type RemoteLayer } from './labels.js';
 import { StargzWarmup } from './stargz-warmup.js';
 import type { PrefetchLists } from './prefetch-lists.js';
 import { hostsTomlMirrors } from './hosts-toml.js';
@@ -178,7 +178,7 @@ export class ImageMounts {
     return {
       target: remote.ref, prefetch: true, runtimeFiles: CONTAINER_RUNTIME_FILES, ...(auth ? { auth } : {}), ...(prefetchFiles ? { prefetchFiles } : {}),
       ...(mirrors.length > 0 ? { mirrors } : {}),
-      ...(remote.role === 'stargz' ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }),
+      ...(isChainLayer(remote) ? { upToLayer: remote.digest } : {}), ...((await traceKept(trace)) ? {} : { trace }),
     };
   }
 

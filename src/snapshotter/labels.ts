@@ -72,12 +72,16 @@ export interface RemoteLayer {
   digest: string;
   /**
    * bootstrap: a Nydus image's last layer, whose merged tree is the whole image; blob: a Nydus data
-   * blob; stargz: an eStargz layer, whose chain is the image's layers up to it (served merged).
+   * blob; stargz: an eStargz layer, whose chain is the image's layers up to it (served merged);
+   * indexed: a plain gzip layer of an image with a gzip index, a chain like an eStargz layer's.
    */
-  role: 'bootstrap' | 'blob' | 'stargz';
+  role: 'bootstrap' | 'blob' | 'stargz' | 'indexed';
   /** The image registry's credentials, from the pull secret labels: over any the snapshotter has for that host. */
   auth?: { username: string; password: string };
 }
+
+/** Whether the layer is served as the chain of its image's layers up to it (an eStargz or indexed gzip layer). */
+export const isChainLayer = (remote: RemoteLayer | undefined): remote is RemoteLayer => remote?.role === 'stargz' || remote?.role === 'indexed';
 
 /** A layer's image and digest (and the image's credentials, if its labels give them). */
 export type LayerSource = Omit<RemoteLayer, 'role'>;

@@ -14,7 +14,8 @@ import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotF
 import { CacheGc } from '../blobcache/cache-gc.js';
 import { parseFilters } from './filters.js';
 import { ImageMounts } from './image-mounts.js';
-import { checkKey, checkLabels, Label, labelsOf, plainLayer, type RemoteLayer, remoteLayer } from './labels.js';
+import { checkKey, checkLabels, isChainLayer, Label, labelsOf, plainLayer, type RemoteLayer, remoteLayer } from './labels.js';
+import { GzipIndexes } from './gzip-indexes.js';
 import { NotPlainImageError, PlainPulls, type PulledLayer } from './plain-pulls.js';
 import { adoptLowerDirs } from '../image/apply-layer.js';
 import { erofsLayersSupported, implicitDirsDiffer, layerMounted, materialize, mountLayer, unmountLayer } from './erofs-layers.js';
@@ -40,6 +41,8 @@ export interface SnapshotterOptions {
   fastPull?: boolean;
   /** The fast pull's download rate per image, in bytes per second (0 or none: no limit). */
   fastPullBandwidth?: number;
+  /** Serve plain gzip images that have a gzip index lazily (their referrers are looked up at pull). */
+  gzipIndex?: boolean;
 }
 
 /** A plain layer this snapshotter pulled, and its disk use. */
@@ -63,6 +66,7 @@ export class Snapshotter {
   private readonly premounted = new Map<string, RemoteLayer>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly pulls: PlainPulls | undefined;
+  private readonly gzipIndexes: GzipIndexes | undefined;
 
   /**
    * Without `images`, Nydus labels are ignored and every layer is unpacked (plain overlayfs). With
@@ -76,6 +80,7 @@ export class Snapshotter {
     if (opts.fastPull && images) {
       this.pulls = new PlainPulls(root, images.opts.config.registry, (layer) => images.authOf(layer), (chainId) => this.store.get(chainId)?.kind === 'committed', erofsLayersSupported(), { bandwidth: opts.fastPullBandwidth ?? 0 });
     }
+    if (opts.gzipIndex && images) this.gzipIndexes = new GzipIndexes(images.opts.config.registry, (layer) => images.authOf(layer));
   }
 
   /** Removes what an earlier run left half done (pulls never committed). */
@@ -111,10 +116,24 @@ export class Snapshotter {
   private async create(kind: 'active' | 'view', key: string, parentKey: string, rawLabels: unknown): Promise<Mount[]> {
     checkKey(key);
     const labels = checkLabels(rawLabels);
-    const remote = this.images ? remoteLayer(labels) : undefined;
+    const remote = this.images ? remoteLayer(labels) ?? (await this.indexedLayer(labels, parentKey)) : undefined;
     const servable = await this.stargzServable(labels, remote);
     const pulled = remote ? undefined : await this.pulledLayer(labels, parentKey);
     return this.serial(() => this.createQueued(kind, key, parentKey, labels, remote, servable, pulled));
+  }
+
+  /**
+   * A plain gzip layer whose image has a gzip index: served lazily like an eStargz layer (the image
+   * is mounted ahead of its containers once the index is found). Undefined for any other layer, one
+   * already committed, or one on layers that were pulled.
+   */
+  private async indexedLayer(labels: Record<string, string>, parentKey: string): Promise<RemoteLayer | undefined> {
+    const layer = this.gzipIndexes ? plainLayer(labels) : undefined;
+    const target = labels[Label.TARGET];
+    if (!layer || target === undefined || this.store.get(target)) return undefined;
+    if (parentKey !== '' && this.store.get(parentKey)?.remote?.role !== 'indexed') return undefined;
+    const top = await this.gzipIndexes!.top(layer, (top) => this.premount(top));
+    return top === undefined ? undefined : { ...layer, role: 'indexed' };
   }
 
   /**
@@ -274,9 +293,9 @@ export class Snapshotter {
    * one on top of an ordinary layer is pulled and unpacked like any other.
    */
   private servesRemotely(remote: RemoteLayer, parent: string | undefined): boolean {
-    if (remote.role !== 'stargz') return true;
+    if (!isChainLayer(remote)) return true;
     for (let key = parent; key !== undefined; key = this.store.get(key)?.parent) {
-      if (this.store.get(key)?.remote?.role !== 'stargz') return false;
+      if (this.store.get(key)?.remote?.role !== remote.role) return false;
     }
     return true;
   }
@@ -301,8 +320,8 @@ export class Snapshotter {
       seen.add(key);
       const rec = this.store.get(key);
       if (!rec) throw new FailedPreconditionError(`parent ${key} is missing`);
-      if ((rec.remote?.role === 'bootstrap' || rec.remote?.role === 'stargz') && this.images) {
-        // a Nydus bootstrap, or the image's layers up to an eStargz one: the merged tree of every layer below
+      if ((rec.remote?.role === 'bootstrap' || isChainLayer(rec.remote)) && this.images) {
+        // a Nydus bootstrap, or the image's layers up to an eStargz or indexed one: the merged tree of every layer below
         dirs.push('');
         return { dirs, image: { name: ImageMounts.nameOf(rec.remote), remote: rec.remote, index: dirs.length - 1 } };
       }
@@ -398,7 +417,7 @@ export class Snapshotter {
 
   async usage(key: string): Promise<Usage> {
     const rec = this.find(key);
-    if ((rec.remote?.role === 'blob' || rec.remote?.role === 'stargz') && this.cache) return { size: await this.cache.usage(blobIdOf(rec.remote.digest)), inodes: 1 };
+    if ((rec.remote?.role === 'blob' || isChainLayer(rec.remote)) && this.cache) return { size: await this.cache.usage(blobIdOf(rec.remote.digest)), inodes: 1 };
     if (rec.kind === 'committed' && rec.usage) return rec.usage;
     return diskUsage(this.fsDir(rec));
   }
@@ -446,7 +465,7 @@ export class Snapshotter {
 
   /** Blob ids remote layer snapshots name (what the cache must keep). */
   referencedBlobs(): Set<string> {
-    return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' || r.remote?.role === 'stargz' ? [blobIdOf(r.remote.digest)] : [])));
+    return new Set(this.store.entries().flatMap(([, r]) => (r.remote?.role === 'blob' || isChainLayer(r.remote) ? [blobIdOf(r.remote!.digest)] : [])));
   }
 
   /** The directory of snapshot `id` (a record's id). */

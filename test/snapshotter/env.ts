@@ -4,9 +4,13 @@
 // loopback registry's access log to count the blob bytes a run fetched. Everything is asynchronous:
 // vitest's worker must keep turning while containers run.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { signalIfRunning, type ProcessIdentity } from '../../src/daemon/process-identity.js';
+import { clientForReferences } from '../../src/registry/client.js';
+import { readBlob } from '../../src/registry/image-store.js';
+import { openImageStore } from '../../src/registry/index.js';
 import { repoRoot } from '../helpers/cli.js';
 import { E2E_DIR as HARNESS_DIR, e2eScript } from '../helpers/e2e.js';
 
@@ -145,6 +149,22 @@ export function registryBlobBytes(offset: number, digests: string[]): number {
     if (m && digests.includes(m[1]!)) total += Number(m[2]);
   }
   return total;
+}
+
+/** The image's config diff_ids and the chain IDs they give, bottom first. */
+export async function chainIds(ref: string, tag: string): Promise<{ diffIds: string[]; chains: string[] }> {
+  const client = clientForReferences([[ref, false]], true);
+  try {
+    const { store } = await openImageStore(ref, client);
+    const manifest = (await store.getManifest(tag)).parsed as { config: { digest: string; size: number; mediaType: string } };
+    const config = JSON.parse((await readBlob(store, manifest.config, 1 << 20)).toString('utf8')) as { rootfs: { diff_ids: string[] } };
+    const diffIds = config.rootfs.diff_ids;
+    const chains: string[] = [];
+    for (const d of diffIds) chains.push(chains.length === 0 ? d : `sha256:${createHash('sha256').update(`${chains.at(-1)} ${d}`).digest('hex')}`);
+    return { diffIds, chains };
+  } finally {
+    await client.close();
+  }
 }
 
 /** The image's layers as the registry serves its manifest. */

@@ -17,7 +17,7 @@ import { openImageStore } from '../../../src/registry/index.js';
 import { diffManifests, treeManifest } from '../../helpers/trees.js';
 import { runAsync } from '../../helpers/run.js';
 import {
-  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, REGISTRY, registryLogOffset, registryLogSince, SNAPSHOTTER,
+  chainIds, containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, REGISTRY, registryLogOffset, registryLogSince, SNAPSHOTTER,
   startSnapshotter, type SnapshotterProcess,
 } from '../../snapshotter/env.js';
 
@@ -26,17 +26,6 @@ const BAD_DIFF_ID = `${REGISTRY}/debian-ml:plain-pull-bad-diff-id`;
 const e2eDir = process.env.E2E_DIR ?? '/tmp/e2e';
 const root = mkdtempSync(`${E2E_DIR}-plain-pull-`);
 let sn: SnapshotterProcess;
-
-/** The image's config diff_ids and the chain IDs they give, bottom first. */
-async function chainIds(ref: string, tag: string): Promise<{ diffIds: string[]; chains: string[] }> {
-  const { store } = await openImageStore(ref, clientForReferences([[ref, false]], true));
-  const manifest = (await store.getManifest(tag)).parsed as { config: { digest: string; size: number; mediaType: string } };
-  const config = JSON.parse((await readBlob(store, manifest.config, 1 << 20)).toString('utf8')) as { rootfs: { diff_ids: string[] } };
-  const diffIds = config.rootfs.diff_ids;
-  const chains: string[] = [];
-  for (const d of diffIds) chains.push(chains.length === 0 ? d : `sha256:${createHash('sha256').update(`${chains.at(-1)} ${d}`).digest('hex')}`);
-  return { diffIds, chains };
-}
 
 /** debian-ml with its top layer's diff_id changed (a new config; the layers are the same blobs). */
 async function pushBadDiffId(): Promise<void> {
