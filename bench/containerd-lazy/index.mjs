@@ -1,6 +1,6 @@
 // containerd lazy start: our snapshotter (FUSE and block drivers) vs stargz-snapshotter vs overlayfs full pull, `node -e 1` in debian-ml (shaped netns registry).
 //
-//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs,ours-pull] [--hot-chunk-size 16K]
+//   npm run bench -- containerd-lazy [--runs 3] [--rows ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs,ours-pull,ours-gzidx] [--hot-chunk-size 16K]
 //   node bench/run.mjs containerd-lazy [--runs 3] [--rows …] [--hot-chunk-size 16K]
 //
 // Needs root, /dev/fuse, containerd + runc + ctr + ctr-remote, ip/tc, curl, go (once, to build the
@@ -21,6 +21,8 @@
 //   - ours: `ctr-remote image rpull --snapshotter nydusify-ts` of the Nydus image + `ctr run`
 //     (`snapshotter --fs-driver fuse`: the lower dir is the daemon's FUSE tree)
 //   - ours-esgz: our snapshotter on the eStargz image itself (no conversion; eStargz layers served lazily)
+//   - ours-gzidx: our snapshotter on the plain image itself with a gzip index beside it (`index --push`
+//     into a copy of the image's repository, REPO-gzidx-gN, digests preserved): its layers served lazily
 //   - ours-opt: our snapshotter on :containerd-lazy-nydus-opt-l3-SIZE (`optimize --run node -e 1`, hot
 //     chunks of --hot-chunk-size, default 16K; each size optimized once, its own tag)
 //   - stargz-opt: stargz-snapshotter on `ctr-remote image optimize` of the image (its prefetch landmark)
@@ -50,12 +52,14 @@ const arg = (name, dflt) => {
   return i > 0 ? process.argv[i + 1] : dflt;
 };
 const runs = Number(arg('--runs', '3')) || 3;
-const rowKeys = arg('--rows', 'ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs,ours-pull').split(',');
+const rowKeys = arg('--rows', 'ours,ours-opt,ours-block,ours-esgz,stargz,stargz-opt,overlayfs,ours-pull,ours-gzidx').split(',');
 const REG = '127.0.0.1:5000';
 const NSREG = '10.203.0.2:5000';
 /** The image (repository, tag latest) and the command run in it: debian-ml's `node -e 1` unless told (bench/plain-oci runs another with /bin/true). */
 const REPO = arg('--repo', 'debian-ml');
 const NYDUS_TAG = 'containerd-lazy-nydus';
+/** The plain image's copy that has a gzip index (its own repository: an index makes our snapshotter serve the image lazily, not pull it); g1: the index's generation. */
+const GZIDX_REPO = `${REPO}-gzidx-g1`;
 const ESGZ_TAG = 'containerd-lazy-esgz';
 /** The eStargz image optimized by stargz's own tool for CMD (ctr-remote image optimize: it runs a container). */
 const ESGZ_OPT_TAG = 'containerd-lazy-esgz-opt';
@@ -216,7 +220,7 @@ function preflight() {
   if (missing.length) die(`missing commands: ${missing.join(', ')} (see scripts/e2e/README.md)`);
 }
 
-const hasTag = (host, tag) => spawnSync('curl', ['-sf', '-o', '/dev/null', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json', `http://${host}/v2/${REPO}/manifests/${tag}`]).status === 0;
+const hasTag = (host, tag, repository = REPO) => spawnSync('curl', ['-sf', '-o', '/dev/null', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json', `http://${host}/v2/${repository}/manifests/${tag}`]).status === 0;
 
 async function setUp() {
   say(`registry-up, make-images, netns-up (${RATE}, ${DELAY_MS} ms/direction), private containerd + stargz…`);
@@ -252,6 +256,12 @@ async function setUp() {
     await ctr(['images', 'push', '--plain-http', `${REG}/${REPO}:${ESGZ_OPT_TAG}`]);
     await dropImages();
   }
+  if (rowKeys.includes('ours-gzidx') && !hasTag(REG, 'latest', GZIDX_REPO)) {
+    say(`copying ${REPO}:latest → ${GZIDX_REPO}:latest and pushing its gzip index (once)…`);
+    sh(`skopeo copy --quiet --preserve-digests --dest-tls-verify=false --src-tls-verify=false docker://${REG}/${REPO}:latest docker://${REG}/${GZIDX_REPO}:latest`);
+    sh(`node ${cli} index --log-level warn --plain-http --push --source ${REG}/${GZIDX_REPO}:latest`);
+  }
+  if (rowKeys.includes('ours-gzidx') && !hasTag(NSREG, 'latest', GZIDX_REPO)) die(`${NSREG}/${GZIDX_REPO}:latest is not visible through the netns registry`);
   const tags = ['latest', ...(needs('ours', 'ours-block', 'ours-opt') ? [NYDUS_TAG] : []), ...(needs('ours-esgz', 'stargz') ? [ESGZ_TAG] : []), ...(rowKeys.includes('ours-opt') ? [NYDUS_OPT_TAG] : []), ...(rowKeys.includes('stargz-opt') ? [ESGZ_OPT_TAG] : [])];
   for (const t of tags) if (!hasTag(NSREG, t)) die(`${NSREG}/${REPO}:${t} is not visible through the netns registry`);
 }
@@ -324,11 +334,11 @@ async function stargzRun(tag = ESGZ_TAG) {
   return timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref]), 'stargz', ref);
 }
 
-async function oursRun(fsDriver, tag = NYDUS_TAG) {
+async function oursRun(fsDriver, tag = NYDUS_TAG, repository = REPO) {
   await dropImages();
   await stopOurs();
   await startOurs(fsDriver);
-  const ref = `${NSREG}/${REPO}:${tag}`;
+  const ref = `${NSREG}/${repository}:${tag}`;
   const r = await timed(() => ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydusify-ts', ref]), 'nydusify-ts', ref);
   // the container is gone, so its daemon stopped and logged what it fetched
   const d = join(SNAP_ROOT, 'daemons');
@@ -359,6 +369,7 @@ const allRows = [
   { name: 'stargz-snapshotter on its optimized eStargz (ctr-remote image optimize, prefetch)', key: 'stargz-opt', measure: () => stargzRun(ESGZ_OPT_TAG), samples: [] },
   { name: 'overlayfs (ctr pull, full)', key: 'overlayfs', measure: overlayfsRun, samples: [] },
   { name: 'nydusify-ts snapshotter pulling the plain image whole (rpull: all layers at once, each unpacked as it streams)', key: 'ours-pull', measure: () => oursRun('fuse', 'latest'), samples: [] },
+  { name: 'nydusify-ts snapshotter on the plain image with a gzip index (rpull, lazy, no conversion)', key: 'ours-gzidx', measure: () => oursRun('fuse', 'latest', GZIDX_REPO), samples: [] },
 ];
 const unknownRows = rowKeys.filter((k) => !allRows.some((r) => r.key === k));
 if (unknownRows.length) die(`unknown --rows ${unknownRows.join(', ')} (have ${allRows.map((r) => r.key).join(', ')})`);

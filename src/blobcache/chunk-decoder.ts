@@ -93,6 +93,41 @@ export function decodeChunk(blob: BlobInfo, ref: ChunkRef, stored: Buffer, into?
 }
 
 /**
+ * Chunks of a CHECKPOINTS blob decoded from one checkpoint (the same stored start): the stream is
+ * decoded once, to the end of the last of them, from `stored` (their stored bytes, to the end of the
+ * longest), and each chunk is its slice, verified. Without that each chunk would decode the stream
+ * from the checkpoint again. When the stream does not decode that far, each chunk is decoded from
+ * its own stored bytes (the ones before the fault may be sound). Per chunk: its bytes or its error.
+ */
+export function decodeCheckpointRun(blob: BlobInfo, refs: readonly ChunkRef[], stored: Buffer): (Buffer | ChunkIntegrityError)[] {
+  const first = refs[0]!;
+  const one = (ref: ChunkRef): Buffer | ChunkIntegrityError => {
+    try {
+      return decodeChunk(blob, ref, stored.subarray(0, ref.compressedSize));
+    } catch (err) {
+      return err instanceof ChunkIntegrityError ? err : undecodable(blob, ref, err);
+    }
+  };
+  if (refs.length === 1 || refs.some((r) => r.checkpoint !== first.checkpoint || r.compressedOffset !== first.compressedOffset)) return refs.map(one);
+  if (refs.some((r) => r.compressedSize > stored.length)) return refs.map(one);
+  const run = Buffer.allocUnsafeSlow(Math.max(...refs.map((r) => (r.innerOffset ?? 0) + r.uncompressedSize)));
+  try {
+    extractFromCheckpoint(blob, { ...first, innerOffset: 0 }, stored, run);
+  } catch {
+    return refs.map(one);
+  }
+  return refs.map((ref) => {
+    const at = ref.innerOffset ?? 0;
+    const data = Buffer.from(run.subarray(at, at + ref.uncompressedSize));
+    try {
+      return verified(blob, ref, data, () => digest(blob.digester, data));
+    } catch (err) {
+      return err as ChunkIntegrityError;
+    }
+  });
+}
+
+/**
  * Chunks up to this size are decoded on the calling thread: tens of microseconds, less than the two
  * trips through the libuv pool (and the queue behind a burst of them) that would hand the work off.
  */

@@ -15,7 +15,7 @@ import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { forEachInSlices } from '../util/slices.js';
 import { ShortReadError, type BlobBackend } from './backend.js';
 import { claimKey } from './chunk-claim.js';
-import { decodeChunkAsync } from './chunk-decoder.js';
+import { decodeCheckpointRun, decodeChunkAsync } from './chunk-decoder.js';
 
 /** Where fetched chunks go: the cache's data file and chunk map of one blob. */
 export interface ChunkSink {
@@ -301,6 +301,7 @@ export class ChunkFetcher {
     // (members of a stargz-family layer share or overlap stored ranges)
     const order = [...range.chunks].sort((a, b) => storedEnd(a.ref) - storedEnd(b.ref));
     const settling: Promise<Waiter | undefined>[] = [];
+    const runs = checkpointRuns(blob, order);
     let next = 0;
     const length = range.end - range.start;
     const deadline = new AbortController();
@@ -314,7 +315,9 @@ export class ChunkFetcher {
         const w = order[next]!;
         const at = w.ref.compressedOffset - range.start;
         if (at + w.ref.compressedSize > filled) break;
-        settling.push(this.settle(blob, sink, w, buf.subarray(at, at + w.ref.compressedSize)));
+        const stored = buf.subarray(at, at + w.ref.compressedSize);
+        if (!runs) settling.push(this.settle(blob, sink, w, () => decodeChunkAsync(blob, w.ref, stored)));
+        else settling.push(...this.settleRun(blob, sink, runs, w, stored));
       }
     };
     try {
@@ -330,6 +333,8 @@ export class ChunkFetcher {
       this.stats.errors++;
       if (deadline.signal.aborted) this.stats.timeouts++;
       for (const w of order.slice(next)) w.reject(err);
+      // a gzip layer's chunks held for the rest of their run: that will not come now
+      for (const run of runs?.values() ?? []) if (run.arrived.length < run.size) for (const w of run.arrived) w.reject(err);
     } finally {
       clearTimeout(timer);
       this.options.onRequest?.(length, (performance.now() - began) * 1000, failed);
@@ -342,16 +347,33 @@ export class ChunkFetcher {
   }
 
   /**
+   * A gzip layer's chunk whose bytes are in: held until the last chunk of the request decoded from
+   * the same checkpoint has its bytes too, then all of them are decoded at once (decodeCheckpointRun).
+   */
+  private settleRun(blob: BlobInfo, sink: ChunkSink, runs: CheckpointRuns, w: Waiter, stored: Buffer): Promise<Waiter | undefined>[] {
+    const run = runs.get(w.ref.compressedOffset)!;
+    run.arrived.push(w);
+    if (run.arrived.length < run.size) return [];
+    // the last to arrive ends furthest: its stored bytes hold every other's
+    const decoded = decodeCheckpointRun(blob, run.arrived.map((x) => x.ref), stored);
+    return run.arrived.map((x, i) => this.settle(blob, sink, x, async () => {
+      const d = decoded[i]!;
+      if (d instanceof Error) throw d;
+      return d;
+    }));
+  }
+
+  /**
    * Decodes and verifies one chunk, hands it to its early readers, stores it: data, then
    * durability, then its bit (a crash never leaves a bit over missing data), then hands it to the
    * rest (still in flight until then: nobody asks for it again meanwhile). Verified bytes are handed
    * over whether or not the cache could keep them. A chunk that fails verification is returned, to be
    * asked for again (in a request of its own) until REFETCHES is spent.
    */
-  private async settle(blob: BlobInfo, sink: ChunkSink, w: Waiter, stored: Buffer): Promise<Waiter | undefined> {
+  private async settle(blob: BlobInfo, sink: ChunkSink, w: Waiter, decode: () => Promise<Buffer>): Promise<Waiter | undefined> {
     let data: Buffer;
     try {
-      data = await decodeChunkAsync(blob, w.ref, stored);
+      data = await decode();
       this.stats.chunks++;
       this.options.onChunk?.({ blob, ref: w.ref, askedAt: w.askedAt, verifiedAt: performance.now(), amplified: w.amplified });
     } catch (err) {
@@ -371,6 +393,21 @@ export class ChunkFetcher {
     w.resolve(data);
     return undefined;
   }
+}
+
+/** A request's chunks of a gzip layer by the stored start they decode from: how many, and those whose bytes are in. */
+type CheckpointRuns = Map<number, { size: number; arrived: Waiter[] }>;
+
+/** The runs of a request's chunks (`order`), for a CHECKPOINTS blob only. */
+function checkpointRuns(blob: BlobInfo, order: readonly Waiter[]): CheckpointRuns | undefined {
+  if (!(blob.features & BlobFeature.CHECKPOINTS)) return undefined;
+  const runs: CheckpointRuns = new Map();
+  for (const w of order) {
+    const run = runs.get(w.ref.compressedOffset);
+    if (run) run.size++;
+    else runs.set(w.ref.compressedOffset, { size: 1, arrived: [] });
+  }
+  return runs;
 }
 
 /** Where a chunk's stored bytes end in its blob. */

@@ -1,6 +1,7 @@
 // The fetcher alone, with a recording sink: ordering of write → sync → mark, and what happens when
 // the cache cannot keep a chunk.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,12 +9,15 @@ import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
 import { blobChunkTables, ChunkFetcher, FetchTimeoutError, type ChunkSink } from '../../src/blobcache/fetcher.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
 import { RafsFormatError } from '../../src/rafs/errors.js';
+import { gzipLayerModel } from '../../src/convert/targz-ref.js';
 import { RafsImage } from '../../src/rafs/reader.js';
+import { writeBootstrap } from '../../src/rafs/writer.js';
 import type { ChunkRef } from '../../src/rafs/tree.js';
 import { turnsDuring } from '../helpers/event-loop.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { manyChunksBootstrap, sharedDirentBlocksBootstrap } from '../rafs/helpers.js';
 import { content, CountingBackend, makeBlob, type TestBlob } from './helpers.js';
+import { streamOf, tarBytes } from '../helpers/tar-bytes.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fetcher-'));
 let t: TestBlob;
@@ -109,6 +113,30 @@ describe('ChunkFetcher', () => {
     // the grown request's other chunks are settled (decoded off the main thread) after the asked one
     await waitFor(() => fetcher.inflightCount === 0, 'the grown request to settle');
     expect(ready.size).toBe(t.chunks.length);
+  });
+
+  it('a miss in a gzip layer brings every chunk decoded from its checkpoint, and no other', async () => {
+    const data = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `line ${i} of a layer served as it is\n`).join(''));
+    const tar = await tarBytes(async (w) => w.file({ path: 'f.txt', size: data.length }, data));
+    const layer = gzipSync(tar);
+    const { model, blobId } = await gzipLayerModel({ source: streamOf(layer), blobSize: layer.length, chunkSize: 16 << 10, span: 64 << 10 });
+    mkdirSync(join(work, 'gz'), { recursive: true });
+    writeFileSync(join(work, 'gz', blobId), layer);
+    const gzBackend = new CountingBackend(new LocalDirBackend(join(work, 'gz')));
+    const rafs = RafsImage.open(writeBootstrap(model));
+    const blob = rafs.blobs[0]!;
+    const chunks = [...rafs.chunkInfoTable()];
+    const fetcher = new ChunkFetcher(gzBackend, { chunkTable: () => chunks });
+    const { sink, ready } = recordingSink();
+    // a chunk that shares its checkpoint with others after it
+    const asked = chunks.find((c) => chunks.filter((o) => o.checkpoint === c.checkpoint).length > 2)!;
+    const mates = chunks.filter((c) => c.checkpoint === asked.checkpoint);
+    const got = await fetcher.fetch(blob, asked, sink);
+    expect(got.equals(data.subarray(asked.ciIndex * (16 << 10), asked.ciIndex * (16 << 10) + asked.uncompressedSize))).toBe(true);
+    await waitFor(() => fetcher.inflightCount === 0, 'the span to settle');
+    const end = Math.max(...mates.map((c) => c.compressedOffset + c.compressedSize));
+    expect(gzBackend.calls).toEqual([{ blobId: blob.blobId, offset: asked.compressedOffset, length: end - asked.compressedOffset }]);
+    expect([...ready].sort((a, b) => a - b)).toEqual(mates.map((c) => c.ciIndex).sort((a, b) => a - b));
   });
 
   it('hands over each chunk as its bytes arrive, before the rest of a grown request', async () => {
