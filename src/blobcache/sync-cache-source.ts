@@ -49,6 +49,14 @@ export interface FetchRequest {
   fileOffset: number;
 }
 
+/** A worker's notice that a read of file `nid` will want these chunks (blob index, CI index, where in the file): fetched together, nobody waits. */
+export interface WantRequest {
+  type: 'want';
+  slot: number;
+  nid: number;
+  chunks: [number, number, number][];
+}
+
 /** A reply slot's words, over a SharedArrayBuffer of FETCH_SLOT_BYTES. */
 export const slotWords = (sab: SharedArrayBuffer): Int32Array => new Int32Array(sab, 0, SLOT_WORDS);
 
@@ -84,7 +92,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     private readonly dir: string,
     private readonly blobs: readonly BlobInfo[],
     slot: SharedArrayBuffer,
-    private readonly ask: (req: Omit<FetchRequest, 'slot'>) => void,
+    private readonly ask: (req: Omit<FetchRequest, 'slot'> | Omit<WantRequest, 'slot'>) => void,
     private readonly timeoutMs = DEFAULT_FETCH_TIMEOUT_MS,
     private readonly counters?: ChunkCounters,
     cacheChunks = 8,
@@ -118,6 +126,16 @@ export class SyncLazyCacheSource implements SyncChunkSource {
       }
       files.verified.add(ref.ciIndex);
     });
+  }
+
+  want(refs: readonly ChunkRef[], nid: number, fileOffsets: readonly number[]): void {
+    const missing: [number, number, number][] = [];
+    refs.forEach((ref, i) => {
+      const files = this.openIfThere(ref.blobIndex, blobOf(this.blobs, ref));
+      if (!files || (!files.verified.has(ref.ciIndex) && !this.isReady(files, ref.ciIndex))) missing.push([ref.blobIndex, ref.ciIndex, fileOffsets[i]!]);
+    });
+    // one missing chunk is asked for by the read itself
+    if (missing.length > 1) this.ask({ type: 'want', nid, chunks: missing });
   }
 
   recycle(): void {

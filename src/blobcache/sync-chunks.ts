@@ -11,6 +11,11 @@ export interface SyncChunkSource {
    * where the chunk starts in it, for the main thread to record with a fetch.
    */
   read(ref: ChunkRef, nid?: number, fileOffset?: number): Buffer;
+  /**
+   * A read is about to ask for these chunks one after another (file `nid`'s, starting at `fileOffsets`):
+   * a lazy source has the missing ones fetched together now, rather than one round trip each.
+   */
+  want?(refs: readonly ChunkRef[], nid: number, fileOffsets: readonly number[]): void;
   /** `length` bytes of the chunk from `start` (valid until `recycle()`), where a source can read less than the whole chunk. */
   readPart?(ref: ChunkRef, start: number, length: number): Buffer;
   /** Chunks this source has had to have fetched so far (a lazy source): a change across a read means it waited. */

@@ -180,6 +180,7 @@ export class RafsFuseFs implements ImageFs {
     if (!this.chunks) return Errno.EIO;
     const parts: Buffer[] = [];
     const fetched = this.chunks.fetched;
+    if (slices.length > 1) this.chunks.want?.(slices.map((s) => s.chunk), nid, chunkStarts(offset, slices));
     // where in the file the slice being read starts (so where its chunk starts: at - s.start)
     let at = offset;
     try {
@@ -222,4 +223,14 @@ const DOTDOT = Buffer.from('..');
 /** An error of the chunk source's I/O (EIO to the reader), not a bug or a format error. */
 export function isSystemError(err: unknown): boolean {
   return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && !(err instanceof RafsFormatError);
+}
+
+/** Where in the file each slice's chunk starts, the first slice starting at `offset`. */
+function chunkStarts(offset: number, slices: readonly { start: number; length: number }[]): number[] {
+  let at = offset;
+  return slices.map((s) => {
+    const start = at - s.start;
+    at += s.length;
+    return start;
+  });
 }

@@ -314,6 +314,11 @@ export class FuseSession {
         });
         break;
       }
+      case 'want': {
+        // fetched in this turn, so merged into few requests; the read's own asks then share them
+        for (const [blobIndex, ciIndex, offset] of m.chunks) void this.opts.fetch?.(m.slot, blobIndex, ciIndex, { nid: m.nid, offset }).catch(() => undefined);
+        break;
+      }
       case 'read-error':
         log.error('read failed: EIO', { slot: m.slot, nid: m.nid, error: m.message });
         break;

@@ -10,7 +10,7 @@ import type { SyncChunkSource } from '../../blobcache/sync-chunks.js';
 import { FlatImageMap, imageChunks } from '../../rafs/flat-image.js';
 import { FlatFileFs } from '../flat-file-fs.js';
 import { RafsFuseFs } from '../fs.js';
-import { SyncLazyCacheSource, type FetchRequest } from '../../blobcache/sync-cache-source.js';
+import { SyncLazyCacheSource, type FetchRequest, type WantRequest } from '../../blobcache/sync-cache-source.js';
 import { SyncBlobDirSource } from '../../blobcache/sync-blob-dir-source.js';
 import { DecodedSpill, type SpillFiles } from '../../blobcache/decoded-spill.js';
 import { WorkerMetrics } from '../metrics.js';
@@ -68,6 +68,7 @@ export type WorkerMessage =
   /** File `nid` of the image in `slot` is being started (FMODE_EXEC reads); once per file and worker. */
   | { type: 'exec'; slot: number; nid: number }
   | FetchRequest
+  | WantRequest
   | { type: 'exit'; requests: number; reason: string };
 
 /**
@@ -97,7 +98,7 @@ class WorkerImages {
     const { slot } = spec;
     let chunks: SyncChunkSource | undefined;
     if (spec.cacheDir !== undefined) {
-      const ask = (req: Omit<FetchRequest, 'slot'>): void => post({ ...req, slot });
+      const ask = (req: Omit<FetchRequest, 'slot'> | Omit<WantRequest, 'slot'>): void => post({ ...req, slot } as FetchRequest | WantRequest);
       chunks = new SyncLazyCacheSource(spec.cacheDir, image.blobs, this.config.fetchSlot, ask, this.config.timeoutMs, this.metrics);
     } else if (spec.blobDir !== undefined) chunks = new SyncBlobDirSource(spec.blobDir, image.blobs, spec.spill && new DecodedSpill(spec.spill, image.blobs));
     const events = {
