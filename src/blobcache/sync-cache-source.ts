@@ -57,6 +57,9 @@ export interface WantRequest {
   chunks: [number, number, number][];
 }
 
+/** What a worker's lazy source asks of the main thread (the worker adds the image's slot). */
+export type WorkerAsk = Omit<FetchRequest, 'slot'> | Omit<WantRequest, 'slot'>;
+
 /** A reply slot's words, over a SharedArrayBuffer of FETCH_SLOT_BYTES. */
 export const slotWords = (sab: SharedArrayBuffer): Int32Array => new Int32Array(sab, 0, SLOT_WORDS);
 
@@ -92,7 +95,7 @@ export class SyncLazyCacheSource implements SyncChunkSource {
     private readonly dir: string,
     private readonly blobs: readonly BlobInfo[],
     slot: SharedArrayBuffer,
-    private readonly ask: (req: Omit<FetchRequest, 'slot'> | Omit<WantRequest, 'slot'>) => void,
+    private readonly ask: (req: WorkerAsk) => void,
     private readonly timeoutMs = DEFAULT_FETCH_TIMEOUT_MS,
     private readonly counters?: ChunkCounters,
     cacheChunks = 8,

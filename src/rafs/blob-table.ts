@@ -29,7 +29,7 @@ export const BlobFeature = {
   /**
    * Ours: an unmodified gzip layer (plain OCI). Each chunk's stored bytes start at one of the blob's
    * checkpoints (checkpoints.ts) and decode, after `innerOffset` bytes, to the chunk; the chunk
-   * info's file_offset field holds checkpoint × 2^25 + innerOffset (docs/rafs-v6.md §1.19).
+   * info's file_offset field holds checkpoint × 2^25 + innerOffset (docs/rafs-v6.md §1.20).
    */
   CHECKPOINTS: 0x02000000,
   HAS_TAR_HEADER: 0x10000000,

@@ -1,4 +1,4 @@
-// The checkpoint table (ours, docs/rafs-v6.md §1.19): for each blob with BlobFeature.CHECKPOINTS (an
+// The checkpoint table (ours, docs/rafs-v6.md §1.20): for each blob with BlobFeature.CHECKPOINTS (an
 // unmodified gzip layer), where decoding its stream may start again. A chunk of such a blob names
 // one of its blob's checkpoints; its stored bytes start at the checkpoint (checkpointStart) and
 // decode, after innerOffset bytes, to the chunk. The table follows the chunk info table: 32-byte
@@ -49,8 +49,9 @@ export function encodeCheckpointTable(blobs: readonly BlobInfo[]): Buffer {
 
 /**
  * The checkpoints of each blob from the table at `offset` (`size` bytes) of `buf`, checked: each
- * belongs to a CHECKPOINTS blob, a blob's are in stream order inside its stored size, and each
- * window is as long as the output before it allows and lies inside the table.
+ * belongs to a CHECKPOINTS blob, a blob's start at the stream's start (output 0) and go on in
+ * stream order inside its stored size, and each window frame is of a size a window can take and
+ * lies inside the table's window area (what it decodes to is checked when a chunk is decoded).
  */
 export function decodeCheckpointTable(buf: Buffer, offset: number, size: number, blobs: readonly BlobInfo[]): Checkpoint[][] {
   const table = sliceChecked(buf, offset, size, TABLE);
@@ -74,6 +75,7 @@ export function decodeCheckpointTable(buf: Buffer, offset: number, size: number,
     lastBlob = blobIndex;
     const c = decodeEntry(table, at, entriesEnd, fail);
     const prev = perBlob[blobIndex]!.at(-1);
+    if (!prev && (c.output !== 0 || c.bits !== 0)) fail('a blob\'s first checkpoint is not at the start of its output');
     if (prev && (c.input <= prev.input || c.output <= prev.output)) fail('checkpoints out of stream order');
     if (c.input > blob.compressedSize) fail(`input offset ${c.input} lies beyond the blob`);
     perBlob[blobIndex]!.push(c);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobCache } from '../../src/blobcache/cache.js';
 import { ChunkIntegrityError } from '../../src/blobcache/chunk-decoder.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
-import { answerFetch, FETCH_SLOT_BYTES, slotWords, SyncLazyCacheSource, type FetchRequest } from '../../src/blobcache/sync-cache-source.js';
+import { answerFetch, FETCH_SLOT_BYTES, slotWords, SyncLazyCacheSource, type FetchRequest, type WantRequest, type WorkerAsk } from '../../src/blobcache/sync-cache-source.js';
 import { content, makeBlob, type TestBlob } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'lazy-source-'));
@@ -32,11 +32,13 @@ function source(answer: (slot: Int32Array, req: Omit<FetchRequest, 'slot'>) => v
   const sab = new SharedArrayBuffer(FETCH_SLOT_BYTES);
   const slot = slotWords(sab);
   const asked: Omit<FetchRequest, 'slot'>[] = [];
+  const wanted: Omit<WantRequest, 'slot'>[] = [];
   const src = new SyncLazyCacheSource(cacheDir, t.rafs.blobs, sab, (req) => {
+    if (req.type === 'want') return void wanted.push(req);
     asked.push(req);
     answer(slot, req);
   }, timeoutMs);
-  return { src, asked };
+  return { src, asked, wanted };
 }
 
 describe('SyncLazyCacheSource', () => {
@@ -45,6 +47,20 @@ describe('SyncLazyCacheSource', () => {
     const a = t.files.get('/a.bin')!;
     const got = Buffer.concat(a.chunks.map((c) => src.read(c)));
     expect(got.equals(a.data)).toBe(true);
+    expect(asked).toEqual([]);
+    src.close();
+  });
+
+  it('tells the main thread at once which of a read\'s chunks are missing (two or more), without waiting', () => {
+    const { src, asked, wanted } = source(() => undefined);
+    const a = t.files.get('/a.bin')!.chunks;
+    const b = t.files.get('/b.txt')!.chunks;
+    expect(b.length).toBeGreaterThan(1);
+    src.want([a[0]!, ...b], 9, [0, ...b.map((c) => c.fileOffset)]);
+    expect(wanted).toEqual([{ type: 'want', nid: 9, chunks: b.map((c) => [c.blobIndex, c.ciIndex, c.fileOffset]) }]);
+    // one missing chunk: the read asks for it itself
+    src.want([a[0]!, b[0]!], 9, [0, 0]);
+    expect(wanted).toHaveLength(1);
     expect(asked).toEqual([]);
     src.close();
   });
@@ -88,7 +104,8 @@ describe('SyncLazyCacheSource', () => {
     const slot = slotWords(sab);
     const asked: number[] = [];
     // the first image's source: its request is answered, and failed
-    const fail = (req: Omit<FetchRequest, 'slot'>) => {
+    const fail = (req: WorkerAsk) => {
+      if (req.type !== 'fetch') return;
       asked.push(req.id);
       answerFetch(slot, req.id, false);
     };
@@ -96,7 +113,7 @@ describe('SyncLazyCacheSource', () => {
     const ref = t.files.get('/b.txt')!.chunks[0]!;
     expect(() => first.read(ref)).toThrow(ChunkIntegrityError);
     // the second image's source on the same slot: nobody answers, so it must time out, not reuse id 1's answer
-    const second = new SyncLazyCacheSource(cacheDir, t.rafs.blobs, sab, (req) => asked.push(req.id), 150);
+    const second = new SyncLazyCacheSource(cacheDir, t.rafs.blobs, sab, (req) => req.type === 'fetch' && asked.push(req.id), 150);
     expect(() => second.read(ref)).toThrow(/timed out/);
     expect(asked).toEqual([1, 2]);
     first.close();

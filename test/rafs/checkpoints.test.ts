@@ -44,6 +44,7 @@ describe('checkpoint table', () => {
     ['a window outside the table', mutated(entry(2), (b) => b.writeUInt32LE(0xfffff000, 12)), /window outside/],
     ['a window over the entries', mutated(entry(2), (b) => b.writeUInt32LE(0, 12)), /window outside/],
     ['entries not a whole number', mutated(entry(0), (b) => b.writeUInt32LE(40, 12)), /whole number of entries/],
+    ['a first checkpoint past the output\'s start', mutated(entry(0), (b) => b.writeUInt32LE(7, 24)), /first checkpoint is not at the start/],
     ['checkpoints out of order', mutated(entry(2), (b) => b.writeUInt32LE(4000, 16)), /stream order/],
     ['an input beyond the blob', mutated(entry(2), (b) => b.writeUInt32LE(0x7fffffff, 16)), /beyond the blob/],
   ])('refuses %s', (_name, table, message) => {

@@ -10,7 +10,7 @@ import type { SyncChunkSource } from '../../blobcache/sync-chunks.js';
 import { FlatImageMap, imageChunks } from '../../rafs/flat-image.js';
 import { FlatFileFs } from '../flat-file-fs.js';
 import { RafsFuseFs } from '../fs.js';
-import { SyncLazyCacheSource, type FetchRequest, type WantRequest } from '../../blobcache/sync-cache-source.js';
+import { SyncLazyCacheSource, type FetchRequest, type WantRequest, type WorkerAsk } from '../../blobcache/sync-cache-source.js';
 import { SyncBlobDirSource } from '../../blobcache/sync-blob-dir-source.js';
 import { DecodedSpill, type SpillFiles } from '../../blobcache/decoded-spill.js';
 import { WorkerMetrics } from '../metrics.js';
@@ -98,7 +98,7 @@ class WorkerImages {
     const { slot } = spec;
     let chunks: SyncChunkSource | undefined;
     if (spec.cacheDir !== undefined) {
-      const ask = (req: Omit<FetchRequest, 'slot'> | Omit<WantRequest, 'slot'>): void => post({ ...req, slot } as FetchRequest | WantRequest);
+      const ask = (req: WorkerAsk): void => post({ ...req, slot } as FetchRequest | WantRequest);
       chunks = new SyncLazyCacheSource(spec.cacheDir, image.blobs, this.config.fetchSlot, ask, this.config.timeoutMs, this.metrics);
     } else if (spec.blobDir !== undefined) chunks = new SyncBlobDirSource(spec.blobDir, image.blobs, spec.spill && new DecodedSpill(spec.spill, image.blobs));
     const events = {
