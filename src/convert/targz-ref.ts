@@ -7,10 +7,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { compress, digest, GzipIndexStream } from '../native/index.js';
-import { BlobFeature } from '../rafs/blob-table.js';
+import { BlobFeature, layerAsIsBlob } from '../rafs/blob-table.js';
 import { type Checkpoint, checkpointStart } from '../rafs/checkpoints.js';
 import { MAX_INNER_OFFSET, maxStoredMemberSize } from '../rafs/chunk.js';
-import type { BlobInfo, Bootstrap, ChunkRef, Inode } from '../rafs/tree.js';
+import type { Bootstrap, ChunkRef, Inode } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
 import { writeAtomically } from '../util/files.js';
 import { assertChunkSize, ChunkBufferPool, fixedSizeChunks } from './chunker.js';
@@ -81,23 +81,11 @@ export async function gzipLayerModel(opts: GzipLayerOptions): Promise<GzipLayerM
   const { blobId, checkpoints, marks, outputSize } = await stream.finish();
   if (opts.blobId !== undefined && opts.blobId !== blobId) throw new Error(`the layer's sha256 is ${blobId}, not the expected ${opts.blobId}`);
   const chunks = placePieces(pieces, checkpoints, marks);
-  const blob: BlobInfo = {
-    blobId,
-    chunkCount: chunks.length,
-    chunkSize: opts.chunkSize,
-    compressor: 'gzip',
-    digester: 'sha256',
-    features: BlobFeature.ALIGNED | BlobFeature.CHECKPOINTS,
-    compressedSize: opts.blobSize,
-    uncompressedSize: chunks.reduce((end, c) => Math.max(end, c.uncompressedOffset + alignUp(c.uncompressedSize)), 0),
-    ciCompressor: 'none',
-    ciOffset: 0,
-    ciCompressedSize: 0,
-    ciUncompressedSize: 0,
-    tocSize: 0,
-    tocDigest: Buffer.alloc(32),
-    checkpoints,
-  };
+  const blob = layerAsIsBlob({
+    blobId, chunkCount: chunks.length, chunkSize: opts.chunkSize, compressor: 'gzip', compressedSize: opts.blobSize,
+    uncompressedSize: chunks.reduce((end, c) => Math.max(end, c.uncompressedOffset + alignUp(c.uncompressedSize)), 0), checkpoints,
+  }, BlobFeature.CHECKPOINTS);
+
   const model: Bootstrap = { root: tree.root, blobs: chunks.length > 0 ? [blob] : [], chunkSize: opts.chunkSize, compressor: 'gzip', digester: 'sha256', prefetch: [] };
   return { model, blobId, stats: { entries, chunks: chunks.length, checkpoints: checkpoints.length, uncompressedBytes: outputSize } };
 }

@@ -40,6 +40,17 @@ export const BlobFeature = {
 /** Blobs that are layers as published: a chunk's stored bytes hold more than it and overlap its neighbours'. */
 export const LAYER_AS_IS = BlobFeature.MEMBERS | BlobFeature.CHECKPOINTS;
 
+/**
+ * The blob-table entry of a layer used as its own blob (stargz-family or gzip): `feature` (MEMBERS
+ * or CHECKPOINTS) over 4 KiB-aligned chunk places, no chunk info or TOC of its own, sha256 digests.
+ */
+export function layerAsIsBlob(b: Pick<BlobInfo, 'blobId' | 'chunkCount' | 'chunkSize' | 'compressor' | 'compressedSize' | 'uncompressedSize' | 'checkpoints'>, feature: number): BlobInfo {
+  return {
+    ...b, digester: 'sha256', features: BlobFeature.ALIGNED | feature,
+    ciCompressor: 'none', ciOffset: 0, ciCompressedSize: 0, ciUncompressedSize: 0, tocSize: 0, tocDigest: Buffer.alloc(32),
+  };
+}
+
 const MAX_CHUNK_COUNT = 1 << 24;
 const MAX_COMPRESSED_SIZE = 2 ** 40;
 const MAX_UNCOMPRESSED_SIZE = 2 ** 44;

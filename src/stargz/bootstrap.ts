@@ -2,12 +2,12 @@
 // unmodified: each file piece becomes a chunk that names its gzip member / zstd frame by stored
 // offset and length (BlobFeature.MEMBERS), verified by the piece's sha256. Unlike upstream nydus we
 // keep mtimes, devices, fifos and innerOffset pieces.
-import { BlobFeature } from '../rafs/blob-table.js';
+import { BlobFeature, layerAsIsBlob } from '../rafs/blob-table.js';
 import { isPowerOfTwo } from '../rafs/bytes.js';
 import { maxStoredMemberSize } from '../rafs/chunk.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../rafs/superblock.js';
 import {
-  type BlobInfo, type Bootstrap, type ChunkRef, type Inode, isDir, newDir, newInode, parentDir,
+  type Bootstrap, type ChunkRef, type Inode, isDir, newDir, newInode, parentDir,
   S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type TreeNode,
 } from '../rafs/tree.js';
 import { StargzFormatError } from './errors.js';
@@ -74,22 +74,10 @@ export function stargzBootstrap(toc: StargzToc, opts: StargzBootstrapOptions): B
   const compressor = toc.footer.kind === 'zstd:chunked' ? 'zstd' : 'gzip';
   const builder = new TreeBuilder(chunkSize, compressor);
   for (let i = 0; i < toc.entries.length; i++) builder.add(toc.entries[i]!);
-  const blob: BlobInfo = {
-    blobId: opts.blobId,
-    chunkCount: builder.chunks.length,
-    chunkSize,
-    compressor,
-    digester: 'sha256',
-    features: BlobFeature.ALIGNED | BlobFeature.MEMBERS,
-    compressedSize: opts.blobSize,
-    uncompressedSize: builder.uncompressedSize,
-    ciCompressor: 'none',
-    ciOffset: 0,
-    ciCompressedSize: 0,
-    ciUncompressedSize: 0,
-    tocSize: 0,
-    tocDigest: Buffer.alloc(32),
-  };
+  const blob = layerAsIsBlob({
+    blobId: opts.blobId, chunkCount: builder.chunks.length, chunkSize, compressor, compressedSize: opts.blobSize, uncompressedSize: builder.uncompressedSize,
+  }, BlobFeature.MEMBERS);
+
   return {
     root: builder.root,
     blobs: builder.chunks.length > 0 ? [blob] : [],

@@ -7,7 +7,8 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FS_TYPE, parseMountInfo } from '../../src/daemon/fuse/session.js';
 import { signalIfRunning, type ProcessIdentity } from '../../src/daemon/process-identity.js';
-import { repoRoot } from './cli.js';
+import { cli, repoRoot } from './cli.js';
+import { erofsImageManifest, treeManifest, type Manifest } from './trees.js';
 
 export interface Daemon {
   child: ChildProcess;
@@ -116,4 +117,18 @@ export async function readToEnd(path: string): Promise<Buffer> {
   } finally {
     await fd.close();
   }
+}
+
+/**
+ * The tree of a local image (bootstrap + blob directory) as a FUSE mount serves it (the daemon then
+ * stopped cleanly) and as its `export --block` image holds it (kernel erofs), under `dir`.
+ */
+export async function localImageTrees(bootstrap: string, blobDir: string, dir: string, daemons: Daemon[]): Promise<{ fuse: Manifest; block: Manifest; exit: Awaited<ReturnType<typeof terminate>> }> {
+  const d = startDaemon(['--bootstrap', bootstrap, '--blob-dir', blobDir], join(dir, 'mnt'));
+  daemons.push(d);
+  await waitMounted(d);
+  const fuse = treeManifest(d.mnt);
+  const exit = await terminate(d);
+  cli(['export', '--block', '--bootstrap', bootstrap, '--blob-dir', blobDir, '--output', join(dir, 'image.img')]);
+  return { fuse, block: erofsImageManifest(join(dir, 'image.img')), exit };
 }

@@ -3,9 +3,9 @@
 // snapshotter as a child process on a fixed socket, ctr / ctr-remote in our own namespace, and the
 // loopback registry's access log to count the blob bytes a run fetched. Everything is asynchronous:
 // vitest's worker must keep turning while containers run.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { signalIfRunning, type ProcessIdentity } from '../../src/daemon/process-identity.js';
 import { clientForReferences } from '../../src/registry/client.js';
@@ -13,6 +13,7 @@ import { readBlob } from '../../src/registry/image-store.js';
 import { openImageStore } from '../../src/registry/index.js';
 import { repoRoot } from '../helpers/cli.js';
 import { E2E_DIR as HARNESS_DIR, e2eScript } from '../helpers/e2e.js';
+import { diffManifests, treeManifest } from '../helpers/trees.js';
 
 export const E2E_DIR = '/tmp/e2e-nydusify-snapshotter';
 export const SOCKET = join(E2E_DIR, 'snapshotter.sock');
@@ -198,4 +199,30 @@ export async function killLeftovers(root: string): Promise<void> {
   for (const d of recordedDaemons(root)) signalIfRunning(d, 'SIGKILL');
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && m.startsWith(`${root}/`));
   for (const m of mounts.reverse()) await run('umount', ['-l', m]);
+}
+
+/** Differences between debian-ml as `umoci unpack` gives it (under `work`) and the tree at `dir`; the root's mtime is neither's to give. */
+export async function umociDiff(work: string, dir: string): Promise<string[]> {
+  const bundle = join(work, 'umoci');
+  rmSync(bundle, { recursive: true, force: true });
+  await mustRun('umoci', ['unpack', '--image', `${join(HARNESS_DIR, 'images', 'oci')}:debian-ml`, bundle], {}, 300_000);
+  return diffManifests(treeManifest(join(bundle, 'rootfs')), treeManifest(dir), (path, field) => path === '.' && field === 'mtime');
+}
+
+/**
+ * umociDiff of snapshot `chainTop` as a view (`viewKey`) of our snapshotter mounts it, under
+ * `root`. A view no lease holds is containerd's garbage soon: fine for layers of their own, not for
+ * an image's mount that its removal lets go of (see the gzip-index test).
+ */
+export async function umociDiffOfView(root: string, viewKey: string, chainTop: string): Promise<string[]> {
+  const mnt = join(root, 'view');
+  mkdirSync(mnt, { recursive: true });
+  // the mount command printed as the view is made
+  const command = await mustCtr(['snapshots', '--snapshotter', SNAPSHOTTER, 'view', '--target', mnt, viewKey, chainTop]);
+  execFileSync('sh', ['-c', command]);
+  try {
+    return await umociDiff(root, mnt);
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
 }

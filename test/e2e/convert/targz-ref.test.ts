@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, runCli } from '../../helpers/cli.js';
-import { cleanUp, type Daemon, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
+import { cleanUp, type Daemon, localImageTrees, startDaemon, terminate, waitMounted } from '../../helpers/daemon.js';
 import { makeSampleTree, pseudoRandom } from '../../helpers/sample-tree.js';
-import { diffManifests, erofsImageManifest, treeManifest, type Manifest } from '../../helpers/trees.js';
+import { diffManifests, treeManifest, type Manifest } from '../../helpers/trees.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nydusify-targz-ref-'));
 const p = (...parts: string[]) => join(work, ...parts);
@@ -54,13 +54,11 @@ describe('create --type targz-ref of a gzip layer', () => {
   });
 
   it('mounts (FUSE) and exports (kernel erofs) exactly what GNU tar extracts', async () => {
-    const d = startDaemon(['--bootstrap', p('layer.boot'), '--blob-dir', p('blobs')], p('mnt'));
-    daemons.push(d);
-    await waitMounted(d);
-    expect(diffManifests(reference, treeManifest(d.mnt))).toEqual([]);
-    expect(await terminate(d)).toEqual({ code: 0, signal: null });
-    cli(['export', '--block', '--bootstrap', p('layer.boot'), '--blob-dir', p('blobs'), '--output', p('layer.img')]);
-    expect(diffManifests(reference, erofsImageManifest(p('layer.img')))).toEqual([]);
+    mkdirSync(p('trees'));
+    const { fuse, block, exit } = await localImageTrees(p('layer.boot'), p('blobs'), p('trees'), daemons);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(diffManifests(reference, fuse)).toEqual([]);
+    expect(diffManifests(reference, block)).toEqual([]);
   });
 
   it('a corrupted byte of one file: check names that file, FUSE reads it as EIO and the others fine', async () => {
