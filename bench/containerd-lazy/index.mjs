@@ -59,7 +59,7 @@ const NSREG = '10.203.0.2:5000';
 const REPO = arg('--repo', 'debian-ml');
 const NYDUS_TAG = 'containerd-lazy-nydus';
 /** The plain image's copy that has a gzip index (its own repository: an index makes our snapshotter serve the image lazily, not pull it); g1: the index's generation. */
-const GZIDX_REPO = `${REPO}-gzidx-g1`;
+const GZIDX_REPO = `${REPO}-gzidx-g2`;
 const ESGZ_TAG = 'containerd-lazy-esgz';
 /** The eStargz image optimized by stargz's own tool for CMD (ctr-remote image optimize: it runs a container). */
 const ESGZ_OPT_TAG = 'containerd-lazy-esgz-opt';

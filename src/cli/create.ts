@@ -100,7 +100,7 @@ export function createCommand(): Command {
     .addOption(new Option('--type <type>', 'source type').choices(['tar-rafs', 'targz-rafs', 'targz-ref', 'dir-rafs', ...STARGZ_TYPES]).default('tar-rafs'))
     .requiredOption('--bootstrap <file>', 'where to write the layer bootstrap')
     .option('--blob-dir <dir>', 'directory for the data blob (named by its sha256); estargz-ref and targz-ref put the layer there')
-    .option('--span <bytes>', 'targz-ref: decoded bytes between checkpoints of the gzip stream (default 128K, at most 8M)', parseSize)
+    .option('--span <bytes>', 'targz-ref: decoded bytes between checkpoints of the gzip stream (default 256K, at most 8M)', parseSize)
     .option('--toc-digest <digest>', 'estargz-ref, stargz-index: sha256:… the TOC JSON must have (the layer\'s toc.digest annotation)')
     .option('--blob-id <hex>', "stargz-index: the layer's sha256 (64 hex, optionally sha256:-prefixed)", (v: string) => v.replace(/^sha256:/, ''))
     .option('--blob-size <bytes>', "stargz-index: the layer's size (decimal or 0x-hex)", parseByteCount)
