@@ -1,7 +1,8 @@
 // End to end with a plain gzip layer as GNU tar and gzip make it: `create --type targz-ref` serves it
 // unmodified — `check` verifies every chunk, the FUSE mount and the exported block image show what
 // GNU tar extracts — and a corrupted byte of one file's data is that file's problem only (check
-// names it, FUSE answers EIO, the other files read fine).
+// names it, FUSE answers EIO, the other files read fine), as are corrupted checkpoints (the files
+// decoded from them are EIO, the daemon serves on).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -79,6 +80,25 @@ describe('create --type targz-ref of a gzip layer', () => {
     const others = Object.entries(reference).filter(([path, e]) => path !== 'bin/huge' && typeof e.sha256 === 'string');
     expect(others.length).toBeGreaterThan(3);
     for (const [path, e] of others) expect(sha256(readFileSync(join(d.mnt, path))), path).toBe(e.sha256);
+    expect(await terminate(d)).toEqual({ code: 0, signal: null });
+  });
+  it('corrupted checkpoints (their window frames): the files read from them are EIO, the ones before them fine', async () => {
+    const boot = readFileSync(p('layer.boot'));
+    const ext = 1152;
+    const table = Number(boot.readBigUInt64LE(ext + 56));
+    expect(Number(boot.readBigUInt64LE(ext + 64))).toBeGreaterThan(0);
+    const entriesEnd = boot.readUInt32LE(table + 12);
+    // every checkpoint but the first (the stream's start): its window frame overwritten
+    for (let at = table + 32; at < table + entriesEnd; at += 32) boot.fill(0xab, table + boot.readUInt32LE(at + 12), table + boot.readUInt32LE(at + 12) + boot.readUInt32LE(at + 8));
+    writeFileSync(p('bad-checkpoints.boot'), boot);
+    const d = startDaemon(['--bootstrap', p('bad-checkpoints.boot'), '--blob-dir', p('blobs')], p('mnt-bad-checkpoints'));
+    daemons.push(d);
+    await waitMounted(d);
+    // bin/huge (5 MiB) runs past the first span: its later chunks decode from the broken checkpoints
+    expect(() => readFileSync(join(d.mnt, 'bin/huge'))).toThrow(expect.objectContaining({ code: 'EIO' }));
+    const first = chunksOf(p('layer.boot'), '/etc/os-release')[0]!;
+    expect(first.compressedOffset).toBeLessThan(64);
+    expect(sha256(readFileSync(join(d.mnt, 'etc/os-release')))).toBe(reference['etc/os-release']!.sha256);
     expect(await terminate(d)).toEqual({ code: 0, signal: null });
   });
 });
