@@ -1,7 +1,7 @@
 // Stored chunk bytes → verified uncompressed bytes. Nothing leaves here unless its digest matches:
 // a corrupt chunk is an error, never data.
 import {
-  type Codec, decodeMember, gzipExtractInto, decodeMemberBatch, decodeMemberInto, decompress, decompressBatch, decompressInto, digest, digestBatch, type MemberCodec,
+  type Codec, decodeMember, decodeMemberBatch, decodeMemberInto, decompress, decompressBatch, decompressInto, digest, digestBatch, gzipExtractInto, type MemberCodec,
 } from '../native/index.js';
 import { BlobFeature } from '../rafs/blob-table.js';
 import { windowSize } from '../rafs/checkpoints.js';
@@ -108,8 +108,8 @@ export function decodeCheckpointRun(blob: BlobInfo, refs: readonly ChunkRef[], s
       return err instanceof ChunkIntegrityError ? err : undecodable(blob, ref, err);
     }
   };
-  if (refs.length === 1 || refs.some((r) => r.checkpoint !== first.checkpoint || r.compressedOffset !== first.compressedOffset)) return refs.map(one);
-  if (refs.some((r) => r.compressedSize > stored.length)) return refs.map(one);
+  const oneRun = refs.every((r) => r.checkpoint === first.checkpoint && r.compressedOffset === first.compressedOffset && r.compressedSize <= stored.length);
+  if (refs.length === 1 || !oneRun) return refs.map(one);
   const run = Buffer.allocUnsafeSlow(Math.max(...refs.map((r) => (r.innerOffset ?? 0) + r.uncompressedSize)));
   try {
     extractFromCheckpoint(blob, { ...first, innerOffset: 0 }, stored, run);

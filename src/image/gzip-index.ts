@@ -10,14 +10,14 @@
 // nothing else, and the cache checks every hit against the reader's own digests (cache.ts).
 import { createHash } from 'node:crypto';
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
-import { mergeLayers } from '../convert/merge.js';
 import { DEFAULT_SPAN, gzipLayerModel } from '../convert/targz-ref.js';
 import { compress, decompress } from '../native/index.js';
 import { BlobFeature } from '../rafs/blob-table.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { Bootstrap } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
-import { openBuiltChain } from './stargz-image.js';
+import { buildStargzChain, openBuiltChain, stargzChain } from './stargz-image.js';
+import { computeDigest } from '../registry/digest.js';
 import { readBlob, type FetchedManifest, type ImageStore } from '../registry/image-store.js';
 import { type Descriptor, type ImageManifest, MediaType } from '../registry/media-types.js';
 import { findReferrers, pushReferrer } from '../registry/referrers.js';
@@ -82,7 +82,7 @@ export async function buildGzipIndex(store: ImageStore, image: FetchedManifest, 
     });
     const bytes = compress('zstd', writeBootstrap(model), 9);
     const descriptor: Descriptor = {
-      mediaType: GZIP_INDEX_LAYER_MEDIA_TYPE, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length,
+      mediaType: GZIP_INDEX_LAYER_MEDIA_TYPE, digest: computeDigest(bytes), size: bytes.length,
       annotations: { [INDEXED_LAYER_ANNOTATION]: layer.digest },
     };
     blobs[i] = { descriptor, bytes, chunks: stats.chunks, checkpoints: stats.checkpoints };
@@ -104,7 +104,7 @@ export async function buildGzipIndex(store: ImageStore, image: FetchedManifest, 
   }
   return {
     manifest: bytes,
-    digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`,
+    digest: computeDigest(bytes),
     layers: blobs.map((b, i) => ({ layer: layers[i]!.digest, layerSize: layers[i]!.size, indexSize: b.bytes.length, chunks: b.chunks, checkpoints: b.checkpoints })),
     indexBytes: blobs.reduce((n, b) => n + b.bytes.length, 0),
     layerBytes: layers.reduce((n, l) => n + l.size, 0),
@@ -166,16 +166,8 @@ function chainKey(indexDigest: string, layers: readonly Descriptor[]): string {
 export async function gzipIndexImageBootstrap(
   store: ImageStore, manifest: ImageManifest, index: GzipIndex, upToLayer?: string, built?: BuiltBootstraps,
 ): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
-  const top = upToLayer === undefined ? manifest.layers.length - 1 : manifest.layers.findIndex((l) => l.digest === upToLayer);
-  if (top < 0) throw new Error(`${store.name}: the image has no layer ${upToLayer}`);
-  const layers = manifest.layers.slice(0, top + 1);
-  const build = async (): Promise<Buffer> => {
-    const models = new Array<Bootstrap>(layers.length);
-    await forEachLimited([...layers.entries()], 4, async ([i, layer]) => {
-      models[i] = await layerModel(store, index.parsed, layer);
-    });
-    return writeBootstrap(mergeLayers(models));
-  };
+  const layers = stargzChain(store, manifest, upToLayer);
+  const build = (): Promise<Buffer> => buildStargzChain(layers, (layer) => layerModel(store, index.parsed, layer));
   const usable = (kept: Buffer): RafsImage | undefined => openBuiltChain(kept, layers);
   const { bootstrap, opened } = built ? await built.getOrBuild(chainKey(index.digest, layers), usable, build) : { bootstrap: await build() };
   return { bootstrap, rafs: opened ?? RafsImage.open(bootstrap) };
