@@ -9,6 +9,7 @@
 // asked for once more (bytes broken on the way), and if it fails again rejects its own readers
 // with ChunkIntegrityError, never marked. A request not done by its deadline is given up (its
 // connection closed): its chunks fail, and the next reader of one asks anew.
+import { storedBlobId } from '../rafs/span-blob.js';
 import type { RafsImage } from '../rafs/reader.js';
 import { BlobFeature, LAYER_AS_IS } from '../rafs/blob-table.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
@@ -324,7 +325,7 @@ export class ChunkFetcher {
       this.stats.requests++;
       this.stats.bytes += length;
       // a backend deaf to the signal is not waited for either
-      const given = this.backend.readRange(blob.blobId, range.start, length, take, deadline.signal);
+      const given = this.backend.readRange(storedBlobId(blob), range.start, length, take, deadline.signal);
       const stored = await Promise.race([given, abortion(deadline.signal)]);
       if (stored.length !== length) throw new ShortReadError(`blob ${blob.blobId}: wanted ${length} bytes at ${range.start}, got ${stored.length}`);
       take(stored, length);
@@ -342,7 +343,7 @@ export class ChunkFetcher {
     const broken = (await Promise.all(settling)).filter((w): w is Waiter => w !== undefined);
     if (broken.length === 0) return;
     // once per request, not per chunk: the backend that gave these bytes is asked last next time
-    this.backend.demote?.(blob.blobId);
+    this.backend.demote?.(storedBlobId(blob));
     for (const w of broken) void this.run(blob, sink, { start: w.ref.compressedOffset, end: w.ref.compressedOffset + w.ref.compressedSize, chunks: [w] });
   }
 

@@ -10,6 +10,7 @@ import { isBlobId } from '../rafs/blob.js';
 import type { RafsImage } from '../rafs/reader.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { CHUNK_DATA_SUFFIX, ChunkMap } from './chunk-map.js';
+import { isSpansBlob } from '../rafs/span-blob.js';
 import { blobChunkTables } from './fetcher.js';
 
 /** Chunks read and digested at once (bounds memory: a chunk is at most 16 MiB). */
@@ -19,9 +20,11 @@ export interface BlobVerification {
   blobId: string;
   /**
    * absent: no data file; discarded: a data file of the wrong size (the cache starts it over on
-   * open, so none of its chunks is served); checked: its ready chunks were verified.
+   * open, so none of its chunks is served); checked: its ready chunks were verified; spans: a
+   * SPANS blob, whose chunks have no digests of their own (their spans are checked as they are
+   * fetched): its ready chunks are counted, not checked.
    */
-  state: 'absent' | 'discarded' | 'checked';
+  state: 'absent' | 'discarded' | 'checked' | 'spans';
   /** Distinct chunks the image has in this blob. */
   chunks: number;
   /** Of those, the ones the chunk map marks ready. */
@@ -61,6 +64,7 @@ async function verifyBlob(dir: string, blob: BlobInfo, refs: readonly ChunkRef[]
     if ((await data.stat()).size !== blob.uncompressedSize) return { ...result, state: 'discarded' };
     const map = await ChunkMap.open(dir, blob.blobId, blob.chunkCount, { readOnly: true });
     const ready = refs.filter((r) => map.isReady(r.ciIndex));
+    if (isSpansBlob(blob)) return { ...result, state: 'spans', ready: ready.length };
     for (let i = 0; i < ready.length; i += BATCH_CHUNKS) {
       const batch = ready.slice(i, i + BATCH_CHUNKS);
       const bytes = await Promise.all(batch.map((r) => readChunk(data, r)));

@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import { compress, digest, GzipIndexStream } from '../native/index.js';
 import { BlobFeature, layerAsIsBlob } from '../rafs/blob-table.js';
 import { alignUp } from '../rafs/bytes.js';
-import { type Checkpoint, checkpointStart } from '../rafs/checkpoints.js';
+import { type Checkpoint, checkpointAt, checkpointStart } from '../rafs/checkpoints.js';
 import { MAX_INNER_OFFSET, maxStoredMemberSize } from '../rafs/chunk.js';
 import type { Bootstrap, ChunkRef, Inode } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
@@ -105,7 +105,7 @@ function placePieces(pieces: readonly Piece[], checkpoints: readonly Checkpoint[
     const key = p.digest.toString('hex');
     let ref = byDigest.get(key);
     if (!ref) {
-      const cp = lastAtOrBefore(checkpoints, p.offset);
+      const cp = checkpointAt(checkpoints, p.offset);
       const c = checkpoints[cp]!;
       const innerOffset = p.offset - c.output;
       if (innerOffset > MAX_INNER_OFFSET) throw new Error(`gzip layer: ${innerOffset} bytes from a checkpoint to the data at ${p.offset}, over ${MAX_INNER_OFFSET} (a smaller --span helps)`);
@@ -123,18 +123,6 @@ function placePieces(pieces: readonly Piece[], checkpoints: readonly Checkpoint[
     p.inode.chunks[p.index] = ref;
   }
   return chunks;
-}
-
-/** The index of the last checkpoint whose output offset is at most `offset` (the first is at 0). */
-function lastAtOrBefore(checkpoints: readonly Checkpoint[], offset: number): number {
-  let lo = 0;
-  let hi = checkpoints.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (checkpoints[mid]!.output <= offset) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
 }
 
 /** The input offset of the first mark (a block boundary, or input that makes all output before it) at or past output offset `end`. */

@@ -17,6 +17,7 @@ import { createSpillFiles } from '../blobcache/decoded-spill.js';
 import { LocalDirBackend } from '../blobcache/local-backend.js';
 import type { Readahead } from '../blobcache/readahead.js';
 import { type ConnectedNydusImage, hotPacks, hotRegions } from '../image/remote.js';
+import { storedBlobId } from '../rafs/span-blob.js';
 import { framesOf, hotRegionOf, type PackFrame } from '../rafs/hot-pack.js';
 import { HotPackStream } from './hot-pack-stream.js';
 import { chunkKey } from '../rafs/chunk.js';
@@ -167,7 +168,7 @@ export class ImageMount {
       }
       for (const [id, t] of tables) if (!ctx.tables.has(id)) ctx.tables.set(id, t);
       if (ctx.block) mount.flatMap();
-      ctx.sources.add(mount, rafs.blobs.map((b) => b.blobId), remote.backends);
+      ctx.sources.add(mount, rafs.blobs.map(storedBlobId), remote.backends);
       // create (or check) every blob's cache files now, side by side: the workers open them read-only
       await Promise.all(rafs.blobs.map(async (blob, index) => {
         const first = refs[index]!.values().next().value;

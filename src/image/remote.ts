@@ -9,6 +9,7 @@ import { StoreBackend } from '../blobcache/store-backend.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
 import { findGzipIndex, gzipIndexImageBootstrap, isPlainGzipImage, NoGzipIndexError } from './gzip-index.js';
+import { findSociIndex, sociImageBootstrap } from './soci-index.js';
 import { isStargzImage, stargzImageBootstrap } from './stargz-image.js';
 import { RegistryClient } from '../registry/client.js';
 import type { ProxyOptions } from '../registry/transport.js';
@@ -70,9 +71,7 @@ export async function openRemoteNydusImage(
     return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems: [] };
   }
   if (isPlainGzipImage(layers) && !layers.some(isNydusBootstrap)) {
-    const index = await findGzipIndex(store, manifest.digest, layers);
-    if (!index) throw new NoGzipIndexError(store.name, manifest.digest);
-    const { bootstrap, rafs } = await gzipIndexImageBootstrap(store, manifest.parsed, index, upToLayer, built);
+    const { bootstrap, rafs } = await indexedImageBootstrap(store, manifest, upToLayer, built);
     return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems: [] };
   }
   if (upToLayer !== undefined) throw new Error(`${store.name}: only a stargz-family or gzip-indexed image is served up to a layer`);
@@ -91,6 +90,15 @@ export async function openRemoteNydusImage(
   const foreign = rafs.blobs.map((b) => b.blobId).filter((id) => !dataLayers.has(`sha256:${id}`));
   if (foreign.length) throw new Error(`${store.name}: the bootstrap refers to blob ${foreign.join(', ')}, which is not a data layer of the image`);
   return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems };
+}
+
+/** A plain gzip image's bootstrap from its gzip index (ours), else from its SOCI index. */
+async function indexedImageBootstrap(store: ImageStore, manifest: { digest: string; parsed: ImageManifest }, upToLayer?: string, built?: BuiltBootstraps): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
+  const index = await findGzipIndex(store, manifest.digest, manifest.parsed.layers);
+  if (index) return gzipIndexImageBootstrap(store, manifest.parsed, index, upToLayer, built);
+  const soci = await findSociIndex(store, manifest.digest, manifest.parsed);
+  if (soci) return sociImageBootstrap(store, manifest.parsed, soci, upToLayer, built);
+  throw new NoGzipIndexError(store.name, manifest.digest);
 }
 
 /**

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { mergeLayers } from '../convert/merge.js';
 import { RafsImage } from '../rafs/reader.js';
+import { storedBlobId } from '../rafs/span-blob.js';
 import type { Bootstrap } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
 import type { ImageStore } from '../registry/image-store.js';
@@ -100,7 +101,7 @@ export function openBuiltChain(bootstrap: Buffer, layers: readonly Descriptor[])
   const own = new Set(layers.map((l) => l.digest));
   try {
     const rafs = RafsImage.open(bootstrap);
-    return rafs.blobs.every((b) => own.has(`sha256:${b.blobId}`)) ? rafs : undefined;
+    return rafs.blobs.every((b) => own.has(`sha256:${storedBlobId(b)}`)) ? rafs : undefined;
   } catch {
     return undefined;
   }

@@ -32,6 +32,16 @@ export const BlobFeature = {
    * info's file_offset field holds checkpoint × 2^25 + innerOffset (docs/rafs-v6.md §1.20).
    */
   CHECKPOINTS: 0x02000000,
+  /**
+   * Ours, with CHECKPOINTS: a gzip layer indexed by someone else (a SOCI zTOC), whose only digests
+   * are of its spans' stored bytes. Each checkpoint carries the sha256 of its span (its stored bytes
+   * up to the next checkpoint's input, or the blob's end); a chunk's stored bytes are whole spans,
+   * checked against those digests before it is decoded. The blob's tocDigest is the sha256 of the
+   * layer its bytes are read from, and its blob id is spanBlobId over everything that decides what
+   * its chunks decode to (rafs/span-blob.ts): cache files shared by blob id are shared only by
+   * readers that would decode every chunk the same.
+   */
+  SPANS: 0x04000000,
   HAS_TAR_HEADER: 0x10000000,
   HAS_TOC: 0x20000000,
   CAP_TAR_TOC: 0x40000000,

@@ -2,15 +2,18 @@
 // unmodified gzip layer), where decoding its stream may start again. A chunk of such a blob names
 // one of its blob's checkpoints; its stored bytes start at the checkpoint (checkpointStart) and
 // decode, after innerOffset bytes, to the chunk. The table follows the chunk info table: 32-byte
-// entries grouped by blob, then the windows they point at (each a zstd frame).
+// entries grouped by blob, then the windows they point at (each a zstd frame; a SPANS blob's
+// checkpoint has its span's sha256 first).
 import { checkEncodable, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { BlobFeature } from './blob-table.js';
-import { RafsFormatError } from './errors.js';
+import { RafsEncodeError, RafsFormatError } from './errors.js';
 import type { BlobInfo, Checkpoint } from './tree.js';
 
 export type { Checkpoint } from './tree.js';
 
 export const CHECKPOINT_ENTRY_SIZE = 32;
+/** A SPANS blob's checkpoint's span digest: sha256. */
+export const SPAN_DIGEST_SIZE = 32;
 /** A window's size once decoded: min(output, this). */
 export const CHECKPOINT_WINDOW = 32 << 10;
 /** The largest a window's zstd frame may be (a raw block of the whole window and its headers). */
@@ -23,6 +26,18 @@ const TABLE = 'checkpoint table';
 /** The first stored byte decoding from `c` reads: the one holding its first bits when it has any. */
 export const checkpointStart = (c: Pick<Checkpoint, 'input' | 'bits'>): number => c.input - (c.bits > 0 ? 1 : 0);
 
+/** The index of the last of `checkpoints` (in stream order, the first at 0) whose output offset is at most `offset`. */
+export function checkpointAt(checkpoints: readonly Pick<Checkpoint, 'output'>[], offset: number): number {
+  let lo = 0;
+  let hi = checkpoints.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (checkpoints[mid]!.output <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 /** The size `c`'s window decodes to. */
 export const windowSize = (c: Pick<Checkpoint, 'output'>): number => Math.min(c.output, CHECKPOINT_WINDOW);
 
@@ -30,18 +45,22 @@ export const windowSize = (c: Pick<Checkpoint, 'output'>): number => Math.min(c.
 export function encodeCheckpointTable(blobs: readonly BlobInfo[]): Buffer {
   const entries = blobs.flatMap((b, blobIndex) => (b.checkpoints ?? []).map((c) => ({ blobIndex, c })));
   const windowsAt = entries.length * CHECKPOINT_ENTRY_SIZE;
-  const table = Buffer.alloc(windowsAt + entries.reduce((n, e) => n + e.c.window.length, 0));
+  const areaSize = (c: Checkpoint): number => (c.spanDigest?.length ?? 0) + c.window.length;
+  const table = Buffer.alloc(windowsAt + entries.reduce((n, e) => n + areaSize(e.c), 0));
   let windowAt = windowsAt;
   entries.forEach(({ blobIndex, c }, i) => {
     const at = i * CHECKPOINT_ENTRY_SIZE;
+    const spans = (blobs[blobIndex]!.features & BlobFeature.SPANS) !== 0;
     checkEncodable(c.bits, 0, 7, TABLE, 'bits');
     checkEncodable(c.window.length, 1, MAX_WINDOW_FRAME, TABLE, 'window length');
+    if (spans !== (c.spanDigest?.length === SPAN_DIGEST_SIZE)) throw new RafsEncodeError(TABLE, 'a SPANS blob\'s checkpoints (and only those) carry a 32-byte span digest');
     table.writeUInt32LE(blobIndex, at);
     table.writeUInt32LE(c.bits, at + 4);
-    table.writeUInt32LE(c.window.length, at + 8);
+    table.writeUInt32LE(areaSize(c), at + 8);
     table.writeUInt32LE(windowAt, at + 12);
     writeU64(table, c.input, at + 16);
     writeU64(table, c.output, at + 24);
+    if (c.spanDigest) windowAt += c.spanDigest.copy(table, windowAt);
     windowAt += c.window.copy(table, windowAt);
   });
   return table;
@@ -73,7 +92,7 @@ export function decodeCheckpointTable(buf: Buffer, offset: number, size: number,
     if (!blob || !(blob.features & BlobFeature.CHECKPOINTS)) return fail(`blob ${blobIndex} has no checkpoints`);
     if (blobIndex < lastBlob) fail('entries are not grouped by blob');
     lastBlob = blobIndex;
-    const c = decodeEntry(table, at, entriesEnd, fail);
+    const c = decodeEntry(table, at, entriesEnd, (blob.features & BlobFeature.SPANS) !== 0, fail);
     const prev = perBlob[blobIndex]!.at(-1);
     if (!prev && (c.output !== 0 || c.bits !== 0)) fail('a blob\'s first checkpoint is not at the start of its output');
     if (prev && (c.input <= prev.input || c.output <= prev.output)) fail('checkpoints out of stream order');
@@ -83,16 +102,22 @@ export function decodeCheckpointTable(buf: Buffer, offset: number, size: number,
   return perBlob;
 }
 
-function decodeEntry(table: Buffer, at: number, windowsAt: number, fail: (detail: string) => never): Checkpoint {
+function decodeEntry(table: Buffer, at: number, windowsAt: number, spans: boolean, fail: (detail: string) => never): Checkpoint {
   const bits = table.readUInt32LE(at + 4);
-  const windowLength = table.readUInt32LE(at + 8);
-  const windowAt = table.readUInt32LE(at + 12);
+  const areaLength = table.readUInt32LE(at + 8);
+  const areaAt = table.readUInt32LE(at + 12);
   const input = readU64(table, at + 16, TABLE);
   const output = readU64(table, at + 24, TABLE);
   if (bits > 7) fail(`bits ${bits} out of 0..7`);
   if (bits > 0 && input === 0) fail('a checkpoint with bits at input offset 0');
-  if (windowLength === 0 || windowLength > MAX_WINDOW_FRAME) fail(`a window frame of ${windowLength} bytes (1 to ${MAX_WINDOW_FRAME})`);
-  if (windowAt < windowsAt || windowAt + windowLength > table.length) fail('window outside the table\'s window area');
-  return { input, output, bits, window: table.subarray(windowAt, windowAt + windowLength) };
+  const digestLength = spans ? SPAN_DIGEST_SIZE : 0;
+  const windowLength = areaLength - digestLength;
+  if (windowLength < 1 || windowLength > MAX_WINDOW_FRAME) fail(`a window frame of ${windowLength} bytes (1 to ${MAX_WINDOW_FRAME})`);
+  if (areaAt < windowsAt || areaAt + areaLength > table.length) fail('window outside the table\'s window area');
+  const window = table.subarray(areaAt + digestLength, areaAt + areaLength);
+  return spans ? { input, output, bits, window, spanDigest: table.subarray(areaAt, areaAt + digestLength) } : { input, output, bits, window };
 }
+
+/** Where span `k` of a SPANS blob's `checkpoints` ends in the blob: the next checkpoint's input, or the blob's end. */
+export const spanEnd = (checkpoints: readonly Checkpoint[], k: number, blobSize: number): number => checkpoints[k + 1]?.input ?? blobSize;
 

@@ -5,7 +5,8 @@
 // cycles, shared directories and shared dirent blocks are refused, so no walk does more work than
 // the bootstrap's size allows.
 import { alignUp, checkRange } from './bytes.js';
-import { checkpointStart, decodeCheckpointTable } from './checkpoints.js';
+import { checkpointStart, decodeCheckpointTable, spanEnd } from './checkpoints.js';
+import { isSpansBlob, spanBlobId } from './span-blob.js';
 import { ClaimedExtents } from './claimed-extents.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, decodeBlobTable, decodeDeviceSlot, DEVICE_SLOT_SIZE, type DeviceSlot } from './blob-table.js';
 import {
@@ -21,7 +22,7 @@ import {
   type ErofsSuperblock, EXT_SUPER_OFFSET, type RafsExtSuperblock, type RafsFlags,
 } from './superblock.js';
 import {
-  type BlobInfo, type Bootstrap, type ChunkRef, type Compressor, type Digester, type Inode, MAX_TREE_DEPTH,
+  type BlobInfo, type Bootstrap, type Checkpoint, type ChunkRef, type Compressor, type Digester, type Inode, MAX_TREE_DEPTH,
   S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode,
 } from './tree.js';
 import { decodeXattrs, xattrAreaSize } from './xattr.js';
@@ -122,6 +123,7 @@ export class RafsImage {
     this.readCheckpoints();
     this.devices = this.readDeviceTable();
     this.checkTableRanges();
+    this.checkSpanBlobIds();
     this.metaStart = this.superblock.metaBlkaddr * this.blockSize;
     this.root = this.superblock.rootNid;
     if ((this.inode(this.root).mode & S_IFMT) !== S_IFDIR) throw new RafsFormatError('superblock', EROFS_SUPER_OFFSET + 14, `root nid ${this.root} is not a directory`);
@@ -148,6 +150,21 @@ export class RafsImage {
       if (blob.compressor !== 'gzip') throw new RafsFormatError('blob table entry', this.extSuperblock.blobTableOffset + i * BLOB_ENTRY_SIZE, `a CHECKPOINTS blob compressed with ${blob.compressor} (gzip expected)`);
       blob.checkpoints = perBlob[i]!;
     });
+  }
+
+  /** Each SPANS blob's id is the digest of what its chunks decode to (span-blob.ts). */
+  private checkSpanBlobIds(): void {
+    const spans = this.blobs.flatMap((blob, i) => (isSpansBlob(blob) ? [i] : []));
+    if (spans.length === 0) return;
+    const chunks = new Map<number, ChunkRef[]>(spans.map((i) => [i, []]));
+    for (const at of this.chunkTable().values()) chunks.get(this.buf.readUInt32LE(at + 32))?.push(this.checkedChunkInfo(at));
+    for (const i of spans) {
+      const blob = this.blobs[i]!;
+      if (!(blob.features & BlobFeature.CHECKPOINTS)) throw new RafsFormatError('blob table entry', this.extSuperblock.blobTableOffset + i * BLOB_ENTRY_SIZE, 'a SPANS blob without CHECKPOINTS');
+      if (spanBlobId(blob, chunks.get(i)!) !== blob.blobId) {
+        throw new RafsFormatError('blob table entry', this.extSuperblock.blobTableOffset + i * BLOB_ENTRY_SIZE, `SPANS blob ${blob.blobId} is not named for its layer, checkpoints and chunks`);
+      }
+    }
   }
 
   private readDeviceTable(): DeviceSlot[] {
@@ -428,7 +445,10 @@ export class RafsImage {
     const innerOffset = chunk.innerOffset ?? 0;
     if (innerOffset > MAX_INNER_OFFSET) failChunkInfo(at, `inner offset ${innerOffset} exceeds ${MAX_INNER_OFFSET}`);
     // a member's (or checkpoint's) stored range spans what decoding its innerOffset + size bytes may need
-    const maxStored = members || checkpoints
+    // a SPANS chunk's stored bytes are whole spans, which its chunk need not fill: bounded as the most any checkpoint's chunk may take
+    const maxStored = isSpansBlob(blob)
+      ? maxStoredMemberSize(MAX_INNER_OFFSET, blob.chunkSize, blob.compressor)
+      : members || checkpoints
       ? maxStoredMemberSize(innerOffset, chunk.uncompressedSize, blob.compressor)
       : maxStoredChunkSize(chunk.uncompressedSize, blob.compressor, chunk.compressed);
     if (chunk.compressedSize > maxStored) failChunkInfo(at, `compressed size ${chunk.compressedSize} exceeds the ${maxStored} bytes ${chunk.uncompressedSize} can take`);
@@ -553,6 +573,27 @@ function checkCheckpointChunk(chunk: ChunkRef, blob: BlobInfo, at: number): void
   const c = blob.checkpoints?.[chunk.checkpoint!];
   if (!c) return failChunkInfo(at, `checkpoint ${chunk.checkpoint} is not in its blob's ${blob.checkpoints?.length ?? 0}`);
   if (chunk.compressedOffset !== checkpointStart(c)) failChunkInfo(at, `stored bytes at ${chunk.compressedOffset}, not at checkpoint ${chunk.checkpoint} (${checkpointStart(c)})`);
+  if (isSpansBlob(blob)) checkSpansChunk(chunk, blob.checkpoints!, blob.compressedSize, at);
+}
+
+/**
+ * A SPANS blob's chunk: its stored bytes are whole spans from its checkpoint's (so each can be
+ * checked against its digest), and it decodes inside them.
+ */
+function checkSpansChunk(chunk: ChunkRef, checkpoints: readonly Checkpoint[], blobSize: number, at: number): void {
+  const end = chunk.compressedOffset + chunk.compressedSize;
+  // the last span whose end is at most `end`: the one the stored bytes must end with
+  let lo = chunk.checkpoint!;
+  let hi = checkpoints.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (spanEnd(checkpoints, mid - 1, blobSize) < end) lo = mid;
+    else hi = mid - 1;
+  }
+  if (spanEnd(checkpoints, lo, blobSize) !== end) failChunkInfo(at, `stored bytes end at ${end}, not at the end of a span`);
+  const outputEnd = checkpoints[lo + 1]?.output ?? Infinity;
+  const from = checkpoints[chunk.checkpoint!]!.output + (chunk.innerOffset ?? 0);
+  if (from + chunk.uncompressedSize > outputEnd) failChunkInfo(at, 'decodes past the spans its stored bytes hold');
 }
 
 function failChunkInfo(at: number, detail: string): never {

@@ -118,6 +118,8 @@ export interface Checkpoint {
    * no decoding from here uses set to zero, as one zstd frame: decoded when a chunk is.
    */
   window: Buffer;
+  /** BlobFeature.SPANS blobs: the sha256 of the span's stored bytes (from here to the next checkpoint's input, or the blob's end). */
+  spanDigest?: Buffer;
 }
 
 /** A whole image's metadata: what a bootstrap encodes. */

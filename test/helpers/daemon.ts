@@ -39,13 +39,13 @@ export const ourMounts = (mnt: string, fsType = FS_TYPE) =>
  * Waits until the daemon says it mounted, `mnt` is our (only) mount and it answers. The log line
  * matters: a stale mount at the same path would pass the other two checks from the kernel's cache.
  */
-export async function waitMounted(d: Daemon, timeoutMs = 15_000, fsType = FS_TYPE): Promise<void> {
+export async function waitMounted(d: Daemon, timeoutMs = 15_000, fsType = FS_TYPE, probe = 'etc'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (d.child.exitCode !== null) throw new Error(`daemon exited ${d.child.exitCode}: ${d.stderr()}`);
     if (d.stderr().includes('"msg":"mounted"') && ourMounts(d.mnt, fsType).length === 1) {
       try {
-        statSync(join(d.mnt, 'etc'));
+        statSync(join(d.mnt, probe));
         return;
       } catch {
         // not answering yet

@@ -16,8 +16,8 @@ export interface PushedLayer {
   mediaType?: string;
 }
 
-/** Pushes an amd64/linux image of `layers` as `ref` (plain http); returns the manifest digest. */
-export async function pushStargzImage(ref: string, layers: PushedLayer[]): Promise<string> {
+/** Pushes an amd64/linux image of `layers` as `ref` (plain http), with the manifest's `annotations`; returns the manifest digest. */
+export async function pushStargzImage(ref: string, layers: PushedLayer[], annotations?: Record<string, string>): Promise<string> {
   const { store, reference } = await openImageStore(ref, clientForReferences([[ref, false]], true));
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } }));
   const configDescriptor = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256Digest(config), size: config.length };
@@ -29,6 +29,6 @@ export async function pushStargzImage(ref: string, layers: PushedLayer[]): Promi
   }));
   for (const [i, d] of descriptors.entries()) await store.putBlob(d, layers[i]!.blob);
   await store.putBlob(configDescriptor, config);
-  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDescriptor, layers: descriptors };
+  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDescriptor, layers: descriptors, ...(annotations ? { annotations } : {}) };
   return store.putManifest(Buffer.from(JSON.stringify(manifest)), manifest.mediaType, reference);
 }
