@@ -36,10 +36,10 @@ const MAX_LAYER_BOOTSTRAP = 256 << 20;
 const BUILD_VERSION = 'nydusify-ts gzip index chain 1';
 const GZIP_LAYER_TYPES = new Set<string>([MediaType.ociLayerGzip, MediaType.dockerLayerGzip]);
 
-/** A plain image with no gzip index: it cannot be mounted lazily (`index --push` makes one). */
+/** A plain image with no gzip index (nor SOCI index): it cannot be mounted lazily (`index --push` makes one). */
 export class NoGzipIndexError extends Error {
   constructor(readonly store: string, readonly image: string) {
-    super(`${store}: image ${image} is a plain OCI image with no gzip index to serve it lazily (make one: nydusify-ts index --source REF --push)`);
+    super(`${store}: image ${image} is a plain OCI image with no gzip index (nor SOCI index) to serve it lazily (make one: nydusify-ts index --source REF --push)`);
     this.name = 'NoGzipIndexError';
   }
 }
