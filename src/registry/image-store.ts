@@ -14,6 +14,12 @@ export type RangeProgress = (buf: Buffer, filled: number) => void;
 
 export type BlobRef = Pick<Descriptor, 'digest' | 'size'>;
 
+/** The last bytes of a blob, and its size. */
+export interface BlobTail {
+  bytes: Buffer;
+  size: number;
+}
+
 /** What putBlob did: nothing (already there), a cross-repository mount, or an upload. */
 export type PutBlobResult = 'exists' | 'mounted' | 'uploaded';
 
@@ -34,6 +40,11 @@ export interface ImageStore {
    * bytes arrive; `signal` gives up on the request.
    */
   getBlobRange(digest: string, offset: number, length: number, progress?: RangeProgress, signal?: AbortSignal): Promise<Buffer>;
+  /**
+   * The blob's last min(`length`, size) bytes and its size in one request; undefined when the store
+   * cannot (a server without suffix ranges). Absent: the store never can.
+   */
+  getBlobTail?(digest: string, length: number): Promise<BlobTail | undefined>;
   hasBlob(digest: string): Promise<boolean>;
   /** Size in bytes; a missing blob is a RegistryError with status 404. */
   blobSize(digest: string): Promise<number>;

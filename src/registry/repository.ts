@@ -8,7 +8,7 @@ import { blobSource, type BlobContent } from './blob-content.js';
 import type { RegistrySession } from './request.js';
 import { computeDigest, DigestVerifier, isDigest, validateDigest, verifyDigest } from './digest.js';
 import { DigestMismatchError, RegistryError, responseError } from './errors.js';
-import { MAX_REFERRERS, type BlobRef, type FetchedManifest, type ImageStore, type PutBlobOptions, type PutBlobResult, type RangeProgress, type SubjectManifestPut } from './image-store.js';
+import { MAX_REFERRERS, type BlobRef, type BlobTail, type FetchedManifest, type ImageStore, type PutBlobOptions, type PutBlobResult, type RangeProgress, type SubjectManifestPut } from './image-store.js';
 import { MANIFEST_ACCEPT, MediaType, parseManifest, type Descriptor, type ParsedManifest } from './media-types.js';
 import { DEFAULT_TAG } from './reference.js';
 import { headerValue, readBody, readBodyInto, readErrorText, type HttpResponse } from './transport.js';
@@ -125,6 +125,32 @@ export class RegistryRepository implements ImageStore {
         throw new RegistryError(`${this.name}: ${range} is outside blob ${digest}${blobSize}`, { status: 416, url: res.url });
       }
       throw await this.unexpected(res, 'GET');
+    });
+  }
+
+  /**
+   * The blob's last min(`length`, size) bytes and its size, in one request (a suffix range, so the size
+   * need not be known first); undefined from a server that ignores suffix ranges (it would send the
+   * whole blob, which is not read).
+   */
+  async getBlobTail(digest: string, length: number): Promise<BlobTail | undefined> {
+    validateDigest(digest);
+    if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`bad tail length ${length}`);
+    const range = `bytes=-${length}`;
+    return this.client.retrying(this.host, `GET ${range} of blob ${digest} from ${this.name}`, async () => {
+      const res = await this.get(`/v2/${this.repository}/blobs/${digest}`, { range });
+      if (res.status === 200) {
+        res.body.destroy();
+        return undefined;
+      }
+      if (res.status !== 206) throw await this.unexpected(res, 'GET');
+      const got = parseContentRange(headerValue(res, 'content-range'));
+      const size = got?.total;
+      if (!got || size === undefined || got.end !== size - 1 || got.start !== Math.max(0, size - length)) {
+        res.body.destroy();
+        throw new RegistryError(`${this.name}: asked blob ${digest} for ${range}, got Content-Range ${headerValue(res, 'content-range') ?? 'none'}`, { status: 206, url: res.url });
+      }
+      return { bytes: await readBodyInto(res, Buffer.allocUnsafe(size - got.start)), size };
     });
   }
 

@@ -21,6 +21,7 @@ import { openImageStore } from '../registry/open-image-store.js';
 import { parseReference } from '../registry/reference.js';
 import { log } from '../util/log.js';
 import type { RemoteLayer } from './labels.js';
+import { BlobTails, FIRST_TAIL, tailLength } from './blob-tails.js';
 import { StargzModels } from './stargz-models.js';
 
 /** How long a mount waits for a warm-up to take its build lock. */
@@ -145,10 +146,15 @@ export class StargzWarmup {
     const parsed = parseReference(ref);
     // the TOC reads go out together once the manifest is in: their connections open beside it
     void client.preconnect(parsed.host, TOC_READS);
+    const storeOpened = openImageStore({ kind: 'registry', ...parsed }, client);
+    // this layer's tail (footer and TOC, mostly) is read beside the manifest, the others' once it is in
+    const tails = new BlobTails(storeOpened.then(({ store }) => store));
+    tails.prefetch(remote.digest, FIRST_TAIL);
     const opened = (async () => {
-      const { store, reference } = await openImageStore({ kind: 'registry', ...parsed }, client);
+      const { store, reference } = await storeOpened;
       const manifest = (await resolveImage(store, reference)).manifest.parsed;
-      return { store, manifest, image: this.models.open(store.name, (digest, offset, length) => store.getBlobRange(digest, offset, length)) };
+      for (const l of manifest.layers) if (isStargzLayer(l)) tails.prefetch(l.digest, tailLength(l.size));
+      return { store, manifest, image: this.models.open(store.name, tails.read) };
     })();
     opened.catch(() => undefined); // each user awaits (and reports) it
     const image: PulledImage = { client, opened, models: new Map(), users: 0 };

@@ -90,6 +90,18 @@ describe('push and pull', () => {
     await expect(store.getBlobRange(digest, 100_000, 10)).rejects.toThrow(/bytes=100000-100009 is outside blob sha256:\w+ \(the blob is 100000 bytes\)/);
   });
 
+  it('reads a blob\'s tail and size in one suffix range, the whole blob when it is shorter', async () => {
+    const store = ctx.client().repository(`${PLAIN}/${repo('tail')}`);
+    const blob = randomBytes(100_000);
+    const digest = sha256(blob);
+    await store.putBlob({ digest, size: blob.length }, blob);
+    const since = logSize('registry');
+    expect(await store.getBlobTail(digest, 4096)).toEqual({ bytes: blob.subarray(100_000 - 4096), size: 100_000 });
+    expect(logLines('registry', since, `"GET /v2/`)).toHaveLength(1);
+    expect(await store.getBlobTail(digest, 1 << 20)).toEqual({ bytes: blob, size: 100_000 });
+    await expect(store.getBlobTail(digest, 0)).rejects.toThrow(RangeError);
+  });
+
   it('selects a platform from a pushed index and lists them all', async () => {
     const store = ctx.client().repository(`${PLAIN}/${repo('index')}`);
     const amd = makeImage(1000, 'amd64');
