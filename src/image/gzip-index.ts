@@ -8,7 +8,6 @@
 // The index is the image owner's metadata, trusted as the manifest is: chunk digests come from it.
 // What it may not do is reach outside the image: every layer bootstrap must read its own layer, and
 // nothing else, and the cache checks every hit against the reader's own digests (cache.ts).
-import { createHash } from 'node:crypto';
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { DEFAULT_SPAN, gzipLayerModel } from '../convert/targz-ref.js';
 import { compress, decompress } from '../native/index.js';
@@ -16,7 +15,7 @@ import { BlobFeature } from '../rafs/blob-table.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { Bootstrap } from '../rafs/tree.js';
 import { writeBootstrap } from '../rafs/writer.js';
-import { buildStargzChain, openBuiltChain, stargzChain } from './stargz-image.js';
+import { indexedChainBootstrap } from './stargz-image.js';
 import { computeDigest } from '../registry/digest.js';
 import { readBlob, type FetchedManifest, type ImageStore } from '../registry/image-store.js';
 import { type Descriptor, type ImageManifest, MediaType } from '../registry/media-types.js';
@@ -152,23 +151,13 @@ async function layerModel(store: ImageStore, index: ImageManifest, layer: Descri
   return rafs.toBootstrap();
 }
 
-/** What a chain's bootstrap is built from, as a key: the index, each layer, the build version. */
-function chainKey(indexDigest: string, layers: readonly Descriptor[]): string {
-  const hash = createHash('sha256').update(`${BUILD_VERSION}\n${indexDigest}\n`);
-  for (const l of layers) hash.update(`${l.digest} ${l.size}\n`);
-  return hash.digest('hex');
-}
-
 /**
  * A plain gzip image's bootstrap from its gzip index (of the layers up to `upToLayer`, when given):
  * kept in `built` for exactly this index and these layers, else built (and kept there).
  */
-export async function gzipIndexImageBootstrap(
+export function gzipIndexImageBootstrap(
   store: ImageStore, manifest: ImageManifest, index: GzipIndex, upToLayer?: string, built?: BuiltBootstraps,
 ): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
-  const layers = stargzChain(store, manifest, upToLayer);
-  const build = (): Promise<Buffer> => buildStargzChain(layers, (layer) => layerModel(store, index.parsed, layer));
-  const usable = (kept: Buffer): RafsImage | undefined => openBuiltChain(kept, layers);
-  const { bootstrap, opened } = built ? await built.getOrBuild(chainKey(index.digest, layers), usable, build) : { bootstrap: await build() };
-  return { bootstrap, rafs: opened ?? RafsImage.open(bootstrap) };
+  const readModel = (layer: Descriptor): Promise<Bootstrap> => layerModel(store, index.parsed, layer);
+  return indexedChainBootstrap(store, manifest, { build: BUILD_VERSION, digest: index.digest }, readModel, upToLayer, built);
 }

@@ -8,7 +8,6 @@
 // The SOCI index is metadata whoever pushed it vouches for, as SOCI trusts it: the zTOCs' digests
 // come from it, the spans' digests from them. It may not reach outside the image: each zTOC must
 // name a layer of the image and index that layer's size, and the blob it makes reads that layer only.
-import { createHash } from 'node:crypto';
 import type { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { DEFAULT_GZIP_CHUNK_SIZE, gzipLayerModel } from '../convert/targz-ref.js';
 import { ztocLayerModel } from '../convert/ztoc-ref.js';
@@ -18,7 +17,7 @@ import { readBlob, type ImageStore } from '../registry/image-store.js';
 import type { Descriptor, ImageManifest } from '../registry/media-types.js';
 import { findReferrers } from '../registry/referrers.js';
 import { log } from '../util/log.js';
-import { buildStargzChain, openBuiltChain, stargzChain } from './stargz-image.js';
+import { indexedChainBootstrap } from './stargz-image.js';
 
 export const SOCI_INDEX_V1 = 'application/vnd.amazon.soci.index.v1+json';
 export const SOCI_INDEX_V2 = 'application/vnd.amazon.soci.index.v2+json';
@@ -87,20 +86,10 @@ async function layerModel(store: ImageStore, index: ImageManifest, layer: Descri
   return model;
 }
 
-function chainKey(indexDigest: string, layers: readonly Descriptor[]): string {
-  const hash = createHash('sha256').update(`${BUILD_VERSION}\n${indexDigest}\n`);
-  for (const l of layers) hash.update(`${l.digest} ${l.size}\n`);
-  return hash.digest('hex');
-}
-
 /** A SOCI-indexed image's bootstrap (of the layers up to `upToLayer`, when given), kept in `built` when given. */
-export async function sociImageBootstrap(
+export function sociImageBootstrap(
   store: ImageStore, manifest: ImageManifest, index: SociIndex, upToLayer?: string, built?: BuiltBootstraps,
 ): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
-  const layers = stargzChain(store, manifest, upToLayer);
-  const build = (): Promise<Buffer> => buildStargzChain(layers, (layer) => layerModel(store, index.parsed, layer));
-  const { bootstrap, opened } = built
-    ? await built.getOrBuild(chainKey(index.digest, layers), (kept) => openBuiltChain(kept, layers), build)
-    : { bootstrap: await build() };
-  return { bootstrap, rafs: opened ?? RafsImage.open(bootstrap) };
+  const readModel = (layer: Descriptor): Promise<Bootstrap> => layerModel(store, index.parsed, layer);
+  return indexedChainBootstrap(store, manifest, { build: BUILD_VERSION, digest: index.digest }, readModel, upToLayer, built);
 }

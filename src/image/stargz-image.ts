@@ -96,6 +96,22 @@ export async function stargzImageBootstrap(store: ImageStore, manifest: ImageMan
   return { bootstrap, rafs: opened ?? RafsImage.open(bootstrap) };
 }
 
+/**
+ * The bootstrap of the chain up to `upToLayer` of a plain image whose layer models come from an index
+ * beside it (`readModel`): kept in `built` under the index (`build`: what made it, `digest`: which) and
+ * the chain's layers, else built (and kept there).
+ */
+export async function indexedChainBootstrap(
+  store: ImageStore, manifest: ImageManifest, index: { build: string; digest: string }, readModel: LayerModelReader, upToLayer?: string, built?: BuiltBootstraps,
+): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
+  const layers = stargzChain(store, manifest, upToLayer);
+  const build = (): Promise<Buffer> => buildStargzChain(layers, readModel);
+  const key = createHash('sha256').update(`${index.build}\n${index.digest}\n`);
+  for (const l of layers) key.update(`${l.digest} ${l.size}\n`);
+  const { bootstrap, opened } = built ? await built.getOrBuild(key.digest('hex'), (kept) => openBuiltChain(kept, layers), build) : { bootstrap: await build() };
+  return { bootstrap, rafs: opened ?? RafsImage.open(bootstrap) };
+}
+
 /** A kept bootstrap, if it opens and reads no blob but the chain's own layers (else it is built again). */
 export function openBuiltChain(bootstrap: Buffer, layers: readonly Descriptor[]): RafsImage | undefined {
   const own = new Set(layers.map((l) => l.digest));

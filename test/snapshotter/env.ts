@@ -193,6 +193,15 @@ export function recordedSpares(root: string): Partial<ProcessIdentity>[] {
   return readdirSync(dir).filter((n) => n.endsWith('.identity')).map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8')) as Partial<ProcessIdentity>);
 }
 
+/** Stops a test's snapshotter (if it runs) and kills what it left under `root` (killLeftovers). */
+export async function stopAndClean(sn: SnapshotterProcess | undefined, root: string): Promise<void> {
+  if (sn && sn.child.exitCode === null) {
+    sn.child.kill('SIGTERM');
+    await sn.exit;
+  }
+  await killLeftovers(root);
+}
+
 /** Kills what a test's snapshotter left (its daemons, by recorded pid) and unmounts under root. */
 export async function killLeftovers(root: string): Promise<void> {
   // only a process that is still the recorded one: a pid may name another process by now

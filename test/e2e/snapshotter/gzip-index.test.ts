@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync } from '../../helpers/cli.js';
 import { ImageMounts } from '../../../src/snapshotter/image-mounts.js';
 import {
-  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, REGISTRY, registryBlobBytes, registryLogOffset, SNAPSHOTTER,
-  startSnapshotter, type SnapshotterProcess, umociDiff,
+  containerdUp, ctr, ctrRemote, E2E_DIR, manifestLayers, mustCtr, REGISTRY, registryBlobBytes, registryLogOffset, SNAPSHOTTER,
+  startSnapshotter, stopAndClean, type SnapshotterProcess, umociDiff,
 } from '../../snapshotter/env.js';
 
 const IMAGE = `${REGISTRY}/gzip-index-snap/debian-ml:latest`;
@@ -35,11 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await ctr(['images', 'rm', '--sync', IMAGE]);
-  if (sn && sn.child.exitCode === null) {
-    sn.child.kill('SIGTERM');
-    await sn.exit;
-  }
-  await killLeftovers(root);
+  await stopAndClean(sn, root);
 }, 120_000);
 
 describe('a plain OCI image with a gzip index through the snapshotter', () => {

@@ -14,8 +14,8 @@ import { clientForReferences } from '../../../src/registry/client.js';
 import { readBlob } from '../../../src/registry/image-store.js';
 import { openImageStore } from '../../../src/registry/index.js';
 import {
-  chainIds, containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, mustCtr, REGISTRY, registryLogOffset, registryLogSince, SNAPSHOTTER,
-  startSnapshotter, type SnapshotterProcess, umociDiffOfView,
+  chainIds, containerdUp, ctr, ctrRemote, E2E_DIR, manifestLayers, mustCtr, REGISTRY, registryLogOffset, registryLogSince, SNAPSHOTTER,
+  startSnapshotter, stopAndClean, type SnapshotterProcess, umociDiffOfView,
 } from '../../snapshotter/env.js';
 
 const IMAGE = `${REGISTRY}/debian-ml:latest`;
@@ -48,11 +48,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await ctr(['snapshots', '--snapshotter', SNAPSHOTTER, 'rm', 'plain-view']);
   await ctr(['images', 'rm', '--sync', IMAGE, BAD_DIFF_ID]);
-  if (sn && sn.child.exitCode === null) {
-    sn.child.kill('SIGTERM');
-    await sn.exit;
-  }
-  await killLeftovers(root);
+  await stopAndClean(sn, root);
 }, 120_000);
 
 describe('a plain OCI image through the snapshotter', () => {

@@ -16,7 +16,7 @@ import { MediaType } from '../../../src/registry/media-types.js';
 import { pushReferrer } from '../../../src/registry/referrers.js';
 import { pushStargzImage } from '../../helpers/push-stargz-image.js';
 import {
-  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, REGISTRY, SNAPSHOTTER, startSnapshotter, type SnapshotterProcess,
+  containerdUp, ctr, ctrRemote, E2E_DIR, REGISTRY, SNAPSHOTTER, startSnapshotter, stopAndClean, type SnapshotterProcess,
 } from '../../snapshotter/env.js';
 
 const IMAGE = `${REGISTRY}/soci-snap/vector:latest`;
@@ -62,11 +62,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await ctr(['images', 'rm', '--sync', IMAGE]);
-  if (sn && sn.child.exitCode === null) {
-    sn.child.kill('SIGTERM');
-    await sn.exit;
-  }
-  await killLeftovers(root);
+  await stopAndClean(sn, root);
 }, 120_000);
 
 describe('a plain image with a SOCI index through the snapshotter', () => {

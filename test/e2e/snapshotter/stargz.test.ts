@@ -19,8 +19,8 @@ import { readBlob } from '../../../src/registry/image-store.js';
 import { openImageStore } from '../../../src/registry/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  containerdUp, ctr, ctrRemote, E2E_DIR, killLeftovers, manifestLayers, REGISTRY, registryBlobBytes, registryLogOffset, SNAPSHOTTER,
-  startSnapshotter, type SnapshotterProcess,
+  containerdUp, ctr, ctrRemote, E2E_DIR, manifestLayers, REGISTRY, registryBlobBytes, registryLogOffset, SNAPSHOTTER,
+  startSnapshotter, stopAndClean, type SnapshotterProcess,
 } from '../../snapshotter/env.js';
 
 const SOURCE = `${REGISTRY}/debian-ml:latest`;
@@ -80,11 +80,7 @@ async function pushMixedSource(): Promise<void> {
 
 afterAll(async () => {
   await ctr(['images', 'rm', '--sync', ESGZ, ZSTDCHUNKED, MIXED, BAD_TOP]);
-  if (sn && sn.child.exitCode === null) {
-    sn.child.kill('SIGTERM');
-    await sn.exit;
-  }
-  await killLeftovers(root);
+  await stopAndClean(sn, root);
 }, 120_000);
 
 describe.each([['eStargz', ESGZ, 'esgz'], ['zstd:chunked', ZSTDCHUNKED, 'zstdchunked']])('%s through the snapshotter', (kind, image, id) => {
