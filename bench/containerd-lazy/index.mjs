@@ -23,6 +23,8 @@
 //   - ours-esgz: our snapshotter on the eStargz image itself (no conversion; eStargz layers served lazily)
 //   - ours-gzidx: our snapshotter on the plain image itself with a gzip index beside it (`index --push`
 //     into a copy of the image's repository, REPO-gzidx-gN, digests preserved): its layers served lazily
+//   - ours-soci: the same with a SOCI index v1 instead (REPO-soci-gN): zTOCs made by soci-snapshotter's own
+//     ztoc code (bench/soci-ztoc, built from its source mirror; layers of 10 MiB and more, 4 MiB spans)
 //   - ours-opt: our snapshotter on :containerd-lazy-nydus-opt-l3-SIZE (`optimize --run node -e 1`, hot
 //     chunks of --hot-chunk-size, default 16K; each size optimized once, its own tag)
 //   - stargz-opt: stargz-snapshotter on `ctr-remote image optimize` of the image (its prefetch landmark)
@@ -60,6 +62,8 @@ const REPO = arg('--repo', 'debian-ml');
 const NYDUS_TAG = 'containerd-lazy-nydus';
 /** The plain image's copy that has a gzip index (its own repository: an index makes our snapshotter serve the image lazily, not pull it); g1: the index's generation. */
 const GZIDX_REPO = `${REPO}-gzidx-g2`;
+/** The plain image's copy with a SOCI index (soci's own zTOCs, bench/soci-ztoc) beside it: our snapshotter serves it lazily from that index. */
+const SOCI_REPO = `${REPO}-soci-g1`;
 const ESGZ_TAG = 'containerd-lazy-esgz';
 /** The eStargz image optimized by stargz's own tool for CMD (ctr-remote image optimize: it runs a container). */
 const ESGZ_OPT_TAG = 'containerd-lazy-esgz-opt';
@@ -262,6 +266,12 @@ async function setUp() {
     sh(`node ${cli} index --log-level warn --plain-http --push --source ${REG}/${GZIDX_REPO}:latest`);
   }
   if (rowKeys.includes('ours-gzidx') && !hasTag(NSREG, 'latest', GZIDX_REPO)) die(`${NSREG}/${GZIDX_REPO}:latest is not visible through the netns registry`);
+  if (rowKeys.includes('ours-soci') && !hasTag(REG, 'latest', SOCI_REPO)) {
+    say(`copying ${REPO}:latest → ${SOCI_REPO}:latest and pushing a SOCI index made by soci's own ztoc code (once; needs its source mirror: bench/soci-ztoc/make.sh)…`);
+    sh(`skopeo copy --quiet --preserve-digests --dest-tls-verify=false --src-tls-verify=false docker://${REG}/${REPO}:latest docker://${REG}/${SOCI_REPO}:latest`);
+    sh(`node ${join(repo, 'bench', 'soci-ztoc', 'push-index.mjs')} ${REG}/${SOCI_REPO}:latest`);
+  }
+  if (rowKeys.includes('ours-soci') && !hasTag(NSREG, 'latest', SOCI_REPO)) die(`${NSREG}/${SOCI_REPO}:latest is not visible through the netns registry`);
   const tags = ['latest', ...(needs('ours', 'ours-block', 'ours-opt') ? [NYDUS_TAG] : []), ...(needs('ours-esgz', 'stargz') ? [ESGZ_TAG] : []), ...(rowKeys.includes('ours-opt') ? [NYDUS_OPT_TAG] : []), ...(rowKeys.includes('stargz-opt') ? [ESGZ_OPT_TAG] : [])];
   for (const t of tags) if (!hasTag(NSREG, t)) die(`${NSREG}/${REPO}:${t} is not visible through the netns registry`);
 }
@@ -370,6 +380,7 @@ const allRows = [
   { name: 'overlayfs (ctr pull, full)', key: 'overlayfs', measure: overlayfsRun, samples: [] },
   { name: 'nydusify-ts snapshotter pulling the plain image whole (rpull: all layers at once, each unpacked as it streams)', key: 'ours-pull', measure: () => oursRun('fuse', 'latest'), samples: [] },
   { name: 'nydusify-ts snapshotter on the plain image with a gzip index (rpull, lazy, no conversion)', key: 'ours-gzidx', measure: () => oursRun('fuse', 'latest', GZIDX_REPO), samples: [] },
+  { name: 'nydusify-ts snapshotter on the plain image with a SOCI index (soci\'s zTOCs, 4 MiB spans; rpull, lazy)', key: 'ours-soci', measure: () => oursRun('fuse', 'latest', SOCI_REPO), samples: [] },
 ];
 const unknownRows = rowKeys.filter((k) => !allRows.some((r) => r.key === k));
 if (unknownRows.length) die(`unknown --rows ${unknownRows.join(', ')} (have ${allRows.map((r) => r.key).join(', ')})`);
