@@ -63,7 +63,7 @@ const NYDUS_TAG = 'containerd-lazy-nydus';
 /** The plain image's copy that has a gzip index (its own repository: an index makes our snapshotter serve the image lazily, not pull it); g1: the index's generation. */
 const GZIDX_REPO = `${REPO}-gzidx-g2`;
 /** The plain image's copy with a SOCI index (soci's own zTOCs, bench/soci-ztoc) beside it: our snapshotter serves it lazily from that index. */
-const SOCI_REPO = `${REPO}-soci-g1`;
+const SOCI_REPO = `${REPO}-soci-g2`;
 const ESGZ_TAG = 'containerd-lazy-esgz';
 /** The eStargz image optimized by stargz's own tool for CMD (ctr-remote image optimize: it runs a container). */
 const ESGZ_OPT_TAG = 'containerd-lazy-esgz-opt';
@@ -268,8 +268,11 @@ async function setUp() {
   if (rowKeys.includes('ours-gzidx') && !hasTag(NSREG, 'latest', GZIDX_REPO)) die(`${NSREG}/${GZIDX_REPO}:latest is not visible through the netns registry`);
   if (rowKeys.includes('ours-soci') && !hasTag(REG, 'latest', SOCI_REPO)) {
     say(`copying ${REPO}:latest → ${SOCI_REPO}:latest and pushing a SOCI index made by soci's own ztoc code (once; needs its source mirror: bench/soci-ztoc/make.sh)…`);
-    sh(`skopeo copy --quiet --preserve-digests --dest-tls-verify=false --src-tls-verify=false docker://${REG}/${REPO}:latest docker://${REG}/${SOCI_REPO}:latest`);
-    sh(`node ${join(repo, 'bench', 'soci-ztoc', 'push-index.mjs')} ${REG}/${SOCI_REPO}:latest`);
+    // tagged latest only once indexed: a failed index leaves no latest to skip it next time
+    const copy = (tag) => sh(`skopeo copy --quiet --preserve-digests --dest-tls-verify=false --src-tls-verify=false docker://${REG}/${REPO}:latest docker://${REG}/${SOCI_REPO}:${tag}`);
+    copy('unindexed');
+    sh(`node ${join(repo, 'bench', 'soci-ztoc', 'push-index.mjs')} ${REG}/${SOCI_REPO}:unindexed`);
+    copy('latest');
   }
   if (rowKeys.includes('ours-soci') && !hasTag(NSREG, 'latest', SOCI_REPO)) die(`${NSREG}/${SOCI_REPO}:latest is not visible through the netns registry`);
   const tags = ['latest', ...(needs('ours', 'ours-block', 'ours-opt') ? [NYDUS_TAG] : []), ...(needs('ours-esgz', 'stargz') ? [ESGZ_TAG] : []), ...(rowKeys.includes('ours-opt') ? [NYDUS_OPT_TAG] : []), ...(rowKeys.includes('stargz-opt') ? [ESGZ_OPT_TAG] : [])];

@@ -5,6 +5,7 @@
 package main
 
 import (
+	_ "crypto/sha256" // go-digest's sha256 (soci's binaries import it the same way)
 	"flag"
 	"fmt"
 	"io"

@@ -1,10 +1,11 @@
 // A SPANS blob (a gzip layer indexed by a SOCI zTOC) has digests of its spans' stored bytes only,
 // not of what its chunks decode to: a cached chunk cannot be checked against the reader's digest as
 // every other chunk is. So its blob id, which names its cache files, is a digest of everything that
-// decides what its chunks decode to (the layer, its checkpoints and windows, its chunk table): two
-// bootstraps share a SPANS blob's cache files only when they would decode every chunk the same, and
-// the reader refuses a SPANS blob whose id is not that digest. The layer itself is named by the
-// blob's tocDigest field.
+// decides what its chunks decode to (the layer, its checkpoints and windows, the chunks of it the
+// bootstrap holds): two bootstraps share a SPANS blob's cache files only when they would decode
+// every chunk the same, and the reader refuses a SPANS blob whose id is not that digest. The writer
+// names the blob as it writes the chunk table (a merged chain keeps only the chunks its tree reads).
+// The layer itself is named by the blob's tocDigest field.
 import { createHash } from 'node:crypto';
 import { BlobFeature } from './blob-table.js';
 import type { BlobInfo, ChunkRef } from './tree.js';

@@ -5,6 +5,7 @@
 import { encodeCheckpointTable } from './checkpoints.js';
 import { alignUp, isPowerOfTwo } from './bytes.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, DEVICE_SLOT_SIZE, type DeviceSlot, encodeBlobEntry, encodeDeviceSlot } from './blob-table.js';
+import { isSpansBlob, spanBlobId } from './span-blob.js';
 import { CHUNK_INDEX_SIZE, CHUNK_INFO_SIZE, chunkKey, encodeChunkFormat, MAX_BLOBS, writeChunkIndex, writeChunkInfo } from './chunk.js';
 import { RafsEncodeError } from './errors.js';
 import { encodeDev, EXTENDED_INODE_SIZE, Layout, writeInode } from './inode.js';
@@ -39,7 +40,8 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
   checkpointTable.copy(image, checkpointTableOffset);
   for (let i = 0; i < layout.slots.length; i++) writeSlot(image, layout.slots[i]!, b);
   for (let i = 0; i < chunkTable.length; i++) writeChunkInfo(image, layout.end + i * CHUNK_INFO_SIZE, chunkTable[i]!);
-  const devices = deviceSlots(b.blobs, image.length);
+  const blobs = namedSpanBlobs(b.blobs, chunkTable);
+  const devices = deviceSlots(blobs, image.length);
   encodeErofsSuperblock({
     blockSizeBits: BLOCK_SIZE_BITS,
     rootNid: layout.slots[0]!.nid,
@@ -61,9 +63,18 @@ export function writeBootstrap(b: Bootstrap, opts: WriteOptions = {}): Buffer {
     checkpointTableSize: checkpointTable.length,
   }).copy(image, EXT_SUPER_OFFSET);
   devices.forEach((d, i) => encodeDeviceSlot(d).copy(image, DEVICE_TABLE_OFFSET + i * DEVICE_SLOT_SIZE));
-  b.blobs.forEach((blob, i) => encodeBlobEntry(blob, i).copy(image, tables.blobTableOffset + i * BLOB_ENTRY_SIZE));
+  blobs.forEach((blob, i) => encodeBlobEntry(blob, i).copy(image, tables.blobTableOffset + i * BLOB_ENTRY_SIZE));
   tables.prefetch.forEach((node, i) => image.writeUInt32LE(layout.slotOf.get(node)!.nid, tables.prefetchTableOffset + i * PREFETCH_ENTRY_SIZE));
   return image;
+}
+
+/**
+ * `blobs`, each SPANS blob named for its chunks in this bootstrap's `chunkTable` (span-blob.ts): a
+ * merged chain keeps only the chunks its tree still reads, so the name is given as it is written.
+ */
+function namedSpanBlobs(blobs: readonly BlobInfo[], chunkTable: readonly ChunkRef[]): readonly BlobInfo[] {
+  if (!blobs.some(isSpansBlob)) return blobs;
+  return blobs.map((blob, i) => (isSpansBlob(blob) ? { ...blob, blobId: spanBlobId(blob, chunkTable.filter((c) => c.blobIndex === i)) } : blob));
 }
 
 /**

@@ -7,13 +7,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ChunkIntegrityError, decodeChunk } from '../../src/blobcache/chunk-decoder.js';
+import { LayerTree } from '../../src/convert/layer-tree.js';
+import { mergeLayers } from '../../src/convert/merge.js';
 import { ztocLayerModel } from '../../src/convert/ztoc-ref.js';
 import { BlobFeature } from '../../src/rafs/blob-table.js';
-import { spanEnd } from '../../src/rafs/checkpoints.js';
+import { CHECKPOINT_WINDOW, spanEnd } from '../../src/rafs/checkpoints.js';
+import { compress } from '../../src/native/index.js';
 import { RafsFormatError } from '../../src/rafs/errors.js';
 import { RafsImage } from '../../src/rafs/reader.js';
 import { storedBlobId } from '../../src/rafs/span-blob.js';
-import { writeBootstrap } from '../../src/rafs/writer.js';
+import { replaceBlobTable, writeBootstrap } from '../../src/rafs/writer.js';
 
 const dir = join(import.meta.dirname, '..', 'fixtures', 'soci');
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -97,11 +100,26 @@ describe('SPANS blobs refuse what they cannot vouch for', () => {
   it('a bootstrap whose SPANS blob id is not its metadata\'s digest is refused', () => {
     const { built } = model('layer');
     const blob = built.model.blobs[0]!;
-    const renamed = { ...built.model, blobs: [{ ...blob, blobId: 'a'.repeat(64) }] };
-    expect(() => RafsImage.open(writeBootstrap(renamed))).toThrow(RafsFormatError);
-    // the same blob id with other checkpoints (a window of another stream): refused too
-    const cps = blob.checkpoints!.map((c, i) => (i === 2 ? { ...c, bits: (c.bits + 1) % 8 } : c));
-    expect(() => RafsImage.open(writeBootstrap({ ...built.model, blobs: [{ ...blob, checkpoints: cps }] }))).toThrow(RafsFormatError);
+    // the writer names it; a table edited afterwards (replaceBlobTable keeps the rest) can name it otherwise
+    expect(() => RafsImage.open(replaceBlobTable(writeBootstrap(built.model), [{ ...blob, blobId: 'a'.repeat(64) }]))).toThrow(RafsFormatError);
+    // the honest blob's id over other checkpoints (a window of another stream): refused too
+    const cps = blob.checkpoints!.map((c, i) => (i === 2 ? { ...c, window: compress('zstd', Buffer.alloc(CHECKPOINT_WINDOW, 7), 9) } : c));
+    const other = writeBootstrap({ ...built.model, blobs: [{ ...blob, checkpoints: cps }] });
+    expect(RafsImage.open(other).blobs[0]!.blobId).not.toBe(built.blobId);
+    expect(() => RafsImage.open(replaceBlobTable(other, [{ ...blob, checkpoints: cps, blobId: built.blobId }]))).toThrow(RafsFormatError);
+  });
+
+  it('a chain whose upper layer deletes a file of the SOCI layer opens, and names the blob for the chunks it keeps', () => {
+    const { layer, built } = model('layer');
+    const upper = new LayerTree();
+    upper.add({ type: 'file', path: 'vector/.wh.text.txt', linkpath: '', mode: 0o644, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, devmajor: 0, devminor: 0, xattrs: new Map() });
+    const merged = mergeLayers([built.model, { root: upper.root, blobs: [], chunkSize: built.model.chunkSize, compressor: 'gzip', digester: 'sha256', prefetch: [] }], { prefetch: [] });
+    const rafs = RafsImage.open(writeBootstrap(merged));
+    expect(rafs.blobs[0]!.blobId).not.toBe(built.blobId);
+    expect(storedBlobId(rafs.blobs[0]!)).toBe(sha256(layer));
+    const files = readFiles(rafs, layer);
+    expect(files.has('vector/text.txt')).toBe(false);
+    expect(sha256(files.get('vector/last.txt') as Buffer)).toBe(JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).toc.find((e: { name: string }) => e.name === 'vector/last.txt').content_sha256);
   });
 
   it('another chunk size is another blob id (its chunk table differs)', () => {
