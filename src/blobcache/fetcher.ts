@@ -9,7 +9,8 @@
 // asked for once more (bytes broken on the way), and if it fails again rejects its own readers
 // with ChunkIntegrityError, never marked. A request not done by its deadline is given up (its
 // connection closed): its chunks fail, and the next reader of one asks anew.
-import { storedBlobId } from '../rafs/span-blob.js';
+import { isSpansBlob, storedBlobId } from '../rafs/span-blob.js';
+import { SpanBytes } from './span-bytes.js';
 import type { RafsImage } from '../rafs/reader.js';
 import { BlobFeature, LAYER_AS_IS } from '../rafs/blob-table.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
@@ -121,6 +122,8 @@ export class ChunkFetcher {
   private readonly mergeGap: number;
   private readonly amplify: number;
   private readonly maxRequest: number;
+  /** Verified spans of SPANS blobs, so a chunk that runs into the next span does not fetch its first again. */
+  private readonly spanBytes = new SpanBytes();
   private readonly requestTimeoutMs: number;
   private readonly inflight = new Map<string, InFlight>();
   private readonly pending = new Map<string, PendingBlob>();
@@ -323,9 +326,8 @@ export class ChunkFetcher {
     };
     try {
       this.stats.requests++;
-      this.stats.bytes += length;
       // a backend deaf to the signal is not waited for either
-      const given = this.backend.readRange(storedBlobId(blob), range.start, length, take, deadline.signal);
+      const given = isSpansBlob(blob) ? this.readSpans(blob, range.start, length, deadline.signal) : this.readStored(blob, range.start, length, take, deadline.signal);
       const stored = await Promise.race([given, abortion(deadline.signal)]);
       if (stored.length !== length) throw new ShortReadError(`blob ${blob.blobId}: wanted ${length} bytes at ${range.start}, got ${stored.length}`);
       take(stored, length);
@@ -345,6 +347,18 @@ export class ChunkFetcher {
     // once per request, not per chunk: the backend that gave these bytes is asked last next time
     this.backend.demote?.(storedBlobId(blob));
     for (const w of broken) void this.run(blob, sink, { start: w.ref.compressedOffset, end: w.ref.compressedOffset + w.ref.compressedSize, chunks: [w] });
+  }
+
+  private readStored(blob: BlobInfo, start: number, length: number, progress?: (buf: Buffer, filled: number) => void, signal?: AbortSignal): Promise<Buffer> {
+    this.stats.bytes += length;
+    return this.backend.readRange(storedBlobId(blob), start, length, progress, signal);
+  }
+
+  /** A SPANS blob's stored bytes: spans kept from requests before are not fetched again (span-bytes.ts). */
+  private async readSpans(blob: BlobInfo, start: number, length: number, signal: AbortSignal): Promise<Buffer> {
+    const { bytes, fetched } = await this.spanBytes.read(blob, start, length, (s, l) => this.backend.readRange(storedBlobId(blob), s, l, undefined, signal));
+    this.stats.bytes += fetched;
+    return bytes;
   }
 
   /**
