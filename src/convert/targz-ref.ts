@@ -7,8 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { compress, digest, GzipIndexStream } from '../native/index.js';
-import { BlobFeature, layerAsIsBlob } from '../rafs/blob-table.js';
-import { alignUp } from '../rafs/bytes.js';
+import { BlobFeature, layerAsIsBlob, nextSlot } from '../rafs/blob-table.js';
 import { type Checkpoint, checkpointAt, checkpointStart } from '../rafs/checkpoints.js';
 import { MAX_INNER_OFFSET, maxStoredMemberSize } from '../rafs/chunk.js';
 import type { Bootstrap, ChunkRef, Inode } from '../rafs/tree.js';
@@ -31,8 +30,6 @@ export const DEFAULT_SPAN = 256 << 10;
 export const DEFAULT_GZIP_CHUNK_SIZE = 64 << 10;
 /** The most a span may be: a chunk's inner offset (span + the block that ends it) must stay encodable. */
 export const MAX_SPAN = 8 << 20;
-/** Each chunk's place in the blob's (synthetic) uncompressed space is 4 KiB-aligned (ALIGNED). */
-const SLOT_ALIGNMENT = 4096;
 
 export interface GzipLayerOptions {
   /** The gzip layer, in pieces. */
@@ -87,7 +84,7 @@ export async function gzipLayerModel(opts: GzipLayerOptions): Promise<GzipLayerM
   const chunks = placePieces(pieces, checkpoints, marks);
   const blob = layerAsIsBlob({
     blobId, chunkCount: chunks.length, chunkSize: opts.chunkSize, compressor: 'gzip', compressedSize: opts.blobSize,
-    uncompressedSize: chunks.reduce((end, c) => Math.max(end, c.uncompressedOffset + alignUp(c.uncompressedSize, SLOT_ALIGNMENT)), 0), checkpoints,
+    uncompressedSize: chunks.reduce((end, c) => Math.max(end, nextSlot(c)), 0), checkpoints,
   }, BlobFeature.CHECKPOINTS);
   const model: Bootstrap = { root: tree.root, blobs: chunks.length > 0 ? [blob] : [], chunkSize: opts.chunkSize, compressor: 'gzip', digester: 'sha256', prefetch: [] };
   return { model, blobId, stats: { entries, chunks: chunks.length, checkpoints: checkpoints.length, uncompressedBytes: outputSize } };
@@ -116,7 +113,7 @@ function placePieces(pieces: readonly Piece[], checkpoints: readonly Checkpoint[
         blobIndex: 0, ciIndex: chunks.length, digest: p.digest, compressedOffset: start, compressedSize: end - start,
         uncompressedOffset: slot, uncompressedSize: p.size, compressed: true, fileOffset: 0, innerOffset, checkpoint: cp,
       };
-      slot += alignUp(p.size, SLOT_ALIGNMENT);
+      slot = nextSlot(ref);
       chunks.push(ref);
       byDigest.set(key, ref);
     }

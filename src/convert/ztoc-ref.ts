@@ -6,8 +6,7 @@
 // decoding (rafs/span-blob.ts says why its blob id is a digest of all this).
 import { createHash } from 'node:crypto';
 import { compress } from '../native/index.js';
-import { BlobFeature, layerAsIsBlob } from '../rafs/blob-table.js';
-import { alignUp } from '../rafs/bytes.js';
+import { BlobFeature, layerAsIsBlob, nextSlot } from '../rafs/blob-table.js';
 import { type Checkpoint, checkpointAt, CHECKPOINT_WINDOW, checkpointStart, spanEnd } from '../rafs/checkpoints.js';
 import { MAX_INNER_OFFSET } from '../rafs/chunk.js';
 import { spanBlobId } from '../rafs/span-blob.js';
@@ -17,9 +16,6 @@ import { decodeZtoc, type ZtocEntry } from '../soci/ztoc.js';
 import { assertChunkSize } from './chunker.js';
 import { type LayerEntry, LayerTree } from './layer-tree.js';
 import { decodePaxAttributes } from './tar/pax.js';
-
-/** Each chunk's place in the blob's (synthetic) uncompressed space is 4 KiB-aligned (ALIGNED). */
-const SLOT_ALIGNMENT = 4096;
 
 const ENTRY_TYPES: Record<ZtocEntry['type'], LayerEntry['type']> = {
   reg: 'file', dir: 'dir', symlink: 'symlink', hardlink: 'hardlink', char: 'char', block: 'block', fifo: 'fifo',
@@ -67,7 +63,7 @@ export function ztocLayerModel(opts: ZtocLayerOptions): ZtocLayerModel {
   }
   const blob = layerAsIsBlob({
     blobId: '', chunkCount: chunks.length, chunkSize: opts.chunkSize, compressor: 'gzip', compressedSize: opts.layerSize,
-    uncompressedSize: chunks.reduce((end, c) => Math.max(end, c.uncompressedOffset + alignUp(c.uncompressedSize, SLOT_ALIGNMENT)), 0), checkpoints,
+    uncompressedSize: chunks.reduce((end, c) => Math.max(end, nextSlot(c)), 0), checkpoints,
   }, BlobFeature.CHECKPOINTS | BlobFeature.SPANS);
   blob.tocDigest = Buffer.from(opts.layerDigest.slice('sha256:'.length), 'hex');
   blob.blobId = spanBlobId(blob, chunks);
@@ -103,7 +99,7 @@ function spanChunk(checkpoints: readonly Checkpoint[], layerSize: number, offset
   return {
     blobIndex: 0, ciIndex: before.length, digest: hash.update(`${innerOffset}+${size}`).digest(),
     compressedOffset: start, compressedSize: spanEnd(checkpoints, last, layerSize) - start,
-    uncompressedOffset: prev ? prev.uncompressedOffset + alignUp(prev.uncompressedSize, SLOT_ALIGNMENT) : 0, uncompressedSize: size,
+    uncompressedOffset: prev ? nextSlot(prev) : 0, uncompressedSize: size,
     compressed: true, fileOffset: 0, innerOffset, checkpoint: first,
   };
 }

@@ -1,9 +1,9 @@
 // The nydus-only blob table (256-byte RafsV6Blob entries, docs/rafs-v6.md §1.5) and the EROFS device table
 // (128-byte slots, docs/rafs-v6.md §1.4) that mirrors it for the kernel.
-import { checkEncodable, isPowerOfTwo, readPaddedName, readU64, sliceChecked, writeU64 } from './bytes.js';
+import { alignUp, checkEncodable, isPowerOfTwo, readPaddedName, readU64, sliceChecked, writeU64 } from './bytes.js';
 import { RafsEncodeError, RafsFormatError } from './errors.js';
 import { compressorFromId, compressorId, digesterFromId, digesterId, MIN_CHUNK_SIZE } from './superblock.js';
-import type { BlobInfo } from './tree.js';
+import type { BlobInfo, ChunkRef } from './tree.js';
 
 export const BLOB_ENTRY_SIZE = 256;
 export const DEVICE_SLOT_SIZE = 128;
@@ -49,6 +49,12 @@ export const BlobFeature = {
 
 /** Blobs that are layers as published: a chunk's stored bytes hold more than it and overlap its neighbours'. */
 export const LAYER_AS_IS = BlobFeature.MEMBERS | BlobFeature.CHECKPOINTS;
+
+/** A layer used as its own blob places each chunk in its (synthetic) uncompressed space at a 4 KiB-aligned slot (ALIGNED). */
+export const SLOT_ALIGNMENT = 4096;
+
+/** The slot after `chunk`'s (where the next chunk of a layer used as its own blob goes). */
+export const nextSlot = (chunk: Pick<ChunkRef, 'uncompressedOffset' | 'uncompressedSize'>): number => chunk.uncompressedOffset + alignUp(chunk.uncompressedSize, SLOT_ALIGNMENT);
 
 /**
  * The blob-table entry of a layer used as its own blob (stargz-family or gzip): `feature` (MEMBERS

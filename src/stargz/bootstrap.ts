@@ -2,7 +2,7 @@
 // unmodified: each file piece becomes a chunk that names its gzip member / zstd frame by stored
 // offset and length (BlobFeature.MEMBERS), verified by the piece's sha256. Unlike upstream nydus we
 // keep mtimes, devices, fifos and innerOffset pieces.
-import { BlobFeature, layerAsIsBlob } from '../rafs/blob-table.js';
+import { BlobFeature, layerAsIsBlob, nextSlot } from '../rafs/blob-table.js';
 import { isPowerOfTwo } from '../rafs/bytes.js';
 import { maxStoredMemberSize } from '../rafs/chunk.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../rafs/superblock.js';
@@ -19,8 +19,6 @@ export const PREFETCH_LANDMARK = '.prefetch.landmark';
 export const NO_PREFETCH_LANDMARK = '.no.prefetch.landmark';
 /** Root entries that are the format's, not the image's: never shown. */
 const HIDDEN = new Set([TOC_TAR_NAME, PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK]);
-/** Each chunk's place in the blob's (synthetic) uncompressed space is 4 KiB-aligned (ALIGNED). */
-const SLOT_ALIGNMENT = 4096;
 
 const TYPE_BITS: Record<Exclude<TocEntryType, 'hardlink' | 'chunk'>, number> = {
   dir: S_IFDIR, reg: S_IFREG, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO,
@@ -186,7 +184,7 @@ class TreeBuilder {
         fileOffset: piece.chunkOffset,
         innerOffset: piece.innerOffset,
       };
-      this.uncompressedSize += Math.ceil(piece.chunkSize / SLOT_ALIGNMENT) * SLOT_ALIGNMENT;
+      this.uncompressedSize = nextSlot(chunk);
       this.chunks.push(chunk);
       this.byPiece.set(key, chunk);
     } else if (chunk.digest.toString('hex') !== digest) {
