@@ -4,8 +4,8 @@ import {
   type Codec, decodeMember, decodeMemberBatch, decodeMemberInto, decompress, decompressBatch, decompressInto, digest, digestBatch, gzipExtractInto, type MemberCodec,
 } from '../native/index.js';
 import { BlobFeature } from '../rafs/blob-table.js';
-import { checkpointStart, spanEnd, windowSize } from '../rafs/checkpoints.js';
-import { isSpansBlob } from '../rafs/span-blob.js';
+import { spanEndingAt, windowSize } from '../rafs/checkpoints.js';
+import { isSpansBlob, spanMatches } from '../rafs/span-blob.js';
 import { MAX_INNER_OFFSET } from '../rafs/chunk.js';
 import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 
@@ -40,18 +40,11 @@ function extractFromCheckpoint(blob: BlobInfo, ref: ChunkRef, stored: Buffer, in
 
 /** A SPANS blob's chunk's stored bytes: each span in them against its checkpoint's digest. */
 function checkSpans(blob: BlobInfo, ref: ChunkRef, stored: Buffer): void {
-  const checkpoints = blob.checkpoints!;
-  const base = ref.compressedOffset;
-  for (let k = ref.checkpoint!; k < checkpoints.length; k++) {
-    const c = checkpoints[k]!;
-    const end = spanEnd(checkpoints, k, blob.compressedSize);
-    if (end - base > stored.length) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `stored bytes end inside span ${k}`);
-    if (!digest('sha256', stored.subarray(checkpointStart(c) - base, end - base)).equals(c.spanDigest!)) {
-      throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `span ${k}'s stored bytes do not match its digest`);
-    }
-    if (end - base === stored.length) return;
+  const last = spanEndingAt(blob.checkpoints!, ref.checkpoint!, ref.compressedOffset + stored.length, blob.compressedSize);
+  if (last === undefined) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'stored bytes do not end at the end of a span');
+  for (let k = ref.checkpoint!; k <= last; k++) {
+    if (!spanMatches(blob, k, stored, ref.compressedOffset)) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `span ${k}'s stored bytes do not match its digest`);
   }
-  throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, 'stored bytes run past the blob\'s last span');
 }
 
 function checkStored(blob: BlobInfo, ref: ChunkRef, stored: Buffer): void {

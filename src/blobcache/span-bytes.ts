@@ -4,8 +4,8 @@
 // 4 MiB spans, every span boundary of a program being started). A span is kept only if its bytes
 // match the digest its checkpoint gives, so a kept span is as good as a fetched one; what decodes
 // from them is checked again as always.
-import { digest } from '../native/index.js';
-import { checkpointStart, spanEnd } from '../rafs/checkpoints.js';
+import { checkpointStart, spanEnd, spanEndingAt } from '../rafs/checkpoints.js';
+import { spanMatches } from '../rafs/span-blob.js';
 import type { BlobInfo } from '../rafs/tree.js';
 
 /** Most bytes kept: a few dozen spans, what one start's requests overlap within. */
@@ -52,16 +52,9 @@ export class SpanBytes {
   /** The spans that make up [start, end) exactly; none when it is not whole spans (then it is read as it is). */
   private spansIn(blob: BlobInfo, start: number, end: number): number[] {
     const cps = blob.checkpoints ?? [];
-    const spans: number[] = [];
-    let k = cps.findIndex((c) => checkpointStart(c) === start);
-    if (k < 0) return spans;
-    for (; k < cps.length; k++) {
-      const e = spanEnd(cps, k, blob.compressedSize);
-      if (e > end) return [];
-      spans.push(k);
-      if (e === end) return spans;
-    }
-    return [];
+    const first = cps.findIndex((c) => checkpointStart(c) === start);
+    const last = first < 0 ? undefined : spanEndingAt(cps, first, end, blob.compressedSize);
+    return last === undefined ? [] : Array.from({ length: last - first + 1 }, (_, i) => first + i);
   }
 
   /** Keeps each of `spans` in `bytes` (stored bytes from `start`) whose digest matches its checkpoint's. */
@@ -70,7 +63,7 @@ export class SpanBytes {
     for (const k of spans) {
       const from = checkpointStart(cps[k]!) - start;
       const span = bytes.subarray(from, spanEnd(cps, k, blob.compressedSize) - start);
-      if (span.length > MAX_BYTES / 4 || !digest('sha256', span).equals(cps[k]!.spanDigest!)) continue;
+      if (span.length > MAX_BYTES / 4 || !spanMatches(blob, k, bytes, start)) continue;
       const key = this.key(blob, k);
       this.take(key);
       this.kept.set(key, Buffer.from(span));

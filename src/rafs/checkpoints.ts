@@ -121,3 +121,18 @@ function decodeEntry(table: Buffer, at: number, windowsAt: number, spans: boolea
 /** Where span `k` of a SPANS blob's `checkpoints` ends in the blob: the next checkpoint's input, or the blob's end. */
 export const spanEnd = (checkpoints: readonly Checkpoint[], k: number, blobSize: number): number => checkpoints[k + 1]?.input ?? blobSize;
 
+/**
+ * The span of a SPANS blob's `checkpoints`, from span `first` on, that ends exactly at stored offset
+ * `end` (found by halving: spans end in stream order); undefined when none does.
+ */
+export function spanEndingAt(checkpoints: readonly Checkpoint[], first: number, end: number, blobSize: number): number | undefined {
+  let lo = first;
+  let hi = checkpoints.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (spanEnd(checkpoints, mid - 1, blobSize) < end) lo = mid;
+    else hi = mid - 1;
+  }
+  return spanEnd(checkpoints, lo, blobSize) === end ? lo : undefined;
+}
+

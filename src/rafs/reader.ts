@@ -5,7 +5,7 @@
 // cycles, shared directories and shared dirent blocks are refused, so no walk does more work than
 // the bootstrap's size allows.
 import { alignUp, checkRange } from './bytes.js';
-import { checkpointStart, decodeCheckpointTable, spanEnd } from './checkpoints.js';
+import { checkpointStart, decodeCheckpointTable, spanEndingAt } from './checkpoints.js';
 import { isSpansBlob, spanBlobId } from './span-blob.js';
 import { ClaimedExtents } from './claimed-extents.js';
 import { BLOB_ENTRY_SIZE, BlobFeature, decodeBlobTable, decodeDeviceSlot, DEVICE_SLOT_SIZE, type DeviceSlot } from './blob-table.js';
@@ -582,16 +582,9 @@ function checkCheckpointChunk(chunk: ChunkRef, blob: BlobInfo, at: number): void
  */
 function checkSpansChunk(chunk: ChunkRef, checkpoints: readonly Checkpoint[], blobSize: number, at: number): void {
   const end = chunk.compressedOffset + chunk.compressedSize;
-  // the last span whose end is at most `end`: the one the stored bytes must end with
-  let lo = chunk.checkpoint!;
-  let hi = checkpoints.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (spanEnd(checkpoints, mid - 1, blobSize) < end) lo = mid;
-    else hi = mid - 1;
-  }
-  if (spanEnd(checkpoints, lo, blobSize) !== end) failChunkInfo(at, `stored bytes end at ${end}, not at the end of a span`);
-  const outputEnd = checkpoints[lo + 1]?.output ?? Infinity;
+  const last = spanEndingAt(checkpoints, chunk.checkpoint!, end, blobSize);
+  if (last === undefined) return failChunkInfo(at, `stored bytes end at ${end}, not at the end of a span`);
+  const outputEnd = checkpoints[last + 1]?.output ?? Infinity;
   const from = checkpoints[chunk.checkpoint!]!.output + (chunk.innerOffset ?? 0);
   if (from + chunk.uncompressedSize > outputEnd) failChunkInfo(at, 'decodes past the spans its stored bytes hold');
 }

@@ -8,11 +8,20 @@
 // The layer itself is named by the blob's tocDigest field.
 import { createHash } from 'node:crypto';
 import { BlobFeature } from './blob-table.js';
+import { checkpointStart, spanEnd } from './checkpoints.js';
 import type { BlobInfo, ChunkRef } from './tree.js';
 
 const DOMAIN = 'nydusify-ts SPANS blob 1\n';
 
 export const isSpansBlob = (blob: Pick<BlobInfo, 'features'>): boolean => (blob.features & BlobFeature.SPANS) !== 0;
+
+/** Whether span `k` of SPANS blob `blob` matches its checkpoint's digest in `stored`, the blob's stored bytes from offset `base`. */
+export function spanMatches(blob: Pick<BlobInfo, 'checkpoints' | 'compressedSize'>, k: number, stored: Buffer, base: number): boolean {
+  const checkpoints = blob.checkpoints!;
+  const c = checkpoints[k]!;
+  const span = stored.subarray(checkpointStart(c) - base, spanEnd(checkpoints, k, blob.compressedSize) - base);
+  return createHash('sha256').update(span).digest().equals(c.spanDigest!);
+}
 
 /** The blob a blob's stored bytes are read from: a SPANS blob's layer, else the blob itself. */
 export const storedBlobId = (blob: Pick<BlobInfo, 'blobId' | 'features' | 'tocDigest'>): string => (isSpansBlob(blob) ? blob.tocDigest.toString('hex') : blob.blobId);
