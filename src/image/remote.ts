@@ -8,8 +8,8 @@ import { EarlyRangeBackend } from '../blobcache/early-range.js';
 import { StoreBackend } from '../blobcache/store-backend.js';
 import { parseTar } from '../convert/tar/parse.js';
 import { RafsImage } from '../rafs/reader.js';
-import { findGzipIndex, gzipIndexImageBootstrap, isPlainGzipImage, NoGzipIndexError } from './gzip-index.js';
-import { findSociIndex, sociImageBootstrap } from './soci-index.js';
+import { findGzipIndex, type GzipIndex, gzipIndexImageBootstrap, isPlainGzipImage, NoGzipIndexError } from './gzip-index.js';
+import { findSociIndex, type SociIndex, sociImageBootstrap } from './soci-index.js';
 import { isStargzImage, stargzImageBootstrap } from './stargz-image.js';
 import { RegistryClient } from '../registry/client.js';
 import type { ProxyOptions } from '../registry/transport.js';
@@ -92,13 +92,23 @@ export async function openRemoteNydusImage(
   return { manifest: manifest.parsed, bootstrap, rafs, chunks: new ChunkReader(new StoreBackend(store), rafs.blobs), problems };
 }
 
-/** A plain gzip image's bootstrap from its gzip index (ours), else from its SOCI index. */
-async function indexedImageBootstrap(store: ImageStore, manifest: { digest: string; parsed: ImageManifest }, upToLayer?: string, built?: BuiltBootstraps): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
+/** The index a plain gzip image is served lazily through: its gzip index (ours), else its SOCI index; undefined when it has neither. */
+export async function findPlainImageIndex(
+  store: ImageStore, manifest: { digest: string; parsed: ImageManifest },
+): Promise<{ kind: 'gzip'; index: GzipIndex } | { kind: 'soci'; index: SociIndex } | undefined> {
   const index = await findGzipIndex(store, manifest.digest, manifest.parsed.layers);
-  if (index) return gzipIndexImageBootstrap(store, manifest.parsed, index, upToLayer, built);
+  if (index) return { kind: 'gzip', index };
   const soci = await findSociIndex(store, manifest.digest, manifest.parsed);
-  if (soci) return sociImageBootstrap(store, manifest.parsed, soci, upToLayer, built);
-  throw new NoGzipIndexError(store.name, manifest.digest);
+  return soci ? { kind: 'soci', index: soci } : undefined;
+}
+
+/** A plain gzip image's bootstrap from the index findPlainImageIndex finds. */
+async function indexedImageBootstrap(store: ImageStore, manifest: { digest: string; parsed: ImageManifest }, upToLayer?: string, built?: BuiltBootstraps): Promise<{ bootstrap: Buffer; rafs: RafsImage }> {
+  const found = await findPlainImageIndex(store, manifest);
+  if (!found) throw new NoGzipIndexError(store.name, manifest.digest);
+  return found.kind === 'gzip'
+    ? gzipIndexImageBootstrap(store, manifest.parsed, found.index, upToLayer, built)
+    : sociImageBootstrap(store, manifest.parsed, found.index, upToLayer, built);
 }
 
 /**

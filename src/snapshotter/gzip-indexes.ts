@@ -3,9 +3,8 @@
 // (the manifest, then its referrers) and kept a while, so the other layers of a pull ask nothing of
 // the registry. An indexed image's layers are then served
 // lazily, each as the chain of the image's layers up to it; others are pulled (plain-pulls.ts).
-import { findGzipIndex, isPlainGzipImage } from '../image/gzip-index.js';
-import { findSociIndex } from '../image/soci-index.js';
-import { registryClientFor, type RegistryAccess } from '../image/remote.js';
+import { isPlainGzipImage } from '../image/gzip-index.js';
+import { findPlainImageIndex, registryClientFor, type RegistryAccess } from '../image/remote.js';
 import { resolveImage } from '../registry/image-store.js';
 import { isNydusBootstrap } from '../registry/nydus-layers.js';
 import { openImageStore } from '../registry/open-image-store.js';
@@ -46,9 +45,10 @@ export class GzipIndexes {
       const { manifest } = await resolveImage(store, reference);
       const layers = manifest.parsed.layers;
       if (!isPlainGzipImage(layers) || layers.some(isNydusBootstrap) || !layers.some((l) => l.digest === layer.digest)) return undefined;
-      const index = (await findGzipIndex(store, manifest.digest, layers)) ?? (await findSociIndex(store, manifest.digest, manifest.parsed));
-      if (index) log.info('plain image has a gzip index: served lazily', { ref: layer.ref, index: index.digest, soci: 'version' in index ? index.version : undefined });
-      return index ? layers[layers.length - 1]!.digest : undefined;
+      const found = await findPlainImageIndex(store, manifest);
+      if (!found) return undefined;
+      log.info('plain image has a gzip index: served lazily', { ref: layer.ref, index: found.index.digest, soci: found.kind === 'soci' ? found.index.version : undefined });
+      return layers[layers.length - 1]!.digest;
     } catch (err) {
       log.warn('looking for a gzip index failed: the image is pulled', { ref: layer.ref, error: (err as Error).message });
       return undefined;
