@@ -59,6 +59,17 @@ export function parseStargzFooter(tail: Buffer, blobSize: number): StargzFooter 
   throw new NotStargzError('not an eStargz/stargz/zstd:chunked layer: it ends in no eStargz (51-byte), legacy stargz (47-byte) or zstd:chunked footer');
 }
 
+/** The 51-byte eStargz footer of a layer whose TOC member starts at `tocOffset`: the member gzipFooterOffset reads. */
+export function estargzFooter(tocOffset: number): Buffer {
+  if (!Number.isSafeInteger(tocOffset) || tocOffset < 0) throw new RangeError(`TOC offset ${tocOffset} is not a byte offset`);
+  return Buffer.concat([
+    GZIP_FEXTRA_HEADER, Buffer.from([26, 0, 0x53, 0x47, 22, 0]),
+    Buffer.from(`${tocOffset.toString(16).padStart(16, '0')}${STARGZ_MAGIC}`, 'latin1'),
+    // an empty deflate body (one final stored block), then CRC-32 and length, both 0
+    Buffer.from('010000ffff0000000000000000', 'hex'),
+  ]);
+}
+
 /**
  * The TOC offset in a gzip footer: a gzip header with only FEXTRA set, `xlen` extra bytes made of
  * `subfield` (eStargz: 'S','G', LEN 22; legacy: none), 16 hex digits and "STARGZ", then an empty

@@ -4,6 +4,9 @@ import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { zstdCompress } from '../../src/native/index.js';
 import type { RangeReader } from '../../src/stargz/range-reader.js';
+import { estargzFooter } from '../../src/stargz/footer.js';
+
+export { estargzFooter };
 
 export const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -36,14 +39,6 @@ export function tarHeader(name: string, size: number): Buffer {
 /** The TOC member's tar stream: header, JSON, padding, end-of-archive blocks. */
 export function tocTar(json: Buffer): Buffer {
   return Buffer.concat([tarHeader('stargz.index.json', json.length), json, Buffer.alloc((512 - (json.length % 512)) % 512), Buffer.alloc(1024)]);
-}
-
-export function estargzFooter(tocOffset: number): Buffer {
-  return Buffer.concat([
-    Buffer.from('1f8b08040000000000ff1a00534716', 'hex'), Buffer.from([0]),
-    Buffer.from(tocOffset.toString(16).padStart(16, '0') + 'STARGZ', 'latin1'),
-    Buffer.from('010000ffff0000000000000000', 'hex'),
-  ]);
 }
 
 export function legacyFooter(tocOffset: number): Buffer {
