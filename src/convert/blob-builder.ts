@@ -103,10 +103,10 @@ export class BlobBuilder {
     // writes are chained in batch order so the blob is the same whatever finishes first
     const prev = this.writeChain;
     const job = (async () => {
-      const { digests, bodies } = await computed;
+      const { digests, keys, bodies } = await computed;
       await prev;
       const start = this.compressedOffset;
-      const stored = batch.flatMap((chunk, i) => this.place(chunk, digests[i]!, bodies.get(i)));
+      const stored = batch.flatMap((chunk, i) => this.place(chunk, digests[i]!, keys[i]!, bodies.get(i)));
       // one gathered write per batch: a pool round trip per chunk would serialise the pipeline
       if (stored.length > 0) await this.opts.out.writev(stored, start);
       for (const chunk of batch) this.opts.pool?.give(chunk.data);
@@ -118,11 +118,13 @@ export class BlobBuilder {
   }
 
   /** Digests every chunk, and compresses those not already known to be in the blob. */
-  private async compute(batch: PendingChunk[]): Promise<{ digests: Buffer[]; bodies: Map<number, Buffer> }> {
+  private async compute(batch: PendingChunk[]): Promise<{ digests: Buffer[]; keys: string[]; bodies: Map<number, Buffer> }> {
     const digests = await digestBatch(this.opts.digester, batch.map((c) => c.data));
-    const fresh = batch.map((_c, i) => i).filter((i) => !this.has(digests[i]!.toString('hex')));
+    // hex keys made once per chunk: a layer of small files has one per file
+    const keys = digests.map((d) => d.toString('hex'));
+    const fresh = batch.map((_c, i) => i).filter((i) => !this.has(keys[i]!));
     const compressed = await this.compress(fresh.map((i) => batch[i]!.data));
-    return { digests, bodies: new Map(fresh.map((i, k) => [i, compressed[k]!])) };
+    return { digests, keys, bodies: new Map(fresh.map((i, k) => [i, compressed[k]!])) };
   }
 
   private has(key: string): boolean {
@@ -138,8 +140,7 @@ export class BlobBuilder {
    * Binds a chunk to the file; returns the bytes to store (none when an identical chunk is already
    * in the blob), an aligned blob's padding after them.
    */
-  private place(chunk: PendingChunk, digest: Buffer, body: Buffer | undefined): Buffer[] {
-    const key = digest.toString('hex');
+  private place(chunk: PendingChunk, digest: Buffer, key: string, body: Buffer | undefined): Buffer[] {
     let ref = this.byDigest.get(key);
     const known = ref ? undefined : this.opts.known?.get(key);
     let stored: Buffer | undefined;

@@ -82,6 +82,11 @@ async function readLayer(opts: CreateOptions, blob: BlobBuilder, pool: ChunkBuff
     entries++;
     const inode = tree.add(entry);
     if (!inode || entry.size === 0) continue;
+    if (entry.size <= opts.chunkSize) {
+      // one chunk, read whole (most files): a copy, as a view would pin the stream's buffer while its batch waits
+      await blob.addChunk(inode, 0, Buffer.from(await entry.readAll(opts.chunkSize)));
+      continue;
+    }
     let index = 0;
     for await (const chunk of fixedSizeChunks(entry.body, opts.chunkSize, pool)) await blob.addChunk(inode, index++, chunk);
   }
