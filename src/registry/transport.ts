@@ -8,7 +8,8 @@
 // request goes straight to the registry. A loopback registry asked over HTTPS that answers the
 // handshake in plain HTTP is asked in plain HTTP from then on, as containerd's own resolver does.
 import { Readable } from 'node:stream';
-import { Agent, EnvHttpProxyAgent, ProxyAgent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, ProxyAgent } from './undici-parts.js';
 import { RegistryError } from './errors.js';
 import { log } from '../util/log.js';
 
@@ -217,13 +218,13 @@ export class HttpTransport {
   private async exchange(url: URL, options: Omit<Dispatcher.RequestOptions, 'origin' | 'path'> & { body?: Dispatcher.DispatchOptions['body'] }): Promise<Dispatcher.ResponseData> {
     const dispatcher = this.agentFor(url);
     try {
-      return await request(url, { ...options, dispatcher });
+      return await dispatcher.request(requestOptions(url, options));
     } catch (err) {
       const proxy = this.options.proxy;
       const viaProxy = proxy !== undefined && dispatcher !== this.directAgents?.verifying && dispatcher !== this.directAgents?.insecure;
       if (!viaProxy || !proxy.fallback || (options.signal as AbortSignal | undefined)?.aborted || !isUnreachable(err)) throw err;
       this.proxyDownUntil = Date.now() + (proxy.checkIntervalMs ?? 5_000);
-      return request(url, { ...options, dispatcher: this.agentFor(url) });
+      return this.agentFor(url).request(requestOptions(url, options));
     }
   }
 
@@ -282,4 +283,9 @@ function hasCauseCode(err: unknown, codes: readonly string[]): boolean {
     if (codes.includes(e.code ?? '')) return true;
   }
   return false;
+}
+
+/** A dispatcher's request options for `url` (what undici's top-level request() makes of a URL). */
+function requestOptions(url: URL, options: Omit<Dispatcher.RequestOptions, 'origin' | 'path'>): Dispatcher.RequestOptions {
+  return { ...options, origin: url.origin, path: `${url.pathname}${url.search}` };
 }
