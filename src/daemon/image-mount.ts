@@ -5,7 +5,7 @@
 // spec's `trace` file when it is unmounted).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { ChunkConflictError, type BlobCache } from '../blobcache/cache.js';
@@ -91,6 +91,8 @@ export class ImageMount {
   /** Closes a local image's spill files (the workers hold descriptors of their own). */
   private closeSpill: (() => void) | undefined;
   private localChunks: { reader: ChunkReader; backend: LocalDirBackend } | undefined;
+  /** The bootstrap's copy next to the cache being written (a lazily served mount's). */
+  private bootstrapKept: Promise<void> | undefined;
 
   private constructor(
     readonly name: string,
@@ -153,14 +155,15 @@ export class ImageMount {
       const { bootstrap, rafs } = remote.image;
       const data = shared(bootstrap);
       for (const problem of remote.image.problems) log.warn('image problem', { target: spec.target, problem });
-      // kept, content-addressed, next to the cache (for `cache` and for looking at)
+      // kept, content-addressed, next to the cache (for `cache` and for looking at): written beside
+      // the mount rather than before it, as nothing reads it yet and the thread pool the write
+      // queues on is busy then (an optimized image's hot region is being decoded: 50–60 ms)
       const path = join(cache.dir, `${createHash('sha256').update(bootstrap).digest('hex')}.boot`);
-      const tmp = `${path}.${process.pid}.tmp`;
-      await writeFile(tmp, bootstrap);
-      await rename(tmp, path);
+      const kept = keepBootstrapCopy(path, bootstrap);
       const tables = await blobChunkTables(rafs);
       const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
       mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir, block: ctx.block }, { cache, remote, refs, tables }, ctx);
+      mount.bootstrapKept = kept;
       for (const [id, t] of tables) {
         // the blob is shared by content, the table is this image's word: one daemon serves one description
         const conflict = ctx.tables.has(id) ? tableConflict(ctx.tables.get(id)!, t) : undefined;
@@ -463,6 +466,7 @@ export class ImageMount {
       this.lazy?.cache.fetcher?.forgetBlob(blobId);
     }
     await this.lazy?.remote.close();
+    await this.bootstrapKept;
     await this.localChunks?.backend.close();
     this.closeSpill?.();
     this.closeSpill = undefined;
@@ -494,4 +498,16 @@ function shared(bytes: Buffer): SharedArrayBuffer {
   const sab = new SharedArrayBuffer(bytes.length);
   bytes.copy(Buffer.from(sab));
   return sab;
+}
+
+/** Writes a bootstrap's copy at `path` (whole or not at all); a failure costs only the copy, so it is logged, not thrown. */
+async function keepBootstrapCopy(path: string, bootstrap: Buffer): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, bootstrap);
+    await rename(tmp, path);
+  } catch (err) {
+    log.warn('the bootstrap\'s copy next to the cache could not be written', { path, error: err });
+    await rm(tmp, { force: true }).catch(() => undefined);
+  }
 }
