@@ -116,8 +116,8 @@ function madeUpLayer(layer: number): MadeUpLayer {
   return { descriptor: { mediaType: LAYER_MEDIA_TYPE, digest, size, annotations: { [TOC_DIGEST_ANNOTATION]: tocDigest } }, tail, tailStart: dataEnd };
 }
 
-/** Runs the eStargz chain path over a made-up three-layer image a few times (see the header); the merged image of the last. */
-export async function rehearseStargzChain(): Promise<RafsImage> {
+/** Runs the eStargz chain path over a made-up three-layer image `rounds` times (see the header); the merged image of the last. */
+export async function rehearseStargzChain(rounds = ROUNDS): Promise<RafsImage> {
   const layers = [madeUpLayer(0), madeUpLayer(1), madeUpLayer(2)];
   const read = async (digest: string, offset: number, length: number): Promise<Buffer> => {
     const layer = layers.find((l) => l.descriptor.digest === digest);
@@ -126,7 +126,7 @@ export async function rehearseStargzChain(): Promise<RafsImage> {
   };
   const readModel = rangeModelReader('rehearsal', read, yieldTurn);
   let image!: RafsImage;
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < rounds; round++) {
     const bootstrap = await buildStargzChain(layers.map((l) => l.descriptor), readModel);
     await yieldTurn();
     image = RafsImage.open(bootstrap);
