@@ -80,8 +80,8 @@ export async function waitForAssignment(socket: string, manager: number): Promis
   // the daemon's own modules came with the CLI command; a registry image's are loaded on first
   // mount, and the FUSE workers' in each worker's isolate: both are done now
   await Promise.all([import('../image/remote.js'), prestartWorkers(DEFAULT_CONFIG.threads)]);
-  // and the mount's loop over a chunk table is compiled (mount-rehearsal.ts); a failure costs only that
-  await import('./mount-rehearsal.js').then((m) => m.rehearseMount()).catch((err: Error) => log.warn('spare daemon: rehearsing a mount failed', { error: err.message }));
+  // and the mount's loop over a chunk table is compiled (image/mount-rehearsal.ts); a failure costs only that
+  await import('../image/mount-rehearsal.js').then((m) => m.rehearseMount()).catch((err: Error) => log.warn('spare daemon: rehearsing a mount failed', { error: err.message }));
   rmSync(socket, { force: true });
   const assignment = await new Promise<SpareAssignment>((done, fail) => {
     const server = createServer((req, res) => {
