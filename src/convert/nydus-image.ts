@@ -1,11 +1,10 @@
 // Building the layers of a Nydus image (docs/rafs-v6.md §4): the blob layer descriptors, the
 // bootstrap packed as a gzip tar layer, and the config whose diff_ids match them.
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { gzipCompress } from '../native/index.js';
 import { MediaType, type Descriptor } from '../registry/media-types.js';
 import { Annotation, BOOTSTRAP_PATH, NYDUS_BLOB_MEDIA_TYPE } from '../registry/nydus-layers.js';
-import { TarWriter } from './tar/write.js';
+import { tarBytes } from './tar/write.js';
 
 export const sha256Digest = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -23,22 +22,14 @@ export interface BootstrapLayer {
 
 /** The bootstrap packed as the image's last layer: dir `image/`, file `image/image.boot` (0444). */
 export async function bootstrapLayer(bootstrap: Buffer, dockerMediaTypes: boolean): Promise<BootstrapLayer> {
-  const parts: Buffer[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      parts.push(chunk);
-      done();
-    },
+  const tar = await tarBytes(async (t) => {
+    await t.dir({ path: 'image', mode: 0o755 });
+    await t.file({ path: BOOTSTRAP_PATH, mode: 0o444, size: bootstrap.length }, bootstrap);
   });
-  const tar = new TarWriter(sink);
-  await tar.dir({ path: 'image', mode: 0o755 });
-  await tar.file({ path: BOOTSTRAP_PATH, mode: 0o444, size: bootstrap.length }, bootstrap);
-  await tar.finish();
-  const tarBytes = Buffer.concat(parts);
-  const blob = gzipCompress(tarBytes);
+  const blob = gzipCompress(tar);
   return {
     blob,
-    diffId: sha256Digest(tarBytes),
+    diffId: sha256Digest(tar),
     descriptor: {
       mediaType: dockerMediaTypes ? MediaType.dockerLayerGzip : MediaType.ociLayerGzip,
       digest: sha256Digest(blob),

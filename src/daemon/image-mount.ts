@@ -5,7 +5,6 @@
 // spec's `trace` file when it is unmounted).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuiltBootstraps } from '../blobcache/built-bootstraps.js';
 import { ChunkConflictError, type BlobCache } from '../blobcache/cache.js';
@@ -501,13 +500,6 @@ function shared(bytes: Buffer): SharedArrayBuffer {
 }
 
 /** Writes a bootstrap's copy at `path` (whole or not at all); a failure costs only the copy, so it is logged, not thrown. */
-async function keepBootstrapCopy(path: string, bootstrap: Buffer): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    await writeFile(tmp, bootstrap);
-    await rename(tmp, path);
-  } catch (err) {
-    log.warn('the bootstrap\'s copy next to the cache could not be written', { path, error: err });
-    await rm(tmp, { force: true }).catch(() => undefined);
-  }
+function keepBootstrapCopy(path: string, bootstrap: Buffer): Promise<void> {
+  return writeAtomically(path, bootstrap).catch((err: unknown) => log.warn('the bootstrap\'s copy next to the cache could not be written', { path, error: err }));
 }

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blobChunkTables } from '../blobcache/fetcher.js';
 import { createLayer } from '../convert/create.js';
-import { encodeHeader } from '../convert/tar/header.js';
+import { tarBytes } from '../convert/tar/write.js';
 import { rehearseStargzChain } from './stargz-rehearsal.js';
 import { RafsImage } from '../rafs/reader.js';
 
@@ -20,7 +20,6 @@ const ROUNDS = 6;
 /** The made-up Nydus layer: this many small files, and one file of several chunks. */
 const SMALL_FILES = 2000;
 const CHUNK = 1 << 20;
-const BLOCK = 512;
 
 /** Reads the chunk tables of both made-up images ROUNDS times; the chunks of each image in the last round. */
 export async function rehearseMount(): Promise<{ stargz: number; nydus: number }> {
@@ -40,7 +39,8 @@ async function madeUpNydusLayer(): Promise<RafsImage> {
   const dir = await mkdtemp(join(tmpdir(), 'nydusify-rehearsal-'));
   try {
     const bootstrapPath = join(dir, 'bootstrap');
-    await createLayer({ source: (async function* () { yield madeUpTar(); })(), bootstrapPath, blobDir: join(dir, 'blobs'), compressor: 'zstd', digester: 'blake3', chunkSize: CHUNK });
+    const tar = await madeUpTar();
+    await createLayer({ source: (async function* () { yield tar; })(), bootstrapPath, blobDir: join(dir, 'blobs'), compressor: 'zstd', digester: 'blake3', chunkSize: CHUNK });
     return RafsImage.open(await readFile(bootstrapPath));
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -48,14 +48,14 @@ async function madeUpNydusLayer(): Promise<RafsImage> {
 }
 
 /** A tar of SMALL_FILES files of distinct contents in 20 directories, and one of several chunks. */
-function madeUpTar(): Buffer {
-  const parts: Buffer[] = [];
-  const file = (name: string, data: Buffer): void => {
-    parts.push(encodeHeader({ name, typeflag: '0', mode: 0o644, uid: 0, gid: 0, size: data.length, mtime: 1_700_000_000 }), data, Buffer.alloc((BLOCK - (data.length % BLOCK)) % BLOCK));
-  };
-  for (let f = 0; f < SMALL_FILES; f++) file(`usr/lib/d${f % 20}/f${f}`, Buffer.from(`${f} `.repeat(40 + (f % 200))));
-  // 16 bytes repeated: its three whole chunks are alike (one chunk, deduplicated), then half of one
-  file('usr/bin/big', Buffer.alloc(3 * CHUNK + CHUNK / 2, 'rehearsal chunk '));
-  parts.push(Buffer.alloc(2 * BLOCK));
-  return Buffer.concat(parts);
+function madeUpTar(): Promise<Buffer> {
+  return tarBytes(async (tar) => {
+    for (let f = 0; f < SMALL_FILES; f++) {
+      const data = Buffer.from(`${f} `.repeat(40 + (f % 200)));
+      await tar.file({ path: `usr/lib/d${f % 20}/f${f}`, size: data.length, mtime: 1_700_000_000 }, data);
+    }
+    // 16 bytes repeated: its three whole chunks are alike (one chunk, deduplicated), then half of one
+    const big = Buffer.alloc(3 * CHUNK + CHUNK / 2, 'rehearsal chunk ');
+    await tar.file({ path: 'usr/bin/big', size: big.length, mtime: 1_700_000_000 }, big);
+  });
 }

@@ -15,7 +15,7 @@
 // first real pull after it.
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
-import { encodeHeader } from '../convert/tar/header.js';
+import { tarBytes } from '../convert/tar/write.js';
 import { RafsImage } from '../rafs/reader.js';
 import type { Descriptor } from '../registry/media-types.js';
 import { TOC_DIGEST_ANNOTATION } from '../registry/stargz-layers.js';
@@ -104,11 +104,10 @@ function madeUpEntries(layer: number): { entries: Record<string, unknown>[]; dat
 }
 
 /** A made-up eStargz layer: its TOC JSON as the writer indents it, in a gzip member after the data, then the footer. */
-function madeUpLayer(layer: number): MadeUpLayer {
+async function madeUpLayer(layer: number): Promise<MadeUpLayer> {
   const { entries, dataEnd } = madeUpEntries(layer);
   const json = Buffer.from(JSON.stringify({ version: 1, entries }, null, '\t'));
-  const pad = Buffer.alloc((512 - (json.length % 512)) % 512);
-  const member = gzipSync(Buffer.concat([encodeHeader({ name: TOC_TAR_NAME, typeflag: '0', mode: 0o644, uid: 0, gid: 0, size: json.length, mtime: 0 }), json, pad, Buffer.alloc(1024)]));
+  const member = gzipSync(await tarBytes((tar) => tar.file({ path: TOC_TAR_NAME, size: json.length }, json)));
   const tail = Buffer.concat([member, estargzFooter(dataEnd)]);
   const size = dataEnd + tail.length;
   const digest = `sha256:${hex(0xfeed00 + layer)}`;
@@ -118,7 +117,7 @@ function madeUpLayer(layer: number): MadeUpLayer {
 
 /** Runs the eStargz chain path over a made-up three-layer image `rounds` times (see the header); the merged image of the last. */
 export async function rehearseStargzChain(rounds = ROUNDS): Promise<RafsImage> {
-  const layers = [madeUpLayer(0), madeUpLayer(1), madeUpLayer(2)];
+  const layers = await Promise.all([0, 1, 2].map(madeUpLayer));
   const read = async (digest: string, offset: number, length: number): Promise<Buffer> => {
     const layer = layers.find((l) => l.descriptor.digest === digest);
     if (!layer || offset < layer.tailStart || offset + length > layer.descriptor.size) throw new Error(`rehearsal: no bytes at [${offset}, ${offset + length}) of ${digest}`);

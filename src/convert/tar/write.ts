@@ -3,7 +3,7 @@
 // xattrs as SCHILY.xattr.*) — what GNU tar writes with --format=pax and reads back with --xattrs.
 // Numbers too big for octal are also written GNU base-256 in the header. Output is deterministic.
 
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { TarPathError, quoteBytes } from './errors.js';
 import { BLOCK_SIZE, FIELD, MAX_ID, encodeHeader, octalMax, type HeaderFields } from './header.js';
 import { encodePaxRecords, formatPaxTime, type PaxRecord } from './pax.js';
@@ -284,4 +284,18 @@ export class TarWriter {
 function paxHeaderName(path: string): string {
   const base = path.replace(/\/+$/, '').split('/').pop() || '.';
   return `./PaxHeaders/${base}`.replace(/[^\x20-\x7e]/g, '_').slice(0, FIELD.name[1]);
+}
+
+/** The bytes of the archive `fill` writes, kept whole in memory (for small archives). */
+export async function tarBytes(fill: (tar: TarWriter) => Promise<void>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  const tar = new TarWriter(new Writable({
+    write(chunk: Buffer, _enc, done) {
+      parts.push(chunk);
+      done();
+    },
+  }));
+  await fill(tar);
+  await tar.finish();
+  return Buffer.concat(parts);
 }
