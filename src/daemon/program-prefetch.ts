@@ -52,7 +52,10 @@ export class ProgramPrefetch {
   /**
    * If file `nid` is an ELF program: its interpreter and libraries, then its start ranges. The loader
    * reads the dynamic section and opens the libraries before any of the program's code runs, so
-   * those are asked for first, and the program's code once they are in.
+   * those are asked for first, and the program's code right after them, not once they are in: on a
+   * link that sends in the order asked, the libraries still come first, and the code follows them
+   * without the link idling for their round trips and the next step's (bench/stargz-lazy: each cold
+   * start of node ~60 ms sooner; its code asked for only once the libraries were in, it took longer).
    */
   private async program(nid: number): Promise<void> {
     if (this.seen.has(nid)) return;
@@ -64,10 +67,9 @@ export class ProgramPrefetch {
     const interp = elfInterpreter(head);
     const interpNid = interp === undefined ? undefined : this.resolve(interp);
     const needed = [...(interpNid === undefined ? [] : [interpNid]), ...await this.libraries(nid, head)];
-    // every library is in before the program's own code is asked for: the loader maps and relocates
-    // them all before that code runs, and the link would otherwise be split between the two
-    await Promise.all(needed.map((lib) => this.program(lib)));
+    const libraries = Promise.all(needed.map((lib) => this.program(lib)));
     if (ranges.reduce((sum, [start, end]) => sum + end - start, 0) >= this.minBytes) this.hooks.prefetch(this.chunksOf(nid, ranges));
+    await libraries;
   }
 
   /** The libraries the program needs (DT_NEEDED), found as the loader finds them. */

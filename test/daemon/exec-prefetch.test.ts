@@ -1,46 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defaultLibraryDirs, elfDynamic, elfInterpreter, elfStartRanges } from '../../src/daemon/exec-prefetch.js';
-
-interface Phdr {
-  type: number;
-  flags: number;
-  offset: number;
-  fileSize: number;
-  vaddr?: number;
-}
-
-const LOAD = 1;
-const DYNAMIC = 2;
-const R = 4;
-const W = 2;
-const X = 1;
-
-/** An ELF header and its program headers, as a loader's first read of the file sees them. */
-function elf64(phdrs: Phdr[], opts: { type?: number; little?: boolean; phoff?: number; length?: number } = {}): Buffer {
-  const little = opts.little ?? true;
-  const phoff = opts.phoff ?? 64;
-  const b = Buffer.alloc(opts.length ?? 4096);
-  b.writeUInt32BE(0x7f454c46, 0);
-  b[4] = 2;
-  b[5] = little ? 1 : 2;
-  const u16 = (v: number, at: number): number => (little ? b.writeUInt16LE(v, at) : b.writeUInt16BE(v, at));
-  const u32 = (v: number, at: number): number => (little ? b.writeUInt32LE(v, at) : b.writeUInt32BE(v, at));
-  const u64 = (v: number, at: number): number => (little ? b.writeBigUInt64LE(BigInt(v), at) : b.writeBigUInt64BE(BigInt(v), at));
-  u16(opts.type ?? 2, 16);
-  u64(phoff, 32);
-  u16(56, 54);
-  u16(phdrs.length, 56);
-  phdrs.forEach((p, i) => {
-    const at = phoff + i * 56;
-    if (at + 56 > b.length) return;
-    u32(p.type, at);
-    u32(p.flags, at + 4);
-    u64(p.offset, at + 8);
-    u64(p.vaddr ?? 0, at + 16);
-    u64(p.fileSize, at + 32);
-  });
-  return b;
-}
+import { DYNAMIC, elf64, LOAD, linkedProgram, type Phdr, R, W, X } from '../helpers/elf.js';
 
 function elf32be(phdrs: Phdr[]): Buffer {
   const b = Buffer.alloc(4096);
@@ -111,26 +71,6 @@ describe('elfStartRanges', () => {
     expect(elfStartRanges(huge, 1 << 30)).toBeUndefined();
   });
 });
-
-/**
- * A small dynamically linked program, whole: one load segment mapping the file at 0x400000, its
- * interpreter path at 0x200, its dynamic section at 0x1000 and its string table at 0x1800.
- */
-function linkedProgram(dynamic: [number, number][], strings: string): Buffer {
-  const b = elf64([
-    { type: LOAD, flags: R | X, offset: 0, fileSize: 0x2000, vaddr: 0x400000 },
-    { type: 3, flags: R, offset: 0x200, fileSize: 28 },
-    { type: DYNAMIC, flags: R | W, offset: 0x1000, fileSize: dynamic.length * 16, vaddr: 0x401000 },
-  ], { length: 0x2000 });
-  b.writeUInt16LE(62, 18); // x86-64
-  b.write('/lib64/ld-linux-x86-64.so.2\0', 0x200, 'latin1');
-  dynamic.forEach(([tag, value], i) => {
-    b.writeBigUInt64LE(BigInt(tag), 0x1000 + i * 16);
-    b.writeBigUInt64LE(BigInt(value), 0x1008 + i * 16);
-  });
-  b.write(strings, 0x1800, 'latin1');
-  return b;
-}
 
 const cString = (b: Buffer, at: number): string => b.toString('latin1', at, b.indexOf(0, at));
 
