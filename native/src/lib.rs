@@ -26,6 +26,7 @@ use error::Result;
 use napi::*;
 use gzip_index::GzipIndexer;
 use zstd_stream::ZstdStream;
+use member::GzipMemberStream;
 
 /// Output cap for decompression whose size the caller does not know (decompression bombs).
 const DEFAULT_MAX_OUTPUT: usize = 1 << 30;
@@ -245,6 +246,30 @@ unsafe extern "C" fn zstd_stream_finish(env: napi_env, info: napi_callback_info)
     })
 }
 
+unsafe extern "C" fn gzip_member_stream_create(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [a, skip, size] = js::args::<3>(env, info)?;
+        let algo = DigestAlgo::parse(&js::string(env, a, "algorithm")?)?;
+        js::new_external(env, GzipMemberStream::new(algo, js::size(env, skip, "skip")?, js::size(env, size, "size")?)?)
+    })
+}
+
+unsafe extern "C" fn gzip_member_stream_push(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h, src, dst] = js::args::<3>(env, info)?;
+        let filled = js::external_arg::<GzipMemberStream>(env, h)?.push(js::bytes(env, src, "input")?, js::bytes(env, dst, "output")?)?;
+        js::new_number(env, filled as f64)
+    })
+}
+
+unsafe extern "C" fn gzip_member_stream_finish(env: napi_env, info: napi_callback_info) -> napi_value {
+    js::guard(env, || {
+        let [h] = js::args::<1>(env, info)?;
+        let digest = js::external_arg::<GzipMemberStream>(env, h)?.finish()?;
+        js::new_buffer_copy(env, &digest)
+    })
+}
+
 unsafe extern "C" fn fd_send(env: napi_env, info: napi_callback_info) -> napi_value {
     js::guard(env, || {
         let [p, f, d, t] = js::args::<4>(env, info)?;
@@ -340,6 +365,11 @@ impl js::ExternalKind for GzipIndexer {
     const NAME: &'static str = "gzip indexer";
 }
 
+impl js::ExternalKind for GzipMemberStream {
+    const TAG: u32 = 0x475a_4d53; // "GZMS"
+    const NAME: &'static str = "gzip member stream";
+}
+
 impl js::ExternalKind for ZstdStream {
     const TAG: u32 = 0x5a53_5444; // "ZSTD"
     const NAME: &'static str = "zstd stream";
@@ -348,7 +378,7 @@ impl js::ExternalKind for ZstdStream {
 /// Node calls this when `process.dlopen()` loads the addon.
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
-    let functions: [(&str, napi_callback); 33] = [
+    let functions: [(&str, napi_callback); 36] = [
         ("compress", Some(compress)),
         ("decompress", Some(decompress)),
         ("decompressInto", Some(decompress_into)),
@@ -372,6 +402,9 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         ("zstdStreamPush", Some(zstd_stream_push)),
         ("zstdStreamPull", Some(zstd_stream_pull)),
         ("zstdStreamFinish", Some(zstd_stream_finish)),
+        ("gzipMemberStreamCreate", Some(gzip_member_stream_create)),
+        ("gzipMemberStreamPush", Some(gzip_member_stream_push)),
+        ("gzipMemberStreamFinish", Some(gzip_member_stream_finish)),
         ("pidfdGetfd", Some(pidfd_getfd)),
         ("fdSend", Some(fd_send)),
         ("fdReceive", Some(fd_receive)),

@@ -9,6 +9,7 @@
 //! verify the chunk's own digest.
 
 use crate::codec::{gzip_member_exact, Codec};
+use crate::digest::{DigestAlgo, Hasher};
 use crate::error::{arg, NativeError, Result};
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -197,5 +198,69 @@ mod tests {
             assert!(matches!(decode(codec, b"not a member at all", 0, 1), Err(NativeError::Corrupt(_))));
         }
         assert!(matches!(decode(Codec::Lz4Block, &[0u8; 4], 0, 1), Err(NativeError::Argument(_))));
+    }
+}
+
+/// A gzip member decoded as its bytes arrive (a chunk of an eStargz layer fetched over a slow link):
+/// each piece pushed is inflated at once into the caller's output and hashed, so once the last piece
+/// is in, the chunk is decoded and its digest known, rather than only then begun. As
+/// decode_first_member: the first `skip` decoded bytes are dropped, the next `size` kept, nothing
+/// past them decoded (input after that is ignored), and a member that ends before them is corrupt.
+pub struct GzipMemberStream {
+    inflater: Inflater,
+    hasher: Hasher,
+    skip: usize,
+    scratch: Vec<u8>,
+    filled: usize,
+    size: usize,
+}
+
+impl GzipMemberStream {
+    pub fn new(algo: DigestAlgo, skip: usize, size: usize) -> Result<GzipMemberStream> {
+        Ok(GzipMemberStream { inflater: Inflater::new(GZIP_WINDOW_BITS)?, hasher: Hasher::new(algo), skip, scratch: vec![0u8; skip.min(SKIP_PIECE)], filled: 0, size })
+    }
+
+    /// Inflates the next piece of the member into `out` (the whole output, `size` bytes, the same
+    /// each time); the bytes of it filled so far.
+    pub fn push(&mut self, mut input: &[u8], out: &mut [u8]) -> Result<usize> {
+        if out.len() != self.size {
+            return arg(format!("output of {} bytes for a member stream of {}", out.len(), self.size));
+        }
+        while !input.is_empty() && self.filled < self.size {
+            let piece = if self.skip > 0 {
+                let n = self.skip.min(self.scratch.len());
+                &mut self.scratch[..n]
+            } else {
+                &mut out[self.filled..]
+            };
+            let (r, taken, n) = self.inflater.run(input, piece, Z_NO_FLUSH);
+            input = &input[taken..];
+            if self.skip > 0 {
+                self.skip -= n;
+            } else {
+                self.hasher.update(&out[self.filled..self.filled + n])?;
+                self.filled += n;
+            }
+            match r {
+                Z_STREAM_END if self.skip > 0 || self.filled < self.size => {
+                    return Err(NativeError::Corrupt(format!("member ends after {} of the {} bytes wanted", self.filled, self.size)));
+                }
+                Z_STREAM_END => break,
+                Z_OK if taken > 0 || n > 0 => {}
+                // no progress: the piece is used up inside the member (more is to come)
+                Z_OK | Z_BUF_ERROR => break,
+                Z_MEM_ERROR => return Err(NativeError::Internal("inflate: out of memory".into())),
+                _ => return Err(NativeError::Corrupt(format!("gzip member: {}", self.inflater.message()))),
+            }
+        }
+        Ok(self.filled)
+    }
+
+    /// The digest of the kept bytes, once all of them are decoded.
+    pub fn finish(&mut self) -> Result<[u8; 32]> {
+        if self.filled < self.size {
+            return Err(NativeError::Corrupt(format!("gzip member truncated: {} of the {} bytes wanted", self.filled, self.size)));
+        }
+        self.hasher.finish()
     }
 }

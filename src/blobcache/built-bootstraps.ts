@@ -16,7 +16,11 @@ import { writeAtomically } from '../util/files.js';
 /** File names of built bootstraps (cache GC removes them with their images' blobs). */
 export const BUILT_BOOTSTRAP = /^built-[0-9a-f]{64}\.boot$/;
 
-const LOCK_POLL_MS = 10;
+/**
+ * A mount waiting for the snapshotter's build is on a container start's path: it tries the lock this
+ * often (a flock(2) call each: cheap even through a minute's wait).
+ */
+const LOCK_POLL_MS = 2;
 /** How long a builder waits for another's lock before building anyway (that one may hang on a registry). */
 const DEFAULT_LOCK_WAIT_MS = 60_000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -137,6 +137,11 @@ export class BlobCache {
     await closeEntry(entry);
   }
 
+  /** Opens the blob's files, made if missing (another process, or a FUSE worker, may open them next). */
+  async open(blob: BlobInfo): Promise<void> {
+    await this.entry(blob);
+  }
+
   /**
    * Whether chunk `ref` of `blob` is in this cache (opens the blob's files); when it is, its bit is
    * on disk by the time this resolves (another process, or a FUSE worker, may read the map next).

@@ -17,7 +17,7 @@ import type { BlobInfo, ChunkRef } from '../rafs/tree.js';
 import { forEachInSlices } from '../util/slices.js';
 import { ShortReadError, type BlobBackend } from './backend.js';
 import { claimKey } from './chunk-claim.js';
-import { decodeCheckpointRun, decodeChunkAsync } from './chunk-decoder.js';
+import { decodeCheckpointRun, decodeChunkAsync, MemberChunkStream } from './chunk-decoder.js';
 
 /** Where fetched chunks go: the cache's data file and chunk map of one blob. */
 export interface ChunkSink {
@@ -312,25 +312,30 @@ export class ChunkFetcher {
     const began = performance.now();
     let failed = false;
     const timer = setTimeout(() => deadline.abort(new FetchTimeoutError(`blob ${blob.blobId}: ${length} bytes at ${range.start} not fetched within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs);
-    const take = (buf: Buffer, filled: number): void => {
+    // eStargz chunks decoded as their bytes arrive, from a backend that reports them (StreamedChunks)
+    const streams = new StreamedChunks(blob, range.start);
+    const take = (buf: Buffer, filled: number, arriving: boolean): void => {
       // bytes of a request given up on: its chunks have failed already
       if (deadline.signal.aborted) return;
+      if (!runs) streams.feed(order, next, buf, filled, arriving);
       for (; next < order.length; next++) {
         const w = order[next]!;
         const at = w.ref.compressedOffset - range.start;
         if (at + w.ref.compressedSize > filled) break;
         const stored = buf.subarray(at, at + w.ref.compressedSize);
-        if (!runs) settling.push(this.settle(blob, sink, w, () => decodeChunkAsync(blob, w.ref, stored)));
+        const stream = streams.take(w);
+        if (stream) settling.push(this.settle(blob, sink, w, async () => stream.finish()));
+        else if (!runs) settling.push(this.settle(blob, sink, w, () => decodeChunkAsync(blob, w.ref, stored)));
         else settling.push(...this.settleRun(blob, sink, runs, w, stored));
       }
     };
     try {
       this.stats.requests++;
       // a backend deaf to the signal is not waited for either
-      const given = isSpansBlob(blob) ? this.readSpans(blob, range.start, length, deadline.signal) : this.readStored(blob, range.start, length, take, deadline.signal);
+      const given = isSpansBlob(blob) ? this.readSpans(blob, range.start, length, deadline.signal) : this.readStored(blob, range.start, length, (buf, filled) => take(buf, filled, true), deadline.signal);
       const stored = await Promise.race([given, abortion(deadline.signal)]);
       if (stored.length !== length) throw new ShortReadError(`blob ${blob.blobId}: wanted ${length} bytes at ${range.start}, got ${stored.length}`);
-      take(stored, length);
+      take(stored, length, false);
     } catch (err) {
       failed = true;
       this.stats.errors++;
@@ -407,6 +412,45 @@ export class ChunkFetcher {
     else this.stats.storeErrors++;
     w.resolve(data);
     return undefined;
+  }
+}
+
+/**
+ * The member chunks of one request being decoded as their bytes arrive (MemberChunkStream), each
+ * fed what came of its stored bytes. Streams are begun only while bytes are reported arriving: a
+ * backend that hands them over all at once gets them decoded whole, on the thread pool. A request
+ * retried from its start (a new buffer, or fewer bytes than before) begins its streams anew.
+ */
+class StreamedChunks {
+  private readonly streams = new Map<Waiter, MemberChunkStream>();
+  private buf: Buffer | undefined;
+  private fedTo = 0;
+
+  constructor(private readonly blob: BlobInfo, private readonly start: number) {}
+
+  /** The bytes of `buf` up to `filled` to the streams of chunks order[from..] (begun for those that suit, while `arriving`). */
+  feed(order: readonly Waiter[], from: number, buf: Buffer, filled: number, arriving: boolean): void {
+    if (buf !== this.buf || filled < this.fedTo) {
+      this.streams.clear();
+      this.buf = buf;
+      this.fedTo = 0;
+    }
+    for (let i = from; i < order.length; i++) {
+      const w = order[i]!;
+      const at = w.ref.compressedOffset - this.start;
+      const end = Math.min(filled, at + w.ref.compressedSize);
+      let stream = this.streams.get(w);
+      if (!stream && arriving && this.fedTo <= at && end > at && MemberChunkStream.suits(this.blob, w.ref)) this.streams.set(w, (stream = new MemberChunkStream(this.blob, w.ref)));
+      if (stream && end > Math.max(at, this.fedTo)) stream.push(buf.subarray(Math.max(at, this.fedTo), end));
+    }
+    this.fedTo = filled;
+  }
+
+  /** The stream of chunk `w` (its bytes all fed), if it has one; forgotten here. */
+  take(w: Waiter): MemberChunkStream | undefined {
+    const stream = this.streams.get(w);
+    this.streams.delete(w);
+    return stream;
   }
 }
 

@@ -159,6 +159,13 @@ export class ImageMount {
       // queues on is busy then (an optimized image's hot region is being decoded: 50–60 ms)
       const path = join(cache.dir, `${createHash('sha256').update(bootstrap).digest('hex')}.boot`);
       const kept = keepBootstrapCopy(path, bootstrap);
+      // every blob's cache files made (or checked) on the thread pool while the tables are read
+      // here: the workers open them read-only. A made chunk map is synced, which can take as long
+      const files = Promise.all(rafs.blobs.map(async (blob) => {
+        await cache.forgetIfReplaced(blob);
+        if (blob.chunkCount > 0) await cache.open(blob);
+      }));
+      files.catch(() => undefined); // awaited below, unless the tables fail first
       const tables = await blobChunkTables(rafs);
       const refs = rafs.blobs.map((blob) => new Map((tables.get(blob.blobId) ?? []).map((r): [number, ChunkRef] => [r.ciIndex, r])));
       mount = new ImageMount(name, slot, spec, rafs, { slot, name, bootstrap: path, data, cacheDir: cache.dir, block: ctx.block }, { cache, remote, refs, tables }, ctx);
@@ -171,12 +178,7 @@ export class ImageMount {
       for (const [id, t] of tables) if (!ctx.tables.has(id)) ctx.tables.set(id, t);
       if (ctx.block) mount.flatMap();
       ctx.sources.add(mount, rafs.blobs.map(storedBlobId), remote.backends);
-      // create (or check) every blob's cache files now, side by side: the workers open them read-only
-      await Promise.all(rafs.blobs.map(async (blob, index) => {
-        const first = refs[index]!.values().next().value;
-        await cache.forgetIfReplaced(blob);
-        if (first) await cache.isCached(blob, first);
-      }));
+      await files;
       return mount;
     } catch (err) {
       if (mount) {

@@ -37,6 +37,9 @@ interface Addon {
   zstdStreamPush(handle: unknown, src: Uint8Array): void;
   zstdStreamPull(handle: unknown): Buffer;
   zstdStreamFinish(handle: unknown): void;
+  gzipMemberStreamCreate(algo: DigestAlgorithm, skip: number, size: number): unknown;
+  gzipMemberStreamPush(handle: unknown, src: Uint8Array, dst: Uint8Array): number;
+  gzipMemberStreamFinish(handle: unknown): Buffer;
   pidfdGetfd(pid: number, fd: number): number;
   fdSend(path: string, fd: number, data: Uint8Array, timeoutMs: number): void;
   fdReceive(path: string, timeoutMs: number): [number, Buffer];
@@ -218,6 +221,30 @@ export function decodeMemberBatch(codec: MemberCodec, srcs: Uint8Array[], skips:
     return Promise.reject(new RangeError(`${skips.length} skips and ${sizes.length} sizes for ${srcs.length} inputs`));
   }
   return splitBatch(srcs, (part, start) => addon.memberDecodeBatch(codec, part, skips.slice(start, start + part.length), sizes.slice(start, start + part.length)));
+}
+
+/**
+ * The first gzip member of bytes fed in pieces as they arrive, decoded as each comes, as
+ * decodeMemberInto decodes it whole: its first `skip` decoded bytes dropped, the next fill `out`
+ * (exactly the size wanted), nothing past them decoded. Each piece is inflated into `out` and
+ * hashed with `algo` at once, so the digest is ready when the last piece is in.
+ */
+export class GzipMemberStream {
+  private readonly handle: unknown;
+
+  constructor(algo: DigestAlgorithm, skip: number, readonly out: Buffer) {
+    this.handle = addon.gzipMemberStreamCreate(algo, skip, out.length);
+  }
+
+  /** Decodes the next piece of the member (ERR_NATIVE_CORRUPT if it is not one); whether `out` is full. */
+  push(src: Uint8Array): boolean {
+    return addon.gzipMemberStreamPush(this.handle, src, this.out) === this.out.length;
+  }
+
+  /** The digest of `out`, once it is full (else ERR_NATIVE_CORRUPT: the member ended, or its bytes did, first). */
+  digest(): Buffer {
+    return addon.gzipMemberStreamFinish(this.handle);
+  }
 }
 
 /**

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { claimKey } from '../../src/blobcache/chunk-claim.js';
-import { ChunkIntegrityError, decodeChunk, decodeChunkAsync } from '../../src/blobcache/chunk-decoder.js';
+import { ChunkIntegrityError, decodeChunk, decodeChunkAsync, MemberChunkStream } from '../../src/blobcache/chunk-decoder.js';
 import { ChunkFetcher, type ChunkSink } from '../../src/blobcache/fetcher.js';
+import type { BlobBackend } from '../../src/blobcache/backend.js';
 import { LocalDirBackend } from '../../src/blobcache/local-backend.js';
 import { SyncBlobDirSource } from '../../src/blobcache/sync-blob-dir-source.js';
 import { compress, type MemberCodec } from '../../src/native/index.js';
@@ -79,6 +80,18 @@ function layer(codec: MemberCodec, members: Buffer[][]): Layer {
 }
 
 const storedOf = (l: Layer, ref: ChunkRef): Buffer => l.bytes.subarray(ref.compressedOffset, ref.compressedOffset + ref.compressedSize);
+
+/** A cache sink in memory: what was stored, by chunk index. */
+function sink(): ChunkSink & { stored: Map<number, Buffer> } {
+  const stored = new Map<number, Buffer>();
+  return {
+    stored,
+    isReady: (i) => stored.has(i),
+    write: async (ref, data) => void stored.set(ref.ciIndex, data),
+    sync: async () => undefined,
+    markReady: async () => undefined,
+  };
+}
 
 /** Three members: one chunk; three small chunks sharing one (innerOffset); a 64 KiB chunk. */
 const sampleMembers = (): Buffer[][] => [
@@ -171,17 +184,6 @@ describe('fetching chunks that share or overlap stored ranges', () => {
   const dir = mkdtempSync(join(work, 'fetch-'));
   writeFileSync(join(dir, l.blob.blobId), l.bytes);
 
-  function sink(): ChunkSink & { stored: Map<number, Buffer> } {
-    const stored = new Map<number, Buffer>();
-    return {
-      stored,
-      isReady: (i) => stored.has(i),
-      write: async (ref, data) => void stored.set(ref.ciIndex, data),
-      sync: async () => undefined,
-      markReady: async () => undefined,
-    };
-  }
-
   it('merges every chunk into one request and verifies each', async () => {
     const backend = new CountingBackend(new LocalDirBackend(dir));
     const fetcher = new ChunkFetcher(backend, { amplify: 0 });
@@ -228,6 +230,84 @@ describe('fetching chunks that share or overlap stored ranges', () => {
 
 /** The research fixtures, in the repository (test/stargz/fixtures, README there): real eStargz and zstd:chunked layers. */
 const stargzFixture = (name: string): string => join(import.meta.dirname, '..', 'stargz', 'fixtures', name);
+
+describe('gzip member chunks decoded as their bytes arrive', () => {
+  // chunks past INLINE_DECODE_MAX (those are decoded inline, whole): one alone, two sharing a member
+  const l = layer('gzip', [[content(21, 200_000)], [content(22, 100_000), content(23, 150_000)], [content(24, 70_000)]]);
+  const dir = mkdtempSync(join(work, 'stream-'));
+  writeFileSync(join(dir, l.blob.blobId), l.bytes);
+  const local = new LocalDirBackend(dir);
+
+  /** Pushes a chunk's stored bytes in pieces of `piece`; its MemberChunkStream's result. */
+  const streamed = (ref: ChunkRef, stored: Buffer, piece: number): Buffer => {
+    const stream = new MemberChunkStream(l.blob, ref);
+    for (let at = 0; at < stored.length; at += piece) stream.push(stored.subarray(at, at + piece));
+    return stream.finish();
+  };
+
+  it('gives what decodeChunk gives, for pieces of any size', () => {
+    expect(l.chunks.every(({ ref }) => MemberChunkStream.suits(l.blob, ref))).toBe(true);
+    for (const { ref, data } of l.chunks) {
+      for (const piece of [1 << 20, 4096, 333]) expect(streamed(ref, storedOf(l, ref), piece).equals(data)).toBe(true);
+    }
+  });
+
+  it('a corrupt member, a wrong digest and bytes that stop short are ChunkIntegrityError, at the end', () => {
+    const { ref } = l.chunks[2]!; // in the shared member, past the first chunk's bytes
+    const flipped = Buffer.from(storedOf(l, ref));
+    flipped[Math.floor(flipped.length * 0.75)] ^= 0x55; // within this chunk's own bytes
+    expect(() => streamed(ref, flipped, 4096)).toThrow(ChunkIntegrityError);
+    expect(() => streamed({ ...ref, digest: sha256(Buffer.from('something else')) }, storedOf(l, ref), 4096)).toThrow(/digest mismatch/);
+    expect(() => streamed(ref, storedOf(l, ref).subarray(0, 1000), 100)).toThrow(ChunkIntegrityError);
+  });
+
+  /** Hands a range over in pieces as they "arrive" (a turn apart); with `restart`, starts over once, in a new buffer, halfway. */
+  class TricklingBackend implements BlobBackend {
+    constructor(private readonly piece: number, private readonly restart = false, private readonly tamper?: (data: Buffer) => void) {}
+
+    async readRange(blobId: string, offset: number, length: number, progress?: (buf: Buffer, filled: number) => void): Promise<Buffer> {
+      const data = Buffer.from(await local.readRange(blobId, offset, length));
+      this.tamper?.(data);
+      let buf = Buffer.alloc(length);
+      for (let filled = 0, restarted = !this.restart; filled < length;) {
+        await new Promise((r) => setImmediate(r));
+        filled = Math.min(length, filled + this.piece);
+        data.copy(buf, 0, 0, filled);
+        progress?.(buf, filled);
+        if (!restarted && filled > length / 2) {
+          restarted = true;
+          buf = Buffer.alloc(length);
+          filled = 0;
+        }
+      }
+      return buf;
+    }
+
+    size(blobId: string): Promise<number> {
+      return local.size(blobId);
+    }
+
+    async close(): Promise<void> {}
+  }
+
+  it('the fetcher verifies them from bytes reported as they arrive, also when the request starts over', async () => {
+    for (const backend of [new TricklingBackend(5000), new TricklingBackend(64 << 10, true)]) {
+      const fetcher = new ChunkFetcher(backend, { amplify: 0 });
+      const s = sink();
+      const got = await Promise.all(l.chunks.map(({ ref }) => fetcher.fetch(l.blob, ref, s)));
+      got.forEach((data, i) => expect(data.equals(l.chunks[i]!.data)).toBe(true));
+      expect(fetcher.stats).toMatchObject({ requests: 1, chunks: l.chunks.length, corruptChunks: 0 });
+    }
+  });
+
+  it('a chunk whose bytes came corrupt is asked for again, then refused: never served', async () => {
+    const { ref } = l.chunks[0]!;
+    const flip = (data: Buffer): void => void (data[100] ^= 0x55);
+    const fetcher = new ChunkFetcher(new TricklingBackend(5000, false, flip), { amplify: 0 });
+    await expect(fetcher.fetch(l.blob, ref, sink())).rejects.toThrow(ChunkIntegrityError);
+    expect(fetcher.stats).toMatchObject({ requests: 2, corruptChunks: 2, refetches: 1 });
+  });
+});
 
 describe('chunks of real stargz-family layers', () => {
   const alphabet = Buffer.from(Array.from({ length: 2500 }, (_, i) => 65 + (i % 26)));

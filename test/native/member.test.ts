@@ -2,7 +2,7 @@
 // the real tools (node:zlib, the zstd CLI), followed by more members that must not be read.
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { compress, decodeMember, decodeMemberBatch, decodeMemberInto, type MemberCodec } from '../../src/native/index.js';
+import { compress, decodeMember, decodeMemberBatch, decodeMemberInto, digest, GzipMemberStream, type MemberCodec } from '../../src/native/index.js';
 import { cli, codeOf, KiB, rejectionOf, sample } from './helpers.js';
 
 const payload = sample('node binary 16 MiB').subarray(0, 300 * KiB);
@@ -56,5 +56,43 @@ describe('member arguments', () => {
     expect(codeOf(() => decodeMember('lz4_block' as MemberCodec, lz4, 0, 10))).toBe('ERR_NATIVE_ARGUMENT');
     expect(codeOf(() => decodeMember('gzip', gzipSync(payload), -1, 10))).toBe('ERR_NATIVE_ARGUMENT');
     await expect(decodeMemberBatch('gzip', [payload], [0, 0], [1])).rejects.toThrow(RangeError);
+  });
+});
+
+describe('GzipMemberStream', () => {
+  const first = member('gzip', payload);
+  const stored = Buffer.concat([first, member('gzip', other)]);
+  /** Pushes `bytes` in pieces of `piece` bytes; whether the output was full after the last. */
+  const feed = (stream: GzipMemberStream, bytes: Buffer, piece: number): boolean => {
+    let full = false;
+    for (let at = 0; at < bytes.length; at += piece) full = stream.push(bytes.subarray(at, at + piece));
+    return full;
+  };
+
+  it('decodes the wanted bytes fed in pieces of any size, as decodeMember does, with their digest', () => {
+    for (const [skip, size, piece] of [[0, payload.length, 1], [0, payload.length, 4096], [12345, 100 * KiB, 777], [payload.length - 10, 10, 65536]] as const) {
+      const stream = new GzipMemberStream('sha256', skip, Buffer.alloc(size));
+      expect(feed(stream, stored, piece)).toBe(true);
+      expect(stream.out.equals(decodeMember('gzip', stored, skip, size))).toBe(true);
+      expect(stream.digest().equals(digest('sha256', stream.out))).toBe(true);
+    }
+  });
+
+  it('is full, and decodes nothing more, once the wanted bytes are in: the next member is never read', () => {
+    const stream = new GzipMemberStream('sha256', 0, Buffer.alloc(1000));
+    expect(stream.push(stored)).toBe(true);
+    expect(stream.push(Buffer.from('not gzip at all'))).toBe(true);
+    expect(stream.out.equals(payload.subarray(0, 1000))).toBe(true);
+  });
+
+  it('a member that ends before the wanted bytes, corrupt bytes, or bytes that stop short are ERR_NATIVE_CORRUPT', () => {
+    const long = new GzipMemberStream('sha256', 0, Buffer.alloc(payload.length + 1));
+    expect(codeOf(() => feed(long, stored, 4096))).toBe('ERR_NATIVE_CORRUPT');
+    const broken = Buffer.from(first);
+    broken[2] ^= 0xff; // the method byte
+    expect(codeOf(() => new GzipMemberStream('sha256', 0, Buffer.alloc(10)).push(broken))).toBe('ERR_NATIVE_CORRUPT');
+    const short = new GzipMemberStream('sha256', 0, Buffer.alloc(payload.length));
+    expect(feed(short, first.subarray(0, first.length >> 1), 1000)).toBe(false);
+    expect(codeOf(() => short.digest())).toBe('ERR_NATIVE_CORRUPT');
   });
 });
