@@ -236,8 +236,9 @@ export class ImageMount {
     this.programs = new ProgramPrefetch({
       rafs: this.rafs,
       traced: (nid) => traced.has(nid),
+      // verified bytes as soon as they are, not once stored: the loader's next steps are found in them
       read: async (nid, offset, length) => Buffer.concat(await Promise.all(this.rafs.chunksForRange(nid, offset, length)
-        .map(async (s) => (await this.ask(blobOf(s.chunk), s.chunk, 'prefetch')).subarray(s.start, s.start + s.length)))),
+        .map(async (s) => (await this.ask(blobOf(s.chunk), s.chunk, 'prefetch', true)).subarray(s.start, s.start + s.length)))),
       prefetch: (refs) => {
         // not yielding to demand: the start's own misses are what this runs beside; it keeps the link busy between them
         const prefetch = new Prefetcher(this.prefetchHooks(), { streams: EXEC_PREFETCH_STREAMS, yieldToDemand: false });
