@@ -82,12 +82,14 @@ export class ImageMounts {
 
   /**
    * A remote layer was committed while containerd pulls: an eStargz chain's bootstrap is built now.
-   * `onTop` hears of the layer a container of the image will mount: a Nydus bootstrap layer, or
-   * the top of the image's run of eStargz layers.
+   * `onTop` hears of the layer a container of the image will mount: a Nydus bootstrap layer (from
+   * the first data layer whose labels name it: containerd commits the bootstrap last), or the top
+   * of the image's run of eStargz layers.
    */
   pulled(remote: RemoteLayer, onTop: (remote: RemoteLayer) => void): void {
     if (remote.role === 'stargz') this.warmup.layer(remote, onTop);
     else if (remote.role === 'bootstrap') onTop(remote);
+    else if (remote.role === 'blob' && remote.top !== undefined) onTop({ ref: remote.ref, digest: remote.top, role: 'bootstrap', ...(remote.auth ? { auth: remote.auth } : {}) });
   }
 
   /**

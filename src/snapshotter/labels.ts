@@ -14,6 +14,9 @@ export const Label = {
   STARGZ_DIGEST: 'containerd.io/snapshot/remote/stargz.digest',
   CRI_REF: 'containerd.io/snapshot/cri.image-ref',
   CRI_DIGEST: 'containerd.io/snapshot/cri.layer-digest',
+  /** The layer's digest and those of the layers above it, comma separated (cut short at the top to fit). */
+  STARGZ_LAYERS: 'containerd.io/snapshot/remote/stargz.layers',
+  CRI_LAYERS: 'containerd.io/snapshot/cri.image-layers',
   NYDUS_BLOB: Annotation.NYDUS_BLOB,
   NYDUS_BOOTSTRAP: Annotation.NYDUS_BOOTSTRAP,
   /** An eStargz layer's TOC digest (containerd passes the layer annotation on). */
@@ -78,6 +81,8 @@ export interface RemoteLayer {
   role: 'bootstrap' | 'blob' | 'stargz' | 'indexed';
   /** The image registry's credentials, from the pull secret labels: over any the snapshotter has for that host. */
   auth?: { username: string; password: string };
+  /** A Nydus data layer's image's top layer (its bootstrap), when the labels name it for certain: see imageTop. */
+  top?: string;
 }
 
 /** Whether the layer is served as the chain of its image's layers up to it (an eStargz or indexed gzip layer). */
@@ -96,7 +101,23 @@ export function remoteLayer(labels: Record<string, string>): RemoteLayer | undef
   if (ref.length > MAX_REF_LENGTH || !REFERENCE.test(ref)) throw new InvalidArgumentError(`image reference label ${JSON.stringify(ref.slice(0, 128))} is not a reference`);
   if (!DIGEST.test(digest)) throw new InvalidArgumentError(`layer digest label ${JSON.stringify(digest.slice(0, 128))} is not a sha256 digest`);
   const auth = pullSecret(labels);
-  return { ref, digest, role, ...(auth ? { auth } : {}) };
+  const top = role === 'blob' ? imageTop(labels, digest) : undefined;
+  return { ref, digest, role, ...(auth ? { auth } : {}), ...(top ? { top } : {}) };
+}
+
+/**
+ * The image's top layer by the layers label of its layer `digest` (that layer's digest first, then
+ * those above it: ctr-remote's and CRI's), unless the label may have been cut short: containerd
+ * drops the top digests that would not fit in a label. Undefined then, or for a label of another shape.
+ */
+function imageTop(labels: Record<string, string>, digest: string): string | undefined {
+  const key = labels[Label.CRI_LAYERS] !== undefined ? Label.CRI_LAYERS : Label.STARGZ_LAYERS;
+  const value = labels[key];
+  // one more digest would not have fit: the top may be missing
+  if (value === undefined || Buffer.byteLength(key) + value.length + 1 + 'sha256:'.length + 64 > MAX_LABEL_BYTES) return undefined;
+  const digests = value.split(',');
+  if (digests[0] !== digest || digests.length < 2 || !digests.every((d) => DIGEST.test(d))) return undefined;
+  return digests.at(-1);
 }
 
 /**

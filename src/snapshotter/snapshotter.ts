@@ -273,6 +273,8 @@ export class Snapshotter {
    */
   private premount(remote: RemoteLayer): void {
     const name = ImageMounts.nameOf(remote);
+    // its first data layer's commit mounts a Nydus image, and its bootstrap's would again
+    if (this.premounted.has(name)) return;
     this.premounting++;
     // a Cleanup meanwhile (containerd's garbage collection runs when it will) keeps it too
     this.premounted.set(name, remote);

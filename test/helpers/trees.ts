@@ -1,6 +1,6 @@
 // Compares directory trees as the kernel shows them: see tree-manifest.py for what is recorded.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmdirSync } from 'node:fs';
+import { lstatSync, mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +30,19 @@ export function diffManifests(want: Manifest, got: Manifest, ignore: (path: stri
       const y = JSON.stringify(b[field]);
       if (x !== y) out.push(`${path}: ${field} ${x} != ${y}`);
     }
+  }
+  return out;
+}
+
+/**
+ * `manifest` of `root` with each mtime rounded to the nearest second, as the converted image has it:
+ * ctr-remote rewrites each tar with Go's archive/tar, which rounds debian-ml's sub-second PAX mtimes.
+ */
+export function roundedMtimes(root: string, manifest: Manifest): Manifest {
+  const out: Manifest = {};
+  for (const [path, fields] of Object.entries(manifest)) {
+    const ns = lstatSync(join(root, path), { bigint: true }).mtimeNs;
+    out[path] = 'mtime' in fields ? { ...fields, mtime: Number((ns + 500_000_000n) / 1_000_000_000n) } : fields;
   }
   return out;
 }

@@ -134,8 +134,8 @@ export function registryLogSince(offset: number): string[] {
   return readFileSync(REGISTRY_LOG).subarray(offset).toString('utf8').split('\n').filter(Boolean);
 }
 
-/** Bytes of GETs of these blobs logged since `offset`. */
-export function registryBlobBytes(offset: number, digests: string[]): number {
+/** Bytes of GETs of these blobs logged since `offset` (only those of a user agent `agent` matches, if given). */
+export function registryBlobBytes(offset: number, digests: string[], agent?: RegExp): number {
   const size = statSync(REGISTRY_LOG).size;
   const buf = Buffer.alloc(size - offset);
   const fd = openSync(REGISTRY_LOG, 'r');
@@ -146,8 +146,8 @@ export function registryBlobBytes(offset: number, digests: string[]): number {
   }
   let total = 0;
   for (const line of buf.toString('utf8').split('\n')) {
-    const m = /"GET \/v2\/[^ ]+\/blobs\/(sha256:[0-9a-f]{64}) [^"]*" 20[06] (\d+)/.exec(line);
-    if (m && digests.includes(m[1]!)) total += Number(m[2]);
+    const m = /"GET \/v2\/[^ ]+\/blobs\/(sha256:[0-9a-f]{64}) [^"]*" 20[06] (\d+) "[^"]*" "([^"]*)"/.exec(line);
+    if (m && digests.includes(m[1]!) && (!agent || agent.test(m[3]!))) total += Number(m[2]);
   }
   return total;
 }

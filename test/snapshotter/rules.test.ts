@@ -29,6 +29,23 @@ describe('labels', () => {
     expect(() => remoteLayer({ ...layer, [Label.PULL_USERNAME]: 'a:b', [Label.PULL_SECRET]: 'p' })).toThrow(/a user name has no colon/);
   });
 
+  it('names a Nydus data layer\'s image top (its bootstrap) from the layers label, only when the label cannot have been cut short', () => {
+    const digest = (n: number): string => `sha256:${n.toString(16).padStart(64, '0')}`;
+    const blob = { [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: 'r.io/a:b', [Label.STARGZ_DIGEST]: digest(1) };
+    const layers = (key: string, ...n: number[]): Record<string, string> => ({ ...blob, [key]: n.map(digest).join(',') });
+    expect(remoteLayer(layers(Label.STARGZ_LAYERS, 1, 2, 3))?.top).toBe(digest(3));
+    expect(remoteLayer(layers(Label.CRI_LAYERS, 1, 9))?.top).toBe(digest(9));
+    // the list must start at this layer and hold digests; a layer alone, or a bootstrap, names no top
+    for (const labels of [layers(Label.STARGZ_LAYERS, 2, 3), { ...blob, [Label.STARGZ_LAYERS]: `${digest(1)},latest` }, layers(Label.STARGZ_LAYERS, 1), { ...layers(Label.STARGZ_LAYERS, 1, 2), [Label.NYDUS_BLOB]: 'false', [Label.NYDUS_BOOTSTRAP]: 'true' }]) {
+      expect(remoteLayer(labels)?.top).toBeUndefined();
+    }
+    // 56 digests fill the label so that a 57th would not fit: containerd may have dropped the top ones
+    const full = Array.from({ length: 56 }, (_, i) => i + 1);
+    expect(Label.STARGZ_LAYERS.length + full.map(digest).join(',').length + 72).toBeGreaterThan(4096);
+    expect(remoteLayer(layers(Label.STARGZ_LAYERS, ...full))?.top).toBeUndefined();
+    expect(remoteLayer(layers(Label.STARGZ_LAYERS, ...full.slice(0, 55)))?.top).toBe(digest(55));
+  });
+
   it('refuses malformed refs and digests instead of mounting them', () => {
     expect(() => remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: 'a b', [Label.STARGZ_DIGEST]: D })).toThrow(InvalidArgumentError);
     expect(() => remoteLayer({ [Label.NYDUS_BLOB]: 'true', [Label.STARGZ_REF]: `r.io/${'a'.repeat(2000)}`, [Label.STARGZ_DIGEST]: D })).toThrow(InvalidArgumentError);

@@ -122,8 +122,9 @@ describe('snapshotter with containerd', () => {
     const from = registryLogOffset();
     const pull = await ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', SNAPSHOTTER, DEBIAN]);
     expect(pull.code, pull.stderr).toBe(0);
-    // rpull downloaded none of the layers: every one committed remotely
-    expect(registryBlobBytes(from, all)).toBe(0);
+    // rpull downloaded none of the layers: every one committed remotely (the image's daemon, mounted
+    // from the first layer's commit on, may be reading its bootstrap meanwhile)
+    expect(registryBlobBytes(from, all, /^containerd\//)).toBe(0);
     const started = await runIn(DEBIAN, 'lazy', ['/bin/sh', '-c', 'echo started']);
     expect(started.stdout.trim()).toBe('started');
     expect(daemonStarts()).toContain(spare);

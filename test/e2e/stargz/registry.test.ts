@@ -9,7 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { crc32, gunzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -21,7 +21,7 @@ import { type Daemon, cleanUp, daemonPids, ourMounts, startDaemon as startMountD
 import { pushStargzImage } from '../../helpers/push-stargz-image.js';
 import { manifestLayers, registryBlobBytes, registryLogOffset } from '../../snapshotter/env.js';
 import { runAsync } from '../../helpers/run.js';
-import { diffManifests, type Manifest, treeManifest } from '../../helpers/trees.js';
+import { diffManifests, roundedMtimes, treeManifest } from '../../helpers/trees.js';
 import { waitFor } from '../../helpers/wait-for.js';
 import { sha256, synthEstargz } from '../../stargz/helpers.js';
 
@@ -42,19 +42,6 @@ function startDaemon(name: string, target: string): Daemon {
   const d = startMountDaemon(['--target', target, '--plain-http', '--cache-dir', p(`${name}.cache`)], p(name));
   daemons.push(d);
   return d;
-}
-
-/**
- * `manifest` of `root` with each mtime rounded to the nearest second, as the converted image has it:
- * ctr-remote rewrites each tar with Go's archive/tar, which rounds debian-ml's sub-second PAX mtimes.
- */
-function roundedMtimes(root: string, manifest: Manifest): Manifest {
-  const out: Manifest = {};
-  for (const [path, fields] of Object.entries(manifest)) {
-    const ns = lstatSync(join(root, path), { bigint: true }).mtimeNs;
-    out[path] = 'mtime' in fields ? { ...fields, mtime: Number((ns + 500_000_000n) / 1_000_000_000n) } : fields;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
