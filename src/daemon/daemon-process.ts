@@ -51,11 +51,15 @@ export function spawnDaemon(launch: DaemonLaunch): DaemonProcess {
   return { identity: identify(child.pid ?? 0) ?? { pid: child.pid, startTime: undefined, bootId: undefined }, exited };
 }
 
-/** Waits until the started daemon answers (`answers`); fails if it exits first or takes too long. */
+/**
+ * Waits until the started daemon answers (`answers`); fails if it exits first or takes too long. Asked
+ * again after 2 ms, then ever less often (up to every 20 ms): an assigned spare answers within a few
+ * milliseconds, and a container start waits for it (a new process takes a few hundred).
+ */
 export async function untilAnswering(daemon: DaemonProcess, answers: () => Promise<boolean>, launch: DaemonLaunch): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!(await answers())) {
-    const code = await Promise.race([daemon.exited, sleep(20).then(() => undefined)]);
+  for (let wait = 2; !(await answers()); wait = Math.min(20, wait * 2)) {
+    const code = await Promise.race([daemon.exited, sleep(wait).then(() => undefined)]);
     if (code !== undefined) throw new Error(`daemon ${launch.record.id} exited (${code}) while starting; see ${launch.logFile}`);
     if (Date.now() > deadline) throw new Error(`daemon ${launch.record.id} did not answer within ${START_TIMEOUT_MS / 1000} s; see ${launch.logFile}`);
   }
