@@ -47,9 +47,9 @@ function checkSpans(blob: BlobInfo, ref: ChunkRef, stored: Buffer): void {
   }
 }
 
-function checkStored(blob: BlobInfo, ref: ChunkRef, stored: Buffer): void {
-  if (stored.length !== ref.compressedSize) {
-    throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `got ${stored.length} stored bytes, expected ${ref.compressedSize}`);
+function checkStored(blob: BlobInfo, ref: ChunkRef, storedLength: number): void {
+  if (storedLength !== ref.compressedSize) {
+    throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `got ${storedLength} stored bytes, expected ${ref.compressedSize}`);
   }
   // the reader bounds it too; a chunk from elsewhere must not make decoding unbounded either
   if ((ref.innerOffset ?? 0) > MAX_INNER_OFFSET) {
@@ -77,7 +77,7 @@ function verified(blob: BlobInfo, ref: ChunkRef, data: Buffer, got: () => Buffer
  * else in a new buffer (or `stored` itself for an uncompressed chunk).
  */
 export function decodeChunk(blob: BlobInfo, ref: ChunkRef, stored: Buffer, into?: Buffer): Buffer {
-  checkStored(blob, ref, stored);
+  checkStored(blob, ref, stored.length);
   if (into && into.length !== ref.uncompressedSize) throw new RangeError(`decode buffer of ${into.length} bytes for a chunk of ${ref.uncompressedSize}`);
   let data: Buffer;
   if (isCheckpointed(blob)) {
@@ -151,7 +151,7 @@ export const INLINE_DECODE_MAX = 64 << 10;
 export async function decodeChunkAsync(blob: BlobInfo, ref: ChunkRef, stored: Buffer): Promise<Buffer> {
   // decoding from a checkpoint has no pool variant yet: a span and a chunk at most (MAX_INNER_OFFSET)
   if (ref.uncompressedSize <= INLINE_DECODE_MAX || isCheckpointed(blob)) return decodeChunk(blob, ref, stored);
-  checkStored(blob, ref, stored);
+  checkStored(blob, ref, stored.length);
   let data = stored;
   if (isMembers(blob) || isCompressed(blob, ref)) {
     try {
@@ -201,7 +201,7 @@ export class MemberChunkStream {
 
   finish(): Buffer {
     const { blob, ref } = this;
-    if (this.fed !== ref.compressedSize) throw new ChunkIntegrityError(blob.blobId, ref.ciIndex, `got ${this.fed} stored bytes, expected ${ref.compressedSize}`);
+    checkStored(blob, ref, this.fed);
     let got: Buffer;
     try {
       if (this.fault !== undefined) throw this.fault;

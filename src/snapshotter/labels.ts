@@ -113,8 +113,8 @@ export function remoteLayer(labels: Record<string, string>): RemoteLayer | undef
 function imageTop(labels: Record<string, string>, digest: string): string | undefined {
   const key = labels[Label.CRI_LAYERS] !== undefined ? Label.CRI_LAYERS : Label.STARGZ_LAYERS;
   const value = labels[key];
-  // one more digest would not have fit: the top may be missing
-  if (value === undefined || Buffer.byteLength(key) + value.length + 1 + 'sha256:'.length + 64 > MAX_LABEL_BYTES) return undefined;
+  // one more digest (as long as this one) would not have fit: the top may be missing
+  if (value === undefined || Buffer.byteLength(key) + value.length + 1 + digest.length > MAX_LABEL_BYTES) return undefined;
   const digests = value.split(',');
   if (digests[0] !== digest || digests.length < 2 || !digests.every((d) => DIGEST.test(d))) return undefined;
   return digests.at(-1);

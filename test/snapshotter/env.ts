@@ -5,7 +5,7 @@
 // vitest's worker must keep turning while containers run.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { signalIfRunning, type ProcessIdentity } from '../../src/daemon/process-identity.js';
 import { clientForReferences } from '../../src/registry/client.js';
@@ -136,16 +136,8 @@ export function registryLogSince(offset: number): string[] {
 
 /** Bytes of GETs of these blobs logged since `offset` (only those of a user agent `agent` matches, if given). */
 export function registryBlobBytes(offset: number, digests: string[], agent?: RegExp): number {
-  const size = statSync(REGISTRY_LOG).size;
-  const buf = Buffer.alloc(size - offset);
-  const fd = openSync(REGISTRY_LOG, 'r');
-  try {
-    readSync(fd, buf, 0, buf.length, offset);
-  } finally {
-    closeSync(fd);
-  }
   let total = 0;
-  for (const line of buf.toString('utf8').split('\n')) {
+  for (const line of registryLogSince(offset)) {
     const m = /"GET \/v2\/[^ ]+\/blobs\/(sha256:[0-9a-f]{64}) [^"]*" 20[06] (\d+) "[^"]*" "([^"]*)"/.exec(line);
     if (m && digests.includes(m[1]!) && (!agent || agent.test(m[3]!))) total += Number(m[2]);
   }
